@@ -1,0 +1,176 @@
+// Package cli owns civstack's command line: it parses subcommands and flags
+// (each flag also read from a CIVSTACK_* environment variable), wires the
+// domain packages together, and turns failures into one line on stderr and a
+// non-zero exit status.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Version is the civstack release; the build may override it with -ldflags.
+var Version = "0.1.0-dev"
+
+// errUsage marks errors caused by how the command was called (exit status 2).
+var errUsage = errors.New("usage")
+
+// env carries the process's outside world, injected for tests.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	now            func() time.Time
+}
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, e *env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the civstack server (the main job)", runServe},
+		{"demo", "seed the demo personas and organisations into a database", runDemo},
+		{"keys", "list or rotate the node's signing keys", runKeys},
+		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
+			fmt.Fprintln(e.stdout, "civstack", Version)
+			return nil
+		}},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `civstack %s: privacy-by-design civic digital infrastructure.
+
+Usage:
+  civstack <command> [flags]
+
+Commands:
+`, Version)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Run "civstack <command> --help" for a command's flags. Every flag can also be
+set through the environment variable named in its help (CIVSTACK_…); a flag on
+the command line wins.
+
+Start here:
+  civstack serve --demo     a local node with demo people, at http://localhost:8080
+`)
+}
+
+// Main runs the command line and returns the process exit status.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now}
+	return e.main(ctx, args)
+}
+
+func (e *env) main(ctx context.Context, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(e.stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, e, args[1:])
+		switch {
+		case err == nil, errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			fmt.Fprintf(e.stderr, "civstack %s: %v\n", c.name, strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
+			return 2
+		default:
+			fmt.Fprintf(e.stderr, "civstack %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(e.stderr, "civstack: unknown command %q (run civstack --help)\n", args[0])
+	return 2
+}
+
+// flags is a FlagSet whose defaults come from CIVSTACK_* variables.
+type flags struct {
+	*flag.FlagSet
+	e              *env
+	envErr         error
+	name, synopsis string
+}
+
+func (f *flags) printUsage() {
+	fmt.Fprintf(f.e.stdout, "Usage: civstack %s\n\n%s\n\nFlags:\n", f.name, f.synopsis)
+	f.SetOutput(f.e.stdout)
+	f.PrintDefaults()
+	f.SetOutput(io.Discard)
+}
+
+func newFlags(e *env, name, synopsis string) *flags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported in one line by main
+	fs.Usage = func() {}
+	return &flags{FlagSet: fs, e: e, name: name, synopsis: synopsis}
+}
+
+func (f *flags) envName(name string) string {
+	return "CIVSTACK_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+func (f *flags) String(name, def, help string) *string {
+	if v := f.e.getenv(f.envName(name)); v != "" {
+		def = v
+	}
+	return f.FlagSet.String(name, def, help+" (env "+f.envName(name)+")")
+}
+
+func (f *flags) Bool(name string, def bool, help string) *bool {
+	if v := f.e.getenv(f.envName(name)); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			f.envErr = fmt.Errorf("%w: %s=%q is not true or false", errUsage, f.envName(name), v)
+		}
+		def = b
+	}
+	return f.FlagSet.Bool(name, def, help+" (env "+f.envName(name)+")")
+}
+
+func (f *flags) Duration(name string, def time.Duration, help string) *time.Duration {
+	if v := f.e.getenv(f.envName(name)); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			f.envErr = fmt.Errorf("%w: %s=%q is not a duration such as 12h", errUsage, f.envName(name), v)
+		}
+		def = d
+	}
+	return f.FlagSet.Duration(name, def, help+" (env "+f.envName(name)+")")
+}
+
+// parse parses args; extra positional arguments are a usage error unless
+// allowArgs.
+func (f *flags) parse(args []string, allowArgs bool) error {
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			f.printUsage()
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if f.envErr != nil {
+		return f.envErr
+	}
+	if !allowArgs && f.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, f.Arg(0))
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/civstack/civstack/internal/demo"
+	"github.com/civstack/civstack/internal/keyring"
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/server"
+)
+
+const serveSynopsis = `Runs the civstack server: the citizen wallet, the role consoles, the machine API
+under /api/v1, and /healthz, /readyz and /metrics. On first start it creates the
+data directory, its keys and the database. Without --demo it prints a one-time
+link that makes the first person who opens it an operator.
+
+Passkeys are bound to the host name in --url, which must be a name (localhost,
+civstack.example.org), not an IP address. Behind a TLS-terminating proxy, set
+--url to the public https:// address.`
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, "serve [flags]", serveSynopsis)
+	addr := f.String("addr", "127.0.0.1:8080", "address to listen on")
+	public := f.String("url", "", "public URL people open (default http://localhost:<port>, or https:// with TLS)")
+	storage := addStorageFlags(f)
+	certFile := f.String("tls-cert", "", "TLS certificate file (PEM); serve HTTPS when given with --tls-key")
+	keyFile := f.String("tls-key", "", "TLS private key file (PEM)")
+	demoMode := f.Bool("demo", false, "seed and offer demo personas; never use with real data")
+	logFormat := f.String("log-format", "text", "log format on stderr: text or json")
+	logLevel := f.String("log-level", "info", "log level: debug, info, warn or error")
+	sessionTTL := f.Duration("session-ttl", 12*time.Hour, "how long a sign-in lasts")
+	if err := f.parse(args, false); err != nil {
+		return err
+	}
+	logger, err := newLogger(e, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	if (*certFile == "") != (*keyFile == "") {
+		return fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
+	}
+	var tlsConfig *tls.Config
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return fmt.Errorf("TLS certificate: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	pub, err := publicURL(*public, *addr, tlsConfig != nil)
+	if err != nil {
+		return err
+	}
+
+	n, err := openNode(ctx, e, storage, logger)
+	if err != nil {
+		return err
+	}
+	defer n.db.Close()
+	mode := registry.ModeProduction
+	if *demoMode {
+		mode = registry.ModeDemo
+	}
+	if err := n.reg.EnsureMode(ctx, mode); errors.Is(err, registry.ErrModeMismatch) {
+		if *demoMode {
+			return fmt.Errorf("this database holds real data, so --demo is refused; use a fresh --data or --db for a demo")
+		}
+		return fmt.Errorf("this database holds demo data; start it with --demo, or use a fresh --data or --db for real use")
+	} else if err != nil {
+		return err
+	}
+	if *demoMode {
+		if err := demo.Seed(ctx, n.reg); err != nil {
+			return err
+		}
+	}
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version},
+		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", *addr, errors.Unwrap(err))
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsConfig,
+	}
+
+	if err := banner(ctx, e, n, pub, ln.Addr().String(), storage, *demoMode); err != nil {
+		ln.Close()
+		return err
+	}
+	logger.Info("serving", "addr", ln.Addr().String(), "database", string(n.db.Dialect()), "demo", *demoMode)
+
+	errc := make(chan error, 1)
+	go func() {
+		if tlsConfig != nil {
+			errc <- hs.ServeTLS(ln, "", "")
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(e.stdout, "Shutting down…")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("stopped")
+	fmt.Fprintln(e.stdout, "Stopped.")
+	return nil
+}
+
+// publicURL works out the origin people use, defaulting to localhost on the
+// listening port.
+func publicURL(raw, addr string, tlsOn bool) (*url.URL, error) {
+	if raw == "" {
+		_, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --addr %q is not host:port", errUsage, addr)
+		}
+		scheme := "http"
+		if tlsOn {
+			scheme = "https"
+		}
+		raw = scheme + "://localhost:" + port
+	}
+	u, err := url.Parse(strings.TrimRight(raw, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+		return nil, fmt.Errorf("%w: --url %q must look like https://civstack.example.org", errUsage, raw)
+	}
+	if net.ParseIP(u.Hostname()) != nil {
+		return nil, fmt.Errorf("%w: --url %q uses an IP address; passkeys need a host name (try http://localhost:PORT)", errUsage, raw)
+	}
+	if u.Scheme == "http" && u.Hostname() != "localhost" {
+		return nil, fmt.Errorf("%w: --url %q: browsers allow passkeys over plain http only on localhost; use https", errUsage, raw)
+	}
+	return u, nil
+}
+
+func newLogger(e *env, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q is not debug, info, warn or error", errUsage, level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(e.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(e.stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("%w: --log-format %q is not text or json", errUsage, format)
+}
+
+// banner tells the person who started the server where to go.
+func banner(ctx context.Context, e *env, n *node, pub *url.URL, listening string, storage storageFlags, demoMode bool) error {
+	w := e.stdout
+	fmt.Fprintf(w, "civstack %s is running at %s (listening on %s)\n", Version, pub, listening)
+	fmt.Fprintf(w, "  database: %s\n", storage.describe())
+	fmt.Fprintf(w, "  keys:     %s/keys (log key %s, document key %s)\n", strings.TrimRight(*storage.data, "/"),
+		n.keys.Active(keyring.Log).ID, n.keys.Active(keyring.Document).ID)
+	if demoMode {
+		people, err := n.reg.DemoPeople(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "  DEMO MODE: made-up people only. Open %s/ and pick a persona:\n", pub)
+		for _, p := range people {
+			fmt.Fprintf(w, "    - %s\n", p.DisplayName)
+		}
+	} else {
+		code, err := n.reg.OperatorSetup(ctx, 24*time.Hour)
+		if err != nil {
+			return err
+		}
+		if code != "" {
+			fmt.Fprintf(w, "  No operator yet. Create an account, then open this one-time link (valid 24 hours):\n    %s/setup?code=%s\n", pub, code)
+		}
+	}
+	fmt.Fprintln(w, "Press Ctrl-C to stop.")
+	return nil
+}
+

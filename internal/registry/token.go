@@ -1,0 +1,149 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// TokenPrefix starts every API token, so that leaked tokens are easy to spot
+// by secret scanners.
+const TokenPrefix = "cvs_"
+
+// APIToken is an organisation's credential for the machine API, scoped to one
+// of its roles. The secret itself is shown once and stored only as a hash.
+type APIToken struct {
+	ID         string
+	OrgID      string
+	Role       Role
+	Label      string
+	CreatedBy  string // person id, empty when made by the command line
+	CreatedAt  time.Time
+	LastUsedAt *time.Time
+	RevokedAt  *time.Time
+}
+
+// CreateToken issues a token for org scoped to role, returning the secret
+// (to show once) and its record.
+func (r *Registry) CreateToken(ctx context.Context, orgID string, role Role, label, createdBy string) (string, *APIToken, error) {
+	label, err := cleanName("token label", label, 80)
+	if err != nil {
+		return "", nil, err
+	}
+	id, err := r.newID()
+	if err != nil {
+		return "", nil, err
+	}
+	secret, hash, err := r.newSecretString(TokenPrefix)
+	if err != nil {
+		return "", nil, err
+	}
+	t := &APIToken{ID: id, OrgID: orgID, Role: role, Label: label, CreatedBy: createdBy, CreatedAt: r.now().UTC()}
+	err = r.db.Tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM organisations WHERE id = $1", orgID).Scan(&one); err != nil {
+			return notFound(err, "organisation")
+		}
+		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM org_roles WHERE org_id = $1 AND role = $2", orgID, string(role)).Scan(&one); err != nil {
+			return fmt.Errorf("%w: %s", ErrRoleNotOffered, role.Title())
+		}
+		_, err := tx.ExecContext(ctx,
+			"INSERT INTO api_tokens (id, org_id, role, label, hash, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+			t.ID, t.OrgID, string(t.Role), t.Label, hash, nullString(createdBy), ms(t.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("insert token: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return secret, t, nil
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+const tokenColumns = "id, org_id, role, label, created_by, created_at, last_used_at, revoked_at"
+
+func scanToken(row interface{ Scan(...any) error }) (*APIToken, error) {
+	var t APIToken
+	var role string
+	var by sql.NullString
+	var created int64
+	var used, revoked sql.NullInt64
+	if err := row.Scan(&t.ID, &t.OrgID, &role, &t.Label, &by, &created, &used, &revoked); err != nil {
+		return nil, err
+	}
+	t.Role, t.CreatedBy, t.CreatedAt = Role(role), by.String, fromMS(created)
+	t.LastUsedAt, t.RevokedAt = fromNullMS(used), fromNullMS(revoked)
+	return &t, nil
+}
+
+// Tokens lists an organisation's tokens, revoked ones included, newest first.
+func (r *Registry) Tokens(ctx context.Context, orgID string) ([]*APIToken, error) {
+	rows, err := r.db.Reader().QueryContext(ctx, "SELECT "+tokenColumns+" FROM api_tokens WHERE org_id = $1 ORDER BY created_at DESC, id DESC", orgID)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []*APIToken
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan token: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// RevokeToken revokes one of org's tokens. Revoking twice is not an error.
+func (r *Registry) RevokeToken(ctx context.Context, orgID, tokenID string) error {
+	return r.db.Tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM api_tokens WHERE id = $1 AND org_id = $2", tokenID, orgID).Scan(&one); err != nil {
+			return notFound(err, "token")
+		}
+		_, err := tx.ExecContext(ctx, "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", ms(r.now()), tokenID)
+		return err
+	})
+}
+
+// Authenticate resolves a presented token secret to its live token and
+// organisation, or ErrBadToken. Demo organisations' tokens are refused unless
+// allowDemo.
+func (r *Registry) Authenticate(ctx context.Context, secret string, allowDemo bool) (*APIToken, *Organisation, error) {
+	if !strings.HasPrefix(secret, TokenPrefix) || len(secret) > 200 {
+		return nil, nil, ErrBadToken
+	}
+	t, err := scanToken(r.db.Reader().QueryRowContext(ctx,
+		"SELECT "+tokenColumns+" FROM api_tokens WHERE hash = $1", hashSecret(secret)))
+	if err != nil {
+		if err == sql.ErrNoRows {
+			return nil, nil, ErrBadToken
+		}
+		return nil, nil, fmt.Errorf("look up token: %w", err)
+	}
+	if t.RevokedAt != nil {
+		return nil, nil, ErrBadToken
+	}
+	org, err := r.Organisation(ctx, t.OrgID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if org.Demo && !allowDemo {
+		return nil, nil, ErrBadToken
+	}
+	// Last use is recorded at most once a minute so that busy systems do not
+	// write on every request.
+	now := r.now()
+	if t.LastUsedAt == nil || now.Sub(*t.LastUsedAt) > time.Minute {
+		_ = r.db.Tx(ctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2", ms(now), t.ID)
+			return err
+		})
+	}
+	return t, org, nil
+}

@@ -1,0 +1,165 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/web"
+)
+
+const sessionCookie = "civstack_session"
+
+// viewer is the signed-in person behind a page request.
+type viewer struct {
+	person      *registry.Person
+	memberships []registry.Membership
+	roles       []registry.Role
+	token       string
+}
+
+func (v *viewer) has(role registry.Role) bool { return slices.Contains(v.roles, role) }
+
+// memberOf reports whether the viewer holds any role in org.
+func (v *viewer) memberOf(orgID string) bool {
+	for _, m := range v.memberships {
+		if m.OrgID == orgID {
+			return true
+		}
+	}
+	return false
+}
+
+var errNoSession = errors.New("no session")
+
+// viewer resolves the session cookie. It returns errNoSession when there is
+// none, registry.ErrExpired when it has run out, and treats demo people's
+// sessions as absent unless the server runs with --demo.
+func (s *Server) viewer(r *http.Request) (*viewer, error) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" {
+		return nil, errNoSession
+	}
+	p, err := s.reg.SessionPerson(r.Context(), c.Value)
+	if errors.Is(err, registry.ErrNotFound) {
+		return nil, errNoSession
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p.Demo && !s.cfg.Demo {
+		return nil, errNoSession
+	}
+	ms, err := s.reg.Memberships(r.Context(), p.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &viewer{person: p, memberships: ms, roles: registry.Roles(ms), token: c.Value}, nil
+}
+
+// signedIn wraps a page handler that needs a person. Anonymous visitors go
+// to the sign-in page; expired sessions are told so.
+func (s *Server) signedIn(h func(http.ResponseWriter, *http.Request, *viewer)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := s.viewer(r)
+		switch {
+		case err == nil:
+			h(w, r, v)
+		case errors.Is(err, errNoSession), errors.Is(err, registry.ErrExpired):
+			s.clearSession(w)
+			if wantsJSON(r) {
+				msg := "Sign in first."
+				if errors.Is(err, registry.ErrExpired) {
+					msg = "Your session has expired. Sign in again."
+				}
+				writeProblem(w, http.StatusUnauthorized, msg)
+				return
+			}
+			q := url.Values{}
+			if errors.Is(err, registry.ErrExpired) {
+				q.Set("expired", "1")
+			}
+			if r.Method == http.MethodGet {
+				q.Set("next", r.URL.RequestURI())
+			}
+			http.Redirect(w, r, "/?"+q.Encode(), http.StatusSeeOther)
+		default:
+			s.failErr(w, r, err)
+		}
+	}
+}
+
+// withRole wraps a page handler that needs role.
+func (s *Server) withRole(role registry.Role, h func(http.ResponseWriter, *http.Request, *viewer)) http.HandlerFunc {
+	return s.signedIn(func(w http.ResponseWriter, r *http.Request, v *viewer) {
+		if !v.has(role) {
+			s.fail(w, r, http.StatusForbidden, "This page is for the "+role.Title()+" role, which your account does not have.")
+			return
+		}
+		h(w, r, v)
+	})
+}
+
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, personID string) error {
+	token, err := s.reg.NewSession(r.Context(), personID, s.cfg.SessionTTL)
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: token, Path: "/",
+		MaxAge: int(s.cfg.SessionTTL.Seconds()), HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode,
+	})
+	return nil
+}
+
+func (s *Server) clearSession(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode})
+}
+
+// safeNext keeps only same-site relative paths for post-sign-in redirects.
+func safeNext(next string) string {
+	if next == "" || next[0] != '/' || (len(next) > 1 && (next[1] == '/' || next[1] == '\\')) {
+		return "/"
+	}
+	return next
+}
+
+// consoles lists the role home pages a viewer may open.
+func consoles(v *viewer) []web.Nav {
+	var out []web.Nav
+	for _, role := range v.roles {
+		if role == registry.Citizen {
+			continue
+		}
+		out = append(out, web.Nav{Href: "/" + string(role), Label: role.Title()})
+	}
+	return out
+}
+
+// render fills the common page fields and renders.
+// v may be nil, in which case the session (if any) is looked up.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, v *viewer, status int, name string, p web.Page) {
+	p.Path = r.URL.Path
+	p.Demo = s.cfg.Demo
+	if v == nil {
+		v, _ = s.viewer(r)
+	}
+	if v != nil {
+		p.Signed = true
+		p.Name = v.person.DisplayName
+		p.Nav = append([]web.Nav{{Href: "/", Label: "Wallet"}}, consoles(v)...)
+		p.Nav = append(p.Nav, web.Nav{Href: "/account", Label: "Account"})
+		for i := range p.Nav {
+			p.Nav[i].Current = p.Nav[i].Href == r.URL.Path
+		}
+	}
+	if s.cfg.Demo {
+		p.Personas = s.personas(r)
+	}
+	if err := s.pages.Render(w, status, name, p); err != nil {
+		s.log.Error("render page", "page", name, "err", err)
+		http.Error(w, "Something went wrong on our side.", http.StatusInternalServerError)
+	}
+}

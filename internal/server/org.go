@@ -1,0 +1,195 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/web"
+)
+
+func (s *Server) operatorHome(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.renderOperator(w, r, v, http.StatusOK, web.Page{})
+}
+
+func (s *Server) renderOperator(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
+	orgs, err := s.reg.Organisations(r.Context())
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	if !s.cfg.Demo {
+		// Never list demo organisations beside real ones.
+		real := orgs[:0]
+		for _, o := range orgs {
+			if !o.Demo {
+				real = append(real, o)
+			}
+		}
+		orgs = real
+	}
+	p.Title = "Operator"
+	p.Data = map[string]any{"Organisations": orgs, "Roles": registry.OrgRoles}
+	s.render(w, r, v, status, "operator", p)
+}
+
+func (s *Server) createOrganisation(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	var roles []registry.Role
+	for _, name := range r.PostForm["role"] {
+		role, err := registry.ParseRole(name)
+		if err != nil {
+			s.renderOperator(w, r, v, http.StatusBadRequest, web.Page{Error: sentence(err)})
+			return
+		}
+		roles = append(roles, role)
+	}
+	o, err := s.reg.CreateOrganisation(r.Context(), r.PostForm.Get("name"), roles, false)
+	if err != nil {
+		status, msg := classify(err)
+		s.renderOperator(w, r, v, status, web.Page{Error: msg})
+		return
+	}
+	s.log.Info("organisation created", "org", o.ID)
+	http.Redirect(w, r, "/orgs/"+o.ID+"?created=1", http.StatusSeeOther)
+}
+
+// orgFor loads the organisation in the path and checks the viewer may manage
+// it: operators may manage any, members their own.
+func (s *Server) orgFor(w http.ResponseWriter, r *http.Request, v *viewer) (*registry.Organisation, bool) {
+	o, err := s.reg.Organisation(r.Context(), r.PathValue("id"))
+	if err != nil || (o.Demo && !s.cfg.Demo) {
+		s.fail(w, r, http.StatusNotFound, "There is no such organisation.")
+		return nil, false
+	}
+	if !v.has(registry.Operator) && !v.memberOf(o.ID) {
+		s.fail(w, r, http.StatusForbidden, "Only this organisation's people and operators can see this page.")
+		return nil, false
+	}
+	return o, true
+}
+
+func (s *Server) orgPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	o, ok := s.orgFor(w, r, v)
+	if !ok {
+		return
+	}
+	p := web.Page{}
+	switch {
+	case r.URL.Query().Get("created") == "1":
+		p.Notice = "The organisation was created."
+	case r.URL.Query().Get("granted") == "1":
+		p.Notice = "The role was given."
+	case r.URL.Query().Get("revoked") == "1":
+		p.Notice = "Done."
+	}
+	s.renderOrg(w, r, v, o, http.StatusOK, p, "")
+}
+
+func (s *Server) renderOrg(w http.ResponseWriter, r *http.Request, v *viewer, o *registry.Organisation, status int, p web.Page, newToken string) {
+	members, err := s.reg.Members(r.Context(), o.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	tokens, err := s.reg.Tokens(r.Context(), o.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	p.Title = o.Name
+	p.Data = map[string]any{"Org": o, "Members": members, "Tokens": tokens, "NewToken": newToken,
+		"CanManage": v.has(registry.Operator)}
+	s.render(w, r, v, status, "org", p)
+}
+
+// mayScope reports whether v may create a token for role in o: operators for
+// any of o's roles, members for the roles they hold there.
+func mayScope(v *viewer, o *registry.Organisation, role registry.Role) bool {
+	if v.has(registry.Operator) {
+		return true
+	}
+	for _, m := range v.memberships {
+		if m.OrgID == o.ID && m.Role == role {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request, v *viewer) {
+	o, ok := s.orgFor(w, r, v)
+	if !ok || !s.parseForm(w, r) {
+		return
+	}
+	role, err := registry.ParseRole(r.PostForm.Get("role"))
+	if err != nil {
+		s.renderOrg(w, r, v, o, http.StatusBadRequest, web.Page{Error: sentence(err)}, "")
+		return
+	}
+	if !mayScope(v, o, role) {
+		s.renderOrg(w, r, v, o, http.StatusForbidden, web.Page{Error: "You can only create tokens for roles you hold in this organisation."}, "")
+		return
+	}
+	secret, t, err := s.reg.CreateToken(r.Context(), o.ID, role, r.PostForm.Get("label"), v.person.ID)
+	if err != nil {
+		status, msg := classify(err)
+		s.renderOrg(w, r, v, o, status, web.Page{Error: msg}, "")
+		return
+	}
+	s.log.Info("api token created", "org", o.ID, "token", t.ID, "role", string(t.Role))
+	s.renderOrg(w, r, v, o, http.StatusCreated, web.Page{Notice: "Token created."}, secret)
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, v *viewer) {
+	o, ok := s.orgFor(w, r, v)
+	if !ok {
+		return
+	}
+	if err := s.reg.RevokeToken(r.Context(), o.ID, r.PathValue("token")); err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	s.log.Info("api token revoked", "org", o.ID, "token", r.PathValue("token"))
+	http.Redirect(w, r, "/orgs/"+o.ID+"?revoked=1", http.StatusSeeOther)
+}
+
+func (s *Server) grantRole(w http.ResponseWriter, r *http.Request, v *viewer) {
+	o, ok := s.orgFor(w, r, v)
+	if !ok || !s.parseForm(w, r) {
+		return
+	}
+	role, err := registry.ParseRole(r.PostForm.Get("role"))
+	if err == nil {
+		err = s.reg.Grant(r.Context(), strings.TrimSpace(r.PostForm.Get("person_id")), o.ID, role)
+	}
+	if err != nil {
+		status, msg := classify(err)
+		if status == http.StatusNotFound {
+			msg = "No person has that account number."
+		}
+		s.renderOrg(w, r, v, o, status, web.Page{Error: msg}, "")
+		return
+	}
+	s.log.Info("role granted", "org", o.ID, "role", string(role))
+	http.Redirect(w, r, "/orgs/"+o.ID+"?granted=1", http.StatusSeeOther)
+}
+
+func (s *Server) revokeRole(w http.ResponseWriter, r *http.Request, v *viewer) {
+	o, ok := s.orgFor(w, r, v)
+	if !ok || !s.parseForm(w, r) {
+		return
+	}
+	role, err := registry.ParseRole(r.PostForm.Get("role"))
+	if err == nil {
+		err = s.reg.Revoke(r.Context(), r.PostForm.Get("person_id"), o.ID, role)
+	}
+	if err != nil {
+		status, msg := classify(err)
+		s.renderOrg(w, r, v, o, status, web.Page{Error: msg}, "")
+		return
+	}
+	http.Redirect(w, r, "/orgs/"+o.ID+"?revoked=1", http.StatusSeeOther)
+}

@@ -1,0 +1,170 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/web"
+)
+
+const maxFormBody = 64 << 10
+
+var roleDescriptions = map[registry.Role]string{
+	registry.Merchant: "Take payments by QR code, refund, and issue signed e-receipts and e-invoices.",
+	registry.Issuer:   "Issue credentials to citizens' wallets and revoke them.",
+	registry.Verifier: "Check credentials and health passes offline, learning only what the citizen discloses.",
+	registry.Agency:   "Request citizen data through the exchange, with a purpose and a legal basis; every access is logged.",
+	registry.DPA:      "Audit the data exchange and the transparency log, including deferred accesses and their deadlines.",
+	registry.Operator: "Run this civstack node: organisations, roles, API tokens and keys.",
+}
+
+func (s *Server) pageRoutes(mux *http.ServeMux) {
+	s.passkeyRoutes(mux)
+	mux.HandleFunc("GET /{$}", s.home)
+	mux.HandleFunc("GET /register", s.register)
+	mux.HandleFunc("POST /signout", s.signout)
+	mux.HandleFunc("GET /account", s.signedIn(s.account))
+	mux.HandleFunc("POST /account/passkeys/{id}/remove", s.signedIn(s.removePasskey))
+	for _, role := range []registry.Role{registry.Merchant, registry.Issuer, registry.Verifier, registry.Agency, registry.DPA} {
+		mux.HandleFunc("GET /"+string(role), s.withRole(role, s.roleHome(role)))
+	}
+	mux.HandleFunc("GET /operator", s.withRole(registry.Operator, s.operatorHome))
+	mux.HandleFunc("POST /operator/organisations", s.withRole(registry.Operator, s.createOrganisation))
+	mux.HandleFunc("GET /orgs/{id}", s.signedIn(s.orgPage))
+	mux.HandleFunc("POST /orgs/{id}/tokens", s.signedIn(s.createToken))
+	mux.HandleFunc("POST /orgs/{id}/tokens/{token}/revoke", s.signedIn(s.revokeToken))
+	mux.HandleFunc("POST /orgs/{id}/members", s.withRole(registry.Operator, s.grantRole))
+	mux.HandleFunc("POST /orgs/{id}/members/revoke", s.withRole(registry.Operator, s.revokeRole))
+	mux.HandleFunc("GET /setup", s.setupPage)
+	mux.HandleFunc("POST /setup", s.signedIn(s.redeemSetup))
+	mux.HandleFunc("/", s.notFound)
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, http.StatusNotFound, "There is no page at this address.")
+}
+
+// parseForm reads a small form body; it answers the request itself on error.
+func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, http.StatusBadRequest, "The form could not be read (is it larger than 64 KiB?).")
+		return false
+	}
+	return true
+}
+
+func (s *Server) home(w http.ResponseWriter, r *http.Request) {
+	v, err := s.viewer(r)
+	if err != nil && !errors.Is(err, errNoSession) && !errors.Is(err, registry.ErrExpired) {
+		s.failErr(w, r, err)
+		return
+	}
+	if v == nil {
+		p := web.Page{Title: "Sign in"}
+		if r.URL.Query().Get("expired") == "1" {
+			s.clearSession(w)
+			p.Error = "Your session has expired. Sign in again."
+		}
+		if r.URL.Query().Get("signedout") == "1" {
+			p.Notice = "You have signed out."
+		}
+		s.render(w, r, nil, http.StatusOK, "landing", p)
+		return
+	}
+	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v)}})
+}
+
+func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, nil, http.StatusOK, "register", web.Page{Title: "Create an account"})
+}
+
+func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
+		if err := s.reg.EndSession(r.Context(), c.Value); err != nil {
+			s.failErr(w, r, err)
+			return
+		}
+	}
+	s.clearSession(w)
+	http.Redirect(w, r, "/?signedout=1", http.StatusSeeOther)
+}
+
+type passkeyView struct {
+	registry.Passkey
+}
+
+// IDText is the passkey id for URLs.
+func (p passkeyView) IDText() string { return passkeyIDText(p.ID) }
+
+func (s *Server) account(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.renderAccount(w, r, v, http.StatusOK, web.Page{})
+}
+
+func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
+	keys, err := s.reg.Passkeys(r.Context(), v.person.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	views := make([]passkeyView, len(keys))
+	for i, k := range keys {
+		views[i] = passkeyView{k}
+	}
+	switch {
+	case r.URL.Query().Get("added") == "1":
+		p.Notice = "Your new passkey is ready."
+	case r.URL.Query().Get("removed") == "1":
+		p.Notice = "The passkey was removed."
+	}
+	p.Title = "Account"
+	p.Data = map[string]any{"Person": v.person, "Passkeys": views, "Memberships": v.memberships}
+	s.render(w, r, v, status, "account", p)
+}
+
+func (s *Server) removePasskey(w http.ResponseWriter, r *http.Request, v *viewer) {
+	id, err := parsePasskeyID(r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, "That is not a passkey id.")
+		return
+	}
+	if err := s.reg.RemovePasskey(r.Context(), v.person.ID, id); err != nil {
+		status, msg := classify(err)
+		s.renderAccount(w, r, v, status, web.Page{Error: msg})
+		return
+	}
+	http.Redirect(w, r, "/account?removed=1", http.StatusSeeOther)
+}
+
+func (s *Server) roleHome(role registry.Role) func(http.ResponseWriter, *http.Request, *viewer) {
+	return func(w http.ResponseWriter, r *http.Request, v *viewer) {
+		var mine []registry.Membership
+		for _, m := range v.memberships {
+			if m.Role == role {
+				mine = append(mine, m)
+			}
+		}
+		s.render(w, r, v, http.StatusOK, "role", web.Page{Title: role.Title(), Data: map[string]any{
+			"Description": roleDescriptions[role], "Memberships": mine}})
+	}
+}
+
+func (s *Server) setupPage(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, nil, http.StatusOK, "setup", web.Page{Title: "Operator setup", Data: map[string]any{"Code": r.URL.Query().Get("code")}})
+}
+
+func (s *Server) redeemSetup(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	code := strings.TrimSpace(r.PostForm.Get("code"))
+	if _, err := s.reg.RedeemSetup(r.Context(), code, v.person.ID); err != nil {
+		status, msg := classify(err)
+		s.render(w, r, v, status, "setup", web.Page{Title: "Operator setup", Error: msg, Data: map[string]any{"Code": ""}})
+		return
+	}
+	s.log.Info("operator set up")
+	http.Redirect(w, r, "/operator", http.StatusSeeOther)
+}

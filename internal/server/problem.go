@@ -1,0 +1,87 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/web"
+)
+
+// problem is an RFC 9457 problem details object.
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+func wantsJSON(r *http.Request) bool {
+	p := r.URL.Path
+	return strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/auth/") ||
+		strings.Contains(r.Header.Get("Accept"), "application/json") ||
+		strings.Contains(r.Header.Get("Content-Type"), "application/json")
+}
+
+// fail answers with a readable error: problem details for machines, a page
+// for people. detail must never contain personal data.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, detail string) {
+	if wantsJSON(r) {
+		writeProblem(w, status, detail)
+		return
+	}
+	s.render(w, r, nil, status, "error", web.Page{Title: http.StatusText(status), Error: detail})
+}
+
+func writeProblem(w http.ResponseWriter, status int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// failErr maps a domain error to a status and a message safe to show.
+func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := classify(err)
+	if status >= 500 {
+		s.log.Error("request failed", "route", r.Pattern, "err", err)
+	}
+	s.fail(w, r, status, msg)
+}
+
+func classify(err error) (int, string) {
+	switch {
+	case errors.Is(err, registry.ErrInvalid), errors.Is(err, registry.ErrRoleNotOffered):
+		return http.StatusBadRequest, sentence(err)
+	case errors.Is(err, registry.ErrLastPasskey):
+		return http.StatusConflict, "You cannot remove your last passkey: add another one first."
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict, "That name is already taken."
+	case errors.Is(err, registry.ErrNotFound):
+		return http.StatusNotFound, sentence(err)
+	case errors.Is(err, registry.ErrBadToken):
+		return http.StatusUnauthorized, "That code or token is unknown, spent or revoked."
+	case errors.Is(err, registry.ErrExpired):
+		return http.StatusGone, "That link or code has expired."
+	case errors.Is(err, store.ErrUnavailable):
+		return http.StatusServiceUnavailable, "The database cannot be reached right now. Try again shortly."
+	}
+	return http.StatusInternalServerError, "Something went wrong on our side."
+}
+
+// sentence turns a wrapped error into a capitalised sentence.
+func sentence(err error) string {
+	m := err.Error()
+	if m == "" {
+		return m
+	}
+	return strings.ToUpper(m[:1]) + m[1:] + "."
+}

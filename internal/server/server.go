@@ -1,0 +1,123 @@
+// Package server owns civstack's HTTP surfaces: the people's pages (passkey
+// sign-in, the citizen home, role consoles, the operator's registry pages),
+// the machine API under /api/v1 (huma, OpenAPI, RFC 9457 errors, API-token
+// auth), the demo persona switcher when --demo is on, and the operational
+// endpoints /healthz, /readyz and /metrics. Each surface has one route table;
+// handlers are methods on Server.
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/webauthn"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/civstack/civstack/internal/keyring"
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/web"
+)
+
+// Config holds what the server is told at start.
+type Config struct {
+	// PublicURL is the origin people reach civstack at (scheme://host[:port]);
+	// passkeys are bound to its host name, which must not be an IP address.
+	PublicURL *url.URL
+	// Demo turns on the persona switcher and accepts demo people's sessions.
+	Demo bool
+	// SessionTTL is how long a sign-in lasts.
+	SessionTTL time.Duration
+	Version    string
+}
+
+// Deps are the server's collaborators, injected so tests can use their own.
+type Deps struct {
+	DB       *store.DB
+	Registry *registry.Registry
+	Keys     *keyring.Ring
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Metrics  *prometheus.Registry
+}
+
+// Server serves every HTTP surface.
+type Server struct {
+	cfg     Config
+	db      *store.DB
+	reg     *registry.Registry
+	keys    *keyring.Ring
+	log     *slog.Logger
+	now     func() time.Time
+	pages   *web.Renderer
+	wa      *webauthn.WebAuthn
+	metrics *metrics
+	promReg *prometheus.Registry
+}
+
+// New builds a Server; it fails if the public URL cannot carry passkeys.
+func New(cfg Config, d Deps) (*Server, error) {
+	if cfg.PublicURL == nil || cfg.PublicURL.Host == "" {
+		return nil, fmt.Errorf("server: a public URL is required")
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 12 * time.Hour
+	}
+	origin := cfg.PublicURL.Scheme + "://" + cfg.PublicURL.Host
+	wa, err := webauthn.New(&webauthn.Config{
+		RPID:          cfg.PublicURL.Hostname(),
+		RPDisplayName: "civstack",
+		RPOrigins:     []string{origin},
+		AuthenticatorSelection: protocol.AuthenticatorSelection{
+			ResidentKey:        protocol.ResidentKeyRequirementRequired,
+			RequireResidentKey: protocol.ResidentKeyRequired(),
+			UserVerification:   protocol.VerificationRequired,
+		},
+		AttestationPreference: protocol.PreferNoAttestation,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("passkeys for %s: %w (use a host name such as localhost, not an IP address)", origin, err)
+	}
+	pages, err := web.New()
+	if err != nil {
+		return nil, err
+	}
+	promReg := d.Metrics
+	if promReg == nil {
+		promReg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(promReg)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, db: d.DB, reg: d.Registry, keys: d.Keys, log: d.Logger, now: d.Now,
+		pages: pages, wa: wa, metrics: m, promReg: promReg}, nil
+}
+
+// Handler returns the whole HTTP handler with middleware applied.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.opsRoutes(mux)
+	s.pageRoutes(mux)
+	if s.cfg.Demo {
+		s.demoRoutes(mux)
+	}
+	s.apiRoutes(mux)
+	mux.Handle("GET /static/", web.Static())
+
+	cop := http.NewCrossOriginProtection()
+	_ = cop.AddTrustedOrigin(s.cfg.PublicURL.Scheme + "://" + s.cfg.PublicURL.Host)
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, http.StatusForbidden, "This request came from another site and was refused.")
+	}))
+	var h http.Handler = mux
+	h = cop.Handler(h)
+	h = s.securityHeaders(h)
+	h = s.recoverer(h)
+	h = s.observe(h)
+	return h
+}

@@ -1,0 +1,230 @@
+// Package store owns the connection to civstack's SQL database: it opens
+// embedded SQLite (the default, in the data directory) or PostgreSQL, applies
+// the per-dialect goose migrations, and runs write transactions with retries on
+// serialization failures. Every other package writes one SQL text with $N
+// placeholders that both engines accept.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+)
+
+// Dialect names the SQL engine behind a DB.
+type Dialect string
+
+// The engines civstack runs on.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// Sentinel errors callers match with errors.Is.
+var (
+	// ErrNotFound is returned when a row that must exist does not.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict is returned when a write breaks a uniqueness rule.
+	ErrConflict = errors.New("already exists")
+	// ErrUnavailable wraps failures to reach or open the database.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// Options say which database to open.
+type Options struct {
+	// URL is a postgres:// or postgresql:// connection URL. Empty means the
+	// embedded SQLite database in DataDir.
+	URL string
+	// DataDir holds civstack.db when URL is empty.
+	DataDir string
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// DB is an open civstack database. It is safe for concurrent use.
+type DB struct {
+	dialect Dialect
+	write   *sql.DB // SQLite: a single connection; PostgreSQL: the pool
+	read    *sql.DB // SQLite: a read-only pool; PostgreSQL: the same pool
+	logger  *slog.Logger
+}
+
+// Open connects to the database Options name and checks it answers. It does
+// not migrate; call Migrate.
+func Open(ctx context.Context, o Options) (*DB, error) {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if o.URL != "" {
+		return openPostgres(ctx, o.URL, logger)
+	}
+	return openSQLite(ctx, o.DataDir, logger)
+}
+
+func openPostgres(ctx context.Context, rawURL string, logger *slog.Logger) (*DB, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return nil, fmt.Errorf("%w: --db must be a postgres:// URL", ErrUnavailable)
+	}
+	pool, err := sql.Open("pgx", rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	pool.SetMaxOpenConns(20)
+	pool.SetMaxIdleConns(10)
+	pool.SetConnMaxIdleTime(5 * time.Minute)
+	db := &DB{dialect: Postgres, write: pool, read: pool, logger: logger}
+	if err := db.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%w: cannot reach PostgreSQL at %s: %v", ErrUnavailable, redactURL(u), rootCause(err))
+	}
+	return db, nil
+}
+
+func openSQLite(ctx context.Context, dir string, logger *slog.Logger) (*DB, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("%w: no data directory given", ErrUnavailable)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("%w: cannot create data directory %s: %v", ErrUnavailable, dir, rootCause(err))
+	}
+	if err := checkWritable(dir); err != nil {
+		return nil, fmt.Errorf("%w: data directory %s is not writable: %v", ErrUnavailable, dir, rootCause(err))
+	}
+	path := filepath.Join(dir, "civstack.db")
+	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	write, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_txlock=immediate&"+common)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	// One writer: SQLite serialises writes anyway, and a single connection
+	// turns lock contention into queueing instead of SQLITE_BUSY errors.
+	write.SetMaxOpenConns(1)
+	write.SetConnMaxIdleTime(0)
+	write.SetConnMaxLifetime(0)
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("%w: cannot open %s: %v", ErrUnavailable, path, rootCause(err))
+	}
+	read, err := sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)&"+common)
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	read.SetMaxOpenConns(8)
+	return &DB{dialect: SQLite, write: write, read: read, logger: logger}, nil
+}
+
+// checkWritable proves that dir accepts new files, so that a read-only data
+// directory fails at start with a clear message instead of at first write.
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// Dialect reports the engine.
+func (db *DB) Dialect() Dialect { return db.dialect }
+
+// Reader returns the pool for queries outside a write transaction. On SQLite
+// it is read-only: writing through it fails.
+func (db *DB) Reader() *sql.DB { return db.read }
+
+// Ping checks that the database answers within ctx.
+func (db *DB) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var one int
+	if err := db.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, rootCause(err))
+	}
+	return nil
+}
+
+// Close releases all connections.
+func (db *DB) Close() error {
+	err := db.write.Close()
+	if db.read != db.write {
+		err = errors.Join(err, db.read.Close())
+	}
+	return err
+}
+
+// Tx runs fn in a write transaction and commits if fn returns nil. Contract:
+// fn may run more than once (the whole transaction is retried when the engine
+// reports a serialization failure, a deadlock or a busy database), so fn must
+// not have side effects outside tx; everything fn wrote commits together or
+// not at all.
+func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	const attempts = 8
+	backoff := 5 * time.Millisecond
+	for i := 1; ; i++ {
+		err := db.tryTx(ctx, fn)
+		if err == nil || !retryable(err) || i == attempts {
+			return err
+		}
+		db.logger.Debug("retrying transaction", "attempt", i, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return classify(fmt.Errorf("begin: %w", err))
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return classify(err)
+	}
+	if err = tx.Commit(); err != nil {
+		return classify(fmt.Errorf("commit: %w", err))
+	}
+	return nil
+}
+
+// redactURL drops the password from a connection URL for messages.
+func redactURL(u *url.URL) string {
+	c := *u
+	c.RawQuery = ""
+	return c.Redacted()
+}
+
+// rootCause trims driver chatter to the innermost message.
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return strings.TrimSpace(err.Error())
+		}
+		err = next
+	}
+}

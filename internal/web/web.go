@@ -1,0 +1,123 @@
+// Package web owns civstack's pages: html/template files and static assets
+// (CSS, the passkey script, and a vendored htmx) embedded in the binary, and
+// the Renderer that turns a page name and its data into HTML. It knows nothing
+// about storage or sign-in; internal/server fills the data.
+package web
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+)
+
+//go:embed templates static
+var files embed.FS
+
+// HTMXFile is the vendored htmx build under /static/ (see docs/vendored.md).
+const HTMXFile = "htmx-2.0.11.min.js"
+
+// Persona is a demo person the switcher offers.
+type Persona struct {
+	ID    string
+	Name  string
+	Roles string
+}
+
+// Nav is one link in the header.
+type Nav struct {
+	Href, Label string
+	Current     bool
+}
+
+// Page is what every template receives.
+type Page struct {
+	Title    string
+	Path     string
+	Signed   bool
+	Name     string // the signed-in person's display name
+	Nav      []Nav
+	Demo     bool
+	Personas []Persona
+	Notice   string // a success message
+	Error    string // a readable error message
+	Data     any
+}
+
+// Renderer renders the embedded templates. Safe for concurrent use.
+type Renderer struct {
+	pages map[string]*template.Template
+}
+
+var funcs = template.FuncMap{
+	"date": func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") },
+	"datep": func(t *time.Time) string {
+		if t == nil {
+			return "never"
+		}
+		return t.UTC().Format("2 Jan 2006 15:04 UTC")
+	},
+	"static": func(name string) string { return "/static/" + name },
+	"htmx":   func() string { return "/static/" + HTMXFile },
+}
+
+// New parses every page template together with the layout.
+func New() (*Renderer, error) {
+	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html")
+	if err != nil {
+		return nil, fmt.Errorf("parse layout: %w", err)
+	}
+	names, err := fs.Glob(files, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	r := &Renderer{pages: map[string]*template.Template{}}
+	for _, n := range names {
+		base := path.Base(n)
+		if base == "layout.html" {
+			continue
+		}
+		t, err := template.Must(layout.Clone()).ParseFS(files, n)
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", base, err)
+		}
+		r.pages[strings.TrimSuffix(base, ".html")] = t
+	}
+	return r, nil
+}
+
+// Render writes page name with status. Rendering happens into a buffer first,
+// so a template error never leaves half a page.
+func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p Page) error {
+	t, ok := r.pages[name]
+	if !ok {
+		return fmt.Errorf("no page %q", name)
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout.html", p); err != nil {
+		return fmt.Errorf("render %s: %w", name, err)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// Static serves the embedded assets under /static/. Files are immutable per
+// build, so they may be cached for a day.
+func Static() http.Handler {
+	sub, _ := fs.Sub(files, "static")
+	fsrv := http.FileServerFS(sub)
+	return http.StripPrefix("/static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		fsrv.ServeHTTP(w, r)
+	}))
+}
+
+// StaticFile returns one embedded asset, for tests and checksums.
+func StaticFile(name string) ([]byte, error) { return files.ReadFile("static/" + name) }
