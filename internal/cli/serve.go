@@ -59,8 +59,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	pub, err := publicURL(*public, *addr, tlsConfig != nil)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(*addr); err != nil {
+		return fmt.Errorf("%w: --addr %q is not host:port", errUsage, *addr)
+	}
+	if _, err := publicURL(*public, *addr, tlsConfig != nil); err != nil {
 		return err
 	}
 
@@ -89,14 +91,20 @@ func runServe(ctx context.Context, e *env, args []string) error {
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", *addr, errors.Unwrap(err))
+	}
+	defer ln.Close()
+	// With port 0 the system picks the port; the public URL follows it.
+	pub, err := publicURL(*public, ln.Addr().String(), tlsConfig != nil)
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version},
 		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics})
 	if err != nil {
 		return err
-	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", *addr, errors.Unwrap(err))
 	}
 	hs := &http.Server{
 		Handler:           srv.Handler(),
@@ -110,7 +118,6 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 
 	if err := banner(ctx, e, n, pub, ln.Addr().String(), storage, *demoMode); err != nil {
-		ln.Close()
 		return err
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "database", string(n.db.Dialect()), "demo", *demoMode)

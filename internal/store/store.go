@@ -189,7 +189,14 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 }
 
 func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	tx, err := db.write.BeginTx(ctx, nil)
+	// PostgreSQL runs write transactions SERIALIZABLE so that both engines
+	// give the same guarantees (SQLite serialises writers by construction),
+	// as CockroachDB does by default; conflicts surface as 40001 and retry.
+	var opts *sql.TxOptions
+	if db.dialect == Postgres {
+		opts = &sql.TxOptions{Isolation: sql.LevelSerializable}
+	}
+	tx, err := db.write.BeginTx(ctx, opts)
 	if err != nil {
 		return classify(fmt.Errorf("begin: %w", err))
 	}

@@ -1,0 +1,353 @@
+package registry_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-webauthn/webauthn/webauthn"
+
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func newRegistry(db *store.DB) (*registry.Registry, *clock) {
+	c := &clock{t: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)}
+	return registry.New(db, c.now, rand.Reader), c
+}
+
+func person(t *testing.T, reg *registry.Registry, name string, credID string) *registry.Person {
+	t.Helper()
+	p, err := reg.NewPerson(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cred *webauthn.Credential
+	if credID != "" {
+		cred = &webauthn.Credential{ID: []byte(credID), PublicKey: []byte("pk-" + credID)}
+	}
+	if err := reg.CreatePerson(context.Background(), p, cred, "First passkey"); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRegistry(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		t.Run("people and passkeys", func(t *testing.T) { testPeople(t, db) })
+		t.Run("organisations", func(t *testing.T) { testOrganisations(t, db) })
+		t.Run("tokens", func(t *testing.T) { testTokens(t, db) })
+		t.Run("sessions", func(t *testing.T) { testSessions(t, db) })
+		t.Run("setup", func(t *testing.T) { testSetup(t, db) })
+		t.Run("mode", func(t *testing.T) { testMode(t, db) })
+	})
+}
+
+func testPeople(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	reg, _ := newRegistry(db)
+	if _, err := reg.NewPerson("  "); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("blank name: %v", err)
+	}
+	if _, err := reg.NewPerson("a\x00b"); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("control character: %v", err)
+	}
+	if _, err := reg.NewPerson(strings.Repeat("x", 65)); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("long name: %v", err)
+	}
+	p := person(t, reg, " Amira ", "cred-1")
+	if p.DisplayName != "Amira" || len(p.Handle) != 32 {
+		t.Fatalf("person = %+v", p)
+	}
+	got, err := reg.PersonByHandle(ctx, p.Handle)
+	if err != nil || got.ID != p.ID || len(got.Credentials) != 1 || string(got.Credentials[0].PublicKey) != "pk-cred-1" {
+		t.Fatalf("by handle = %+v, %v", got, err)
+	}
+	if _, err := reg.PersonByHandle(ctx, []byte("nobody")); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("unknown handle: %v", err)
+	}
+	// The same credential id cannot belong to two people.
+	q, _ := reg.NewPerson("Jonas")
+	if err := reg.CreatePerson(ctx, q, &webauthn.Credential{ID: []byte("cred-1")}, "x"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate credential: %v", err)
+	}
+	// ...and the failed registration left no person behind.
+	if _, err := reg.Person(ctx, q.ID); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("half-registered person exists: %v", err)
+	}
+	if err := reg.RemovePasskey(ctx, p.ID, []byte("cred-1")); !errors.Is(err, registry.ErrLastPasskey) {
+		t.Fatalf("removing last passkey: %v", err)
+	}
+	if err := reg.AddPasskey(ctx, p.ID, &webauthn.Credential{ID: []byte("cred-2")}, "laptop"); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := reg.Passkeys(ctx, p.ID)
+	if len(keys) != 2 || keys[1].Label != "laptop" {
+		t.Fatalf("passkeys = %+v", keys)
+	}
+	other := person(t, reg, "Other", "cred-3")
+	if err := reg.RemovePasskey(ctx, other.ID, []byte("cred-1")); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("removing someone else's passkey: %v", err)
+	}
+	if err := reg.RemovePasskey(ctx, p.ID, []byte("cred-1")); err != nil {
+		t.Fatal(err)
+	}
+	c := keys[1].Credential
+	c.Authenticator.SignCount = 7
+	if err := reg.TouchPasskey(ctx, &c); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ = reg.Passkeys(ctx, p.ID)
+	if len(keys) != 1 || keys[0].Credential.Authenticator.SignCount != 7 || keys[0].LastUsedAt == nil {
+		t.Fatalf("after touch = %+v", keys)
+	}
+}
+
+func testOrganisations(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	reg, _ := newRegistry(db)
+	if _, err := reg.CreateOrganisation(ctx, "Nobody", nil, false); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("no roles: %v", err)
+	}
+	if _, err := reg.CreateOrganisation(ctx, "Bad", []registry.Role{"king"}, false); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("unknown role: %v", err)
+	}
+	o, err := reg.CreateOrganisation(ctx, "Health Authority", []registry.Role{registry.Agency, registry.Issuer, registry.Agency}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Roles) != 2 {
+		t.Fatalf("roles = %v", o.Roles)
+	}
+	if _, err := reg.CreateOrganisation(ctx, "Health Authority", []registry.Role{registry.Merchant}, false); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	got, err := reg.Organisation(ctx, o.ID)
+	if err != nil || got.Name != o.Name || len(got.Roles) != 2 || got.Roles[0] != registry.Issuer || !got.Has(registry.Agency) {
+		t.Fatalf("organisation = %+v, %v", got, err)
+	}
+	p := person(t, reg, "Kofi", "k1")
+	if err := reg.Grant(ctx, p.ID, o.ID, registry.Merchant); !errors.Is(err, registry.ErrRoleNotOffered) {
+		t.Fatalf("grant a role the organisation lacks: %v", err)
+	}
+	if err := reg.Grant(ctx, "no-such-person", o.ID, registry.Agency); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("grant to nobody: %v", err)
+	}
+	if err := reg.Grant(ctx, p.ID, "no-such-org", registry.Agency); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("grant in no organisation: %v", err)
+	}
+	for i := 0; i < 2; i++ { // granting twice is fine
+		if err := reg.Grant(ctx, p.ID, o.ID, registry.Issuer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, _ := reg.Memberships(ctx, p.ID)
+	if len(ms) != 1 || ms[0].OrgName != "Health Authority" || ms[0].Role != registry.Issuer {
+		t.Fatalf("memberships = %+v", ms)
+	}
+	if roles := registry.Roles(ms); len(roles) != 2 || roles[0] != registry.Citizen || roles[1] != registry.Issuer {
+		t.Fatalf("roles = %v", roles)
+	}
+	if err := reg.Revoke(ctx, p.ID, o.ID, registry.Issuer); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Revoke(ctx, p.ID, o.ID, registry.Issuer); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("second revoke: %v", err)
+	}
+	if ms, _ := reg.Members(ctx, o.ID); len(ms) != 0 {
+		t.Fatalf("members after revoke = %+v", ms)
+	}
+}
+
+func testTokens(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	reg, clk := newRegistry(db)
+	o, err := reg.CreateOrganisation(ctx, "Rossi Groceries", []registry.Role{registry.Merchant}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := reg.CreateToken(ctx, o.ID, registry.Agency, "pos", ""); !errors.Is(err, registry.ErrRoleNotOffered) {
+		t.Fatalf("token for a role the organisation lacks: %v", err)
+	}
+	secret, tok, err := reg.CreateToken(ctx, o.ID, registry.Merchant, "point of sale", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(secret, registry.TokenPrefix) || len(secret) < 40 {
+		t.Fatalf("secret = %q", secret)
+	}
+	// The secret is stored only as a hash.
+	var n int
+	if err := db.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM api_tokens WHERE hash = $1", []byte(secret)).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("secret stored in clear: n=%d err=%v", n, err)
+	}
+	got, org, err := reg.Authenticate(ctx, secret, false)
+	if err != nil || got.ID != tok.ID || org.ID != o.ID || got.Role != registry.Merchant {
+		t.Fatalf("authenticate = %+v %+v %v", got, org, err)
+	}
+	clk.add(2 * time.Minute)
+	reg.Authenticate(ctx, secret, false)
+	list, _ := reg.Tokens(ctx, o.ID)
+	if len(list) != 1 || list[0].LastUsedAt == nil {
+		t.Fatalf("tokens = %+v", list)
+	}
+	for _, bad := range []string{"", "cvs_", secret + "x", strings.ToUpper(secret), "Bearer " + secret} {
+		if _, _, err := reg.Authenticate(ctx, bad, false); !errors.Is(err, registry.ErrBadToken) {
+			t.Errorf("Authenticate(%q) = %v", bad, err)
+		}
+	}
+	if err := reg.RevokeToken(ctx, "other-org", tok.ID); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("revoke through another organisation: %v", err)
+	}
+	if err := reg.RevokeToken(ctx, o.ID, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := reg.Authenticate(ctx, secret, false); !errors.Is(err, registry.ErrBadToken) {
+		t.Fatalf("revoked token: %v", err)
+	}
+	d, _ := reg.CreateOrganisation(ctx, "Demo Shop", []registry.Role{registry.Merchant}, true)
+	ds, _, _ := reg.CreateToken(ctx, d.ID, registry.Merchant, "demo", "")
+	if _, _, err := reg.Authenticate(ctx, ds, false); !errors.Is(err, registry.ErrBadToken) {
+		t.Fatalf("demo token outside demo mode: %v", err)
+	}
+	if _, _, err := reg.Authenticate(ctx, ds, true); err != nil {
+		t.Fatalf("demo token in demo mode: %v", err)
+	}
+}
+
+func testSessions(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	reg, clk := newRegistry(db)
+	p := person(t, reg, "Amira", "s1")
+	token, err := reg.NewSession(ctx, p.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := reg.SessionPerson(ctx, token)
+	if err != nil || got.ID != p.ID {
+		t.Fatalf("session = %+v, %v", got, err)
+	}
+	clk.add(time.Hour)
+	if _, err := reg.SessionPerson(ctx, token); !errors.Is(err, registry.ErrExpired) {
+		t.Fatalf("expired session: %v", err)
+	}
+	if _, err := reg.SessionPerson(ctx, "nope"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("unknown session: %v", err)
+	}
+	fresh, _ := reg.NewSession(ctx, p.ID, time.Hour)
+	if err := reg.EndSession(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.SessionPerson(ctx, fresh); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("ended session: %v", err)
+	}
+	// Ceremonies finish at most once, and not after they expire.
+	h, err := reg.SaveCeremony(ctx, "login", p.ID, []byte("state"), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := reg.TakeCeremony(ctx, h, "register"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("ceremony of another kind: %v", err)
+	}
+	pid, data, err := reg.TakeCeremony(ctx, h, "login")
+	if err != nil || pid != p.ID || string(data) != "state" {
+		t.Fatalf("take = %q %q %v", pid, data, err)
+	}
+	if _, _, err := reg.TakeCeremony(ctx, h, "login"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("second take: %v", err)
+	}
+	h2, _ := reg.SaveCeremony(ctx, "login", "", []byte("x"), time.Minute)
+	clk.add(2 * time.Minute)
+	if _, _, err := reg.TakeCeremony(ctx, h2, "login"); !errors.Is(err, registry.ErrExpired) {
+		t.Fatalf("expired ceremony: %v", err)
+	}
+}
+
+func testSetup(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	reg, clk := newRegistry(db)
+	first, err := reg.OperatorSetup(ctx, time.Hour)
+	if err != nil || !strings.HasPrefix(first, registry.SetupPrefix) {
+		t.Fatalf("setup code = %q, %v", first, err)
+	}
+	code, _ := reg.OperatorSetup(ctx, time.Hour) // replaces the first
+	p := person(t, reg, "Olu", "o1")
+	if _, err := reg.RedeemSetup(ctx, first, p.ID); !errors.Is(err, registry.ErrBadToken) {
+		t.Fatalf("replaced code: %v", err)
+	}
+	clk.add(2 * time.Hour)
+	if _, err := reg.RedeemSetup(ctx, code, p.ID); !errors.Is(err, registry.ErrExpired) {
+		t.Fatalf("expired code: %v", err)
+	}
+	code, _ = reg.OperatorSetup(ctx, time.Hour)
+	o, err := reg.RedeemSetup(ctx, code, p.ID)
+	if err != nil || o.Name != registry.OperatorOrgName {
+		t.Fatalf("redeem = %+v, %v", o, err)
+	}
+	if _, err := reg.RedeemSetup(ctx, code, p.ID); !errors.Is(err, registry.ErrBadToken) {
+		t.Fatalf("spent code: %v", err)
+	}
+	ms, _ := reg.Memberships(ctx, p.ID)
+	if len(ms) != 1 || ms[0].Role != registry.Operator {
+		t.Fatalf("memberships = %+v", ms)
+	}
+	if again, err := reg.OperatorSetup(ctx, time.Hour); err != nil || again != "" {
+		t.Fatalf("setup code once an operator exists = %q, %v", again, err)
+	}
+}
+
+func testMode(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	reg, _ := newRegistry(db)
+	if err := reg.EnsureMode(ctx, registry.ModeDemo); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.EnsureMode(ctx, registry.ModeDemo); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.EnsureMode(ctx, registry.ModeProduction); !errors.Is(err, registry.ErrModeMismatch) {
+		t.Fatalf("mode switch: %v", err)
+	}
+}
+
+func FuzzParseRole(f *testing.F) {
+	for _, s := range []string{"merchant", " DPA ", "citizen", "", "operator\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := registry.ParseRole(s)
+		if err == nil && !strings.EqualFold(strings.TrimSpace(s), string(r)) {
+			t.Fatalf("ParseRole(%q) = %q", s, r)
+		}
+	})
+}
+
+func FuzzNewPerson(f *testing.F) {
+	reg := registry.New(nil, time.Now, rand.Reader)
+	for _, s := range []string{"Amira", "", " \t", "a\u0000b", "😀", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := reg.NewPerson(s)
+		if err != nil {
+			return
+		}
+		if p.DisplayName == "" || len([]rune(p.DisplayName)) > 64 || strings.TrimSpace(p.DisplayName) != p.DisplayName {
+			t.Fatalf("accepted %q as %q", s, p.DisplayName)
+		}
+	})
+}
