@@ -1,0 +1,211 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/webauthn"
+	"github.com/chromedp/chromedp"
+)
+
+// ChromiumEnv names the variable holding the Chromium binary for the browser
+// suite. CI sets it; without it the suite skips and says so.
+const ChromiumEnv = "CIVSTACK_TEST_CHROMIUM"
+
+// newBrowser starts headless Chromium, or skips the test when none is given.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	exe := os.Getenv(ChromiumEnv)
+	if exe == "" {
+		t.Skipf("browser suite skipped: set %s to a Chromium binary (e.g. /usr/bin/chromium) to run it", ChromiumEnv)
+	}
+	if _, err := os.Stat(exe); err != nil {
+		t.Fatalf("%s=%s: %v", ChromiumEnv, exe, err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil { // start the browser without a deadline
+		t.Fatalf("start Chromium: %v", err)
+	}
+	return ctx
+}
+
+// step runs actions with a time limit and fails the test with what went wrong.
+func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(sctx, actions...); err != nil {
+		body, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+		t.Fatalf("%s: %v\npage text:\n%s", what, err, body)
+	}
+}
+
+// waitText waits until the page's text contains want. It survives the page
+// navigating away meanwhile (a passkey ceremony ends with a redirect).
+func waitText(want string) chromedp.Action[chromedp.Void] {
+	expr := fmt.Sprintf(`!!document.body && document.body.innerText.includes(%q)`, want)
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		for {
+			ok, err := chromedp.Evaluate[bool](expr)(ctx, tg)
+			if err == nil && ok {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for %q: %w (last error %v)", want, ctx.Err(), err)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+}
+
+func addAuthenticator(t *testing.T, ctx context.Context) webauthn.AuthenticatorID {
+	t.Helper()
+	res, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
+		Options: &webauthn.VirtualAuthenticatorOptions{
+			Protocol:                    webauthn.AuthenticatorProtocolCtap2,
+			Ctap2version:                webauthn.Ctap2versionCtap21,
+			Transport:                   webauthn.AuthenticatorTransportInternal,
+			HasResidentKey:              true,
+			HasUserVerification:         true,
+			IsUserVerified:              true,
+			AutomaticPresenceSimulation: true,
+		},
+	})
+	if err != nil {
+		t.Fatalf("add virtual authenticator: %v", err)
+	}
+	return res.AuthenticatorID
+}
+
+// screenshot keeps a phone-width picture of the page when CIVSTACK_SCREENSHOTS
+// names a directory, so people can look at what the test saw.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	dir := os.Getenv("CIVSTACK_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	if err != nil {
+		t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, name+".jpg"), buf, 0o644)
+}
+
+// TestBrowserPasskeys registers with a passkey in real Chromium (a virtual
+// authenticator stands in for the phone), signs out, signs in again, adds a
+// second passkey on another authenticator and signs in with that one.
+func TestBrowserPasskeys(t *testing.T) {
+	ctx := newBrowser(t)
+	n := startNode(t, nodeOptions{})
+
+	step(t, ctx, "open the start page",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.Navigate(n.URL+"/"),
+		chromedp.WaitVisible(chromedp.ID("signin")))
+	if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
+		t.Fatalf("enable WebAuthn domain: %v", err)
+	}
+	first := addAuthenticator(t, ctx)
+	screenshot(t, ctx, "01-landing")
+
+	step(t, ctx, "register",
+		chromedp.Navigate(n.URL+"/register"),
+		chromedp.SendKeys(chromedp.ID("display_name"), "Amira Test"),
+		chromedp.Click(chromedp.CSS("#register-form button[type=submit]")),
+		waitText("Hello, Amira Test"))
+	screenshot(t, ctx, "02-home")
+
+	step(t, ctx, "sign out",
+		chromedp.Click(chromedp.CSS("form.signout button")),
+		waitText("You have signed out"),
+		chromedp.WaitVisible(chromedp.ID("signin")))
+
+	step(t, ctx, "sign in again",
+		chromedp.Click(chromedp.ID("signin")),
+		waitText("Hello, Amira Test"))
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	if strings.TrimSuffix(loc, "/") != n.URL {
+		t.Errorf("after sign-in the browser is at %s, want the home page", loc)
+	}
+
+	// A second passkey, on another device.
+	if _, err := chromedp.Call(ctx, webauthn.RemoveVirtualAuthenticator, webauthn.RemoveVirtualAuthenticatorParams{AuthenticatorID: first}); err != nil {
+		t.Fatal(err)
+	}
+	addAuthenticator(t, ctx)
+	step(t, ctx, "add a second passkey",
+		chromedp.Navigate(n.URL+"/account"),
+		chromedp.SendKeys(chromedp.ID("label"), "Work laptop"),
+		chromedp.Click(chromedp.CSS("#add-passkey-form button[type=submit]")),
+		waitText("Your new passkey is ready"),
+		waitText("Work laptop"))
+	screenshot(t, ctx, "03-account")
+	rows, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("tr.passkey-row").length`))
+	if err != nil || rows != 2 {
+		t.Fatalf("passkey rows = %d, %v; want 2", rows, err)
+	}
+
+	step(t, ctx, "sign out and in with the second passkey",
+		chromedp.Click(chromedp.CSS("form.signout button")),
+		waitText("You have signed out"),
+		chromedp.Click(chromedp.ID("signin")),
+		waitText("Hello, Amira Test"))
+	if !strings.Contains(n.logs.String(), "person registered") {
+		t.Error("no registration in the server log")
+	}
+	if strings.Contains(n.logs.String(), "Amira") {
+		t.Error("the server log contains the person's name")
+	}
+}
+
+// TestBrowserDemo walks the persona switcher and checks the pages at phone
+// width: nothing may be wider than the screen.
+func TestBrowserDemo(t *testing.T) {
+	ctx := newBrowser(t)
+	n := startNode(t, nodeOptions{demo: true})
+	step(t, ctx, "open the start page",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.Navigate(n.URL+"/"),
+		waitText("Demo personas"))
+	pages := []struct{ persona, path, want string }{
+		{"Amira Haddad", "/", "Hello, Amira Haddad"},
+		{"Li Wei", "/merchant", "Li's Dumpling Cart"},
+		{"Tomas Novak", "/agency", "City Tax Office"},
+		{"Ana Costa", "/dpa", "Data Protection Authority"},
+		{"Olu Adeyemi", "/operator", "New organisation"},
+	}
+	for i, p := range pages {
+		step(t, ctx, "switch to "+p.persona,
+			chromedp.Navigate(n.URL+"/"),
+			chromedp.Click(chromedp.CSS(fmt.Sprintf(`button[data-persona=%q]`, p.persona))),
+			waitText("Hello, "+p.persona),
+			chromedp.Navigate(n.URL+p.path),
+			waitText(p.want))
+		screenshot(t, ctx, fmt.Sprintf("1%d-%s", i, strings.Trim(strings.ReplaceAll(p.path, "/", "-"), "-")+"-"+strings.Fields(p.persona)[0]))
+		wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`))
+		if err != nil || wide {
+			t.Errorf("%s at phone width: page wider than the screen (%v)", p.path, err)
+		}
+	}
+}

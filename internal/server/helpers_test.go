@@ -1,0 +1,103 @@
+package server_test
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/demo"
+	"github.com/civstack/civstack/internal/keyring"
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/server"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// clock is a settable clock that starts at the real time (the WebAuthn
+// library checks its own timeouts against the wall clock).
+type clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.offset) }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.offset += d; c.mu.Unlock() }
+
+// node is a running civstack server for tests, on a real listener.
+type node struct {
+	URL   string // http://localhost:PORT
+	db    *store.DB
+	reg   *registry.Registry
+	clock *clock
+	logs  *syncBuffer
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return string(b.buf) }
+
+type nodeOptions struct {
+	demo  bool
+	store *store.Options // nil: a fresh SQLite database
+}
+
+func startNode(t testing.TB, o nodeOptions) *node {
+	t.Helper()
+	ctx := context.Background()
+	so := store.Options{DataDir: t.TempDir()}
+	if o.store != nil {
+		so = *o.store
+	}
+	db := storetest.OpenMigrated(t, so)
+	c := &clock{}
+	reg := registry.New(db, c.now, rand.Reader)
+	if o.demo {
+		if err := reg.EnsureMode(ctx, registry.ModeDemo); err != nil {
+			t.Fatal(err)
+		}
+		if err := demo.Seed(ctx, reg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := keyring.Open(t.TempDir(), c.now, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	pub, _ := url.Parse("http://localhost:" + port)
+	logs := &syncBuffer{}
+	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test"},
+		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ErrorLog: slog.NewLogLogger(slog.NewTextHandler(io.Discard, nil), slog.LevelError)}
+	go hs.Serve(ln)
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hs.Shutdown(sctx)
+	})
+	return &node{URL: pub.String(), db: db, reg: reg, clock: c, logs: logs}
+}
