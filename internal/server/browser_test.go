@@ -103,13 +103,13 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	if dir == "" {
 		return
 	}
-	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Logf("screenshot %s: %v", name, err)
 		return
 	}
 	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, name+".jpg"), buf, 0o644)
+	os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644)
 }
 
 // TestBrowserPasskeys registers with a passkey in real Chromium (a virtual

@@ -1,0 +1,406 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+func expect(t *testing.T, what string, r *response, status int, contains ...string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("%s: status %d, want %d\n%s", what, r.status, status, clip(r.body))
+	}
+	for _, c := range contains {
+		if !strings.Contains(r.body, c) {
+			t.Fatalf("%s: body lacks %q:\n%s", what, c, clip(r.body))
+		}
+	}
+}
+
+// clip keeps the readable middle of a page for failure messages.
+func clip(s string) string {
+	if i := strings.Index(s, "<main"); i >= 0 {
+		s = s[i:]
+	}
+	if len(s) > 1500 {
+		s = s[:1500] + "…"
+	}
+	return s
+}
+
+func expectProblem(t *testing.T, what string, r *response, status int, detail string) {
+	t.Helper()
+	expect(t, what, r, status)
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+		t.Fatalf("%s: content type %q, want problem+json", what, ct)
+	}
+	var p struct {
+		Title  string `json:"title"`
+		Status int    `json:"status"`
+		Detail string `json:"detail"`
+	}
+	r.json(t, &p)
+	if p.Status != status || p.Title == "" || !strings.Contains(p.Detail, detail) {
+		t.Fatalf("%s: problem %+v, want status %d and detail containing %q", what, p, status, detail)
+	}
+}
+
+// Passkey flows over HTTP with a software authenticator, on every engine.
+func TestPasskeyFlows(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			opts := e.Open(t)
+			n := startNode(t, nodeOptions{store: &opts})
+			c := newClient(t, n.URL)
+			c.register("Amira")
+			ck := c.cookies["civstack_session"]
+			if ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
+				t.Fatalf("session cookie = %+v, want Secure, HttpOnly, SameSite=Lax", ck)
+			}
+			expect(t, "home", c.get("/"), 200, "Hello, Amira")
+
+			// Sessions are stored hashed.
+			var n1 int
+			n.db.Reader().QueryRow("SELECT COUNT(*) FROM sessions WHERE hash = $1", []byte(ck.Value)).Scan(&n1)
+			if n1 != 0 {
+				t.Fatal("session token stored in clear")
+			}
+
+			r := c.postForm("/signout", nil)
+			expect(t, "sign out", r, http.StatusSeeOther)
+			if c.cookies["civstack_session"] != nil {
+				t.Fatal("cookie kept after sign-out")
+			}
+			// The old cookie no longer works.
+			old := newClient(t, n.URL)
+			old.cookies["civstack_session"] = ck
+			expect(t, "old session", old.get("/account"), http.StatusSeeOther)
+
+			r = c.signin()
+			expect(t, "sign in", r, 200, `"redirect":"/"`)
+			expect(t, "home again", c.get("/"), 200, "Hello, Amira")
+
+			// A finished ceremony cannot be replayed.
+			b := c.postJSON("/auth/login/begin", map[string]string{})
+			var begin beginOut
+			b.json(t, &begin)
+			cred, _ := c.auth.get(begin.Options)
+			expect(t, "finish", c.postJSON("/auth/login/finish?ceremony="+url.QueryEscape(begin.Ceremony), cred), 200)
+			expectProblem(t, "replayed finish", c.postJSON("/auth/login/finish?ceremony="+url.QueryEscape(begin.Ceremony), cred), 400, "unknown or has expired")
+
+			// A passkey civstack does not know.
+			stranger := newClient(t, n.URL)
+			stranger.auth.creds = append(stranger.auth.creds, c.auth.creds[0]) // same key...
+			stranger.auth.creds[0] = &softCredential{id: []byte("nope"), key: c.auth.creds[0].key, user: []byte("nobody")}
+			expectProblem(t, "unknown passkey", stranger.signin(), 401, "not registered")
+
+			// A tampered signature.
+			b = c.postJSON("/auth/login/begin", map[string]string{})
+			b.json(t, &begin)
+			cred, _ = c.auth.get(begin.Options)
+			cred["response"].(map[string]any)["signature"] = b64.EncodeToString([]byte("forged"))
+			expectProblem(t, "forged signature", c.postJSON("/auth/login/finish?ceremony="+url.QueryEscape(begin.Ceremony), cred), 401, "could not be verified")
+
+			// A second passkey on another device: the first one is excluded.
+			second := &softAuthenticator{rpID: c.auth.rpID, origin: c.auth.origin}
+			b = c.postJSON("/auth/passkeys/begin", map[string]string{"label": "Laptop"})
+			expect(t, "add begin", b, 200)
+			b.json(t, &begin)
+			if _, err := c.auth.create(begin.Options); err == nil {
+				t.Fatal("the first authenticator was not excluded from adding a second passkey")
+			}
+			cred, err := second.create(begin.Options)
+			if err != nil {
+				t.Fatal(err)
+			}
+			expect(t, "add finish", c.postJSON("/auth/passkeys/finish?ceremony="+url.QueryEscape(begin.Ceremony), cred), 200, "/account?added=1")
+			expect(t, "account", c.get("/account?added=1"), 200, "Laptop", "First passkey", "Your new passkey is ready")
+
+			// Sign in with the second one.
+			c.auth = second
+			expect(t, "sign in with the second passkey", c.signin(), 200)
+
+			// Remove the first; the last cannot go.
+			ps, _ := n.reg.Passkeys(context.Background(), firstPersonID(t, n))
+			if len(ps) != 2 {
+				t.Fatalf("%d passkeys", len(ps))
+			}
+			r = c.postForm("/account/passkeys/"+b64.EncodeToString(ps[0].ID)+"/remove", nil)
+			expect(t, "remove passkey", r, http.StatusSeeOther)
+			r = c.postForm("/account/passkeys/"+b64.EncodeToString(ps[1].ID)+"/remove", nil)
+			expect(t, "remove the last passkey", r, http.StatusConflict, "cannot remove your last passkey")
+			expect(t, "remove garbage id", c.postForm("/account/passkeys/not*base64/remove", nil), http.StatusBadRequest)
+		})
+	}
+}
+
+func firstPersonID(t *testing.T, n *node) string {
+	var id string
+	if err := n.db.Reader().QueryRow("SELECT id FROM people ORDER BY created_at LIMIT 1").Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestSessionExpiry(t *testing.T) {
+	n := startNode(t, nodeOptions{})
+	c := newClient(t, n.URL)
+	c.register("Jonas")
+	n.clock.add(2 * time.Hour) // the test server's sessions last one hour
+	r := c.get("/account")
+	expect(t, "expired session", r, http.StatusSeeOther)
+	loc := r.header.Get("Location")
+	if !strings.Contains(loc, "expired=1") || !strings.Contains(loc, "next=%2Faccount") {
+		t.Fatalf("redirect to %q", loc)
+	}
+	expect(t, "sign-in page", c.get(loc), 200, "Your session has expired. Sign in again.")
+	expectProblem(t, "expired session on JSON", c.postJSON("/auth/passkeys/begin", map[string]string{"label": "x"}), 401, "Sign in")
+}
+
+func TestCrossSiteRequestsRefused(t *testing.T) {
+	n := startNode(t, nodeOptions{})
+	c := newClient(t, n.URL)
+	c.register("Amira")
+	c.header.Set("Sec-Fetch-Site", "cross-site")
+	expect(t, "cross-site sign-out", c.postForm("/signout", nil), http.StatusForbidden, "came from another site")
+	c.header = http.Header{"Origin": {"https://evil.example"}}
+	expect(t, "foreign origin", c.postForm("/signout", nil), http.StatusForbidden)
+	c.header = http.Header{"Sec-Fetch-Site": {"same-origin"}}
+	expect(t, "same-origin sign-out", c.postForm("/signout", nil), http.StatusSeeOther)
+}
+
+func TestBadJSONInput(t *testing.T) {
+	n := startNode(t, nodeOptions{})
+	c := newClient(t, n.URL)
+	expectProblem(t, "malformed", c.postJSON("/auth/register/begin", `{"display_name":`), 400, "not the JSON expected")
+	expectProblem(t, "unknown field", c.postJSON("/auth/register/begin", `{"display_name":"A","admin":true}`), 400, "unknown field")
+	expectProblem(t, "trailing data", c.postJSON("/auth/register/begin", `{"display_name":"A"} {}`), 400, "after the JSON")
+	expectProblem(t, "oversize", c.postJSON("/auth/register/begin", `{"display_name":"`+strings.Repeat("a", 70000)+`"}`), 400, "larger than")
+	expectProblem(t, "blank name", c.postJSON("/auth/register/begin", `{"display_name":"  "}`), 400, "display name is empty")
+	expectProblem(t, "no ceremony", c.postJSON("/auth/register/finish?ceremony=nope", `{}`), 400, "unknown or has expired")
+	var people int
+	n.db.Reader().QueryRow("SELECT COUNT(*) FROM people").Scan(&people)
+	if people != 0 {
+		t.Fatalf("%d people after failed registrations", people)
+	}
+	expect(t, "unknown page", c.get("/no/such/page"), 404, "There is no page at this address")
+}
+
+func TestRoleGates(t *testing.T) {
+	n := startNode(t, nodeOptions{})
+	anon := newClient(t, n.URL)
+	r := anon.get("/account")
+	expect(t, "anonymous account", r, http.StatusSeeOther)
+	if loc := r.header.Get("Location"); loc != "/?next=%2Faccount" {
+		t.Fatalf("redirect to %q", loc)
+	}
+	expect(t, "anonymous landing", anon.get("/"), 200, "Sign in with a passkey")
+
+	c := newClient(t, n.URL)
+	c.register("Amira")
+	for _, p := range []string{"/operator", "/merchant", "/issuer", "/verifier", "/agency", "/dpa"} {
+		expect(t, "citizen opens "+p, c.get(p), http.StatusForbidden, "which your account does not have")
+	}
+	ctx := context.Background()
+	shop, _ := n.reg.CreateOrganisation(ctx, "Rossi Groceries", []registry.Role{registry.Merchant}, false)
+	expect(t, "non-member opens an organisation", c.get("/orgs/"+shop.ID), http.StatusForbidden)
+	expect(t, "non-member makes a token", c.postForm("/orgs/"+shop.ID+"/tokens", url.Values{"label": {"x"}, "role": {"merchant"}}), http.StatusForbidden)
+	expect(t, "no such organisation", c.get("/orgs/nope"), http.StatusNotFound)
+}
+
+// The operator's pages: set up the first operator, create an organisation,
+// give a person a role, create and revoke an API token.
+func TestOperatorPages(t *testing.T) {
+	n := startNode(t, nodeOptions{})
+	ctx := context.Background()
+	op := newClient(t, n.URL)
+	op.register("Olu")
+	code, err := n.reg.OperatorSetup(ctx, time.Hour)
+	if err != nil || code == "" {
+		t.Fatalf("setup code %q, %v", code, err)
+	}
+	expect(t, "setup page", op.get("/setup?code="+code), 200, code)
+	expect(t, "wrong code", op.postForm("/setup", url.Values{"code": {"setup_wrong"}}), http.StatusUnauthorized, "unknown, spent or revoked")
+	expect(t, "redeem", op.postForm("/setup", url.Values{"code": {code}}), http.StatusSeeOther)
+	expect(t, "operator home", op.get("/operator"), 200, "New organisation", registry.OperatorOrgName)
+
+	expect(t, "org without roles", op.postForm("/operator/organisations", url.Values{"name": {"Nothing"}}), 400, "at least one role")
+	expect(t, "org with a bad role", op.postForm("/operator/organisations", url.Values{"name": {"X"}, "role": {"emperor"}}), 400, "unknown role")
+	r := op.postForm("/operator/organisations", url.Values{"name": {"Rossi Groceries"}, "role": {"merchant"}})
+	expect(t, "create org", r, http.StatusSeeOther)
+	orgPath := strings.TrimSuffix(r.header.Get("Location"), "?created=1")
+	expect(t, "duplicate org", op.postForm("/operator/organisations", url.Values{"name": {"Rossi Groceries"}, "role": {"merchant"}}), 409, "already taken")
+
+	sofia := newClient(t, n.URL)
+	sofia.register("Sofia")
+	var sofiaID string
+	n.db.Reader().QueryRow("SELECT id FROM people WHERE display_name = 'Sofia'").Scan(&sofiaID)
+	expect(t, "grant to nobody", op.postForm(orgPath+"/members", url.Values{"person_id": {"nobody"}, "role": {"merchant"}}), 404, "No person has that account number")
+	expect(t, "grant a role the org lacks", op.postForm(orgPath+"/members", url.Values{"person_id": {sofiaID}, "role": {"agency"}}), 400, "does not have that role")
+	expect(t, "grant", op.postForm(orgPath+"/members", url.Values{"person_id": {sofiaID}, "role": {"merchant"}}), http.StatusSeeOther)
+	expect(t, "member sees merchant console", sofia.get("/merchant"), 200, "Rossi Groceries")
+	expect(t, "member sees the org", sofia.get(orgPath), 200, "Sofia")
+	expect(t, "member cannot grant", sofia.postForm(orgPath+"/members", url.Values{"person_id": {sofiaID}, "role": {"merchant"}}), http.StatusForbidden)
+
+	r = sofia.postForm(orgPath+"/tokens", url.Values{"label": {"till 1"}, "role": {"merchant"}})
+	expect(t, "member creates a token", r, http.StatusCreated, "Copy it now", registry.TokenPrefix)
+	i := strings.Index(r.body, registry.TokenPrefix)
+	secret := r.body[i : i+len(registry.TokenPrefix)+52]
+	api := newClient(t, n.URL)
+	api.header.Set("Authorization", "Bearer "+secret)
+	expect(t, "token works", api.get("/api/v1/whoami"), 200, `"role":"merchant"`, "Rossi Groceries")
+	expect(t, "token shown once", sofia.get(orgPath), 200, "till 1")
+	if strings.Contains(sofia.get(orgPath).body, secret) {
+		t.Fatal("token shown again")
+	}
+	toks, _ := n.reg.Tokens(ctx, strings.TrimPrefix(orgPath, "/orgs/"))
+	expect(t, "revoke", sofia.postForm(orgPath+"/tokens/"+toks[0].ID+"/revoke", nil), http.StatusSeeOther)
+	expectProblem(t, "revoked token", api.get("/api/v1/whoami"), 401, "unknown or revoked")
+	expect(t, "revoke role", op.postForm(orgPath+"/members/revoke", url.Values{"person_id": {sofiaID}, "role": {"merchant"}}), http.StatusSeeOther)
+	expect(t, "former member", sofia.get("/merchant"), http.StatusForbidden)
+}
+
+func TestAPI(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) { testAPI(t, e) })
+	}
+}
+
+func testAPI(t *testing.T, e storetest.Engine) {
+	opts := e.Open(t)
+	n := startNode(t, nodeOptions{store: &opts})
+	ctx := context.Background()
+	ops, _ := n.reg.CreateOrganisation(ctx, "Operators", []registry.Role{registry.Operator}, false)
+	opSecret, _, err := n.reg.CreateToken(ctx, ops.ID, registry.Operator, "automation", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon := newClient(t, n.URL)
+	r := anon.get("/api/v1/whoami")
+	expectProblem(t, "no token", r, 401, "API token is required")
+	if !strings.Contains(r.header.Get("WWW-Authenticate"), "Bearer") {
+		t.Fatal("no WWW-Authenticate header")
+	}
+	anon.header.Set("Authorization", "Bearer cvs_wrong")
+	expectProblem(t, "wrong token", anon.get("/api/v1/whoami"), 401, "unknown or revoked")
+
+	op := newClient(t, n.URL)
+	op.header.Set("Authorization", "Bearer "+opSecret)
+	expect(t, "whoami", op.get("/api/v1/whoami"), 200, `"role":"operator"`)
+	expectProblem(t, "malformed JSON", op.postJSON("/api/v1/organisations", `{"name":`), 400, "")
+	expectProblem(t, "unknown field", op.postJSON("/api/v1/organisations", `{"name":"X","roles":["merchant"],"admin":true}`), 422, "")
+	expectProblem(t, "bad role", op.postJSON("/api/v1/organisations", `{"name":"X","roles":["emperor"]}`), 422, "")
+	expectProblem(t, "oversize", op.postJSON("/api/v1/organisations", `{"name":"`+strings.Repeat("x", 70000)+`","roles":["merchant"]}`), 413, "")
+	r = op.postJSON("/api/v1/organisations", map[string]any{"name": "Li's Dumpling Cart", "roles": []string{"merchant"}})
+	expect(t, "create org", r, 201, "Li's Dumpling Cart")
+	var org struct{ ID string }
+	r.json(t, &org)
+	expectProblem(t, "duplicate", op.postJSON("/api/v1/organisations", map[string]any{"name": "Li's Dumpling Cart", "roles": []string{"merchant"}}), 409, "already taken")
+	expect(t, "list", op.get("/api/v1/organisations"), 200, "Li's Dumpling Cart", "Operators")
+
+	r = op.postJSON("/api/v1/organisations/"+org.ID+"/tokens", map[string]any{"label": "till", "role": "merchant"})
+	expect(t, "create token", r, 201, `"token":"cvs_`)
+	var tok struct {
+		ID     string
+		Secret string `json:"token"`
+	}
+	r.json(t, &tok)
+	expectProblem(t, "token for a role the org lacks", op.postJSON("/api/v1/organisations/"+org.ID+"/tokens", map[string]any{"label": "x", "role": "agency"}), 400, "does not have that role")
+
+	shop := newClient(t, n.URL)
+	shop.header.Set("Authorization", "Bearer "+tok.Secret)
+	expect(t, "merchant whoami", shop.get("/api/v1/whoami"), 200, `"role":"merchant"`)
+	expectProblem(t, "merchant lists organisations", shop.get("/api/v1/organisations"), 403, "needs a token with the Operator role")
+	expect(t, "merchant reads its own org", shop.get("/api/v1/organisations/"+org.ID), 200)
+	expectProblem(t, "merchant reads another org", shop.get("/api/v1/organisations/"+ops.ID), 404, "no such organisation")
+	expect(t, "merchant lists its tokens", shop.get("/api/v1/organisations/"+org.ID+"/tokens"), 200, "till")
+	if strings.Contains(shop.get("/api/v1/organisations/"+org.ID+"/tokens").body, tok.Secret) {
+		t.Fatal("token listing shows the secret")
+	}
+
+	c := newClient(t, n.URL)
+	c.register("Li")
+	var liID string
+	n.db.Reader().QueryRow("SELECT id FROM people WHERE display_name = 'Li'").Scan(&liID)
+	expect(t, "grant", op.do(http.MethodPut, "/api/v1/organisations/"+org.ID+"/members/"+liID+"/merchant", nil, ""), 204)
+	expectProblem(t, "grant to nobody", op.do(http.MethodPut, "/api/v1/organisations/"+org.ID+"/members/nobody/merchant", nil, ""), 404, "")
+	expect(t, "members", shop.get("/api/v1/organisations/"+org.ID+"/members"), 200, liID)
+	expect(t, "revoke role", op.do(http.MethodDelete, "/api/v1/organisations/"+org.ID+"/members/"+liID+"/merchant", nil, ""), 204)
+
+	expect(t, "merchant revokes its own token", shop.do(http.MethodDelete, "/api/v1/organisations/"+org.ID+"/tokens/"+tok.ID, nil, ""), 204)
+	expectProblem(t, "revoked", shop.get("/api/v1/whoami"), 401, "")
+	expect(t, "openapi", anon.get("/api/v1/openapi.json"), 200, `"openapi"`, "create-organisation")
+}
+
+func TestOps(t *testing.T) {
+	n := startNode(t, nodeOptions{})
+	c := newClient(t, n.URL)
+	expect(t, "healthz", c.get("/healthz"), 200, `"ok"`)
+	expect(t, "readyz", c.get("/readyz"), 200, `"ready"`)
+	c.register("Amira Haddad")
+	r := c.get("/metrics")
+	expect(t, "metrics", r, 200, `civstack_http_requests_total{code="200",route="GET /healthz"}`, `route="POST /auth/register/finish"`)
+	var id string
+	n.db.Reader().QueryRow("SELECT id FROM people").Scan(&id)
+	if strings.Contains(r.body, id) || strings.Contains(r.body, "Amira") {
+		t.Fatal("metrics carry personal data")
+	}
+	for _, h := range []string{"Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options"} {
+		if c.get("/").header.Get(h) == "" {
+			t.Errorf("missing header %s", h)
+		}
+	}
+	n.db.Close()
+	expectProblem(t, "readyz without a database", c.get("/readyz"), 503, "does not answer")
+}
+
+func TestDemoOnlyWithDemo(t *testing.T) {
+	ctx := context.Background()
+	dn := startNode(t, nodeOptions{demo: true})
+	c := newClient(t, dn.URL)
+	expect(t, "landing lists personas", c.get("/"), 200, "Demo mode", "Li Wei", "Olu Adeyemi")
+	people, _ := dn.reg.DemoPeople(ctx)
+	expect(t, "switch", c.postForm("/demo/persona/"+people[2].ID, nil), http.StatusSeeOther)
+	expect(t, "as Li", c.get("/merchant"), 200, "Dumpling Cart")
+	expect(t, "not a persona", c.postForm("/demo/persona/nobody", nil), 404)
+
+	// The same kind of data in a server started without --demo: no switcher,
+	// no demo sessions, no demo organisations.
+	var opts = store.Options{DataDir: t.TempDir()}
+	seeded := startNode(t, nodeOptions{demo: true, store: &opts})
+	people, _ = seeded.reg.DemoPeople(ctx)
+	token, err := seeded.reg.NewSession(ctx, people[0].ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := startNode(t, nodeOptions{store: &opts})
+	p := newClient(t, plain.URL)
+	r := p.get("/")
+	expect(t, "no switcher", r, 200, "Sign in with a passkey")
+	if strings.Contains(r.body, "Demo personas") || strings.Contains(r.body, "Li Wei") {
+		t.Fatal("demo personas shown without --demo")
+	}
+	expect(t, "no switch route", p.postForm("/demo/persona/"+people[0].ID, nil), 404)
+	p.cookies["civstack_session"] = &http.Cookie{Name: "civstack_session", Value: token}
+	expect(t, "demo session refused", p.get("/account"), http.StatusSeeOther)
+}
+
+func TestProblemShape(t *testing.T) {
+	n := startNode(t, nodeOptions{})
+	r := newClient(t, n.URL).get("/api/v1/no-such-thing")
+	expectProblem(t, "unknown API path", r, 404, "")
+	var m map[string]any
+	json.Unmarshal([]byte(r.body), &m)
+	if _, ok := m["title"]; !ok {
+		t.Fatal("no title")
+	}
+}
