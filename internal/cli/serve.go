@@ -216,4 +216,3 @@ func banner(ctx context.Context, e *env, n *node, pub *url.URL, listening string
 	fmt.Fprintln(w, "Press Ctrl-C to stop.")
 	return nil
 }
-

@@ -27,12 +27,12 @@ import (
 
 // Sentinel errors.
 var (
-	ErrNotFound      = store.ErrNotFound
-	ErrInvalid       = errors.New("invalid")
-	ErrBadToken      = errors.New("unknown, revoked or malformed token")
-	ErrExpired       = errors.New("expired")
-	ErrLastPasskey   = errors.New("a person must keep at least one passkey")
-	ErrModeMismatch  = errors.New("database mode mismatch")
+	ErrNotFound       = store.ErrNotFound
+	ErrInvalid        = errors.New("invalid")
+	ErrBadToken       = errors.New("unknown, revoked or malformed token")
+	ErrExpired        = errors.New("expired")
+	ErrLastPasskey    = errors.New("a person must keep at least one passkey")
+	ErrModeMismatch   = errors.New("database mode mismatch")
 	ErrRoleNotOffered = errors.New("the organisation does not have that role")
 )
 

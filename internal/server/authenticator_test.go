@@ -48,9 +48,9 @@ func (a *softAuthenticator) authData(flags byte, counter uint32, attested []byte
 func (a *softAuthenticator) create(options json.RawMessage) (map[string]any, error) {
 	var o struct {
 		PublicKey struct {
-			Challenge string `json:"challenge"`
-			RP        struct{ ID string } `json:"rp"`
-			User      struct{ ID string } `json:"user"`
+			Challenge string                `json:"challenge"`
+			RP        struct{ ID string }   `json:"rp"`
+			User      struct{ ID string }   `json:"user"`
 			Exclude   []struct{ ID string } `json:"excludeCredentials"`
 		} `json:"publicKey"`
 	}
