@@ -66,6 +66,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", *addr, errors.Unwrap(err))
+	}
+	defer ln.Close()
+
 	n, err := openNode(ctx, e, storage, logger)
 	if err != nil {
 		return err
@@ -91,11 +97,6 @@ func runServe(ctx context.Context, e *env, args []string) error {
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", *addr, errors.Unwrap(err))
-	}
-	defer ln.Close()
 	// With port 0 the system picks the port; the public URL follows it.
 	pub, err := publicURL(*public, ln.Addr().String(), tlsConfig != nil)
 	if err != nil {
@@ -200,6 +201,7 @@ func banner(ctx context.Context, e *env, n *node, pub *url.URL, listening string
 		if err != nil {
 			return err
 		}
+		demo.Sort(people)
 		fmt.Fprintf(w, "  DEMO MODE: made-up people only. Open %s/ and pick a persona:\n", pub)
 		for _, p := range people {
 			fmt.Fprintf(w, "    - %s\n", p.DisplayName)

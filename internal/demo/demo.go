@@ -7,10 +7,19 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+
+	"github.com/google/uuid"
 
 	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/store"
 )
+
+// namespace makes demo people's ids deterministic, so that two processes
+// seeding one database at once cannot create anyone twice.
+var namespace = uuid.MustParse("6f0e7c2a-3d1b-4c6e-9a55-1c1b7c1e5d00")
 
 // Persona describes one demo person and where they work.
 type Persona struct {
@@ -52,7 +61,8 @@ var Personas = []Persona{
 }
 
 // Seed creates whatever demo organisations and people are missing and gives
-// them their roles. Running it again changes nothing.
+// them their roles. Running it again, or in several processes at once,
+// changes nothing more.
 func Seed(ctx context.Context, reg *registry.Registry) error {
 	orgIDs := map[string]string{}
 	for _, o := range Orgs {
@@ -62,6 +72,9 @@ func Seed(ctx context.Context, reg *registry.Registry) error {
 			continue
 		}
 		made, err := reg.CreateOrganisation(ctx, o.Name, o.Roles, true)
+		if errors.Is(err, store.ErrConflict) { // another process was faster
+			made, err = reg.OrganisationByName(ctx, o.Name)
+		}
 		if err != nil {
 			return fmt.Errorf("seed organisation %q: %w", o.Name, err)
 		}
@@ -82,8 +95,9 @@ func Seed(ctx context.Context, reg *registry.Registry) error {
 			if err != nil {
 				return err
 			}
+			p.ID = uuid.NewSHA1(namespace, []byte(pr.Name)).String()
 			p.Demo = true
-			if err := reg.CreatePerson(ctx, p, nil, ""); err != nil {
+			if err := reg.CreatePerson(ctx, p, nil, ""); err != nil && !errors.Is(err, store.ErrConflict) {
 				return fmt.Errorf("seed person: %w", err)
 			}
 			id = p.ID
@@ -95,4 +109,18 @@ func Seed(ctx context.Context, reg *registry.Registry) error {
 		}
 	}
 	return nil
+}
+
+// Sort orders demo people as Personas lists them (their creation times can
+// tie), leaving anyone else at the end.
+func Sort(people []*registry.Person) {
+	rank := func(p *registry.Person) int {
+		for i, pr := range Personas {
+			if pr.Name == p.DisplayName {
+				return i
+			}
+		}
+		return len(Personas)
+	}
+	slices.SortStableFunc(people, func(a, b *registry.Person) int { return rank(a) - rank(b) })
 }

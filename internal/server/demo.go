@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/civstack/civstack/internal/demo"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/web"
 )
@@ -37,6 +38,7 @@ func (s *Server) personas(r *http.Request) []web.Persona {
 		s.log.Warn("list personas", "err", err)
 		return nil
 	}
+	demo.Sort(people)
 	out := make([]web.Persona, 0, len(people))
 	for _, p := range people {
 		ms, err := s.reg.Memberships(r.Context(), p.ID)

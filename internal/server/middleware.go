@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -114,4 +115,32 @@ func (s *Server) securityHeaders(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// canonicalHost sends people who opened the node by a loopback IP address
+// (http://127.0.0.1:8080) to its public URL (http://localhost:8080): browsers
+// refuse passkeys on IP addresses. Machine and operational paths are left
+// alone.
+func (s *Server) canonicalHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.Host != s.cfg.PublicURL.Host && !machinePath(r.URL.Path) {
+			host := r.Host
+			if h, _, err := net.SplitHostPort(r.Host); err == nil {
+				host = h
+			}
+			if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+				http.Redirect(w, r, s.cfg.PublicURL.String()+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func machinePath(p string) bool {
+	switch p {
+	case "/healthz", "/readyz", "/metrics":
+		return true
+	}
+	return strings.HasPrefix(p, "/api/")
 }

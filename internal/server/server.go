@@ -116,6 +116,7 @@ func (s *Server) Handler() http.Handler {
 	}))
 	var h http.Handler = mux
 	h = cop.Handler(h)
+	h = s.canonicalHost(h)
 	h = s.securityHeaders(h)
 	h = s.recoverer(h)
 	h = s.observe(h)

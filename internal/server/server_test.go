@@ -404,3 +404,15 @@ func TestProblemShape(t *testing.T) {
 		t.Fatal("no title")
 	}
 }
+
+func TestLoopbackIPRedirectsToPublicURL(t *testing.T) {
+	n := startNode(t, nodeOptions{})
+	ip := strings.Replace(n.URL, "localhost", "127.0.0.1", 1)
+	c := newClient(t, ip)
+	r := c.get("/account?x=1")
+	expect(t, "page by IP", r, http.StatusTemporaryRedirect)
+	if loc := r.header.Get("Location"); loc != n.URL+"/account?x=1" {
+		t.Fatalf("redirect to %q", loc)
+	}
+	expect(t, "healthz by IP", c.get("/healthz"), 200)
+}

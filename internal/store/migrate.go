@@ -5,6 +5,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -14,9 +15,17 @@ import (
 var migrations embed.FS
 
 // Migrate brings the schema up to date. Several processes may call it at once
-// on one PostgreSQL database: a session advisory lock lets one apply the
+// on one database: on PostgreSQL a session advisory lock, on SQLite an
+// exclusive lock on a file in the data directory, lets one apply the
 // migrations while the others wait, then find nothing left to do.
 func (db *DB) Migrate(ctx context.Context) error {
+	if db.dialect == SQLite {
+		unlock, err := lockFile(filepath.Join(db.dir, "migrate.lock"))
+		if err != nil {
+			return fmt.Errorf("migration lock: %w", err)
+		}
+		defer unlock()
+	}
 	sub, err := fs.Sub(migrations, "migrations/"+string(db.dialect))
 	if err != nil {
 		return fmt.Errorf("migrations for %s: %w", db.dialect, err)

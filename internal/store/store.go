@@ -57,6 +57,7 @@ type DB struct {
 	write   *sql.DB // SQLite: a single connection; PostgreSQL: the pool
 	read    *sql.DB // SQLite: a read-only pool; PostgreSQL: the same pool
 	logger  *slog.Logger
+	dir     string // SQLite: the data directory
 }
 
 // Open connects to the database Options name and checks it answers. It does
@@ -123,7 +124,7 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger) (*DB, erro
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	read.SetMaxOpenConns(8)
-	return &DB{dialect: SQLite, write: write, read: read, logger: logger}, nil
+	return &DB{dialect: SQLite, write: write, read: read, logger: logger, dir: dir}, nil
 }
 
 // checkWritable proves that dir accepts new files, so that a read-only data

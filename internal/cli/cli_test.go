@@ -1,0 +1,313 @@
+package cli
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// run runs the command line with the given environment variables.
+func run(t *testing.T, vars map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut syncBuf
+	e := &env{stdout: &out, stderr: &errOut, getenv: func(k string) string { return vars[k] }, now: time.Now}
+	code := e.main(context.Background(), args)
+	return code, out.String(), errOut.String()
+}
+
+// oneLine checks a failure was reported as exactly one line naming want.
+func oneLine(t *testing.T, what string, code, wantCode int, stderr, want string) {
+	t.Helper()
+	if code != wantCode {
+		t.Fatalf("%s: exit %d, want %d (stderr %q)", what, code, wantCode, stderr)
+	}
+	if strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, want) {
+		t.Fatalf("%s: stderr %q, want one line containing %q", what, stderr, want)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	code, out, _ := run(t, nil, "--help")
+	if code != 0 || !strings.Contains(out, "Commands:") || !strings.Contains(out, "serve") || !strings.Contains(out, "serve --demo") {
+		t.Fatalf("--help: %d %q", code, out)
+	}
+	code, out, _ = run(t, nil, "serve", "--help")
+	for _, want := range []string{"-tls-cert", "CIVSTACK_ADDR", "CIVSTACK_DB", "-demo", "Passkeys are bound"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("serve --help lacks %q: %d %q", want, code, out)
+		}
+	}
+	for _, cmd := range []string{"demo", "keys"} {
+		if code, out, _ := run(t, nil, cmd, "-h"); code != 0 || !strings.Contains(out, "Usage: civstack "+cmd) {
+			t.Fatalf("%s -h: %d %q", cmd, code, out)
+		}
+	}
+	if code, out, _ := run(t, nil, "version"); code != 0 || !strings.HasPrefix(out, "civstack ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	if code, _, _ := run(t, nil); code != 2 {
+		t.Fatalf("no arguments: exit %d", code)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	data := t.TempDir()
+	code, _, stderr := run(t, nil, "frobnicate")
+	oneLine(t, "unknown command", code, 2, stderr, "unknown command")
+	code, _, stderr = run(t, nil, "serve", "--nope")
+	oneLine(t, "unknown flag", code, 2, stderr, "flag provided but not defined")
+	code, _, stderr = run(t, nil, "serve", "--data", data, "extra")
+	oneLine(t, "extra argument", code, 2, stderr, "unexpected argument")
+	code, _, stderr = run(t, map[string]string{"CIVSTACK_LOG_LEVEL": "loud"}, "serve", "--data", data)
+	oneLine(t, "bad env level", code, 2, stderr, "--log-level")
+	code, _, stderr = run(t, map[string]string{"CIVSTACK_DEMO": "maybe"}, "serve", "--data", data)
+	oneLine(t, "bad env bool", code, 2, stderr, "CIVSTACK_DEMO")
+	code, _, stderr = run(t, nil, "serve", "--data", data, "--url", "http://127.0.0.1:8080")
+	oneLine(t, "IP url", code, 2, stderr, "IP address")
+	code, _, stderr = run(t, nil, "serve", "--data", data, "--url", "http://civstack.example.org")
+	oneLine(t, "plain http on a real host", code, 2, stderr, "use https")
+	code, _, stderr = run(t, nil, "serve", "--data", data, "--tls-cert", "x.pem")
+	oneLine(t, "half TLS", code, 2, stderr, "go together")
+	code, _, stderr = run(t, nil, "serve", "--data", data, "--tls-cert", "x.pem", "--tls-key", "y.pem")
+	oneLine(t, "missing certificate", code, 1, stderr, "TLS certificate")
+	code, _, stderr = run(t, nil, "keys", "--data", data, "burn")
+	oneLine(t, "keys burn", code, 2, stderr, "unknown keys command")
+}
+
+func TestStorageErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, []byte("x"), 0o600)
+	code, _, stderr := run(t, nil, "serve", "--data", filepath.Join(file, "data"), "--addr", "127.0.0.1:0")
+	oneLine(t, "data dir under a file", code, 1, stderr, "cannot create data directory")
+	code, _, stderr = run(t, nil, "serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--db", "postgres://nobody:secret@127.0.0.1:1/civstack?connect_timeout=2")
+	oneLine(t, "unreachable database", code, 1, stderr, "cannot reach PostgreSQL")
+	if strings.Contains(stderr, "secret") {
+		t.Fatalf("the database password leaked into the error: %q", stderr)
+	}
+	code, _, stderr = run(t, nil, "serve", "--data", t.TempDir(), "--addr", "256.0.0.1:99999")
+	oneLine(t, "bad address", code, 1, stderr, "cannot listen")
+}
+
+// server is a civstack serve running in the background of a test.
+type serveProc struct {
+	url    string
+	out    *syncBuf
+	cancel context.CancelFunc
+	done   chan int
+}
+
+var urlRE = regexp.MustCompile(`is running at (\S+)`)
+
+func startServe(t *testing.T, vars map[string]string, args ...string) *serveProc {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &serveProc{out: &syncBuf{}, cancel: cancel, done: make(chan int, 1)}
+	errOut := &syncBuf{}
+	e := &env{stdout: s.out, stderr: errOut, getenv: func(k string) string { return vars[k] }, now: time.Now}
+	go func() { s.done <- e.main(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := urlRE.FindStringSubmatch(s.out.String()); m != nil {
+			s.url = m[1]
+			t.Cleanup(func() { s.stop(t) })
+			return s
+		}
+		select {
+		case code := <-s.done:
+			t.Fatalf("serve exited %d: %s%s", code, s.out.String(), errOut.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("serve did not start: %s %s", s.out.String(), errOut.String())
+	return nil
+}
+
+func (s *serveProc) stop(t *testing.T) int {
+	if s.cancel == nil {
+		return 0
+	}
+	s.cancel()
+	s.cancel = nil
+	select {
+	case code := <-s.done:
+		return code
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	return -1
+}
+
+func get(t *testing.T, client *http.Client, url string) (int, string) {
+	t.Helper()
+	res, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func TestServeLifecycle(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "civstack-data")
+	s := startServe(t, nil, "--data", data, "--demo")
+	for _, want := range []string{"DEMO MODE", "Li Wei", "Ana Costa", "SQLite at", "Press Ctrl-C"} {
+		if !strings.Contains(s.out.String(), want) {
+			t.Fatalf("banner lacks %q:\n%s", want, s.out.String())
+		}
+	}
+	if !strings.HasPrefix(s.url, "http://localhost:") {
+		t.Fatalf("public URL %s", s.url)
+	}
+	if code, body := get(t, http.DefaultClient, s.url+"/readyz"); code != 200 || !strings.Contains(body, "sqlite") {
+		t.Fatalf("readyz %d %s", code, body)
+	}
+	if code := s.stop(t); code != 0 {
+		t.Fatalf("serve exited %d after Ctrl-C", code)
+	}
+	if !strings.Contains(s.out.String(), "Stopped.") {
+		t.Fatalf("no goodbye: %s", s.out.String())
+	}
+	for _, p := range []string{"civstack.db", "keys"} {
+		if _, err := os.Stat(filepath.Join(data, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, _ := filepath.Glob(filepath.Join(data, "keys", "*.pem"))
+	if len(keys) != 2 {
+		t.Fatalf("keys: %v", keys)
+	}
+	for _, k := range keys {
+		fi, _ := os.Stat(k)
+		if fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s has mode %v", k, fi.Mode().Perm())
+		}
+	}
+	// Demo data never mixes with real use.
+	code, _, stderr := run(t, nil, "serve", "--data", data, "--addr", "127.0.0.1:0")
+	oneLine(t, "real use of a demo database", code, 1, stderr, "holds demo data")
+
+	// keys list and rotate.
+	code, out, _ := run(t, nil, "keys", "--data", data, "list")
+	if code != 0 || strings.Count(out, "yes") != 2 {
+		t.Fatalf("keys list: %d\n%s", code, out)
+	}
+	if code, out, _ = run(t, nil, "keys", "--data", data, "rotate", "document"); code != 0 || !strings.Contains(out, "New document key") {
+		t.Fatalf("rotate: %d %s", code, out)
+	}
+	code, out, _ = run(t, nil, "keys", "--data", data, "list")
+	if code != 0 || strings.Count(out, "document") != 2 || strings.Count(out, "yes") != 2 {
+		t.Fatalf("keys list after rotation: %d\n%s", code, out)
+	}
+	code, _, stderr = run(t, nil, "keys", "--data", data, "rotate", "banana")
+	oneLine(t, "rotate an unknown purpose", code, 1, stderr, "unknown key purpose")
+}
+
+func TestServeProductionPrintsSetupLink(t *testing.T) {
+	data := t.TempDir()
+	s := startServe(t, nil, "--data", data)
+	if !strings.Contains(s.out.String(), s.url+"/setup?code=setup_") || strings.Contains(s.out.String(), "DEMO") {
+		t.Fatalf("banner:\n%s", s.out.String())
+	}
+	s.stop(t)
+	code, _, stderr := run(t, nil, "demo", "--data", data)
+	oneLine(t, "demo into a real database", code, 1, stderr, "holds real data")
+	code, out, _ := run(t, nil, "demo", "--data", t.TempDir())
+	if code != 0 || !strings.Contains(out, "9 personas") {
+		t.Fatalf("demo: %d %s", code, out)
+	}
+}
+
+func TestServeTLS(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	vars := map[string]string{"CIVSTACK_TLS_CERT": filepath.Join(dir, "cert.pem"), "CIVSTACK_TLS_KEY": filepath.Join(dir, "key.pem"),
+		"CIVSTACK_DATA": filepath.Join(dir, "data"), "CIVSTACK_LOG_FORMAT": "json"}
+	s := startServe(t, vars)
+	if !strings.HasPrefix(s.url, "https://localhost:") {
+		t.Fatalf("TLS public URL %s", s.url)
+	}
+	pool := x509.NewCertPool()
+	cert, _ := x509.ParseCertificate(der)
+	pool.AddCert(cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	code, _ := get(t, client, s.url+"/healthz")
+	if code != 200 {
+		t.Fatalf("healthz over TLS: %d", code)
+	}
+	res, _ := client.Get(s.url + "/")
+	if res.Header.Get("Strict-Transport-Security") == "" {
+		t.Fatal("no HSTS over TLS")
+	}
+	res.Body.Close()
+}
+
+// Two civstack processes serving one PostgreSQL database.
+func TestServeTwoProcessesOnPostgres(t *testing.T) {
+	base := os.Getenv(storetest.PostgresEnv)
+	if base == "" {
+		t.Skipf("PostgreSQL suite skipped: set %s to run it", storetest.PostgresEnv)
+	}
+	db := storetest.NewPostgresDatabase(t, base)
+	var servers []*serveProc
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ { // start both at once: they race to migrate
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := startServe(t, map[string]string{"CIVSTACK_DB": db}, "--data", t.TempDir(), "--demo")
+			mu.Lock()
+			servers = append(servers, s)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(servers) != 2 {
+		t.Fatal("a server did not start")
+	}
+	for _, s := range servers {
+		if code, body := get(t, http.DefaultClient, s.url+"/readyz"); code != 200 || !strings.Contains(body, "postgres") {
+			t.Fatalf("readyz %d %s", code, body)
+		}
+		if !strings.Contains(s.out.String(), "Olu Adeyemi") || strings.Count(s.out.String(), "Olu Adeyemi") != 1 {
+			t.Fatalf("banner:\n%s", s.out.String())
+		}
+	}
+	// Seeding twice at once must not duplicate anyone.
+	code, out, _ := run(t, map[string]string{"CIVSTACK_DB": db}, "demo", "--data", t.TempDir())
+	if code != 0 || !strings.Contains(out, "9 personas") {
+		t.Fatalf("demo after two starts: %d %s", code, out)
+	}
+}
