@@ -253,7 +253,7 @@ func webauthnReason(err error) string {
 func passkeyIDText(id []byte) string { return base64.RawURLEncoding.EncodeToString(id) }
 
 func parsePasskeyID(s string) ([]byte, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil || len(b) == 0 || len(b) > 1023 {
 		return nil, errors.New("bad passkey id")
 	}
