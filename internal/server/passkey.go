@@ -254,7 +254,8 @@ func passkeyIDText(id []byte) string { return base64.RawURLEncoding.EncodeToStri
 
 func parsePasskeyID(s string) ([]byte, error) {
 	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
-	if err != nil || len(b) == 0 || len(b) > 1023 {
+	// Only the canonical spelling is accepted (the decoder skips newlines).
+	if err != nil || len(b) == 0 || len(b) > 1023 || passkeyIDText(b) != s {
 		return nil, errors.New("bad passkey id")
 	}
 	return b, nil
