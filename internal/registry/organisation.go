@@ -124,19 +124,16 @@ func (r *Registry) CreateOrganisation(ctx context.Context, name string, roles []
 
 // Organisation returns one organisation with its roles.
 func (r *Registry) Organisation(ctx context.Context, id string) (*Organisation, error) {
-	orgs, err := r.queryOrganisations(ctx, "WHERE o.id = $1", id)
-	if err != nil {
-		return nil, err
-	}
-	if len(orgs) == 0 {
-		return nil, fmt.Errorf("organisation: %w", ErrNotFound)
-	}
-	return orgs[0], nil
+	return r.oneOrganisation(ctx, "WHERE o.id = $1", id)
 }
 
 // OrganisationByName returns the organisation with that exact name.
 func (r *Registry) OrganisationByName(ctx context.Context, name string) (*Organisation, error) {
-	orgs, err := r.queryOrganisations(ctx, "WHERE o.name = $1", name)
+	return r.oneOrganisation(ctx, "WHERE o.name = $1", name)
+}
+
+func (r *Registry) oneOrganisation(ctx context.Context, where, arg string) (*Organisation, error) {
+	orgs, err := r.queryOrganisations(ctx, where, arg)
 	if err != nil {
 		return nil, err
 	}
