@@ -66,18 +66,11 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	huma.Register(api, op("revoke-token", http.MethodDelete, "/organisations/{id}/tokens/{token}", "Revoke an API token", "", http.StatusNoContent), s.apiRevokeToken)
 }
 
-// apiAuth authenticates the bearer token of every operation that needs one
-// and checks the operation's role.
+// apiAuth authenticates the bearer token of every registered operation and
+// checks the operation's role. (huma serves /api/v1/openapi.json itself,
+// outside this middleware: the API description is public.)
 func (s *Server) apiAuth(api huma.API) func(huma.Context, func(huma.Context)) {
 	return func(ctx huma.Context, next func(huma.Context)) {
-		if ctx.Operation().Security != nil && len(ctx.Operation().Security) == 0 {
-			next(ctx) // explicitly public
-			return
-		}
-		if strings.HasSuffix(ctx.Operation().Path, "openapi.json") || strings.HasPrefix(ctx.Operation().Path, "/openapi") || strings.HasPrefix(ctx.Operation().Path, "/schemas") {
-			next(ctx)
-			return
-		}
 		secret, ok := strings.CutPrefix(ctx.Header("Authorization"), "Bearer ")
 		if !ok {
 			ctx.SetHeader("WWW-Authenticate", `Bearer realm="civstack"`)

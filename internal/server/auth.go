@@ -102,7 +102,14 @@ func (s *Server) withRole(role registry.Role, h func(http.ResponseWriter, *http.
 	})
 }
 
+// startSession signs the browser in as personID with a fresh session (any
+// session the browser had before is ended, so a planted cookie is useless).
 func (s *Server) startSession(w http.ResponseWriter, r *http.Request, personID string) error {
+	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
+		if err := s.reg.EndSession(r.Context(), c.Value); err != nil {
+			return err
+		}
+	}
 	token, err := s.reg.NewSession(r.Context(), personID, s.cfg.SessionTTL)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 )
@@ -44,8 +45,25 @@ func newBrowser(t *testing.T) context.Context {
 	if err := chromedp.Do(ctx); err != nil { // start the browser without a deadline
 		t.Fatalf("start Chromium: %v", err)
 	}
+	// Record Content-Security-Policy violations and uncaught script errors in
+	// sessionStorage, so they survive navigations; step fails on any.
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: problemRecorder}); err != nil {
+		t.Fatalf("install the problem recorder: %v", err)
+	}
 	return ctx
 }
+
+const problemRecorder = `(function () {
+  function note(msg) {
+    try {
+      var all = JSON.parse(sessionStorage.getItem("civstack-problems") || "[]");
+      all.push(location.pathname + ": " + msg);
+      sessionStorage.setItem("civstack-problems", JSON.stringify(all));
+    } catch (e) {}
+  }
+  document.addEventListener("securitypolicyviolation", function (e) { note("CSP blocked " + e.blockedURI + " (" + e.violatedDirective + ")"); });
+  window.addEventListener("error", function (e) { note("script error: " + e.message); });
+})();`
 
 // step runs actions with a time limit and fails the test with what went wrong.
 func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -55,6 +73,13 @@ func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Ac
 	if err := chromedp.Do(sctx, actions...); err != nil {
 		body, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
 		t.Fatalf("%s: %v\npage text:\n%s", what, err, body)
+	}
+	problems, err := chromedp.Run(ctx, chromedp.Evaluate[string](`sessionStorage.getItem("civstack-problems") || ""`))
+	if err != nil {
+		t.Fatalf("%s: read problems: %v", what, err)
+	}
+	if problems != "" && problems != "[]" {
+		t.Fatalf("%s: the page reported problems: %s", what, problems)
 	}
 }
 
@@ -141,13 +166,16 @@ func TestBrowserPasskeys(t *testing.T) {
 		waitText("You have signed out"),
 		chromedp.WaitVisible(chromedp.ID("signin")))
 
-	step(t, ctx, "sign in again",
+	step(t, ctx, "sign in again, from a page that needs it",
+		chromedp.Navigate(n.URL+"/account"),
+		chromedp.WaitVisible(chromedp.ID("signin")),
 		chromedp.Click(chromedp.ID("signin")),
-		waitText("Hello, Amira Test"))
+		waitText("Account number"))
 	loc, _ := chromedp.Run(ctx, chromedp.Location())
-	if strings.TrimSuffix(loc, "/") != n.URL {
-		t.Errorf("after sign-in the browser is at %s, want the home page", loc)
+	if loc != n.URL+"/account" {
+		t.Errorf("after sign-in the browser is at %s, want the page it asked for", loc)
 	}
+	step(t, ctx, "home page", chromedp.Navigate(n.URL+"/"), waitText("Hello, Amira Test"))
 
 	// A second passkey, on another device.
 	if _, err := chromedp.Call(ctx, webauthn.RemoveVirtualAuthenticator, webauthn.RemoveVirtualAuthenticatorParams{AuthenticatorID: first}); err != nil {

@@ -21,9 +21,6 @@ func (s *Server) switchPersona(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, "There is no such demo persona.")
 		return
 	}
-	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
-		_ = s.reg.EndSession(r.Context(), c.Value)
-	}
 	if err := s.startSession(w, r, p.ID); err != nil {
 		s.failErr(w, r, err)
 		return

@@ -87,6 +87,12 @@ func TestPasskeyFlows(t *testing.T) {
 
 			r = c.signin()
 			expect(t, "sign in", r, 200, `"redirect":"/"`)
+			// Signing in again ends the session the browser already had.
+			before := c.cookies["civstack_session"]
+			expect(t, "sign in again", c.signin(), 200)
+			stale := newClient(t, n.URL)
+			stale.cookies["civstack_session"] = before
+			expect(t, "replaced session", stale.get("/account"), http.StatusSeeOther)
 			expect(t, "home again", c.get("/"), 200, "Hello, Amira")
 
 			// A finished ceremony cannot be replayed.

@@ -81,7 +81,9 @@
   async function signin() {
     var begin = await post("/auth/login/begin", {});
     var cred = await navigator.credentials.get({ publicKey: requestOptions(begin.options.publicKey) });
-    return post("/auth/login/finish?ceremony=" + encodeURIComponent(begin.ceremony), credentialJSON(cred));
+    var next = new URLSearchParams(window.location.search).get("next") || "/";
+    return post("/auth/login/finish?ceremony=" + encodeURIComponent(begin.ceremony) +
+      "&next=" + encodeURIComponent(next), credentialJSON(cred));
   }
   async function run(el, fn) {
     if (!window.PublicKeyCredential) { say(el, "This browser does not support passkeys.", true); return; }
