@@ -71,7 +71,7 @@ func classify(err error) (int, string) {
 		return http.StatusUnauthorized, "That code or token is unknown, spent or revoked."
 	case errors.Is(err, registry.ErrExpired):
 		return http.StatusGone, "That link or code has expired."
-	case errors.Is(err, store.ErrUnavailable):
+	case store.IsUnavailable(err):
 		return http.StatusServiceUnavailable, "The database cannot be reached right now. Try again shortly."
 	}
 	return http.StatusInternalServerError, "Something went wrong on our side."

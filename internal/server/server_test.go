@@ -367,6 +367,10 @@ func TestOps(t *testing.T) {
 	}
 	n.db.Close()
 	expectProblem(t, "readyz without a database", c.get("/readyz"), 503, "does not answer")
+	expect(t, "a page without a database", c.get("/account"), 503, "cannot be reached right now")
+	api := newClient(t, n.URL)
+	api.header.Set("Authorization", "Bearer cvs_x")
+	expectProblem(t, "the API without a database", api.get("/api/v1/whoami"), 503, "cannot be checked right now")
 }
 
 func TestDemoOnlyWithDemo(t *testing.T) {

@@ -1,8 +1,11 @@
 package store
 
 import (
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
@@ -53,6 +56,26 @@ func retryable(err error) bool {
 	if errors.As(err, &lite) {
 		switch lite.Code() & 0xff {
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return true
+		}
+	}
+	return false
+}
+
+// IsUnavailable reports whether err means the database could not be reached
+// (as opposed to a query that failed): the caller should say "try again later".
+func IsUnavailable(err error) bool {
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn) {
+		return true
+	}
+	var netErr *net.OpError
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &netErr) || errors.As(err, &connErr) {
+		return true
+	}
+	// database/sql's "database is closed" error is unexported.
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if e.Error() == "sql: database is closed" {
 			return true
 		}
 	}
