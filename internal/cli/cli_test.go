@@ -132,7 +132,12 @@ func startServe(t *testing.T, vars map[string]string, args ...string) *serveProc
 	go func() { s.done <- e.main(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if m := urlRE.FindStringSubmatch(s.out.String()); m != nil {
+		// The banner ends with the Ctrl-C hint; wait for all of it.
+		if out := s.out.String(); strings.Contains(out, "Press Ctrl-C to stop.") {
+			m := urlRE.FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("banner without a URL:\n%s", out)
+			}
 			s.url = m[1]
 			t.Cleanup(func() { s.stop(t) })
 			return s
