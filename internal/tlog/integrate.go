@@ -1,0 +1,147 @@
+package tlog
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// MaxIntegrate bounds the entries one integration takes (they are held in
+// memory while hashed: at most 8,192 × 64 KiB), so that a large backlog becomes
+// several checkpoints rather than one huge transaction.
+const MaxIntegrate = 1 << 13
+
+// Integrate hashes the entries sequenced since the last checkpoint and signs
+// a new checkpoint, all in one transaction. It returns the newest checkpoint
+// and whether it made one. The first call on an empty log signs the size-0
+// checkpoint. Contract: only one process integrates at a time (Leader); even
+// so, two racing integrations cannot both commit, because each moves
+// tlog_state.integrated from the value it read.
+func (l *Log) Integrate(ctx context.Context) (Checkpoint, bool, error) {
+	if l.signer == nil {
+		return Checkpoint{}, false, fmt.Errorf("this log has no signing key")
+	}
+	var cp Checkpoint
+	made := false
+	err := l.db.Tx(ctx, func(tx *sql.Tx) error {
+		made = false
+		var next, done int64
+		if err := tx.QueryRowContext(ctx, "SELECT next_index, integrated FROM tlog_state WHERE id = 1").Scan(&next, &done); err != nil {
+			return fmt.Errorf("log state: %w", err)
+		}
+		var have int
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM tlog_checkpoints WHERE size = $1", done).Scan(&have); err != nil {
+			return fmt.Errorf("log checkpoints: %w", err)
+		}
+		if next == done && have > 0 {
+			return nil
+		}
+		end := min(next, done+MaxIntegrate)
+		hr := &hashReader{ctx: ctx, q: tx, overlay: map[int64]tlog.Hash{}}
+		if end > done {
+			rows, err := tx.QueryContext(ctx, "SELECT idx, data FROM tlog_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx", done, end)
+			if err != nil {
+				return fmt.Errorf("read entries: %w", err)
+			}
+			// Read the batch first: PostgreSQL cannot run the hash reader's
+			// queries while this result set is open on the connection.
+			var batch [][]byte
+			want := done
+			for rows.Next() {
+				var idx int64
+				var data []byte
+				if err := rows.Scan(&idx, &data); err != nil {
+					rows.Close()
+					return err
+				}
+				if idx != want {
+					rows.Close()
+					return fmt.Errorf("log entry %d is missing", want)
+				}
+				batch = append(batch, data)
+				want++
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if want != end {
+				return fmt.Errorf("log entries %d to %d are missing", want, end-1)
+			}
+			var newIDs []int64
+			for i, data := range batch {
+				idx := done + int64(i)
+				hashes, err := tlog.StoredHashes(idx, data, hr)
+				if err != nil {
+					return fmt.Errorf("hash entry %d: %w", idx, err)
+				}
+				base := tlog.StoredHashIndex(0, idx)
+				for k, h := range hashes {
+					hr.overlay[base+int64(k)] = h
+					newIDs = append(newIDs, base+int64(k))
+				}
+			}
+			if err := insertHashes(ctx, tx, newIDs, hr.overlay); err != nil {
+				return err
+			}
+		}
+		root := emptyRoot
+		if end > 0 {
+			var err error
+			if root, err = tlog.TreeHash(end, hr); err != nil {
+				return fmt.Errorf("tree hash: %w", err)
+			}
+		}
+		cp = Checkpoint{Origin: l.origin, Size: end, Root: root}
+		signed, err := note.Sign(&note.Note{Text: cp.Body()}, l.signer)
+		if err != nil {
+			return fmt.Errorf("sign checkpoint: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, "UPDATE tlog_state SET integrated = $1 WHERE id = 1 AND integrated = $2", end, done)
+		if err != nil {
+			return fmt.Errorf("advance log: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("another integrator advanced the log")
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO tlog_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+			end, root[:], signed, l.now().UnixMilli()); err != nil {
+			return fmt.Errorf("store checkpoint: %w", err)
+		}
+		made = true
+		return nil
+	})
+	if err != nil {
+		return Checkpoint{}, false, err
+	}
+	if !made {
+		_, cp, err = l.Latest(ctx)
+	}
+	return cp, made, err
+}
+
+func insertHashes(ctx context.Context, tx *sql.Tx, ids []int64, hashes map[int64]tlog.Hash) error {
+	const chunk = 500
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		var q strings.Builder
+		q.WriteString("INSERT INTO tlog_hashes (id, hash) VALUES ")
+		args := make([]any, 0, 2*len(part))
+		for i, id := range part {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			fmt.Fprintf(&q, "($%d, $%d)", 2*i+1, 2*i+2)
+			h := hashes[id]
+			args = append(args, id, h[:])
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("store hashes: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+// Package tlog owns civstack's transparency log: an append-only Merkle log in
+// the style of Certificate Transparency and Go's checksum database, served as
+// C2SP tlog-tiles with C2SP tlog-checkpoints signed as C2SP signed notes
+// (Ed25519). Entries are sequenced inside the database transaction of the
+// event they record (Sequence), so the event and its entry commit together or
+// not at all; the integrator (Integrate, run by one process at a time) turns
+// sequenced entries into stored hashes and signs a checkpoint. Tiles, entry
+// bundles and proofs are read from the stored hashes. Hashing, tiles and
+// proofs come from golang.org/x/mod/sumdb/tlog.
+package tlog
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/civstack/civstack/internal/store"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotFound: the tile, bundle, entry or checkpoint is not (yet) published.
+	ErrNotFound = errors.New("not in the log")
+	// ErrBadRequest: a proof or tile was asked for with impossible arguments.
+	ErrBadRequest = errors.New("bad log request")
+)
+
+// Log is one transparency log in a civstack database. It is safe for
+// concurrent use; only one process should Integrate at a time (see Leader).
+type Log struct {
+	db     *store.DB
+	origin string
+	signer note.Signer
+	now    func() time.Time
+}
+
+// New returns the log stored in db, whose checkpoints carry origin and are
+// signed by signer (whose name must be the origin).
+func New(db *store.DB, origin string, signer note.Signer, now func() time.Time) (*Log, error) {
+	if err := CheckOrigin(origin); err != nil {
+		return nil, err
+	}
+	if signer != nil && signer.Name() != origin {
+		return nil, fmt.Errorf("log key name %q is not the origin %q", signer.Name(), origin)
+	}
+	return &Log{db: db, origin: origin, signer: signer, now: now}, nil
+}
+
+// CheckOrigin accepts a C2SP origin line: non-empty, no spaces or "+", no
+// control characters, not a URL with a scheme.
+func CheckOrigin(origin string) error {
+	if origin == "" || strings.ContainsAny(origin, " +\t\r\n") || strings.Contains(origin, "://") {
+		return fmt.Errorf("log origin %q must be a scheme-less name such as civstack.example.org/log", origin)
+	}
+	for _, c := range origin {
+		if c < 0x21 || c == 0x7f {
+			return fmt.Errorf("log origin %q has a control character", origin)
+		}
+	}
+	return nil
+}
+
+// Origin is the log's origin line.
+func (l *Log) Origin() string { return l.origin }
+
+// emptyRoot is the RFC 6962 hash of the empty tree: SHA-256 of nothing.
+var emptyRoot = tlog.Hash(sha256.Sum256(nil))
+
+// Sequence appends entries to the log inside the caller's transaction and
+// returns the index of the first; the others follow in order. Each entry must
+// parse (see Parse). Contract: if the transaction rolls back, the entries and
+// their indexes vanish with it; on PostgreSQL the transaction must be
+// SERIALIZABLE (store.DB.Tx is), so concurrent sequencers retry rather than
+// share an index.
+func Sequence(ctx context.Context, tx *sql.Tx, now time.Time, entries ...[]byte) (int64, error) {
+	if len(entries) == 0 {
+		return 0, fmt.Errorf("%w: nothing to sequence", ErrBadRequest)
+	}
+	kinds := make([]Kind, len(entries))
+	for i, e := range entries {
+		p, err := Parse(e)
+		if err != nil {
+			return 0, fmt.Errorf("entry %d: %w", i, err)
+		}
+		kinds[i] = p.Kind
+	}
+	var next int64
+	err := tx.QueryRowContext(ctx, "UPDATE tlog_state SET next_index = next_index + $1 WHERE id = 1 RETURNING next_index",
+		int64(len(entries))).Scan(&next)
+	if err != nil {
+		return 0, fmt.Errorf("sequence: %w", err)
+	}
+	first := next - int64(len(entries))
+	const chunk = 400 // rows per INSERT, under both engines' parameter limits
+	created := now.UnixMilli()
+	for start := 0; start < len(entries); start += chunk {
+		end := min(start+chunk, len(entries))
+		var q strings.Builder
+		q.WriteString("INSERT INTO tlog_entries (idx, kind, data, created_at) VALUES ")
+		args := make([]any, 0, 4*(end-start))
+		for i := start; i < end; i++ {
+			if i > start {
+				q.WriteString(", ")
+			}
+			n := len(args)
+			fmt.Fprintf(&q, "($%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4)
+			args = append(args, first+int64(i), int(kinds[i]), entries[i], created)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return 0, fmt.Errorf("store entries: %w", err)
+		}
+	}
+	return first, nil
+}
+
+// Append sequences one entry in a transaction of its own and returns its
+// index. Events that have their own transaction call Sequence instead.
+func (l *Log) Append(ctx context.Context, entry []byte) (int64, error) {
+	var idx int64
+	err := l.db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		idx, err = Sequence(ctx, tx, l.now(), entry)
+		return err
+	})
+	return idx, err
+}
+
+// hashReader reads stored hashes from a query source, with an overlay of
+// hashes computed but not yet stored.
+type hashReader struct {
+	ctx     context.Context
+	q       querier
+	overlay map[int64]tlog.Hash
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func (r *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	var missing []int64
+	pos := map[int64][]int{}
+	for i, id := range indexes {
+		if h, ok := r.overlay[id]; ok {
+			out[i] = h
+			continue
+		}
+		if _, seen := pos[id]; !seen {
+			missing = append(missing, id)
+		}
+		pos[id] = append(pos[id], i)
+	}
+	for start := 0; start < len(missing); start += 500 {
+		part := missing[start:min(start+500, len(missing))]
+		var q strings.Builder
+		q.WriteString("SELECT id, hash FROM tlog_hashes WHERE id IN (")
+		args := make([]any, len(part))
+		for i, id := range part {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			fmt.Fprintf(&q, "$%d", i+1)
+			args[i] = id
+		}
+		q.WriteString(")")
+		rows, err := r.q.QueryContext(r.ctx, q.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("read hashes: %w", err)
+		}
+		found := 0
+		for rows.Next() {
+			var id int64
+			var h []byte
+			if err := rows.Scan(&id, &h); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if len(h) != tlog.HashSize {
+				rows.Close()
+				return nil, fmt.Errorf("stored hash %d has %d bytes", id, len(h))
+			}
+			for _, i := range pos[id] {
+				copy(out[i][:], h)
+			}
+			found++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		if found != len(part) {
+			return nil, fmt.Errorf("%w: %d of %d stored hashes missing", ErrNotFound, len(part)-found, len(part))
+		}
+	}
+	return out, nil
+}

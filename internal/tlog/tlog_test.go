@@ -1,0 +1,234 @@
+package tlog_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	civtlog "github.com/civstack/civstack/internal/tlog"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+const origin = "civstack.test/log"
+
+func newLog(t testing.TB, db *store.DB) (*civtlog.Log, string) {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	s, err := civtlog.NewEd25519Signer(origin, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := civtlog.New(db, origin, s, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, s.VerifierKey()
+}
+
+func receipt(i int64) []byte {
+	e := &civtlog.Entry{Kind: civtlog.KindReceipt, Time: time.UnixMilli(1_790_000_000_000 + i)}
+	copy(e.Hash[:], fmt.Sprintf("receipt %d", i))
+	b, err := e.Marshal()
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// grow appends entries until the log holds size entries.
+func grow(t testing.TB, db *store.DB, from, size int64) {
+	t.Helper()
+	ctx := context.Background()
+	for from < size {
+		n := min(size-from, 8000)
+		batch := make([][]byte, n)
+		for i := range batch {
+			batch[i] = receipt(from + int64(i))
+		}
+		err := db.Tx(ctx, func(tx *sql.Tx) error {
+			first, err := civtlog.Sequence(ctx, tx, time.Now(), batch...)
+			if err == nil && first != from {
+				err = fmt.Errorf("sequenced at %d, want %d", first, from)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		from += n
+	}
+}
+
+// integrate runs the integrator until the checkpoint covers everything.
+func integrate(t testing.TB, l *civtlog.Log, want int64) civtlog.Checkpoint {
+	t.Helper()
+	for {
+		cp, _, err := l.Integrate(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp.Size == want {
+			return cp
+		}
+		if cp.Size > want {
+			t.Fatalf("checkpoint size %d past %d", cp.Size, want)
+		}
+	}
+}
+
+// tileReader fetches tiles the way an outside client would, through the
+// log's tile API, for x/mod's TileHashReader to verify.
+type tileReader struct {
+	l    *civtlog.Log
+	size int64
+}
+
+func (r tileReader) Height() int { return civtlog.TileHeight }
+func (r tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		b, err := r.l.ReadTile(context.Background(), civtlog.Tile{Level: t.L, N: t.N, W: t.W}, r.size)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+func (r tileReader) SaveTiles([]tlog.Tile, [][]byte) {}
+
+// TestVerifiedByXMod checks our tiles, bundles, checkpoints and proofs with
+// golang.org/x/mod/sumdb/tlog and /note, at sizes that exercise partial tiles.
+func TestVerifiedByXMod(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l, vkey := newLog(t, db)
+		verifier, err := note.NewVerifier(vkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var prev civtlog.Checkpoint
+		var have int64
+		sizes := []int64{0, 1, 255, 256, 257, 65537}
+		if testing.Short() {
+			sizes = sizes[:5]
+		}
+		for _, size := range sizes {
+			grow(t, db, have, size)
+			have = size
+			integrate(t, l, size)
+			signed, cp, err := l.Latest(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := note.Open(signed, note.VerifierList(verifier))
+			if err != nil {
+				t.Fatalf("size %d: x/mod rejects our checkpoint: %v", size, err)
+			}
+			parsed, err := civtlog.ParseCheckpoint(n.Text)
+			if err != nil || parsed != cp || cp.Size != size {
+				t.Fatalf("size %d: checkpoint %+v / %+v, %v", size, parsed, cp, err)
+			}
+			if size == 0 {
+				if cp.Root.String() != "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=" {
+					t.Fatalf("empty root %s", cp.Root)
+				}
+				prev = cp
+				continue
+			}
+			tree := tlog.Tree{N: cp.Size, Hash: cp.Root}
+			thr := tlog.TileHashReader(tree, tileReader{l, cp.Size})
+			// The root recomputed from tiles matches the signed one.
+			if h, err := tlog.TreeHash(cp.Size, thr); err != nil || h != cp.Root {
+				t.Fatalf("size %d: tree hash from tiles %v, %v", size, h, err)
+			}
+			// Entries in bundles hash to the level-0 tile hashes, and their
+			// inclusion proofs (ours and x/mod's over our tiles) check.
+			for _, idx := range []int64{0, size / 2, size - 1} {
+				bt := civtlog.Tile{Level: civtlog.EntriesLevel, N: idx / 256, W: int(min(256, size-idx/256*256))}
+				bundle, err := l.ReadEntryBundle(ctx, bt, cp.Size)
+				if err != nil {
+					t.Fatalf("size %d: bundle %s: %v", size, bt.Path(), err)
+				}
+				entries, err := civtlog.SplitBundle(bundle)
+				if err != nil || len(entries) != bt.W {
+					t.Fatalf("size %d: bundle has %d entries, %v", size, len(entries), err)
+				}
+				leaf := tlog.RecordHash(entries[idx%256])
+				p, err := tlog.ProveRecord(cp.Size, idx, thr)
+				if err != nil {
+					t.Fatalf("size %d: x/mod proof over our tiles: %v", size, err)
+				}
+				if err := tlog.CheckRecord(p, cp.Size, cp.Root, idx, leaf); err != nil {
+					t.Fatalf("size %d entry %d: %v", size, idx, err)
+				}
+				ourLeaf, ours, err := l.InclusionProof(ctx, idx, cp.Size, cp.Size)
+				if err != nil || ourLeaf != leaf {
+					t.Fatalf("size %d: our inclusion proof: %v", size, err)
+				}
+				if err := tlog.CheckRecord(ours, cp.Size, cp.Root, idx, leaf); err != nil {
+					t.Fatalf("size %d entry %d: our proof fails: %v", size, idx, err)
+				}
+			}
+			// Consistency with the previous checkpoint.
+			tp, err := l.ConsistencyProof(ctx, prev.Size, cp.Size, cp.Size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if prev.Size > 0 {
+				if err := tlog.CheckTree(tp, cp.Size, cp.Root, prev.Size, prev.Root); err != nil {
+					t.Fatalf("%d -> %d: consistency: %v", prev.Size, cp.Size, err)
+				}
+			}
+			prev = cp
+		}
+		// Past the tree: not found; nonsense: bad request.
+		if _, err := l.ReadTile(ctx, civtlog.Tile{Level: 0, N: 9999, W: 256}, prev.Size); !errors.Is(err, civtlog.ErrNotFound) {
+			t.Fatalf("tile past the tree: %v", err)
+		}
+		if _, _, err := l.InclusionProof(ctx, prev.Size, prev.Size, prev.Size); !errors.Is(err, civtlog.ErrBadRequest) {
+			t.Fatalf("proof past the tree: %v", err)
+		}
+		if _, err := l.ConsistencyProof(ctx, 5, 3, prev.Size); !errors.Is(err, civtlog.ErrBadRequest) {
+			t.Fatalf("backwards consistency: %v", err)
+		}
+	})
+}
+
+// The entry and its event commit together or not at all.
+func TestSequenceIsAtomic(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l, _ := newLog(t, db)
+		boom := errors.New("the event failed")
+		err := db.Tx(ctx, func(tx *sql.Tx) error {
+			if _, err := civtlog.Sequence(ctx, tx, time.Now(), receipt(1)); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatal(err)
+		}
+		if _, err := civtlog.Sequence(ctx, nil, time.Now(), []byte("garbage")); !errors.Is(err, civtlog.ErrBadEntry) {
+			t.Fatalf("garbage entry: %v", err)
+		}
+		idx, err := l.Append(ctx, receipt(2))
+		if err != nil || idx != 0 {
+			t.Fatalf("append after a rollback got index %d, %v", idx, err)
+		}
+		cp := integrate(t, l, 1)
+		if cp.Size != 1 {
+			t.Fatal(cp)
+		}
+	})
+}
