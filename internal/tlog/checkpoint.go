@@ -114,7 +114,9 @@ func (s *Ed25519Signer) Name() string { return s.name }
 func (s *Ed25519Signer) KeyHash() uint32 { return s.hash }
 
 // Sign implements note.Signer.
-func (s *Ed25519Signer) Sign(msg []byte) ([]byte, error) { return s.key.Sign(rand.Reader, msg, crypto.Hash(0)) }
+func (s *Ed25519Signer) Sign(msg []byte) ([]byte, error) {
+	return s.key.Sign(rand.Reader, msg, crypto.Hash(0))
+}
 
 // VerifierKey is the C2SP vkey auditors give `civstack log verify --key`.
 func (s *Ed25519Signer) VerifierKey() string {

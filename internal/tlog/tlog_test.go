@@ -13,9 +13,9 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
-	civtlog "github.com/civstack/civstack/internal/tlog"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
+	civtlog "github.com/civstack/civstack/internal/tlog"
 )
 
 const origin = "civstack.test/log"
