@@ -39,6 +39,7 @@ func commands() []command {
 		{"serve", "run the civstack server (the main job)", runServe},
 		{"demo", "seed the demo personas and organisations into a database", runDemo},
 		{"keys", "list or rotate the node's signing keys", runKeys},
+		{"log", "audit a transparency log: civstack log verify --url URL --key VKEY", runLog},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "civstack", Version)
 			return nil

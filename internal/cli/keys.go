@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/civstack/civstack/internal/keyring"
@@ -15,8 +17,9 @@ const keysSynopsis = `keys list             show the node's signing keys (active
                                      older keys stay for verification. Restart serve to use it.`
 
 func runKeys(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, keysSynopsis, "Manages the keys in DATA/keys (PKCS#8 PEM files, mode 0600).")
-	data := f.String("data", "./civstack-data", "data directory")
+	f := newFlags(e, keysSynopsis, "Manages the keys in DATA/keys (PKCS#8 PEM files, mode 0600). A rotation is recorded\nin the transparency log of the node's database (--data or --db).")
+	storage := addStorageFlags(f)
+	data := storage.data
 	if err := f.parse(args, true); err != nil {
 		return err
 	}
@@ -44,9 +47,20 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		if len(rest) != 2 {
 			return fmt.Errorf("%w: keys rotate needs a purpose: log or document", errUsage)
 		}
-		k, err := ring.Rotate(keyring.Purpose(rest[1]))
+		if !slices.Contains(keyring.Purposes, keyring.Purpose(rest[1])) {
+			return fmt.Errorf("unknown key purpose %q (want log or document)", rest[1])
+		}
+		n, err := openNode(ctx, e, storage, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return err
+		}
+		defer n.db.Close()
+		k, err := n.keys.Rotate(keyring.Purpose(rest[1]))
+		if err != nil {
+			return err
+		}
+		if err := n.logKeys(ctx, e.now()); err != nil {
+			return fmt.Errorf("the new key %s is made, but recording it in the log failed: %w", k.ID, err)
 		}
 		fmt.Fprintf(e.stdout, "New %s key %s (%s). Restart civstack serve to sign with it.\n", k.Purpose, k.ID, k.Algorithm)
 		return nil

@@ -3,13 +3,18 @@ package cli
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/tlog"
 )
 
 // node is what every command that touches a civstack deployment opens.
@@ -53,5 +58,60 @@ func openNode(ctx context.Context, e *env, s storageFlags, logger *slog.Logger) 
 		db.Close()
 		return nil, err
 	}
-	return &node{db: db, keys: keys, reg: registry.New(db, e.now, rand.Reader)}, nil
+	n := &node{db: db, keys: keys, reg: registry.New(db, e.now, rand.Reader)}
+	if err := n.logKeys(ctx, e.now()); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// logKeys records in the transparency log every key of the node's keyring
+// that the log does not know yet (the first start, a rotation): an operator
+// event with the key's purpose, id and public-key hash.
+func (n *node) logKeys(ctx context.Context, now time.Time) error {
+	// Read and append in one transaction, so that two processes starting at
+	// once on one database cannot both record the same key.
+	return n.db.Tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, "SELECT data FROM tlog_entries WHERE kind = $1", int(tlog.KindOperator))
+		if err != nil {
+			return fmt.Errorf("read key events: %w", err)
+		}
+		known := map[string]bool{}
+		for rows.Next() {
+			var data []byte
+			if err := rows.Scan(&data); err != nil {
+				rows.Close()
+				return err
+			}
+			if e, err := tlog.Parse(data); err == nil && e.Event == tlog.EventKeyAdded {
+				known[e.KeyID] = true
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		var entries [][]byte
+		for _, k := range n.keys.All() {
+			if known[k.ID] {
+				continue
+			}
+			spki, err := x509.MarshalPKIXPublicKey(k.Public())
+			if err != nil {
+				return err
+			}
+			b, err := (&tlog.Entry{Kind: tlog.KindOperator, Time: now, Event: tlog.EventKeyAdded,
+				Subject: string(k.Purpose), KeyID: k.ID, Hash: sha256.Sum256(spki)}).Marshal()
+			if err != nil {
+				return err
+			}
+			entries = append(entries, b)
+		}
+		if len(entries) == 0 {
+			return nil
+		}
+		_, err = tlog.Sequence(ctx, tx, now, entries...)
+		return err
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/server"
+	"github.com/civstack/civstack/internal/tlog"
 )
 
 const serveSynopsis = `Runs the civstack server: the citizen wallet, the role consoles, the machine API
@@ -41,6 +42,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	logFormat := f.String("log-format", "text", "log format on stderr: text or json")
 	logLevel := f.String("log-level", "info", "log level: debug, info, warn or error")
 	sessionTTL := f.Duration("session-ttl", 12*time.Hour, "how long a sign-in lasts")
+	logOrigin := f.String("log-origin", "", "the transparency log's origin line (default: the --url host followed by /log)")
 	if err := f.parse(args, false); err != nil {
 		return err
 	}
@@ -102,11 +104,30 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version},
-		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics})
+	origin := *logOrigin
+	if origin == "" {
+		origin = pub.Host + "/log"
+	}
+	signer, err := tlog.NewEd25519Signer(origin, n.keys.Active(keyring.Log).Signer)
+	if err != nil {
+		return fmt.Errorf("%w: --log-origin: %v", errUsage, err)
+	}
+	tl, err := tlog.New(n.db, origin, signer, e.now)
 	if err != nil {
 		return err
 	}
+	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey()},
+		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl})
+	if err != nil {
+		return err
+	}
+	integratorCtx, stopIntegrator := context.WithCancel(context.Background())
+	integratorDone := make(chan struct{})
+	go func() {
+		defer close(integratorDone)
+		(&tlog.Integrator{Log: tl, DB: n.db, Every: 100 * time.Millisecond, Logger: logger}).Run(integratorCtx)
+	}()
+	defer func() { stopIntegrator(); <-integratorDone }()
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -118,7 +139,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		TLSConfig:         tlsConfig,
 	}
 
-	if err := banner(ctx, e, n, pub, ln.Addr().String(), storage, *demoMode); err != nil {
+	if err := banner(ctx, e, n, pub, ln.Addr().String(), storage, *demoMode, signer.VerifierKey()); err != nil {
 		return err
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "database", string(n.db.Dialect()), "demo", *demoMode)
@@ -190,12 +211,13 @@ func newLogger(e *env, format, level string) (*slog.Logger, error) {
 }
 
 // banner tells the person who started the server where to go.
-func banner(ctx context.Context, e *env, n *node, pub *url.URL, listening string, storage storageFlags, demoMode bool) error {
+func banner(ctx context.Context, e *env, n *node, pub *url.URL, listening string, storage storageFlags, demoMode bool, logKey string) error {
 	w := e.stdout
 	fmt.Fprintf(w, "civstack %s is running at %s (listening on %s)\n", Version, pub, listening)
 	fmt.Fprintf(w, "  database: %s\n", storage.describe())
 	fmt.Fprintf(w, "  keys:     %s/keys (log key %s, document key %s)\n", strings.TrimRight(*storage.data, "/"),
 		n.keys.Active(keyring.Log).ID, n.keys.Active(keyring.Document).ID)
+	fmt.Fprintf(w, "  log:      %s/log (verifier key %s)\n", pub, logKey)
 	if demoMode {
 		people, err := n.reg.DemoPeople(ctx)
 		if err != nil {

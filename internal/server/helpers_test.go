@@ -18,6 +18,7 @@ import (
 	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
+	"github.com/civstack/civstack/internal/tlog"
 )
 
 // clock is a settable clock that starts at the real time (the WebAuthn
@@ -37,6 +38,8 @@ type node struct {
 	reg   *registry.Registry
 	clock *clock
 	logs  *syncBuffer
+	tlog  *tlog.Log
+	vkey  string
 }
 
 type syncBuffer struct {
@@ -87,8 +90,16 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	pub, _ := url.Parse("http://localhost:" + port)
 	logs := &syncBuffer{}
-	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test"},
-		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now})
+	signer, err := tlog.NewEd25519Signer(pub.Host+"/log", keys.Active(keyring.Log).Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := tlog.New(db, signer.Name(), signer, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test", LogKey: signer.VerifierKey()},
+		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now, Log: tl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,5 +110,5 @@ func startNode(t testing.TB, o nodeOptions) *node {
 		defer cancel()
 		hs.Shutdown(sctx)
 	})
-	return &node{URL: pub.String(), db: db, reg: reg, clock: c, logs: logs}
+	return &node{URL: pub.String(), db: db, reg: reg, clock: c, logs: logs, tlog: tl, vkey: signer.VerifierKey()}
 }

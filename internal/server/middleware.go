@@ -142,5 +142,5 @@ func machinePath(p string) bool {
 	case "/healthz", "/readyz", "/metrics":
 		return true
 	}
-	return strings.HasPrefix(p, "/api/")
+	return strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/log/")
 }

@@ -21,7 +21,7 @@ type problem struct {
 
 func wantsJSON(r *http.Request) bool {
 	p := r.URL.Path
-	return strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/auth/") ||
+	return strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/auth/") || strings.HasPrefix(p, "/log/") ||
 		strings.Contains(r.Header.Get("Accept"), "application/json") ||
 		strings.Contains(r.Header.Get("Content-Type"), "application/json")
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/tlog"
 	"github.com/civstack/civstack/internal/web"
 )
 
@@ -33,6 +34,9 @@ type Config struct {
 	// SessionTTL is how long a sign-in lasts.
 	SessionTTL time.Duration
 	Version    string
+	// LogKey is the transparency log's verifier key (C2SP vkey), shown to
+	// auditors.
+	LogKey string
 }
 
 // Deps are the server's collaborators, injected so tests can use their own.
@@ -43,6 +47,7 @@ type Deps struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 	Metrics  *prometheus.Registry
+	Log      *tlog.Log
 }
 
 // Server serves every HTTP surface.
@@ -57,6 +62,7 @@ type Server struct {
 	wa      *webauthn.WebAuthn
 	metrics *metrics
 	promReg *prometheus.Registry
+	tlog    *tlog.Log
 }
 
 // New builds a Server; it fails if the public URL cannot carry passkeys.
@@ -95,7 +101,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, db: d.DB, reg: d.Registry, keys: d.Keys, log: d.Logger, now: d.Now,
-		pages: pages, wa: wa, metrics: m, promReg: promReg}, nil
+		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log}, nil
 }
 
 // Handler returns the whole HTTP handler with middleware applied.
@@ -107,6 +113,9 @@ func (s *Server) Handler() http.Handler {
 		s.demoRoutes(mux)
 	}
 	s.apiRoutes(mux)
+	if s.tlog != nil {
+		s.logRoutes(mux)
+	}
 	mux.Handle("GET /static/", web.Static())
 
 	cop := http.NewCrossOriginProtection()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
@@ -24,6 +25,7 @@ func TestConformance(t *testing.T) {
 			t.Run("atomicity", func(t *testing.T) { testAtomicity(t, storetest.OpenMigrated(t, e.Open(t))) })
 			t.Run("conflict", func(t *testing.T) { testConflict(t, storetest.OpenMigrated(t, e.Open(t))) })
 			t.Run("two processes", func(t *testing.T) { testTwoProcesses(t, e) })
+			t.Run("lease", func(t *testing.T) { testLease(t, e) })
 		})
 	}
 }
@@ -268,5 +270,56 @@ func TestOpenErrors(t *testing.T) {
 	_, err := store.Open(ctx, store.Options{DataDir: dir + "/sub"})
 	if !isRoot() && !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("unwritable data dir: %v", err)
+	}
+}
+
+// Exactly one process holds a lease; when it lets go or dies, another can
+// take it.
+func testLease(t *testing.T, e storetest.Engine) {
+	ctx := context.Background()
+	opts := e.Open(t)
+	a, b := storetest.OpenMigrated(t, opts), storetest.OpenMigrated(t, opts)
+	la, err := a.TryLease(ctx, "integrator")
+	if err != nil || la == nil {
+		t.Fatalf("first lease: %v %v", la, err)
+	}
+	if err := la.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if lb, err := b.TryLease(ctx, "integrator"); err != nil || lb != nil {
+		t.Fatalf("second process got the lease too: %v %v", lb, err)
+	}
+	if lo, err := b.TryLease(ctx, "other job"); err != nil || lo == nil {
+		t.Fatalf("another lease name: %v %v", lo, err)
+	} else {
+		lo.Release()
+	}
+	la.Release()
+	la.Release()
+	lb, err := b.TryLease(ctx, "integrator")
+	if err != nil || lb == nil {
+		t.Fatalf("lease after release: %v %v", lb, err)
+	}
+	if e.Name == "postgres" {
+		// A holder whose process dies (its connection drops) loses the lease,
+		// and finds out.
+		if _, err := a.Reader().ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
+			WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()`); err != nil {
+			t.Fatal(err)
+		}
+		if err := lb.Check(ctx); err == nil {
+			t.Fatal("a dead lease still checks out")
+		}
+		var lc store.Lease
+		for i := 0; i < 50 && lc == nil; i++ {
+			lc, err = a.TryLease(ctx, "integrator")
+			time.Sleep(20 * time.Millisecond)
+		}
+		if lc == nil {
+			t.Fatalf("lease not freed by the holder's death: %v", err)
+		}
+		lc.Release()
+	} else {
+		lb.Release()
 	}
 }

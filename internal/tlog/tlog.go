@@ -70,8 +70,10 @@ func CheckOrigin(origin string) error {
 // Origin is the log's origin line.
 func (l *Log) Origin() string { return l.origin }
 
-// emptyRoot is the RFC 6962 hash of the empty tree: SHA-256 of nothing.
-var emptyRoot = tlog.Hash(sha256.Sum256(nil))
+// EmptyRoot is the RFC 6962 hash of the empty tree: SHA-256 of nothing.
+var EmptyRoot = tlog.Hash(sha256.Sum256(nil))
+
+var emptyRoot = EmptyRoot
 
 // Sequence appends entries to the log inside the caller's transaction and
 // returns the index of the first; the others follow in order. Each entry must

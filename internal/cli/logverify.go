@@ -1,0 +1,267 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	civtlog "github.com/civstack/civstack/internal/tlog"
+)
+
+const logSynopsis = `log verify --url URL --key VKEY [--state FILE]
+
+An auditor's check of a civstack transparency log (or any C2SP tlog-tiles log
+whose entries are civstack entries). It fetches the checkpoint and checks its
+signature against VKEY (the log's verifier key, shown on its /log page), checks
+that the log only grew since the checkpoint kept in --state, fetches every
+entry bundle and hash tile, recomputes the tree and compares it with the
+signed root, and then saves the new checkpoint in --state. It exits 1 and says
+what is wrong at the first problem.`
+
+// logState is what log verify remembers between runs.
+type logState struct {
+	Origin     string `json:"origin"`
+	Size       int64  `json:"size"`
+	Root       string `json:"root"`
+	Checkpoint string `json:"checkpoint"`
+	CheckedAt  string `json:"checked_at"`
+}
+
+func runLog(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 || args[0] != "verify" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprintf(e.stdout, "Usage: civstack %s\n", logSynopsis)
+			return nil
+		}
+		return fmt.Errorf("%w: say verify (see civstack log --help)", errUsage)
+	}
+	f := newFlags(e, logSynopsis, "Flags:")
+	base := f.String("url", "", "the log's URL prefix, e.g. https://civstack.example.org/log")
+	vkey := f.String("key", "", "the log's verifier key (C2SP vkey)")
+	statePath := f.String("state", "", "file that keeps the last verified checkpoint (created if missing)")
+	quiet := f.Bool("quiet", false, "no progress lines")
+	if err := f.parse(args[1:], false); err != nil {
+		return err
+	}
+	if *base == "" || *vkey == "" {
+		return fmt.Errorf("%w: --url and --key are required", errUsage)
+	}
+	u, err := url.Parse(*base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: --url %q is not an http(s) URL", errUsage, *base)
+	}
+	a := &auditor{base: strings.TrimRight(*base, "/"), client: &http.Client{Timeout: 30 * time.Second}, ctx: ctx}
+	progress := func(format string, args ...any) {
+		if !*quiet {
+			fmt.Fprintf(e.stderr, format+"\n", args...)
+		}
+	}
+
+	signed, err := a.get("checkpoint")
+	if err != nil {
+		return err
+	}
+	cp, err := civtlog.OpenCheckpoint(signed, *vkey)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	progress("checkpoint: %s, %d entries, signed by %s", cp.Origin, cp.Size, cp.Origin)
+
+	var old *logState
+	if *statePath != "" {
+		b, err := os.ReadFile(*statePath)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			return fmt.Errorf("state file: %w", err)
+		default:
+			old = &logState{}
+			if err := json.Unmarshal(b, old); err != nil {
+				return fmt.Errorf("state file %s is not a civstack log state: %v", *statePath, err)
+			}
+			// The saved checkpoint must still verify: a state file from another
+			// log or key is refused rather than trusted.
+			prev, err := civtlog.OpenCheckpoint([]byte(old.Checkpoint), *vkey)
+			if err != nil {
+				return fmt.Errorf("state file %s: its checkpoint does not verify with this key: %w", *statePath, err)
+			}
+			if prev.Origin != cp.Origin {
+				return fmt.Errorf("state file %s is for the log %q, not %q", *statePath, prev.Origin, cp.Origin)
+			}
+			if cp.Size < prev.Size {
+				return fmt.Errorf("THE LOG SHRANK: it has %d entries now, %d when last checked (%s)", cp.Size, prev.Size, old.CheckedAt)
+			}
+		}
+	}
+
+	tree := tlog.Tree{N: cp.Size, Hash: cp.Root}
+	thr := tlog.TileHashReader(tree, a)
+	if old != nil {
+		prev, _ := civtlog.OpenCheckpoint([]byte(old.Checkpoint), *vkey)
+		if prev.Size == cp.Size && prev.Root != cp.Root {
+			return fmt.Errorf("THE LOG FORKED: two different roots for %d entries (%s now, %s before)", cp.Size, cp.Root, prev.Root)
+		}
+		if prev.Size > 0 && prev.Size < cp.Size {
+			proof, err := tlog.ProveTree(cp.Size, prev.Size, thr)
+			if err != nil {
+				return fmt.Errorf("consistency with the checkpoint of %d entries: %w", prev.Size, err)
+			}
+			if err := tlog.CheckTree(proof, cp.Size, cp.Root, prev.Size, prev.Root); err != nil {
+				return fmt.Errorf("THE LOG WAS REWRITTEN: the checkpoint of %d entries is not consistent with the one of %d entries seen before: %v", cp.Size, prev.Size, err)
+			}
+			progress("consistent with the %d entries checked on %s", prev.Size, old.CheckedAt)
+		}
+	}
+
+	// Recompute the whole tree from the entries, and check every level-0
+	// tile against the entries' hashes.
+	hashes := map[int64]tlog.Hash{}
+	reader := tlog.HashReaderFunc(func(ids []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(ids))
+		for i, id := range ids {
+			h, ok := hashes[id]
+			if !ok {
+				return nil, fmt.Errorf("hash %d not computed", id)
+			}
+			out[i] = h
+		}
+		return out, nil
+	})
+	kinds := map[civtlog.Kind]int64{}
+	last := time.Now()
+	for start := int64(0); start < cp.Size; start += 256 {
+		w := int(min(256, cp.Size-start))
+		bt := civtlog.Tile{Level: civtlog.EntriesLevel, N: start / 256, W: w}
+		bundle, err := a.get(bt.Path())
+		if err != nil {
+			return err
+		}
+		entries, err := civtlog.SplitBundle(bundle)
+		if err != nil {
+			return fmt.Errorf("%s: %w", bt.Path(), err)
+		}
+		if len(entries) != w {
+			return fmt.Errorf("%s holds %d entries, want %d", bt.Path(), len(entries), w)
+		}
+		ht := civtlog.Tile{Level: 0, N: start / 256, W: w}
+		tile, err := a.get(ht.Path())
+		if err != nil {
+			return err
+		}
+		if len(tile) != 32*w {
+			return fmt.Errorf("%s is %d bytes, want %d", ht.Path(), len(tile), 32*w)
+		}
+		for i, data := range entries {
+			idx := start + int64(i)
+			entry, err := civtlog.Parse(data)
+			if err != nil {
+				return fmt.Errorf("entry %d: %w", idx, err)
+			}
+			kinds[entry.Kind]++
+			leaf := tlog.RecordHash(data)
+			if string(tile[32*i:32*i+32]) != string(leaf[:]) {
+				return fmt.Errorf("entry %d does not match its hash in %s: the entry or the tile was altered", idx, ht.Path())
+			}
+			hs, err := tlog.StoredHashesForRecordHash(idx, leaf, reader)
+			if err != nil {
+				return err
+			}
+			base := tlog.StoredHashIndex(0, idx)
+			for k, h := range hs {
+				hashes[base+int64(k)] = h
+			}
+		}
+		if time.Since(last) > time.Second || start+256 >= cp.Size {
+			progress("verified %d of %d entries", min(start+256, cp.Size), cp.Size)
+			last = time.Now()
+		}
+	}
+	root := tlog.Hash(civtlog.EmptyRoot)
+	if cp.Size > 0 {
+		if root, err = tlog.TreeHash(cp.Size, reader); err != nil {
+			return err
+		}
+	}
+	if root != cp.Root {
+		return fmt.Errorf("THE ENTRIES DO NOT MATCH THE SIGNED ROOT: recomputed %s, checkpoint says %s", root, cp.Root)
+	}
+	// The served upper-level tiles must agree too.
+	if cp.Size > 0 {
+		if _, err := tlog.TreeHash(cp.Size, thr); err != nil {
+			return fmt.Errorf("the hash tiles do not match the signed root: %w", err)
+		}
+	}
+
+	if *statePath != "" {
+		st := logState{Origin: cp.Origin, Size: cp.Size, Root: cp.Root.String(), Checkpoint: string(signed), CheckedAt: time.Now().UTC().Format(time.RFC3339)}
+		b, _ := json.MarshalIndent(st, "", "  ")
+		tmp := *statePath + ".tmp"
+		if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+			return fmt.Errorf("state file: %w", err)
+		}
+		if err := os.Rename(tmp, *statePath); err != nil {
+			return fmt.Errorf("state file: %w", err)
+		}
+	}
+	var parts []string
+	for _, k := range civtlog.Kinds {
+		if kinds[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", kinds[k], k))
+		}
+	}
+	fmt.Fprintf(e.stdout, "OK: %s has %d entries (%s); root %s\n", cp.Origin, cp.Size, strings.Join(parts, ", "), cp.Root)
+	return nil
+}
+
+// auditor fetches a log's resources over HTTP; it is also the tile reader
+// x/mod's TileHashReader checks tiles through.
+type auditor struct {
+	base   string
+	client *http.Client
+	ctx    context.Context
+}
+
+func (a *auditor) get(path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(a.ctx, http.MethodGet, a.base+"/"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := a.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", path, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch %s: the server answered %s", path, res.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(res.Body, 1<<24))
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", path, err)
+	}
+	return b, nil
+}
+
+func (a *auditor) Height() int { return civtlog.TileHeight }
+
+func (a *auditor) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		b, err := a.get(civtlog.Tile{Level: t.L, N: t.N, W: t.W}.Path())
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+func (a *auditor) SaveTiles([]tlog.Tile, [][]byte) {}

@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+var vkeyRE = regexp.MustCompile(`verifier key (\S+)\)`)
+
+func receiptEntry(i int) []byte {
+	e := &tlog.Entry{Kind: tlog.KindReceipt, Time: time.UnixMilli(1_790_000_000_000)}
+	copy(e.Hash[:], fmt.Sprint("receipt ", i))
+	b, _ := e.Marshal()
+	return b
+}
+
+// waitSize waits for the running server's integrator to sign size entries.
+func waitSize(t *testing.T, db *store.DB, size int64) {
+	t.Helper()
+	for i := 0; i < 300; i++ {
+		var n int64
+		db.Reader().QueryRow("SELECT COALESCE(MAX(size), -1) FROM tlog_checkpoints").Scan(&n)
+		if n == size {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no checkpoint of %d entries", size)
+}
+
+func TestLogVerify(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	s := startServe(t, nil, "--data", data)
+	m := vkeyRE.FindStringSubmatch(s.out.String())
+	if m == nil {
+		t.Fatalf("no verifier key in the banner:\n%s", s.out.String())
+	}
+	vkey, logURL := m[1], s.url+"/log"
+	db, err := store.Open(ctx, store.Options{DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// The node recorded its two keys at first start; add receipts.
+	err = db.Tx(ctx, func(tx *sql.Tx) error {
+		var batch [][]byte
+		for i := 0; i < 600; i++ {
+			batch = append(batch, receiptEntry(i))
+		}
+		_, err := tlog.Sequence(ctx, tx, time.Now(), batch...)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSize(t, db, 602)
+	state := filepath.Join(t.TempDir(), "state.json")
+	code, out, stderr := run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--state", state)
+	if code != 0 || !strings.Contains(out, "OK:") || !strings.Contains(out, "602 entries") || !strings.Contains(out, "600 receipt, 2 operator event") {
+		t.Fatalf("verify: %d %q %q", code, out, stderr)
+	}
+	if !strings.Contains(stderr, "verified 602 of 602 entries") {
+		t.Fatalf("no progress: %q", stderr)
+	}
+
+	// More entries: consistent with what the state file remembers.
+	db.Tx(ctx, func(tx *sql.Tx) error { _, err := tlog.Sequence(ctx, tx, time.Now(), receiptEntry(1000)); return err })
+	waitSize(t, db, 603)
+	code, out, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--state", state)
+	if code != 0 || !strings.Contains(stderr, "consistent with the 602 entries") {
+		t.Fatalf("second verify: %d %q %q", code, out, stderr)
+	}
+
+	// A wrong key is refused clearly.
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	otherKey, _ := note.NewEd25519VerifierKey(strings.SplitN(vkey, "+", 2)[0], priv.Public().(ed25519.PublicKey))
+	code, _, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", otherKey, "--quiet")
+	oneLine(t, "wrong key", code, 1, stderr, "not signed by the key")
+	code, _, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", "garbage", "--quiet")
+	oneLine(t, "malformed key", code, 1, stderr, "verifier key")
+
+	// Tampering with the stored data is detected.
+	tamper := func(what, query string, arg any, want string) {
+		t.Helper()
+		var id int64
+		var saved []byte
+		table, col, key := "tlog_entries", "data", "idx"
+		if strings.Contains(query, "tlog_hashes") {
+			table, col, key = "tlog_hashes", "hash", "id"
+		}
+		id = arg.(int64)
+		db.Reader().QueryRow(fmt.Sprintf("SELECT %s FROM %s WHERE %s = $1", col, table, key), id).Scan(&saved)
+		if err := db.Tx(ctx, func(tx *sql.Tx) error { _, err := tx.Exec(query, id); return err }); err != nil {
+			t.Fatal(err)
+		}
+		code, _, stderr := run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--quiet")
+		oneLine(t, what, code, 1, stderr, want)
+		db.Tx(ctx, func(tx *sql.Tx) error {
+			_, err := tx.Exec(fmt.Sprintf("UPDATE %s SET %s = $1 WHERE %s = $2", table, col, key), saved, id)
+			return err
+		})
+	}
+	tamper("altered entry", "UPDATE tlog_entries SET data = (SELECT data FROM tlog_entries WHERE idx = 300) WHERE idx = $1", int64(5), "entry 5 does not match its hash in tile/0/000")
+	tamper("altered leaf hash", "UPDATE tlog_hashes SET hash = (SELECT hash FROM tlog_hashes WHERE id = 0) WHERE id = $1", xtlog.StoredHashIndex(0, 7), "entry 7 does not match its hash")
+	tamper("altered upper hash", "UPDATE tlog_hashes SET hash = (SELECT hash FROM tlog_hashes WHERE id = 0) WHERE id = $1", xtlog.StoredHashIndex(8, 0), "do not match the signed root")
+	tamper("unparsable entry", "UPDATE tlog_entries SET data = X'00' WHERE idx = $1", int64(9), "entry 9: malformed log entry")
+
+	// After the repairs the log verifies again.
+	if code, out, _ := run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--state", state, "--quiet"); code != 0 {
+		t.Fatalf("verify after repair: %d %s", code, out)
+	}
+	code, _, stderr = run(t, nil, "log", "verify", "--url", s.url+"/nolog", "--key", vkey)
+	oneLine(t, "wrong URL", code, 1, stderr, "404")
+	code, _, stderr = run(t, nil, "log", "verify", "--url", logURL)
+	oneLine(t, "missing key", code, 2, stderr, "--key")
+}

@@ -1,0 +1,182 @@
+package server
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/civstack/civstack/internal/tlog"
+	"github.com/civstack/civstack/internal/web"
+)
+
+// The transparency log surface: C2SP tlog-tiles under /log/, proofs as JSON,
+// and a page for people at /log.
+func (s *Server) logRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /log/checkpoint", s.logCheckpoint)
+	mux.HandleFunc("GET /log/tile/", s.logTile)
+	mux.HandleFunc("GET /log/proof/inclusion", s.logInclusion)
+	mux.HandleFunc("GET /log/proof/consistency", s.logConsistency)
+	mux.HandleFunc("GET /log", s.logPage)
+}
+
+func (s *Server) logFail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, tlog.ErrNotFound):
+		writeProblem(w, http.StatusNotFound, sentence(err))
+	case errors.Is(err, tlog.ErrBadRequest):
+		writeProblem(w, http.StatusBadRequest, sentence(err))
+	default:
+		s.failErr(w, r, err)
+	}
+}
+
+func (s *Server) logCheckpoint(w http.ResponseWriter, r *http.Request) {
+	signed, _, err := s.tlog.Latest(r.Context())
+	if err != nil {
+		s.logFail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(signed)
+}
+
+func (s *Server) logTile(w http.ResponseWriter, r *http.Request) {
+	t, err := tlog.ParseTilePath(r.URL.Path[len("/log/"):])
+	if err != nil {
+		s.logFail(w, r, err)
+		return
+	}
+	_, cp, err := s.tlog.Latest(r.Context())
+	if err != nil {
+		s.logFail(w, r, err)
+		return
+	}
+	data, err := s.tlog.ReadTile(r.Context(), t, cp.Size)
+	if err != nil {
+		s.logFail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	// A tile's bytes never change: full and partial alike.
+	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	w.Write(data)
+}
+
+// queryInt reads a non-negative integer query parameter, or def if absent.
+func queryInt(r *http.Request, name string, def int64) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		if def < 0 {
+			return 0, errors.New("the " + name + " parameter is required")
+		}
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, errors.New("the " + name + " parameter must be a non-negative integer")
+	}
+	return n, nil
+}
+
+func b64s(hs [][32]byte) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = base64.StdEncoding.EncodeToString(h[:])
+	}
+	return out
+}
+
+func (s *Server) logInclusion(w http.ResponseWriter, r *http.Request) {
+	_, cp, err := s.tlog.Latest(r.Context())
+	if err != nil {
+		s.logFail(w, r, err)
+		return
+	}
+	index, err := queryInt(r, "index", -1)
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, sentence(err))
+		return
+	}
+	size, err := queryInt(r, "size", cp.Size)
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, sentence(err))
+		return
+	}
+	leaf, proof, err := s.tlog.InclusionProof(r.Context(), index, size, cp.Size)
+	if err != nil {
+		s.logFail(w, r, err)
+		return
+	}
+	hs := make([][32]byte, len(proof))
+	for i, h := range proof {
+		hs[i] = h
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"index": index, "size": size,
+		"leaf_hash": base64.StdEncoding.EncodeToString(leaf[:]), "proof": b64s(hs)})
+}
+
+func (s *Server) logConsistency(w http.ResponseWriter, r *http.Request) {
+	_, cp, err := s.tlog.Latest(r.Context())
+	if err != nil {
+		s.logFail(w, r, err)
+		return
+	}
+	old, err := queryInt(r, "old", -1)
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, sentence(err))
+		return
+	}
+	size, err := queryInt(r, "new", cp.Size)
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, sentence(err))
+		return
+	}
+	proof, err := s.tlog.ConsistencyProof(r.Context(), old, size, cp.Size)
+	if err != nil {
+		s.logFail(w, r, err)
+		return
+	}
+	hs := make([][32]byte, len(proof))
+	for i, h := range proof {
+		hs[i] = h
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"old": old, "new": size, "proof": b64s(hs)})
+}
+
+type kindCount struct {
+	Kind  string
+	Count int64
+}
+
+func (s *Server) logPage(w http.ResponseWriter, r *http.Request) {
+	signed, cp, err := s.tlog.Latest(r.Context())
+	if errors.Is(err, tlog.ErrNotFound) {
+		s.render(w, r, nil, http.StatusOK, "log", web.Page{Title: "Transparency log", Data: map[string]any{
+			"Empty": true, "Key": s.cfg.LogKey, "URL": s.cfg.PublicURL.String() + "/log"}})
+		return
+	}
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	counts, err := s.tlog.Counts(r.Context(), cp.Size)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	var kinds []kindCount
+	for _, k := range tlog.Kinds {
+		kinds = append(kinds, kindCount{k.String(), counts[k]})
+	}
+	recent, err := s.tlog.Recent(r.Context(), cp.Size, 20, 0)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	s.render(w, r, nil, http.StatusOK, "log", web.Page{Title: "Transparency log", Data: map[string]any{
+		"Checkpoint": string(signed), "Size": cp.Size, "Root": cp.Root.String(), "Origin": s.tlog.Origin(),
+		"Key": s.cfg.LogKey, "Kinds": kinds, "Recent": recent, "URL": s.cfg.PublicURL.String() + "/log",
+	}})
+}

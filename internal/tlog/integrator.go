@@ -1,0 +1,81 @@
+package tlog
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/civstack/civstack/internal/store"
+)
+
+// LeaseName is the lease the integrating process holds.
+const LeaseName = "tlog-integrator"
+
+// Integrator keeps the log's checkpoint current. Every civstack process runs
+// one; only the process holding the lease integrates, and another takes over
+// within a few intervals when that process dies.
+type Integrator struct {
+	Log    *Log
+	DB     *store.DB
+	Every  time.Duration // how often to look for new entries
+	Logger *slog.Logger
+}
+
+// Run integrates until ctx ends.
+func (in *Integrator) Run(ctx context.Context) {
+	var lease store.Lease
+	defer func() {
+		if lease != nil {
+			lease.Release()
+		}
+	}()
+	tick := time.NewTicker(in.Every)
+	defer tick.Stop()
+	for {
+		if lease == nil {
+			l, err := in.DB.TryLease(ctx, LeaseName)
+			if err != nil {
+				in.Logger.Warn("integrator lease", "err", err)
+			}
+			if l != nil {
+				in.Logger.Info("this process integrates the transparency log")
+				lease = l
+			}
+		}
+		if lease != nil {
+			if err := lease.Check(ctx); err != nil {
+				in.Logger.Warn("integrator lease lost", "err", err)
+				lease.Release()
+				lease = nil
+			} else if pending, err := in.Log.pending(ctx); err != nil {
+				in.Logger.Warn("integrator", "err", err)
+			} else if pending {
+				cp, _, err := in.Log.Integrate(ctx)
+				if err == nil {
+					in.Logger.Debug("checkpoint", "size", cp.Size)
+					continue // there may be more: look again at once
+				}
+				if ctx.Err() == nil {
+					in.Logger.Error("integrate", "err", err)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// pending reports, with a cheap read, whether Integrate has work.
+func (l *Log) pending(ctx context.Context) (bool, error) {
+	var next, done, have int64
+	err := l.db.Reader().QueryRowContext(ctx, `SELECT s.next_index, s.integrated,
+		(SELECT COUNT(*) FROM tlog_checkpoints c WHERE c.size = s.integrated)
+		FROM tlog_state s WHERE s.id = 1`).Scan(&next, &done, &have)
+	if err != nil {
+		return false, err
+	}
+	return next > done || have == 0, nil
+}
