@@ -125,7 +125,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	integratorDone := make(chan struct{})
 	go func() {
 		defer close(integratorDone)
-		(&tlog.Integrator{Log: tl, DB: n.db, Every: 100 * time.Millisecond, Logger: logger}).Run(integratorCtx)
+		tlog.NewIntegrator(tl, n.db, 100*time.Millisecond, logger).Run(integratorCtx)
 	}()
 	defer func() { stopIntegrator(); <-integratorDone }()
 	hs := &http.Server{

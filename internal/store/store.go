@@ -104,7 +104,7 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger) (*DB, erro
 		return nil, fmt.Errorf("%w: data directory %s is not writable: %v", ErrUnavailable, dir, rootCause(err))
 	}
 	path := filepath.Join(dir, "civstack.db")
-	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
 	write, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_txlock=immediate&"+common)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)

@@ -19,6 +19,21 @@ type Integrator struct {
 	DB     *store.DB
 	Every  time.Duration // how often to look for new entries
 	Logger *slog.Logger
+	wake   chan struct{}
+}
+
+// NewIntegrator returns an integrator for l in db that looks for new entries
+// every interval, and at once when Wake is called.
+func NewIntegrator(l *Log, db *store.DB, every time.Duration, logger *slog.Logger) *Integrator {
+	return &Integrator{Log: l, DB: db, Every: every, Logger: logger, wake: make(chan struct{}, 1)}
+}
+
+// Wake asks the integrator to look for new entries now. It never blocks.
+func (in *Integrator) Wake() {
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Run integrates until ctx ends.
@@ -64,6 +79,7 @@ func (in *Integrator) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-in.wake:
 		}
 	}
 }
