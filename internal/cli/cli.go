@@ -40,6 +40,7 @@ func commands() []command {
 		{"demo", "seed the demo personas and organisations into a database", runDemo},
 		{"keys", "list or rotate the node's signing keys", runKeys},
 		{"log", "audit a transparency log: civstack log verify --url URL --key VKEY", runLog},
+		{"bench", "benchmarks with their baseline in the same run: civstack bench log", runBench},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "civstack", Version)
 			return nil
@@ -144,6 +145,17 @@ func (f *flags) Bool(name string, def bool, help string) *bool {
 		def = b
 	}
 	return f.FlagSet.Bool(name, def, help+" (env "+f.envName(name)+")")
+}
+
+func (f *flags) Int(name string, def int, help string) *int {
+	if v := f.e.getenv(f.envName(name)); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.envErr = fmt.Errorf("%w: %s=%q is not a whole number", errUsage, f.envName(name), v)
+		}
+		def = n
+	}
+	return f.FlagSet.Int(name, def, help+" (env "+f.envName(name)+")")
 }
 
 func (f *flags) Duration(name string, def time.Duration, help string) *time.Duration {

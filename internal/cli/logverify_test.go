@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"database/sql"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -57,7 +56,7 @@ func TestLogVerify(t *testing.T) {
 	}
 	defer db.Close()
 	// The node recorded its two keys at first start; add receipts.
-	err = db.Tx(ctx, func(tx *sql.Tx) error {
+	err = db.Tx(ctx, func(tx *store.Tx) error {
 		var batch [][]byte
 		for i := 0; i < 600; i++ {
 			batch = append(batch, receiptEntry(i))
@@ -79,7 +78,7 @@ func TestLogVerify(t *testing.T) {
 	}
 
 	// More entries: consistent with what the state file remembers.
-	db.Tx(ctx, func(tx *sql.Tx) error { _, err := tlog.Sequence(ctx, tx, time.Now(), receiptEntry(1000)); return err })
+	db.Tx(ctx, func(tx *store.Tx) error { _, err := tlog.Sequence(ctx, tx, time.Now(), receiptEntry(1000)); return err })
 	waitSize(t, db, 603)
 	code, out, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--state", state)
 	if code != 0 || !strings.Contains(stderr, "consistent with the 602 entries") {
@@ -105,12 +104,12 @@ func TestLogVerify(t *testing.T) {
 		}
 		id = arg.(int64)
 		db.Reader().QueryRow(fmt.Sprintf("SELECT %s FROM %s WHERE %s = $1", col, table, key), id).Scan(&saved)
-		if err := db.Tx(ctx, func(tx *sql.Tx) error { _, err := tx.Exec(query, id); return err }); err != nil {
+		if err := db.Tx(ctx, func(tx *store.Tx) error { _, err := tx.Exec(query, id); return err }); err != nil {
 			t.Fatal(err)
 		}
 		code, _, stderr := run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--quiet")
 		oneLine(t, what, code, 1, stderr, want)
-		db.Tx(ctx, func(tx *sql.Tx) error {
+		db.Tx(ctx, func(tx *store.Tx) error {
 			_, err := tx.Exec(fmt.Sprintf("UPDATE %s SET %s = $1 WHERE %s = $2", table, col, key), saved, id)
 			return err
 		})

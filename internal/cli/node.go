@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"database/sql"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -72,7 +71,7 @@ func openNode(ctx context.Context, e *env, s storageFlags, logger *slog.Logger) 
 func (n *node) logKeys(ctx context.Context, now time.Time) error {
 	// Read and append in one transaction, so that two processes starting at
 	// once on one database cannot both record the same key.
-	return n.db.Tx(ctx, func(tx *sql.Tx) error {
+	return n.db.Tx(ctx, func(tx *store.Tx) error {
 		rows, err := tx.QueryContext(ctx, "SELECT data FROM tlog_entries WHERE kind = $1", int(tlog.KindOperator))
 		if err != nil {
 			return fmt.Errorf("read key events: %w", err)

@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"github.com/civstack/civstack/internal/store"
+
 	"context"
 	"database/sql"
 	"errors"
@@ -104,7 +106,7 @@ func (r *Registry) CreateOrganisation(ctx context.Context, name string, roles []
 		return nil, err
 	}
 	o := &Organisation{ID: id, Name: name, Roles: uniq, Demo: demo, CreatedAt: r.now().UTC()}
-	err = r.db.Tx(ctx, func(tx *sql.Tx) error {
+	err = r.db.Tx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO organisations (id, name, demo, created_at) VALUES ($1, $2, $3, $4)",
 			o.ID, o.Name, o.Demo, ms(o.CreatedAt)); err != nil {
 			return fmt.Errorf("insert organisation: %w", err)
@@ -180,10 +182,10 @@ func (r *Registry) queryOrganisations(ctx context.Context, where string, args ..
 // Grant gives a person a role in an organisation. The organisation must hold
 // the role (ErrRoleNotOffered); granting twice is not an error.
 func (r *Registry) Grant(ctx context.Context, personID, orgID string, role Role) error {
-	return r.db.Tx(ctx, func(tx *sql.Tx) error { return r.grant(ctx, tx, personID, orgID, role) })
+	return r.db.Tx(ctx, func(tx *store.Tx) error { return r.grant(ctx, tx, personID, orgID, role) })
 }
 
-func (r *Registry) grant(ctx context.Context, tx *sql.Tx, personID, orgID string, role Role) error {
+func (r *Registry) grant(ctx context.Context, tx *store.Tx, personID, orgID string, role Role) error {
 	var one int
 	err := tx.QueryRowContext(ctx, "SELECT 1 FROM people WHERE id = $1", personID).Scan(&one)
 	if err != nil {
@@ -210,7 +212,7 @@ func (r *Registry) grant(ctx context.Context, tx *sql.Tx, personID, orgID string
 
 // Revoke takes a role in an organisation away from a person.
 func (r *Registry) Revoke(ctx context.Context, personID, orgID string, role Role) error {
-	return r.db.Tx(ctx, func(tx *sql.Tx) error {
+	return r.db.Tx(ctx, func(tx *store.Tx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM memberships WHERE person_id = $1 AND org_id = $2 AND role = $3", personID, orgID, string(role))
 		if err != nil {
 			return fmt.Errorf("delete membership: %w", err)

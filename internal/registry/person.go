@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"github.com/civstack/civstack/internal/store"
+
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -65,7 +67,7 @@ func (r *Registry) NewPerson(displayName string) (*Person, error) {
 // CreatePerson stores p with its first passkey (nil for a demo person) in one
 // transaction.
 func (r *Registry) CreatePerson(ctx context.Context, p *Person, first *webauthn.Credential, label string) error {
-	return r.db.Tx(ctx, func(tx *sql.Tx) error {
+	return r.db.Tx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.ExecContext(ctx,
 			"INSERT INTO people (id, handle, display_name, demo, created_at) VALUES ($1, $2, $3, $4, $5)",
 			p.ID, p.Handle, p.DisplayName, p.Demo, ms(p.CreatedAt)); err != nil {
@@ -78,7 +80,7 @@ func (r *Registry) CreatePerson(ctx context.Context, p *Person, first *webauthn.
 	})
 }
 
-func (r *Registry) insertPasskey(ctx context.Context, tx *sql.Tx, personID string, c *webauthn.Credential, label string) error {
+func (r *Registry) insertPasskey(ctx context.Context, tx *store.Tx, personID string, c *webauthn.Credential, label string) error {
 	label, err := cleanName("passkey name", label, 64)
 	if err != nil {
 		return err
@@ -97,13 +99,13 @@ func (r *Registry) insertPasskey(ctx context.Context, tx *sql.Tx, personID strin
 
 // AddPasskey registers another passkey for an existing person.
 func (r *Registry) AddPasskey(ctx context.Context, personID string, c *webauthn.Credential, label string) error {
-	return r.db.Tx(ctx, func(tx *sql.Tx) error { return r.insertPasskey(ctx, tx, personID, c, label) })
+	return r.db.Tx(ctx, func(tx *store.Tx) error { return r.insertPasskey(ctx, tx, personID, c, label) })
 }
 
 // RemovePasskey deletes one of a person's passkeys, refusing to remove the
 // last one (ErrLastPasskey) so that nobody locks themselves out.
 func (r *Registry) RemovePasskey(ctx context.Context, personID string, credID []byte) error {
-	return r.db.Tx(ctx, func(tx *sql.Tx) error {
+	return r.db.Tx(ctx, func(tx *store.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM passkeys WHERE person_id = $1", personID).Scan(&n); err != nil {
 			return fmt.Errorf("count passkeys: %w", err)
@@ -129,7 +131,7 @@ func (r *Registry) TouchPasskey(ctx context.Context, c *webauthn.Credential) err
 	if err != nil {
 		return fmt.Errorf("encode credential: %w", err)
 	}
-	return r.db.Tx(ctx, func(tx *sql.Tx) error {
+	return r.db.Tx(ctx, func(tx *store.Tx) error {
 		_, err := tx.ExecContext(ctx, "UPDATE passkeys SET credential = $1, last_used_at = $2 WHERE id = $3", blob, ms(r.now()), c.ID)
 		return err
 	})

@@ -139,7 +139,7 @@ const (
 // that demo people never appear in a real deployment and real people never
 // sit beside the persona switcher.
 func (r *Registry) EnsureMode(ctx context.Context, want Mode) error {
-	return r.db.Tx(ctx, func(tx *sql.Tx) error {
+	return r.db.Tx(ctx, func(tx *store.Tx) error {
 		var have string
 		err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = 'mode'").Scan(&have)
 		switch {

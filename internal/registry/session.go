@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"github.com/civstack/civstack/internal/store"
+
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -18,7 +20,7 @@ func (r *Registry) NewSession(ctx context.Context, personID string, ttl time.Dur
 	}
 	token := base64.RawURLEncoding.EncodeToString(b)
 	now := r.now()
-	err = r.db.Tx(ctx, func(tx *sql.Tx) error {
+	err = r.db.Tx(ctx, func(tx *store.Tx) error {
 		// Expired sessions are swept as new ones start, so the table stays small.
 		if _, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE expires_at < $1", ms(now)); err != nil {
 			return fmt.Errorf("sweep sessions: %w", err)
@@ -53,7 +55,7 @@ func (r *Registry) SessionPerson(ctx context.Context, token string) (*Person, er
 
 // EndSession signs a session out. Unknown sessions are ignored.
 func (r *Registry) EndSession(ctx context.Context, token string) error {
-	return r.db.Tx(ctx, func(tx *sql.Tx) error {
+	return r.db.Tx(ctx, func(tx *store.Tx) error {
 		_, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE hash = $1", hashSecret(token))
 		return err
 	})
@@ -68,7 +70,7 @@ func (r *Registry) SaveCeremony(ctx context.Context, kind, personID string, data
 	}
 	handle := base64.RawURLEncoding.EncodeToString(b)
 	now := r.now()
-	err = r.db.Tx(ctx, func(tx *sql.Tx) error {
+	err = r.db.Tx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM ceremonies WHERE expires_at < $1", ms(now)); err != nil {
 			return fmt.Errorf("sweep ceremonies: %w", err)
 		}
@@ -85,7 +87,7 @@ func (r *Registry) SaveCeremony(ctx context.Context, kind, personID string, data
 // TakeCeremony returns and deletes a saved ceremony of the given kind, so
 // that each can finish at most once.
 func (r *Registry) TakeCeremony(ctx context.Context, handle, kind string) (personID string, data []byte, err error) {
-	err = r.db.Tx(ctx, func(tx *sql.Tx) error {
+	err = r.db.Tx(ctx, func(tx *store.Tx) error {
 		var pid sql.NullString
 		var expires int64
 		err := tx.QueryRowContext(ctx, "SELECT person_id, data, expires_at FROM ceremonies WHERE hash = $1 AND kind = $2",

@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"github.com/civstack/civstack/internal/store"
+
 	"context"
 	"database/sql"
 	"errors"
@@ -20,7 +22,7 @@ const SetupPrefix = "setup_"
 // the newest printed code works.
 func (r *Registry) OperatorSetup(ctx context.Context, ttl time.Duration) (string, error) {
 	var code string
-	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := r.db.Tx(ctx, func(tx *store.Tx) error {
 		var n int
 		err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM memberships m JOIN people p ON p.id = m.person_id
 			WHERE m.role = $1 AND p.demo = $2`, string(Operator), false).Scan(&n)
@@ -67,7 +69,7 @@ func (r *Registry) OperatorSetup(ctx context.Context, ttl time.Duration) (string
 // the code: ErrBadToken if it is unknown or spent, ErrExpired if too old.
 func (r *Registry) RedeemSetup(ctx context.Context, code, personID string) (*Organisation, error) {
 	var orgID string
-	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := r.db.Tx(ctx, func(tx *store.Tx) error {
 		var role string
 		var expires int64
 		err := tx.QueryRowContext(ctx, "SELECT org_id, role, expires_at FROM setup_tokens WHERE hash = $1", hashSecret(code)).Scan(&orgID, &role, &expires)

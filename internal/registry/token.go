@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"github.com/civstack/civstack/internal/store"
+
 	"context"
 	"database/sql"
 	"fmt"
@@ -41,7 +43,7 @@ func (r *Registry) CreateToken(ctx context.Context, orgID string, role Role, lab
 		return "", nil, err
 	}
 	t := &APIToken{ID: id, OrgID: orgID, Role: role, Label: label, CreatedBy: createdBy, CreatedAt: r.now().UTC()}
-	err = r.db.Tx(ctx, func(tx *sql.Tx) error {
+	err = r.db.Tx(ctx, func(tx *store.Tx) error {
 		var one int
 		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM organisations WHERE id = $1", orgID).Scan(&one); err != nil {
 			return notFound(err, "organisation")
@@ -101,7 +103,7 @@ func (r *Registry) Tokens(ctx context.Context, orgID string) ([]*APIToken, error
 
 // RevokeToken revokes one of org's tokens. Revoking twice is not an error.
 func (r *Registry) RevokeToken(ctx context.Context, orgID, tokenID string) error {
-	return r.db.Tx(ctx, func(tx *sql.Tx) error {
+	return r.db.Tx(ctx, func(tx *store.Tx) error {
 		var one int
 		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM api_tokens WHERE id = $1 AND org_id = $2", tokenID, orgID).Scan(&one); err != nil {
 			return notFound(err, "token")
@@ -140,7 +142,7 @@ func (r *Registry) Authenticate(ctx context.Context, secret string, allowDemo bo
 	// write on every request.
 	now := r.now()
 	if t.LastUsedAt == nil || now.Sub(*t.LastUsedAt) > time.Minute {
-		_ = r.db.Tx(ctx, func(tx *sql.Tx) error {
+		_ = r.db.Tx(ctx, func(tx *store.Tx) error {
 			_, err := tx.ExecContext(ctx, "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2", ms(now), t.ID)
 			return err
 		})

@@ -30,7 +30,7 @@ func appendReceipts(t *testing.T, n *node, count int) {
 			t.Fatal(err)
 		}
 		var next int64
-		n.db.Reader().QueryRow("SELECT next_index FROM tlog_state").Scan(&next)
+		n.db.Reader().QueryRow("SELECT value FROM tlog_counters WHERE name = 'next'").Scan(&next)
 		if cp.Size == next {
 			return
 		}

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -77,7 +76,7 @@ func testTypes(t *testing.T, db *store.DB) {
 	ctx := context.Background()
 	blob := []byte{0, 1, 2, 255, 0}
 	const big = int64(1) << 60
-	err := db.Tx(ctx, func(tx *sql.Tx) error {
+	err := db.Tx(ctx, func(tx *store.Tx) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO people (id, handle, display_name, demo, created_at) VALUES ($1, $2, $3, $4, $5)",
 			"p1", blob, "Zoë 😀", true, big)
 		return err
@@ -105,7 +104,7 @@ func testTypes(t *testing.T, db *store.DB) {
 func testAtomicity(t *testing.T, db *store.DB) {
 	ctx := context.Background()
 	boom := errors.New("boom")
-	err := db.Tx(ctx, func(tx *sql.Tx) error {
+	err := db.Tx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ($1, $2)", "a", "1"); err != nil {
 			return err
 		}
@@ -116,13 +115,13 @@ func testAtomicity(t *testing.T, db *store.DB) {
 	}
 	func() {
 		defer func() { recover() }()
-		db.Tx(ctx, func(tx *sql.Tx) error {
+		db.Tx(ctx, func(tx *store.Tx) error {
 			tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ($1, $2)", "b", "1")
 			panic("half-way")
 		})
 	}()
 	// A statement that fails mid-transaction rolls back the earlier ones.
-	err = db.Tx(ctx, func(tx *sql.Tx) error {
+	err = db.Tx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ($1, $2)", "c", "1"); err != nil {
 			return err
 		}
@@ -150,7 +149,7 @@ func testAtomicity(t *testing.T, db *store.DB) {
 func testConflict(t *testing.T, db *store.DB) {
 	ctx := context.Background()
 	ins := func() error {
-		return db.Tx(ctx, func(tx *sql.Tx) error {
+		return db.Tx(ctx, func(tx *store.Tx) error {
 			_, err := tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ($1, $2)", "k", "v")
 			return err
 		})
@@ -163,7 +162,7 @@ func testConflict(t *testing.T, db *store.DB) {
 		t.Fatalf("second insert = %v, want ErrConflict", err)
 	}
 	// ON CONFLICT DO NOTHING behaves the same on both engines.
-	err = db.Tx(ctx, func(tx *sql.Tx) error {
+	err = db.Tx(ctx, func(tx *store.Tx) error {
 		res, err := tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING", "k", "w")
 		if err != nil {
 			return err
@@ -205,7 +204,7 @@ func testTwoProcesses(t *testing.T, e storetest.Engine) {
 			t.Fatalf("process %d migrate: %v", i, err)
 		}
 	}
-	if err := dbs[0].Tx(ctx, func(tx *sql.Tx) error {
+	if err := dbs[0].Tx(ctx, func(tx *store.Tx) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ('counter', '0')")
 		return err
 	}); err != nil {
@@ -219,7 +218,7 @@ func testTwoProcesses(t *testing.T, e storetest.Engine) {
 			go func() {
 				defer wg.Done()
 				for i := 0; i < perWorker; i++ {
-					err := db.Tx(ctx, func(tx *sql.Tx) error {
+					err := db.Tx(ctx, func(tx *store.Tx) error {
 						var v string
 						if err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = 'counter'").Scan(&v); err != nil {
 							return err

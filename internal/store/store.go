@@ -166,12 +166,22 @@ func (db *DB) Close() error {
 	return err
 }
 
+// Tx is a write transaction. It is a *sql.Tx that also knows its engine, for
+// the few statements that are faster written per engine.
+type Tx struct {
+	*sql.Tx
+	dialect Dialect
+}
+
+// Dialect reports the engine the transaction runs on.
+func (tx *Tx) Dialect() Dialect { return tx.dialect }
+
 // Tx runs fn in a write transaction and commits if fn returns nil. Contract:
 // fn may run more than once (the whole transaction is retried when the engine
 // reports a serialization failure, a deadlock or a busy database), so fn must
 // not have side effects outside tx; everything fn wrote commits together or
 // not at all.
-func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 	const attempts = 8
 	backoff := 5 * time.Millisecond
 	for i := 1; ; i++ {
@@ -189,7 +199,7 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 }
 
-func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+func (db *DB) tryTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	// PostgreSQL runs write transactions SERIALIZABLE so that both engines
 	// give the same guarantees (SQLite serialises writers by construction),
 	// as CockroachDB does by default; conflicts surface as 40001 and retry.
@@ -197,10 +207,11 @@ func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) 
 	if db.dialect == Postgres {
 		opts = &sql.TxOptions{Isolation: sql.LevelSerializable}
 	}
-	tx, err := db.write.BeginTx(ctx, opts)
+	sqlTx, err := db.write.BeginTx(ctx, opts)
 	if err != nil {
 		return classify(fmt.Errorf("begin: %w", err))
 	}
+	tx := &Tx{Tx: sqlTx, dialect: db.dialect}
 	defer func() {
 		if p := recover(); p != nil {
 			tx.Rollback()

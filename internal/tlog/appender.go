@@ -2,7 +2,6 @@ package tlog
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -94,7 +93,7 @@ func (a *Appender) commit(ctx context.Context, batch []*appendReq) {
 		data[i] = r.data
 	}
 	var first int64
-	err := a.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := a.db.Tx(ctx, func(tx *store.Tx) error {
 		var err error
 		first, err = Sequence(ctx, tx, a.now(), data...)
 		return err

@@ -1,8 +1,9 @@
 package tlog
 
 import (
+	"github.com/civstack/civstack/internal/store"
+
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 
@@ -19,59 +20,56 @@ const MaxIntegrate = 1 << 13
 // a new checkpoint, all in one transaction. It returns the newest checkpoint
 // and whether it made one. The first call on an empty log signs the size-0
 // checkpoint. Contract: only one process integrates at a time (Leader); even
-// so, two racing integrations cannot both commit, because each moves
-// tlog_state.integrated from the value it read.
+// so, two racing integrations cannot both commit, because each moves the
+// integrated counter from the value it read.
 func (l *Log) Integrate(ctx context.Context) (Checkpoint, bool, error) {
 	if l.signer == nil {
 		return Checkpoint{}, false, fmt.Errorf("this log has no signing key")
 	}
 	var cp Checkpoint
 	made := false
-	err := l.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := l.db.Tx(ctx, func(tx *store.Tx) error {
 		made = false
-		var next, done int64
-		if err := tx.QueryRowContext(ctx, "SELECT next_index, integrated FROM tlog_state WHERE id = 1").Scan(&next, &done); err != nil {
+		// Only the integrated counter is read and written here: the next
+		// counter belongs to sequencers, so the two never conflict.
+		var done int64
+		if err := tx.QueryRowContext(ctx, "SELECT value FROM tlog_counters WHERE name = 'integrated'").Scan(&done); err != nil {
 			return fmt.Errorf("log state: %w", err)
 		}
 		var have int
 		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM tlog_checkpoints WHERE size = $1", done).Scan(&have); err != nil {
 			return fmt.Errorf("log checkpoints: %w", err)
 		}
-		if next == done && have > 0 {
-			return nil
-		}
-		end := min(next, done+MaxIntegrate)
 		hr := &hashReader{ctx: ctx, q: tx, overlay: map[int64]tlog.Hash{}}
-		if end > done {
-			rows, err := tx.QueryContext(ctx, "SELECT idx, data FROM tlog_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx", done, end)
-			if err != nil {
-				return fmt.Errorf("read entries: %w", err)
-			}
-			// Read the batch first: PostgreSQL cannot run the hash reader's
-			// queries while this result set is open on the connection.
-			var batch [][]byte
-			want := done
-			for rows.Next() {
-				var idx int64
-				var data []byte
-				if err := rows.Scan(&idx, &data); err != nil {
-					rows.Close()
-					return err
-				}
-				if idx != want {
-					rows.Close()
-					return fmt.Errorf("log entry %d is missing", want)
-				}
-				batch = append(batch, data)
-				want++
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
+		rows, err := tx.QueryContext(ctx, "SELECT idx, data FROM tlog_entries WHERE idx >= $1 ORDER BY idx LIMIT $2", done, MaxIntegrate)
+		if err != nil {
+			return fmt.Errorf("read entries: %w", err)
+		}
+		// Read the batch first: PostgreSQL cannot run the hash reader's
+		// queries while this result set is open on the connection.
+		var batch [][]byte
+		for rows.Next() {
+			var idx int64
+			var data []byte
+			if err := rows.Scan(&idx, &data); err != nil {
+				rows.Close()
 				return err
 			}
-			if want != end {
-				return fmt.Errorf("log entries %d to %d are missing", want, end-1)
+			if idx != done+int64(len(batch)) {
+				rows.Close()
+				return fmt.Errorf("log entry %d is missing", done+int64(len(batch)))
 			}
+			batch = append(batch, data)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(batch) == 0 && have > 0 {
+			return nil
+		}
+		end := done + int64(len(batch))
+		if len(batch) > 0 {
 			var newIDs []int64
 			for i, data := range batch {
 				idx := done + int64(i)
@@ -101,7 +99,7 @@ func (l *Log) Integrate(ctx context.Context) (Checkpoint, bool, error) {
 		if err != nil {
 			return fmt.Errorf("sign checkpoint: %w", err)
 		}
-		res, err := tx.ExecContext(ctx, "UPDATE tlog_state SET integrated = $1 WHERE id = 1 AND integrated = $2", end, done)
+		res, err := tx.ExecContext(ctx, "UPDATE tlog_counters SET value = $1 WHERE name = 'integrated' AND value = $2", end, done)
 		if err != nil {
 			return fmt.Errorf("advance log: %w", err)
 		}
@@ -124,8 +122,20 @@ func (l *Log) Integrate(ctx context.Context) (Checkpoint, bool, error) {
 	return cp, made, err
 }
 
-func insertHashes(ctx context.Context, tx *sql.Tx, ids []int64, hashes map[int64]tlog.Hash) error {
-	const chunk = 500
+func insertHashes(ctx context.Context, tx *store.Tx, ids []int64, hashes map[int64]tlog.Hash) error {
+	if tx.Dialect() == store.Postgres {
+		hs := make([][]byte, len(ids))
+		for i, id := range ids {
+			h := hashes[id]
+			hs[i] = h[:]
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO tlog_hashes (id, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])", ids, hs)
+		if err != nil {
+			return fmt.Errorf("store hashes: %w", err)
+		}
+		return nil
+	}
+	const chunk = 64 // see Sequence
 	for start := 0; start < len(ids); start += chunk {
 		part := ids[start:min(start+chunk, len(ids))]
 		var q strings.Builder

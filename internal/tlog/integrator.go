@@ -19,7 +19,9 @@ type Integrator struct {
 	DB     *store.DB
 	Every  time.Duration // how often to look for new entries
 	Logger *slog.Logger
-	wake   chan struct{}
+	// OnCheckpoint, if set, is called after each checkpoint this process signs.
+	OnCheckpoint func(Checkpoint)
+	wake         chan struct{}
 }
 
 // NewIntegrator returns an integrator for l in db that looks for new entries
@@ -65,9 +67,12 @@ func (in *Integrator) Run(ctx context.Context) {
 			} else if pending, err := in.Log.pending(ctx); err != nil {
 				in.Logger.Warn("integrator", "err", err)
 			} else if pending {
-				cp, _, err := in.Log.Integrate(ctx)
+				cp, made, err := in.Log.Integrate(ctx)
 				if err == nil {
 					in.Logger.Debug("checkpoint", "size", cp.Size)
+					if made && in.OnCheckpoint != nil {
+						in.OnCheckpoint(cp)
+					}
 					continue // there may be more: look again at once
 				}
 				if ctx.Err() == nil {
@@ -87,9 +92,9 @@ func (in *Integrator) Run(ctx context.Context) {
 // pending reports, with a cheap read, whether Integrate has work.
 func (l *Log) pending(ctx context.Context) (bool, error) {
 	var next, done, have int64
-	err := l.db.Reader().QueryRowContext(ctx, `SELECT s.next_index, s.integrated,
-		(SELECT COUNT(*) FROM tlog_checkpoints c WHERE c.size = s.integrated)
-		FROM tlog_state s WHERE s.id = 1`).Scan(&next, &done, &have)
+	err := l.db.Reader().QueryRowContext(ctx, `SELECT n.value, i.value,
+		(SELECT COUNT(*) FROM tlog_checkpoints c WHERE c.size = i.value)
+		FROM tlog_counters n, tlog_counters i WHERE n.name = 'next' AND i.name = 'integrated'`).Scan(&next, &done, &have)
 	if err != nil {
 		return false, err
 	}

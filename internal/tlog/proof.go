@@ -14,16 +14,29 @@ func (l *Log) InclusionProof(ctx context.Context, index, size, latest int64) (tl
 	if size <= 0 || size > latest || index < 0 || index >= size {
 		return tlog.Hash{}, nil, fmt.Errorf("%w: inclusion of entry %d in a tree of %d entries (the log has %d)", ErrBadRequest, index, size, latest)
 	}
-	hr := &hashReader{ctx: ctx, q: l.db.Reader()}
-	leaf, err := hr.ReadHashes([]int64{tlog.StoredHashIndex(0, index)})
-	if err != nil {
-		return tlog.Hash{}, nil, err
-	}
-	p, err := tlog.ProveRecord(size, index, hr)
+	hr := &hashReader{ctx: ctx, q: l.db.Reader(), cache: &l.upper}
+	// Fetch the leaf hash in the same query as the proof's hashes.
+	leafID := tlog.StoredHashIndex(0, index)
+	var leaf tlog.Hash
+	fetched := false
+	withLeaf := tlog.HashReaderFunc(func(ids []int64) ([]tlog.Hash, error) {
+		hs, err := hr.ReadHashes(append(ids[:len(ids):len(ids)], leafID))
+		if err != nil {
+			return nil, err
+		}
+		leaf, fetched = hs[len(hs)-1], true
+		return hs[:len(hs)-1], nil
+	})
+	p, err := tlog.ProveRecord(size, index, withLeaf)
 	if err != nil {
 		return tlog.Hash{}, nil, fmt.Errorf("inclusion proof: %w", err)
 	}
-	return leaf[0], p, nil
+	if !fetched {
+		if _, err := withLeaf.ReadHashes(nil); err != nil {
+			return tlog.Hash{}, nil, err
+		}
+	}
+	return leaf, p, nil
 }
 
 // ConsistencyProof proves the tree of size old is a prefix of the tree of
@@ -35,7 +48,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, old, new, latest int64) (tlo
 	if old == 0 || old == new {
 		return tlog.TreeProof{}, nil
 	}
-	p, err := tlog.ProveTree(new, old, &hashReader{ctx: ctx, q: l.db.Reader()})
+	p, err := tlog.ProveTree(new, old, &hashReader{ctx: ctx, q: l.db.Reader(), cache: &l.upper})
 	if err != nil {
 		return nil, fmt.Errorf("consistency proof: %w", err)
 	}

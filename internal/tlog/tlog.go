@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -39,6 +40,7 @@ type Log struct {
 	origin string
 	signer note.Signer
 	now    func() time.Time
+	upper  hashCache // stored hashes of upper tree levels, for proofs
 }
 
 // New returns the log stored in db, whose checkpoints carry origin and are
@@ -78,10 +80,10 @@ var emptyRoot = EmptyRoot
 // Sequence appends entries to the log inside the caller's transaction and
 // returns the index of the first; the others follow in order. Each entry must
 // parse (see Parse). Contract: if the transaction rolls back, the entries and
-// their indexes vanish with it; on PostgreSQL the transaction must be
-// SERIALIZABLE (store.DB.Tx is), so concurrent sequencers retry rather than
-// share an index.
-func Sequence(ctx context.Context, tx *sql.Tx, now time.Time, entries ...[]byte) (int64, error) {
+// their indexes vanish with it. Concurrent sequencers serialise on one
+// counter row, so entries commit in index order (a committed entry implies
+// every lower index is committed).
+func Sequence(ctx context.Context, tx *store.Tx, now time.Time, entries ...[]byte) (int64, error) {
 	if len(entries) == 0 {
 		return 0, fmt.Errorf("%w: nothing to sequence", ErrBadRequest)
 	}
@@ -94,14 +96,30 @@ func Sequence(ctx context.Context, tx *sql.Tx, now time.Time, entries ...[]byte)
 		kinds[i] = p.Kind
 	}
 	var next int64
-	err := tx.QueryRowContext(ctx, "UPDATE tlog_state SET next_index = next_index + $1 WHERE id = 1 RETURNING next_index",
+	err := tx.QueryRowContext(ctx, "UPDATE tlog_counters SET value = value + $1 WHERE name = 'next' RETURNING value",
 		int64(len(entries))).Scan(&next)
 	if err != nil {
 		return 0, fmt.Errorf("sequence: %w", err)
 	}
 	first := next - int64(len(entries))
-	const chunk = 400 // rows per INSERT, under both engines' parameter limits
 	created := now.UnixMilli()
+	if tx.Dialect() == store.Postgres {
+		// One statement for the whole batch: arrays unnested into rows.
+		idx := make([]int64, len(entries))
+		ks := make([]int64, len(entries))
+		for i := range entries {
+			idx[i], ks[i] = first+int64(i), int64(kinds[i])
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO tlog_entries (idx, kind, data, created_at)
+			SELECT i, k, d, $4 FROM unnest($1::bigint[], $2::bigint[], $3::bytea[]) AS t(i, k, d)`, idx, ks, entries, created)
+		if err != nil {
+			return 0, fmt.Errorf("store entries: %w", err)
+		}
+		return first, nil
+	}
+	// SQLite parses $N parameters in time quadratic in their number, so
+	// rows go in small multi-row statements.
+	const chunk = 32
 	for start := 0; start < len(entries); start += chunk {
 		end := min(start+chunk, len(entries))
 		var q strings.Builder
@@ -126,7 +144,7 @@ func Sequence(ctx context.Context, tx *sql.Tx, now time.Time, entries ...[]byte)
 // index. Events that have their own transaction call Sequence instead.
 func (l *Log) Append(ctx context.Context, entry []byte) (int64, error) {
 	var idx int64
-	err := l.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := l.db.Tx(ctx, func(tx *store.Tx) error {
 		var err error
 		idx, err = Sequence(ctx, tx, l.now(), entry)
 		return err
@@ -135,11 +153,46 @@ func (l *Log) Append(ctx context.Context, entry []byte) (int64, error) {
 }
 
 // hashReader reads stored hashes from a query source, with an overlay of
-// hashes computed but not yet stored.
+// hashes computed but not yet stored, and optionally a cache.
 type hashReader struct {
 	ctx     context.Context
 	q       querier
 	overlay map[int64]tlog.Hash
+	cache   *hashCache
+}
+
+// hashCache keeps stored hashes of tree levels cacheLevel and up, which every
+// proof touches. Stored hashes never change, so entries never go stale; the
+// cache stops growing at cacheMax entries (about 64 MiB).
+type hashCache struct {
+	mu sync.RWMutex
+	m  map[int64]tlog.Hash
+}
+
+const (
+	cacheLevel = 4
+	cacheMax   = 1 << 20
+)
+
+func (c *hashCache) get(id int64) (tlog.Hash, bool) {
+	c.mu.RLock()
+	h, ok := c.m[id]
+	c.mu.RUnlock()
+	return h, ok
+}
+
+func (c *hashCache) put(id int64, h tlog.Hash) {
+	if level, _ := tlog.SplitStoredHashIndex(id); level < cacheLevel {
+		return
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[int64]tlog.Hash{}
+	}
+	if len(c.m) < cacheMax {
+		c.m[id] = h
+	}
+	c.mu.Unlock()
 }
 
 type querier interface {
@@ -154,6 +207,12 @@ func (r *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 		if h, ok := r.overlay[id]; ok {
 			out[i] = h
 			continue
+		}
+		if r.cache != nil {
+			if h, ok := r.cache.get(id); ok {
+				out[i] = h
+				continue
+			}
 		}
 		if _, seen := pos[id]; !seen {
 			missing = append(missing, id)
@@ -191,6 +250,9 @@ func (r *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 			}
 			for _, i := range pos[id] {
 				copy(out[i][:], h)
+			}
+			if r.cache != nil {
+				r.cache.put(id, out[pos[id][0]])
 			}
 			found++
 		}

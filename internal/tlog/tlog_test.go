@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"database/sql"
 	"errors"
 	"fmt"
 	"testing"
@@ -54,7 +53,7 @@ func grow(t testing.TB, db *store.DB, from, size int64) {
 		for i := range batch {
 			batch[i] = receipt(from + int64(i))
 		}
-		err := db.Tx(ctx, func(tx *sql.Tx) error {
+		err := db.Tx(ctx, func(tx *store.Tx) error {
 			first, err := civtlog.Sequence(ctx, tx, time.Now(), batch...)
 			if err == nil && first != from {
 				err = fmt.Errorf("sequenced at %d, want %d", first, from)
@@ -210,7 +209,7 @@ func TestSequenceIsAtomic(t *testing.T) {
 		ctx := context.Background()
 		l, _ := newLog(t, db)
 		boom := errors.New("the event failed")
-		err := db.Tx(ctx, func(tx *sql.Tx) error {
+		err := db.Tx(ctx, func(tx *store.Tx) error {
 			if _, err := civtlog.Sequence(ctx, tx, time.Now(), receipt(1)); err != nil {
 				return err
 			}

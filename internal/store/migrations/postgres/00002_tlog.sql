@@ -1,12 +1,13 @@
 -- +goose Up
 -- The transparency log: entries are sequenced in the transaction of the
 -- event they record; the integrator hashes them and signs checkpoints.
-CREATE TABLE tlog_state (
-    id         INTEGER PRIMARY KEY,
-    next_index BIGINT NOT NULL,
-    integrated BIGINT NOT NULL
+-- Two counters in two rows, so that sequencing (next) and integrating
+-- (integrated) never write the same row.
+CREATE TABLE tlog_counters (
+    name  TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
 );
-INSERT INTO tlog_state (id, next_index, integrated) VALUES (1, 0, 0);
+INSERT INTO tlog_counters (name, value) VALUES ('next', 0), ('integrated', 0);
 
 CREATE TABLE tlog_entries (
     idx        BIGINT PRIMARY KEY,
@@ -32,4 +33,4 @@ CREATE TABLE tlog_checkpoints (
 DROP TABLE tlog_checkpoints;
 DROP TABLE tlog_hashes;
 DROP TABLE tlog_entries;
-DROP TABLE tlog_state;
+DROP TABLE tlog_counters;

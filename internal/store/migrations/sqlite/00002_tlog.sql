@@ -1,15 +1,17 @@
 -- +goose Up
 -- The transparency log: entries are sequenced in the transaction of the
 -- event they record; the integrator hashes them and signs checkpoints.
-CREATE TABLE tlog_state (
-    id         INTEGER PRIMARY KEY,
-    next_index BIGINT NOT NULL,
-    integrated BIGINT NOT NULL
+-- (INTEGER PRIMARY KEY makes the key SQLite's rowid: one B-tree, not two.)
+-- Two counters in two rows, so that sequencing (next) and integrating
+-- (integrated) never write the same row.
+CREATE TABLE tlog_counters (
+    name  TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
 );
-INSERT INTO tlog_state (id, next_index, integrated) VALUES (1, 0, 0);
+INSERT INTO tlog_counters (name, value) VALUES ('next', 0), ('integrated', 0);
 
 CREATE TABLE tlog_entries (
-    idx        BIGINT PRIMARY KEY,
+    idx        INTEGER PRIMARY KEY,
     kind       INTEGER NOT NULL,
     data       BLOB NOT NULL,
     created_at BIGINT NOT NULL
@@ -17,12 +19,12 @@ CREATE TABLE tlog_entries (
 CREATE INDEX tlog_entries_kind ON tlog_entries(kind, idx);
 
 CREATE TABLE tlog_hashes (
-    id   BIGINT PRIMARY KEY,
+    id   INTEGER PRIMARY KEY,
     hash BLOB NOT NULL
 );
 
 CREATE TABLE tlog_checkpoints (
-    size       BIGINT PRIMARY KEY,
+    size       INTEGER PRIMARY KEY,
     root       BLOB NOT NULL,
     note       BLOB NOT NULL,
     created_at BIGINT NOT NULL
@@ -32,4 +34,4 @@ CREATE TABLE tlog_checkpoints (
 DROP TABLE tlog_checkpoints;
 DROP TABLE tlog_hashes;
 DROP TABLE tlog_entries;
-DROP TABLE tlog_state;
+DROP TABLE tlog_counters;

@@ -1,0 +1,5 @@
+package cli
+
+import "runtime"
+
+func runtimeCores() int { return runtime.GOMAXPROCS(0) }
