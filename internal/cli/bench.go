@@ -70,6 +70,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	if *writers < 1 || *proofs < 1 || *duration <= 0 {
 		return fmt.Errorf("%w: --writers, --proofs and --duration must be positive", errUsage)
 	}
+	if *baseline != "tessera" && *baseline != "off" {
+		return fmt.Errorf("%w: --baseline must be tessera or off", errUsage)
+	}
 	name := "civstack (SQLite)"
 	opts := store.Options{URL: *db}
 	if *db == "" {
@@ -95,8 +98,6 @@ func runBench(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("baseline: %w (run from the civstack source tree with Go installed, or pass --baseline=off)", err)
 		}
 		results = append(results, base)
-	} else if *baseline != "off" {
-		return fmt.Errorf("%w: --baseline must be tessera or off", errUsage)
 	}
 	printBench(e, results)
 	return nil

@@ -128,3 +128,18 @@ func TestLogVerify(t *testing.T) {
 	code, _, stderr = run(t, nil, "log", "verify", "--url", logURL)
 	oneLine(t, "missing key", code, 2, stderr, "--key")
 }
+
+// The benchmark runs end to end (its figures are not judged here: see
+// docs/benchmarks.md).
+func TestBenchLogRuns(t *testing.T) {
+	code, out, stderr := run(t, nil, "bench", "log", "--duration", "300ms", "--writers", "16", "--proofs", "50", "--baseline", "off")
+	if code != 0 || !strings.Contains(out, "civstack (SQLite)") || !strings.Contains(out, "appends/s") {
+		t.Fatalf("bench: %d %q %q", code, out, stderr)
+	}
+	code, _, stderr = run(t, nil, "bench", "log", "--baseline", "nope", "--duration", "10ms", "--proofs", "1", "--writers", "1")
+	if code != 2 || !strings.Contains(stderr, "--baseline") {
+		t.Fatalf("bad baseline: %d %q", code, stderr)
+	}
+	code, _, stderr = run(t, nil, "bench", "ledger")
+	oneLine(t, "unknown benchmark", code, 2, stderr, "say log")
+}
