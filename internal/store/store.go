@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -182,20 +183,22 @@ func (tx *Tx) Dialect() Dialect { return tx.dialect }
 // not have side effects outside tx; everything fn wrote commits together or
 // not at all.
 func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
-	const attempts = 8
-	backoff := 5 * time.Millisecond
+	const attempts = 30
 	for i := 1; ; i++ {
 		err := db.tryTx(ctx, fn)
 		if err == nil || !retryable(err) || i == attempts {
 			return err
 		}
 		db.logger.Debug("retrying transaction", "attempt", i, "err", err)
+		// Exponential backoff with jitter, so that transactions that collided
+		// do not collide again in lockstep.
+		backoff := min(time.Millisecond<<min(i, 7), 100*time.Millisecond)
+		backoff = backoff/2 + rand.N(backoff)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(backoff):
 		}
-		backoff *= 2
 	}
 }
 
