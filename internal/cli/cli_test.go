@@ -20,7 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
+	"github.com/civstack/civstack/internal/tlog"
 )
 
 type syncBuf struct {
@@ -117,6 +119,7 @@ func TestStorageErrors(t *testing.T) {
 type serveProc struct {
 	url    string
 	out    *syncBuf
+	errOut *syncBuf
 	cancel context.CancelFunc
 	done   chan int
 }
@@ -128,6 +131,7 @@ func startServe(t *testing.T, vars map[string]string, args ...string) *serveProc
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &serveProc{out: &syncBuf{}, cancel: cancel, done: make(chan int, 1)}
 	errOut := &syncBuf{}
+	s.errOut = errOut
 	e := &env{stdout: s.out, stderr: errOut, getenv: func(k string) string { return vars[k] }, now: time.Now}
 	go func() { s.done <- e.main(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)) }()
 	deadline := time.Now().Add(30 * time.Second)
@@ -310,6 +314,40 @@ func TestServeTwoProcessesOnPostgres(t *testing.T) {
 			t.Fatalf("banner:\n%s", s.out.String())
 		}
 	}
+	// Exactly one integrates; when it stops, the other takes over.
+	var holder, other *serveProc
+	for i := 0; i < 100 && holder == nil; i++ {
+		for j, s := range servers {
+			if strings.Contains(s.errOut.String(), "this process integrates") {
+				holder, other = s, servers[1-j]
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if holder == nil || strings.Contains(other.errOut.String(), "this process integrates") {
+		t.Fatalf("want exactly one integrator:\n%s\n%s", servers[0].errOut.String(), servers[1].errOut.String())
+	}
+	pg, err := store.Open(context.Background(), store.Options{URL: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	holder.stop(t)
+	if err := pg.Tx(context.Background(), func(tx *store.Tx) error {
+		_, err := tlog.Sequence(context.Background(), tx, time.Now(), receiptEntry(1))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var next int64
+	pg.Reader().QueryRow("SELECT value FROM tlog_counters WHERE name = 'next'").Scan(&next)
+	t1 := time.Now()
+	waitSize(t, pg, next)
+	t.Logf("the second process took over and signed within %v", time.Since(t1))
+	if !strings.Contains(other.errOut.String(), "this process integrates") {
+		t.Fatal("the second process did not take over integration")
+	}
+
 	// Seeding twice at once must not duplicate anyone.
 	code, out, _ := run(t, map[string]string{"CIVSTACK_DB": db}, "demo", "--data", t.TempDir())
 	if code != 0 || !strings.Contains(out, "9 personas") {

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/civstack/civstack/internal/tlog"
@@ -146,8 +147,10 @@ func (s *Server) logConsistency(w http.ResponseWriter, r *http.Request) {
 }
 
 type kindCount struct {
-	Kind  string
-	Count int64
+	Kind     string
+	Number   int
+	Count    int64
+	Selected bool
 }
 
 func (s *Server) logPage(w http.ResponseWriter, r *http.Request) {
@@ -166,17 +169,26 @@ func (s *Server) logPage(w http.ResponseWriter, r *http.Request) {
 		s.failErr(w, r, err)
 		return
 	}
+	var only tlog.Kind
+	if v := r.URL.Query().Get("kind"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || !slices.Contains(tlog.Kinds, tlog.Kind(n)) {
+			s.fail(w, r, http.StatusBadRequest, "There is no entry type "+strconv.Quote(v)+".")
+			return
+		}
+		only = tlog.Kind(n)
+	}
 	var kinds []kindCount
 	for _, k := range tlog.Kinds {
-		kinds = append(kinds, kindCount{k.String(), counts[k]})
+		kinds = append(kinds, kindCount{k.String(), int(k), counts[k], k == only})
 	}
-	recent, err := s.tlog.Recent(r.Context(), cp.Size, 20, 0)
+	recent, err := s.tlog.Recent(r.Context(), cp.Size, 20, only)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
 	}
 	s.render(w, r, nil, http.StatusOK, "log", web.Page{Title: "Transparency log", Data: map[string]any{
 		"Checkpoint": string(signed), "Size": cp.Size, "Root": cp.Root.String(), "Origin": s.tlog.Origin(),
-		"Key": s.cfg.LogKey, "Kinds": kinds, "Recent": recent, "URL": s.cfg.PublicURL.String() + "/log",
+		"Key": s.cfg.LogKey, "Kinds": kinds, "Recent": recent, "Only": only.String(), "Filtered": only != 0, "URL": s.cfg.PublicURL.String() + "/log",
 	}})
 }

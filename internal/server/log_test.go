@@ -120,6 +120,9 @@ func TestLogHTTP(t *testing.T) {
 
 	page := c.get("/log")
 	expect(t, "log page", page, 200, "320</strong> entries", "receipt", "civstack log verify", vkeyHTML)
+	expect(t, "log page by type", c.get("/log?kind=2"), 200, "Recent entries: receipt")
+	expect(t, "log page, empty type", c.get("/log?kind=4"), 200, "No entries yet")
+	expect(t, "log page, unknown type", c.get("/log?kind=99"), 400, "no entry type")
 }
 
 func decodeProof(t *testing.T, in []string) xtlog.RecordProof {

@@ -2,11 +2,13 @@ package tlog
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -180,6 +182,24 @@ func FuzzSplitBundle(f *testing.F) {
 		}
 		if !bytes.Equal(again, b) {
 			t.Fatal("bundle does not round-trip")
+		}
+	})
+}
+
+func FuzzOpenCheckpoint(f *testing.F) {
+	f.Add([]byte("example.com/log\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\n\u2014 example.com/log AAAA\n"))
+	f.Add([]byte("x\n\n"))
+	vkey, err := note.NewEd25519VerifierKey("example.com/log", ed25519.NewKeyFromSeed(make([]byte, 32)).Public().(ed25519.PublicKey))
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := note.NewVerifier(vkey); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := OpenCheckpoint(b, vkey)
+		if err == nil {
+			t.Fatalf("a checkpoint nobody signed verified: %+v", c)
 		}
 	})
 }
