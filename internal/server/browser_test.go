@@ -216,7 +216,9 @@ func TestBrowserDemo(t *testing.T) {
 		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
 		chromedp.Navigate(n.URL+"/"),
 		waitText("Demo personas"))
+	appendReceipts(t, n, 300)
 	pages := []struct{ persona, path, want string }{
+		{"Jonas Weber", "/log", "Audit it yourself"},
 		{"Amira Haddad", "/", "Hello, Amira Haddad"},
 		{"Li Wei", "/merchant", "Li's Dumpling Cart"},
 		{"Tomas Novak", "/agency", "City Tax Office"},
