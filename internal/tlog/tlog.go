@@ -159,6 +159,7 @@ type hashReader struct {
 	q       querier
 	overlay map[int64]tlog.Hash
 	cache   *hashCache
+	pg      bool // PostgreSQL: one array parameter instead of a list
 }
 
 // hashCache keeps stored hashes of tree levels cacheLevel and up, which every
@@ -222,16 +223,22 @@ func (r *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	for start := 0; start < len(missing); start += 500 {
 		part := missing[start:min(start+500, len(missing))]
 		var q strings.Builder
-		q.WriteString("SELECT id, hash FROM tlog_hashes WHERE id IN (")
-		args := make([]any, len(part))
-		for i, id := range part {
-			if i > 0 {
-				q.WriteString(", ")
+		var args []any
+		if r.pg {
+			q.WriteString("SELECT id, hash FROM tlog_hashes WHERE id = ANY($1::bigint[])")
+			args = []any{part}
+		} else {
+			q.WriteString("SELECT id, hash FROM tlog_hashes WHERE id IN (")
+			args = make([]any, len(part))
+			for i, id := range part {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				fmt.Fprintf(&q, "$%d", i+1)
+				args[i] = id
 			}
-			fmt.Fprintf(&q, "$%d", i+1)
-			args[i] = id
+			q.WriteString(")")
 		}
-		q.WriteString(")")
 		rows, err := r.q.QueryContext(r.ctx, q.String(), args...)
 		if err != nil {
 			return nil, fmt.Errorf("read hashes: %w", err)
