@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
 	"github.com/civstack/civstack/internal/tlog"
 	"github.com/civstack/civstack/internal/web"
 )
@@ -81,7 +83,7 @@ func queryInt(r *http.Request, name string, def int64) (int64, error) {
 	return n, nil
 }
 
-func b64s(hs [][32]byte) []string {
+func b64s(hs []xtlog.Hash) []string {
 	out := make([]string, len(hs))
 	for i, h := range hs {
 		out[i] = base64.StdEncoding.EncodeToString(h[:])
@@ -89,61 +91,49 @@ func b64s(hs [][32]byte) []string {
 	return out
 }
 
-func (s *Server) logInclusion(w http.ResponseWriter, r *http.Request) {
+// proofArgs reads the latest checkpoint's size and two size parameters of a
+// proof request; it answers the request itself on error.
+func (s *Server) proofArgs(w http.ResponseWriter, r *http.Request, first, second string) (a, b, latest int64, ok bool) {
 	_, cp, err := s.tlog.Latest(r.Context())
 	if err != nil {
 		s.logFail(w, r, err)
-		return
+		return 0, 0, 0, false
 	}
-	index, err := queryInt(r, "index", -1)
+	if a, err = queryInt(r, first, -1); err == nil {
+		b, err = queryInt(r, second, cp.Size)
+	}
 	if err != nil {
 		writeProblem(w, http.StatusBadRequest, sentence(err))
+		return 0, 0, 0, false
+	}
+	return a, b, cp.Size, true
+}
+
+func (s *Server) logInclusion(w http.ResponseWriter, r *http.Request) {
+	index, size, latest, ok := s.proofArgs(w, r, "index", "size")
+	if !ok {
 		return
 	}
-	size, err := queryInt(r, "size", cp.Size)
-	if err != nil {
-		writeProblem(w, http.StatusBadRequest, sentence(err))
-		return
-	}
-	leaf, proof, err := s.tlog.InclusionProof(r.Context(), index, size, cp.Size)
+	leaf, proof, err := s.tlog.InclusionProof(r.Context(), index, size, latest)
 	if err != nil {
 		s.logFail(w, r, err)
 		return
 	}
-	hs := make([][32]byte, len(proof))
-	for i, h := range proof {
-		hs[i] = h
-	}
 	writeJSON(w, http.StatusOK, map[string]any{"index": index, "size": size,
-		"leaf_hash": base64.StdEncoding.EncodeToString(leaf[:]), "proof": b64s(hs)})
+		"leaf_hash": base64.StdEncoding.EncodeToString(leaf[:]), "proof": b64s(proof)})
 }
 
 func (s *Server) logConsistency(w http.ResponseWriter, r *http.Request) {
-	_, cp, err := s.tlog.Latest(r.Context())
+	old, size, latest, ok := s.proofArgs(w, r, "old", "new")
+	if !ok {
+		return
+	}
+	proof, err := s.tlog.ConsistencyProof(r.Context(), old, size, latest)
 	if err != nil {
 		s.logFail(w, r, err)
 		return
 	}
-	old, err := queryInt(r, "old", -1)
-	if err != nil {
-		writeProblem(w, http.StatusBadRequest, sentence(err))
-		return
-	}
-	size, err := queryInt(r, "new", cp.Size)
-	if err != nil {
-		writeProblem(w, http.StatusBadRequest, sentence(err))
-		return
-	}
-	proof, err := s.tlog.ConsistencyProof(r.Context(), old, size, cp.Size)
-	if err != nil {
-		s.logFail(w, r, err)
-		return
-	}
-	hs := make([][32]byte, len(proof))
-	for i, h := range proof {
-		hs[i] = h
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"old": old, "new": size, "proof": b64s(hs)})
+	writeJSON(w, http.StatusOK, map[string]any{"old": old, "new": size, "proof": b64s(proof)})
 }
 
 type kindCount struct {
