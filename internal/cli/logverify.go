@@ -215,7 +215,7 @@ func runLog(ctx context.Context, e *env, args []string) error {
 	var parts []string
 	for _, k := range civtlog.Kinds {
 		if kinds[k] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", kinds[k], k))
+			parts = append(parts, fmt.Sprintf("%d %s", kinds[k], plural(k.String(), kinds[k])))
 		}
 	}
 	fmt.Fprintf(e.stdout, "OK: %s has %d entries (%s); root %s\n", cp.Origin, cp.Size, strings.Join(parts, ", "), cp.Root)
@@ -265,3 +265,14 @@ func (a *auditor) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 }
 
 func (a *auditor) SaveTiles([]tlog.Tile, [][]byte) {}
+
+// plural makes an English noun phrase plural when n is not 1.
+func plural(s string, n int64) string {
+	switch {
+	case n == 1:
+		return s
+	case strings.HasSuffix(s, "ch"), strings.HasSuffix(s, "ss"):
+		return s + "es"
+	}
+	return s + "s"
+}
