@@ -218,6 +218,9 @@ func runLog(ctx context.Context, e *env, args []string) error {
 			parts = append(parts, fmt.Sprintf("%d %s", kinds[k], plural(k.String(), kinds[k])))
 		}
 	}
+	if len(parts) == 0 {
+		parts = []string{"empty"}
+	}
 	fmt.Fprintf(e.stdout, "OK: %s has %d entries (%s); root %s\n", cp.Origin, cp.Size, strings.Join(parts, ", "), cp.Root)
 	return nil
 }

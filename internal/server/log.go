@@ -16,11 +16,20 @@ import (
 // The transparency log surface: C2SP tlog-tiles under /log/, proofs as JSON,
 // and a page for people at /log.
 func (s *Server) logRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /log/checkpoint", s.logCheckpoint)
-	mux.HandleFunc("GET /log/tile/", s.logTile)
-	mux.HandleFunc("GET /log/proof/inclusion", s.logInclusion)
-	mux.HandleFunc("GET /log/proof/consistency", s.logConsistency)
+	mux.HandleFunc("GET /log/checkpoint", public(s.logCheckpoint))
+	mux.HandleFunc("GET /log/tile/", public(s.logTile))
+	mux.HandleFunc("GET /log/proof/inclusion", public(s.logInclusion))
+	mux.HandleFunc("GET /log/proof/consistency", public(s.logConsistency))
 	mux.HandleFunc("GET /log", s.logPage)
+}
+
+// public lets auditors' web pages on other sites read the log: it is public
+// data, read without credentials.
+func public(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		h(w, r)
+	}
 }
 
 func (s *Server) logFail(w http.ResponseWriter, r *http.Request, err error) {

@@ -51,6 +51,9 @@ func TestLogHTTP(t *testing.T) {
 	if ct := r.header.Get("Content-Type"); ct != "text/plain; charset=utf-8" {
 		t.Fatalf("checkpoint content type %q", ct)
 	}
+	if r.header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatal("the log is not readable from other sites' pages")
+	}
 	if cc := r.header.Get("Cache-Control"); cc != "no-cache" {
 		t.Fatalf("checkpoint cache control %q", cc)
 	}
