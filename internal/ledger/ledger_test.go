@@ -1,0 +1,167 @@
+package ledger_test
+
+import (
+	"context"
+	"crypto/rand"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func newID() ledger.ID {
+	var id ledger.ID
+	rand.Read(id[:])
+	return id
+}
+
+func start(t testing.TB, db *store.DB) (*ledger.Engine, *clock) {
+	c := &clock{t: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
+	e := ledger.New(db, c.now, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return e, c
+}
+
+func account(t testing.TB, e *ledger.Engine, kind ledger.Kind, flags ledger.AccountFlags, profile string) ledger.ID {
+	t.Helper()
+	id := newID()
+	if err := e.CreateAccount(context.Background(), ledger.Account{ID: id, Ledger: ledger.LedgerCash, Kind: kind, Owner: "o", Flags: flags, Profile: profile}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func submit(t testing.TB, e *ledger.Engine, ts ...ledger.Transfer) []ledger.Result {
+	t.Helper()
+	rs, err := e.Submit(context.Background(), ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+func want(t testing.TB, what string, got []ledger.Result, want ...ledger.Result) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %v, want %v", what, got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("%s: result %d is %s, want %s (all: %v)", what, i, got[i], want[i], got)
+		}
+	}
+}
+
+func balance(t testing.TB, e *ledger.Engine, id ledger.ID) *ledger.Account {
+	t.Helper()
+	a, err := e.Account(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestSemantics(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e, clk := start(t, db)
+		issuer := account(t, e, ledger.KindIssuer, ledger.CreditsMustNotExceedDebits, "")
+		amira := account(t, e, ledger.KindWallet, ledger.DebitsMustNotExceedCredits, "basic")
+		shop := account(t, e, ledger.KindMerchant, ledger.DebitsMustNotExceedCredits, "")
+
+		issue := ledger.Transfer{ID: newID(), Debit: issuer, Credit: amira, Amount: 5_000_00, Code: ledger.CodeIssuance}
+		want(t, "issue", submit(t, e, issue), ledger.OK)
+		want(t, "replay", submit(t, e, issue), ledger.Exists)
+		other := issue
+		other.Amount = 1
+		want(t, "same id, other amount", submit(t, e, other), ledger.ExistsWithDifferentAmount)
+		if a := balance(t, e, amira); a.Balance() != 5_000_00 {
+			t.Fatalf("balance %d", a.Balance())
+		}
+
+		pay := func(amount int64) ledger.Transfer {
+			return ledger.Transfer{ID: newID(), Debit: amira, Credit: shop, Amount: amount, Code: ledger.CodePayment}
+		}
+		want(t, "over the per-payment limit", submit(t, e, pay(2_000_01)), ledger.ExceedsPerPaymentLimit)
+		want(t, "two payments", submit(t, e, pay(2_000_00), pay(2_000_00)), ledger.OK, ledger.OK)
+		want(t, "redeem more than the shop holds", submit(t, e, ledger.Transfer{ID: newID(), Debit: shop, Credit: issuer, Amount: 4_000_01, Code: ledger.CodeRedemption}), ledger.ExceedsCredits)
+		want(t, "everything goes back to the issuer", submit(t, e, ledger.Transfer{ID: newID(), Debit: amira, Credit: issuer, Amount: 1_000_00}, ledger.Transfer{ID: newID(), Debit: shop, Credit: issuer, Amount: 4_000_00}), ledger.OK, ledger.OK)
+		want(t, "bad input", submit(t, e,
+			ledger.Transfer{ID: newID(), Debit: amira, Credit: shop, Amount: 0},
+			ledger.Transfer{ID: newID(), Debit: amira, Credit: amira, Amount: 1},
+			ledger.Transfer{ID: newID(), Debit: newID(), Credit: shop, Amount: 1},
+			ledger.Transfer{ID: ledger.ID{}, Debit: amira, Credit: shop, Amount: 1},
+			ledger.Transfer{ID: newID(), Debit: amira, Credit: shop, Amount: -5},
+		), ledger.AmountMustBePositive, ledger.AccountsMustBeDifferent, ledger.DebitAccountNotFound, ledger.IDMustNotBeZero, ledger.AmountMustBePositive)
+
+		if a := balance(t, e, issuer); a.Balance() != 0 {
+			t.Fatalf("issuer balance %d after everything came back", a.Balance())
+		}
+		// The daily limit: 5,000 a day; 5,000 spent (4,000 paid, 1,000 redeemed).
+		want(t, "top up", submit(t, e, ledger.Transfer{ID: newID(), Debit: issuer, Credit: amira, Amount: 4_000_00}), ledger.OK)
+		want(t, "over the daily limit", submit(t, e, pay(1)), ledger.ExceedsDailyLimit)
+		clk.add(24 * time.Hour)
+		want(t, "next day", submit(t, e, pay(1_000_01)), ledger.OK)
+		// Balance cap 10,000 on a basic wallet.
+		want(t, "over the balance cap", submit(t, e, ledger.Transfer{ID: newID(), Debit: issuer, Credit: amira, Amount: 10_000_00}), ledger.ExceedsBalanceCap)
+
+		// Linked chains: all or nothing.
+		before := balance(t, e, shop).Balance()
+		a, b := pay(100), pay(1_000_000_00)
+		a.Flags = ledger.Linked
+		want(t, "chain fails", submit(t, e, a, b), ledger.LinkedEventFailed, ledger.ExceedsPerPaymentLimit)
+		if balance(t, e, shop).Balance() != before {
+			t.Fatal("a failed chain moved money")
+		}
+		open := pay(100)
+		open.Flags = ledger.Linked
+		want(t, "open chain", submit(t, e, open), ledger.LinkedEventChainOpen)
+
+		// Two-phase: reserve, post part, and a pending that times out.
+		hold := pay(500_00)
+		hold.Flags, hold.Timeout = ledger.Pending, time.Minute
+		want(t, "pending", submit(t, e, hold), ledger.OK)
+		if a := balance(t, e, amira); a.DebitsPending != 500_00 {
+			t.Fatalf("pending %d", a.DebitsPending)
+		}
+		post := ledger.Transfer{ID: newID(), PendingID: hold.ID, Amount: 300_00, Flags: ledger.PostPending}
+		tooMuch := ledger.Transfer{ID: newID(), PendingID: hold.ID, Amount: 600_00, Flags: ledger.PostPending}
+		want(t, "post too much", submit(t, e, tooMuch), ledger.ExceedsPendingAmount)
+		want(t, "post part", submit(t, e, post), ledger.OK)
+		want(t, "post again", submit(t, e, ledger.Transfer{ID: newID(), PendingID: hold.ID, Flags: ledger.PostPending}), ledger.PendingAlreadyPosted)
+		want(t, "void after post", submit(t, e, ledger.Transfer{ID: newID(), PendingID: hold.ID, Flags: ledger.VoidPending}), ledger.PendingAlreadyPosted)
+		if a := balance(t, e, amira); a.DebitsPending != 0 {
+			t.Fatalf("pending after post %d", a.DebitsPending)
+		}
+		hold2 := pay(100_00)
+		hold2.Flags, hold2.Timeout = ledger.Pending, time.Minute
+		want(t, "pending 2", submit(t, e, hold2), ledger.OK)
+		clk.add(2 * time.Minute)
+		want(t, "post expired", submit(t, e, ledger.Transfer{ID: newID(), PendingID: hold2.ID, Flags: ledger.PostPending}), ledger.PendingExpired)
+		n, err := e.Expire(context.Background())
+		if err != nil || n != 1 {
+			t.Fatalf("expire: %d %v", n, err)
+		}
+		if a := balance(t, e, amira); a.DebitsPending != 0 {
+			t.Fatalf("pending after expiry %d", a.DebitsPending)
+		}
+		want(t, "void expired", submit(t, e, ledger.Transfer{ID: newID(), PendingID: hold2.ID, Flags: ledger.VoidPending}), ledger.PendingExpired)
+		want(t, "unknown pending", submit(t, e, ledger.Transfer{ID: newID(), PendingID: newID(), Flags: ledger.VoidPending}), ledger.PendingNotFound)
+		if _, err := e.Submit(context.Background(), make([]ledger.Transfer, ledger.MaxBatch+1)); err == nil {
+			t.Fatal("a request over the maximum was accepted")
+		}
+	})
+}
