@@ -437,7 +437,7 @@ func inList(ctx context.Context, tx *store.Tx, query string, ids [][]byte, extra
 
 func (b *batchState) loadTransfers(ctx context.Context, tx *store.Tx, ids [][]byte) error {
 	return inList(ctx, tx, `SELECT id, debit, credit, amount, pending_id, ledger, code, flags, timeout, reference, ts, state,
-		COALESCE(expires_at, 0) FROM ledger_transfers WHERE id`, ids, nil, func(scan func(...any) error) error {
+		expires_at FROM ledger_transfers WHERE id`, ids, nil, func(scan func(...any) error) error {
 		var s stored
 		var id, dr, cr, pid []byte
 		var ledger, ts, timeout int64
@@ -516,50 +516,24 @@ func (b *batchState) write(ctx context.Context, tx *store.Tx, now time.Time) err
 	if err := tx.QueryRowContext(ctx, "UPDATE ledger_clock SET batches = batches + 1 WHERE id = 1 RETURNING last_ts, batches").Scan(&last, &batchNo); err != nil {
 		return fmt.Errorf("ledger clock: %w", err)
 	}
-	ts := max(now.UnixNano(), last+1)
-	hashes := make([]xtlog.Hash, 0, 2*len(b.newOnes))
-	hr := xtlog.HashReaderFunc(func(ids []int64) ([]xtlog.Hash, error) {
-		out := make([]xtlog.Hash, len(ids))
-		for i, id := range ids {
-			out[i] = hashes[id]
-		}
-		return out, nil
-	})
+	firstTS := max(now.UnixNano(), last+1)
 	for i, s := range b.newOnes {
-		s.Timestamp = time.Unix(0, ts).UTC()
-		var expires any
-		if s.expiresAt != 0 {
-			expires = s.expiresAt
-		}
-		var pid any
-		if s.PendingID != (ID{}) {
-			pid = s.PendingID[:]
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO ledger_transfers (id, debit, credit, amount, pending_id, ledger, code, flags,
-			timeout, reference, ts, state, expires_at, batch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-			s.ID[:], s.Debit[:], s.Credit[:], s.Amount, pid, int64(s.Ledger), int(s.Code), int(s.Flags),
-			int64(s.Timeout/time.Second), s.Reference, ts, s.state, expires, batchNo)
-		if err != nil {
-			return fmt.Errorf("store transfer: %w", err)
-		}
-		hs, err := xtlog.StoredHashes(int64(i), encode(s), hr)
-		if err != nil {
-			return err
-		}
-		hashes = append(hashes, hs...)
-		ts++
+		s.Timestamp = time.Unix(0, firstTS+int64(i)).UTC()
+	}
+	if err := insertTransfers(ctx, tx, b.newOnes, batchNo); err != nil {
+		return err
 	}
 	for id := range b.changedPd {
 		if _, err := tx.ExecContext(ctx, "UPDATE ledger_transfers SET state = $1 WHERE id = $2", b.existing[id].state, id[:]); err != nil {
 			return fmt.Errorf("resolve pending: %w", err)
 		}
 	}
+	changed := make([]*Account, 0, len(b.changedAc))
 	for id := range b.changedAc {
-		a := b.accounts[id]
-		if _, err := tx.ExecContext(ctx, `UPDATE ledger_accounts SET debits_pending = $1, debits_posted = $2,
-			credits_pending = $3, credits_posted = $4 WHERE id = $5`, a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, id[:]); err != nil {
-			return fmt.Errorf("update balances: %w", err)
-		}
+		changed = append(changed, b.accounts[id])
+	}
+	if err := updateBalances(ctx, tx, changed); err != nil {
+		return err
 	}
 	for id, d := range b.daily {
 		if !b.changedAc[id] {
@@ -570,13 +544,20 @@ func (b *batchState) write(ctx context.Context, tx *store.Tx, now time.Time) err
 			return fmt.Errorf("daily totals: %w", err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE ledger_clock SET last_ts = $1 WHERE id = 1", ts-1); err != nil {
-		return fmt.Errorf("ledger clock: %w", err)
-	}
 	if len(b.newOnes) == 0 {
 		return nil // expiries only: no transfer to log
 	}
-	root, err := xtlog.TreeHash(int64(len(b.newOnes)), hr)
+	lastTS := firstTS + int64(len(b.newOnes)) - 1
+	if _, err := tx.ExecContext(ctx, "UPDATE ledger_clock SET last_ts = $1 WHERE id = 1", lastTS); err != nil {
+		return fmt.Errorf("ledger clock: %w", err)
+	}
+	// The batch's Merkle root over its transfers' canonical encodings.
+	leaves := make([]byte, 0, 32*len(b.newOnes))
+	for _, s := range b.newOnes {
+		h := xtlog.RecordHash(encode(s))
+		leaves = append(leaves, h[:]...)
+	}
+	root, err := batchRoot(leaves)
 	if err != nil {
 		return err
 	}
@@ -586,6 +567,125 @@ func (b *batchState) write(ctx context.Context, tx *store.Tx, now time.Time) err
 	if err != nil {
 		return err
 	}
-	_, err = tlog.Sequence(ctx, tx, now, data)
-	return err
+	logIndex, err := tlog.Sequence(ctx, tx, now, data)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO ledger_batches (batch, log_index, root, count, first_ts, hashes) VALUES ($1, $2, $3, $4, $5, $6)",
+		batchNo, logIndex, root[:], len(b.newOnes), firstTS, leaves); err != nil {
+		return fmt.Errorf("store batch: %w", err)
+	}
+	return nil
+}
+
+// leafReader serves stored hashes of a tree built over given leaf hashes.
+type leafReader struct{ stored []xtlog.Hash }
+
+func (r *leafReader) ReadHashes(ids []int64) ([]xtlog.Hash, error) {
+	out := make([]xtlog.Hash, len(ids))
+	for i, id := range ids {
+		if id < 0 || id >= int64(len(r.stored)) {
+			return nil, fmt.Errorf("batch tree hash %d missing", id)
+		}
+		out[i] = r.stored[id]
+	}
+	return out, nil
+}
+
+// batchTree builds the stored hashes of the Merkle tree over leaf hashes.
+func batchTree(leaves []byte) (*leafReader, int64, error) {
+	r := &leafReader{}
+	n := int64(len(leaves) / 32)
+	for i := int64(0); i < n; i++ {
+		hs, err := xtlog.StoredHashesForRecordHash(i, xtlog.Hash(leaves[32*i:32*i+32]), r)
+		if err != nil {
+			return nil, 0, err
+		}
+		r.stored = append(r.stored, hs...)
+	}
+	return r, n, nil
+}
+
+func batchRoot(leaves []byte) (xtlog.Hash, error) {
+	r, n, err := batchTree(leaves)
+	if err != nil {
+		return xtlog.Hash{}, err
+	}
+	return xtlog.TreeHash(n, r)
+}
+
+func insertTransfers(ctx context.Context, tx *store.Tx, ts []*stored, batchNo int64) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	if tx.Dialect() == store.Postgres {
+		n := len(ts)
+		ids, drs, crs, pids := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		amounts, ledgers, codes, flags, timeouts, stamps, states, expires := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		refs := make([]string, n)
+		for i, s := range ts {
+			ids[i], drs[i], crs[i], pids[i] = s.ID[:], s.Debit[:], s.Credit[:], s.PendingID[:]
+			amounts[i], ledgers[i], codes[i], flags[i] = s.Amount, int64(s.Ledger), int64(s.Code), int64(s.Flags)
+			timeouts[i], stamps[i], states[i], expires[i] = int64(s.Timeout/time.Second), s.Timestamp.UnixNano(), int64(s.state), s.expiresAt
+			refs[i] = s.Reference
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO ledger_transfers (id, debit, credit, amount, pending_id, ledger, code, flags,
+			timeout, reference, ts, state, expires_at, batch)
+			SELECT *, $14::bigint FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bigint[], $5::bytea[], $6::bigint[], $7::bigint[],
+				$8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[])`,
+			ids, drs, crs, amounts, pids, ledgers, codes, flags, timeouts, refs, stamps, states, expires, batchNo)
+		if err != nil {
+			return fmt.Errorf("store transfers: %w", err)
+		}
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO ledger_transfers (id, debit, credit, amount, pending_id, ledger, code, flags,
+		timeout, reference, ts, state, expires_at, batch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`)
+	if err != nil {
+		return fmt.Errorf("store transfers: %w", err)
+	}
+	defer stmt.Close()
+	for _, s := range ts {
+		if _, err := stmt.ExecContext(ctx, s.ID[:], s.Debit[:], s.Credit[:], s.Amount, s.PendingID[:], int64(s.Ledger), int(s.Code), int(s.Flags),
+			int64(s.Timeout/time.Second), s.Reference, s.Timestamp.UnixNano(), s.state, s.expiresAt, batchNo); err != nil {
+			return fmt.Errorf("store transfer: %w", err)
+		}
+	}
+	return nil
+}
+
+// updateBalances writes each changed account's balances once per batch.
+func updateBalances(ctx context.Context, tx *store.Tx, accounts []*Account) error {
+	if len(accounts) == 0 {
+		return nil
+	}
+	if tx.Dialect() == store.Postgres {
+		n := len(accounts)
+		ids := make([][]byte, n)
+		dp, dP, cp, cP := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		for i, a := range accounts {
+			ids[i] = append([]byte(nil), a.ID[:]...)
+			dp[i], dP[i], cp[i], cP[i] = a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE ledger_accounts a SET debits_pending = v.dp, debits_posted = v.dpo,
+			credits_pending = v.cp, credits_posted = v.cpo
+			FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, dp, dpo, cp, cpo) WHERE a.id = v.id`,
+			ids, dp, dP, cp, cP)
+		if err != nil {
+			return fmt.Errorf("update balances: %w", err)
+		}
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `UPDATE ledger_accounts SET debits_pending = $1, debits_posted = $2,
+		credits_pending = $3, credits_posted = $4 WHERE id = $5`)
+	if err != nil {
+		return fmt.Errorf("update balances: %w", err)
+	}
+	defer stmt.Close()
+	for _, a := range accounts {
+		if _, err := stmt.ExecContext(ctx, a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.ID[:]); err != nil {
+			return fmt.Errorf("update balances: %w", err)
+		}
+	}
+	return nil
 }

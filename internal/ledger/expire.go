@@ -17,7 +17,7 @@ func (e *Engine) Expire(ctx context.Context) (int, error) {
 		now := e.now().UTC()
 		b := &batchState{accounts: map[ID]*Account{}, existing: map[ID]*stored{}, daily: map[ID]int64{},
 			changedAc: map[ID]bool{}, changedPd: map[ID]bool{}, day: now.Unix() / 86400, now: now, profiles: e.profiles}
-		rows, err := tx.QueryContext(ctx, "SELECT id FROM ledger_transfers WHERE state = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT 8189", statePending, now.UnixMilli())
+		rows, err := tx.QueryContext(ctx, "SELECT id FROM ledger_transfers WHERE state = $1 AND expires_at > 0 AND expires_at <= $2 ORDER BY expires_at LIMIT 8189", statePending, now.UnixMilli())
 		if err != nil {
 			return fmt.Errorf("find expired: %w", err)
 		}

@@ -21,15 +21,15 @@ CREATE TABLE ledger_transfers (
     debit       BYTEA NOT NULL,
     credit      BYTEA NOT NULL,
     amount      BIGINT NOT NULL,
-    pending_id  BYTEA,
+    pending_id  BYTEA NOT NULL,
     ledger      INTEGER NOT NULL,
     code        INTEGER NOT NULL,
     flags       INTEGER NOT NULL,
     timeout     BIGINT NOT NULL,
     reference   TEXT NOT NULL,
-    ts          BIGINT NOT NULL UNIQUE,
+    ts          BIGINT NOT NULL,
     state       INTEGER NOT NULL,
-    expires_at  BIGINT,
+    expires_at  BIGINT NOT NULL,
     batch       BIGINT NOT NULL
 );
 CREATE INDEX ledger_transfers_debit ON ledger_transfers(debit, ts);
@@ -43,6 +43,17 @@ CREATE TABLE ledger_daily (
     PRIMARY KEY (account, day)
 );
 
+-- Each batch's Merkle root over its transfers, and the transparency-log
+-- entry that holds it: what a receipt's inclusion proof leads to.
+CREATE TABLE ledger_batches (
+    batch     BIGINT PRIMARY KEY,
+    log_index BIGINT NOT NULL,
+    root      BYTEA NOT NULL,
+    count     INTEGER NOT NULL,
+    first_ts  BIGINT NOT NULL,
+    hashes    BYTEA NOT NULL
+);
+
 CREATE TABLE ledger_clock (
     id      INTEGER PRIMARY KEY,
     last_ts BIGINT NOT NULL,
@@ -52,6 +63,7 @@ INSERT INTO ledger_clock (id, last_ts, batches) VALUES (1, 0, 0);
 
 -- +goose Down
 DROP TABLE ledger_clock;
+DROP TABLE ledger_batches;
 DROP TABLE ledger_daily;
 DROP TABLE ledger_transfers;
 DROP TABLE ledger_accounts;
