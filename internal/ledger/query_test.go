@@ -1,0 +1,117 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+func TestQueriesAndOperations(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e, clk := start(t, db)
+		issuer := account(t, e, ledger.KindIssuer, 0, "")
+		li := account(t, e, ledger.KindMerchant, ledger.DebitsMustNotExceedCredits, "")
+		jonas := account(t, e, ledger.KindWallet, ledger.DebitsMustNotExceedCredits, "basic")
+
+		t0 := clk.now()
+		if r, err := e.Issue(ctx, newID(), issuer, jonas, 3_000_00, "top-up"); err != nil || r != ledger.OK {
+			t.Fatalf("issue: %v %v", r, err)
+		}
+		clk.add(time.Hour)
+		t1 := clk.now()
+		pay := ledger.Transfer{ID: newID(), Debit: jonas, Credit: li, Amount: 12_50, Code: ledger.CodePayment, Reference: "dumplings"}
+		want(t, "pay", submit(t, e, pay), ledger.OK)
+		clk.add(time.Hour)
+		hold := ledger.Transfer{ID: newID(), Debit: jonas, Credit: li, Amount: 5_00, Flags: ledger.Pending}
+		want(t, "hold", submit(t, e, hold), ledger.OK)
+
+		if b, _ := e.BalanceAt(ctx, jonas, t0.Add(-time.Second)); b != 0 {
+			t.Fatalf("balance before anything: %d", b)
+		}
+		if b, _ := e.BalanceAt(ctx, jonas, t1.Add(-time.Second)); b != 3_000_00 {
+			t.Fatalf("balance after the issue: %d", b)
+		}
+		h, err := e.History(ctx, jonas, t1, t1.Add(24*time.Hour), 100)
+		if err != nil || len(h) != 2 {
+			t.Fatalf("history: %+v %v", h, err)
+		}
+		if h[0].Delta != -12_50 || h[0].Balance != 2_987_50 || !h[1].Pending || h[1].Balance != 2_987_50 || h[0].Reference != "dumplings" {
+			t.Fatalf("history entries: %+v", h)
+		}
+
+		// Reversal is a new, linked-by-reference transfer.
+		rid := newID()
+		if r, err := e.Reverse(ctx, pay.ID, rid); err != nil || r != ledger.OK {
+			t.Fatalf("reverse: %v %v", r, err)
+		}
+		if a := balance(t, e, jonas); a.Balance() != 3_000_00 {
+			t.Fatalf("balance after reversal %d", a.Balance())
+		}
+		if _, err := e.Reverse(ctx, hold.ID, newID()); !errors.Is(err, ledger.ErrInvalid) {
+			t.Fatalf("reversing a pending transfer: %v", err)
+		}
+
+		// A receipt's proof: the transfer is in its batch, the batch in the log.
+		p, err := e.ProveTransfer(ctx, pay.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Check(); err != nil {
+			t.Fatalf("batch proof: %v", err)
+		}
+		var data []byte
+		if err := db.Reader().QueryRow("SELECT data FROM tlog_entries WHERE idx = $1", p.LogIndex).Scan(&data); err != nil {
+			t.Fatal(err)
+		}
+		entry, err := tlog.Parse(data)
+		if err != nil || entry.Kind != tlog.KindLedgerBatch || entry.Root != p.Root || int64(entry.Count) != p.Count {
+			t.Fatalf("log entry %+v does not hold the batch root (%v)", entry, err)
+		}
+		p.Leaf[0] ^= 1
+		if p.Check() == nil {
+			t.Fatal("a tampered proof checks")
+		}
+
+		// Tiers and closing.
+		if r, _ := e.Issue(ctx, newID(), issuer, jonas, 8_000_00, ""); r != ledger.ExceedsBalanceCap {
+			t.Fatalf("basic wallet over its cap: %v", r)
+		}
+		if err := e.SetProfile(ctx, jonas, "verified"); err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := e.Issue(ctx, newID(), issuer, jonas, 8_000_00, ""); r != ledger.OK {
+			t.Fatalf("verified wallet: %v", r)
+		}
+		if err := e.SetProfile(ctx, jonas, "platinum"); !errors.Is(err, ledger.ErrInvalid) {
+			t.Fatalf("unknown profile: %v", err)
+		}
+		if err := e.Close(ctx, li); err != nil {
+			t.Fatal(err)
+		}
+		want(t, "pay a closed account", submit(t, e, ledger.Transfer{ID: newID(), Debit: jonas, Credit: li, Amount: 1}), ledger.CreditAccountClosed)
+		want(t, "post to a closed account", submit(t, e, ledger.Transfer{ID: newID(), PendingID: hold.ID, Flags: ledger.PostPending}), ledger.CreditAccountClosed)
+		want(t, "void a pending of a closed account", submit(t, e, ledger.Transfer{ID: newID(), PendingID: hold.ID, Flags: ledger.VoidPending}), ledger.OK)
+		if err := e.Close(ctx, newID()); !errors.Is(err, ledger.ErrNotFound) {
+			t.Fatalf("close nothing: %v", err)
+		}
+		// Mixed ledgers are refused.
+		points := newID()
+		if err := e.CreateAccount(ctx, ledger.Account{ID: points, Ledger: ledger.LedgerPoints, Kind: ledger.KindWallet, Owner: "o"}); err != nil {
+			t.Fatal(err)
+		}
+		want(t, "mixed ledgers", submit(t, e, ledger.Transfer{ID: newID(), Debit: issuer, Credit: points, Amount: 1}), ledger.LedgerMismatch)
+		if err := e.CreateAccount(ctx, ledger.Account{ID: points, Ledger: ledger.LedgerPoints}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("duplicate account: %v", err)
+		}
+		if err := e.CreateAccount(ctx, ledger.Account{ID: newID(), Ledger: 99}); !errors.Is(err, ledger.ErrInvalid) {
+			t.Fatalf("unknown ledger: %v", err)
+		}
+	})
+}
