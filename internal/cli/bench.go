@@ -51,13 +51,33 @@ type BenchResult struct {
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] != "log" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintf(e.stdout, "Usage: civstack %s\n", benchSynopsis)
-			return nil
-		}
-		return fmt.Errorf("%w: say log (the only benchmark so far; see civstack bench --help)", errUsage)
+	if len(args) > 0 && args[0] == "log" {
+		return runBenchLog(ctx, e, args)
 	}
+	if len(args) > 0 && args[0] == "ledger" {
+		return runBenchLedger(ctx, e, args)
+	}
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintf(e.stdout, "Usage: civstack %s\n       civstack %s\n", benchSynopsis, benchLedgerSynopsis)
+		return nil
+	}
+	return fmt.Errorf("%w: say log or ledger (see civstack bench --help)", errUsage)
+}
+
+// benchStore opens the database a benchmark runs on: --db, or a fresh
+// SQLite database in a temporary directory.
+func benchStore(dbURL string) (store.Options, string, func(), error) {
+	if dbURL != "" {
+		return store.Options{URL: dbURL}, "PostgreSQL", func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "civstack-bench-")
+	if err != nil {
+		return store.Options{}, "", nil, err
+	}
+	return store.Options{DataDir: dir}, "SQLite", func() { os.RemoveAll(dir) }, nil
+}
+
+func runBenchLog(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, benchSynopsis, "Flags:")
 	db := f.String("db", "", "a throwaway PostgreSQL database; empty means a fresh SQLite database in a temporary directory")
 	writers := f.Int("writers", 1024, "concurrent writers")
@@ -73,18 +93,12 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	if *baseline != "tessera" && *baseline != "off" {
 		return fmt.Errorf("%w: --baseline must be tessera or off", errUsage)
 	}
-	name := "civstack (SQLite)"
-	opts := store.Options{URL: *db}
-	if *db == "" {
-		dir, err := os.MkdirTemp("", "civstack-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		opts.DataDir = dir
-	} else {
-		name = "civstack (PostgreSQL)"
+	opts, engine, cleanup, err := benchStore(*db)
+	if err != nil {
+		return err
 	}
+	defer cleanup()
+	name := "civstack (" + engine + ")"
 	fmt.Fprintf(e.stderr, "%s: %d writers for %s…\n", name, *writers, *duration)
 	ours, err := benchCivstack(ctx, e, opts, name, *writers, *duration, *proofs)
 	if err != nil {

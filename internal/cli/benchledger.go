@@ -1,0 +1,340 @@
+package cli
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/store"
+)
+
+const benchLedgerSynopsis = `bench ledger [flags]
+
+Measures the ledger engine through its Go API: batches of 8,189 transfers
+spread over many accounts; the hot case where every transfer credits one
+merchant; and one transfer per request from many concurrent clients. Every
+acknowledgement follows a disk sync. Baseline in the same run, on the same
+database: the ledger a team would write first, one transaction per transfer
+that locks both accounts (SELECT … FOR UPDATE on PostgreSQL), updates their
+balances and inserts the transfer, driven by the same clients.`
+
+type ledgerFigure struct {
+	name      string
+	transfers int64
+	seconds   float64
+	p50, p99  float64 // ms per acknowledgement (per batch for batched runs)
+}
+
+func (f ledgerFigure) perSec() float64 { return float64(f.transfers) / f.seconds }
+
+func runBenchLedger(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, benchLedgerSynopsis, "Flags:")
+	db := f.String("db", "", "a throwaway PostgreSQL database; empty means a fresh SQLite database in a temporary directory")
+	duration := f.Duration("duration", 5*time.Second, "how long each workload runs")
+	accounts := f.Int("accounts", 10000, "wallets the spread workloads pay between")
+	clients := f.Int("clients", 1024, "concurrent clients for one-transfer requests")
+	baselineClients := f.Int("baseline-clients", 64, "concurrent clients for the baseline")
+	if err := f.parse(args[1:], false); err != nil {
+		return err
+	}
+	if *duration <= 0 || *accounts < 2 || *clients < 1 || *baselineClients < 1 {
+		return fmt.Errorf("%w: --duration, --accounts, --clients and --baseline-clients must be positive", errUsage)
+	}
+	opts, engineName, cleanup, err := benchStore(*db)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	st, err := store.Open(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	var existing int64
+	st.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM ledger_accounts").Scan(&existing)
+	if existing > 0 {
+		return fmt.Errorf("the database already holds %d ledger accounts; benchmark on an empty, throwaway database", existing)
+	}
+	eng := ledger.New(st, time.Now, map[string]ledger.Limits{})
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go eng.Run(runCtx)
+
+	fmt.Fprintf(e.stderr, "%s: opening %d accounts…\n", engineName, *accounts)
+	issuer := benchID(0, 0)
+	merchant := benchID(0, 1)
+	if err := eng.CreateAccount(ctx, ledger.Account{ID: issuer, Ledger: ledger.LedgerCash, Kind: ledger.KindIssuer, Owner: "bench"}); err != nil {
+		return err
+	}
+	if err := eng.CreateAccount(ctx, ledger.Account{ID: merchant, Ledger: ledger.LedgerCash, Kind: ledger.KindMerchant, Owner: "bench", Flags: ledger.DebitsMustNotExceedCredits}); err != nil {
+		return err
+	}
+	wallets := make([]ledger.ID, *accounts)
+	var fund []ledger.Transfer
+	for i := range wallets {
+		wallets[i] = benchID(1, uint64(i))
+		if err := eng.CreateAccount(ctx, ledger.Account{ID: wallets[i], Ledger: ledger.LedgerCash, Kind: ledger.KindWallet, Owner: "bench", Flags: ledger.DebitsMustNotExceedCredits}); err != nil {
+			return err
+		}
+		fund = append(fund, ledger.Transfer{ID: benchID(2, uint64(i)), Debit: issuer, Credit: wallets[i], Amount: 1 << 40, Code: ledger.CodeIssuance})
+		if len(fund) == ledger.MaxBatch || i == len(wallets)-1 {
+			if _, err := eng.Submit(ctx, fund); err != nil {
+				return err
+			}
+			fund = fund[:0]
+		}
+	}
+	var seq atomic.Uint64
+	next := func() ledger.ID { return benchID(3, seq.Add(1)) }
+	pick := func(r *rand.Rand, hot bool) (ledger.ID, ledger.ID) {
+		a := wallets[r.IntN(len(wallets))]
+		if hot {
+			return a, merchant
+		}
+		b := wallets[r.IntN(len(wallets))]
+		for b == a {
+			b = wallets[r.IntN(len(wallets))]
+		}
+		return a, b
+	}
+	batched := func(name string, hot bool) (ledgerFigure, error) {
+		fmt.Fprintf(e.stderr, "%s: %s…\n", engineName, name)
+		return runLoad(ctx, name, *duration, 4, ledger.MaxBatch, func(r *rand.Rand) []ledger.Transfer {
+			ts := make([]ledger.Transfer, ledger.MaxBatch)
+			for i := range ts {
+				a, b := pick(r, hot)
+				ts[i] = ledger.Transfer{ID: next(), Debit: a, Credit: b, Amount: 1 + r.Int64N(100), Code: ledger.CodePayment}
+			}
+			return ts
+		}, eng)
+	}
+	spread, err := batched("batches of 8,189, spread", false)
+	if err != nil {
+		return err
+	}
+	hotB, err := batched("batches of 8,189, hot merchant", true)
+	if err != nil {
+		return err
+	}
+	single := func(name string, hot bool, n int) (ledgerFigure, error) {
+		fmt.Fprintf(e.stderr, "%s: %s…\n", engineName, name)
+		return runLoad(ctx, name, *duration, n, 1, func(r *rand.Rand) []ledger.Transfer {
+			a, b := pick(r, hot)
+			return []ledger.Transfer{{ID: next(), Debit: a, Credit: b, Amount: 1 + r.Int64N(100), Code: ledger.CodePayment}}
+		}, eng)
+	}
+	one, err := single(fmt.Sprintf("1 transfer/request, %d clients, spread", *clients), false, *clients)
+	if err != nil {
+		return err
+	}
+	oneHot, err := single(fmt.Sprintf("1 transfer/request, %d clients, hot", *clients), true, *clients)
+	if err != nil {
+		return err
+	}
+	oneHotFew, err := single(fmt.Sprintf("1 transfer/request, %d clients, hot", *baselineClients), true, *baselineClients)
+	if err != nil {
+		return err
+	}
+	stop()
+
+	fmt.Fprintf(e.stderr, "%s: baseline, one transaction per transfer…\n", engineName)
+	naive, err := newNaive(ctx, st, *accounts)
+	if err != nil {
+		return err
+	}
+	baseSpread, err := naive.run(ctx, fmt.Sprintf("baseline, %d clients, spread", *baselineClients), *duration, *baselineClients, false)
+	if err != nil {
+		return err
+	}
+	baseHot, err := naive.run(ctx, fmt.Sprintf("baseline, %d clients, hot", *baselineClients), *duration, *baselineClients, true)
+	if err != nil {
+		return err
+	}
+
+	w := e.stdout
+	fmt.Fprintf(w, "civstack ledger on %s\n", engineName)
+	fmt.Fprintf(w, "%-44s %14s %10s %10s\n", "", "transfers/s", "p50 ms", "p99 ms")
+	for _, r := range []ledgerFigure{spread, hotB, one, oneHot, oneHotFew, baseSpread, baseHot} {
+		fmt.Fprintf(w, "%-44s %14.0f %10.1f %10.1f\n", r.name, r.perSec(), r.p50, r.p99)
+	}
+	fmt.Fprintf(w, "hot / spread, batched:                %6.2f\n", hotB.perSec()/spread.perSec())
+	fmt.Fprintf(w, "hot / spread, 1 transfer/request:     %6.2f\n", oneHot.perSec()/one.perSec())
+	fmt.Fprintf(w, "hot, %d clients, civstack / baseline: %6.1fx\n", *baselineClients, oneHotFew.perSec()/baseHot.perSec())
+	fmt.Fprintf(w, "hot, batched civstack / baseline:     %6.1fx\n", hotB.perSec()/baseHot.perSec())
+	return nil
+}
+
+func benchID(kind, n uint64) ledger.ID {
+	var id ledger.ID
+	binary.BigEndian.PutUint64(id[:8], kind+1)
+	binary.BigEndian.PutUint64(id[8:], n+1)
+	return id
+}
+
+// runLoad drives the engine with clients each submitting make()'s requests
+// in a loop for d, and times each acknowledgement.
+func runLoad(ctx context.Context, name string, d time.Duration, clients, perRequest int, make func(*rand.Rand) []ledger.Transfer, eng *ledger.Engine) (ledgerFigure, error) {
+	fig := ledgerFigure{name: name}
+	var mu sync.Mutex
+	var lat []time.Duration
+	var count atomic.Int64
+	var firstErr atomic.Pointer[error]
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(c), uint64(time.Now().UnixNano())))
+			var mine []time.Duration
+			for time.Now().Before(deadline) {
+				ts := make(r)
+				t0 := time.Now()
+				rs, err := eng.Submit(ctx, ts)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, &err)
+					return
+				}
+				mine = append(mine, time.Since(t0))
+				for _, res := range rs {
+					if res != ledger.OK {
+						err := fmt.Errorf("a benchmark transfer failed: %s", res)
+						firstErr.CompareAndSwap(nil, &err)
+						return
+					}
+				}
+				count.Add(int64(len(rs)))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if p := firstErr.Load(); p != nil {
+		return fig, *p
+	}
+	fig.seconds = time.Since(start).Seconds()
+	fig.transfers = count.Load()
+	slices.Sort(lat)
+	fig.p50, fig.p99 = percentile(lat, 50), percentile(lat, 99)
+	return fig, nil
+}
+
+// naive is the baseline: one transaction per transfer, locking both accounts.
+type naive struct {
+	db       *store.DB
+	accounts int
+	seq      atomic.Int64
+}
+
+func newNaive(ctx context.Context, db *store.DB, accounts int) (*naive, error) {
+	n := &naive{db: db, accounts: accounts}
+	err := db.Tx(ctx, func(tx *store.Tx) error {
+		for _, q := range []string{
+			"CREATE TABLE naive_accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
+			"CREATE TABLE naive_transfers (id BIGINT PRIMARY KEY, debit BIGINT NOT NULL, credit BIGINT NOT NULL, amount BIGINT NOT NULL)",
+		} {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		for i := 0; i <= accounts; i++ {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO naive_accounts (id, balance) VALUES ($1, $2)", int64(i), int64(1<<40)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+func (n *naive) transfer(ctx context.Context, debit, credit, amount int64) error {
+	id := n.seq.Add(1)
+	return n.db.Tx(ctx, func(tx *store.Tx) error {
+		lock := "SELECT id, balance FROM naive_accounts WHERE id IN ($1, $2) ORDER BY id"
+		if tx.Dialect() == store.Postgres {
+			lock += " FOR UPDATE"
+		}
+		rows, err := tx.QueryContext(ctx, lock, debit, credit)
+		if err != nil {
+			return err
+		}
+		var balance int64
+		for rows.Next() {
+			var aid, b int64
+			rows.Scan(&aid, &b)
+			if aid == debit {
+				balance = b
+			}
+		}
+		rows.Close()
+		if balance < amount {
+			return fmt.Errorf("baseline account %d overdrawn", debit)
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE naive_accounts SET balance = balance - $1 WHERE id = $2", amount, debit); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE naive_accounts SET balance = balance + $1 WHERE id = $2", amount, credit); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "INSERT INTO naive_transfers (id, debit, credit, amount) VALUES ($1, $2, $3, $4)", id, debit, credit, amount)
+		return err
+	})
+}
+
+func (n *naive) run(ctx context.Context, name string, d time.Duration, clients int, hot bool) (ledgerFigure, error) {
+	fig := ledgerFigure{name: name}
+	var mu sync.Mutex
+	var lat []time.Duration
+	var count atomic.Int64
+	var firstErr atomic.Pointer[error]
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(c), 7))
+			var mine []time.Duration
+			for time.Now().Before(deadline) {
+				a := 1 + r.Int64N(int64(n.accounts))
+				b := int64(0)
+				if !hot {
+					for b = 1 + r.Int64N(int64(n.accounts)); b == a; b = 1 + r.Int64N(int64(n.accounts)) {
+					}
+				}
+				t0 := time.Now()
+				if err := n.transfer(ctx, a, b, 1+r.Int64N(100)); err != nil {
+					firstErr.CompareAndSwap(nil, &err)
+					return
+				}
+				mine = append(mine, time.Since(t0))
+				count.Add(1)
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if p := firstErr.Load(); p != nil {
+		return fig, *p
+	}
+	fig.seconds, fig.transfers = time.Since(start).Seconds(), count.Load()
+	slices.Sort(lat)
+	fig.p50, fig.p99 = percentile(lat, 50), percentile(lat, 99)
+	return fig, nil
+}
+
