@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
@@ -147,7 +148,7 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	stop()
 
 	fmt.Fprintf(e.stderr, "%s: baseline, one transaction per transfer…\n", engineName)
-	naive, err := newNaive(ctx, st, *accounts)
+	naive, err := newNaive(ctx, st, *db, *accounts)
 	if err != nil {
 		return err
 	}
@@ -232,14 +233,25 @@ func runLoad(ctx context.Context, name string, d time.Duration, clients, perRequ
 }
 
 // naive is the baseline: one transaction per transfer, locking both accounts.
+// On PostgreSQL it uses its own pool at the default isolation (READ
+// COMMITTED), as a first ledger would; on SQLite, civstack's writer.
 type naive struct {
 	db       *store.DB
+	pg       *sql.DB
 	accounts int
 	seq      atomic.Int64
 }
 
-func newNaive(ctx context.Context, db *store.DB, accounts int) (*naive, error) {
+func newNaive(ctx context.Context, db *store.DB, url string, accounts int) (*naive, error) {
 	n := &naive{db: db, accounts: accounts}
+	if url != "" {
+		pg, err := sql.Open("pgx", url)
+		if err != nil {
+			return nil, err
+		}
+		pg.SetMaxOpenConns(100)
+		n.pg = pg
+	}
 	err := db.Tx(ctx, func(tx *store.Tx) error {
 		for _, q := range []string{
 			"CREATE TABLE naive_accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
@@ -259,26 +271,48 @@ func newNaive(ctx context.Context, db *store.DB, accounts int) (*naive, error) {
 	return n, err
 }
 
+type execer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
 func (n *naive) transfer(ctx context.Context, debit, credit, amount int64) error {
 	id := n.seq.Add(1)
-	return n.db.Tx(ctx, func(tx *store.Tx) error {
-		lock := "SELECT id, balance FROM naive_accounts WHERE id IN ($1, $2) ORDER BY id"
-		if tx.Dialect() == store.Postgres {
-			lock += " FOR UPDATE"
+	if n.pg != nil {
+		tx, err := n.pg.BeginTx(ctx, nil)
+		if err != nil {
+			return err
 		}
-		rows, err := tx.QueryContext(ctx, lock, debit, credit)
+		if err := n.body(ctx, tx, " FOR UPDATE", id, debit, credit, amount); err != nil {
+			tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}
+	return n.db.Tx(ctx, func(tx *store.Tx) error { return n.body(ctx, tx, "", id, debit, credit, amount) })
+}
+
+func (n *naive) body(ctx context.Context, tx execer, lock string, id, debit, credit, amount int64) error {
+	{
+		rows, err := tx.QueryContext(ctx, "SELECT id, balance FROM naive_accounts WHERE id IN ($1, $2) ORDER BY id"+lock, debit, credit)
 		if err != nil {
 			return err
 		}
 		var balance int64
 		for rows.Next() {
 			var aid, b int64
-			rows.Scan(&aid, &b)
+			if err := rows.Scan(&aid, &b); err != nil {
+				rows.Close()
+				return err
+			}
 			if aid == debit {
 				balance = b
 			}
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
 		if balance < amount {
 			return fmt.Errorf("baseline account %d overdrawn", debit)
 		}
@@ -290,7 +324,7 @@ func (n *naive) transfer(ctx context.Context, debit, credit, amount int64) error
 		}
 		_, err = tx.ExecContext(ctx, "INSERT INTO naive_transfers (id, debit, credit, amount) VALUES ($1, $2, $3, $4)", id, debit, credit, amount)
 		return err
-	})
+	}
 }
 
 func (n *naive) run(ctx context.Context, name string, d time.Duration, clients int, hot bool) (ledgerFigure, error) {

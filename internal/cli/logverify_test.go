@@ -140,6 +140,13 @@ func TestBenchLogRuns(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "--baseline") {
 		t.Fatalf("bad baseline: %d %q", code, stderr)
 	}
-	code, _, stderr = run(t, nil, "bench", "ledger")
-	oneLine(t, "unknown benchmark", code, 2, stderr, "say log")
+	code, _, stderr = run(t, nil, "bench", "nonsense")
+	oneLine(t, "unknown benchmark", code, 2, stderr, "say log or ledger")
+}
+
+func TestBenchLedgerRuns(t *testing.T) {
+	code, out, stderr := run(t, nil, "bench", "ledger", "--duration", "200ms", "--accounts", "50", "--clients", "8", "--baseline-clients", "2")
+	if code != 0 || !strings.Contains(out, "batches of 8,189, spread") || !strings.Contains(out, "baseline, 2 clients, hot") {
+		t.Fatalf("bench ledger: %d %q %q", code, out, stderr)
+	}
 }
