@@ -371,4 +371,3 @@ func (n *naive) run(ctx context.Context, name string, d time.Duration, clients i
 	fig.p50, fig.p99 = percentile(lat, 50), percentile(lat, 99)
 	return fig, nil
 }
-
