@@ -17,6 +17,7 @@ import (
 
 	"github.com/civstack/civstack/internal/demo"
 	"github.com/civstack/civstack/internal/keyring"
+	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/tlog"
@@ -116,18 +117,25 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	eng := ledger.New(n.db, e.now, nil)
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey()},
-		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl})
+		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng})
 	if err != nil {
 		return err
 	}
 	integratorCtx, stopIntegrator := context.WithCancel(context.Background())
 	integratorDone := make(chan struct{})
+	ledgerDone := make(chan struct{})
 	go func() {
 		defer close(integratorDone)
 		tlog.NewIntegrator(tl, n.db, 100*time.Millisecond, logger).Run(integratorCtx)
 	}()
-	defer func() { stopIntegrator(); <-integratorDone }()
+	go func() {
+		defer close(ledgerDone)
+		eng.Run(integratorCtx)
+	}()
+	go expirePending(integratorCtx, eng, logger)
+	defer func() { stopIntegrator(); <-integratorDone; <-ledgerDone }()
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -166,6 +174,24 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	logger.Info("stopped")
 	fmt.Fprintln(e.stdout, "Stopped.")
 	return nil
+}
+
+// expirePending releases timed-out pending transfers every second.
+func expirePending(ctx context.Context, eng *ledger.Engine, logger *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := eng.Expire(ctx); err != nil && ctx.Err() == nil {
+				logger.Warn("expire pending transfers", "err", err)
+			} else if n > 0 {
+				logger.Info("pending transfers expired", "count", n)
+			}
+		}
+	}
 }
 
 // publicURL works out the origin people use, defaulting to localhost on the

@@ -63,6 +63,9 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	huma.Register(api, op("revoke-role", http.MethodDelete, "/organisations/{id}/members/{person}/{role}", "Take a role away", registry.Operator, http.StatusNoContent), s.apiRevoke)
 	huma.Register(api, op("list-tokens", http.MethodGet, "/organisations/{id}/tokens", "List an organisation's API tokens", "", 0), s.apiTokens)
 	huma.Register(api, op("create-token", http.MethodPost, "/organisations/{id}/tokens", "Create an API token (its secret is returned once)", registry.Operator, http.StatusCreated), s.apiCreateToken)
+	if s.ledger != nil {
+		s.ledgerRoutes(api)
+	}
 	huma.Register(api, op("revoke-token", http.MethodDelete, "/organisations/{id}/tokens/{token}", "Revoke an API token", "", http.StatusNoContent), s.apiRevokeToken)
 }
 

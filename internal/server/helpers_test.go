@@ -14,6 +14,7 @@ import (
 
 	"github.com/civstack/civstack/internal/demo"
 	"github.com/civstack/civstack/internal/keyring"
+	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/store"
@@ -98,8 +99,13 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	eng := ledger.New(db, c.now, nil)
+	engCtx, stopEng := context.WithCancel(context.Background())
+	engDone := make(chan struct{})
+	go func() { eng.Run(engCtx); close(engDone) }()
+	t.Cleanup(func() { stopEng(); <-engDone })
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test", LogKey: signer.VerifierKey()},
-		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now, Log: tl})
+		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now, Log: tl, Ledger: eng})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/civstack/civstack/internal/keyring"
+	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/tlog"
@@ -48,6 +49,7 @@ type Deps struct {
 	Now      func() time.Time
 	Metrics  *prometheus.Registry
 	Log      *tlog.Log
+	Ledger   *ledger.Engine // nil: no ledger API
 }
 
 // Server serves every HTTP surface.
@@ -63,6 +65,7 @@ type Server struct {
 	metrics *metrics
 	promReg *prometheus.Registry
 	tlog    *tlog.Log
+	ledger  *ledger.Engine
 }
 
 // New builds a Server; it fails if the public URL cannot carry passkeys.
@@ -101,7 +104,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, db: d.DB, reg: d.Registry, keys: d.Keys, log: d.Logger, now: d.Now,
-		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log}, nil
+		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger}, nil
 }
 
 // Handler returns the whole HTTP handler with middleware applied.
