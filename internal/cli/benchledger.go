@@ -109,7 +109,7 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	}
 	batched := func(name string, hot bool) (ledgerFigure, error) {
 		fmt.Fprintf(e.stderr, "%s: %s…\n", engineName, name)
-		return runLoad(ctx, name, *duration, 4, ledger.MaxBatch, func(r *rand.Rand) []ledger.Transfer {
+		return runLoad(ctx, name, *duration, 4, func(r *rand.Rand) []ledger.Transfer {
 			ts := make([]ledger.Transfer, ledger.MaxBatch)
 			for i := range ts {
 				a, b := pick(r, hot)
@@ -128,7 +128,7 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	}
 	single := func(name string, hot bool, n int) (ledgerFigure, error) {
 		fmt.Fprintf(e.stderr, "%s: %s…\n", engineName, name)
-		return runLoad(ctx, name, *duration, n, 1, func(r *rand.Rand) []ledger.Transfer {
+		return runLoad(ctx, name, *duration, n, func(r *rand.Rand) []ledger.Transfer {
 			a, b := pick(r, hot)
 			return []ledger.Transfer{{ID: next(), Debit: a, Credit: b, Amount: 1 + r.Int64N(100), Code: ledger.CodePayment}}
 		}, eng)
@@ -181,9 +181,9 @@ func benchID(kind, n uint64) ledger.ID {
 	return id
 }
 
-// runLoad drives the engine with clients each submitting make()'s requests
-// in a loop for d, and times each acknowledgement.
-func runLoad(ctx context.Context, name string, d time.Duration, clients, perRequest int, make func(*rand.Rand) []ledger.Transfer, eng *ledger.Engine) (ledgerFigure, error) {
+// drive runs step in a loop from clients goroutines for d and times each
+// call; step returns how many transfers it acknowledged.
+func drive(name string, d time.Duration, clients int, step func(r *rand.Rand) (int, error)) (ledgerFigure, error) {
 	fig := ledgerFigure{name: name}
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -199,22 +199,14 @@ func runLoad(ctx context.Context, name string, d time.Duration, clients, perRequ
 			r := rand.New(rand.NewPCG(uint64(c), uint64(time.Now().UnixNano())))
 			var mine []time.Duration
 			for time.Now().Before(deadline) {
-				ts := make(r)
 				t0 := time.Now()
-				rs, err := eng.Submit(ctx, ts)
+				n, err := step(r)
 				if err != nil {
 					firstErr.CompareAndSwap(nil, &err)
 					return
 				}
 				mine = append(mine, time.Since(t0))
-				for _, res := range rs {
-					if res != ledger.OK {
-						err := fmt.Errorf("a benchmark transfer failed: %s", res)
-						firstErr.CompareAndSwap(nil, &err)
-						return
-					}
-				}
-				count.Add(int64(len(rs)))
+				count.Add(int64(n))
 			}
 			mu.Lock()
 			lat = append(lat, mine...)
@@ -225,11 +217,26 @@ func runLoad(ctx context.Context, name string, d time.Duration, clients, perRequ
 	if p := firstErr.Load(); p != nil {
 		return fig, *p
 	}
-	fig.seconds = time.Since(start).Seconds()
-	fig.transfers = count.Load()
+	fig.seconds, fig.transfers = time.Since(start).Seconds(), count.Load()
 	slices.Sort(lat)
 	fig.p50, fig.p99 = percentile(lat, 50), percentile(lat, 99)
 	return fig, nil
+}
+
+// runLoad drives the engine with clients each submitting make()'s requests.
+func runLoad(ctx context.Context, name string, d time.Duration, clients int, make func(*rand.Rand) []ledger.Transfer, eng *ledger.Engine) (ledgerFigure, error) {
+	return drive(name, d, clients, func(r *rand.Rand) (int, error) {
+		rs, err := eng.Submit(ctx, make(r))
+		if err != nil {
+			return 0, err
+		}
+		for _, res := range rs {
+			if res != ledger.OK {
+				return 0, fmt.Errorf("a benchmark transfer failed: %s", res)
+			}
+		}
+		return len(rs), nil
+	})
 }
 
 // naive is the baseline: one transaction per transfer, locking both accounts.
@@ -328,46 +335,13 @@ func (n *naive) body(ctx context.Context, tx execer, lock string, id, debit, cre
 }
 
 func (n *naive) run(ctx context.Context, name string, d time.Duration, clients int, hot bool) (ledgerFigure, error) {
-	fig := ledgerFigure{name: name}
-	var mu sync.Mutex
-	var lat []time.Duration
-	var count atomic.Int64
-	var firstErr atomic.Pointer[error]
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for c := 0; c < clients; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(c), 7))
-			var mine []time.Duration
-			for time.Now().Before(deadline) {
-				a := 1 + r.Int64N(int64(n.accounts))
-				b := int64(0)
-				if !hot {
-					for b = 1 + r.Int64N(int64(n.accounts)); b == a; b = 1 + r.Int64N(int64(n.accounts)) {
-					}
-				}
-				t0 := time.Now()
-				if err := n.transfer(ctx, a, b, 1+r.Int64N(100)); err != nil {
-					firstErr.CompareAndSwap(nil, &err)
-					return
-				}
-				mine = append(mine, time.Since(t0))
-				count.Add(1)
+	return drive(name, d, clients, func(r *rand.Rand) (int, error) {
+		a := 1 + r.Int64N(int64(n.accounts))
+		b := int64(0)
+		if !hot {
+			for b = 1 + r.Int64N(int64(n.accounts)); b == a; b = 1 + r.Int64N(int64(n.accounts)) {
 			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	if p := firstErr.Load(); p != nil {
-		return fig, *p
-	}
-	fig.seconds, fig.transfers = time.Since(start).Seconds(), count.Load()
-	slices.Sort(lat)
-	fig.p50, fig.p99 = percentile(lat, 50), percentile(lat, 99)
-	return fig, nil
+		}
+		return 1, n.transfer(ctx, a, b, 1+r.Int64N(100))
+	})
 }

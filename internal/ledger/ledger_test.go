@@ -165,3 +165,15 @@ func TestSemantics(t *testing.T) {
 		}
 	})
 }
+
+func FuzzParseID(f *testing.F) {
+	for _, s := range []string{"00000000000000000000000000000001", "", "xyz", "0000000000000000000000000000000g", "00000000000000000000000000000000"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := ledger.ParseID(s)
+		if err == nil && (id == (ledger.ID{}) || len(s) != 32) {
+			t.Fatalf("ParseID(%q) = %v", s, id)
+		}
+	})
+}
