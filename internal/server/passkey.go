@@ -58,11 +58,11 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 }
 
 func (s *Server) passkeyRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /auth/register/begin", s.registerBegin)
+	mux.HandleFunc("POST /auth/register/begin", s.limited(s.registerBegin))
 	mux.HandleFunc("POST /auth/register/finish", s.registerFinish)
-	mux.HandleFunc("POST /auth/login/begin", s.loginBegin)
+	mux.HandleFunc("POST /auth/login/begin", s.limited(s.loginBegin))
 	mux.HandleFunc("POST /auth/login/finish", s.loginFinish)
-	mux.HandleFunc("POST /auth/passkeys/begin", s.signedIn(s.addPasskeyBegin))
+	mux.HandleFunc("POST /auth/passkeys/begin", s.limited(s.signedIn(s.addPasskeyBegin)))
 	mux.HandleFunc("POST /auth/passkeys/finish", s.signedIn(s.addPasskeyFinish))
 }
 

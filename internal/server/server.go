@@ -38,6 +38,9 @@ type Config struct {
 	// LogKey is the transparency log's verifier key (C2SP vkey), shown to
 	// auditors.
 	LogKey string
+	// CeremoniesPerMinute bounds passkey ceremonies one address may start
+	// (twice that in a burst); default 30.
+	CeremoniesPerMinute int
 }
 
 // Deps are the server's collaborators, injected so tests can use their own.
@@ -66,6 +69,8 @@ type Server struct {
 	promReg *prometheus.Registry
 	tlog    *tlog.Log
 	ledger  *ledger.Engine
+	// ceremonies limits passkey ceremonies per client address.
+	ceremonies *limiter
 }
 
 // New builds a Server; it fails if the public URL cannot carry passkeys.
@@ -75,6 +80,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
+	}
+	if cfg.CeremoniesPerMinute <= 0 {
+		cfg.CeremoniesPerMinute = 30
 	}
 	origin := cfg.PublicURL.Scheme + "://" + cfg.PublicURL.Host
 	wa, err := webauthn.New(&webauthn.Config{
@@ -104,7 +112,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, db: d.DB, reg: d.Registry, keys: d.Keys, log: d.Logger, now: d.Now,
-		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger}, nil
+		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}, nil
 }
 
 // Handler returns the whole HTTP handler with middleware applied.

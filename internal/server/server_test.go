@@ -432,3 +432,26 @@ func TestLoopbackIPRedirectsToPublicURL(t *testing.T) {
 	}
 	expect(t, "healthz by IP", c.get("/healthz"), 200)
 }
+
+func TestPasskeyCeremoniesAreRateLimited(t *testing.T) {
+	n := startNode(t, nodeOptions{})
+	c := newClient(t, n.URL)
+	limited := 0
+	for i := 0; i < 100; i++ {
+		r := c.postJSON("/auth/login/begin", map[string]string{})
+		if r.status == http.StatusTooManyRequests {
+			limited++
+			if r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "Too many passkey requests") {
+				t.Fatalf("429 without Retry-After or explanation: %v %s", r.header, r.body)
+			}
+		}
+	}
+	if limited == 0 || limited > 60 {
+		t.Fatalf("%d of 100 quick sign-in attempts were limited; want the ones past the burst of 60", limited)
+	}
+	var rows int
+	n.db.Reader().QueryRow("SELECT COUNT(*) FROM ceremonies").Scan(&rows)
+	if rows > 60 {
+		t.Fatalf("%d ceremonies stored despite the limit", rows)
+	}
+}
