@@ -1,11 +1,13 @@
 package server
 
 import (
+	"compress/gzip"
 	"encoding/base64"
 	"errors"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
@@ -73,6 +75,15 @@ func (s *Server) logTile(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	// A tile's bytes never change: full and partial alike.
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	w.Header().Add("Vary", "Accept-Encoding")
+	// Entry bundles compress well; C2SP clients send Accept-Encoding: gzip.
+	if t.Level == tlog.EntriesLevel && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		zw.Write(data)
+		zw.Close()
+		return
+	}
 	w.Write(data)
 }
 

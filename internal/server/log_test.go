@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -75,6 +77,16 @@ func TestLogHTTP(t *testing.T) {
 	expect(t, "partial tile", c.get("/log/tile/0/001.p/44"), 200)
 	expect(t, "level-1 partial", c.get("/log/tile/1/000.p/1"), 200)
 	expect(t, "bundle", c.get("/log/tile/entries/001.p/44"), 200)
+	// Bundles are gzipped for clients that accept it (Go's client unzips).
+	res, err := http.Get(n.URL + "/log/tile/entries/001.p/44")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zipped, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !res.Uncompressed || string(zipped) != c.get("/log/tile/entries/001.p/44").body {
+		t.Fatalf("gzipped bundle: uncompressed=%v, %d bytes", res.Uncompressed, len(zipped))
+	}
 	expectProblem(t, "tile past the tree", c.get("/log/tile/0/001.p/45"), 404, "beyond tree size")
 	expectProblem(t, "full tile not yet full", c.get("/log/tile/0/001"), 404, "beyond")
 	expectProblem(t, "malformed tile path", c.get("/log/tile/0/1"), 400, "three digits")
