@@ -2,10 +2,10 @@ package server_test
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
