@@ -145,6 +145,18 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(e.stderr, "%s: over HTTP…\n", engineName)
+	httpFigs, err := benchLedgerHTTP(ctx, e, st, eng, *duration, *baselineClients, func(r *rand.Rand, n int) []map[string]any {
+		out := make([]map[string]any, n)
+		for i := range out {
+			a, b := pick(r, false)
+			out[i] = map[string]any{"id": next().String(), "debit": a.String(), "credit": b.String(), "amount": 1 + r.Int64N(100), "code": ledger.CodePayment}
+		}
+		return out
+	})
+	if err != nil {
+		return err
+	}
 	stop()
 
 	fmt.Fprintf(e.stderr, "%s: baseline, one transaction per transfer…\n", engineName)
@@ -164,7 +176,7 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	w := e.stdout
 	fmt.Fprintf(w, "civstack ledger on %s\n", engineName)
 	fmt.Fprintf(w, "%-44s %14s %10s %10s\n", "", "transfers/s", "p50 ms", "p99 ms")
-	for _, r := range []ledgerFigure{spread, hotB, one, oneHot, oneHotFew, baseSpread, baseHot} {
+	for _, r := range append([]ledgerFigure{spread, hotB, one, oneHot, oneHotFew}, append(httpFigs, baseSpread, baseHot)...) {
 		fmt.Fprintf(w, "%-44s %14.0f %10.1f %10.1f\n", r.name, r.perSec(), r.p50, r.p99)
 	}
 	fmt.Fprintf(w, "hot / spread, batched:                %6.2f\n", hotB.perSec()/spread.perSec())
