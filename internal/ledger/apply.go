@@ -435,23 +435,34 @@ func inList(ctx context.Context, tx *store.Tx, query string, ids [][]byte, extra
 	return nil
 }
 
+// transferColumns are the stored columns of a transfer, in scanTransfer's order.
+const transferColumns = "id, debit, credit, amount, pending_id, ledger, code, flags, timeout, reference, ts, state, expires_at"
+
+// scanTransfer reads one row of transferColumns.
+func scanTransfer(scan func(...any) error) (*stored, error) {
+	var s stored
+	var id, dr, cr, pid []byte
+	var ledger, ts, timeout int64
+	var code, flags int
+	if err := scan(&id, &dr, &cr, &s.Amount, &pid, &ledger, &code, &flags, &timeout, &s.Reference, &ts, &s.state, &s.expiresAt); err != nil {
+		return nil, err
+	}
+	copy(s.ID[:], id)
+	copy(s.Debit[:], dr)
+	copy(s.Credit[:], cr)
+	copy(s.PendingID[:], pid)
+	s.Ledger, s.Code, s.Flags = uint32(ledger), uint16(code), TransferFlags(flags)
+	s.Timeout, s.Timestamp = time.Duration(timeout)*time.Second, time.Unix(0, ts).UTC()
+	return &s, nil
+}
+
 func (b *batchState) loadTransfers(ctx context.Context, tx *store.Tx, ids [][]byte) error {
-	return inList(ctx, tx, `SELECT id, debit, credit, amount, pending_id, ledger, code, flags, timeout, reference, ts, state,
-		expires_at FROM ledger_transfers WHERE id`, ids, nil, func(scan func(...any) error) error {
-		var s stored
-		var id, dr, cr, pid []byte
-		var ledger, ts, timeout int64
-		var code, flags int
-		if err := scan(&id, &dr, &cr, &s.Amount, &pid, &ledger, &code, &flags, &timeout, &s.Reference, &ts, &s.state, &s.expiresAt); err != nil {
+	return inList(ctx, tx, "SELECT "+transferColumns+" FROM ledger_transfers WHERE id", ids, nil, func(scan func(...any) error) error {
+		s, err := scanTransfer(scan)
+		if err != nil {
 			return err
 		}
-		copy(s.ID[:], id)
-		copy(s.Debit[:], dr)
-		copy(s.Credit[:], cr)
-		copy(s.PendingID[:], pid)
-		s.Ledger, s.Code, s.Flags = uint32(ledger), uint16(code), TransferFlags(flags)
-		s.Timeout, s.Timestamp = time.Duration(timeout)*time.Second, time.Unix(0, ts).UTC()
-		b.existing[s.ID] = &s
+		b.existing[s.ID] = s
 		return nil
 	})
 }

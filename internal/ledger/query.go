@@ -49,8 +49,8 @@ func (e *Engine) History(ctx context.Context, id ID, from, to time.Time, limit i
 	if err != nil {
 		return nil, err
 	}
-	rows, err := e.db.Reader().QueryContext(ctx, `SELECT id, debit, credit, amount, pending_id, ledger, code, flags, timeout, reference, ts
-		FROM ledger_transfers WHERE (debit = $1 OR credit = $1) AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4`,
+	rows, err := e.db.Reader().QueryContext(ctx, "SELECT "+transferColumns+` FROM ledger_transfers
+		WHERE (debit = $1 OR credit = $1) AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4`,
 		id[:], from.UnixNano(), to.UnixNano(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
@@ -59,19 +59,11 @@ func (e *Engine) History(ctx context.Context, id ID, from, to time.Time, limit i
 	var out []Entry
 	balance := start
 	for rows.Next() {
-		var t Transfer
-		var tid, dr, cr, pid []byte
-		var ledger, timeout, ts int64
-		var code, flags int
-		if err := rows.Scan(&tid, &dr, &cr, &t.Amount, &pid, &ledger, &code, &flags, &timeout, &t.Reference, &ts); err != nil {
+		s, err := scanTransfer(rows.Scan)
+		if err != nil {
 			return nil, err
 		}
-		copy(t.ID[:], tid)
-		copy(t.Debit[:], dr)
-		copy(t.Credit[:], cr)
-		copy(t.PendingID[:], pid)
-		t.Ledger, t.Code, t.Flags = uint32(ledger), uint16(code), TransferFlags(flags)
-		t.Timeout, t.Timestamp = time.Duration(timeout)*time.Second, time.Unix(0, ts).UTC()
+		t := s.Transfer
 		en := Entry{Transfer: t, Pending: t.Flags&(Pending|VoidPending) != 0}
 		if !en.Pending {
 			if t.Credit == id {
@@ -140,23 +132,14 @@ func (e *Engine) Reverse(ctx context.Context, original, id ID) (Result, error) {
 }
 
 func (e *Engine) transfer(ctx context.Context, id ID) (*Transfer, error) {
-	var t Transfer
-	var dr, cr []byte
-	var ledger int64
-	var flags int
-	err := e.db.Reader().QueryRowContext(ctx, "SELECT debit, credit, amount, ledger, flags FROM ledger_transfers WHERE id = $1", id[:]).
-		Scan(&dr, &cr, &t.Amount, &ledger, &flags)
+	s, err := scanTransfer(e.db.Reader().QueryRowContext(ctx, "SELECT "+transferColumns+" FROM ledger_transfers WHERE id = $1", id[:]).Scan)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("transfer %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
 	}
-	t.ID = id
-	copy(t.Debit[:], dr)
-	copy(t.Credit[:], cr)
-	t.Ledger, t.Flags = uint32(ledger), TransferFlags(flags)
-	return &t, nil
+	return &s.Transfer, nil
 }
 
 // Proof shows that a transfer is in its batch, whose root is in the
