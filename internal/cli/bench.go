@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -278,7 +279,7 @@ func benchCivstack(ctx context.Context, e *env, opts store.Options, name string,
 		return res, err
 	}
 	fmt.Fprintf(e.stderr, "%s: %d inclusion proofs…\n", name, proofs)
-	res.Cores = max(1, runtimeCores())
+	res.Cores = runtime.GOMAXPROCS(0)
 	workers := res.Cores
 	var done atomic.Int64
 	pStart := time.Now()

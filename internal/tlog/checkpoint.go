@@ -1,7 +1,6 @@
 package tlog
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -52,7 +51,7 @@ func ParseCheckpoint(text string) (Checkpoint, error) {
 	}
 	c.Origin, c.Size = lines[0], size
 	copy(c.Root[:], root)
-	if size == 0 && c.Root != emptyRoot {
+	if size == 0 && c.Root != EmptyRoot {
 		return c, errors.New("checkpoint: a size-0 checkpoint must carry the empty-tree hash")
 	}
 	return c, nil
@@ -142,12 +141,4 @@ func (l *Log) Latest(ctx context.Context) ([]byte, Checkpoint, error) {
 	c := Checkpoint{Origin: l.origin, Size: size}
 	copy(c.Root[:], root)
 	return signed, c, nil
-}
-
-// signedText returns the note text of a signed note (before the blank line).
-func signedText(signed []byte) string {
-	if i := bytes.Index(signed, []byte("\n\n")); i >= 0 {
-		return string(signed[:i+1])
-	}
-	return ""
 }

@@ -87,7 +87,7 @@ func (l *Log) Integrate(ctx context.Context) (Checkpoint, bool, error) {
 				return err
 			}
 		}
-		root := emptyRoot
+		root := EmptyRoot
 		if end > 0 {
 			var err error
 			if root, err = tlog.TreeHash(end, hr); err != nil {

@@ -60,7 +60,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, old, new, latest int64) (tlo
 // TreeHash computes the root of the first size entries from stored hashes.
 func (l *Log) TreeHash(ctx context.Context, size int64) (tlog.Hash, error) {
 	if size == 0 {
-		return emptyRoot, nil
+		return EmptyRoot, nil
 	}
 	return tlog.TreeHash(size, &hashReader{ctx: ctx, q: l.db.Reader()})
 }

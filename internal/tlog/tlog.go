@@ -75,8 +75,6 @@ func (l *Log) Origin() string { return l.origin }
 // EmptyRoot is the RFC 6962 hash of the empty tree: SHA-256 of nothing.
 var EmptyRoot = tlog.Hash(sha256.Sum256(nil))
 
-var emptyRoot = EmptyRoot
-
 // Sequence appends entries to the log inside the caller's transaction and
 // returns the index of the first; the others follow in order. Each entry must
 // parse (see Parse). Contract: if the transaction rolls back, the entries and

@@ -1,5 +1,0 @@
-package cli
-
-import "runtime"
-
-func runtimeCores() int { return runtime.GOMAXPROCS(0) }
