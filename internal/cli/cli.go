@@ -40,7 +40,7 @@ func commands() []command {
 		{"demo", "seed the demo personas and organisations into a database", runDemo},
 		{"keys", "list or rotate the node's signing keys", runKeys},
 		{"log", "audit a transparency log: civstack log verify --url URL --key VKEY", runLog},
-		{"bench", "benchmarks with their baseline in the same run: civstack bench log", runBench},
+		{"bench", "benchmarks with their baseline in the same run: civstack bench log|ledger", runBench},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "civstack", Version)
 			return nil
