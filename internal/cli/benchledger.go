@@ -6,7 +6,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,11 +44,23 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	accounts := f.Int("accounts", 10000, "wallets the spread workloads pay between")
 	clients := f.Int("clients", 1024, "concurrent clients for one-transfer requests")
 	baselineClients := f.Int("baseline-clients", 64, "concurrent clients for the baseline")
+	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the civstack workloads to this file")
+	workloads := f.String("workloads", "batched,single,http,baseline", "which workloads to run, comma-separated")
 	if err := f.parse(args[1:], false); err != nil {
 		return err
 	}
 	if *duration <= 0 || *accounts < 2 || *clients < 1 || *baselineClients < 1 {
 		return fmt.Errorf("%w: --duration, --accounts, --clients and --baseline-clients must be positive", errUsage)
+	}
+	want := map[string]bool{}
+	for _, w := range strings.Split(*workloads, ",") {
+		w = strings.TrimSpace(w)
+		switch w {
+		case "batched", "single", "http", "baseline":
+			want[w] = true
+		default:
+			return fmt.Errorf("%w: unknown workload %q (batched, single, http, baseline)", errUsage, w)
+		}
 	}
 	opts, engineName, cleanup, err := benchStore(*db)
 	if err != nil {
@@ -70,6 +85,17 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	defer stop()
 	go eng.Run(runCtx)
 
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Fprintf(e.stderr, "%s: opening %d accounts…\n", engineName, *accounts)
 	issuer := benchID(0, 0)
 	merchant := benchID(0, 1)
@@ -118,13 +144,21 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 			return ts
 		}, eng)
 	}
-	spread, err := batched("batches of 8,189, spread", false)
-	if err != nil {
-		return err
-	}
-	hotB, err := batched("batches of 8,189, hot merchant", true)
-	if err != nil {
-		return err
+	figs := map[string]ledgerFigure{}
+	var order []string
+	add := func(key string, f ledgerFigure) { figs[key] = f; order = append(order, key) }
+	if want["batched"] {
+		for _, hot := range []bool{false, true} {
+			name := "batches of 8,189, spread"
+			if hot {
+				name = "batches of 8,189, hot merchant"
+			}
+			f, err := batched(name, hot)
+			if err != nil {
+				return err
+			}
+			add(fmt.Sprintf("batched hot=%v", hot), f)
+		}
 	}
 	single := func(name string, hot bool, n int) (ledgerFigure, error) {
 		fmt.Fprintf(e.stderr, "%s: %s…\n", engineName, name)
@@ -133,56 +167,82 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 			return []ledger.Transfer{{ID: next(), Debit: a, Credit: b, Amount: 1 + r.Int64N(100), Code: ledger.CodePayment}}
 		}, eng)
 	}
-	one, err := single(fmt.Sprintf("1 transfer/request, %d clients, spread", *clients), false, *clients)
-	if err != nil {
-		return err
-	}
-	oneHot, err := single(fmt.Sprintf("1 transfer/request, %d clients, hot", *clients), true, *clients)
-	if err != nil {
-		return err
-	}
-	oneHotFew, err := single(fmt.Sprintf("1 transfer/request, %d clients, hot", *baselineClients), true, *baselineClients)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stderr, "%s: over HTTP…\n", engineName)
-	httpFigs, err := benchLedgerHTTP(ctx, e, st, eng, *duration, *baselineClients, func(r *rand.Rand, n int) []map[string]any {
-		out := make([]map[string]any, n)
-		for i := range out {
-			a, b := pick(r, false)
-			out[i] = map[string]any{"id": next().String(), "debit": a.String(), "credit": b.String(), "amount": 1 + r.Int64N(100), "code": ledger.CodePayment}
+	if want["single"] {
+		for _, n := range slices.Compact([]int{*baselineClients, *clients}) {
+			for _, hot := range []bool{false, true} {
+				where := "spread"
+				if hot {
+					where = "hot"
+				}
+				f, err := single(fmt.Sprintf("1 transfer/request, %d clients, %s", n, where), hot, n)
+				if err != nil {
+					return err
+				}
+				add(fmt.Sprintf("single %d hot=%v", n, hot), f)
+			}
 		}
-		return out
-	})
-	if err != nil {
-		return err
+	}
+	if want["http"] {
+		fmt.Fprintf(e.stderr, "%s: over HTTP…\n", engineName)
+		httpFigs, err := benchLedgerHTTP(ctx, e, st, eng, *duration, *baselineClients, func(r *rand.Rand, n int) []map[string]any {
+			out := make([]map[string]any, n)
+			for i := range out {
+				a, b := pick(r, false)
+				out[i] = map[string]any{"id": next().String(), "debit": a.String(), "credit": b.String(), "amount": 1 + r.Int64N(100), "code": ledger.CodePayment}
+			}
+			return out
+		})
+		if err != nil {
+			return err
+		}
+		for i, f := range httpFigs {
+			add(fmt.Sprintf("http %d", i), f)
+		}
 	}
 	stop()
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 
-	fmt.Fprintf(e.stderr, "%s: baseline, one transaction per transfer…\n", engineName)
-	naive, err := newNaive(ctx, st, *db, *accounts)
-	if err != nil {
-		return err
-	}
-	baseSpread, err := naive.run(ctx, fmt.Sprintf("baseline, %d clients, spread", *baselineClients), *duration, *baselineClients, false)
-	if err != nil {
-		return err
-	}
-	baseHot, err := naive.run(ctx, fmt.Sprintf("baseline, %d clients, hot", *baselineClients), *duration, *baselineClients, true)
-	if err != nil {
-		return err
+	if want["baseline"] {
+		fmt.Fprintf(e.stderr, "%s: baseline, one transaction per transfer…\n", engineName)
+		naive, err := newNaive(ctx, st, *db, *accounts)
+		if err != nil {
+			return err
+		}
+		for _, hot := range []bool{false, true} {
+			where := "spread"
+			if hot {
+				where = "hot"
+			}
+			f, err := naive.run(ctx, fmt.Sprintf("baseline, %d clients, %s", *baselineClients, where), *duration, *baselineClients, hot)
+			if err != nil {
+				return err
+			}
+			add(fmt.Sprintf("baseline hot=%v", hot), f)
+		}
 	}
 
 	w := e.stdout
 	fmt.Fprintf(w, "civstack ledger on %s\n", engineName)
 	fmt.Fprintf(w, "%-44s %14s %10s %10s\n", "", "transfers/s", "p50 ms", "p99 ms")
-	for _, r := range append([]ledgerFigure{spread, hotB, one, oneHot, oneHotFew}, append(httpFigs, baseSpread, baseHot)...) {
+	for _, k := range order {
+		r := figs[k]
 		fmt.Fprintf(w, "%-44s %14.0f %10.1f %10.1f\n", r.name, r.perSec(), r.p50, r.p99)
 	}
-	fmt.Fprintf(w, "hot / spread, batched:                %6.2f\n", hotB.perSec()/spread.perSec())
-	fmt.Fprintf(w, "hot / spread, 1 transfer/request:     %6.2f\n", oneHot.perSec()/one.perSec())
-	fmt.Fprintf(w, "hot, %d clients, civstack / baseline: %6.1fx\n", *baselineClients, oneHotFew.perSec()/baseHot.perSec())
-	fmt.Fprintf(w, "hot, batched civstack / baseline:     %6.1fx\n", hotB.perSec()/baseHot.perSec())
+	ratio := func(label, a, b, unit string) {
+		fa, okA := figs[a]
+		fb, okB := figs[b]
+		if okA && okB && fb.perSec() > 0 {
+			fmt.Fprintf(w, "%-40s %6.2f%s\n", label+":", fa.perSec()/fb.perSec(), unit)
+		}
+	}
+	ratio("hot / spread, batched", "batched hot=true", "batched hot=false", "")
+	for _, n := range slices.Compact([]int{*baselineClients, *clients}) {
+		ratio(fmt.Sprintf("hot / spread, 1 transfer/request, %d", n), fmt.Sprintf("single %d hot=true", n), fmt.Sprintf("single %d hot=false", n), "")
+	}
+	ratio(fmt.Sprintf("hot, %d clients, civstack / baseline", *baselineClients), fmt.Sprintf("single %d hot=true", *baselineClients), "baseline hot=true", "x")
+	ratio("hot, batched civstack / baseline", "batched hot=true", "baseline hot=true", "x")
 	return nil
 }
 

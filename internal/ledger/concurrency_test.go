@@ -73,14 +73,18 @@ func TestTwoProcesses(t *testing.T) {
 			for err := range errs {
 				t.Fatal(err)
 			}
-			var total, count int64
-			dbs[1].Reader().QueryRow("SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ledger_transfers WHERE code = 0").Scan(&count, &total)
-			var want int64
-			for _, a := range ok {
-				want += a
+			for id, amount := range ok {
+				got, err := engines[1].Transfer(ctx, id)
+				if err != nil || got.Amount != amount {
+					t.Fatalf("acknowledged transfer %s of %d: %+v, %v", id, amount, got, err)
+				}
 			}
-			if count != int64(len(ok)) || total != want {
-				t.Fatalf("%d transfers worth %d stored, %d worth %d acknowledged", count, total, len(ok), want)
+			audit, err := engines[1].Check(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(audit.Problems) > 0 || audit.Transfers != int64(len(ok)+len(wallets)) {
+				t.Fatalf("ledger check: %d transfers for %d acknowledged and %d fundings; %v", audit.Transfers, len(ok), len(wallets), audit.Problems)
 			}
 			var sum int64
 			for _, w := range wallets {

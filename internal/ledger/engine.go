@@ -2,93 +2,203 @@ package ledger
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/civstack/civstack/internal/store"
 )
 
-// Engine validates and writes transfers. Submit may be called concurrently;
-// requests that arrive together are applied in arrival order and written in
-// one transaction (group commit).
+// Engine validates and writes transfers. Submit, Close, SetProfile and
+// Expire may be called concurrently: every change to balances goes through
+// one goroutine (Run) that takes the requests that arrived together, applies
+// them in arrival order and writes them in one transaction (group commit).
+//
+// The engine keeps the accounts it has written in memory and trusts them
+// only while the database's ledger generation (ledger_clock) is the one its
+// own last transaction left: another process's write, on the same database,
+// makes it reload them.
 type Engine struct {
 	db       *store.DB
 	now      func() time.Time
 	profiles map[string]Limits
 	reqs     chan *request
 	stopped  chan struct{}
+
+	// Owned by Run's goroutine.
+	cache  map[ID]*Account // committed accounts as of generation gen
+	gen    int64           // ledger_clock.generation after our last commit; -1 unknown
+	recent *recentIDs
 }
 
+// opKind is what a request asks the engine to do.
+type opKind uint8
+
+const (
+	opTransfers opKind = iota
+	opClose
+	opProfile
+	opExpire
+)
+
 type request struct {
+	op        opKind
 	transfers []Transfer
+	account   ID     // opClose, opProfile
+	profile   string // opProfile
 	results   []Result
+	expired   int // opExpire: how many it released
 	err       error
 	done      chan struct{}
 }
 
-// New returns an engine over db. Call Run to start its batcher.
+// size is how much of a group the request takes.
+func (r *request) size() int {
+	if r.op == opTransfers {
+		return len(r.transfers)
+	}
+	if r.op == opExpire {
+		return MaxBatch
+	}
+	return 1
+}
+
+// maxCached bounds the account cache; past it the cache starts again.
+const maxCached = 1 << 20
+
+// New returns an engine over db. Call Run to start its batcher. profiles are
+// the limit profiles accounts may name; nil means DefaultProfiles.
 func New(db *store.DB, now func() time.Time, profiles map[string]Limits) *Engine {
 	if profiles == nil {
 		profiles = DefaultProfiles
 	}
-	return &Engine{db: db, now: now, profiles: profiles, reqs: make(chan *request, 1024), stopped: make(chan struct{})}
+	return &Engine{db: db, now: now, profiles: profiles, reqs: make(chan *request, 4096), stopped: make(chan struct{}),
+		cache: map[ID]*Account{}, gen: -1, recent: newRecentIDs()}
 }
+
+// Profiles returns the limit profiles the engine enforces.
+func (e *Engine) Profiles() map[string]Limits { return e.profiles }
 
 // Run applies requests until ctx ends.
 func (e *Engine) Run(ctx context.Context) {
 	defer close(e.stopped)
-	var batch []*request
+	var group []*request
+	var carry *request
 	for {
-		select {
-		case <-ctx.Done():
-			for {
-				select {
-				case r := <-e.reqs:
-					r.err = errors.New("ledger stopped")
-					close(r.done)
-				default:
-					return
-				}
+		if carry != nil {
+			group, carry = append(group[:0], carry), nil
+		} else {
+			select {
+			case <-ctx.Done():
+				e.drain()
+				return
+			case r := <-e.reqs:
+				group = append(group[:0], r)
 			}
-		case r := <-e.reqs:
-			batch = append(batch[:0], r)
 		}
-		n := len(batch[0].transfers)
+		n := group[0].size()
 	more:
-		for n < MaxBatch {
+		for n < maxGroup {
 			select {
 			case r := <-e.reqs:
-				if n+len(r.transfers) > MaxBatch {
-					e.apply(ctx, batch)
-					batch, n = append(batch[:0], r), 0
-				} else {
-					batch = append(batch, r)
+				if n+r.size() > maxGroup {
+					carry = r
+					break more
 				}
-				n += len(r.transfers)
+				group = append(group, r)
+				n += r.size()
 			default:
 				break more
 			}
 		}
-		e.apply(ctx, batch)
+		e.apply(ctx, group)
 	}
 }
 
-func (e *Engine) apply(ctx context.Context, batch []*request) {
-	var results [][]Result
-	err := e.db.Tx(ctx, func(tx *store.Tx) error {
-		var err error
-		results, err = e.applyTx(ctx, tx, batch)
-		return err
-	})
-	for i, r := range batch {
-		if err != nil {
-			r.err = fmt.Errorf("ledger: %w", err)
-		} else {
-			r.results = results[i]
+// drain fails the requests left when the engine stops.
+func (e *Engine) drain() {
+	for {
+		select {
+		case r := <-e.reqs:
+			r.err = errors.New("ledger stopped")
+			close(r.done)
+		default:
+			return
 		}
+	}
+}
+
+// apply writes one group. It first assumes that ids the recent filter has
+// not seen are new; if the unique index says otherwise it runs the group
+// again, looking every id up.
+func (e *Engine) apply(ctx context.Context, group []*request) {
+	var g *groupState
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		full := attempt > 0
+		err = e.db.Tx(ctx, func(tx *store.Tx) error {
+			var err error
+			g, err = e.applyTx(ctx, tx, group, full)
+			return err
+		})
+		if !errors.Is(err, errIDTaken) {
+			break
+		}
+	}
+	if err != nil {
+		// Whatever happened, the cached accounts may be wrong now.
+		clear(e.cache)
+		e.gen = -1
+		for _, r := range group {
+			r.err = fmt.Errorf("ledger: %w", err)
+			close(r.done)
+		}
+		return
+	}
+	e.committed(g)
+	for i, r := range group {
+		r.results, r.expired, r.err = g.results[i], g.expired[i], g.errs[i]
 		close(r.done)
+	}
+}
+
+// committed takes a group's accounts and ids into the caches once its
+// transaction has committed.
+func (e *Engine) committed(g *groupState) {
+	if len(e.cache)+len(g.accounts) > maxCached {
+		clear(e.cache)
+	}
+	for id, a := range g.accounts {
+		if c := e.cache[id]; c != nil {
+			*c = *a
+		} else {
+			e.cache[id] = a
+		}
+	}
+	e.gen = g.gen
+	for _, r := range g.newOnes {
+		e.recent.add(r.ID)
+	}
+	for _, r := range g.failed {
+		e.recent.add(r.ID)
+	}
+}
+
+func (e *Engine) send(ctx context.Context, r *request) error {
+	r.done = make(chan struct{})
+	select {
+	case e.reqs <- r:
+	case <-e.stopped:
+		return errors.New("ledger stopped")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -101,20 +211,48 @@ func (e *Engine) Submit(ctx context.Context, transfers []Transfer) ([]Result, er
 	if len(transfers) > MaxBatch {
 		return nil, fmt.Errorf("%w: %d, the most is %d", ErrTooMany, len(transfers), MaxBatch)
 	}
-	r := &request{transfers: transfers, done: make(chan struct{})}
-	select {
-	case e.reqs <- r:
-	case <-e.stopped:
-		return nil, errors.New("ledger stopped")
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	r := &request{op: opTransfers, transfers: transfers}
+	if err := e.send(ctx, r); err != nil {
+		return nil, err
 	}
-	select {
-	case <-r.done:
-		return r.results, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	return r.results, nil
+}
+
+// Close closes an account: it takes no more transfers, except voids of its
+// pending ones. Closing twice is not an error.
+func (e *Engine) Close(ctx context.Context, id ID) error {
+	return e.send(ctx, &request{op: opClose, account: id})
+}
+
+// SetProfile moves an account to another limit profile (a citizen who
+// proves their identity moves up a tier); "" removes its limits.
+func (e *Engine) SetProfile(ctx context.Context, id ID, profile string) error {
+	if _, ok := e.profiles[profile]; profile != "" && !ok {
+		return fmt.Errorf("%w: unknown limit profile %q", ErrInvalid, profile)
 	}
+	return e.send(ctx, &request{op: opProfile, account: id, profile: profile})
+}
+
+// Expire voids pending transfers whose timeout has passed (up to MaxBatch at
+// a time), releasing their reserved amounts, and returns how many it
+// expired. Run it periodically; a post or void of an expired transfer fails
+// with PendingExpired even before Expire has run.
+func (e *Engine) Expire(ctx context.Context) (int, error) {
+	// A cheap read first, so that an idle ledger never takes the write lock.
+	var one int
+	err := e.db.Reader().QueryRowContext(ctx, "SELECT 1 FROM ledger_transfers WHERE state = 1 AND expires_at > 0 AND expires_at <= $1 LIMIT 1",
+		e.now().UnixMilli()).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("find expired: %w", err)
+	}
+	r := &request{op: opExpire}
+	if err := e.send(ctx, r); err != nil {
+		return 0, err
+	}
+	return r.expired, nil
 }
 
 // CreateAccount opens an account with zero balances.
@@ -125,47 +263,64 @@ func (e *Engine) CreateAccount(ctx context.Context, a Account) error {
 	if _, ok := Assets[a.Ledger]; !ok {
 		return fmt.Errorf("%w: unknown ledger %d", ErrInvalid, a.Ledger)
 	}
+	if a.Kind < KindIssuer || a.Kind > KindSuspense {
+		return fmt.Errorf("%w: unknown account kind %d", ErrInvalid, a.Kind)
+	}
+	if a.Flags&^(DebitsMustNotExceedCredits|CreditsMustNotExceedDebits|Closed) != 0 {
+		return fmt.Errorf("%w: unknown account flags %d", ErrInvalid, a.Flags)
+	}
 	if a.Flags&DebitsMustNotExceedCredits != 0 && a.Flags&CreditsMustNotExceedDebits != 0 {
 		return fmt.Errorf("%w: an account cannot limit both debits and credits", ErrInvalid)
 	}
 	if _, ok := e.profiles[a.Profile]; a.Profile != "" && !ok {
 		return fmt.Errorf("%w: unknown limit profile %q", ErrInvalid, a.Profile)
 	}
-	return e.db.Tx(ctx, func(tx *store.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO ledger_accounts (id, ledger, kind, owner, flags, profile,
-			debits_pending, debits_posted, credits_pending, credits_posted, created_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0, 0, $7)`,
-			a.ID[:], int64(a.Ledger), int(a.Kind), a.Owner, int(a.Flags), a.Profile, e.now().UnixMilli())
-		if err != nil {
-			return fmt.Errorf("create account: %w", err)
-		}
-		return nil
+	fresh := Account{}
+	err := e.db.Tx(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO ledger_accounts (id, ledger, kind, owner, flags, profile, created_at, state)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			a.ID[:], int64(a.Ledger), int(a.Kind), a.Owner, int(a.Flags), a.Profile, e.now().UnixMilli(), fresh.marshalState(nil))
+		return err
 	})
+	if store.IsConflict(err) {
+		return fmt.Errorf("account %s: %w", a.ID, ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("create account: %w", err)
+	}
+	return nil
 }
 
-const accountColumns = "id, ledger, kind, owner, flags, profile, debits_pending, debits_posted, credits_pending, credits_posted, created_at"
+const accountColumns = "id, ledger, kind, owner, flags, profile, created_at, state"
 
-func scanAccount(row interface{ Scan(...any) error }) (*Account, error) {
+func scanAccount(scan func(...any) error) (*Account, error) {
 	var a Account
-	var id []byte
+	var id, state []byte
 	var ledger int64
 	var kind, flags int
 	var created int64
-	if err := row.Scan(&id, &ledger, &kind, &a.Owner, &flags, &a.Profile, &a.DebitsPending, &a.DebitsPosted, &a.CreditsPending, &a.CreditsPosted, &created); err != nil {
+	if err := scan(&id, &ledger, &kind, &a.Owner, &flags, &a.Profile, &created, &state); err != nil {
 		return nil, err
 	}
+	if len(id) != len(a.ID) {
+		return nil, fmt.Errorf("ledger: account id of %d bytes", len(id))
+	}
 	copy(a.ID[:], id)
+	if err := a.unmarshalState(state); err != nil {
+		return nil, fmt.Errorf("account %s: %w", a.ID, err)
+	}
 	a.Ledger, a.Kind, a.Flags, a.CreatedAt = uint32(ledger), Kind(kind), AccountFlags(flags), time.UnixMilli(created).UTC()
 	return &a, nil
 }
 
-// Account returns one account.
+// Account returns one account as last committed.
 func (e *Engine) Account(ctx context.Context, id ID) (*Account, error) {
-	a, err := scanAccount(e.db.Reader().QueryRowContext(ctx, "SELECT "+accountColumns+" FROM ledger_accounts WHERE id = $1", id[:]))
+	a, err := scanAccount(e.db.Reader().QueryRowContext(ctx, "SELECT "+accountColumns+" FROM ledger_accounts WHERE id = $1", id[:]).Scan)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("account %s: %w", id, ErrNotFound)
+	}
 	if err != nil {
-		if strings.Contains(err.Error(), "no rows") {
-			return nil, fmt.Errorf("account %s: %w", id, ErrNotFound)
-		}
-		return nil, err
+		return nil, fmt.Errorf("account: %w", err)
 	}
 	return a, nil
 }
@@ -174,12 +329,12 @@ func (e *Engine) Account(ctx context.Context, id ID) (*Account, error) {
 func (e *Engine) Accounts(ctx context.Context, ledger uint32) ([]*Account, error) {
 	rows, err := e.db.Reader().QueryContext(ctx, "SELECT "+accountColumns+" FROM ledger_accounts WHERE ledger = $1 ORDER BY id", int64(ledger))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("accounts: %w", err)
 	}
 	defer rows.Close()
 	var out []*Account
 	for rows.Next() {
-		a, err := scanAccount(rows)
+		a, err := scanAccount(rows.Scan)
 		if err != nil {
 			return nil, err
 		}

@@ -75,10 +75,32 @@ type Account struct {
 	CreditsPending int64
 	CreditsPosted  int64
 	CreatedAt      time.Time
+
+	seq       int64 // SQLite: the row's integer key, as the engine loaded it
+	last      int64 // timestamp of the account's newest transfer, 0 for none
+	lastID    ID    // and its id
+	transfers int64 // how many transfers it has
+	day       int64 // the UTC day (Unix days) dayDebits counts
+	dayDebits int64 // debits on that day, pending ones included
 }
 
 // Balance is posted credits minus posted debits.
 func (a *Account) Balance() int64 { return a.CreditsPosted - a.DebitsPosted }
+
+// Transfers is how many transfers the account has taken part in.
+func (a *Account) Transfers() int64 { return a.transfers }
+
+// Debited is what the account was debited (pending included, voided and
+// expired amounts given back) on the UTC day of t: what a daily limit counts.
+func (a *Account) Debited(t time.Time) int64 { return a.debitedOn(t.Unix() / 86400) }
+
+// debitedOn is what the account was debited on day (Unix days).
+func (a *Account) debitedOn(day int64) int64 {
+	if a.day != day {
+		return 0
+	}
+	return a.dayDebits
+}
 
 // TransferFlags shape a transfer.
 type TransferFlags uint16
@@ -123,8 +145,13 @@ type Transfer struct {
 var (
 	ErrInvalid  = errors.New("invalid")
 	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
 	ErrTooMany  = errors.New("too many transfers in one request")
 )
 
 // MaxBatch is the most transfers one request may carry.
 const MaxBatch = 8189
+
+// maxGroup is the most transfers the engine writes in one transaction: the
+// requests that arrive together, up to four full ones.
+const maxGroup = 4 * MaxBatch

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +26,24 @@ type world struct {
 	accounts []ledger.ID
 	limited  map[ledger.ID]bool
 	accepted map[ledger.ID]ledger.Transfer // as submitted
+	refused  map[ledger.ID]refusal         // refused for the ledger's state
 	pendings []ledger.ID
+}
+
+type refusal struct {
+	t ledger.Transfer
+	r ledger.Result
+}
+
+// stateful are the refusals that depend on the ledger's state: the ledger
+// remembers them, so that a retry cannot succeed later.
+var stateful = map[ledger.Result]bool{
+	ledger.DebitAccountNotFound: true, ledger.CreditAccountNotFound: true, ledger.LedgerMismatch: true,
+	ledger.DebitAccountClosed: true, ledger.CreditAccountClosed: true, ledger.ExceedsCredits: true, ledger.ExceedsDebits: true,
+	ledger.Overflow: true, ledger.PendingNotFound: true, ledger.PendingNotPending: true, ledger.PendingAlreadyPosted: true,
+	ledger.PendingAlreadyVoided: true, ledger.PendingExpired: true, ledger.ExceedsPendingAmount: true,
+	ledger.PendingHasDifferentAccounts: true, ledger.PendingHasDifferentLedger: true, ledger.ExceedsPerPaymentLimit: true,
+	ledger.ExceedsDailyLimit: true, ledger.ExceedsBalanceCap: true,
 }
 
 // TestProperties runs random operation sequences and checks the ledger's
@@ -34,7 +52,8 @@ func TestProperties(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		e, clk := start(t, db)
 		rapid.Check(t, func(rt *rapid.T) {
-			w := &world{e: e, db: db, clk: clk, limited: map[ledger.ID]bool{}, accepted: map[ledger.ID]ledger.Transfer{}}
+			w := &world{e: e, db: db, clk: clk, limited: map[ledger.ID]bool{}, accepted: map[ledger.ID]ledger.Transfer{},
+				refused: map[ledger.ID]refusal{}}
 			rand.Read(w.prefix[:])
 			issuer := w.newID()
 			if err := e.CreateAccount(context.Background(), ledger.Account{ID: issuer, Ledger: ledger.LedgerCash, Kind: ledger.KindIssuer, Owner: "i"}); err != nil {
@@ -65,6 +84,7 @@ func TestProperties(t *testing.T) {
 				}
 				w.invariants(rt)
 			}
+			w.audit(rt)
 		})
 	})
 }
@@ -82,6 +102,14 @@ func (w *world) transfer(rt *rapid.T) ledger.Transfer {
 			t.Code++ // compared strictly, unlike a post's amount of 0 ("all")
 		}
 		return t
+	}
+	if kind == 1 && len(w.refused) > 0 { // a retry of a refused transfer
+		ids := make([]ledger.ID, 0, len(w.refused))
+		for id := range w.refused {
+			ids = append(ids, id)
+		}
+		slicesSortIDs(ids)
+		return w.refused[rapid.SampledFrom(ids).Draw(rt, "retry")].t
 	}
 	if kind <= 2 && len(w.pendings) > 0 { // resolve a pending
 		t := ledger.Transfer{ID: w.newID(), PendingID: rapid.SampledFrom(w.pendings).Draw(rt, "pending"), Flags: ledger.PostPending}
@@ -148,6 +176,12 @@ func (w *world) request(rt *rapid.T) {
 		i = end + 1
 	}
 	for i, t := range ts {
+		if first, ok := w.refused[t.ID]; ok && first.t == t && rs[i] != first.r && rs[i] != ledger.LinkedEventFailed && rs[i] != ledger.LinkedEventChainOpen {
+			rt.Fatalf("retry of a transfer refused with %s gave %s", first.r, rs[i])
+		}
+		if _, ok := w.refused[t.ID]; !ok && stateful[rs[i]] {
+			w.refused[t.ID] = refusal{t, rs[i]}
+		}
 		prev, known := w.accepted[t.ID]
 		switch {
 		case known && rs[i] == ledger.OK:
@@ -183,22 +217,24 @@ func (w *world) invariants(rt *rapid.T) {
 		if w.limited[id] && a.CreditsPosted+a.CreditsPending-a.DebitsPosted > ledger.DefaultProfiles["basic"].BalanceCap {
 			rt.Fatalf("balance cap broken: %+v", a)
 		}
-		// Posted balances equal the sum of the transfers that posted.
-		var debited, credited int64
-		w.db.Reader().QueryRow(`SELECT COALESCE(SUM(amount), 0) FROM ledger_transfers WHERE debit = $1 AND (flags & 14) IN (0, 4)`, id[:]).Scan(&debited)
-		w.db.Reader().QueryRow(`SELECT COALESCE(SUM(amount), 0) FROM ledger_transfers WHERE credit = $1 AND (flags & 14) IN (0, 4)`, id[:]).Scan(&credited)
-		if debited != a.DebitsPosted || credited != a.CreditsPosted {
-			rt.Fatalf("account %s: posted %d/%d, transfers sum to %d/%d", id, a.DebitsPosted, a.CreditsPosted, debited, credited)
-		}
-		if w.limited[id] {
-			var over int
-			w.db.Reader().QueryRow(`SELECT COUNT(*) FROM ledger_daily WHERE account = $1 AND debited > $2`, id[:], ledger.DefaultProfiles["basic"].PerDay).Scan(&over)
-			if over > 0 {
-				rt.Fatalf("daily limit broken for %s", id)
-			}
+		if w.limited[id] && a.Debited(w.clk.now()) > ledger.DefaultProfiles["basic"].PerDay {
+			rt.Fatalf("daily limit broken for %s: %d debited today", id, a.Debited(w.clk.now()))
 		}
 	}
 	if dp != cp || dP != cP {
 		rt.Fatalf("the ledger does not balance: debits %d/%d, credits %d/%d", dp, dP, cp, cP)
+	}
+}
+
+// audit recomputes the whole ledger from its stored transfers: posted and
+// pending balances equal their sums, history links are unbroken, batch roots
+// match their transfers.
+func (w *world) audit(rt *rapid.T) {
+	audit, err := w.e.Check(context.Background())
+	if err != nil {
+		rt.Fatal(err)
+	}
+	if len(audit.Problems) > 0 {
+		rt.Fatalf("ledger check: %s", strings.Join(audit.Problems, "; "))
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
-
-	"github.com/civstack/civstack/internal/store"
 )
 
 // Entry is one transfer in an account's history, with the account's posted
@@ -21,102 +19,172 @@ type Entry struct {
 	Balance int64 // posted balance after the transfer
 }
 
-// postedSQL selects the transfers that change posted balances: plain
-// transfers and posts of pending ones (flags without Pending and Void).
-const postedSQL = "(flags & 10) = 0"
+// walker reads an account's transfers newest first by following each
+// transfer's link to the account's previous one.
+type walker struct {
+	account ID
+	conn    *sql.Conn
+	stmt    *sql.Stmt
+}
+
+func (e *Engine) walker(ctx context.Context, account ID) (*walker, error) {
+	conn, err := e.db.Reader().Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	stmt, err := conn.PrepareContext(ctx, "SELECT "+transferRow+" FROM ledger_transfers WHERE id = $1")
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	return &walker{account: account, conn: conn, stmt: stmt}, nil
+}
+
+func (w *walker) close() { w.stmt.Close(); w.conn.Close() }
+
+// at reads the transfer id, which must involve the account.
+func (w *walker) at(ctx context.Context, id ID) (*record, error) {
+	r, err := scanRecord(w.stmt.QueryRowContext(ctx, id[:]).Scan)
+	if err != nil {
+		return nil, fmt.Errorf("history of %s at %s: %w", w.account, id, err)
+	}
+	if r.Debit != w.account && r.Credit != w.account {
+		return nil, fmt.Errorf("history of %s: transfer %s is not the account's", w.account, r.ID)
+	}
+	return r, nil
+}
+
+// marks returns the account's marks after (or at, with inclusive) ts,
+// oldest first, at most limit.
+func (e *Engine) marks(ctx context.Context, account ID, ts int64, inclusive bool, limit int) ([]mark, error) {
+	op := ">"
+	if inclusive {
+		op = ">="
+	}
+	rows, err := e.db.Reader().QueryContext(ctx, "SELECT ts, id FROM ledger_marks WHERE account = $1 AND ts "+op+" $2 ORDER BY ts LIMIT $3", account[:], ts, limit)
+	if err != nil {
+		return nil, fmt.Errorf("history marks: %w", err)
+	}
+	defer rows.Close()
+	var out []mark
+	for rows.Next() {
+		m := mark{account: account}
+		var id []byte
+		if err := rows.Scan(&m.ts, &id); err != nil {
+			return nil, err
+		}
+		copy(m.id[:], id)
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
 
 // BalanceAt returns an account's posted balance (credits minus debits) as of
 // time at (transfers stamped at or before it).
 func (e *Engine) BalanceAt(ctx context.Context, id ID, at time.Time) (int64, error) {
-	if _, err := e.Account(ctx, id); err != nil {
+	a, err := e.Account(ctx, id)
+	if err != nil {
 		return 0, err
 	}
-	var credited, debited int64
-	err := e.db.Reader().QueryRowContext(ctx, `SELECT
-		COALESCE((SELECT SUM(amount) FROM ledger_transfers WHERE credit = $1 AND ts <= $2 AND `+postedSQL+`), 0),
-		COALESCE((SELECT SUM(amount) FROM ledger_transfers WHERE debit = $1 AND ts <= $2 AND `+postedSQL+`), 0)`,
-		id[:], at.UnixNano()).Scan(&credited, &debited)
-	if err != nil {
-		return 0, fmt.Errorf("balance at: %w", err)
+	t := at.UnixNano()
+	if a.last <= t {
+		return a.Balance(), nil
 	}
-	return credited - debited, nil
+	// The newest transfer at or before t is at most markEvery steps back
+	// from the first mark after t.
+	from := a.lastID
+	ms, err := e.marks(ctx, id, t, false, 1)
+	if err != nil {
+		return 0, err
+	}
+	if len(ms) > 0 {
+		from = ms[0].id
+	}
+	w, err := e.walker(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	defer w.close()
+	for next := from; next != (ID{}); {
+		r, err := w.at(ctx, next)
+		if err != nil {
+			return 0, err
+		}
+		prev, after := r.side(id)
+		if r.Timestamp.UnixNano() <= t {
+			return after, nil
+		}
+		next = prev
+	}
+	return 0, nil
 }
 
 // History lists an account's transfers stamped in [from, to), oldest first,
 // each with the posted balance after it; at most limit entries.
 func (e *Engine) History(ctx context.Context, id ID, from, to time.Time, limit int) ([]Entry, error) {
-	start, err := e.BalanceAt(ctx, id, from.Add(-time.Nanosecond))
+	a, err := e.Account(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := e.db.Reader().QueryContext(ctx, "SELECT "+transferColumns+` FROM ledger_transfers
-		WHERE (debit = $1 OR credit = $1) AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4`,
-		id[:], from.UnixNano(), to.UnixNano(), limit)
+	lo, hi := from.UnixNano(), to.UnixNano()
+	if limit <= 0 || a.last < lo || hi <= lo {
+		return nil, nil
+	}
+	// Marks cut the account's transfers from lo on into runs of at most
+	// markEvery; each run is read by walking back from its end.
+	want := limit/markEvery + 2
+	ends, err := e.marks(ctx, id, lo, true, want)
 	if err != nil {
-		return nil, fmt.Errorf("history: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
+	if len(ends) < want && (len(ends) == 0 || ends[len(ends)-1].id != a.lastID) {
+		ends = append(ends, mark{account: id, ts: a.last, id: a.lastID})
+	}
+	w, err := e.walker(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
 	var out []Entry
-	balance := start
-	for rows.Next() {
-		s, err := scanTransfer(rows.Scan)
-		if err != nil {
-			return nil, err
-		}
-		t := s.Transfer
-		en := Entry{Transfer: t, Pending: t.Flags&(Pending|VoidPending) != 0}
-		if !en.Pending {
-			if t.Credit == id {
-				en.Delta = t.Amount
-			} else {
-				en.Delta = -t.Amount
+	floor := lo - 1 // the run before the first ends before lo
+	for _, end := range ends {
+		var run []Entry
+		for next := end.id; next != (ID{}); {
+			r, err := w.at(ctx, next)
+			if err != nil {
+				return nil, err
 			}
+			if ts := r.Timestamp.UnixNano(); ts <= floor || ts < lo {
+				break
+			}
+			prev, after := r.side(id)
+			en := Entry{Transfer: r.Transfer, Pending: r.Flags&(Pending|VoidPending) != 0, Balance: after}
+			if !en.Pending {
+				if r.Credit == id {
+					en.Delta = r.Amount
+				} else {
+					en.Delta = -r.Amount
+				}
+			}
+			run = append(run, en)
+			next = prev
 		}
-		balance += en.Delta
-		en.Balance = balance
-		out = append(out, en)
+		for i := len(run) - 1; i >= 0; i-- {
+			if run[i].Timestamp.UnixNano() >= hi || len(out) == limit {
+				return out, nil
+			}
+			out = append(out, run[i])
+		}
+		floor = end.ts
 	}
-	return out, rows.Err()
-}
-
-// Close closes an account: it takes no more transfers, except voids of its
-// pending ones. Closing twice is not an error.
-func (e *Engine) Close(ctx context.Context, id ID) error {
-	return e.db.Tx(ctx, func(tx *store.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE ledger_accounts SET flags = flags | $1 WHERE id = $2", int(Closed), id[:])
-		if err != nil {
-			return fmt.Errorf("close account: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("account %s: %w", id, ErrNotFound)
-		}
-		return nil
-	})
-}
-
-// SetProfile moves an account to another limit profile (a citizen who
-// proves their identity moves up a tier).
-func (e *Engine) SetProfile(ctx context.Context, id ID, profile string) error {
-	if _, ok := e.profiles[profile]; profile != "" && !ok {
-		return fmt.Errorf("%w: unknown limit profile %q", ErrInvalid, profile)
-	}
-	return e.db.Tx(ctx, func(tx *store.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE ledger_accounts SET profile = $1 WHERE id = $2", profile, id[:])
-		if err != nil {
-			return fmt.Errorf("set profile: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("account %s: %w", id, ErrNotFound)
-		}
-		return nil
-	})
+	return out, nil
 }
 
 // Reverse corrects a posted transfer with a new one (id) that moves the same
 // amount back, coded CodeReversal and referring to the original. Transfers
 // are never changed or deleted.
 func (e *Engine) Reverse(ctx context.Context, original, id ID) (Result, error) {
-	t, err := e.transfer(ctx, original)
+	t, err := e.Transfer(ctx, original)
 	if err != nil {
 		return 0, err
 	}
@@ -131,15 +199,25 @@ func (e *Engine) Reverse(ctx context.Context, original, id ID) (Result, error) {
 	return rs[0], nil
 }
 
-func (e *Engine) transfer(ctx context.Context, id ID) (*Transfer, error) {
-	s, err := scanTransfer(e.db.Reader().QueryRowContext(ctx, "SELECT "+transferColumns+" FROM ledger_transfers WHERE id = $1", id[:]).Scan)
-	if errors.Is(err, sql.ErrNoRows) {
+// record reads a stored transfer; refused ones are not found.
+func (e *Engine) record(ctx context.Context, id ID) (*record, error) {
+	r, err := scanRecord(e.db.Reader().QueryRowContext(ctx, "SELECT "+transferRow+" FROM ledger_transfers WHERE id = $1", id[:]).Scan)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && r.state == stateFailed) {
 		return nil, fmt.Errorf("transfer %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
+		return nil, fmt.Errorf("transfer: %w", err)
+	}
+	return r, nil
+}
+
+// Transfer returns a stored transfer.
+func (e *Engine) Transfer(ctx context.Context, id ID) (*Transfer, error) {
+	r, err := e.record(ctx, id)
+	if err != nil {
 		return nil, err
 	}
-	return &s.Transfer, nil
+	return &r.Transfer, nil
 }
 
 // Proof shows that a transfer is in its batch, whose root is in the
@@ -162,29 +240,63 @@ func (p *Proof) Check() error {
 
 // ProveTransfer builds a transfer's batch inclusion proof.
 func (e *Engine) ProveTransfer(ctx context.Context, id ID) (*Proof, error) {
-	var p Proof
-	var ts, firstTS int64
+	r, err := e.record(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	p := Proof{Batch: r.batch}
+	var firstTS int64
 	var root, leaves []byte
-	err := e.db.Reader().QueryRowContext(ctx, `SELECT t.batch, t.ts, b.first_ts, b.count, b.root, b.hashes, b.log_index
-		FROM ledger_transfers t JOIN ledger_batches b ON b.batch = t.batch WHERE t.id = $1`, id[:]).
-		Scan(&p.Batch, &ts, &firstTS, &p.Count, &root, &leaves, &p.LogIndex)
+	err = e.db.Reader().QueryRowContext(ctx, "SELECT first_ts, count, root, hashes, log_index FROM ledger_batches WHERE batch = $1", r.batch).
+		Scan(&firstTS, &p.Count, &root, &leaves, &p.LogIndex)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("transfer %s: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("batch %d of transfer %s: %w", r.batch, id, ErrNotFound)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("batch: %w", err)
 	}
-	p.Position = ts - firstTS
+	p.Position = r.Timestamp.UnixNano() - firstTS
+	if p.Position < 0 || p.Position >= p.Count || int64(len(leaves)) != 32*p.Count {
+		return nil, fmt.Errorf("ledger: batch %d does not hold transfer %s", r.batch, id)
+	}
 	copy(p.Root[:], root)
-	r, n, err := batchTree(leaves)
+	tree, n, err := batchTree(leaves)
 	if err != nil {
 		return nil, err
 	}
-	if p.Path, err = xtlog.ProveRecord(n, p.Position, r); err != nil {
+	if p.Path, err = xtlog.ProveRecord(n, p.Position, tree); err != nil {
 		return nil, err
 	}
 	copy(p.Leaf[:], leaves[32*p.Position:32*p.Position+32])
 	return &p, nil
+}
+
+// leafReader serves stored hashes of a tree built over given leaf hashes.
+type leafReader struct{ stored []xtlog.Hash }
+
+func (r *leafReader) ReadHashes(ids []int64) ([]xtlog.Hash, error) {
+	out := make([]xtlog.Hash, len(ids))
+	for i, id := range ids {
+		if id < 0 || id >= int64(len(r.stored)) {
+			return nil, fmt.Errorf("batch tree hash %d missing", id)
+		}
+		out[i] = r.stored[id]
+	}
+	return out, nil
+}
+
+// batchTree builds the stored hashes of the Merkle tree over leaf hashes.
+func batchTree(leaves []byte) (*leafReader, int64, error) {
+	r := &leafReader{}
+	n := int64(len(leaves) / 32)
+	for i := int64(0); i < n; i++ {
+		hs, err := xtlog.StoredHashesForRecordHash(i, xtlog.Hash(leaves[32*i:32*i+32]), r)
+		if err != nil {
+			return nil, 0, err
+		}
+		r.stored = append(r.stored, hs...)
+	}
+	return r, n, nil
 }
 
 // Issue creates digital cash: the issuer's account pays a wallet. It is an

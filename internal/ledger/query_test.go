@@ -107,7 +107,7 @@ func TestQueriesAndOperations(t *testing.T) {
 			t.Fatal(err)
 		}
 		want(t, "mixed ledgers", submit(t, e, ledger.Transfer{ID: newID(), Debit: issuer, Credit: points, Amount: 1}), ledger.LedgerMismatch)
-		if err := e.CreateAccount(ctx, ledger.Account{ID: points, Ledger: ledger.LedgerPoints}); !errors.Is(err, store.ErrConflict) {
+		if err := e.CreateAccount(ctx, ledger.Account{ID: points, Ledger: ledger.LedgerPoints, Kind: ledger.KindWallet}); !errors.Is(err, ledger.ErrExists) {
 			t.Fatalf("duplicate account: %v", err)
 		}
 		if err := e.CreateAccount(ctx, ledger.Account{ID: newID(), Ledger: 99}); !errors.Is(err, ledger.ErrInvalid) {

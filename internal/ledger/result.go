@@ -47,6 +47,8 @@ const (
 	ExceedsPerPaymentLimit
 	ExceedsDailyLimit
 	ExceedsBalanceCap
+	ReservedFlag
+	TimeoutTooLong
 )
 
 var resultNames = [...]string{
@@ -61,7 +63,7 @@ var resultNames = [...]string{
 	"exists_with_different_debit", "exists_with_different_credit", "exists_with_different_amount",
 	"exists_with_different_pending_id", "exists_with_different_ledger", "exists_with_different_code",
 	"exists_with_different_flags", "exists_with_different_timeout", "exists_with_different_reference",
-	"exceeds_per_payment_limit", "exceeds_daily_limit", "exceeds_balance_cap",
+	"exceeds_per_payment_limit", "exceeds_daily_limit", "exceeds_balance_cap", "reserved_flag", "timeout_too_long",
 }
 
 // String is the result's stable name, e.g. "exceeds_credits".

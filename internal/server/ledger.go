@@ -54,6 +54,8 @@ func (s *Server) ledgerErr(err error) error {
 		return huma.Error400BadRequest(sentence(err))
 	case errors.Is(err, ledger.ErrNotFound):
 		return huma.Error404NotFound(sentence(err))
+	case errors.Is(err, ledger.ErrExists):
+		return huma.Error409Conflict(sentence(err))
 	}
 	return s.apiError(err)
 }

@@ -107,7 +107,7 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger) (*DB, erro
 	path := filepath.Join(dir, "civstack.db")
 	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
 	// The writer keeps up to 128 MiB of pages: batches touch many index pages.
-	write, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_txlock=immediate&_pragma=cache_size(-131072)&"+common)
+	write, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_txlock=immediate&_pragma=cache_size(-131072)&_pragma=temp_store(MEMORY)&"+common)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

@@ -1,0 +1,411 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"time"
+
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+// SQLite statements below bind with "?": SQLite looks "$N" names up one by
+// one, which is quadratic in a statement of hundreds of parameters. Each
+// PostgreSQL statement takes whole columns as arrays (unnest), one
+// statement per table per group.
+
+// rowsPerStatement is how many rows one multi-row SQLite statement carries.
+const rowsPerStatement = 64
+
+// multiRow builds "head (…),(…) tail" with n tuples of width parameters.
+func multiRow(head string, width, n int, tail string) string {
+	tuple := "(" + strings.TrimSuffix(strings.Repeat("?,", width), ",") + ")"
+	var b strings.Builder
+	b.WriteString(head)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(tuple)
+	}
+	b.WriteString(tail)
+	return b.String()
+}
+
+// execRows runs a multi-row SQLite statement over n rows, rowsPerStatement
+// at a time; row appends row i's width values. It returns how many rows the
+// statements changed.
+func execRows(ctx context.Context, tx *store.Tx, head string, width int, tail string, n int, row func(i int, args []any) []any) (int64, error) {
+	full := n / rowsPerStatement * rowsPerStatement
+	args := make([]any, 0, width*rowsPerStatement)
+	var changed int64
+	count := func(res sql.Result) {
+		k, _ := res.RowsAffected()
+		changed += k
+	}
+	if full > 0 {
+		stmt, err := tx.PrepareContext(ctx, multiRow(head, width, rowsPerStatement, tail))
+		if err != nil {
+			return 0, err
+		}
+		defer stmt.Close()
+		for start := 0; start < full; start += rowsPerStatement {
+			args = args[:0]
+			for i := start; i < start+rowsPerStatement; i++ {
+				args = row(i, args)
+			}
+			res, err := stmt.ExecContext(ctx, args...)
+			if err != nil {
+				return 0, err
+			}
+			count(res)
+		}
+	}
+	if full < n {
+		args = args[:0]
+		for i := full; i < n; i++ {
+			args = row(i, args)
+		}
+		res, err := tx.ExecContext(ctx, multiRow(head, width, n-full, tail), args...)
+		if err != nil {
+			return 0, err
+		}
+		count(res)
+	}
+	return changed, nil
+}
+
+// queryIDs runs "SELECT … WHERE column IN (ids)" in chunks (= ANY on
+// PostgreSQL) and calls each for every row.
+func queryIDs(ctx context.Context, tx *store.Tx, query string, ids []ID, each func(scan func(...any) error) error) error {
+	const chunk = 500
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		var q string
+		var args []any
+		if tx.Dialect() == store.Postgres {
+			raw := make([][]byte, len(part))
+			for i := range part {
+				raw[i] = part[i][:]
+			}
+			q, args = query+" = ANY($1::bytea[])", []any{raw}
+		} else {
+			q = query + " IN (" + strings.TrimSuffix(strings.Repeat("?,", len(part)), ",") + ")"
+			args = make([]any, len(part))
+			for i := range part {
+				args[i] = part[i][:]
+			}
+		}
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			if err := each(rows.Scan); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setKeys(m map[ID]bool) []ID {
+	out := make([]ID, 0, len(m))
+	for id := range m {
+		out = append(out, id)
+	}
+	return out
+}
+
+// transferRow is the column list decodeRow takes.
+const transferRow = "id, ts, state, expires_at, body"
+
+func scanRecord(scan func(...any) error) (*record, error) {
+	var id, body []byte
+	var ts, expires int64
+	var state int
+	if err := scan(&id, &ts, &state, &expires, &body); err != nil {
+		return nil, err
+	}
+	return decodeRow(id, ts, state, expires, body)
+}
+
+func (g *groupState) loadTransfers(ctx context.Context, tx *store.Tx, ids map[ID]bool) error {
+	err := queryIDs(ctx, tx, "SELECT "+transferRow+" FROM ledger_transfers WHERE id", setKeys(ids), func(scan func(...any) error) error {
+		r, err := scanRecord(scan)
+		if err != nil {
+			return err
+		}
+		g.existing[r.ID] = r
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load transfers: %w", err)
+	}
+	return nil
+}
+
+func (g *groupState) loadAccounts(ctx context.Context, tx *store.Tx, ids []ID) error {
+	if tx.Dialect() == store.Postgres {
+		err := queryIDs(ctx, tx, "SELECT "+accountColumns+" FROM ledger_accounts WHERE id", ids, func(scan func(...any) error) error {
+			a, err := scanAccount(scan)
+			if err == nil {
+				g.accounts[a.ID] = a
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("load accounts: %w", err)
+		}
+		return nil
+	}
+	err := queryIDs(ctx, tx, "SELECT seq, "+accountColumns+" FROM ledger_accounts WHERE id", ids, func(scan func(...any) error) error {
+		var seq int64
+		a, err := scanAccount(func(dest ...any) error { return scan(append([]any{&seq}, dest...)...) })
+		if err == nil {
+			a.seq = seq
+			g.accounts[a.ID] = a
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("load accounts: %w", err)
+	}
+	return nil
+}
+
+// dueTransfers lists pending transfers whose timeout has passed.
+func dueTransfers(ctx context.Context, tx *store.Tx, now time.Time) ([]ID, error) {
+	// "state = 1" is written out so that the partial index on pending
+	// transfers applies (a parameter would not match its predicate).
+	rows, err := tx.QueryContext(ctx, "SELECT id FROM ledger_transfers WHERE state = 1 AND expires_at > 0 AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+		now.UnixMilli(), MaxBatch)
+	if err != nil {
+		return nil, fmt.Errorf("find expired: %w", err)
+	}
+	defer rows.Close()
+	var ids []ID
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			return nil, err
+		}
+		var id ID
+		copy(id[:], raw)
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// write stores the group: new and refused transfers, resolved pending
+// states, balances, marks, the batch's Merkle root in the transparency log,
+// and the ledger clock.
+func (g *groupState) write(ctx context.Context, tx *store.Tx, lastTS int64) error {
+	// Refused transfers take timestamps after the applied ones.
+	next := g.firstTS + int64(len(g.newOnes))
+	for _, r := range g.failed {
+		r.Timestamp = time.Unix(0, next).UTC()
+		next++
+	}
+	rows := append(append(make([]*record, 0, len(g.newOnes)+len(g.failed)), g.newOnes...), g.failed...)
+	if err := insertRecords(ctx, tx, rows); err != nil {
+		if store.IsConflict(err) {
+			return fmt.Errorf("%w: %w", errIDTaken, err)
+		}
+		return fmt.Errorf("store transfers: %w", err)
+	}
+	if err := updateStates(ctx, tx, g.changedPd); err != nil {
+		return fmt.Errorf("resolve pending: %w", err)
+	}
+	changed := make([]*Account, 0, len(g.changedAc))
+	for id := range g.changedAc {
+		changed = append(changed, g.accounts[id])
+	}
+	if err := updateAccounts(ctx, tx, changed); err != nil {
+		return fmt.Errorf("update balances: %w", err)
+	}
+	meta := make([]*Account, 0, len(g.changedMd))
+	for id := range g.changedMd {
+		meta = append(meta, g.accounts[id])
+	}
+	if err := updateMetadata(ctx, tx, meta); err != nil {
+		return fmt.Errorf("update accounts: %w", err)
+	}
+	if err := insertMarks(ctx, tx, g.marks); err != nil {
+		return fmt.Errorf("history marks: %w", err)
+	}
+	batches := g.batch - 1
+	if len(g.newOnes) > 0 {
+		batches = g.batch
+		if err := g.logBatch(ctx, tx); err != nil {
+			return err
+		}
+	}
+	if next > g.firstTS {
+		lastTS = next - 1
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE ledger_clock SET last_ts = $1, batches = $2 WHERE id = 1", lastTS, batches); err != nil {
+		return fmt.Errorf("ledger clock: %w", err)
+	}
+	return nil
+}
+
+// logBatch appends the batch's Merkle root over its transfers' canonical
+// encodings to the transparency log, and keeps the leaf hashes for proofs.
+func (g *groupState) logBatch(ctx context.Context, tx *store.Tx) error {
+	leaves := make([]byte, 0, 32*len(g.newOnes))
+	hashes := make([]xtlog.Hash, len(g.newOnes))
+	for i, r := range g.newOnes {
+		hashes[i] = xtlog.RecordHash(encode(&r.Transfer))
+		leaves = append(leaves, hashes[i][:]...)
+	}
+	root := merkleRoot(hashes)
+	entry := &tlog.Entry{Kind: tlog.KindLedgerBatch, Time: g.now, Count: uint32(len(g.newOnes)), Root: root}
+	binary.BigEndian.PutUint64(entry.BatchID[8:], uint64(g.batch))
+	data, err := entry.Marshal()
+	if err != nil {
+		return err
+	}
+	logIndex, err := tlog.Sequence(ctx, tx, g.now, data)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO ledger_batches (batch, log_index, root, count, first_ts, hashes) VALUES ($1, $2, $3, $4, $5, $6)",
+		g.batch, logIndex, root[:], len(g.newOnes), g.firstTS, leaves); err != nil {
+		return fmt.Errorf("store batch: %w", err)
+	}
+	return nil
+}
+
+// merkleRoot is the RFC 6962 tree hash over leaf hashes (what x/mod's
+// tlog.TreeHash computes, without building the stored-hash table).
+func merkleRoot(leaves []xtlog.Hash) xtlog.Hash {
+	switch len(leaves) {
+	case 0:
+		return xtlog.Hash{}
+	case 1:
+		return leaves[0]
+	}
+	k := 1
+	for k*2 < len(leaves) {
+		k *= 2
+	}
+	return xtlog.NodeHash(merkleRoot(leaves[:k]), merkleRoot(leaves[k:]))
+}
+
+func insertRecords(ctx context.Context, tx *store.Tx, rs []*record) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	bodies := make([][]byte, len(rs))
+	buf := make([]byte, 0, 96*len(rs))
+	for i, r := range rs {
+		start := len(buf)
+		buf = r.marshalBody(buf)
+		bodies[i] = buf[start:len(buf):len(buf)]
+	}
+	if tx.Dialect() == store.Postgres {
+		n := len(rs)
+		ids, stamps, states, expires := make([][]byte, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		for i, r := range rs {
+			ids[i], stamps[i], states[i], expires[i] = r.ID[:], r.Timestamp.UnixNano(), int64(r.state), r.expiresAt
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO ledger_transfers (id, ts, state, expires_at, body)
+			SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])`, ids, stamps, states, expires, bodies)
+		return err
+	}
+	_, err := execRows(ctx, tx, "INSERT OR FAIL INTO ledger_transfers (id, ts, state, expires_at, body) VALUES ", 5, "", len(rs), func(i int, args []any) []any {
+		r := rs[i]
+		return append(args, r.ID[:], r.Timestamp.UnixNano(), r.state, r.expiresAt, bodies[i])
+	})
+	return err
+}
+
+func updateStates(ctx context.Context, tx *store.Tx, ps map[ID]*record) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	ids, states := make([][]byte, 0, len(ps)), make([]int64, 0, len(ps))
+	for _, p := range ps {
+		ids, states = append(ids, p.ID[:]), append(states, int64(p.state))
+	}
+	if tx.Dialect() == store.Postgres {
+		_, err := tx.ExecContext(ctx, `UPDATE ledger_transfers t SET state = v.state FROM unnest($1::bytea[], $2::bigint[]) AS v(id, state) WHERE t.id = v.id`, ids, states)
+		return err
+	}
+	stmt, err := tx.PrepareContext(ctx, "UPDATE ledger_transfers SET state = ? WHERE id = ?")
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i := range ids {
+		if _, err := stmt.ExecContext(ctx, states[i], ids[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// updateAccounts writes each changed account's state once per group.
+func updateAccounts(ctx context.Context, tx *store.Tx, as []*Account) error {
+	if len(as) == 0 {
+		return nil
+	}
+	ids, states := make([][]byte, len(as)), make([][]byte, len(as))
+	buf := make([]byte, 0, stateSize*len(as))
+	for i, a := range as {
+		start := len(buf)
+		buf = a.marshalState(buf)
+		ids[i], states[i] = a.ID[:], buf[start:len(buf):len(buf)]
+	}
+	if tx.Dialect() == store.Postgres {
+		_, err := tx.ExecContext(ctx, `UPDATE ledger_accounts a SET state = v.state FROM unnest($1::bytea[], $2::bytea[]) AS v(id, state) WHERE a.id = v.id`, ids, states)
+		return err
+	}
+	// By seq (the rowid): SQLite then overwrites the fixed-size state in place.
+	n, err := execRows(ctx, tx, "UPDATE OR FAIL ledger_accounts SET state = v.column2 FROM (VALUES ", 2, ") AS v WHERE ledger_accounts.seq = v.column1",
+		len(as), func(i int, args []any) []any { return append(args, as[i].seq, states[i]) })
+	if err == nil && n != int64(len(as)) {
+		err = fmt.Errorf("ledger: %d of %d accounts to update are gone", int64(len(as))-n, len(as))
+	}
+	return err
+}
+
+// updateMetadata writes the flags and profile of accounts closed or moved to
+// another tier (rare: one statement each).
+func updateMetadata(ctx context.Context, tx *store.Tx, as []*Account) error {
+	for _, a := range as {
+		if _, err := tx.ExecContext(ctx, "UPDATE ledger_accounts SET flags = $1, profile = $2 WHERE id = $3", int(a.Flags), a.Profile, a.ID[:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func insertMarks(ctx context.Context, tx *store.Tx, ms []mark) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	if tx.Dialect() == store.Postgres {
+		accounts, stamps, ids := make([][]byte, len(ms)), make([]int64, len(ms)), make([][]byte, len(ms))
+		for i := range ms {
+			accounts[i], stamps[i], ids[i] = ms[i].account[:], ms[i].ts, ms[i].id[:]
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO ledger_marks (account, ts, id) SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[])", accounts, stamps, ids)
+		return err
+	}
+	_, err := execRows(ctx, tx, "INSERT OR FAIL INTO ledger_marks (account, ts, id) VALUES ", 3, "", len(ms), func(i int, args []any) []any {
+		return append(args, ms[i].account[:], ms[i].ts, ms[i].id[:])
+	})
+	return err
+}
