@@ -135,6 +135,13 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	}
 	batched := func(name string, hot bool) (ledgerFigure, error) {
 		fmt.Fprintf(e.stderr, "%s: %s…\n", engineName, name)
+		before := eng.Stats()
+		defer func() {
+			s := eng.Stats()
+			if g := s.Groups - before.Groups; g > 0 {
+				fmt.Fprintf(e.stderr, "  %d transactions, %.0f transfers each\n", g, float64(s.Applied-before.Applied)/float64(g))
+			}
+		}()
 		return runLoad(ctx, name, *duration, 4, func(r *rand.Rand) []ledger.Transfer {
 			ts := make([]ledger.Transfer, ledger.MaxBatch)
 			for i := range ts {

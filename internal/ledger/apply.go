@@ -445,6 +445,7 @@ func (g *groupState) expire(candidates []ID) int {
 // full asks for every transfer id to be looked up; otherwise only ids the
 // recent filter may have seen are.
 func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, full bool) (*groupState, error) {
+	w := &writer{ctx: ctx, tx: tx, stmts: e.stmts}
 	now := e.now().UTC()
 	g := &groupState{accounts: map[ID]*Account{}, existing: map[ID]*record{}, changedAc: map[ID]bool{}, changedMd: map[ID]bool{}, changedPd: map[ID]*record{},
 		now: now, day: now.Unix() / 86400, profiles: e.profiles,
@@ -452,8 +453,17 @@ func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, fu
 	// Every group changes ledger_clock first: on PostgreSQL the row lock
 	// orders groups of several processes before any work is done.
 	var lastTS, batches int64
-	if err := tx.QueryRowContext(ctx, "UPDATE ledger_clock SET generation = generation + 1 WHERE id = 1 RETURNING last_ts, batches, generation").
-		Scan(&lastTS, &batches, &g.gen); err != nil {
+	rows, err := w.query(clockStart)
+	if err != nil {
+		return nil, fmt.Errorf("ledger clock: %w", err)
+	}
+	if !rows.Next() {
+		rows.Close()
+		return nil, fmt.Errorf("ledger clock: no row: %w", rows.Err())
+	}
+	err = rows.Scan(&lastTS, &batches, &g.gen)
+	rows.Close()
+	if err != nil {
 		return nil, fmt.Errorf("ledger clock: %w", err)
 	}
 	if g.gen-1 != e.gen {
@@ -481,7 +491,7 @@ func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, fu
 		case opClose, opProfile:
 			accounts[r.account] = true
 		case opExpire:
-			ids, err := dueTransfers(ctx, tx, now)
+			ids, err := dueTransfers(w, now)
 			if err != nil {
 				return nil, err
 			}
@@ -492,7 +502,7 @@ func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, fu
 		}
 	}
 	delete(lookup, ID{})
-	if err := g.loadTransfers(ctx, tx, lookup); err != nil {
+	if err := g.loadTransfers(w, lookup); err != nil {
 		return nil, err
 	}
 	for _, s := range g.existing { // pending transfers bring their accounts
@@ -510,7 +520,7 @@ func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, fu
 			missing = append(missing, id)
 		}
 	}
-	if err := g.loadAccounts(ctx, tx, missing); err != nil {
+	if err := g.loadAccounts(w, missing); err != nil {
 		return nil, err
 	}
 
@@ -535,5 +545,5 @@ func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, fu
 			expiring = expiring[1:]
 		}
 	}
-	return g, g.write(ctx, tx, lastTS)
+	return g, g.write(w, lastTS)
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/civstack/civstack/internal/store"
@@ -26,10 +27,13 @@ type Engine struct {
 	reqs     chan *request
 	stopped  chan struct{}
 
+	stats struct{ groups, requests, applied, refused, redone atomic.Int64 }
+
 	// Owned by Run's goroutine.
 	cache  map[ID]*Account // committed accounts as of generation gen
 	gen    int64           // ledger_clock.generation after our last commit; -1 unknown
 	recent *recentIDs
+	stmts  *stmtCache
 }
 
 // opKind is what a request asks the engine to do.
@@ -74,7 +78,22 @@ func New(db *store.DB, now func() time.Time, profiles map[string]Limits) *Engine
 		profiles = DefaultProfiles
 	}
 	return &Engine{db: db, now: now, profiles: profiles, reqs: make(chan *request, 4096), stopped: make(chan struct{}),
-		cache: map[ID]*Account{}, gen: -1, recent: newRecentIDs()}
+		cache: map[ID]*Account{}, gen: -1, recent: newRecentIDs(), stmts: &stmtCache{db: db, m: map[string]*sql.Stmt{}}}
+}
+
+// Stats are counters of what the engine has written since it started.
+type Stats struct {
+	Groups   int64 // transactions written
+	Requests int64 // requests they carried
+	Applied  int64 // transfers applied
+	Refused  int64 // transfers refused and remembered
+	Redone   int64 // groups run again because an id assumed new was taken
+}
+
+// Stats returns the engine's counters. Safe for concurrent use.
+func (e *Engine) Stats() Stats {
+	return Stats{Groups: e.stats.groups.Load(), Requests: e.stats.requests.Load(), Applied: e.stats.applied.Load(),
+		Refused: e.stats.refused.Load(), Redone: e.stats.redone.Load()}
 }
 
 // Profiles returns the limit profiles the engine enforces.
@@ -83,6 +102,8 @@ func (e *Engine) Profiles() map[string]Limits { return e.profiles }
 // Run applies requests until ctx ends.
 func (e *Engine) Run(ctx context.Context) {
 	defer close(e.stopped)
+	e.stmts.warm(ctx)
+	defer e.stmts.close()
 	var group []*request
 	var carry *request
 	for {
@@ -145,6 +166,7 @@ func (e *Engine) apply(ctx context.Context, group []*request) {
 		if !errors.Is(err, errIDTaken) {
 			break
 		}
+		e.stats.redone.Add(1)
 	}
 	if err != nil {
 		// Whatever happened, the cached accounts may be wrong now.
@@ -157,6 +179,10 @@ func (e *Engine) apply(ctx context.Context, group []*request) {
 		return
 	}
 	e.committed(g)
+	e.stats.groups.Add(1)
+	e.stats.requests.Add(int64(len(group)))
+	e.stats.applied.Add(int64(len(g.newOnes)))
+	e.stats.refused.Add(int64(len(g.failed)))
 	for i, r := range group {
 		r.results, r.expired, r.err = g.results[i], g.expired[i], g.errs[i]
 		close(r.done)
@@ -170,11 +196,7 @@ func (e *Engine) committed(g *groupState) {
 		clear(e.cache)
 	}
 	for id, a := range g.accounts {
-		if c := e.cache[id]; c != nil {
-			*c = *a
-		} else {
-			e.cache[id] = a
-		}
+		e.cache[id] = a // the group's copy becomes the committed one
 	}
 	e.gen = g.gen
 	for _, r := range g.newOnes {

@@ -19,7 +19,7 @@ import (
 // PostgreSQL statement takes whole columns as arrays (unnest), one
 // statement per table per group.
 
-// rowsPerStatement is how many rows one multi-row SQLite statement carries.
+// rowsPerStatement is the most rows one multi-row SQLite statement carries.
 const rowsPerStatement = 64
 
 // multiRow builds "head (…),(…) tail" with n tuples of width parameters.
@@ -37,84 +37,175 @@ func multiRow(head string, width, n int, tail string) string {
 	return b.String()
 }
 
-// execRows runs a multi-row SQLite statement over n rows, rowsPerStatement
-// at a time; row appends row i's width values. It returns how many rows the
-// statements changed.
-func execRows(ctx context.Context, tx *store.Tx, head string, width int, tail string, n int, row func(i int, args []any) []any) (int64, error) {
-	full := n / rowsPerStatement * rowsPerStatement
+// writer runs a group's statements in its transaction. On SQLite it takes
+// statements from the engine's cache of prepared ones (see stmts), so that a
+// group of a few transfers does not spend its time parsing SQL.
+type writer struct {
+	ctx   context.Context
+	tx    *store.Tx
+	stmts *stmtCache
+}
+
+// stmtCache holds statements prepared once on the writer connection. Only
+// the engine's goroutine uses it.
+type stmtCache struct {
+	db *store.DB
+	m  map[string]*sql.Stmt
+}
+
+func (c *stmtCache) close() {
+	for _, st := range c.m {
+		st.Close()
+	}
+	clear(c.m)
+}
+
+// warm prepares every statement a SQLite group may run. It must run outside
+// a transaction: the writer pool's one connection is the transaction's.
+func (c *stmtCache) warm(ctx context.Context) {
+	if c.db.Dialect() != store.SQLite {
+		return
+	}
+	qs := []string{clockStart, clockEnd, batchInsert, dueQuery, stateUpdate, metadataUpdate}
+	for size := rowsPerStatement; size >= 1; size /= 2 {
+		qs = append(qs, multiRow(insertHead, 5, size, ""), multiRow(accountsHead, 2, size, accountsTail), multiRow(marksHead, 3, size, ""))
+	}
+	for size := inListMost; size >= 1; size /= 2 {
+		for _, q := range []string{transfersByID, accountsByID, accountsBySeqByID} {
+			qs = append(qs, inList(q, size))
+		}
+	}
+	for _, q := range qs {
+		if c.m[q] != nil {
+			continue
+		}
+		if st, err := c.db.Prepare(ctx, q); err == nil {
+			c.m[q] = st
+		}
+	}
+}
+
+// stmt returns query bound to the transaction: the cached prepared statement,
+// or one prepared in the transaction for a query warm did not foresee.
+func (w *writer) stmt(query string) (*sql.Stmt, error) {
+	if st := w.stmts.m[query]; st != nil {
+		return w.tx.StmtContext(w.ctx, st), nil
+	}
+	return w.tx.PrepareContext(w.ctx, query)
+}
+
+// The statements of a group.
+const (
+	clockStart        = "UPDATE ledger_clock SET generation = generation + 1 WHERE id = 1 RETURNING last_ts, batches, generation"
+	clockEnd          = "UPDATE ledger_clock SET last_ts = $1, batches = $2 WHERE id = 1"
+	batchInsert       = "INSERT INTO ledger_batches (batch, log_index, root, count, first_ts, hashes) VALUES ($1, $2, $3, $4, $5, $6)"
+	dueQuery          = "SELECT id FROM ledger_transfers WHERE state = 1 AND expires_at > 0 AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
+	stateUpdate       = "UPDATE ledger_transfers SET state = $1 WHERE id = $2"
+	metadataUpdate    = "UPDATE ledger_accounts SET flags = $1, profile = $2 WHERE id = $3"
+	insertHead        = "INSERT OR FAIL INTO ledger_transfers (id, ts, state, expires_at, body) VALUES "
+	accountsHead      = "UPDATE OR FAIL ledger_accounts SET state = v.column2 FROM (VALUES "
+	accountsTail      = ") AS v WHERE ledger_accounts.seq = v.column1"
+	marksHead         = "INSERT OR FAIL INTO ledger_marks (account, ts, id) VALUES "
+	transfersByID     = "SELECT " + transferRow + " FROM ledger_transfers WHERE id"
+	accountsByID      = "SELECT " + accountColumns + " FROM ledger_accounts WHERE id"
+	accountsBySeqByID = "SELECT seq, " + accountColumns + " FROM ledger_accounts WHERE id"
+	inListMost        = 512
+)
+
+func inList(query string, n int) string {
+	return query + " IN (" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
+}
+
+// exec runs one statement, prepared once on SQLite.
+func (w *writer) exec(query string, args ...any) (sql.Result, error) {
+	if w.tx.Dialect() == store.Postgres {
+		return w.tx.ExecContext(w.ctx, query, args...)
+	}
+	st, err := w.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(w.ctx, args...)
+}
+
+// query runs one query, prepared once on SQLite.
+func (w *writer) query(query string, args ...any) (*sql.Rows, error) {
+	if w.tx.Dialect() == store.Postgres {
+		return w.tx.QueryContext(w.ctx, query, args...)
+	}
+	st, err := w.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(w.ctx, args...)
+}
+
+// execRows runs a multi-row SQLite statement over n rows: rowsPerStatement
+// at a time, the rest in statements of 32, 16, … 1 rows, so that only seven
+// shapes are ever prepared. row appends row i's width values. It returns how
+// many rows the statements changed.
+func (w *writer) execRows(head string, width int, tail string, n int, row func(i int, args []any) []any) (int64, error) {
 	args := make([]any, 0, width*rowsPerStatement)
 	var changed int64
-	count := func(res sql.Result) {
+	for i := 0; i < n; {
+		size := rowsPerStatement
+		for size > n-i {
+			size /= 2
+		}
+		args = args[:0]
+		for k := i; k < i+size; k++ {
+			args = row(k, args)
+		}
+		res, err := w.exec(multiRow(head, width, size, tail), args...)
+		if err != nil {
+			return 0, err
+		}
 		k, _ := res.RowsAffected()
 		changed += k
-	}
-	if full > 0 {
-		stmt, err := tx.PrepareContext(ctx, multiRow(head, width, rowsPerStatement, tail))
-		if err != nil {
-			return 0, err
-		}
-		defer stmt.Close()
-		for start := 0; start < full; start += rowsPerStatement {
-			args = args[:0]
-			for i := start; i < start+rowsPerStatement; i++ {
-				args = row(i, args)
-			}
-			res, err := stmt.ExecContext(ctx, args...)
-			if err != nil {
-				return 0, err
-			}
-			count(res)
-		}
-	}
-	if full < n {
-		args = args[:0]
-		for i := full; i < n; i++ {
-			args = row(i, args)
-		}
-		res, err := tx.ExecContext(ctx, multiRow(head, width, n-full, tail), args...)
-		if err != nil {
-			return 0, err
-		}
-		count(res)
+		i += size
 	}
 	return changed, nil
 }
 
-// queryIDs runs "SELECT … WHERE column IN (ids)" in chunks (= ANY on
-// PostgreSQL) and calls each for every row.
-func queryIDs(ctx context.Context, tx *store.Tx, query string, ids []ID, each func(scan func(...any) error) error) error {
-	const chunk = 500
-	for start := 0; start < len(ids); start += chunk {
-		part := ids[start:min(start+chunk, len(ids))]
-		var q string
-		var args []any
-		if tx.Dialect() == store.Postgres {
-			raw := make([][]byte, len(part))
-			for i := range part {
-				raw[i] = part[i][:]
-			}
-			q, args = query+" = ANY($1::bytea[])", []any{raw}
-		} else {
-			q = query + " IN (" + strings.TrimSuffix(strings.Repeat("?,", len(part)), ",") + ")"
-			args = make([]any, len(part))
-			for i := range part {
-				args[i] = part[i][:]
-			}
-		}
-		rows, err := tx.QueryContext(ctx, q, args...)
+// queryIDs runs "SELECT … WHERE column IN (ids)" (= ANY on PostgreSQL)
+// and calls each for every row. On SQLite the list is cut into chunks of
+// 512, 256, … 1 ids, so that few statement shapes are prepared.
+func (w *writer) queryIDs(query string, ids []ID, each func(scan func(...any) error) error) error {
+	run := func(rows *sql.Rows, err error) error {
 		if err != nil {
 			return err
 		}
+		defer rows.Close()
 		for rows.Next() {
 			if err := each(rows.Scan); err != nil {
-				rows.Close()
 				return err
 			}
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		return rows.Err()
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if w.tx.Dialect() == store.Postgres {
+		raw := make([][]byte, len(ids))
+		for i := range ids {
+			raw[i] = ids[i][:]
+		}
+		return run(w.query(query+" = ANY($1::bytea[])", raw))
+	}
+	for i := 0; i < len(ids); {
+		size := inListMost
+		for size > len(ids)-i {
+			size /= 2
+		}
+		args := make([]any, size)
+		for k := range args {
+			args[k] = ids[i+k][:]
+		}
+		if err := run(w.query(inList(query, size), args...)); err != nil {
 			return err
 		}
+		i += size
 	}
 	return nil
 }
@@ -140,8 +231,8 @@ func scanRecord(scan func(...any) error) (*record, error) {
 	return decodeRow(id, ts, state, expires, body)
 }
 
-func (g *groupState) loadTransfers(ctx context.Context, tx *store.Tx, ids map[ID]bool) error {
-	err := queryIDs(ctx, tx, "SELECT "+transferRow+" FROM ledger_transfers WHERE id", setKeys(ids), func(scan func(...any) error) error {
+func (g *groupState) loadTransfers(w *writer, ids map[ID]bool) error {
+	err := w.queryIDs(transfersByID, setKeys(ids), func(scan func(...any) error) error {
 		r, err := scanRecord(scan)
 		if err != nil {
 			return err
@@ -155,9 +246,9 @@ func (g *groupState) loadTransfers(ctx context.Context, tx *store.Tx, ids map[ID
 	return nil
 }
 
-func (g *groupState) loadAccounts(ctx context.Context, tx *store.Tx, ids []ID) error {
-	if tx.Dialect() == store.Postgres {
-		err := queryIDs(ctx, tx, "SELECT "+accountColumns+" FROM ledger_accounts WHERE id", ids, func(scan func(...any) error) error {
+func (g *groupState) loadAccounts(w *writer, ids []ID) error {
+	if w.tx.Dialect() == store.Postgres {
+		err := w.queryIDs(accountsByID, ids, func(scan func(...any) error) error {
 			a, err := scanAccount(scan)
 			if err == nil {
 				g.accounts[a.ID] = a
@@ -169,7 +260,7 @@ func (g *groupState) loadAccounts(ctx context.Context, tx *store.Tx, ids []ID) e
 		}
 		return nil
 	}
-	err := queryIDs(ctx, tx, "SELECT seq, "+accountColumns+" FROM ledger_accounts WHERE id", ids, func(scan func(...any) error) error {
+	err := w.queryIDs(accountsBySeqByID, ids, func(scan func(...any) error) error {
 		var seq int64
 		a, err := scanAccount(func(dest ...any) error { return scan(append([]any{&seq}, dest...)...) })
 		if err == nil {
@@ -185,10 +276,10 @@ func (g *groupState) loadAccounts(ctx context.Context, tx *store.Tx, ids []ID) e
 }
 
 // dueTransfers lists pending transfers whose timeout has passed.
-func dueTransfers(ctx context.Context, tx *store.Tx, now time.Time) ([]ID, error) {
+func dueTransfers(w *writer, now time.Time) ([]ID, error) {
 	// "state = 1" is written out so that the partial index on pending
 	// transfers applies (a parameter would not match its predicate).
-	rows, err := tx.QueryContext(ctx, "SELECT id FROM ledger_transfers WHERE state = 1 AND expires_at > 0 AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+	rows, err := w.query(dueQuery,
 		now.UnixMilli(), MaxBatch)
 	if err != nil {
 		return nil, fmt.Errorf("find expired: %w", err)
@@ -210,7 +301,7 @@ func dueTransfers(ctx context.Context, tx *store.Tx, now time.Time) ([]ID, error
 // write stores the group: new and refused transfers, resolved pending
 // states, balances, marks, the batch's Merkle root in the transparency log,
 // and the ledger clock.
-func (g *groupState) write(ctx context.Context, tx *store.Tx, lastTS int64) error {
+func (g *groupState) write(w *writer, lastTS int64) error {
 	// Refused transfers take timestamps after the applied ones.
 	next := g.firstTS + int64(len(g.newOnes))
 	for _, r := range g.failed {
@@ -218,43 +309,43 @@ func (g *groupState) write(ctx context.Context, tx *store.Tx, lastTS int64) erro
 		next++
 	}
 	rows := append(append(make([]*record, 0, len(g.newOnes)+len(g.failed)), g.newOnes...), g.failed...)
-	if err := insertRecords(ctx, tx, rows); err != nil {
+	if err := insertRecords(w, rows); err != nil {
 		if store.IsConflict(err) {
 			return fmt.Errorf("%w: %w", errIDTaken, err)
 		}
 		return fmt.Errorf("store transfers: %w", err)
 	}
-	if err := updateStates(ctx, tx, g.changedPd); err != nil {
+	if err := updateStates(w, g.changedPd); err != nil {
 		return fmt.Errorf("resolve pending: %w", err)
 	}
 	changed := make([]*Account, 0, len(g.changedAc))
 	for id := range g.changedAc {
 		changed = append(changed, g.accounts[id])
 	}
-	if err := updateAccounts(ctx, tx, changed); err != nil {
+	if err := updateAccounts(w, changed); err != nil {
 		return fmt.Errorf("update balances: %w", err)
 	}
 	meta := make([]*Account, 0, len(g.changedMd))
 	for id := range g.changedMd {
 		meta = append(meta, g.accounts[id])
 	}
-	if err := updateMetadata(ctx, tx, meta); err != nil {
+	if err := updateMetadata(w, meta); err != nil {
 		return fmt.Errorf("update accounts: %w", err)
 	}
-	if err := insertMarks(ctx, tx, g.marks); err != nil {
+	if err := insertMarks(w, g.marks); err != nil {
 		return fmt.Errorf("history marks: %w", err)
 	}
 	batches := g.batch - 1
 	if len(g.newOnes) > 0 {
 		batches = g.batch
-		if err := g.logBatch(ctx, tx); err != nil {
+		if err := g.logBatch(w); err != nil {
 			return err
 		}
 	}
 	if next > g.firstTS {
 		lastTS = next - 1
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE ledger_clock SET last_ts = $1, batches = $2 WHERE id = 1", lastTS, batches); err != nil {
+	if _, err := w.exec(clockEnd, lastTS, batches); err != nil {
 		return fmt.Errorf("ledger clock: %w", err)
 	}
 	return nil
@@ -262,7 +353,7 @@ func (g *groupState) write(ctx context.Context, tx *store.Tx, lastTS int64) erro
 
 // logBatch appends the batch's Merkle root over its transfers' canonical
 // encodings to the transparency log, and keeps the leaf hashes for proofs.
-func (g *groupState) logBatch(ctx context.Context, tx *store.Tx) error {
+func (g *groupState) logBatch(w *writer) error {
 	leaves := make([]byte, 0, 32*len(g.newOnes))
 	hashes := make([]xtlog.Hash, len(g.newOnes))
 	for i, r := range g.newOnes {
@@ -276,11 +367,11 @@ func (g *groupState) logBatch(ctx context.Context, tx *store.Tx) error {
 	if err != nil {
 		return err
 	}
-	logIndex, err := tlog.Sequence(ctx, tx, g.now, data)
+	logIndex, err := tlog.Sequence(w.ctx, w.tx, g.now, data)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO ledger_batches (batch, log_index, root, count, first_ts, hashes) VALUES ($1, $2, $3, $4, $5, $6)",
+	if _, err := w.exec(batchInsert,
 		g.batch, logIndex, root[:], len(g.newOnes), g.firstTS, leaves); err != nil {
 		return fmt.Errorf("store batch: %w", err)
 	}
@@ -303,7 +394,7 @@ func merkleRoot(leaves []xtlog.Hash) xtlog.Hash {
 	return xtlog.NodeHash(merkleRoot(leaves[:k]), merkleRoot(leaves[k:]))
 }
 
-func insertRecords(ctx context.Context, tx *store.Tx, rs []*record) error {
+func insertRecords(w *writer, rs []*record) error {
 	if len(rs) == 0 {
 		return nil
 	}
@@ -314,24 +405,24 @@ func insertRecords(ctx context.Context, tx *store.Tx, rs []*record) error {
 		buf = r.marshalBody(buf)
 		bodies[i] = buf[start:len(buf):len(buf)]
 	}
-	if tx.Dialect() == store.Postgres {
+	if w.tx.Dialect() == store.Postgres {
 		n := len(rs)
 		ids, stamps, states, expires := make([][]byte, n), make([]int64, n), make([]int64, n), make([]int64, n)
 		for i, r := range rs {
 			ids[i], stamps[i], states[i], expires[i] = r.ID[:], r.Timestamp.UnixNano(), int64(r.state), r.expiresAt
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO ledger_transfers (id, ts, state, expires_at, body)
+		_, err := w.exec(`INSERT INTO ledger_transfers (id, ts, state, expires_at, body)
 			SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])`, ids, stamps, states, expires, bodies)
 		return err
 	}
-	_, err := execRows(ctx, tx, "INSERT OR FAIL INTO ledger_transfers (id, ts, state, expires_at, body) VALUES ", 5, "", len(rs), func(i int, args []any) []any {
+	_, err := w.execRows(insertHead, 5, "", len(rs), func(i int, args []any) []any {
 		r := rs[i]
 		return append(args, r.ID[:], r.Timestamp.UnixNano(), r.state, r.expiresAt, bodies[i])
 	})
 	return err
 }
 
-func updateStates(ctx context.Context, tx *store.Tx, ps map[ID]*record) error {
+func updateStates(w *writer, ps map[ID]*record) error {
 	if len(ps) == 0 {
 		return nil
 	}
@@ -339,17 +430,12 @@ func updateStates(ctx context.Context, tx *store.Tx, ps map[ID]*record) error {
 	for _, p := range ps {
 		ids, states = append(ids, p.ID[:]), append(states, int64(p.state))
 	}
-	if tx.Dialect() == store.Postgres {
-		_, err := tx.ExecContext(ctx, `UPDATE ledger_transfers t SET state = v.state FROM unnest($1::bytea[], $2::bigint[]) AS v(id, state) WHERE t.id = v.id`, ids, states)
+	if w.tx.Dialect() == store.Postgres {
+		_, err := w.exec(`UPDATE ledger_transfers t SET state = v.state FROM unnest($1::bytea[], $2::bigint[]) AS v(id, state) WHERE t.id = v.id`, ids, states)
 		return err
 	}
-	stmt, err := tx.PrepareContext(ctx, "UPDATE ledger_transfers SET state = ? WHERE id = ?")
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
 	for i := range ids {
-		if _, err := stmt.ExecContext(ctx, states[i], ids[i]); err != nil {
+		if _, err := w.exec(stateUpdate, states[i], ids[i]); err != nil {
 			return err
 		}
 	}
@@ -357,7 +443,7 @@ func updateStates(ctx context.Context, tx *store.Tx, ps map[ID]*record) error {
 }
 
 // updateAccounts writes each changed account's state once per group.
-func updateAccounts(ctx context.Context, tx *store.Tx, as []*Account) error {
+func updateAccounts(w *writer, as []*Account) error {
 	if len(as) == 0 {
 		return nil
 	}
@@ -368,12 +454,12 @@ func updateAccounts(ctx context.Context, tx *store.Tx, as []*Account) error {
 		buf = a.marshalState(buf)
 		ids[i], states[i] = a.ID[:], buf[start:len(buf):len(buf)]
 	}
-	if tx.Dialect() == store.Postgres {
-		_, err := tx.ExecContext(ctx, `UPDATE ledger_accounts a SET state = v.state FROM unnest($1::bytea[], $2::bytea[]) AS v(id, state) WHERE a.id = v.id`, ids, states)
+	if w.tx.Dialect() == store.Postgres {
+		_, err := w.exec(`UPDATE ledger_accounts a SET state = v.state FROM unnest($1::bytea[], $2::bytea[]) AS v(id, state) WHERE a.id = v.id`, ids, states)
 		return err
 	}
 	// By seq (the rowid): SQLite then overwrites the fixed-size state in place.
-	n, err := execRows(ctx, tx, "UPDATE OR FAIL ledger_accounts SET state = v.column2 FROM (VALUES ", 2, ") AS v WHERE ledger_accounts.seq = v.column1",
+	n, err := w.execRows(accountsHead, 2, accountsTail,
 		len(as), func(i int, args []any) []any { return append(args, as[i].seq, states[i]) })
 	if err == nil && n != int64(len(as)) {
 		err = fmt.Errorf("ledger: %d of %d accounts to update are gone", int64(len(as))-n, len(as))
@@ -383,28 +469,28 @@ func updateAccounts(ctx context.Context, tx *store.Tx, as []*Account) error {
 
 // updateMetadata writes the flags and profile of accounts closed or moved to
 // another tier (rare: one statement each).
-func updateMetadata(ctx context.Context, tx *store.Tx, as []*Account) error {
+func updateMetadata(w *writer, as []*Account) error {
 	for _, a := range as {
-		if _, err := tx.ExecContext(ctx, "UPDATE ledger_accounts SET flags = $1, profile = $2 WHERE id = $3", int(a.Flags), a.Profile, a.ID[:]); err != nil {
+		if _, err := w.exec(metadataUpdate, int(a.Flags), a.Profile, a.ID[:]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func insertMarks(ctx context.Context, tx *store.Tx, ms []mark) error {
+func insertMarks(w *writer, ms []mark) error {
 	if len(ms) == 0 {
 		return nil
 	}
-	if tx.Dialect() == store.Postgres {
+	if w.tx.Dialect() == store.Postgres {
 		accounts, stamps, ids := make([][]byte, len(ms)), make([]int64, len(ms)), make([][]byte, len(ms))
 		for i := range ms {
 			accounts[i], stamps[i], ids[i] = ms[i].account[:], ms[i].ts, ms[i].id[:]
 		}
-		_, err := tx.ExecContext(ctx, "INSERT INTO ledger_marks (account, ts, id) SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[])", accounts, stamps, ids)
+		_, err := w.exec("INSERT INTO ledger_marks (account, ts, id) SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[])", accounts, stamps, ids)
 		return err
 	}
-	_, err := execRows(ctx, tx, "INSERT OR FAIL INTO ledger_marks (account, ts, id) VALUES ", 3, "", len(ms), func(i int, args []any) []any {
+	_, err := w.execRows(marksHead, 3, "", len(ms), func(i int, args []any) []any {
 		return append(args, ms[i].account[:], ms[i].ts, ms[i].id[:])
 	})
 	return err

@@ -148,6 +148,13 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 // it is read-only: writing through it fails.
 func (db *DB) Reader() *sql.DB { return db.read }
 
+// Prepare prepares a statement for write transactions, to be bound to one
+// with tx.StmtContext: on SQLite's single writer connection it is parsed
+// once, not once per transaction. The caller closes it.
+func (db *DB) Prepare(ctx context.Context, query string) (*sql.Stmt, error) {
+	return db.write.PrepareContext(ctx, query)
+}
+
 // Ping checks that the database answers within ctx.
 func (db *DB) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
