@@ -115,3 +115,82 @@ func TestQueriesAndOperations(t *testing.T) {
 		}
 	})
 }
+
+// A long history crosses many marks (every 64th transfer of an account):
+// every window of History and every BalanceAt agrees with a model kept by
+// the test, for an account that is debited and credited in turn.
+func TestLongHistory(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e, clk := start(t, db)
+		issuer := account(t, e, ledger.KindIssuer, 0, "")
+		a := account(t, e, ledger.KindWallet, ledger.DebitsMustNotExceedCredits, "")
+		b := account(t, e, ledger.KindWallet, 0, "")
+		type step struct {
+			at      time.Time
+			delta   int64
+			balance int64
+		}
+		var model []step
+		var bal int64
+		for i := 0; i < 300; i++ {
+			clk.add(time.Second)
+			var tr ledger.Transfer
+			switch {
+			case i%3 == 0:
+				tr = ledger.Transfer{ID: newID(), Debit: issuer, Credit: a, Amount: int64(100 + i)}
+			case i%3 == 1:
+				tr = ledger.Transfer{ID: newID(), Debit: a, Credit: b, Amount: int64(1 + i%7)}
+			default:
+				// Transfers of other accounts interleave and must not appear.
+				want(t, "other", submit(t, e, ledger.Transfer{ID: newID(), Debit: issuer, Credit: b, Amount: 5}), ledger.OK)
+				continue
+			}
+			want(t, "transfer", submit(t, e, tr), ledger.OK)
+			d := tr.Amount
+			if tr.Debit == a {
+				d = -d
+			}
+			bal += d
+			model = append(model, step{clk.now(), d, bal})
+		}
+		if got := balance(t, e, a); got.Balance() != bal || got.Transfers() != int64(len(model)) {
+			t.Fatalf("account: balance %d, %d transfers; want %d, %d", got.Balance(), got.Transfers(), bal, len(model))
+		}
+		windows := [][2]int{{0, len(model)}, {0, 1}, {63, 65}, {64, 200}, {127, 129}, {10, 11}, {150, len(model)}, {len(model) - 1, len(model)}}
+		for _, w := range windows {
+			for _, limit := range []int{1000, 7, 64, 65} {
+				from, to := model[w[0]].at, model[w[1]-1].at.Add(time.Nanosecond)
+				h, err := e.History(ctx, a, from, to, limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := min(w[1]-w[0], limit)
+				if len(h) != n {
+					t.Fatalf("history [%d, %d) limit %d: %d entries, want %d", w[0], w[1], limit, len(h), n)
+				}
+				for k, en := range h {
+					m := model[w[0]+k]
+					if en.Delta != m.delta || en.Balance != m.balance || !en.Timestamp.Before(m.at.Add(time.Second)) || en.Timestamp.Before(m.at) {
+						t.Fatalf("history [%d, %d) entry %d: %+v, want %+v", w[0], w[1], k, en, m)
+					}
+				}
+			}
+		}
+		if h, _ := e.History(ctx, a, model[len(model)-1].at.Add(time.Second), clk.now().Add(time.Hour), 10); len(h) != 0 {
+			t.Fatalf("history after the last transfer: %d entries", len(h))
+		}
+		for i, m := range model {
+			if got, err := e.BalanceAt(ctx, a, m.at.Add(500*time.Millisecond)); err != nil || got != m.balance {
+				t.Fatalf("balance after step %d: %d, %v; want %d", i, got, err, m.balance)
+			}
+			prev := int64(0)
+			if i > 0 {
+				prev = model[i-1].balance
+			}
+			if got, _ := e.BalanceAt(ctx, a, m.at.Add(-time.Nanosecond)); got != prev {
+				t.Fatalf("balance before step %d: %d, want %d", i, got, prev)
+			}
+		}
+	})
+}
