@@ -99,6 +99,12 @@ func TestUsageErrors(t *testing.T) {
 	oneLine(t, "missing certificate", code, 1, stderr, "TLS certificate")
 	code, _, stderr = run(t, nil, "keys", "--data", data, "burn")
 	oneLine(t, "keys burn", code, 2, stderr, "unknown keys command")
+	code, _, stderr = run(t, nil, "serve", "--data", data, "--addr", "127.0.0.1:0", "--ledger-profiles", filepath.Join(data, "none.json"))
+	oneLine(t, "missing profiles file", code, 2, stderr, "--ledger-profiles")
+	bad := filepath.Join(data, "profiles.json")
+	os.WriteFile(bad, []byte(`{"basic": {"per_dya": 1}}`), 0o600)
+	code, _, stderr = run(t, nil, "serve", "--data", data, "--addr", "127.0.0.1:0", "--ledger-profiles", bad)
+	oneLine(t, "typo in profiles", code, 2, stderr, "per_dya")
 }
 
 func TestStorageErrors(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -43,6 +44,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	logFormat := f.String("log-format", "text", "log format on stderr: text or json")
 	logLevel := f.String("log-level", "info", "log level: debug, info, warn or error")
 	sessionTTL := f.Duration("session-ttl", 12*time.Hour, "how long a sign-in lasts")
+	profilesFile := f.String("ledger-profiles", "", "JSON file of wallet limit profiles (default: the built-in basic and verified tiers; see docs/ledger.md)")
 	logOrigin := f.String("log-origin", "", "the transparency log's origin line (default: the --url host followed by /log)")
 	if err := f.parse(args, false); err != nil {
 		return err
@@ -66,6 +68,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%w: --addr %q is not host:port", errUsage, *addr)
 	}
 	if _, err := publicURL(*public, *addr, tlsConfig != nil); err != nil {
+		return err
+	}
+	profiles, err := loadProfiles(*profilesFile)
+	if err != nil {
 		return err
 	}
 
@@ -117,7 +123,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	eng := ledger.New(n.db, e.now, nil)
+	eng := ledger.New(n.db, e.now, profiles)
+	if err := eng.CheckProfiles(ctx); err != nil {
+		return fmt.Errorf("--ledger-profiles: %w", err)
+	}
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey()},
 		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng})
 	if err != nil {
@@ -174,6 +183,23 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	logger.Info("stopped")
 	fmt.Fprintln(e.stdout, "Stopped.")
 	return nil
+}
+
+// loadProfiles reads --ledger-profiles; "" means the built-in tiers.
+func loadProfiles(path string) (map[string]ledger.Limits, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --ledger-profiles: %v", errUsage, err)
+	}
+	defer f.Close()
+	ps, err := ledger.ParseProfiles(f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --ledger-profiles %s: %v", errUsage, path, err)
+	}
+	return ps, nil
 }
 
 // expirePending releases timed-out pending transfers every second.

@@ -3,6 +3,8 @@ package ledger_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -174,6 +176,48 @@ func FuzzParseID(f *testing.F) {
 		id, err := ledger.ParseID(s)
 		if err == nil && (id == (ledger.ID{}) || len(s) != 32) {
 			t.Fatalf("ParseID(%q) = %v", s, id)
+		}
+	})
+}
+
+func TestParseProfiles(t *testing.T) {
+	got, err := ledger.ParseProfiles(strings.NewReader(`{"basic": {"per_payment": 200000, "per_day": 500000, "balance_cap": 1000000}, "open": {}}`))
+	if err != nil || got["basic"] != (ledger.Limits{PerPayment: 200000, PerDay: 500000, BalanceCap: 1000000}) || got["open"] != (ledger.Limits{}) {
+		t.Fatalf("%+v %v", got, err)
+	}
+	for _, bad := range []string{`{"basic": {"per_paymnt": 1}}`, `{"Basic": {}}`, `{"x": {"per_day": -1}}`, `[]`, `{"a": {}} {}`, ``, `{"` + strings.Repeat("a", 33) + `": {}}`} {
+		if _, err := ledger.ParseProfiles(strings.NewReader(bad)); !errors.Is(err, ledger.ErrInvalid) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
+func FuzzParseProfiles(f *testing.F) {
+	f.Add(`{"basic": {"per_payment": 1, "per_day": 2, "balance_cap": 3}}`)
+	f.Add(`{"": {}}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		ps, err := ledger.ParseProfiles(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		for name, l := range ps {
+			if name == "" || l.PerDay < 0 || l.PerPayment < 0 || l.BalanceCap < 0 {
+				t.Fatalf("accepted %q: %+v", name, l)
+			}
+		}
+	})
+}
+
+func TestUnknownProfileInUse(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e, _ := start(t, db)
+		account(t, e, ledger.KindWallet, 0, "basic")
+		if err := e.CheckProfiles(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		other := ledger.New(db, time.Now, map[string]ledger.Limits{"verified": {}})
+		if err := other.CheckProfiles(context.Background()); !errors.Is(err, ledger.ErrInvalid) || !strings.Contains(err.Error(), `"basic"`) {
+			t.Fatalf("a dropped profile in use: %v", err)
 		}
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -25,6 +27,8 @@ func (s *Server) ledgerRoutes(api huma.API) {
 	huma.Register(api, op("get-ledger-account", http.MethodGet, "/ledger/accounts/{id}", "An account and its balances", 0), s.apiGetAccount)
 	huma.Register(api, op("ledger-history", http.MethodGet, "/ledger/accounts/{id}/history", "An account's transfers with the balance after each", 0), s.apiHistory)
 	huma.Register(api, op("create-transfers", http.MethodPost, "/ledger/transfers", "Submit up to 8,189 transfers; one result each", 0), s.apiTransfers)
+	huma.Register(api, op("ledger-profiles", http.MethodGet, "/ledger/profiles", "The wallet limit profiles in force", 0), s.apiProfiles)
+	huma.Register(api, op("get-transfer", http.MethodGet, "/ledger/transfers/{id}", "A stored transfer", 0), s.apiGetTransfer)
 	huma.Register(api, op("prove-transfer", http.MethodGet, "/ledger/transfers/{id}/proof", "A transfer's inclusion proof: batch, root, log entry", 0), s.apiProveTransfer)
 }
 
@@ -244,4 +248,53 @@ func (s *Server) apiProveTransfer(ctx context.Context, in *ledgerIDPath) (*proof
 	out.Body.Batch, out.Body.Position, out.Body.Count, out.Body.LogIndex = p.Batch, p.Position, p.Count, p.LogIndex
 	out.Body.Leaf, out.Body.Root, out.Body.Path = p.Leaf.String(), p.Root.String(), b64s(p.Path)
 	return out, nil
+}
+
+// ProfileBody is a wallet limit profile; zero means no limit.
+type ProfileBody struct {
+	Name       string `json:"name"`
+	PerPayment int64  `json:"per_payment" doc:"the most one transfer may debit, minor units"`
+	PerDay     int64  `json:"per_day" doc:"the most the account may be debited per UTC day, pending included"`
+	BalanceCap int64  `json:"balance_cap" doc:"the most the account may hold, pending credits included"`
+}
+
+type profilesOut struct {
+	Body struct {
+		Profiles []ProfileBody `json:"profiles"`
+	}
+}
+
+func (s *Server) apiProfiles(ctx context.Context, _ *struct{}) (*profilesOut, error) {
+	out := &profilesOut{}
+	out.Body.Profiles = []ProfileBody{}
+	for name, l := range s.ledger.Profiles() {
+		out.Body.Profiles = append(out.Body.Profiles, ProfileBody{Name: name, PerPayment: l.PerPayment, PerDay: l.PerDay, BalanceCap: l.BalanceCap})
+	}
+	slices.SortFunc(out.Body.Profiles, func(a, b ProfileBody) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// StoredTransferBody is a transfer as stored, with its timestamp.
+type StoredTransferBody struct {
+	TransferBody
+	Time time.Time `json:"time"`
+}
+
+type transferOut struct{ Body StoredTransferBody }
+
+func (s *Server) apiGetTransfer(ctx context.Context, in *ledgerIDPath) (*transferOut, error) {
+	id, err := parseLedgerID(in.ID)
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.ledger.Transfer(ctx, id)
+	if err != nil {
+		return nil, s.ledgerErr(err)
+	}
+	b := TransferBody{ID: t.ID.String(), Debit: t.Debit.String(), Credit: t.Credit.String(), Amount: t.Amount, Ledger: t.Ledger,
+		Code: t.Code, Flags: uint16(t.Flags), Timeout: int64(t.Timeout / time.Second), Reference: t.Reference}
+	if t.PendingID != (ledger.ID{}) {
+		b.PendingID = t.PendingID.String()
+	}
+	return &transferOut{Body: StoredTransferBody{TransferBody: b, Time: t.Timestamp}}, nil
 }

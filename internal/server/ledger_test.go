@@ -43,6 +43,11 @@ func TestLedgerAPI(t *testing.T) {
 	expect(t, "proof", r, 200, `"log_index"`, `"root"`)
 	expectProblem(t, "proof of nothing", op.get("/api/v1/ledger/transfers/"+id(999)+"/proof"), 404, "")
 	expectProblem(t, "unknown account", op.get("/api/v1/ledger/accounts/"+id(77)), 404, "")
+	expect(t, "a stored transfer", op.get("/api/v1/ledger/transfers/"+id(100)), 200, `"amount":50000`, `"time"`)
+	expectProblem(t, "a refused transfer is not stored as one", op.get("/api/v1/ledger/transfers/"+id(101)), 404, "")
+	expect(t, "a refused transfer's retry gets its first result", op.postJSON("/api/v1/ledger/transfers", map[string]any{"transfers": []map[string]any{
+		{"id": id(101), "debit": id(2), "credit": id(1), "amount": 999999, "code": 4}}}), 200, `"results":["exceeds_per_payment_limit"]`)
+	expect(t, "profiles", op.get("/api/v1/ledger/profiles"), 200, `"name":"basic","per_payment":200000,"per_day":500000,"balance_cap":1000000`)
 	var many []map[string]any
 	for i := 0; i < 8190; i++ {
 		many = append(many, map[string]any{"id": id(1000 + i), "debit": id(1), "credit": id(2), "amount": 1})

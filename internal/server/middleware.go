@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/civstack/civstack/internal/ledger"
 )
 
 type metrics struct {
@@ -143,4 +145,26 @@ func machinePath(p string) bool {
 		return true
 	}
 	return strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/log/")
+}
+
+// registerLedgerMetrics exports the ledger engine's counters (no labels: they
+// say how much was written, never by whom).
+func registerLedgerMetrics(reg prometheus.Registerer, eng *ledger.Engine) error {
+	for _, c := range []struct {
+		name, help string
+		get        func(ledger.Stats) int64
+	}{
+		{"civstack_ledger_transactions_total", "Ledger groups written, one transaction and disk sync each.", func(s ledger.Stats) int64 { return s.Groups }},
+		{"civstack_ledger_requests_total", "Ledger requests those transactions carried.", func(s ledger.Stats) int64 { return s.Requests }},
+		{"civstack_ledger_transfers_applied_total", "Transfers applied.", func(s ledger.Stats) int64 { return s.Applied }},
+		{"civstack_ledger_transfers_refused_total", "Transfers refused and remembered (a retry gets the same result).", func(s ledger.Stats) int64 { return s.Refused }},
+		{"civstack_ledger_redone_total", "Groups run again because a transfer id assumed new was taken.", func(s ledger.Stats) int64 { return s.Redone }},
+	} {
+		get := c.get
+		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(get(eng.Stats())) })); err != nil {
+			return err
+		}
+	}
+	return nil
 }

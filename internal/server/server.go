@@ -111,6 +111,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.Ledger != nil {
+		if err := registerLedgerMetrics(promReg, d.Ledger); err != nil {
+			return nil, err
+		}
+	}
 	return &Server{cfg: cfg, db: d.DB, reg: d.Registry, keys: d.Keys, log: d.Logger, now: d.Now,
 		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}, nil
 }

@@ -354,7 +354,7 @@ func TestOps(t *testing.T) {
 	expect(t, "readyz", c.get("/readyz"), 200, `"ready"`)
 	c.register("Amira Haddad")
 	r := c.get("/metrics")
-	expect(t, "metrics", r, 200, `civstack_http_requests_total{code="200",route="GET /healthz"}`, `route="POST /auth/register/finish"`)
+	expect(t, "metrics", r, 200, `civstack_http_requests_total{code="200",route="GET /healthz"}`, `route="POST /auth/register/finish"`, "civstack_ledger_transfers_applied_total")
 	var id string
 	n.db.Reader().QueryRow("SELECT id FROM people").Scan(&id)
 	if strings.Contains(r.body, id) || strings.Contains(r.body, "Amira") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -20,6 +21,7 @@ type checkpointer struct {
 	logger *slog.Logger
 	stop   chan struct{}
 	done   chan struct{}
+	once   sync.Once
 }
 
 const (
@@ -63,8 +65,13 @@ func (c *checkpointer) checkpoint(mode string) (int, error) {
 	return frames, err
 }
 
+// close stops the checkpointer; closing twice is harmless.
 func (c *checkpointer) close() error {
-	close(c.stop)
-	<-c.done
-	return c.db.Close()
+	var err error
+	c.once.Do(func() {
+		close(c.stop)
+		<-c.done
+		err = c.db.Close()
+	})
+	return err
 }
