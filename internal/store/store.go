@@ -59,7 +59,6 @@ type DB struct {
 	read    *sql.DB // SQLite: a read-only pool; PostgreSQL: the same pool
 	logger  *slog.Logger
 	dir     string // SQLite: the data directory
-	ckpt    *checkpointer
 }
 
 // Open connects to the database Options name and checks it answers. It does
@@ -107,10 +106,10 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger) (*DB, erro
 	}
 	path := filepath.Join(dir, "civstack.db")
 	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
-	// The writer keeps up to 128 MiB of pages (batches touch many), keeps
-	// statement journals in memory, and leaves checkpoints to the
-	// checkpointer's connection.
-	write, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_txlock=immediate&_pragma=cache_size(-131072)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&"+common)
+	// The writer keeps up to 128 MiB of pages (batches touch many) and its
+	// statement journals in memory. (Checkpoints from a connection of their
+	// own, off the commit path, measured no faster: docs/ledger.md.)
+	write, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_txlock=immediate&_pragma=cache_size(-131072)&_pragma=temp_store(MEMORY)&"+common)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -129,14 +128,7 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger) (*DB, erro
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	read.SetMaxOpenConns(8)
-	ckpt, err := sql.Open("sqlite", "file:"+path+"?"+common)
-	if err != nil {
-		write.Close()
-		read.Close()
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	ckpt.SetMaxOpenConns(1)
-	return &DB{dialect: SQLite, write: write, read: read, logger: logger, dir: dir, ckpt: startCheckpointer(ckpt, logger)}, nil
+	return &DB{dialect: SQLite, write: write, read: read, logger: logger, dir: dir}, nil
 }
 
 // checkWritable proves that dir accepts new files, so that a read-only data
@@ -178,11 +170,7 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close releases all connections.
 func (db *DB) Close() error {
-	var err error
-	if db.ckpt != nil {
-		err = db.ckpt.close()
-	}
-	err = errors.Join(err, db.write.Close())
+	err := db.write.Close()
 	if db.read != db.write {
 		err = errors.Join(err, db.read.Close())
 	}
