@@ -106,6 +106,7 @@ func (e *Engine) Run(ctx context.Context) {
 	defer e.stmts.close()
 	var group []*request
 	var carry *request
+	lastGroup, lastRequests := 0, 0
 	for {
 		if carry != nil {
 			group, carry = append(group[:0], carry), nil
@@ -119,6 +120,14 @@ func (e *Engine) Run(ctx context.Context) {
 			}
 		}
 		n := group[0].size()
+		// Under a load of full requests from several clients, wait a moment
+		// for more of them: a bigger group writes each account it touches
+		// once for more transfers. Small requests, and a lone client, never
+		// wait.
+		var linger <-chan time.Time
+		if lastGroup >= MaxBatch && lastRequests > 1 {
+			linger = time.After(lingerFor)
+		}
 	more:
 		for n < maxGroup {
 			select {
@@ -129,13 +138,31 @@ func (e *Engine) Run(ctx context.Context) {
 				}
 				group = append(group, r)
 				n += r.size()
+				continue
 			default:
+			}
+			if linger == nil {
+				break
+			}
+			select {
+			case r := <-e.reqs:
+				if n+r.size() > maxGroup {
+					carry = r
+					break more
+				}
+				group = append(group, r)
+				n += r.size()
+			case <-linger:
 				break more
 			}
 		}
+		lastGroup, lastRequests = n, len(group)
 		e.apply(ctx, group)
 	}
 }
+
+// lingerFor is how long a group under a load of full requests waits for more.
+const lingerFor = 2 * time.Millisecond
 
 // drain fails the requests left when the engine stops.
 func (e *Engine) drain() {
