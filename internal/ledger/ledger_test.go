@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -218,6 +219,48 @@ func TestUnknownProfileInUse(t *testing.T) {
 		other := ledger.New(db, time.Now, map[string]ledger.Limits{"verified": {}})
 		if err := other.CheckProfiles(context.Background()); !errors.Is(err, ledger.ErrInvalid) || !strings.Contains(err.Error(), `"basic"`) {
 			t.Fatalf("a dropped profile in use: %v", err)
+		}
+	})
+}
+
+// Bad input gets its own result and changes nothing.
+func TestBadInput(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e, _ := start(t, db)
+		issuer := account(t, e, ledger.KindIssuer, 0, "")
+		big := account(t, e, ledger.KindWallet, 0, "")
+		w := account(t, e, ledger.KindWallet, ledger.DebitsMustNotExceedCredits, "")
+		want(t, "near the top", submit(t, e, ledger.Transfer{ID: newID(), Debit: issuer, Credit: big, Amount: math.MaxInt64 - 10}), ledger.OK)
+		before, err := e.Check(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want(t, "bad input", submit(t, e,
+			ledger.Transfer{ID: newID(), Debit: issuer, Credit: big, Amount: 11},
+			ledger.Transfer{ID: newID(), Debit: issuer, Credit: w, Amount: 1, Flags: 1 << 9},
+			ledger.Transfer{ID: newID(), Debit: issuer, Credit: w, Amount: 1, Flags: ledger.Pending, Timeout: 1 << 33 * time.Second},
+			ledger.Transfer{ID: newID(), Debit: issuer, Credit: w, Amount: 1, Flags: ledger.Pending, Timeout: 1500 * time.Millisecond},
+			ledger.Transfer{ID: newID(), Debit: issuer, Credit: w, Amount: 1, Reference: strings.Repeat("x", 65)},
+			ledger.Transfer{ID: newID(), Debit: issuer, Credit: w, Amount: 1, Timeout: time.Second},
+			ledger.Transfer{ID: newID(), Debit: issuer, Credit: w, Amount: 1, Flags: ledger.PostPending},
+			ledger.Transfer{ID: newID(), Debit: issuer, Credit: w, Amount: 1, PendingID: newID()},
+			ledger.Transfer{ID: newID(), Flags: ledger.PostPending | ledger.VoidPending, PendingID: newID()},
+			ledger.Transfer{ID: newID(), Debit: w, Credit: issuer, Amount: 1},
+		), ledger.Overflow, ledger.ReservedFlag, ledger.TimeoutTooLong, ledger.TimeoutReservedForPending, ledger.ReferenceTooLong,
+			ledger.TimeoutReservedForPending, ledger.PendingIDRequired, ledger.PendingIDMustBeZero, ledger.FlagsAreMutuallyExclusive, ledger.ExceedsCredits)
+		after, err := e.Check(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Transfers != before.Transfers || len(after.Problems) > 0 {
+			t.Fatalf("refused transfers changed the ledger: %d → %d transfers, %v", before.Transfers, after.Transfers, after.Problems)
+		}
+		if after.Refused != before.Refused+2 {
+			t.Fatalf("%d refusals remembered, want the two that depend on the ledger's state", after.Refused-before.Refused)
+		}
+		if a := balance(t, e, w); a.CreditsPosted != 0 || a.DebitsPending != 0 {
+			t.Fatalf("wallet changed: %+v", a)
 		}
 	})
 }
