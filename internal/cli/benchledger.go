@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,12 +22,17 @@ import (
 const benchLedgerSynopsis = `bench ledger [flags]
 
 Measures the ledger engine through its Go API: batches of 8,189 transfers
-spread over many accounts; the hot case where every transfer credits one
-merchant; and one transfer per request from many concurrent clients. Every
-acknowledgement follows a disk sync. Baseline in the same run, on the same
-database: the ledger a team would write first, one transaction per transfer
-that locks both accounts (SELECT … FOR UPDATE on PostgreSQL), updates their
-balances and inserts the transfer, driven by the same clients.`
+from 4 clients, spread over many accounts; the hot case where every transfer
+credits one merchant; the spread case with random (UUIDv4-like) transfer ids
+instead of time-ordered ones; one transfer per request from each --clients
+count of concurrent clients; and, with the real /api/v1/ledger/transfers on
+loopback, batches and single transfers over HTTP. Every acknowledgement
+follows a disk sync. Baseline in the same run, on the same database: the
+ledger a team would write first, one transaction per transfer that locks
+both accounts (SELECT … FOR UPDATE on PostgreSQL), updates their balances
+and inserts the transfer, from --baseline-clients clients. Latencies are per
+acknowledgement (per batch when batched). Runs on a fresh SQLite database in
+a temporary directory, or on --db, an empty throwaway PostgreSQL database.`
 
 type ledgerFigure struct {
 	name      string
@@ -38,19 +44,27 @@ type ledgerFigure struct {
 func (f ledgerFigure) perSec() float64 { return float64(f.transfers) / f.seconds }
 
 func runBenchLedger(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, benchLedgerSynopsis, "Flags:")
+	f := newFlags(e, benchLedgerSynopsis, "")
 	db := f.String("db", "", "a throwaway PostgreSQL database; empty means a fresh SQLite database in a temporary directory")
 	duration := f.Duration("duration", 5*time.Second, "how long each workload runs")
 	accounts := f.Int("accounts", 10000, "wallets the spread workloads pay between")
-	clients := f.Int("clients", 1024, "concurrent clients for one-transfer requests")
+	clientList := f.String("clients", "64,128,1024", "comma-separated counts of concurrent clients for one-transfer requests")
 	baselineClients := f.Int("baseline-clients", 64, "concurrent clients for the baseline")
 	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the civstack workloads to this file")
 	workloads := f.String("workloads", "batched,single,http,baseline", "which workloads to run, comma-separated")
 	if err := f.parse(args[1:], false); err != nil {
 		return err
 	}
-	if *duration <= 0 || *accounts < 2 || *clients < 1 || *baselineClients < 1 {
-		return fmt.Errorf("%w: --duration, --accounts, --clients and --baseline-clients must be positive", errUsage)
+	var clients []int
+	for _, c := range strings.Split(*clientList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			return fmt.Errorf("%w: --clients %q: give positive whole numbers separated by commas", errUsage, *clientList)
+		}
+		clients = append(clients, n)
+	}
+	if *duration <= 0 || *accounts < 2 || *baselineClients < 1 {
+		return fmt.Errorf("%w: --duration, --accounts and --baseline-clients must be positive", errUsage)
 	}
 	want := map[string]bool{}
 	for _, w := range strings.Split(*workloads, ",") {
@@ -191,7 +205,7 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 		}, eng)
 	}
 	if want["single"] {
-		for _, n := range slices.Compact([]int{*baselineClients, *clients}) {
+		for _, n := range clients {
 			for _, hot := range []bool{false, true} {
 				where := "spread"
 				if hot {
@@ -261,10 +275,12 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	ratio("hot / spread, batched", "batched hot=true", "batched hot=false", "")
-	for _, n := range slices.Compact([]int{*baselineClients, *clients}) {
+	for _, n := range clients {
 		ratio(fmt.Sprintf("hot / spread, 1 transfer/request, %d", n), fmt.Sprintf("single %d hot=true", n), fmt.Sprintf("single %d hot=false", n), "")
 	}
-	ratio(fmt.Sprintf("hot, %d clients, civstack / baseline", *baselineClients), fmt.Sprintf("single %d hot=true", *baselineClients), "baseline hot=true", "x")
+	for _, n := range clients {
+		ratio(fmt.Sprintf("hot, %d clients, civstack / baseline at %d", n, *baselineClients), fmt.Sprintf("single %d hot=true", n), "baseline hot=true", "x")
+	}
 	ratio("hot, batched civstack / baseline", "batched hot=true", "baseline hot=true", "x")
 	return nil
 }

@@ -112,7 +112,11 @@ type flags struct {
 }
 
 func (f *flags) printUsage() {
-	fmt.Fprintf(f.e.stdout, "Usage: civstack %s\n\n%s\n\nFlags:\n", f.name, f.synopsis)
+	fmt.Fprintf(f.e.stdout, "Usage: civstack %s\n\n", f.name)
+	if f.synopsis != "" {
+		fmt.Fprintf(f.e.stdout, "%s\n\n", f.synopsis)
+	}
+	fmt.Fprintf(f.e.stdout, "Flags:\n")
 	f.SetOutput(f.e.stdout)
 	f.PrintDefaults()
 	f.SetOutput(io.Discard)

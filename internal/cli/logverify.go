@@ -44,7 +44,7 @@ func runLog(ctx context.Context, e *env, args []string) error {
 		}
 		return fmt.Errorf("%w: say verify (see civstack log --help)", errUsage)
 	}
-	f := newFlags(e, logSynopsis, "Flags:")
+	f := newFlags(e, logSynopsis, "")
 	base := f.String("url", "", "the log's URL prefix, e.g. https://civstack.example.org/log")
 	vkey := f.String("key", "", "the log's verifier key (C2SP vkey)")
 	statePath := f.String("state", "", "file that keeps the last verified checkpoint (created if missing)")

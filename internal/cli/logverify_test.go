@@ -145,8 +145,14 @@ func TestBenchLogRuns(t *testing.T) {
 }
 
 func TestBenchLedgerRuns(t *testing.T) {
-	code, out, stderr := run(t, nil, "bench", "ledger", "--duration", "200ms", "--accounts", "50", "--clients", "8", "--baseline-clients", "2")
-	if code != 0 || !strings.Contains(out, "batches of 8,189, spread") || !strings.Contains(out, "baseline, 2 clients, hot") {
-		t.Fatalf("bench ledger: %d %q %q", code, out, stderr)
+	code, out, stderr := run(t, nil, "bench", "ledger", "--duration", "200ms", "--accounts", "50", "--clients", "8,4", "--baseline-clients", "2")
+	for _, line := range []string{"batches of 8,189, spread", "random ids", "1 transfer/request, 4 clients, hot", "HTTP, batches", "baseline, 2 clients, hot", "hot, 8 clients, civstack / baseline at 2"} {
+		if code != 0 || !strings.Contains(out, line) {
+			t.Fatalf("bench ledger: no %q in %d %q %q", line, code, out, stderr)
+		}
 	}
+	code, _, stderr = run(t, nil, "bench", "ledger", "--clients", "8,x")
+	oneLine(t, "bad client counts", code, 2, stderr, "--clients")
+	code, _, stderr = run(t, nil, "bench", "ledger", "--workloads", "batched,fast")
+	oneLine(t, "unknown workload", code, 2, stderr, "fast")
 }
