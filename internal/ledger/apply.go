@@ -445,7 +445,7 @@ func (g *groupState) expire(candidates []ID) int {
 // full asks for every transfer id to be looked up; otherwise only ids the
 // recent filter may have seen are.
 func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, full bool) (*groupState, error) {
-	w := &writer{ctx: ctx, tx: tx, stmts: e.stmts}
+	w := &writer{ctx: ctx, tx: tx}
 	now := e.now().UTC()
 	g := &groupState{accounts: map[ID]*Account{}, existing: map[ID]*record{}, changedAc: map[ID]bool{}, changedMd: map[ID]bool{}, changedPd: map[ID]*record{},
 		now: now, day: now.Unix() / 86400, profiles: e.profiles,

@@ -33,7 +33,6 @@ type Engine struct {
 	cache  map[ID]*Account // committed accounts as of generation gen
 	gen    int64           // ledger_clock.generation after our last commit; -1 unknown
 	recent *recentIDs
-	stmts  *stmtCache
 }
 
 // opKind is what a request asks the engine to do.
@@ -78,7 +77,7 @@ func New(db *store.DB, now func() time.Time, profiles map[string]Limits) *Engine
 		profiles = DefaultProfiles
 	}
 	return &Engine{db: db, now: now, profiles: profiles, reqs: make(chan *request, 4096), stopped: make(chan struct{}),
-		cache: map[ID]*Account{}, gen: -1, recent: newRecentIDs(), stmts: &stmtCache{db: db, m: map[string]*sql.Stmt{}}}
+		cache: map[ID]*Account{}, gen: -1, recent: newRecentIDs()}
 }
 
 // Stats are counters of what the engine has written since it started.
@@ -102,8 +101,6 @@ func (e *Engine) Profiles() map[string]Limits { return e.profiles }
 // Run applies requests until ctx ends.
 func (e *Engine) Run(ctx context.Context) {
 	defer close(e.stopped)
-	e.stmts.warm(ctx)
-	defer e.stmts.close()
 	var group []*request
 	var carry *request
 	lastGroup, lastRequests := 0, 0

@@ -37,64 +37,24 @@ func multiRow(head string, width, n int, tail string) string {
 	return b.String()
 }
 
-// writer runs a group's statements in its transaction. On SQLite it takes
-// statements from the engine's cache of prepared ones (see stmts), so that a
-// group of a few transfers does not spend its time parsing SQL.
+// writer runs a group's statements in its transaction, on SQLite through
+// the store's cache of prepared statements (a group of a few transfers
+// would otherwise spend its time parsing SQL).
 type writer struct {
-	ctx   context.Context
-	tx    *store.Tx
-	stmts *stmtCache
+	ctx context.Context
+	tx  *store.Tx
 }
 
-// stmtCache holds statements prepared once on the writer connection. Only
-// the engine's goroutine uses it.
-type stmtCache struct {
-	db *store.DB
-	m  map[string]*sql.Stmt
+func (w *writer) exec(query string, args ...any) (sql.Result, error) {
+	return w.tx.ExecPrepared(w.ctx, query, args...)
 }
 
-func (c *stmtCache) close() {
-	for _, st := range c.m {
-		st.Close()
-	}
-	clear(c.m)
+func (w *writer) query(query string, args ...any) (*sql.Rows, error) {
+	return w.tx.QueryPrepared(w.ctx, query, args...)
 }
 
-// warm prepares every statement a SQLite group may run. It must run outside
-// a transaction: the writer pool's one connection is the transaction's.
-func (c *stmtCache) warm(ctx context.Context) {
-	if c.db.Dialect() != store.SQLite {
-		return
-	}
-	qs := []string{clockStart, clockEnd, batchInsert, dueQuery, stateUpdate, metadataUpdate}
-	for size := rowsPerStatement; size >= 1; size /= 2 {
-		qs = append(qs, multiRow(insertHead, 5, size, ""), multiRow(accountsHead, 2, size, accountsTail), multiRow(marksHead, 3, size, ""))
-	}
-	for size := inListMost; size >= 1; size /= 2 {
-		for _, q := range []string{transfersByID, accountsByID, accountsBySeqByID} {
-			qs = append(qs, inList(q, size))
-		}
-	}
-	for _, q := range qs {
-		if c.m[q] != nil {
-			continue
-		}
-		if st, err := c.db.Prepare(ctx, q); err == nil {
-			c.m[q] = st
-		}
-	}
-}
-
-// stmt returns query bound to the transaction: the cached prepared statement,
-// or one prepared in the transaction for a query warm did not foresee.
-func (w *writer) stmt(query string) (*sql.Stmt, error) {
-	if st := w.stmts.m[query]; st != nil {
-		return w.tx.StmtContext(w.ctx, st), nil
-	}
-	return w.tx.PrepareContext(w.ctx, query)
-}
-
-// The statements of a group.
+// The statements of a group (those that differ per engine are written out
+// where they run).
 const (
 	clockStart        = "UPDATE ledger_clock SET generation = generation + 1 WHERE id = 1 RETURNING last_ts, batches, generation"
 	clockEnd          = "UPDATE ledger_clock SET last_ts = $1, batches = $2 WHERE id = 1"
@@ -114,30 +74,6 @@ const (
 
 func inList(query string, n int) string {
 	return query + " IN (" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
-}
-
-// exec runs one statement, prepared once on SQLite.
-func (w *writer) exec(query string, args ...any) (sql.Result, error) {
-	if w.tx.Dialect() == store.Postgres {
-		return w.tx.ExecContext(w.ctx, query, args...)
-	}
-	st, err := w.stmt(query)
-	if err != nil {
-		return nil, err
-	}
-	return st.ExecContext(w.ctx, args...)
-}
-
-// query runs one query, prepared once on SQLite.
-func (w *writer) query(query string, args ...any) (*sql.Rows, error) {
-	if w.tx.Dialect() == store.Postgres {
-		return w.tx.QueryContext(w.ctx, query, args...)
-	}
-	st, err := w.stmt(query)
-	if err != nil {
-		return nil, err
-	}
-	return st.QueryContext(w.ctx, args...)
 }
 
 // execRows runs a multi-row SQLite statement over n rows: rowsPerStatement

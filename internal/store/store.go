@@ -59,6 +59,8 @@ type DB struct {
 	read    *sql.DB // SQLite: a read-only pool; PostgreSQL: the same pool
 	logger  *slog.Logger
 	dir     string // SQLite: the data directory
+
+	prepared preparedCache // SQLite: statements prepared on the writer (prepared.go)
 }
 
 // Open connects to the database Options name and checks it answers. It does
@@ -150,13 +152,6 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 // it is read-only: writing through it fails.
 func (db *DB) Reader() *sql.DB { return db.read }
 
-// Prepare prepares a statement for write transactions, to be bound to one
-// with tx.StmtContext: on SQLite's single writer connection it is parsed
-// once, not once per transaction. The caller closes it.
-func (db *DB) Prepare(ctx context.Context, query string) (*sql.Stmt, error) {
-	return db.write.PrepareContext(ctx, query)
-}
-
 // Ping checks that the database answers within ctx.
 func (db *DB) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -170,6 +165,7 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close releases all connections.
 func (db *DB) Close() error {
+	db.prepared.close()
 	err := db.write.Close()
 	if db.read != db.write {
 		err = errors.Join(err, db.read.Close())
@@ -182,6 +178,7 @@ func (db *DB) Close() error {
 type Tx struct {
 	*sql.Tx
 	dialect Dialect
+	db      *DB
 }
 
 // Dialect reports the engine the transaction runs on.
@@ -224,7 +221,10 @@ func (db *DB) tryTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	if err != nil {
 		return classify(fmt.Errorf("begin: %w", err))
 	}
-	tx := &Tx{Tx: sqlTx, dialect: db.dialect}
+	tx := &Tx{Tx: sqlTx, dialect: db.dialect, db: db}
+	if db.dialect == SQLite {
+		defer db.prepareMissed(ctx)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			tx.Rollback()

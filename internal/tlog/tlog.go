@@ -94,8 +94,16 @@ func Sequence(ctx context.Context, tx *store.Tx, now time.Time, entries ...[]byt
 		kinds[i] = p.Kind
 	}
 	var next int64
-	err := tx.QueryRowContext(ctx, "UPDATE tlog_counters SET value = value + $1 WHERE name = 'next' RETURNING value",
-		int64(len(entries))).Scan(&next)
+	rows, err := tx.QueryPrepared(ctx, "UPDATE tlog_counters SET value = value + $1 WHERE name = 'next' RETURNING value", int64(len(entries)))
+	if err != nil {
+		return 0, fmt.Errorf("sequence: %w", err)
+	}
+	if rows.Next() {
+		err = rows.Scan(&next)
+	} else if err = rows.Err(); err == nil {
+		err = errors.New("no sequence counter")
+	}
+	rows.Close()
 	if err != nil {
 		return 0, fmt.Errorf("sequence: %w", err)
 	}
@@ -131,7 +139,7 @@ func Sequence(ctx context.Context, tx *store.Tx, now time.Time, entries ...[]byt
 			fmt.Fprintf(&q, "($%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4)
 			args = append(args, first+int64(i), int(kinds[i]), entries[i], created)
 		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		if _, err := tx.ExecPrepared(ctx, q.String(), args...); err != nil {
 			return 0, fmt.Errorf("store entries: %w", err)
 		}
 	}

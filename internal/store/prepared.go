@@ -1,0 +1,110 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+)
+
+// SQLite parses every statement that database/sql runs without preparing it
+// first, and modernc.org/sqlite keeps no cache: for the ledger's small groups
+// that parsing was a tenth of the time. Write transactions on SQLite can
+// therefore run statements through a cache of statements prepared once on
+// the writer connection. A statement cannot be prepared on the writer pool
+// while a transaction holds its only connection, so a miss is prepared in
+// the transaction for this use and remembered; once the transaction is over,
+// the DB prepares what was missed for next time. PostgreSQL needs none of
+// this: pgx caches prepared statements per connection by itself.
+
+// maxPrepared bounds the cache; queries past it are prepared per use.
+const maxPrepared = 512
+
+type preparedCache struct {
+	mu     sync.Mutex
+	stmts  map[string]*sql.Stmt
+	missed map[string]bool
+}
+
+func (c *preparedCache) get(query string) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.stmts[query]
+	if st == nil && len(c.stmts)+len(c.missed) < maxPrepared {
+		if c.missed == nil {
+			c.missed = map[string]bool{}
+		}
+		c.missed[query] = true
+	}
+	return st
+}
+
+// prepareMissed prepares the statements transactions missed; it runs when
+// the writer connection is free.
+func (db *DB) prepareMissed(ctx context.Context) {
+	c := &db.prepared
+	c.mu.Lock()
+	missed := c.missed
+	c.missed = nil
+	c.mu.Unlock()
+	for q := range missed {
+		st, err := db.write.PrepareContext(ctx, q)
+		if err != nil {
+			continue // the statement will be prepared per use
+		}
+		c.mu.Lock()
+		if c.stmts == nil {
+			c.stmts = map[string]*sql.Stmt{}
+		}
+		if c.stmts[q] == nil {
+			c.stmts[q] = st
+		} else {
+			st.Close()
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *preparedCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.stmts {
+		st.Close()
+	}
+	c.stmts = nil
+}
+
+// Stmt returns query prepared for this transaction: on SQLite from the
+// cache of statements prepared once, on PostgreSQL prepared per use (pgx
+// caches them). Statements are closed with the transaction.
+func (tx *Tx) Stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if tx.db != nil && tx.dialect == SQLite {
+		if st := tx.db.prepared.get(query); st != nil {
+			return tx.StmtContext(ctx, st), nil
+		}
+	}
+	return tx.PrepareContext(ctx, query)
+}
+
+// ExecPrepared runs a statement through Stmt on SQLite, directly on PostgreSQL.
+func (tx *Tx) ExecPrepared(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if tx.dialect != SQLite {
+		return tx.ExecContext(ctx, query, args...)
+	}
+	st, err := tx.Stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// QueryPrepared runs a query through Stmt on SQLite, directly on PostgreSQL.
+func (tx *Tx) QueryPrepared(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if tx.dialect != SQLite {
+		return tx.QueryContext(ctx, query, args...)
+	}
+	st, err := tx.Stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
