@@ -1,10 +1,12 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -258,6 +260,8 @@ func (g *groupState) write(w *writer, lastTS int64) error {
 	for id := range g.changedAc {
 		changed = append(changed, g.accounts[id])
 	}
+	// In key order: SQLite's seeks then walk the table forwards.
+	slices.SortFunc(changed, func(a, b *Account) int { return cmp.Compare(a.seq, b.seq) })
 	if err := updateAccounts(w, changed); err != nil {
 		return fmt.Errorf("update balances: %w", err)
 	}
