@@ -451,9 +451,18 @@ func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, fu
 		now: now, day: now.Unix() / 86400, profiles: e.profiles,
 		results: make([][]Result, len(group)), expired: make([]int, len(group)), errs: make([]error, len(group))}
 	// Every group changes ledger_clock first: on PostgreSQL the row lock
-	// orders groups of several processes before any work is done.
+	// orders groups of several processes before any work is done. It also
+	// reserves a timestamp for every transfer the group may store and a
+	// batch number (unused ones are gaps: timestamps need only be unique
+	// and increasing).
+	reserve := int64(1)
+	for _, r := range group {
+		if r.op == opTransfers {
+			reserve += int64(len(r.transfers))
+		}
+	}
 	var lastTS, batches int64
-	rows, err := w.query(clockStart)
+	rows, err := w.query(clockStart, now.UnixNano(), reserve)
 	if err != nil {
 		return nil, fmt.Errorf("ledger clock: %w", err)
 	}
@@ -469,7 +478,7 @@ func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, fu
 	if g.gen-1 != e.gen {
 		clear(e.cache) // another process wrote since our last group
 	}
-	g.firstTS, g.batch = max(now.UnixNano(), lastTS+1), batches+1
+	g.firstTS, g.batch = lastTS-reserve+1, batches
 
 	// What the group refers to.
 	lookup := map[ID]bool{}
@@ -545,5 +554,5 @@ func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, fu
 			expiring = expiring[1:]
 		}
 	}
-	return g, g.write(w, lastTS)
+	return g, g.write(w)
 }

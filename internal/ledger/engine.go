@@ -125,16 +125,24 @@ func (e *Engine) Run(ctx context.Context) {
 		if lastGroup >= MaxBatch && lastRequests > 1 {
 			linger = time.After(lingerFor)
 		}
+		// take adds r to the group, or keeps it for the next one when it
+		// does not fit; it reports whether to look for more.
+		take := func(r *request) bool {
+			if n+r.size() > maxGroup {
+				carry = r
+				return false
+			}
+			group = append(group, r)
+			n += r.size()
+			return true
+		}
 	more:
 		for n < maxGroup {
 			select {
 			case r := <-e.reqs:
-				if n+r.size() > maxGroup {
-					carry = r
+				if !take(r) {
 					break more
 				}
-				group = append(group, r)
-				n += r.size()
 				continue
 			default:
 			}
@@ -143,12 +151,9 @@ func (e *Engine) Run(ctx context.Context) {
 			}
 			select {
 			case r := <-e.reqs:
-				if n+r.size() > maxGroup {
-					carry = r
+				if !take(r) {
 					break more
 				}
-				group = append(group, r)
-				n += r.size()
 			case <-linger:
 				break more
 			}

@@ -109,19 +109,16 @@ func (r *record) unmarshalBody(b []byte) error {
 	links := b[0]
 	b = b[1:]
 	r.debitPrev, r.creditPrev = ID{}, ID{}
+	var ok bool
 	if links&1 != 0 {
-		if len(b) < 16 {
+		if b, ok = takeID(b, &r.debitPrev); !ok {
 			return errBadBody
 		}
-		copy(r.debitPrev[:], b[:16])
-		b = b[16:]
 	}
 	if links&2 != 0 {
-		if len(b) < 16 {
+		if b, ok = takeID(b, &r.creditPrev); !ok {
 			return errBadBody
 		}
-		copy(r.creditPrev[:], b[:16])
-		b = b[16:]
 	}
 	var u [2]uint64
 	for i := range u {
@@ -149,6 +146,15 @@ func (r *record) unmarshalBody(b []byte) error {
 	}
 	r.Reference = string(b)
 	return nil
+}
+
+// takeID reads an id off the front of b.
+func takeID(b []byte, id *ID) ([]byte, bool) {
+	if len(b) < len(id) {
+		return b, false
+	}
+	copy(id[:], b)
+	return b[len(id):], true
 }
 
 // decodeRow rebuilds a record from a ledger_transfers row.

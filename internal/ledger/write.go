@@ -58,8 +58,11 @@ func (w *writer) query(query string, args ...any) (*sql.Rows, error) {
 // The statements of a group (those that differ per engine are written out
 // where they run).
 const (
-	clockStart        = "UPDATE ledger_clock SET generation = generation + 1 WHERE id = 1 RETURNING last_ts, batches, generation"
-	clockEnd          = "UPDATE ledger_clock SET last_ts = $1, batches = $2 WHERE id = 1"
+	// $1 now (ns), $2 timestamps to reserve: last_ts becomes
+	// max(now, last_ts+1) + $2 - 1.
+	clockStart = `UPDATE ledger_clock SET generation = generation + 1, batches = batches + 1,
+		last_ts = CASE WHEN last_ts + 1 > $1 THEN last_ts + $2 ELSE $1 + $2 - 1 END
+		WHERE id = 1 RETURNING last_ts, batches, generation`
 	batchInsert       = "INSERT INTO ledger_batches (batch, log_index, root, count, first_ts, hashes) VALUES ($1, $2, $3, $4, $5, $6)"
 	dueQuery          = "SELECT id FROM ledger_transfers WHERE state = 1 AND expires_at > 0 AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
 	stateUpdate       = "UPDATE ledger_transfers SET state = $1 WHERE id = $2"
@@ -237,9 +240,9 @@ func dueTransfers(w *writer, now time.Time) ([]ID, error) {
 }
 
 // write stores the group: new and refused transfers, resolved pending
-// states, balances, marks, the batch's Merkle root in the transparency log,
-// and the ledger clock.
-func (g *groupState) write(w *writer, lastTS int64) error {
+// states, balances, marks, and the batch's Merkle root in the transparency
+// log (the clock was advanced when the group began).
+func (g *groupState) write(w *writer) error {
 	// Refused transfers take timestamps after the applied ones.
 	next := g.firstTS + int64(len(g.newOnes))
 	for _, r := range g.failed {
@@ -275,18 +278,8 @@ func (g *groupState) write(w *writer, lastTS int64) error {
 	if err := insertMarks(w, g.marks); err != nil {
 		return fmt.Errorf("history marks: %w", err)
 	}
-	batches := g.batch - 1
 	if len(g.newOnes) > 0 {
-		batches = g.batch
-		if err := g.logBatch(w); err != nil {
-			return err
-		}
-	}
-	if next > g.firstTS {
-		lastTS = next - 1
-	}
-	if _, err := w.exec(clockEnd, lastTS, batches); err != nil {
-		return fmt.Errorf("ledger clock: %w", err)
+		return g.logBatch(w)
 	}
 	return nil
 }

@@ -93,6 +93,24 @@ func Sequence(ctx context.Context, tx *store.Tx, now time.Time, entries ...[]byt
 		}
 		kinds[i] = p.Kind
 	}
+	created := now.UnixMilli()
+	if tx.Dialect() == store.Postgres {
+		// One statement, one round trip: take the indexes and insert the
+		// entries (arrays unnested into rows, numbered by ordinality).
+		ks := make([]int64, len(entries))
+		for i := range entries {
+			ks[i] = int64(kinds[i])
+		}
+		var first int64
+		err := tx.QueryRowContext(ctx, `WITH c AS (UPDATE tlog_counters SET value = value + $1 WHERE name = 'next' RETURNING value)
+			INSERT INTO tlog_entries (idx, kind, data, created_at)
+			SELECT c.value - $1 + t.n - 1, t.k, t.d, $4 FROM c, unnest($2::bigint[], $3::bytea[]) WITH ORDINALITY AS t(k, d, n)
+			RETURNING (SELECT value FROM c) - $1`, int64(len(entries)), ks, entries, created).Scan(&first)
+		if err != nil {
+			return 0, fmt.Errorf("sequence: %w", err)
+		}
+		return first, nil
+	}
 	var next int64
 	rows, err := tx.QueryPrepared(ctx, "UPDATE tlog_counters SET value = value + $1 WHERE name = 'next' RETURNING value", int64(len(entries)))
 	if err != nil {
@@ -108,21 +126,6 @@ func Sequence(ctx context.Context, tx *store.Tx, now time.Time, entries ...[]byt
 		return 0, fmt.Errorf("sequence: %w", err)
 	}
 	first := next - int64(len(entries))
-	created := now.UnixMilli()
-	if tx.Dialect() == store.Postgres {
-		// One statement for the whole batch: arrays unnested into rows.
-		idx := make([]int64, len(entries))
-		ks := make([]int64, len(entries))
-		for i := range entries {
-			idx[i], ks[i] = first+int64(i), int64(kinds[i])
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO tlog_entries (idx, kind, data, created_at)
-			SELECT i, k, d, $4 FROM unnest($1::bigint[], $2::bigint[], $3::bytea[]) AS t(i, k, d)`, idx, ks, entries, created)
-		if err != nil {
-			return 0, fmt.Errorf("store entries: %w", err)
-		}
-		return first, nil
-	}
 	// SQLite parses $N parameters in time quadratic in their number, so
 	// rows go in small multi-row statements.
 	const chunk = 32
