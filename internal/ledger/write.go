@@ -250,23 +250,9 @@ func (g *groupState) write(w *writer) error {
 		next++
 	}
 	rows := append(append(make([]*record, 0, len(g.newOnes)+len(g.failed)), g.newOnes...), g.failed...)
-	if err := insertRecords(w, rows); err != nil {
-		if store.IsConflict(err) {
-			return fmt.Errorf("%w: %w", errIDTaken, err)
-		}
-		return fmt.Errorf("store transfers: %w", err)
-	}
-	if err := updateStates(w, g.changedPd); err != nil {
-		return fmt.Errorf("resolve pending: %w", err)
-	}
 	changed := make([]*Account, 0, len(g.changedAc))
 	for id := range g.changedAc {
 		changed = append(changed, g.accounts[id])
-	}
-	// In key order: SQLite's seeks then walk the table forwards.
-	slices.SortFunc(changed, func(a, b *Account) int { return cmp.Compare(a.seq, b.seq) })
-	if err := updateAccounts(w, changed); err != nil {
-		return fmt.Errorf("update balances: %w", err)
 	}
 	meta := make([]*Account, 0, len(g.changedMd))
 	for id := range g.changedMd {
@@ -275,40 +261,129 @@ func (g *groupState) write(w *writer) error {
 	if err := updateMetadata(w, meta); err != nil {
 		return fmt.Errorf("update accounts: %w", err)
 	}
+	var b *batchRow
+	if len(g.newOnes) > 0 {
+		var err error
+		if b, err = g.logBatch(w); err != nil {
+			return err
+		}
+	}
+	var err error
+	if w.tx.Dialect() == store.Postgres {
+		err = g.writePostgres(w, rows, changed, b)
+	} else {
+		err = g.writeSQLite(w, rows, changed, b)
+	}
+	if store.IsConflict(err) {
+		return fmt.Errorf("%w: %w", errIDTaken, err)
+	}
+	return err
+}
+
+// writeSQLite writes the group in multi-row statements.
+func (g *groupState) writeSQLite(w *writer, rows []*record, changed []*Account, b *batchRow) error {
+	if err := insertRecords(w, rows); err != nil {
+		return fmt.Errorf("store transfers: %w", err)
+	}
+	if err := updateStates(w, g.changedPd); err != nil {
+		return fmt.Errorf("resolve pending: %w", err)
+	}
+	// In key order: SQLite's seeks then walk the table forwards.
+	slices.SortFunc(changed, func(a, b *Account) int { return cmp.Compare(a.seq, b.seq) })
+	if err := updateAccounts(w, changed); err != nil {
+		return fmt.Errorf("update balances: %w", err)
+	}
 	if err := insertMarks(w, g.marks); err != nil {
 		return fmt.Errorf("history marks: %w", err)
 	}
-	if len(g.newOnes) > 0 {
-		return g.logBatch(w)
+	if b != nil {
+		if _, err := w.exec(batchInsert, b.batch, b.logIndex, b.root[:], b.count, b.firstTS, b.leaves); err != nil {
+			return fmt.Errorf("store batch: %w", err)
+		}
 	}
 	return nil
 }
 
+// writePostgres writes the group in one statement (each table's rows as
+// arrays, one data-modifying CTE per table): one round trip to the server.
+func (g *groupState) writePostgres(w *writer, rows []*record, changed []*Account, b *batchRow) error {
+	n := len(rows)
+	ids, stamps, states, expires, bodies := make([][]byte, n), make([]int64, n), make([]int64, n), make([]int64, n), make([][]byte, n)
+	buf := make([]byte, 0, 96*n)
+	for i, r := range rows {
+		start := len(buf)
+		buf = r.marshalBody(buf)
+		ids[i], stamps[i], states[i], expires[i], bodies[i] = r.ID[:], r.Timestamp.UnixNano(), int64(r.state), r.expiresAt, buf[start:len(buf):len(buf)]
+	}
+	accIDs, accStates := make([][]byte, len(changed)), make([][]byte, len(changed))
+	sbuf := make([]byte, 0, stateSize*len(changed))
+	for i, a := range changed {
+		start := len(sbuf)
+		sbuf = a.marshalState(sbuf)
+		accIDs[i], accStates[i] = a.ID[:], sbuf[start:len(sbuf):len(sbuf)]
+	}
+	pdIDs, pdStates := make([][]byte, 0, len(g.changedPd)), make([]int64, 0, len(g.changedPd))
+	for _, p := range g.changedPd {
+		pdIDs, pdStates = append(pdIDs, p.ID[:]), append(pdStates, int64(p.state))
+	}
+	mAccounts, mStamps, mIDs := make([][]byte, len(g.marks)), make([]int64, len(g.marks)), make([][]byte, len(g.marks))
+	for i := range g.marks {
+		mAccounts[i], mStamps[i], mIDs[i] = g.marks[i].account[:], g.marks[i].ts, g.marks[i].id[:]
+	}
+	if b == nil {
+		b = &batchRow{}
+	}
+	var updated int64
+	err := w.tx.QueryRowContext(w.ctx, `WITH
+		ins AS (INSERT INTO ledger_transfers (id, ts, state, expires_at, body)
+			SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])),
+		acc AS (UPDATE ledger_accounts a SET state = v.state FROM unnest($6::bytea[], $7::bytea[]) AS v(id, state)
+			WHERE a.id = v.id RETURNING 1),
+		pd AS (UPDATE ledger_transfers t SET state = v.state FROM unnest($8::bytea[], $9::bigint[]) AS v(id, state) WHERE t.id = v.id),
+		mk AS (INSERT INTO ledger_marks (account, ts, id) SELECT * FROM unnest($10::bytea[], $11::bigint[], $12::bytea[])),
+		bt AS (INSERT INTO ledger_batches (batch, log_index, root, count, first_ts, hashes)
+			SELECT $13::bigint, $14::bigint, $15::bytea, $16::integer, $17::bigint, $18::bytea WHERE $16::integer > 0)
+		SELECT count(*) FROM acc`,
+		ids, stamps, states, expires, bodies, accIDs, accStates, pdIDs, pdStates, mAccounts, mStamps, mIDs,
+		b.batch, b.logIndex, b.root[:], b.count, b.firstTS, b.leaves).Scan(&updated)
+	if err != nil {
+		return fmt.Errorf("store the group: %w", err)
+	}
+	if updated != int64(len(changed)) {
+		return fmt.Errorf("ledger: %d of %d accounts to update are gone", int64(len(changed))-updated, len(changed))
+	}
+	return nil
+}
+
+// batchRow is a batch's row in ledger_batches.
+type batchRow struct {
+	batch, logIndex, firstTS int64
+	count                    int
+	root                     xtlog.Hash
+	leaves                   []byte
+}
+
 // logBatch appends the batch's Merkle root over its transfers' canonical
-// encodings to the transparency log, and keeps the leaf hashes for proofs.
-func (g *groupState) logBatch(w *writer) error {
-	leaves := make([]byte, 0, 32*len(g.newOnes))
+// encodings to the transparency log, and returns the batch's row, which
+// keeps the leaf hashes for proofs.
+func (g *groupState) logBatch(w *writer) (*batchRow, error) {
+	b := &batchRow{batch: g.batch, firstTS: g.firstTS, count: len(g.newOnes), leaves: make([]byte, 0, 32*len(g.newOnes))}
 	hashes := make([]xtlog.Hash, len(g.newOnes))
 	for i, r := range g.newOnes {
 		hashes[i] = xtlog.RecordHash(encode(&r.Transfer))
-		leaves = append(leaves, hashes[i][:]...)
+		b.leaves = append(b.leaves, hashes[i][:]...)
 	}
-	root := merkleRoot(hashes)
-	entry := &tlog.Entry{Kind: tlog.KindLedgerBatch, Time: g.now, Count: uint32(len(g.newOnes)), Root: root}
+	b.root = merkleRoot(hashes)
+	entry := &tlog.Entry{Kind: tlog.KindLedgerBatch, Time: g.now, Count: uint32(len(g.newOnes)), Root: b.root}
 	binary.BigEndian.PutUint64(entry.BatchID[8:], uint64(g.batch))
 	data, err := entry.Marshal()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	logIndex, err := tlog.Sequence(w.ctx, w.tx, g.now, data)
-	if err != nil {
-		return err
+	if b.logIndex, err = tlog.Sequence(w.ctx, w.tx, g.now, data); err != nil {
+		return nil, err
 	}
-	if _, err := w.exec(batchInsert,
-		g.batch, logIndex, root[:], len(g.newOnes), g.firstTS, leaves); err != nil {
-		return fmt.Errorf("store batch: %w", err)
-	}
-	return nil
+	return b, nil
 }
 
 // merkleRoot is the RFC 6962 tree hash over leaf hashes (what x/mod's
@@ -327,6 +402,8 @@ func merkleRoot(leaves []xtlog.Hash) xtlog.Hash {
 	return xtlog.NodeHash(merkleRoot(leaves[:k]), merkleRoot(leaves[k:]))
 }
 
+// insertRecords, updateStates, updateAccounts and insertMarks are SQLite's
+// (PostgreSQL writes a group in one statement: writePostgres).
 func insertRecords(w *writer, rs []*record) error {
 	if len(rs) == 0 {
 		return nil
@@ -337,16 +414,6 @@ func insertRecords(w *writer, rs []*record) error {
 		start := len(buf)
 		buf = r.marshalBody(buf)
 		bodies[i] = buf[start:len(buf):len(buf)]
-	}
-	if w.tx.Dialect() == store.Postgres {
-		n := len(rs)
-		ids, stamps, states, expires := make([][]byte, n), make([]int64, n), make([]int64, n), make([]int64, n)
-		for i, r := range rs {
-			ids[i], stamps[i], states[i], expires[i] = r.ID[:], r.Timestamp.UnixNano(), int64(r.state), r.expiresAt
-		}
-		_, err := w.exec(`INSERT INTO ledger_transfers (id, ts, state, expires_at, body)
-			SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])`, ids, stamps, states, expires, bodies)
-		return err
 	}
 	_, err := w.execRows(insertHead, 5, "", len(rs), func(i int, args []any) []any {
 		r := rs[i]
@@ -363,10 +430,6 @@ func updateStates(w *writer, ps map[ID]*record) error {
 	for _, p := range ps {
 		ids, states = append(ids, p.ID[:]), append(states, int64(p.state))
 	}
-	if w.tx.Dialect() == store.Postgres {
-		_, err := w.exec(`UPDATE ledger_transfers t SET state = v.state FROM unnest($1::bytea[], $2::bigint[]) AS v(id, state) WHERE t.id = v.id`, ids, states)
-		return err
-	}
 	for i := range ids {
 		if _, err := w.exec(stateUpdate, states[i], ids[i]); err != nil {
 			return err
@@ -380,16 +443,12 @@ func updateAccounts(w *writer, as []*Account) error {
 	if len(as) == 0 {
 		return nil
 	}
-	ids, states := make([][]byte, len(as)), make([][]byte, len(as))
+	states := make([][]byte, len(as))
 	buf := make([]byte, 0, stateSize*len(as))
 	for i, a := range as {
 		start := len(buf)
 		buf = a.marshalState(buf)
-		ids[i], states[i] = a.ID[:], buf[start:len(buf):len(buf)]
-	}
-	if w.tx.Dialect() == store.Postgres {
-		_, err := w.exec(`UPDATE ledger_accounts a SET state = v.state FROM unnest($1::bytea[], $2::bytea[]) AS v(id, state) WHERE a.id = v.id`, ids, states)
-		return err
+		states[i] = buf[start:len(buf):len(buf)]
 	}
 	// By seq (the rowid): SQLite then overwrites the fixed-size state in place.
 	n, err := w.execRows(accountsHead, 2, accountsTail,
@@ -414,14 +473,6 @@ func updateMetadata(w *writer, as []*Account) error {
 func insertMarks(w *writer, ms []mark) error {
 	if len(ms) == 0 {
 		return nil
-	}
-	if w.tx.Dialect() == store.Postgres {
-		accounts, stamps, ids := make([][]byte, len(ms)), make([]int64, len(ms)), make([][]byte, len(ms))
-		for i := range ms {
-			accounts[i], stamps[i], ids[i] = ms[i].account[:], ms[i].ts, ms[i].id[:]
-		}
-		_, err := w.exec("INSERT INTO ledger_marks (account, ts, id) SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[])", accounts, stamps, ids)
-		return err
 	}
 	_, err := w.execRows(marksHead, 3, "", len(ms), func(i int, args []any) []any {
 		return append(args, ms[i].account[:], ms[i].ts, ms[i].id[:])
