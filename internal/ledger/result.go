@@ -13,7 +13,7 @@ const (
 	IDMustNotBeZero
 	AccountsMustBeDifferent
 	AmountMustBePositive
-	AmountTooLarge
+	AmountTooLarge // not produced: amounts are int64; kept so that the numbers stay stable
 	ReferenceTooLong
 	TimeoutReservedForPending
 	FlagsAreMutuallyExclusive
