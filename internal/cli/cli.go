@@ -25,8 +25,16 @@ var errUsage = errors.New("usage")
 // env carries the process's outside world, injected for tests.
 type env struct {
 	stdout, stderr io.Writer
+	in             io.Reader // standard input; nil reads as empty
 	getenv         func(string) string
 	now            func() time.Time
+}
+
+func (e *env) stdin() io.Reader {
+	if e.in == nil {
+		return strings.NewReader("")
+	}
+	return e.in
 }
 
 type command struct {
@@ -40,6 +48,7 @@ func commands() []command {
 		{"demo", "seed the demo personas and organisations into a database", runDemo},
 		{"keys", "list or rotate the node's signing keys", runKeys},
 		{"log", "audit a transparency log: civstack log verify --url URL --key VKEY", runLog},
+		{"qr", "decode an EMV merchant QR payload: civstack qr decode PAYLOAD", runQR},
 		{"bench", "benchmarks with their baseline in the same run: civstack bench log|ledger", runBench},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "civstack", Version)
@@ -71,7 +80,7 @@ Start here:
 
 // Main runs the command line and returns the process exit status.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now}
+	e := &env{stdout: stdout, stderr: stderr, in: os.Stdin, getenv: os.Getenv, now: time.Now}
 	return e.main(ctx, args)
 }
 

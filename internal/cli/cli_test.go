@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -358,5 +360,31 @@ func TestServeTwoProcessesOnPostgres(t *testing.T) {
 	code, out, _ := run(t, map[string]string{"CIVSTACK_DB": db}, "demo", "--data", t.TempDir())
 	if code != 0 || !strings.Contains(out, "9 personas") {
 		t.Fatalf("demo after two starts: %d %s", code, out)
+	}
+}
+
+func TestQRDecode(t *testing.T) {
+	pix := "00020126580014br.gov.bcb.pix0136123e4567-e12b-12d1-a456-4266554400005204000053039865802BR5913Fulano de Tal6008BRASILIA62070503***63041D3D"
+	var out, errOut bytes.Buffer
+	e := &env{stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }, now: time.Now}
+	if rc := e.main(context.Background(), []string{"qr", "decode", pix}); rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errOut.String())
+	}
+	var got qrDecoded
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Valid || len(got.Fields) != 9 || got.Fields[1].Sub[0].Value != "br.gov.bcb.pix" || !strings.Contains(got.Foreign, "not a civstack merchant") {
+		t.Errorf("decoded %+v", got)
+	}
+	out.Reset()
+	bad := pix[:len(pix)-4] + "1D3E"
+	if rc := e.main(context.Background(), []string{"qr", "decode", bad}); rc != 1 || !strings.Contains(errOut.String(), "wrong CRC") || strings.Count(errOut.String(), "\n") != 1 {
+		t.Errorf("bad CRC: rc %d, stderr %q", rc, errOut.String())
+	}
+	errOut.Reset()
+	e.in = strings.NewReader(pix + "\n")
+	if rc := e.main(context.Background(), []string{"qr", "decode", "-"}); rc != 0 {
+		t.Errorf("stdin: rc %d %s", rc, errOut.String())
 	}
 }
