@@ -554,5 +554,15 @@ func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, fu
 			expiring = expiring[1:]
 		}
 	}
-	return g, g.write(w)
+	if err := g.write(w); err != nil {
+		return nil, err
+	}
+	for i, r := range group {
+		if r.after != nil {
+			if err := r.after(ctx, tx, g.results[i]); err != nil {
+				return nil, fmt.Errorf("work after transfers: %w", err)
+			}
+		}
+	}
+	return g, nil
 }

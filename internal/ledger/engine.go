@@ -48,6 +48,7 @@ const (
 type request struct {
 	op        opKind
 	transfers []Transfer
+	after     After  // opTransfers: runs in the group's transaction
 	account   ID     // opClose, opProfile
 	profile   string // opProfile
 	results   []Result
@@ -263,6 +264,26 @@ func (e *Engine) Submit(ctx context.Context, transfers []Transfer) ([]Result, er
 		return nil, fmt.Errorf("%w: %d, the most is %d", ErrTooMany, len(transfers), MaxBatch)
 	}
 	r := &request{op: opTransfers, transfers: transfers}
+	if err := e.send(ctx, r); err != nil {
+		return nil, err
+	}
+	return r.results, nil
+}
+
+// After is work that must commit with a request's transfers or not at all
+// (a payment's receipt and its log entry). It runs inside the group's
+// transaction, after the group's transfers are written, with this request's
+// results (Exists for a retry of a transfer that committed before). It must
+// not call the engine. An error rolls the whole group back and fails every
+// request in it, so it should fail only when the database does.
+type After func(ctx context.Context, tx *store.Tx, results []Result) error
+
+// SubmitThen is Submit with work that commits in the same transaction.
+func (e *Engine) SubmitThen(ctx context.Context, transfers []Transfer, after After) ([]Result, error) {
+	if len(transfers) == 0 || len(transfers) > MaxBatch {
+		return e.Submit(ctx, transfers)
+	}
+	r := &request{op: opTransfers, transfers: transfers, after: after}
 	if err := e.send(ctx, r); err != nil {
 		return nil, err
 	}

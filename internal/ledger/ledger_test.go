@@ -264,3 +264,71 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 }
+
+// TestSubmitThen: work after transfers commits with them, sees their
+// results, and its failure leaves neither the transfers nor the work.
+func TestSubmitThen(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := db.Tx(ctx, func(tx *store.Tx) error {
+			_, err := tx.ExecContext(ctx, "CREATE TABLE after_marks (tag TEXT NOT NULL)")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		e, _ := start(t, db)
+		issuer := account(t, e, ledger.KindIssuer, 0, "")
+		wallet := account(t, e, ledger.KindWallet, ledger.DebitsMustNotExceedCredits, "")
+		mark := func(tag string) ledger.After {
+			return func(ctx context.Context, tx *store.Tx, rs []ledger.Result) error {
+				if rs[0] != ledger.OK {
+					return nil
+				}
+				_, err := tx.ExecContext(ctx, "INSERT INTO after_marks(tag) VALUES ($1)", tag)
+				return err
+			}
+		}
+		count := func(tag string) int {
+			var n int
+			if err := db.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM after_marks WHERE tag = $1", tag).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		tr := ledger.Transfer{ID: newID(), Debit: issuer, Credit: wallet, Amount: 500, Ledger: ledger.LedgerCash, Code: ledger.CodeIssuance}
+		rs, err := e.SubmitThen(ctx, []ledger.Transfer{tr}, mark("after-ok"))
+		if err != nil || rs[0] != ledger.OK || count("after-ok") != 1 {
+			t.Fatalf("SubmitThen = %v, %v; marks %d", rs, err, count("after-ok"))
+		}
+		// A retry sees Exists, and the work (which writes only on OK) is not redone.
+		rs, err = e.SubmitThen(ctx, []ledger.Transfer{tr}, mark("after-ok"))
+		if err != nil || rs[0] != ledger.Exists || count("after-ok") != 1 {
+			t.Fatalf("retry = %v, %v; marks %d", rs, err, count("after-ok"))
+		}
+		// Failing work takes the transfer with it.
+		tr2 := ledger.Transfer{ID: newID(), Debit: issuer, Credit: wallet, Amount: 7, Ledger: ledger.LedgerCash, Code: ledger.CodeIssuance}
+		_, err = e.SubmitThen(ctx, []ledger.Transfer{tr2}, func(ctx context.Context, tx *store.Tx, rs []ledger.Result) error {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO after_marks(tag) VALUES ($1)", "after-fail"); err != nil {
+				return err
+			}
+			return errors.New("disk on fire")
+		})
+		if err == nil || !strings.Contains(err.Error(), "disk on fire") {
+			t.Fatalf("failing work: err %v", err)
+		}
+		if _, err := e.Transfer(ctx, tr2.ID); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("transfer of the failed group: %v, want not found", err)
+		}
+		if count("after-fail") != 0 {
+			t.Error("the failed work's row was kept")
+		}
+		a, err := e.Account(ctx, wallet)
+		if err != nil || a.Balance() != 500 {
+			t.Fatalf("balance %v %v, want 500", a, err)
+		}
+		audit, err := e.Check(ctx)
+		if err != nil || len(audit.Problems) > 0 {
+			t.Fatalf("check: %v %v", err, audit)
+		}
+	})
+}
