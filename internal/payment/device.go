@@ -1,0 +1,122 @@
+package payment
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+
+	"github.com/civstack/civstack/internal/store"
+)
+
+// Device is a wallet device that shows payment codes. Secret is returned
+// once, when the device is provisioned; the node keeps it sealed.
+type Device struct {
+	ID     string
+	Handle string
+	Secret []byte
+}
+
+// ProvisionDevice gives a person's device a new handle and secret and
+// retires the person's older devices (a wallet re-provisions daily, so
+// handles do not follow a person for long).
+func (s *Service) ProvisionDevice(ctx context.Context, personID string) (*Device, error) {
+	if _, err := s.Wallet(ctx, personID); err != nil {
+		return nil, err
+	}
+	d := &Device{ID: randomHex(s, 16), Secret: make([]byte, 32)}
+	if _, err := s.rand.Read(d.Secret); err != nil {
+		return nil, err
+	}
+	sealed, err := s.seal.seal(d.Secret, "device:"+d.ID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UnixMilli()
+	for attempt := 0; ; attempt++ {
+		d.Handle = randomDigits(s, 8)
+		err = s.db.Tx(ctx, func(tx *store.Tx) error {
+			if _, err := tx.ExecContext(ctx, "UPDATE payment_devices SET revoked_at = $1 WHERE person_id = $2 AND revoked_at = 0", now, personID); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, "INSERT INTO payment_devices (id, person_id, handle, sealed_secret, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, 0)",
+				d.ID, personID, d.Handle, sealed, now)
+			return err
+		})
+		if !store.IsConflict(err) || attempt > 5 {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("provision device: %w", err)
+	}
+	return d, nil
+}
+
+// device finds the live device behind a handle.
+func (s *Service) device(ctx context.Context, handle string) (id, personID string, secret []byte, err error) {
+	var sealed []byte
+	err = s.db.Reader().QueryRowContext(ctx, "SELECT id, person_id, sealed_secret FROM payment_devices WHERE handle = $1 AND revoked_at = 0", handle).
+		Scan(&id, &personID, &sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", nil, refusal("unknown_code", "This payment code is not valid: the wallet that made it is unknown or has been replaced.")
+	}
+	if err != nil {
+		return "", "", nil, fmt.Errorf("device: %w", err)
+	}
+	secret, err = s.seal.open(sealed, "device:"+id)
+	return id, personID, secret, err
+}
+
+// ReceiveHandle is a person's handle for personal receive codes (made once).
+func (s *Service) ReceiveHandle(ctx context.Context, personID string) (string, error) {
+	var h string
+	err := s.db.Reader().QueryRowContext(ctx, "SELECT handle FROM payment_receive WHERE person_id = $1", personID).Scan(&h)
+	if err == nil {
+		return h, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", err
+	}
+	if _, err := s.Wallet(ctx, personID); err != nil {
+		return "", err
+	}
+	h = "p" + randomHex(s, 10)
+	err = s.db.Tx(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO payment_receive (person_id, handle, created_at) VALUES ($1, $2, $3)", personID, h, s.now().UnixMilli())
+		return err
+	})
+	if store.IsConflict(err) {
+		return s.ReceiveHandle(ctx, personID)
+	}
+	return h, err
+}
+
+func (s *Service) personByReceiveHandle(ctx context.Context, handle string) (string, error) {
+	var p string
+	err := s.db.Reader().QueryRowContext(ctx, "SELECT person_id FROM payment_receive WHERE handle = $1", handle).Scan(&p)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", refusal("unknown_payee", "This receive code names nobody known to this civstack node.")
+	}
+	return p, err
+}
+
+func randomHex(s *Service, n int) string {
+	b := make([]byte, n)
+	if _, err := s.rand.Read(b); err != nil {
+		_, _ = rand.Read(b)
+	}
+	return hex.EncodeToString(b)
+}
+
+func randomDigits(s *Service, n int) string {
+	max := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(n)), nil)
+	v, err := rand.Int(s.rand, max)
+	if err != nil {
+		v, _ = rand.Int(rand.Reader, max)
+	}
+	return fmt.Sprintf("%0*d", n, v)
+}

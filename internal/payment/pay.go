@@ -1,0 +1,503 @@
+package payment
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/civstack/civstack/internal/emv"
+	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+// Payment kinds.
+const (
+	KindPurchase = 1 // a person pays a merchant
+	KindP2P      = 2 // a person pays a person
+	KindRefund   = 3 // a merchant gives (part of) a purchase back
+)
+
+// Payment is one completed payment, transfer or refund.
+type Payment struct {
+	ID          string // the ledger transfer's id, hex
+	Kind        int
+	Method      string // qr, sale, code, p2p, refund
+	Payer       string // person id ("" for refunds)
+	PayeeOrg    string
+	PayeePerson string
+	Amount      int64
+	Refunded    int64
+	Original    string // refunds: the purchase
+	Sale        string
+	Reference   string
+	CreatedAt   time.Time
+}
+
+// Sale is a dynamic QR code for one sale.
+type Sale struct {
+	ID        string
+	OrgID     string
+	Amount    int64
+	Reference string
+	Lines     []LineIn
+	ExpiresAt time.Time
+	Payload   string // the EMV payload to show
+}
+
+// StaticCode is a merchant's printable, amount-free QR payload.
+func (s *Service) StaticCode(p *Profile) (string, error) {
+	return emv.Code{Civstack: emv.Civstack{Party: emv.PartyMerchant, ID: p.OrgID}, MCC: p.MCC, Currency: s.cfg.Currency,
+		Country: s.cfg.Country, Name: p.Name, City: p.City}.Encode()
+}
+
+// ReceiveCode is a person's QR payload for receiving money.
+func (s *Service) ReceiveCode(ctx context.Context, personID, firstName string) (string, error) {
+	h, err := s.ReceiveHandle(ctx, personID)
+	if err != nil {
+		return "", err
+	}
+	if firstName == "" {
+		firstName = "civstack wallet"
+	}
+	return emv.Code{Civstack: emv.Civstack{Party: emv.PartyPerson, ID: h}, MCC: "0000", Currency: s.cfg.Currency,
+		Country: s.cfg.Country, Name: firstName, City: s.cfg.City}.Encode()
+}
+
+// NewSale makes a dynamic code for one sale, valid for ttl.
+func (s *Service) NewSale(ctx context.Context, orgID string, amount int64, reference string, lines []LineIn, ttl time.Duration) (*Sale, error) {
+	p, err := s.Merchant(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	if amount <= 0 {
+		return nil, invalidf("a sale needs a positive amount")
+	}
+	if len([]rune(reference)) > 25 {
+		return nil, invalidf("the reference is at most 25 characters")
+	}
+	if ttl <= 0 || ttl > 24*time.Hour {
+		ttl = 10 * time.Minute
+	}
+	if _, _, _, err := priceLines(lines, amount, p.VATRate); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	sale := &Sale{ID: "s" + randomHex(s, 12), OrgID: orgID, Amount: amount, Reference: reference, Lines: lines, ExpiresAt: now.Add(ttl).Truncate(time.Second)}
+	linesJSON, _ := json.Marshal(lines)
+	err = s.db.Tx(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO payment_sales (id, org_id, amount, reference, lines, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+			sale.ID, orgID, amount, reference, string(linesJSON), sale.ExpiresAt.UnixMilli(), now.UnixMilli())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new sale: %w", err)
+	}
+	sale.Payload, err = emv.Code{Civstack: emv.Civstack{Party: emv.PartyMerchant, ID: orgID, Sale: sale.ID, Expires: sale.ExpiresAt},
+		MCC: p.MCC, Currency: s.cfg.Currency, Amount: amount, Country: s.cfg.Country, Name: p.Name, City: p.City, Reference: reference}.Encode()
+	return sale, err
+}
+
+func (s *Service) sale(ctx context.Context, id string) (*Sale, error) {
+	sale := &Sale{ID: id}
+	var lines string
+	var exp int64
+	err := s.db.Reader().QueryRowContext(ctx, "SELECT org_id, amount, reference, lines, expires_at FROM payment_sales WHERE id = $1", id).
+		Scan(&sale.OrgID, &sale.Amount, &sale.Reference, &lines, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, refusal("unknown_sale", "The merchant has no such sale: ask for a new code.")
+	}
+	if err != nil {
+		return nil, err
+	}
+	sale.ExpiresAt = time.UnixMilli(exp)
+	_ = json.Unmarshal([]byte(lines), &sale.Lines)
+	return sale, nil
+}
+
+// Quote is what a scanned code asks the payer to confirm.
+type Quote struct {
+	Party     emv.Party
+	Merchant  *Profile // PartyMerchant
+	Person    string   // PartyPerson: the payee's person id
+	Amount    int64    // fixed by a dynamic sale; 0 when the payer chooses
+	Fixed     bool
+	Sale      *Sale
+	Reference string
+	// NameOnCode is the name printed in the code; the wallet shows the
+	// registered name and warns when they differ.
+	NameOnCode string
+}
+
+// Resolve reads a scanned or pasted code: which merchant or person it pays,
+// and the amount when a dynamic sale fixes it.
+func (s *Service) Resolve(ctx context.Context, payload string) (*Quote, error) {
+	p, err := emv.Parse(strings.TrimSpace(payload))
+	if err != nil {
+		return nil, refusal("bad_qr", "This QR code cannot be read: "+strings.TrimPrefix(err.Error(), emv.ErrInvalid.Error()+": ")+".")
+	}
+	c, err := p.Civstack()
+	if errors.Is(err, emv.ErrForeign) {
+		return nil, refusal("foreign_qr", capital(err.Error())+": civstack cannot pay it.")
+	}
+	if err != nil {
+		return nil, refusal("bad_qr", "This QR code cannot be read: "+strings.TrimPrefix(err.Error(), emv.ErrInvalid.Error()+": ")+".")
+	}
+	if cur, _ := p.Get("53"); cur != s.cfg.Currency {
+		return nil, refusal("currency", "This code asks for currency "+cur+"; this node pays in "+s.cfg.CurrencyCode+".")
+	}
+	q := &Quote{Party: c.Party}
+	q.NameOnCode, _ = p.Get("59")
+	q.Reference, _ = p.Sub("62", "05")
+	if c.Party == emv.PartyPerson {
+		if q.Person, err = s.personByReceiveHandle(ctx, c.ID); err != nil {
+			return nil, err
+		}
+		return q, nil
+	}
+	q.Merchant, err = s.Merchant(ctx, c.ID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, refusal("unknown_merchant", "This code names a merchant that is not registered with this civstack node.")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c.Sale != "" {
+		sale, err := s.sale(ctx, c.Sale)
+		if err != nil {
+			return nil, err
+		}
+		if sale.OrgID != q.Merchant.OrgID {
+			return nil, refusal("tampered", "This code's sale belongs to another merchant: do not pay it.")
+		}
+		amt, _ := p.Get("54")
+		if n, _ := emv.ParseAmount(amt); n != sale.Amount {
+			return nil, refusal("tampered", "The amount printed in this code is not the merchant's amount: do not pay it.")
+		}
+		if !s.now().Before(sale.ExpiresAt) {
+			return nil, refusal("expired", "This sale's code expired at "+sale.ExpiresAt.UTC().Format("15:04:05")+" UTC: ask the merchant for a new one.")
+		}
+		q.Sale, q.Amount, q.Fixed, q.Reference = sale, sale.Amount, true, sale.Reference
+	}
+	return q, nil
+}
+
+func capital(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// PayRequest is a wallet payment the payer confirmed.
+type PayRequest struct {
+	Payer   string // person id
+	Payload string // the scanned code
+	Amount  int64  // for static codes and receive codes
+	Nonce   string // from the confirmation form: a retry sends the same one
+	// SteppedUp: the payer confirmed with their passkey just now.
+	SteppedUp bool
+}
+
+// Pay performs a wallet payment: to a merchant (static or dynamic code) or
+// to a person (receive code).
+func (s *Service) Pay(ctx context.Context, r PayRequest) (*Payment, error) {
+	q, err := s.Resolve(ctx, r.Payload)
+	if err != nil {
+		return nil, err
+	}
+	amount := r.Amount
+	if q.Fixed {
+		amount = q.Amount
+	}
+	if amount <= 0 {
+		return nil, invalidf("enter the amount to pay")
+	}
+	if len(r.Nonce) < 16 || len(r.Nonce) > 64 {
+		return nil, invalidf("the confirmation has expired: scan the code again")
+	}
+	if amount > s.cfg.StepUp && !r.SteppedUp {
+		return nil, ErrStepUp
+	}
+	pay := &Payment{Payer: r.Payer, Amount: amount, Reference: q.Reference, CreatedAt: s.now()}
+	var id ledger.ID
+	credit := ledger.ID{}
+	switch {
+	case q.Party == emv.PartyPerson:
+		if q.Person == r.Payer {
+			return nil, refusal("self", "This is your own receive code.")
+		}
+		if _, err := s.Wallet(ctx, q.Person); err != nil {
+			return nil, err
+		}
+		pay.Kind, pay.Method, pay.PayeePerson = KindP2P, "p2p", q.Person
+		id, credit = derive("p2p", r.Payer, r.Nonce), WalletAccount(q.Person)
+	case q.Sale != nil:
+		pay.Kind, pay.Method, pay.PayeeOrg, pay.Sale = KindPurchase, "sale", q.Merchant.OrgID, q.Sale.ID
+		id, credit = derive("sale", q.Sale.ID), MerchantAccount(q.Merchant.OrgID)
+	default:
+		pay.Kind, pay.Method, pay.PayeeOrg = KindPurchase, "qr", q.Merchant.OrgID
+		id, credit = derive("qr", r.Payer, r.Nonce), MerchantAccount(q.Merchant.OrgID)
+	}
+	if _, err := s.Wallet(ctx, r.Payer); err != nil {
+		return nil, err
+	}
+	pay.ID = id.String()
+	var lines []LineIn
+	if q.Sale != nil {
+		lines = q.Sale.Lines
+	}
+	t := ledger.Transfer{ID: id, Debit: WalletAccount(r.Payer), Credit: credit, Amount: amount, Ledger: ledger.LedgerCash,
+		Code: ledger.CodePayment, Reference: clipBytes(q.Reference, 64)}
+	if q.Party == emv.PartyPerson {
+		t.Code = ledger.CodeTransfer
+	}
+	got, err := s.submit(ctx, t, pay, q.Merchant, lines, r.Nonce)
+	if err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+// ChargeRequest is a merchant charging a customer's payment code.
+type ChargeRequest struct {
+	OrgID     string
+	Code      string
+	Amount    int64
+	Reference string
+	Lines     []LineIn
+	// Request is the point of sale's own id for this charge: repeating a
+	// charge with the same Request returns the first payment.
+	Request string
+}
+
+// Charge takes a payment with a customer's one-time code.
+func (s *Service) Charge(ctx context.Context, r ChargeRequest) (*Payment, error) {
+	m, err := s.Merchant(ctx, r.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	if r.Amount <= 0 {
+		return nil, invalidf("enter the amount to charge")
+	}
+	if r.Amount > s.cfg.StepUp {
+		return nil, refusal("over_code_limit", "Payment codes are for amounts up to "+Money(s.cfg.StepUp)+
+			": above that, show the customer a QR code for this sale, which they confirm in their wallet.")
+	}
+	if len([]rune(r.Reference)) > 64 || len(r.Request) > 64 {
+		return nil, invalidf("reference and request id are at most 64 characters")
+	}
+	code := strings.ReplaceAll(strings.TrimSpace(r.Code), " ", "")
+	pc, err := parseCode(code)
+	if err != nil {
+		return nil, err
+	}
+	devID, payer, secret, err := s.device(ctx, pc.handle)
+	if err != nil {
+		return nil, err
+	}
+	step, ok := matchStep(pc, secret, s.now())
+	if !ok {
+		return nil, refusal("expired_code", "This payment code is expired or mistyped: ask the customer to show a fresh one.")
+	}
+	id := derive("code", devID, strconv.FormatInt(step, 10), code)
+	pay := &Payment{ID: id.String(), Kind: KindPurchase, Method: "code", Payer: payer, PayeeOrg: r.OrgID, Amount: r.Amount, Reference: r.Reference, CreatedAt: s.now()}
+	t := ledger.Transfer{ID: id, Debit: WalletAccount(payer), Credit: MerchantAccount(r.OrgID), Amount: r.Amount, Ledger: ledger.LedgerCash,
+		Code: ledger.CodePayment, Reference: clipBytes(r.Reference, 64)}
+	return s.submit(ctx, t, pay, m, r.Lines, r.Request)
+}
+
+func clipBytes(s string, n int) string {
+	for len(s) > n {
+		_, size := lastRune(s)
+		s = s[:len(s)-size]
+	}
+	return s
+}
+
+func lastRune(s string) (rune, int) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i]&0xC0 != 0x80 {
+			return rune(s[i]), len(s) - i
+		}
+	}
+	return 0, 1
+}
+
+// submit writes the transfer, and with it the payment row, its receipt and
+// the receipt's log entry.
+func (s *Service) submit(ctx context.Context, t ledger.Transfer, pay *Payment, m *Profile, lines []LineIn, request string) (*Payment, error) {
+	var doc *Document
+	var jws string
+	if m != nil {
+		var err error
+		doc, jws, err = s.receipt(m, pay, lines, "")
+		if err != nil {
+			return nil, err
+		}
+	}
+	rs, err := s.eng.SubmitThen(ctx, []ledger.Transfer{t}, func(ctx context.Context, tx *store.Tx, rs []ledger.Result) error {
+		if rs[0] != ledger.OK {
+			return nil
+		}
+		return s.record(ctx, tx, pay, request, doc, jws)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("payment: %w", err)
+	}
+	switch r := rs[0]; {
+	case r == ledger.OK:
+		return pay, nil
+	case r == ledger.Exists || strings.HasPrefix(r.String(), "exists_with"):
+		prior, err := s.Payment(ctx, pay.ID)
+		if err == nil && r == ledger.Exists && request != "" && prior.PayeeOrg == pay.PayeeOrg && prior.PayeePerson == pay.PayeePerson && s.requestOf(ctx, pay.ID) == request {
+			return prior, nil // the same charge again: idempotent
+		}
+		switch pay.Method {
+		case "code":
+			return nil, refusal("code_used", "This payment code was already used: ask the customer to show a fresh one.")
+		case "sale":
+			return nil, refusal("sale_paid", "This sale is already paid.")
+		}
+		return nil, refusal("duplicate", "This payment was already made.")
+	default:
+		return nil, s.explain(ctx, r, pay)
+	}
+}
+
+// explain turns a ledger refusal into a sentence for the payer or merchant.
+func (s *Service) explain(ctx context.Context, r ledger.Result, pay *Payment) error {
+	limits := s.eng.Profiles()["basic"]
+	if a, err := s.eng.Account(ctx, WalletAccount(pay.Payer)); err == nil {
+		limits = s.eng.Profiles()[a.Profile]
+	}
+	switch r {
+	case ledger.ExceedsCredits:
+		return refusal("insufficient_funds", "Not enough money in the wallet for "+Money(pay.Amount)+". Nothing was charged.")
+	case ledger.ExceedsPerPaymentLimit:
+		return refusal("over_limit", "This wallet can pay at most "+Money(limits.PerPayment)+" at a time. Nothing was charged.")
+	case ledger.ExceedsDailyLimit:
+		return refusal("over_limit", "This wallet has reached its daily limit of "+Money(limits.PerDay)+". Nothing was charged.")
+	case ledger.ExceedsBalanceCap:
+		return refusal("over_limit", "The receiving wallet would go over its balance cap. Nothing was charged.")
+	case ledger.DebitAccountClosed:
+		return refusal("closed", "This wallet is closed.")
+	case ledger.CreditAccountClosed:
+		return refusal("closed", "The receiving account is closed.")
+	}
+	return refusal(r.String(), "The payment was refused ("+r.String()+"). Nothing was charged.")
+}
+
+// record writes a committed payment's row, receipt and log entry (inside
+// the ledger's transaction).
+func (s *Service) record(ctx context.Context, tx *store.Tx, p *Payment, request string, doc *Document, jws string) error {
+	_, err := tx.ExecPrepared(ctx, `INSERT INTO payments (id, kind, method, payer, payee_org, payee_person, amount, refunded, original, sale_id, reference, request, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, $12)`,
+		p.ID, p.Kind, p.Method, p.Payer, p.PayeeOrg, p.PayeePerson, p.Amount, p.Original, p.Sale, p.Reference, request, p.CreatedAt.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("store payment: %w", err)
+	}
+	if doc == nil {
+		return nil
+	}
+	return s.storeDocument(ctx, tx, doc, jws)
+}
+
+// storeDocument logs a signed document's hash and stores it.
+func (s *Service) storeDocument(ctx context.Context, tx *store.Tx, doc *Document, jws string) error {
+	now := s.now()
+	entry, err := (&tlog.Entry{Kind: tlog.KindReceipt, Time: now, Hash: sha256.Sum256([]byte(jws))}).Marshal()
+	if err != nil {
+		return err
+	}
+	idx, err := tlog.Sequence(ctx, tx, now, entry)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecPrepared(ctx, `INSERT INTO payment_documents (id, kind, payment_id, org_id, number, jws, log_index, created_at, cancelled_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '')`, doc.ID, doc.Type, doc.Payment, doc.Merchant.ID, doc.Number, jws, idx, now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("store %s: %w", doc.Type, err)
+	}
+	return nil
+}
+
+// receipt signs the receipt for a payment (or refund).
+func (s *Service) receipt(m *Profile, p *Payment, in []LineIn, refundOf string) (*Document, string, error) {
+	lines, net, vat, err := priceLines(in, p.Amount, m.VATRate)
+	if err != nil {
+		return nil, "", err
+	}
+	doc := &Document{Type: TypeReceipt, ID: p.ID, Payment: p.ID, RefundOf: refundOf, IssuedAt: p.CreatedAt.UTC().Format(time.RFC3339),
+		Merchant: Merchant{ID: m.OrgID, Name: m.Name, TaxID: m.TaxID, City: m.City}, Currency: s.cfg.CurrencyCode, Method: p.Method,
+		Lines: lines, Net: net, VAT: vat, Total: p.Amount}
+	key, err := s.signer(m)
+	if err != nil {
+		return nil, "", err
+	}
+	jws, err := sign(doc, key, m.KeyID)
+	return doc, jws, err
+}
+
+// Payment returns a stored payment.
+func (s *Service) Payment(ctx context.Context, id string) (*Payment, error) {
+	rows, err := s.db.Reader().QueryContext(ctx, selectPayments+" WHERE id = $1", id)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := scanPayments(rows)
+	if err != nil {
+		return nil, err
+	}
+	if len(ps) == 0 {
+		return nil, fmt.Errorf("payment: %w", ErrNotFound)
+	}
+	return ps[0], nil
+}
+
+func (s *Service) requestOf(ctx context.Context, id string) string {
+	var r string
+	_ = s.db.Reader().QueryRowContext(ctx, "SELECT request FROM payments WHERE id = $1", id).Scan(&r)
+	return r
+}
+
+const selectPayments = "SELECT id, kind, method, payer, payee_org, payee_person, amount, refunded, original, sale_id, reference, created_at FROM payments"
+
+func scanPayments(rows *sql.Rows) ([]*Payment, error) {
+	defer rows.Close()
+	var out []*Payment
+	for rows.Next() {
+		p := &Payment{}
+		var at int64
+		if err := rows.Scan(&p.ID, &p.Kind, &p.Method, &p.Payer, &p.PayeeOrg, &p.PayeePerson, &p.Amount, &p.Refunded, &p.Original, &p.Sale, &p.Reference, &at); err != nil {
+			return nil, err
+		}
+		p.CreatedAt = time.UnixMilli(at)
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Sales lists a merchant's payments and refunds since a time, newest first.
+func (s *Service) Sales(ctx context.Context, orgID string, since time.Time, limit int) ([]*Payment, error) {
+	rows, err := s.db.Reader().QueryContext(ctx, selectPayments+" WHERE payee_org = $1 AND created_at >= $2 ORDER BY created_at DESC, id LIMIT $3", orgID, since.UnixMilli(), limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanPayments(rows)
+}
+
+// History lists what a person paid, received and got back, newest first.
+func (s *Service) History(ctx context.Context, personID string, limit int) ([]*Payment, error) {
+	rows, err := s.db.Reader().QueryContext(ctx, selectPayments+" WHERE payer = $1 OR payee_person = $1 ORDER BY created_at DESC, id LIMIT $2", personID, limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanPayments(rows)
+}

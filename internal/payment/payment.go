@@ -1,0 +1,319 @@
+// Package payment owns civstack's cashless payments on the ledger: merchant
+// payment profiles and signing keys, static and dynamic EMV merchant QR codes
+// (see package emv), customer-presented one-time payment codes, payments,
+// person-to-person transfers and refunds, and the signed e-receipts,
+// e-invoices and cancellations whose hashes go into the transparency log.
+//
+// A payment is one ledger transfer. Its payment row, its receipt and the
+// receipt's log entry are written by ledger.SubmitThen in the transaction
+// that writes the transfer, so money, receipt and log entry commit together
+// or not at all. Transfer ids are derived from what makes a payment unique (a
+// payment code, a dynamic sale, the wallet's confirmation nonce), so the
+// ledger's idempotency refuses a second charge of the same code or sale.
+package payment
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"crypto/ecdsa"
+
+	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+// Errors. Refusal carries a message for the person paying or charging.
+var (
+	ErrInvalid  = errors.New("invalid")
+	ErrNotFound = errors.New("not found")
+	ErrRefused  = errors.New("payment refused")
+	// ErrStepUp: the amount needs the payer to confirm with their passkey.
+	ErrStepUp = errors.New("confirm with your passkey")
+)
+
+// Refusal is a payment the rules refused, with a code for machines and a
+// sentence for people. It wraps ErrRefused.
+type Refusal struct {
+	Code    string
+	Message string
+}
+
+func (r *Refusal) Error() string { return r.Message }
+func (r *Refusal) Unwrap() error { return ErrRefused }
+
+func refusal(code, msg string) error { return &Refusal{Code: code, Message: msg} }
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// Config is what a node's payments are set up with.
+type Config struct {
+	Currency     string // ISO 4217 numeric, for QR codes (978)
+	CurrencyCode string // alphabetic, for documents (EUR)
+	Country      string // ISO 3166 alpha-2, for QR codes
+	City         string // default merchant city
+	// StepUp: wallet payments above it need the payer's passkey; payment
+	// codes (which the customer does not confirm) are refused above it.
+	StepUp int64
+}
+
+// DefaultConfig is a euro-area city.
+var DefaultConfig = Config{Currency: "978", CurrencyCode: "EUR", Country: "IT", City: "Bologna", StepUp: 100_00}
+
+// Service runs payments. Its methods are safe for concurrent use.
+type Service struct {
+	cfg  Config
+	db   *store.DB
+	eng  *ledger.Engine
+	log  *tlog.Log // for inclusion proofs; nil: bundles carry none
+	seal *sealer
+	now  func() time.Time
+	rand io.Reader
+
+	mu   sync.Mutex
+	keys map[string]*ecdsa.PrivateKey // merchants' signing keys, opened
+}
+
+// Deps are the service's collaborators.
+type Deps struct {
+	DB     *store.DB
+	Ledger *ledger.Engine
+	Log    *tlog.Log
+	// SealKey (32 bytes) encrypts device secrets and merchant keys at rest.
+	SealKey []byte
+	Now     func() time.Time
+	Rand    io.Reader
+}
+
+// New returns a Service.
+func New(cfg Config, d Deps) (*Service, error) {
+	s, err := newSealer(d.SealKey, d.Rand)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Currency == "" {
+		cfg = DefaultConfig
+	}
+	return &Service{cfg: cfg, db: d.DB, eng: d.Ledger, log: d.Log, seal: s, now: d.Now, rand: d.Rand, keys: map[string]*ecdsa.PrivateKey{}}, nil
+}
+
+// Config returns the service's configuration.
+func (s *Service) Config() Config { return s.cfg }
+
+// derive makes a ledger id from parts.
+func derive(parts ...string) ledger.ID {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	var id ledger.ID
+	copy(id[:], h.Sum(nil))
+	return id
+}
+
+// WalletAccount is a person's cash wallet account id.
+func WalletAccount(personID string) ledger.ID { return derive("wallet", personID) }
+
+// MerchantAccount is a merchant organisation's account id.
+func MerchantAccount(orgID string) ledger.ID { return derive("merchant", orgID) }
+
+// IssuerAccount issues the node's digital cash.
+var IssuerAccount = derive("issuer", "cash")
+
+// ensureAccount creates an account unless it exists.
+func (s *Service) ensureAccount(ctx context.Context, a ledger.Account) error {
+	if _, err := s.eng.Account(ctx, a.ID); err == nil {
+		return nil
+	}
+	err := s.eng.CreateAccount(ctx, a)
+	if errors.Is(err, ledger.ErrExists) {
+		return nil
+	}
+	return err
+}
+
+// Wallet opens (once) and returns a person's wallet account.
+func (s *Service) Wallet(ctx context.Context, personID string) (*ledger.Account, error) {
+	id := WalletAccount(personID)
+	if a, err := s.eng.Account(ctx, id); err == nil {
+		return a, nil
+	}
+	if err := s.ensureAccount(ctx, ledger.Account{ID: id, Ledger: ledger.LedgerCash, Kind: ledger.KindWallet, Owner: personID,
+		Flags: ledger.DebitsMustNotExceedCredits, Profile: "basic"}); err != nil {
+		return nil, fmt.Errorf("open wallet: %w", err)
+	}
+	return s.eng.Account(ctx, id)
+}
+
+// TopUp issues cash into a wallet (demo seeding, the operator's back office);
+// id makes it idempotent.
+func (s *Service) TopUp(ctx context.Context, id ledger.ID, personID string, amount int64, reference string) error {
+	if err := s.ensureAccount(ctx, ledger.Account{ID: IssuerAccount, Ledger: ledger.LedgerCash, Kind: ledger.KindIssuer, Owner: "node"}); err != nil {
+		return err
+	}
+	if _, err := s.Wallet(ctx, personID); err != nil {
+		return err
+	}
+	r, err := s.eng.Issue(ctx, id, IssuerAccount, WalletAccount(personID), amount, reference)
+	if err != nil {
+		return err
+	}
+	if !r.Applied() {
+		return refusal(r.String(), "The top-up was refused: "+r.String())
+	}
+	return nil
+}
+
+// Profile is a merchant's payment profile.
+type Profile struct {
+	OrgID      string
+	Name       string // on QR codes and documents (at most 25 characters on codes)
+	City       string
+	MCC        string
+	TaxID      string
+	VATRate    int64 // default, basis points
+	KeyID      string
+	public     *ecdsa.PublicKey
+	sealed     []byte
+	keyLogIdx  int64
+	invoiceSeq int64
+}
+
+// SetupMerchant creates a merchant's payment profile, ledger account and
+// signing key (its registration logged), or updates name, city, MCC, tax id
+// and VAT rate of an existing one. The key is kept.
+func (s *Service) SetupMerchant(ctx context.Context, p Profile) (*Profile, error) {
+	if err := checkProfile(&p); err != nil {
+		return nil, err
+	}
+	if err := s.ensureAccount(ctx, ledger.Account{ID: MerchantAccount(p.OrgID), Ledger: ledger.LedgerCash, Kind: ledger.KindMerchant,
+		Owner: p.OrgID, Flags: ledger.DebitsMustNotExceedCredits}); err != nil {
+		return nil, fmt.Errorf("open merchant account: %w", err)
+	}
+	if _, err := s.Merchant(ctx, p.OrgID); err == nil {
+		err := s.db.Tx(ctx, func(tx *store.Tx) error {
+			_, err := tx.ExecContext(ctx, "UPDATE payment_merchants SET name = $1, city = $2, mcc = $3, tax_id = $4, vat_rate = $5 WHERE org_id = $6",
+				p.Name, p.City, p.MCC, p.TaxID, p.VATRate, p.OrgID)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("update merchant: %w", err)
+		}
+		return s.Merchant(ctx, p.OrgID)
+	}
+	key, err := ecdsa.GenerateKey(p256(), s.rand)
+	if err != nil {
+		return nil, err
+	}
+	kid, spki, err := keyID(&key.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	der, err := marshalKey(key)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := s.seal.seal(der, "merchant-key:"+p.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	entry, err := (&tlog.Entry{Kind: tlog.KindOperator, Time: now, Event: tlog.EventKeyAdded, Subject: merchantKeySubject(p.OrgID),
+		KeyID: kid, Hash: sha256.Sum256(spki)}).Marshal()
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.Tx(ctx, func(tx *store.Tx) error {
+		idx, err := tlog.Sequence(ctx, tx, now, entry)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO payment_merchants (org_id, name, city, mcc, tax_id, vat_rate, key_id, public_key, sealed_key, key_log_index, invoice_seq, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11)`, p.OrgID, p.Name, p.City, p.MCC, p.TaxID, p.VATRate, kid, spki, sealed, idx, now.UnixMilli())
+		return err
+	})
+	if store.IsConflict(err) { // another process set it up meanwhile
+		return s.Merchant(ctx, p.OrgID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("set up merchant: %w", err)
+	}
+	return s.Merchant(ctx, p.OrgID)
+}
+
+func checkProfile(p *Profile) error {
+	switch {
+	case p.OrgID == "" || len(p.OrgID) > 64:
+		return invalidf("an organisation id is needed")
+	case p.Name == "" || len([]rune(p.Name)) > 25:
+		return invalidf("the merchant name must be 1 to 25 characters (it is printed on the QR code)")
+	case p.City == "" || len([]rune(p.City)) > 15:
+		return invalidf("the city must be 1 to 15 characters")
+	case len(p.MCC) != 4 || !allDigits(p.MCC):
+		return invalidf("the merchant category code is 4 digits (5814 fast food, 5411 groceries)")
+	case p.TaxID == "" || len(p.TaxID) > 32:
+		return invalidf("a tax id of at most 32 characters is needed")
+	case p.VATRate < 0 || p.VATRate > 10000:
+		return invalidf("the VAT rate is in basis points, 0 to 10000")
+	}
+	for _, r := range p.Name + p.City {
+		if r < 0x20 || r == 0x7f {
+			return invalidf("name and city must be plain text")
+		}
+	}
+	return nil
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Merchant returns a merchant's profile; ErrNotFound if it has none.
+func (s *Service) Merchant(ctx context.Context, orgID string) (*Profile, error) {
+	p := &Profile{}
+	var spki []byte
+	err := s.db.Reader().QueryRowContext(ctx, `SELECT org_id, name, city, mcc, tax_id, vat_rate, key_id, public_key, sealed_key, key_log_index, invoice_seq
+		FROM payment_merchants WHERE org_id = $1`, orgID).Scan(&p.OrgID, &p.Name, &p.City, &p.MCC, &p.TaxID, &p.VATRate, &p.KeyID, &spki, &p.sealed, &p.keyLogIdx, &p.invoiceSeq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("merchant %s: %w", orgID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("merchant: %w", err)
+	}
+	if p.public, err = parsePublic(spki); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// signer opens a merchant's private key (cached).
+func (s *Service) signer(p *Profile) (*ecdsa.PrivateKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := s.keys[p.OrgID]; k != nil && k.PublicKey.Equal(p.public) {
+		return k, nil
+	}
+	der, err := s.seal.open(p.sealed, "merchant-key:"+p.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	k, err := parseKey(der)
+	if err != nil {
+		return nil, err
+	}
+	s.keys[p.OrgID] = k
+	return k, nil
+}

@@ -1,0 +1,435 @@
+package payment_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/payment"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+type world struct {
+	svc    *payment.Service
+	eng    *ledger.Engine
+	log    *tlog.Log
+	vkey   string
+	clock  *clock
+	db     *store.DB
+	vendor *payment.Profile
+	shop   *payment.Profile
+}
+
+func setup(t *testing.T, db *store.DB) *world {
+	t.Helper()
+	ctx := context.Background()
+	c := &clock{t: time.Date(2026, 12, 2, 10, 0, 3, 0, time.UTC)}
+	eng := ledger.New(db, c.now, nil)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { eng.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := tlog.NewEd25519Signer("pay.test/log", priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := tlog.New(db, signer.Name(), signer, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal := make([]byte, 32)
+	rand.Read(seal)
+	svc, err := payment.New(payment.DefaultConfig, payment.Deps{DB: db, Ledger: eng, Log: tl, SealKey: seal, Now: c.now, Rand: rand.Reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{svc: svc, eng: eng, log: tl, vkey: signer.VerifierKey(), clock: c, db: db}
+	if w.vendor, err = svc.SetupMerchant(ctx, payment.Profile{OrgID: "org-vendor", Name: "Li's Dumpling Cart", City: "Bologna", MCC: "5814", TaxID: "IT01234567890", VATRate: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	if w.shop, err = svc.SetupMerchant(ctx, payment.Profile{OrgID: "org-shop", Name: "Rossi Groceries", City: "Bologna", MCC: "5411", TaxID: "IT09876543210", VATRate: 400}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"amira", "jonas"} {
+		if err := svc.TopUp(ctx, ledger.ID{1, p[0]}, p, 150_00, "demo"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
+}
+
+func (w *world) balance(t *testing.T, id ledger.ID) int64 {
+	t.Helper()
+	a, err := w.eng.Account(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Balance()
+}
+
+func refusedWith(t *testing.T, what string, err error, code string) {
+	t.Helper()
+	var r *payment.Refusal
+	if !errors.As(err, &r) || r.Code != code {
+		t.Fatalf("%s: err %v, want refusal %s", what, err, code)
+	}
+	if r.Message == "" || strings.Contains(r.Message, "amira") {
+		t.Fatalf("%s: message %q", what, r.Message)
+	}
+}
+
+func nonce() string { var b [16]byte; rand.Read(b[:]); return strings.ToLower(strings.TrimRight(ledger.ID(b).String(), "=")) }
+
+func TestStaticAndDynamicQR(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db)
+		static, err := w.svc.StaticCode(w.vendor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := w.svc.Resolve(ctx, static)
+		if err != nil || q.Merchant.OrgID != "org-vendor" || q.Fixed {
+			t.Fatalf("resolve static: %+v %v", q, err)
+		}
+		// Over the step-up threshold the passkey is needed.
+		n := nonce()
+		if _, err := w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: static, Amount: 120_00, Nonce: n}); !errors.Is(err, payment.ErrStepUp) {
+			t.Fatalf("over step-up: %v", err)
+		}
+		p, err := w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: static, Amount: 4_50, Nonce: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same confirmation again pays nothing more.
+		if p2, err := w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: static, Amount: 4_50, Nonce: n}); err != nil || p2.ID != p.ID {
+			t.Fatalf("retry: %v %v", p2, err)
+		}
+		if b := w.balance(t, payment.WalletAccount("amira")); b != 145_50 {
+			t.Fatalf("balance %d", b)
+		}
+		// Dynamic: the sale fixes the amount, and is paid once.
+		sale, err := w.svc.NewSale(ctx, "org-shop", 12_30, "order 7", []payment.LineIn{{Description: "Bread", Quantity: 2, UnitPrice: 2_15, VATRate: 400}, {Description: "Wine", Quantity: 1, UnitPrice: 8_00, VATRate: 2200}}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "jonas", Payload: sale.Payload, Amount: 1, Nonce: nonce()})
+		if err != nil || p.Amount != 12_30 {
+			t.Fatalf("pay sale: %+v %v", p, err)
+		}
+		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: sale.Payload, Nonce: nonce()})
+		refusedWith(t, "sale twice", err, "sale_paid")
+		docs, err := w.svc.Documents(ctx, p.ID)
+		if err != nil || len(docs) != 1 || docs[0].Document.Total != 12_30 || len(docs[0].Document.Lines) != 2 || docs[0].Document.VAT != 17+144 {
+			t.Fatalf("receipt %+v %v", docs, err)
+		}
+		// Expired sale, tampered amount, wrong CRC, foreign and unknown codes.
+		old, _ := w.svc.NewSale(ctx, "org-shop", 5_00, "", nil, time.Minute)
+		w.clock.add(2 * time.Minute)
+		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: old.Payload, Nonce: nonce()})
+		refusedWith(t, "expired sale", err, "expired")
+		fresh, _ := w.svc.NewSale(ctx, "org-shop", 5_00, "", nil, time.Minute)
+		tampered := retag(t, fresh.Payload, "54", "0.50")
+		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: tampered, Nonce: nonce()})
+		refusedWith(t, "tampered amount", err, "tampered")
+		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: static[:len(static)-4] + "0000", Amount: 100, Nonce: nonce()})
+		refusedWith(t, "wrong CRC", err, "bad_qr")
+		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: "00020126580014br.gov.bcb.pix0136123e4567-e12b-12d1-a456-4266554400005204000053039865802BR5913Fulano de Tal6008BRASILIA62070503***63041D3D", Amount: 100, Nonce: nonce()})
+		refusedWith(t, "pix", err, "foreign_qr")
+		unknown := retagSub(t, static, "26", "02", "org-nobody")
+		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: unknown, Amount: 100, Nonce: nonce()})
+		refusedWith(t, "unknown merchant", err, "unknown_merchant")
+		// Insufficient funds: nothing charged.
+		before := w.balance(t, payment.WalletAccount("amira"))
+		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: static, Amount: 99_00, Nonce: nonce()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: static, Amount: 99_00, Nonce: nonce()})
+		refusedWith(t, "insufficient", err, "insufficient_funds")
+		if got := w.balance(t, payment.WalletAccount("amira")); got != before-99_00 {
+			t.Fatalf("balance %d, want %d", got, before-99_00)
+		}
+		hist, _ := w.svc.History(ctx, "amira", 50)
+		if len(hist) != 2 {
+			t.Fatalf("amira's history has %d payments, want 2", len(hist))
+		}
+	})
+}
+
+// retag rewrites one top-level field of a payload and recomputes the CRC, as
+// a forger would.
+func retag(t *testing.T, payload, id, value string) string {
+	t.Helper()
+	p, err := emvParse(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range p.Fields {
+		if p.Fields[i].ID == id {
+			p.Fields[i].Value = value
+		}
+	}
+	return p.String()
+}
+
+func retagSub(t *testing.T, payload, id, sub, value string) string {
+	t.Helper()
+	p, err := emvParse(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range p.Fields {
+		if p.Fields[i].ID == id {
+			for j := range p.Fields[i].Sub {
+				if p.Fields[i].Sub[j].ID == sub {
+					p.Fields[i].Sub[j].Value = value
+				}
+			}
+		}
+	}
+	return p.String()
+}
+
+func TestPaymentCodes(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db)
+		dev, err := w.svc.ProvisionDevice(ctx, "jonas")
+		if err != nil {
+			t.Fatal(err)
+		}
+		code := payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())
+		if len(code) != 18 || code[:2] != "88" {
+			t.Fatalf("code %q", code)
+		}
+		p, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: code, Amount: 7_20, Request: "pos-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The point of sale's retry gets the same payment; anyone else's replay is refused.
+		if again, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: code, Amount: 7_20, Request: "pos-1"}); err != nil || again.ID != p.ID {
+			t.Fatalf("retry %v %v", again, err)
+		}
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: code, Amount: 7_20, Request: "pos-2"})
+		refusedWith(t, "replay", err, "code_used")
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-vendor", Code: code, Amount: 1_00})
+		refusedWith(t, "replay elsewhere", err, "code_used")
+		// Tampered (one digit changed) and expired codes.
+		fresh := payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now().Add(10*time.Second))
+		bad := fresh[:17] + string('0'+(fresh[17]-'0'+1)%10)
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: bad, Amount: 1_00})
+		refusedWith(t, "tampered", err, "expired_code")
+		w.clock.add(75 * time.Second)
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: fresh, Amount: 1_00})
+		refusedWith(t, "expired", err, "expired_code")
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: "12345", Amount: 1_00})
+		refusedWith(t, "short", err, "bad_code")
+		// Over the code limit, and a replaced device.
+		code = payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: code, Amount: 100_01})
+		refusedWith(t, "over code limit", err, "over_code_limit")
+		if _, err := w.svc.ProvisionDevice(ctx, "jonas"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: code, Amount: 1_00})
+		refusedWith(t, "old device", err, "unknown_code")
+		if b := w.balance(t, payment.WalletAccount("jonas")); b != 150_00-7_20 {
+			t.Fatalf("balance %d: only the first charge may have happened", b)
+		}
+		if b := w.balance(t, payment.MerchantAccount("org-shop")); b != 7_20 {
+			t.Fatalf("shop balance %d", b)
+		}
+	})
+}
+
+func TestRefunds(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db)
+		static, _ := w.svc.StaticCode(w.vendor)
+		p, err := w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: static, Amount: 10_00, Nonce: nonce()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r1, err := w.svc.Refund(ctx, "org-vendor", p.ID, 3_00, "r1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, err := w.svc.Refund(ctx, "org-vendor", p.ID, 3_00, "r1"); err != nil || again.ID != r1.ID {
+			t.Fatalf("idempotent refund: %v %v", again, err)
+		}
+		_, err = w.svc.Refund(ctx, "org-vendor", p.ID, 7_01, "r2")
+		refusedWith(t, "over refund", err, "over_refund")
+		if _, err := w.svc.Refund(ctx, "org-shop", p.ID, 1_00, "r3"); !errors.Is(err, payment.ErrNotFound) {
+			t.Fatalf("another merchant's refund: %v", err)
+		}
+		if _, err := w.svc.Refund(ctx, "org-vendor", p.ID, 7_00, "r4"); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := w.svc.Payment(ctx, p.ID)
+		if got.Refunded != 10_00 {
+			t.Fatalf("refunded %d", got.Refunded)
+		}
+		if b := w.balance(t, payment.WalletAccount("amira")); b != 150_00 {
+			t.Fatalf("balance after full refund %d", b)
+		}
+		docs, _ := w.svc.Documents(ctx, r1.ID)
+		if len(docs) != 1 || docs[0].Document.RefundOf != p.ID {
+			t.Fatalf("refund receipt %+v", docs)
+		}
+		// Concurrent refunds never add up to more than the payment.
+		p, _ = w.svc.Pay(ctx, payment.PayRequest{Payer: "jonas", Payload: static, Amount: 10_00, Nonce: nonce()})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		okCount := 0
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := w.svc.Refund(ctx, "org-vendor", p.ID, 3_00, "c"+string(rune('a'+i))); err == nil {
+					mu.Lock()
+					okCount++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if okCount != 3 {
+			t.Fatalf("%d concurrent refunds of 3.00 on 10.00 succeeded, want 3", okCount)
+		}
+		audit, err := w.eng.Check(ctx)
+		if err != nil || len(audit.Problems) > 0 {
+			t.Fatalf("ledger check %v %v", err, audit.Problems)
+		}
+	})
+}
+
+func TestInvoicesAndVerification(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db)
+		sale, _ := w.svc.NewSale(ctx, "org-shop", 20_00, "", nil, time.Minute)
+		p, err := w.svc.Pay(ctx, payment.PayRequest{Payer: "jonas", Payload: sale.Payload, Nonce: nonce()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		inv, err := w.svc.Invoice(ctx, p.ID, payment.Buyer{TaxID: "IT11111111111", Name: "Weber Consulting"})
+		if err != nil || inv.Number != "INV-000001" {
+			t.Fatalf("invoice %+v %v", inv, err)
+		}
+		_, err = w.svc.Invoice(ctx, p.ID, payment.Buyer{TaxID: "IT2", Name: "Other"})
+		refusedWith(t, "second invoice", err, "already_invoiced")
+		cancel, err := w.svc.CancelInvoice(ctx, "org-shop", inv.ID, "wrong buyer name")
+		if err != nil || cancel.Document.Cancels != inv.ID {
+			t.Fatalf("cancel %+v %v", cancel, err)
+		}
+		_, err = w.svc.CancelInvoice(ctx, "org-shop", inv.ID, "again")
+		refusedWith(t, "cancel twice", err, "already_cancelled")
+		inv2, err := w.svc.Invoice(ctx, p.ID, payment.Buyer{TaxID: "IT11111111111", Name: "Weber Consulting srl"})
+		if err != nil || inv2.Number != "INV-000002" {
+			t.Fatalf("reissue %+v %v", inv2, err)
+		}
+		// Before integration the bundle has no proof; verification says so.
+		b, err := w.svc.Bundle(ctx, p.ID)
+		if err != nil || b.Log != nil {
+			t.Fatalf("bundle before integration: %+v %v", b, err)
+		}
+		rep := verify(t, b, w.vkey)
+		if rep.OK() || !strings.Contains(rep.Failed(), "no inclusion proof yet") {
+			t.Fatalf("unintegrated: %+v", rep.Checks)
+		}
+		if _, _, err := w.log.Integrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{p.ID, inv.ID, cancel.ID, inv2.ID} {
+			b, err := w.svc.Bundle(ctx, id)
+			if err != nil || b.Log == nil {
+				t.Fatalf("bundle %s: %v", id, err)
+			}
+			if rep := verify(t, b, w.vkey); !rep.OK() {
+				t.Fatalf("%s does not verify: %+v", id, rep.Checks)
+			}
+		}
+		// Tampering is found: an edited total, another key, another log.
+		b, _ = w.svc.Bundle(ctx, p.ID)
+		edited := *b
+		edited.Document.Total++
+		if rep := verify(t, &edited, w.vkey); rep.OK() || !strings.Contains(rep.Failed(), "readable copy") {
+			t.Errorf("edited copy: %v", rep.Failed())
+		}
+		vb, _ := w.svc.Bundle(ctx, p.ID)
+		vendorSale, _ := w.svc.StaticCode(w.vendor)
+		vp, _ := w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: vendorSale, Amount: 1_00, Nonce: nonce()})
+		w.log.Integrate(ctx)
+		vendorBundle, _ := w.svc.Bundle(ctx, vp.ID)
+		swapped := *vb
+		swapped.Key = vendorBundle.Key
+		if rep := verify(t, &swapped, w.vkey); rep.OK() || !strings.Contains(rep.Failed(), "signature") {
+			t.Errorf("swapped key: %v", rep.Failed())
+		}
+		_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
+		os, _ := tlog.NewEd25519Signer("pay.test/log", otherPriv)
+		if rep := verify(t, b, os.VerifierKey()); rep.OK() || !strings.Contains(rep.Failed(), "checkpoint") {
+			t.Errorf("other log key: %v", rep.Failed())
+		}
+		if _, err := payment.Verify(strings.NewReader("{"), w.vkey); !errors.Is(err, payment.ErrBadBundle) {
+			t.Errorf("garbage: %v", err)
+		}
+	})
+}
+
+func verify(t *testing.T, b *payment.Bundle, vkey string) *payment.Report {
+	t.Helper()
+	raw, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := payment.Verify(bytes.NewReader(raw), vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestP2P(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db)
+		code, err := w.svc.ReceiveCode(ctx, "jonas", "Jonas")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: code, Amount: 25_00, Nonce: nonce()}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "jonas", Payload: code, Amount: 1_00, Nonce: nonce()})
+		refusedWith(t, "self", err, "self")
+		if b := w.balance(t, payment.WalletAccount("jonas")); b != 175_00 {
+			t.Fatalf("jonas %d", b)
+		}
+		h, _ := w.svc.History(ctx, "jonas", 10)
+		if len(h) != 1 || h[0].PayeePerson != "jonas" {
+			t.Fatalf("history %+v", h)
+		}
+	})
+}

@@ -1,0 +1,143 @@
+package payment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/store"
+)
+
+// Refund gives amount of a purchase back to the payer, from the merchant's
+// account. key is the point of sale's id for this refund: repeating it
+// returns the first refund. The amount is reserved on the purchase first (so
+// refunds can never add up to more than it), then the transfer, its receipt
+// and the release of the reservation commit together; a refused transfer
+// gives the reservation back in the same transaction.
+func (s *Service) Refund(ctx context.Context, orgID, paymentID string, amount int64, key string) (*Payment, error) {
+	if key == "" || len(key) > 64 {
+		return nil, invalidf("a refund needs an id of 1 to 64 characters")
+	}
+	orig, err := s.Payment(ctx, paymentID)
+	if err != nil || orig.Kind != KindPurchase || orig.PayeeOrg != orgID {
+		return nil, fmt.Errorf("purchase %s: %w", paymentID, ErrNotFound)
+	}
+	if amount <= 0 {
+		return nil, invalidf("enter the amount to refund")
+	}
+	id := derive("refund", orgID, key)
+	if prior, err := s.Payment(ctx, id.String()); err == nil {
+		if prior.Original == paymentID && prior.Amount == amount {
+			return prior, nil
+		}
+		return nil, refusal("refund_id_taken", "This refund id was already used for another refund.")
+	}
+	err = s.db.Tx(ctx, func(tx *store.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM payment_refunds_pending WHERE id = $1", id.String()).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil // an earlier attempt reserved it: go on with that
+		}
+		res, err := tx.ExecContext(ctx, "UPDATE payments SET refunded = refunded + $1 WHERE id = $2 AND refunded + $1 <= amount", amount, paymentID)
+		if err != nil {
+			return err
+		}
+		if k, _ := res.RowsAffected(); k == 0 {
+			return refusal("over_refund", fmt.Sprintf("At most %s of this payment is left to refund.", Money(orig.Amount-orig.Refunded)))
+		}
+		_, err = tx.ExecContext(ctx, "INSERT INTO payment_refunds_pending (id, original, org_id, amount, created_at) VALUES ($1, $2, $3, $4, $5)",
+			id.String(), paymentID, orgID, amount, s.now().UnixMilli())
+		return err
+	})
+	if err != nil {
+		var r *Refusal
+		if errors.As(err, &r) {
+			return nil, r
+		}
+		return nil, fmt.Errorf("reserve refund: %w", err)
+	}
+	return s.finishRefund(ctx, id, orig, amount)
+}
+
+func (s *Service) finishRefund(ctx context.Context, id ledger.ID, orig *Payment, amount int64) (*Payment, error) {
+	m, err := s.Merchant(ctx, orig.PayeeOrg)
+	if err != nil {
+		return nil, err
+	}
+	ref := &Payment{ID: id.String(), Kind: KindRefund, Method: "refund", PayeeOrg: orig.PayeeOrg, PayeePerson: orig.Payer, Amount: amount,
+		Original: orig.ID, CreatedAt: s.now()}
+	doc, jws, err := s.receipt(m, ref, []LineIn{{Description: "Refund", Quantity: 1, UnitPrice: amount, VATRate: m.VATRate}}, orig.ID)
+	if err != nil {
+		return nil, err
+	}
+	t := ledger.Transfer{ID: id, Debit: MerchantAccount(orig.PayeeOrg), Credit: WalletAccount(orig.Payer), Amount: amount,
+		Ledger: ledger.LedgerCash, Code: ledger.CodeRefund, Reference: "refund " + orig.ID[:16]}
+	rs, err := s.eng.SubmitThen(ctx, []ledger.Transfer{t}, func(ctx context.Context, tx *store.Tx, rs []ledger.Result) error {
+		switch {
+		case rs[0] == ledger.OK:
+			if err := s.record(ctx, tx, ref, "", doc, jws); err != nil {
+				return err
+			}
+		case !rs[0].Applied():
+			if _, err := tx.ExecContext(ctx, "UPDATE payments SET refunded = refunded - $1 WHERE id = $2", amount, orig.ID); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, "DELETE FROM payment_refunds_pending WHERE id = $1", id.String())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("refund: %w", err)
+	}
+	switch rs[0] {
+	case ledger.OK:
+		return ref, nil
+	case ledger.Exists:
+		return s.Payment(ctx, id.String())
+	case ledger.ExceedsCredits:
+		return nil, refusal("merchant_funds", "The merchant account does not hold enough to refund "+Money(amount)+". Nothing was refunded.")
+	}
+	return nil, refusal(rs[0].String(), "The refund was refused ("+rs[0].String()+"). Nothing was refunded.")
+}
+
+// ResumeRefunds finishes refunds that were reserved but whose transfer a
+// crash interrupted. serve runs it at start.
+func (s *Service) ResumeRefunds(ctx context.Context) (int, error) {
+	rows, err := s.db.Reader().QueryContext(ctx, "SELECT id, original, amount FROM payment_refunds_pending")
+	if err != nil {
+		return 0, err
+	}
+	type pending struct {
+		id, orig string
+		amount   int64
+	}
+	var ps []pending
+	for rows.Next() {
+		var p pending
+		if err := rows.Scan(&p.id, &p.orig, &p.amount); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ps = append(ps, p)
+	}
+	rows.Close()
+	n := 0
+	for _, p := range ps {
+		id, err := ledger.ParseID(p.id)
+		if err != nil {
+			return n, err
+		}
+		orig, err := s.Payment(ctx, p.orig)
+		if err != nil {
+			return n, err
+		}
+		if _, err := s.finishRefund(ctx, id, orig, p.amount); err != nil && !errors.Is(err, ErrRefused) {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
