@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/civstack/civstack/internal/demo"
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/tlog"
@@ -46,6 +48,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	sessionTTL := f.Duration("session-ttl", 12*time.Hour, "how long a sign-in lasts")
 	profilesFile := f.String("ledger-profiles", "", "JSON file of wallet limit profiles (default: the built-in basic and verified tiers; see docs/ledger.md)")
 	logOrigin := f.String("log-origin", "", "the transparency log's origin line (default: the --url host followed by /log)")
+	stepUp := f.String("payment-stepup", payment.Money(payment.DefaultConfig.StepUp), "wallet payments above this amount need the payer's passkey; payment codes are refused above it")
+	country := f.String("payment-country", payment.DefaultConfig.Country, "ISO 3166 country code printed on merchants' QR codes")
+	city := f.String("payment-city", payment.DefaultConfig.City, "city printed on merchants' QR codes unless a merchant sets its own")
 	if err := f.parse(args, false); err != nil {
 		return err
 	}
@@ -71,6 +76,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	profiles, err := loadProfiles(*profilesFile)
+	if err != nil {
+		return err
+	}
+	payCfg, err := paymentConfig(*stepUp, *country, *city)
 	if err != nil {
 		return err
 	}
@@ -127,11 +136,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err := eng.CheckProfiles(ctx); err != nil {
 		return fmt.Errorf("--ledger-profiles: %w", err)
 	}
-	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey()},
-		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng})
-	if err != nil {
-		return err
-	}
+	// The ledger's batcher runs before anything submits (demo top-ups, resumed refunds).
 	integratorCtx, stopIntegrator := context.WithCancel(context.Background())
 	integratorDone := make(chan struct{})
 	ledgerDone := make(chan struct{})
@@ -145,6 +150,29 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}()
 	go expirePending(integratorCtx, eng, logger)
 	defer func() { stopIntegrator(); <-integratorDone; <-ledgerDone }()
+	sealKey, err := n.keys.Secret("payment")
+	if err != nil {
+		return err
+	}
+	pay, err := payment.New(payCfg, payment.Deps{DB: n.db, Ledger: eng, Log: tl, SealKey: sealKey, Now: e.now, Rand: rand.Reader})
+	if err != nil {
+		return err
+	}
+	if *demoMode {
+		if err := demo.SeedPayments(ctx, n.reg, pay); err != nil {
+			return err
+		}
+	}
+	if resumed, err := pay.ResumeRefunds(ctx); err != nil {
+		return fmt.Errorf("resume refunds: %w", err)
+	} else if resumed > 0 {
+		logger.Info("resumed interrupted refunds", "count", resumed)
+	}
+	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey()},
+		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay})
+	if err != nil {
+		return err
+	}
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -183,6 +211,23 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	logger.Info("stopped")
 	fmt.Fprintln(e.stdout, "Stopped.")
 	return nil
+}
+
+// paymentConfig reads the --payment-* flags.
+func paymentConfig(stepUp, country, city string) (payment.Config, error) {
+	cfg := payment.DefaultConfig
+	v, err := payment.ParseMoney(stepUp)
+	if err != nil || v <= 0 {
+		return cfg, fmt.Errorf("%w: --payment-stepup %q is not an amount such as 100.00", errUsage, stepUp)
+	}
+	if len(country) != 2 || strings.ToUpper(country) != country || strings.Trim(country, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
+		return cfg, fmt.Errorf("%w: --payment-country %q is not a two-letter code such as IT", errUsage, country)
+	}
+	if city == "" || len([]rune(city)) > 15 {
+		return cfg, fmt.Errorf("%w: --payment-city must be 1 to 15 characters (it is printed on QR codes)", errUsage)
+	}
+	cfg.StepUp, cfg.Country, cfg.City = v, country, city
+	return cfg, nil
 }
 
 // loadProfiles reads --ledger-profiles; "" means the built-in tiers.

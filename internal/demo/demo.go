@@ -1,18 +1,22 @@
 // Package demo owns civstack's made-up world for --demo: the personas (two
 // citizens, a street vendor, a shop owner, a tax officer, a police officer, a
 // health officer, a data-protection auditor and an operator) and their
-// organisations. Seeding is idempotent, and demo rows are flagged so that a
+// organisations, the shops' payment profiles and the citizens' starting
+// balances. Seeding is idempotent, and demo rows are flagged so that a
 // server without --demo never shows or accepts them.
 package demo
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/google/uuid"
 
+	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/store"
 )
@@ -123,4 +127,61 @@ func Sort(people []*registry.Person) {
 		return len(Personas)
 	}
 	slices.SortStableFunc(people, func(a, b *registry.Person) int { return rank(a) - rank(b) })
+}
+
+// Merchant is a demo shop's payment profile.
+type Merchant struct {
+	Org     string
+	City    string
+	MCC     string
+	TaxID   string
+	VATRate int64 // basis points
+}
+
+// Merchants are the demo shops: a street vendor and a grocery.
+var Merchants = []Merchant{
+	{"Li's Dumpling Cart", "Bologna", "5814", "IT01234560017", 1000},
+	{"Rossi Groceries", "Bologna", "5411", "IT09876540012", 400},
+}
+
+// TopUp is what each demo citizen's wallet starts with, in cents.
+const TopUp = 200_00
+
+// Payments is the part of the payment service demo seeding needs.
+type Payments interface {
+	Merchant(ctx context.Context, orgID string) (*payment.Profile, error)
+	SetupMerchant(ctx context.Context, p payment.Profile) (*payment.Profile, error)
+	TopUp(ctx context.Context, id ledger.ID, personID string, amount int64, reference string) error
+}
+
+// SeedPayments gives the demo shops payment profiles (left alone once they
+// exist) and each demo citizen a starting balance (once: the top-up's id is
+// fixed per person).
+func SeedPayments(ctx context.Context, reg *registry.Registry, pay Payments) error {
+	for _, m := range Merchants {
+		o, err := reg.OrganisationByName(ctx, m.Org)
+		if err != nil {
+			return fmt.Errorf("seed merchant %q: %w", m.Org, err)
+		}
+		if _, err := pay.Merchant(ctx, o.ID); err == nil {
+			continue
+		} else if !errors.Is(err, payment.ErrNotFound) {
+			return fmt.Errorf("seed merchant %q: %w", m.Org, err)
+		}
+		_, err = pay.SetupMerchant(ctx, payment.Profile{OrgID: o.ID, Name: m.Org, City: m.City, MCC: m.MCC, TaxID: m.TaxID, VATRate: m.VATRate})
+		if err != nil {
+			return fmt.Errorf("seed merchant %q: %w", m.Org, err)
+		}
+	}
+	for _, pr := range Personas {
+		if pr.Org != "" {
+			continue
+		}
+		id := uuid.NewSHA1(namespace, []byte(pr.Name)).String()
+		sum := sha256.Sum256([]byte("civstack demo top-up " + id))
+		if err := pay.TopUp(ctx, ledger.ID(sum[:16]), id, TopUp, "demo top-up"); err != nil {
+			return fmt.Errorf("seed top-up: %w", err)
+		}
+	}
+	return nil
 }

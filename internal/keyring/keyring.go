@@ -213,3 +213,51 @@ func load(path string) (*Key, error) {
 	k.ID = base64.RawURLEncoding.EncodeToString(sum[:8])
 	return k, nil
 }
+
+// SecretLen is the length of a secret from Secret.
+const SecretLen = 32
+
+// Secret returns the symmetric secret called name (for example "payment",
+// which seals device secrets and merchant keys in the database), creating
+// <dir>/<name>.secret with SecretLen random bytes (mode 0600) on first use.
+// A secret is never rotated by civstack: data sealed with it would become
+// unreadable.
+func (r *Ring) Secret(name string) ([]byte, error) {
+	if name == "" || strings.ContainsAny(name, `/\.`) {
+		return nil, fmt.Errorf("secret name %q is not a plain word", name)
+	}
+	path := filepath.Join(r.dir, name+".secret")
+	if fi, err := os.Stat(path); err == nil {
+		if fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("secret file %s: mode %v lets others read it; chmod 600 it", filepath.Base(path), fi.Mode().Perm())
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("secret file %s: %w", filepath.Base(path), err)
+		}
+		if len(b) != SecretLen {
+			return nil, fmt.Errorf("secret file %s: %d bytes, want %d", filepath.Base(path), len(b), SecretLen)
+		}
+		return b, nil
+	}
+	b := make([]byte, SecretLen)
+	if _, err := io.ReadFull(r.rand, b); err != nil {
+		return nil, fmt.Errorf("generate secret %s: %w", name, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) { // another process made it first
+		return r.Secret(name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write secret %s: %w", name, err)
+	}
+	_, werr := f.Write(b)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("write secret %s: %w", name, werr)
+	}
+	return b, nil
+}

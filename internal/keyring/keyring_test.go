@@ -76,3 +76,38 @@ func TestKeyring(t *testing.T) {
 		t.Fatalf("open with a broken key: %v", err)
 	}
 }
+
+func TestSecret(t *testing.T) {
+	dir := t.TempDir()
+	r, err := keyring.Open(dir, time.Now, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := r.Secret("payment")
+	if err != nil || len(a) != keyring.SecretLen {
+		t.Fatalf("first: %x %v", a, err)
+	}
+	b, err := r.Secret("payment")
+	if err != nil || string(a) != string(b) {
+		t.Fatalf("second read differs: %v", err)
+	}
+	if c, _ := r.Secret("other"); string(c) == string(a) {
+		t.Fatal("two names share a secret")
+	}
+	path := filepath.Join(dir, "payment.secret")
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", fi.Mode().Perm())
+	}
+	if _, err := r.Secret("../x"); err == nil {
+		t.Fatal("accepted a path as a name")
+	}
+	os.Chmod(path, 0o644)
+	if _, err := r.Secret("payment"); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("readable secret: %v", err)
+	}
+	os.Chmod(path, 0o600)
+	os.WriteFile(path, []byte("short"), 0o600)
+	if _, err := r.Secret("payment"); err == nil {
+		t.Fatal("accepted a short secret")
+	}
+}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/base32"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 
 	"github.com/civstack/civstack/internal/store"
 )
@@ -110,6 +112,15 @@ func randomHex(s *Service, n int) string {
 		_, _ = rand.Read(b)
 	}
 	return hex.EncodeToString(b)
+}
+
+// randomBase32 is n characters (5 random bits each) of lowercase base32.
+func randomBase32(s *Service, n int) string {
+	b := make([]byte, (n*5+7)/8)
+	if _, err := s.rand.Read(b); err != nil {
+		_, _ = rand.Read(b)
+	}
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))[:n]
 }
 
 func randomDigits(s *Service, n int) string {

@@ -77,15 +77,19 @@ type LineIn struct {
 	Description string `json:"description"`
 	Quantity    int64  `json:"quantity"`
 	UnitPrice   int64  `json:"unit_price"`
-	VATRate     int64  `json:"vat_rate"`
+	// VATRate in basis points (2200 is 22%); nil: the merchant's usual rate.
+	VATRate *int64 `json:"vat_rate,omitempty"`
 }
+
+// Rate is a VAT rate in basis points, for LineIn.VATRate.
+func Rate(bp int64) *int64 { return &bp }
 
 // priceLines computes each line's VAT and the totals; lines must add up to
 // amount. No lines means one line for the whole amount at the merchant's
 // default rate.
 func priceLines(in []LineIn, amount int64, defaultRate int64) ([]Line, int64, int64, error) {
 	if len(in) == 0 {
-		in = []LineIn{{Description: "Sale", Quantity: 1, UnitPrice: amount, VATRate: defaultRate}}
+		in = []LineIn{{Description: "Sale", Quantity: 1, UnitPrice: amount}}
 	}
 	if len(in) > 200 {
 		return nil, 0, 0, invalidf("a receipt has at most 200 lines")
@@ -94,6 +98,10 @@ func priceLines(in []LineIn, amount int64, defaultRate int64) ([]Line, int64, in
 	var sum, vat int64
 	for i, l := range in {
 		d := strings.TrimSpace(l.Description)
+		rate := defaultRate
+		if l.VATRate != nil {
+			rate = *l.VATRate
+		}
 		switch {
 		case d == "" || len(d) > 120:
 			return nil, 0, 0, invalidf("line %d: a description of 1 to 120 characters is needed", i+1)
@@ -101,12 +109,12 @@ func priceLines(in []LineIn, amount int64, defaultRate int64) ([]Line, int64, in
 			return nil, 0, 0, invalidf("line %d: the quantity must be 1 to 1,000,000", i+1)
 		case l.UnitPrice < 1 || l.UnitPrice > 1_000_000_00:
 			return nil, 0, 0, invalidf("line %d: the unit price must be positive (in cents)", i+1)
-		case l.VATRate < 0 || l.VATRate > 10000:
+		case rate < 0 || rate > 10000:
 			return nil, 0, 0, invalidf("line %d: the VAT rate is in basis points, 0 to 10000", i+1)
 		}
 		total := l.Quantity * l.UnitPrice
-		v := (total*l.VATRate*2 + (10000 + l.VATRate)) / (2 * (10000 + l.VATRate))
-		out = append(out, Line{Description: d, Quantity: l.Quantity, UnitPrice: l.UnitPrice, VATRate: l.VATRate, Net: total - v, VAT: v, Total: total})
+		v := (total*rate*2 + (10000 + rate)) / (2 * (10000 + rate))
+		out = append(out, Line{Description: d, Quantity: l.Quantity, UnitPrice: l.UnitPrice, VATRate: rate, Net: total - v, VAT: v, Total: total})
 		sum += total
 		vat += v
 	}

@@ -89,7 +89,15 @@ func (s *Service) NewSale(ctx context.Context, orgID string, amount int64, refer
 		return nil, err
 	}
 	now := s.now()
-	sale := &Sale{ID: "s" + randomHex(s, 12), OrgID: orgID, Amount: amount, Reference: reference, Lines: lines, ExpiresAt: now.Add(ttl).Truncate(time.Second)}
+	// The id is short so that a sale code fits the 99 characters of its
+	// template beside a 36-character organisation id: 60 random bits.
+	sale := &Sale{ID: randomBase32(s, 12), OrgID: orgID, Amount: amount, Reference: reference, Lines: lines, ExpiresAt: now.Add(ttl).Truncate(time.Second)}
+	// Encode first: a sale whose code cannot be made is never stored.
+	sale.Payload, err = emv.Code{Civstack: emv.Civstack{Party: emv.PartyMerchant, ID: orgID, Sale: sale.ID, Expires: sale.ExpiresAt},
+		MCC: p.MCC, Currency: s.cfg.Currency, Amount: amount, Country: s.cfg.Country, Name: p.Name, City: p.City, Reference: reference}.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("encode sale code: %w", err)
+	}
 	linesJSON, _ := json.Marshal(lines)
 	err = s.db.Tx(ctx, func(tx *store.Tx) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO payment_sales (id, org_id, amount, reference, lines, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -99,9 +107,7 @@ func (s *Service) NewSale(ctx context.Context, orgID string, amount int64, refer
 	if err != nil {
 		return nil, fmt.Errorf("new sale: %w", err)
 	}
-	sale.Payload, err = emv.Code{Civstack: emv.Civstack{Party: emv.PartyMerchant, ID: orgID, Sale: sale.ID, Expires: sale.ExpiresAt},
-		MCC: p.MCC, Currency: s.cfg.Currency, Amount: amount, Country: s.cfg.Country, Name: p.Name, City: p.City, Reference: reference}.Encode()
-	return sale, err
+	return sale, nil
 }
 
 func (s *Service) sale(ctx context.Context, id string) (*Sale, error) {
@@ -144,7 +150,8 @@ func (s *Service) Resolve(ctx context.Context, payload string) (*Quote, error) {
 	}
 	c, err := p.Civstack()
 	if errors.Is(err, emv.ErrForeign) {
-		return nil, refusal("foreign_qr", capital(err.Error())+": civstack cannot pay it.")
+		what, _, _ := strings.Cut(err.Error(), ": "+emv.ErrForeign.Error())
+		return nil, refusal("foreign_qr", capital(what)+", not a civstack merchant's: civstack cannot pay it. Use that scheme's app.")
 	}
 	if err != nil {
 		return nil, refusal("bad_qr", "This QR code cannot be read: "+strings.TrimPrefix(err.Error(), emv.ErrInvalid.Error()+": ")+".")
@@ -500,4 +507,21 @@ func (s *Service) History(ctx context.Context, personID string, limit int) ([]*P
 		return nil, err
 	}
 	return scanPayments(rows)
+}
+
+// SalePayment returns the payment of a merchant's dynamic sale; ErrNotFound
+// until it is paid.
+func (s *Service) SalePayment(ctx context.Context, orgID, saleID string) (*Payment, error) {
+	rows, err := s.db.Reader().QueryContext(ctx, selectPayments+" WHERE sale_id = $1 AND payee_org = $2", saleID, orgID)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := scanPayments(rows)
+	if err != nil {
+		return nil, err
+	}
+	if len(ps) == 0 {
+		return nil, fmt.Errorf("sale payment: %w", ErrNotFound)
+	}
+	return ps[0], nil
 }

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,8 +51,28 @@ func (r *Refusal) Unwrap() error { return ErrRefused }
 
 func refusal(code, msg string) error { return &Refusal{Code: code, Message: msg} }
 
+// invalidError is input the service cannot take; it wraps ErrInvalid.
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return "invalid: " + e.msg }
+func (e *invalidError) Unwrap() error { return ErrInvalid }
+
 func invalidf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+	return &invalidError{msg: fmt.Sprintf(format, args...)}
+}
+
+// Explain is the sentence to show for a refusal or invalid input ("" for
+// other errors, which are not the caller's to read).
+func Explain(err error) string {
+	var ref *Refusal
+	var inv *invalidError
+	switch {
+	case errors.As(err, &ref):
+		return ref.Message
+	case errors.As(err, &inv) && inv.msg != "":
+		return strings.ToUpper(inv.msg[:1]) + inv.msg[1:] + "."
+	}
+	return ""
 }
 
 // Config is what a node's payments are set up with.
@@ -166,7 +187,7 @@ func (s *Service) TopUp(ctx context.Context, id ledger.ID, personID string, amou
 	if err != nil {
 		return err
 	}
-	if !r.Applied() {
+	if !r.Applied() { // Exists (made before) counts as applied
 		return refusal(r.String(), "The top-up was refused: "+r.String())
 	}
 	return nil

@@ -19,6 +19,12 @@ import (
 	"github.com/civstack/civstack/internal/tlog"
 )
 
+// Organisation ids are UUIDs, as the registry makes them: codes must fit them.
+const (
+	vendorOrg = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+	shopOrg   = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c"
+)
+
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -63,10 +69,10 @@ func setup(t *testing.T, db *store.DB) *world {
 		t.Fatal(err)
 	}
 	w := &world{svc: svc, eng: eng, log: tl, vkey: signer.VerifierKey(), clock: c, db: db}
-	if w.vendor, err = svc.SetupMerchant(ctx, payment.Profile{OrgID: "org-vendor", Name: "Li's Dumpling Cart", City: "Bologna", MCC: "5814", TaxID: "IT01234567890", VATRate: 1000}); err != nil {
+	if w.vendor, err = svc.SetupMerchant(ctx, payment.Profile{OrgID: vendorOrg, Name: "Li's Dumpling Cart", City: "Bologna", MCC: "5814", TaxID: "IT01234567890", VATRate: 1000}); err != nil {
 		t.Fatal(err)
 	}
-	if w.shop, err = svc.SetupMerchant(ctx, payment.Profile{OrgID: "org-shop", Name: "Rossi Groceries", City: "Bologna", MCC: "5411", TaxID: "IT09876543210", VATRate: 400}); err != nil {
+	if w.shop, err = svc.SetupMerchant(ctx, payment.Profile{OrgID: shopOrg, Name: "Rossi Groceries", City: "Bologna", MCC: "5411", TaxID: "IT09876543210", VATRate: 400}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"amira", "jonas"} {
@@ -97,7 +103,11 @@ func refusedWith(t *testing.T, what string, err error, code string) {
 	}
 }
 
-func nonce() string { var b [16]byte; rand.Read(b[:]); return strings.ToLower(strings.TrimRight(ledger.ID(b).String(), "=")) }
+func nonce() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return strings.ToLower(strings.TrimRight(ledger.ID(b).String(), "="))
+}
 
 func TestStaticAndDynamicQR(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
@@ -108,7 +118,7 @@ func TestStaticAndDynamicQR(t *testing.T) {
 			t.Fatal(err)
 		}
 		q, err := w.svc.Resolve(ctx, static)
-		if err != nil || q.Merchant.OrgID != "org-vendor" || q.Fixed {
+		if err != nil || q.Merchant.OrgID != vendorOrg || q.Fixed {
 			t.Fatalf("resolve static: %+v %v", q, err)
 		}
 		// Over the step-up threshold the passkey is needed.
@@ -128,7 +138,7 @@ func TestStaticAndDynamicQR(t *testing.T) {
 			t.Fatalf("balance %d", b)
 		}
 		// Dynamic: the sale fixes the amount, and is paid once.
-		sale, err := w.svc.NewSale(ctx, "org-shop", 12_30, "order 7", []payment.LineIn{{Description: "Bread", Quantity: 2, UnitPrice: 2_15, VATRate: 400}, {Description: "Wine", Quantity: 1, UnitPrice: 8_00, VATRate: 2200}}, time.Minute)
+		sale, err := w.svc.NewSale(ctx, shopOrg, 12_30, "order 7", []payment.LineIn{{Description: "Bread", Quantity: 2, UnitPrice: 2_15, VATRate: payment.Rate(400)}, {Description: "Wine", Quantity: 1, UnitPrice: 8_00, VATRate: payment.Rate(2200)}}, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,11 +153,11 @@ func TestStaticAndDynamicQR(t *testing.T) {
 			t.Fatalf("receipt %+v %v", docs, err)
 		}
 		// Expired sale, tampered amount, wrong CRC, foreign and unknown codes.
-		old, _ := w.svc.NewSale(ctx, "org-shop", 5_00, "", nil, time.Minute)
+		old, _ := w.svc.NewSale(ctx, shopOrg, 5_00, "", nil, time.Minute)
 		w.clock.add(2 * time.Minute)
 		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: old.Payload, Nonce: nonce()})
 		refusedWith(t, "expired sale", err, "expired")
-		fresh, _ := w.svc.NewSale(ctx, "org-shop", 5_00, "", nil, time.Minute)
+		fresh, _ := w.svc.NewSale(ctx, shopOrg, 5_00, "", nil, time.Minute)
 		tampered := retag(t, fresh.Payload, "54", "0.50")
 		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: tampered, Nonce: nonce()})
 		refusedWith(t, "tampered amount", err, "tampered")
@@ -222,41 +232,41 @@ func TestPaymentCodes(t *testing.T) {
 		if len(code) != 18 || code[:2] != "88" {
 			t.Fatalf("code %q", code)
 		}
-		p, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: code, Amount: 7_20, Request: "pos-1"})
+		p, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: code, Amount: 7_20, Request: "pos-1"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The point of sale's retry gets the same payment; anyone else's replay is refused.
-		if again, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: code, Amount: 7_20, Request: "pos-1"}); err != nil || again.ID != p.ID {
+		if again, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: code, Amount: 7_20, Request: "pos-1"}); err != nil || again.ID != p.ID {
 			t.Fatalf("retry %v %v", again, err)
 		}
-		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: code, Amount: 7_20, Request: "pos-2"})
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: code, Amount: 7_20, Request: "pos-2"})
 		refusedWith(t, "replay", err, "code_used")
-		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-vendor", Code: code, Amount: 1_00})
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: vendorOrg, Code: code, Amount: 1_00})
 		refusedWith(t, "replay elsewhere", err, "code_used")
 		// Tampered (one digit changed) and expired codes.
 		fresh := payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now().Add(10*time.Second))
 		bad := fresh[:17] + string('0'+(fresh[17]-'0'+1)%10)
-		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: bad, Amount: 1_00})
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: bad, Amount: 1_00})
 		refusedWith(t, "tampered", err, "expired_code")
 		w.clock.add(75 * time.Second)
-		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: fresh, Amount: 1_00})
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: fresh, Amount: 1_00})
 		refusedWith(t, "expired", err, "expired_code")
-		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: "12345", Amount: 1_00})
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: "12345", Amount: 1_00})
 		refusedWith(t, "short", err, "bad_code")
 		// Over the code limit, and a replaced device.
 		code = payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())
-		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: code, Amount: 100_01})
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: code, Amount: 100_01})
 		refusedWith(t, "over code limit", err, "over_code_limit")
 		if _, err := w.svc.ProvisionDevice(ctx, "jonas"); err != nil {
 			t.Fatal(err)
 		}
-		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: "org-shop", Code: code, Amount: 1_00})
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: code, Amount: 1_00})
 		refusedWith(t, "old device", err, "unknown_code")
 		if b := w.balance(t, payment.WalletAccount("jonas")); b != 150_00-7_20 {
 			t.Fatalf("balance %d: only the first charge may have happened", b)
 		}
-		if b := w.balance(t, payment.MerchantAccount("org-shop")); b != 7_20 {
+		if b := w.balance(t, payment.MerchantAccount(shopOrg)); b != 7_20 {
 			t.Fatalf("shop balance %d", b)
 		}
 	})
@@ -271,19 +281,19 @@ func TestRefunds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r1, err := w.svc.Refund(ctx, "org-vendor", p.ID, 3_00, "r1")
+		r1, err := w.svc.Refund(ctx, vendorOrg, p.ID, 3_00, "r1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if again, err := w.svc.Refund(ctx, "org-vendor", p.ID, 3_00, "r1"); err != nil || again.ID != r1.ID {
+		if again, err := w.svc.Refund(ctx, vendorOrg, p.ID, 3_00, "r1"); err != nil || again.ID != r1.ID {
 			t.Fatalf("idempotent refund: %v %v", again, err)
 		}
-		_, err = w.svc.Refund(ctx, "org-vendor", p.ID, 7_01, "r2")
+		_, err = w.svc.Refund(ctx, vendorOrg, p.ID, 7_01, "r2")
 		refusedWith(t, "over refund", err, "over_refund")
-		if _, err := w.svc.Refund(ctx, "org-shop", p.ID, 1_00, "r3"); !errors.Is(err, payment.ErrNotFound) {
+		if _, err := w.svc.Refund(ctx, shopOrg, p.ID, 1_00, "r3"); !errors.Is(err, payment.ErrNotFound) {
 			t.Fatalf("another merchant's refund: %v", err)
 		}
-		if _, err := w.svc.Refund(ctx, "org-vendor", p.ID, 7_00, "r4"); err != nil {
+		if _, err := w.svc.Refund(ctx, vendorOrg, p.ID, 7_00, "r4"); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := w.svc.Payment(ctx, p.ID)
@@ -306,7 +316,7 @@ func TestRefunds(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := w.svc.Refund(ctx, "org-vendor", p.ID, 3_00, "c"+string(rune('a'+i))); err == nil {
+				if _, err := w.svc.Refund(ctx, vendorOrg, p.ID, 3_00, "c"+string(rune('a'+i))); err == nil {
 					mu.Lock()
 					okCount++
 					mu.Unlock()
@@ -328,7 +338,7 @@ func TestInvoicesAndVerification(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		w := setup(t, db)
-		sale, _ := w.svc.NewSale(ctx, "org-shop", 20_00, "", nil, time.Minute)
+		sale, _ := w.svc.NewSale(ctx, shopOrg, 20_00, "", nil, time.Minute)
 		p, err := w.svc.Pay(ctx, payment.PayRequest{Payer: "jonas", Payload: sale.Payload, Nonce: nonce()})
 		if err != nil {
 			t.Fatal(err)
@@ -339,11 +349,11 @@ func TestInvoicesAndVerification(t *testing.T) {
 		}
 		_, err = w.svc.Invoice(ctx, p.ID, payment.Buyer{TaxID: "IT2", Name: "Other"})
 		refusedWith(t, "second invoice", err, "already_invoiced")
-		cancel, err := w.svc.CancelInvoice(ctx, "org-shop", inv.ID, "wrong buyer name")
+		cancel, err := w.svc.CancelInvoice(ctx, shopOrg, inv.ID, "wrong buyer name")
 		if err != nil || cancel.Document.Cancels != inv.ID {
 			t.Fatalf("cancel %+v %v", cancel, err)
 		}
-		_, err = w.svc.CancelInvoice(ctx, "org-shop", inv.ID, "again")
+		_, err = w.svc.CancelInvoice(ctx, shopOrg, inv.ID, "again")
 		refusedWith(t, "cancel twice", err, "already_cancelled")
 		inv2, err := w.svc.Invoice(ctx, p.ID, payment.Buyer{TaxID: "IT11111111111", Name: "Weber Consulting srl"})
 		if err != nil || inv2.Number != "INV-000002" {

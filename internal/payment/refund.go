@@ -69,7 +69,7 @@ func (s *Service) finishRefund(ctx context.Context, id ledger.ID, orig *Payment,
 	}
 	ref := &Payment{ID: id.String(), Kind: KindRefund, Method: "refund", PayeeOrg: orig.PayeeOrg, PayeePerson: orig.Payer, Amount: amount,
 		Original: orig.ID, CreatedAt: s.now()}
-	doc, jws, err := s.receipt(m, ref, []LineIn{{Description: "Refund", Quantity: 1, UnitPrice: amount, VATRate: m.VATRate}}, orig.ID)
+	doc, jws, err := s.receipt(m, ref, []LineIn{{Description: "Refund", Quantity: 1, UnitPrice: amount}}, orig.ID)
 	if err != nil {
 		return nil, err
 	}

@@ -66,6 +66,9 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	if s.ledger != nil {
 		s.ledgerRoutes(api)
 	}
+	if s.pay != nil {
+		s.paymentRoutes(api)
+	}
 	huma.Register(api, op("revoke-token", http.MethodDelete, "/organisations/{id}/tokens/{token}", "Revoke an API token", "", http.StatusNoContent), s.apiRevokeToken)
 }
 

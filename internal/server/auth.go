@@ -156,7 +156,16 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, v *viewer, statu
 	if v != nil {
 		p.Signed = true
 		p.Name = v.person.DisplayName
-		p.Nav = append([]web.Nav{{Href: "/", Label: "Wallet"}}, consoles(v)...)
+		p.Nav = []web.Nav{{Href: "/", Label: "Home"}}
+		if s.pay != nil {
+			p.Nav = append(p.Nav, web.Nav{Href: "/wallet", Label: "Wallet"})
+		}
+		for _, m := range v.memberships {
+			if m.Role == registry.Merchant && s.pay != nil {
+				p.Nav = append(p.Nav, web.Nav{Href: "/pos/" + m.OrgID, Label: "Sell · " + m.OrgName})
+			}
+		}
+		p.Nav = append(p.Nav, consoles(v)...)
 		p.Nav = append(p.Nav, web.Nav{Href: "/account", Label: "Account"})
 		for i := range p.Nav {
 			p.Nav[i].Current = p.Nav[i].Href == r.URL.Path

@@ -15,6 +15,7 @@ import (
 	"github.com/civstack/civstack/internal/demo"
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/store"
@@ -41,6 +42,8 @@ type node struct {
 	logs  *syncBuffer
 	tlog  *tlog.Log
 	vkey  string
+	pay   *payment.Service
+	eng   *ledger.Engine
 }
 
 type syncBuffer struct {
@@ -104,8 +107,21 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	engDone := make(chan struct{})
 	go func() { eng.Run(engCtx); close(engDone) }()
 	t.Cleanup(func() { stopEng(); <-engDone })
+	seal, err := keys.Secret("payment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay, err := payment.New(payment.DefaultConfig, payment.Deps{DB: db, Ledger: eng, Log: tl, SealKey: seal, Now: c.now, Rand: rand.Reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.demo {
+		if err := demo.SeedPayments(ctx, reg, pay); err != nil {
+			t.Fatal(err)
+		}
+	}
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test", LogKey: signer.VerifierKey()},
-		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now, Log: tl, Ledger: eng})
+		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now, Log: tl, Ledger: eng, Payments: pay})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,5 +132,5 @@ func startNode(t testing.TB, o nodeOptions) *node {
 		defer cancel()
 		hs.Shutdown(sctx)
 	})
-	return &node{URL: pub.String(), db: db, reg: reg, clock: c, logs: logs, tlog: tl, vkey: signer.VerifierKey()}
+	return &node{URL: pub.String(), db: db, reg: reg, clock: c, logs: logs, tlog: tl, vkey: signer.VerifierKey(), pay: pay, eng: eng}
 }

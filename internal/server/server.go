@@ -19,6 +19,7 @@ import (
 
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/tlog"
@@ -53,6 +54,8 @@ type Deps struct {
 	Metrics  *prometheus.Registry
 	Log      *tlog.Log
 	Ledger   *ledger.Engine // nil: no ledger API
+	// Payments needs Ledger; nil: no wallet, point of sale or payments API.
+	Payments *payment.Service
 }
 
 // Server serves every HTTP surface.
@@ -69,6 +72,7 @@ type Server struct {
 	promReg *prometheus.Registry
 	tlog    *tlog.Log
 	ledger  *ledger.Engine
+	pay     *payment.Service
 	// ceremonies limits passkey ceremonies per client address.
 	ceremonies *limiter
 }
@@ -117,7 +121,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		}
 	}
 	return &Server{cfg: cfg, db: d.DB, reg: d.Registry, keys: d.Keys, log: d.Logger, now: d.Now,
-		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}, nil
+		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, pay: d.Payments, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}, nil
 }
 
 // Handler returns the whole HTTP handler with middleware applied.
@@ -125,6 +129,10 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.opsRoutes(mux)
 	s.pageRoutes(mux)
+	if s.pay != nil {
+		s.walletRoutes(mux)
+		s.posRoutes(mux)
+	}
 	if s.cfg.Demo {
 		s.demoRoutes(mux)
 	}

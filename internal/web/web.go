@@ -63,8 +63,26 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2 Jan 2006 15:04 UTC")
 	},
 	"static": func(name string) string { return "/static/" + name },
-	"htmx":   func() string { return "/static/" + HTMXFile },
+	"money": func(cents int64) string {
+		sign := ""
+		if cents < 0 {
+			sign, cents = "-", -cents
+		}
+		return fmt.Sprintf("%s%d.%02d", sign, cents/100, cents%100)
+	},
+	"clock": func(t time.Time) string { return t.UTC().Format("15:04:05") },
+	"htmx":  func() string { return "/static/" + HTMXFile },
+	// method names how a payment was made.
+	"method": func(m string) string {
+		if n, ok := methodNames[m]; ok {
+			return n
+		}
+		return m
+	},
 }
+
+var methodNames = map[string]string{"qr": "wallet scan (shop QR)", "sale": "wallet scan (sale QR)", "code": "payment code",
+	"p2p": "person to person", "refund": "refund"}
 
 // New parses every page template together with the layout.
 func New() (*Renderer, error) {
@@ -101,6 +119,23 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, p Page
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout.html", p); err != nil {
 		return fmt.Errorf("render %s: %w", name, err)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// Fragment writes only the "fragment" template of page name (what an htmx
+// request swaps in), without the layout.
+func (r *Renderer) Fragment(w http.ResponseWriter, status int, name string, p Page) error {
+	t, ok := r.pages[name]
+	if !ok {
+		return fmt.Errorf("no page %q", name)
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "fragment", p); err != nil {
+		return fmt.Errorf("render %s fragment: %w", name, err)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)

@@ -1,4 +1,5 @@
-// civstack passkey ceremonies: registration, sign-in and adding a passkey.
+// civstack passkey ceremonies: registration, sign-in, adding a passkey and
+// confirming a large payment.
 // The server sends WebAuthn options as JSON (binary fields in base64url); this
 // script converts them for navigator.credentials and posts the result back.
 // Listeners are delegated from document so that htmx-boosted pages work.
@@ -85,6 +86,15 @@
     return post("/auth/login/finish?ceremony=" + encodeURIComponent(begin.ceremony) +
       "&next=" + encodeURIComponent(next), credentialJSON(cred));
   }
+  // confirm binds one assertion to one payment: the server keeps the
+  // payment's details with the challenge and pays when the assertion checks.
+  async function confirmPayment(form) {
+    var begin = await post("/auth/confirm/begin", {
+      payload: form.payload.value, amount: form.amount.value, nonce: form.nonce.value
+    });
+    var cred = await navigator.credentials.get({ publicKey: requestOptions(begin.options.publicKey) });
+    return post("/auth/confirm/finish?ceremony=" + encodeURIComponent(begin.ceremony), credentialJSON(cred));
+  }
   async function run(el, fn) {
     if (!window.PublicKeyCredential) { say(el, "This browser does not support passkeys.", true); return; }
     say(el, "Waiting for your passkey…");
@@ -100,6 +110,7 @@
     var f = ev.target;
     if (f.dataset.passkey === "register") { ev.preventDefault(); ev.stopPropagation(); run(f, function () { return register(f); }); }
     if (f.dataset.passkey === "add") { ev.preventDefault(); ev.stopPropagation(); run(f, function () { return addPasskey(f); }); }
+    if (f.dataset.passkey === "confirm") { ev.preventDefault(); ev.stopPropagation(); run(f, function () { return confirmPayment(f); }); }
   }, true);
   document.addEventListener("click", function (ev) {
     var b = ev.target.closest && ev.target.closest("[data-passkey=signin]");

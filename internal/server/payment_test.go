@@ -1,0 +1,280 @@
+package server_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"html"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/payment"
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// demoWorld is a demo node with its personas' ids and the shops' org ids.
+type demoWorld struct {
+	n      *node
+	people map[string]string // display name → person id
+	orgs   map[string]string // organisation name → id
+}
+
+func startDemo(t *testing.T, e storetest.Engine) *demoWorld {
+	t.Helper()
+	opts := e.Open(t)
+	n := startNode(t, nodeOptions{demo: true, store: &opts})
+	ctx := context.Background()
+	w := &demoWorld{n: n, people: map[string]string{}, orgs: map[string]string{}}
+	people, err := n.reg.DemoPeople(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range people {
+		w.people[p.DisplayName] = p.ID
+	}
+	for _, name := range []string{"Li's Dumpling Cart", "Rossi Groceries"} {
+		org, err := n.reg.OrganisationByName(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.orgs[name] = org.ID
+	}
+	return w
+}
+
+// as is a browser-like client signed in as a demo persona.
+func (w *demoWorld) as(t *testing.T, name string) *client {
+	t.Helper()
+	c := newClient(t, w.n.URL)
+	expect(t, "switch to "+name, c.postForm("/demo/persona/"+w.people[name], nil), http.StatusSeeOther)
+	return c
+}
+
+// token is an API client with a merchant token of the org.
+func (w *demoWorld) token(t *testing.T, org string) *client {
+	t.Helper()
+	secret, _, err := w.n.reg.CreateToken(context.Background(), w.orgs[org], registry.Merchant, "till", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, w.n.URL)
+	c.header.Set("Authorization", "Bearer "+secret)
+	return c
+}
+
+var nonceRE = regexp.MustCompile(`name="nonce" value="([0-9a-f]+)"`)
+
+// payByPayload goes through review and confirm as a wallet page would.
+func payByPayload(t *testing.T, c *client, payload, amount string) *response {
+	t.Helper()
+	r := c.postForm("/wallet/pay/review", url.Values{"payload": {payload}})
+	if r.status != http.StatusOK {
+		return r
+	}
+	m := nonceRE.FindStringSubmatch(r.body)
+	if m == nil {
+		t.Fatalf("no nonce on the confirm page: %s", clip(r.body))
+	}
+	return c.postForm("/wallet/pay/confirm", url.Values{"payload": {payload}, "nonce": {m[1]}, "amount": {amount}})
+}
+
+// device provisions a payment-code device for a signed-in citizen.
+func device(t *testing.T, c *client) (string, []byte) {
+	t.Helper()
+	r := c.postJSON("/wallet/devices", map[string]any{})
+	expect(t, "provision device", r, 200, `"handle"`)
+	var d struct{ Handle, Secret string }
+	r.json(t, &d)
+	secret, err := base64.RawURLEncoding.DecodeString(d.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Handle, secret
+}
+
+func integrate(t *testing.T, n *node) {
+	t.Helper()
+	for {
+		cp, _, err := n.tlog.Integrate(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var next int64
+		n.db.Reader().QueryRow("SELECT value FROM tlog_counters WHERE name = 'next'").Scan(&next)
+		if cp.Size == next {
+			return
+		}
+	}
+}
+
+func TestPaymentsOverHTTP(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) { testPaymentsOverHTTP(t, e) })
+	}
+}
+
+func testPaymentsOverHTTP(t *testing.T, e storetest.Engine) {
+	{
+		w := startDemo(t, e)
+		n := w.n
+		ctx := context.Background()
+		li, rossi := w.orgs["Li's Dumpling Cart"], w.orgs["Rossi Groceries"]
+		amira, jonas, liWei := w.as(t, "Amira Haddad"), w.as(t, "Jonas Weber"), w.as(t, "Li Wei")
+
+		expect(t, "wallet balance from the demo top-up", amira.get("/wallet"), 200, `<strong id="balance">200.00</strong>`, "Show payment code")
+		expect(t, "the vendor's point of sale", liWei.get("/pos/"+li), 200, "Take a payment", "No payments yet today")
+		expect(t, "another shop's point of sale", liWei.get("/pos/"+rossi), 404, "You take no payments")
+		expect(t, "a citizen at a point of sale", amira.get("/pos/"+li), 403)
+		qr := liWei.get("/pos/" + li + "/qr")
+		expect(t, "printable QR page", qr, 200, "<svg", "Pay Li&#39;s Dumpling Cart with civstack")
+		prof, err := n.pay.Merchant(ctx, li)
+		if err != nil {
+			t.Fatal(err)
+		}
+		static, err := n.pay.StaticCode(prof)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(qr.body, html.EscapeString(static)) {
+			t.Fatal("the printable page does not carry the code's text")
+		}
+		png := liWei.get("/pos/" + li + "/qr.png")
+		if png.status != 200 || png.header.Get("Content-Type") != "image/png" || !strings.HasPrefix(png.body, "\x89PNG") {
+			t.Fatalf("qr.png: %d %s", png.status, png.header.Get("Content-Type"))
+		}
+
+		// The street vendor's static code: the citizen types the amount.
+		review := amira.postForm("/wallet/pay/review", url.Values{"payload": {static}})
+		expect(t, "review names the payee", review, 200, "Li&#39;s Dumpling Cart", `name="amount"`)
+		r := payByPayload(t, amira, static, "4.50")
+		expect(t, "pay the vendor", r, http.StatusSeeOther)
+		receiptURL := strings.TrimSuffix(r.header.Get("Location"), "?paid=1")
+		if !strings.HasPrefix(receiptURL, "/receipts/") {
+			t.Fatalf("paid to %q", r.header.Get("Location"))
+		}
+		expect(t, "the payer's receipt", amira.get(receiptURL), 200, "Li&#39;s Dumpling Cart", `<span id="receipt-total">4.50</span>`, "VAT 0.41")
+		expect(t, "the vendor sees the receipt", liWei.get(receiptURL), 200, "4.50")
+		expect(t, "nobody else does", jonas.get(receiptURL), 404)
+		expect(t, "the vendor's live sales", liWei.get("/pos/"+li+"/sales"), 200, `<strong id="sales-total">4.50</strong>`, "wallet scan (shop QR)")
+		expect(t, "wallet after paying", amira.get("/wallet"), 200, "195.50", "Li&#39;s Dumpling Cart")
+
+		// Mistakes a citizen can make, and what they read.
+		broken := static[:len(static)-1] + string("0123456789ABCDEF"[(strings.IndexByte("0123456789ABCDEF", static[len(static)-1])+1)%16])
+		expect(t, "a damaged code", amira.postForm("/wallet/pay/review", url.Values{"payload": {broken}}), 422, "cannot be read: wrong CRC")
+		expect(t, "a foreign scheme's code", amira.postForm("/wallet/pay/review", url.Values{"payload": {foreignPix(t)}}), 422, "This is a Pix (Brazil) payment code, not a civstack merchant")
+		expect(t, "an empty form", amira.postForm("/wallet/pay/review", url.Values{"payload": {" "}}), 400, "Scan a code")
+		expect(t, "an amount that is no amount", payByPayload(t, amira, static, "lots"), 400, "Enter the amount")
+		expect(t, "above the step-up limit asks for the passkey", payByPayload(t, amira, static, "150.00"), 200, "Confirm with your passkey", "150.00")
+		expect(t, "a demo persona has no passkey to step up with", amira.postJSON("/auth/confirm/begin", map[string]string{"payload": static, "amount": "150.00", "nonce": "x"}), 409, "need a passkey")
+		expect(t, "first of two large payments", payByPayload(t, amira, static, "99.00"), http.StatusSeeOther)
+		expect(t, "not enough money", payByPayload(t, amira, static, "99.00"), 422, "Not enough money in the wallet for 99.00. Nothing was charged.")
+		expect(t, "nothing charged by the refusal", amira.get("/wallet"), 200, "96.50")
+
+		// A dynamic sale: the shop shows a QR for one amount; it can be paid once.
+		sale, err := n.pay.NewSale(ctx, rossi, 12_30, "till 1", nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expect(t, "review a dynamic code", jonas.postForm("/wallet/pay/review", url.Values{"payload": {sale.Payload}}), 200, "Rossi Groceries", "12.30", "till 1")
+		expect(t, "pay the sale", payByPayload(t, jonas, sale.Payload, ""), http.StatusSeeOther)
+		expect(t, "pay it again", payByPayload(t, amira, sale.Payload, ""), 422, "already paid")
+
+		// The customer-presented code: the till charges it over the API.
+		till, liTill := w.token(t, "Rossi Groceries"), w.token(t, "Li's Dumpling Cart")
+		handle, secret := device(t, jonas)
+		code := payment.GenerateCode(handle, secret, n.clock.now())
+		expect(t, "code page", jonas.get("/wallet/code"), 200, "wallet.js", `data-person="`+w.people["Jonas Weber"]+`"`)
+		sym := jonas.get("/wallet/symbol.svg?code=" + code)
+		if sym.status != 200 || !strings.Contains(sym.body, "<svg") || sym.header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("symbol: %d %s", sym.status, clip(sym.body))
+		}
+		expect(t, "the symbol route draws only codes", jonas.get("/wallet/symbol.svg?code=hello"), 400)
+		expectProblem(t, "above the code limit", till.postJSON("/api/v1/payments/charges", map[string]any{"code": code, "amount": 150_00}), 422, "Payment codes are for amounts up to 100.00")
+		r = till.postJSON("/api/v1/payments/charges", map[string]any{"code": code, "amount": 7_80, "reference": "basket 7", "request_id": "till-1-0001",
+			"lines": []map[string]any{{"description": "Bread", "quantity": 2, "unit_price": 2_40}, {"description": "Milk", "quantity": 1, "unit_price": 3_00}}})
+		expect(t, "charge the code", r, 201, `"amount":780`, `"method":"code"`)
+		var charged struct{ ID, Receipt string }
+		r.json(t, &charged)
+		expect(t, "a retry of the same request", till.postJSON("/api/v1/payments/charges", map[string]any{"code": code, "amount": 7_80, "reference": "basket 7", "request_id": "till-1-0001",
+			"lines": []map[string]any{{"description": "Bread", "quantity": 2, "unit_price": 2_40}, {"description": "Milk", "quantity": 1, "unit_price": 3_00}}}), 201, charged.ID)
+		expectProblem(t, "the same code again", till.postJSON("/api/v1/payments/charges", map[string]any{"code": code, "amount": 1_00}), 422, "This payment code was already used")
+		expectProblem(t, "lines that do not add up", till.postJSON("/api/v1/payments/charges", map[string]any{"code": payment.GenerateCode(handle, secret, n.clock.now().Add(10*time.Second)), "amount": 5_00,
+			"lines": []map[string]any{{"description": "Bread", "quantity": 1, "unit_price": 2_40}}}), 400, "add up")
+		old := payment.GenerateCode(handle, secret, n.clock.now().Add(-3*time.Minute))
+		expectProblem(t, "an expired code", till.postJSON("/api/v1/payments/charges", map[string]any{"code": old, "amount": 1_00}), 422, "expired")
+		expectProblem(t, "a mistyped code", till.postJSON("/api/v1/payments/charges", map[string]any{"code": "881234", "amount": 1_00}), 422, "A payment code has 18 digits; this one has 6.")
+		expectProblem(t, "a citizen session cannot charge", jonas.postJSON("/api/v1/payments/charges", map[string]any{"code": code, "amount": 1_00}), 401, "")
+		expect(t, "the shop's payments", till.get("/api/v1/payments"), 200, charged.ID, `"method":"code"`)
+		if strings.Contains(liTill.get("/api/v1/payments").body, charged.ID) {
+			t.Fatal("one merchant sees another's payments")
+		}
+
+		// Refunds: only the merchant paid, never above what was paid.
+		expectProblem(t, "refund another shop's payment", liTill.postJSON("/api/v1/payments/"+charged.ID+"/refunds", map[string]any{"amount": 1_00, "refund_id": "x"}), 404, "")
+		expectProblem(t, "refund too much", till.postJSON("/api/v1/payments/"+charged.ID+"/refunds", map[string]any{"amount": 9_00, "refund_id": "r1"}), 422, "")
+		r = till.postJSON("/api/v1/payments/"+charged.ID+"/refunds", map[string]any{"amount": 3_00, "refund_id": "r1"})
+		expect(t, "refund the milk", r, 201, `"kind":"refund"`, `"amount":300`)
+		expect(t, "the refund retried", till.postJSON("/api/v1/payments/"+charged.ID+"/refunds", map[string]any{"amount": 3_00, "refund_id": "r1"}), 201, `"amount":300`)
+		expect(t, "the customer sees the refund", jonas.get("/wallet"), 200, "Refund from Rossi Groceries", "3.00")
+
+		// An e-invoice for a business buyer, then its cancellation.
+		expectProblem(t, "invoice another shop's payment", liTill.postJSON("/api/v1/payments/"+charged.ID+"/invoices", map[string]any{"buyer_tax_id": "IT1", "buyer_name": "B"}), 404, "")
+		r = till.postJSON("/api/v1/payments/"+charged.ID+"/invoices", map[string]any{"buyer_tax_id": "IT05550001112", "buyer_name": "Weber Design srl"})
+		expect(t, "issue an invoice", r, 201, `"jws"`, "INV-000001", "Weber Design srl")
+		var inv struct {
+			Document struct{ ID string } `json:"document"`
+		}
+		r.json(t, &inv)
+		expectProblem(t, "a second active invoice", till.postJSON("/api/v1/payments/"+charged.ID+"/invoices", map[string]any{"buyer_tax_id": "IT05550001112", "buyer_name": "Weber Design srl"}), 422, "")
+		expectProblem(t, "another shop reads the invoice", liTill.get("/api/v1/documents/"+inv.Document.ID), 404, "")
+		expect(t, "cancel the invoice", till.postJSON("/api/v1/documents/"+inv.Document.ID+"/cancel", map[string]any{"reason": "wrong buyer"}), 201, "wrong buyer", "cancellation")
+		expect(t, "the shop's console lists both", w.as(t, "Sofia Rossi").get("/pos/"+rossi+"/sales"), 200, "INV-000001", "Cancellation of")
+
+		// The receipt a citizen downloads verifies offline once logged.
+		integrate(t, n)
+		dl := jonas.get("/receipts/" + charged.Receipt + "/json")
+		expect(t, "download the receipt", dl, 200, `"jws"`, `"proof"`)
+		if !strings.Contains(dl.header.Get("Content-Disposition"), "attachment") {
+			t.Fatalf("download headers: %v", dl.header)
+		}
+		rep, err := payment.Verify(strings.NewReader(dl.body), n.vkey)
+		if err != nil || !rep.OK() {
+			t.Fatalf("the downloaded receipt does not verify: %v %+v", err, rep)
+		}
+		var b map[string]json.RawMessage
+		json.Unmarshal([]byte(dl.body), &b)
+		if _, ok := b["merchant_key"]; !ok {
+			t.Fatal("the bundle carries no merchant key")
+		}
+		expect(t, "another citizen cannot download it", amira.get("/receipts/"+charged.Receipt+"/json"), 404)
+		if strings.Contains(n.logs.String(), secret64(secret)) || strings.Contains(n.logs.String(), code) {
+			t.Fatal("a device secret or a payment code reached the logs")
+		}
+	}
+}
+
+func secret64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// foreignPix is a Brazilian Pix code from the shared EMV vectors (external
+// data, read where it lives).
+func foreignPix(t *testing.T) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "testdata", "emvqr", "vectors.txt"))
+	if err != nil {
+		t.Fatalf("shared EMV vectors: %v", err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Split(line, "\t"); len(f) == 3 && f[0] == "valid" && strings.Contains(f[1], "br.gov.bcb.pix") {
+			return f[1]
+		}
+	}
+	t.Fatal("no Pix code in the shared vectors")
+	return ""
+}

@@ -1,0 +1,286 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/civstack/civstack/internal/barcode"
+	"github.com/civstack/civstack/internal/payment"
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/web"
+)
+
+// The merchant's point of sale: take a payment (charge a customer's payment
+// code, or show a QR code for one sale), today's sales as they arrive,
+// refunds, invoices, and the printable static QR code.
+
+func (s *Server) posRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /pos/{org}", s.pos(s.posPage))
+	mux.HandleFunc("GET /pos/{org}/sales", s.pos(s.posSales))
+	mux.HandleFunc("POST /pos/{org}/setup", s.pos(s.posSetup))
+	mux.HandleFunc("POST /pos/{org}/charge", s.pos(s.posCharge))
+	mux.HandleFunc("POST /pos/{org}/sale", s.pos(s.posSale))
+	mux.HandleFunc("GET /pos/{org}/sale/{sale}/status", s.pos(s.posSaleStatus))
+	mux.HandleFunc("POST /pos/{org}/payments/{id}/refund", s.pos(s.posRefund))
+	mux.HandleFunc("POST /pos/{org}/invoices/{id}/cancel", s.pos(s.posCancelInvoice))
+	mux.HandleFunc("GET /pos/{org}/qr", s.pos(s.posQRPage))
+	mux.HandleFunc("GET /pos/{org}/qr.svg", s.pos(s.posQRImage))
+	mux.HandleFunc("GET /pos/{org}/qr.png", s.pos(s.posQRImage))
+}
+
+// pos wraps a handler for people with the merchant role in the org.
+func (s *Server) pos(h func(http.ResponseWriter, *http.Request, *viewer, string)) http.HandlerFunc {
+	return s.withRole(registry.Merchant, func(w http.ResponseWriter, r *http.Request, v *viewer) {
+		org := r.PathValue("org")
+		for _, m := range v.memberships {
+			if m.OrgID == org && m.Role == registry.Merchant {
+				h(w, r, v, org)
+				return
+			}
+		}
+		s.fail(w, r, http.StatusNotFound, "You take no payments for such an organisation.")
+	})
+}
+
+// startOfDay is midnight UTC of now.
+func (s *Server) startOfDay() time.Time {
+	n := s.now().UTC()
+	return time.Date(n.Year(), n.Month(), n.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+func (s *Server) posData(r *http.Request, org string) (map[string]any, error) {
+	ctx := r.Context()
+	prof, err := s.pay.Merchant(ctx, org)
+	if errors.Is(err, payment.ErrNotFound) {
+		o, err := s.reg.Organisation(ctx, org)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"Org": org, "OrgName": o.Name, "Setup": true, "City": s.pay.Config().City}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	sales, err := s.pay.Sales(ctx, org, s.startOfDay(), 200)
+	if err != nil {
+		return nil, err
+	}
+	var total, refunds int64
+	for _, p := range sales {
+		if p.Kind == payment.KindRefund {
+			refunds += p.Amount
+		} else {
+			total += p.Amount
+		}
+	}
+	invoices, err := s.pay.Invoices(ctx, org, 50)
+	if err != nil {
+		return nil, err
+	}
+	acct, err := s.ledger.Account(ctx, payment.MerchantAccount(org))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"Org": org, "OrgName": prof.Name, "Profile": prof, "Sales": sales, "Total": total, "Refunds": refunds,
+		"Net": total - refunds, "Count": len(sales), "Invoices": invoices, "Balance": acct.Balance(), "Request": newNonce(),
+		"CodeLimit": s.pay.Config().StepUp}, nil
+}
+
+func (s *Server) renderPOS(w http.ResponseWriter, r *http.Request, v *viewer, org string, status int, p web.Page) {
+	data, err := s.posData(r, org)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	if p.Notice == "" {
+		switch q := r.URL.Query(); {
+		case q.Get("paid") != "":
+			p.Notice = "Payment received: " + q.Get("amount") + "."
+		case q.Get("refunded") != "":
+			p.Notice = "Refund sent."
+		case q.Get("cancelled") != "":
+			p.Notice = "The invoice is cancelled."
+		}
+	}
+	p.Title = "Point of sale"
+	p.Data = data
+	s.render(w, r, v, status, "pos", p)
+}
+
+func (s *Server) posPage(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	s.renderPOS(w, r, v, org, http.StatusOK, web.Page{})
+}
+
+// posSales is the sales list alone, which the page polls.
+func (s *Server) posSales(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	data, err := s.posData(r, org)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if err := s.pages.Fragment(w, http.StatusOK, "pos", web.Page{Data: data}); err != nil {
+		s.log.Error("render fragment", "err", err)
+	}
+}
+
+func (s *Server) posError(w http.ResponseWriter, r *http.Request, v *viewer, org string, err error) {
+	status, msg := paymentStatus(err)
+	if status >= 500 {
+		s.failErr(w, r, err)
+		return
+	}
+	s.renderPOS(w, r, v, org, status, web.Page{Error: msg})
+}
+
+func (s *Server) posSetup(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	vat, err := formAmount(r, "vat_rate") // percent with two decimals = basis points
+	if err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	f := r.PostForm
+	if _, err := s.pay.SetupMerchant(r.Context(), payment.Profile{OrgID: org, Name: f.Get("name"), City: f.Get("city"), MCC: f.Get("mcc"), TaxID: f.Get("tax_id"), VATRate: vat}); err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	http.Redirect(w, r, "/pos/"+org, http.StatusSeeOther)
+}
+
+func (s *Server) posCharge(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	amount, err := formAmount(r, "amount")
+	if err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	p, err := s.pay.Charge(r.Context(), payment.ChargeRequest{OrgID: org, Code: r.PostForm.Get("code"), Amount: amount,
+		Reference: r.PostForm.Get("reference"), Request: r.PostForm.Get("request")})
+	if err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	http.Redirect(w, r, "/pos/"+org+"?paid="+p.ID+"&amount="+payment.Money(p.Amount), http.StatusSeeOther)
+}
+
+func (s *Server) posSale(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	amount, err := formAmount(r, "amount")
+	if err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	sale, err := s.pay.NewSale(r.Context(), org, amount, r.PostForm.Get("reference"), nil, 10*time.Minute)
+	if err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	svg, err := qrSVG(sale.Payload, "QR code for this sale")
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	s.render(w, r, v, http.StatusOK, "possale", web.Page{Title: "Sale", Data: map[string]any{"Org": org, "Sale": sale, "QR": svg}})
+}
+
+func (s *Server) posSaleStatus(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	p, err := s.pay.SalePayment(r.Context(), org, r.PathValue("sale"))
+	w.Header().Set("Cache-Control", "no-store")
+	data := map[string]any{"Org": org, "Paid": err == nil, "Payment": p}
+	if err != nil && !errors.Is(err, payment.ErrNotFound) {
+		s.failErr(w, r, err)
+		return
+	}
+	if err := s.pages.Fragment(w, http.StatusOK, "possale", web.Page{Data: data}); err != nil {
+		s.log.Error("render fragment", "err", err)
+	}
+}
+
+func (s *Server) posRefund(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	amount, err := formAmount(r, "amount")
+	if err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	if _, err := s.pay.Refund(r.Context(), org, r.PathValue("id"), amount, r.PostForm.Get("refund")); err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	http.Redirect(w, r, "/pos/"+org+"?refunded=1", http.StatusSeeOther)
+}
+
+func (s *Server) posCancelInvoice(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	if _, err := s.pay.CancelInvoice(r.Context(), org, r.PathValue("id"), r.PostForm.Get("reason")); err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	http.Redirect(w, r, "/pos/"+org+"?cancelled=1", http.StatusSeeOther)
+}
+
+func (s *Server) posQRPage(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	prof, err := s.pay.Merchant(r.Context(), org)
+	if err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	code, err := s.pay.StaticCode(prof)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	svg, err := qrSVG(code, "Pay "+prof.Name)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	s.render(w, r, v, http.StatusOK, "posqr", web.Page{Title: "Print my QR code", Data: map[string]any{"Org": org, "Profile": prof, "Payload": code, "QR": svg}})
+}
+
+func (s *Server) posQRImage(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	prof, err := s.pay.Merchant(r.Context(), org)
+	if err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	code, err := s.pay.StaticCode(prof)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	sym, err := barcode.QR(code)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	name := "civstack-qr-" + org[:min(8, len(org))]
+	if r.URL.Path[len(r.URL.Path)-3:] == "png" {
+		scale, _ := strconv.Atoi(r.URL.Query().Get("scale"))
+		b, err := sym.PNG(min(max(scale, 8), 40))
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "image/png")
+		w.Header().Set("Content-Disposition", `inline; filename="`+name+`.png"`)
+		w.Write(b)
+		return
+	}
+	w.Header().Set("Content-Type", "image/svg+xml")
+	w.Header().Set("Content-Disposition", `inline; filename="`+name+`.svg"`)
+	w.Write([]byte(sym.SVG("Pay " + prof.Name)))
+}

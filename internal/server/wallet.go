@@ -1,0 +1,446 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"net/http"
+	"strings"
+
+	"github.com/civstack/civstack/internal/barcode"
+	"github.com/civstack/civstack/internal/payment"
+	"github.com/civstack/civstack/internal/web"
+)
+
+// The citizen's wallet pages: balance and history, paying by scanned or
+// pasted code, the one-time payment code, the personal receive code, and
+// receipts.
+
+func (s *Server) walletRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /wallet", s.signedIn(s.walletPage))
+	mux.HandleFunc("GET /wallet/pay", s.signedIn(s.payPage))
+	mux.HandleFunc("POST /wallet/pay/review", s.signedIn(s.payReview))
+	mux.HandleFunc("POST /wallet/pay/confirm", s.signedIn(s.payConfirm))
+	mux.HandleFunc("GET /wallet/code", s.signedIn(s.codePage))
+	mux.HandleFunc("POST /wallet/devices", s.signedIn(s.provisionDevice))
+	mux.HandleFunc("GET /wallet/receive", s.signedIn(s.receivePage))
+	mux.HandleFunc("GET /wallet/symbol.svg", s.signedIn(s.symbolSVG))
+	mux.HandleFunc("POST /auth/confirm/begin", s.limited(s.signedIn(s.confirmBegin)))
+	mux.HandleFunc("POST /auth/confirm/finish", s.signedIn(s.confirmFinish))
+	mux.HandleFunc("GET /receipts/{id}", s.signedIn(s.receiptPage))
+	mux.HandleFunc("GET /receipts/{id}/json", s.signedIn(s.receiptJSON))
+	mux.HandleFunc("POST /receipts/{id}/invoice", s.signedIn(s.receiptInvoice))
+}
+
+// historyRow is a payment as the wallet lists it.
+type historyRow struct {
+	*payment.Payment
+	Direction string // "out" or "in"
+	Other     string // who was paid or who paid
+	Signed    int64  // negative when money left the wallet
+}
+
+func (s *Server) walletPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.renderWallet(w, r, v, http.StatusOK, web.Page{})
+}
+
+func (s *Server) renderWallet(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
+	ctx := r.Context()
+	acct, err := s.pay.Wallet(ctx, v.person.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	ps, err := s.pay.History(ctx, v.person.ID, 100)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	rows := make([]historyRow, 0, len(ps))
+	for _, x := range ps {
+		row := historyRow{Payment: x}
+		switch {
+		case x.Kind == payment.KindRefund:
+			row.Direction, row.Other, row.Signed = "in", "Refund from "+s.orgName(r, x.PayeeOrg), x.Amount
+		case x.Payer == v.person.ID:
+			row.Direction, row.Signed = "out", -x.Amount
+			if x.PayeeOrg != "" {
+				row.Other = s.orgName(r, x.PayeeOrg)
+			} else {
+				row.Other = s.personName(r, x.PayeePerson)
+			}
+		default:
+			row.Direction, row.Other, row.Signed = "in", "From "+s.personName(r, x.Payer), x.Amount
+		}
+		rows = append(rows, row)
+	}
+	if id := r.URL.Query().Get("paid"); id != "" && p.Notice == "" {
+		p.Notice = "Payment sent."
+	}
+	limits := s.ledger.Profiles()[acct.Profile]
+	p.Title = "Wallet"
+	p.Data = map[string]any{"Balance": acct.Balance(), "History": rows, "Limits": limits, "Profile": acct.Profile, "StepUp": s.pay.Config().StepUp}
+	s.render(w, r, v, status, "wallet", p)
+}
+
+func (s *Server) orgName(r *http.Request, id string) string {
+	if m, err := s.pay.Merchant(r.Context(), id); err == nil {
+		return m.Name
+	}
+	if o, err := s.reg.Organisation(r.Context(), id); err == nil {
+		return o.Name
+	}
+	return "a merchant"
+}
+
+func (s *Server) personName(r *http.Request, id string) string {
+	if p, err := s.reg.Person(r.Context(), id); err == nil {
+		return p.DisplayName
+	}
+	return "someone"
+}
+
+func (s *Server) payPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.render(w, r, v, http.StatusOK, "pay", web.Page{Title: "Pay", Data: map[string]any{"Payload": ""}})
+}
+
+// payError shows a refusal on the pay page: readable, nothing charged.
+func (s *Server) payError(w http.ResponseWriter, r *http.Request, v *viewer, payload string, err error) {
+	status, msg := paymentStatus(err)
+	if status >= 500 {
+		s.log.Error("payment failed", "err", err)
+	}
+	s.render(w, r, v, status, "pay", web.Page{Title: "Pay", Error: msg, Data: map[string]any{"Payload": payload}})
+}
+
+// paymentStatus maps payment errors to a status and a sentence.
+func paymentStatus(err error) (int, string) {
+	var ref *payment.Refusal
+	switch {
+	case errors.As(err, &ref):
+		return http.StatusUnprocessableEntity, ref.Message
+	case errors.Is(err, payment.ErrInvalid):
+		return http.StatusBadRequest, payment.Explain(err)
+	case errors.Is(err, payment.ErrNotFound):
+		return http.StatusNotFound, "There is no such payment or merchant."
+	case errors.Is(err, payment.ErrStepUp):
+		return http.StatusForbidden, "This amount needs your passkey."
+	}
+	return classify(err)
+}
+
+func newNonce() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *Server) payReview(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	payload := strings.TrimSpace(r.PostForm.Get("payload"))
+	if payload == "" {
+		s.render(w, r, v, http.StatusBadRequest, "pay", web.Page{Title: "Pay", Error: "Scan a code, or paste its text, first.", Data: map[string]any{"Payload": ""}})
+		return
+	}
+	q, err := s.pay.Resolve(r.Context(), payload)
+	if err != nil {
+		s.payError(w, r, v, payload, err)
+		return
+	}
+	s.renderConfirm(w, r, v, http.StatusOK, q, payload, r.PostForm.Get("amount"), newNonce(), "")
+}
+
+func (s *Server) renderConfirm(w http.ResponseWriter, r *http.Request, v *viewer, status int, q *payment.Quote, payload, amount, nonce, errMsg string) {
+	payee, warn := "", ""
+	if q.Merchant != nil {
+		payee = q.Merchant.Name
+	} else {
+		payee = s.personName(r, q.Person)
+	}
+	if q.NameOnCode != "" && !strings.EqualFold(q.NameOnCode, payee) && !strings.HasPrefix(payee, q.NameOnCode) {
+		warn = "The code calls itself “" + q.NameOnCode + "”, but it pays " + payee + ". Pay only if that is who you mean to pay."
+	}
+	s.render(w, r, v, status, "payconfirm", web.Page{Title: "Confirm payment", Error: errMsg, Data: map[string]any{
+		"Payee": payee, "Warning": warn, "Fixed": q.Fixed, "Amount": q.Amount, "AmountText": amount, "Payload": payload,
+		"Nonce": nonce, "Reference": q.Reference, "Person": q.Merchant == nil, "StepUp": s.pay.Config().StepUp}})
+}
+
+func (s *Server) payConfirm(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	payload, nonce, amountText := r.PostForm.Get("payload"), r.PostForm.Get("nonce"), r.PostForm.Get("amount")
+	q, err := s.pay.Resolve(r.Context(), payload)
+	if err != nil {
+		s.payError(w, r, v, payload, err)
+		return
+	}
+	var amount int64
+	if !q.Fixed {
+		if amount, err = payment.ParseMoney(amountText); err != nil || amount <= 0 {
+			s.renderConfirm(w, r, v, http.StatusBadRequest, q, payload, amountText, nonce, "Enter the amount to pay, such as 4.50.")
+			return
+		}
+	}
+	p, err := s.pay.Pay(r.Context(), payment.PayRequest{Payer: v.person.ID, Payload: payload, Amount: amount, Nonce: nonce})
+	if errors.Is(err, payment.ErrStepUp) {
+		s.render(w, r, v, http.StatusOK, "stepup", web.Page{Title: "Confirm with your passkey", Data: map[string]any{
+			"Payload": payload, "Amount": amountText, "Nonce": nonce, "Fixed": q.Fixed, "Value": max(amount, q.Amount), "StepUp": s.pay.Config().StepUp}})
+		return
+	}
+	if err != nil {
+		status, msg := paymentStatus(err)
+		if status >= 500 {
+			s.failErr(w, r, err)
+			return
+		}
+		s.renderConfirm(w, r, v, status, q, payload, amountText, newNonce(), msg)
+		return
+	}
+	http.Redirect(w, r, afterPay(p), http.StatusSeeOther)
+}
+
+func afterPay(p *payment.Payment) string {
+	if p.PayeeOrg != "" {
+		return "/receipts/" + p.ID + "?paid=1"
+	}
+	return "/wallet?paid=" + p.ID
+}
+
+// Step-up: a passkey assertion for this person, bound to one payment.
+
+const kindConfirm = "confirm-payment"
+
+type confirmRequest struct {
+	Payload string `json:"payload"`
+	Amount  string `json:"amount"`
+	Nonce   string `json:"nonce"`
+}
+
+func (s *Server) confirmBegin(w http.ResponseWriter, r *http.Request, v *viewer) {
+	var in confirmRequest
+	if err := decodeJSON(w, r, &in); err != nil {
+		writeProblem(w, http.StatusBadRequest, sentence(err))
+		return
+	}
+	p, err := s.reg.PersonWithCredentials(r.Context(), v.person.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	if len(p.Credentials) == 0 {
+		writeProblem(w, http.StatusConflict, "Payments above "+payment.Money(s.pay.Config().StepUp)+" need a passkey, and your account has none: add one on the Account page first.")
+		return
+	}
+	opts, sess, err := s.wa.BeginLogin(p)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	blob, _ := json.Marshal(in)
+	s.saveCeremony(w, r, kindConfirm, p.ID, ceremony{Session: *sess, Label: string(blob)}, opts)
+}
+
+func (s *Server) confirmFinish(w http.ResponseWriter, r *http.Request, v *viewer) {
+	c, personID, ok := s.takeCeremony(w, r, kindConfirm)
+	if !ok {
+		return
+	}
+	if personID != v.person.ID {
+		writeProblem(w, http.StatusForbidden, "This passkey request belongs to another session.")
+		return
+	}
+	p, err := s.reg.PersonWithCredentials(r.Context(), v.person.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	cred, err := s.wa.FinishLogin(p, c.Session, r)
+	if err != nil {
+		writeProblem(w, http.StatusUnauthorized, "The passkey could not be verified: "+webauthnReason(err))
+		return
+	}
+	_ = s.reg.TouchPasskey(r.Context(), cred)
+	var in confirmRequest
+	if err := json.Unmarshal([]byte(c.Label), &in); err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	var amount int64
+	if in.Amount != "" {
+		amount, _ = payment.ParseMoney(in.Amount)
+	}
+	pay, err := s.pay.Pay(r.Context(), payment.PayRequest{Payer: v.person.ID, Payload: in.Payload, Amount: amount, Nonce: in.Nonce, SteppedUp: true})
+	if err != nil {
+		status, msg := paymentStatus(err)
+		writeProblem(w, status, msg)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"redirect": afterPay(pay)})
+}
+
+// The one-time payment code: the page provisions a device secret once (kept
+// in the browser's storage) and computes codes itself.
+
+func (s *Server) codePage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.render(w, r, v, http.StatusOK, "paycode", web.Page{Title: "Payment code", Data: map[string]any{
+		"Person": v.person.ID, "Limit": s.pay.Config().StepUp}})
+}
+
+func (s *Server) provisionDevice(w http.ResponseWriter, r *http.Request, v *viewer) {
+	d, err := s.pay.ProvisionDevice(r.Context(), v.person.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]string{"handle": d.Handle, "secret": base64.RawURLEncoding.EncodeToString(d.Secret)})
+}
+
+func (s *Server) receivePage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	first, _, _ := strings.Cut(v.person.DisplayName, " ")
+	code, err := s.pay.ReceiveCode(r.Context(), v.person.ID, first)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	svg, err := qrSVG(code, "Your receive code")
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	s.render(w, r, v, http.StatusOK, "receive", web.Page{Title: "Receive money", Data: map[string]any{"Payload": code, "QR": svg}})
+}
+
+func qrSVG(text, title string) (template.HTML, error) {
+	sym, err := barcode.QR(text)
+	if err != nil {
+		return "", err
+	}
+	return template.HTML(sym.SVG(title)), nil // built from the module grid; the title is escaped
+}
+
+// symbolSVG draws a payment code the wallet computed (QR or Code 128). Only
+// codes are drawn: 18 digits starting with the civstack prefix.
+func (s *Server) symbolSVG(w http.ResponseWriter, r *http.Request, v *viewer) {
+	text := r.URL.Query().Get("code")
+	if len(text) != payment.CodeLen || !strings.HasPrefix(text, payment.CodePrefix) || strings.Trim(text, "0123456789") != "" {
+		s.fail(w, r, http.StatusBadRequest, "Only payment codes are drawn here.")
+		return
+	}
+	var sym *barcode.Symbol
+	var err error
+	if r.URL.Query().Get("kind") == "code128" {
+		sym, err = barcode.Code128(text)
+	} else {
+		sym, err = barcode.QR(text)
+	}
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "image/svg+xml")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write([]byte(sym.SVG("Payment code " + text)))
+}
+
+// Receipts: the payer, the person paid, and the merchant's people may see one.
+
+func (s *Server) mayReadPayment(v *viewer, p *payment.Payment) bool {
+	return p.Payer == v.person.ID || p.PayeePerson == v.person.ID || (p.PayeeOrg != "" && v.memberOf(p.PayeeOrg))
+}
+
+func (s *Server) loadReceipt(w http.ResponseWriter, r *http.Request, v *viewer) (*payment.DocumentInfo, *payment.Payment, bool) {
+	d, err := s.pay.Document(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, http.StatusNotFound, "There is no such receipt.")
+		return nil, nil, false
+	}
+	p, err := s.pay.Payment(r.Context(), d.Payment)
+	if err != nil || !s.mayReadPayment(v, p) {
+		s.fail(w, r, http.StatusNotFound, "There is no such receipt.")
+		return nil, nil, false
+	}
+	return d, p, true
+}
+
+func (s *Server) receiptPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.renderReceipt(w, r, v, http.StatusOK, web.Page{})
+}
+
+func (s *Server) renderReceipt(w http.ResponseWriter, r *http.Request, v *viewer, status int, pg web.Page) {
+	d, p, ok := s.loadReceipt(w, r, v)
+	if !ok {
+		return
+	}
+	docs, err := s.pay.Documents(r.Context(), d.Payment)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	b, err := s.pay.Bundle(r.Context(), d.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	if r.URL.Query().Get("paid") == "1" && pg.Notice == "" {
+		pg.Notice = "Paid. Here is your receipt."
+	}
+	pg.Title = strings.ToUpper(d.Type[:1]) + d.Type[1:]
+	pg.Data = map[string]any{"Doc": d, "Payment": p, "Documents": docs, "Logged": b.Log != nil, "Payer": p.Payer == v.person.ID,
+		"Merchant": p.PayeeOrg != "" && v.memberOf(p.PayeeOrg), "Purchase": p.Kind == payment.KindPurchase}
+	s.render(w, r, v, status, "receipt", pg)
+}
+
+func (s *Server) receiptJSON(w http.ResponseWriter, r *http.Request, v *viewer) {
+	d, _, ok := s.loadReceipt(w, r, v)
+	if !ok {
+		return
+	}
+	b, err := s.pay.Bundle(r.Context(), d.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Disposition", `attachment; filename="`+d.Type+"-"+d.ID[:min(16, len(d.ID))]+`.json"`)
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	enc.Encode(b)
+}
+
+func (s *Server) receiptInvoice(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	_, p, ok := s.loadReceipt(w, r, v)
+	if !ok {
+		return
+	}
+	if p.Payer != v.person.ID && !v.memberOf(p.PayeeOrg) {
+		s.fail(w, r, http.StatusForbidden, "Only the buyer or the merchant can ask for an e-invoice.")
+		return
+	}
+	inv, err := s.pay.Invoice(r.Context(), p.ID, payment.Buyer{TaxID: r.PostForm.Get("buyer_tax_id"), Name: r.PostForm.Get("buyer_name")})
+	if err != nil {
+		status, msg := paymentStatus(err)
+		if status >= 500 {
+			s.failErr(w, r, err)
+			return
+		}
+		s.renderReceipt(w, r, v, status, web.Page{Error: msg})
+		return
+	}
+	http.Redirect(w, r, "/receipts/"+inv.ID, http.StatusSeeOther)
+}
+
+// formAmount reads an amount field.
+func formAmount(r *http.Request, name string) (int64, error) {
+	return payment.ParseMoney(r.PostForm.Get(name))
+}

@@ -1,0 +1,149 @@
+// civstack wallet: the one-time payment code and the camera scanner.
+//
+// Payment code: the page asks the server once for a device secret, keeps it
+// in this browser's storage, and computes codes itself every 10 seconds, the
+// same way the server checks them (internal/payment/code.go):
+//
+//   88 + handle + (step mod 10) + 7 digits
+//   step = floor(unix seconds / 10)
+//   digits = RFC 4226 truncation of HMAC-SHA256(secret, "civstack-pay-code" ‖ handle ‖ step as 8 bytes big-endian) mod 10^7
+//
+// The server draws the computed code as an image; it never sees the secret
+// again. A device older than 20 hours is replaced, so the handle a shop sees
+// changes daily.
+//
+// Scanner: where the browser has BarcodeDetector, the pay page offers the
+// camera; a QR code read fills the form and submits it. Elsewhere the paste
+// field is the way in.
+(function () {
+  "use strict";
+
+  var maxAge = 20 * 3600 * 1000;
+
+  function b64uToBytes(s) {
+    s = s.replace(/-/g, "+").replace(/_/g, "/");
+    while (s.length % 4) s += "=";
+    var bin = atob(s), out = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  }
+
+  async function provision(storeKey) {
+    var res = await fetch("/wallet/devices", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Accept": "application/json", "Content-Type": "application/json" }, body: "{}"
+    });
+    var data = {};
+    try { data = await res.json(); } catch (e) { /* empty body */ }
+    if (!res.ok) throw new Error(data.detail || ("The server answered " + res.status));
+    var dev = { handle: data.handle, secret: data.secret, at: Date.now() };
+    try { localStorage.setItem(storeKey, JSON.stringify(dev)); } catch (e) { /* private mode: keep it for this page */ }
+    return dev;
+  }
+
+  async function device(storeKey) {
+    var dev = null;
+    try { dev = JSON.parse(localStorage.getItem(storeKey) || "null"); } catch (e) { dev = null; }
+    if (!dev || !dev.handle || !dev.secret || !(Date.now() - dev.at < maxAge)) dev = await provision(storeKey);
+    return dev;
+  }
+
+  async function otp(key, handle, step) {
+    var prefix = new TextEncoder().encode("civstack-pay-code" + handle);
+    var msg = new Uint8Array(prefix.length + 8);
+    msg.set(prefix, 0);
+    var view = new DataView(msg.buffer);
+    view.setUint32(prefix.length, Math.floor(step / 4294967296));
+    view.setUint32(prefix.length + 4, step >>> 0);
+    var sum = new Uint8Array(await crypto.subtle.sign("HMAC", key, msg));
+    var off = sum[sum.length - 1] & 0x0f;
+    var v = ((sum[off] & 0x7f) << 24) | (sum[off + 1] << 16) | (sum[off + 2] << 8) | sum[off + 3];
+    return String(v % 10000000).padStart(7, "0");
+  }
+
+  async function startCode(box) {
+    var status = document.getElementById("paycode-status");
+    var digits = document.getElementById("paycode-digits");
+    var qr = document.getElementById("paycode-qr");
+    var bar = document.getElementById("paycode-bar");
+    if (!window.crypto || !crypto.subtle) {
+      status.textContent = "This browser cannot compute payment codes here (it needs a secure https address).";
+      status.classList.add("error");
+      return;
+    }
+    var storeKey = "civstack.device." + box.dataset.person;
+    var dev, key;
+    try {
+      dev = await device(storeKey);
+      key = await crypto.subtle.importKey("raw", b64uToBytes(dev.secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    } catch (err) {
+      status.textContent = "Could not prepare this device: " + err.message;
+      status.classList.add("error");
+      return;
+    }
+    var shown = -1, timer;
+    async function tick() {
+      if (!document.body.contains(box)) { clearInterval(timer); return; } // navigated away
+      var step = Math.floor(Date.now() / 10000);
+      if (step !== shown) {
+        shown = step;
+        var code = "88" + dev.handle + (step % 10) + await otp(key, dev.handle, step);
+        digits.textContent = code.replace(/(\d{2})(\d{4})(\d{4})(\d{4})(\d{4})/, "$1 $2 $3 $4 $5");
+        digits.dataset.code = code;
+        qr.src = "/wallet/symbol.svg?code=" + code;
+        bar.src = "/wallet/symbol.svg?kind=code128&code=" + code;
+      }
+      var left = 10 - Math.floor(Date.now() / 1000) % 10;
+      status.textContent = "New code in " + left + " s. Each code works once, for 60 seconds.";
+    }
+    await tick();
+    timer = setInterval(tick, 1000);
+  }
+
+  async function startScanner(box) {
+    var btn = box.querySelector("[data-scan-start]");
+    var video = box.querySelector("[data-scan-video]");
+    var status = box.querySelector("[data-scan-status]");
+    if (!("BarcodeDetector" in window) || !navigator.mediaDevices) return; // the paste field remains
+    var formats = [];
+    try { formats = await BarcodeDetector.getSupportedFormats(); } catch (e) { return; }
+    if (formats.indexOf("qr_code") < 0) return;
+    btn.hidden = false;
+    btn.addEventListener("click", async function () {
+      var stream;
+      try {
+        stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+      } catch (err) {
+        status.textContent = "The camera is not available: " + err.message;
+        return;
+      }
+      video.srcObject = stream;
+      video.hidden = false;
+      btn.hidden = true;
+      await video.play();
+      status.textContent = "Point the camera at the QR code.";
+      var detector = new BarcodeDetector({ formats: ["qr_code"] });
+      var timer = setInterval(async function () {
+        var found = [];
+        try { found = await detector.detect(video); } catch (e) { return; }
+        if (!found.length) return;
+        clearInterval(timer);
+        stream.getTracks().forEach(function (t) { t.stop(); });
+        var form = document.getElementById("pay-form");
+        form.payload.value = found[0].rawValue;
+        status.textContent = "Read. Checking the code…";
+        form.requestSubmit();
+      }, 250);
+    });
+  }
+
+  function init() {
+    var box = document.getElementById("paycode");
+    if (box && !box.dataset.started) { box.dataset.started = "1"; startCode(box); }
+    var sc = document.querySelector("[data-scanner]");
+    if (sc && !sc.dataset.started) { sc.dataset.started = "1"; startScanner(sc); }
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+  document.addEventListener("htmx:load", init);
+})();
