@@ -12,6 +12,10 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
+
+	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
 )
 
 // ChromiumEnv names the variable holding the Chromium binary for the browser
@@ -238,4 +242,166 @@ func TestBrowserDemo(t *testing.T) {
 			t.Errorf("%s at phone width: page wider than the screen (%v)", p.path, err)
 		}
 	}
+}
+
+// switchTo signs the browser in as a demo persona.
+func switchTo(t *testing.T, ctx context.Context, n *node, persona string) {
+	t.Helper()
+	step(t, ctx, "switch to "+persona,
+		chromedp.Navigate(n.URL+"/"),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`button[data-persona=%q]`, persona))),
+		waitText("Hello, "+persona))
+}
+
+// TestBrowserPayments pays in real Chromium at phone width: a citizen pays
+// the street vendor's printed QR code (pasted as text, as a phone without a
+// camera would), both see the payment and the receipt, the vendor refunds
+// it, and both see the refund; then a shop charges the payment code the
+// citizen's browser computes; then a person with a passkey confirms a large
+// payment with it. Mistakes show the sentences people read.
+func TestBrowserPayments(t *testing.T) {
+	ctx := newBrowser(t)
+	w := startDemo(t, storetest.Engine{Name: "sqlite", Open: func(t testing.TB) store.Options { return store.Options{DataDir: t.TempDir()} }})
+	n := w.n
+	li, rossi := w.orgs["Li's Dumpling Cart"], w.orgs["Rossi Groceries"]
+	step(t, ctx, "phone-sized screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(n.URL+"/"), waitText("Demo personas"))
+
+	// The vendor's printed code.
+	switchTo(t, ctx, n, "Li Wei")
+	step(t, ctx, "the vendor opens the point of sale from the menu",
+		chromedp.Click(chromedp.CSS(`a[href="/pos/`+li+`"]`)), waitText("Take a payment"))
+	step(t, ctx, "print my QR code", chromedp.Navigate(n.URL+"/pos/"+li+"/qr"), waitText("Pay Li's Dumpling Cart with civstack"))
+	screenshot(t, ctx, "20-pos-qr")
+	payload, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("qr-payload").value`))
+	if err != nil || !strings.HasPrefix(payload, "000201") {
+		t.Fatalf("the printable page's code text: %q %v", payload, err)
+	}
+
+	switchTo(t, ctx, n, "Amira Haddad")
+	step(t, ctx, "a damaged code is refused readably",
+		chromedp.Navigate(n.URL+"/wallet/pay"),
+		chromedp.SendKeys(chromedp.ID("payload"), payload[:len(payload)-2]+"00"),
+		chromedp.Click(chromedp.CSS("#pay-form button[type=submit]")),
+		waitText("This QR code cannot be read"))
+	step(t, ctx, "paste the vendor's code",
+		chromedp.Navigate(n.URL+"/wallet/pay"),
+		chromedp.SetValue(chromedp.ID("payload"), payload),
+		chromedp.Click(chromedp.CSS("#pay-form button[type=submit]")),
+		waitText("You pay Li's Dumpling Cart"))
+	screenshot(t, ctx, "21-pay-confirm")
+	step(t, ctx, "pay 4.50",
+		chromedp.SendKeys(chromedp.ID("amount"), "4.50"),
+		chromedp.Click(chromedp.CSS("#confirm-form button[type=submit]")),
+		waitText("Paid. Here is your receipt."), waitText("Total 4.50 EUR"))
+	screenshot(t, ctx, "22-receipt")
+	step(t, ctx, "the wallet shows it", chromedp.Navigate(n.URL+"/wallet"), waitText("195.50"), waitText("Li's Dumpling Cart"))
+
+	switchTo(t, ctx, n, "Li Wei")
+	step(t, ctx, "the vendor sees the sale", chromedp.Navigate(n.URL+"/pos/"+li), waitText("taken 4.50"))
+	screenshot(t, ctx, "23-pos-sales")
+	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || wide {
+		t.Errorf("the point of sale at phone width is wider than the screen (%v)", err)
+	}
+	step(t, ctx, "the vendor opens the receipt",
+		chromedp.Click(chromedp.CSS("#sales a[href^='/receipts/']")), waitText("Total 4.50 EUR"))
+	step(t, ctx, "refund it",
+		chromedp.Navigate(n.URL+"/pos/"+li),
+		chromedp.WaitVisible(chromedp.CSS(".refund-form button")),
+		chromedp.Click(chromedp.CSS(".refund-form button")),
+		waitText("Refund sent."), waitText("refunded 4.50"))
+
+	switchTo(t, ctx, n, "Amira Haddad")
+	step(t, ctx, "the citizen sees the refund", chromedp.Navigate(n.URL+"/wallet"), waitText("Refund from Li's Dumpling Cart"), waitText("200.00"))
+
+	// The customer-presented code, computed in the browser.
+	step(t, ctx, "show the payment code", chromedp.Navigate(n.URL+"/wallet/code"), waitText("New code in"))
+	screenshot(t, ctx, "24-paycode")
+	code, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("paycode-digits").dataset.code || ""`))
+	if err != nil || len(code) != 18 || !strings.HasPrefix(code, "88") {
+		t.Fatalf("payment code %q %v", code, err)
+	}
+	drawn, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(function () {
+		var q = document.getElementById("paycode-qr"), b = document.getElementById("paycode-bar");
+		return q.complete && q.naturalWidth > 0 && b.complete && b.naturalWidth > 0; })()`))
+	if err != nil || !drawn {
+		t.Fatalf("the code's QR and barcode images did not load (%v)", err)
+	}
+
+	switchTo(t, ctx, n, "Sofia Rossi")
+	step(t, ctx, "a code is not for large amounts",
+		chromedp.Navigate(n.URL+"/pos/"+rossi),
+		chromedp.SendKeys(chromedp.ID("amount"), "150.00"),
+		chromedp.SendKeys(chromedp.ID("code"), code),
+		chromedp.Click(chromedp.CSS("#charge-form button[type=submit]")),
+		waitText("Payment codes are for amounts up to 100.00"))
+	step(t, ctx, "the shop charges the code",
+		chromedp.Navigate(n.URL+"/pos/"+rossi),
+		chromedp.SendKeys(chromedp.ID("amount"), "12.30"),
+		chromedp.SendKeys(chromedp.ID("code"), code),
+		chromedp.Click(chromedp.CSS("#charge-form button[type=submit]")),
+		waitText("Payment received: 12.30"), waitText("taken 12.30"))
+	step(t, ctx, "the same code twice",
+		chromedp.Navigate(n.URL+"/pos/"+rossi),
+		chromedp.SendKeys(chromedp.ID("amount"), "1.00"),
+		chromedp.SendKeys(chromedp.ID("code"), code),
+		chromedp.Click(chromedp.CSS("#charge-form button[type=submit]")),
+		waitText("This payment code was already used"))
+	step(t, ctx, "a sale QR for the customer to scan",
+		chromedp.Navigate(n.URL+"/pos/"+rossi),
+		chromedp.SendKeys(chromedp.ID("amount"), "3.20"),
+		chromedp.Click(chromedp.CSS(`#charge-form button[formaction$="/sale"]`)),
+		waitText("Waiting for the customer"))
+	screenshot(t, ctx, "25-pos-sale")
+	salePayload, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("sale-payload").value`))
+	if err != nil || !strings.Contains(salePayload, "5404"+"3.20") {
+		t.Fatalf("the sale's code text: %q %v", salePayload, err)
+	}
+
+	switchTo(t, ctx, n, "Amira Haddad")
+	step(t, ctx, "pay the sale's code: the amount is fixed",
+		chromedp.Navigate(n.URL+"/wallet/pay"),
+		chromedp.SetValue(chromedp.ID("payload"), salePayload),
+		chromedp.Click(chromedp.CSS("#pay-form button[type=submit]")),
+		waitText("Amount: 3.20 EUR"),
+		chromedp.Click(chromedp.CSS("#confirm-form button[type=submit]")),
+		waitText("Paid. Here is your receipt."))
+	step(t, ctx, "the citizen sees both charges", chromedp.Navigate(n.URL+"/wallet"), waitText("Rossi Groceries"), waitText("184.50"))
+	screenshot(t, ctx, "26-wallet")
+	wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`))
+	if err != nil || wide {
+		t.Errorf("the wallet at phone width is wider than the screen (%v)", err)
+	}
+
+	// Step-up: a registered person confirms a large payment with the passkey.
+	if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
+		t.Fatalf("enable WebAuthn domain: %v", err)
+	}
+	addAuthenticator(t, ctx)
+	step(t, ctx, "sign out", chromedp.Navigate(n.URL+"/"), chromedp.Click(chromedp.CSS("form.signout button")), waitText("You have signed out"))
+	step(t, ctx, "register",
+		chromedp.Navigate(n.URL+"/register"),
+		chromedp.SendKeys(chromedp.ID("display_name"), "Marta Bianchi"),
+		chromedp.Click(chromedp.CSS("#register-form button[type=submit]")),
+		waitText("Hello, Marta Bianchi"))
+	var marta string
+	if err := n.db.Reader().QueryRow("SELECT id FROM people WHERE display_name = $1", "Marta Bianchi").Scan(&marta); err != nil {
+		t.Fatal(err)
+	}
+	var topUp ledger.ID
+	topUp[0] = 42
+	if err := n.pay.TopUp(context.Background(), topUp, marta, 500_00, "test top-up"); err != nil {
+		t.Fatal(err)
+	}
+	step(t, ctx, "pay 150.00, above the step-up limit",
+		chromedp.Navigate(n.URL+"/wallet/pay"),
+		chromedp.SetValue(chromedp.ID("payload"), payload),
+		chromedp.Click(chromedp.CSS("#pay-form button[type=submit]")),
+		waitText("You pay Li's Dumpling Cart"),
+		chromedp.SendKeys(chromedp.ID("amount"), "150.00"),
+		chromedp.Click(chromedp.CSS("#confirm-form button[type=submit]")),
+		waitText("Payments above 100.00 need your passkey"))
+	screenshot(t, ctx, "27-stepup")
+	step(t, ctx, "confirm with the passkey",
+		chromedp.Click(chromedp.CSS("#stepup-form button[type=submit]")),
+		waitText("Paid. Here is your receipt."), waitText("Total 150.00 EUR"))
 }

@@ -12,6 +12,8 @@
 // again. A device older than 20 hours is replaced, so the handle a shop sees
 // changes daily.
 //
+// Print: buttons marked data-print print the page.
+//
 // Scanner: where the browser has BarcodeDetector, the pay page offers the
 // camera; a QR code read fills the form and submits it. Elsewhere the paste
 // field is the way in.
@@ -136,6 +138,11 @@
       }, 250);
     });
   }
+
+  // Print buttons (inline handlers are not allowed by the pages' CSP).
+  document.addEventListener("click", function (ev) {
+    if (ev.target.closest && ev.target.closest("[data-print]")) window.print();
+  });
 
   function init() {
     var box = document.getElementById("paycode");
