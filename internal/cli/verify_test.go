@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/payment"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+// receiptFile pays a merchant and writes the receipt's bundle as a citizen
+// downloads it; it returns the file and the log's verifier key.
+func receiptFile(t *testing.T) (string, string) {
+	t.Helper()
+	ctx := context.Background()
+	db := storetest.OpenMigrated(t, store.Options{DataDir: t.TempDir()})
+	eng := ledger.New(db, time.Now, nil)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { eng.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := tlog.NewEd25519Signer("verify.test/log", priv)
+	tl, err := tlog.New(db, signer.Name(), signer, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal := make([]byte, 32)
+	rand.Read(seal)
+	svc, err := payment.New(payment.DefaultConfig, payment.Deps{DB: db, Ledger: eng, Log: tl, SealKey: seal, Now: time.Now, Rand: rand.Reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := svc.SetupMerchant(ctx, payment.Profile{OrgID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", Name: "Rossi Groceries", City: "Bologna", MCC: "5411", TaxID: "IT09876543210", VATRate: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.TopUp(ctx, ledger.ID{7}, "amira", 50_00, "test"); err != nil {
+		t.Fatal(err)
+	}
+	code, _ := svc.StaticCode(m)
+	p, err := svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: code, Amount: 12_34, Nonce: "verify-test-nonce-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tl.Integrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b, err := svc.Bundle(ctx, p.ID)
+	if err != nil || b.Log == nil {
+		t.Fatalf("bundle: %v %+v", err, b)
+	}
+	raw, _ := json.MarshalIndent(b, "", "  ")
+	path := filepath.Join(t.TempDir(), "receipt.json")
+	os.WriteFile(path, raw, 0o644)
+	return path, signer.VerifierKey()
+}
+
+func TestVerify(t *testing.T) {
+	path, vkey := receiptFile(t)
+	e := func(in string) (*env, *bytes.Buffer, *bytes.Buffer) {
+		var out, errOut bytes.Buffer
+		return &env{stdout: &out, stderr: &errOut, in: strings.NewReader(in), getenv: func(string) string { return "" }, now: time.Now}, &out, &errOut
+	}
+	ctx := context.Background()
+
+	env, out, errOut := e("")
+	if rc := env.main(ctx, []string{"verify", path, "--log-key", vkey}); rc != 0 {
+		t.Fatalf("a good receipt: rc %d\n%s%s", rc, out, errOut)
+	}
+	for _, want := range []string{"ok   signature:", "ok   document:", "ok   checkpoint:", "ok   inclusion:", "ok   merchant key in log:", "verified: receipt", "Rossi Groceries", "12.34 EUR"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	raw, _ := os.ReadFile(path)
+	env, out, _ = e(string(raw))
+	if rc := env.main(ctx, []string{"verify", "--json", "--log-key", vkey, "-"}); rc != 0 {
+		t.Fatalf("stdin, JSON: rc %d", rc)
+	}
+	var rep payment.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || !rep.OK() || rep.Type != "receipt" {
+		t.Fatalf("JSON report: %v %+v", err, rep)
+	}
+
+	fails := []struct {
+		what string
+		in   string
+		args []string
+		want string
+	}{
+		{"no log key", string(raw), []string{"verify", "-"}, "not verified: log: not checked"},
+		{"another log's key", string(raw), []string{"verify", "-", "--log-key", otherKey(t)}, "not verified: checkpoint:"},
+		{"a changed total", strings.Replace(string(raw), `"total": 1234`, `"total": 1334`, 1), []string{"verify", "-", "--log-key", vkey}, "not verified: document:"},
+		{"not a bundle", "hello", []string{"verify", "-"}, "not a civstack receipt or invoice"},
+		{"a missing file", "", []string{"verify", filepath.Join(t.TempDir(), "nope.json")}, "no such file"},
+	}
+	for _, f := range fails {
+		env, _, errOut := e(f.in)
+		rc := env.main(ctx, f.args)
+		if rc != 1 || !strings.Contains(errOut.String(), f.want) || strings.Count(errOut.String(), "\n") != 1 {
+			t.Errorf("%s: rc %d, stderr %q; want 1 and one line with %q", f.what, rc, errOut.String(), f.want)
+		}
+	}
+	if !strings.Contains(string(raw), `"total": 1234`) {
+		t.Fatal("the tampering case did not change anything")
+	}
+	env, _, errOut = e("")
+	if rc := env.main(ctx, []string{"verify"}); rc != 2 || !strings.Contains(errOut.String(), "verify FILE") {
+		t.Errorf("no file: rc %d %q", rc, errOut.String())
+	}
+}
+
+func otherKey(t *testing.T) string {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	s, err := tlog.NewEd25519Signer("verify.test/log", priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.VerifierKey()
+}
