@@ -58,11 +58,14 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && args[0] == "ledger" {
 		return runBenchLedger(ctx, e, args)
 	}
+	if len(args) > 0 && args[0] == "pay" {
+		return runBenchPay(ctx, e, args)
+	}
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-		fmt.Fprintf(e.stdout, "Usage: civstack %s\n       civstack %s\n", benchSynopsis, benchLedgerSynopsis)
+		fmt.Fprintf(e.stdout, "Usage: civstack %s\n\n       civstack %s\n\n       civstack %s\n", benchSynopsis, benchLedgerSynopsis, benchPaySynopsis)
 		return nil
 	}
-	return fmt.Errorf("%w: say log or ledger (see civstack bench --help)", errUsage)
+	return fmt.Errorf("%w: say log, ledger or pay (see civstack bench --help)", errUsage)
 }
 
 // benchStore opens the database a benchmark runs on: --db, or a fresh

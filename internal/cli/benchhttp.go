@@ -35,32 +35,14 @@ func benchLedgerHTTP(ctx context.Context, e *env, st *store.DB, eng *ledger.Engi
 	if err != nil {
 		return nil, err
 	}
-	keyDir, err := os.MkdirTemp("", "civstack-bench-keys-")
+	base, closeServer, err := benchServer(st, reg, server.Deps{Ledger: eng})
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(keyDir)
-	keys, err := keyring.Open(keyDir, time.Now, rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	pub, _ := url.Parse("http://localhost:" + port)
-	srv, err := server.New(server.Config{PublicURL: pub, Version: Version},
-		server.Deps{DB: st, Registry: reg, Keys: keys, Logger: slog.New(slog.DiscardHandler), Now: time.Now, Ledger: eng})
-	if err != nil {
-		return nil, err
-	}
-	hs := &http.Server{Handler: srv.Handler()}
-	go hs.Serve(ln)
-	defer hs.Close()
+	defer closeServer()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients + 8}}
 	post := func(body []byte) (int, error) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, pub.String()+"/api/v1/ledger/transfers", bytes.NewReader(body))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/ledger/transfers", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+secret)
 		req.Header.Set("Content-Type", "application/json")
 		res, err := client.Do(req)
@@ -102,4 +84,36 @@ func benchLedgerHTTP(ctx context.Context, e *env, st *store.DB, eng *ledger.Engi
 		return nil, err
 	}
 	return []ledgerFigure{batched, single}, nil
+}
+
+// benchServer serves the real handler on a loopback port with fresh keys;
+// d supplies the services under test (Ledger, Log, Payments). It returns the
+// base URL and a function that stops the server.
+func benchServer(st *store.DB, reg *registry.Registry, d server.Deps) (string, func(), error) {
+	keyDir, err := os.MkdirTemp("", "civstack-bench-keys-")
+	if err != nil {
+		return "", nil, err
+	}
+	keys, err := keyring.Open(keyDir, time.Now, rand.Reader)
+	if err != nil {
+		os.RemoveAll(keyDir)
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		os.RemoveAll(keyDir)
+		return "", nil, err
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	pub, _ := url.Parse("http://localhost:" + port)
+	d.DB, d.Registry, d.Keys, d.Logger, d.Now = st, reg, keys, slog.New(slog.DiscardHandler), time.Now
+	srv, err := server.New(server.Config{PublicURL: pub, Version: Version}, d)
+	if err != nil {
+		ln.Close()
+		os.RemoveAll(keyDir)
+		return "", nil, err
+	}
+	hs := &http.Server{Handler: srv.Handler()}
+	go hs.Serve(ln)
+	return pub.String(), func() { hs.Close(); os.RemoveAll(keyDir) }, nil
 }

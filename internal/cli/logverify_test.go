@@ -141,7 +141,7 @@ func TestBenchLogRuns(t *testing.T) {
 		t.Fatalf("bad baseline: %d %q", code, stderr)
 	}
 	code, _, stderr = run(t, nil, "bench", "nonsense")
-	oneLine(t, "unknown benchmark", code, 2, stderr, "say log or ledger")
+	oneLine(t, "unknown benchmark", code, 2, stderr, "say log, ledger or pay")
 }
 
 func TestBenchLedgerRuns(t *testing.T) {
@@ -155,4 +155,15 @@ func TestBenchLedgerRuns(t *testing.T) {
 	oneLine(t, "bad client counts", code, 2, stderr, "--clients")
 	code, _, stderr = run(t, nil, "bench", "ledger", "--workloads", "batched,fast")
 	oneLine(t, "unknown workload", code, 2, stderr, "fast")
+}
+
+func TestBenchPayRuns(t *testing.T) {
+	code, out, stderr := run(t, nil, "bench", "pay", "--duration", "300ms", "--wallets", "300", "--merchants", "3", "--clients", "4")
+	for _, line := range []string{"payment code charges, 4 clients", "ledger, 1 transfer/request, 4 clients", "signed receipts stored:", "payments / ledger single transfers:"} {
+		if code != 0 || !strings.Contains(out, line) {
+			t.Fatalf("bench pay: no %q in %d %q %q", line, code, out, stderr)
+		}
+	}
+	code, _, stderr = run(t, nil, "bench", "pay", "--wallets", "0")
+	oneLine(t, "no wallets", code, 2, stderr, "--wallets")
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"time"
 
 	"github.com/civstack/civstack/internal/store"
 )
@@ -55,13 +56,23 @@ func (s *Service) ProvisionDevice(ctx context.Context, personID string) (*Device
 	if err != nil {
 		return nil, fmt.Errorf("provision device: %w", err)
 	}
+	s.forgetDevices(personID)
 	return d, nil
 }
 
-// device finds the live device behind a handle.
+// device finds the live device behind a handle, from a cache of at most
+// profileTTL: a device replaced by another process keeps working for that
+// long at most (this process's own replacements take effect at once).
 func (s *Service) device(ctx context.Context, handle string) (id, personID string, secret []byte, err error) {
+	now := s.now()
+	s.mu.Lock()
+	c, ok := s.devices[handle]
+	s.mu.Unlock()
+	if ok && now.Sub(c.at) < profileTTL {
+		return c.id, c.person, c.secret, nil
+	}
 	var sealed []byte
-	err = s.db.Reader().QueryRowContext(ctx, "SELECT id, person_id, sealed_secret FROM payment_devices WHERE handle = $1 AND revoked_at = 0", handle).
+	err = s.db.QueryRowRead(ctx, "SELECT id, person_id, sealed_secret FROM payment_devices WHERE handle = $1 AND revoked_at = 0", handle).
 		Scan(&id, &personID, &sealed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", "", nil, refusal("unknown_code", "This payment code is not valid: the wallet that made it is unknown or has been replaced.")
@@ -69,11 +80,37 @@ func (s *Service) device(ctx context.Context, handle string) (id, personID strin
 	if err != nil {
 		return "", "", nil, fmt.Errorf("device: %w", err)
 	}
-	secret, err = s.seal.open(sealed, "device:"+id)
-	return id, personID, secret, err
+	if secret, err = s.seal.open(sealed, "device:"+id); err != nil {
+		return "", "", nil, err
+	}
+	s.mu.Lock()
+	if len(s.devices) > 100_000 {
+		clear(s.devices)
+		clear(s.deviceOf)
+	}
+	s.devices[handle] = cachedDevice{id: id, person: personID, secret: secret, at: now}
+	s.deviceOf[personID] = handle
+	s.mu.Unlock()
+	return id, personID, secret, nil
 }
 
-// ReceiveHandle is a person's handle for personal receive codes (made once).
+// cachedDevice is a live device as device found it.
+type cachedDevice struct {
+	id, person string
+	secret     []byte
+	at         time.Time
+}
+
+// forgetDevices drops a person's cached device (it was just replaced).
+func (s *Service) forgetDevices(personID string) {
+	s.mu.Lock()
+	if h, ok := s.deviceOf[personID]; ok {
+		delete(s.devices, h)
+		delete(s.deviceOf, personID)
+	}
+	s.mu.Unlock()
+}
+
 func (s *Service) ReceiveHandle(ctx context.Context, personID string) (string, error) {
 	var h string
 	err := s.db.Reader().QueryRowContext(ctx, "SELECT handle FROM payment_receive WHERE person_id = $1", personID).Scan(&h)

@@ -99,8 +99,51 @@ type Service struct {
 	now  func() time.Time
 	rand io.Reader
 
-	mu   sync.Mutex
-	keys map[string]*ecdsa.PrivateKey // merchants' signing keys, opened
+	mu        sync.Mutex
+	keys      map[string]*ecdsa.PrivateKey // merchants' signing keys, opened
+	merchants map[string]cachedProfile     // profiles for the payment path
+	devices   map[string]cachedDevice      // by handle, for charging codes
+	deviceOf  map[string]string            // person → cached handle
+}
+
+// profileTTL bounds how stale a cached merchant profile may be when another
+// process changed it (this process's own changes drop the entry at once).
+const profileTTL = 5 * time.Second
+
+type cachedProfile struct {
+	p  *Profile
+	at time.Time
+}
+
+// merchantCached is Merchant for the hot payment path (charging, resolving
+// codes), from a cache of at most profileTTL. A profile change made by
+// another process reaches receipts within that time; invoices and refunds
+// read the profile fresh.
+func (s *Service) merchantCached(ctx context.Context, orgID string) (*Profile, error) {
+	now := s.now()
+	s.mu.Lock()
+	c, ok := s.merchants[orgID]
+	s.mu.Unlock()
+	if ok && now.Sub(c.at) < profileTTL {
+		return c.p, nil
+	}
+	p, err := s.Merchant(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if len(s.merchants) > 10_000 {
+		clear(s.merchants)
+	}
+	s.merchants[orgID] = cachedProfile{p: p, at: now}
+	s.mu.Unlock()
+	return p, nil
+}
+
+func (s *Service) forgetMerchant(orgID string) {
+	s.mu.Lock()
+	delete(s.merchants, orgID)
+	s.mu.Unlock()
 }
 
 // Deps are the service's collaborators.
@@ -123,7 +166,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if cfg.Currency == "" {
 		cfg = DefaultConfig
 	}
-	return &Service{cfg: cfg, db: d.DB, eng: d.Ledger, log: d.Log, seal: s, now: d.Now, rand: d.Rand, keys: map[string]*ecdsa.PrivateKey{}}, nil
+	return &Service{cfg: cfg, db: d.DB, eng: d.Ledger, log: d.Log, seal: s, now: d.Now, rand: d.Rand, keys: map[string]*ecdsa.PrivateKey{},
+		merchants: map[string]cachedProfile{}, devices: map[string]cachedDevice{}, deviceOf: map[string]string{}}, nil
 }
 
 // Config returns the service's configuration.
@@ -215,6 +259,7 @@ func (s *Service) SetupMerchant(ctx context.Context, p Profile) (*Profile, error
 	if err := checkProfile(&p); err != nil {
 		return nil, err
 	}
+	defer s.forgetMerchant(p.OrgID)
 	if err := s.ensureAccount(ctx, ledger.Account{ID: MerchantAccount(p.OrgID), Ledger: ledger.LedgerCash, Kind: ledger.KindMerchant,
 		Owner: p.OrgID, Flags: ledger.DebitsMustNotExceedCredits}); err != nil {
 		return nil, fmt.Errorf("open merchant account: %w", err)
@@ -306,7 +351,7 @@ func allDigits(s string) bool {
 func (s *Service) Merchant(ctx context.Context, orgID string) (*Profile, error) {
 	p := &Profile{}
 	var spki []byte
-	err := s.db.Reader().QueryRowContext(ctx, `SELECT org_id, name, city, mcc, tax_id, vat_rate, key_id, public_key, sealed_key, key_log_index, invoice_seq
+	err := s.db.QueryRowRead(ctx, `SELECT org_id, name, city, mcc, tax_id, vat_rate, key_id, public_key, sealed_key, key_log_index, invoice_seq
 		FROM payment_merchants WHERE org_id = $1`, orgID).Scan(&p.OrgID, &p.Name, &p.City, &p.MCC, &p.TaxID, &p.VATRate, &p.KeyID, &spki, &p.sealed, &p.keyLogIdx, &p.invoiceSeq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("merchant %s: %w", orgID, ErrNotFound)

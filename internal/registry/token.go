@@ -120,7 +120,7 @@ func (r *Registry) Authenticate(ctx context.Context, secret string, allowDemo bo
 	if !strings.HasPrefix(secret, TokenPrefix) || len(secret) > 200 {
 		return nil, nil, ErrBadToken
 	}
-	t, err := scanToken(r.db.Reader().QueryRowContext(ctx,
+	t, err := scanToken(r.db.QueryRowRead(ctx,
 		"SELECT "+tokenColumns+" FROM api_tokens WHERE hash = $1", hashSecret(secret)))
 	if err != nil {
 		if err == sql.ErrNoRows {

@@ -25,6 +25,7 @@ func TestConformance(t *testing.T) {
 			t.Run("types", func(t *testing.T) { testTypes(t, storetest.OpenMigrated(t, e.Open(t))) })
 			t.Run("atomicity", func(t *testing.T) { testAtomicity(t, storetest.OpenMigrated(t, e.Open(t))) })
 			t.Run("conflict", func(t *testing.T) { testConflict(t, storetest.OpenMigrated(t, e.Open(t))) })
+			t.Run("batches", func(t *testing.T) { testBatches(t, storetest.OpenMigrated(t, e.Open(t))) })
 			t.Run("two processes", func(t *testing.T) { testTwoProcesses(t, e) })
 			t.Run("lease", func(t *testing.T) { testLease(t, e) })
 		})
@@ -331,5 +332,69 @@ func testLease(t *testing.T, e storetest.Engine) {
 		lc.Release()
 	} else {
 		lb.Release()
+	}
+}
+
+// metaBatch collects meta rows from many callers and inserts them at flush.
+type metaBatch struct {
+	rows    []string
+	flushes *int
+	fail    bool
+}
+
+func (b *metaBatch) Flush(ctx context.Context, tx *store.Tx) error {
+	*b.flushes++
+	for _, r := range b.rows {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ($1, 'batched')", r); err != nil {
+			return err
+		}
+	}
+	if b.fail {
+		return errors.New("flush failed")
+	}
+	return nil
+}
+
+func testBatches(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	count := func() int {
+		var n int
+		db.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM meta WHERE value = 'batched'").Scan(&n)
+		return n
+	}
+	flushes := 0
+	err := db.Tx(ctx, func(tx *store.Tx) error {
+		for _, name := range []string{"b1", "b2", "b3"} {
+			b := tx.Batch("meta", func() store.Flusher { return &metaBatch{flushes: &flushes} }).(*metaBatch)
+			b.rows = append(b.rows, name)
+		}
+		if count() != 0 {
+			return errors.New("a batch was written before the flush")
+		}
+		return nil
+	})
+	if err != nil || flushes != 1 || count() != 3 {
+		t.Fatalf("one batch of three: err %v, %d flushes, %d rows", err, flushes, count())
+	}
+	// A failing flush rolls back the transaction, its own rows included.
+	err = db.Tx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ('direct', 'batched')"); err != nil {
+			return err
+		}
+		b := tx.Batch("meta", func() store.Flusher { return &metaBatch{flushes: &flushes, fail: true} }).(*metaBatch)
+		b.rows = append(b.rows, "b4")
+		return nil
+	})
+	if err == nil || count() != 3 {
+		t.Fatalf("failed flush: err %v, %d rows", err, count())
+	}
+	// A function that fails is never flushed.
+	before := flushes
+	db.Tx(ctx, func(tx *store.Tx) error {
+		tx.Batch("meta", func() store.Flusher { return &metaBatch{flushes: &flushes} })
+		return errors.New("no")
+	})
+	if flushes != before {
+		t.Fatal("a batch of a failed transaction was flushed")
 	}
 }

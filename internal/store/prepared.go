@@ -108,3 +108,47 @@ func (tx *Tx) QueryPrepared(ctx context.Context, query string, args ...any) (*sq
 	}
 	return st.QueryContext(ctx, args...)
 }
+
+// readStmts caches statements prepared on the SQLite read pool (database/sql
+// prepares a *sql.Stmt lazily on each pooled connection it runs on).
+type readStmts struct {
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+// QueryRowRead runs a one-row query on the read side, prepared once on
+// SQLite (hot lookups: tokens, payment devices, merchants), directly on
+// PostgreSQL, whose driver caches prepared statements itself.
+func (db *DB) QueryRowRead(ctx context.Context, query string, args ...any) *sql.Row {
+	if db.dialect != SQLite {
+		return db.read.QueryRowContext(ctx, query, args...)
+	}
+	c := &db.readPrepared
+	c.mu.Lock()
+	st := c.stmts[query]
+	if st == nil && len(c.stmts) < maxPrepared {
+		var err error
+		if st, err = db.read.PrepareContext(ctx, query); err == nil {
+			if c.stmts == nil {
+				c.stmts = map[string]*sql.Stmt{}
+			}
+			c.stmts[query] = st
+		} else {
+			st = nil
+		}
+	}
+	c.mu.Unlock()
+	if st == nil {
+		return db.read.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (c *readStmts) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.stmts {
+		st.Close()
+	}
+	c.stmts = nil
+}

@@ -60,7 +60,8 @@ type DB struct {
 	logger  *slog.Logger
 	dir     string // SQLite: the data directory
 
-	prepared preparedCache // SQLite: statements prepared on the writer (prepared.go)
+	prepared     preparedCache // SQLite: statements prepared on the writer (prepared.go)
+	readPrepared readStmts     // SQLite: statements prepared on the read pool
 }
 
 // Open connects to the database Options name and checks it answers. It does
@@ -166,6 +167,7 @@ func (db *DB) Ping(ctx context.Context) error {
 // Close releases all connections.
 func (db *DB) Close() error {
 	db.prepared.close()
+	db.readPrepared.close()
 	err := db.write.Close()
 	if db.read != db.write {
 		err = errors.Join(err, db.read.Close())
@@ -179,6 +181,32 @@ type Tx struct {
 	*sql.Tx
 	dialect Dialect
 	db      *DB
+	batches []Flusher
+	byKey   map[any]Flusher
+}
+
+// Flusher is work a transaction collects from many callers (rows of many
+// requests in one ledger group) and writes at once, just before it commits.
+type Flusher interface {
+	Flush(ctx context.Context, tx *Tx) error
+}
+
+// Batch returns this transaction's Flusher for key, made by mk on first
+// use. Contract: every batch is flushed, in the order they were made, after
+// the transaction's function returns nil and before the commit; a flush
+// error rolls the transaction back. A retried transaction starts with no
+// batches.
+func (tx *Tx) Batch(key any, mk func() Flusher) Flusher {
+	if f, ok := tx.byKey[key]; ok {
+		return f
+	}
+	if tx.byKey == nil {
+		tx.byKey = map[any]Flusher{}
+	}
+	f := mk()
+	tx.byKey[key] = f
+	tx.batches = append(tx.batches, f)
+	return f
 }
 
 // Dialect reports the engine the transaction runs on.
@@ -236,6 +264,11 @@ func (db *DB) tryTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	}()
 	if err = fn(tx); err != nil {
 		return classify(err)
+	}
+	for _, b := range tx.batches {
+		if err = b.Flush(ctx, tx); err != nil {
+			return classify(err)
+		}
 	}
 	if err = tx.Commit(); err != nil {
 		return classify(fmt.Errorf("commit: %w", err))

@@ -15,6 +15,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -147,6 +148,83 @@ func Sequence(ctx context.Context, tx *store.Tx, now time.Time, entries ...[]byt
 		}
 	}
 	return first, nil
+}
+
+// Row is a row written with a sequenced entry: its table, the columns with
+// their values, and optionally IndexCol, a column that takes the entry's
+// index. Table and column names are the caller's constants, never outside
+// input.
+type Row struct {
+	Table    string
+	IndexCol string // "": the row does not record the index
+	Cols     []string
+	Vals     []any
+}
+
+// SequenceWith sequences one entry, as Sequence does, and inserts rows in
+// the caller's transaction. On PostgreSQL everything happens in one
+// statement (one round trip inside what is often a serialised write
+// transaction); elsewhere in one statement per row after Sequence's.
+func SequenceWith(ctx context.Context, tx *store.Tx, now time.Time, entry []byte, rows ...Row) (int64, error) {
+	for _, r := range rows {
+		if len(r.Cols) != len(r.Vals) || r.Table == "" {
+			return 0, fmt.Errorf("%w: row columns and values do not match", ErrBadRequest)
+		}
+	}
+	cols := func(r Row) string {
+		c := slices.Clone(r.Cols)
+		if r.IndexCol != "" {
+			c = append(c, r.IndexCol)
+		}
+		return strings.Join(c, ", ")
+	}
+	if tx.Dialect() != store.Postgres {
+		idx, err := Sequence(ctx, tx, now, entry)
+		if err != nil {
+			return 0, err
+		}
+		for _, r := range rows {
+			vals := slices.Clone(r.Vals)
+			if r.IndexCol != "" {
+				vals = append(vals, idx)
+			}
+			ph := make([]string, len(vals))
+			for i := range ph {
+				ph[i] = fmt.Sprintf("$%d", i+1)
+			}
+			if _, err := tx.ExecPrepared(ctx, "INSERT INTO "+r.Table+" ("+cols(r)+") VALUES ("+strings.Join(ph, ", ")+")", vals...); err != nil {
+				return 0, fmt.Errorf("store %s: %w", r.Table, err)
+			}
+		}
+		return idx, nil
+	}
+	p, err := Parse(entry)
+	if err != nil {
+		return 0, fmt.Errorf("entry: %w", err)
+	}
+	// VALUES, not SELECT: PostgreSQL infers the parameters' types from the
+	// target columns only there.
+	var q strings.Builder
+	q.WriteString(`WITH c AS (UPDATE tlog_counters SET value = value + 1 WHERE name = 'next' RETURNING value - 1 AS idx),
+		e AS (INSERT INTO tlog_entries (idx, kind, data, created_at) VALUES ((SELECT idx FROM c), $1, $2, $3) RETURNING idx)`)
+	args := []any{int64(p.Kind), entry, now.UnixMilli()}
+	for i, r := range rows {
+		ph := make([]string, 0, len(r.Vals)+1)
+		for _, v := range r.Vals {
+			args = append(args, v)
+			ph = append(ph, fmt.Sprintf("$%d", len(args)))
+		}
+		if r.IndexCol != "" {
+			ph = append(ph, "(SELECT idx FROM e)")
+		}
+		fmt.Fprintf(&q, ",\n\t\tr%d AS (INSERT INTO %s (%s) VALUES (%s))", i, r.Table, cols(r), strings.Join(ph, ", "))
+	}
+	q.WriteString("\n\tSELECT idx FROM e")
+	var idx int64
+	if err := tx.QueryRowContext(ctx, q.String(), args...).Scan(&idx); err != nil {
+		return 0, fmt.Errorf("sequence: %w", err)
+	}
+	return idx, nil
 }
 
 // Append sequences one entry in a transaction of its own and returns its

@@ -231,3 +231,47 @@ func TestSequenceIsAtomic(t *testing.T) {
 		}
 	})
 }
+
+// SequenceWith writes the entry and rows that record its index together.
+func TestSequenceWith(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l, _ := newLog(t, db)
+		if _, err := l.Append(ctx, receipt(1)); err != nil {
+			t.Fatal(err)
+		}
+		var idx int64
+		err := db.Tx(ctx, func(tx *store.Tx) error {
+			var err error
+			idx, err = civtlog.SequenceWith(ctx, tx, time.Now(), receipt(2),
+				civtlog.Row{Table: "meta", Cols: []string{"name", "value"}, Vals: []any{"plain", "x"}},
+				civtlog.Row{Table: "tlog_counters", IndexCol: "value", Cols: []string{"name"}, Vals: []any{"recorded"}})
+			return err
+		})
+		if err != nil || idx != 1 {
+			t.Fatalf("SequenceWith: index %d, %v", idx, err)
+		}
+		var recorded int64
+		var plain string
+		db.Reader().QueryRow("SELECT value FROM tlog_counters WHERE name = 'recorded'").Scan(&recorded)
+		db.Reader().QueryRow("SELECT value FROM meta WHERE name = 'plain'").Scan(&plain)
+		if recorded != 1 || plain != "x" {
+			t.Fatalf("rows: recorded %d, plain %q", recorded, plain)
+		}
+		// A row that cannot be written takes the entry with it.
+		err = db.Tx(ctx, func(tx *store.Tx) error {
+			_, err := civtlog.SequenceWith(ctx, tx, time.Now(), receipt(3),
+				civtlog.Row{Table: "meta", Cols: []string{"name", "value"}, Vals: []any{"plain", "again"}})
+			return err
+		})
+		if !store.IsConflict(err) {
+			t.Fatalf("duplicate row: %v", err)
+		}
+		if next, err := l.Append(ctx, receipt(4)); err != nil || next != 2 {
+			t.Fatalf("after the rollback the next index is %d, %v; want 2", next, err)
+		}
+		if _, err := civtlog.SequenceWith(ctx, nil, time.Now(), receipt(5), civtlog.Row{Table: "meta", Cols: []string{"name"}}); !errors.Is(err, civtlog.ErrBadRequest) {
+			t.Fatalf("mismatched row: %v", err)
+		}
+	})
+}
