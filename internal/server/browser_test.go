@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
 )
@@ -340,6 +341,17 @@ func TestBrowserPayments(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("code"), code),
 		chromedp.Click(chromedp.CSS("#charge-form button[type=submit]")),
 		waitText("Payment received: 12.30"), waitText("taken 12.30"))
+	// Another customer pays while the shop's screen is open: it arrives
+	// without a reload (the sales list polls).
+	rossiProfile, err := n.pay.Merchant(context.Background(), rossi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rossiCode, _ := n.pay.StaticCode(rossiProfile)
+	if _, err := n.pay.Pay(context.Background(), payment.PayRequest{Payer: w.people["Jonas Weber"], Payload: rossiCode, Amount: 5_00, Nonce: "browser-live-update-0001"}); err != nil {
+		t.Fatal(err)
+	}
+	step(t, ctx, "the sale appears on the open screen", waitText("taken 17.30"))
 	step(t, ctx, "the same code twice",
 		chromedp.Navigate(n.URL+"/pos/"+rossi),
 		chromedp.SendKeys(chromedp.ID("amount"), "1.00"),

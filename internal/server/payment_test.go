@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/civstack/civstack/internal/emv"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/store/storetest"
@@ -175,7 +176,28 @@ func testPaymentsOverHTTP(t *testing.T, e storetest.Engine) {
 		expect(t, "a demo persona has no passkey to step up with", amira.postJSON("/auth/confirm/begin", map[string]string{"payload": static, "amount": "150.00", "nonce": "x"}), 409, "need a passkey")
 		expect(t, "first of two large payments", payByPayload(t, amira, static, "99.00"), http.StatusSeeOther)
 		expect(t, "not enough money", payByPayload(t, amira, static, "99.00"), 422, "Not enough money in the wallet for 99.00. Nothing was charged.")
-		expect(t, "nothing charged by the refusal", amira.get("/wallet"), 200, "96.50")
+
+		unknown, err := emv.Code{Civstack: emv.Civstack{Party: emv.PartyMerchant, ID: "0190a1b2-c3d4-7e5f-8a9b-000000000000"}, MCC: "5411", Currency: "978",
+			Country: "IT", Name: "Fake Shop", City: "Bologna"}.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		expect(t, "an unknown merchant", amira.postForm("/wallet/pay/review", url.Values{"payload": {unknown}}), 422, "This code names a merchant that is not registered with this civstack node.")
+		expect(t, "nothing charged by any of them", amira.get("/wallet"), 200, `<strong id="balance">96.50</strong>`)
+
+		// Person to person: Jonas shows his receive code, Amira pays it.
+		rc := jonas.get("/wallet/receive")
+		expect(t, "receive page", rc, 200, "<svg", "Receive money")
+		m := regexp.MustCompile(`(?s)<textarea id="receive-payload"[^>]*>([^<]+)</textarea>`).FindStringSubmatch(rc.body)
+		if m == nil {
+			t.Fatal("no receive code text")
+		}
+		receive := html.UnescapeString(m[1])
+		expect(t, "review a person's code", amira.postForm("/wallet/pay/review", url.Values{"payload": {receive}}), 200, "Jonas Weber", "(a person)")
+		r = payByPayload(t, amira, receive, "6.50")
+		expect(t, "pay a person", r, http.StatusSeeOther)
+		expect(t, "the payer's history", amira.get("/wallet"), 200, `<strong id="balance">90.00</strong>`, "Jonas Weber")
+		expect(t, "the payee's history", jonas.get("/wallet"), 200, `<strong id="balance">206.50</strong>`, "From Amira Haddad")
 
 		// A dynamic sale: the shop shows a QR for one amount; it can be paid once.
 		sale, err := n.pay.NewSale(ctx, rossi, 12_30, "till 1", nil, 0)
@@ -209,6 +231,8 @@ func testPaymentsOverHTTP(t *testing.T, e storetest.Engine) {
 			"lines": []map[string]any{{"description": "Bread", "quantity": 1, "unit_price": 2_40}}}), 400, "add up")
 		old := payment.GenerateCode(handle, secret, n.clock.now().Add(-3*time.Minute))
 		expectProblem(t, "an expired code", till.postJSON("/api/v1/payments/charges", map[string]any{"code": old, "amount": 1_00}), 422, "expired")
+		device(t, jonas) // the wallet re-provisions: the old device's codes stop at once
+		expectProblem(t, "a replaced device's code", till.postJSON("/api/v1/payments/charges", map[string]any{"code": payment.GenerateCode(handle, secret, n.clock.now().Add(10*time.Second)), "amount": 1_00}), 422, "has been replaced")
 		expectProblem(t, "a mistyped code", till.postJSON("/api/v1/payments/charges", map[string]any{"code": "881234", "amount": 1_00}), 422, "A payment code has 18 digits; this one has 6.")
 		expectProblem(t, "a citizen session cannot charge", jonas.postJSON("/api/v1/payments/charges", map[string]any{"code": code, "amount": 1_00}), 401, "")
 		expect(t, "the shop's payments", till.get("/api/v1/payments"), 200, charged.ID, `"method":"code"`)
