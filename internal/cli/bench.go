@@ -68,6 +68,34 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	return fmt.Errorf("%w: say log, ledger or pay (see civstack bench --help)", errUsage)
 }
 
+// openBenchStore opens and migrates the benchmark's database (see
+// benchStore) and refuses one that already holds ledger accounts. The
+// caller runs cleanup after closing the database.
+func openBenchStore(ctx context.Context, dbURL string) (*store.DB, string, func(), error) {
+	opts, engineName, cleanup, err := benchStore(dbURL)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	st, err := store.Open(ctx, opts)
+	if err != nil {
+		cleanup()
+		return nil, "", nil, err
+	}
+	var existing int64
+	if err = st.Migrate(ctx); err == nil {
+		st.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM ledger_accounts").Scan(&existing)
+		if existing > 0 {
+			err = fmt.Errorf("the database already holds %d ledger accounts; benchmark on an empty, throwaway database", existing)
+		}
+	}
+	if err != nil {
+		st.Close()
+		cleanup()
+		return nil, "", nil, err
+	}
+	return st, engineName, cleanup, nil
+}
+
 // benchStore opens the database a benchmark runs on: --db, or a fresh
 // SQLite database in a temporary directory.
 func benchStore(dbURL string) (store.Options, string, func(), error) {

@@ -76,24 +76,12 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("%w: unknown workload %q (batched, single, http, baseline)", errUsage, w)
 		}
 	}
-	opts, engineName, cleanup, err := benchStore(*db)
+	st, engineName, cleanup, err := openBenchStore(ctx, *db)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	st, err := store.Open(ctx, opts)
-	if err != nil {
-		return err
-	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return err
-	}
-	var existing int64
-	st.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM ledger_accounts").Scan(&existing)
-	if existing > 0 {
-		return fmt.Errorf("the database already holds %d ledger accounts; benchmark on an empty, throwaway database", existing)
-	}
 	eng := ledger.New(st, time.Now, map[string]ledger.Limits{})
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

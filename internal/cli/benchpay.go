@@ -21,7 +21,6 @@ import (
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/server"
-	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/tlog"
 )
 
@@ -53,24 +52,12 @@ func runBenchPay(ctx context.Context, e *env, args []string) error {
 	if *duration <= 0 || *wallets < 1 || *merchants < 1 || *clients < 1 || *rounds < 1 {
 		return fmt.Errorf("%w: --duration, --wallets, --merchants, --clients and --rounds must be positive", errUsage)
 	}
-	opts, engineName, cleanup, err := benchStore(*db)
+	st, engineName, cleanup, err := openBenchStore(ctx, *db)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	st, err := store.Open(ctx, opts)
-	if err != nil {
-		return err
-	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return err
-	}
-	var existing int64
-	st.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM ledger_accounts").Scan(&existing)
-	if existing > 0 {
-		return fmt.Errorf("the database already holds %d ledger accounts; benchmark on an empty, throwaway database", existing)
-	}
 
 	eng := ledger.New(st, time.Now, nil)
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)

@@ -31,3 +31,21 @@ func FuzzParseCode(f *testing.F) {
 		_, _ = matchStep(p, []byte("secret"), time.Unix(1_790_000_000, 0))
 	})
 }
+
+// FuzzParseMoney: amounts typed by people never panic, and what parses
+// prints back to the same value.
+func FuzzParseMoney(f *testing.F) {
+	for _, s := range []string{"4.50", "12", "0,5", "999999999.99", "-1", "1e3", " 7 "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseMoney(s)
+		if err != nil {
+			return
+		}
+		back, err := ParseMoney(Money(n))
+		if err != nil || back != n || n < 0 {
+			t.Fatalf("%q → %d → %q → %d, %v", s, n, Money(n), back, err)
+		}
+	})
+}

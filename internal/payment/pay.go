@@ -525,7 +525,12 @@ func (s *Service) receipt(m *Profile, p *Payment, in []LineIn, refundOf string) 
 
 // Payment returns a stored payment.
 func (s *Service) Payment(ctx context.Context, id string) (*Payment, error) {
-	rows, err := s.db.Reader().QueryContext(ctx, selectPayments+" WHERE id = $1", id)
+	return s.onePayment(ctx, "payment", " WHERE id = $1", id)
+}
+
+// onePayment is the first payment a query finds; ErrNotFound if none.
+func (s *Service) onePayment(ctx context.Context, what, where string, args ...any) (*Payment, error) {
+	rows, err := s.db.Reader().QueryContext(ctx, selectPayments+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -534,7 +539,7 @@ func (s *Service) Payment(ctx context.Context, id string) (*Payment, error) {
 		return nil, err
 	}
 	if len(ps) == 0 {
-		return nil, fmt.Errorf("payment: %w", ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", what, ErrNotFound)
 	}
 	return ps[0], nil
 }
@@ -583,16 +588,5 @@ func (s *Service) History(ctx context.Context, personID string, limit int) ([]*P
 // SalePayment returns the payment of a merchant's dynamic sale; ErrNotFound
 // until it is paid.
 func (s *Service) SalePayment(ctx context.Context, orgID, saleID string) (*Payment, error) {
-	rows, err := s.db.Reader().QueryContext(ctx, selectPayments+" WHERE sale_id = $1 AND payee_org = $2", saleID, orgID)
-	if err != nil {
-		return nil, err
-	}
-	ps, err := scanPayments(rows)
-	if err != nil {
-		return nil, err
-	}
-	if len(ps) == 0 {
-		return nil, fmt.Errorf("sale payment: %w", ErrNotFound)
-	}
-	return ps[0], nil
+	return s.onePayment(ctx, "sale payment", " WHERE sale_id = $1 AND payee_org = $2", saleID, orgID)
 }

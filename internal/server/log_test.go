@@ -26,17 +26,7 @@ func appendReceipts(t *testing.T, n *node, count int) {
 			t.Fatal(err)
 		}
 	}
-	for {
-		cp, _, err := n.tlog.Integrate(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var next int64
-		n.db.Reader().QueryRow("SELECT value FROM tlog_counters WHERE name = 'next'").Scan(&next)
-		if cp.Size == next {
-			return
-		}
-	}
+	integrate(t, n)
 }
 
 // The log over HTTP, read the way a C2SP client reads it.

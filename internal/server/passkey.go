@@ -214,18 +214,29 @@ func (s *Server) addPasskeyBegin(w http.ResponseWriter, r *http.Request, v *view
 	s.saveCeremony(w, r, kindAdd, p.ID, ceremony{Session: *sess, Label: in.Label}, opts)
 }
 
-func (s *Server) addPasskeyFinish(w http.ResponseWriter, r *http.Request, v *viewer) {
-	c, personID, ok := s.takeCeremony(w, r, kindAdd)
+// takeOwnCeremony finishes a ceremony of kind that the signed-in person
+// started, and loads them with their passkeys; false when a problem was
+// written.
+func (s *Server) takeOwnCeremony(w http.ResponseWriter, r *http.Request, v *viewer, kind string) (*ceremony, *registry.Person, bool) {
+	c, personID, ok := s.takeCeremony(w, r, kind)
 	if !ok {
-		return
+		return nil, nil, false
 	}
 	if personID != v.person.ID {
 		writeProblem(w, http.StatusForbidden, "This passkey request belongs to another session.")
-		return
+		return nil, nil, false
 	}
 	p, err := s.reg.PersonWithCredentials(r.Context(), v.person.ID)
 	if err != nil {
 		s.failErr(w, r, err)
+		return nil, nil, false
+	}
+	return c, p, true
+}
+
+func (s *Server) addPasskeyFinish(w http.ResponseWriter, r *http.Request, v *viewer) {
+	c, p, ok := s.takeOwnCeremony(w, r, v, kindAdd)
+	if !ok {
 		return
 	}
 	cred, err := s.wa.FinishRegistration(p, c.Session, r)

@@ -130,6 +130,8 @@ func testPaymentsOverHTTP(t *testing.T, e storetest.Engine) {
 		amira, jonas, liWei := w.as(t, "Amira Haddad"), w.as(t, "Jonas Weber"), w.as(t, "Li Wei")
 
 		expect(t, "wallet balance from the demo top-up", amira.get("/wallet"), 200, `<strong id="balance">200.00</strong>`, "Show payment code")
+		expect(t, "the merchant console links the point of sale", liWei.get("/merchant"), 200, `href="/pos/`+li+`"`)
+		expect(t, "home links the wallet", amira.get("/"), 200, `<a href="/wallet">Payments</a>`)
 		expect(t, "the vendor's point of sale", liWei.get("/pos/"+li), 200, "Take a payment", "No payments yet today")
 		expect(t, "another shop's point of sale", liWei.get("/pos/"+rossi), 404, "You take no payments")
 		expect(t, "a citizen at a point of sale", amira.get("/pos/"+li), 403)

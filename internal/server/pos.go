@@ -232,15 +232,24 @@ func (s *Server) posCancelInvoice(w http.ResponseWriter, r *http.Request, v *vie
 	http.Redirect(w, r, "/pos/"+org+"?cancelled=1", http.StatusSeeOther)
 }
 
-func (s *Server) posQRPage(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+// staticCode is the merchant's printed code; false when a page was written.
+func (s *Server) staticCode(w http.ResponseWriter, r *http.Request, v *viewer, org string) (*payment.Profile, string, bool) {
 	prof, err := s.pay.Merchant(r.Context(), org)
 	if err != nil {
 		s.posError(w, r, v, org, err)
-		return
+		return nil, "", false
 	}
 	code, err := s.pay.StaticCode(prof)
 	if err != nil {
 		s.failErr(w, r, err)
+		return nil, "", false
+	}
+	return prof, code, true
+}
+
+func (s *Server) posQRPage(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	prof, code, ok := s.staticCode(w, r, v, org)
+	if !ok {
 		return
 	}
 	svg, err := qrSVG(code, "Pay "+prof.Name)
@@ -252,14 +261,8 @@ func (s *Server) posQRPage(w http.ResponseWriter, r *http.Request, v *viewer, or
 }
 
 func (s *Server) posQRImage(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
-	prof, err := s.pay.Merchant(r.Context(), org)
-	if err != nil {
-		s.posError(w, r, v, org, err)
-		return
-	}
-	code, err := s.pay.StaticCode(prof)
-	if err != nil {
-		s.failErr(w, r, err)
+	prof, code, ok := s.staticCode(w, r, v, org)
+	if !ok {
 		return
 	}
 	sym, err := barcode.QR(code)

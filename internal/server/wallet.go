@@ -247,17 +247,8 @@ func (s *Server) confirmBegin(w http.ResponseWriter, r *http.Request, v *viewer)
 }
 
 func (s *Server) confirmFinish(w http.ResponseWriter, r *http.Request, v *viewer) {
-	c, personID, ok := s.takeCeremony(w, r, kindConfirm)
+	c, p, ok := s.takeOwnCeremony(w, r, v, kindConfirm)
 	if !ok {
-		return
-	}
-	if personID != v.person.ID {
-		writeProblem(w, http.StatusForbidden, "This passkey request belongs to another session.")
-		return
-	}
-	p, err := s.reg.PersonWithCredentials(r.Context(), v.person.ID)
-	if err != nil {
-		s.failErr(w, r, err)
 		return
 	}
 	cred, err := s.wa.FinishLogin(p, c.Session, r)
