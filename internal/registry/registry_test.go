@@ -205,6 +205,27 @@ func testTokens(t *testing.T, db *store.DB) {
 	if len(list) != 1 || list[0].LastUsedAt == nil {
 		t.Fatalf("tokens = %+v", list)
 	}
+	// Many requests at once with a stale last use: all pass, one time is kept.
+	clk.add(2 * time.Minute)
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := reg.Authenticate(ctx, secret, false); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent authenticate: %v", err)
+	}
+	if list, _ = reg.Tokens(ctx, o.ID); list[0].LastUsedAt == nil || clk.now().Sub(*list[0].LastUsedAt) > time.Second {
+		t.Fatalf("last use after the burst: %v, now %v", list[0].LastUsedAt, clk.now())
+	}
 	for _, bad := range []string{"", "cvs_", secret + "x", strings.ToUpper(secret), "Bearer " + secret} {
 		if _, _, err := reg.Authenticate(ctx, bad, false); !errors.Is(err, registry.ErrBadToken) {
 			t.Errorf("Authenticate(%q) = %v", bad, err)

@@ -139,13 +139,13 @@ func (r *Registry) Authenticate(ctx context.Context, secret string, allowDemo bo
 		return nil, nil, ErrBadToken
 	}
 	// Last use is recorded at most once a minute so that busy systems do not
-	// write on every request.
+	// write on every request; the condition in the statement lets the many
+	// requests that see the same stale time at once write it only once,
+	// without serialization failures (and their retries) between them.
 	now := r.now()
 	if t.LastUsedAt == nil || now.Sub(*t.LastUsedAt) > time.Minute {
-		_ = r.db.Tx(ctx, func(tx *store.Tx) error {
-			_, err := tx.ExecContext(ctx, "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2", ms(now), t.ID)
-			return err
-		})
+		_ = r.db.Touch(ctx, "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+			ms(now), t.ID, ms(now.Add(-time.Minute)))
 	}
 	return t, org, nil
 }

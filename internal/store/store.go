@@ -212,6 +212,18 @@ func (tx *Tx) Batch(key any, mk func() Flusher) Flusher {
 // Dialect reports the engine the transaction runs on.
 func (tx *Tx) Dialect() Dialect { return tx.dialect }
 
+// Touch runs one write statement on its own, at the engine's default
+// isolation (READ COMMITTED on PostgreSQL, where a concurrent writer of the
+// same row waits and re-checks the WHERE clause instead of failing), once,
+// without retries. Contract: only for bookkeeping that may lose a race and
+// be skipped (last-used times), never for state that must stay consistent.
+func (db *DB) Touch(ctx context.Context, query string, args ...any) error {
+	if _, err := db.write.ExecContext(ctx, query, args...); err != nil {
+		return classify(fmt.Errorf("touch: %w", err))
+	}
+	return nil
+}
+
 // Tx runs fn in a write transaction and commits if fn returns nil. Contract:
 // fn may run more than once (the whole transaction is retried when the engine
 // reports a serialization failure, a deadlock or a busy database), so fn must
