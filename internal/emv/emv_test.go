@@ -4,14 +4,12 @@ import (
 	"bufio"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-// vectorsPath is the external conformance data (never copied into the tree).
-var vectorsPath = filepath.Join("..", "..", "..", "shared", "testdata", "emvqr", "vectors.txt")
+	"github.com/civstack/civstack/internal/conformance"
+)
 
 type vector struct {
 	valid   bool
@@ -21,7 +19,8 @@ type vector struct {
 
 func readVectors(t testing.TB) []vector {
 	t.Helper()
-	f, err := os.Open(vectorsPath)
+	// External conformance data, read where it lives (never copied in).
+	f, err := os.Open(conformance.File(t, "emvqr/vectors.txt"))
 	if err != nil {
 		t.Fatalf("shared EMV vectors: %v", err)
 	}

@@ -8,12 +8,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/civstack/civstack/internal/conformance"
 	"github.com/civstack/civstack/internal/emv"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
@@ -292,7 +292,7 @@ func secret64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) 
 // data, read where it lives).
 func foreignPix(t *testing.T) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "testdata", "emvqr", "vectors.txt"))
+	raw, err := os.ReadFile(conformance.File(t, "emvqr/vectors.txt"))
 	if err != nil {
 		t.Fatalf("shared EMV vectors: %v", err)
 	}
