@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"net/url"
 	"os"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/civstack/civstack/internal/demo"
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/healthpass"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/server"
@@ -50,6 +52,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	logOrigin := f.String("log-origin", "", "the transparency log's origin line (default: the --url host followed by /log)")
 	stepUp := f.String("payment-stepup", payment.Money(payment.DefaultConfig.StepUp), "wallet payments above this amount need the payer's passkey; payment codes are refused above it")
 	country := f.String("payment-country", payment.DefaultConfig.Country, "ISO 3166 country code printed on merchants' QR codes")
+	healthAuthority := f.String("health-authority", "Health Authority", "the organisation whose issuers act as the health authority (decide appeals, issue certificates)")
 	city := f.String("payment-city", payment.DefaultConfig.City, "city printed on merchants' QR codes unless a merchant sets its own")
 	if err := f.parse(args, false); err != nil {
 		return err
@@ -168,8 +171,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	} else if resumed > 0 {
 		logger.Info("resumed interrupted refunds", "count", resumed)
 	}
-	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey()},
-		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay})
+	hnode, err := healthpass.Setup(filepath.Join(*storage.data, "health"), n.keys, payCfg.Country, e.now())
+	if err != nil {
+		return err
+	}
+	health := healthpass.New(healthpass.Deps{DB: n.db, Rules: hnode.Rules, Issuer: hnode.Issuer, Now: e.now, Rand: rand.Reader})
+	logger.Info("health pass", "rules", hnode.Rules.Version, "trust", hnode.Verifier.TrustInfo)
+	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority},
+		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode})
 	if err != nil {
 		return err
 	}

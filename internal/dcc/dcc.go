@@ -51,7 +51,7 @@ func Unprefix(s string) (string, error) {
 func Inflate(b []byte) ([]byte, error) {
 	zr, err := zlib.NewReader(bytes.NewReader(b))
 	if err != nil {
-		return nil, fmt.Errorf("zlib: %w", err)
+		return nil, err // "zlib: invalid header"
 	}
 	defer zr.Close()
 	out, err := io.ReadAll(io.LimitReader(zr, MaxInflated+1))
@@ -205,9 +205,17 @@ type Claims struct {
 	Issuer   string    // claim 1, optional
 	IssuedAt time.Time // claim 6
 	Expires  time.Time // claim 4
-	// HCert is the raw CBOR of the eu_dcc_v1 object (claim -260 → 1).
+	// HCert is the raw CBOR of the eu_dcc_v1 object (claim -260 → 1), or
+	// of civstack's health code (claim -260 → -1, see HealthCodeKey).
 	HCert cbor.RawMessage
+	// HealthCode reports that HCert is a civstack health code.
+	HealthCode bool
 }
+
+// HealthCodeKey is the key, in the hcert claim, of civstack's health code:
+// a private-use (negative) key beside eu_dcc_v1, so the pass travels in
+// the same HC1 container and standard decoders skip it cleanly.
+const HealthCodeKey = -1
 
 // ParseClaims reads the CWT payload of a Sign1.
 func ParseClaims(payload []byte) (*Claims, error) {
@@ -255,7 +263,10 @@ func ParseClaims(payload []byte) (*Claims, error) {
 	}
 	for k, v := range inner {
 		if n, ok := asInt(k); ok && n == 1 {
-			c.HCert = v
+			c.HCert, c.HealthCode = v, false
+			break
+		} else if ok && n == HealthCodeKey {
+			c.HCert, c.HealthCode = v, true
 		}
 	}
 	if c.HCert == nil {

@@ -32,6 +32,20 @@ func (is *Issuer) Issue(doc any, iat, exp time.Time) (string, error) {
 
 // Sign1 returns the tagged COSE_Sign1 bytes of an HCERT.
 func (is *Issuer) Sign1(doc any, iat, exp time.Time) ([]byte, error) {
+	return is.sign1(1, doc, iat, exp)
+}
+
+// IssueHealthCode signs a civstack health code payload (see
+// HealthCodeVersion) in the same container.
+func (is *Issuer) IssueHealthCode(doc any, iat, exp time.Time) (string, error) {
+	cose, err := is.sign1(HealthCodeKey, doc, iat, exp)
+	if err != nil {
+		return "", err
+	}
+	return Prefix + Base45Encode(Deflate(cose)), nil
+}
+
+func (is *Issuer) sign1(key int, doc any, iat, exp time.Time) ([]byte, error) {
 	hc, err := EncodeHCert(doc)
 	if err != nil {
 		return nil, err
@@ -39,7 +53,7 @@ func (is *Issuer) Sign1(doc any, iat, exp time.Time) ([]byte, error) {
 	claims := map[int]any{
 		4:    exp.Unix(),
 		6:    iat.Unix(),
-		-260: map[int]cbor.RawMessage{1: hc},
+		-260: map[int]cbor.RawMessage{key: hc},
 	}
 	if is.Country != "" {
 		claims[1] = is.Country

@@ -96,9 +96,19 @@ func Verify(payload string, o Options) *Report {
 	if r.Signer != nil {
 		cert = r.Signer.Cert
 	}
-	step(CheckKeyUsage, func() error { return CheckKeyUsageOf(cert, CertType(r.Doc)) })
+	step(CheckKeyUsage, func() error {
+		if r.Claims.HealthCode {
+			return CheckKeyUsageOf(cert, "")
+		}
+		return CheckKeyUsageOf(cert, CertType(r.Doc))
+	})
 	step(CheckExpiry, func() error { return CheckValidity(cert, r.Claims, o.At) })
-	step(CheckSchema, func() error { return ValidateSchema(r.Doc) })
+	step(CheckSchema, func() error {
+		if r.Claims.HealthCode {
+			return ValidateHealthCode(r.Doc)
+		}
+		return ValidateSchema(r.Doc)
+	})
 	step(CheckRules, func() error {
 		if o.Rules == nil {
 			return nil

@@ -158,8 +158,18 @@ func CertType(doc map[string]any) string {
 // CheckKeyUsageOf reports whether the DSC may sign certificates of type
 // typ ("v", "t", "r"): a DSC without HCERT extended key usages may sign
 // any; one with them only the types they name (the malformed
-// 1.3.6.1.4.1.0.1847.2021.1.x seen in the field counts too).
+// 1.3.6.1.4.1.0.1847.2021.1.x seen in the field counts too). Type ""
+// (a civstack health code) needs a DSC without usage restrictions.
 func CheckKeyUsageOf(cert *x509.Certificate, typ string) error {
+	if cert == nil {
+		return errors.New("key usage: no document signer")
+	}
+	if typ == "" {
+		if len(cert.UnknownExtKeyUsage) > 0 || len(cert.ExtKeyUsage) > 0 {
+			return errors.New("key usage: the document signer is restricted to EU certificate types")
+		}
+		return nil
+	}
 	want := map[string]asn1.ObjectIdentifier{"t": oidTest, "v": oidVaccination, "r": oidRecovery}[typ]
 	if want == nil {
 		return errors.New("key usage: the payload has no certificate type")

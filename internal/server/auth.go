@@ -160,6 +160,12 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, v *viewer, statu
 		if s.pay != nil {
 			p.Nav = append(p.Nav, web.Nav{Href: "/wallet", Label: "Wallet"})
 		}
+		if s.health != nil {
+			p.Nav = append(p.Nav, web.Nav{Href: "/health", Label: "Health"})
+			if s.healthOfficer(v) != "" {
+				p.Nav = append(p.Nav, web.Nav{Href: "/health/authority", Label: "Health authority"})
+			}
+		}
 		for _, m := range v.memberships {
 			if m.Role == registry.Merchant && s.pay != nil {
 				p.Nav = append(p.Nav, web.Nav{Href: "/pos/" + m.OrgID, Label: "Sell · " + m.OrgName})

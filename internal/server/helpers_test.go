@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/civstack/civstack/internal/demo"
+	"github.com/civstack/civstack/internal/healthpass"
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
@@ -44,6 +45,7 @@ type node struct {
 	vkey  string
 	pay   *payment.Service
 	eng   *ledger.Engine
+	hnode *healthpass.Node
 }
 
 type syncBuffer struct {
@@ -120,8 +122,14 @@ func startNode(t testing.TB, o nodeOptions) *node {
 			t.Fatal(err)
 		}
 	}
+	hnode, err := healthpass.Setup(t.TempDir(), keys, "IT", c.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	health := healthpass.New(healthpass.Deps{DB: db, Rules: hnode.Rules, Issuer: hnode.Issuer, Now: c.now, Rand: rand.Reader})
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test", LogKey: signer.VerifierKey()},
-		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now, Log: tl, Ledger: eng, Payments: pay})
+		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now, Log: tl, Ledger: eng, Payments: pay,
+			Health: health, HealthNode: hnode})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,5 +140,5 @@ func startNode(t testing.TB, o nodeOptions) *node {
 		defer cancel()
 		hs.Shutdown(sctx)
 	})
-	return &node{URL: pub.String(), db: db, reg: reg, clock: c, logs: logs, tlog: tl, vkey: signer.VerifierKey(), pay: pay, eng: eng}
+	return &node{URL: pub.String(), db: db, reg: reg, clock: c, logs: logs, tlog: tl, vkey: signer.VerifierKey(), pay: pay, eng: eng, hnode: hnode}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/healthpass"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/store"
@@ -42,6 +43,10 @@ type Config struct {
 	// CeremoniesPerMinute bounds passkey ceremonies one address may start
 	// (twice that in a burst); default 30.
 	CeremoniesPerMinute int
+	// HealthAuthority names the organisation whose issuers act as the
+	// health authority (officers decide appeals and issue certificates);
+	// default "Health Authority".
+	HealthAuthority string
 }
 
 // Deps are the server's collaborators, injected so tests can use their own.
@@ -56,6 +61,10 @@ type Deps struct {
 	Ledger   *ledger.Engine // nil: no ledger API
 	// Payments needs Ledger; nil: no wallet, point of sale or payments API.
 	Payments *payment.Service
+	// Health is the health pass service and HealthNode its rules, issuer
+	// and verifier; nil: no health pages.
+	Health     *healthpass.Service
+	HealthNode *healthpass.Node
 }
 
 // Server serves every HTTP surface.
@@ -73,6 +82,8 @@ type Server struct {
 	tlog    *tlog.Log
 	ledger  *ledger.Engine
 	pay     *payment.Service
+	health  *healthpass.Service
+	hnode   *healthpass.Node
 	// ceremonies limits passkey ceremonies per client address.
 	ceremonies *limiter
 }
@@ -121,7 +132,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		}
 	}
 	return &Server{cfg: cfg, db: d.DB, reg: d.Registry, keys: d.Keys, log: d.Logger, now: d.Now,
-		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, pay: d.Payments, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}, nil
+		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, pay: d.Payments, health: d.Health, hnode: d.HealthNode, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}, nil
 }
 
 // Handler returns the whole HTTP handler with middleware applied.
@@ -132,6 +143,9 @@ func (s *Server) Handler() http.Handler {
 	if s.pay != nil {
 		s.walletRoutes(mux)
 		s.posRoutes(mux)
+	}
+	if s.health != nil {
+		s.healthRoutes(mux)
 	}
 	if s.cfg.Demo {
 		s.demoRoutes(mux)

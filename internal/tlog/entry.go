@@ -17,6 +17,7 @@ const (
 	KindCredential  Kind = 3 // a credential issued, suspended or revoked
 	KindDataAccess  Kind = 4 // an agency's access to a citizen's data
 	KindOperator    Kind = 5 // an operator event such as a key rotation
+	KindHealth      Kind = 6 // a health officer's decision on an appeal
 )
 
 // String names the kind for people.
@@ -32,12 +33,14 @@ func (k Kind) String() string {
 		return "data access"
 	case KindOperator:
 		return "operator event"
+	case KindHealth:
+		return "health decision"
 	}
 	return fmt.Sprintf("kind %d", uint8(k))
 }
 
 // Kinds lists every kind, for pages and counters.
-var Kinds = []Kind{KindLedgerBatch, KindReceipt, KindCredential, KindDataAccess, KindOperator}
+var Kinds = []Kind{KindLedgerBatch, KindReceipt, KindCredential, KindDataAccess, KindOperator, KindHealth}
 
 // EntryVersion is the first byte of every encoded entry.
 const EntryVersion = 1
@@ -67,7 +70,9 @@ type Entry struct {
 	// KindReceipt, KindCredential (the credential's digest)
 	Hash [32]byte
 
-	// KindCredential and KindOperator: what happened (see the Event constants).
+	// KindCredential, KindOperator and KindHealth: what happened (see the
+	// Event constants). KindHealth: Subject is the rules version and Hash
+	// the digest of the decision record (never the answers).
 	Event uint8
 	// KindCredential: issuer key id; KindOperator: key purpose.
 	Subject string
@@ -85,6 +90,8 @@ const (
 	EventSuspended uint8 = 2
 	EventRevoked   uint8 = 3
 	EventKeyAdded  uint8 = 16 // operator: a key was created or rotated in
+	EventUpheld    uint8 = 32 // health: an appeal was refused, the status stands
+	EventOverruled uint8 = 33 // health: an appeal was granted, the status changed
 )
 
 // Marshal encodes e canonically.
@@ -111,6 +118,16 @@ func (e *Entry) Marshal() ([]byte, error) {
 	case KindDataAccess:
 		b = append(b, e.Commitment[:]...)
 		b = append(b, e.Tag[:]...)
+	case KindHealth:
+		if e.Event != EventUpheld && e.Event != EventOverruled {
+			return nil, fmt.Errorf("%w: health event %d", ErrBadEntry, e.Event)
+		}
+		b = append(b, e.Event)
+		var err error
+		if b, err = appendString(b, e.Subject); err != nil {
+			return nil, err
+		}
+		b = append(b, e.Hash[:]...)
 	case KindOperator:
 		if e.Event != EventKeyAdded {
 			return nil, fmt.Errorf("%w: operator event %d", ErrBadEntry, e.Event)
@@ -193,7 +210,7 @@ func Parse(b []byte) (*Entry, error) {
 		r.hash(&e.Root)
 	case KindReceipt:
 		r.hash(&e.Hash)
-	case KindCredential:
+	case KindCredential, KindHealth:
 		e.Event = r.byte()
 		e.Subject = r.string()
 		r.hash(&e.Hash)

@@ -72,6 +72,7 @@ func sampleEntries() []*Entry {
 		{Kind: KindCredential, Time: at, Event: EventRevoked, Subject: "registry-office/zVfxAL7sz2Q", Hash: h},
 		{Kind: KindDataAccess, Time: at, Commitment: h, Tag: [32]byte{7}},
 		{Kind: KindOperator, Time: at, Event: EventKeyAdded, Subject: "document", KeyID: "zVfxAL7sz2Q", Hash: h},
+		{Kind: KindHealth, Time: at, Event: EventOverruled, Subject: "civstack-health-rules 1.0.0", Hash: h},
 	}
 }
 
@@ -99,6 +100,7 @@ func TestEntryRoundTrip(t *testing.T) {
 		{Kind: 99},
 		{Kind: KindCredential, Event: 9},
 		{Kind: KindOperator, Event: EventIssued},
+		{Kind: KindHealth, Event: EventIssued},
 		{Kind: KindOperator, Event: EventKeyAdded, Subject: strings.Repeat("x", 256)},
 	}
 	for _, e := range bad {

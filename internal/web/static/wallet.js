@@ -131,7 +131,7 @@
         if (!found.length) return;
         clearInterval(timer);
         stream.getTracks().forEach(function (t) { t.stop(); });
-        var form = document.getElementById("pay-form");
+        var form = document.getElementById(box.dataset.scanner || "pay-form");
         form.payload.value = found[0].rawValue;
         status.textContent = "Read. Checking the code…";
         form.requestSubmit();

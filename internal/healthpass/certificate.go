@@ -1,0 +1,169 @@
+package healthpass
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/civstack/civstack/internal/dcc"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+// CertificateRequest is what a health authority enters to issue a DCC.
+type CertificateRequest struct {
+	Kind    string // "v" vaccination, "t" test, "r" recovery
+	Holder  Holder
+	Date    string // vaccination date, test sample time (RFC 3339) or first positive test date
+	Doses   int    // vaccination: dose number (of Doses in series = Series)
+	Series  int
+	Result  string // test: "negative" or "positive"
+	Country string
+	Issuer  string // the issuing organisation's name
+}
+
+// Certificate is a DCC held in a wallet.
+type Certificate struct {
+	ID        string
+	Kind      string
+	Summary   string
+	HC1       string
+	IssuedBy  string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// Kind names for people.
+var kindNames = map[string]string{"v": "Vaccination", "t": "Test", "r": "Recovery"}
+
+// KindName names a certificate type.
+func KindName(k string) string { return kindNames[k] }
+
+func (r CertificateRequest) payload(uci string, now time.Time) (map[string]any, string, time.Duration, error) {
+	base := map[string]any{"ver": "1.3.0", "nam": r.Holder.Name(), "dob": r.Holder.DOB}
+	country := strings.ToUpper(strings.TrimSpace(r.Country))
+	common := map[string]any{"tg": "840539006", "co": country, "is": r.Issuer, "ci": uci}
+	var summary string
+	var life time.Duration
+	switch r.Kind {
+	case "v":
+		if r.Doses < 1 || r.Series < 1 {
+			return nil, "", 0, fmt.Errorf("%w: dose and series must be at least 1", ErrInvalid)
+		}
+		if _, err := time.Parse("2006-01-02", r.Date); err != nil {
+			return nil, "", 0, fmt.Errorf("%w: vaccination date %q is not YYYY-MM-DD", ErrInvalid, r.Date)
+		}
+		for k, v := range map[string]any{"vp": "J07BX03", "mp": "EU/1/20/1528", "ma": "ORG-100030215", "dn": r.Doses, "sd": r.Series, "dt": r.Date} {
+			common[k] = v
+		}
+		summary, life = fmt.Sprintf("Vaccination, dose %d of %d, %s", r.Doses, r.Series, r.Date), 365*24*time.Hour
+	case "t":
+		sc, err := time.Parse(time.RFC3339, r.Date)
+		if err != nil {
+			return nil, "", 0, fmt.Errorf("%w: sample time %q is not RFC 3339", ErrInvalid, r.Date)
+		}
+		tr := map[string]string{"negative": "260415000", "positive": "260373001"}[r.Result]
+		if tr == "" {
+			return nil, "", 0, fmt.Errorf("%w: test result must be negative or positive", ErrInvalid)
+		}
+		for k, v := range map[string]any{"tt": "LP6464-4", "nm": "PCR", "sc": sc.UTC().Format(time.RFC3339), "tr": tr, "tc": r.Issuer} {
+			common[k] = v
+		}
+		summary, life = fmt.Sprintf("Test (PCR), %s, sample %s", r.Result, sc.UTC().Format("2006-01-02 15:04")), 7*24*time.Hour
+	case "r":
+		fr, err := time.Parse("2006-01-02", r.Date)
+		if err != nil {
+			return nil, "", 0, fmt.Errorf("%w: first positive test date %q is not YYYY-MM-DD", ErrInvalid, r.Date)
+		}
+		common["fr"], common["df"], common["du"] = r.Date, fr.AddDate(0, 0, 11).Format("2006-01-02"), fr.AddDate(0, 0, 180).Format("2006-01-02")
+		summary, life = fmt.Sprintf("Recovery, first positive %s, valid until %s", r.Date, common["du"]), 180*24*time.Hour
+	default:
+		return nil, "", 0, fmt.Errorf("%w: certificate type %q is not v, t or r", ErrInvalid, r.Kind)
+	}
+	base[r.Kind] = []any{common}
+	if err := dcc.ValidateSchema(jsonRoundTrip(base)); err != nil {
+		return nil, "", 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return base, summary, life, nil
+}
+
+// Issue signs a DCC for the citizen and puts it in their wallet; the
+// issuance is logged (the certificate's digest, under the DSC's kid) in
+// the same transaction.
+func (s *Service) Issue(ctx context.Context, personID string, r CertificateRequest) (*Certificate, error) {
+	id, err := uuid.NewV7FromReader(s.rand)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	country := strings.ToUpper(strings.TrimSpace(r.Country))
+	uci := fmt.Sprintf("URN:UVCI:01:%s:%s#%c", country, strings.ToUpper(strings.ReplaceAll(id.String(), "-", "")[:26]), luhnLetter(id.String()))
+	doc, summary, life, err := r.payload(uci, now)
+	if err != nil {
+		return nil, err
+	}
+	qr, err := s.issuer.Issue(doc, now, now.Add(life))
+	if err != nil {
+		return nil, fmt.Errorf("issue certificate: %w", err)
+	}
+	c := &Certificate{ID: id.String(), Kind: r.Kind, Summary: summary, HC1: qr, IssuedBy: r.Issuer, IssuedAt: now, ExpiresAt: now.Add(life)}
+	kid := base64.RawURLEncoding.EncodeToString(dcc.KID(s.issuer.Cert.Raw))
+	entry, err := (&tlog.Entry{Kind: tlog.KindCredential, Time: now, Event: tlog.EventIssued, Subject: "health/" + kid, Hash: sha256.Sum256([]byte(qr))}).Marshal()
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.Tx(ctx, func(tx *store.Tx) error {
+		if _, err := tlog.Sequence(ctx, tx, now, entry); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO health_certificates (id, person_id, kind, summary, hc1, issued_by, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			c.ID, personID, c.Kind, c.Summary, c.HC1, c.IssuedBy, now.UnixMilli(), c.ExpiresAt.UnixMilli())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("issue certificate: %w", err)
+	}
+	return c, nil
+}
+
+// luhnLetter is a check character for the UCI (Luhn mod N over the UCI
+// alphabet, simplified to the id's characters).
+func luhnLetter(s string) byte {
+	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	sum := 0
+	for i, r := range strings.ToUpper(s) {
+		if v := strings.IndexRune(alphabet, r); v >= 0 {
+			if i%2 == 0 {
+				v *= 2
+				v = v/len(alphabet) + v%len(alphabet)
+			}
+			sum += v
+		}
+	}
+	return alphabet[(len(alphabet)-sum%len(alphabet))%len(alphabet)]
+}
+
+// Certificates lists a citizen's certificates, newest first.
+func (s *Service) Certificates(ctx context.Context, personID string) ([]*Certificate, error) {
+	rows, err := s.db.Reader().QueryContext(ctx, `SELECT id, kind, summary, hc1, issued_by, issued_at, expires_at FROM health_certificates WHERE person_id = $1 ORDER BY issued_at DESC`, personID)
+	if err != nil {
+		return nil, fmt.Errorf("certificates: %w", err)
+	}
+	defer rows.Close()
+	var out []*Certificate
+	for rows.Next() {
+		c := &Certificate{}
+		var at, exp int64
+		if err := rows.Scan(&c.ID, &c.Kind, &c.Summary, &c.HC1, &c.IssuedBy, &at, &exp); err != nil {
+			return nil, err
+		}
+		c.IssuedAt, c.ExpiresAt = time.UnixMilli(at).UTC(), time.UnixMilli(exp).UTC()
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
