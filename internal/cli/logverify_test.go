@@ -167,3 +167,14 @@ func TestBenchPayRuns(t *testing.T) {
 	code, _, stderr = run(t, nil, "bench", "pay", "--wallets", "0")
 	oneLine(t, "no wallets", code, 2, stderr, "--wallets")
 }
+
+func TestBenchVerifyRuns(t *testing.T) {
+	code, out, stderr := run(t, nil, "bench", "verify", "--duration", "100ms", "--rounds", "2", "--passes", "20")
+	for _, line := range []string{"full decode, verify and rules per second", "bare ES256 signature verifications per second", "full / bare signature:", "targets:"} {
+		if code != 0 || !strings.Contains(out, line) {
+			t.Fatalf("bench verify: no %q in %d %q %q", line, code, out, stderr)
+		}
+	}
+	code, _, stderr = run(t, nil, "bench", "verify", "--passes", "0")
+	oneLine(t, "no passes", code, 2, stderr, "--passes")
+}

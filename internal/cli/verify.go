@@ -60,7 +60,7 @@ func runVerify(_ context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("read standard input: %w", err)
 		}
-		if text := strings.TrimSpace(string(raw)); !strings.HasPrefix(text, "{") {
+		if text := strings.TrimSpace(string(raw)); isHC(text) {
 			return verifyHC(e, text, hcOptions{*trustFile, *at, *decodeOnly, *dataDir, *asJSON})
 		}
 		in = bytes.NewReader(raw)

@@ -18,6 +18,7 @@ import (
 	"math"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -49,11 +50,22 @@ func Unprefix(s string) (string, error) {
 // Inflate decompresses zlib data, refusing data that is not zlib and output
 // larger than MaxInflated.
 func Inflate(b []byte) ([]byte, error) {
-	zr, err := zlib.NewReader(bytes.NewReader(b))
-	if err != nil {
-		return nil, err // "zlib: invalid header"
+	// Readers are pooled: a new one allocates a 32 KiB window, which costs
+	// more than inflating a pass.
+	var zr io.ReadCloser
+	if pooled, ok := inflaters.Get().(io.ReadCloser); ok {
+		if err := pooled.(zlib.Resetter).Reset(bytes.NewReader(b), nil); err != nil {
+			inflaters.Put(pooled)
+			return nil, err // "zlib: invalid header"
+		}
+		zr = pooled
+	} else {
+		var err error
+		if zr, err = zlib.NewReader(bytes.NewReader(b)); err != nil {
+			return nil, err
+		}
 	}
-	defer zr.Close()
+	defer inflaters.Put(zr)
 	out, err := io.ReadAll(io.LimitReader(zr, MaxInflated+1))
 	if err != nil {
 		return nil, fmt.Errorf("zlib: %w", err)
@@ -63,6 +75,8 @@ func Inflate(b []byte) ([]byte, error) {
 	}
 	return out, nil
 }
+
+var inflaters sync.Pool
 
 // Deflate compresses b with zlib at the best level.
 func Deflate(b []byte) []byte {
