@@ -49,7 +49,7 @@ func commands() []command {
 		{"keys", "list or rotate the node's signing keys", runKeys},
 		{"log", "audit a transparency log: civstack log verify --url URL --key VKEY", runLog},
 		{"qr", "decode an EMV merchant QR payload: civstack qr decode PAYLOAD", runQR},
-		{"verify", "check a downloaded receipt or e-invoice offline: civstack verify FILE --log-key VKEY", runVerify},
+		{"verify", "check a health pass or EU DCC (civstack verify HC1:…) or a downloaded receipt (civstack verify FILE --log-key VKEY) offline", runVerify},
 		{"bench", "benchmarks with their baseline in the same run: civstack bench log|ledger|pay|verify", runBench},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "civstack", Version)

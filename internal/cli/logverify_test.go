@@ -141,7 +141,7 @@ func TestBenchLogRuns(t *testing.T) {
 		t.Fatalf("bad baseline: %d %q", code, stderr)
 	}
 	code, _, stderr = run(t, nil, "bench", "nonsense")
-	oneLine(t, "unknown benchmark", code, 2, stderr, "say log, ledger or pay")
+	oneLine(t, "unknown benchmark", code, 2, stderr, "say log, ledger, pay or verify")
 }
 
 func TestBenchLedgerRuns(t *testing.T) {

@@ -162,6 +162,9 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, v *viewer, statu
 		}
 		if s.health != nil {
 			p.Nav = append(p.Nav, web.Nav{Href: "/health", Label: "Health"})
+			if v.has(registry.Verifier) {
+				p.Nav = append(p.Nav, web.Nav{Href: "/verify", Label: "Verify passes"})
+			}
 			if s.healthOfficer(v) != "" {
 				p.Nav = append(p.Nav, web.Nav{Href: "/health/authority", Label: "Health authority"})
 			}

@@ -1,0 +1,122 @@
+package healthpass
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultRulesDecide(t *testing.T) {
+	r, err := ParseRules(DefaultRules())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		a      Answers
+		colour Colour
+		rule   string
+	}{
+		{Answers{Test: "none"}, Green, ""},
+		{Answers{Test: "negative", Travel: true}, Green, ""},
+		{Answers{Test: "none", Travel: true}, Yellow, "HC-YELLOW-TRAVEL"},
+		{Answers{Test: "none", Symptoms: true}, Yellow, "HC-YELLOW-SYMPTOMS"},
+		{Answers{Test: "none", Contact: true}, Yellow, "HC-YELLOW-CONTACT"},
+		{Answers{Test: "negative", Contact: true}, Green, ""},
+		{Answers{Test: "none", Contact: true, Symptoms: true}, Red, "HC-RED-SYMPTOMS-CONTACT"},
+		{Answers{Test: "positive"}, Red, "HC-RED-POSITIVE"},
+	} {
+		d, err := r.Decide(c.a, now)
+		if err != nil || d.Colour != c.colour || d.RuleID != c.rule || d.Reason == "" || d.RulesVersion != "1.0.0" {
+			t.Errorf("%+v → %+v, %v; want %s %s", c.a, d, err, c.colour, c.rule)
+		}
+	}
+	if _, err := r.Decide(Answers{Test: "maybe"}, now); err == nil {
+		t.Error("an unknown test result was decided")
+	}
+}
+
+func TestRulesFileErrors(t *testing.T) {
+	for what, edit := range map[string]func(m map[string]any){
+		"no version":   func(m map[string]any) { delete(m, "version") },
+		"a green rule": func(m map[string]any) { m["code"].([]any)[0].(map[string]any)["color"] = "green" },
+		"invalid logic": func(m map[string]any) {
+			m["code"].([]any)[0].(map[string]any)["logic"] = map[string]any{"all": []any{}}
+		},
+		"no days":         func(m map[string]any) { m["days"] = map[string]any{} },
+		"a float literal": func(m map[string]any) { m["certificates"].([]any)[0].(map[string]any)["logic"] = 1.5 },
+	} {
+		var m map[string]any
+		json.Unmarshal(DefaultRules(), &m)
+		edit(m)
+		b, _ := json.Marshal(m)
+		if _, err := ParseRules(b); err == nil {
+			t.Errorf("%s: accepted", what)
+		}
+	}
+}
+
+func TestTrustListSignature(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Now()
+	cert, err := DSC(t.TempDir(), "k1", key, "IT", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := DSC(filepath.Dir(filepath.Join(t.TempDir(), "x")), "k1", key, "IT", now)
+	if err != nil || again.Equal(cert) {
+		t.Fatalf("a fresh directory makes a fresh DSC: %v", err)
+	}
+	tl, err := NewTrustList("test list", append([]*x509.Certificate{}, cert), key, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.MarshalIndent(tl, "", "  ")
+	if _, trust, err := ParseTrustList(b); err != nil || len(trust.Signers()) != 1 {
+		t.Fatalf("own list: %v", err)
+	}
+	for what, bad := range map[string][]byte{
+		"renamed":  bytes.Replace(b, []byte("test list"), []byte("best list"), 1),
+		"unsigned": bytes.Replace(b, []byte(`"signature"`), []byte(`"signaturX"`), 1),
+		"not JSON": []byte("{"),
+	} {
+		if _, _, err := ParseTrustList(bad); err == nil {
+			t.Errorf("%s trust list accepted", what)
+		}
+	}
+	if _, info, err := LoadTrust(b); err != nil || !strings.Contains(info, "1 signers") {
+		t.Fatalf("LoadTrust: %q %v", info, err)
+	}
+}
+
+func FuzzParseTrustList(f *testing.F) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, _ := DSC(f.TempDir(), "k", key, "IT", time.Now())
+	tl, _ := NewTrustList("l", append([]*x509.Certificate{}, cert), key, time.Now())
+	b, _ := json.Marshal(tl)
+	f.Add(b)
+	f.Add([]byte(`{"signature":{"alg":"ES256"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, _ = ParseTrustList(b)
+		_, _, _ = LoadTrust(b)
+	})
+}
+
+func FuzzParseRules(f *testing.F) {
+	f.Add(DefaultRules())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseRules(b)
+		if err != nil {
+			return
+		}
+		_, _ = r.Decide(Answers{Test: "none", Symptoms: true}, time.Now())
+		_ = r.CheckCertificate(map[string]any{"v": []any{map[string]any{"dn": 1.0, "sd": 2.0}}}, "v", time.Now())
+	})
+}
