@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -14,6 +15,13 @@ import (
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/tlog"
 )
+
+func jsonRoundTrip(v any) map[string]any {
+	b, _ := json.Marshal(v)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	return m
+}
 
 // CertificateRequest is what a health authority enters to issue a DCC.
 type CertificateRequest struct {
@@ -102,7 +110,8 @@ func (s *Service) Issue(ctx context.Context, personID string, r CertificateReque
 	}
 	now := s.now()
 	country := strings.ToUpper(strings.TrimSpace(r.Country))
-	uci := fmt.Sprintf("URN:UVCI:01:%s:%s#%c", country, strings.ToUpper(strings.ReplaceAll(id.String(), "-", "")[:26]), luhnLetter(id.String()))
+	uci := fmt.Sprintf("URN:UVCI:01:%s:%s", country, strings.ToUpper(strings.ReplaceAll(id.String(), "-", "")[:26]))
+	uci += "#" + string(luhnModN(uci))
 	doc, summary, life, err := r.payload(uci, now)
 	if err != nil {
 		return nil, err
@@ -131,21 +140,25 @@ func (s *Service) Issue(ctx context.Context, personID string, r CertificateReque
 	return c, nil
 }
 
-// luhnLetter is a check character for the UCI (Luhn mod N over the UCI
-// alphabet, simplified to the id's characters).
-func luhnLetter(s string) byte {
-	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	sum := 0
-	for i, r := range strings.ToUpper(s) {
-		if v := strings.IndexRune(alphabet, r); v >= 0 {
-			if i%2 == 0 {
-				v *= 2
-				v = v/len(alphabet) + v%len(alphabet)
-			}
-			sum += v
+// uciCodePoints is the eHealth Network's character set for the UCI check
+// character (Luhn mod N, N = 38).
+const uciCodePoints = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ/:"
+
+// luhnModN returns the Luhn mod N check character of s (characters outside
+// the set are skipped).
+func luhnModN(s string) byte {
+	n := len(uciCodePoints)
+	factor, sum := 2, 0
+	for i := len(s) - 1; i >= 0; i-- {
+		cp := strings.IndexByte(uciCodePoints, s[i])
+		if cp < 0 {
+			continue
 		}
+		addend := factor * cp
+		factor = 3 - factor
+		sum += addend/n + addend%n
 	}
-	return alphabet[(len(alphabet)-sum%len(alphabet))%len(alphabet)]
+	return uciCodePoints[(n-sum%n)%n]
 }
 
 // Certificates lists a citizen's certificates, newest first.

@@ -120,3 +120,32 @@ func FuzzParseRules(f *testing.F) {
 		_ = r.CheckCertificate(map[string]any{"v": []any{map[string]any{"dn": 1.0, "sd": 2.0}}}, "v", time.Now())
 	})
 }
+
+// TestLuhnModN: a UCI with its check character validates (the check over
+// the whole string, factor 1 from the right, sums to 0 mod N).
+func TestLuhnModN(t *testing.T) {
+	valid := func(s string) bool {
+		n := len(uciCodePoints)
+		factor, sum := 1, 0
+		for i := len(s) - 1; i >= 0; i-- {
+			cp := strings.IndexByte(uciCodePoints, s[i])
+			if cp < 0 {
+				continue
+			}
+			addend := factor * cp
+			factor = 3 - factor
+			sum += addend/n + addend%n
+		}
+		return sum%n == 0
+	}
+	for _, uci := range []string{"URN:UVCI:01:IT:0190A1B2C3D47E5F8A9B00000", "URN:UVCI:01:NL:187/37512422923", "A"} {
+		c := luhnModN(uci)
+		if !valid(uci + string(c)) {
+			t.Errorf("%s + %c does not validate", uci, c)
+		}
+		wrong := uciCodePoints[(strings.IndexByte(uciCodePoints, c)+1)%len(uciCodePoints)]
+		if valid(uci + string(wrong)) {
+			t.Errorf("%s + %c (wrong) validates", uci, wrong)
+		}
+	}
+}

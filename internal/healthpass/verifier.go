@@ -1,7 +1,6 @@
 package healthpass
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/civstack/civstack/internal/dcc"
@@ -69,11 +68,4 @@ func (v *Verifier) Verify(payload string, at time.Time, decodeOnly bool) (*Verdi
 		out.Expires = r.Claims.Expires.Format(time.RFC3339)
 	}
 	return out, r
-}
-
-func jsonRoundTrip(v any) map[string]any {
-	b, _ := json.Marshal(v)
-	var m map[string]any
-	json.Unmarshal(b, &m)
-	return m
 }
