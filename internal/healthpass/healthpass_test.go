@@ -7,10 +7,14 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/civstack/civstack/internal/keyring"
 )
 
 func TestDefaultRulesDecide(t *testing.T) {
@@ -147,5 +151,37 @@ func TestLuhnModN(t *testing.T) {
 		if valid(uci + string(wrong)) {
 			t.Errorf("%s + %c (wrong) validates", uci, wrong)
 		}
+	}
+}
+
+// TestSetupTrustsAddedAuthorities: a DSC dropped into trusted/ is in the
+// re-signed list at the next start, and gone when removed.
+func TestSetupTrustsAddedAuthorities(t *testing.T) {
+	now := time.Now()
+	dir := t.TempDir()
+	keys, err := keyring.Open(filepath.Join(dir, "keys"), time.Now, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := Setup(filepath.Join(dir, "health"), keys, "IT", now)
+	if err != nil || len(first.Verifier.Trust.Signers()) != 1 {
+		t.Fatalf("first start: %v", err)
+	}
+	again, _ := Setup(filepath.Join(dir, "health"), keys, "IT", now.Add(time.Hour))
+	if !bytes.Equal(again.TrustList, first.TrustList) {
+		t.Fatal("an unchanged set was re-signed")
+	}
+	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := DSC(t.TempDir(), "fr", otherKey, "FR", now)
+	os.MkdirAll(filepath.Join(dir, "health", "trusted"), 0o755)
+	added := filepath.Join(dir, "health", "trusted", "fr.pem")
+	os.WriteFile(added, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Raw}), 0o644)
+	withFR, err := Setup(filepath.Join(dir, "health"), keys, "IT", now.Add(2*time.Hour))
+	if err != nil || len(withFR.Verifier.Trust.Signers()) != 2 || !strings.Contains(withFR.Verifier.TrustInfo, "2 signers") {
+		t.Fatalf("with a French DSC: %v %q", err, withFR.Verifier.TrustInfo)
+	}
+	os.Remove(added)
+	if back, _ := Setup(filepath.Join(dir, "health"), keys, "IT", now.Add(3*time.Hour)); len(back.Verifier.Trust.Signers()) != 1 {
+		t.Fatal("a removed DSC is still trusted")
 	}
 }

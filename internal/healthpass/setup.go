@@ -25,10 +25,11 @@ type Node struct {
 }
 
 // Setup prepares dir (DATA/health): rules.json (the default rules the
-// first time), a DSC per document key, and trust-list.json, re-signed when
-// the set of DSCs changed. An operator may edit rules.json (the node reads
-// it at start) and replace trust-list.json with one listing other
-// authorities' DSCs too (kept as long as it lists the node's own).
+// first time), a DSC per document key, and trust-list.json: the node's
+// DSCs plus every certificate in dir/trusted/*.pem (other health
+// authorities' DSCs an operator adds), re-signed at start whenever that
+// set differs from the list's. An operator edits rules.json and the
+// trusted/ directory, then restarts.
 func Setup(dir string, keys *keyring.Ring, country string, now time.Time) (*Node, error) {
 	rules, err := LoadRules(filepath.Join(dir, "rules.json"))
 	if err != nil {
@@ -53,48 +54,60 @@ func Setup(dir string, keys *keyring.Ring, country string, now time.Time) (*Node
 	if issuer == nil {
 		return nil, fmt.Errorf("health: no active document key")
 	}
+	others, _ := filepath.Glob(filepath.Join(dir, "trusted", "*.pem"))
+	for _, f := range others {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("health: %w", err)
+		}
+		cs, err := ParseCertificates(b)
+		if err != nil {
+			return nil, fmt.Errorf("health: %s: %w", f, err)
+		}
+		certs = append(certs, cs...)
+	}
 	path := filepath.Join(dir, "trust-list.json")
 	b, err := os.ReadFile(path)
 	var trust *dcc.Trust
+	var tl *TrustList
 	if err == nil {
-		var tl *TrustList
-		if tl, trust, err = ParseTrustList(b); err == nil && !listsAll(tl, certs) {
+		if tl, trust, err = ParseTrustList(b); err != nil || !sameSigners(tl, certs) {
 			trust = nil
 		}
 	}
 	if trust == nil {
-		tl, err := NewTrustList("civstack health authority trust list", certs, active.Signer, now)
+		made, err := NewTrustList("civstack health authority trust list", certs, active.Signer, now)
 		if err != nil {
 			return nil, err
 		}
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(tl); err != nil {
+		if err := enc.Encode(made); err != nil {
 			return nil, err
 		}
 		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 			return nil, fmt.Errorf("health: trust list: %w", err)
 		}
 		b = buf.Bytes()
-		if _, trust, err = ParseTrustList(b); err != nil {
+		if tl, trust, err = ParseTrustList(b); err != nil {
 			return nil, err
 		}
 	}
-	tl, _, _ := ParseTrustList(b)
 	info := fmt.Sprintf("trust list %s, %d signers, signed by %s", tl.Version, len(tl.Signers), tl.Signature.Fingerprint())
 	return &Node{Rules: rules, Issuer: issuer, Verifier: &Verifier{Trust: trust, TrustInfo: info, Rules: rules}, TrustList: b, Dir: dir}, nil
 }
 
-func listsAll(tl *TrustList, certs []*x509.Certificate) bool {
-	var have []string
+// sameSigners reports whether the list holds exactly certs.
+func sameSigners(tl *TrustList, certs []*x509.Certificate) bool {
+	var have, want []string
 	for _, s := range tl.Signers {
 		have = append(have, s.Certificate)
 	}
 	for _, c := range certs {
-		if !slices.Contains(have, encodeCert(c)) {
-			return false
-		}
+		want = append(want, encodeCert(c))
 	}
-	return true
+	slices.Sort(have)
+	slices.Sort(want)
+	return slices.Equal(slices.Compact(have), slices.Compact(want))
 }
