@@ -1,0 +1,128 @@
+package sdjwt
+
+import (
+	"crypto"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Algorithms accepted for issuer and key binding signatures (never "none").
+var Algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.ES512, jose.EdDSA, jose.RS256, jose.PS256}
+
+// SDJWT is a parsed compact SD-JWT: the issuer-signed JWT, the
+// disclosures as transmitted, and the key binding JWT ("" when absent).
+type SDJWT struct {
+	JWT         string
+	Disclosures []string
+	KB          string
+}
+
+// Parse splits a compact SD-JWT (issuance "<JWT>~<D>~…~" or presentation,
+// optionally ending in a KB-JWT).
+func Parse(s string) (*SDJWT, error) {
+	s = strings.TrimSpace(s)
+	parts := strings.Split(s, "~")
+	if len(parts) < 2 {
+		return nil, fmt.Errorf("%w: no '~' after the issuer-signed JWT", ErrFormat)
+	}
+	if strings.Count(parts[0], ".") != 2 {
+		return nil, fmt.Errorf("%w: the issuer-signed part is not a compact JWS", ErrFormat)
+	}
+	out := &SDJWT{JWT: parts[0], KB: parts[len(parts)-1]}
+	for _, d := range parts[1 : len(parts)-1] {
+		if d == "" {
+			return nil, fmt.Errorf("%w: an empty disclosure", ErrFormat)
+		}
+		out.Disclosures = append(out.Disclosures, d)
+	}
+	if out.KB != "" && strings.Count(out.KB, ".") != 2 {
+		return nil, fmt.Errorf("%w: the key binding JWT is not a compact JWS", ErrFormat)
+	}
+	return out, nil
+}
+
+// WithoutKB is the presentation text the key binding's sd_hash covers:
+// "<JWT>~<D1>~…~<Dn>~".
+func (s *SDJWT) WithoutKB() string {
+	var b strings.Builder
+	b.WriteString(s.JWT)
+	b.WriteByte('~')
+	for _, d := range s.Disclosures {
+		b.WriteString(d)
+		b.WriteByte('~')
+	}
+	return b.String()
+}
+
+// String is the compact form.
+func (s *SDJWT) String() string { return s.WithoutKB() + s.KB }
+
+func sign(key crypto.Signer, alg jose.SignatureAlgorithm, typ string, extra map[jose.HeaderKey]any, payload []byte) (string, error) {
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
+	for k, v := range extra {
+		opts = opts.WithHeader(k, v)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
+	if err != nil {
+		return "", fmt.Errorf("sd-jwt: signer: %w", err)
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("sd-jwt: sign: %w", err)
+	}
+	return jws.CompactSerialize()
+}
+
+// Issue signs payload (already concealed) and appends the disclosures.
+func Issue(key crypto.Signer, alg jose.SignatureAlgorithm, typ string, payload map[string]any, ds []*Disclosure) (string, error) {
+	if _, ok := payload["_sd_alg"]; !ok && len(ds) > 0 {
+		payload["_sd_alg"] = "sha-256"
+	}
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return "", fmt.Errorf("sd-jwt: payload: %w", err)
+	}
+	jwt, err := sign(key, alg, typ, nil, raw)
+	if err != nil {
+		return "", err
+	}
+	s := &SDJWT{JWT: jwt}
+	for _, d := range ds {
+		s.Disclosures = append(s.Disclosures, d.Encoded)
+	}
+	return s.String(), nil
+}
+
+// Present keeps the disclosures keep accepts and, with a holder key, adds
+// a key binding JWT for nonce and aud at iat.
+func Present(issued string, keep func(*Disclosure) bool, holder crypto.Signer, alg jose.SignatureAlgorithm, nonce, aud string, iat time.Time) (string, error) {
+	s, err := Parse(issued)
+	if err != nil {
+		return "", err
+	}
+	p := &SDJWT{JWT: s.JWT}
+	for _, enc := range s.Disclosures {
+		d, err := ParseDisclosure(enc)
+		if err != nil {
+			return "", err
+		}
+		if keep(d) {
+			p.Disclosures = append(p.Disclosures, enc)
+		}
+	}
+	if holder == nil {
+		return p.String(), nil
+	}
+	kb, err := json.Marshal(map[string]any{"iat": iat.Unix(), "aud": aud, "nonce": nonce, "sd_hash": digest(p.WithoutKB())})
+	if err != nil {
+		return "", err
+	}
+	if p.KB, err = sign(holder, alg, "kb+jwt", nil, kb); err != nil {
+		return "", err
+	}
+	return p.String(), nil
+}
