@@ -15,6 +15,12 @@ import (
 
 const verifySynopsis = `verify [flags] HC1:…|FILE|-
 
+An SD-JWT or SD-JWT VC (FILE or -, issued or presented, from any RFC 9901
+implementation) is checked offline with --issuer-key: the issuer's
+signature, every disclosure, and the key binding JWT when present (its
+nonce and audience against --nonce and --aud when given). The disclosed
+claims are printed as JSON.
+
 A health pass or EU Digital COVID Certificate ("HC1:…", or - to read one
 from standard input) is checked offline against the node's cached trust
 list and rules (DATA/health/trust-list.json and rules.json) or the --trust
@@ -38,6 +44,9 @@ func runVerify(_ context.Context, e *env, args []string) error {
 	at := f.String("at", "", "HC1: the validation clock, RFC 3339 (default: now)")
 	decodeOnly := f.Bool("decode-only", false, "HC1: stop after prefix, base45, zlib, COSE and CBOR decoding")
 	dataDir := f.String("data", "./civstack-data", "HC1: the node's data directory, for its trust list and rules")
+	issuerKey := f.String("issuer-key", "", "SD-JWT: the issuer's public key, a JWK or PEM file")
+	nonce := f.String("nonce", "", "SD-JWT: the key binding JWT's nonce must be this")
+	aud := f.String("aud", "", "SD-JWT: the key binding JWT's audience must be this")
 	if err := f.parse(args, true); err != nil {
 		return err
 	}
@@ -51,27 +60,30 @@ func runVerify(_ context.Context, e *env, args []string) error {
 	if len(rest) != 1 {
 		return fmt.Errorf("%w: say verify FILE (see civstack verify --help)", errUsage)
 	}
-	in := e.stdin()
 	if isHC(rest[0]) {
 		return verifyHC(e, strings.TrimSpace(rest[0]), hcOptions{*trustFile, *at, *decodeOnly, *dataDir, *asJSON})
 	}
-	if rest[0] == "-" {
-		raw, err := io.ReadAll(io.LimitReader(in, 1<<20))
-		if err != nil {
-			return fmt.Errorf("read standard input: %w", err)
-		}
-		if text := strings.TrimSpace(string(raw)); isHC(text) {
-			return verifyHC(e, text, hcOptions{*trustFile, *at, *decodeOnly, *dataDir, *asJSON})
-		}
-		in = bytes.NewReader(raw)
-	} else {
+	var src io.Reader = e.stdin()
+	if rest[0] != "-" {
 		file, err := os.Open(rest[0])
 		if err != nil {
 			return fmt.Errorf("open %s: %w", rest[0], errors.Unwrap(err))
 		}
 		defer file.Close()
-		in = file
+		src = file
 	}
+	raw, err := io.ReadAll(io.LimitReader(src, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", rest[0], err)
+	}
+	text := strings.TrimSpace(string(raw))
+	switch {
+	case isHC(text):
+		return verifyHC(e, text, hcOptions{*trustFile, *at, *decodeOnly, *dataDir, *asJSON})
+	case isSDJWT(text):
+		return verifySDJWT(e, text, sdOptions{*issuerKey, *nonce, *aud, *at})
+	}
+	in := bytes.NewReader(raw)
 	rep, err := payment.Verify(in, *logKey)
 	if err != nil {
 		return err
