@@ -64,11 +64,14 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && args[0] == "verify" {
 		return runBenchVerify(ctx, e, args)
 	}
+	if len(args) > 0 && args[0] == "credential" {
+		return runBenchCredential(ctx, e, args)
+	}
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-		fmt.Fprintf(e.stdout, "Usage: civstack %s\n\n       civstack %s\n\n       civstack %s\n\n       civstack %s\n", benchSynopsis, benchLedgerSynopsis, benchPaySynopsis, benchVerifySynopsis)
+		fmt.Fprintf(e.stdout, "Usage: civstack %s\n\n       civstack %s\n\n       civstack %s\n\n       civstack %s\n\n       civstack %s\n", benchSynopsis, benchLedgerSynopsis, benchPaySynopsis, benchVerifySynopsis, benchCredentialSynopsis)
 		return nil
 	}
-	return fmt.Errorf("%w: say log, ledger, pay or verify (see civstack bench --help)", errUsage)
+	return fmt.Errorf("%w: say log, ledger, pay, verify or credential (see civstack bench --help)", errUsage)
 }
 
 // openBenchStore opens and migrates the benchmark's database (see

@@ -95,46 +95,11 @@ func runBenchVerify(_ context.Context, e *env, args []string) error {
 		}
 		return nil
 	}
-	prev := runtime.GOMAXPROCS(1)
-	defer runtime.GOMAXPROCS(prev)
-	measure := func(fn func(int) error) (float64, error) {
-		start := time.Now()
-		count := 0
-		for time.Since(start) < *duration {
-			for j := 0; j < 64; j++ {
-				if err := fn(count); err != nil {
-					return 0, err
-				}
-				count++
-			}
-		}
-		return float64(count) / time.Since(start).Seconds(), nil
+	rates, err := oneCoreRounds(e, *rounds, *duration, []workload{{"full verification", full}, {"bare ES256 signature", sig}})
+	if err != nil {
+		return err
 	}
-	var fullSum, sigSum float64
-	for round := 0; round < *rounds; round++ {
-		order := []bool{true, false}
-		if round%2 == 1 {
-			order = []bool{false, true}
-		}
-		for _, isFull := range order {
-			if isFull {
-				r, err := measure(full)
-				if err != nil {
-					return err
-				}
-				fullSum += r
-				fmt.Fprintf(e.stdout, "round %d: full verification   %8.0f/s\n", round+1, r)
-			} else {
-				r, err := measure(sig)
-				if err != nil {
-					return err
-				}
-				sigSum += r
-				fmt.Fprintf(e.stdout, "round %d: bare ES256 signature %8.0f/s\n", round+1, r)
-			}
-		}
-	}
-	fullRate, sigRate := fullSum/float64(*rounds), sigSum/float64(*rounds)
+	fullRate, sigRate := rates[0], rates[1]
 	fmt.Fprintf(e.stdout, "\ncivstack verify on one core (%d passes and certificates, %d rounds of %s each)\n", *n, *rounds, *duration)
 	fmt.Fprintf(e.stdout, "%-48s %10.0f\n", "full decode, verify and rules per second", fullRate)
 	fmt.Fprintf(e.stdout, "%-48s %10.0f\n", "bare ES256 signature verifications per second", sigRate)
@@ -148,4 +113,43 @@ func pass(ok bool) string {
 		return "met"
 	}
 	return "not met"
+}
+
+type workload struct {
+	name string
+	op   func(i int) error
+}
+
+// oneCoreRounds runs each workload on one goroutine with GOMAXPROCS 1 for
+// d per round, reversing the order every other round, and returns each
+// one's mean rate per second.
+func oneCoreRounds(e *env, rounds int, d time.Duration, ws []workload) ([]float64, error) {
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	sums := make([]float64, len(ws))
+	for round := 0; round < rounds; round++ {
+		for j := range ws {
+			k := j
+			if round%2 == 1 {
+				k = len(ws) - 1 - j
+			}
+			start := time.Now()
+			count := 0
+			for time.Since(start) < d {
+				for b := 0; b < 64; b++ {
+					if err := ws[k].op(count); err != nil {
+						return nil, err
+					}
+					count++
+				}
+			}
+			r := float64(count) / time.Since(start).Seconds()
+			sums[k] += r
+			fmt.Fprintf(e.stdout, "round %d: %-30s %8.0f/s\n", round+1, ws[k].name, r)
+		}
+	}
+	for i := range sums {
+		sums[i] /= float64(rounds)
+	}
+	return sums, nil
 }

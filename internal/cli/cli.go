@@ -50,7 +50,7 @@ func commands() []command {
 		{"log", "audit a transparency log: civstack log verify --url URL --key VKEY", runLog},
 		{"qr", "decode an EMV merchant QR payload: civstack qr decode PAYLOAD", runQR},
 		{"verify", "check a health pass or EU DCC (civstack verify HC1:…) or a downloaded receipt (civstack verify FILE --log-key VKEY) offline", runVerify},
-		{"bench", "benchmarks with their baseline in the same run: civstack bench log|ledger|pay|verify", runBench},
+		{"bench", "benchmarks with their baseline in the same run: civstack bench log|ledger|pay|verify|credential", runBench},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "civstack", Version)
 			return nil

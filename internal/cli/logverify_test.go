@@ -141,7 +141,7 @@ func TestBenchLogRuns(t *testing.T) {
 		t.Fatalf("bad baseline: %d %q", code, stderr)
 	}
 	code, _, stderr = run(t, nil, "bench", "nonsense")
-	oneLine(t, "unknown benchmark", code, 2, stderr, "say log, ledger, pay or verify")
+	oneLine(t, "unknown benchmark", code, 2, stderr, "say log, ledger, pay, verify or credential")
 }
 
 func TestBenchLedgerRuns(t *testing.T) {
@@ -177,4 +177,15 @@ func TestBenchVerifyRuns(t *testing.T) {
 	}
 	code, _, stderr = run(t, nil, "bench", "verify", "--passes", "0")
 	oneLine(t, "no passes", code, 2, stderr, "--passes")
+}
+
+func TestBenchCredentialRuns(t *testing.T) {
+	code, out, stderr := run(t, nil, "bench", "credential", "--duration", "100ms", "--rounds", "2", "--presentations", "10")
+	for _, line := range []string{"presentations verified per second", "pairs of bare ES256 verifications per second", "presentations / bare pairs:", "targets:"} {
+		if code != 0 || !strings.Contains(out, line) {
+			t.Fatalf("bench credential: no %q in %d %q %q", line, code, out, stderr)
+		}
+	}
+	code, _, stderr = run(t, nil, "bench", "credential", "--rounds", "0")
+	oneLine(t, "no rounds", code, 2, stderr, "--rounds")
 }

@@ -1,7 +1,11 @@
 package sdjwt
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -219,9 +223,8 @@ func checkKB(p *SDJWT, claims map[string]any, o Options) error {
 	if !ok {
 		return fmt.Errorf("%w: no cnf.jwk holder key in the credential", ErrKeyBinding)
 	}
-	b, _ := json.Marshal(jwkRaw)
-	var jwk jose.JSONWebKey
-	if err := jwk.UnmarshalJSON(b); err != nil || !jwk.Valid() {
+	holderKey, err := publicJWK(jwkRaw)
+	if err != nil {
 		return fmt.Errorf("%w: cnf.jwk is not a valid public key", ErrKeyBinding)
 	}
 	jws, err := jose.ParseSigned(p.KB, Algorithms)
@@ -231,7 +234,7 @@ func checkKB(p *SDJWT, claims map[string]any, o Options) error {
 	if typ, _ := jws.Signatures[0].Header.ExtraHeaders[jose.HeaderType].(string); typ != "kb+jwt" {
 		return fmt.Errorf("%w: typ %q is not kb+jwt", ErrKeyBinding, typ)
 	}
-	raw, err := jws.Verify(jwk.Public())
+	raw, err := jws.Verify(holderKey)
 	if err != nil {
 		return fmt.Errorf("%w: signature does not verify with the holder key", ErrKeyBinding)
 	}
@@ -264,4 +267,28 @@ func checkKB(p *SDJWT, claims map[string]any, o Options) error {
 		}
 	}
 	return nil
+}
+
+// publicJWK reads a holder key from cnf.jwk: P-256 EC keys directly (the
+// common case, without a JSON round trip), anything else through go-jose.
+func publicJWK(v any) (any, error) {
+	if m, ok := v.(map[string]any); ok && m["kty"] == "EC" && m["crv"] == "P-256" && m["d"] == nil {
+		xs, _ := m["x"].(string)
+		ys, _ := m["y"].(string)
+		x, err1 := base64.RawURLEncoding.DecodeString(xs)
+		y, err2 := base64.RawURLEncoding.DecodeString(ys)
+		if err1 == nil && err2 == nil && len(x) == 32 && len(y) == 32 {
+			pt := append(append([]byte{4}, x...), y...)
+			if k, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), pt); err == nil {
+				return k, nil
+			}
+		}
+		return nil, errors.New("bad P-256 key")
+	}
+	b, _ := json.Marshal(v)
+	var jwk jose.JSONWebKey
+	if err := jwk.UnmarshalJSON(b); err != nil || !jwk.Valid() || !jwk.IsPublic() {
+		return nil, errors.New("bad JWK")
+	}
+	return jwk.Key, nil
 }
