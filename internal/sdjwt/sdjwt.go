@@ -16,8 +16,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+
 	"errors"
 	"fmt"
+	jsonv2 "github.com/go-json-experiment/json"
 	"io"
 	"sort"
 	"strings"
@@ -139,7 +141,7 @@ func ParseDisclosure(s string) (*Disclosure, error) {
 		return nil, fmt.Errorf("%w: not base64url: %v", ErrDisclosure, err)
 	}
 	var arr []any
-	if err := json.Unmarshal(raw, &arr); err != nil {
+	if err := jsonv2.Unmarshal(raw, &arr); err != nil {
 		return nil, fmt.Errorf("%w: not a JSON array: %v", ErrDisclosure, err)
 	}
 	d := &Disclosure{Encoded: s}

@@ -2,6 +2,7 @@ package sdjwt
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
@@ -125,4 +126,37 @@ func FuzzVerify(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestOtherAlgorithms covers the go-jose path: an EdDSA issuer and an
+// EdDSA holder key.
+func TestOtherAlgorithms(t *testing.T) {
+	ipub, ipriv, _ := ed25519.GenerateKey(rand.Reader)
+	hpub, hpriv, _ := ed25519.GenerateKey(rand.Reader)
+	hj, _ := jose.JSONWebKey{Key: hpub}.MarshalJSON()
+	var jwk any
+	json.Unmarshal(hj, &jwk)
+	payload, ds, _ := Conceal(map[string]any{"cnf": map[string]any{"jwk": jwk}, "a": SD{"x"}}, RandomSalts(nil))
+	issued, err := Issue(ipriv, jose.EdDSA, "dc+sd-jwt", payload, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pres, err := Present(issued, func(*Disclosure) bool { return true }, hpriv, jose.EdDSA, "n", "aud", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Verify(pres, ipub, Options{RequireKeyBinding: true, Nonce: "n", Audience: "aud"})
+	if err != nil || res.Claims["a"] != "x" || !res.KeyBinding {
+		t.Fatalf("EdDSA: %+v %v", res, err)
+	}
+	other, _, _ := ed25519.GenerateKey(rand.Reader)
+	if _, err := Verify(pres, other, Options{}); !errors.Is(err, ErrSignature) {
+		t.Fatalf("EdDSA, another key: %v", err)
+	}
+	// alg "none" is never accepted.
+	p, _ := Parse(issued)
+	none := "eyJhbGciOiJub25lIn0." + p.JWT[strings.IndexByte(p.JWT, '.')+1:strings.LastIndexByte(p.JWT, '.')] + ".~"
+	if _, err := Verify(none, ipub, Options{}); !errors.Is(err, ErrFormat) {
+		t.Fatalf("alg none: %v", err)
+	}
 }

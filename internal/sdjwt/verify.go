@@ -5,8 +5,10 @@ import (
 	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
+
 	"errors"
 	"fmt"
+	jsonv2 "github.com/go-json-experiment/json"
 	"math"
 	"time"
 
@@ -41,16 +43,20 @@ func Verify(s string, issuerKey any, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	jws, err := jose.ParseSigned(p.JWT, Algorithms)
-	if err != nil {
-		return nil, fmt.Errorf("%w: issuer JWT: %v", ErrFormat, err)
+	if k, ok := issuerKey.(jose.JSONWebKey); ok {
+		issuerKey = k.Key
+	} else if k, ok := issuerKey.(*jose.JSONWebKey); ok {
+		issuerKey = k.Key
 	}
-	raw, err := jws.Verify(issuerKey)
-	if err != nil {
+	hdr, raw, err := verifyJWS(p.JWT, issuerKey)
+	if errors.Is(err, errBadSignature) {
 		return nil, ErrSignature
 	}
+	if err != nil {
+		return nil, fmt.Errorf("issuer JWT: %w", err)
+	}
 	var payload map[string]any
-	if err := json.Unmarshal(raw, &payload); err != nil {
+	if err := jsonv2.Unmarshal(raw, &payload); err != nil {
 		return nil, fmt.Errorf("%w: issuer JWT payload is not a JSON object", ErrFormat)
 	}
 	if alg, ok := payload["_sd_alg"]; ok && alg != "sha-256" {
@@ -79,10 +85,7 @@ func Verify(s string, issuerKey any, o Options) (*Result, error) {
 			return nil, fmt.Errorf("%w (%s)", ErrUnreferenced, dg)
 		}
 	}
-	res := &Result{Claims: claims.(map[string]any)}
-	if t, ok := jws.Signatures[0].Header.ExtraHeaders[jose.HeaderType].(string); ok {
-		res.Type = t
-	}
+	res := &Result{Claims: claims.(map[string]any), Type: hdr.Typ}
 	if !o.Now.IsZero() {
 		if exp, ok := numericDate(res.Claims["exp"]); ok && !o.Now.Before(exp.Add(o.Leeway)) {
 			return nil, fmt.Errorf("%w at %s", ErrExpired, exp.UTC().Format(time.RFC3339))
@@ -227,16 +230,15 @@ func checkKB(p *SDJWT, claims map[string]any, o Options) error {
 	if err != nil {
 		return fmt.Errorf("%w: cnf.jwk is not a valid public key", ErrKeyBinding)
 	}
-	jws, err := jose.ParseSigned(p.KB, Algorithms)
+	hdr, raw, err := verifyJWS(p.KB, holderKey)
+	if errors.Is(err, errBadSignature) {
+		return fmt.Errorf("%w: signature does not verify with the holder key", ErrKeyBinding)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrKeyBinding, err)
 	}
-	if typ, _ := jws.Signatures[0].Header.ExtraHeaders[jose.HeaderType].(string); typ != "kb+jwt" {
-		return fmt.Errorf("%w: typ %q is not kb+jwt", ErrKeyBinding, typ)
-	}
-	raw, err := jws.Verify(holderKey)
-	if err != nil {
-		return fmt.Errorf("%w: signature does not verify with the holder key", ErrKeyBinding)
+	if hdr.Typ != "kb+jwt" {
+		return fmt.Errorf("%w: typ %q is not kb+jwt", ErrKeyBinding, hdr.Typ)
 	}
 	var kb struct {
 		IAT    *float64 `json:"iat"`
