@@ -31,7 +31,10 @@ type Options struct {
 // Result is a verified SD-JWT: the processed claims (disclosed claims in
 // place, "_sd" and "_sd_alg" removed) and what the JWS headers said.
 type Result struct {
-	Claims     map[string]any
+	Claims map[string]any
+	// Payload is the issuer-signed payload as signed (digests, no
+	// disclosures applied), for rules about what may not be disclosable.
+	Payload    map[string]any
 	Type       string // the issuer JWT's typ
 	KeyBinding bool   // a KB-JWT was present and verified
 }
@@ -85,7 +88,7 @@ func Verify(s string, issuerKey any, o Options) (*Result, error) {
 			return nil, fmt.Errorf("%w (%s)", ErrUnreferenced, dg)
 		}
 	}
-	res := &Result{Claims: claims.(map[string]any), Type: hdr.Typ}
+	res := &Result{Claims: claims.(map[string]any), Payload: payload, Type: hdr.Typ}
 	if !o.Now.IsZero() {
 		if exp, ok := numericDate(res.Claims["exp"]); ok && !o.Now.Before(exp.Add(o.Leeway)) {
 			return nil, fmt.Errorf("%w at %s", ErrExpired, exp.UTC().Format(time.RFC3339))
