@@ -313,6 +313,38 @@ func TestRFC9901Examples(t *testing.T) {
 			t.Errorf("%s: presentation: %v (key binding %v)", name, err, res != nil && res.KeyBinding)
 		}
 		tally("presentation verified to verified_contents.json", ok)
+
+		// 4. Our holder, told holder_disclosed_claims as paths, picks the
+		// same disclosures as the reference presentation.
+		var want []Path
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			if root.Content[i].Value == "holder_disclosed_claims" {
+				var hdc any
+				root.Content[i+1].Decode(&hdc)
+				want = disclosedPaths(Path{}, hdc)
+			}
+		}
+		keep, err := KeepOnly(string(issuance), want)
+		ok = err == nil
+		if ok {
+			presented, _ := Parse(string(pres))
+			var got, exp []string
+			for _, enc := range parsed.Disclosures {
+				d, _ := ParseDisclosure(enc)
+				if keep(d) {
+					got = append(got, enc)
+				}
+			}
+			exp = append(exp, presented.Disclosures...)
+			sort.Strings(got)
+			sort.Strings(exp)
+			if ok = reflect.DeepEqual(got, exp); !ok {
+				t.Errorf("%s: our holder picks %d disclosures, the reference %d (want paths %v)", name, len(got), len(exp), want)
+			}
+		} else {
+			t.Errorf("%s: KeepPaths: %v", name, err)
+		}
+		tally("holder selection matches the reference presentation", ok)
 	}
 	keys := make([]string, 0, len(counts))
 	for k := range counts {
@@ -322,6 +354,43 @@ func TestRFC9901Examples(t *testing.T) {
 	for _, k := range keys {
 		t.Logf("%-50s %d of %d examples", k, counts[k][0], counts[k][1])
 	}
+}
+
+// disclosedPaths turns the examples' holder_disclosed_claims into paths,
+// with the reference generator's (Python's) meaning: true, or a non-empty
+// object or list, discloses that claim (and a container goes on inside
+// it); false, null and empty containers disclose nothing.
+func disclosedPaths(prefix Path, v any) []Path {
+	var out []Path
+	visit := func(p Path, e any) {
+		switch x := e.(type) {
+		case bool:
+			if x {
+				out = append(out, p)
+			}
+		case map[string]any:
+			if len(x) > 0 {
+				out = append(out, p)
+				out = append(out, disclosedPaths(p, x)...)
+			}
+		case []any:
+			if len(x) > 0 {
+				out = append(out, p)
+				out = append(out, disclosedPaths(p, x)...)
+			}
+		}
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			visit(append(append(Path{}, prefix...), k), e)
+		}
+	case []any:
+		for i, e := range x {
+			visit(append(append(Path{}, prefix...), i), e)
+		}
+	}
+	return out
 }
 
 func roundTrip(v any) any {

@@ -147,27 +147,16 @@ type jwsHeader struct {
 // algorithm and key goes through go-jose. "none" and unlisted algorithms
 // are refused either way.
 func verifyJWS(compact string, key any) (*jwsHeader, []byte, error) {
-	first := strings.IndexByte(compact, '.')
-	last := strings.LastIndexByte(compact, '.')
-	if first < 0 || first == last {
-		return nil, nil, fmt.Errorf("%w: not a compact JWS", ErrFormat)
-	}
-	hb, err := base64.RawURLEncoding.DecodeString(compact[:first])
+	hp, payload, err := splitJWS(compact)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: JWS header is not base64url", ErrFormat)
+		return nil, nil, err
 	}
-	var h jwsHeader
-	if err := json.Unmarshal(hb, &h); err != nil {
-		return nil, nil, fmt.Errorf("%w: JWS header is not JSON", ErrFormat)
-	}
+	h := *hp
+	last := strings.LastIndexByte(compact, '.') // splitJWS found it
 	if !slices.Contains(Algorithms, jose.SignatureAlgorithm(h.Alg)) {
 		return nil, nil, fmt.Errorf("%w: algorithm %q is not accepted", ErrFormat, h.Alg)
 	}
 	if ec, ok := key.(*ecdsa.PublicKey); ok && h.Alg == string(jose.ES256) && ec.Curve == elliptic.P256() && h.Crit == nil {
-		payload, err := base64.RawURLEncoding.DecodeString(compact[first+1 : last])
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: JWS payload is not base64url", ErrFormat)
-		}
 		sig, err := base64.RawURLEncoding.DecodeString(compact[last+1:])
 		if err != nil || len(sig) != 64 {
 			return nil, nil, errBadSignature
@@ -182,11 +171,33 @@ func verifyJWS(compact string, key any) (*jwsHeader, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrFormat, err)
 	}
-	payload, err := jws.Verify(key)
+	verified, err := jws.Verify(key)
 	if err != nil {
 		return nil, nil, errBadSignature
 	}
-	return &h, payload, nil
+	return &h, verified, nil
 }
 
 var errBadSignature = errors.New("signature does not verify")
+
+// splitJWS decodes a compact JWS's header and payload without verifying.
+func splitJWS(compact string) (*jwsHeader, []byte, error) {
+	first := strings.IndexByte(compact, '.')
+	last := strings.LastIndexByte(compact, '.')
+	if first < 0 || first == last {
+		return nil, nil, fmt.Errorf("%w: not a compact JWS", ErrFormat)
+	}
+	hb, err := base64.RawURLEncoding.DecodeString(compact[:first])
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: JWS header is not base64url", ErrFormat)
+	}
+	var h jwsHeader
+	if err := jsonUnmarshal(hb, &h); err != nil {
+		return nil, nil, fmt.Errorf("%w: JWS header is not JSON", ErrFormat)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(compact[first+1 : last])
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: JWS payload is not base64url", ErrFormat)
+	}
+	return &h, payload, nil
+}

@@ -160,3 +160,40 @@ func TestOtherAlgorithms(t *testing.T) {
 		t.Fatalf("alg none: %v", err)
 	}
 }
+
+// TestKeepPaths: a DCQL path to an object reveals all of it; a path to an
+// array element reveals that element only.
+func TestKeepPaths(t *testing.T) {
+	issuer, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	payload, ds, _ := Conceal(map[string]any{"given_name": SD{"Amira"}, "address": SD{map[string]any{"locality": SD{"Bologna"}, "country": SD{"IT"}}},
+		"nationalities": []any{SD{"IT"}, SD{"MA"}}}, RandomSalts(nil))
+	issued, _ := Issue(issuer, jose.ES256, "dc+sd-jwt", payload, ds)
+	for _, c := range []struct {
+		want  []Path
+		check func(map[string]any) bool
+	}{
+		{[]Path{{"address"}}, func(m map[string]any) bool {
+			a, _ := m["address"].(map[string]any)
+			return len(m) == 2 && a["locality"] == "Bologna" && a["country"] == "IT" // nationalities stays, empty
+		}},
+		{[]Path{{"address", "country"}}, func(m map[string]any) bool {
+			a, _ := m["address"].(map[string]any)
+			return a["country"] == "IT" && a["locality"] == nil && m["given_name"] == nil
+		}},
+		{[]Path{{"nationalities", 1}}, func(m map[string]any) bool {
+			n, _ := m["nationalities"].([]any)
+			return len(n) == 1 && n[0] == "MA"
+		}},
+		{[]Path{{"nationalities", nil}}, func(m map[string]any) bool { return len(m["nationalities"].([]any)) == 2 }},
+	} {
+		keep, err := KeepPaths(issued, c.want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pres, _ := Present(issued, keep, nil, "", "", "", time.Time{})
+		res, err := Verify(pres, &issuer.PublicKey, Options{})
+		if err != nil || !c.check(res.Claims) {
+			t.Errorf("%v: %v %v", c.want, res.Claims, err)
+		}
+	}
+}

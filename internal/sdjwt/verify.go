@@ -8,7 +8,6 @@ import (
 
 	"errors"
 	"fmt"
-	jsonv2 "github.com/go-json-experiment/json"
 	"math"
 	"time"
 
@@ -59,7 +58,7 @@ func Verify(s string, issuerKey any, o Options) (*Result, error) {
 		return nil, fmt.Errorf("issuer JWT: %w", err)
 	}
 	var payload map[string]any
-	if err := jsonv2.Unmarshal(raw, &payload); err != nil {
+	if err := jsonUnmarshal(raw, &payload); err != nil {
 		return nil, fmt.Errorf("%w: issuer JWT payload is not a JSON object", ErrFormat)
 	}
 	if alg, ok := payload["_sd_alg"]; ok && alg != "sha-256" {
