@@ -32,9 +32,16 @@ const Prefix = "HC1:"
 // bombs).
 const MaxInflated = 64 << 10
 
+// MaxPayload bounds the text Verify reads: more than the largest QR code
+// holds (4,296 alphanumeric characters) is not a pass.
+const MaxPayload = 8 << 10
+
 // Unprefix strips "HC1:" and refuses anything else (other versions such as
 // "HC2:", the Swiss "LT1:", or no prefix at all).
 func Unprefix(s string) (string, error) {
+	if len(s) > MaxPayload {
+		return "", fmt.Errorf("%d characters, more than a QR code holds", len(s))
+	}
 	if strings.HasPrefix(s, Prefix) {
 		return s[len(Prefix):], nil
 	}

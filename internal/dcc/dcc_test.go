@@ -103,6 +103,7 @@ func TestIssueAndVerify(t *testing.T) {
 			wantFail("unknown signer", Verify(qr, Options{Trust: otherTrust, At: now}), CheckSignature, "not in the trust list")
 			wantFail("no prefix", Verify(strings.TrimPrefix(qr, "HC1:"), Options{Trust: trust, At: now}), CheckPrefix, "no HC1: prefix")
 			wantFail("version 2", Verify("HC2:"+qr[4:], Options{Trust: trust, At: now}), CheckPrefix, "version 2")
+			wantFail("too long", Verify("HC1:"+strings.Repeat("A", MaxPayload), Options{Trust: trust, At: now}), CheckPrefix, "more than a QR code holds")
 			wantFail("bad base45", Verify(qr[:len(qr)-1]+"a", Options{Trust: trust, At: now}), CheckBase45, "alphabet")
 			testOnly := testDSC(t, key, now.AddDate(-1, 0, 0), now.AddDate(1, 0, 0), oidTest)
 			is.Cert = testOnly

@@ -253,6 +253,14 @@ func (s *Service) Appeal(ctx context.Context, personID, message string) (*Appeal
 	now := s.now()
 	a := &Appeal{ID: id.String(), PersonID: personID, Colour: st.Colour, RuleID: st.RuleID, Message: message, State: "pending", LogIndex: -1, CreatedAt: now}
 	err = s.db.Tx(ctx, func(tx *store.Tx) error {
+		// Checked again inside the transaction: two requests at once file one appeal.
+		var pending int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM health_appeals WHERE person_id = $1 AND state = 'pending'`, personID).Scan(&pending); err != nil {
+			return err
+		}
+		if pending > 0 {
+			return ErrAlreadyOpen
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO health_appeals (id, person_id, color, rule_id, message, state, decision, decided_by, log_index, created_at, decided_at)
 			VALUES ($1, $2, $3, $4, $5, 'pending', '', '', -1, $6, 0)`, a.ID, personID, string(a.Colour), a.RuleID, message, now.UnixMilli())
 		return err
