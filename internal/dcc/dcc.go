@@ -102,12 +102,11 @@ const (
 
 // Sign1 is a parsed COSE_Sign1 structure.
 type Sign1 struct {
-	Protected    []byte // the protected header bytes exactly as received
-	Alg          int64  // from the protected header, else the unprotected one; 0 when absent
-	KID          []byte // likewise
-	KIDProtected bool   // whether KID came from the protected header
-	Payload      []byte
-	Signature    []byte
+	Protected []byte // the protected header bytes exactly as received
+	Alg       int64  // from the protected header, else the unprotected one; 0 when absent
+	KID       []byte // likewise
+	Payload   []byte
+	Signature []byte
 }
 
 var decMode, _ = cbor.DecOptions{
@@ -167,7 +166,7 @@ func ParseSign1(b []byte) (*Sign1, error) {
 		return nil, err
 	}
 	if k, ok := header(prot, 4); ok {
-		s.KID, s.KIDProtected = asBytes(k), true
+		s.KID = asBytes(k)
 	} else if k, ok := header(unprot, 4); ok {
 		s.KID = asBytes(k)
 	}

@@ -67,9 +67,8 @@ type Status struct {
 	Decision
 	DOB       string
 	Since     time.Time // when this colour was decided
-	UpdatedAt time.Time
-	Streak    int // consecutive days of normal check-ins, ending today or yesterday
-	DaysLeft  int // check-ins still needed before green (0 when green)
+	Streak    int       // consecutive days of normal check-ins, ending today or yesterday
+	DaysLeft  int       // check-ins still needed before green (0 when green)
 	CheckedIn bool
 	Appeal    *Appeal // the latest appeal, if any
 }
@@ -123,16 +122,16 @@ func dobOK(s string) bool {
 // red code with enough consecutive normal days turns green here.
 func (s *Service) Status(ctx context.Context, personID string) (*Status, error) {
 	st := &Status{}
-	var since, updated int64
-	err := s.db.Reader().QueryRowContext(ctx, `SELECT color, rule_id, reason, rules_version, dob, since, updated_at FROM health_status WHERE person_id = $1`, personID).
-		Scan(&st.Colour, &st.RuleID, &st.Reason, &st.RulesVersion, &st.DOB, &since, &updated)
+	var since int64
+	err := s.db.Reader().QueryRowContext(ctx, `SELECT color, rule_id, reason, rules_version, dob, since FROM health_status WHERE person_id = $1`, personID).
+		Scan(&st.Colour, &st.RuleID, &st.Reason, &st.RulesVersion, &st.DOB, &since)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNoStatus
 	}
 	if err != nil {
 		return nil, fmt.Errorf("health code: %w", err)
 	}
-	st.Since, st.UpdatedAt = time.UnixMilli(since).UTC(), time.UnixMilli(updated).UTC()
+	st.Since = time.UnixMilli(since).UTC()
 	if err := s.streak(ctx, personID, st); err != nil {
 		return nil, err
 	}

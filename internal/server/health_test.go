@@ -97,7 +97,8 @@ func testHealthOverHTTP(t *testing.T, e storetest.Engine) {
 
 	// Verifying writes nothing anywhere: database and log unchanged.
 	before := snapshot(t, w.n.db)
-	expect(t, "verifier page", anon.postForm("/verify", url.Values{"payload": {pass}}), 200, `<strong id="verdict-color">yellow</strong>`, "Amira Haddad, born 1990-04-01", "rules 1.0.0")
+	expect(t, "verifier page", anon.postForm("/verify", url.Values{"payload": {pass}}), 200, `<strong id="verdict-color">yellow</strong>`, "Amira Haddad, born 1990-04-01", "rules 1.0.0",
+		`<code id="rules-digest">`+w.n.hnode.Rules.Digest[:16]+`</code>`)
 	var verdict struct {
 		Valid  bool   `json:"valid"`
 		Colour string `json:"color"`
