@@ -20,6 +20,7 @@ import (
 
 	"github.com/civstack/civstack/internal/demo"
 	"github.com/civstack/civstack/internal/healthpass"
+	"github.com/civstack/civstack/internal/identity"
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
@@ -177,8 +178,21 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	health := healthpass.New(healthpass.Deps{DB: n.db, Rules: hnode.Rules, Issuer: hnode.Issuer, Now: e.now, Rand: rand.Reader})
 	logger.Info("health pass", "rules", hnode.Rules.Version, "trust", hnode.Verifier.TrustInfo)
+	idKey, err := n.keys.Secret("identity")
+	if err != nil {
+		return err
+	}
+	ids, err := identity.New(identity.Deps{DB: n.db, SealKey: idKey, Now: e.now, Rand: rand.Reader, BaseURL: pub.String(), Country: payCfg.Country})
+	if err != nil {
+		return err
+	}
+	if *demoMode {
+		if err := demo.SeedIdentity(ctx, n.reg, ids); err != nil {
+			return err
+		}
+	}
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority},
-		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode})
+		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode, Identity: ids})
 	if err != nil {
 		return err
 	}

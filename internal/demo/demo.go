@@ -1,8 +1,9 @@
 // Package demo owns civstack's made-up world for --demo: the personas (two
 // citizens, a street vendor, a shop owner, a tax officer, a police officer, a
-// health officer, a data-protection auditor and an operator) and their
-// organisations, the shops' payment profiles and the citizens' starting
-// balances. Seeding is idempotent, and demo rows are flagged so that a
+// health officer, three credential issuers' officers, a bar's and a transit
+// company's door staff, a data-protection auditor and an operator) and their
+// organisations, the shops' payment profiles, the citizens' starting
+// balances, and the issuers' and verifiers' identity registrations. Seeding is idempotent, and demo rows are flagged so that a
 // server without --demo never shows or accepts them.
 package demo
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/civstack/civstack/internal/identity"
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
@@ -47,6 +49,9 @@ var Orgs = []Org{
 	{"Health Authority", []registry.Role{registry.Issuer, registry.Agency}},
 	{"Civil Registry Office", []registry.Role{registry.Issuer}},
 	{"Metro Transit", []registry.Role{registry.Verifier}},
+	{"Social Security Office", []registry.Role{registry.Issuer}},
+	{"City University", []registry.Role{registry.Issuer}},
+	{"Blue Door Bar", []registry.Role{registry.Verifier}},
 	{"Data Protection Authority", []registry.Role{registry.DPA}},
 	{"City Operations (demo)", []registry.Role{registry.Operator}},
 }
@@ -60,6 +65,11 @@ var Personas = []Persona{
 	{"Tomas Novak", "City Tax Office", registry.Agency},
 	{"Eva Lind", "City Police", registry.Agency},
 	{"Kofi Mensah", "Health Authority", registry.Issuer},
+	{"Marta Silva", "Civil Registry Office", registry.Issuer},
+	{"Pedro Alves", "Social Security Office", registry.Issuer},
+	{"Hana Sato", "City University", registry.Issuer},
+	{"Sam Okafor", "Blue Door Bar", registry.Verifier},
+	{"Rui Santos", "Metro Transit", registry.Verifier},
 	{"Ana Costa", "Data Protection Authority", registry.DPA},
 	{"Olu Adeyemi", "City Operations (demo)", registry.Operator},
 }
@@ -181,6 +191,65 @@ func SeedPayments(ctx context.Context, reg *registry.Registry, pay Payments) err
 		sum := sha256.Sum256([]byte("civstack demo top-up " + id))
 		if err := pay.TopUp(ctx, ledger.ID(sum[:16]), id, TopUp, "demo top-up"); err != nil {
 			return fmt.Errorf("seed top-up: %w", err)
+		}
+	}
+	return nil
+}
+
+// Identity is what SeedIdentity needs of the identity wallet.
+type Identity interface {
+	IssuerByOrg(ctx context.Context, orgID string) (*identity.Issuer, error)
+	RegisterIssuer(ctx context.Context, orgID, name string, types []string) (*identity.Issuer, error)
+	VerifierByOrg(ctx context.Context, orgID string) (*identity.Verifier, error)
+	RegisterVerifier(ctx context.Context, orgID, name, purpose string, claims []string) (*identity.Verifier, error)
+}
+
+// Issuers are the demo credential issuers and the types they issue.
+var Issuers = []struct {
+	Org   string
+	Types []string
+}{
+	{"Civil Registry Office", []string{"pid"}},
+	{"Social Security Office", []string{"social-security"}},
+	{"City University", []string{"diploma"}},
+}
+
+// Verifiers are the demo verifiers, what they may ask for and why.
+var Verifiers = []struct {
+	Org, Purpose string
+	Claims       []string
+}{
+	{"Blue Door Bar", "Check that a guest is over 18 before serving alcohol.", []string{"pid:age_over_18"}},
+	{"Metro Transit", "Give the senior fare to riders over 65.", []string{"pid:age_over_65"}},
+}
+
+// SeedIdentity registers the demo issuers and verifiers (left alone once
+// registered, so an edited registration stays).
+func SeedIdentity(ctx context.Context, reg *registry.Registry, id Identity) error {
+	for _, is := range Issuers {
+		o, err := reg.OrganisationByName(ctx, is.Org)
+		if err != nil {
+			return fmt.Errorf("seed issuer %q: %w", is.Org, err)
+		}
+		if _, err := id.IssuerByOrg(ctx, o.ID); errors.Is(err, identity.ErrNotFound) {
+			if _, err := id.RegisterIssuer(ctx, o.ID, o.Name, is.Types); err != nil && !store.IsConflict(err) {
+				return fmt.Errorf("seed issuer %q: %w", is.Org, err)
+			}
+		} else if err != nil {
+			return err
+		}
+	}
+	for _, vr := range Verifiers {
+		o, err := reg.OrganisationByName(ctx, vr.Org)
+		if err != nil {
+			return fmt.Errorf("seed verifier %q: %w", vr.Org, err)
+		}
+		if _, err := id.VerifierByOrg(ctx, o.ID); errors.Is(err, identity.ErrNotFound) {
+			if _, err := id.RegisterVerifier(ctx, o.ID, o.Name, vr.Purpose, vr.Claims); err != nil && !store.IsConflict(err) {
+				return fmt.Errorf("seed verifier %q: %w", vr.Org, err)
+			}
+		} else if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -34,7 +34,7 @@ func (s *Service) ProvisionDevice(ctx context.Context, personID string) (*Device
 	if _, err := s.rand.Read(d.Secret); err != nil {
 		return nil, err
 	}
-	sealed, err := s.seal.seal(d.Secret, "device:"+d.ID)
+	sealed, err := s.seal.Seal(d.Secret, "device:"+d.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +80,7 @@ func (s *Service) device(ctx context.Context, handle string) (id, personID strin
 	if err != nil {
 		return "", "", nil, fmt.Errorf("device: %w", err)
 	}
-	if secret, err = s.seal.open(sealed, "device:"+id); err != nil {
+	if secret, err = s.seal.Open(sealed, "device:"+id); err != nil {
 		return "", "", nil, err
 	}
 	s.mu.Lock()

@@ -25,6 +25,7 @@ import (
 
 	"crypto/ecdsa"
 
+	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/tlog"
@@ -95,7 +96,7 @@ type Service struct {
 	db   *store.DB
 	eng  *ledger.Engine
 	log  *tlog.Log // for inclusion proofs; nil: bundles carry none
-	seal *sealer
+	seal *keyring.Sealer
 	now  func() time.Time
 	rand io.Reader
 
@@ -159,7 +160,7 @@ type Deps struct {
 
 // New returns a Service.
 func New(cfg Config, d Deps) (*Service, error) {
-	s, err := newSealer(d.SealKey, d.Rand)
+	s, err := keyring.NewSealer(d.SealKey, "payment", d.Rand)
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +288,7 @@ func (s *Service) SetupMerchant(ctx context.Context, p Profile) (*Profile, error
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := s.seal.seal(der, "merchant-key:"+p.OrgID)
+	sealed, err := s.seal.Seal(der, "merchant-key:"+p.OrgID)
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +373,7 @@ func (s *Service) signer(p *Profile) (*ecdsa.PrivateKey, error) {
 	if k := s.keys[p.OrgID]; k != nil && k.PublicKey.Equal(p.public) {
 		return k, nil
 	}
-	der, err := s.seal.open(p.sealed, "merchant-key:"+p.OrgID)
+	der, err := s.seal.Open(p.sealed, "merchant-key:"+p.OrgID)
 	if err != nil {
 		return nil, err
 	}

@@ -169,9 +169,17 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, v *viewer, statu
 				p.Nav = append(p.Nav, web.Nav{Href: "/health/authority", Label: "Health authority"})
 			}
 		}
+		if s.id != nil {
+			p.Nav = append(p.Nav, web.Nav{Href: "/wallet/credentials", Label: "Credentials"})
+		}
 		for _, m := range v.memberships {
-			if m.Role == registry.Merchant && s.pay != nil {
+			switch {
+			case m.Role == registry.Merchant && s.pay != nil:
 				p.Nav = append(p.Nav, web.Nav{Href: "/pos/" + m.OrgID, Label: "Sell · " + m.OrgName})
+			case m.Role == registry.Issuer && s.id != nil:
+				p.Nav = append(p.Nav, web.Nav{Href: "/issue/" + m.OrgID, Label: "Issue · " + m.OrgName})
+			case m.Role == registry.Verifier && s.id != nil:
+				p.Nav = append(p.Nav, web.Nav{Href: "/check/" + m.OrgID, Label: "Check · " + m.OrgName})
 			}
 		}
 		p.Nav = append(p.Nav, consoles(v)...)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/civstack/civstack/internal/demo"
 	"github.com/civstack/civstack/internal/healthpass"
+	"github.com/civstack/civstack/internal/identity"
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
@@ -46,6 +47,7 @@ type node struct {
 	pay   *payment.Service
 	eng   *ledger.Engine
 	hnode *healthpass.Node
+	id    *identity.Service
 }
 
 type syncBuffer struct {
@@ -127,9 +129,22 @@ func startNode(t testing.TB, o nodeOptions) *node {
 		t.Fatal(err)
 	}
 	health := healthpass.New(healthpass.Deps{DB: db, Rules: hnode.Rules, Issuer: hnode.Issuer, Now: c.now, Rand: rand.Reader})
+	idKey, err := keys.Secret("identity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := identity.New(identity.Deps{DB: db, SealKey: idKey, Now: c.now, Rand: rand.Reader, BaseURL: pub.String(), Country: "IT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.demo {
+		if err := demo.SeedIdentity(ctx, reg, ids); err != nil {
+			t.Fatal(err)
+		}
+	}
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test", LogKey: signer.VerifierKey()},
 		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now, Log: tl, Ledger: eng, Payments: pay,
-			Health: health, HealthNode: hnode})
+			Health: health, HealthNode: hnode, Identity: ids})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,5 +155,5 @@ func startNode(t testing.TB, o nodeOptions) *node {
 		defer cancel()
 		hs.Shutdown(sctx)
 	})
-	return &node{URL: pub.String(), db: db, reg: reg, clock: c, logs: logs, tlog: tl, vkey: signer.VerifierKey(), pay: pay, eng: eng, hnode: hnode}
+	return &node{URL: pub.String(), db: db, reg: reg, clock: c, logs: logs, tlog: tl, vkey: signer.VerifierKey(), pay: pay, eng: eng, hnode: hnode, id: ids}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/civstack/civstack/internal/healthpass"
+	"github.com/civstack/civstack/internal/identity"
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
@@ -65,6 +66,9 @@ type Deps struct {
 	// and verifier; nil: no health pages.
 	Health     *healthpass.Service
 	HealthNode *healthpass.Node
+	// Identity is the identity wallet (issuers, verifiers, wallets); nil:
+	// none of its pages or protocol endpoints.
+	Identity *identity.Service
 }
 
 // Server serves every HTTP surface.
@@ -84,6 +88,8 @@ type Server struct {
 	pay     *payment.Service
 	health  *healthpass.Service
 	hnode   *healthpass.Node
+	id      *identity.Service
+	self    *selfTransport
 	// ceremonies limits passkey ceremonies per client address.
 	ceremonies *limiter
 }
@@ -131,8 +137,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 			return nil, err
 		}
 	}
-	return &Server{cfg: cfg, db: d.DB, reg: d.Registry, keys: d.Keys, log: d.Logger, now: d.Now,
-		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, pay: d.Payments, health: d.Health, hnode: d.HealthNode, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}, nil
+	srv := &Server{cfg: cfg, db: d.DB, reg: d.Registry, keys: d.Keys, log: d.Logger, now: d.Now,
+		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, pay: d.Payments, health: d.Health, hnode: d.HealthNode, id: d.Identity, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}
+	if d.Identity != nil {
+		srv.self = &selfTransport{origin: origin}
+		d.Identity.SetHTTP(&http.Client{Transport: srv.self, Timeout: 30 * time.Second})
+	}
+	return srv, nil
 }
 
 // Handler returns the whole HTTP handler with middleware applied.
@@ -146,6 +157,10 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.health != nil {
 		s.healthRoutes(mux)
+	}
+	if s.id != nil {
+		s.oid4vcRoutes(mux)
+		s.credentialRoutes(mux)
 	}
 	if s.cfg.Demo {
 		s.demoRoutes(mux)
@@ -167,5 +182,8 @@ func (s *Server) Handler() http.Handler {
 	h = s.securityHeaders(h)
 	h = s.recoverer(h)
 	h = s.observe(h)
+	if s.self != nil {
+		s.self.handler.Store(&h)
+	}
 	return h
 }

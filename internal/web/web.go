@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"time"
 )
@@ -63,6 +64,7 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2 Jan 2006 15:04 UTC")
 	},
 	"static": func(name string) string { return "/static/" + name },
+	"has":    func(list []string, s string) bool { return slices.Contains(list, s) },
 	"money": func(cents int64) string {
 		sign := ""
 		if cents < 0 {

@@ -132,7 +132,7 @@
         clearInterval(timer);
         stream.getTracks().forEach(function (t) { t.stop(); });
         var form = document.getElementById(box.dataset.scanner || "pay-form");
-        form.payload.value = found[0].rawValue;
+        form.elements[box.dataset.field || "payload"].value = found[0].rawValue;
         status.textContent = "Read. Checking the code…";
         form.requestSubmit();
       }, 250);
