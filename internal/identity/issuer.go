@@ -497,6 +497,9 @@ func (s *Service) Revoke(ctx context.Context, iss *Issuer, batchID string) error
 		_, err = tlog.Sequence(ctx, tx, now, entry)
 		return err
 	})
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}

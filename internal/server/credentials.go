@@ -275,8 +275,8 @@ func (s *Server) issuerOffer(w http.ResponseWriter, r *http.Request, v *viewer, 
 	fail := func(err error) {
 		s.identityError(w, r, err, func(status int, msg string) { s.renderIssuer(w, r, v, m, status, web.Page{Error: msg}) })
 	}
-	if t == nil {
-		fail(identity.ErrInvalid)
+	if t == nil || !slices.Contains(iss.Types, typeID) {
+		s.renderIssuer(w, r, v, m, http.StatusForbidden, web.Page{Error: m.OrgName + " is not registered to issue that credential type."})
 		return
 	}
 	person := strings.TrimSpace(r.PostFormValue("person"))

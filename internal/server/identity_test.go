@@ -1,0 +1,479 @@
+package server_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"html"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/civstack/civstack/internal/identity"
+	"github.com/civstack/civstack/internal/issuance"
+	"github.com/civstack/civstack/internal/sdjwt"
+	"github.com/civstack/civstack/internal/store/storetest"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+var (
+	txCodeRE    = regexp.MustCompile(`id="tx-code">(\d+)<`)
+	offerLinkRE = regexp.MustCompile(`id="offer-link" rows="4" readonly>([^<]+)<`)
+	sameRE      = regexp.MustCompile(`id="same-device" href="([^"]+)"`)
+)
+
+// idWorld is the demo with the identity organisations looked up.
+func idWorld(t *testing.T, e storetest.Engine) *demoWorld {
+	w := startDemo(t, e)
+	for _, name := range []string{"Civil Registry Office", "Blue Door Bar", "Metro Transit", "City University"} {
+		org, err := w.n.reg.OrganisationByName(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.orgs[name] = org.ID
+	}
+	return w
+}
+
+// offerPID has the registrar offer a PID to the person and returns the
+// link and transaction code.
+func offerPID(t *testing.T, w *demoWorld, registrar *client, person, birthdate string) (string, string) {
+	t.Helper()
+	r := registrar.postForm("/issue/"+w.orgs["Civil Registry Office"]+"/offers", url.Values{"type": {"pid"}, "person": {person},
+		"pid.given_name": {"Amira"}, "pid.family_name": {"Haddad"}, "pid.birthdate": {birthdate}, "pid.nationalities": {"it, tn"},
+		"pid.address.street_address": {"Via Zamboni 33"}, "pid.address.locality": {"Bologna"}})
+	expect(t, "offer", r, http.StatusOK, "Offer for a National identity")
+	tx, link := txCodeRE.FindStringSubmatch(r.body), offerLinkRE.FindStringSubmatch(r.body)
+	if tx == nil || link == nil {
+		t.Fatalf("no code or link on the offer page: %s", clip(r.body))
+	}
+	return html.UnescapeString(link[1]), tx[1]
+}
+
+// newRequest has the bar ask for the claims and returns the same-device link.
+func newRequest(t *testing.T, w *demoWorld, staff *client, org string, ask url.Values) (string, string) {
+	t.Helper()
+	r := staff.postForm("/check/"+w.orgs[org]+"/requests", ask)
+	expect(t, "new request", r, http.StatusSeeOther)
+	page := r.header.Get("Location")
+	r = staff.get(page)
+	expect(t, "request page", r, http.StatusOK, "Waiting for the wallet")
+	m := sameRE.FindStringSubmatch(r.body)
+	if m == nil {
+		t.Fatalf("no same-device link: %s", clip(r.body))
+	}
+	return page, strings.TrimPrefix(html.UnescapeString(m[1]), w.n.URL)
+}
+
+func consentForm(link string, decision string, claims ...string) url.Values {
+	u, _ := url.Parse(link)
+	return url.Values{"request": {"openid4vp://?" + u.RawQuery}, "decision": {decision}, "claim": claims}
+}
+
+func TestIdentityOverHTTP(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := idWorld(t, e)
+			ctx := context.Background()
+			registrar, amira, bar := w.as(t, "Marta Silva"), w.as(t, "Amira Haddad"), w.as(t, "Sam Okafor")
+			reg, barOrg := w.orgs["Civil Registry Office"], w.orgs["Blue Door Bar"]
+
+			// Who may do what.
+			expect(t, "citizen on the issuer console", amira.get("/issue/"+reg), http.StatusForbidden)
+			expect(t, "bar on the registry's console", bar.get("/issue/"+reg), http.StatusForbidden)
+			expect(t, "registrar on the bar's console", registrar.get("/check/"+barOrg), http.StatusForbidden)
+			expect(t, "another university's officer", w.as(t, "Hana Sato").get("/issue/"+reg), http.StatusNotFound)
+			expect(t, "issuer console", registrar.get("/issue/"+reg), http.StatusOK, "Offer a National identity (PID)")
+
+			// Bad offers are refused with the reason.
+			r := registrar.postForm("/issue/"+reg+"/offers", url.Values{"type": {"pid"}, "person": {w.people["Amira Haddad"]}, "pid.given_name": {"A"}, "pid.family_name": {"H"}, "pid.birthdate": {"01/02/1990"}, "pid.nationalities": {"IT"}})
+			expect(t, "bad date", r, http.StatusBadRequest, "is not a date")
+			r = registrar.postForm("/issue/"+reg+"/offers", url.Values{"type": {"diploma"}, "person": {w.people["Amira Haddad"]}})
+			expect(t, "type not registered", r, http.StatusForbidden, "not registered to issue")
+			r = registrar.postForm("/issue/"+reg+"/offers", url.Values{"type": {"pid"}, "person": {"nobody"}})
+			expect(t, "unknown citizen", r, http.StatusBadRequest, "no citizen with that wallet id")
+
+			link, tx := offerPID(t, w, registrar, w.people["Amira Haddad"], "1990-05-01")
+			expect(t, "offer waits in the wallet", amira.get("/wallet/credentials"), http.StatusOK, "National identity (PID) from Civil Registry Office")
+			wrong := "000000"
+			if tx == wrong {
+				wrong = "111111"
+			}
+			r = amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {wrong}})
+			expect(t, "wrong code", r, http.StatusBadRequest, "Wrong transaction code")
+			r = amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}})
+			expect(t, "accept", r, http.StatusOK, "10 single-use copies", "Over 18", "1990-05-01", "Bologna", "IT, TN", "10 of 10 single-use copies left")
+			r = amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}})
+			expect(t, "offer used twice", r, http.StatusBadRequest, "has been used or has expired")
+			r = amira.postForm("/wallet/credentials/accept", url.Values{"offer": {"openid-credential-offer://?credential_offer=%7B%7D"}, "tx_code": {tx}})
+			expect(t, "junk offer", r, http.StatusBadRequest, "credential_issuer")
+
+			// The bar asks only "over 18"; the citizen sees who and why.
+			page, same := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+			r = amira.get(same)
+			expect(t, "consent", r, http.StatusOK, "Blue Door Bar asks for your National identity (PID)", "Check that a guest is over 18", "Over 18: <strong>true</strong>")
+			if strings.Contains(r.body, `id="overask"`) || strings.Contains(r.body, "1990-05-01") {
+				t.Fatalf("consent page warns or shows more than asked: %s", clip(r.body))
+			}
+			r = amira.postForm("/wallet/present", consentForm(same, "share", "age_over_18", "birthdate"))
+			expect(t, "share", r, http.StatusOK, "Shared with the verifier", "Blue Door Bar", "age_over_18")
+			r = bar.get(page)
+			expect(t, "verifier result", r, http.StatusOK, "Verified", "Civil Registry Office", "<dt>Over 18</dt><dd>true</dd>")
+			main := r.body[strings.Index(r.body, "<main"):strings.Index(r.body, "</main>")]
+			for _, leak := range []string{"1990", "Amira", "Haddad", "Bologna", "Date of birth", "Nationalities"} {
+				if strings.Contains(main, leak) {
+					t.Fatalf("the verifier learnt %q: %s", leak, clip(r.body))
+				}
+			}
+			expect(t, "one copy used", amira.get("/wallet/credentials"), http.StatusOK, "9 of 10 single-use copies left")
+
+			// Over-asking: a claim outside the registration is warned about and unticked.
+			_, same2 := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}, "ask.pid:birthdate": {"optional"}})
+			r = amira.get(same2)
+			expect(t, "over-ask", r, http.StatusOK, `id="overask"`, "not registered", "optional")
+			if regexp.MustCompile(`value="birthdate" checked`).MatchString(r.body) || !strings.Contains(r.body, `value="age_over_18" checked`) {
+				t.Fatalf("defaults: over-asked claim must be unticked, the registered one ticked: %s", clip(r.body))
+			}
+			r = amira.postForm("/wallet/present", consentForm(same2, "decline"))
+			expect(t, "decline", r, http.StatusOK, "You declined", "declined")
+
+			// The log and its export.
+			r = amira.get("/wallet/presentations.json")
+			expect(t, "export", r, http.StatusOK)
+			var exp struct {
+				Presentations []identity.Presentation `json:"presentations"`
+			}
+			r.json(t, &exp)
+			if len(exp.Presentations) != 2 || exp.Presentations[1].Outcome != "shared" || strings.Join(exp.Presentations[1].Presented, ",") != "age_over_18" ||
+				exp.Presentations[0].Outcome != "declined" || len(exp.Presentations[0].Presented) != 0 || exp.Presentations[1].Verifier != "Blue Door Bar" {
+				t.Fatalf("presentation log: %+v", exp.Presentations)
+			}
+			expect(t, "others cannot read the export", w.as(t, "Jonas Weber").get("/wallet/presentations.json"), http.StatusOK, `"presentations":[]`)
+
+			// Revocation: logged, and once the cached status list is refreshed the same presentation is rejected.
+			var batch string
+			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT batch_id FROM id_issued WHERE issuer_org = $1`, reg).Scan(&batch); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, "revoke", registrar.postForm("/issue/"+reg+"/issued/"+batch+"/revoke", nil), http.StatusOK, "Revoked")
+			expect(t, "revoke twice", registrar.postForm("/issue/"+reg+"/issued/"+batch+"/revoke", nil), http.StatusBadRequest, "Already revoked")
+			expect(t, "within the cache", bar.postForm(page+"/recheck", nil), http.StatusOK, "still valid")
+			w.n.clock.add(identity.StatusTTL + time.Second)
+			bar = w.as(t, "Sam Okafor")
+			expect(t, "after the cache", bar.postForm(page+"/recheck", nil), http.StatusOK, "Rejected: On re-check: The credential has been revoked by its issuer.")
+			amira = w.as(t, "Amira Haddad")
+			expect(t, "wallet shows revoked", amira.get("/wallet/credentials"), http.StatusOK, "revoked")
+			_, same3 := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+			expect(t, "no usable credential", amira.get(same3), http.StatusOK, "no usable National identity")
+
+			var issued, revoked int
+			rows, err := w.n.db.Reader().QueryContext(ctx, `SELECT data FROM tlog_entries WHERE kind = $1`, int(tlog.KindCredential))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var b []byte
+				_ = rows.Scan(&b)
+				en, err := tlog.Parse(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch en.Event {
+				case tlog.EventIssued:
+					issued++
+				case tlog.EventRevoked:
+					revoked++
+				}
+			}
+			rows.Close()
+			if issued != 1 || revoked != 1 {
+				t.Fatalf("log: %d issuance and %d revocation entries, want 1 and 1", issued, revoked)
+			}
+			for _, secret := range []string{"1990-05-01", "Via Zamboni", tx} {
+				if strings.Contains(w.n.logs.String(), secret) {
+					t.Fatalf("server logs contain %q", secret)
+				}
+			}
+		})
+	}
+}
+
+// extWallet is an OpenID4VCI/VP client written against the endpoints
+// only, as another wallet would be.
+type extWallet struct {
+	t    *testing.T
+	c    *client
+	base string
+	keys []*ecdsa.PrivateKey
+	now  func() time.Time
+}
+
+func (x *extWallet) path(u string) string { return strings.TrimPrefix(u, x.base) }
+
+// fetch runs the pre-authorized flow and returns the credentials.
+func (x *extWallet) fetch(link, tx string, n int, tamper func([]string) []string) (*response, []string) {
+	t := x.t
+	offer, err := issuance.ParseOffer(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuerPath := x.path(offer.CredentialIssuer)
+	var as struct {
+		Token string `json:"token_endpoint"`
+	}
+	x.c.get("/.well-known/oauth-authorization-server" + issuerPath).json(t, &as)
+	r := x.c.postForm(x.path(as.Token), url.Values{"grant_type": {issuance.PreAuthorizedGrant}, "pre-authorized_code": {offer.Grants.PreAuthorized.Code}, "tx_code": {tx}})
+	if r.status != http.StatusOK {
+		return r, nil
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	r.json(t, &tok)
+	var meta struct {
+		Credential string `json:"credential_endpoint"`
+		Nonce      string `json:"nonce_endpoint"`
+	}
+	x.c.get("/.well-known/openid-credential-issuer" + issuerPath).json(t, &meta)
+	var nonce struct {
+		CNonce string `json:"c_nonce"`
+	}
+	r = x.c.postForm(x.path(meta.Nonce), nil)
+	expect(t, "nonce", r, http.StatusOK)
+	if r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("nonce cache control %q", r.header.Get("Cache-Control"))
+	}
+	r.json(t, &nonce)
+	x.keys = nil
+	var proofs []string
+	for range n {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		x.keys = append(x.keys, k)
+		p, err := issuance.Proof(k, jose.ES256, offer.CredentialIssuer, nonce.CNonce, x.now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		proofs = append(proofs, p)
+	}
+	if tamper != nil {
+		proofs = tamper(proofs)
+	}
+	x.c.header.Set("Authorization", "Bearer "+tok.AccessToken)
+	defer x.c.header.Del("Authorization")
+	r = x.c.postJSON(x.path(meta.Credential), map[string]any{"credential_configuration_id": "pid", "proofs": map[string][]string{"jwt": proofs}})
+	if r.status != http.StatusOK {
+		return r, nil
+	}
+	var out struct {
+		Credentials []struct {
+			Credential string `json:"credential"`
+		} `json:"credentials"`
+	}
+	r.json(t, &out)
+	var creds []string
+	for _, c := range out.Credentials {
+		creds = append(creds, c.Credential)
+	}
+	return r, creds
+}
+
+// request fetches and returns a request object's claims.
+func (x *extWallet) request(sameDevice string) (nonce, state, clientID, responseURI string) {
+	u, _ := url.Parse(sameDevice)
+	r := x.c.get(x.path(u.Query().Get("request_uri")))
+	expect(x.t, "request object", r, http.StatusOK)
+	if ct := r.header.Get("Content-Type"); ct != "application/oauth-authz-req+jwt" {
+		x.t.Fatalf("request object content type %q", ct)
+	}
+	jws, err := jose.ParseSigned(r.body, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	var c struct {
+		Nonce, State, ClientID, ResponseURI string
+	}
+	var raw map[string]any
+	_ = json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &raw)
+	c.Nonce, _ = raw["nonce"].(string)
+	c.State, _ = raw["state"].(string)
+	c.ClientID, _ = raw["client_id"].(string)
+	c.ResponseURI, _ = raw["response_uri"].(string)
+	return c.Nonce, c.State, c.ClientID, c.ResponseURI
+}
+
+func (x *extWallet) present(cred string, key *ecdsa.PrivateKey, claims []string, nonce, aud string) string {
+	var paths []sdjwt.Path
+	for _, c := range claims {
+		paths = append(paths, sdjwt.Path{c})
+	}
+	keep, err := sdjwt.KeepPaths(cred, paths)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	p, err := sdjwt.Present(cred, keep, key, jose.ES256, nonce, aud, x.now())
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string][]string{"pid": {p}})
+	return string(b)
+}
+
+// TestIdentityProtocol drives the OpenID4VCI and OpenID4VP endpoints as a
+// third-party wallet would, with each refusal's error code and reason.
+func TestIdentityProtocol(t *testing.T) {
+	w := idWorld(t, storetest.Engines(t)[0])
+	registrar, bar := w.as(t, "Marta Silva"), w.as(t, "Sam Okafor")
+	x := &extWallet{t: t, c: newClient(t, w.n.URL), base: w.n.URL, now: w.n.clock.now}
+	jonas := w.people["Jonas Weber"]
+	oauth := func(what string, r *response, status int, code, desc string) {
+		t.Helper()
+		var e struct {
+			Error string `json:"error"`
+			Desc  string `json:"error_description"`
+		}
+		r.json(t, &e)
+		if r.status != status || e.Error != code || !strings.Contains(strings.ToLower(e.Desc), strings.ToLower(desc)) {
+			t.Fatalf("%s: %d %s %q, want %d %s containing %q", what, r.status, e.Error, e.Desc, status, code, desc)
+		}
+	}
+
+	// Metadata.
+	var meta map[string]any
+	r := x.c.get("/.well-known/openid-credential-issuer/issuers/civil-registry-office")
+	expect(t, "metadata", r, http.StatusOK)
+	r.json(t, &meta)
+	if meta["credential_issuer"] != w.n.URL+"/issuers/civil-registry-office" || meta["batch_credential_issuance"].(map[string]any)["batch_size"].(float64) < 10 {
+		t.Fatalf("metadata: %v", meta)
+	}
+	expect(t, "jwt-vc-issuer", x.c.get("/.well-known/jwt-vc-issuer/issuers/civil-registry-office"), http.StatusOK, `"issuer":"`+w.n.URL+`/issuers/civil-registry-office"`, `"kty":"EC"`)
+	oauth("unknown issuer", x.c.get("/.well-known/openid-credential-issuer/issuers/nope"), 404, "not_found", "no such credential issuer")
+
+	// Token endpoint refusals; five wrong codes burn the offer.
+	link, tx := offerPID(t, w, registrar, jonas, "1950-01-01")
+	code, _ := issuance.ParseOffer(link)
+	tokenPath := "/issuers/civil-registry-office/token"
+	pre := code.Grants.PreAuthorized.Code
+	oauth("no tx_code", x.c.postForm(tokenPath, url.Values{"grant_type": {issuance.PreAuthorizedGrant}, "pre-authorized_code": {pre}}), 400, "invalid_request", "tx_code is missing")
+	oauth("grant type", x.c.postForm(tokenPath, url.Values{"grant_type": {"authorization_code"}}), 400, "unsupported_grant_type", "pre-authorized")
+	oauth("unknown code", x.c.postForm(tokenPath, url.Values{"grant_type": {issuance.PreAuthorizedGrant}, "pre-authorized_code": {"x"}, "tx_code": {tx}}), 400, "invalid_grant", "unknown")
+	wrong := "999999"
+	if tx == wrong {
+		wrong = "888888"
+	}
+	for i := range identity.MaxTxAttempts {
+		r := x.c.postForm(tokenPath, url.Values{"grant_type": {issuance.PreAuthorizedGrant}, "pre-authorized_code": {pre}, "tx_code": {wrong}})
+		want := "wrong transaction code"
+		if i == identity.MaxTxAttempts-1 {
+			want = "the offer is void"
+		}
+		oauth("wrong tx_code", r, 400, "invalid_grant", want)
+	}
+	oauth("burnt offer", x.c.postForm(tokenPath, url.Values{"grant_type": {issuance.PreAuthorizedGrant}, "pre-authorized_code": {pre}, "tx_code": {tx}}), 400, "invalid_grant", "used or has expired")
+
+	// Credential endpoint refusals, each costing a fresh offer (a token is single use).
+	for _, c := range []struct {
+		name, code, desc string
+		tamper           func([]string) []string
+	}{
+		{"duplicate key", "invalid_proof", "its own key", func(p []string) []string { return append(p, p[0]) }},
+		{"bad signature", "invalid_proof", "signature", func(p []string) []string { p[0] = p[0][:len(p[0])-4] + "AAAA"; return p }},
+		{"too many", "invalid_credential_request", "at most", func(p []string) []string {
+			for len(p) <= identity.BatchSize {
+				p = append(p, p[0])
+			}
+			return p
+		}},
+	} {
+		link, tx := offerPID(t, w, registrar, jonas, "1950-01-01")
+		r, _ := x.fetch(link, tx, 2, c.tamper)
+		oauth(c.name, r, 400, c.code, c.desc)
+	}
+	// A nonce is single use.
+	link, tx = offerPID(t, w, registrar, jonas, "1950-01-01")
+	_, creds := x.fetch(link, tx, 12, nil)
+	if len(creds) != 12 {
+		t.Fatalf("batch: %d credentials, want 12", len(creds))
+	}
+	// Each copy has its own key, salts and status index: nothing links two of them.
+	seen := map[string]bool{}
+	for _, c := range creds {
+		p, err := sdjwt.Parse(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range append([]string{strings.Split(p.JWT, ".")[2]}, p.Disclosures...) {
+			if seen[d] {
+				t.Fatalf("two copies share %q", d)
+			}
+			seen[d] = true
+		}
+	}
+	var idxs int
+	if err := w.n.db.Reader().QueryRowContext(context.Background(), `SELECT COUNT(DISTINCT idx) FROM id_issued`).Scan(&idxs); err != nil || idxs != 12 {
+		t.Fatalf("%d distinct status indices, want 12 (%v)", idxs, err)
+	}
+	oauth("replayed access token", func() *response {
+		x.c.header.Set("Authorization", "Bearer nope")
+		defer x.c.header.Del("Authorization")
+		return x.c.postJSON("/issuers/civil-registry-office/credential", map[string]any{"credential_configuration_id": "pid", "proofs": map[string][]string{"jwt": {"a"}}})
+	}(), 401, "invalid_token", "unknown, used or expired")
+
+	// Presentations to the bar.
+	_, same := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+	nonce, state, clientID, respURI := x.request(same)
+	if clientID != w.n.URL+"/verifiers/blue-door-bar" {
+		t.Fatalf("client_id %q", clientID)
+	}
+	post := func(form url.Values) *response { return x.c.postForm(x.path(respURI), form) }
+	good := x.present(creds[0], x.keys[0], []string{"age_over_18"}, nonce, clientID)
+	oauth("wrong audience", post(url.Values{"state": {state}, "vp_token": {x.present(creds[1], x.keys[1], []string{"age_over_18"}, nonce, "https://elsewhere.example")}}), 400, "invalid_request", "another verifier")
+	// The request is answered once, whatever the answer was.
+	oauth("second answer", post(url.Values{"state": {state}, "vp_token": {good}}), 400, "invalid_request", "already been answered")
+	expect(t, "request object after the answer", x.c.get(x.path(strings.Replace(respURI, "/response", "/requests/"+state, 1))), http.StatusGone)
+
+	_, same = newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+	nonce2, state2, _, _ := x.request(same)
+	oauth("replayed presentation", post(url.Values{"state": {state2}, "vp_token": {good}}), 400, "invalid_request", "replayed presentation")
+
+	_, same = newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+	nonce3, state3, _, _ := x.request(same)
+	oauth("missing claim", post(url.Values{"state": {state3}, "vp_token": {x.present(creds[2], x.keys[2], nil, nonce3, clientID)}}), 400, "invalid_request", "required claim was not disclosed")
+	_ = nonce2
+
+	_, same = newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+	nonce4, state4, _, _ := x.request(same)
+	wrongKey := x.present(creds[3], x.keys[4], []string{"age_over_18"}, nonce4, clientID)
+	oauth("holder key not the credential's", post(url.Values{"state": {state4}, "vp_token": {wrongKey}}), 400, "invalid_request", "key binding")
+
+	_, same = newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+	nonce5, state5, _, _ := x.request(same)
+	expect(t, "valid presentation", post(url.Values{"state": {state5}, "vp_token": {x.present(creds[5], x.keys[5], []string{"age_over_18"}, nonce5, clientID)}}), http.StatusOK)
+
+	// Revoked, then expired.
+	var batch string
+	if err := w.n.db.Reader().QueryRowContext(context.Background(), `SELECT batch_id FROM id_issued GROUP BY batch_id HAVING COUNT(*) = 12`).Scan(&batch); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "revoke", registrar.postForm("/issue/"+w.orgs["Civil Registry Office"]+"/issued/"+batch+"/revoke", nil), http.StatusOK)
+	w.n.clock.add(identity.StatusTTL + time.Second)
+	bar = w.as(t, "Sam Okafor")
+	_, same = newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+	nonce6, state6, _, _ := x.request(same)
+	oauth("revoked", post(url.Values{"state": {state6}, "vp_token": {x.present(creds[6], x.keys[6], []string{"age_over_18"}, nonce6, clientID)}}), 400, "invalid_request", "revoked")
+
+	registrar = w.as(t, "Marta Silva")
+	link, tx = offerPID(t, w, registrar, jonas, "1950-01-01")
+	_, fresh := x.fetch(link, tx, 1, nil)
+	w.n.clock.add(91 * 24 * time.Hour)
+	bar = w.as(t, "Sam Okafor")
+	_, same = newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+	nonce7, state7, _, _ := x.request(same)
+	oauth("expired", post(url.Values{"state": {state7}, "vp_token": {x.present(fresh[0], x.keys[0], []string{"age_over_18"}, nonce7, clientID)}}), 400, "invalid_request", "expired")
+}
