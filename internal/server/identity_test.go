@@ -228,7 +228,7 @@ func (x *extWallet) fetch(link, tx string, n int, tamper func([]string) []string
 	var as struct {
 		Token string `json:"token_endpoint"`
 	}
-	x.c.get("/.well-known/oauth-authorization-server" + issuerPath).json(t, &as)
+	x.c.get("/.well-known/oauth-authorization-server"+issuerPath).json(t, &as)
 	r := x.c.postForm(x.path(as.Token), url.Values{"grant_type": {issuance.PreAuthorizedGrant}, "pre-authorized_code": {offer.Grants.PreAuthorized.Code}, "tx_code": {tx}})
 	if r.status != http.StatusOK {
 		return r, nil
@@ -241,7 +241,7 @@ func (x *extWallet) fetch(link, tx string, n int, tamper func([]string) []string
 		Credential string `json:"credential_endpoint"`
 		Nonce      string `json:"nonce_endpoint"`
 	}
-	x.c.get("/.well-known/openid-credential-issuer" + issuerPath).json(t, &meta)
+	x.c.get("/.well-known/openid-credential-issuer"+issuerPath).json(t, &meta)
 	var nonce struct {
 		CNonce string `json:"c_nonce"`
 	}
