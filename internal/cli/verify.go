@@ -44,7 +44,7 @@ func runVerify(_ context.Context, e *env, args []string) error {
 	at := f.String("at", "", "HC1: the validation clock, RFC 3339 (default: now)")
 	decodeOnly := f.Bool("decode-only", false, "HC1: stop after prefix, base45, zlib, COSE and CBOR decoding")
 	dataDir := f.String("data", "./civstack-data", "HC1: the node's data directory, for its trust list and rules")
-	issuerKey := f.String("issuer-key", "", "SD-JWT: the issuer's public key, a JWK or PEM file")
+	issuerKey := f.String("issuer-key", "", "SD-JWT: the issuer's public key: a JWK, a JWK set or jwt-vc-issuer metadata with one key, or a PEM file")
 	nonce := f.String("nonce", "", "SD-JWT: the key binding JWT's nonce must be this")
 	aud := f.String("aud", "", "SD-JWT: the key binding JWT's audience must be this")
 	if err := f.parse(args, true); err != nil {

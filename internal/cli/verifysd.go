@@ -24,7 +24,9 @@ type sdOptions struct {
 	keyFile, nonce, aud, at string
 }
 
-// loadPublicKey reads a JWK (JSON) or a PEM public key or certificate.
+// loadPublicKey reads a JWK (JSON), a JWK set or SD-JWT VC issuer
+// metadata (/.well-known/jwt-vc-issuer/…) holding one key, or a PEM public
+// key or certificate.
 func loadPublicKey(path string) (any, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -42,6 +44,22 @@ func loadPublicKey(path string) (any, error) {
 			return c.PublicKey, nil
 		}
 		return nil, fmt.Errorf("issuer key: PEM block %q is not a public key or certificate", blk.Type)
+	}
+	var set struct {
+		Keys []jose.JSONWebKey `json:"keys"`
+		JWKS *struct {
+			Keys []jose.JSONWebKey `json:"keys"`
+		} `json:"jwks"`
+	}
+	if json.Unmarshal(b, &set) == nil && (set.Keys != nil || set.JWKS != nil) {
+		keys := set.Keys
+		if set.JWKS != nil {
+			keys = set.JWKS.Keys
+		}
+		if len(keys) != 1 || !keys[0].Valid() {
+			return nil, fmt.Errorf("issuer key: %s holds %d keys; pass a file with exactly one", path, len(keys))
+		}
+		return keys[0].Public().Key, nil
 	}
 	var k jose.JSONWebKey
 	if err := k.UnmarshalJSON(b); err != nil || !k.Valid() {

@@ -38,6 +38,18 @@ func TestVerifySDJWT(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); rc != 0 || err != nil || !got.Verified || !got.KeyBinding || got.Claims["given_name"] != "John" || got.Claims["email"] != nil {
 		t.Fatalf("reference presentation: rc %d %v\n%s%s", rc, err, out, errOut)
 	}
+	// The issuer's SD-JWT VC metadata (as /.well-known/jwt-vc-issuer serves it) works too.
+	meta := filepath.Join(t.TempDir(), "jwt-vc-issuer.json")
+	key, _ := os.ReadFile(jwk)
+	os.WriteFile(meta, []byte(`{"issuer":"https://example.com/issuer","jwks":{"keys":[`+string(key)+`]}}`), 0o644)
+	if rc, _, errOut = run("", "--issuer-key", meta, pres); rc != 0 {
+		t.Fatalf("with issuer metadata: rc %d %s", rc, errOut)
+	}
+	two := filepath.Join(t.TempDir(), "two.json")
+	os.WriteFile(two, []byte(`{"keys":[`+string(key)+`,`+string(key)+`]}`), 0o644)
+	if rc, _, errOut = run("", "--issuer-key", two, pres); rc == 0 || !strings.Contains(errOut, "holds 2 keys") {
+		t.Fatalf("two keys: rc %d %s", rc, errOut)
+	}
 	raw, _ := os.ReadFile(pres)
 	if rc, _, errOut = run(string(raw), "--issuer-key", jwk, "-"); rc != 0 {
 		t.Fatalf("from standard input: rc %d %s", rc, errOut)

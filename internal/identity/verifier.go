@@ -313,9 +313,9 @@ func (s *Service) Recheck(ctx context.Context, v *Verifier, id string) (*Request
 // verifier, signed by a trusted issuer, not revoked in the cached status
 // list, of an accepted vct and disclosing what the query needs.
 func (s *Service) verify(ctx context.Context, v *Verifier, r *Request, vpToken string, now time.Time, fresh bool) (*Result, error) {
-	var vp map[string][]string
-	if err := json.Unmarshal([]byte(vpToken), &vp); err != nil {
-		return nil, fmt.Errorf("%w: vp_token is not a JSON object of presentation arrays", ErrIncomplete)
+	vp, err := ParseVPToken(vpToken)
+	if err != nil {
+		return nil, err
 	}
 	if len(r.Query.Credentials) != 1 {
 		return nil, fmt.Errorf("%w: one credential query per request", ErrIncomplete)
@@ -356,6 +356,24 @@ func (s *Service) verify(ctx context.Context, v *Verifier, r *Request, vpToken s
 		return nil, fmt.Errorf("%w: unknown credential type %q", ErrIncomplete, ver.VCT)
 	}
 	return &Result{TypeID: t.ID, Issuer: iss.Name, Claims: ver.Claims}, nil
+}
+
+// ParseVPToken reads a vp_token: a JSON object from credential query ids
+// to non-empty arrays of presentations (strings, for SD-JWT VCs).
+func ParseVPToken(s string) (map[string][]string, error) {
+	if len(s) > 256<<10 {
+		return nil, fmt.Errorf("%w: vp_token is larger than 256 KiB", ErrIncomplete)
+	}
+	var vp map[string][]string
+	if err := json.Unmarshal([]byte(s), &vp); err != nil || vp == nil {
+		return nil, fmt.Errorf("%w: vp_token is not a JSON object of presentation arrays", ErrIncomplete)
+	}
+	for id, ps := range vp {
+		if len(ps) == 0 {
+			return nil, fmt.Errorf("%w: vp_token has no presentation for %q", ErrIncomplete, clip(id, 40))
+		}
+	}
+	return vp, nil
 }
 
 // unverifiedIssuer reads iss from an SD-JWT's issuer JWT, to choose the

@@ -408,17 +408,9 @@ type ConsentItem struct {
 // request_uri, checks the signature with the verifier's registered key,
 // and matches its DCQL query to the citizen's credentials.
 func (s *Service) OpenRequest(ctx context.Context, personID, link string) (*Consent, error) {
-	u, err := url.Parse(strings.TrimSpace(link))
+	clientID, requestURI, err := ParseRequestLink(link)
 	if err != nil {
-		return nil, fmt.Errorf("%w: the request link does not parse", ErrInvalid)
-	}
-	q := u.Query()
-	if q.Get("request") != "" || q.Get("dcql_query") != "" {
-		return nil, fmt.Errorf("%w: unsigned requests are refused: a verifier must sign its request", ErrInvalid)
-	}
-	clientID, requestURI := q.Get("client_id"), q.Get("request_uri")
-	if clientID == "" || requestURI == "" {
-		return nil, fmt.Errorf("%w: the link needs client_id and request_uri", ErrInvalid)
+		return nil, err
 	}
 	v, err := s.verifierByClientID(ctx, clientID)
 	if err != nil {
@@ -519,6 +511,36 @@ func (s *Service) OpenRequest(ctx context.Context, personID, link string) (*Cons
 		c.Items = append(c.Items, it)
 	}
 	return c, nil
+}
+
+// ParseRequestLink reads an OpenID4VP request link (openid4vp://?…, or
+// any https link with the same query, such as this node's /wallet/present
+// link) by reference: client_id and request_uri. Requests by value are
+// refused, as they are unsigned.
+func ParseRequestLink(link string) (clientID, requestURI string, err error) {
+	link = strings.TrimSpace(link)
+	if len(link) > 4096 {
+		return "", "", fmt.Errorf("%w: the request link is longer than 4096 characters", ErrInvalid)
+	}
+	u, err := url.Parse(link)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: the request link does not parse", ErrInvalid)
+	}
+	if u.Scheme != "openid4vp" && u.Scheme != "https" && u.Scheme != "http" {
+		return "", "", fmt.Errorf("%w: %q is not an OpenID4VP request link", ErrInvalid, clip(u.Scheme, 20))
+	}
+	q := u.Query()
+	if q.Get("request") != "" || q.Get("dcql_query") != "" {
+		return "", "", fmt.Errorf("%w: unsigned requests are refused: a verifier must sign its request", ErrInvalid)
+	}
+	clientID, requestURI = q.Get("client_id"), q.Get("request_uri")
+	if clientID == "" || requestURI == "" {
+		return "", "", fmt.Errorf("%w: the link needs client_id and request_uri", ErrInvalid)
+	}
+	if ru, err := url.Parse(requestURI); err != nil || ru.Host == "" || ru.Scheme != "https" && ru.Scheme != "http" {
+		return "", "", fmt.Errorf("%w: request_uri is not a URL", ErrInvalid)
+	}
+	return clientID, requestURI, nil
 }
 
 // requiredClaims: claims in every claim set (all claims without sets).
