@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"database/sql"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,11 +53,21 @@ func (s *Service) CreateOffer(ctx context.Context, iss *Issuer, typeID, personID
 	if err != nil {
 		return nil, fmt.Errorf("%w: claims: %v", ErrInvalid, err)
 	}
+	// The link holds the code and the claims are personal data: both are
+	// sealed at rest (the code's hash is the key).
+	sealedClaims, err := s.sealText(string(cj), "offer-claims:"+accessCode(hash(code)))
+	if err != nil {
+		return nil, err
+	}
+	sealedLink, err := s.sealText(link, "offer-link:"+personID)
+	if err != nil {
+		return nil, err
+	}
 	now := s.now()
 	exp := now.Add(OfferLifetime)
 	err = s.db.Tx(ctx, func(txn *store.Tx) error {
 		_, err := txn.ExecContext(ctx, `INSERT INTO id_offers (code_hash, issuer_org, type_id, person_id, claims, link, tx_hash, attempts, created_by, created_at, expires_at, used_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, 0)`, hash(code), iss.OrgID, typeID, personID, string(cj), link, hash(tx), createdBy, now.UnixMilli(), exp.UnixMilli())
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, 0)`, hash(code), iss.OrgID, typeID, personID, sealedClaims, sealedLink, hash(tx), createdBy, now.UnixMilli(), exp.UnixMilli())
 		return err
 	})
 	if err != nil {
@@ -90,6 +102,29 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// accessCode names an offer by its code's hash, for sealing.
+func accessCode(codeHash []byte) string { return hex.EncodeToString(codeHash) }
+
+func (s *Service) sealText(plain, purpose string) (string, error) {
+	b, err := s.seal.Seal([]byte(plain), purpose)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawStdEncoding.EncodeToString(b), nil
+}
+
+func (s *Service) openText(sealed, purpose string) (string, error) {
+	b, err := base64.RawStdEncoding.DecodeString(sealed)
+	if err != nil {
+		return "", fmt.Errorf("identity: a sealed value is not base64: %w", err)
+	}
+	plain, err := s.seal.Open(b, purpose)
+	if err != nil {
+		return "", err
+	}
+	return string(plain), nil
+}
+
 // PendingOffer is an offer waiting in a citizen's wallet.
 type PendingOffer struct {
 	Issuer, TypeName, Link string
@@ -114,6 +149,9 @@ func (s *Service) PendingOffers(ctx context.Context, personID string) ([]Pending
 		}
 		if t := TypeByID(typeID); t != nil {
 			p.TypeName = t.Name
+		}
+		if p.Link, err = s.openText(p.Link, "offer-link:"+personID); err != nil {
+			return nil, err
 		}
 		p.Expires = time.UnixMilli(exp).UTC()
 		out = append(out, p)
@@ -245,8 +283,12 @@ func (s *Service) Issue(ctx context.Context, iss *Issuer, accessToken string, re
 		return nil, fmt.Errorf("%w: %q is not what this token was granted for", ErrUnknownConfig, req.CredentialConfigurationID)
 	}
 	t := TypeByID(typeID)
+	plainClaims, err := s.openText(claimsJSON, "offer-claims:"+accessCode(codeHash))
+	if err != nil {
+		return nil, err
+	}
 	var claims map[string]any
-	if err := json.Unmarshal([]byte(claimsJSON), &claims); err != nil || t == nil {
+	if err := json.Unmarshal([]byte(plainClaims), &claims); err != nil || t == nil {
 		return nil, fmt.Errorf("credential: the offer's claims: %v", err)
 	}
 	nonces := map[string]bool{}
@@ -334,7 +376,7 @@ func (s *Service) Issue(ctx context.Context, iss *Issuer, accessToken string, re
 		}
 		// The claims were for this issuance only; the issuer's register
 		// keeps its own records, the offer no longer needs them.
-		_, err = tx.ExecContext(ctx, `UPDATE id_offers SET claims = '{}' WHERE code_hash = $1`, codeHash)
+		_, err = tx.ExecContext(ctx, `UPDATE id_offers SET claims = '' WHERE code_hash = $1`, codeHash)
 		return err
 	})
 	if err != nil {

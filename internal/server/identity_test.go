@@ -101,6 +101,17 @@ func TestIdentityOverHTTP(t *testing.T) {
 			expect(t, "unknown citizen", r, http.StatusBadRequest, "no citizen with that wallet id")
 
 			link, tx := offerPID(t, w, registrar, w.people["Amira Haddad"], "1990-05-01")
+			offer, err := issuance.ParseOffer(link)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var claimsCol, linkCol string
+			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT claims, link FROM id_offers WHERE person_id = $1`, w.people["Amira Haddad"]).Scan(&claimsCol, &linkCol); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(claimsCol, "1990") || strings.Contains(linkCol, offer.Grants.PreAuthorized.Code) || strings.Contains(linkCol, "openid") {
+				t.Fatalf("an offer's claims or code are stored in clear: %q %q", claimsCol, linkCol)
+			}
 			expect(t, "offer waits in the wallet", amira.get("/wallet/credentials"), http.StatusOK, "National identity (PID) from Civil Registry Office")
 			wrong := "000000"
 			if tx == wrong {
