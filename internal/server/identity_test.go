@@ -126,6 +126,31 @@ func TestIdentityOverHTTP(t *testing.T) {
 			r = amira.postForm("/wallet/credentials/accept", url.Values{"offer": {"openid-credential-offer://?credential_offer=%7B%7D"}, "tx_code": {tx}})
 			expect(t, "junk offer", r, http.StatusBadRequest, "credential_issuer")
 
+			// The other demo issuers: a social-services card and a diploma.
+			for _, c := range []struct {
+				officer, org, typ string
+				form             url.Values
+				shows            []string
+			}{
+				{"Pedro Alves", "Social Security Office", "social-security", url.Values{"social-security.given_name": {"Amira"}, "social-security.family_name": {"Haddad"},
+					"social-security.birthdate": {"1990-05-01"}, "social-security.social_security_number": {"SSN-123"}, "social-security.health_insurance.provider": {"City Health Fund"},
+					"social-security.health_insurance.valid_until": {"2027-12-31"}}, []string{"Social-services card", "City Health Fund", "2027-12-31"}},
+				{"Hana Sato", "City University", "diploma", url.Values{"diploma.given_name": {"Amira"}, "diploma.family_name": {"Haddad"}, "diploma.degree": {"MSc"},
+					"diploma.field_of_study": {"Computer science"}, "diploma.awarded": {"2015-07-10"}}, []string{"University diploma", "Computer science", "Awarded by", "City University"}},
+			} {
+				org, err := w.n.reg.OrganisationByName(ctx, c.org)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.form.Set("type", c.typ)
+				c.form.Set("person", w.people["Amira Haddad"])
+				r := w.as(t, c.officer).postForm("/issue/"+org.ID+"/offers", c.form)
+				expect(t, c.typ+" offer", r, http.StatusOK, "Offer made")
+				tx, link := txCodeRE.FindStringSubmatch(r.body), offerLinkRE.FindStringSubmatch(r.body)
+				r = amira.postForm("/wallet/credentials/accept", url.Values{"offer": {html.UnescapeString(link[1])}, "tx_code": {tx[1]}})
+				expect(t, c.typ+" accepted", r, http.StatusOK, c.shows...)
+			}
+
 			// The bar asks only "over 18"; the citizen sees who and why.
 			page, same := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
 			r = amira.get(same)
@@ -204,8 +229,8 @@ func TestIdentityOverHTTP(t *testing.T) {
 				}
 			}
 			rows.Close()
-			if issued != 1 || revoked != 1 {
-				t.Fatalf("log: %d issuance and %d revocation entries, want 1 and 1", issued, revoked)
+			if issued != 3 || revoked != 1 {
+				t.Fatalf("log: %d issuance and %d revocation entries, want 3 and 1", issued, revoked)
 			}
 			for _, secret := range []string{"1990-05-01", "Via Zamboni", tx} {
 				if strings.Contains(w.n.logs.String(), secret) {
