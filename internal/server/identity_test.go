@@ -129,8 +129,8 @@ func TestIdentityOverHTTP(t *testing.T) {
 			// The other demo issuers: a social-services card and a diploma.
 			for _, c := range []struct {
 				officer, org, typ string
-				form             url.Values
-				shows            []string
+				form              url.Values
+				shows             []string
 			}{
 				{"Pedro Alves", "Social Security Office", "social-security", url.Values{"social-security.given_name": {"Amira"}, "social-security.family_name": {"Haddad"},
 					"social-security.birthdate": {"1990-05-01"}, "social-security.social_security_number": {"SSN-123"}, "social-security.health_insurance.provider": {"City Health Fund"},
