@@ -413,7 +413,8 @@ type cachedStatus struct {
 	fetched time.Time
 }
 
-// Fetches counts status list downloads (for tests and metrics).
+// StatusFetches counts the status lists this node's verifiers downloaded
+// (whole lists; never a question about one credential).
 func (s *Service) StatusFetches() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

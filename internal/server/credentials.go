@@ -99,6 +99,12 @@ func (s *Server) renderCredentials(w http.ResponseWriter, r *http.Request, v *vi
 	s.render(w, r, v, status, "credentials", p)
 }
 
+// consoleError shows an identity error on an issuer's or verifier's console.
+func (s *Server) consoleError(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership,
+	page func(http.ResponseWriter, *http.Request, *viewer, registry.Membership, int, web.Page), err error) {
+	s.identityError(w, r, err, func(status int, msg string) { page(w, r, v, m, status, web.Page{Error: msg}) })
+}
+
 func (s *Server) identityError(w http.ResponseWriter, r *http.Request, err error, page func(status int, msg string)) {
 	status, msg := identityStatus(err)
 	if status >= 500 {
@@ -254,7 +260,7 @@ func (s *Server) issuerRegister(w http.ResponseWriter, r *http.Request, v *viewe
 	}
 	_, err := s.id.RegisterIssuer(r.Context(), m.OrgID, m.OrgName, r.PostForm["type"])
 	if err != nil {
-		s.identityError(w, r, err, func(status int, msg string) { s.renderIssuer(w, r, v, m, status, web.Page{Error: msg}) })
+		s.consoleError(w, r, v, m, s.renderIssuer, err)
 		return
 	}
 	s.renderIssuer(w, r, v, m, http.StatusOK, web.Page{Notice: "Registered. Wallets can now receive these credentials from you."})
@@ -267,14 +273,11 @@ func (s *Server) issuerOffer(w http.ResponseWriter, r *http.Request, v *viewer, 
 	ctx := r.Context()
 	iss, err := s.id.IssuerByOrg(ctx, m.OrgID)
 	if err != nil {
-		s.identityError(w, r, err, func(status int, msg string) { s.renderIssuer(w, r, v, m, status, web.Page{Error: msg}) })
+		s.consoleError(w, r, v, m, s.renderIssuer, err)
 		return
 	}
 	typeID := r.PostFormValue("type")
 	t := identity.TypeByID(typeID)
-	fail := func(err error) {
-		s.identityError(w, r, err, func(status int, msg string) { s.renderIssuer(w, r, v, m, status, web.Page{Error: msg}) })
-	}
 	if t == nil || !slices.Contains(iss.Types, typeID) {
 		s.renderIssuer(w, r, v, m, http.StatusForbidden, web.Page{Error: m.OrgName + " is not registered to issue that credential type."})
 		return
@@ -286,12 +289,12 @@ func (s *Server) issuerOffer(w http.ResponseWriter, r *http.Request, v *viewer, 
 	}
 	claims, err := t.BuildClaims(func(name string) string { return r.PostFormValue(typeID + "." + name) }, m.OrgName, s.id.Country(), s.now())
 	if err != nil {
-		fail(err)
+		s.consoleError(w, r, v, m, s.renderIssuer, err)
 		return
 	}
 	offer, err := s.id.CreateOffer(ctx, iss, typeID, person, v.person.ID, claims)
 	if err != nil {
-		fail(err)
+		s.consoleError(w, r, v, m, s.renderIssuer, err)
 		return
 	}
 	qr, err := qrSVG(offer.Link, "Credential offer")
@@ -309,7 +312,7 @@ func (s *Server) issuerRevoke(w http.ResponseWriter, r *http.Request, v *viewer,
 		err = s.id.Revoke(ctx, iss, r.PathValue("batch"))
 	}
 	if err != nil {
-		s.identityError(w, r, err, func(status int, msg string) { s.renderIssuer(w, r, v, m, status, web.Page{Error: msg}) })
+		s.consoleError(w, r, v, m, s.renderIssuer, err)
 		return
 	}
 	s.renderIssuer(w, r, v, m, http.StatusOK, web.Page{Notice: "Revoked. Verifiers refuse it as soon as their copy of the status list is refreshed (at most " + identity.StatusTTL.String() + ")."})
@@ -361,7 +364,7 @@ func (s *Server) verifierRegister(w http.ResponseWriter, r *http.Request, v *vie
 	}
 	_, err := s.id.RegisterVerifier(r.Context(), m.OrgID, m.OrgName, r.PostFormValue("purpose"), r.PostForm["claim"])
 	if err != nil {
-		s.identityError(w, r, err, func(status int, msg string) { s.renderVerifier(w, r, v, m, status, web.Page{Error: msg}) })
+		s.consoleError(w, r, v, m, s.renderVerifier, err)
 		return
 	}
 	s.renderVerifier(w, r, v, m, http.StatusOK, web.Page{Notice: "Registered. Wallets show your name and purpose with every request."})
@@ -374,12 +377,9 @@ func (s *Server) verifierCreate(w http.ResponseWriter, r *http.Request, v *viewe
 		return
 	}
 	ctx := r.Context()
-	fail := func(err error) {
-		s.identityError(w, r, err, func(status int, msg string) { s.renderVerifier(w, r, v, m, status, web.Page{Error: msg}) })
-	}
 	ver, err := s.id.VerifierByOrg(ctx, m.OrgID)
 	if err != nil {
-		fail(err)
+		s.consoleError(w, r, v, m, s.renderVerifier, err)
 		return
 	}
 	typeID := ""
@@ -405,7 +405,7 @@ func (s *Server) verifierCreate(w http.ResponseWriter, r *http.Request, v *viewe
 	slices.Sort(optional)
 	req, err := s.id.CreateRequest(ctx, ver, typeID, required, optional, v.person.ID)
 	if err != nil {
-		fail(err)
+		s.consoleError(w, r, v, m, s.renderVerifier, err)
 		return
 	}
 	http.Redirect(w, r, "/check/"+m.OrgID+"/requests/"+req.ID, http.StatusSeeOther)

@@ -492,6 +492,11 @@ func TestIdentityProtocol(t *testing.T) {
 	nonce5, state5, _, _ := x.request(same)
 	expect(t, "valid presentation", post(url.Values{"state": {state5}, "vp_token": {x.present(creds[5], x.keys[5], []string{"age_over_18"}, nonce5, clientID)}}), http.StatusOK)
 
+	// The presentations that got as far as the status check shared one download.
+	if n := w.n.id.StatusFetches(); n != 1 {
+		t.Fatalf("%d status list downloads, want 1 (the cached list)", n)
+	}
+
 	// Revoked, then expired.
 	var batch string
 	if err := w.n.db.Reader().QueryRowContext(context.Background(), `SELECT batch_id FROM id_issued GROUP BY batch_id HAVING COUNT(*) = 12`).Scan(&batch); err != nil {
@@ -504,6 +509,9 @@ func TestIdentityProtocol(t *testing.T) {
 	nonce6, state6, _, _ := x.request(same)
 	oauth("revoked", post(url.Values{"state": {state6}, "vp_token": {x.present(creds[6], x.keys[6], []string{"age_over_18"}, nonce6, clientID)}}), 400, "invalid_request", "revoked")
 
+	if n := w.n.id.StatusFetches(); n != 2 {
+		t.Fatalf("%d status list downloads after the ttl, want 2", n)
+	}
 	registrar = w.as(t, "Marta Silva")
 	link, tx = offerPID(t, w, registrar, jonas, "1950-01-01")
 	_, fresh := x.fetch(link, tx, 1, nil)
