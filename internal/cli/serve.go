@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/civstack/civstack/internal/demo"
+	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/healthpass"
 	"github.com/civstack/civstack/internal/identity"
 	"github.com/civstack/civstack/internal/keyring"
@@ -144,16 +145,23 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	integratorCtx, stopIntegrator := context.WithCancel(context.Background())
 	integratorDone := make(chan struct{})
 	ledgerDone := make(chan struct{})
+	appenderDone := make(chan struct{})
+	integrator := tlog.NewIntegrator(tl, n.db, 100*time.Millisecond, logger)
+	appender := tlog.NewAppender(n.db, e.now, integrator.Wake)
 	go func() {
 		defer close(integratorDone)
-		tlog.NewIntegrator(tl, n.db, 100*time.Millisecond, logger).Run(integratorCtx)
+		integrator.Run(integratorCtx)
+	}()
+	go func() {
+		defer close(appenderDone)
+		appender.Run(integratorCtx)
 	}()
 	go func() {
 		defer close(ledgerDone)
 		eng.Run(integratorCtx)
 	}()
 	go expirePending(integratorCtx, eng, logger)
-	defer func() { stopIntegrator(); <-integratorDone; <-ledgerDone }()
+	defer func() { stopIntegrator(); <-integratorDone; <-ledgerDone; <-appenderDone }()
 	sealKey, err := n.keys.Secret("payment")
 	if err != nil {
 		return err
@@ -191,8 +199,22 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
+	exKey, err := n.keys.Secret("exchange")
+	if err != nil {
+		return err
+	}
+	ex, err := exchange.New(exchange.Deps{DB: n.db, Appender: appender, Log: tl, LogKey: signer.VerifierKey(), Secret: exKey, Now: e.now, Rand: rand.Reader,
+		OrgName: func(ctx context.Context, id string) string {
+			if o, err := n.reg.Organisation(ctx, id); err == nil {
+				return o.Name
+			}
+			return id
+		}})
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority},
-		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode, Identity: ids})
+		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode, Identity: ids, Exchange: ex})
 	if err != nil {
 		return err
 	}

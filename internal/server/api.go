@@ -69,6 +69,9 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	if s.pay != nil {
 		s.paymentRoutes(api)
 	}
+	if s.ex != nil {
+		s.exchangeAPIRoutes(api)
+	}
 	huma.Register(api, op("revoke-token", http.MethodDelete, "/organisations/{id}/tokens/{token}", "Revoke an API token", "", http.StatusNoContent), s.apiRevokeToken)
 }
 

@@ -172,6 +172,15 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, v *viewer, statu
 		if s.id != nil {
 			p.Nav = append(p.Nav, web.Nav{Href: "/wallet/credentials", Label: "Credentials"})
 		}
+		if s.ex != nil {
+			p.Nav = append(p.Nav, web.Nav{Href: "/wallet/access", Label: "Who looked at my data"})
+			if v.has(registry.DPA) {
+				p.Nav = append(p.Nav, web.Nav{Href: "/dpa/exchange", Label: "Exchange audit"})
+			}
+			if mayReadPolicies(v) {
+				p.Nav = append(p.Nav, web.Nav{Href: "/exchange/policies", Label: "Exchange policies"})
+			}
+		}
 		for _, m := range v.memberships {
 			switch {
 			case m.Role == registry.Merchant && s.pay != nil:
@@ -180,6 +189,8 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, v *viewer, statu
 				p.Nav = append(p.Nav, web.Nav{Href: "/issue/" + m.OrgID, Label: "Issue · " + m.OrgName})
 			case m.Role == registry.Verifier && s.id != nil:
 				p.Nav = append(p.Nav, web.Nav{Href: "/check/" + m.OrgID, Label: "Check · " + m.OrgName})
+			case m.Role == registry.Agency && s.ex != nil:
+				p.Nav = append(p.Nav, web.Nav{Href: "/exchange/" + m.OrgID, Label: "Ask · " + m.OrgName})
 			}
 		}
 		p.Nav = append(p.Nav, consoles(v)...)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/civstack/civstack/internal/demo"
+	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/healthpass"
 	"github.com/civstack/civstack/internal/identity"
 	"github.com/civstack/civstack/internal/keyring"
@@ -48,6 +49,7 @@ type node struct {
 	eng   *ledger.Engine
 	hnode *healthpass.Node
 	id    *identity.Service
+	ex    *exchange.Exchange
 }
 
 type syncBuffer struct {
@@ -66,7 +68,8 @@ func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return 
 
 type nodeOptions struct {
 	demo  bool
-	store *store.Options // nil: a fresh SQLite database
+	store *store.Options           // nil: a fresh SQLite database
+	fault func(point string) error // the exchange's injected failure, if any
 }
 
 func startNode(t testing.TB, o nodeOptions) *node {
@@ -142,9 +145,28 @@ func startNode(t testing.TB, o nodeOptions) *node {
 			t.Fatal(err)
 		}
 	}
+	exKey, err := keys.Secret("exchange")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := tlog.NewAppender(db, c.now, nil)
+	appCtx, stopApp := context.WithCancel(context.Background())
+	appDone := make(chan struct{})
+	go func() { app.Run(appCtx); close(appDone) }()
+	t.Cleanup(func() { stopApp(); <-appDone })
+	ex, err := exchange.New(exchange.Deps{DB: db, Appender: app, Log: tl, LogKey: signer.VerifierKey(), Secret: exKey, Now: c.now, Rand: rand.Reader,
+		Fault: o.fault, OrgName: func(ctx context.Context, id string) string {
+			if org, err := reg.Organisation(ctx, id); err == nil {
+				return org.Name
+			}
+			return id
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test", LogKey: signer.VerifierKey()},
 		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now, Log: tl, Ledger: eng, Payments: pay,
-			Health: health, HealthNode: hnode, Identity: ids})
+			Health: health, HealthNode: hnode, Identity: ids, Exchange: ex})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,5 +177,5 @@ func startNode(t testing.TB, o nodeOptions) *node {
 		defer cancel()
 		hs.Shutdown(sctx)
 	})
-	return &node{URL: pub.String(), db: db, reg: reg, clock: c, logs: logs, tlog: tl, vkey: signer.VerifierKey(), pay: pay, eng: eng, hnode: hnode, id: ids}
+	return &node{URL: pub.String(), db: db, reg: reg, clock: c, logs: logs, tlog: tl, vkey: signer.VerifierKey(), pay: pay, eng: eng, hnode: hnode, id: ids, ex: ex}
 }

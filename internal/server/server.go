@@ -17,6 +17,7 @@ import (
 	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/healthpass"
 	"github.com/civstack/civstack/internal/identity"
 	"github.com/civstack/civstack/internal/keyring"
@@ -69,6 +70,8 @@ type Deps struct {
 	// Identity is the identity wallet (issuers, verifiers, wallets); nil:
 	// none of its pages or protocol endpoints.
 	Identity *identity.Service
+	// Exchange is the data exchange; nil: none of its pages or API.
+	Exchange *exchange.Exchange
 }
 
 // Server serves every HTTP surface.
@@ -89,6 +92,7 @@ type Server struct {
 	health  *healthpass.Service
 	hnode   *healthpass.Node
 	id      *identity.Service
+	ex      *exchange.Exchange
 	self    *selfTransport
 	// ceremonies limits passkey ceremonies per client address.
 	ceremonies *limiter
@@ -138,7 +142,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		}
 	}
 	srv := &Server{cfg: cfg, db: d.DB, reg: d.Registry, keys: d.Keys, log: d.Logger, now: d.Now,
-		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, pay: d.Payments, health: d.Health, hnode: d.HealthNode, id: d.Identity, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}
+		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, pay: d.Payments, health: d.Health, hnode: d.HealthNode, id: d.Identity, ex: d.Exchange, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}
 	if d.Identity != nil {
 		srv.self = &selfTransport{origin: origin}
 		d.Identity.SetHTTP(&http.Client{Transport: srv.self, Timeout: 30 * time.Second})
@@ -161,6 +165,9 @@ func (s *Server) Handler() http.Handler {
 	if s.id != nil {
 		s.oid4vcRoutes(mux)
 		s.credentialRoutes(mux)
+	}
+	if s.ex != nil {
+		s.exchangeRoutes(mux)
 	}
 	if s.cfg.Demo {
 		s.demoRoutes(mux)

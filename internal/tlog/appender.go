@@ -29,6 +29,7 @@ type Appender struct {
 
 type appendReq struct {
 	data  []byte
+	with  func(tx *store.Tx, index int64) error
 	index int64
 	err   error
 	done  chan struct{}
@@ -42,10 +43,19 @@ func NewAppender(db *store.DB, now func() time.Time, onCommit func()) *Appender 
 
 // Append sequences one entry and returns its index once it is committed.
 func (a *Appender) Append(ctx context.Context, entry []byte) (int64, error) {
+	return a.AppendWith(ctx, entry, nil)
+}
+
+// AppendWith sequences one entry and runs with (may be nil) in the same
+// transaction, with the entry's index: the event the entry records and
+// the entry commit together or not at all. with must only write its own
+// rows; if it fails, its batch is retried one append at a time, so one
+// failing append never takes others down with it.
+func (a *Appender) AppendWith(ctx context.Context, entry []byte, with func(tx *store.Tx, index int64) error) (int64, error) {
 	if _, err := Parse(entry); err != nil {
 		return 0, err
 	}
-	r := &appendReq{data: entry, done: make(chan struct{})}
+	r := &appendReq{data: entry, with: with, done: make(chan struct{})}
 	select {
 	case a.reqs <- r:
 	case <-a.stopped:
@@ -93,11 +103,28 @@ func (a *Appender) commit(ctx context.Context, batch []*appendReq) {
 		data[i] = r.data
 	}
 	var first int64
+	withs := false
 	err := a.db.Tx(ctx, func(tx *store.Tx) error {
 		var err error
-		first, err = Sequence(ctx, tx, a.now(), data...)
-		return err
+		if first, err = Sequence(ctx, tx, a.now(), data...); err != nil {
+			return err
+		}
+		for i, r := range batch {
+			if r.with != nil {
+				withs = true
+				if err := r.with(tx, first+int64(i)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
+	if err != nil && withs && len(batch) > 1 {
+		for _, r := range batch {
+			a.commit(ctx, []*appendReq{r})
+		}
+		return
+	}
 	if err != nil {
 		err = fmt.Errorf("append: %w", err)
 	}

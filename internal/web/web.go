@@ -65,6 +65,7 @@ var funcs = template.FuncMap{
 	},
 	"static": func(name string) string { return "/static/" + name },
 	"has":    func(list []string, s string) bool { return slices.Contains(list, s) },
+	"days":   func(d time.Duration) int { return int(d / (24 * time.Hour)) },
 	"money": func(cents int64) string {
 		sign := ""
 		if cents < 0 {

@@ -1,0 +1,412 @@
+// Package exchange owns the data exchange between agencies: data services
+// (what an agency holds about citizens, as typed fields, and the values),
+// policies as data (which agency may read which fields of which service,
+// for which purpose code and legal basis, with or without the citizen's
+// consent, whether disclosure to the citizen may be deferred and for how
+// long, how long the recipient may keep the data), requests (checked
+// against the policies; denied and refused ones are kept with the reason),
+// and access records. A release, its access record and its transparency-
+// log entry commit in one transaction: the entry holds only a commitment
+// to the record and a per-entry keyed pseudonym of the citizen, so the
+// citizen's wallet can find and verify its records and nobody can
+// enumerate a citizen's accesses from the public log.
+package exchange
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+// Errors the server maps to statuses.
+var (
+	ErrInvalid  = errors.New("invalid")
+	ErrNotFound = errors.New("not found")
+	ErrDecided  = errors.New("the request has already been decided")
+)
+
+// Field is one typed field of a data service.
+type Field struct {
+	Name  string `json:"name"`
+	Label string `json:"label"`
+	Type  string `json:"type"` // text, date, number or bool
+}
+
+// Service is a data service an agency publishes.
+type Service struct {
+	ID         string  `json:"id"`
+	HolderOrg  string  `json:"holder"`
+	HolderName string  `json:"holder_name"`
+	Name       string  `json:"name"`
+	Fields     []Field `json:"fields"`
+}
+
+// Field returns the service's field called name.
+func (s *Service) Field(name string) (Field, bool) {
+	for _, f := range s.Fields {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Field{}, false
+}
+
+// Label names a field for people.
+func (s *Service) Label(name string) string {
+	if f, ok := s.Field(name); ok {
+		return f.Label
+	}
+	return name
+}
+
+// Policy says who may read what, why and how.
+type Policy struct {
+	ID            string        `json:"id"`
+	Requester     string        `json:"requester"`
+	RequesterName string        `json:"requester_name"`
+	Service       string        `json:"service"`
+	Fields        []string      `json:"fields"`
+	Purpose       string        `json:"purpose"`
+	LegalBasis    string        `json:"legal_basis"`
+	Consent       bool          `json:"consent_required"`
+	MaxDeferral   time.Duration `json:"-"`
+	Retention     time.Duration `json:"-"`
+	Active        bool          `json:"active"`
+	CreatedAt     time.Time     `json:"created_at"`
+}
+
+// MarshalJSON writes durations as days, for people reading the policies.
+func (p Policy) MarshalJSON() ([]byte, error) {
+	type plain Policy
+	return json.Marshal(struct {
+		plain
+		MaxDeferralDays int `json:"max_deferral_days"`
+		RetentionDays   int `json:"retention_days"`
+	}{plain(p), days(p.MaxDeferral), days(p.Retention)})
+}
+
+func days(d time.Duration) int { return int(d / (24 * time.Hour)) }
+
+// Day is the unit of deferrals and retention.
+const Day = 24 * time.Hour
+
+// Exchange runs the data exchange. Its methods are safe for concurrent use.
+type Exchange struct {
+	db     *store.DB
+	app    *tlog.Appender
+	log    *tlog.Log
+	secret []byte
+	now    func() time.Time
+	rand   io.Reader
+	logKey string
+	fault  func(point string) error
+	names  func(ctx context.Context, orgID string) string
+}
+
+// Deps are the exchange's collaborators.
+type Deps struct {
+	DB       *store.DB
+	Appender *tlog.Appender // sequences access entries with their records
+	Log      *tlog.Log      // inclusion proofs for the citizen's page
+	LogKey   string         // the log's verifier key, to check checkpoints
+	// Secret (32 bytes) keys the citizens' pseudonyms in the log.
+	Secret []byte
+	Now    func() time.Time
+	Rand   io.Reader
+	// OrgName names organisations (the registry's); nil: ids are shown.
+	OrgName func(ctx context.Context, orgID string) string
+	// Fault, for tests only, may fail a release at a named point.
+	Fault func(point string) error
+}
+
+// New returns an Exchange.
+func New(d Deps) (*Exchange, error) {
+	if len(d.Secret) != 32 {
+		return nil, fmt.Errorf("exchange: the pseudonym key is %d bytes, want 32", len(d.Secret))
+	}
+	if d.Rand == nil {
+		d.Rand = rand.Reader
+	}
+	if d.OrgName == nil {
+		d.OrgName = func(_ context.Context, id string) string { return id }
+	}
+	return &Exchange{db: d.DB, app: d.Appender, log: d.Log, secret: d.Secret, now: d.Now, rand: d.Rand, logKey: d.LogKey, fault: d.Fault, names: d.OrgName}, nil
+}
+
+func (x *Exchange) id() string { return uuid.Must(uuid.NewRandomFromReader(x.rand)).String() }
+
+var (
+	idRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,40}$`)
+	nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
+	types  = []string{"text", "date", "number", "bool"}
+)
+
+// PublishService publishes (or replaces the fields of) a data service the
+// holder organisation owns.
+func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Service) (*Service, error) {
+	svc.Name = strings.TrimSpace(svc.Name)
+	if !idRE.MatchString(svc.ID) {
+		return nil, fmt.Errorf("%w: a service id is 2 to 41 lower-case letters, digits or dashes", ErrInvalid)
+	}
+	if svc.Name == "" || len(svc.Name) > 100 {
+		return nil, fmt.Errorf("%w: a service needs a name of up to 100 characters", ErrInvalid)
+	}
+	if len(svc.Fields) == 0 {
+		return nil, fmt.Errorf("%w: a service needs at least one field", ErrInvalid)
+	}
+	seen := map[string]bool{}
+	for _, f := range svc.Fields {
+		if !nameRE.MatchString(f.Name) || seen[f.Name] {
+			return nil, fmt.Errorf("%w: field %q: names are lower-case letters, digits and _, once each", ErrInvalid, f.Name)
+		}
+		if !contains(types, f.Type) {
+			return nil, fmt.Errorf("%w: field %q: type %q is not one of %s", ErrInvalid, f.Name, f.Type, strings.Join(types, ", "))
+		}
+		if f.Label == "" {
+			return nil, fmt.Errorf("%w: field %q needs a label", ErrInvalid, f.Name)
+		}
+		seen[f.Name] = true
+	}
+	fj, _ := json.Marshal(svc.Fields)
+	now := x.now().UnixMilli()
+	err := x.db.Tx(ctx, func(tx *store.Tx) error {
+		var holder string
+		err := tx.QueryRowContext(ctx, `SELECT holder_org FROM ex_services WHERE id = $1`, svc.ID).Scan(&holder)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = tx.ExecContext(ctx, `INSERT INTO ex_services (id, holder_org, name, fields, updated_at) VALUES ($1, $2, $3, $4, $5)`, svc.ID, holderOrg, svc.Name, string(fj), now)
+			return err
+		case err != nil:
+			return err
+		case holder != holderOrg:
+			return fmt.Errorf("%w: the service id %q belongs to another organisation", ErrInvalid, svc.ID)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE ex_services SET name = $1, fields = $2, updated_at = $3 WHERE id = $4`, svc.Name, string(fj), now, svc.ID)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("publish service: %w", err)
+	}
+	return x.Service(ctx, svc.ID)
+}
+
+// Service returns a published service.
+func (x *Exchange) Service(ctx context.Context, id string) (*Service, error) {
+	ss, err := x.services(ctx, `WHERE id = $1`, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(ss) == 0 {
+		return nil, fmt.Errorf("%w: no data service %q", ErrNotFound, id)
+	}
+	return ss[0], nil
+}
+
+// Services lists every published service.
+func (x *Exchange) Services(ctx context.Context) ([]*Service, error) {
+	return x.services(ctx, `ORDER BY name`)
+}
+
+func (x *Exchange) services(ctx context.Context, where string, args ...any) ([]*Service, error) {
+	rows, err := x.db.Reader().QueryContext(ctx, `SELECT id, holder_org, name, fields FROM ex_services `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("services: %w", err)
+	}
+	defer rows.Close()
+	var out []*Service
+	for rows.Next() {
+		s := &Service{}
+		var fj string
+		if err := rows.Scan(&s.ID, &s.HolderOrg, &s.Name, &fj); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(fj), &s.Fields); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, s := range out {
+		s.HolderName = x.names(ctx, s.HolderOrg)
+	}
+	return out, nil
+}
+
+// checkValue checks a value against its field's type.
+func checkValue(f Field, v string) error {
+	switch f.Type {
+	case "date":
+		if _, err := time.Parse(time.DateOnly, v); err != nil {
+			return fmt.Errorf("%w: %s must be a date (YYYY-MM-DD)", ErrInvalid, f.Label)
+		}
+	case "number":
+		if _, err := strconv.ParseFloat(v, 64); err != nil {
+			return fmt.Errorf("%w: %s must be a number", ErrInvalid, f.Label)
+		}
+	case "bool":
+		if v != "true" && v != "false" {
+			return fmt.Errorf("%w: %s must be true or false", ErrInvalid, f.Label)
+		}
+	}
+	if len(v) > 1000 {
+		return fmt.Errorf("%w: %s is longer than 1000 characters", ErrInvalid, f.Label)
+	}
+	return nil
+}
+
+// SetValues stores what the holder holds about a citizen (the holder's
+// own register, fed through the API).
+func (x *Exchange) SetValues(ctx context.Context, holderOrg, serviceID, personID string, values map[string]string) error {
+	svc, err := x.Service(ctx, serviceID)
+	if err != nil {
+		return err
+	}
+	if svc.HolderOrg != holderOrg {
+		return fmt.Errorf("%w: %s is not your service", ErrNotFound, serviceID)
+	}
+	for name, v := range values {
+		f, ok := svc.Field(name)
+		if !ok {
+			return fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, name)
+		}
+		if err := checkValue(f, v); err != nil {
+			return err
+		}
+	}
+	now := x.now().UnixMilli()
+	return x.db.Tx(ctx, func(tx *store.Tx) error {
+		for name, v := range values {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM ex_values WHERE service_id = $1 AND person_id = $2 AND field = $3`, serviceID, personID, name); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO ex_values (service_id, person_id, field, value, updated_at) VALUES ($1, $2, $3, $4, $5)`, serviceID, personID, name, v, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// CreatePolicy adds a policy (operators only; the server checks).
+func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string) (*Policy, error) {
+	svc, err := x.Service(ctx, p.Service)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Fields) == 0 {
+		return nil, fmt.Errorf("%w: a policy allows at least one field", ErrInvalid)
+	}
+	for _, f := range p.Fields {
+		if _, ok := svc.Field(f); !ok {
+			return nil, fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, f)
+		}
+	}
+	p.Purpose, p.LegalBasis = strings.TrimSpace(p.Purpose), strings.TrimSpace(p.LegalBasis)
+	if !purposeRE.MatchString(p.Purpose) {
+		return nil, fmt.Errorf("%w: a purpose code is 2 to 40 capitals, digits or dashes (e.g. TAX-AUDIT)", ErrInvalid)
+	}
+	if p.LegalBasis == "" || len(p.LegalBasis) > 200 {
+		return nil, fmt.Errorf("%w: name the legal basis (up to 200 characters)", ErrInvalid)
+	}
+	if p.MaxDeferral < 0 || p.MaxDeferral > 3*365*Day || p.Retention <= 0 || p.Retention > 30*365*Day {
+		return nil, fmt.Errorf("%w: deferral is 0 to 3 years and retention 1 day to 30 years", ErrInvalid)
+	}
+	if p.Consent && p.MaxDeferral > 0 {
+		return nil, fmt.Errorf("%w: a request the citizen must consent to cannot be hidden from them", ErrInvalid)
+	}
+	p.ID, p.Active, p.CreatedAt = x.id(), true, x.now().UTC()
+	fj, _ := json.Marshal(p.Fields)
+	err = x.db.Tx(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO ex_policies (id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_by, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)`, p.ID, p.Requester, p.Service, string(fj), p.Purpose, p.LegalBasis, boolInt(p.Consent),
+			p.MaxDeferral.Milliseconds(), p.Retention.Milliseconds(), createdBy, p.CreatedAt.UnixMilli())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	p.RequesterName = x.names(ctx, p.Requester)
+	return &p, nil
+}
+
+var purposeRE = regexp.MustCompile(`^[A-Z0-9][A-Z0-9-]{1,39}$`)
+
+// RetirePolicy ends a policy; requests under it are refused from then on.
+func (x *Exchange) RetirePolicy(ctx context.Context, id string) error {
+	return x.db.Tx(ctx, func(tx *store.Tx) error {
+		r, err := tx.ExecContext(ctx, `UPDATE ex_policies SET active = 0 WHERE id = $1 AND active = 1`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n != 1 {
+			return fmt.Errorf("%w: no active policy %q", ErrNotFound, id)
+		}
+		return nil
+	})
+}
+
+// Policies lists policies (active first).
+func (x *Exchange) Policies(ctx context.Context) ([]*Policy, error) {
+	return x.policies(ctx, `ORDER BY active DESC, created_at`)
+}
+
+func (x *Exchange) policies(ctx context.Context, where string, args ...any) ([]*Policy, error) {
+	rows, err := x.db.Reader().QueryContext(ctx, `SELECT id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_at FROM ex_policies `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("policies: %w", err)
+	}
+	defer rows.Close()
+	var out []*Policy
+	for rows.Next() {
+		p := &Policy{}
+		var fj string
+		var consent, active int
+		var deferral, retention, at int64
+		if err := rows.Scan(&p.ID, &p.Requester, &p.Service, &fj, &p.Purpose, &p.LegalBasis, &consent, &deferral, &retention, &active, &at); err != nil {
+			return nil, err
+		}
+		_ = json.Unmarshal([]byte(fj), &p.Fields)
+		p.Consent, p.Active = consent == 1, active == 1
+		p.MaxDeferral, p.Retention = time.Duration(deferral)*time.Millisecond, time.Duration(retention)*time.Millisecond
+		p.CreatedAt = time.UnixMilli(at).UTC()
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, p := range out {
+		p.RequesterName = x.names(ctx, p.Requester)
+	}
+	return out, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,378 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+// Request states.
+const (
+	Released       = "released"
+	Denied         = "denied"
+	AwaitConsent   = "awaiting consent"
+	Consented      = "consented" // the agency may collect it (once)
+	RefusedConsent = "refused by the citizen"
+)
+
+// Ask is an agency's request for fields about one citizen.
+type Ask struct {
+	Requester  string // the agency's organisation id
+	Officer    string // who asks: an officer's name or an API token's name
+	Citizen    string // the citizen's person id
+	Service    string
+	Fields     []string
+	Purpose    string
+	LegalBasis string
+	Defer      time.Duration // 0: the citizen sees the access at once
+}
+
+// Request is a request as recorded, with its outcome.
+type Request struct {
+	ID         string        `json:"id"`
+	Requester  string        `json:"requester"`
+	Officer    string        `json:"officer"`
+	Citizen    string        `json:"-"`
+	Service    string        `json:"service"`
+	Fields     []string      `json:"fields"`
+	Purpose    string        `json:"purpose"`
+	LegalBasis string        `json:"legal_basis"`
+	Defer      time.Duration `json:"-"`
+	PolicyID   string        `json:"policy,omitempty"`
+	State      string        `json:"state"`
+	Reason     string        `json:"reason,omitempty"`
+	Created    time.Time     `json:"created_at"`
+	Decided    time.Time     `json:"decided_at,omitzero"`
+	// Values are the released fields (only in the answer to the agency).
+	Values map[string]string `json:"values,omitempty"`
+	// RequesterName and ServiceName are for display.
+	RequesterName string `json:"requester_name"`
+	ServiceName   string `json:"service_name"`
+}
+
+// Submit checks an ask against the policies and answers it: released
+// (with the values), awaiting the citizen's consent, or denied with the
+// reason. Every outcome is recorded.
+func (x *Exchange) Submit(ctx context.Context, a Ask) (*Request, error) {
+	now := x.now()
+	r := &Request{ID: x.id(), Requester: a.Requester, Officer: strings.TrimSpace(a.Officer), Citizen: a.Citizen, Service: a.Service,
+		Fields: slices.Compact(slices.Sorted(slices.Values(a.Fields))), Purpose: strings.TrimSpace(a.Purpose), LegalBasis: strings.TrimSpace(a.LegalBasis),
+		Defer: a.Defer, Created: now.UTC()}
+	if r.Officer == "" || len(r.Officer) > 100 || r.Citizen == "" || len(r.Fields) == 0 || r.Purpose == "" || r.LegalBasis == "" || len(r.LegalBasis) > 200 || len(r.Purpose) > 40 {
+		return nil, fmt.Errorf("%w: a request names the officer, the citizen, the service, at least one field, the purpose and the legal basis", ErrInvalid)
+	}
+	if a.Defer < 0 {
+		return nil, fmt.Errorf("%w: a deferral cannot be negative", ErrInvalid)
+	}
+	svc, err := x.Service(ctx, a.Service)
+	if err != nil {
+		return nil, err
+	}
+	r.ServiceName, r.RequesterName = svc.Name, x.names(ctx, a.Requester)
+	pol, reason, err := x.decide(ctx, r, svc)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case reason != "":
+		r.State, r.Reason, r.Decided = Denied, reason, now.UTC()
+		return r, x.store(ctx, r)
+	case pol.Consent:
+		r.PolicyID, r.State = pol.ID, AwaitConsent
+		return r, x.store(ctx, r)
+	}
+	r.PolicyID = pol.ID
+	return r, x.release(ctx, r, svc, pol, "not needed")
+}
+
+// decide finds the policy that allows the request, or says why none does.
+func (x *Exchange) decide(ctx context.Context, r *Request, svc *Service) (*Policy, string, error) {
+	for _, f := range r.Fields {
+		if _, ok := svc.Field(f); !ok {
+			return nil, fmt.Sprintf("%s has no field %q.", svc.Name, f), nil
+		}
+	}
+	ps, err := x.policies(ctx, `WHERE requester_org = $1 AND service_id = $2 AND active = 1 ORDER BY created_at`, r.Requester, r.Service)
+	if err != nil {
+		return nil, "", err
+	}
+	var forPurpose []*Policy
+	for _, p := range ps {
+		if p.Purpose == r.Purpose && p.LegalBasis == r.LegalBasis {
+			forPurpose = append(forPurpose, p)
+		}
+	}
+	if len(forPurpose) == 0 {
+		return nil, fmt.Sprintf("No policy lets %s read %s for purpose %s on the legal basis %q.", r.RequesterName, svc.Name, r.Purpose, r.LegalBasis), nil
+	}
+	var why string
+	for _, p := range forPurpose {
+		var outside []string
+		for _, f := range r.Fields {
+			if !contains(p.Fields, f) {
+				outside = append(outside, svc.Label(f))
+			}
+		}
+		switch {
+		case len(outside) > 0:
+			why = fmt.Sprintf("%s is outside the policy for %s (it allows %s).", strings.Join(outside, ", "), r.Purpose, labels(svc, p.Fields))
+		case r.Defer > 0 && p.MaxDeferral == 0:
+			why = fmt.Sprintf("The policy for %s does not allow hiding the access from the citizen.", r.Purpose)
+		case r.Defer > p.MaxDeferral:
+			why = fmt.Sprintf("A deferral of %d days exceeds the policy's maximum of %d days.", days(r.Defer), days(p.MaxDeferral))
+		default:
+			return p, "", nil
+		}
+	}
+	return nil, why, nil
+}
+
+func labels(svc *Service, names []string) string {
+	var out []string
+	for _, n := range names {
+		out = append(out, svc.Label(n))
+	}
+	return strings.Join(out, ", ")
+}
+
+func (x *Exchange) store(ctx context.Context, r *Request) error {
+	return x.db.Tx(ctx, func(tx *store.Tx) error { return insertRequest(ctx, tx, r) })
+}
+
+func insertRequest(ctx context.Context, tx *store.Tx, r *Request) error {
+	fj, _ := json.Marshal(r.Fields)
+	var decided int64
+	if !r.Decided.IsZero() {
+		decided = r.Decided.UnixMilli()
+	}
+	_, err := tx.ExecPrepared(ctx, `INSERT INTO ex_requests (id, requester_org, officer, person_id, service_id, fields, purpose, legal_basis, deferral, policy_id, state, reason, created_at, decided_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, r.ID, r.Requester, r.Officer, r.Citizen, r.Service, string(fj), r.Purpose, r.LegalBasis,
+		r.Defer.Milliseconds(), r.PolicyID, r.State, r.Reason, r.Created.UnixMilli(), decided)
+	return err
+}
+
+// release reads the allowed fields and commits the request's state, the
+// access record and its log entry together; the values leave only after
+// that commit.
+func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *Policy, consent string) error {
+	now := x.now()
+	values, err := x.values(ctx, r.Service, r.Citizen, r.Fields)
+	if err != nil {
+		return err
+	}
+	rec := Record{ID: x.id(), Request: r.ID, Agency: r.Requester, AgencyName: r.RequesterName, Officer: r.Officer, Service: r.Service, ServiceName: svc.Name,
+		Holder: svc.HolderName, Purpose: r.Purpose, LegalBasis: r.LegalBasis, Fields: r.Fields, Time: now.UnixMilli(), Consent: consent,
+		RetainUntil: now.Add(pol.Retention).UnixMilli()}
+	if r.Defer > 0 {
+		rec.DeferUntil = now.Add(r.Defer).UnixMilli()
+	}
+	canon, err := rec.canonical()
+	if err != nil {
+		return err
+	}
+	nonce := make([]byte, 32)
+	if _, err := x.rand.Read(nonce); err != nil {
+		return err
+	}
+	commitment := Commit(nonce, canon)
+	entry, err := (&tlog.Entry{Kind: tlog.KindDataAccess, Time: now, Commitment: commitment, Tag: x.tag(r.Citizen, commitment)}).Marshal()
+	if err != nil {
+		return err
+	}
+	fresh := r.State == "" // a new request; otherwise one the citizen consented to
+	r.State, r.Decided, r.Reason = Released, now.UTC(), ""
+	_, err = x.app.AppendWith(ctx, entry, func(tx *store.Tx, idx int64) error {
+		if fresh {
+			if err := insertRequest(ctx, tx, r); err != nil {
+				return err
+			}
+		} else {
+			res, err := tx.ExecContext(ctx, `UPDATE ex_requests SET state = $1, decided_at = $2 WHERE id = $3 AND state = $4`, Released, now.UnixMilli(), r.ID, Consented)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return ErrDecided
+			}
+		}
+		if _, err := tx.ExecPrepared(ctx, `INSERT INTO ex_access (id, request_id, person_id, requester_org, purpose, record, nonce, at, defer_until, log_index)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, rec.ID, r.ID, r.Citizen, r.Requester, r.Purpose, string(canon), nonce, rec.Time, rec.DeferUntil, idx); err != nil {
+			return err
+		}
+		if x.fault != nil {
+			return x.fault("after-record")
+		}
+		return nil
+	})
+	if err != nil {
+		r.State, r.Decided = "", time.Time{}
+		if !fresh {
+			r.State = Consented
+		}
+		if errors.Is(err, ErrDecided) {
+			return ErrDecided
+		}
+		return fmt.Errorf("release: %w", err)
+	}
+	r.Values = values
+	return nil
+}
+
+func (x *Exchange) values(ctx context.Context, serviceID, personID string, fields []string) (map[string]string, error) {
+	rows, err := x.db.Reader().QueryContext(ctx, `SELECT field, value FROM ex_values WHERE service_id = $1 AND person_id = $2`, serviceID, personID)
+	if err != nil {
+		return nil, fmt.Errorf("values: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var f, v string
+		if err := rows.Scan(&f, &v); err != nil {
+			return nil, err
+		}
+		if contains(fields, f) {
+			out[f] = v
+		}
+	}
+	return out, rows.Err()
+}
+
+// Decide records the citizen's answer to a request that needs consent:
+// approving lets the agency collect the fields once (the release, its
+// access record and its log entry happen then, at the actual read);
+// refusing is recorded and shown to the agency.
+func (x *Exchange) Decide(ctx context.Context, personID, requestID string, approve bool) (*Request, error) {
+	r, err := x.request(ctx, `WHERE id = $1 AND person_id = $2`, requestID, personID)
+	if err != nil {
+		return nil, err
+	}
+	if r.State != AwaitConsent {
+		return nil, ErrDecided
+	}
+	state, reason := Consented, ""
+	if !approve {
+		state, reason = RefusedConsent, "The citizen refused."
+	}
+	now := x.now()
+	err = x.db.Tx(ctx, func(tx *store.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE ex_requests SET state = $1, reason = $2, decided_at = $3 WHERE id = $4 AND state = $5`,
+			state, reason, now.UnixMilli(), r.ID, AwaitConsent)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return ErrDecided
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.State, r.Reason, r.Decided = state, reason, now.UTC()
+	return r, nil
+}
+
+// Collect releases a request the citizen consented to, once, to the
+// agency that made it; the policy must still be in force.
+func (x *Exchange) Collect(ctx context.Context, requesterOrg, requestID string) (*Request, error) {
+	r, err := x.RequestFor(ctx, requesterOrg, requestID)
+	if err != nil {
+		return nil, err
+	}
+	switch r.State {
+	case Consented:
+	case Released:
+		return nil, fmt.Errorf("%w: the data was collected already", ErrDecided)
+	case AwaitConsent:
+		return nil, fmt.Errorf("%w: the citizen has not answered yet", ErrInvalid)
+	default:
+		return nil, fmt.Errorf("%w: the request was %s", ErrInvalid, r.State)
+	}
+	svc, err := x.Service(ctx, r.Service)
+	if err != nil {
+		return nil, err
+	}
+	pol, reason, err := x.decide(ctx, r, svc)
+	if err != nil {
+		return nil, err
+	}
+	if reason != "" {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, reason)
+	}
+	return r, x.release(ctx, r, svc, pol, "given")
+}
+
+// Requests lists an agency's requests, newest first.
+func (x *Exchange) Requests(ctx context.Context, requesterOrg string, limit int) ([]*Request, error) {
+	return x.requests(ctx, `WHERE requester_org = $1 ORDER BY created_at DESC LIMIT $2`, requesterOrg, limit)
+}
+
+// Pending lists the requests waiting for a citizen's consent.
+func (x *Exchange) Pending(ctx context.Context, personID string) ([]*Request, error) {
+	return x.requests(ctx, `WHERE person_id = $1 AND state = $2 ORDER BY created_at`, personID, AwaitConsent)
+}
+
+// Denied lists denied and refused requests (for the DPA), newest first.
+func (x *Exchange) Denied(ctx context.Context, limit int) ([]*Request, error) {
+	return x.requests(ctx, `WHERE state IN ($1, $2) ORDER BY created_at DESC LIMIT $3`, Denied, RefusedConsent, limit)
+}
+
+// RequestFor returns one of an agency's requests (with no values).
+func (x *Exchange) RequestFor(ctx context.Context, requesterOrg, id string) (*Request, error) {
+	return x.request(ctx, `WHERE id = $1 AND requester_org = $2`, id, requesterOrg)
+}
+
+func (x *Exchange) request(ctx context.Context, where string, args ...any) (*Request, error) {
+	rs, err := x.requests(ctx, where, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) == 0 {
+		return nil, fmt.Errorf("%w: no such request", ErrNotFound)
+	}
+	return rs[0], nil
+}
+
+func (x *Exchange) requests(ctx context.Context, where string, args ...any) ([]*Request, error) {
+	rows, err := x.db.Reader().QueryContext(ctx, `SELECT id, requester_org, officer, person_id, service_id, fields, purpose, legal_basis, deferral, policy_id, state, reason, created_at, decided_at FROM ex_requests `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("requests: %w", err)
+	}
+	defer rows.Close()
+	var out []*Request
+	for rows.Next() {
+		r := &Request{}
+		var fj string
+		var deferral, at, decided int64
+		if err := rows.Scan(&r.ID, &r.Requester, &r.Officer, &r.Citizen, &r.Service, &fj, &r.Purpose, &r.LegalBasis, &deferral, &r.PolicyID, &r.State, &r.Reason, &at, &decided); err != nil {
+			return nil, err
+		}
+		_ = json.Unmarshal([]byte(fj), &r.Fields)
+		r.Defer, r.Created = time.Duration(deferral)*time.Millisecond, time.UnixMilli(at).UTC()
+		if decided != 0 {
+			r.Decided = time.UnixMilli(decided).UTC()
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	names := map[string]string{}
+	for _, r := range out {
+		if _, ok := names[r.Requester]; !ok {
+			names[r.Requester] = x.names(ctx, r.Requester)
+		}
+		r.RequesterName = names[r.Requester]
+		if svc, err := x.Service(ctx, r.Service); err == nil {
+			r.ServiceName = svc.Name
+		}
+	}
+	return out, nil
+}

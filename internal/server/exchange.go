@@ -1,0 +1,464 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/web"
+)
+
+// The data exchange's surfaces: the agency console (ask for fields about a
+// citizen with a purpose and legal basis; collect what a citizen consented
+// to), the citizen's "Who looked at my data" (consent requests, every
+// access verified against the log, JSON export), the policies (operators
+// write them, operators and the DPA read them, also as JSON), the DPA's
+// page, and the API for agencies' systems.
+
+func (s *Server) exchangeRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /exchange/{org}", s.orgRole(registry.Agency, s.agencyPage))
+	mux.HandleFunc("POST /exchange/{org}/requests", s.orgRole(registry.Agency, s.agencyAsk))
+	mux.HandleFunc("POST /exchange/{org}/requests/{id}/collect", s.orgRole(registry.Agency, s.agencyCollect))
+	mux.HandleFunc("GET /wallet/access", s.signedIn(s.accessPage))
+	mux.HandleFunc("GET /wallet/access.json", s.signedIn(s.accessJSON))
+	mux.HandleFunc("POST /wallet/access/requests/{id}", s.signedIn(s.accessDecide))
+	mux.HandleFunc("GET /exchange/policies", s.signedIn(s.policiesPage))
+	mux.HandleFunc("GET /exchange/policies.json", s.signedIn(s.policiesJSON))
+	mux.HandleFunc("POST /exchange/policies", s.withRole(registry.Operator, s.policyCreate))
+	mux.HandleFunc("POST /exchange/policies/{id}/retire", s.withRole(registry.Operator, s.policyRetire))
+	mux.HandleFunc("GET /dpa/exchange", s.withRole(registry.DPA, s.dpaPage))
+}
+
+// exchangeStatus maps exchange errors to a status and a sentence.
+func exchangeStatus(err error) (int, string) {
+	for _, c := range []struct {
+		err    error
+		status int
+	}{{exchange.ErrInvalid, 400}, {exchange.ErrNotFound, 404}, {exchange.ErrDecided, 409}} {
+		if errors.Is(err, c.err) {
+			msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "invalid: "), "not found: ")
+			return c.status, sentence(errors.New(strings.TrimSuffix(msg, ".")))
+		}
+	}
+	return classify(err)
+}
+
+func (s *Server) agencyPage(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {
+	s.renderAgency(w, r, v, m, http.StatusOK, web.Page{})
+}
+
+func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership, status int, p web.Page) {
+	ctx := r.Context()
+	svcs, err := s.ex.Services(ctx)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	reqs, err := s.ex.Requests(ctx, m.OrgID, 30)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	pols, err := s.ex.Policies(ctx)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	var mine []*exchange.Policy
+	for _, pol := range pols {
+		if pol.Requester == m.OrgID && pol.Active {
+			mine = append(mine, pol)
+		}
+	}
+	d, _ := p.Data.(map[string]any)
+	if d == nil {
+		d = map[string]any{}
+	}
+	d["Org"], d["OrgName"], d["Services"], d["Requests"], d["Policies"] = m.OrgID, m.OrgName, svcs, reqs, mine
+	p.Title, p.Data = "Data requests · "+m.OrgName, d
+	s.render(w, r, v, status, "agency", p)
+}
+
+func (s *Server) exchangeFail(w http.ResponseWriter, r *http.Request, err error, page func(status int, msg string)) {
+	status, msg := exchangeStatus(err)
+	if status >= 500 {
+		s.log.Error("exchange request failed", "route", r.Pattern, "err", err)
+		s.fail(w, r, status, msg)
+		return
+	}
+	page(status, msg)
+}
+
+// askFromForm reads an officer's request.
+func askFromForm(r *http.Request, v *viewer, m registry.Membership) (exchange.Ask, error) {
+	a := exchange.Ask{Requester: m.OrgID, Officer: v.person.DisplayName, Citizen: strings.TrimSpace(r.PostFormValue("citizen")),
+		Service: r.PostFormValue("service"), Fields: r.PostForm["field"], Purpose: r.PostFormValue("purpose"), LegalBasis: r.PostFormValue("legal_basis")}
+	if d := strings.TrimSpace(r.PostFormValue("defer_days")); d != "" && d != "0" {
+		n, err := strconv.Atoi(d)
+		if err != nil || n < 0 || n > 3*365 {
+			return a, errors.New("the deferral is a number of days")
+		}
+		a.Defer = time.Duration(n) * exchange.Day
+	}
+	return a, nil
+}
+
+func (s *Server) agencyAsk(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	a, err := askFromForm(r, v, m)
+	if err != nil {
+		s.renderAgency(w, r, v, m, http.StatusBadRequest, web.Page{Error: sentence(err)})
+		return
+	}
+	if _, err := s.reg.Person(r.Context(), a.Citizen); err != nil {
+		s.renderAgency(w, r, v, m, http.StatusBadRequest, web.Page{Error: "There is no citizen with that id."})
+		return
+	}
+	req, err := s.ex.Submit(r.Context(), a)
+	if err != nil {
+		s.exchangeFail(w, r, err, func(status int, msg string) { s.renderAgency(w, r, v, m, status, web.Page{Error: msg}) })
+		return
+	}
+	s.agencyOutcome(w, r, v, m, req)
+}
+
+func (s *Server) agencyOutcome(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership, req *exchange.Request) {
+	p := web.Page{Data: map[string]any{"Outcome": req, "OutcomeService": s.serviceOf(r.Context(), req.Service)}}
+	status := http.StatusOK
+	switch req.State {
+	case exchange.Denied:
+		p.Error, status = "Denied: "+req.Reason, http.StatusForbidden
+	case exchange.AwaitConsent:
+		p.Notice = "The policy needs the citizen's consent: the request is waiting in their wallet."
+	case exchange.Released:
+		p.Notice = "Released. The access is recorded and the citizen can see it."
+		if req.Defer > 0 {
+			p.Notice = "Released. The access is recorded; the citizen sees it when the deferral ends."
+		}
+	}
+	s.renderAgency(w, r, v, m, status, p)
+}
+
+func (s *Server) serviceOf(ctx context.Context, id string) *exchange.Service {
+	svc, _ := s.ex.Service(ctx, id)
+	return svc
+}
+
+func (s *Server) agencyCollect(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {
+	req, err := s.ex.Collect(r.Context(), m.OrgID, r.PathValue("id"))
+	if err != nil {
+		s.exchangeFail(w, r, err, func(status int, msg string) { s.renderAgency(w, r, v, m, status, web.Page{Error: msg}) })
+		return
+	}
+	s.agencyOutcome(w, r, v, m, req)
+}
+
+func (s *Server) accessPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.renderAccess(w, r, v, http.StatusOK, web.Page{})
+}
+
+func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
+	ctx := r.Context()
+	recs, err := s.ex.ForCitizen(ctx, v.person.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	pending, err := s.ex.Pending(ctx, v.person.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	labels := map[string]*exchange.Service{}
+	for _, rec := range recs {
+		labels[rec.Service] = s.serviceOf(ctx, rec.Service)
+	}
+	for _, q := range pending {
+		labels[q.Service] = s.serviceOf(ctx, q.Service)
+	}
+	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "Pending": pending, "Services": labels, "PersonID": v.person.ID}
+	s.render(w, r, v, status, "access", p)
+}
+
+func (s *Server) accessDecide(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	req, err := s.ex.Decide(r.Context(), v.person.ID, r.PathValue("id"), r.PostFormValue("decision") == "approve")
+	if err != nil {
+		s.exchangeFail(w, r, err, func(status int, msg string) { s.renderAccess(w, r, v, status, web.Page{Error: msg}) })
+		return
+	}
+	notice := "Refused. " + req.RequesterName + " is told, and gets nothing."
+	if req.State == exchange.Consented {
+		notice = "Approved. When " + req.RequesterName + " collects the data, the access appears below."
+	}
+	s.renderAccess(w, r, v, http.StatusOK, web.Page{Notice: notice})
+}
+
+// accessExport is one access in the citizen's export: the record, whether
+// it verified, and the proof to re-check it offline.
+type accessExport struct {
+	Agency     string          `json:"agency"`
+	Service    string          `json:"service"`
+	Holder     string          `json:"holder"`
+	Fields     []string        `json:"fields"`
+	Purpose    string          `json:"purpose"`
+	LegalBasis string          `json:"legal_basis"`
+	Time       time.Time       `json:"time"`
+	RetainTill time.Time       `json:"retain_until"`
+	Consent    string          `json:"consent"`
+	Verified   bool            `json:"verified"`
+	Status     string          `json:"status"`
+	Proof      *exchange.Proof `json:"proof,omitempty"`
+}
+
+func (s *Server) accessJSON(w http.ResponseWriter, r *http.Request, v *viewer) {
+	recs, err := s.ex.ForCitizen(r.Context(), v.person.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	out := []accessExport{}
+	for _, a := range recs {
+		out = append(out, accessExport{Agency: a.AgencyName, Service: a.ServiceName, Holder: a.Holder, Fields: a.Fields, Purpose: a.Purpose, LegalBasis: a.LegalBasis,
+			Time: a.When(), RetainTill: a.Retain(), Consent: a.Consent, Verified: a.Verified, Status: a.Status, Proof: a.Proof})
+	}
+	w.Header().Set("Content-Disposition", `attachment; filename="civstack-data-accesses.json"`)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"person": v.person.ID, "exported_at": s.now().UTC(), "log_key": s.cfg.LogKey, "accesses": out})
+}
+
+// mayReadPolicies: operators and the data-protection authority.
+func mayReadPolicies(v *viewer) bool { return v.has(registry.Operator) || v.has(registry.DPA) }
+
+func (s *Server) policiesPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.renderPolicies(w, r, v, http.StatusOK, web.Page{})
+}
+
+func (s *Server) renderPolicies(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
+	if !mayReadPolicies(v) {
+		s.fail(w, r, http.StatusForbidden, "The exchange's policies are for operators and the data-protection authority.")
+		return
+	}
+	ctx := r.Context()
+	pols, err := s.ex.Policies(ctx)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	svcs, err := s.ex.Services(ctx)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	orgs, err := s.reg.Organisations(ctx)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	var agencies []*registry.Organisation
+	for _, o := range orgs {
+		if slices.Contains(o.Roles, registry.Agency) {
+			agencies = append(agencies, o)
+		}
+	}
+	p.Title, p.Data = "Exchange policies", map[string]any{"Policies": pols, "Services": svcs, "Agencies": agencies, "Operator": v.has(registry.Operator)}
+	s.render(w, r, v, status, "policies", p)
+}
+
+func (s *Server) policiesJSON(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !mayReadPolicies(v) {
+		s.fail(w, r, http.StatusForbidden, "The exchange's policies are for operators and the data-protection authority.")
+		return
+	}
+	pols, err := s.ex.Policies(r.Context())
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	svcs, err := s.ex.Services(r.Context())
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"services": svcs, "policies": pols})
+}
+
+func (s *Server) policyCreate(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	deferral, err1 := strconv.Atoi(strings.TrimSpace(r.PostFormValue("max_deferral_days")))
+	retention, err2 := strconv.Atoi(strings.TrimSpace(r.PostFormValue("retention_days")))
+	if err1 != nil || err2 != nil {
+		s.renderPolicies(w, r, v, http.StatusBadRequest, web.Page{Error: "Deferral and retention are whole numbers of days."})
+		return
+	}
+	p := exchange.Policy{Requester: r.PostFormValue("requester"), Service: r.PostFormValue("service"), Fields: r.PostForm["field"],
+		Purpose: r.PostFormValue("purpose"), LegalBasis: r.PostFormValue("legal_basis"), Consent: r.PostFormValue("consent") == "yes",
+		MaxDeferral: time.Duration(deferral) * exchange.Day, Retention: time.Duration(retention) * exchange.Day}
+	if o, err := s.reg.Organisation(r.Context(), p.Requester); err != nil || !slices.Contains(o.Roles, registry.Agency) {
+		s.renderPolicies(w, r, v, http.StatusBadRequest, web.Page{Error: "Choose an agency."})
+		return
+	}
+	if _, err := s.ex.CreatePolicy(r.Context(), p, v.person.ID); err != nil {
+		s.exchangeFail(w, r, err, func(status int, msg string) { s.renderPolicies(w, r, v, status, web.Page{Error: msg}) })
+		return
+	}
+	s.renderPolicies(w, r, v, http.StatusOK, web.Page{Notice: "Policy in force."})
+}
+
+func (s *Server) policyRetire(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if err := s.ex.RetirePolicy(r.Context(), r.PathValue("id")); err != nil {
+		s.exchangeFail(w, r, err, func(status int, msg string) { s.renderPolicies(w, r, v, status, web.Page{Error: msg}) })
+		return
+	}
+	s.renderPolicies(w, r, v, http.StatusOK, web.Page{Notice: "Policy retired: requests under it are refused from now on."})
+}
+
+func (s *Server) dpaPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	view, err := s.ex.DPA(r.Context())
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	s.render(w, r, v, http.StatusOK, "dpa", web.Page{Title: "Data protection: the exchange", Data: map[string]any{"View": view, "Now": s.now()}})
+}
+
+// The API for agencies' systems (agency tokens).
+
+func (s *Server) exchangeAPIRoutes(api huma.API) {
+	op := func(id, method, path, summary string, status int) huma.Operation {
+		return huma.Operation{OperationID: id, Method: method, Path: path, Summary: summary, DefaultStatus: status,
+			MaxBodyBytes: maxAPIBody, Tags: []string{"exchange"}, Metadata: map[string]any{metaRole: registry.Agency}}
+	}
+	huma.Register(api, op("list-services", http.MethodGet, "/exchange/services", "The published data services and their fields", 0), s.apiServices)
+	huma.Register(api, op("publish-service", http.MethodPut, "/exchange/services/{id}", "Publish (or change the fields of) a data service you hold", 0), s.apiPublish)
+	huma.Register(api, op("set-values", http.MethodPut, "/exchange/services/{id}/values/{person}", "Set what your service holds about a citizen", http.StatusNoContent), s.apiSetValues)
+	huma.Register(api, op("request-data", http.MethodPost, "/exchange/requests", "Ask for fields about a citizen with a purpose and legal basis", 0), s.apiAsk)
+	huma.Register(api, op("get-request", http.MethodGet, "/exchange/requests/{id}", "A request's state (values are released once, by collect)", 0), s.apiGetRequest)
+	huma.Register(api, op("collect-request", http.MethodPost, "/exchange/requests/{id}/collect", "Collect what the citizen consented to (once)", 0), s.apiCollect)
+}
+
+func (s *Server) exchangeErr(err error) error {
+	status, msg := exchangeStatus(err)
+	if status >= 500 {
+		return s.apiError(err)
+	}
+	return huma.NewError(status, msg)
+}
+
+type servicesOut struct {
+	Body struct {
+		Services []*exchange.Service `json:"services"`
+	}
+}
+
+func (s *Server) apiServices(ctx context.Context, _ *struct{}) (*servicesOut, error) {
+	svcs, err := s.ex.Services(ctx)
+	if err != nil {
+		return nil, s.apiError(err)
+	}
+	out := &servicesOut{}
+	out.Body.Services = append([]*exchange.Service{}, svcs...)
+	return out, nil
+}
+
+type publishIn struct {
+	ID   string `path:"id"`
+	Body struct {
+		Name   string           `json:"name" maxLength:"100"`
+		Fields []exchange.Field `json:"fields" maxItems:"100"`
+	}
+}
+
+type serviceOut struct{ Body *exchange.Service }
+
+func (s *Server) apiPublish(ctx context.Context, in *publishIn) (*serviceOut, error) {
+	svc, err := s.ex.PublishService(ctx, principalFrom(ctx).org.ID, exchange.Service{ID: in.ID, Name: in.Body.Name, Fields: in.Body.Fields})
+	if err != nil {
+		return nil, s.exchangeErr(err)
+	}
+	return &serviceOut{Body: svc}, nil
+}
+
+type valuesIn struct {
+	ID     string `path:"id"`
+	Person string `path:"person"`
+	Body   map[string]string
+}
+
+func (s *Server) apiSetValues(ctx context.Context, in *valuesIn) (*struct{}, error) {
+	if _, err := s.reg.Person(ctx, in.Person); err != nil {
+		return nil, huma.Error404NotFound("There is no citizen with that id.")
+	}
+	if err := s.ex.SetValues(ctx, principalFrom(ctx).org.ID, in.ID, in.Person, in.Body); err != nil {
+		return nil, s.exchangeErr(err)
+	}
+	return nil, nil
+}
+
+type askIn struct {
+	Body struct {
+		Citizen    string   `json:"citizen" minLength:"1" maxLength:"64" doc:"the citizen's civstack id"`
+		Service    string   `json:"service" minLength:"1" maxLength:"64"`
+		Fields     []string `json:"fields" minItems:"1" maxItems:"100"`
+		Purpose    string   `json:"purpose" minLength:"1" maxLength:"40" doc:"a purpose code, e.g. TAX-AUDIT"`
+		LegalBasis string   `json:"legal_basis" minLength:"1" maxLength:"200"`
+		DeferDays  int      `json:"defer_days,omitempty" minimum:"0" maximum:"1095" doc:"hide the access from the citizen this many days (only where the policy allows)"`
+		Officer    string   `json:"officer,omitempty" maxLength:"100" doc:"the officer behind the request; the token's label when empty"`
+	}
+}
+
+type requestOut struct{ Body *exchange.Request }
+
+func (s *Server) apiAsk(ctx context.Context, in *askIn) (*requestOut, error) {
+	p := principalFrom(ctx)
+	if _, err := s.reg.Person(ctx, in.Body.Citizen); err != nil {
+		return nil, huma.Error404NotFound("There is no citizen with that id.")
+	}
+	officer := in.Body.Officer
+	if officer == "" {
+		officer = "system: " + p.token.Label
+	}
+	req, err := s.ex.Submit(ctx, exchange.Ask{Requester: p.org.ID, Officer: officer, Citizen: in.Body.Citizen, Service: in.Body.Service, Fields: in.Body.Fields,
+		Purpose: in.Body.Purpose, LegalBasis: in.Body.LegalBasis, Defer: time.Duration(in.Body.DeferDays) * exchange.Day})
+	if err != nil {
+		return nil, s.exchangeErr(err)
+	}
+	if req.State == exchange.Denied {
+		return nil, huma.NewError(http.StatusForbidden, "Denied: "+req.Reason, &huma.ErrorDetail{Message: req.ID, Location: "request_id"})
+	}
+	return &requestOut{Body: req}, nil
+}
+
+type requestIDIn struct {
+	ID string `path:"id"`
+}
+
+func (s *Server) apiGetRequest(ctx context.Context, in *requestIDIn) (*requestOut, error) {
+	req, err := s.ex.RequestFor(ctx, principalFrom(ctx).org.ID, in.ID)
+	if err != nil {
+		return nil, s.exchangeErr(err)
+	}
+	return &requestOut{Body: req}, nil
+}
+
+func (s *Server) apiCollect(ctx context.Context, in *requestIDIn) (*requestOut, error) {
+	req, err := s.ex.Collect(ctx, principalFrom(ctx).org.ID, in.ID)
+	if err != nil {
+		return nil, s.exchangeErr(err)
+	}
+	return &requestOut{Body: req}, nil
+}
