@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/identity"
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
@@ -250,6 +251,78 @@ func SeedIdentity(ctx context.Context, reg *registry.Registry, id Identity) erro
 			}
 		} else if err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// SeedExchange publishes the demo data services (population register,
+// declared income, benefits), what they hold about the demo citizens, and
+// the demo policies, once.
+func SeedExchange(ctx context.Context, reg *registry.Registry, x *exchange.Exchange) error {
+	if ps, err := x.Policies(ctx); err != nil || len(ps) > 0 {
+		return err
+	}
+	org := func(name string) (string, error) {
+		o, err := reg.OrganisationByName(ctx, name)
+		if err != nil {
+			return "", fmt.Errorf("seed exchange: %q: %w", name, err)
+		}
+		return o.ID, nil
+	}
+	tax, err := org("City Tax Office")
+	if err != nil {
+		return err
+	}
+	police, err := org("City Police")
+	if err != nil {
+		return err
+	}
+	registryOrg, err := org("Civil Registry Office")
+	if err != nil {
+		return err
+	}
+	social, err := org("Social Security Office")
+	if err != nil {
+		return err
+	}
+	services := []struct {
+		holder string
+		svc    exchange.Service
+	}{
+		{registryOrg, exchange.Service{ID: "population", Name: "Population register", Fields: []exchange.Field{
+			{Name: "name", Label: "Name", Type: "text"}, {Name: "address", Label: "Address", Type: "text"}, {Name: "household", Label: "Household size", Type: "number"}}}},
+		{tax, exchange.Service{ID: "tax-income", Name: "Declared income", Fields: []exchange.Field{
+			{Name: "declared_income", Label: "Declared income (EUR)", Type: "number"}, {Name: "employer", Label: "Employer", Type: "text"}}}},
+		{social, exchange.Service{ID: "benefits", Name: "Social benefits", Fields: []exchange.Field{
+			{Name: "benefit", Label: "Benefit", Type: "text"}, {Name: "monthly_amount", Label: "Monthly amount (EUR)", Type: "number"}}}},
+	}
+	for _, s := range services {
+		if _, err := x.PublishService(ctx, s.holder, s.svc); err != nil {
+			return fmt.Errorf("seed exchange: %w", err)
+		}
+	}
+	people := map[string]map[string]map[string]string{
+		"Amira Haddad": {"population": {"name": "Amira Haddad", "address": "Via Zamboni 33, Bologna", "household": "2"}, "tax-income": {"declared_income": "41250", "employer": "Bologna Labs"}},
+		"Jonas Weber":  {"population": {"name": "Jonas Weber", "address": "Strada Maggiore 8, Bologna", "household": "1"}, "benefits": {"benefit": "Housing allowance", "monthly_amount": "220"}},
+	}
+	holders := map[string]string{"population": registryOrg, "tax-income": tax, "benefits": social}
+	for name, svcs := range people {
+		id := uuid.NewSHA1(namespace, []byte(name)).String()
+		for svc, values := range svcs {
+			if err := x.SetValues(ctx, holders[svc], svc, id, values); err != nil {
+				return fmt.Errorf("seed exchange: %w", err)
+			}
+		}
+	}
+	for _, p := range []exchange.Policy{
+		{Requester: tax, Service: "tax-income", Fields: []string{"declared_income", "employer"}, Purpose: "TAX-AUDIT", LegalBasis: "Tax Code §93", Retention: 365 * exchange.Day},
+		{Requester: tax, Service: "population", Fields: []string{"address"}, Purpose: "TAX-AUDIT", LegalBasis: "Tax Code §93", Retention: 365 * exchange.Day},
+		{Requester: police, Service: "tax-income", Fields: []string{"declared_income", "employer"}, Purpose: "CRIM-INVESTIGATION", LegalBasis: "Criminal Procedure Code §100", MaxDeferral: 30 * exchange.Day, Retention: 90 * exchange.Day},
+		{Requester: police, Service: "population", Fields: []string{"address"}, Purpose: "WITNESS-CONTACT", LegalBasis: "Police Act §12", Consent: true, Retention: 30 * exchange.Day},
+	} {
+		if _, err := x.CreatePolicy(ctx, p, "demo"); err != nil {
+			return fmt.Errorf("seed exchange: %w", err)
 		}
 	}
 	return nil
