@@ -275,3 +275,45 @@ func TestSequenceWith(t *testing.T) {
 		}
 	})
 }
+
+// TestAppendWith: an append's own rows commit with its entry; one whose
+// rows fail gets the error and leaves nothing, and the appends batched
+// with it still commit.
+func TestAppendWith(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		a := civtlog.NewAppender(db, time.Now, nil)
+		done := make(chan struct{})
+		go func() { a.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+		const n = 20
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				_, err := a.AppendWith(ctx, receipt(int64(i)), func(tx *store.Tx, idx int64) error {
+					if _, err := tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ($1, $2)", fmt.Sprintf("row-%d", i), fmt.Sprint(idx)); err != nil {
+						return err
+					}
+					if i%5 == 0 {
+						return errors.New("injected")
+					}
+					return nil
+				})
+				errs <- err
+			}()
+		}
+		failed := 0
+		for range n {
+			if err := <-errs; err != nil {
+				failed++
+			}
+		}
+		var rows, entries int
+		db.Reader().QueryRow("SELECT COUNT(*) FROM meta WHERE name LIKE 'row-%'").Scan(&rows)
+		db.Reader().QueryRow("SELECT COUNT(*) FROM tlog_entries").Scan(&entries)
+		if failed != n/5 || rows != n-n/5 || entries != n-n/5 {
+			t.Fatalf("%d failed (want %d), %d rows and %d entries (want %d)", failed, n/5, rows, entries, n-n/5)
+		}
+	})
+}
