@@ -14,18 +14,22 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/store"
 	civtlog "github.com/civstack/civstack/internal/tlog"
 )
 
-const logSynopsis = `log verify --url URL --key VKEY [--state FILE]
+const logSynopsis = `log verify --url URL --key VKEY [--state FILE] [--db URL | --data DIR]
 
 An auditor's check of a civstack transparency log (or any C2SP tlog-tiles log
 whose entries are civstack entries). It fetches the checkpoint and checks its
 signature against VKEY (the log's verifier key, shown on its /log page), checks
 that the log only grew since the checkpoint kept in --state, fetches every
 entry bundle and hash tile, recomputes the tree and compares it with the
-signed root, and then saves the new checkpoint in --state. It exits 1 and says
-what is wrong at the first problem.`
+signed root, and then saves the new checkpoint in --state. With --db or --data
+(the node's database) it also checks every data-exchange access record against
+its log entry and reports a changed or deleted record. It exits 1 and says
+what is wrong.`
 
 // logState is what log verify remembers between runs.
 type logState struct {
@@ -49,6 +53,8 @@ func runLog(ctx context.Context, e *env, args []string) error {
 	vkey := f.String("key", "", "the log's verifier key (C2SP vkey)")
 	statePath := f.String("state", "", "file that keeps the last verified checkpoint (created if missing)")
 	quiet := f.Bool("quiet", false, "no progress lines")
+	dbURL := f.String("db", "", "also audit the access records in this PostgreSQL database")
+	dataDir := f.String("data", "", "also audit the access records in this data directory's SQLite database")
 	if err := f.parse(args[1:], false); err != nil {
 		return err
 	}
@@ -137,6 +143,7 @@ func runLog(ctx context.Context, e *env, args []string) error {
 		return out, nil
 	})
 	kinds := map[civtlog.Kind]int64{}
+	access := map[int64]*civtlog.Entry{}
 	last := time.Now()
 	for start := int64(0); start < cp.Size; start += 256 {
 		w := int(min(256, cp.Size-start))
@@ -167,6 +174,9 @@ func runLog(ctx context.Context, e *env, args []string) error {
 				return fmt.Errorf("entry %d: %w", idx, err)
 			}
 			kinds[entry.Kind]++
+			if entry.Kind == civtlog.KindDataAccess {
+				access[idx] = entry
+			}
 			leaf := tlog.RecordHash(data)
 			if string(tile[32*i:32*i+32]) != string(leaf[:]) {
 				return fmt.Errorf("entry %d does not match its hash in %s: the entry or the tile was altered", idx, ht.Path())
@@ -201,6 +211,24 @@ func runLog(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
+	if *dbURL != "" || *dataDir != "" {
+		db, err := store.Open(ctx, store.Options{URL: *dbURL, DataDir: *dataDir})
+		if err != nil {
+			return err
+		}
+		checked, problems, err := exchange.Audit(ctx, db, access, cp.Size)
+		db.Close()
+		if err != nil {
+			return fmt.Errorf("access records: %w", err)
+		}
+		for _, p := range problems {
+			fmt.Fprintln(e.stdout, p)
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("%d problems with the access records (%d checked against %d access entries)", len(problems), checked, len(access))
+		}
+		progress("access records: %d checked against %d access entries, all match", checked, len(access))
+	}
 	if *statePath != "" {
 		st := logState{Origin: cp.Origin, Size: cp.Size, Root: cp.Root.String(), Checkpoint: string(signed), CheckedAt: time.Now().UTC().Format(time.RFC3339)}
 		b, _ := json.MarshalIndent(st, "", "  ")

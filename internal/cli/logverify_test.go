@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/tlog"
 )
@@ -123,6 +124,47 @@ func TestLogVerify(t *testing.T) {
 	if code, out, _ := run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--state", state, "--quiet"); code != 0 {
 		t.Fatalf("verify after repair: %d %s", code, out)
 	}
+	// Access records: checked against their entries with --data.
+	actx, stop := context.WithCancel(ctx)
+	app := tlog.NewAppender(db, time.Now, nil)
+	appDone := make(chan struct{})
+	go func() { app.Run(actx); close(appDone) }()
+	secret := make([]byte, 32)
+	ex, err := exchange.New(exchange.Deps{DB: db, Appender: app, Secret: secret, Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ex.PublishService(ctx, "org-a", exchange.Service{ID: "tax-income", Name: "Income", Fields: []exchange.Field{{Name: "income", Label: "Income", Type: "number"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ex.CreatePolicy(ctx, exchange.Policy{Requester: "org-b", Service: "tax-income", Fields: []string{"income"}, Purpose: "TAX-AUDIT", LegalBasis: "§1", Retention: exchange.Day}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := ex.Submit(ctx, exchange.Ask{Requester: "org-b", Officer: "o", Citizen: "p1", Service: "tax-income", Fields: []string{"income"}, Purpose: "TAX-AUDIT", LegalBasis: "§1"}); err != nil || r.State != exchange.Released {
+		t.Fatalf("release: %v %v", r, err)
+	}
+	stop()
+	<-appDone
+	waitSize(t, db, 604)
+	if code, _, stderr := run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--data", data); code != 0 || !strings.Contains(stderr, "access records: 1 checked against 1 access entries, all match") {
+		t.Fatalf("audit: %d %s", code, stderr)
+	}
+	exec := func(q string) {
+		if err := db.Tx(ctx, func(tx *store.Tx) error { _, err := tx.Exec(q); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`UPDATE ex_access SET record = REPLACE(record, 'TAX-AUDIT', 'TAX-REFUND')`)
+	code, out, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--data", data, "--quiet")
+	if code != 1 || !strings.Contains(out, "WAS CHANGED") {
+		t.Fatalf("changed record: %d %q %q", code, out, stderr)
+	}
+	exec(`DELETE FROM ex_access`)
+	code, out, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--data", data, "--quiet")
+	if code != 1 || !strings.Contains(out, "AN ACCESS RECORD WAS DELETED: log entry 603") {
+		t.Fatalf("deleted record: %d %q %q", code, out, stderr)
+	}
+
 	code, _, stderr = run(t, nil, "log", "verify", "--url", s.url+"/nolog", "--key", vkey)
 	oneLine(t, "wrong URL", code, 1, stderr, "404")
 	code, _, stderr = run(t, nil, "log", "verify", "--url", logURL)
