@@ -67,11 +67,14 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && args[0] == "credential" {
 		return runBenchCredential(ctx, e, args)
 	}
+	if len(args) > 0 && args[0] == "exchange" {
+		return runBenchExchange(ctx, e, args)
+	}
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-		fmt.Fprintf(e.stdout, "Usage: civstack %s\n\n       civstack %s\n\n       civstack %s\n\n       civstack %s\n\n       civstack %s\n", benchSynopsis, benchLedgerSynopsis, benchPaySynopsis, benchVerifySynopsis, benchCredentialSynopsis)
+		fmt.Fprintf(e.stdout, "Usage: civstack %s\n\n       civstack %s\n\n       civstack %s\n\n       civstack %s\n\n       civstack %s\n\n       civstack %s\n", benchSynopsis, benchLedgerSynopsis, benchPaySynopsis, benchVerifySynopsis, benchCredentialSynopsis, benchExchangeSynopsis)
 		return nil
 	}
-	return fmt.Errorf("%w: say log, ledger, pay, verify or credential (see civstack bench --help)", errUsage)
+	return fmt.Errorf("%w: say log, ledger, pay, verify, credential or exchange (see civstack bench --help)", errUsage)
 }
 
 // openBenchStore opens and migrates the benchmark's database (see

@@ -231,3 +231,14 @@ func TestBenchCredentialRuns(t *testing.T) {
 	code, _, stderr = run(t, nil, "bench", "credential", "--rounds", "0")
 	oneLine(t, "no rounds", code, 2, stderr, "--rounds")
 }
+
+func TestBenchExchangeRuns(t *testing.T) {
+	code, out, stderr := run(t, nil, "bench", "exchange", "--duration", "150ms", "--rounds", "1", "--writers", "8")
+	for _, line := range []string{"bare log appends", "exchange requests", "ratio", "target ≥80%"} {
+		if code != 0 || !strings.Contains(out, line) {
+			t.Fatalf("bench exchange: no %q in %d %q %q", line, code, out, stderr)
+		}
+	}
+	code, _, stderr = run(t, nil, "bench", "exchange", "--writers", "0")
+	oneLine(t, "no writers", code, 2, stderr, "--writers")
+}
