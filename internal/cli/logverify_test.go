@@ -183,7 +183,7 @@ func TestBenchLogRuns(t *testing.T) {
 		t.Fatalf("bad baseline: %d %q", code, stderr)
 	}
 	code, _, stderr = run(t, nil, "bench", "nonsense")
-	oneLine(t, "unknown benchmark", code, 2, stderr, "say log, ledger, pay, verify or credential")
+	oneLine(t, "unknown benchmark", code, 2, stderr, "say log, ledger, pay, verify, credential or exchange")
 }
 
 func TestBenchLedgerRuns(t *testing.T) {
