@@ -1,0 +1,83 @@
+package server_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// TestBrowserExchange: the tax office reads a citizen's declared income for
+// an audit; the citizen sees the access, verified; the police make a
+// deferred request; the DPA sees it at once and the citizen after the
+// deferral (injected clock).
+func TestBrowserExchange(t *testing.T) {
+	ctx := newBrowser(t)
+	w := startDemo(t, storetest.Engine{Name: "sqlite", Open: func(t testing.TB) store.Options { return store.Options{DataDir: t.TempDir()} }})
+	n := w.n
+	tax, police := exWorld(t, w)
+	amira := w.people["Amira Haddad"]
+	step(t, ctx, "phone-sized screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(n.URL+"/"), waitText("Demo personas"))
+
+	switchTo(t, ctx, n, "Tomas Novak")
+	step(t, ctx, "the tax officer asks for the declared income",
+		chromedp.Click(chromedp.CSS(`a[href="/exchange/`+tax+`"]`)), waitText("Ask for data about a citizen"),
+		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=citizen]`), amira),
+		chromedp.SetValue(chromedp.CSS(`#ask-form select[name=service]`), "tax-income"),
+		chromedp.Click(chromedp.CSS(`#ask-form .field-tax-income input[value=declared_income]`)),
+		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=purpose]`), "TAX-AUDIT"),
+		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=legal_basis]`), "Tax Code §93"),
+		chromedp.Click(chromedp.CSS(`#ask-form button[type=submit]`)),
+		waitText("Released. The access is recorded"), waitText("41250"))
+	screenshot(t, ctx, "50-exchange-released")
+	if _, _, err := n.tlog.Integrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	switchTo(t, ctx, n, "Amira Haddad")
+	step(t, ctx, "the citizen sees the access, verified",
+		chromedp.Click(chromedp.CSS(`a[href="/wallet/access"]`)), waitText("City Tax Office read your Declared income"),
+		waitText("TAX-AUDIT"), waitText("Verified: entry"))
+	screenshot(t, ctx, "51-exchange-citizen")
+	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || wide {
+		t.Errorf("the access page at phone width is wider than the screen (%v)", err)
+	}
+
+	switchTo(t, ctx, n, "Eva Lind")
+	step(t, ctx, "the police make a deferred request",
+		chromedp.Click(chromedp.CSS(`a[href="/exchange/`+police+`"]`)), waitText("Ask for data about a citizen"),
+		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=citizen]`), amira),
+		chromedp.SetValue(chromedp.CSS(`#ask-form select[name=service]`), "tax-income"),
+		chromedp.Click(chromedp.CSS(`#ask-form .field-tax-income input[value=employer]`)),
+		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=purpose]`), "CRIM-INVESTIGATION"),
+		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=legal_basis]`), "Criminal Procedure §100"),
+		chromedp.SetValue(chromedp.CSS(`#ask-form input[name=defer_days]`), "20"),
+		chromedp.Click(chromedp.CSS(`#ask-form button[type=submit]`)),
+		waitText("sees it when the deferral ends"), waitText("Bologna Labs"))
+
+	switchTo(t, ctx, n, "Ana Costa")
+	step(t, ctx, "the DPA sees it at once",
+		chromedp.Click(chromedp.CSS(`a[href="/dpa/exchange"]`)), waitText("Deferred: not yet visible to the citizen"),
+		waitText("CRIM-INVESTIGATION"), waitText("Eva Lind"))
+	screenshot(t, ctx, "52-exchange-dpa")
+
+	switchTo(t, ctx, n, "Amira Haddad")
+	step(t, ctx, "the citizen does not see it yet", chromedp.Navigate(n.URL+"/wallet/access"), waitText("City Tax Office read your Declared income"))
+	body, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("main").innerText`))
+	if err != nil || strings.Contains(body, "CRIM-INVESTIGATION") {
+		t.Fatalf("the deferred access shows early (%v)", err)
+	}
+	n.clock.add(21 * exchange.Day)
+	if _, _, err := n.tlog.Integrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	switchTo(t, ctx, n, "Amira Haddad")
+	step(t, ctx, "after the deferral the citizen sees it, verified",
+		chromedp.Navigate(n.URL+"/wallet/access"), waitText("City Police read your Declared income"), waitText("CRIM-INVESTIGATION"), waitText("hidden from you until"))
+	screenshot(t, ctx, "53-exchange-after-deferral")
+}
