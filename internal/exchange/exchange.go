@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -172,7 +173,7 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 		if !nameRE.MatchString(f.Name) || seen[f.Name] {
 			return nil, fmt.Errorf("%w: field %q: names are lower-case letters, digits and _, once each", ErrInvalid, f.Name)
 		}
-		if !contains(types, f.Type) {
+		if !slices.Contains(types, f.Type) {
 			return nil, fmt.Errorf("%w: field %q: type %q is not one of %s", ErrInvalid, f.Name, f.Type, strings.Join(types, ", "))
 		}
 		if f.Label == "" {
@@ -400,13 +401,4 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }

@@ -116,7 +116,7 @@ func (x *Exchange) decide(ctx context.Context, r *Request, svc *Service) (*Polic
 	for _, p := range forPurpose {
 		var outside []string
 		for _, f := range r.Fields {
-			if !contains(p.Fields, f) {
+			if !slices.Contains(p.Fields, f) {
 				outside = append(outside, svc.Label(f))
 			}
 		}
@@ -237,7 +237,7 @@ func (x *Exchange) values(ctx context.Context, serviceID, personID string, field
 		if err := rows.Scan(&f, &v); err != nil {
 			return nil, err
 		}
-		if contains(fields, f) {
+		if slices.Contains(fields, f) {
 			out[f] = v
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -41,7 +42,7 @@ type MadeOffer struct {
 // the transaction code together obtain it.
 func (s *Service) CreateOffer(ctx context.Context, iss *Issuer, typeID, personID, createdBy string, claims map[string]any) (*MadeOffer, error) {
 	t := TypeByID(typeID)
-	if t == nil || !contains(iss.Types, typeID) {
+	if t == nil || !slices.Contains(iss.Types, typeID) {
 		return nil, fmt.Errorf("%w: %s is not registered to issue %q", ErrNotAllowed, iss.Name, typeID)
 	}
 	code := s.random(32)
@@ -91,15 +92,6 @@ func (s *Service) digits(n int) string {
 		b[i] = '0' + r[0]%10
 	}
 	return string(b)
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 // accessCode names an offer by its code's hash, for sealing.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -345,7 +346,7 @@ func (s *Service) verify(ctx context.Context, v *Verifier, r *Request, vpToken s
 	if err != nil {
 		return nil, err
 	}
-	if cq.Meta == nil || !contains(cq.Meta.VCTValues, ver.VCT) {
+	if cq.Meta == nil || !slices.Contains(cq.Meta.VCTValues, ver.VCT) {
 		return nil, fmt.Errorf("%w: a %q credential was presented", ErrIncomplete, ver.VCT)
 	}
 	if _, ok := dcql.Match(cq, ver.VCT, ver.Claims); !ok {

@@ -52,22 +52,32 @@ func (s *Server) orgRole(role registry.Role, h func(http.ResponseWriter, *http.R
 	})
 }
 
-// identityStatus maps identity errors to a status and a sentence.
-func identityStatus(err error) (int, string) {
-	var rej *identity.Rejection
-	for _, c := range []struct {
-		err    error
-		status int
-	}{{identity.ErrInvalid, 400}, {identity.ErrInvalidGrant, 400}, {identity.ErrRefused, 400}, {identity.ErrNotFound, 404},
-		{identity.ErrNotAllowed, 403}, {identity.ErrAnswered, 409}, {identity.ErrExpired, 410}, {identity.ErrNoCredential, 409}, {identity.ErrUntrusted, 400}} {
+// sentinelStatus maps an error wrapping one of the sentinels to its
+// status and a sentence without the sentinel's "code: " prefix.
+func sentinelStatus(err error, table []sentinel) (int, string, bool) {
+	for _, c := range table {
 		if errors.Is(err, c.err) {
-			msg := err.Error()
-			for _, p := range []string{"invalid: ", "not found: ", "not allowed: ", "refused: "} {
-				msg = strings.Replace(msg, p, "", 1)
-			}
-			return c.status, sentence(errors.New(strings.TrimSuffix(msg, ".")))
+			msg := strings.Replace(err.Error(), c.err.Error()+": ", "", 1)
+			return c.status, sentence(errors.New(strings.TrimSuffix(msg, "."))), true
 		}
 	}
+	return 0, "", false
+}
+
+type sentinel struct {
+	err    error
+	status int
+}
+
+var identitySentinels = []sentinel{{identity.ErrInvalid, 400}, {identity.ErrInvalidGrant, 400}, {identity.ErrRefused, 400}, {identity.ErrNotFound, 404},
+	{identity.ErrNotAllowed, 403}, {identity.ErrAnswered, 409}, {identity.ErrExpired, 410}, {identity.ErrNoCredential, 409}, {identity.ErrUntrusted, 400}}
+
+// identityStatus maps identity errors to a status and a sentence.
+func identityStatus(err error) (int, string) {
+	if status, msg, ok := sentinelStatus(err, identitySentinels); ok {
+		return status, msg
+	}
+	var rej *identity.Rejection
 	if errors.As(err, &rej) {
 		return http.StatusBadRequest, rej.Reason
 	}

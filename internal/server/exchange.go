@@ -39,14 +39,8 @@ func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 
 // exchangeStatus maps exchange errors to a status and a sentence.
 func exchangeStatus(err error) (int, string) {
-	for _, c := range []struct {
-		err    error
-		status int
-	}{{exchange.ErrInvalid, 400}, {exchange.ErrNotFound, 404}, {exchange.ErrDecided, 409}} {
-		if errors.Is(err, c.err) {
-			msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "invalid: "), "not found: ")
-			return c.status, sentence(errors.New(strings.TrimSuffix(msg, ".")))
-		}
+	if status, msg, ok := sentinelStatus(err, []sentinel{{exchange.ErrInvalid, 400}, {exchange.ErrNotFound, 404}, {exchange.ErrDecided, 409}}); ok {
+		return status, msg
 	}
 	return classify(err)
 }
