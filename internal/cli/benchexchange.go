@@ -38,7 +38,8 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 	defer cleanup()
 	defer db.Close()
 	runCtx, stop := context.WithCancel(ctx)
-	app := tlog.NewAppender(db, time.Now, nil)
+	var commits atomic.Int64
+	app := tlog.NewAppender(db, time.Now, func() { commits.Add(1) })
 	done := make(chan struct{})
 	go func() { app.Run(runCtx); close(done) }()
 	defer func() { stop(); <-done }()
@@ -62,6 +63,8 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "%s, %d writers, %s per workload, %d rounds\n", name, *writers, *duration, *rounds)
 	work := func(op func(i int64) error) (float64, error) {
 		var n atomic.Int64
+		c0 := commits.Load()
+		defer func() { fmt.Fprintf(e.stdout, "  (%d per commit) ", n.Load()/max(1, commits.Load()-c0)) }()
 		var firstErr atomic.Value
 		deadline := time.Now().Add(*duration)
 		var wg sync.WaitGroup

@@ -37,6 +37,9 @@ var (
 	ErrInvalid  = errors.New("invalid")
 	ErrNotFound = errors.New("not found")
 	ErrDecided  = errors.New("the request has already been decided")
+	// errRetired: the policy a request was decided on ended before the
+	// release committed; the request is decided again.
+	errRetired = errors.New("the policy was retired before the release")
 )
 
 // Field is one typed field of a data service.
@@ -115,6 +118,7 @@ type Exchange struct {
 	logKey string
 	fault  func(point string) error
 	names  func(ctx context.Context, orgID string) string
+	cat    catalogCache
 }
 
 // Deps are the exchange's collaborators.
@@ -147,7 +151,7 @@ func New(d Deps) (*Exchange, error) {
 	return &Exchange{db: d.DB, app: d.Appender, log: d.Log, secret: d.Secret, now: d.Now, rand: d.Rand, logKey: d.LogKey, fault: d.Fault, names: d.OrgName}, nil
 }
 
-func (x *Exchange) id() string { return uuid.Must(uuid.NewRandomFromReader(x.rand)).String() }
+func (x *Exchange) id() string { return uuid.Must(uuid.NewV7FromReader(x.rand)).String() }
 
 var (
 	idRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,40}$`)
@@ -201,6 +205,7 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 	if err != nil {
 		return nil, fmt.Errorf("publish service: %w", err)
 	}
+	x.cat.drop()
 	return x.Service(ctx, svc.ID)
 }
 
@@ -222,7 +227,7 @@ func (x *Exchange) Services(ctx context.Context) ([]*Service, error) {
 }
 
 func (x *Exchange) services(ctx context.Context, where string, args ...any) ([]*Service, error) {
-	rows, err := x.db.Reader().QueryContext(ctx, `SELECT id, holder_org, name, fields FROM ex_services `+where, args...)
+	rows, err := x.db.QueryRead(ctx, `SELECT id, holder_org, name, fields FROM ex_services `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("services: %w", err)
 	}
@@ -341,6 +346,7 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
+	x.cat.drop()
 	p.RequesterName = x.names(ctx, p.Requester)
 	return &p, nil
 }
@@ -349,6 +355,7 @@ var purposeRE = regexp.MustCompile(`^[A-Z0-9][A-Z0-9-]{1,39}$`)
 
 // RetirePolicy ends a policy; requests under it are refused from then on.
 func (x *Exchange) RetirePolicy(ctx context.Context, id string) error {
+	defer x.cat.drop()
 	return x.db.Tx(ctx, func(tx *store.Tx) error {
 		r, err := tx.ExecContext(ctx, `UPDATE ex_policies SET active = 0 WHERE id = $1 AND active = 1`, id)
 		if err != nil {
@@ -367,7 +374,7 @@ func (x *Exchange) Policies(ctx context.Context) ([]*Policy, error) {
 }
 
 func (x *Exchange) policies(ctx context.Context, where string, args ...any) ([]*Policy, error) {
-	rows, err := x.db.Reader().QueryContext(ctx, `SELECT id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_at FROM ex_policies `+where, args...)
+	rows, err := x.db.QueryRead(ctx, `SELECT id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_at FROM ex_policies `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("policies: %w", err)
 	}

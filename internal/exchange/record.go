@@ -94,7 +94,7 @@ func (a *Access) Until() time.Time { return time.UnixMilli(a.DeferUntil).UTC() }
 func (a *Access) Retain() time.Time { return time.UnixMilli(a.RetainUntil).UTC() }
 
 func (x *Exchange) accesses(ctx context.Context, where string, args ...any) ([]*Access, error) {
-	rows, err := x.db.Reader().QueryContext(ctx, `SELECT record, nonce, log_index, person_id FROM ex_access `+where, args...)
+	rows, err := x.db.QueryRead(ctx, `SELECT record, nonce, log_index, person_id FROM ex_access `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("access records: %w", err)
 	}
@@ -192,7 +192,7 @@ func (x *Exchange) check(ctx context.Context, v *Verified, signed []byte, cp civ
 
 func (x *Exchange) entry(ctx context.Context, idx int64) (*civtlog.Entry, error) {
 	var data []byte
-	if err := x.db.Reader().QueryRowContext(ctx, `SELECT data FROM tlog_entries WHERE idx = $1`, idx).Scan(&data); err != nil {
+	if err := x.db.QueryRowRead(ctx, `SELECT data FROM tlog_entries WHERE idx = $1`, idx).Scan(&data); err != nil {
 		return nil, err
 	}
 	return civtlog.Parse(data)
@@ -217,7 +217,7 @@ type DPAView struct {
 // accesses at once.
 func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	v := &DPAView{}
-	rows, err := x.db.Reader().QueryContext(ctx, `SELECT requester_org, purpose, COUNT(*) FROM ex_access GROUP BY requester_org, purpose ORDER BY requester_org, purpose`)
+	rows, err := x.db.QueryRead(ctx, `SELECT requester_org, purpose, COUNT(*) FROM ex_access GROUP BY requester_org, purpose ORDER BY requester_org, purpose`)
 	if err != nil {
 		return nil, fmt.Errorf("dpa: %w", err)
 	}
@@ -236,7 +236,7 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	for i := range v.Summary {
 		v.Summary[i].AgencyName = x.names(ctx, v.Summary[i].Agency)
 	}
-	if v.Deferred, err = x.accesses(ctx, `WHERE defer_until > $1 ORDER BY defer_until`, x.now().UnixMilli()); err != nil {
+	if v.Deferred, err = x.accesses(ctx, `WHERE defer_until > 0 AND defer_until > $1 ORDER BY defer_until`, x.now().UnixMilli()); err != nil {
 		return nil, err
 	}
 	if v.Recent, err = x.accesses(ctx, `ORDER BY at DESC, id LIMIT 50`); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,46 +72,66 @@ func (x *Exchange) Submit(ctx context.Context, a Ask) (*Request, error) {
 	if a.Defer < 0 {
 		return nil, fmt.Errorf("%w: a deferral cannot be negative", ErrInvalid)
 	}
-	svc, err := x.Service(ctx, a.Service)
-	if err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		svc, pol, reason, err := x.decide(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case reason != "":
+			r.State, r.Reason, r.Decided = Denied, reason, now.UTC()
+			return r, x.store(ctx, r)
+		case pol.Consent:
+			r.PolicyID, r.State = pol.ID, AwaitConsent
+			return r, x.store(ctx, r)
+		}
+		r.PolicyID = pol.ID
+		err = x.release(ctx, r, svc, pol, "not needed")
+		if errors.Is(err, errRetired) && attempt == 0 {
+			continue // decided on a policy retired meanwhile: decide again
+		}
+		return r, err
 	}
-	r.ServiceName, r.RequesterName = svc.Name, x.names(ctx, a.Requester)
-	pol, reason, err := x.decide(ctx, r, svc)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case reason != "":
-		r.State, r.Reason, r.Decided = Denied, reason, now.UTC()
-		return r, x.store(ctx, r)
-	case pol.Consent:
-		r.PolicyID, r.State = pol.ID, AwaitConsent
-		return r, x.store(ctx, r)
-	}
-	r.PolicyID = pol.ID
-	return r, x.release(ctx, r, svc, pol, "not needed")
 }
 
-// decide finds the policy that allows the request, or says why none does.
-func (x *Exchange) decide(ctx context.Context, r *Request, svc *Service) (*Policy, string, error) {
+// decide finds the policy that allows the request, or says why none does,
+// on the catalog snapshot, and again on a fresh one before it says no.
+func (x *Exchange) decide(ctx context.Context, r *Request) (*Service, *Policy, string, error) {
+	cat, err := x.catalog(ctx, false)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	svc, pol, reason, err := x.decideOn(ctx, cat, r)
+	if err == nil && reason == "" {
+		return svc, pol, "", nil
+	}
+	if fresh, ferr := x.catalog(ctx, true); ferr != nil {
+		return nil, nil, "", ferr
+	} else if fresh != cat {
+		return x.decideOn(ctx, fresh, r)
+	}
+	return svc, pol, reason, err
+}
+
+func (x *Exchange) decideOn(ctx context.Context, cat *catalog, r *Request) (*Service, *Policy, string, error) {
+	svc, ok := cat.services[r.Service]
+	if !ok {
+		return nil, nil, "", fmt.Errorf("%w: no data service %q", ErrNotFound, r.Service)
+	}
+	r.ServiceName, r.RequesterName = svc.Name, x.name(ctx, cat, r.Requester)
 	for _, f := range r.Fields {
 		if _, ok := svc.Field(f); !ok {
-			return nil, fmt.Sprintf("%s has no field %q.", svc.Name, f), nil
+			return svc, nil, fmt.Sprintf("%s has no field %q.", svc.Name, f), nil
 		}
 	}
-	ps, err := x.policies(ctx, `WHERE requester_org = $1 AND service_id = $2 AND active = 1 ORDER BY created_at`, r.Requester, r.Service)
-	if err != nil {
-		return nil, "", err
-	}
 	var forPurpose []*Policy
-	for _, p := range ps {
+	for _, p := range cat.policies[[2]string{r.Requester, r.Service}] {
 		if p.Purpose == r.Purpose && p.LegalBasis == r.LegalBasis {
 			forPurpose = append(forPurpose, p)
 		}
 	}
 	if len(forPurpose) == 0 {
-		return nil, fmt.Sprintf("No policy lets %s read %s for purpose %s on the legal basis %q.", r.RequesterName, svc.Name, r.Purpose, r.LegalBasis), nil
+		return svc, nil, fmt.Sprintf("No policy lets %s read %s for purpose %s on the legal basis %q.", r.RequesterName, svc.Name, r.Purpose, r.LegalBasis), nil
 	}
 	var why string
 	for _, p := range forPurpose {
@@ -128,10 +149,10 @@ func (x *Exchange) decide(ctx context.Context, r *Request, svc *Service) (*Polic
 		case r.Defer > p.MaxDeferral:
 			why = fmt.Sprintf("A deferral of %d days exceeds the policy's maximum of %d days.", days(r.Defer), days(p.MaxDeferral))
 		default:
-			return p, "", nil
+			return svc, p, "", nil
 		}
 	}
-	return nil, why, nil
+	return svc, nil, why, nil
 }
 
 func labels(svc *Service, names []string) string {
@@ -143,30 +164,37 @@ func labels(svc *Service, names []string) string {
 }
 
 func (x *Exchange) store(ctx context.Context, r *Request) error {
-	return x.db.Tx(ctx, func(tx *store.Tx) error { return insertRequest(ctx, tx, r) })
+	row := requestRow(r)
+	ph := make([]string, len(row.Cols))
+	for i := range ph {
+		ph[i] = fmt.Sprintf("$%d", i+1)
+	}
+	return x.db.Tx(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecPrepared(ctx, `INSERT INTO ex_requests (`+strings.Join(row.Cols, ", ")+`) VALUES (`+strings.Join(ph, ", ")+`)`, row.Vals...)
+		return err
+	})
 }
 
-func insertRequest(ctx context.Context, tx *store.Tx, r *Request) error {
+// requestCols are ex_requests' columns, in requestRow's order.
+var requestCols = []string{"id", "requester_org", "officer", "person_id", "service_id", "fields", "purpose", "legal_basis", "deferral", "policy_id", "state", "reason", "created_at", "decided_at"}
+
+func requestRow(r *Request) tlog.Row {
 	fj, _ := json.Marshal(r.Fields)
 	var decided int64
 	if !r.Decided.IsZero() {
 		decided = r.Decided.UnixMilli()
 	}
-	_, err := tx.ExecPrepared(ctx, `INSERT INTO ex_requests (id, requester_org, officer, person_id, service_id, fields, purpose, legal_basis, deferral, policy_id, state, reason, created_at, decided_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, r.ID, r.Requester, r.Officer, r.Citizen, r.Service, string(fj), r.Purpose, r.LegalBasis,
-		r.Defer.Milliseconds(), r.PolicyID, r.State, r.Reason, r.Created.UnixMilli(), decided)
-	return err
+	return tlog.Row{Table: "ex_requests", Cols: requestCols, Vals: []any{r.ID, r.Requester, r.Officer, r.Citizen, r.Service, string(fj), r.Purpose, r.LegalBasis,
+		r.Defer.Milliseconds(), r.PolicyID, r.State, r.Reason, r.Created.UnixMilli(), decided}}
 }
+
+var accessCols = []string{"id", "request_id", "person_id", "requester_org", "purpose", "record", "nonce", "at", "defer_until"}
 
 // release reads the allowed fields and commits the request's state, the
 // access record and its log entry together; the values leave only after
 // that commit.
 func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *Policy, consent string) error {
 	now := x.now()
-	values, err := x.values(ctx, r.Service, r.Citizen, r.Fields)
-	if err != nil {
-		return err
-	}
 	rec := Record{ID: x.id(), Request: r.ID, Agency: r.Requester, AgencyName: r.RequesterName, Officer: r.Officer, Service: r.Service, ServiceName: svc.Name,
 		Holder: svc.HolderName, Purpose: r.Purpose, LegalBasis: r.LegalBasis, Fields: r.Fields, Time: now.UnixMilli(), Consent: consent,
 		RetainUntil: now.Add(pol.Retention).UnixMilli()}
@@ -188,12 +216,15 @@ func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *P
 	}
 	fresh := r.State == "" // a new request; otherwise one the citizen consented to
 	r.State, r.Decided, r.Reason = Released, now.UTC(), ""
-	_, err = x.app.AppendWith(ctx, entry, func(tx *store.Tx, idx int64) error {
-		if fresh {
-			if err := insertRequest(ctx, tx, r); err != nil {
-				return err
-			}
-		} else {
+	// The release commits only if its policy is still in force then.
+	// The values are read in the same transaction, with the batch's others.
+	d := &disclosure{service: r.Service, person: r.Citizen, fields: r.Fields}
+	w := tlog.Write{Check: &tlog.Check{Query: `SELECT 1 FROM ex_policies WHERE id = $1 AND active = 1`, Args: []any{pol.ID}},
+		Read: valuesReader{}, Item: d}
+	if fresh {
+		w.Rows = append(w.Rows, requestRow(r))
+	} else {
+		w.With = func(tx *store.Tx, _ int64) error {
 			res, err := tx.ExecContext(ctx, `UPDATE ex_requests SET state = $1, decided_at = $2 WHERE id = $3 AND state = $4`, Released, now.UnixMilli(), r.ID, Consented)
 			if err != nil {
 				return err
@@ -201,16 +232,23 @@ func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *P
 			if n, _ := res.RowsAffected(); n != 1 {
 				return ErrDecided
 			}
+			return nil
 		}
-		if _, err := tx.ExecPrepared(ctx, `INSERT INTO ex_access (id, request_id, person_id, requester_org, purpose, record, nonce, at, defer_until, log_index)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, rec.ID, r.ID, r.Citizen, r.Requester, r.Purpose, string(canon), nonce, rec.Time, rec.DeferUntil, idx); err != nil {
-			return err
-		}
-		if x.fault != nil {
+	}
+	w.Rows = append(w.Rows, tlog.Row{Table: "ex_access", IndexCol: "log_index", Cols: accessCols,
+		Vals: []any{rec.ID, r.ID, r.Citizen, r.Requester, r.Purpose, string(canon), nonce, rec.Time, rec.DeferUntil}})
+	if x.fault != nil {
+		with := w.With
+		w.With = func(tx *store.Tx, idx int64) error {
+			if with != nil {
+				if err := with(tx, idx); err != nil {
+					return err
+				}
+			}
 			return x.fault("after-record")
 		}
-		return nil
-	})
+	}
+	_, err = x.app.AppendWrite(ctx, entry, w)
 	if err != nil {
 		r.State, r.Decided = "", time.Time{}
 		if !fresh {
@@ -219,29 +257,84 @@ func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *P
 		if errors.Is(err, ErrDecided) {
 			return ErrDecided
 		}
+		if errors.Is(err, tlog.ErrCheckFailed) {
+			x.cat.drop()
+			return errRetired
+		}
 		return fmt.Errorf("release: %w", err)
 	}
-	r.Values = values
+	r.Values = d.values
 	return nil
 }
 
-func (x *Exchange) values(ctx context.Context, serviceID, personID string, fields []string) (map[string]string, error) {
-	rows, err := x.db.Reader().QueryContext(ctx, `SELECT field, value FROM ex_values WHERE service_id = $1 AND person_id = $2`, serviceID, personID)
+// disclosure is one release's read: the fields of a citizen's record in
+// a service, and (once read) their values.
+type disclosure struct {
+	service, person string
+	fields          []string
+	values          map[string]string
+}
+
+// valuesReader reads a batch's disclosures, a query per service and up
+// to 100 citizens.
+type valuesReader struct{}
+
+func (valuesReader) ReadBatch(ctx context.Context, tx *store.Tx, items []any) error {
+	type key struct{ service, person string }
+	want := map[key][]*disclosure{}
+	persons := map[string][]string{}
+	var services []string
+	for _, it := range items {
+		d := it.(*disclosure)
+		d.values = map[string]string{}
+		k := key{d.service, d.person}
+		if _, ok := want[k]; !ok {
+			if _, ok := persons[d.service]; !ok {
+				services = append(services, d.service)
+			}
+			persons[d.service] = append(persons[d.service], d.person)
+		}
+		want[k] = append(want[k], d)
+	}
+	const chunk = 100
+	for _, svc := range services {
+		ps := persons[svc]
+		for start := 0; start < len(ps); start += chunk {
+			part := ps[start:min(start+chunk, len(ps))]
+			args := []any{svc}
+			ph := make([]string, len(part))
+			for i, p := range part {
+				args = append(args, p)
+				ph[i] = "$" + strconv.Itoa(i+2)
+			}
+			if err := readValues(ctx, tx, `SELECT person_id, field, value FROM ex_values WHERE service_id = $1 AND person_id IN (`+strings.Join(ph, ", ")+`)`, args, func(person, field, value string) {
+				for _, d := range want[key{svc, person}] {
+					if slices.Contains(d.fields, field) {
+						d.values[field] = value
+					}
+				}
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func readValues(ctx context.Context, tx *store.Tx, query string, args []any, each func(person, field, value string)) error {
+	rows, err := tx.QueryPrepared(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("values: %w", err)
+		return fmt.Errorf("values: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]string{}
 	for rows.Next() {
-		var f, v string
-		if err := rows.Scan(&f, &v); err != nil {
-			return nil, err
+		var p, f, v string
+		if err := rows.Scan(&p, &f, &v); err != nil {
+			return err
 		}
-		if slices.Contains(fields, f) {
-			out[f] = v
-		}
+		each(p, f, v)
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // Decide records the citizen's answer to a request that needs consent:
@@ -295,18 +388,20 @@ func (x *Exchange) Collect(ctx context.Context, requesterOrg, requestID string) 
 	default:
 		return nil, fmt.Errorf("%w: the request was %s", ErrInvalid, r.State)
 	}
-	svc, err := x.Service(ctx, r.Service)
-	if err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		svc, pol, reason, err := x.decide(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if reason != "" {
+			return nil, fmt.Errorf("%w: %s", ErrInvalid, reason)
+		}
+		err = x.release(ctx, r, svc, pol, "given")
+		if errors.Is(err, errRetired) && attempt == 0 {
+			continue
+		}
+		return r, err
 	}
-	pol, reason, err := x.decide(ctx, r, svc)
-	if err != nil {
-		return nil, err
-	}
-	if reason != "" {
-		return nil, fmt.Errorf("%w: %s", ErrInvalid, reason)
-	}
-	return r, x.release(ctx, r, svc, pol, "given")
 }
 
 // Requests lists an agency's requests, newest first.
@@ -316,12 +411,12 @@ func (x *Exchange) Requests(ctx context.Context, requesterOrg string, limit int)
 
 // Pending lists the requests waiting for a citizen's consent.
 func (x *Exchange) Pending(ctx context.Context, personID string) ([]*Request, error) {
-	return x.requests(ctx, `WHERE person_id = $1 AND state = $2 ORDER BY created_at`, personID, AwaitConsent)
+	return x.requests(ctx, `WHERE person_id = $1 AND state = '`+AwaitConsent+`' ORDER BY created_at`, personID) // the partial index's condition, literally
 }
 
 // Denied lists denied and refused requests (for the DPA), newest first.
 func (x *Exchange) Denied(ctx context.Context, limit int) ([]*Request, error) {
-	return x.requests(ctx, `WHERE state IN ($1, $2) ORDER BY created_at DESC LIMIT $3`, Denied, RefusedConsent, limit)
+	return x.requests(ctx, `WHERE state IN ('`+Denied+`', '`+RefusedConsent+`') ORDER BY created_at DESC LIMIT $1`, limit)
 }
 
 // RequestFor returns one of an agency's requests (with no values).
@@ -341,7 +436,7 @@ func (x *Exchange) request(ctx context.Context, where string, args ...any) (*Req
 }
 
 func (x *Exchange) requests(ctx context.Context, where string, args ...any) ([]*Request, error) {
-	rows, err := x.db.Reader().QueryContext(ctx, `SELECT id, requester_org, officer, person_id, service_id, fields, purpose, legal_basis, deferral, policy_id, state, reason, created_at, decided_at FROM ex_requests `+where, args...)
+	rows, err := x.db.QueryRead(ctx, `SELECT id, requester_org, officer, person_id, service_id, fields, purpose, legal_basis, deferral, policy_id, state, reason, created_at, decided_at FROM ex_requests `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("requests: %w", err)
 	}

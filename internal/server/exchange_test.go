@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/store"
@@ -175,5 +176,52 @@ func TestExchangeNothingWithoutLog(t *testing.T) {
 		if got := countRows(t, n.db, q); got != want {
 			t.Fatalf("%s = %d, want %d", q, got, want)
 		}
+	}
+}
+
+// TestExchangePolicyChangedElsewhere: a node decides on a cached catalog,
+// so another node's changes must still hold: a policy retired elsewhere
+// releases nothing more (the check is in the release's transaction), and
+// a policy added elsewhere is found before a request is denied.
+func TestExchangePolicyChangedElsewhere(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			ctx := context.Background()
+			tax, _ := exWorld(t, w)
+			amira := w.people["Amira Haddad"]
+			officer := w.as(t, "Tomas Novak")
+			// Another node: its own exchange on the same database.
+			other, err := exchange.New(exchange.Deps{DB: w.n.db, Secret: make([]byte, 32), Now: w.n.clock.now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := ask(officer, tax, amira, "tax-income", "TAX-AUDIT", "Tax Code §93", 0, "declared_income")
+			expect(t, "audit (the catalog is now cached)", r, http.StatusOK, "Released", "41250")
+			ps, err := other.Policies(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range ps {
+				if p.Requester == tax && p.Purpose == "TAX-AUDIT" {
+					if err := other.RetirePolicy(ctx, p.ID); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			before := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_access`)
+			r = ask(officer, tax, amira, "tax-income", "TAX-AUDIT", "Tax Code §93", 0, "declared_income")
+			expect(t, "audit after the policy was retired elsewhere", r, http.StatusForbidden, "No policy lets City Tax Office")
+			if strings.Contains(r.body, "41250") || countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_access`) != before {
+				t.Fatalf("a retired policy released data: %s", clip(r.body))
+			}
+			if _, err := other.CreatePolicy(ctx, exchange.Policy{Requester: tax, Service: "tax-income", Fields: []string{"employer"}, Purpose: "TAX-EMPLOYER",
+				LegalBasis: "Tax Code §94", Retention: exchange.Day}, "test"); err != nil {
+				t.Fatal(err)
+			}
+			w.n.clock.add(2 * time.Second) // past the catalog's recheck interval
+			r = ask(officer, tax, amira, "tax-income", "TAX-EMPLOYER", "Tax Code §94", 0, "employer")
+			expect(t, "policy added elsewhere", r, http.StatusOK, "Released", "Bologna Labs")
+		})
 	}
 }

@@ -120,28 +120,42 @@ type readStmts struct {
 // SQLite (hot lookups: tokens, payment devices, merchants), directly on
 // PostgreSQL, whose driver caches prepared statements itself.
 func (db *DB) QueryRowRead(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := db.readStmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return db.read.QueryRowContext(ctx, query, args...)
+}
+
+// QueryRead is QueryRowRead for queries of many rows.
+func (db *DB) QueryRead(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := db.readStmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return db.read.QueryContext(ctx, query, args...)
+}
+
+// readStmt returns query prepared on the SQLite read pool, or nil (on
+// PostgreSQL, past the cache's bound, or if it does not prepare: the
+// caller then runs it unprepared and gets the error from there).
+func (db *DB) readStmt(ctx context.Context, query string) *sql.Stmt {
 	if db.dialect != SQLite {
-		return db.read.QueryRowContext(ctx, query, args...)
+		return nil
 	}
 	c := &db.readPrepared
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	st := c.stmts[query]
 	if st == nil && len(c.stmts) < maxPrepared {
 		var err error
-		if st, err = db.read.PrepareContext(ctx, query); err == nil {
-			if c.stmts == nil {
-				c.stmts = map[string]*sql.Stmt{}
-			}
-			c.stmts[query] = st
-		} else {
-			st = nil
+		if st, err = db.read.PrepareContext(ctx, query); err != nil {
+			return nil
 		}
+		if c.stmts == nil {
+			c.stmts = map[string]*sql.Stmt{}
+		}
+		c.stmts[query] = st
 	}
-	c.mu.Unlock()
-	if st == nil {
-		return db.read.QueryRowContext(ctx, query, args...)
-	}
-	return st.QueryRowContext(ctx, args...)
+	return st
 }
 
 func (c *readStmts) close() {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/civstack/civstack/internal/store"
@@ -29,7 +32,7 @@ type Appender struct {
 
 type appendReq struct {
 	data  []byte
-	with  func(tx *store.Tx, index int64) error
+	w     Write
 	index int64
 	err   error
 	done  chan struct{}
@@ -43,7 +46,7 @@ func NewAppender(db *store.DB, now func() time.Time, onCommit func()) *Appender 
 
 // Append sequences one entry and returns its index once it is committed.
 func (a *Appender) Append(ctx context.Context, entry []byte) (int64, error) {
-	return a.AppendWith(ctx, entry, nil)
+	return a.AppendWrite(ctx, entry, Write{})
 }
 
 // AppendWith sequences one entry and runs with (may be nil) in the same
@@ -52,10 +55,62 @@ func (a *Appender) Append(ctx context.Context, entry []byte) (int64, error) {
 // rows; if it fails, its batch is retried one append at a time, so one
 // failing append never takes others down with it.
 func (a *Appender) AppendWith(ctx context.Context, entry []byte, with func(tx *store.Tx, index int64) error) (int64, error) {
+	return a.AppendWrite(ctx, entry, Write{With: with})
+}
+
+// Write is what an entry commits with; every part is optional.
+//
+// Check must return a row for the entry to commit at all (e.g. that the
+// policy a release was decided on is still in force); if it returns none,
+// the entry is left out of the batch and its append fails with
+// ErrCheckFailed. A batch runs each distinct check once.
+//
+// Rows are inserted in the entry's transaction, an IndexCol taking the
+// entry's index; the batch's rows for one table go in multi-row statements
+// (on PostgreSQL one round trip for many entries instead of one each).
+//
+// Read, if set, is run once per batch for the writes that carry it
+// (compared by identity), with their Items, before anything is written:
+// a batch of releases reads what it discloses in one query, in the
+// transaction that records the disclosure.
+//
+// With runs last, as for AppendWith.
+type Write struct {
+	Check *Check
+	Read  BatchRead
+	Item  any
+	Rows  []Row
+	With  func(tx *store.Tx, index int64) error
+}
+
+// BatchRead reads, in a batch's transaction, what its writes need. It
+// must not write; if it fails, the batch is retried one write at a time.
+type BatchRead interface {
+	ReadBatch(ctx context.Context, tx *store.Tx, items []any) error
+}
+
+// Check is a query, with its arguments, that must return a row.
+type Check struct {
+	Query string
+	Args  []any
+}
+
+// ErrCheckFailed is returned for an entry whose Write.Check returned no row.
+var ErrCheckFailed = errors.New("the condition the entry was written on no longer holds")
+
+// AppendWrite sequences one entry with what it commits with (see Write)
+// and returns its index once it is committed. If the batch's transaction
+// fails, it is retried one append at a time.
+func (a *Appender) AppendWrite(ctx context.Context, entry []byte, w Write) (int64, error) {
 	if _, err := Parse(entry); err != nil {
 		return 0, err
 	}
-	r := &appendReq{data: entry, with: with, done: make(chan struct{})}
+	for _, r := range w.Rows {
+		if len(r.Cols) != len(r.Vals) || r.Table == "" {
+			return 0, fmt.Errorf("%w: row columns and values do not match", ErrBadRequest)
+		}
+	}
+	r := &appendReq{data: entry, w: w, done: make(chan struct{})}
 	select {
 	case a.reqs <- r:
 	case <-a.stopped:
@@ -98,28 +153,71 @@ func (a *Appender) Run(ctx context.Context) {
 }
 
 func (a *Appender) commit(ctx context.Context, batch []*appendReq) {
-	data := make([][]byte, len(batch))
-	for i, r := range batch {
-		data[i] = r.data
-	}
 	var first int64
-	withs := false
+	failed := make([]bool, len(batch))
+	writes := false
 	err := a.db.Tx(ctx, func(tx *store.Tx) error {
+		clear(failed)
+		checks := map[string]bool{}
+		live := make([]*appendReq, 0, len(batch))
+		data := make([][]byte, 0, len(batch))
+		for i, r := range batch {
+			if c := r.w.Check; c != nil {
+				key := fmt.Sprintf("%s\x00%v", c.Query, c.Args)
+				ok, seen := checks[key]
+				if !seen {
+					var err error
+					if ok, err = check(ctx, tx, c); err != nil {
+						return err
+					}
+					checks[key] = ok
+				}
+				if !ok {
+					failed[i] = true
+					continue
+				}
+			}
+			live = append(live, r)
+			data = append(data, r.data)
+		}
+		if len(live) == 0 {
+			return nil
+		}
+		if err := readBatch(ctx, tx, live); err != nil {
+			return err
+		}
 		var err error
 		if first, err = Sequence(ctx, tx, a.now(), data...); err != nil {
 			return err
 		}
-		for i, r := range batch {
-			if r.with != nil {
-				withs = true
-				if err := r.with(tx, first+int64(i)); err != nil {
+		var rows []Row
+		for i, r := range live {
+			for _, row := range r.w.Rows {
+				if row.IndexCol != "" {
+					row.Cols = append(slices.Clip(row.Cols), row.IndexCol)
+					row.Vals = append(slices.Clip(row.Vals), first+int64(i))
+					row.IndexCol = ""
+				}
+				rows = append(rows, row)
+			}
+		}
+		if len(rows) > 0 {
+			writes = true
+			if err := insertRows(ctx, tx, rows); err != nil {
+				return err
+			}
+		}
+		for i, r := range live {
+			if r.w.With != nil {
+				writes = true
+				if err := r.w.With(tx, first+int64(i)); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	})
-	if err != nil && withs && len(batch) > 1 {
+	if err != nil && (writes || reads(batch)) && len(batch) > 1 {
 		for _, r := range batch {
 			a.commit(ctx, []*appendReq{r})
 		}
@@ -128,13 +226,113 @@ func (a *Appender) commit(ctx context.Context, batch []*appendReq) {
 	if err != nil {
 		err = fmt.Errorf("append: %w", err)
 	}
+	next := first
 	for i, r := range batch {
-		r.index, r.err = first+int64(i), err
+		switch {
+		case err != nil:
+			r.err = err
+		case failed[i]:
+			r.err = ErrCheckFailed
+		default:
+			r.index = next
+			next++
+		}
 		close(r.done)
 	}
 	if err == nil && a.onCommit != nil {
 		a.onCommit()
 	}
+}
+
+func reads(batch []*appendReq) bool {
+	return slices.ContainsFunc(batch, func(r *appendReq) bool { return r.w.Read != nil })
+}
+
+// readBatch runs each distinct BatchRead once with its writes' items.
+func readBatch(ctx context.Context, tx *store.Tx, live []*appendReq) error {
+	var readers []BatchRead
+	items := map[BatchRead][]any{}
+	for _, r := range live {
+		if r.w.Read == nil {
+			continue
+		}
+		if _, ok := items[r.w.Read]; !ok {
+			readers = append(readers, r.w.Read)
+		}
+		items[r.w.Read] = append(items[r.w.Read], r.w.Item)
+	}
+	for _, br := range readers {
+		if err := br.ReadBatch(ctx, tx, items[br]); err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+	}
+	return nil
+}
+
+func check(ctx context.Context, tx *store.Tx, c *Check) (bool, error) {
+	rows, err := tx.QueryPrepared(ctx, c.Query, c.Args...)
+	if err != nil {
+		return false, fmt.Errorf("check: %w", err)
+	}
+	defer rows.Close()
+	ok := rows.Next()
+	return ok, rows.Err()
+}
+
+// insertRows inserts rows, those of one table and columns together in
+// multi-row statements (in their order), so that a batch's rows cost a
+// few statements rather than one each. SQLite parses $N parameters in
+// time quadratic in their number, so its statements stay small (and are
+// prepared once per shape); PostgreSQL takes larger ones.
+func insertRows(ctx context.Context, tx *store.Tx, rows []Row) error {
+	maxParams := 128
+	if tx.Dialect() == store.Postgres {
+		maxParams = 8192
+	}
+	type group struct {
+		table string
+		cols  []string
+		rows  []Row
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	for _, r := range rows {
+		key := r.Table + "(" + strings.Join(r.Cols, ",") + ")"
+		g := byKey[key]
+		if g == nil {
+			g = &group{table: r.Table, cols: r.Cols}
+			byKey[key] = g
+			groups = append(groups, g)
+		}
+		g.rows = append(g.rows, r)
+	}
+	for _, g := range groups {
+		per := max(1, maxParams/len(g.cols))
+		for start := 0; start < len(g.rows); start += per {
+			chunk := g.rows[start:min(start+per, len(g.rows))]
+			var q strings.Builder
+			q.WriteString("INSERT INTO " + g.table + " (" + strings.Join(g.cols, ", ") + ") VALUES ")
+			args := make([]any, 0, len(chunk)*len(g.cols))
+			for i, r := range chunk {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteByte('(')
+				for j, v := range r.Vals {
+					if j > 0 {
+						q.WriteString(", ")
+					}
+					args = append(args, v)
+					q.WriteString("$" + strconv.Itoa(len(args)))
+				}
+				q.WriteByte(')')
+			}
+			if _, err := tx.ExecPrepared(ctx, q.String(), args...); err != nil {
+				return fmt.Errorf("store %s: %w", g.table, err)
+			}
+		}
+	}
+	return nil
 }
 
 func (a *Appender) drain() {

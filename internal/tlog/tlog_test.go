@@ -1,11 +1,13 @@
 package tlog_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -315,5 +317,109 @@ func TestAppendWith(t *testing.T) {
 		if failed != n/5 || rows != n-n/5 || entries != n-n/5 {
 			t.Fatalf("%d failed (want %d), %d rows and %d entries (want %d)", failed, n/5, rows, entries, n-n/5)
 		}
+	})
+}
+
+// seen is a BatchRead that marks its items and counts its calls.
+type seen struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (s *seen) ReadBatch(_ context.Context, _ *store.Tx, items []any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	for _, it := range items {
+		*it.(*bool) = true
+	}
+	return nil
+}
+
+func TestAppendWrite(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if err := db.Tx(ctx, func(tx *store.Tx) error {
+			if _, err := tx.ExecContext(ctx, "CREATE TABLE aw_rows (name TEXT NOT NULL UNIQUE, idx BIGINT NOT NULL)"); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ('aw-open', '1')")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		a := civtlog.NewAppender(db, time.Now, nil)
+		done := make(chan struct{})
+		go func() { a.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+		const n = 40
+		type result struct {
+			i    int
+			idx  int64
+			err  error
+			read bool
+		}
+		results := make(chan result, n)
+		reader := &seen{}
+		for i := range n {
+			go func() {
+				cond := "aw-open"
+				if i%4 == 1 {
+					cond = "aw-closed" // no such row: the check fails
+				}
+				name := fmt.Sprintf("row-%d", i)
+				if i == 6 || i == 10 {
+					name = "row-twice" // one of the two must fail alone
+				}
+				var read bool
+				idx, err := a.AppendWrite(ctx, receipt(int64(i)), civtlog.Write{
+					Check: &civtlog.Check{Query: "SELECT 1 FROM meta WHERE name = $1", Args: []any{cond}},
+					Read:  reader, Item: &read,
+					Rows: []civtlog.Row{{Table: "aw_rows", Cols: []string{"name"}, Vals: []any{name}, IndexCol: "idx"}},
+				})
+				results <- result{i, idx, err, read}
+			}()
+		}
+		ok, checkFailed, other := 0, 0, 0
+		for range n {
+			r := <-results
+			switch {
+			case r.i%4 == 1:
+				if !errors.Is(r.err, civtlog.ErrCheckFailed) {
+					t.Errorf("write %d: failed check gave %v", r.i, r.err)
+				}
+				checkFailed++
+			case r.err != nil:
+				if r.i != 6 && r.i != 10 {
+					t.Errorf("write %d: %v", r.i, r.err)
+				}
+				other++
+			default:
+				ok++
+				if !r.read {
+					t.Errorf("write %d committed without its batch read", r.i)
+				}
+				var got int64
+				name := fmt.Sprintf("row-%d", r.i)
+				if r.i == 6 || r.i == 10 {
+					name = "row-twice"
+				}
+				if err := db.Reader().QueryRow("SELECT idx FROM aw_rows WHERE name = $1", name).Scan(&got); err != nil || got != r.idx {
+					t.Errorf("write %d: row has index %d (%v), the append said %d", r.i, got, err, r.idx)
+				}
+				var data []byte
+				if err := db.Reader().QueryRow("SELECT data FROM tlog_entries WHERE idx = $1", r.idx).Scan(&data); err != nil || !bytes.Equal(data, receipt(int64(r.i))) {
+					t.Errorf("write %d: entry %d is not its own (%v)", r.i, r.idx, err)
+				}
+			}
+		}
+		var rows, entries int
+		db.Reader().QueryRow("SELECT COUNT(*) FROM aw_rows").Scan(&rows)
+		db.Reader().QueryRow("SELECT COUNT(*) FROM tlog_entries").Scan(&entries)
+		if checkFailed != n/4 || other != 1 || rows != ok || entries != ok || ok != n-n/4-1 {
+			t.Fatalf("%d committed, %d failed checks, %d other failures; %d rows, %d entries", ok, checkFailed, other, rows, entries)
+		}
+		t.Logf("%d writes in %d batch reads", n, reader.calls)
 	})
 }
