@@ -61,10 +61,11 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	fmt.Fprintf(e.stdout, "%s, %d writers, %s per workload, %d rounds\n", name, *writers, *duration, *rounds)
-	work := func(op func(i int64) error) (float64, error) {
+	// work runs op from every writer for the duration: ops per second and
+	// entries per group commit.
+	work := func(op func(i int64) error) (float64, int64, error) {
 		var n atomic.Int64
 		c0 := commits.Load()
-		defer func() { fmt.Fprintf(e.stdout, "  (%d per commit) ", n.Load()/max(1, commits.Load()-c0)) }()
 		var firstErr atomic.Value
 		deadline := time.Now().Add(*duration)
 		var wg sync.WaitGroup
@@ -84,9 +85,9 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 		}
 		wg.Wait()
 		if err, ok := firstErr.Load().(error); ok {
-			return 0, err
+			return 0, 0, err
 		}
-		return float64(n.Load()) / time.Since(start).Seconds(), nil
+		return float64(n.Load()) / time.Since(start).Seconds(), n.Load() / max(1, commits.Load()-c0), nil
 	}
 	appends := func(i int64) error {
 		_, err := app.Append(ctx, receiptFor(i))
@@ -108,19 +109,19 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 		}
 		for _, isEx := range order {
 			if isEx {
-				r, err := work(requests)
+				r, per, err := work(requests)
 				if err != nil {
 					return err
 				}
 				sumX += r
-				fmt.Fprintf(e.stdout, "round %d: exchange requests %.0f/s\n", round+1, r)
+				fmt.Fprintf(e.stdout, "round %d: exchange requests %6.0f/s (%d per commit)\n", round+1, r, per)
 			} else {
-				r, err := work(appends)
+				r, per, err := work(appends)
 				if err != nil {
 					return err
 				}
 				sumA += r
-				fmt.Fprintf(e.stdout, "round %d: bare log appends  %.0f/s\n", round+1, r)
+				fmt.Fprintf(e.stdout, "round %d: bare log appends  %6.0f/s (%d per commit)\n", round+1, r, per)
 			}
 		}
 	}
