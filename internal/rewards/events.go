@@ -1,0 +1,181 @@
+package rewards
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/store"
+)
+
+// RecordIn is a partner's reward event: the member card it scanned, the
+// event type, and the partner's own id for the event (a retry with the
+// same id returns the first award).
+type RecordIn struct {
+	Card    string
+	Type    string
+	EventID string
+}
+
+// Award is what an event earned.
+type Award struct {
+	EventID string    `json:"event_id"`
+	Type    string    `json:"type"`
+	Label   string    `json:"label"`
+	Points  int64     `json:"points"`
+	At      time.Time `json:"at"`
+}
+
+// Event is one of a citizen's reward events, as their wallet shows it.
+type Event struct {
+	Type        string
+	Label       string
+	PartnerName string
+	Points      int64
+	At          time.Time
+}
+
+var eventIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+// stripes serialise the recording of one partner event id in this process
+// (two concurrent retries of one event must not both mint).
+var stripes [64]sync.Mutex
+
+func stripe(key string) *sync.Mutex {
+	var h uint32 = 2166136261
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint32(key[i])) * 16777619
+	}
+	return &stripes[h%uint32(len(stripes))]
+}
+
+// Record mints the points an event earns under its rule, in the ledger's
+// transaction with the event's row. Caps hold across processes: each
+// citizen has, per event type and UTC day, as many ledger transfer ids as
+// the cap allows events (derived from citizen, type, day and slot), and a
+// transfer id can be used once; an event takes the first free slot. The
+// last slot gives what is left under the cap; past it, ErrCap.
+func (s *Service) Record(ctx context.Context, partnerOrg string, in RecordIn) (*Award, error) {
+	if !eventIDRE.MatchString(in.EventID) {
+		return nil, fmt.Errorf("%w: an event id is 1 to 64 letters, digits or . _ : -", ErrInvalid)
+	}
+	m, err := s.member(ctx, `card = $1`, in.Card)
+	if err != nil {
+		return nil, err
+	}
+	rule, err := s.rule(ctx, in.Type)
+	if err != nil {
+		return nil, err
+	}
+	if rule.Partner != partnerOrg {
+		return nil, fmt.Errorf("%w: you do not record %q events; the published rules say who does", ErrInvalid, in.Type)
+	}
+	mu := stripe(partnerOrg + "\x00" + in.EventID)
+	mu.Lock()
+	defer mu.Unlock()
+	if a, err := s.prior(ctx, partnerOrg, in.EventID, m.Person, rule); a != nil || err != nil {
+		return a, err
+	}
+	now := s.Now().UTC()
+	day := now.Format(time.DateOnly)
+	var taken int
+	if err := s.DB.QueryRowRead(ctx, `SELECT COUNT(*) FROM rw_events WHERE person_id = $1 AND event_type = $2 AND day = $3`, m.Person, rule.Type, day).Scan(&taken); err != nil {
+		return nil, fmt.Errorf("record: %w", err)
+	}
+	slots := int((rule.DailyCap + rule.Points - 1) / rule.Points)
+	for k := taken; k < slots; k++ {
+		amount := min(rule.Points, rule.DailyCap-int64(k)*rule.Points)
+		t := ledger.Transfer{ID: derive("reward", m.Person, rule.Type, day, strconv.Itoa(k)), Debit: ProgrammeAccount, Credit: PointsAccount(m.Person),
+			Amount: amount, Ledger: ledger.LedgerPoints, Code: ledger.CodeReward, Reference: "reward"}
+		rs, err := s.Ledger.SubmitThen(ctx, []ledger.Transfer{t}, func(ctx context.Context, tx *store.Tx, rs []ledger.Result) error {
+			if rs[0] != ledger.OK {
+				return nil
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO rw_events (id, person_id, partner_org, partner_event, event_type, points, day, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (partner_org, partner_event) DO NOTHING`,
+				uuid.Must(uuid.NewV7()).String(), m.Person, partnerOrg, in.EventID, rule.Type, amount, day, now.UnixMilli())
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("record: %w", err)
+		}
+		switch rs[0] {
+		case ledger.OK:
+			return &Award{EventID: in.EventID, Type: rule.Type, Label: rule.Label, Points: amount, At: now}, nil
+		case ledger.Exists:
+			continue // the slot went to another event (another process, or before the citizen left and rejoined)
+		default:
+			return nil, fmt.Errorf("record: the ledger refused the points: %s", rs[0])
+		}
+	}
+	return nil, fmt.Errorf("%w: %s earns at most %d points a day", ErrCap, rule.Label, rule.DailyCap)
+}
+
+// prior returns the award of an event id recorded before, or an error if
+// the id was used for another citizen or type.
+func (s *Service) prior(ctx context.Context, partnerOrg, eventID, person string, rule *Rule) (*Award, error) {
+	var p, typ string
+	var points, at int64
+	err := s.DB.QueryRowRead(ctx, `SELECT person_id, event_type, points, created_at FROM rw_events WHERE partner_org = $1 AND partner_event = $2`,
+		partnerOrg, eventID).Scan(&p, &typ, &points, &at)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("record: %w", err)
+	case p != person || typ != rule.Type:
+		return nil, fmt.Errorf("%w: event id %q was already used for another event", ErrInvalid, eventID)
+	}
+	return &Award{EventID: eventID, Type: typ, Label: rule.Label, Points: points, At: time.UnixMilli(at).UTC()}, nil
+}
+
+func (s *Service) rule(ctx context.Context, typ string) (*Rule, error) {
+	r := &Rule{}
+	err := s.DB.QueryRowRead(ctx, `SELECT event_type, label, partner_org, points, daily_cap FROM rw_rules WHERE event_type = $1`, typ).
+		Scan(&r.Type, &r.Label, &r.Partner, &r.Points, &r.DailyCap)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: no published rule for %q events", ErrNotFound, typ)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rule: %w", err)
+	}
+	return r, nil
+}
+
+// Events lists a member's reward events, newest first.
+func (s *Service) Events(ctx context.Context, personID string, limit int) ([]*Event, error) {
+	rows, err := s.DB.QueryRead(ctx, `SELECT e.event_type, COALESCE(r.label, e.event_type), e.partner_org, e.points, e.created_at
+		FROM rw_events e LEFT JOIN rw_rules r ON r.event_type = e.event_type WHERE e.person_id = $1 ORDER BY e.created_at DESC LIMIT $2`, personID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	defer rows.Close()
+	var out []*Event
+	var orgs []string
+	for rows.Next() {
+		e := &Event{}
+		var org string
+		var at int64
+		if err := rows.Scan(&e.Type, &e.Label, &org, &e.Points, &at); err != nil {
+			return nil, err
+		}
+		e.At = time.UnixMilli(at).UTC()
+		out = append(out, e)
+		orgs = append(orgs, org)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i, e := range out {
+		e.PartnerName = s.OrgName(ctx, orgs[i])
+	}
+	return out, nil
+}

@@ -1,0 +1,307 @@
+package rewards_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/rewards"
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+const (
+	transit   = "org-transit"
+	recycling = "org-recycling"
+	museum    = "org-museum"
+)
+
+type world struct {
+	svc   *rewards.Service
+	eng   *ledger.Engine
+	clock *clock
+	db    *store.DB
+}
+
+func setup(t *testing.T, db *store.DB, cfg rewards.Config) *world {
+	t.Helper()
+	ctx := context.Background()
+	c := &clock{t: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)}
+	eng := ledger.New(db, c.now, nil)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { eng.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	svc, err := rewards.New(ctx, cfg, rewards.Deps{DB: db, Ledger: eng, Key: key, KeyID: "k1", Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []rewards.Rule{
+		{Type: "transit_ride", Label: "Transit ride", Partner: transit, Points: 10, DailyCap: 25},
+		{Type: "recycling_dropoff", Label: "Recycling drop-off", Partner: recycling, Points: 5, DailyCap: 5},
+	} {
+		if err := svc.SetRule(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, it := range []rewards.Item{
+		{ID: "museum-entry", Name: "Museum entry", Partner: museum, Price: 20, ValidDays: 30, Active: true},
+		{ID: "museum-tour", Name: "Guided tour", Partner: museum, Price: 5, ValidDays: 1, Active: true},
+	} {
+		if err := svc.SetItem(ctx, it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &world{svc: svc, eng: eng, clock: c, db: db}
+}
+
+func (w *world) balance(t *testing.T, id ledger.ID) (posted, pendingCredits int64) {
+	t.Helper()
+	a, err := w.eng.Account(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Balance(), a.CreditsPending
+}
+
+func (w *world) audit(t *testing.T) {
+	t.Helper()
+	a, err := w.eng.Check(context.Background())
+	if err != nil || len(a.Problems) > 0 {
+		t.Fatalf("ledger check: %v %v", err, a)
+	}
+}
+
+func is(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: got %v, want %v", what, err, want)
+	}
+}
+
+// TestMintingAndCaps: points are minted from the programme's account by
+// the published rules, a retried event earns once, the daily cap holds
+// (the last event gets what is left), only the rule's partner records an
+// event type, non-members earn nothing, and leaving deletes the events but
+// keeps the points.
+func TestMintingAndCaps(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db, rewards.DefaultConfig)
+		_, err := w.svc.Record(ctx, transit, rewards.RecordIn{Card: "RWNOBODY", Type: "transit_ride", EventID: "r0"})
+		is(t, "unknown card", err, rewards.ErrNotMember)
+		m, err := w.svc.Join(ctx, "amira")
+		if err != nil || !strings.HasPrefix(m.Card, "RW") || strings.Contains(m.Card, "amira") {
+			t.Fatalf("join: %v %+v", err, m)
+		}
+		if again, _ := w.svc.Join(ctx, "amira"); again.Card != m.Card {
+			t.Fatal("joining twice changed the card")
+		}
+		ride := func(id string) (*rewards.Award, error) {
+			return w.svc.Record(ctx, transit, rewards.RecordIn{Card: m.Card, Type: "transit_ride", EventID: id})
+		}
+		var got []int64
+		for _, id := range []string{"r1", "r1", "r2", "r3"} {
+			a, err := ride(id)
+			if err != nil {
+				t.Fatalf("ride %s: %v", id, err)
+			}
+			got = append(got, a.Points)
+		}
+		if got[0] != 10 || got[1] != 10 || got[2] != 10 || got[3] != 5 {
+			t.Fatalf("awards %v, want 10 10 (the same event) 10 5 (what is left under the cap of 25)", got)
+		}
+		_, err = ride("r4")
+		is(t, "over the cap", err, rewards.ErrCap)
+		_, err = w.svc.Record(ctx, recycling, rewards.RecordIn{Card: m.Card, Type: "transit_ride", EventID: "x1"})
+		is(t, "another partner's event type", err, rewards.ErrInvalid)
+		_, err = w.svc.Record(ctx, transit, rewards.RecordIn{Card: m.Card, Type: "transit_ride", EventID: "bad id!"})
+		is(t, "bad event id", err, rewards.ErrInvalid)
+		if b, _ := w.balance(t, rewards.PointsAccount("amira")); b != 25 {
+			t.Fatalf("balance %d, want 25", b)
+		}
+		if b, _ := w.balance(t, rewards.ProgrammeAccount); b != -25 {
+			t.Fatalf("programme %d, want -25 (it minted 25)", b)
+		}
+		w.clock.add(24 * time.Hour)
+		if a, err := ride("r5"); err != nil || a.Points != 10 {
+			t.Fatalf("next day: %v %+v", err, a)
+		}
+		evs, err := w.svc.Events(ctx, "amira", 10)
+		if err != nil || len(evs) != 4 || evs[0].Label != "Transit ride" {
+			t.Fatalf("events: %v %d", err, len(evs))
+		}
+		// Concurrent events of one citizen never pass the cap.
+		w.clock.add(24 * time.Hour)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var total int64
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if a, err := ride("c" + string(rune('a'+i))); err == nil {
+					mu.Lock()
+					total += a.Points
+					mu.Unlock()
+				} else if !errors.Is(err, rewards.ErrCap) {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if total != 25 {
+			t.Fatalf("8 concurrent rides earned %d, want the cap of 25", total)
+		}
+		if err := w.svc.Leave(ctx, "amira"); err != nil {
+			t.Fatal(err)
+		}
+		if evs, _ := w.svc.Events(ctx, "amira", 10); len(evs) != 0 {
+			t.Fatalf("%d events left after leaving", len(evs))
+		}
+		if b, _ := w.balance(t, rewards.PointsAccount("amira")); b != 60 {
+			t.Fatalf("balance after leaving %d, want 60 (points stay)", b)
+		}
+		_, err = ride("r9")
+		is(t, "the old card after leaving", err, rewards.ErrNotMember)
+		is(t, "leaving twice", w.svc.Leave(ctx, "amira"), rewards.ErrNotMember)
+		w.audit(t)
+	})
+}
+
+// TestVouchers: buying is one linked chain (points back to the programme,
+// the voucher's value reserved for the partner) or nothing; the partner's
+// scan posts the reservation once; a second scan, another partner, a
+// forged code and an expired voucher are refused.
+func TestVouchers(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db, rewards.DefaultConfig)
+		m, _ := w.svc.Join(ctx, "amira")
+		for _, id := range []string{"r1", "r2", "r3"} {
+			if _, err := w.svc.Record(ctx, transit, rewards.RecordIn{Card: m.Card, Type: "transit_ride", EventID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		v, err := w.svc.Buy(ctx, "amira", "museum-entry")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := w.balance(t, rewards.PointsAccount("amira")); b != 5 {
+			t.Fatalf("balance after buying %d, want 25-20=5", b)
+		}
+		if b, p := w.balance(t, rewards.PartnerAccount(museum)); b != 0 || p != 20 {
+			t.Fatalf("museum: posted %d pending %d, want 0 and 20 reserved", b, p)
+		}
+		_, err = w.svc.Buy(ctx, "amira", "museum-entry")
+		is(t, "buying without the points", err, rewards.ErrPoints)
+		if b, _ := w.balance(t, rewards.PointsAccount("amira")); b != 5 {
+			t.Fatalf("a refused purchase spent points: %d", b)
+		}
+		if _, p := w.balance(t, rewards.PartnerAccount(museum)); p != 20 {
+			t.Fatalf("a refused purchase reserved %d for the museum", p)
+		}
+		if vs, _ := w.svc.Vouchers(ctx, "amira"); len(vs) != 1 {
+			t.Fatalf("%d vouchers, want 1", len(vs))
+		}
+		_, err = w.svc.Buy(ctx, "jonas", "museum-entry")
+		is(t, "buying with no points account", err, rewards.ErrPoints)
+		code, err := w.svc.Code(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = w.svc.Redeem(ctx, transit, code)
+		is(t, "another partner scans it", err, rewards.ErrOther)
+		forged := code[:len(code)-4] + "AAAA"
+		_, err = w.svc.Redeem(ctx, museum, forged)
+		is(t, "forged signature", err, rewards.ErrInvalid)
+		_, err = w.svc.Redeem(ctx, museum, "hello")
+		is(t, "not a code", err, rewards.ErrInvalid)
+		used, err := w.svc.Redeem(ctx, museum, code)
+		if err != nil || used.State != rewards.Used {
+			t.Fatalf("scan: %v %+v", err, used)
+		}
+		if b, p := w.balance(t, rewards.PartnerAccount(museum)); b != 20 || p != 0 {
+			t.Fatalf("museum after the scan: posted %d pending %d, want 20 and 0", b, p)
+		}
+		again, _ := w.svc.Code(v) // a fresh signature of the same voucher
+		_, err = w.svc.Redeem(ctx, museum, again)
+		is(t, "second scan", err, rewards.ErrUsed)
+
+		tour, err := w.svc.Buy(ctx, "amira", "museum-tour") // valid one day
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.clock.add(25 * time.Hour)
+		if _, err := w.eng.Expire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		code, _ = w.svc.Code(tour)
+		_, err = w.svc.Redeem(ctx, museum, code)
+		is(t, "expired voucher", err, rewards.ErrExpired)
+		if vs, _ := w.svc.Vouchers(ctx, "amira"); vs[0].State != rewards.ExpiredSt || vs[1].State != rewards.Used {
+			t.Fatalf("voucher states %s %s", vs[0].State, vs[1].State)
+		}
+		if _, p := w.balance(t, rewards.PartnerAccount(museum)); p != 0 {
+			t.Fatalf("an expired voucher still reserves %d", p)
+		}
+		w.audit(t)
+	})
+}
+
+// TestPointsExpire: unspent points older than the published period expire,
+// oldest first (spending uses the oldest points), once per day however
+// often the sweep runs.
+func TestPointsExpire(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db, rewards.Config{PointsExpire: 48 * time.Hour})
+		m, _ := w.svc.Join(ctx, "amira")
+		ride := func(id string) {
+			if _, err := w.svc.Record(ctx, transit, rewards.RecordIn{Card: m.Card, Type: "transit_ride", EventID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ride("d1a")
+		ride("d1b")
+		ride("d1c") // day 1: 25 points
+		w.clock.add(24 * time.Hour)
+		ride("d2a") // day 2: 10 points
+		if _, err := w.svc.Buy(ctx, "amira", "museum-entry"); err != nil {
+			t.Fatal(err) // 20 spent: they come from day 1's points
+		}
+		w.clock.add(26 * time.Hour) // day 1's points are now older than 48 h
+		for range 2 {
+			if _, err := w.svc.ExpirePoints(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if b, _ := w.balance(t, rewards.PointsAccount("amira")); b != 10 {
+			t.Fatalf("balance %d, want 15-5: the 5 unspent points of day 1 expire, day 2's 10 stay", b)
+		}
+		w.clock.add(24 * time.Hour)
+		if _, err := w.svc.ExpirePoints(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := w.balance(t, rewards.PointsAccount("amira")); b != 0 {
+			t.Fatalf("balance %d, want 0 once day 2's points are old too", b)
+		}
+		w.audit(t)
+	})
+}
