@@ -255,7 +255,7 @@ func TestServeProductionPrintsSetupLink(t *testing.T) {
 	code, _, stderr := run(t, nil, "demo", "--data", data)
 	oneLine(t, "demo into a real database", code, 1, stderr, "holds real data")
 	code, out, _ := run(t, nil, "demo", "--data", t.TempDir())
-	if code != 0 || !strings.Contains(out, "14 personas") {
+	if code != 0 || !strings.Contains(out, "17 personas") {
 		t.Fatalf("demo: %d %s", code, out)
 	}
 }
@@ -358,7 +358,7 @@ func TestServeTwoProcessesOnPostgres(t *testing.T) {
 
 	// Seeding twice at once must not duplicate anyone.
 	code, out, _ := run(t, map[string]string{"CIVSTACK_DB": db}, "demo", "--data", t.TempDir())
-	if code != 0 || !strings.Contains(out, "14 personas") {
+	if code != 0 || !strings.Contains(out, "17 personas") {
 		t.Fatalf("demo after two starts: %d %s", code, out)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/rewards"
 	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/tlog"
 )
@@ -218,8 +219,28 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
+	docKey, docKID, err := n.keys.ECDSA()
+	if err != nil {
+		return err
+	}
+	rw, err := rewards.New(ctx, rewards.DefaultConfig, rewards.Deps{DB: n.db, Ledger: eng, Key: docKey, KeyID: docKID, Now: e.now, Rand: rand.Reader,
+		PublicKey: n.keys.ECDSAPublic, OrgName: func(ctx context.Context, id string) string {
+			if o, err := n.reg.Organisation(ctx, id); err == nil {
+				return o.Name
+			}
+			return id
+		}})
+	if err != nil {
+		return err
+	}
+	if *demoMode {
+		if err := demo.SeedRewards(ctx, n.reg, rw); err != nil {
+			return err
+		}
+	}
+	go expirePoints(integratorCtx, rw, logger)
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority},
-		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode, Identity: ids, Exchange: ex})
+		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode, Identity: ids, Exchange: ex, Rewards: rw})
 	if err != nil {
 		return err
 	}
@@ -311,6 +332,25 @@ func expirePending(ctx context.Context, eng *ledger.Engine, logger *slog.Logger)
 			} else if n > 0 {
 				logger.Info("pending transfers expired", "count", n)
 			}
+		}
+	}
+}
+
+// expirePoints takes back unspent points past the programme's published
+// period, hourly (one transfer per account per day at most).
+func expirePoints(ctx context.Context, rw *rewards.Service, logger *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := rw.ExpirePoints(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("expire civic points", "err", err)
+		} else if n > 0 {
+			logger.Info("civic points expired", "accounts", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

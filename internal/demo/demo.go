@@ -21,6 +21,7 @@ import (
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/rewards"
 	"github.com/civstack/civstack/internal/store"
 )
 
@@ -49,7 +50,9 @@ var Orgs = []Org{
 	{"City Police", []registry.Role{registry.Agency}},
 	{"Health Authority", []registry.Role{registry.Issuer, registry.Agency}},
 	{"Civil Registry Office", []registry.Role{registry.Issuer}},
-	{"Metro Transit", []registry.Role{registry.Verifier}},
+	{"Metro Transit", []registry.Role{registry.Verifier, registry.Partner}},
+	{"Recycling Centre", []registry.Role{registry.Partner}},
+	{"City Museum", []registry.Role{registry.Partner}},
 	{"Social Security Office", []registry.Role{registry.Issuer}},
 	{"City University", []registry.Role{registry.Issuer}},
 	{"Blue Door Bar", []registry.Role{registry.Verifier}},
@@ -71,6 +74,9 @@ var Personas = []Persona{
 	{"Hana Sato", "City University", registry.Issuer},
 	{"Sam Okafor", "Blue Door Bar", registry.Verifier},
 	{"Rui Santos", "Metro Transit", registry.Verifier},
+	{"Ben Carter", "Metro Transit", registry.Partner},
+	{"Nadia Rahman", "Recycling Centre", registry.Partner},
+	{"Lena Fischer", "City Museum", registry.Partner},
 	{"Ana Costa", "Data Protection Authority", registry.DPA},
 	{"Olu Adeyemi", "City Operations (demo)", registry.Operator},
 }
@@ -323,6 +329,38 @@ func SeedExchange(ctx context.Context, reg *registry.Registry, x *exchange.Excha
 	} {
 		if _, err := x.CreatePolicy(ctx, p, "demo"); err != nil {
 			return fmt.Errorf("seed exchange: %w", err)
+		}
+	}
+	return nil
+}
+
+// SeedRewards publishes the demo's earning rules and voucher catalogue (once).
+func SeedRewards(ctx context.Context, reg *registry.Registry, rw *rewards.Service) error {
+	if rs, err := rw.Rules(ctx); err != nil || len(rs) > 0 {
+		return err
+	}
+	ids := map[string]string{}
+	for _, name := range []string{"Metro Transit", "Recycling Centre", "City Museum"} {
+		o, err := reg.OrganisationByName(ctx, name)
+		if err != nil {
+			return fmt.Errorf("seed rewards: %q: %w", name, err)
+		}
+		ids[name] = o.ID
+	}
+	for _, r := range []rewards.Rule{
+		{Type: "transit_ride", Label: "Ride on public transport", Partner: ids["Metro Transit"], Points: 10, DailyCap: 30},
+		{Type: "recycling_dropoff", Label: "Recycling drop-off", Partner: ids["Recycling Centre"], Points: 20, DailyCap: 40},
+	} {
+		if err := rw.SetRule(ctx, r); err != nil {
+			return fmt.Errorf("seed rewards: %w", err)
+		}
+	}
+	for _, it := range []rewards.Item{
+		{ID: "museum-entry", Name: "Museum entry", Partner: ids["City Museum"], Price: 30, ValidDays: 60, Active: true},
+		{ID: "transit-day-pass", Name: "Transit day pass", Partner: ids["Metro Transit"], Price: 60, ValidDays: 30, Active: true},
+	} {
+		if err := rw.SetItem(ctx, it); err != nil {
+			return fmt.Errorf("seed rewards: %w", err)
 		}
 	}
 	return nil

@@ -153,6 +153,12 @@ func New(d Deps) (*Exchange, error) {
 
 func (x *Exchange) id() string { return uuid.Must(uuid.NewV7FromReader(x.rand)).String() }
 
+// Civic-reward data is used for nothing else (docs/rewards.md): no service
+// may offer it through the exchange.
+var rewardRE = regexp.MustCompile(`(?i)reward|voucher|civic[ _-]?points`)
+
+const noRewards = "civic-reward data (points, events, vouchers) is not shared through the exchange"
+
 var (
 	idRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,40}$`)
 	nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
@@ -172,8 +178,14 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 	if len(svc.Fields) == 0 {
 		return nil, fmt.Errorf("%w: a service needs at least one field", ErrInvalid)
 	}
+	if rewardRE.MatchString(svc.ID) || rewardRE.MatchString(svc.Name) {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, noRewards)
+	}
 	seen := map[string]bool{}
 	for _, f := range svc.Fields {
+		if rewardRE.MatchString(f.Name) || rewardRE.MatchString(f.Label) {
+			return nil, fmt.Errorf("%w: field %q: %s", ErrInvalid, f.Name, noRewards)
+		}
 		if !nameRE.MatchString(f.Name) || seen[f.Name] {
 			return nil, fmt.Errorf("%w: field %q: names are lower-case letters, digits and _, once each", ErrInvalid, f.Name)
 		}

@@ -261,3 +261,26 @@ func (r *Ring) Secret(name string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ECDSA returns the active document key as an ECDSA P-256 key, with its id.
+func (r *Ring) ECDSA() (*ecdsa.PrivateKey, string, error) {
+	k := r.Active(Document)
+	if k == nil {
+		return nil, "", errors.New("no document key")
+	}
+	ek, ok := k.Signer.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, "", errors.New("the document key is not ECDSA P-256")
+	}
+	return ek, k.ID, nil
+}
+
+// ECDSAPublic returns the public key of the document key kid (current or
+// earlier), or nil.
+func (r *Ring) ECDSAPublic(kid string) *ecdsa.PublicKey {
+	if k := r.ByID(kid); k != nil {
+		pub, _ := k.Public().(*ecdsa.PublicKey)
+		return pub
+	}
+	return nil
+}

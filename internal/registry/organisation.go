@@ -23,12 +23,13 @@ const (
 	Issuer   Role = "issuer"
 	Verifier Role = "verifier"
 	Agency   Role = "agency"
+	Partner  Role = "partner" // records civic-reward events and honours vouchers
 	DPA      Role = "dpa"
 	Operator Role = "operator"
 )
 
 // OrgRoles lists the roles an organisation can hold, in display order.
-var OrgRoles = []Role{Merchant, Issuer, Verifier, Agency, DPA, Operator}
+var OrgRoles = []Role{Merchant, Issuer, Verifier, Agency, Partner, DPA, Operator}
 
 // Title is the role's human name.
 func (r Role) Title() string {
@@ -43,6 +44,8 @@ func (r Role) Title() string {
 		return "Verifier"
 	case Agency:
 		return "Agency"
+	case Partner:
+		return "Rewards partner"
 	case DPA:
 		return "Data-protection authority"
 	case Operator:
@@ -57,7 +60,7 @@ func ParseRole(s string) (Role, error) {
 	if slices.Contains(OrgRoles, r) {
 		return r, nil
 	}
-	return "", fmt.Errorf("%w: unknown role %q (want one of merchant, issuer, verifier, agency, dpa, operator)", ErrInvalid, s)
+	return "", fmt.Errorf("%w: unknown role %q (want one of merchant, issuer, verifier, agency, partner, dpa, operator)", ErrInvalid, s)
 }
 
 // Organisation is a merchant, an issuer, an agency… or several of these.

@@ -72,6 +72,9 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	if s.ex != nil {
 		s.exchangeAPIRoutes(api)
 	}
+	if s.rw != nil {
+		s.rewardsAPIRoutes(api)
+	}
 	huma.Register(api, op("revoke-token", http.MethodDelete, "/organisations/{id}/tokens/{token}", "Revoke an API token", "", http.StatusNoContent), s.apiRevokeToken)
 }
 

@@ -172,6 +172,9 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, v *viewer, statu
 		if s.id != nil {
 			p.Nav = append(p.Nav, web.Nav{Href: "/wallet/credentials", Label: "Credentials"})
 		}
+		if s.rw != nil {
+			p.Nav = append(p.Nav, web.Nav{Href: "/wallet/rewards", Label: "Civic rewards"})
+		}
 		if s.ex != nil {
 			p.Nav = append(p.Nav, web.Nav{Href: "/wallet/access", Label: "Who looked at my data"})
 			if v.has(registry.DPA) {
@@ -191,6 +194,8 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, v *viewer, statu
 				p.Nav = append(p.Nav, web.Nav{Href: "/check/" + m.OrgID, Label: "Check · " + m.OrgName})
 			case m.Role == registry.Agency && s.ex != nil:
 				p.Nav = append(p.Nav, web.Nav{Href: "/exchange/" + m.OrgID, Label: "Ask · " + m.OrgName})
+			case m.Role == registry.Partner && s.rw != nil:
+				p.Nav = append(p.Nav, web.Nav{Href: "/rewards/" + m.OrgID, Label: "Rewards · " + m.OrgName})
 			}
 		}
 		p.Nav = append(p.Nav, consoles(v)...)

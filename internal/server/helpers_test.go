@@ -20,6 +20,7 @@ import (
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/rewards"
 	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
@@ -164,9 +165,28 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	docKey, docKID, err := keys.ECDSA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw, err := rewards.New(ctx, rewards.DefaultConfig, rewards.Deps{DB: db, Ledger: eng, Key: docKey, KeyID: docKID, Now: c.now, PublicKey: keys.ECDSAPublic,
+		OrgName: func(ctx context.Context, id string) string {
+			if org, err := reg.Organisation(ctx, id); err == nil {
+				return org.Name
+			}
+			return id
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.demo {
+		if err := demo.SeedRewards(ctx, reg, rw); err != nil {
+			t.Fatal(err)
+		}
+	}
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test", LogKey: signer.VerifierKey()},
 		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now, Log: tl, Ledger: eng, Payments: pay,
-			Health: health, HealthNode: hnode, Identity: ids, Exchange: ex})
+			Health: health, HealthNode: hnode, Identity: ids, Exchange: ex, Rewards: rw})
 	if err != nil {
 		t.Fatal(err)
 	}

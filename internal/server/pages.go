@@ -16,6 +16,7 @@ var roleDescriptions = map[registry.Role]string{
 	registry.Issuer:   "Issue credentials to citizens' wallets and revoke them.",
 	registry.Verifier: "Check credentials and health passes offline, learning only what the citizen discloses.",
 	registry.Agency:   "Request citizen data through the exchange, with a purpose and a legal basis; every access is logged.",
+	registry.Partner:  "Give civic-reward points for rides, drop-offs or visits, and honour the vouchers citizens buy with them.",
 	registry.DPA:      "Audit the data exchange and the transparency log, including deferred accesses and their deadlines.",
 	registry.Operator: "Run this civstack node: organisations, roles, API tokens and keys.",
 }
@@ -27,7 +28,7 @@ func (s *Server) pageRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /signout", s.signout)
 	mux.HandleFunc("GET /account", s.signedIn(s.account))
 	mux.HandleFunc("POST /account/passkeys/{id}/remove", s.signedIn(s.removePasskey))
-	for _, role := range []registry.Role{registry.Merchant, registry.Issuer, registry.Verifier, registry.Agency, registry.DPA} {
+	for _, role := range []registry.Role{registry.Merchant, registry.Issuer, registry.Verifier, registry.Agency, registry.Partner, registry.DPA} {
 		mux.HandleFunc("GET /"+string(role), s.withRole(role, s.roleHome(role)))
 	}
 	mux.HandleFunc("GET /operator", s.withRole(registry.Operator, s.operatorHome))

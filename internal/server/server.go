@@ -24,6 +24,7 @@ import (
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/rewards"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/tlog"
 	"github.com/civstack/civstack/internal/web"
@@ -72,6 +73,7 @@ type Deps struct {
 	Identity *identity.Service
 	// Exchange is the data exchange; nil: none of its pages or API.
 	Exchange *exchange.Exchange
+	Rewards  *rewards.Service
 }
 
 // Server serves every HTTP surface.
@@ -93,6 +95,7 @@ type Server struct {
 	hnode   *healthpass.Node
 	id      *identity.Service
 	ex      *exchange.Exchange
+	rw      *rewards.Service
 	self    *selfTransport
 	// ceremonies limits passkey ceremonies per client address.
 	ceremonies *limiter
@@ -142,7 +145,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		}
 	}
 	srv := &Server{cfg: cfg, db: d.DB, reg: d.Registry, keys: d.Keys, log: d.Logger, now: d.Now,
-		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, pay: d.Payments, health: d.Health, hnode: d.HealthNode, id: d.Identity, ex: d.Exchange, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}
+		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, pay: d.Payments, health: d.Health, hnode: d.HealthNode, id: d.Identity, ex: d.Exchange, rw: d.Rewards, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}
 	if d.Identity != nil {
 		srv.self = &selfTransport{origin: origin}
 		d.Identity.SetHTTP(&http.Client{Transport: srv.self, Timeout: 30 * time.Second})
@@ -168,6 +171,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.ex != nil {
 		s.exchangeRoutes(mux)
+	}
+	if s.rw != nil {
+		s.rewardsRoutes(mux)
 	}
 	if s.cfg.Demo {
 		s.demoRoutes(mux)
