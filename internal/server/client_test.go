@@ -73,7 +73,11 @@ func (c *client) do(method, path string, body io.Reader, contentType string) *re
 
 func (c *client) get(path string) *response { return c.do(http.MethodGet, path, nil, "") }
 
-func (c *client) postJSON(path string, v any) *response {
+func (c *client) postJSON(path string, v any) *response { return c.sendJSON(http.MethodPost, path, v) }
+
+func (c *client) putJSON(path string, v any) *response { return c.sendJSON(http.MethodPut, path, v) }
+
+func (c *client) sendJSON(method, path string, v any) *response {
 	var body []byte
 	switch v := v.(type) {
 	case string:
@@ -83,7 +87,7 @@ func (c *client) postJSON(path string, v any) *response {
 	default:
 		body, _ = json.Marshal(v)
 	}
-	return c.do(http.MethodPost, path, bytes.NewReader(body), "application/json")
+	return c.do(method, path, bytes.NewReader(body), "application/json")
 }
 
 func (c *client) postForm(path string, form url.Values) *response {
