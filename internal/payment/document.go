@@ -37,6 +37,9 @@ type Document struct {
 	Net      int64    `json:"net"`
 	VAT      int64    `json:"vat"`
 	Total    int64    `json:"total"` // minor units; refunds are positive amounts returned
+	// CashFlow is a cash-flow report's figures (Type "cashflow"; no lines,
+	// totals zero).
+	CashFlow *CashFlow `json:"cashflow,omitempty"`
 }
 
 // Merchant is the seller as documents name it.

@@ -46,8 +46,13 @@ type world struct {
 
 func setup(t *testing.T, db *store.DB) *world {
 	t.Helper()
+	return setupAt(t, db, time.Date(2026, 12, 2, 10, 0, 3, 0, time.UTC))
+}
+
+func setupAt(t *testing.T, db *store.DB, start time.Time) *world {
+	t.Helper()
 	ctx := context.Background()
-	c := &clock{t: time.Date(2026, 12, 2, 10, 0, 3, 0, time.UTC)}
+	c := &clock{t: start}
 	eng := ledger.New(db, c.now, nil)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

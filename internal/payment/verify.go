@@ -128,8 +128,16 @@ func Verify(r io.Reader, logKey string) (*Report, error) {
 	if err == nil && !bytes.Equal(b.Document.canonical(), payload) {
 		err = errors.New("the readable copy in the file differs from what the merchant signed")
 	}
+	if err == nil && (doc.Type == TypeCashFlow) != (doc.CashFlow != nil) {
+		err = errors.New("a cash-flow report's figures are missing or misplaced")
+	}
 	rep.Type, rep.Document = doc.Type, &doc
-	add("document", err, fmt.Sprintf("%s %s of %s, total %s %s", doc.Type, doc.ID, doc.Merchant.Name, Money(doc.Total), doc.Currency))
+	desc := fmt.Sprintf("%s %s of %s, total %s %s", doc.Type, doc.ID, doc.Merchant.Name, Money(doc.Total), doc.Currency)
+	if cf := doc.CashFlow; cf != nil {
+		desc = fmt.Sprintf("cash-flow report %s of %s (%s to %s, revenue %s %s), issued %s for %s", doc.ID, doc.Merchant.Name, cf.From, cf.To,
+			Money(cf.Revenue), doc.Currency, doc.IssuedAt, cf.Recipient)
+	}
+	add("document", err, desc)
 
 	kid, spki, err := keyID(pub)
 	if err == nil && (kid != h.Kid || kid != b.Key.Kid) {
