@@ -161,6 +161,7 @@ func (s *Server) Handler() http.Handler {
 	if s.pay != nil {
 		s.walletRoutes(mux)
 		s.posRoutes(mux)
+		s.cashflowRoutes(mux)
 	}
 	if s.health != nil {
 		s.healthRoutes(mux)

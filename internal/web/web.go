@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -66,6 +67,18 @@ var funcs = template.FuncMap{
 	"static": func(name string) string { return "/static/" + name },
 	"has":    func(list []string, s string) bool { return slices.Contains(list, s) },
 	"days":   func(d time.Duration) int { return int(d / (24 * time.Hour)) },
+	// pct shows basis points as a percentage; nil is "not enough data".
+	"pct": func(bp *int64) string {
+		if bp == nil {
+			return "not enough data yet"
+		}
+		sign := ""
+		if *bp > 0 {
+			sign = "+"
+		}
+		return sign + strconv.FormatFloat(float64(*bp)/100, 'f', 2, 64) + "%"
+	},
+	"bp": func(bp int64) *int64 { return &bp },
 	"money": func(cents int64) string {
 		sign := ""
 		if cents < 0 {
