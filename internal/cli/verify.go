@@ -30,7 +30,8 @@ Nothing is recorded anywhere.
 
 Checks a receipt, e-invoice or cancellation downloaded from civstack (the
 JSON file behind "Download" on a receipt page, or GET /api/v1/documents/{id}),
-offline: the merchant's ES256 signature, that the readable copy is what was
+or a merchant's cash-flow report a lender downloaded through the merchant's
+share link (its figures are printed once it verifies), offline: the merchant's ES256 signature, that the readable copy is what was
 signed and its sums add up, and, with --log-key, that the document and the
 merchant's key are both included in a checkpoint signed by the transparency
 log. FILE "-" reads standard input. It prints one line per check and exits 1
@@ -109,8 +110,35 @@ func runVerify(_ context.Context, e *env, args []string) error {
 	}
 	if !*asJSON {
 		d := rep.Document
+		if cf := d.CashFlow; cf != nil {
+			fmt.Fprintf(e.stdout, "verified: cash-flow report of %s (tax id %s) for %s, issued %s\n", d.Merchant.Name, d.Merchant.TaxID, cf.Recipient, d.IssuedAt)
+			printCashFlow(e, cf, d.Currency)
+			return nil
+		}
 		fmt.Fprintf(e.stdout, "verified: %s %s from %s (tax id %s), %s %s, issued %s\n",
 			d.Type, d.ID, d.Merchant.Name, d.Merchant.TaxID, payment.Money(d.Total), d.Currency, d.IssuedAt)
 	}
 	return nil
+}
+
+// printCashFlow shows a verified report's figures for the lender.
+func printCashFlow(e *env, cf *payment.CashFlow, currency string) {
+	pct := func(bp *int64) string {
+		if bp == nil {
+			return "not enough data"
+		}
+		return fmt.Sprintf("%+.2f%%", float64(*bp)/100)
+	}
+	period := "no complete month yet"
+	if cf.From != "" {
+		period = cf.From + " to " + cf.To
+	}
+	refund := cf.RefundRateBP
+	fmt.Fprintf(e.stdout, "  period          %s\n  revenue         %s %s (monthly average %s)\n  growth          %s\n  volatility      %s\n  refund rate     %s\n  customers       %d\n  months active   %d\n  month to date   %s %s\n",
+		period, payment.Money(cf.Revenue), currency, payment.Money(cf.Average), pct(cf.GrowthBP), pct(cf.VolatilityBP), pct(&refund), cf.Customers, cf.MonthsActive,
+		payment.Money(cf.MonthToDate), currency)
+	for _, m := range cf.Months {
+		fmt.Fprintf(e.stdout, "  %s  sales %s  refunds %s  revenue %s  payments %d  customers %d\n", m.Month, payment.Money(m.Sales), payment.Money(m.Refunds),
+			payment.Money(m.Revenue), m.Payments, m.Customers)
+	}
 }

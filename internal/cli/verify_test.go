@@ -20,8 +20,9 @@ import (
 )
 
 // receiptFile pays a merchant and writes the receipt's bundle as a citizen
-// downloads it; it returns the file and the log's verifier key.
-func receiptFile(t *testing.T) (string, string) {
+// downloads it, and the merchant's cash-flow report as a lender downloads
+// it; it returns the two files and the log's verifier key.
+func receiptFile(t *testing.T) (string, string, string) {
 	t.Helper()
 	ctx := context.Background()
 	db := storetest.OpenMigrated(t, store.Options{DataDir: t.TempDir()})
@@ -64,11 +65,25 @@ func receiptFile(t *testing.T) (string, string) {
 	raw, _ := json.MarshalIndent(b, "", "  ")
 	path := filepath.Join(t.TempDir(), "receipt.json")
 	os.WriteFile(path, raw, 0o644)
-	return path, signer.VerifierKey()
+	_, secret, err := svc.CreateShare(ctx, m.OrgID, "Emilia Credit Union")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tl.Integrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := svc.SharedReport(ctx, secret)
+	if err != nil || rb.Log == nil {
+		t.Fatalf("report bundle: %v %+v", err, rb)
+	}
+	raw, _ = json.MarshalIndent(rb, "", "  ")
+	report := filepath.Join(t.TempDir(), "report.json")
+	os.WriteFile(report, raw, 0o644)
+	return path, report, signer.VerifierKey()
 }
 
 func TestVerify(t *testing.T) {
-	path, vkey := receiptFile(t)
+	path, report, vkey := receiptFile(t)
 	e := func(in string) (*env, *bytes.Buffer, *bytes.Buffer) {
 		var out, errOut bytes.Buffer
 		return &env{stdout: &out, stderr: &errOut, in: strings.NewReader(in), getenv: func(string) string { return "" }, now: time.Now}, &out, &errOut
@@ -83,6 +98,21 @@ func TestVerify(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+
+	env, out, errOut = e("")
+	if rc := env.main(ctx, []string{"verify", report, "--log-key", vkey}); rc != 0 {
+		t.Fatalf("a lender's cash-flow report: rc %d\n%s%s", rc, out, errOut)
+	}
+	for _, want := range []string{"ok   signature:", "ok   inclusion:", "ok   merchant key in log:", "verified: cash-flow report of Rossi Groceries", "for Emilia Credit Union", "month to date   12.34 EUR"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report output lacks %q:\n%s", want, out)
+		}
+	}
+	rraw, _ := os.ReadFile(report)
+	env, out, _ = e(strings.Replace(string(rraw), `"month_to_date": 1234`, `"month_to_date": 99999`, 1))
+	if rc := env.main(ctx, []string{"verify", "-", "--log-key", vkey}); rc == 0 || !strings.Contains(out.String()+errOut.String(), "document") {
+		t.Fatalf("a changed report verified: rc %d %s", rc, out)
 	}
 
 	raw, _ := os.ReadFile(path)

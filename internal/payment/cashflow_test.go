@@ -139,4 +139,3 @@ func TestCashFlowReport(t *testing.T) {
 		}
 	})
 }
-

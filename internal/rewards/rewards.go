@@ -90,8 +90,8 @@ type Deps struct {
 	KeyID string
 	// PublicKey finds an earlier key by id (after a rotation); nil: Key only.
 	PublicKey func(kid string) *ecdsa.PublicKey
-	Now   func() time.Time
-	Rand  io.Reader
+	Now       func() time.Time
+	Rand      io.Reader
 	// OrgName names organisations; nil shows ids.
 	OrgName func(ctx context.Context, id string) string
 }
