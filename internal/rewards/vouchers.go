@@ -197,7 +197,7 @@ func (s *Service) publicKey(kid string) *ecdsa.PublicKey {
 
 // Vouchers lists a citizen's vouchers, newest first.
 func (s *Service) Vouchers(ctx context.Context, personID string) ([]*Voucher, error) {
-	return s.vouchers(ctx, `v.person_id = $1 ORDER BY v.created_at DESC`, personID)
+	return s.vouchers(ctx, `v.person_id = $1 ORDER BY v.created_at DESC, v.id DESC`, personID)
 }
 
 // VoucherOf returns one of a citizen's vouchers.
