@@ -9,6 +9,8 @@
 package ledger
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -155,3 +157,27 @@ const MaxBatch = 8189
 // maxGroup is the most transfers the engine writes in one transaction: the
 // requests that arrive together, up to four full ones.
 const maxGroup = 4 * MaxBatch
+
+// DeriveID makes a deterministic id from parts (length-prefixed, so that
+// ("ab", "c") and ("a", "bc") differ): account ids and idempotent transfer
+// ids that several processes must agree on without talking.
+func DeriveID(parts ...string) ID {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	var id ID
+	copy(id[:], h.Sum(nil))
+	return id
+}
+
+// EnsureAccount creates a unless an account with its id exists.
+func (e *Engine) EnsureAccount(ctx context.Context, a Account) error {
+	if _, err := e.Account(ctx, a.ID); err == nil {
+		return nil
+	}
+	if err := e.CreateAccount(ctx, a); err != nil && !errors.Is(err, ErrExists) {
+		return err
+	}
+	return nil
+}

@@ -175,15 +175,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 func (s *Service) Config() Config { return s.cfg }
 
 // derive makes a ledger id from parts.
-func derive(parts ...string) ledger.ID {
-	h := sha256.New()
-	for _, p := range parts {
-		fmt.Fprintf(h, "%d:%s;", len(p), p)
-	}
-	var id ledger.ID
-	copy(id[:], h.Sum(nil))
-	return id
-}
+func derive(parts ...string) ledger.ID { return ledger.DeriveID(parts...) }
 
 // WalletAccount is a person's cash wallet account id.
 func WalletAccount(personID string) ledger.ID { return derive("wallet", personID) }
@@ -195,16 +187,7 @@ func MerchantAccount(orgID string) ledger.ID { return derive("merchant", orgID) 
 var IssuerAccount = derive("issuer", "cash")
 
 // ensureAccount creates an account unless it exists.
-func (s *Service) ensureAccount(ctx context.Context, a ledger.Account) error {
-	if _, err := s.eng.Account(ctx, a.ID); err == nil {
-		return nil
-	}
-	err := s.eng.CreateAccount(ctx, a)
-	if errors.Is(err, ledger.ErrExists) {
-		return nil
-	}
-	return err
-}
+func (s *Service) ensureAccount(ctx context.Context, a ledger.Account) error { return s.eng.EnsureAccount(ctx, a) }
 
 // Wallet opens (once) and returns a person's wallet account.
 func (s *Service) Wallet(ctx context.Context, personID string) (*ledger.Account, error) {

@@ -15,7 +15,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/base32"
 	"errors"
@@ -123,16 +122,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 // Config returns the programme's terms.
 func (s *Service) Config() Config { return s.cfg }
 
-// derive makes a ledger id from parts.
-func derive(parts ...string) ledger.ID {
-	h := sha256.New()
-	for _, p := range parts {
-		fmt.Fprintf(h, "%d:%s;", len(p), p)
-	}
-	var id ledger.ID
-	copy(id[:], h.Sum(nil))
-	return id
-}
+func derive(parts ...string) ledger.ID { return ledger.DeriveID(parts...) }
 
 // ProgrammeAccount mints points (an issuer account on the points ledger).
 var ProgrammeAccount = derive("rewards", "programme")
@@ -143,15 +133,7 @@ func PointsAccount(personID string) ledger.ID { return derive("points", personID
 // PartnerAccount is what a partner is owed for vouchers it honoured.
 func PartnerAccount(orgID string) ledger.ID { return derive("points-partner", orgID) }
 
-func (s *Service) ensure(ctx context.Context, a ledger.Account) error {
-	if _, err := s.Ledger.Account(ctx, a.ID); err == nil {
-		return nil
-	}
-	if err := s.Ledger.CreateAccount(ctx, a); err != nil && !errors.Is(err, ledger.ErrExists) {
-		return err
-	}
-	return nil
-}
+func (s *Service) ensure(ctx context.Context, a ledger.Account) error { return s.Ledger.EnsureAccount(ctx, a) }
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 
