@@ -174,6 +174,9 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, v *viewer, statu
 		}
 		if s.rw != nil {
 			p.Nav = append(p.Nav, web.Nav{Href: "/wallet/rewards", Label: "Civic rewards"})
+			if v.has(registry.Operator) {
+				p.Nav = append(p.Nav, web.Nav{Href: "/rewards/manage", Label: "Rewards programme"})
+			}
 		}
 		if s.ex != nil {
 			p.Nav = append(p.Nav, web.Nav{Href: "/wallet/access", Label: "Who looked at my data"})

@@ -28,6 +28,10 @@ func (s *Server) reportPage(w http.ResponseWriter, r *http.Request, v *viewer, o
 func (s *Server) renderReport(w http.ResponseWriter, r *http.Request, v *viewer, org string, status int, p web.Page, link string) {
 	ctx := r.Context()
 	m, err := s.pay.Merchant(ctx, org)
+	if errors.Is(err, payment.ErrNotFound) {
+		s.fail(w, r, http.StatusNotFound, "Set up payments at the point of sale first: the report is built from your civstack sales.")
+		return
+	}
 	if err != nil {
 		s.failErr(w, r, err)
 		return
@@ -52,7 +56,7 @@ func (s *Server) reportShare(w http.ResponseWriter, r *http.Request, v *viewer, 
 		return
 	}
 	sh, secret, err := s.pay.CreateShare(r.Context(), org, r.PostFormValue("lender"))
-	if errors.Is(err, payment.ErrInvalid) {
+	if errors.Is(err, payment.ErrInvalid) || errors.Is(err, payment.ErrNotFound) {
 		s.renderReport(w, r, v, org, http.StatusBadRequest, web.Page{Error: payment.Explain(err)}, "")
 		return
 	}

@@ -27,6 +27,9 @@ func (s *Server) rewardsRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /wallet/rewards/leave", s.signedIn(s.rewardsLeave))
 	mux.HandleFunc("POST /wallet/rewards/vouchers", s.signedIn(s.rewardsBuy))
 	mux.HandleFunc("GET /wallet/rewards/vouchers/{id}", s.signedIn(s.voucherPage))
+	mux.HandleFunc("GET /rewards/manage", s.withRole(registry.Operator, s.manageRewards))
+	mux.HandleFunc("POST /rewards/manage/rules", s.withRole(registry.Operator, s.manageRule))
+	mux.HandleFunc("POST /rewards/manage/items", s.withRole(registry.Operator, s.manageItem))
 	mux.HandleFunc("GET /rewards/{org}", s.orgRole(registry.Partner, s.partnerPage))
 	mux.HandleFunc("POST /rewards/{org}/events", s.orgRole(registry.Partner, s.partnerRecord))
 	mux.HandleFunc("POST /rewards/{org}/vouchers", s.orgRole(registry.Partner, s.partnerRedeem))
@@ -227,6 +230,77 @@ func (s *Server) partnerRedeem(w http.ResponseWriter, r *http.Request, v *viewer
 		return
 	}
 	s.renderPartner(w, r, v, m, http.StatusOK, web.Page{Notice: "Accepted: " + vo.Name + ". The voucher is now used."})
+}
+
+// The operator's page: publish earning rules and the catalogue.
+
+func (s *Server) manageRewards(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.renderManage(w, r, v, http.StatusOK, web.Page{})
+}
+
+func (s *Server) renderManage(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
+	ctx := r.Context()
+	rules, err := s.rw.Rules(ctx)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	items, err := s.rw.Catalogue(ctx, true)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	orgs, err := s.reg.Organisations(ctx)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	var partners []*registry.Organisation
+	for _, o := range orgs {
+		if o.Has(registry.Partner) && (s.cfg.Demo || !o.Demo) {
+			partners = append(partners, o)
+		}
+	}
+	p.Title = "Rewards programme"
+	p.Data = map[string]any{"Rules": rules, "Items": items, "Partners": partners}
+	s.render(w, r, v, status, "rewardsadmin", p)
+}
+
+func (s *Server) manageRule(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	points, _ := strconv.ParseInt(r.PostFormValue("points"), 10, 64)
+	capPts, _ := strconv.ParseInt(r.PostFormValue("daily_cap"), 10, 64)
+	rule := rewards.Rule{Type: strings.TrimSpace(r.PostFormValue("type")), Label: r.PostFormValue("label"), Partner: r.PostFormValue("partner"), Points: points, DailyCap: capPts}
+	if err := s.partnerOrg(r.Context(), rule.Partner); err != nil {
+		s.renderManage(w, r, v, http.StatusBadRequest, web.Page{Error: "Choose a partner organisation."})
+		return
+	}
+	if err := s.rw.SetRule(r.Context(), rule); err != nil {
+		s.rewardsFail(w, r, err, func(status int, msg string) { s.renderManage(w, r, v, status, web.Page{Error: msg}) })
+		return
+	}
+	s.renderManage(w, r, v, http.StatusOK, web.Page{Notice: "Published: " + rule.Label + "."})
+}
+
+func (s *Server) manageItem(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	price, _ := strconv.ParseInt(r.PostFormValue("price"), 10, 64)
+	days, _ := strconv.Atoi(r.PostFormValue("valid_days"))
+	it := rewards.Item{ID: strings.TrimSpace(r.PostFormValue("id")), Name: r.PostFormValue("name"), Partner: r.PostFormValue("partner"), Price: price, ValidDays: days,
+		Active: r.PostFormValue("active") != ""}
+	if err := s.partnerOrg(r.Context(), it.Partner); err != nil {
+		s.renderManage(w, r, v, http.StatusBadRequest, web.Page{Error: "Choose a partner organisation."})
+		return
+	}
+	if err := s.rw.SetItem(r.Context(), it); err != nil {
+		s.rewardsFail(w, r, err, func(status int, msg string) { s.renderManage(w, r, v, status, web.Page{Error: msg}) })
+		return
+	}
+	s.renderManage(w, r, v, http.StatusOK, web.Page{Notice: "Saved: " + it.Name + "."})
 }
 
 // The API: partners' systems record events and redeem vouchers; any token

@@ -85,6 +85,19 @@ func TestRewardsOverHTTP(t *testing.T) {
 			expect(t, "an operator's rule needs an operator", gates.putJSON("/api/v1/rewards/rules/bike_share", map[string]any{
 				"label": "Bike share", "partner": transit, "points": 5, "daily_cap": 10}), http.StatusForbidden)
 
+			ops := w.as(t, "Olu Adeyemi")
+			expect(t, "a citizen on the programme page", amira.get("/rewards/manage"), http.StatusForbidden)
+			expect(t, "the operator's page", ops.get("/rewards/manage"), http.StatusOK, "Earning rules", "Museum entry")
+			rule := func(points string) *response {
+				return ops.postForm("/rewards/manage/rules", map[string][]string{"type": {"bike_share"}, "label": {"Bike share"}, "partner": {transit},
+					"points": {points}, "daily_cap": {"10"}})
+			}
+			expect(t, "a rule that subtracts", rule("-5"), http.StatusBadRequest, "rewards never subtract")
+			expect(t, "a rule for a non-partner", ops.postForm("/rewards/manage/rules", map[string][]string{"type": {"bike_share"}, "label": {"Bike share"},
+				"partner": {tax}, "points": {"5"}, "daily_cap": {"10"}}), http.StatusBadRequest, "Choose a partner")
+			expect(t, "publish a rule", rule("5"), http.StatusOK, "Published: Bike share.")
+			expect(t, "the rule is public", newClient(t, w.n.URL).get("/rewards"), http.StatusOK, "Bike share")
+
 			// Reward data is used for nothing else: the exchange offers none
 			// and refuses any service that would.
 			svcs, err := w.n.ex.Services(ctx)
