@@ -187,7 +187,9 @@ func MerchantAccount(orgID string) ledger.ID { return derive("merchant", orgID) 
 var IssuerAccount = derive("issuer", "cash")
 
 // ensureAccount creates an account unless it exists.
-func (s *Service) ensureAccount(ctx context.Context, a ledger.Account) error { return s.eng.EnsureAccount(ctx, a) }
+func (s *Service) ensureAccount(ctx context.Context, a ledger.Account) error {
+	return s.eng.EnsureAccount(ctx, a)
+}
 
 // Wallet opens (once) and returns a person's wallet account.
 func (s *Service) Wallet(ctx context.Context, personID string) (*ledger.Account, error) {

@@ -133,7 +133,9 @@ func PointsAccount(personID string) ledger.ID { return derive("points", personID
 // PartnerAccount is what a partner is owed for vouchers it honoured.
 func PartnerAccount(orgID string) ledger.ID { return derive("points-partner", orgID) }
 
-func (s *Service) ensure(ctx context.Context, a ledger.Account) error { return s.Ledger.EnsureAccount(ctx, a) }
+func (s *Service) ensure(ctx context.Context, a ledger.Account) error {
+	return s.Ledger.EnsureAccount(ctx, a)
+}
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 
