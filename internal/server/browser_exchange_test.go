@@ -29,12 +29,20 @@ func TestBrowserExchange(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`a[href="/exchange/`+tax+`"]`)), waitText("Ask for data about a citizen"),
 		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=citizen]`), amira),
 		chromedp.SetValue(chromedp.CSS(`#ask-form select[name=service]`), "tax-income"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#ask-form select[name=service]").dispatchEvent(new Event("change"))`),
 		chromedp.Click(chromedp.CSS(`#ask-form .field-tax-income input[value=declared_income]`)),
 		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=purpose]`), "TAX-AUDIT"),
 		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=legal_basis]`), "Tax Code §93"),
 		chromedp.Click(chromedp.CSS(`#ask-form button[type=submit]`)),
 		waitText("Released. The access is recorded"), waitText("41250"))
 	screenshot(t, ctx, "50-exchange-released")
+	step(t, ctx, "the form shows only the chosen service's fields",
+		chromedp.SetValue(chromedp.CSS(`#ask-form select[name=service]`), "population"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#ask-form select[name=service]").dispatchEvent(new Event("change"))`))
+	if shown, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("#ask-form label[class^='field-']")].filter(l => l.offsetParent !== null).map(l => l.className).join(" ")`)); err != nil ||
+		!strings.Contains(shown, "field-population") || strings.Contains(shown, "field-tax-income") {
+		t.Errorf("fields shown for the population register: %q (%v)", shown, err)
+	}
 	if _, _, err := n.tlog.Integrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -144,7 +144,25 @@
     if (ev.target.closest && ev.target.closest("[data-print]")) window.print();
   });
 
+  // The agency's request form: show only the chosen service's fields (the
+  // others are unticked); without script every field shows, named by service.
+  function filterFields(form) {
+    var sel = form.querySelector("select[name=service]");
+    if (!sel) return;
+    function apply() {
+      form.querySelectorAll("label[class^='field-']").forEach(function (l) {
+        var show = l.className === "field-" + sel.value;
+        l.hidden = !show;
+        if (!show) { var box = l.querySelector("input"); if (box) box.checked = false; }
+      });
+    }
+    sel.addEventListener("change", apply);
+    apply();
+  }
+
   function init() {
+    var ask = document.getElementById("ask-form");
+    if (ask && !ask.dataset.started) { ask.dataset.started = "1"; filterFields(ask); }
     var box = document.getElementById("paycode");
     if (box && !box.dataset.started) { box.dataset.started = "1"; startCode(box); }
     var sc = document.querySelector("[data-scanner]");
