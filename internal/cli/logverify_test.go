@@ -239,6 +239,13 @@ func TestBenchExchangeRuns(t *testing.T) {
 			t.Fatalf("bench exchange: no %q in %d %q %q", line, code, out, stderr)
 		}
 	}
+	if !strings.Contains(out, "integrator running") {
+		t.Errorf("bench exchange does not say the integrator runs: %q", out)
+	}
+	code, out, stderr = run(t, nil, "bench", "exchange", "--duration", "100ms", "--rounds", "1", "--writers", "4", "--integrator=false")
+	if code != 0 || !strings.Contains(out, "appender alone") || !strings.Contains(out, "ratio") {
+		t.Fatalf("bench exchange --integrator=false: %d %q %q", code, out, stderr)
+	}
 	code, _, stderr = run(t, nil, "bench", "exchange", "--writers", "0")
 	oneLine(t, "no writers", code, 2, stderr, "--writers")
 }
