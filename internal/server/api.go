@@ -109,6 +109,15 @@ func (s *Server) apiAuth(api huma.API) func(huma.Context, func(huma.Context)) {
 }
 
 // apiError maps a domain error to a problem response.
+// apiErrorWith is apiError for a domain's errors, mapped by status.
+func (s *Server) apiErrorWith(err error, status func(error) (int, string)) error {
+	code, msg := status(err)
+	if code >= 500 {
+		return s.apiError(err)
+	}
+	return huma.NewError(code, msg)
+}
+
 func (s *Server) apiError(err error) error {
 	status, msg := classify(err)
 	if status >= 500 {

@@ -116,13 +116,7 @@ func (s *Server) consoleError(w http.ResponseWriter, r *http.Request, v *viewer,
 }
 
 func (s *Server) identityError(w http.ResponseWriter, r *http.Request, err error, page func(status int, msg string)) {
-	status, msg := identityStatus(err)
-	if status >= 500 {
-		s.log.Error("identity request failed", "route", r.Pattern, "err", err)
-		s.fail(w, r, status, msg)
-		return
-	}
-	page(status, msg)
+	s.failWith(w, r, err, identityStatus, page)
 }
 
 func (s *Server) acceptOffer(w http.ResponseWriter, r *http.Request, v *viewer) {

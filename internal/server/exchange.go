@@ -82,13 +82,7 @@ func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer,
 }
 
 func (s *Server) exchangeFail(w http.ResponseWriter, r *http.Request, err error, page func(status int, msg string)) {
-	status, msg := exchangeStatus(err)
-	if status >= 500 {
-		s.log.Error("exchange request failed", "route", r.Pattern, "err", err)
-		s.fail(w, r, status, msg)
-		return
-	}
-	page(status, msg)
+	s.failWith(w, r, err, exchangeStatus, page)
 }
 
 // askFromForm reads an officer's request.
@@ -345,13 +339,7 @@ func (s *Server) exchangeAPIRoutes(api huma.API) {
 	huma.Register(api, op("collect-request", http.MethodPost, "/exchange/requests/{id}/collect", "Collect what the citizen consented to (once)", 0), s.apiCollect)
 }
 
-func (s *Server) exchangeErr(err error) error {
-	status, msg := exchangeStatus(err)
-	if status >= 500 {
-		return s.apiError(err)
-	}
-	return huma.NewError(status, msg)
-}
+func (s *Server) exchangeErr(err error) error { return s.apiErrorWith(err, exchangeStatus) }
 
 type servicesOut struct {
 	Body struct {

@@ -57,6 +57,19 @@ func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
 	s.fail(w, r, status, msg)
 }
 
+// failWith shows a domain error, mapped by status, on the page page
+// renders; an error that is the server's fault gets the error page and is
+// logged.
+func (s *Server) failWith(w http.ResponseWriter, r *http.Request, err error, status func(error) (int, string), page func(status int, msg string)) {
+	code, msg := status(err)
+	if code >= 500 {
+		s.log.Error("request failed", "route", r.Pattern, "err", err)
+		s.fail(w, r, code, msg)
+		return
+	}
+	page(code, msg)
+}
+
 func classify(err error) (int, string) {
 	switch {
 	case errors.Is(err, registry.ErrInvalid), errors.Is(err, registry.ErrRoleNotOffered):

@@ -51,13 +51,7 @@ func rewardsStatus(err error) (int, string) {
 
 // rewardsFail renders page with the error, or the error page for 5xx.
 func (s *Server) rewardsFail(w http.ResponseWriter, r *http.Request, err error, page func(status int, msg string)) {
-	status, msg := rewardsStatus(err)
-	if status >= 500 {
-		s.log.Error("rewards request failed", "route", r.Pattern, "err", err)
-		s.fail(w, r, status, msg)
-		return
-	}
-	page(status, msg)
+	s.failWith(w, r, err, rewardsStatus, page)
 }
 
 func (s *Server) rewardsInfo(w http.ResponseWriter, r *http.Request) {
@@ -322,13 +316,7 @@ func (s *Server) rewardsAPIRoutes(api huma.API) {
 	huma.Register(api, op("put-catalogue-item", http.MethodPut, "/rewards/catalogue/{id}", "Put or change a voucher in the catalogue", registry.Operator), s.apiPutItem)
 }
 
-func (s *Server) rewardsErr(err error) error {
-	status, msg := rewardsStatus(err)
-	if status >= 500 {
-		return s.apiError(err)
-	}
-	return huma.NewError(status, msg)
-}
+func (s *Server) rewardsErr(err error) error { return s.apiErrorWith(err, rewardsStatus) }
 
 type rulesOut struct {
 	Body struct {
