@@ -1,13 +1,13 @@
 package rewards
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -45,24 +45,21 @@ type Event struct {
 
 var eventIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 
-// stripes serialise the recording of one partner event id in this process
-// (two concurrent retries of one event must not both mint).
-var stripes [64]sync.Mutex
+// claimTimeout is how long an event's claim may stay unminted (its
+// recorder crashed) before a retry takes it over.
+const claimTimeout = time.Minute
 
-func stripe(key string) *sync.Mutex {
-	var h uint32 = 2166136261
-	for i := 0; i < len(key); i++ {
-		h = (h ^ uint32(key[i])) * 16777619
-	}
-	return &stripes[h%uint32(len(stripes))]
-}
-
-// Record mints the points an event earns under its rule, in the ledger's
-// transaction with the event's row. Caps hold across processes: each
-// citizen has, per event type and UTC day, as many ledger transfer ids as
-// the cap allows events (derived from citizen, type, day and slot), and a
-// transfer id can be used once; an event takes the first free slot. The
-// last slot gives what is left under the cap; past it, ErrCap.
+// Record mints the points an event earns under its rule. The event is
+// first claimed: its row is inserted with 0 points, unique per partner and
+// event id, so that retries, in this process or another, never mint twice
+// (a retry gets the first award, or ErrBusy while the first is under way);
+// the claim is then filled in the ledger's transaction that mints.
+//
+// Caps hold across processes: each citizen has, per event type and UTC
+// day, as many ledger transfer ids as the cap allows events (derived from
+// citizen, type, day and slot), and a transfer id can be used once; an
+// event takes the first free slot. The last slot gives what is left under
+// the cap; past it, ErrCap (and the claim is removed).
 func (s *Service) Record(ctx context.Context, partnerOrg string, in RecordIn) (*Award, error) {
 	if !eventIDRE.MatchString(in.EventID) {
 		return nil, fmt.Errorf("%w: an event id is 1 to 64 letters, digits or . _ : -", ErrInvalid)
@@ -78,16 +75,16 @@ func (s *Service) Record(ctx context.Context, partnerOrg string, in RecordIn) (*
 	if rule.Partner != partnerOrg {
 		return nil, fmt.Errorf("%w: you do not record %q events; the published rules say who does", ErrInvalid, in.Type)
 	}
-	mu := stripe(partnerOrg + "\x00" + in.EventID)
-	mu.Lock()
-	defer mu.Unlock()
-	if a, err := s.prior(ctx, partnerOrg, in.EventID, m.Person, rule); a != nil || err != nil {
-		return a, err
-	}
 	now := s.Now().UTC()
 	day := now.Format(time.DateOnly)
+	claim, prior, err := s.claim(ctx, partnerOrg, in.EventID, m.Person, rule, day, now)
+	if prior != nil || err != nil {
+		return prior, err
+	}
+	release := func() { _, _ = s.exec(ctx, `DELETE FROM rw_events WHERE id = $1 AND points = 0`, claim) }
 	var taken int
-	if err := s.DB.QueryRowRead(ctx, `SELECT COUNT(*) FROM rw_events WHERE person_id = $1 AND event_type = $2 AND day = $3`, m.Person, rule.Type, day).Scan(&taken); err != nil {
+	if err := s.DB.QueryRowRead(ctx, `SELECT COUNT(*) FROM rw_events WHERE person_id = $1 AND event_type = $2 AND day = $3 AND points > 0`, m.Person, rule.Type, day).Scan(&taken); err != nil {
+		release()
 		return nil, fmt.Errorf("record: %w", err)
 	}
 	slots := int((rule.DailyCap + rule.Points - 1) / rule.Points)
@@ -99,12 +96,11 @@ func (s *Service) Record(ctx context.Context, partnerOrg string, in RecordIn) (*
 			if rs[0] != ledger.OK {
 				return nil
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO rw_events (id, person_id, partner_org, partner_event, event_type, points, day, created_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (partner_org, partner_event) DO NOTHING`,
-				uuid.Must(uuid.NewV7()).String(), m.Person, partnerOrg, in.EventID, rule.Type, amount, day, now.UnixMilli())
+			_, err := tx.ExecContext(ctx, `UPDATE rw_events SET points = $1, day = $2, created_at = $3 WHERE id = $4`, amount, day, now.UnixMilli(), claim)
 			return err
 		})
 		if err != nil {
+			release()
 			return nil, fmt.Errorf("record: %w", err)
 		}
 		switch rs[0] {
@@ -113,28 +109,74 @@ func (s *Service) Record(ctx context.Context, partnerOrg string, in RecordIn) (*
 		case ledger.Exists:
 			continue // the slot went to another event (another process, or before the citizen left and rejoined)
 		default:
+			release()
 			return nil, fmt.Errorf("record: the ledger refused the points: %s", rs[0])
 		}
 	}
+	release()
 	return nil, fmt.Errorf("%w: %s earns at most %d points a day", ErrCap, rule.Label, rule.DailyCap)
 }
 
-// prior returns the award of an event id recorded before, or an error if
-// the id was used for another citizen or type.
-func (s *Service) prior(ctx context.Context, partnerOrg, eventID, person string, rule *Rule) (*Award, error) {
-	var p, typ string
-	var points, at int64
-	err := s.DB.QueryRowRead(ctx, `SELECT person_id, event_type, points, created_at FROM rw_events WHERE partner_org = $1 AND partner_event = $2`,
-		partnerOrg, eventID).Scan(&p, &typ, &points, &at)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("record: %w", err)
-	case p != person || typ != rule.Type:
-		return nil, fmt.Errorf("%w: event id %q was already used for another event", ErrInvalid, eventID)
+// claim inserts an event's claim and returns its id; or, for an event id
+// recorded before, its award (or an error if it was another citizen's or
+// type's, or ErrBusy while its first recording is under way).
+func (s *Service) claim(ctx context.Context, partnerOrg, eventID, person string, rule *Rule, day string, now time.Time) (string, *Award, error) {
+	busy := fmt.Errorf("%w: this event is being recorded; retry in a moment", ErrBusy)
+	for attempt := 0; attempt < 2; attempt++ {
+		id, ok, err := s.insertClaim(ctx, partnerOrg, eventID, person, rule.Type, day, now)
+		if err != nil || ok {
+			return id, nil, err
+		}
+		var prior, p, typ string
+		var points, at int64
+		err = s.DB.QueryRowRead(ctx, `SELECT id, person_id, event_type, points, created_at FROM rw_events WHERE partner_org = $1 AND partner_event = $2`,
+			partnerOrg, eventID).Scan(&prior, &p, &typ, &points, &at)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			continue // the claim was just released: claim again
+		case err != nil:
+			return "", nil, fmt.Errorf("record: %w", err)
+		case p != person || typ != rule.Type:
+			return "", nil, fmt.Errorf("%w: event id %q was already used for another event", ErrInvalid, eventID)
+		case points > 0:
+			return "", &Award{EventID: eventID, Type: typ, Label: rule.Label, Points: points, At: time.UnixMilli(at).UTC()}, nil
+		case now.Sub(time.UnixMilli(at)) < claimTimeout:
+			return "", nil, busy
+		}
+		// A claim its recorder never filled (it stopped): take it over.
+		took, err := s.exec(ctx, `UPDATE rw_events SET created_at = $1 WHERE id = $2 AND points = 0 AND created_at = $3`, now.UnixMilli(), prior, at)
+		if err != nil || took != 1 {
+			return "", nil, cmp.Or(err, busy)
+		}
+		return prior, nil, nil
 	}
-	return &Award{EventID: eventID, Type: typ, Label: rule.Label, Points: points, At: time.UnixMilli(at).UTC()}, nil
+	return "", nil, busy
+}
+
+// insertClaim inserts an event's claim; ok is false if the event id has
+// a row already.
+func (s *Service) insertClaim(ctx context.Context, partnerOrg, eventID, person, typ, day string, now time.Time) (string, bool, error) {
+	id := uuid.Must(uuid.NewV7()).String()
+	n, err := s.exec(ctx, `INSERT INTO rw_events (id, person_id, partner_org, partner_event, event_type, points, day, created_at)
+		VALUES ($1, $2, $3, $4, $5, 0, $6, $7) ON CONFLICT (partner_org, partner_event) DO NOTHING`, id, person, partnerOrg, eventID, typ, day, now.UnixMilli())
+	return id, n == 1, err
+}
+
+// exec runs one statement in a transaction of its own and returns how
+// many rows it changed.
+func (s *Service) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	var n int64
+	err := s.DB.Tx(ctx, func(tx *store.Tx) error {
+		r, err := tx.ExecContext(ctx, query, args...)
+		if err == nil {
+			n, _ = r.RowsAffected()
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("record: %w", err)
+	}
+	return n, nil
 }
 
 func (s *Service) rule(ctx context.Context, typ string) (*Rule, error) {
@@ -153,7 +195,7 @@ func (s *Service) rule(ctx context.Context, typ string) (*Rule, error) {
 // Events lists a member's reward events, newest first.
 func (s *Service) Events(ctx context.Context, personID string, limit int) ([]*Event, error) {
 	rows, err := s.DB.QueryRead(ctx, `SELECT e.event_type, COALESCE(r.label, e.event_type), e.partner_org, e.points, e.created_at
-		FROM rw_events e LEFT JOIN rw_rules r ON r.event_type = e.event_type WHERE e.person_id = $1 ORDER BY e.created_at DESC LIMIT $2`, personID, limit)
+		FROM rw_events e LEFT JOIN rw_rules r ON r.event_type = e.event_type WHERE e.person_id = $1 AND e.points > 0 ORDER BY e.created_at DESC LIMIT $2`, personID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)
 	}

@@ -38,6 +38,7 @@ var (
 	ErrUsed      = errors.New("voucher already used")
 	ErrExpired   = errors.New("voucher expired")
 	ErrOther     = errors.New("voucher for another partner")
+	ErrBusy      = errors.New("busy")
 )
 
 // Rule is a published earning rule: what one event of a type earns, who may

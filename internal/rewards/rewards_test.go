@@ -169,14 +169,53 @@ func TestMintingAndCaps(t *testing.T) {
 		if total != 25 {
 			t.Fatalf("8 concurrent rides earned %d, want the cap of 25", total)
 		}
+		// Concurrent retries of one event mint once (the claim is in the
+		// database, so this holds across processes too).
+		w.clock.add(24 * time.Hour)
+		before, _ := w.balance(t, rewards.PointsAccount("amira"))
+		var minted sync.WaitGroup
+		for range 8 {
+			minted.Add(1)
+			go func() {
+				defer minted.Done()
+				if a, err := ride("same"); err == nil && a.Points != 10 {
+					t.Errorf("a retry got %d points", a.Points)
+				} else if err != nil && !errors.Is(err, rewards.ErrBusy) {
+					t.Error(err)
+				}
+			}()
+		}
+		minted.Wait()
+		if after, _ := w.balance(t, rewards.PointsAccount("amira")); after != before+10 {
+			t.Fatalf("8 retries of one event minted %d points, want 10", after-before)
+		}
+		// A claim whose recorder stopped before minting: a fresh one makes
+		// a retry wait; an old one is taken over.
+		for _, age := range []time.Duration{time.Second, 2 * time.Minute} {
+			if err := db.Tx(ctx, func(tx *store.Tx) error {
+				_, err := tx.ExecContext(ctx, `INSERT INTO rw_events (id, person_id, partner_org, partner_event, event_type, points, day, created_at)
+					VALUES ($1, 'amira', $2, $3, 'transit_ride', 0, '', $4)`, "stuck-"+age.String(), transit, "stuck-"+age.String(), w.clock.now().Add(-age).UnixMilli())
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err = ride("stuck-1s")
+		is(t, "a claim under way", err, rewards.ErrBusy)
+		if a, err := ride("stuck-2m0s"); err != nil || a.Points != 10 {
+			t.Fatalf("taking over a stale claim: %v %+v", err, a)
+		}
+		if a, err := ride("stuck-2m0s"); err != nil || a.Points != 10 {
+			t.Fatalf("the taken-over event again: %v %+v", err, a)
+		}
 		if err := w.svc.Leave(ctx, "amira"); err != nil {
 			t.Fatal(err)
 		}
 		if evs, _ := w.svc.Events(ctx, "amira", 10); len(evs) != 0 {
 			t.Fatalf("%d events left after leaving", len(evs))
 		}
-		if b, _ := w.balance(t, rewards.PointsAccount("amira")); b != 60 {
-			t.Fatalf("balance after leaving %d, want 60 (points stay)", b)
+		if b, _ := w.balance(t, rewards.PointsAccount("amira")); b != 80 {
+			t.Fatalf("balance after leaving %d, want 80 (points stay)", b)
 		}
 		_, err = ride("r9")
 		is(t, "the old card after leaving", err, rewards.ErrNotMember)

@@ -36,7 +36,7 @@ func (s *Server) rewardsRoutes(mux *http.ServeMux) {
 }
 
 var rewardsSentinels = []sentinel{{rewards.ErrInvalid, 400}, {rewards.ErrNotFound, 404}, {rewards.ErrNotMember, 404}, {rewards.ErrCap, 409},
-	{rewards.ErrPoints, 409}, {rewards.ErrUsed, 409}, {rewards.ErrExpired, 410}, {rewards.ErrOther, 403}}
+	{rewards.ErrPoints, 409}, {rewards.ErrUsed, 409}, {rewards.ErrBusy, 409}, {rewards.ErrExpired, 410}, {rewards.ErrOther, 403}}
 
 // rewardsStatus maps rewards errors to a status and a sentence.
 func rewardsStatus(err error) (int, string) {
