@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/web"
@@ -97,6 +98,14 @@ func (s *Server) sharedReport(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.failErr(w, r, err)
 		return
+	}
+	// A report signed just now is in the log within moments: wait for it
+	// (up to 3 s), so that the lender's copy carries its inclusion proof.
+	for i := 0; b.Log == nil && i < 30 && r.Context().Err() == nil; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if nb, err := s.pay.Bundle(r.Context(), b.Document.ID); err == nil {
+			b = nb
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
