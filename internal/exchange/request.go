@@ -165,14 +165,7 @@ func labels(svc *Service, names []string) string {
 
 func (x *Exchange) store(ctx context.Context, r *Request) error {
 	row := requestRow(r)
-	ph := make([]string, len(row.Cols))
-	for i := range ph {
-		ph[i] = fmt.Sprintf("$%d", i+1)
-	}
-	return x.db.Tx(ctx, func(tx *store.Tx) error {
-		_, err := tx.ExecPrepared(ctx, `INSERT INTO ex_requests (`+strings.Join(row.Cols, ", ")+`) VALUES (`+strings.Join(ph, ", ")+`)`, row.Vals...)
-		return err
-	})
+	return x.db.Tx(ctx, func(tx *store.Tx) error { return tx.InsertRows(ctx, row.Table, row.Cols, [][]any{row.Vals}) })
 }
 
 // requestCols are ex_requests' columns, in requestRow's order.

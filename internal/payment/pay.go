@@ -435,9 +435,9 @@ type recordBatch struct {
 	entries  [][]byte
 }
 
-const (
-	paymentCols  = "id, kind, method, payer, payee_org, payee_person, amount, refunded, original, sale_id, reference, request, created_at"
-	documentCols = "id, kind, payment_id, org_id, number, jws, created_at, cancelled_by, log_index"
+var (
+	paymentCols  = []string{"id", "kind", "method", "payer", "payee_org", "payee_person", "amount", "refunded", "original", "sale_id", "reference", "request", "created_at"}
+	documentCols = []string{"id", "kind", "payment_id", "org_id", "number", "jws", "created_at", "cancelled_by", "log_index"}
 )
 
 func (b *recordBatch) Flush(ctx context.Context, tx *store.Tx) error {
@@ -450,41 +450,11 @@ func (b *recordBatch) Flush(ctx context.Context, tx *store.Tx) error {
 			b.docs[i] = append(b.docs[i], first+int64(i))
 		}
 	}
-	if err := insertRows(ctx, tx, "payments", paymentCols, b.payments); err != nil {
+	if err := tx.InsertRows(ctx, "payments", paymentCols, b.payments); err != nil {
 		return fmt.Errorf("store payments: %w", err)
 	}
-	if err := insertRows(ctx, tx, "payment_documents", documentCols, b.docs); err != nil {
+	if err := tx.InsertRows(ctx, "payment_documents", documentCols, b.docs); err != nil {
 		return fmt.Errorf("store receipts: %w", err)
-	}
-	return nil
-}
-
-// insertRows inserts rows in multi-row statements of at most 32 rows (SQLite
-// parses $N parameters in time quadratic in their number).
-func insertRows(ctx context.Context, tx *store.Tx, table, cols string, rows [][]any) error {
-	const chunk = 32
-	for start := 0; start < len(rows); start += chunk {
-		end := min(start+chunk, len(rows))
-		var q strings.Builder
-		q.WriteString("INSERT INTO " + table + " (" + cols + ") VALUES ")
-		var args []any
-		for i, r := range rows[start:end] {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteByte('(')
-			for j, v := range r {
-				if j > 0 {
-					q.WriteString(", ")
-				}
-				args = append(args, v)
-				fmt.Fprintf(&q, "$%d", len(args))
-			}
-			q.WriteByte(')')
-		}
-		if _, err := tx.ExecPrepared(ctx, q.String(), args...); err != nil {
-			return err
-		}
 	}
 	return nil
 }

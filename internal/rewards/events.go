@@ -65,6 +65,9 @@ func (s *Service) Record(ctx context.Context, partnerOrg string, in RecordIn) (*
 		return nil, fmt.Errorf("%w: an event id is 1 to 64 letters, digits or . _ : -", ErrInvalid)
 	}
 	m, err := s.member(ctx, `card = $1`, in.Card)
+	if errors.Is(err, ErrNotMember) {
+		return nil, fmt.Errorf("%w: no member of the rewards programme has that card", ErrNotMember)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -41,9 +41,6 @@ var rewardsSentinels = []sentinel{{rewards.ErrInvalid, 400}, {rewards.ErrNotFoun
 // rewardsStatus maps rewards errors to a status and a sentence.
 func rewardsStatus(err error) (int, string) {
 	if status, msg, ok := sentinelStatus(err, rewardsSentinels); ok {
-		if strings.HasPrefix(msg, "Not a member") {
-			msg = "No member of the rewards programme has that card."
-		}
 		return status, msg
 	}
 	return classify(err)

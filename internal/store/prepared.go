@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -165,4 +168,46 @@ func (c *readStmts) close() {
 		st.Close()
 	}
 	c.stmts = nil
+}
+
+// InsertRows inserts rows (each the values of cols, in order) into table in
+// multi-row statements: a few statements for a batch instead of one per
+// row. SQLite parses $N parameters in time quadratic in their number, so
+// its statements stay at about 512 parameters (and are prepared once per
+// shape); PostgreSQL takes up to 8192. Table and column names are the
+// caller's constants, never outside input.
+func (tx *Tx) InsertRows(ctx context.Context, table string, cols []string, rows [][]any) error {
+	maxParams := 512
+	if tx.dialect == Postgres {
+		maxParams = 8192
+	}
+	per := max(1, maxParams/max(1, len(cols)))
+	head := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES "
+	for start := 0; start < len(rows); start += per {
+		chunk := rows[start:min(start+per, len(rows))]
+		var q strings.Builder
+		q.WriteString(head)
+		args := make([]any, 0, len(chunk)*len(cols))
+		for i, r := range chunk {
+			if len(r) != len(cols) {
+				return fmt.Errorf("insert into %s: a row has %d values for %d columns", table, len(r), len(cols))
+			}
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteByte('(')
+			for j, v := range r {
+				if j > 0 {
+					q.WriteString(", ")
+				}
+				args = append(args, v)
+				q.WriteString("$" + strconv.Itoa(len(args)))
+			}
+			q.WriteByte(')')
+		}
+		if _, err := tx.ExecPrepared(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("insert into %s: %w", table, err)
+		}
+	}
+	return nil
 }

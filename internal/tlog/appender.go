@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -194,8 +193,7 @@ func (a *Appender) commit(ctx context.Context, batch []*appendReq) {
 		for i, r := range live {
 			for _, row := range r.w.Rows {
 				if row.IndexCol != "" {
-					row.Cols = append(slices.Clip(row.Cols), row.IndexCol)
-					row.Vals = append(slices.Clip(row.Vals), first+int64(i))
+					row.Cols, row.Vals = append(slices.Clip(row.Cols), row.IndexCol), append(slices.Clip(row.Vals), first+int64(i))
 					row.IndexCol = ""
 				}
 				rows = append(rows, row)
@@ -279,20 +277,13 @@ func check(ctx context.Context, tx *store.Tx, c *Check) (bool, error) {
 	return ok, rows.Err()
 }
 
-// insertRows inserts rows, those of one table and columns together in
-// multi-row statements (in their order), so that a batch's rows cost a
-// few statements rather than one each. SQLite parses $N parameters in
-// time quadratic in their number, so its statements stay small (and are
-// prepared once per shape); PostgreSQL takes larger ones.
+// insertRows inserts a batch's rows, those of one table and columns
+// together (in their order), in multi-row statements.
 func insertRows(ctx context.Context, tx *store.Tx, rows []Row) error {
-	maxParams := 128
-	if tx.Dialect() == store.Postgres {
-		maxParams = 8192
-	}
 	type group struct {
 		table string
 		cols  []string
-		rows  []Row
+		vals  [][]any
 	}
 	var groups []*group
 	byKey := map[string]*group{}
@@ -304,32 +295,11 @@ func insertRows(ctx context.Context, tx *store.Tx, rows []Row) error {
 			byKey[key] = g
 			groups = append(groups, g)
 		}
-		g.rows = append(g.rows, r)
+		g.vals = append(g.vals, r.Vals)
 	}
 	for _, g := range groups {
-		per := max(1, maxParams/len(g.cols))
-		for start := 0; start < len(g.rows); start += per {
-			chunk := g.rows[start:min(start+per, len(g.rows))]
-			var q strings.Builder
-			q.WriteString("INSERT INTO " + g.table + " (" + strings.Join(g.cols, ", ") + ") VALUES ")
-			args := make([]any, 0, len(chunk)*len(g.cols))
-			for i, r := range chunk {
-				if i > 0 {
-					q.WriteString(", ")
-				}
-				q.WriteByte('(')
-				for j, v := range r.Vals {
-					if j > 0 {
-						q.WriteString(", ")
-					}
-					args = append(args, v)
-					q.WriteString("$" + strconv.Itoa(len(args)))
-				}
-				q.WriteByte(')')
-			}
-			if _, err := tx.ExecPrepared(ctx, q.String(), args...); err != nil {
-				return fmt.Errorf("store %s: %w", g.table, err)
-			}
+		if err := tx.InsertRows(ctx, g.table, g.cols, g.vals); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -184,16 +184,12 @@ func SequenceWith(ctx context.Context, tx *store.Tx, now time.Time, entry []byte
 			return 0, err
 		}
 		for _, r := range rows {
-			vals := slices.Clone(r.Vals)
+			cols, vals := r.Cols, r.Vals
 			if r.IndexCol != "" {
-				vals = append(vals, idx)
+				cols, vals = append(slices.Clip(cols), r.IndexCol), append(slices.Clip(vals), idx)
 			}
-			ph := make([]string, len(vals))
-			for i := range ph {
-				ph[i] = fmt.Sprintf("$%d", i+1)
-			}
-			if _, err := tx.ExecPrepared(ctx, "INSERT INTO "+r.Table+" ("+cols(r)+") VALUES ("+strings.Join(ph, ", ")+")", vals...); err != nil {
-				return 0, fmt.Errorf("store %s: %w", r.Table, err)
+			if err := tx.InsertRows(ctx, r.Table, cols, [][]any{vals}); err != nil {
+				return 0, err
 			}
 		}
 		return idx, nil
