@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +35,7 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 	duration := f.Duration("duration", 3*time.Second, "how long each workload runs per round")
 	rounds := f.Int("rounds", 2, "rounds of both workloads; the order alternates")
 	integrate := f.Bool("integrator", true, "run the log's integrator meanwhile, as a node does")
+	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the measured workloads to this file")
 	if err := f.parse(args[1:], false); err != nil {
 		return err
 	}
@@ -153,6 +156,17 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 			err = fmt.Errorf("bench request %s: %s", r.State, r.Reason)
 		}
 		return err
+	}
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var sumA, sumX float64
 	for round := range *rounds {

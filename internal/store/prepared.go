@@ -172,10 +172,12 @@ func (c *readStmts) close() {
 
 // InsertRows inserts rows (each the values of cols, in order) into table in
 // multi-row statements: a few statements for a batch instead of one per
-// row. SQLite parses $N parameters in time quadratic in their number, so
-// its statements stay at about 512 parameters (and are prepared once per
-// shape); PostgreSQL takes up to 8192. Table and column names are the
-// caller's constants, never outside input.
+// row. On SQLite the parameters are positional (?): modernc.org/sqlite looks
+// up the name of every numbered parameter ($N) by a linear search, so a
+// statement of n numbered parameters costs O(n²) to bind. Its statements
+// stay at 512 parameters and are prepared once per shape; PostgreSQL takes
+// up to 8192. Table and column names are the caller's constants, never
+// outside input.
 func (tx *Tx) InsertRows(ctx context.Context, table string, cols []string, rows [][]any) error {
 	maxParams := 512
 	if tx.dialect == Postgres {
@@ -201,7 +203,11 @@ func (tx *Tx) InsertRows(ctx context.Context, table string, cols []string, rows 
 					q.WriteString(", ")
 				}
 				args = append(args, v)
-				q.WriteString("$" + strconv.Itoa(len(args)))
+				if tx.dialect == SQLite {
+					q.WriteByte('?')
+				} else {
+					q.WriteString("$" + strconv.Itoa(len(args)))
+				}
 			}
 			q.WriteByte(')')
 		}

@@ -127,25 +127,12 @@ func Sequence(ctx context.Context, tx *store.Tx, now time.Time, entries ...[]byt
 		return 0, fmt.Errorf("sequence: %w", err)
 	}
 	first := next - int64(len(entries))
-	// SQLite parses $N parameters in time quadratic in their number, so
-	// rows go in small multi-row statements.
-	const chunk = 32
-	for start := 0; start < len(entries); start += chunk {
-		end := min(start+chunk, len(entries))
-		var q strings.Builder
-		q.WriteString("INSERT INTO tlog_entries (idx, kind, data, created_at) VALUES ")
-		args := make([]any, 0, 4*(end-start))
-		for i := start; i < end; i++ {
-			if i > start {
-				q.WriteString(", ")
-			}
-			n := len(args)
-			fmt.Fprintf(&q, "($%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4)
-			args = append(args, first+int64(i), int(kinds[i]), entries[i], created)
-		}
-		if _, err := tx.ExecPrepared(ctx, q.String(), args...); err != nil {
-			return 0, fmt.Errorf("store entries: %w", err)
-		}
+	vals := make([][]any, len(entries))
+	for i, e := range entries {
+		vals[i] = []any{first + int64(i), int(kinds[i]), e, created}
+	}
+	if err := tx.InsertRows(ctx, "tlog_entries", []string{"idx", "kind", "data", "created_at"}, vals); err != nil {
+		return 0, fmt.Errorf("store entries: %w", err)
 	}
 	return first, nil
 }
