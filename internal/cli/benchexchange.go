@@ -95,7 +95,7 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 	}
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	ex, err := exchange.New(exchange.Deps{DB: db, Appender: app, Secret: secret, Now: time.Now})
+	ex, err := exchange.New(exchange.Deps{DB: db, Appender: app, Log: l, Secret: secret, Now: time.Now})
 	if err != nil {
 		return err
 	}

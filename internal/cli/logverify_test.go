@@ -130,7 +130,11 @@ func TestLogVerify(t *testing.T) {
 	appDone := make(chan struct{})
 	go func() { app.Run(actx); close(appDone) }()
 	secret := make([]byte, 32)
-	ex, err := exchange.New(exchange.Deps{DB: db, Appender: app, Secret: secret, Now: time.Now})
+	exLog, err := tlog.New(db, "test.civstack/log", nil, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := exchange.New(exchange.Deps{DB: db, Appender: app, Log: exLog, Secret: secret, Now: time.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,12 +158,12 @@ func TestLogVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	exec(`UPDATE ex_access SET record = REPLACE(record, 'TAX-AUDIT', 'TAX-REFUND')`)
+	exec(`UPDATE tlog_entries SET opening = CAST(REPLACE(CAST(opening AS TEXT), '"legal_basis":"§1"', '"legal_basis":"§2"') AS BLOB) WHERE opening IS NOT NULL`)
 	code, out, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--data", data, "--quiet")
 	if code != 1 || !strings.Contains(out, "WAS CHANGED") {
 		t.Fatalf("changed record: %d %q %q", code, out, stderr)
 	}
-	exec(`DELETE FROM ex_access`)
+	exec(`UPDATE tlog_entries SET opening = NULL`)
 	code, out, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--data", data, "--quiet")
 	if code != 1 || !strings.Contains(out, "AN ACCESS RECORD WAS DELETED: log entry 603") {
 		t.Fatalf("deleted record: %d %q %q", code, out, stderr)

@@ -119,13 +119,15 @@ type Exchange struct {
 	fault  func(point string) error
 	names  func(ctx context.Context, orgID string) string
 	cat    catalogCache
+	// indexBatch: see index.go (tests set 1 to index at every integration).
+	indexBatch int64
 }
 
 // Deps are the exchange's collaborators.
 type Deps struct {
 	DB       *store.DB
 	Appender *tlog.Appender // sequences access entries with their records
-	Log      *tlog.Log      // inclusion proofs for the citizen's page
+	Log      *tlog.Log      // inclusion proofs for the citizen's page; its integration indexes the records
 	LogKey   string         // the log's verifier key, to check checkpoints
 	// Secret (32 bytes) keys the citizens' pseudonyms in the log.
 	Secret []byte
@@ -135,6 +137,8 @@ type Deps struct {
 	OrgName func(ctx context.Context, orgID string) string
 	// Fault, for tests only, may fail a release at a named point.
 	Fault func(point string) error
+	// IndexBatch, if positive, replaces indexBatch (tests: 1).
+	IndexBatch int
 }
 
 // New returns an Exchange.
@@ -148,7 +152,15 @@ func New(d Deps) (*Exchange, error) {
 	if d.OrgName == nil {
 		d.OrgName = func(_ context.Context, id string) string { return id }
 	}
-	return &Exchange{db: d.DB, app: d.Appender, log: d.Log, secret: d.Secret, now: d.Now, rand: d.Rand, logKey: d.LogKey, fault: d.Fault, names: d.OrgName}, nil
+	x := &Exchange{db: d.DB, app: d.Appender, log: d.Log, secret: d.Secret, now: d.Now, rand: d.Rand, logKey: d.LogKey, fault: d.Fault, names: d.OrgName, indexBatch: indexBatch}
+	if d.IndexBatch > 0 {
+		x.indexBatch = int64(d.IndexBatch)
+	}
+	if d.Log == nil {
+		return nil, errors.New("exchange: the log is needed (its integration indexes the access records)")
+	}
+	d.Log.OnIntegrate(x.index)
+	return x, nil
 }
 
 func (x *Exchange) id() string { return uuid.Must(uuid.NewV7FromReader(x.rand)).String() }

@@ -1,14 +1,17 @@
 package exchange
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -36,6 +39,7 @@ type Record struct {
 	Time        int64    `json:"time"`        // Unix milliseconds
 	DeferUntil  int64    `json:"defer_until"` // 0: not deferred
 	RetainUntil int64    `json:"retain_until"`
+	Policy      string   `json:"policy,omitempty"` // the policy it was released under
 }
 
 // canonical is the record's one encoding (struct order, no spaces).
@@ -70,13 +74,17 @@ func (x *Exchange) tag(personID string, commitment [32]byte) [32]byte {
 	return [32]byte(m.Sum(nil))
 }
 
-// Access is a stored access record with its log position.
+// Access is a stored access record with its log position. Missing is set
+// when the log entry's row no longer holds a record that decodes (it was
+// deleted or damaged); only the index's fields are known then.
 type Access struct {
 	Record
 	Nonce    []byte
 	LogIndex int64
+	Missing  bool
 	raw      []byte
 	personID string
+	entry    []byte
 }
 
 // Deferred reports whether the citizen may not see it yet at now.
@@ -93,24 +101,135 @@ func (a *Access) Until() time.Time { return time.UnixMilli(a.DeferUntil).UTC() }
 // Retain is how long the recipient may keep the data.
 func (a *Access) Retain() time.Time { return time.UnixMilli(a.RetainUntil).UTC() }
 
-func (x *Exchange) accesses(ctx context.Context, where string, args ...any) ([]*Access, error) {
-	rows, err := x.db.QueryRead(ctx, `SELECT record, nonce, log_index, person_id FROM ex_access `+where, args...)
+// filter selects access records; the zero filter selects all.
+type filter struct {
+	person, org, request string
+	visibleAt            int64 // > 0: only those whose deferral has ended by then
+	deferredAt           int64 // > 0: only those still deferred then
+	limit                int   // > 0: only the newest limit
+}
+
+func (f filter) where() (string, []any) {
+	var conds []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		conds = append(conds, fmt.Sprintf(cond, len(args)))
+	}
+	if f.person != "" {
+		add("a.person_id = $%d", f.person)
+	}
+	if f.org != "" {
+		add("a.requester_org = $%d", f.org)
+	}
+	if f.request != "" {
+		add("a.request_id = $%d", f.request)
+	}
+	if f.visibleAt > 0 {
+		add("a.defer_until <= $%d", f.visibleAt)
+	}
+	if f.deferredAt > 0 {
+		add("a.defer_until > $%d", f.deferredAt)
+		conds = append(conds, "a.defer_until > 0") // the partial index's condition
+	}
+	q := ""
+	if len(conds) > 0 {
+		q = " WHERE " + strings.Join(conds, " AND ")
+	}
+	q += " ORDER BY a.log_index DESC"
+	if f.limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.limit)
+	}
+	return q, args
+}
+
+// match applies the filter to what a record itself says (the index only
+// narrows the search: a record is shown for what it says, not for what
+// its index row says).
+func (f filter) match(a *Access) bool {
+	return (f.person == "" || a.personID == f.person) && (f.org == "" || a.Agency == f.org) && (f.request == "" || a.Request == f.request) &&
+		(f.visibleAt <= 0 || a.DeferUntil <= f.visibleAt) && (f.deferredAt <= 0 || a.DeferUntil > f.deferredAt)
+}
+
+// accesses returns the records the filter selects, newest first: those in
+// the index and those in the tail past its cursor.
+func (x *Exchange) accesses(ctx context.Context, f filter) ([]*Access, error) {
+	// The tail first: an entry the index takes meanwhile is then found in
+	// the index (and dropped here as a duplicate), never missed.
+	tail, err := x.tail(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	where, args := f.where()
+	rows, err := x.db.QueryRead(ctx, `SELECT a.log_index, a.request_id, a.person_id, a.requester_org, a.purpose, a.at, a.defer_until, e.data, e.opening
+		FROM ex_access a LEFT JOIN tlog_entries e ON e.idx = a.log_index`+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("access records: %w", err)
+	}
+	defer rows.Close()
+	seen := map[int64]bool{}
+	for _, a := range tail {
+		seen[a.LogIndex] = true
+	}
+	out := tail
+	for rows.Next() {
+		var ix Access
+		var opening []byte
+		if err := rows.Scan(&ix.LogIndex, &ix.Request, &ix.personID, &ix.Agency, &ix.Purpose, &ix.Time, &ix.DeferUntil, &ix.entry, &opening); err != nil {
+			return nil, err
+		}
+		if seen[ix.LogIndex] {
+			continue
+		}
+		a := openAccess(ix.LogIndex, ix.entry, opening)
+		if a.Missing {
+			a.Request, a.personID, a.Agency, a.Purpose, a.Time, a.DeferUntil = ix.Request, ix.personID, ix.Agency, ix.Purpose, ix.Time, ix.DeferUntil
+		}
+		if f.match(a) {
+			out = append(out, a)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b *Access) int { return cmp.Compare(b.LogIndex, a.LogIndex) })
+	if f.limit > 0 && len(out) > f.limit {
+		out = out[:f.limit]
+	}
+	return out, nil
+}
+
+// tail reads the access records past the index's cursor.
+func (x *Exchange) tail(ctx context.Context, f filter) ([]*Access, error) {
+	rows, err := x.db.QueryRead(ctx, `SELECT idx, data, opening FROM tlog_entries
+		WHERE kind = $1 AND idx >= (SELECT value FROM ex_index_state WHERE name = 'indexed') ORDER BY idx DESC`, int(civtlog.KindDataAccess))
 	if err != nil {
 		return nil, fmt.Errorf("access records: %w", err)
 	}
 	defer rows.Close()
 	var out []*Access
 	for rows.Next() {
-		a := &Access{}
-		if err := rows.Scan(&a.raw, &a.Nonce, &a.LogIndex, &a.personID); err != nil {
+		var idx int64
+		var data, opening []byte
+		if err := rows.Scan(&idx, &data, &opening); err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal(a.raw, &a.Record); err != nil {
-			return nil, fmt.Errorf("access record: %w", err)
+		if a := openAccess(idx, data, opening); !a.Missing && f.match(a) {
+			out = append(out, a)
 		}
-		out = append(out, a)
 	}
 	return out, rows.Err()
+}
+
+func openAccess(idx int64, entry, opening []byte) *Access {
+	a := &Access{LogIndex: idx, entry: entry}
+	o, rec, err := decodeOpening(opening)
+	if err != nil {
+		a.Missing = true
+		return a
+	}
+	a.Record, a.Nonce, a.raw, a.personID = rec, o.nonce, o.raw, o.person
+	return a
 }
 
 // Verified is an access record as the citizen sees it, with the proof.
@@ -139,7 +258,7 @@ type Proof struct {
 // in the latest signed checkpoint.
 func (x *Exchange) ForCitizen(ctx context.Context, personID string) ([]*Verified, error) {
 	now := x.now().UnixMilli()
-	as, err := x.accesses(ctx, `WHERE person_id = $1 AND defer_until <= $2 ORDER BY at DESC, id`, personID, now)
+	as, err := x.accesses(ctx, filter{person: personID, visibleAt: max(now, 1)})
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +282,10 @@ func (x *Exchange) ForCitizen(ctx context.Context, personID string) ([]*Verified
 }
 
 func (x *Exchange) check(ctx context.Context, v *Verified, signed []byte, cp civtlog.Checkpoint, cpOK bool) string {
-	entry, err := x.entry(ctx, v.LogIndex)
+	if v.Missing {
+		return "NOT VERIFIED: the record of this access is missing from the database."
+	}
+	entry, err := civtlog.Parse(v.entry)
 	if err != nil {
 		return "Not verified: the log has no entry for this record."
 	}
@@ -190,14 +312,6 @@ func (x *Exchange) check(ctx context.Context, v *Verified, signed []byte, cp civ
 	return fmt.Sprintf("Verified: entry %d of the signed log of %d entries.", v.LogIndex, cp.Size)
 }
 
-func (x *Exchange) entry(ctx context.Context, idx int64) (*civtlog.Entry, error) {
-	var data []byte
-	if err := x.db.QueryRowRead(ctx, `SELECT data FROM tlog_entries WHERE idx = $1`, idx).Scan(&data); err != nil {
-		return nil, err
-	}
-	return civtlog.Parse(data)
-}
-
 // Summary is the DPA's view: accesses per agency and purpose.
 type Summary struct {
 	Agency, AgencyName, Purpose string
@@ -217,29 +331,40 @@ type DPAView struct {
 // accesses at once.
 func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	v := &DPAView{}
-	rows, err := x.db.QueryRead(ctx, `SELECT requester_org, purpose, COUNT(*) FROM ex_access GROUP BY requester_org, purpose ORDER BY requester_org, purpose`)
+	tail, err := x.tail(ctx, filter{})
+	if err != nil {
+		return nil, err
+	}
+	counts := map[[2]string]int{}
+	for _, a := range tail {
+		counts[[2]string{a.Agency, a.Purpose}]++
+	}
+	rows, err := x.db.QueryRead(ctx, `SELECT requester_org, purpose, COUNT(*) FROM ex_access
+		WHERE log_index < (SELECT value FROM ex_index_state WHERE name = 'indexed') GROUP BY requester_org, purpose`)
 	if err != nil {
 		return nil, fmt.Errorf("dpa: %w", err)
 	}
 	for rows.Next() {
-		var s Summary
-		if err := rows.Scan(&s.Agency, &s.Purpose, &s.Count); err != nil {
+		var k [2]string
+		var n int
+		if err := rows.Scan(&k[0], &k[1], &n); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		v.Summary = append(v.Summary, s)
+		counts[k] += n
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	for i := range v.Summary {
-		v.Summary[i].AgencyName = x.names(ctx, v.Summary[i].Agency)
+	for _, k := range slices.SortedFunc(maps.Keys(counts), func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) }) {
+		v.Summary = append(v.Summary, Summary{Agency: k[0], AgencyName: x.names(ctx, k[0]), Purpose: k[1], Count: counts[k]})
 	}
-	if v.Deferred, err = x.accesses(ctx, `WHERE defer_until > 0 AND defer_until > $1 ORDER BY defer_until`, x.now().UnixMilli()); err != nil {
+	if v.Deferred, err = x.accesses(ctx, filter{deferredAt: x.now().UnixMilli()}); err != nil {
 		return nil, err
 	}
-	if v.Recent, err = x.accesses(ctx, `ORDER BY at DESC, id LIMIT 50`); err != nil {
+	slices.SortStableFunc(v.Deferred, func(a, b *Access) int { return cmp.Compare(a.DeferUntil, b.DeferUntil) })
+	if v.Recent, err = x.accesses(ctx, filter{limit: 50}); err != nil {
 		return nil, err
 	}
 	if v.Denied, err = x.Denied(ctx, 50); err != nil {
@@ -251,36 +376,58 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	return v, nil
 }
 
-// Audit compares every access record in db with the log's entries (from
-// a verified log: index → entry, for the first size entries). It returns
-// one line per problem: a record changed (it no longer opens its entry's
-// commitment), a record whose entry is not an access entry, and an access
-// entry with no record (deleted).
+// Audit compares the access records in db with the log's entries (from a
+// verified log: index → data-access entry, for the first size entries).
+// It returns one line per problem: a record changed (it no longer opens
+// its entry's commitment), an access entry whose record is gone (deleted),
+// a record hidden from the citizen (indexed entries whose index row is
+// missing or names someone else), and an index row pointing at an entry
+// that is not a data access.
 func Audit(ctx context.Context, db *store.DB, entries map[int64]*civtlog.Entry, size int64) (checked int, problems []string, err error) {
-	rows, err := db.Reader().QueryContext(ctx, `SELECT id, record, nonce, log_index FROM ex_access ORDER BY log_index`)
+	r := db.Reader()
+	var cur int64
+	if err := r.QueryRowContext(ctx, `SELECT value FROM ex_index_state WHERE name = 'indexed'`).Scan(&cur); err != nil {
+		return 0, nil, fmt.Errorf("access index: %w", err)
+	}
+	rows, err := r.QueryContext(ctx, `SELECT e.idx, e.opening, a.log_index, a.request_id, a.person_id, a.requester_org, a.purpose, a.at, a.defer_until
+		FROM tlog_entries e LEFT JOIN ex_access a ON a.log_index = e.idx WHERE e.kind = $1 AND e.idx < $2 ORDER BY e.idx`, int(civtlog.KindDataAccess), size)
 	if err != nil {
 		return 0, nil, fmt.Errorf("access records: %w", err)
 	}
 	defer rows.Close()
 	seen := map[int64]bool{}
 	for rows.Next() {
-		var id string
-		var raw, nonce []byte
 		var idx int64
-		if err := rows.Scan(&id, &raw, &nonce, &idx); err != nil {
+		var opening []byte
+		var ixIdx sql.NullInt64
+		var ixReq, ixPerson, ixOrg, ixPurpose sql.NullString
+		var ixAt, ixDefer sql.NullInt64
+		if err := rows.Scan(&idx, &opening, &ixIdx, &ixReq, &ixPerson, &ixOrg, &ixPurpose, &ixAt, &ixDefer); err != nil {
 			return 0, nil, err
 		}
-		if idx >= size {
-			continue // not in the checkpoint yet
-		}
-		checked++
 		seen[idx] = true
 		e, ok := entries[idx]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("log entry %d is a data access in the database but not in the verified log", idx))
+			continue
+		}
+		o, _, derr := decodeOpening(opening)
 		switch {
-		case !ok:
-			problems = append(problems, fmt.Sprintf("access record %s points at log entry %d, which is not a data access", id, idx))
-		case e.Commitment != Commit(nonce, raw):
-			problems = append(problems, fmt.Sprintf("ACCESS RECORD %s WAS CHANGED: it no longer matches log entry %d", id, idx))
+		case opening == nil:
+			problems = append(problems, fmt.Sprintf("AN ACCESS RECORD WAS DELETED: log entry %d records a data access that the database no longer holds", idx))
+			continue
+		case derr != nil || e.Commitment != Commit(o.nonce, o.raw):
+			problems = append(problems, fmt.Sprintf("ACCESS RECORD %d WAS CHANGED: it no longer matches its log entry", idx))
+			continue
+		}
+		checked++
+		if idx >= cur {
+			continue // not indexed yet
+		}
+		want := indexRow(idx, o)
+		got := []any{ixIdx.Int64, ixReq.String, ixPerson.String, ixOrg.String, ixPurpose.String, ixAt.Int64, ixDefer.Int64}
+		if !ixIdx.Valid || !slices.Equal(want, got) {
+			problems = append(problems, fmt.Sprintf("ACCESS RECORD %d IS HIDDEN FROM THE CITIZEN: its index row is missing or changed", idx))
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -291,5 +438,18 @@ func Audit(ctx context.Context, db *store.DB, entries map[int64]*civtlog.Entry, 
 			problems = append(problems, fmt.Sprintf("AN ACCESS RECORD WAS DELETED: log entry %d records a data access that the database no longer holds", idx))
 		}
 	}
-	return checked, problems, nil
+	stray, err := r.QueryContext(ctx, `SELECT a.log_index FROM ex_access a LEFT JOIN tlog_entries e ON e.idx = a.log_index
+		WHERE a.log_index < $2 AND (e.idx IS NULL OR e.kind <> $1) ORDER BY a.log_index`, int(civtlog.KindDataAccess), size)
+	if err != nil {
+		return 0, nil, fmt.Errorf("access index: %w", err)
+	}
+	defer stray.Close()
+	for stray.Next() {
+		var idx int64
+		if err := stray.Scan(&idx); err != nil {
+			return 0, nil, err
+		}
+		problems = append(problems, fmt.Sprintf("an access index row points at log entry %d, which is not a data access", idx))
+	}
+	return checked, problems, stray.Err()
 }

@@ -86,7 +86,7 @@ func (x *Exchange) Submit(ctx context.Context, a Ask) (*Request, error) {
 			return r, x.store(ctx, r)
 		}
 		r.PolicyID = pol.ID
-		err = x.release(ctx, r, svc, pol, "not needed")
+		err = x.release(ctx, r, svc, pol, consentNotNeeded)
 		if errors.Is(err, errRetired) && attempt == 0 {
 			continue // decided on a policy retired meanwhile: decide again
 		}
@@ -181,16 +181,22 @@ func requestRow(r *Request) tlog.Row {
 		r.Defer.Milliseconds(), r.PolicyID, r.State, r.Reason, r.Created.UnixMilli(), decided}}
 }
 
-var accessCols = []string{"id", "request_id", "person_id", "requester_org", "purpose", "record", "nonce", "at", "defer_until"}
+// Consent, as an access record states it.
+const (
+	consentNotNeeded = "not needed"
+	consentGiven     = "given"
+)
 
-// release reads the allowed fields and commits the request's state, the
-// access record and its log entry together; the values leave only after
-// that commit.
+// release reads the allowed fields and commits the access record with its
+// log entry (the record in the entry's own row, see index.go) and, for a
+// request the citizen consented to, the request's new state; the values
+// leave only after that commit. A direct release writes no request row:
+// its record is the request.
 func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *Policy, consent string) error {
 	now := x.now()
 	rec := Record{ID: x.id(), Request: r.ID, Agency: r.Requester, AgencyName: r.RequesterName, Officer: r.Officer, Service: r.Service, ServiceName: svc.Name,
 		Holder: svc.HolderName, Purpose: r.Purpose, LegalBasis: r.LegalBasis, Fields: r.Fields, Time: now.UnixMilli(), Consent: consent,
-		RetainUntil: now.Add(pol.Retention).UnixMilli()}
+		RetainUntil: now.Add(pol.Retention).UnixMilli(), Policy: pol.ID}
 	if r.Defer > 0 {
 		rec.DeferUntil = now.Add(r.Defer).UnixMilli()
 	}
@@ -212,11 +218,13 @@ func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *P
 	// The release commits only if its policy is still in force then.
 	// The values are read in the same transaction, with the batch's others.
 	d := &disclosure{service: r.Service, person: r.Citizen, fields: r.Fields}
+	op, err := (&opening{nonce: nonce, at: rec.Time, deferUntil: rec.DeferUntil, person: r.Citizen, request: r.ID, agency: r.Requester, purpose: r.Purpose, raw: canon}).encode()
+	if err != nil {
+		return err
+	}
 	w := tlog.Write{Check: &tlog.Check{Query: `SELECT 1 FROM ex_policies WHERE id = $1 AND active = 1`, Args: []any{pol.ID}},
-		Read: valuesReader{}, Item: d}
-	if fresh {
-		w.Rows = append(w.Rows, requestRow(r))
-	} else {
+		Read: valuesReader{}, Item: d, Opening: op}
+	if !fresh {
 		w.With = func(tx *store.Tx, _ int64) error {
 			res, err := tx.ExecContext(ctx, `UPDATE ex_requests SET state = $1, decided_at = $2 WHERE id = $3 AND state = $4`, Released, now.UnixMilli(), r.ID, Consented)
 			if err != nil {
@@ -228,8 +236,6 @@ func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *P
 			return nil
 		}
 	}
-	w.Rows = append(w.Rows, tlog.Row{Table: "ex_access", IndexCol: "log_index", Cols: accessCols,
-		Vals: []any{rec.ID, r.ID, r.Citizen, r.Requester, r.Purpose, string(canon), nonce, rec.Time, rec.DeferUntil}})
 	if x.fault != nil {
 		with := w.With
 		w.With = func(tx *store.Tx, idx int64) error {
@@ -389,7 +395,7 @@ func (x *Exchange) Collect(ctx context.Context, requesterOrg, requestID string) 
 		if reason != "" {
 			return nil, fmt.Errorf("%w: %s", ErrInvalid, reason)
 		}
-		err = x.release(ctx, r, svc, pol, "given")
+		err = x.release(ctx, r, svc, pol, consentGiven)
 		if errors.Is(err, errRetired) && attempt == 0 {
 			continue
 		}
@@ -397,9 +403,39 @@ func (x *Exchange) Collect(ctx context.Context, requesterOrg, requestID string) 
 	}
 }
 
-// Requests lists an agency's requests, newest first.
+// Requests lists an agency's requests, newest first: those with a row of
+// their own (denied, waiting for or decided by the citizen) and the direct
+// releases, whose access records are the requests.
 func (x *Exchange) Requests(ctx context.Context, requesterOrg string, limit int) ([]*Request, error) {
-	return x.requests(ctx, `WHERE requester_org = $1 ORDER BY created_at DESC LIMIT $2`, requesterOrg, limit)
+	out, err := x.requests(ctx, `WHERE requester_org = $1 ORDER BY created_at DESC LIMIT $2`, requesterOrg, limit)
+	if err != nil {
+		return nil, err
+	}
+	as, err := x.accesses(ctx, filter{org: requesterOrg, limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range as {
+		if !a.Missing && a.Consent == consentNotNeeded {
+			out = append(out, requestOf(a))
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *Request) int { return b.Created.Compare(a.Created) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// requestOf is the request a direct release's record stands for.
+func requestOf(a *Access) *Request {
+	at := time.UnixMilli(a.Time).UTC()
+	r := &Request{ID: a.Request, Requester: a.Agency, Officer: a.Officer, Citizen: a.personID, Service: a.Service, Fields: a.Fields, Purpose: a.Purpose,
+		LegalBasis: a.LegalBasis, PolicyID: a.Policy, State: Released, Created: at, Decided: at, RequesterName: a.AgencyName, ServiceName: a.ServiceName}
+	if a.DeferUntil != 0 {
+		r.Defer = time.Duration(a.DeferUntil-a.Time) * time.Millisecond
+	}
+	return r
 }
 
 // Pending lists the requests waiting for a citizen's consent.
@@ -414,7 +450,18 @@ func (x *Exchange) Denied(ctx context.Context, limit int) ([]*Request, error) {
 
 // RequestFor returns one of an agency's requests (with no values).
 func (x *Exchange) RequestFor(ctx context.Context, requesterOrg, id string) (*Request, error) {
-	return x.request(ctx, `WHERE id = $1 AND requester_org = $2`, id, requesterOrg)
+	r, err := x.request(ctx, `WHERE id = $1 AND requester_org = $2`, id, requesterOrg)
+	if !errors.Is(err, ErrNotFound) {
+		return r, err
+	}
+	as, aerr := x.accesses(ctx, filter{org: requesterOrg, request: id, limit: 1})
+	if aerr != nil {
+		return nil, aerr
+	}
+	if len(as) == 0 || as[0].Missing || as[0].Consent != consentNotNeeded {
+		return nil, err
+	}
+	return requestOf(as[0]), nil
 }
 
 func (x *Exchange) request(ctx context.Context, where string, args ...any) (*Request, error) {

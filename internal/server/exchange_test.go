@@ -1,8 +1,10 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -129,26 +131,114 @@ func TestExchangeOverHTTP(t *testing.T) {
 				t.Fatalf("%d access entries in the log, want 3", n)
 			}
 			// Tampering with a record is seen by the citizen and by the audit.
-			if err := w.n.db.Tx(ctx, func(tx *store.Tx) error {
-				_, err := tx.ExecContext(ctx, `UPDATE ex_access SET record = REPLACE(record, 'TAX-AUDIT', 'TAX-REFUND') WHERE purpose = 'TAX-AUDIT'`)
-				return err
-			}); err != nil {
-				t.Fatal(err)
+			audit := func() []string {
+				t.Helper()
+				entries := map[int64]*tlog.Entry{}
+				rows, _ := w.n.db.Reader().QueryContext(ctx, `SELECT idx, data FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess))
+				for rows.Next() {
+					var idx int64
+					var b []byte
+					_ = rows.Scan(&idx, &b)
+					entries[idx], _ = tlog.Parse(b)
+				}
+				rows.Close()
+				checked, problems, err := exchange.Audit(ctx, w.n.db, entries, 1<<40)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if checked+len(problems) < 3 {
+					t.Fatalf("audit checked %d records", checked)
+				}
+				return problems
 			}
+			if p := audit(); len(p) != 0 {
+				t.Fatalf("audit of untouched records: %v", p)
+			}
+			exec := func(q string, args ...any) {
+				t.Helper()
+				if err := w.n.db.Tx(ctx, func(tx *store.Tx) error { _, err := tx.ExecContext(ctx, q, args...); return err }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// An index row moved to another citizen shows the record to
+			// neither of them as theirs, and the audit sees it hidden.
+			var auditIdx int64
+			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT log_index FROM ex_access WHERE purpose = 'TAX-AUDIT'`).Scan(&auditIdx); err != nil {
+				t.Fatalf("the audit's access is not indexed: %v", err)
+			}
+			exec(`UPDATE ex_access SET person_id = $1 WHERE log_index = $2`, w.people["Jonas Weber"], auditIdx)
+			expect(t, "moved index row", w.as(t, "Jonas Weber").get("/wallet/access"), http.StatusOK, "Nobody has read your data")
+			if p := audit(); len(p) != 1 || !strings.Contains(p[0], "HIDDEN FROM THE CITIZEN") {
+				t.Fatalf("audit of a moved index row: %v", p)
+			}
+			exec(`DELETE FROM ex_access WHERE log_index = $1`, auditIdx)
+			if p := audit(); len(p) != 1 || !strings.Contains(p[0], "HIDDEN FROM THE CITIZEN") {
+				t.Fatalf("audit of a deleted index row: %v", p)
+			}
+			exec(`INSERT INTO ex_access (log_index, request_id, person_id, requester_org, purpose, at, defer_until)
+				SELECT idx, 'x', $1, 'x', 'x', 0, 0 FROM tlog_entries WHERE kind <> $2 ORDER BY idx LIMIT 1`, amira, int(tlog.KindDataAccess))
+			if p := audit(); len(p) != 2 || !strings.Contains(strings.Join(p, "\n"), "which is not a data access") {
+				t.Fatalf("audit of a stray index row: %v", p)
+			}
+			exec(`DELETE FROM ex_access WHERE request_id = 'x'`)
+			// Rebuild the index row from the record, as the index would.
+			exec(`DELETE FROM ex_index_state`)
+			exec(`INSERT INTO ex_index_state (name, value) VALUES ('indexed', $1)`, auditIdx)
+			exec(`DELETE FROM ex_access WHERE log_index >= $1`, auditIdx)
+			appendReceipts(t, w.n, 1)
+			if p := audit(); len(p) != 0 {
+				t.Fatalf("audit after re-indexing: %v", p)
+			}
+			// A changed record (its legal basis) no longer opens its entry.
+			tamperOpenings(t, w.n.db, "Tax Code §93", "Tax Code §94")
 			expect(t, "tampered", citizen.get("/wallet/access"), http.StatusOK, "NOT VERIFIED: the record does not match its log entry")
-			entries := map[int64]*tlog.Entry{}
-			rows, _ := w.n.db.Reader().QueryContext(ctx, `SELECT idx, data FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess))
-			for rows.Next() {
-				var idx int64
-				var b []byte
-				_ = rows.Scan(&idx, &b)
-				entries[idx], _ = tlog.Parse(b)
+			if p := audit(); len(p) != 1 || !strings.Contains(p[0], "WAS CHANGED") {
+				t.Fatalf("audit: %v", p)
 			}
-			rows.Close()
-			if _, problems, err := exchange.Audit(ctx, w.n.db, entries, 1<<40); err != nil || len(problems) != 1 || !strings.Contains(problems[0], "WAS CHANGED") {
-				t.Fatalf("audit: %v %v", problems, err)
+			// A deleted record: the citizen is told it is missing.
+			exec(`UPDATE tlog_entries SET opening = NULL WHERE idx = $1`, auditIdx)
+			expect(t, "deleted", citizen.get("/wallet/access"), http.StatusOK, "NOT VERIFIED: the record of this access is missing")
+			if p := audit(); len(p) != 1 || !strings.Contains(p[0], "AN ACCESS RECORD WAS DELETED") {
+				t.Fatalf("audit: %v", p)
 			}
 		})
+	}
+}
+
+// tamperOpenings replaces old by new in every access record's opening.
+func tamperOpenings(t *testing.T, db *store.DB, old, new string) {
+	t.Helper()
+	ctx := context.Background()
+	err := db.Tx(ctx, func(tx *store.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT idx, opening FROM tlog_entries WHERE opening IS NOT NULL`)
+		if err != nil {
+			return err
+		}
+		changed := map[int64][]byte{}
+		for rows.Next() {
+			var idx int64
+			var b []byte
+			if err := rows.Scan(&idx, &b); err != nil {
+				rows.Close()
+				return err
+			}
+			if nb := bytes.ReplaceAll(b, []byte(old), []byte(new)); !bytes.Equal(nb, b) {
+				changed[idx] = nb
+			}
+		}
+		rows.Close()
+		if len(changed) == 0 {
+			return fmt.Errorf("no opening holds %q", old)
+		}
+		for idx, b := range changed {
+			if _, err := tx.ExecContext(ctx, `UPDATE tlog_entries SET opening = $1 WHERE idx = $2`, b, idx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -169,9 +259,10 @@ func TestExchangeNothingWithoutLog(t *testing.T) {
 		t.Fatalf("released despite the failure: %d %s", r.status, clip(r.body))
 	}
 	for q, want := range map[string]int{
-		`SELECT COUNT(*) FROM ex_access`:                            0,
-		`SELECT COUNT(*) FROM tlog_entries WHERE kind = 4`:          0,
-		`SELECT COUNT(*) FROM ex_requests WHERE state = 'released'`: 0,
+		`SELECT COUNT(*) FROM ex_access`:                              0,
+		`SELECT COUNT(*) FROM tlog_entries WHERE opening IS NOT NULL`: 0,
+		`SELECT COUNT(*) FROM tlog_entries WHERE kind = 4`:            0,
+		`SELECT COUNT(*) FROM ex_requests WHERE state = 'released'`:   0,
 	} {
 		if got := countRows(t, n.db, q); got != want {
 			t.Fatalf("%s = %d, want %d", q, got, want)
@@ -192,7 +283,11 @@ func TestExchangePolicyChangedElsewhere(t *testing.T) {
 			amira := w.people["Amira Haddad"]
 			officer := w.as(t, "Tomas Novak")
 			// Another node: its own exchange on the same database.
-			other, err := exchange.New(exchange.Deps{DB: w.n.db, Secret: make([]byte, 32), Now: w.n.clock.now})
+			otherLog, err := tlog.New(w.n.db, "other.civstack/log", nil, w.n.clock.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := exchange.New(exchange.Deps{DB: w.n.db, Log: otherLog, Secret: make([]byte, 32), Now: w.n.clock.now})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -156,7 +156,7 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	go func() { app.Run(appCtx); close(appDone) }()
 	t.Cleanup(func() { stopApp(); <-appDone })
 	ex, err := exchange.New(exchange.Deps{DB: db, Appender: app, Log: tl, LogKey: signer.VerifierKey(), Secret: exKey, Now: c.now, Rand: rand.Reader,
-		Fault: o.fault, OrgName: func(ctx context.Context, id string) string {
+		Fault: o.fault, IndexBatch: 1, OrgName: func(ctx context.Context, id string) string {
 			if org, err := reg.Organisation(ctx, id); err == nil {
 				return org.Name
 			}

@@ -18,7 +18,19 @@ var migrations embed.FS
 // on one database: on PostgreSQL a session advisory lock, on SQLite an
 // exclusive lock on a file in the data directory, lets one apply the
 // migrations while the others wait, then find nothing left to do.
-func (db *DB) Migrate(ctx context.Context) error {
+func (db *DB) Migrate(ctx context.Context) error { return db.migrate(ctx, 0) }
+
+// MigrateTo applies the migrations up to version only (tests of data
+// migrations start from an older schema with data in it).
+func (db *DB) MigrateTo(ctx context.Context, version int64) error {
+	if version <= 0 {
+		return fmt.Errorf("migrate to version %d: want a positive version", version)
+	}
+	return db.migrate(ctx, version)
+}
+
+// migrate applies the migrations up to version (0: all).
+func (db *DB) migrate(ctx context.Context, version int64) error {
 	if db.dialect == SQLite {
 		unlock, err := lockFile(filepath.Join(db.dir, "migrate.lock"))
 		if err != nil {
@@ -44,7 +56,12 @@ func (db *DB) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
-	results, err := p.Up(ctx)
+	var results []*goose.MigrationResult
+	if version > 0 {
+		results, err = p.UpTo(ctx, version)
+	} else {
+		results, err = p.Up(ctx)
+	}
 	if err != nil {
 		return fmt.Errorf("migrate %s: %w", db.dialect, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -73,13 +74,19 @@ func (a *Appender) AppendWith(ctx context.Context, entry []byte, with func(tx *s
 // a batch of releases reads what it discloses in one query, in the
 // transaction that records the disclosure.
 //
+// Opening, if set, is stored in the entry's row and never published: the
+// private data the entry's commitment opens to (a data access's record),
+// which then commits in the entry's own row rather than in one of its own.
+// Readers find it with Opening or by querying tlog_entries.opening.
+//
 // With runs last, as for AppendWith.
 type Write struct {
-	Check *Check
-	Read  BatchRead
-	Item  any
-	Rows  []Row
-	With  func(tx *store.Tx, index int64) error
+	Check   *Check
+	Read    BatchRead
+	Item    any
+	Rows    []Row
+	Opening []byte
+	With    func(tx *store.Tx, index int64) error
 }
 
 // BatchRead reads, in a batch's transaction, what its writes need. It
@@ -160,9 +167,10 @@ func (a *Appender) commit(ctx context.Context, batch []*appendReq) {
 		checks := map[string]bool{}
 		live := make([]*appendReq, 0, len(batch))
 		data := make([][]byte, 0, len(batch))
+		var openings [][]byte
 		for i, r := range batch {
 			if c := r.w.Check; c != nil {
-				key := fmt.Sprintf("%s\x00%v", c.Query, c.Args)
+				key := checkKey(c)
 				ok, seen := checks[key]
 				if !seen {
 					var err error
@@ -178,6 +186,12 @@ func (a *Appender) commit(ctx context.Context, batch []*appendReq) {
 			}
 			live = append(live, r)
 			data = append(data, r.data)
+			if r.w.Opening != nil && openings == nil {
+				openings = make([][]byte, len(data)-1, len(batch))
+			}
+			if openings != nil {
+				openings = append(openings, r.w.Opening)
+			}
 		}
 		if len(live) == 0 {
 			return nil
@@ -186,7 +200,7 @@ func (a *Appender) commit(ctx context.Context, batch []*appendReq) {
 			return err
 		}
 		var err error
-		if first, err = Sequence(ctx, tx, a.now(), data...); err != nil {
+		if first, err = sequence(ctx, tx, a.now(), data, openings); err != nil {
 			return err
 		}
 		var rows []Row
@@ -265,6 +279,20 @@ func readBatch(ctx context.Context, tx *store.Tx, live []*appendReq) error {
 		}
 	}
 	return nil
+}
+
+// checkKey identifies a check by its query and arguments.
+func checkKey(c *Check) string {
+	var b strings.Builder
+	b.WriteString(c.Query)
+	for _, a := range c.Args {
+		if s, ok := a.(string); ok {
+			b.WriteString("\x00s" + strconv.Itoa(len(s)) + ":" + s)
+		} else {
+			fmt.Fprintf(&b, "\x00%T:%v", a, a)
+		}
+	}
+	return b.String()
 }
 
 func check(ctx context.Context, tx *store.Tx, c *Check) (bool, error) {

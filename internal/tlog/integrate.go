@@ -87,6 +87,13 @@ func (l *Log) Integrate(ctx context.Context) (Checkpoint, bool, error) {
 				return err
 			}
 		}
+		if hs := l.hooks.Load(); hs != nil && len(batch) > 0 {
+			for _, h := range *hs {
+				if err := h(ctx, tx, done, end); err != nil {
+					return fmt.Errorf("integration hook: %w", err)
+				}
+			}
+		}
 		root := EmptyRoot
 		if end > 0 {
 			var err error

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -42,6 +43,31 @@ type Log struct {
 	signer note.Signer
 	now    func() time.Time
 	upper  hashCache // stored hashes of upper tree levels, for proofs
+	hooks  atomic.Pointer[[]IntegrateHook]
+}
+
+// IntegrateHook runs inside Integrate's transaction after the entries
+// [from, to) are hashed, so that what it writes commits with the checkpoint
+// that covers them (the data exchange indexes its access records there:
+// a citizen finds a record once it can be verified). Contract: it must only
+// write its own tables, keep its own cursor (another process may have
+// integrated without it, so from is not necessarily where it stopped), and
+// fail only when the database does; an error rolls the integration back.
+type IntegrateHook func(ctx context.Context, tx *store.Tx, from, to int64) error
+
+// OnIntegrate adds a hook to every later integration by this Log.
+func (l *Log) OnIntegrate(h IntegrateHook) {
+	for {
+		old := l.hooks.Load()
+		var hs []IntegrateHook
+		if old != nil {
+			hs = slices.Clone(*old)
+		}
+		hs = append(hs, h)
+		if l.hooks.CompareAndSwap(old, &hs) {
+			return
+		}
+	}
 }
 
 // New returns the log stored in db, whose checkpoints carry origin and are
@@ -83,8 +109,21 @@ var EmptyRoot = tlog.Hash(sha256.Sum256(nil))
 // counter row, so entries commit in index order (a committed entry implies
 // every lower index is committed).
 func Sequence(ctx context.Context, tx *store.Tx, now time.Time, entries ...[]byte) (int64, error) {
+	return sequence(ctx, tx, now, entries, nil)
+}
+
+// sequence is Sequence with each entry's opening (openings may be nil, and
+// so may any of its elements): the private data an entry's commitment
+// opens to, kept in the entry's row and never published (see Opening).
+func sequence(ctx context.Context, tx *store.Tx, now time.Time, entries, openings [][]byte) (int64, error) {
 	if len(entries) == 0 {
 		return 0, fmt.Errorf("%w: nothing to sequence", ErrBadRequest)
+	}
+	if openings != nil && len(openings) != len(entries) {
+		return 0, fmt.Errorf("%w: %d openings for %d entries", ErrBadRequest, len(openings), len(entries))
+	}
+	if !slices.ContainsFunc(openings, func(o []byte) bool { return o != nil }) {
+		openings = nil
 	}
 	kinds := make([]Kind, len(entries))
 	for i, e := range entries {
@@ -102,12 +141,20 @@ func Sequence(ctx context.Context, tx *store.Tx, now time.Time, entries ...[]byt
 		for i := range entries {
 			ks[i] = int64(kinds[i])
 		}
-		var first int64
-		err := tx.QueryRowContext(ctx, `WITH c AS (UPDATE tlog_counters SET value = value + $1 WHERE name = 'next' RETURNING value)
+		q := `WITH c AS (UPDATE tlog_counters SET value = value + $1 WHERE name = 'next' RETURNING value)
 			INSERT INTO tlog_entries (idx, kind, data, created_at)
 			SELECT c.value - $1 + t.n - 1, t.k, t.d, $4 FROM c, unnest($2::bigint[], $3::bytea[]) WITH ORDINALITY AS t(k, d, n)
-			RETURNING (SELECT value FROM c) - $1`, int64(len(entries)), ks, entries, created).Scan(&first)
-		if err != nil {
+			RETURNING (SELECT value FROM c) - $1`
+		args := []any{int64(len(entries)), ks, entries, created}
+		if openings != nil {
+			q = `WITH c AS (UPDATE tlog_counters SET value = value + $1 WHERE name = 'next' RETURNING value)
+			INSERT INTO tlog_entries (idx, kind, data, created_at, opening)
+			SELECT c.value - $1 + t.n - 1, t.k, t.d, $4, t.o FROM c, unnest($2::bigint[], $3::bytea[], $5::bytea[]) WITH ORDINALITY AS t(k, d, o, n)
+			RETURNING (SELECT value FROM c) - $1`
+			args = append(args, openings)
+		}
+		var first int64
+		if err := tx.QueryRowContext(ctx, q, args...).Scan(&first); err != nil {
 			return 0, fmt.Errorf("sequence: %w", err)
 		}
 		return first, nil
@@ -127,11 +174,18 @@ func Sequence(ctx context.Context, tx *store.Tx, now time.Time, entries ...[]byt
 		return 0, fmt.Errorf("sequence: %w", err)
 	}
 	first := next - int64(len(entries))
+	cols := []string{"idx", "kind", "data", "created_at"}
+	if openings != nil {
+		cols = append(cols, "opening")
+	}
 	vals := make([][]any, len(entries))
 	for i, e := range entries {
 		vals[i] = []any{first + int64(i), int(kinds[i]), e, created}
+		if openings != nil {
+			vals[i] = append(vals[i], openings[i])
+		}
 	}
-	if err := tx.InsertRows(ctx, "tlog_entries", []string{"idx", "kind", "data", "created_at"}, vals); err != nil {
+	if err := tx.InsertRows(ctx, "tlog_entries", cols, vals); err != nil {
 		return 0, fmt.Errorf("store entries: %w", err)
 	}
 	return first, nil

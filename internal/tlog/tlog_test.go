@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -336,6 +338,14 @@ func (s *seen) ReadBatch(_ context.Context, _ *store.Tx, items []any) error {
 	return nil
 }
 
+// openingFor is write i's opening in TestAppendWrite: every third has one.
+func openingFor(i int) []byte {
+	if i%3 != 0 {
+		return nil
+	}
+	return []byte(fmt.Sprintf("opening of %d", i))
+}
+
 func TestAppendWrite(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -376,7 +386,8 @@ func TestAppendWrite(t *testing.T) {
 				idx, err := a.AppendWrite(ctx, receipt(int64(i)), civtlog.Write{
 					Check: &civtlog.Check{Query: "SELECT 1 FROM meta WHERE name = $1", Args: []any{cond}},
 					Read:  reader, Item: &read,
-					Rows: []civtlog.Row{{Table: "aw_rows", Cols: []string{"name"}, Vals: []any{name}, IndexCol: "idx"}},
+					Rows:    []civtlog.Row{{Table: "aw_rows", Cols: []string{"name"}, Vals: []any{name}, IndexCol: "idx"}},
+					Opening: openingFor(i),
 				})
 				results <- result{i, idx, err, read}
 			}()
@@ -409,8 +420,12 @@ func TestAppendWrite(t *testing.T) {
 					t.Errorf("write %d: row has index %d (%v), the append said %d", r.i, got, err, r.idx)
 				}
 				var data []byte
-				if err := db.Reader().QueryRow("SELECT data FROM tlog_entries WHERE idx = $1", r.idx).Scan(&data); err != nil || !bytes.Equal(data, receipt(int64(r.i))) {
+				var opening []byte
+				if err := db.Reader().QueryRow("SELECT data, opening FROM tlog_entries WHERE idx = $1", r.idx).Scan(&data, &opening); err != nil || !bytes.Equal(data, receipt(int64(r.i))) {
 					t.Errorf("write %d: entry %d is not its own (%v)", r.i, r.idx, err)
+				}
+				if want := openingFor(r.i); !bytes.Equal(opening, want) || (want == nil) != (opening == nil) {
+					t.Errorf("write %d: entry %d has the opening %q, want %q", r.i, r.idx, opening, want)
 				}
 			}
 		}
@@ -421,5 +436,51 @@ func TestAppendWrite(t *testing.T) {
 			t.Fatalf("%d committed, %d failed checks, %d other failures; %d rows, %d entries", ok, checkFailed, other, rows, entries)
 		}
 		t.Logf("%d writes in %d batch reads", n, reader.calls)
+	})
+}
+
+// TestIntegrateHook: hooks see each integrated range once, in the
+// checkpoint's transaction: a failing hook leaves no checkpoint, and the
+// next integration gives it the same range again.
+func TestIntegrateHook(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l, _ := newLog(t, db)
+		var ranges [][2]int64
+		fail := true
+		l.OnIntegrate(func(ctx context.Context, tx *store.Tx, from, to int64) error {
+			if fail {
+				fail = false
+				return errors.New("hook failed")
+			}
+			ranges = append(ranges, [2]int64{from, to})
+			return nil
+		})
+		for i := range 3 {
+			if _, err := l.Append(ctx, receipt(int64(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := l.Integrate(ctx); err == nil || !strings.Contains(err.Error(), "hook failed") {
+			t.Fatalf("integration with a failing hook: %v", err)
+		}
+		if _, _, err := l.Latest(ctx); !errors.Is(err, civtlog.ErrNotFound) {
+			t.Fatalf("a checkpoint was signed despite the hook: %v", err)
+		}
+		if _, _, err := l.Integrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Append(ctx, receipt(3)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := l.Integrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := l.Integrate(ctx); err != nil { // nothing new: no call
+			t.Fatal(err)
+		}
+		if want := [][2]int64{{0, 3}, {3, 4}}; !slices.Equal(ranges, want) {
+			t.Fatalf("hook ranges %v, want %v", ranges, want)
+		}
 	})
 }

@@ -1,0 +1,160 @@
+package exchange
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+// Where an access record lives (docs/exchange.md, "Storage"): the record
+// commits in its log entry's own row, as the entry's opening
+// (tlog_entries.opening, private, never published), so that a release
+// writes one row, not three. ex_access is the index that finds records by
+// citizen, agency, request and deferral; it is filled when the log is
+// integrated (an IntegrateHook, in the checkpoint's transaction), up to
+// the cursor in ex_index_state. Records past the cursor (the tail, at most
+// the entries not yet integrated) are read from the log's rows directly,
+// so every reader sees a release as soon as it commits.
+
+// openingVersion is the first byte of an opening.
+const openingVersion = 1
+
+// An opening is what a data-access entry's row keeps beside the entry:
+//
+//	0x01 ‖ nonce (32 bytes) ‖ time ‖ deferral end (8 bytes each, big-endian
+//	Unix ms) ‖ person id ‖ request id ‖ agency ‖ purpose (each a length
+//	byte and the bytes) ‖ canonical record
+//
+// The nonce and the record open the entry's commitment; the person id is
+// what the citizen's key is derived from; the rest repeats what the index
+// needs, so that indexing decodes no JSON (decodeOpening checks that it
+// matches the record).
+type opening struct {
+	nonce                            []byte
+	at, deferUntil                   int64
+	person, request, agency, purpose string
+	raw                              []byte // the canonical record
+}
+
+func (o *opening) encode() ([]byte, error) {
+	b := make([]byte, 0, 1+32+16+4+len(o.person)+len(o.request)+len(o.agency)+len(o.purpose)+len(o.raw))
+	b = append(b, openingVersion)
+	b = append(b, o.nonce...)
+	b = binary.BigEndian.AppendUint64(b, uint64(o.at))
+	b = binary.BigEndian.AppendUint64(b, uint64(o.deferUntil))
+	for _, s := range []string{o.person, o.request, o.agency, o.purpose} {
+		if len(s) > 255 {
+			return nil, fmt.Errorf("%w: an id of %d bytes", ErrInvalid, len(s))
+		}
+		b = append(b, byte(len(s)))
+		b = append(b, s...)
+	}
+	return append(b, o.raw...), nil
+}
+
+var errOpening = errors.New("not an access record")
+
+// parseOpening splits an opening without decoding its record.
+func parseOpening(b []byte) (*opening, error) {
+	if len(b) < 1+32+16+4 || b[0] != openingVersion {
+		return nil, errOpening
+	}
+	o := &opening{nonce: b[1:33], at: int64(binary.BigEndian.Uint64(b[33:41])), deferUntil: int64(binary.BigEndian.Uint64(b[41:49]))}
+	rest := b[49:]
+	for _, s := range []*string{&o.person, &o.request, &o.agency, &o.purpose} {
+		if len(rest) < 1 || int(rest[0]) > len(rest)-1 {
+			return nil, errOpening
+		}
+		*s, rest = string(rest[1:1+int(rest[0])]), rest[1+int(rest[0]):]
+	}
+	if o.person == "" {
+		return nil, errOpening
+	}
+	o.raw = rest
+	return o, nil
+}
+
+// decodeOpening parses an opening and its record, which must agree.
+func decodeOpening(b []byte) (*opening, Record, error) {
+	var rec Record
+	o, err := parseOpening(b)
+	if err != nil {
+		return nil, rec, err
+	}
+	if err := json.Unmarshal(o.raw, &rec); err != nil {
+		return nil, rec, fmt.Errorf("%w: %v", errOpening, err)
+	}
+	if rec.Request != o.request || rec.Agency != o.agency || rec.Purpose != o.purpose || rec.Time != o.at || rec.DeferUntil != o.deferUntil {
+		return nil, rec, fmt.Errorf("%w: its header does not match its record", errOpening)
+	}
+	return o, rec, nil
+}
+
+// indexCols are ex_access's columns, in indexRow's order.
+var indexCols = []string{"log_index", "request_id", "person_id", "requester_org", "purpose", "at", "defer_until"}
+
+func indexRow(idx int64, o *opening) []any {
+	return []any{idx, o.request, o.person, o.agency, o.purpose, o.at, o.deferUntil}
+}
+
+// indexBatch is how many log entries the index lets pass before it takes
+// them: a citizen's index rows are scattered (one page each, by person),
+// so taking many at once writes each page once for many records instead
+// of once per record. The tail it leaves is read directly (tail), so
+// nothing waits for it.
+const indexBatch = 1024
+
+// index is the exchange's IntegrateHook: once indexBatch entries have
+// passed its cursor, it indexes the access records among the entries from
+// its cursor up to to. A record that does not decode (a tampered row) is
+// left out of the index; Audit reports it.
+func (x *Exchange) index(ctx context.Context, tx *store.Tx, _, to int64) error {
+	var cur int64
+	if err := tx.QueryRowContext(ctx, `SELECT value FROM ex_index_state WHERE name = 'indexed'`).Scan(&cur); err != nil {
+		return fmt.Errorf("access index: %w", err)
+	}
+	if to-cur < x.indexBatch {
+		return nil
+	}
+	rows, err := tx.QueryPrepared(ctx, `SELECT idx, opening FROM tlog_entries WHERE kind = $1 AND idx >= $2 AND idx < $3 AND opening IS NOT NULL ORDER BY idx`,
+		int(tlog.KindDataAccess), cur, to)
+	if err != nil {
+		return fmt.Errorf("access index: %w", err)
+	}
+	var vals [][]any
+	for rows.Next() {
+		var idx int64
+		var opening []byte
+		if err := rows.Scan(&idx, &opening); err != nil {
+			rows.Close()
+			return err
+		}
+		o, err := parseOpening(opening)
+		if err != nil {
+			continue
+		}
+		vals = append(vals, indexRow(idx, o))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(vals) > 0 {
+		if err := tx.InsertRows(ctx, "ex_access", indexCols, vals); err != nil {
+			return fmt.Errorf("access index: %w", err)
+		}
+	}
+	res, err := tx.ExecPrepared(ctx, `UPDATE ex_index_state SET value = $1 WHERE name = 'indexed' AND value = $2`, to, cur)
+	if err != nil {
+		return fmt.Errorf("access index: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return errors.New("access index: another process moved the cursor")
+	}
+	return nil
+}
