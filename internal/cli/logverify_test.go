@@ -237,13 +237,13 @@ func TestBenchCredentialRuns(t *testing.T) {
 }
 
 func TestBenchExchangeRuns(t *testing.T) {
-	code, out, stderr := run(t, nil, "bench", "exchange", "--duration", "150ms", "--rounds", "1", "--writers", "8")
+	code, out, stderr := run(t, nil, "bench", "exchange", "--duration", "150ms", "--rounds", "1", "--writers", "8", "--citizens", "20000")
 	for _, line := range []string{"bare log appends", "exchange requests", "ratio", "target ≥80%"} {
 		if code != 0 || !strings.Contains(out, line) {
 			t.Fatalf("bench exchange: no %q in %d %q %q", line, code, out, stderr)
 		}
 	}
-	if !strings.Contains(out, "integrator running") {
+	if !strings.Contains(out, "integrator running") || !strings.Contains(out, "20000 citizens") {
 		t.Errorf("bench exchange does not say the integrator runs: %q", out)
 	}
 	code, out, stderr = run(t, nil, "bench", "exchange", "--duration", "100ms", "--rounds", "1", "--writers", "4", "--integrator=false")
@@ -252,4 +252,6 @@ func TestBenchExchangeRuns(t *testing.T) {
 	}
 	code, _, stderr = run(t, nil, "bench", "exchange", "--writers", "0")
 	oneLine(t, "no writers", code, 2, stderr, "--writers")
+	code, _, stderr = run(t, nil, "bench", "exchange", "--citizens", "0")
+	oneLine(t, "no citizens", code, 2, stderr, "--citizens")
 }

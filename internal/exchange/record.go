@@ -109,13 +109,14 @@ type filter struct {
 	limit                int   // > 0: only the newest limit
 }
 
-func (f filter) where() (string, []any) {
+func (f filter) where(cur int64) (string, []any) {
 	var conds []string
 	var args []any
 	add := func(cond string, v any) {
 		args = append(args, v)
 		conds = append(conds, fmt.Sprintf(cond, len(args)))
 	}
+	add("a.log_index < $%d", cur)
 	if f.person != "" {
 		add("a.person_id = $%d", f.person)
 	}
@@ -132,10 +133,7 @@ func (f filter) where() (string, []any) {
 		add("a.defer_until > $%d", f.deferredAt)
 		conds = append(conds, "a.defer_until > 0") // the partial index's condition
 	}
-	q := ""
-	if len(conds) > 0 {
-		q = " WHERE " + strings.Join(conds, " AND ")
-	}
+	q := " WHERE " + strings.Join(conds, " AND ")
 	q += " ORDER BY a.log_index DESC"
 	if f.limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.limit)
@@ -151,35 +149,37 @@ func (f filter) match(a *Access) bool {
 		(f.visibleAt <= 0 || a.DeferUntil <= f.visibleAt) && (f.deferredAt <= 0 || a.DeferUntil > f.deferredAt)
 }
 
+// matchHeader is match on an opening's header (before its record is decoded).
+func (f filter) matchHeader(o *opening) bool {
+	return (f.person == "" || o.person == f.person) && (f.org == "" || o.agency == f.org) && (f.request == "" || o.request == f.request) &&
+		(f.visibleAt <= 0 || o.deferUntil <= f.visibleAt) && (f.deferredAt <= 0 || o.deferUntil > f.deferredAt)
+}
+
 // accesses returns the records the filter selects, newest first: those in
 // the index and those in the tail past its cursor.
 func (x *Exchange) accesses(ctx context.Context, f filter) ([]*Access, error) {
-	// The tail first: an entry the index takes meanwhile is then found in
-	// the index (and dropped here as a duplicate), never missed.
-	tail, err := x.tail(ctx, f)
+	// Below the cursor from the index, from it on from the log's rows (an
+	// entry the index takes meanwhile is still read from the rows).
+	cur, err := x.cursor(ctx)
 	if err != nil {
 		return nil, err
 	}
-	where, args := f.where()
+	out, err := x.tail(ctx, cur, f)
+	if err != nil {
+		return nil, err
+	}
+	where, args := f.where(cur)
 	rows, err := x.db.QueryRead(ctx, `SELECT a.log_index, a.request_id, a.person_id, a.requester_org, a.purpose, a.at, a.defer_until, e.data, e.opening
 		FROM ex_access a LEFT JOIN tlog_entries e ON e.idx = a.log_index`+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("access records: %w", err)
 	}
 	defer rows.Close()
-	seen := map[int64]bool{}
-	for _, a := range tail {
-		seen[a.LogIndex] = true
-	}
-	out := tail
 	for rows.Next() {
 		var ix Access
 		var opening []byte
 		if err := rows.Scan(&ix.LogIndex, &ix.Request, &ix.personID, &ix.Agency, &ix.Purpose, &ix.Time, &ix.DeferUntil, &ix.entry, &opening); err != nil {
 			return nil, err
-		}
-		if seen[ix.LogIndex] {
-			continue
 		}
 		a := openAccess(ix.LogIndex, ix.entry, opening)
 		if a.Missing {
@@ -199,26 +199,50 @@ func (x *Exchange) accesses(ctx context.Context, f filter) ([]*Access, error) {
 	return out, nil
 }
 
-// tail reads the access records past the index's cursor.
-func (x *Exchange) tail(ctx context.Context, f filter) ([]*Access, error) {
-	rows, err := x.db.QueryRead(ctx, `SELECT idx, data, opening FROM tlog_entries
-		WHERE kind = $1 AND idx >= (SELECT value FROM ex_index_state WHERE name = 'indexed') ORDER BY idx DESC`, int(civtlog.KindDataAccess))
-	if err != nil {
-		return nil, fmt.Errorf("access records: %w", err)
-	}
-	defer rows.Close()
+// tail reads the access records from cur (the index's cursor) on, newest first.
+func (x *Exchange) tail(ctx context.Context, cur int64, f filter) ([]*Access, error) {
 	var out []*Access
-	for rows.Next() {
-		var idx int64
-		var data, opening []byte
-		if err := rows.Scan(&idx, &data, &opening); err != nil {
-			return nil, err
+	err := x.eachTail(ctx, cur, func(idx int64, data, opening []byte, o *opening) bool {
+		// The header first: only the records the filter wants are decoded.
+		if !f.matchHeader(o) {
+			return true
 		}
 		if a := openAccess(idx, data, opening); !a.Missing && f.match(a) {
 			out = append(out, a)
 		}
+		return f.limit <= 0 || len(out) < f.limit
+	})
+	return out, err
+}
+
+// eachTail calls each, newest first, with the access entries from cur (the
+// index's cursor) on whose opening parses, until each returns false.
+func (x *Exchange) eachTail(ctx context.Context, cur int64, each func(idx int64, data, opening []byte, o *opening) bool) error {
+	rows, err := x.db.QueryRead(ctx, `SELECT idx, data, opening FROM tlog_entries WHERE kind = $1 AND idx >= $2 ORDER BY idx DESC`, int(civtlog.KindDataAccess), cur)
+	if err != nil {
+		return fmt.Errorf("access records: %w", err)
 	}
-	return out, rows.Err()
+	defer rows.Close()
+	for rows.Next() {
+		var idx int64
+		var data, opening []byte
+		if err := rows.Scan(&idx, &data, &opening); err != nil {
+			return err
+		}
+		if o, err := parseOpening(opening); err == nil && !each(idx, data, opening, o) {
+			break
+		}
+	}
+	return rows.Err()
+}
+
+// cursor is how far the index covers the log.
+func (x *Exchange) cursor(ctx context.Context) (int64, error) {
+	var cur int64
+	if err := x.db.QueryRowRead(ctx, `SELECT value FROM ex_index_state WHERE name = 'indexed'`).Scan(&cur); err != nil {
+		return 0, fmt.Errorf("access index: %w", err)
+	}
+	return cur, nil
 }
 
 func openAccess(idx int64, entry, opening []byte) *Access {
@@ -331,16 +355,18 @@ type DPAView struct {
 // accesses at once.
 func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	v := &DPAView{}
-	tail, err := x.tail(ctx, filter{})
+	cur, err := x.cursor(ctx)
 	if err != nil {
 		return nil, err
 	}
 	counts := map[[2]string]int{}
-	for _, a := range tail {
-		counts[[2]string{a.Agency, a.Purpose}]++
+	if err := x.eachTail(ctx, cur, func(_ int64, _, _ []byte, o *opening) bool {
+		counts[[2]string{o.agency, o.purpose}]++
+		return true
+	}); err != nil {
+		return nil, err
 	}
-	rows, err := x.db.QueryRead(ctx, `SELECT requester_org, purpose, COUNT(*) FROM ex_access
-		WHERE log_index < (SELECT value FROM ex_index_state WHERE name = 'indexed') GROUP BY requester_org, purpose`)
+	rows, err := x.db.QueryRead(ctx, `SELECT requester_org, purpose, COUNT(*) FROM ex_access WHERE log_index < $1 GROUP BY requester_org, purpose`, cur)
 	if err != nil {
 		return nil, fmt.Errorf("dpa: %w", err)
 	}
