@@ -120,6 +120,7 @@ func TestExchangeOverHTTP(t *testing.T) {
 			}
 			r = citizen.get("/wallet/access")
 			expect(t, "citizen's page", r, http.StatusOK, "City Tax Office read your Declared income", "TAX-AUDIT", "Verified: entry", "City Police read your Population register")
+			publicLogHoldsNoRecord(t, w)
 			if strings.Contains(r.body, "CRIM-INVESTIGATION") {
 				t.Fatal("a deferred access shows before its deferral ends")
 			}
@@ -318,5 +319,55 @@ func TestExchangePolicyChangedElsewhere(t *testing.T) {
 			r = ask(officer, tax, amira, "tax-income", "TAX-EMPLOYER", "Tax Code §94", 0, "employer")
 			expect(t, "policy added elsewhere", r, http.StatusOK, "Released", "Bologna Labs")
 		})
+	}
+}
+
+// publicLogHoldsNoRecord fetches every entry bundle the log serves and
+// checks that no access record (or its nonce) is in them: the log holds
+// commitments only.
+func publicLogHoldsNoRecord(t *testing.T, w *demoWorld) {
+	t.Helper()
+	ctx := context.Background()
+	var size int64
+	if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT value FROM tlog_counters WHERE name = 'integrated'`).Scan(&size); err != nil {
+		t.Fatal(err)
+	}
+	var public []byte
+	c := newClient(t, w.n.URL)
+	for k := int64(0); k*256 < size; k++ {
+		path := fmt.Sprintf("/log/tile/entries/%03d", k) // C2SP tlog-tiles, for logs under 256,000 entries
+		if width := size - k*256; width < 256 {
+			path += fmt.Sprintf(".p/%d", width)
+		}
+		r := c.get(path)
+		expect(t, "entry bundle", r, http.StatusOK)
+		public = append(public, r.body...)
+	}
+	rows, err := w.n.db.Reader().QueryContext(ctx, `SELECT data, opening FROM tlog_entries WHERE opening IS NOT NULL AND idx < $1`, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var data, opening []byte
+		if err := rows.Scan(&data, &opening); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if !bytes.Contains(public, data) {
+			t.Fatal("an access entry is not in the public log's bundles") // the search below would find nothing
+		}
+		if bytes.Contains(public, opening[1:33]) {
+			t.Fatal("a record's nonce is in the public log")
+		}
+	}
+	if n == 0 {
+		t.Fatal("no access records to look for")
+	}
+	for _, secret := range []string{"Tax Code §93", "TAX-AUDIT", w.people["Amira Haddad"], "declared_income"} {
+		if bytes.Contains(public, []byte(secret)) {
+			t.Fatalf("%q is in the public log", secret)
+		}
 	}
 }
