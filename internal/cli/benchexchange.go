@@ -20,15 +20,15 @@ import (
 const benchExchangeSynopsis = `bench exchange [--db URL] [--writers N] [--citizens N] [--duration D] [--rounds N] [--integrator=false]
 
 End-to-end data-exchange requests per second (policy check, values read,
-request row, access record and its log entry committed together), against
-bare log appends through the same group-commit appender in the same run.
-As in a node and in bench log, the log's integrator runs meanwhile (it
-hashes the entries into the tree and signs checkpoints, which the
-citizen's page needs); after each workload the bench waits until the
-integrator has caught up, outside the timed window, and then indexes the
-access records the exchange's index has not taken yet, inside it. --integrator=false
-measures the appender alone. Rounds alternate the order. Target: at least
-80% of the append rate.`
+the log entry with its access record committed together, and the access
+index written at integration), against bare log appends through the same
+group-commit appender in the same run. As in a node and in bench log, the
+log's integrator runs meanwhile (it hashes the entries into the tree,
+signs checkpoints and writes the access index); after each workload the
+bench waits until the integrator has caught up, outside the timed window,
+and then indexes the records the index has not taken yet, inside it.
+--integrator=false measures the appender alone (and so no index). Rounds
+alternate the order. Target: at least 80% of the append rate.`
 
 func runBenchExchange(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, benchExchangeSynopsis, "")

@@ -9,7 +9,9 @@
 // log entry commit in one transaction: the entry holds only a commitment
 // to the record and a per-entry keyed pseudonym of the citizen, so the
 // citizen's wallet can find and verify its records and nobody can
-// enumerate a citizen's accesses from the public log.
+// enumerate a citizen's accesses from the public log. The record itself
+// is kept, unpublished, in the entry's own row; an index written at the
+// log's integration finds it (index.go).
 package exchange
 
 import (
