@@ -65,10 +65,6 @@ func (a *Appender) AppendWith(ctx context.Context, entry []byte, with func(tx *s
 // the entry is left out of the batch and its append fails with
 // ErrCheckFailed. A batch runs each distinct check once.
 //
-// Rows are inserted in the entry's transaction, an IndexCol taking the
-// entry's index; the batch's rows for one table go in multi-row statements
-// (on PostgreSQL one round trip for many entries instead of one each).
-//
 // Read, if set, is run once per batch for the writes that carry it
 // (compared by identity), with their Items, before anything is written:
 // a batch of releases reads what it discloses in one query, in the
@@ -84,7 +80,6 @@ type Write struct {
 	Check   *Check
 	Read    BatchRead
 	Item    any
-	Rows    []Row
 	Opening []byte
 	With    func(tx *store.Tx, index int64) error
 }
@@ -110,11 +105,6 @@ var ErrCheckFailed = errors.New("the condition the entry was written on no longe
 func (a *Appender) AppendWrite(ctx context.Context, entry []byte, w Write) (int64, error) {
 	if _, err := Parse(entry); err != nil {
 		return 0, err
-	}
-	for _, r := range w.Rows {
-		if len(r.Cols) != len(r.Vals) || r.Table == "" {
-			return 0, fmt.Errorf("%w: row columns and values do not match", ErrBadRequest)
-		}
 	}
 	r := &appendReq{data: entry, w: w, done: make(chan struct{})}
 	select {
@@ -203,22 +193,6 @@ func (a *Appender) commit(ctx context.Context, batch []*appendReq) {
 		if first, err = sequence(ctx, tx, a.now(), data, openings); err != nil {
 			return err
 		}
-		var rows []Row
-		for i, r := range live {
-			for _, row := range r.w.Rows {
-				if row.IndexCol != "" {
-					row.Cols, row.Vals = append(slices.Clip(row.Cols), row.IndexCol), append(slices.Clip(row.Vals), first+int64(i))
-					row.IndexCol = ""
-				}
-				rows = append(rows, row)
-			}
-		}
-		if len(rows) > 0 {
-			writes = true
-			if err := insertRows(ctx, tx, rows); err != nil {
-				return err
-			}
-		}
 		for i, r := range live {
 			if r.w.With != nil {
 				writes = true
@@ -303,34 +277,6 @@ func check(ctx context.Context, tx *store.Tx, c *Check) (bool, error) {
 	defer rows.Close()
 	ok := rows.Next()
 	return ok, rows.Err()
-}
-
-// insertRows inserts a batch's rows, those of one table and columns
-// together (in their order), in multi-row statements.
-func insertRows(ctx context.Context, tx *store.Tx, rows []Row) error {
-	type group struct {
-		table string
-		cols  []string
-		vals  [][]any
-	}
-	var groups []*group
-	byKey := map[string]*group{}
-	for _, r := range rows {
-		key := r.Table + "(" + strings.Join(r.Cols, ",") + ")"
-		g := byKey[key]
-		if g == nil {
-			g = &group{table: r.Table, cols: r.Cols}
-			byKey[key] = g
-			groups = append(groups, g)
-		}
-		g.vals = append(g.vals, r.Vals)
-	}
-	for _, g := range groups {
-		if err := tx.InsertRows(ctx, g.table, g.cols, g.vals); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (a *Appender) drain() {

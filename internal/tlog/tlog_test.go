@@ -386,7 +386,10 @@ func TestAppendWrite(t *testing.T) {
 				idx, err := a.AppendWrite(ctx, receipt(int64(i)), civtlog.Write{
 					Check: &civtlog.Check{Query: "SELECT 1 FROM meta WHERE name = $1", Args: []any{cond}},
 					Read:  reader, Item: &read,
-					Rows:    []civtlog.Row{{Table: "aw_rows", Cols: []string{"name"}, Vals: []any{name}, IndexCol: "idx"}},
+					With: func(tx *store.Tx, idx int64) error {
+						_, err := tx.ExecContext(ctx, "INSERT INTO aw_rows (name, idx) VALUES ($1, $2)", name, idx)
+						return err
+					},
 					Opening: openingFor(i),
 				})
 				results <- result{i, idx, err, read}
