@@ -239,6 +239,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	go expirePoints(integratorCtx, rw, logger)
+	go flushAccessIndex(integratorCtx, ex, logger)
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority},
 		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode, Identity: ids, Exchange: ex, Rewards: rw})
 	if err != nil {
@@ -331,6 +332,24 @@ func expirePending(ctx context.Context, eng *ledger.Engine, logger *slog.Logger)
 				logger.Warn("expire pending transfers", "err", err)
 			} else if n > 0 {
 				logger.Info("pending transfers expired", "count", n)
+			}
+		}
+	}
+}
+
+// flushAccessIndex indexes, once a minute, the access records the index
+// has not taken yet (it takes them 4,096 log entries at a time; on a quiet
+// node this keeps the tail that readers scan short).
+func flushAccessIndex(ctx context.Context, ex *exchange.Exchange, logger *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := ex.FlushIndex(ctx); err != nil && ctx.Err() == nil {
+				logger.Warn("access index", "err", err)
 			}
 		}
 	}

@@ -150,3 +150,84 @@ func FuzzOpening(f *testing.F) {
 		_, _, _ = decodeOpening(b)
 	})
 }
+
+// TestTailAndIndex: with the index's default batch, fresh records are
+// read from the log's rows (the tail), verified once integrated, and after
+// FlushIndex from the index, each exactly once.
+func TestTailAndIndex(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		signer, err := tlog.NewEd25519Signer("test.civstack/log", priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := tlog.New(db, signer.Name(), signer, time.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		app := tlog.NewAppender(db, time.Now, nil)
+		done := make(chan struct{})
+		go func() { app.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+		ex, err := New(Deps{DB: db, Appender: app, Log: l, LogKey: signer.VerifierKey(), Secret: make([]byte, 32), Now: time.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ex.PublishService(ctx, "holder", Service{ID: "income", Name: "Income", Fields: []Field{{Name: "income", Label: "Income", Type: "number"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "AUDIT", LegalBasis: "§1", Retention: Day}, "t"); err != nil {
+			t.Fatal(err)
+		}
+		people := []string{"p1", "p2", "p3"}
+		for _, p := range people {
+			if err := ex.SetValues(ctx, "holder", "income", p, map[string]string{"income": "7"}); err != nil {
+				t.Fatal(err)
+			}
+			if r, err := ex.Submit(ctx, Ask{Requester: "tax", Officer: "o", Citizen: p, Service: "income", Fields: []string{"income"}, Purpose: "AUDIT", LegalBasis: "§1"}); err != nil || r.State != Released || r.Values["income"] != "7" {
+				t.Fatalf("release for %s: %+v %v", p, r, err)
+			}
+		}
+		indexed := func() int {
+			var n int
+			if err := db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM ex_access`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		see := func(when string, verified bool) {
+			t.Helper()
+			for _, p := range people {
+				vs, err := ex.ForCitizen(ctx, p)
+				if err != nil || len(vs) != 1 || vs[0].Verified != verified || vs[0].Purpose != "AUDIT" {
+					t.Fatalf("%s, %s sees %+v (%v)", when, p, vs, err)
+				}
+			}
+			reqs, err := ex.Requests(ctx, "tax", 10)
+			if err != nil || len(reqs) != 3 {
+				t.Fatalf("%s, the agency's requests: %+v %v", when, reqs, err)
+			}
+			v, err := ex.DPA(ctx)
+			if err != nil || len(v.Summary) != 1 || v.Summary[0].Count != 3 || len(v.Recent) != 3 {
+				t.Fatalf("%s, the DPA sees %+v %v", when, v, err)
+			}
+		}
+		see("before integration", false)
+		if _, _, err := l.Integrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := indexed(); n != 0 {
+			t.Fatalf("%d records indexed before 4,096 entries passed", n)
+		}
+		see("integrated, in the tail", true)
+		if err := ex.FlushIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := indexed(); n != 3 {
+			t.Fatalf("%d records indexed after FlushIndex, want 3", n)
+		}
+		see("indexed", true)
+	})
+}
