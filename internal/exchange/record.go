@@ -144,10 +144,14 @@ func (f filter) where(cur int64) (string, []any) {
 // match applies the filter to what a record itself says (the index only
 // narrows the search: a record is shown for what it says, not for what
 // its index row says).
-func (f filter) match(a *Access) bool { return f.matches(a.personID, a.Agency, a.Request, a.DeferUntil) }
+func (f filter) match(a *Access) bool {
+	return f.matches(a.personID, a.Agency, a.Request, a.DeferUntil)
+}
 
 // matchHeader is match on an opening's header (before its record is decoded).
-func (f filter) matchHeader(o *opening) bool { return f.matches(o.person, o.agency, o.request, o.deferUntil) }
+func (f filter) matchHeader(o *opening) bool {
+	return f.matches(o.person, o.agency, o.request, o.deferUntil)
+}
 
 func (f filter) matches(person, org, request string, deferUntil int64) bool {
 	return (f.person == "" || person == f.person) && (f.org == "" || org == f.org) && (f.request == "" || request == f.request) &&
