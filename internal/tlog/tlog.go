@@ -141,18 +141,17 @@ func sequence(ctx context.Context, tx *store.Tx, now time.Time, entries, opening
 		for i := range entries {
 			ks[i] = int64(kinds[i])
 		}
-		q := `WITH c AS (UPDATE tlog_counters SET value = value + $1 WHERE name = 'next' RETURNING value)
-			INSERT INTO tlog_entries (idx, kind, data, created_at)
-			SELECT c.value - $1 + t.n - 1, t.k, t.d, $4 FROM c, unnest($2::bigint[], $3::bytea[]) WITH ORDINALITY AS t(k, d, n)
-			RETURNING (SELECT value FROM c) - $1`
+		// With openings, a fifth column from a third array.
+		cols, sel, arrays, names := "", "", "", "t(k, d, n)"
 		args := []any{int64(len(entries)), ks, entries, created}
 		if openings != nil {
-			q = `WITH c AS (UPDATE tlog_counters SET value = value + $1 WHERE name = 'next' RETURNING value)
-			INSERT INTO tlog_entries (idx, kind, data, created_at, opening)
-			SELECT c.value - $1 + t.n - 1, t.k, t.d, $4, t.o FROM c, unnest($2::bigint[], $3::bytea[], $5::bytea[]) WITH ORDINALITY AS t(k, d, o, n)
-			RETURNING (SELECT value FROM c) - $1`
+			cols, sel, arrays, names = ", opening", ", t.o", ", $5::bytea[]", "t(k, d, o, n)"
 			args = append(args, openings)
 		}
+		q := `WITH c AS (UPDATE tlog_counters SET value = value + $1 WHERE name = 'next' RETURNING value)
+			INSERT INTO tlog_entries (idx, kind, data, created_at` + cols + `)
+			SELECT c.value - $1 + t.n - 1, t.k, t.d, $4` + sel + ` FROM c, unnest($2::bigint[], $3::bytea[]` + arrays + `) WITH ORDINALITY AS ` + names + `
+			RETURNING (SELECT value FROM c) - $1`
 		var first int64
 		if err := tx.QueryRowContext(ctx, q, args...).Scan(&first); err != nil {
 			return 0, fmt.Errorf("sequence: %w", err)
