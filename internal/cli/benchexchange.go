@@ -28,7 +28,9 @@ signs checkpoints and writes the access index); after each workload the
 bench waits until the integrator has caught up, outside the timed window,
 and then indexes the records the index has not taken yet, inside it.
 --integrator=false measures the appender alone (and so no index). Rounds
-alternate the order. Target: at least 80% of the append rate.`
+alternate the order. Each workload also reports the process's CPU time per
+operation (the integrator's share included), which drifts less than rates
+on a shared machine. Target: at least 80% of the append rate.`
 
 func runBenchExchange(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, benchExchangeSynopsis, "")
@@ -125,14 +127,17 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 		integration = "appender alone (no integrator)"
 	}
 	fmt.Fprintf(e.stdout, "%s, %d writers, %d citizens, %s per workload, %d rounds, %s\n", name, *writers, *citizens, *duration, *rounds, integration)
-	// work runs op from every writer for the duration: ops per second and
-	// entries per group commit.
+	// work runs op from every writer for the duration: ops per second,
+	// entries per group commit and the process's CPU time per op (from
+	// the start until the integrator has caught up, so that the work the
+	// ops cause there counts too).
 	// flush, if set, runs after the integrator has caught up and its time
 	// counts: the exchange's index defers work (docs/exchange.md), which is
 	// measured this way.
-	work := func(op func(i int64) error, flush func(context.Context) error) (float64, int64, error) {
+	work := func(op func(i int64) error, flush func(context.Context) error) (benchRate, error) {
 		var n atomic.Int64
 		c0 := commits.Load()
+		cpu0, _ := processCPU()
 		var firstErr atomic.Value
 		deadline := time.Now().Add(*duration)
 		var wg sync.WaitGroup
@@ -153,20 +158,24 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 		wg.Wait()
 		elapsed := time.Since(start).Seconds()
 		if err, ok := firstErr.Load().(error); ok {
-			return 0, 0, err
+			return benchRate{}, err
 		}
-		per := n.Load() / max(1, commits.Load()-c0)
+		r := benchRate{perCommit: n.Load() / max(1, commits.Load()-c0)}
 		if err := caughtUp(); err != nil {
-			return 0, 0, err
+			return benchRate{}, err
 		}
 		if flush != nil && *integrate {
 			t0 := time.Now()
 			if err := flush(ctx); err != nil {
-				return 0, 0, err
+				return benchRate{}, err
 			}
 			elapsed += time.Since(t0).Seconds()
 		}
-		return float64(n.Load()) / elapsed, per, nil
+		if cpu1, ok := processCPU(); ok {
+			r.cpuPerOp = (cpu1 - cpu0) / time.Duration(max(1, n.Load()))
+		}
+		r.perSec = float64(n.Load()) / elapsed
+		return r, nil
 	}
 	appends := func(i int64) error {
 		_, err := app.Append(ctx, receiptFor(i))
@@ -191,32 +200,51 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	var sumA, sumX float64
+	var sumA, sumX benchRate
 	for round := range *rounds {
 		order := []bool{false, true}
 		if round%2 == 1 {
 			order = []bool{true, false}
 		}
 		for _, isEx := range order {
+			op, flush, what, sum := appends, (func(context.Context) error)(nil), "bare log appends ", &sumA
 			if isEx {
-				r, per, err := work(requests, ex.FlushIndex)
-				if err != nil {
-					return err
-				}
-				sumX += r
-				fmt.Fprintf(e.stdout, "round %d: exchange requests %6.0f/s (%d per commit)\n", round+1, r, per)
-			} else {
-				r, per, err := work(appends, nil)
-				if err != nil {
-					return err
-				}
-				sumA += r
-				fmt.Fprintf(e.stdout, "round %d: bare log appends  %6.0f/s (%d per commit)\n", round+1, r, per)
+				op, flush, what, sum = requests, ex.FlushIndex, "exchange requests", &sumX
 			}
+			r, err := work(op, flush)
+			if err != nil {
+				return err
+			}
+			sum.add(r)
+			fmt.Fprintf(e.stdout, "round %d: %s %6.0f/s (%d per commit, %s CPU each)\n", round+1, what, r.perSec, r.perCommit, r.cpu())
 		}
 	}
-	fmt.Fprintf(e.stdout, "exchange requests: %.0f/s; bare log appends: %.0f/s; ratio %.0f%% (target ≥80%%)\n", sumX/float64(*rounds), sumA/float64(*rounds), 100*sumX/sumA)
+	fmt.Fprintf(e.stdout, "exchange requests: %.0f/s; bare log appends: %.0f/s; ratio %.0f%% (target ≥80%%)\n", sumX.perSec/float64(*rounds), sumA.perSec/float64(*rounds), 100*sumX.perSec/sumA.perSec)
+	if sumX.cpuPerOp > 0 {
+		n := time.Duration(*rounds)
+		fmt.Fprintf(e.stdout, "CPU per operation: exchange request %s, bare log append %s; a request costs %.2f appends (the rate ratio's ceiling on a saturated machine: %.0f%%)\n",
+			benchRate{cpuPerOp: sumX.cpuPerOp / n}.cpu(), benchRate{cpuPerOp: sumA.cpuPerOp / n}.cpu(), float64(sumX.cpuPerOp)/float64(sumA.cpuPerOp), 100*float64(sumA.cpuPerOp)/float64(sumX.cpuPerOp))
+	}
 	return nil
+}
+
+// benchRate is one workload's figures in bench exchange.
+type benchRate struct {
+	perSec    float64
+	perCommit int64
+	cpuPerOp  time.Duration // 0: not reported on this platform
+}
+
+func (r *benchRate) add(o benchRate) {
+	r.perSec += o.perSec
+	r.cpuPerOp += o.cpuPerOp
+}
+
+func (r benchRate) cpu() string {
+	if r.cpuPerOp == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f µs", float64(r.cpuPerOp)/float64(time.Microsecond))
 }
 
 // receiptFor is a distinct receipt-hash entry for append baselines.
