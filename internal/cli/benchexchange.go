@@ -222,6 +222,9 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "exchange requests: %.0f/s; bare log appends: %.0f/s; ratio %.0f%% (target ≥80%%)\n", sumX.perSec/float64(*rounds), sumA.perSec/float64(*rounds), 100*sumX.perSec/sumA.perSec)
 	if sumX.cpuPerOp > 0 {
 		n := time.Duration(*rounds)
+		if *dbURL != "" {
+			fmt.Fprintln(e.stdout, "(CPU of this process only: the PostgreSQL server's is not counted)")
+		}
 		fmt.Fprintf(e.stdout, "CPU per operation: exchange request %s, bare log append %s; a request costs %.2f appends (the rate ratio's ceiling on a saturated machine: %.0f%%)\n",
 			benchRate{cpuPerOp: sumX.cpuPerOp / n}.cpu(), benchRate{cpuPerOp: sumA.cpuPerOp / n}.cpu(), float64(sumX.cpuPerOp)/float64(sumA.cpuPerOp), 100*float64(sumA.cpuPerOp)/float64(sumX.cpuPerOp))
 	}

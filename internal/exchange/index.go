@@ -1,11 +1,14 @@
 package exchange
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/tlog"
@@ -167,6 +170,9 @@ func (x *Exchange) indexTo(ctx context.Context, tx *store.Tx, to, batch int64) e
 		if err := tx.InsertRows(ctx, "ex_access", indexCols, vals); err != nil {
 			return fmt.Errorf("access index: %w", err)
 		}
+		if err := addCounts(ctx, tx, vals); err != nil {
+			return fmt.Errorf("access counts: %w", err)
+		}
 	}
 	res, err := tx.ExecPrepared(ctx, `UPDATE ex_index_state SET value = $1 WHERE name = 'indexed' AND value = $2`, to, cur)
 	if err != nil {
@@ -177,3 +183,22 @@ func (x *Exchange) indexTo(ctx context.Context, tx *store.Tx, to, batch int64) e
 	}
 	return nil
 }
+
+// addCounts adds a batch of index rows to the per-agency, per-purpose
+// counts (ex_access_counts), in the index's transaction.
+func addCounts(ctx context.Context, tx *store.Tx, vals [][]any) error {
+	counts := map[[2]string]int64{}
+	for _, v := range vals {
+		counts[[2]string{v[3].(string), v[4].(string)}]++
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(counts), compareKeys) {
+		if _, err := tx.ExecPrepared(ctx, `INSERT INTO ex_access_counts (requester_org, purpose, n) VALUES ($1, $2, $3)
+			ON CONFLICT (requester_org, purpose) DO UPDATE SET n = ex_access_counts.n + excluded.n`, k[0], k[1], counts[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compareKeys orders agency-and-purpose keys.
+func compareKeys(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) }

@@ -239,6 +239,38 @@ func (x *Exchange) eachTail(ctx context.Context, cur int64, each func(idx int64,
 	return rows.Err()
 }
 
+// counts returns the index's cursor and its counts per agency and purpose,
+// read in one statement so that both are of the same moment.
+func (x *Exchange) counts(ctx context.Context) (int64, map[[2]string]int64, error) {
+	rows, err := x.db.QueryRead(ctx, `SELECT '', '', value, 1 FROM ex_index_state WHERE name = 'indexed'
+		UNION ALL SELECT requester_org, purpose, n, 0 FROM ex_access_counts`)
+	if err != nil {
+		return 0, nil, fmt.Errorf("access counts: %w", err)
+	}
+	defer rows.Close()
+	cur, counts := int64(-1), map[[2]string]int64{}
+	for rows.Next() {
+		var k [2]string
+		var n int64
+		var isCursor int
+		if err := rows.Scan(&k[0], &k[1], &n, &isCursor); err != nil {
+			return 0, nil, fmt.Errorf("access counts: %w", err)
+		}
+		if isCursor == 1 {
+			cur = n
+		} else if n > 0 {
+			counts[k] = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, nil, fmt.Errorf("access counts: %w", err)
+	}
+	if cur < 0 {
+		return 0, nil, errors.New("access index: no cursor")
+	}
+	return cur, counts, nil
+}
+
 // cursor is how far the index covers the log.
 func (x *Exchange) cursor(ctx context.Context) (int64, error) {
 	var cur int64
@@ -358,36 +390,18 @@ type DPAView struct {
 // accesses at once.
 func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	v := &DPAView{}
-	cur, err := x.cursor(ctx)
+	cur, counts, err := x.counts(ctx)
 	if err != nil {
 		return nil, err
 	}
-	counts := map[[2]string]int{}
 	if err := x.eachTail(ctx, cur, func(_ int64, _, _ []byte, o *opening) bool {
 		counts[[2]string{o.agency, o.purpose}]++
 		return true
 	}); err != nil {
 		return nil, err
 	}
-	rows, err := x.db.QueryRead(ctx, `SELECT requester_org, purpose, COUNT(*) FROM ex_access WHERE log_index < $1 GROUP BY requester_org, purpose`, cur)
-	if err != nil {
-		return nil, fmt.Errorf("dpa: %w", err)
-	}
-	for rows.Next() {
-		var k [2]string
-		var n int
-		if err := rows.Scan(&k[0], &k[1], &n); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		counts[k] += n
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	for _, k := range slices.SortedFunc(maps.Keys(counts), func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) }) {
-		v.Summary = append(v.Summary, Summary{Agency: k[0], AgencyName: x.names(ctx, k[0]), Purpose: k[1], Count: counts[k]})
+	for _, k := range slices.SortedFunc(maps.Keys(counts), compareKeys) {
+		v.Summary = append(v.Summary, Summary{Agency: k[0], AgencyName: x.names(ctx, k[0]), Purpose: k[1], Count: int(counts[k])})
 	}
 	if v.Deferred, err = x.accesses(ctx, filter{deferredAt: x.now().UnixMilli()}); err != nil {
 		return nil, err
@@ -480,5 +494,50 @@ func Audit(ctx context.Context, db *store.DB, entries map[int64]*civtlog.Entry, 
 		}
 		problems = append(problems, fmt.Sprintf("an access index row points at log entry %d, which is not a data access", idx))
 	}
-	return checked, problems, stray.Err()
+	if err := stray.Err(); err != nil {
+		return 0, nil, err
+	}
+	wrong, err := auditCounts(ctx, r)
+	return checked, append(problems, wrong...), err
+}
+
+// auditCounts compares the DPA's counts per agency and purpose with the
+// index they summarise, in one statement (one moment of the database).
+func auditCounts(ctx context.Context, r *sql.DB) ([]string, error) {
+	rows, err := r.QueryContext(ctx, `SELECT requester_org, purpose, COUNT(*), 0 FROM ex_access GROUP BY requester_org, purpose
+		UNION ALL SELECT requester_org, purpose, n, 1 FROM ex_access_counts`)
+	if err != nil {
+		return nil, fmt.Errorf("access counts: %w", err)
+	}
+	defer rows.Close()
+	indexed, counted := map[[2]string]int64{}, map[[2]string]int64{}
+	for rows.Next() {
+		var k [2]string
+		var n int64
+		var isCount int
+		if err := rows.Scan(&k[0], &k[1], &n, &isCount); err != nil {
+			return nil, fmt.Errorf("access counts: %w", err)
+		}
+		if isCount == 1 {
+			counted[k] = n
+		} else {
+			indexed[k] = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("access counts: %w", err)
+	}
+	keys := slices.SortedFunc(maps.Keys(indexed), compareKeys)
+	for _, k := range slices.SortedFunc(maps.Keys(counted), compareKeys) {
+		if _, ok := indexed[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	var problems []string
+	for _, k := range keys {
+		if indexed[k] != counted[k] {
+			problems = append(problems, fmt.Sprintf("THE DPA'S COUNT IS WRONG: %s for purpose %s shows %d accesses, the index holds %d", k[0], k[1], counted[k], indexed[k]))
+		}
+	}
+	return problems, nil
 }

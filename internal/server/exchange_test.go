@@ -172,20 +172,29 @@ func TestExchangeOverHTTP(t *testing.T) {
 			if p := audit(); len(p) != 1 || !strings.Contains(p[0], "HIDDEN FROM THE CITIZEN") {
 				t.Fatalf("audit of a moved index row: %v", p)
 			}
+			// The DPA's counts, lowered to hide an access from the DPA.
+			exec(`UPDATE ex_access_counts SET n = n - 1 WHERE purpose = 'TAX-AUDIT'`)
+			if p := audit(); len(p) != 2 || !strings.Contains(p[1], "THE DPA'S COUNT IS WRONG") || !strings.Contains(p[1], "TAX-AUDIT shows 0 accesses, the index holds 1") {
+				t.Fatalf("audit of a lowered count: %v", p)
+			}
+			exec(`UPDATE ex_access_counts SET n = n + 1 WHERE purpose = 'TAX-AUDIT'`)
 			exec(`DELETE FROM ex_access WHERE log_index = $1`, auditIdx)
-			if p := audit(); len(p) != 1 || !strings.Contains(p[0], "HIDDEN FROM THE CITIZEN") {
+			if p := audit(); len(p) != 2 || !strings.Contains(p[0], "HIDDEN FROM THE CITIZEN") || !strings.Contains(p[1], "THE DPA'S COUNT IS WRONG") {
 				t.Fatalf("audit of a deleted index row: %v", p)
 			}
 			exec(`INSERT INTO ex_access (log_index, request_id, person_id, requester_org, purpose, at, defer_until)
 				SELECT idx, 'x', $1, 'x', 'x', 0, 0 FROM tlog_entries WHERE kind <> $2 ORDER BY idx LIMIT 1`, amira, int(tlog.KindDataAccess))
-			if p := audit(); len(p) != 2 || !strings.Contains(strings.Join(p, "\n"), "which is not a data access") {
+			if p := audit(); !strings.Contains(strings.Join(p, "\n"), "which is not a data access") {
 				t.Fatalf("audit of a stray index row: %v", p)
 			}
 			exec(`DELETE FROM ex_access WHERE request_id = 'x'`)
-			// Rebuild the index row from the record, as the index would.
+			// Rebuild the index row (and the counts) from the record, as
+			// the index would.
 			exec(`DELETE FROM ex_index_state`)
 			exec(`INSERT INTO ex_index_state (name, value) VALUES ('indexed', $1)`, auditIdx)
 			exec(`DELETE FROM ex_access WHERE log_index >= $1`, auditIdx)
+			exec(`DELETE FROM ex_access_counts`)
+			exec(`INSERT INTO ex_access_counts (requester_org, purpose, n) SELECT requester_org, purpose, COUNT(*) FROM ex_access GROUP BY requester_org, purpose`)
 			appendReceipts(t, w.n, 1)
 			if p := audit(); len(p) != 0 {
 				t.Fatalf("audit after re-indexing: %v", p)
