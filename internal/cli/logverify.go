@@ -9,17 +9,19 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/store"
 	civtlog "github.com/civstack/civstack/internal/tlog"
 )
 
-const logSynopsis = `log verify --url URL --key VKEY [--state FILE] [--db URL | --data DIR]
+const logSynopsis = `log verify --url URL --key VKEY [--state FILE] [--db URL | --data DIR] [--exchange-secret FILE]
 
 An auditor's check of a civstack transparency log (or any C2SP tlog-tiles log
 whose entries are civstack entries). It fetches the checkpoint and checks its
@@ -28,8 +30,10 @@ that the log only grew since the checkpoint kept in --state, fetches every
 entry bundle and hash tile, recomputes the tree and compares it with the
 signed root, and then saves the new checkpoint in --state. With --db or --data
 (the node's database) it also checks every data-exchange access record against
-its log entry and reports a changed or deleted record. It exits 1 and says
-what is wrong.`
+its log entry and reports a changed or deleted record, one hidden from its
+citizen and a wrong count on the DPA's page; with the node's exchange secret
+(--exchange-secret, or DIR/keys/exchange.secret with --data) also a record
+moved to another citizen. It exits 1 and says what is wrong.`
 
 // logState is what log verify remembers between runs.
 type logState struct {
@@ -55,11 +59,19 @@ func runLog(ctx context.Context, e *env, args []string) error {
 	quiet := f.Bool("quiet", false, "no progress lines")
 	dbURL := f.String("db", "", "also audit the access records in this PostgreSQL database")
 	dataDir := f.String("data", "", "also audit the access records in this data directory's SQLite database")
+	secretPath := f.String("exchange-secret", "", "the node's exchange secret file (default with --data: DIR/keys/exchange.secret), to check each access record's citizen against its entry's pseudonym")
 	if err := f.parse(args[1:], false); err != nil {
 		return err
 	}
 	if *base == "" || *vkey == "" {
 		return fmt.Errorf("%w: --url and --key are required", errUsage)
+	}
+	if *secretPath != "" && *dbURL == "" && *dataDir == "" {
+		return fmt.Errorf("%w: --exchange-secret audits the access records of --db or --data; give one", errUsage)
+	}
+	secret, err := exchangeSecret(*secretPath, *dataDir) // before the long part
+	if err != nil {
+		return err
 	}
 	u, err := url.Parse(*base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -216,7 +228,7 @@ func runLog(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		checked, problems, err := exchange.Audit(ctx, db, access, cp.Size)
+		checked, problems, err := exchange.Audit(ctx, db, access, cp.Size, secret)
 		db.Close()
 		if err != nil {
 			return fmt.Errorf("access records: %w", err)
@@ -227,7 +239,11 @@ func runLog(ctx context.Context, e *env, args []string) error {
 		if len(problems) > 0 {
 			return fmt.Errorf("%d problems with the access records (%d checked against %d access entries)", len(problems), checked, len(access))
 		}
-		progress("access records: %d checked against %d access entries, all match", checked, len(access))
+		pseudonyms := "each record's citizen matches its entry's pseudonym"
+		if secret == nil {
+			pseudonyms = "citizens not checked against pseudonyms: no --exchange-secret"
+		}
+		progress("access records: %d checked against %d access entries, all match (%s)", checked, len(access), pseudonyms)
 	}
 	if *statePath != "" {
 		st := logState{Origin: cp.Origin, Size: cp.Size, Root: cp.Root.String(), Checkpoint: string(signed), CheckedAt: time.Now().UTC().Format(time.RFC3339)}
@@ -306,4 +322,27 @@ func plural(s string, n int64) string {
 		return s + "es"
 	}
 	return s + "s"
+}
+
+// exchangeSecret reads the node's exchange secret for the audit: from
+// path, or else from the data directory's key ring if it has one (nil
+// without either). It never creates one.
+func exchangeSecret(path, dataDir string) ([]byte, error) {
+	if path == "" && dataDir != "" {
+		path = filepath.Join(dataDir, "keys", "exchange.secret")
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+	}
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("exchange secret: %w", err)
+	}
+	if len(b) != keyring.SecretLen {
+		return nil, fmt.Errorf("exchange secret %s: %d bytes, want %d", path, len(b), keyring.SecretLen)
+	}
+	return b, nil
 }

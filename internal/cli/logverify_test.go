@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -129,7 +131,10 @@ func TestLogVerify(t *testing.T) {
 	app := tlog.NewAppender(db, time.Now, nil)
 	appDone := make(chan struct{})
 	go func() { app.Run(actx); close(appDone) }()
-	secret := make([]byte, 32)
+	secret, err := os.ReadFile(filepath.Join(data, "keys", "exchange.secret")) // the node's, as log verify --data reads it
+	if err != nil {
+		t.Fatal(err)
+	}
 	exLog, err := tlog.New(db, "test.civstack/log", nil, time.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -150,14 +155,47 @@ func TestLogVerify(t *testing.T) {
 	stop()
 	<-appDone
 	waitSize(t, db, 604)
-	if code, _, stderr := run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--data", data); code != 0 || !strings.Contains(stderr, "access records: 1 checked against 1 access entries, all match") {
+	if code, _, stderr := run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--data", data); code != 0 || !strings.Contains(stderr, "access records: 1 checked against 1 access entries, all match (each record's citizen matches its entry's pseudonym)") {
 		t.Fatalf("audit: %d %s", code, stderr)
 	}
-	exec := func(q string) {
-		if err := db.Tx(ctx, func(tx *store.Tx) error { _, err := tx.Exec(q); return err }); err != nil {
+	exec := func(q string, args ...any) {
+		if err := db.Tx(ctx, func(tx *store.Tx) error { _, err := tx.Exec(q, args...); return err }); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// The record moved to citizen p2 (its opening's header says p2): only
+	// the pseudonym, with the node's secret, shows it.
+	var opening []byte
+	if err := db.Reader().QueryRow(`SELECT opening FROM tlog_entries WHERE opening IS NOT NULL`).Scan(&opening); err != nil {
+		t.Fatal(err)
+	}
+	moved := bytes.Replace(opening, []byte("\x02p1"), []byte("\x02p2"), 1)
+	if bytes.Equal(moved, opening) {
+		t.Fatal("the opening does not name p1")
+	}
+	exec(`UPDATE tlog_entries SET opening = $1 WHERE opening IS NOT NULL`, moved)
+	code, out, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--data", data, "--quiet")
+	if code != 1 || !strings.Contains(out, "ACCESS RECORD 603 IS HIDDEN FROM THE CITIZEN: it names another citizen") {
+		t.Fatalf("moved record: %d %q %q", code, out, stderr)
+	}
+	exec(`UPDATE tlog_entries SET opening = $1 WHERE opening IS NOT NULL`, opening)
+	// --exchange-secret is the one used: another node's secret finds every
+	// record's pseudonym wrong.
+	other := filepath.Join(t.TempDir(), "other.secret")
+	if err := os.WriteFile(other, make([]byte, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--data", data, "--quiet", "--exchange-secret", other)
+	if code != 1 || !strings.Contains(out, "it names another citizen") {
+		t.Fatalf("another node's secret: %d %q %q", code, out, stderr)
+	}
+	if err := os.WriteFile(other, []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--data", data, "--exchange-secret", other)
+	oneLine(t, "short secret", code, 1, stderr, "5 bytes, want 32")
+	code, _, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--exchange-secret", other)
+	oneLine(t, "secret without a database", code, 2, stderr, "--exchange-secret")
 	exec(`UPDATE tlog_entries SET opening = CAST(REPLACE(CAST(opening AS TEXT), '"legal_basis":"§1"', '"legal_basis":"§2"') AS BLOB) WHERE opening IS NOT NULL`)
 	code, out, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--data", data, "--quiet")
 	if code != 1 || !strings.Contains(out, "WAS CHANGED") {

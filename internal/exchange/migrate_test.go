@@ -118,7 +118,7 @@ func TestMigrateLegacyRecords(t *testing.T) {
 				}
 				entries[idx], _ = tlog.Parse(data)
 			}
-			checked, problems, err := Audit(ctx, db, entries, 1<<40)
+			checked, problems, err := Audit(ctx, db, entries, 1<<40, secret)
 			if err != nil || checked != 2 || len(problems) != 0 {
 				t.Fatalf("audit after the migration: %d %v %v", checked, problems, err)
 			}

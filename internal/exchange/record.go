@@ -62,14 +62,22 @@ func Commit(nonce, canonical []byte) [32]byte {
 // the tag of an entry is HMAC(k, commitment): different for every entry,
 // so the public log does not show which entries concern one person, and
 // computable only with k.
-func (x *Exchange) citizenKey(personID string) []byte {
-	m := hmac.New(sha256.New, x.secret)
+func (x *Exchange) citizenKey(personID string) []byte { return citizenKey(x.secret, personID) }
+
+func citizenKey(secret []byte, personID string) []byte {
+	m := hmac.New(sha256.New, secret)
 	m.Write([]byte("citizen:" + personID))
 	return m.Sum(nil)
 }
 
 func (x *Exchange) tag(personID string, commitment [32]byte) [32]byte {
-	m := hmac.New(sha256.New, x.citizenKey(personID))
+	return pseudonymTag(citizenKey(x.secret, personID), commitment)
+}
+
+// pseudonymTag is an access entry's tag: the citizen's key (citizenKey)
+// over the entry's commitment.
+func pseudonymTag(key []byte, commitment [32]byte) [32]byte {
+	m := hmac.New(sha256.New, key)
 	m.Write(commitment[:])
 	return [32]byte(m.Sum(nil))
 }
@@ -425,8 +433,10 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 // its entry's commitment), an access entry whose record is gone (deleted),
 // a record hidden from the citizen (indexed entries whose index row is
 // missing or names someone else), and an index row pointing at an entry
-// that is not a data access.
-func Audit(ctx context.Context, db *store.DB, entries map[int64]*civtlog.Entry, size int64) (checked int, problems []string, err error) {
+// that is not a data access. With the node's exchange secret (nil: not
+// checked) it also reports a record that names another citizen than the
+// one its entry's pseudonym is for: moved away from its citizen.
+func Audit(ctx context.Context, db *store.DB, entries map[int64]*civtlog.Entry, size int64, secret []byte) (checked int, problems []string, err error) {
 	r := db.Reader()
 	var cur int64
 	if err := r.QueryRowContext(ctx, `SELECT value FROM ex_index_state WHERE name = 'indexed'`).Scan(&cur); err != nil {
@@ -461,6 +471,9 @@ func Audit(ctx context.Context, db *store.DB, entries map[int64]*civtlog.Entry, 
 			continue
 		case derr != nil || e.Commitment != Commit(o.nonce, o.raw):
 			problems = append(problems, fmt.Sprintf("ACCESS RECORD %d WAS CHANGED: it no longer matches its log entry", idx))
+			continue
+		case secret != nil && e.Tag != pseudonymTag(citizenKey(secret, o.person), e.Commitment):
+			problems = append(problems, fmt.Sprintf("ACCESS RECORD %d IS HIDDEN FROM THE CITIZEN: it names another citizen than its log entry's pseudonym is for", idx))
 			continue
 		}
 		checked++

@@ -132,7 +132,7 @@ func TestExchangeOverHTTP(t *testing.T) {
 				t.Fatalf("%d access entries in the log, want 3", n)
 			}
 			// Tampering with a record is seen by the citizen and by the audit.
-			audit := func() []string {
+			auditWith := func(secret []byte) []string {
 				t.Helper()
 				entries := map[int64]*tlog.Entry{}
 				rows, _ := w.n.db.Reader().QueryContext(ctx, `SELECT idx, data FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess))
@@ -143,7 +143,7 @@ func TestExchangeOverHTTP(t *testing.T) {
 					entries[idx], _ = tlog.Parse(b)
 				}
 				rows.Close()
-				checked, problems, err := exchange.Audit(ctx, w.n.db, entries, 1<<40)
+				checked, problems, err := exchange.Audit(ctx, w.n.db, entries, 1<<40, secret)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -152,6 +152,7 @@ func TestExchangeOverHTTP(t *testing.T) {
 				}
 				return problems
 			}
+			audit := func() []string { return auditWith(w.n.exKey) }
 			if p := audit(); len(p) != 0 {
 				t.Fatalf("audit of untouched records: %v", p)
 			}
@@ -198,6 +199,26 @@ func TestExchangeOverHTTP(t *testing.T) {
 			appendReceipts(t, w.n, 1)
 			if p := audit(); len(p) != 0 {
 				t.Fatalf("audit after re-indexing: %v", p)
+			}
+			// A record moved to another citizen, index row and all: its
+			// commitment still opens, but its entry's pseudonym is not that
+			// citizen's. Only the exchange's secret tells.
+			amiraID, jonasID := w.people["Amira Haddad"], w.people["Jonas Weber"]
+			if len(amiraID) != len(jonasID) {
+				t.Fatalf("person ids of different lengths: %q %q", amiraID, jonasID)
+			}
+			tamperOpenings(t, w.n.db, string(rune(len(amiraID)))+amiraID, string(rune(len(jonasID)))+jonasID)
+			exec(`UPDATE ex_access SET person_id = $1 WHERE person_id = $2`, jonasID, amiraID)
+			if p := audit(); len(p) == 0 || !strings.Contains(strings.Join(p, "\n"), "IS HIDDEN FROM THE CITIZEN: it names another citizen than its log entry's pseudonym is for") {
+				t.Fatalf("audit of a moved record: %v", p)
+			}
+			if p := auditWith(nil); len(p) != 0 {
+				t.Fatalf("audit without the secret of a moved record: %v", p)
+			}
+			tamperOpenings(t, w.n.db, string(rune(len(jonasID)))+jonasID, string(rune(len(amiraID)))+amiraID)
+			exec(`UPDATE ex_access SET person_id = $1 WHERE person_id = $2`, amiraID, jonasID)
+			if p := audit(); len(p) != 0 {
+				t.Fatalf("audit after moving the record back: %v", p)
 			}
 			// A changed record (its legal basis) no longer opens its entry.
 			tamperOpenings(t, w.n.db, "Tax Code §93", "Tax Code §94")

@@ -51,6 +51,7 @@ type node struct {
 	hnode *healthpass.Node
 	id    *identity.Service
 	ex    *exchange.Exchange
+	exKey []byte // the exchange's secret (pseudonyms)
 }
 
 type syncBuffer struct {
@@ -197,5 +198,5 @@ func startNode(t testing.TB, o nodeOptions) *node {
 		defer cancel()
 		hs.Shutdown(sctx)
 	})
-	return &node{URL: pub.String(), db: db, reg: reg, clock: c, logs: logs, tlog: tl, vkey: signer.VerifierKey(), pay: pay, eng: eng, hnode: hnode, id: ids, ex: ex}
+	return &node{URL: pub.String(), db: db, reg: reg, clock: c, logs: logs, tlog: tl, vkey: signer.VerifierKey(), pay: pay, eng: eng, hnode: hnode, id: ids, ex: ex, exKey: exKey}
 }
