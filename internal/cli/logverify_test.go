@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -296,4 +297,53 @@ func TestBenchExchangeRuns(t *testing.T) {
 	oneLine(t, "no writers", code, 2, stderr, "--writers")
 	code, _, stderr = run(t, nil, "bench", "exchange", "--citizens", "0")
 	oneLine(t, "no citizens", code, 2, stderr, "--citizens")
+}
+
+// A node restarted at another address serves its log under the origin it
+// was first served with, so an auditor's key and saved state still hold;
+// asking for another origin is refused.
+func TestLogKeepsItsOrigin(t *testing.T) {
+	data := t.TempDir()
+	state := filepath.Join(t.TempDir(), "log.state")
+	first := startServe(t, nil, "--data", data)
+	m := vkeyRE.FindStringSubmatch(first.out.String())
+	if m == nil {
+		t.Fatalf("no verifier key in the banner:\n%s", first.out.String())
+	}
+	vkey := m[1]
+	if code, _, stderr := run(t, nil, "log", "verify", "--url", first.url+"/log", "--key", vkey, "--state", state, "--quiet"); code != 0 {
+		t.Fatalf("verify the first node: %d %s", code, stderr)
+	}
+	first.stop(t)
+	second := startServe(t, nil, "--data", data, "--addr", otherPort(t, first.url))
+	if m := vkeyRE.FindStringSubmatch(second.out.String()); m == nil || m[1] != vkey {
+		t.Fatalf("restarted at %s, the log's key is %v, want %s", second.url, m, vkey)
+	}
+	if !strings.Contains(second.errOut.String(), "the log keeps the origin it was first served with") {
+		t.Errorf("the restart does not say the log kept its origin: %s", second.errOut.String())
+	}
+	if code, _, stderr := run(t, nil, "log", "verify", "--url", second.url+"/log", "--key", vkey, "--state", state, "--quiet"); code != 0 {
+		t.Fatalf("verify the restarted node with the first key and state: %d %s", code, stderr)
+	}
+	second.stop(t)
+	code, _, stderr := run(t, nil, "serve", "--data", data, "--addr", "127.0.0.1:0", "--log-origin", "elsewhere.example/log")
+	oneLine(t, "renamed log", code, 2, stderr, "cannot be renamed")
+}
+
+// otherPort is a free loopback address whose port is not url's.
+func otherPort(t *testing.T, url string) string {
+	t.Helper()
+	for range 10 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, port, _ := net.SplitHostPort(addr); !strings.HasSuffix(url, ":"+port) {
+			return addr
+		}
+	}
+	t.Fatal("no other free port")
+	return ""
 }

@@ -52,7 +52,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	logLevel := f.String("log-level", "info", "log level: debug, info, warn or error")
 	sessionTTL := f.Duration("session-ttl", 12*time.Hour, "how long a sign-in lasts")
 	profilesFile := f.String("ledger-profiles", "", "JSON file of wallet limit profiles (default: the built-in basic and verified tiers; see docs/ledger.md)")
-	logOrigin := f.String("log-origin", "", "the transparency log's origin line (default: the --url host followed by /log)")
+	logOrigin := f.String("log-origin", "", "the transparency log's origin line when it is first served (default: the --url host followed by /log); a log keeps it for life")
 	stepUp := f.String("payment-stepup", payment.Money(payment.DefaultConfig.StepUp), "wallet payments above this amount need the payer's passkey; payment codes are refused above it")
 	country := f.String("payment-country", payment.DefaultConfig.Country, "ISO 3166 country code printed on merchants' QR codes")
 	healthAuthority := f.String("health-authority", "Health Authority", "the organisation whose issuers act as the health authority (decide appeals, issue certificates)")
@@ -126,9 +126,22 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	origin := *logOrigin
-	if origin == "" {
-		origin = pub.Host + "/log"
+	proposed := *logOrigin
+	if proposed == "" {
+		proposed = pub.Host + "/log"
+	}
+	if err := tlog.CheckOrigin(proposed); err != nil {
+		return fmt.Errorf("%w: --log-origin: %v", errUsage, err)
+	}
+	origin, err := tlog.KeepOrigin(ctx, n.db, proposed)
+	if err != nil {
+		return err
+	}
+	switch {
+	case origin != proposed && *logOrigin != "":
+		return fmt.Errorf("%w: --log-origin %s: this node's log is named %s since it was first served, and a log cannot be renamed (its checkpoints and its auditors' saved state name it); start a new log with a new data directory or database", errUsage, *logOrigin, origin)
+	case origin != proposed:
+		logger.Info("the log keeps the origin it was first served with", "origin", origin, "url", pub.String())
 	}
 	signer, err := tlog.NewEd25519Signer(origin, n.keys.Active(keyring.Log).Signer)
 	if err != nil {

@@ -82,6 +82,41 @@ func New(db *store.DB, origin string, signer note.Signer, now func() time.Time) 
 	return &Log{db: db, origin: origin, signer: signer, now: now}, nil
 }
 
+// KeepOrigin returns the origin of the log in db: the one stored when it
+// was first served; for a log from before origins were stored, the one its
+// latest checkpoint names; else proposed, which it stores. A log keeps its
+// origin for life (its checkpoints and every auditor's saved state name
+// it), so a node that moves to another address goes on serving its log
+// under the first name.
+func KeepOrigin(ctx context.Context, db *store.DB, proposed string) (string, error) {
+	var origin string
+	err := db.Tx(ctx, func(tx *store.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'tlog_origin'`).Scan(&origin)
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		origin = proposed
+		var signed string
+		switch err := tx.QueryRowContext(ctx, `SELECT note FROM tlog_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&signed); {
+		case err == nil:
+			if line, _, ok := strings.Cut(signed, "\n"); ok && CheckOrigin(line) == nil {
+				origin = line
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		// Another node may store one first: then that one is the origin.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (name, value) VALUES ('tlog_origin', $1) ON CONFLICT (name) DO NOTHING`, origin); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'tlog_origin'`).Scan(&origin)
+	})
+	if err != nil {
+		return "", fmt.Errorf("log origin: %w", err)
+	}
+	return origin, nil
+}
+
 // CheckOrigin accepts a C2SP origin line: non-empty, no spaces or "+", no
 // control characters, not a URL with a scheme.
 func CheckOrigin(origin string) error {

@@ -487,3 +487,37 @@ func TestIntegrateHook(t *testing.T) {
 		}
 	})
 }
+
+func TestKeepOrigin(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		keep := func(proposed, want string) {
+			t.Helper()
+			if got, err := civtlog.KeepOrigin(ctx, db, proposed); err != nil || got != want {
+				t.Fatalf("KeepOrigin(%q) = %q, %v; want %q", proposed, got, err, want)
+			}
+		}
+		// A log from before origins were stored: its checkpoint names it.
+		l, _ := newLog(t, db)
+		if _, err := l.Append(ctx, receipt(1)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := l.Integrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		keep("moved.example/log", origin)
+		keep("moved.example/log", origin) // stored now
+		// A new log takes the first origin it is served with, and keeps it.
+		if err := db.Tx(ctx, func(tx *store.Tx) error {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM tlog_checkpoints`); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `DELETE FROM meta WHERE name = 'tlog_origin'`)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		keep("first.example/log", "first.example/log")
+		keep("second.example/log", "first.example/log")
+	})
+}
