@@ -6,8 +6,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
-	"os"
-	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -189,17 +187,11 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 		}
 		return err
 	}
-	if *cpuProfile != "" {
-		pf, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	var sumA, sumX benchRate
 	for round := range *rounds {
 		order := []bool{false, true}

@@ -6,8 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,17 +85,11 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	defer stop()
 	go eng.Run(runCtx)
 
-	if *cpuProfile != "" {
-		pf, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	fmt.Fprintf(e.stderr, "%s: opening %d accounts…\n", engineName, *accounts)
 	issuer := benchID(0, 0)
 	merchant := benchID(0, 1)
@@ -225,9 +217,7 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	stop()
-	if *cpuProfile != "" {
-		pprof.StopCPUProfile()
-	}
+	stopProfile() // the profile covers the engine's workloads, not the baseline
 
 	if want["baseline"] {
 		fmt.Fprintf(e.stderr, "%s: baseline, one transaction per transfer…\n", engineName)

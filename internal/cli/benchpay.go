@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
-	"os"
-	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -212,17 +210,11 @@ func runBenchPay(ctx context.Context, e *env, args []string) error {
 		}
 		return 1, nil
 	}
-	if *cpuProfile != "" {
-		pf, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	// Rounds alternate the order (baseline first, then payments first), so
 	// that neither side always runs on the warmer or the busier machine.
 	payFig := ledgerFigure{name: fmt.Sprintf("payment code charges, %d clients", *clients)}
