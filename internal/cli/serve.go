@@ -332,59 +332,55 @@ func loadProfiles(path string) (map[string]ledger.Limits, error) {
 	return ps, nil
 }
 
-// expirePending releases timed-out pending transfers every second.
-func expirePending(ctx context.Context, eng *ledger.Engine, logger *slog.Logger) {
-	t := time.NewTicker(time.Second)
+// every runs fn each interval until ctx ends (at once first, if now).
+func every(ctx context.Context, interval time.Duration, now bool, fn func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		if now {
+			fn()
+		}
+		now = true
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if n, err := eng.Expire(ctx); err != nil && ctx.Err() == nil {
-				logger.Warn("expire pending transfers", "err", err)
-			} else if n > 0 {
-				logger.Info("pending transfers expired", "count", n)
-			}
 		}
 	}
+}
+
+// expirePending releases timed-out pending transfers every second.
+func expirePending(ctx context.Context, eng *ledger.Engine, logger *slog.Logger) {
+	every(ctx, time.Second, false, func() {
+		if n, err := eng.Expire(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("expire pending transfers", "err", err)
+		} else if n > 0 {
+			logger.Info("pending transfers expired", "count", n)
+		}
+	})
 }
 
 // flushAccessIndex indexes, once a minute, the access records the index
 // has not taken yet (it takes them 4,096 log entries at a time; on a quiet
 // node this keeps the tail that readers scan short).
 func flushAccessIndex(ctx context.Context, ex *exchange.Exchange, logger *slog.Logger) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := ex.FlushIndex(ctx); err != nil && ctx.Err() == nil {
-				logger.Warn("access index", "err", err)
-			}
+	every(ctx, time.Minute, false, func() {
+		if err := ex.FlushIndex(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("access index", "err", err)
 		}
-	}
+	})
 }
 
 // expirePoints takes back unspent points past the programme's published
 // period, hourly (one transfer per account per day at most).
 func expirePoints(ctx context.Context, rw *rewards.Service, logger *slog.Logger) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
+	every(ctx, time.Hour, true, func() {
 		if n, err := rw.ExpirePoints(ctx); err != nil && ctx.Err() == nil {
 			logger.Warn("expire civic points", "err", err)
 		} else if n > 0 {
 			logger.Info("civic points expired", "accounts", n)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // publicURL works out the origin people use, defaulting to localhost on the

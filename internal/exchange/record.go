@@ -62,8 +62,6 @@ func Commit(nonce, canonical []byte) [32]byte {
 // the tag of an entry is HMAC(k, commitment): different for every entry,
 // so the public log does not show which entries concern one person, and
 // computable only with k.
-func (x *Exchange) citizenKey(personID string) []byte { return citizenKey(x.secret, personID) }
-
 func citizenKey(secret []byte, personID string) []byte {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte("citizen:" + personID))
