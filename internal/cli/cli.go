@@ -47,10 +47,11 @@ func commands() []command {
 		{"serve", "run the civstack server (the main job)", runServe},
 		{"demo", "seed the demo personas and organisations into a database", runDemo},
 		{"keys", "list or rotate the node's signing keys", runKeys},
+		{"migrate", "show, apply or undo the database's schema migrations", runMigrate},
 		{"log", "audit a transparency log: civstack log verify --url URL --key VKEY", runLog},
 		{"qr", "decode an EMV merchant QR payload: civstack qr decode PAYLOAD", runQR},
 		{"verify", "check a health pass or EU DCC (civstack verify HC1:…) or a downloaded receipt (civstack verify FILE --log-key VKEY) offline", runVerify},
-		{"bench", "benchmarks with their baseline in the same run: civstack bench log|ledger|pay|verify|credential", runBench},
+		{"bench", "benchmarks with their baseline in the same run: civstack bench log|ledger|pay|verify|credential|exchange", runBench},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "civstack", Version)
 			return nil

@@ -46,6 +46,20 @@ DELETE FROM ex_requests r WHERE r.state = 'released' AND r.id IN (SELECT request
     AND NOT EXISTS (SELECT 1 FROM ex_policies p WHERE p.id = r.policy_id AND p.consent = 1);
 
 -- +goose Down
+-- Records past the index's cursor (the tail) are indexed first, from their
+-- openings' headers, so that every record becomes a row of the older schema.
+INSERT INTO ex_access (log_index, request_id, person_id, requester_org, purpose, at, defer_until)
+SELECT o.idx, convert_from(substring(o.b from 52 + p.pl for r.rl), 'UTF8'), convert_from(substring(o.b from 51 for p.pl), 'UTF8'),
+       convert_from(substring(o.b from 53 + p.pl + r.rl for a.al), 'UTF8'), convert_from(substring(o.b from 54 + p.pl + r.rl + a.al for u.ul), 'UTF8'),
+       (convert_from(substring(o.b from 54 + p.pl + r.rl + a.al + u.ul), 'UTF8')::json->>'time')::bigint,
+       (convert_from(substring(o.b from 54 + p.pl + r.rl + a.al + u.ul), 'UTF8')::json->>'defer_until')::bigint
+FROM (SELECT idx, opening AS b FROM tlog_entries
+      WHERE kind = 4 AND opening IS NOT NULL AND octet_length(opening) > 53 AND get_byte(opening, 0) = 1
+          AND idx NOT IN (SELECT log_index FROM ex_access)) o,
+     LATERAL (SELECT get_byte(o.b, 49) AS pl) p,
+     LATERAL (SELECT get_byte(o.b, 50 + p.pl) AS rl) r,
+     LATERAL (SELECT get_byte(o.b, 51 + p.pl + r.rl) AS al) a,
+     LATERAL (SELECT get_byte(o.b, 52 + p.pl + r.rl + a.al) AS ul) u;
 DROP TABLE ex_index_state;
 CREATE TABLE ex_access_old (
     id            TEXT PRIMARY KEY,
@@ -65,6 +79,13 @@ SELECT convert_from(substring(e.opening from (54 + octet_length(a.person_id) + o
 FROM ex_access a JOIN tlog_entries e ON e.idx = a.log_index WHERE e.opening IS NOT NULL;
 DROP TABLE ex_access;
 ALTER TABLE ex_access_old RENAME TO ex_access;
+-- A direct release had a request row of its own before: it is made again
+-- from the record.
+INSERT INTO ex_requests (id, requester_org, officer, person_id, service_id, fields, purpose, legal_basis, deferral, policy_id, state, reason, created_at, decided_at)
+SELECT a.request_id, a.requester_org, a.record::json->>'officer', a.person_id, a.record::json->>'service', (a.record::json->'fields')::text,
+       a.purpose, a.record::json->>'legal_basis', CASE WHEN a.defer_until > 0 THEN a.defer_until - a.at ELSE 0 END,
+       COALESCE(a.record::json->>'policy', ''), 'released', '', a.at, a.at
+FROM ex_access a WHERE NOT EXISTS (SELECT 1 FROM ex_requests r WHERE r.id = a.request_id);
 CREATE INDEX ex_access_person ON ex_access(person_id, at);
 CREATE INDEX ex_access_org ON ex_access(requester_org, purpose);
 CREATE INDEX ex_access_deferred ON ex_access(defer_until) WHERE defer_until > 0;

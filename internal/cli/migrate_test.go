@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+// TestMigrateCommand: status, up and down on a SQLite data directory; down
+// needs --to and refuses while a node holds the integrator lease; a
+// database a newer civstack migrated is refused by up and by serve's
+// migration, and shown by status.
+func TestMigrateCommand(t *testing.T) {
+	data := t.TempDir()
+	code, out, _ := run(t, nil, "migrate", "status", "--data", data)
+	if code != 0 || !strings.Contains(out, "00013_exchange_counts.sql    pending") || !strings.Contains(out, "13 pending") {
+		t.Fatalf("status of a new database: %d %q", code, out)
+	}
+	if code, out, _ = run(t, nil, "migrate", "up", "--data", data); code != 0 || !strings.Contains(out, "from version 0 to 13") {
+		t.Fatalf("up: %d %q", code, out)
+	}
+	if code, out, _ = run(t, nil, "migrate", "--data", data, "up"); code != 0 || !strings.Contains(out, "up to date (version 13)") {
+		t.Fatalf("up again: %d %q", code, out)
+	}
+	code, _, stderr := run(t, nil, "migrate", "down", "--data", data)
+	oneLine(t, "down without --to", code, 2, stderr, "needs --to VERSION")
+	code, _, stderr = run(t, nil, "migrate", "sideways", "--data", data)
+	oneLine(t, "unknown subcommand", code, 2, stderr, `unknown migrate command "sideways"`)
+	code, _, stderr = run(t, nil, "migrate", "down", "--to", "0", "--data", data)
+	oneLine(t, "down to 0", code, 1, stderr, "want version 1 or later")
+
+	ctx := context.Background()
+	db, err := store.Open(ctx, store.Options{DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	lease, err := db.TryLease(ctx, tlog.LeaseName)
+	if err != nil || lease == nil {
+		t.Fatalf("lease: %v %v", lease, err)
+	}
+	code, _, stderr = run(t, nil, "migrate", "down", "--to", "11", "--data", data)
+	oneLine(t, "down while a node runs", code, 1, stderr, "stop every node first")
+	lease.Release()
+	if code, out, _ = run(t, nil, "migrate", "down", "--to", "11", "--data", data); code != 0 || !strings.Contains(out, "undid migration 13\nundid migration 12\n") || !strings.Contains(out, "at version 11") {
+		t.Fatalf("down to 11: %d %q", code, out)
+	}
+	if v, err := db.SchemaVersion(ctx); err != nil || v != 11 {
+		t.Fatalf("version after down: %d %v", v, err)
+	}
+	if code, out, _ = run(t, nil, "migrate", "status", "--data", data); code != 0 || !strings.Contains(out, "2 pending") {
+		t.Fatalf("status after down: %d %q", code, out)
+	}
+	if code, out, _ = run(t, nil, "migrate", "up", "--data", data); code != 0 || !strings.Contains(out, "from version 11 to 13") {
+		t.Fatalf("up after down: %d %q", code, out)
+	}
+
+	// A newer civstack's migration 99.
+	if err := db.Tx(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO goose_db_version (version_id, is_applied) VALUES (99, true)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = run(t, nil, "migrate", "up", "--data", data)
+	oneLine(t, "up on a newer schema", code, 1, stderr, "at version 99, this build knows up to 13")
+	if err := db.Migrate(ctx); err == nil || !strings.Contains(err.Error(), "newer than this civstack") {
+		t.Fatalf("serve's migration on a newer schema: %v", err)
+	}
+	if code, out, _ = run(t, nil, "migrate", "status", "--data", data); code != 0 || !strings.Contains(out, "at version 99, newer than this civstack") {
+		t.Fatalf("status of a newer schema: %d %q", code, out)
+	}
+}
