@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -33,7 +34,16 @@ signed root, and then saves the new checkpoint in --state. With --db or --data
 its log entry and reports a changed or deleted record, one hidden from its
 citizen and a wrong count on the DPA's page; with the node's exchange secret
 (--exchange-secret, or DIR/keys/exchange.secret with --data) also a record
-moved to another citizen. It exits 1 and says what is wrong.`
+moved to another citizen. It exits 1 and says what is wrong.
+
+       civstack log reindex [--data DIR | --db URL] [--quiet]
+
+Rebuilds the node's data-exchange access index and the DPA's counts from the
+access records kept in the log's rows, after log verify reported a record
+hidden from its citizen (its index row missing or changed) or a wrong count.
+Stop every node first (it refuses while a node holds the log's integrator
+lease). Every citizen keeps seeing every record meanwhile. Then run log
+verify again.`
 
 // logState is what log verify remembers between runs.
 type logState struct {
@@ -45,12 +55,15 @@ type logState struct {
 }
 
 func runLog(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 && args[0] == "reindex" {
+		return runLogReindex(ctx, e, args[1:])
+	}
 	if len(args) == 0 || args[0] != "verify" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			fmt.Fprintf(e.stdout, "Usage: civstack %s\n", logSynopsis)
 			return nil
 		}
-		return fmt.Errorf("%w: say verify (see civstack log --help)", errUsage)
+		return fmt.Errorf("%w: say verify or reindex (see civstack log --help)", errUsage)
 	}
 	f := newFlags(e, logSynopsis, "")
 	base := f.String("url", "", "the log's URL prefix, e.g. https://civstack.example.org/log")
@@ -345,4 +358,37 @@ func exchangeSecret(path, dataDir string) ([]byte, error) {
 		return nil, fmt.Errorf("exchange secret %s: %d bytes, want %d", path, len(b), keyring.SecretLen)
 	}
 	return b, nil
+}
+
+// runLogReindex is civstack log reindex (see logSynopsis).
+func runLogReindex(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, logSynopsis, "")
+	storage := addStorageFlags(f)
+	quiet := f.Bool("quiet", false, "no progress lines")
+	if err := f.parse(args, false); err != nil {
+		return err
+	}
+	n, err := openNode(ctx, e, storage, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer n.db.Close()
+	lease, err := n.db.TryLease(ctx, civtlog.LeaseName)
+	if err != nil {
+		return err
+	}
+	if lease == nil {
+		return fmt.Errorf("a civstack node is running on %s (it holds the log's integrator lease): stop every node first", storage.describe())
+	}
+	defer lease.Release()
+	records, err := exchange.Reindex(ctx, n.db, func(done, total int64) {
+		if !*quiet {
+			fmt.Fprintf(e.stderr, "indexed %d of %d log entries\n", done, total)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "The access index of %s holds %d records again; run civstack log verify to check it.\n", storage.describe(), records)
+	return nil
 }

@@ -180,6 +180,9 @@ func TestLogVerify(t *testing.T) {
 		t.Fatalf("moved record: %d %q %q", code, out, stderr)
 	}
 	exec(`UPDATE tlog_entries SET opening = $1 WHERE opening IS NOT NULL`, opening)
+	// log reindex needs the node stopped.
+	code, _, stderr = run(t, nil, "log", "reindex", "--data", data)
+	oneLine(t, "reindex while serve runs", code, 1, stderr, "stop every node first")
 	// --exchange-secret is the one used: another node's secret finds every
 	// record's pseudonym wrong.
 	other := filepath.Join(t.TempDir(), "other.secret")
@@ -212,6 +215,17 @@ func TestLogVerify(t *testing.T) {
 	oneLine(t, "wrong URL", code, 1, stderr, "404")
 	code, _, stderr = run(t, nil, "log", "verify", "--url", logURL)
 	oneLine(t, "missing key", code, 2, stderr, "--key")
+}
+
+// log reindex on a stopped node's data directory.
+func TestLogReindex(t *testing.T) {
+	data := t.TempDir()
+	code, out, stderr := run(t, nil, "log", "reindex", "--data", data)
+	if code != 0 || !strings.Contains(out, "holds 0 records again") {
+		t.Fatalf("reindex: %d %q %q", code, out, stderr)
+	}
+	code, _, stderr = run(t, nil, "log", "reindex", "--data", data, "extra")
+	oneLine(t, "reindex with an argument", code, 2, stderr, `unexpected argument "extra"`)
 }
 
 // The benchmark runs end to end (its figures are not judged here: see

@@ -117,7 +117,7 @@ const indexBatch = 4096
 // its cursor up to to. A record that does not decode (a tampered row) is
 // left out of the index; Audit reports it.
 func (x *Exchange) index(ctx context.Context, tx *store.Tx, _, to int64) error {
-	return x.indexTo(ctx, tx, to, x.indexBatch)
+	return indexTo(ctx, tx, to, x.indexBatch)
 }
 
 // FlushIndex indexes every record of the integrated log now, however few
@@ -129,13 +129,58 @@ func (x *Exchange) FlushIndex(ctx context.Context) error {
 		if err := tx.QueryRowContext(ctx, `SELECT value FROM tlog_counters WHERE name = 'integrated'`).Scan(&to); err != nil {
 			return fmt.Errorf("access index: %w", err)
 		}
-		return x.indexTo(ctx, tx, to, 1)
+		return indexTo(ctx, tx, to, 1)
 	})
+}
+
+// reindexChunk is how many log entries one transaction of Reindex takes.
+const reindexChunk = 1 << 16
+
+// Reindex rebuilds the access index and the DPA's counts from the access
+// records in the log's rows (after an audit reported an index row missing
+// or changed), and reports how many records it indexed. progress (may be
+// nil) is called after each chunk with the entries done and to do. The
+// old index and counts go in one transaction; the records are then taken
+// in chunks of their own transactions, and until a chunk is taken its
+// records are read from the log's rows, so every citizen and the DPA see
+// every record throughout. Contract: no node may integrate meanwhile
+// (the caller holds the integrator's lease).
+func Reindex(ctx context.Context, db *store.DB, progress func(done, total int64)) (int64, error) {
+	var total int64
+	err := db.Tx(ctx, func(tx *store.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT value FROM tlog_counters WHERE name = 'integrated'`).Scan(&total); err != nil {
+			return fmt.Errorf("access index: %w", err)
+		}
+		for _, q := range []string{`DELETE FROM ex_access`, `DELETE FROM ex_access_counts`, `UPDATE ex_index_state SET value = 0 WHERE name = 'indexed'`} {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("access index: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for done := int64(0); done < total; {
+		to := min(done+reindexChunk, total)
+		if err := db.Tx(ctx, func(tx *store.Tx) error { return indexTo(ctx, tx, to, 1) }); err != nil {
+			return 0, err
+		}
+		done = to
+		if progress != nil {
+			progress(done, total)
+		}
+	}
+	var n int64
+	if err := db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM ex_access`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("access index: %w", err)
+	}
+	return n, nil
 }
 
 // indexTo indexes the records from the cursor up to to if at least batch
 // entries have passed it.
-func (x *Exchange) indexTo(ctx context.Context, tx *store.Tx, to, batch int64) error {
+func indexTo(ctx context.Context, tx *store.Tx, to, batch int64) error {
 	var cur int64
 	if err := tx.QueryRowContext(ctx, `SELECT value FROM ex_index_state WHERE name = 'indexed'`).Scan(&cur); err != nil {
 		return fmt.Errorf("access index: %w", err)

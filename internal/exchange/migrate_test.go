@@ -156,31 +156,8 @@ func FuzzOpening(f *testing.F) {
 // FlushIndex from the index, each exactly once.
 func TestTailAndIndex(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		_, priv, _ := ed25519.GenerateKey(rand.Reader)
-		signer, err := tlog.NewEd25519Signer("test.civstack/log", priv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := tlog.New(db, signer.Name(), signer, time.Now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		app := tlog.NewAppender(db, time.Now, nil)
-		done := make(chan struct{})
-		go func() { app.Run(ctx); close(done) }()
-		defer func() { cancel(); <-done }()
-		ex, err := New(Deps{DB: db, Appender: app, Log: l, LogKey: signer.VerifierKey(), Secret: make([]byte, 32), Now: time.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ex.PublishService(ctx, "holder", Service{ID: "income", Name: "Income", Fields: []Field{{Name: "income", Label: "Income", Type: "number"}}}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "AUDIT", LegalBasis: "§1", Retention: Day}, "t"); err != nil {
-			t.Fatal(err)
-		}
+		ctx := context.Background()
+		ex, l, _ := auditExchange(t, db, 0)
 		people := []string{"p1", "p2", "p3"}
 		for _, p := range people {
 			if err := ex.SetValues(ctx, "holder", "income", p, map[string]string{"income": "7"}); err != nil {
@@ -240,33 +217,8 @@ func TestTailAndIndex(t *testing.T) {
 // record, verified, and the audit passes.
 func TestMigrateDownKeepsRecords(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		_, priv, _ := ed25519.GenerateKey(rand.Reader)
-		signer, err := tlog.NewEd25519Signer("test.civstack/log", priv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := tlog.New(db, signer.Name(), signer, time.Now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		app := tlog.NewAppender(db, time.Now, nil)
-		done := make(chan struct{})
-		go func() { app.Run(ctx); close(done) }()
-		defer func() { cancel(); <-done }()
-		secret := make([]byte, 32)
-		_, _ = rand.Read(secret)
-		ex, err := New(Deps{DB: db, Appender: app, Log: l, LogKey: signer.VerifierKey(), Secret: secret, Now: time.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ex.PublishService(ctx, "holder", Service{ID: "income", Name: "Income", Fields: []Field{{Name: "income", Label: "Income", Type: "number"}}}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "AUDIT", LegalBasis: "§1", Retention: Day}, "t"); err != nil {
-			t.Fatal(err)
-		}
+		ctx := context.Background()
+		ex, l, secret := auditExchange(t, db, 0)
 		people := []string{"p-indexed", "p-integrated-ü", "p-tail"}
 		logIndex := map[string]int64{}
 		for i, p := range people {
@@ -374,4 +326,113 @@ func TestMigrationsRoundTrip(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestReindex: with index rows deleted and changed and the counts wrong,
+// the audit complains; Reindex rebuilds the index and the counts from the
+// records in the log's rows, reporting progress, and the audit passes.
+func TestReindex(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, l, secret := auditExchange(t, db, 1)
+		people := []string{"p1", "p2", "p3"}
+		for _, p := range people {
+			if r, err := ex.Submit(ctx, Ask{Requester: "tax", Officer: "o", Citizen: p, Service: "income", Fields: []string{"income"}, Purpose: "AUDIT", LegalBasis: "§1"}); err != nil || r.State != Released {
+				t.Fatalf("release for %s: %+v %v", p, r, err)
+			}
+		}
+		if _, _, err := l.Integrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		entries := map[int64]*tlog.Entry{}
+		rows, err := db.Reader().QueryContext(ctx, `SELECT idx, data FROM tlog_entries`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var idx int64
+			var data []byte
+			if err := rows.Scan(&idx, &data); err != nil {
+				t.Fatal(err)
+			}
+			entries[idx], _ = tlog.Parse(data)
+		}
+		rows.Close()
+		audit := func() []string {
+			t.Helper()
+			checked, problems, err := Audit(ctx, db, entries, 1<<40, secret)
+			if err != nil || checked != len(people) {
+				t.Fatalf("audit: %d checked, %v", checked, err)
+			}
+			return problems
+		}
+		if p := audit(); len(p) != 0 {
+			t.Fatalf("audit before the damage: %v", p)
+		}
+		err = db.Tx(ctx, func(tx *store.Tx) error {
+			for _, q := range []string{`DELETE FROM ex_access WHERE person_id = 'p1'`, `UPDATE ex_access SET person_id = 'p3' WHERE person_id = 'p2'`, `UPDATE ex_access_counts SET n = 7`} {
+				if _, err := tx.ExecContext(ctx, q); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := audit(); len(p) < 3 {
+			t.Fatalf("audit of the damaged index: %v", p)
+		}
+		var calls []int64
+		n, err := Reindex(ctx, db, func(done, total int64) { calls = append(calls, done, total) })
+		if err != nil || n != int64(len(people)) {
+			t.Fatalf("reindex: %d %v", n, err)
+		}
+		if len(calls) != 2 || calls[0] != calls[1] || calls[1] != int64(len(entries)) {
+			t.Fatalf("progress: %v, want one call with %d of %d", calls, len(entries), len(entries))
+		}
+		if p := audit(); len(p) != 0 {
+			t.Fatalf("audit after reindex: %v", p)
+		}
+		for _, p := range people {
+			vs, err := ex.ForCitizen(ctx, p)
+			if err != nil || len(vs) != 1 || !vs[0].Verified {
+				t.Fatalf("%s after reindex: %+v %v", p, vs, err)
+			}
+		}
+	})
+}
+
+// auditExchange is an exchange on db with its own log and a running
+// appender, a service "income" of holder "holder" and a policy letting
+// "tax" read it for AUDIT; indexBatch 0 is the default batch.
+func auditExchange(t *testing.T, db *store.DB, indexBatch int) (*Exchange, *tlog.Log, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := tlog.NewEd25519Signer("test.civstack/log", priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tlog.New(db, signer.Name(), signer, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := tlog.NewAppender(db, time.Now, nil)
+	done := make(chan struct{})
+	go func() { app.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	ex, err := New(Deps{DB: db, Appender: app, Log: l, LogKey: signer.VerifierKey(), Secret: secret, Now: time.Now, IndexBatch: indexBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ex.PublishService(ctx, "holder", Service{ID: "income", Name: "Income", Fields: []Field{{Name: "income", Label: "Income", Type: "number"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "AUDIT", LegalBasis: "§1", Retention: Day}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	return ex, l, secret
 }
