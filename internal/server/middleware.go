@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/store"
 )
 
 type metrics struct {
@@ -167,4 +170,42 @@ func registerLedgerMetrics(reg prometheus.Registerer, eng *ledger.Engine) error 
 		}
 	}
 	return nil
+}
+
+// logCollector exports how far the transparency log and the access index
+// have come, from one read per scrape: sequenced minus integrated growing is
+// a log nobody integrates (no node holds the lease), and the entries past the
+// access index's cursor are what every citizen's page reads directly.
+type logCollector struct {
+	db                               *store.DB
+	sequenced, integrated, unindexed *prometheus.Desc
+}
+
+func newLogCollector(db *store.DB) *logCollector {
+	return &logCollector{db: db,
+		sequenced:  prometheus.NewDesc("civstack_log_sequenced_entries", "Entries sequenced into the transparency log.", nil, nil),
+		integrated: prometheus.NewDesc("civstack_log_integrated_entries", "Entries covered by the log's latest signed checkpoint.", nil, nil),
+		unindexed:  prometheus.NewDesc("civstack_exchange_unindexed_entries", "Log entries past the access index's cursor (read directly by the citizens' and the DPA's pages).", nil, nil),
+	}
+}
+
+func (c *logCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.sequenced
+	ch <- c.integrated
+	ch <- c.unindexed
+}
+
+func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var next, done, indexed int64
+	err := c.db.Reader().QueryRowContext(ctx, `SELECT n.value, i.value, COALESCE((SELECT value FROM ex_index_state WHERE name = 'indexed'), 0)
+		FROM tlog_counters n, tlog_counters i WHERE n.name = 'next' AND i.name = 'integrated'`).Scan(&next, &done, &indexed)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.sequenced, fmt.Errorf("log counters: %w", err))
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.sequenced, prometheus.GaugeValue, float64(next))
+	ch <- prometheus.MustNewConstMetric(c.integrated, prometheus.GaugeValue, float64(done))
+	ch <- prometheus.MustNewConstMetric(c.unindexed, prometheus.GaugeValue, float64(max(0, next-indexed)))
 }

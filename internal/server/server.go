@@ -139,6 +139,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := promReg.Register(newLogCollector(d.DB)); err != nil {
+		return nil, err
+	}
 	if d.Ledger != nil {
 		if err := registerLedgerMetrics(promReg, d.Ledger); err != nil {
 			return nil, err

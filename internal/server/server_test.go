@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -353,8 +354,17 @@ func TestOps(t *testing.T) {
 	expect(t, "healthz", c.get("/healthz"), 200, `"ok"`)
 	expect(t, "readyz", c.get("/readyz"), 200, `"ready"`)
 	c.register("Amira Haddad")
+	appendReceipts(t, n, 3)
 	r := c.get("/metrics")
-	expect(t, "metrics", r, 200, `civstack_http_requests_total{code="200",route="GET /healthz"}`, `route="POST /auth/register/finish"`, "civstack_ledger_transfers_applied_total")
+	expect(t, "metrics", r, 200, `civstack_http_requests_total{code="200",route="GET /healthz"}`, `route="POST /auth/register/finish"`, "civstack_ledger_transfers_applied_total",
+		"civstack_log_sequenced_entries ", "civstack_log_integrated_entries ", "civstack_exchange_unindexed_entries ")
+	var entries int64
+	if err := n.db.Reader().QueryRow("SELECT COUNT(*) FROM tlog_entries").Scan(&entries); err != nil || entries == 0 {
+		t.Fatalf("log entries: %d %v", entries, err)
+	}
+	if want := fmt.Sprintf("\ncivstack_log_sequenced_entries %d\n", entries); !strings.Contains(r.body, want) {
+		t.Fatalf("metrics: no %q in\n%s", want, r.body)
+	}
 	var id string
 	n.db.Reader().QueryRow("SELECT id FROM people").Scan(&id)
 	if strings.Contains(r.body, id) || strings.Contains(r.body, "Amira") {
