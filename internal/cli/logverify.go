@@ -373,14 +373,11 @@ func runLogReindex(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer n.db.Close()
-	lease, err := n.db.TryLease(ctx, civtlog.LeaseName)
+	release, err := nodesStopped(ctx, n.db, storage)
 	if err != nil {
 		return err
 	}
-	if lease == nil {
-		return fmt.Errorf("a civstack node is running on %s (it holds the log's integrator lease): stop every node first", storage.describe())
-	}
-	defer lease.Release()
+	defer release()
 	records, err := exchange.Reindex(ctx, n.db, func(done, total int64) {
 		if !*quiet {
 			fmt.Fprintf(e.stderr, "indexed %d of %d log entries\n", done, total)

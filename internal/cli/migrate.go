@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/civstack/civstack/internal/store"
-	"github.com/civstack/civstack/internal/tlog"
 )
 
 const migrateSynopsis = `migrate status [--data DIR | --db URL]
@@ -80,14 +79,11 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	case "down":
-		lease, err := db.TryLease(ctx, tlog.LeaseName)
+		release, err := nodesStopped(ctx, db, storage)
 		if err != nil {
 			return err
 		}
-		if lease == nil {
-			return fmt.Errorf("a civstack node is running on %s (it holds the log's integrator lease): stop every node first", storage.describe())
-		}
-		defer lease.Release()
+		defer release()
 		undone, err := db.MigrateDown(ctx, int64(*to))
 		for _, v := range undone {
 			fmt.Fprintf(e.stdout, "undid migration %d\n", v)

@@ -114,3 +114,17 @@ func (n *node) logKeys(ctx context.Context, now time.Time) error {
 		return err
 	})
 }
+
+// nodesStopped takes the log's integrator lease for a command that must
+// run with every node stopped (migrate down, log reindex), and refuses if
+// a node holds it. Call release when done.
+func nodesStopped(ctx context.Context, db *store.DB, s storageFlags) (release func(), err error) {
+	lease, err := db.TryLease(ctx, tlog.LeaseName)
+	if err != nil {
+		return nil, err
+	}
+	if lease == nil {
+		return nil, fmt.Errorf("a civstack node is running on %s (it holds the log's integrator lease): stop every node first", s.describe())
+	}
+	return lease.Release, nil
+}
