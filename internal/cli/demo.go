@@ -20,7 +20,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer n.db.Close()
+	defer n.close()
 	if err := n.reg.EnsureMode(ctx, registry.ModeDemo); errors.Is(err, registry.ErrModeMismatch) {
 		return fmt.Errorf("this database holds real data; demo data goes only into a fresh --data or --db")
 	} else if err != nil {

@@ -54,7 +54,7 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		defer n.db.Close()
+		defer n.close()
 		k, err := n.keys.Rotate(keyring.Purpose(rest[1]))
 		if err != nil {
 			return err

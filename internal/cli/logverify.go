@@ -368,16 +368,11 @@ func runLogReindex(ctx context.Context, e *env, args []string) error {
 	if err := f.parse(args, false); err != nil {
 		return err
 	}
-	n, err := openNode(ctx, e, storage, slog.New(slog.DiscardHandler))
+	n, err := openNodeAlone(ctx, e, storage, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
-	defer n.db.Close()
-	release, err := nodesStopped(ctx, n.db, storage)
-	if err != nil {
-		return err
-	}
-	defer release()
+	defer n.close()
 	records, err := exchange.Reindex(ctx, n.db, func(done, total int64) {
 		if !*quiet {
 			fmt.Fprintf(e.stderr, "indexed %d of %d log entries\n", done, total)

@@ -10,7 +10,8 @@ import (
 )
 
 // TestMigrateCommand: status, up and down on a SQLite data directory; down
-// needs --to and refuses while a node holds the integrator lease; a
+// needs --to and refuses while a node runs (one that holds the integrator
+// lease, and one that does not); no node starts while it runs; a
 // database a newer civstack migrated is refused by up and by serve's
 // migration, and shown by status.
 func TestMigrateCommand(t *testing.T) {
@@ -45,6 +46,23 @@ func TestMigrateCommand(t *testing.T) {
 	code, _, stderr = run(t, nil, "migrate", "down", "--to", "11", "--data", data)
 	oneLine(t, "down while a node runs", code, 1, stderr, "stop every node first")
 	lease.Release()
+	// A node that does not integrate (another holds the lease) still holds
+	// the nodes' lease shared.
+	present, err := db.TryLeaseShared(ctx, nodesLease)
+	if err != nil || present == nil {
+		t.Fatalf("nodes lease: %v %v", present, err)
+	}
+	code, _, stderr = run(t, nil, "migrate", "down", "--to", "11", "--data", data)
+	oneLine(t, "down while a node that does not integrate runs", code, 1, stderr, "stop every node first")
+	present.Release()
+	// While a command that needs every node stopped runs, no node starts.
+	alone, err := db.TryLease(ctx, nodesLease)
+	if err != nil || alone == nil {
+		t.Fatalf("nodes lease, exclusively: %v %v", alone, err)
+	}
+	code, _, stderr = run(t, nil, "demo", "--data", data)
+	oneLine(t, "a node starting during migrate down", code, 1, stderr, "is running on SQLite at "+data+"/civstack.db: start again when it has finished")
+	alone.Release()
 	if code, out, _ = run(t, nil, "migrate", "down", "--to", "11", "--data", data); code != 0 || !strings.Contains(out, "undid migration 13\nundid migration 12\n") || !strings.Contains(out, "at version 11") {
 		t.Fatalf("down to 11: %d %q", code, out)
 	}

@@ -18,10 +18,23 @@ import (
 
 // node is what every command that touches a civstack deployment opens.
 type node struct {
-	db   *store.DB
-	keys *keyring.Ring
-	reg  *registry.Registry
+	db      *store.DB
+	keys    *keyring.Ring
+	reg     *registry.Registry
+	release func() // the node's presence (openNode) or its being alone (openNodeAlone)
 }
+
+// close lets the node's lease go and closes its database.
+func (n *node) close() {
+	n.release()
+	n.db.Close()
+}
+
+// nodesLease is the lease every node holds shared for as long as it runs
+// (openNode), so that a command that needs every node stopped (migrate
+// down, log reindex) can take it exclusively only when none runs, and no
+// node starts while such a command runs.
+const nodesLease = "nodes"
 
 // storageFlags are shared by every command that opens a node.
 type storageFlags struct {
@@ -42,25 +55,54 @@ func (s storageFlags) describe() string {
 	return "SQLite at " + filepath.Join(*s.data, "civstack.db")
 }
 
-// openNode opens the keys and the database and migrates it.
+// openNode opens the keys and the database and migrates it, as one of
+// the deployment's nodes: it refuses while a command that needs every node
+// stopped runs (nodesStopped). Call close when done.
 func openNode(ctx context.Context, e *env, s storageFlags, logger *slog.Logger) (*node, error) {
+	return openNodeAs(ctx, e, s, logger, func(db *store.DB) (func(), error) {
+		l, err := db.TryLeaseShared(ctx, nodesLease)
+		if err != nil {
+			return nil, err
+		}
+		if l == nil {
+			return nil, fmt.Errorf("a command that needs every node stopped (civstack migrate down or log reindex) is running on %s: start again when it has finished", s.describe())
+		}
+		return l.Release, nil
+	})
+}
+
+// openNodeAlone is openNode for a command that must run with every node
+// stopped (see nodesStopped); it refuses while one runs.
+func openNodeAlone(ctx context.Context, e *env, s storageFlags, logger *slog.Logger) (*node, error) {
+	return openNodeAs(ctx, e, s, logger, func(db *store.DB) (func(), error) { return nodesStopped(ctx, db, s) })
+}
+
+// openNodeAs is openNode with lease, which takes the node's lease on the
+// opened database before anything is migrated or written.
+func openNodeAs(ctx context.Context, e *env, s storageFlags, logger *slog.Logger, lease func(*store.DB) (func(), error)) (*node, error) {
 	db, err := store.Open(ctx, store.Options{URL: *s.db, DataDir: *s.data, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
-	keys, err := keyring.Open(filepath.Join(*s.data, "keys"), e.now, rand.Reader)
+	release, err := lease(db)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("keys in %s: %w", *s.data, err)
+		return nil, err
+	}
+	n := &node{db: db, release: release}
+	fail := func(err error) (*node, error) {
+		n.close()
+		return nil, err
+	}
+	if n.keys, err = keyring.Open(filepath.Join(*s.data, "keys"), e.now, rand.Reader); err != nil {
+		return fail(fmt.Errorf("keys in %s: %w", *s.data, err))
 	}
 	if err := db.Migrate(ctx); err != nil {
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
-	n := &node{db: db, keys: keys, reg: registry.New(db, e.now, rand.Reader)}
+	n.reg = registry.New(db, e.now, rand.Reader)
 	if err := n.logKeys(ctx, e.now()); err != nil {
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
 	return n, nil
 }
@@ -115,16 +157,29 @@ func (n *node) logKeys(ctx context.Context, now time.Time) error {
 	})
 }
 
-// nodesStopped takes the log's integrator lease for a command that must
-// run with every node stopped (migrate down, log reindex), and refuses if
-// a node holds it. Call release when done.
+// nodesStopped takes, for a command that must run with every node
+// stopped (migrate down, log reindex), the nodes' lease exclusively (every
+// running node holds it shared, see openNode) and the log's integrator
+// lease (which a node of an older civstack, without the nodes' lease,
+// holds), and refuses if a node holds either. Until release, no node
+// starts.
 func nodesStopped(ctx context.Context, db *store.DB, s storageFlags) (release func(), err error) {
-	lease, err := db.TryLease(ctx, tlog.LeaseName)
-	if err != nil {
-		return nil, err
+	var held []store.Lease
+	release = func() {
+		for _, l := range held {
+			l.Release()
+		}
 	}
-	if lease == nil {
-		return nil, fmt.Errorf("a civstack node is running on %s (it holds the log's integrator lease): stop every node first", s.describe())
+	for _, name := range []string{nodesLease, tlog.LeaseName} {
+		l, err := db.TryLease(ctx, name)
+		if err == nil && l == nil {
+			err = fmt.Errorf("a civstack node is running on %s: stop every node first", s.describe())
+		}
+		if err != nil {
+			release()
+			return nil, err
+		}
+		held = append(held, l)
 	}
-	return lease.Release, nil
+	return release, nil
 }

@@ -100,7 +100,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer n.db.Close()
+	defer n.close()
 	mode := registry.ModeProduction
 	if *demoMode {
 		mode = registry.ModeDemo

@@ -315,7 +315,8 @@ func testLease(t *testing.T, e storetest.Engine) {
 		// A holder whose process dies (its connection drops) loses the lease,
 		// and finds out.
 		if _, err := a.Reader().ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
-			WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()`); err != nil {
+			WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`); err != nil {
 			t.Fatal(err)
 		}
 		if err := lb.Check(ctx); err == nil {
@@ -333,6 +334,43 @@ func testLease(t *testing.T, e storetest.Engine) {
 	} else {
 		lb.Release()
 	}
+	testSharedLease(t, a, b)
+}
+
+// Any number of processes hold a lease shared; while one does, nobody
+// takes it exclusively, and while somebody has it exclusively, nobody
+// takes it shared.
+func testSharedLease(t *testing.T, a, b *store.DB) {
+	ctx := context.Background()
+	sa, err := a.TryLeaseShared(ctx, "nodes")
+	if err != nil || sa == nil {
+		t.Fatalf("shared lease: %v %v", sa, err)
+	}
+	sb, err := b.TryLeaseShared(ctx, "nodes")
+	if err != nil || sb == nil {
+		t.Fatalf("a second shared holder: %v %v", sb, err)
+	}
+	if x, err := b.TryLease(ctx, "nodes"); err != nil || x != nil {
+		t.Fatalf("exclusive lease while two hold it shared: %v %v", x, err)
+	}
+	sa.Release()
+	if x, err := a.TryLease(ctx, "nodes"); err != nil || x != nil {
+		t.Fatalf("exclusive lease while one still holds it shared: %v %v", x, err)
+	}
+	sb.Release()
+	x, err := a.TryLease(ctx, "nodes")
+	if err != nil || x == nil {
+		t.Fatalf("exclusive lease once nobody holds it shared: %v %v", x, err)
+	}
+	if s, err := b.TryLeaseShared(ctx, "nodes"); err != nil || s != nil {
+		t.Fatalf("shared lease while it is held exclusively: %v %v", s, err)
+	}
+	x.Release()
+	s, err := b.TryLeaseShared(ctx, "nodes")
+	if err != nil || s == nil {
+		t.Fatalf("shared lease after the exclusive one: %v %v", s, err)
+	}
+	s.Release()
 }
 
 // metaBatch collects meta rows from many callers and inserts them at flush.

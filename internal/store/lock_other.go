@@ -7,4 +7,4 @@ package store
 func lockFile(string) (func(), error) { return func() {}, nil }
 
 // tryLockFile always succeeds where advisory file locks are not available.
-func tryLockFile(string) (func(), bool, error) { return func() {}, true, nil }
+func tryLockFile(string, bool) (func(), bool, error) { return func() {}, true, nil }

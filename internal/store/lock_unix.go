@@ -24,14 +24,19 @@ func lockFile(path string) (unlock func(), err error) {
 	}, nil
 }
 
-// tryLockFile is lockFile without waiting: ok is false when another process
-// holds the lock.
-func tryLockFile(path string) (unlock func(), ok bool, err error) {
+// tryLockFile is lockFile without waiting, or with shared a shared lock
+// (which only an exclusive one excludes): ok is false when another process
+// holds a lock that excludes it.
+func tryLockFile(path string, shared bool) (unlock func(), ok bool, err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, false, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	how := syscall.LOCK_EX
+	if shared {
+		how = syscall.LOCK_SH
+	}
+	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if err == syscall.EWOULDBLOCK {
 			return nil, false, nil
