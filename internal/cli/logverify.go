@@ -41,8 +41,8 @@ moved to another citizen. It exits 1 and says what is wrong.
 Rebuilds the node's data-exchange access index and the DPA's counts from the
 access records kept in the log's rows, after log verify reported a record
 hidden from its citizen (its index row missing or changed) or a wrong count.
-Stop every node first (it refuses while a node holds the log's integrator
-lease). Every citizen keeps seeing every record meanwhile. Then run log
+Stop every node first (it refuses while one runs, and no node starts until
+it has finished). Every citizen keeps seeing every record meanwhile. Then run log
 verify again.`
 
 // logState is what log verify remembers between runs.

@@ -18,8 +18,8 @@ status lists the schema migrations this civstack knows and which the
 database has. up applies the missing ones (serve does that itself when it
 starts). down undoes, newest first, every migration after VERSION, so that
 an older civstack, which knows migrations only up to VERSION, can run on
-the database again: stop every node first (down refuses while a node holds
-the log's integrator lease). Each migration is undone in one transaction,
+the database again: stop every node first (down refuses while one runs,
+and no node starts until it has finished). Each migration is undone in one transaction,
 and the data a migration moved is moved back (access records stay access
 records in the older schema); what only the newer schema holds is dropped.
 Take a backup first.`
