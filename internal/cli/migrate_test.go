@@ -2,10 +2,14 @@ package cli
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
 	"github.com/civstack/civstack/internal/tlog"
 )
 
@@ -90,5 +94,61 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	if code, out, _ = run(t, nil, "migrate", "status", "--data", data); code != 0 || !strings.Contains(out, "at version 99, newer than this civstack") {
 		t.Fatalf("status of a newer schema: %d %q", code, out)
+	}
+}
+
+// A node whose share of the nodes' lease was lost (PostgreSQL ended its
+// connection) takes it again, so migrate down keeps seeing it.
+func TestPresenceHeldAgainOnPostgres(t *testing.T) {
+	base := os.Getenv(storetest.PostgresEnv)
+	if base == "" {
+		t.Skipf("PostgreSQL suite skipped: set %s to run it", storetest.PostgresEnv)
+	}
+	ctx := context.Background()
+	db := storetest.OpenMigrated(t, store.Options{URL: storetest.NewPostgresDatabase(t, base)})
+	l, err := db.TryLeaseShared(ctx, nodesLease)
+	if err != nil || l == nil {
+		t.Fatalf("nodes lease: %v %v", l, err)
+	}
+	p := &presence{lease: l}
+	defer p.release()
+	logs := &syncBuf{}
+	holdCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); p.hold(holdCtx, db, 20*time.Millisecond, slog.New(slog.NewTextHandler(logs, nil))) }()
+	defer func() { stop(); <-done }()
+	holders := func() (pids []int) {
+		rows, err := db.Reader().QueryContext(ctx, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var pid int
+			rows.Scan(&pid)
+			pids = append(pids, pid)
+		}
+		return pids
+	}
+	before := holders()
+	if len(before) != 1 {
+		t.Fatalf("holders of the nodes' lease: %v", before)
+	}
+	if _, err := db.Reader().ExecContext(ctx, `SELECT pg_terminate_backend($1)`, before[0]); err != nil {
+		t.Fatal(err)
+	}
+	var after []int
+	for i := 0; i < 250; i++ {
+		if after = holders(); len(after) == 1 && after[0] != before[0] {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(after) != 1 || after[0] == before[0] || !strings.Contains(logs.String(), "nodes lease taken again") {
+		t.Fatalf("holders after the connection died: %v (before %v); logs %q", after, before, logs.String())
+	}
+	if x, err := db.TryLease(ctx, nodesLease); err != nil || x != nil {
+		t.Fatalf("exclusive lease while the node holds its share again: %v %v", x, err)
 	}
 }

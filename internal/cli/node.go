@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/civstack/civstack/internal/keyring"
@@ -18,10 +19,11 @@ import (
 
 // node is what every command that touches a civstack deployment opens.
 type node struct {
-	db      *store.DB
-	keys    *keyring.Ring
-	reg     *registry.Registry
-	release func() // the node's presence (openNode) or its being alone (openNodeAlone)
+	db       *store.DB
+	keys     *keyring.Ring
+	reg      *registry.Registry
+	release  func()    // the node's presence (openNode) or its being alone (openNodeAlone)
+	presence *presence // openNode's
 }
 
 // close lets the node's lease go and closes its database.
@@ -57,9 +59,11 @@ func (s storageFlags) describe() string {
 
 // openNode opens the keys and the database and migrates it, as one of
 // the deployment's nodes: it refuses while a command that needs every node
-// stopped runs (nodesStopped). Call close when done.
+// stopped runs (nodesStopped). Call close when done; a long-running node
+// also runs presence.hold.
 func openNode(ctx context.Context, e *env, s storageFlags, logger *slog.Logger) (*node, error) {
-	return openNodeAs(ctx, e, s, logger, func(db *store.DB) (func(), error) {
+	p := &presence{}
+	n, err := openNodeAs(ctx, e, s, logger, func(db *store.DB) (func(), error) {
 		l, err := db.TryLeaseShared(ctx, nodesLease)
 		if err != nil {
 			return nil, err
@@ -67,8 +71,62 @@ func openNode(ctx context.Context, e *env, s storageFlags, logger *slog.Logger) 
 		if l == nil {
 			return nil, fmt.Errorf("a command that needs every node stopped (civstack migrate down or log reindex) is running on %s: start again when it has finished", s.describe())
 		}
-		return l.Release, nil
+		p.lease = l
+		return p.release, nil
 	})
+	if n != nil {
+		n.presence = p
+	}
+	return n, err
+}
+
+// presenceEvery is how often a serving node checks its share of the nodes'
+// lease.
+const presenceEvery = 10 * time.Second
+
+// presence is a node's share of the nodes' lease.
+type presence struct {
+	mu    sync.Mutex
+	lease store.Lease // nil once released
+}
+
+func (p *presence) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lease != nil {
+		p.lease.Release()
+		p.lease = nil
+	}
+}
+
+// hold checks the node's share every interval until ctx ends and takes it
+// again if it was lost (on PostgreSQL its connection died, say in a server
+// restart), so that nodesStopped keeps seeing the node. If a command that
+// needs every node stopped has taken the lease meanwhile, it says so.
+func (p *presence) hold(ctx context.Context, db *store.DB, every time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		if p.lease != nil && p.lease.Check(ctx) != nil {
+			switch l, err := db.TryLeaseShared(ctx, nodesLease); {
+			case err != nil:
+				logger.Warn("nodes lease lost; taking it again failed", "err", err)
+			case l == nil:
+				logger.Error("nodes lease lost, and a command that needs every node stopped (migrate down or log reindex) has it: stop this node")
+			default:
+				p.lease.Release()
+				p.lease = l
+				logger.Info("nodes lease taken again")
+			}
+		}
+		p.mu.Unlock()
+	}
 }
 
 // openNodeAlone is openNode for a command that must run with every node

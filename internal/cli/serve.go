@@ -175,6 +175,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		eng.Run(integratorCtx)
 	}()
 	go expirePending(integratorCtx, eng, logger)
+	go n.presence.hold(integratorCtx, n.db, presenceEvery, logger)
 	defer func() { stopIntegrator(); <-integratorDone; <-ledgerDone; <-appenderDone }()
 	sealKey, err := n.keys.Secret("payment")
 	if err != nil {
