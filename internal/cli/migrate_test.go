@@ -115,7 +115,10 @@ func TestPresenceHeldAgainOnPostgres(t *testing.T) {
 	logs := &syncBuf{}
 	holdCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); p.hold(holdCtx, db, 20*time.Millisecond, slog.New(slog.NewTextHandler(logs, nil))) }()
+	go func() {
+		defer close(done)
+		p.hold(holdCtx, db, 20*time.Millisecond, slog.New(slog.NewTextHandler(logs, nil)))
+	}()
 	defer func() { stop(); <-done }()
 	holders := func() (pids []int) {
 		rows, err := db.Reader().QueryContext(ctx, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted
