@@ -112,6 +112,18 @@ func (tx *Tx) QueryPrepared(ctx context.Context, query string, args ...any) (*sq
 	return st.QueryContext(ctx, args...)
 }
 
+// QueryRowPrepared is QueryPrepared for a query of one row. If the
+// statement cannot be prepared, the query runs directly (its Row then
+// carries the same error).
+func (tx *Tx) QueryRowPrepared(ctx context.Context, query string, args ...any) *sql.Row {
+	if tx.dialect == SQLite {
+		if st, err := tx.Stmt(ctx, query); err == nil {
+			return st.QueryRowContext(ctx, args...)
+		}
+	}
+	return tx.QueryRowContext(ctx, query, args...)
+}
+
 // readStmts caches statements prepared on the SQLite read pool (database/sql
 // prepares a *sql.Stmt lazily on each pooled connection it runs on).
 type readStmts struct {

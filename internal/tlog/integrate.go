@@ -33,15 +33,15 @@ func (l *Log) Integrate(ctx context.Context) (Checkpoint, bool, error) {
 		// Only the integrated counter is read and written here: the next
 		// counter belongs to sequencers, so the two never conflict.
 		var done int64
-		if err := tx.QueryRowContext(ctx, "SELECT value FROM tlog_counters WHERE name = 'integrated'").Scan(&done); err != nil {
+		if err := tx.QueryRowPrepared(ctx, "SELECT value FROM tlog_counters WHERE name = 'integrated'").Scan(&done); err != nil {
 			return fmt.Errorf("log state: %w", err)
 		}
 		var have int
-		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM tlog_checkpoints WHERE size = $1", done).Scan(&have); err != nil {
+		if err := tx.QueryRowPrepared(ctx, "SELECT COUNT(*) FROM tlog_checkpoints WHERE size = $1", done).Scan(&have); err != nil {
 			return fmt.Errorf("log checkpoints: %w", err)
 		}
 		hr := &hashReader{ctx: ctx, q: tx, overlay: map[int64]tlog.Hash{}}
-		rows, err := tx.QueryContext(ctx, "SELECT idx, data FROM tlog_entries WHERE idx >= $1 ORDER BY idx LIMIT $2", done, MaxIntegrate)
+		rows, err := tx.QueryPrepared(ctx, "SELECT idx, data FROM tlog_entries WHERE idx >= $1 ORDER BY idx LIMIT $2", done, MaxIntegrate)
 		if err != nil {
 			return fmt.Errorf("read entries: %w", err)
 		}
@@ -106,14 +106,14 @@ func (l *Log) Integrate(ctx context.Context) (Checkpoint, bool, error) {
 		if err != nil {
 			return fmt.Errorf("sign checkpoint: %w", err)
 		}
-		res, err := tx.ExecContext(ctx, "UPDATE tlog_counters SET value = $1 WHERE name = 'integrated' AND value = $2", end, done)
+		res, err := tx.ExecPrepared(ctx, "UPDATE tlog_counters SET value = $1 WHERE name = 'integrated' AND value = $2", end, done)
 		if err != nil {
 			return fmt.Errorf("advance log: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("another integrator advanced the log")
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO tlog_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+		if _, err := tx.ExecPrepared(ctx, "INSERT INTO tlog_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
 			end, root[:], signed, l.now().UnixMilli()); err != nil {
 			return fmt.Errorf("store checkpoint: %w", err)
 		}
@@ -156,7 +156,7 @@ func insertHashes(ctx context.Context, tx *store.Tx, ids []int64, hashes map[int
 			h := hashes[id]
 			args = append(args, id, h[:])
 		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		if _, err := tx.ExecPrepared(ctx, q.String(), args...); err != nil {
 			return fmt.Errorf("store hashes: %w", err)
 		}
 	}
