@@ -342,10 +342,8 @@ func TestServeTwoProcessesOnPostgres(t *testing.T) {
 	defer pg.Close()
 	// Both hold the nodes' lease shared, so migrate down sees the one that
 	// does not integrate too.
-	var present int
-	if err := pg.Reader().QueryRow(`SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted
-		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&present); err != nil || present != 2 {
-		t.Fatalf("nodes holding the nodes' lease: %d %v", present, err)
+	if present := sharedLeaseHolders(t, pg); len(present) != 2 {
+		t.Fatalf("nodes holding the nodes' lease: %v", present)
 	}
 	code, _, stderr := run(t, map[string]string{"CIVSTACK_DB": db}, "migrate", "down", "--to", "11", "--data", t.TempDir())
 	oneLine(t, "migrate down while two nodes run", code, 1, stderr, "stop every node first")

@@ -120,20 +120,7 @@ func TestPresenceHeldAgainOnPostgres(t *testing.T) {
 		p.hold(holdCtx, db, 20*time.Millisecond, slog.New(slog.NewTextHandler(logs, nil)))
 	}()
 	defer func() { stop(); <-done }()
-	holders := func() (pids []int) {
-		rows, err := db.Reader().QueryContext(ctx, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted
-			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var pid int
-			rows.Scan(&pid)
-			pids = append(pids, pid)
-		}
-		return pids
-	}
+	holders := func() []int { return sharedLeaseHolders(t, db) }
 	before := holders()
 	if len(before) != 1 {
 		t.Fatalf("holders of the nodes' lease: %v", before)
@@ -154,4 +141,27 @@ func TestPresenceHeldAgainOnPostgres(t *testing.T) {
 	if x, err := db.TryLease(ctx, nodesLease); err != nil || x != nil {
 		t.Fatalf("exclusive lease while the node holds its share again: %v %v", x, err)
 	}
+}
+
+// sharedLeaseHolders lists the backends that hold an advisory lock shared
+// in db's PostgreSQL database (the nodes' lease is the only one taken so).
+func sharedLeaseHolders(t *testing.T, db *store.DB) (pids []int) {
+	t.Helper()
+	rows, err := db.Reader().QueryContext(context.Background(), `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, pid)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return pids
 }
