@@ -40,7 +40,7 @@ func (l *Log) Integrate(ctx context.Context) (Checkpoint, bool, error) {
 		if err := tx.QueryRowPrepared(ctx, "SELECT COUNT(*) FROM tlog_checkpoints WHERE size = $1", done).Scan(&have); err != nil {
 			return fmt.Errorf("log checkpoints: %w", err)
 		}
-		hr := &hashReader{ctx: ctx, q: tx, overlay: map[int64]tlog.Hash{}}
+		hr := &hashReader{ctx: ctx, q: tx.QueryPrepared, overlay: map[int64]tlog.Hash{}, pg: tx.Dialect() == store.Postgres}
 		rows, err := tx.QueryPrepared(ctx, "SELECT idx, data FROM tlog_entries WHERE idx >= $1 ORDER BY idx LIMIT $2", done, MaxIntegrate)
 		if err != nil {
 			return fmt.Errorf("read entries: %w", err)
@@ -152,7 +152,7 @@ func insertHashes(ctx context.Context, tx *store.Tx, ids []int64, hashes map[int
 			if i > 0 {
 				q.WriteString(", ")
 			}
-			fmt.Fprintf(&q, "($%d, $%d)", 2*i+1, 2*i+2)
+			q.WriteString("(?, ?)") // positional: see store.Tx.InsertRows
 			h := hashes[id]
 			args = append(args, id, h[:])
 		}

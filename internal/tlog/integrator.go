@@ -92,7 +92,7 @@ func (in *Integrator) Run(ctx context.Context) {
 // pending reports, with a cheap read, whether Integrate has work.
 func (l *Log) pending(ctx context.Context) (bool, error) {
 	var next, done, have int64
-	err := l.db.Reader().QueryRowContext(ctx, `SELECT n.value, i.value,
+	err := l.db.QueryRowRead(ctx, `SELECT n.value, i.value,
 		(SELECT COUNT(*) FROM tlog_checkpoints c WHERE c.size = i.value)
 		FROM tlog_counters n, tlog_counters i WHERE n.name = 'next' AND i.name = 'integrated'`).Scan(&next, &done, &have)
 	if err != nil {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	"golang.org/x/mod/sumdb/tlog"
-
-	"github.com/civstack/civstack/internal/store"
 )
 
 // InclusionProof proves entry index is in the tree of the given size, which
@@ -16,7 +14,7 @@ func (l *Log) InclusionProof(ctx context.Context, index, size, latest int64) (tl
 	if size <= 0 || size > latest || index < 0 || index >= size {
 		return tlog.Hash{}, nil, fmt.Errorf("%w: inclusion of entry %d in a tree of %d entries (the log has %d)", ErrBadRequest, index, size, latest)
 	}
-	hr := &hashReader{ctx: ctx, q: l.db.Reader(), cache: &l.upper, pg: l.db.Dialect() == store.Postgres}
+	hr := l.readHashes(ctx, &l.upper)
 	// Fetch the leaf hash in the same query as the proof's hashes.
 	leafID := tlog.StoredHashIndex(0, index)
 	var leaf tlog.Hash
@@ -50,7 +48,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, old, new, latest int64) (tlo
 	if old == 0 || old == new {
 		return tlog.TreeProof{}, nil
 	}
-	p, err := tlog.ProveTree(new, old, &hashReader{ctx: ctx, q: l.db.Reader(), cache: &l.upper, pg: l.db.Dialect() == store.Postgres})
+	p, err := tlog.ProveTree(new, old, l.readHashes(ctx, &l.upper))
 	if err != nil {
 		return nil, fmt.Errorf("consistency proof: %w", err)
 	}
@@ -62,5 +60,5 @@ func (l *Log) TreeHash(ctx context.Context, size int64) (tlog.Hash, error) {
 	if size == 0 {
 		return EmptyRoot, nil
 	}
-	return tlog.TreeHash(size, &hashReader{ctx: ctx, q: l.db.Reader()})
+	return tlog.TreeHash(size, l.readHashes(ctx, nil))
 }

@@ -141,7 +141,7 @@ func (l *Log) ReadTile(ctx context.Context, t Tile, size int64) ([]byte, error) 
 	if !t.covered(size) {
 		return nil, fmt.Errorf("%w: tile %s is beyond tree size %d", ErrNotFound, t.Path(), size)
 	}
-	hr := &hashReader{ctx: ctx, q: l.db.Reader()}
+	hr := l.readHashes(ctx, nil)
 	return tlog.ReadTileData(tlog.Tile{H: TileHeight, L: t.Level, N: t.N, W: t.W}, hr)
 }
 

@@ -15,6 +15,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -354,8 +355,34 @@ func (c *hashCache) put(id int64, h tlog.Hash) {
 	c.mu.Unlock()
 }
 
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+// querier runs a query: store.DB.QueryRead on the read side,
+// store.Tx.QueryPrepared in a transaction (both prepared once on SQLite).
+type querier func(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+
+// readHashes returns a hash reader on the read side.
+func (l *Log) readHashes(ctx context.Context, cache *hashCache) *hashReader {
+	return &hashReader{ctx: ctx, q: l.db.QueryRead, cache: cache, pg: l.db.Dialect() == store.Postgres}
+}
+
+// hashQuery is the SQLite query for n stored hashes, n a power of two (so
+// that a few shapes, prepared once, serve every list; the list is padded
+// by repeating an id, which IN ignores). Positional parameters: see
+// store.Tx.InsertRows.
+func hashQuery(n int) string {
+	hashQueries.once.Do(func() {
+		for k := range hashQueries.q {
+			hashQueries.q[k] = "SELECT id, hash FROM tlog_hashes WHERE id IN (" + strings.Repeat("?, ", (1<<k)-1) + "?)"
+		}
+	})
+	return hashQueries.q[bits.Len(uint(n-1))]
+}
+
+// maxHashList is the longest list of ids one query reads.
+const maxHashList = 512
+
+var hashQueries struct {
+	once sync.Once
+	q    [10]string // 1, 2, 4, … maxHashList ids
 }
 
 func (r *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
@@ -378,26 +405,21 @@ func (r *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 		}
 		pos[id] = append(pos[id], i)
 	}
-	for start := 0; start < len(missing); start += 500 {
-		part := missing[start:min(start+500, len(missing))]
-		var q strings.Builder
+	for start := 0; start < len(missing); start += maxHashList {
+		part := missing[start:min(start+maxHashList, len(missing))]
+		var q string
 		var args []any
 		if r.pg {
-			q.WriteString("SELECT id, hash FROM tlog_hashes WHERE id = ANY($1::bigint[])")
-			args = []any{part}
+			q, args = "SELECT id, hash FROM tlog_hashes WHERE id = ANY($1::bigint[])", []any{part}
 		} else {
-			q.WriteString("SELECT id, hash FROM tlog_hashes WHERE id IN (")
-			args = make([]any, len(part))
-			for i, id := range part {
-				if i > 0 {
-					q.WriteString(", ")
-				}
-				fmt.Fprintf(&q, "$%d", i+1)
-				args[i] = id
+			q = hashQuery(len(part))
+			n := 1 << bits.Len(uint(len(part)-1))
+			args = make([]any, n)
+			for i := range args {
+				args[i] = part[min(i, len(part)-1)]
 			}
-			q.WriteString(")")
 		}
-		rows, err := r.q.QueryContext(r.ctx, q.String(), args...)
+		rows, err := r.q(r.ctx, q, args...)
 		if err != nil {
 			return nil, fmt.Errorf("read hashes: %w", err)
 		}
