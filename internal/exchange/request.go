@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -275,7 +274,7 @@ type disclosure struct {
 }
 
 // valuesReader reads a batch's disclosures, a query per service and up
-// to 100 citizens.
+// to 128 citizens.
 type valuesReader struct{}
 
 func (valuesReader) ReadBatch(ctx context.Context, tx *store.Tx, items []any) error {
@@ -295,18 +294,18 @@ func (valuesReader) ReadBatch(ctx context.Context, tx *store.Tx, items []any) er
 		}
 		want[k] = append(want[k], d)
 	}
-	const chunk = 100
+	const chunk = 128
 	for _, svc := range services {
 		ps := persons[svc]
 		for start := 0; start < len(ps); start += chunk {
 			part := ps[start:min(start+chunk, len(ps))]
-			args := []any{svc}
-			ph := make([]string, len(part))
-			for i, p := range part {
-				args = append(args, p)
-				ph[i] = "$" + strconv.Itoa(i+2)
+			q, args := `SELECT person_id, field, value FROM ex_values WHERE service_id = $1 AND person_id = ANY($2::text[])`, []any{svc, part}
+			if tx.Dialect() == store.SQLite {
+				var in []any
+				q, in = store.PaddedQuery(`SELECT person_id, field, value FROM ex_values WHERE service_id = ? AND person_id IN (`, `)`, part)
+				args = append([]any{svc}, in...)
 			}
-			if err := readValues(ctx, tx, `SELECT person_id, field, value FROM ex_values WHERE service_id = $1 AND person_id IN (`+strings.Join(ph, ", ")+`)`, args, func(person, field, value string) {
+			if err := readValues(ctx, tx, q, args, func(person, field, value string) {
 				for _, d := range want[key{svc, person}] {
 					if slices.Contains(d.fields, field) {
 						d.values[field] = value

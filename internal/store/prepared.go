@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,6 +124,58 @@ func (tx *Tx) QueryRowPrepared(ctx context.Context, query string, args ...any) *
 	}
 	return tx.QueryRowContext(ctx, query, args...)
 }
+
+// PaddedIn returns SQLite's positional placeholders for an IN list of n
+// values (n ≥ 1), padded to the next power of two, and vals padded to match
+// by repeating the last value (IN ignores repeats): a few statement shapes,
+// each prepared once, serve lists of any length. Positional (?) for the
+// reason InsertRows gives; PostgreSQL takes the list as one array instead.
+func PaddedIn[T any](vals []T) (string, []any) {
+	k := bits.Len(uint(len(vals) - 1))
+	if k >= len(inLists) {
+		k = len(inLists) - 1 // past 2¹¹ values: unpadded
+	}
+	ph := inLists[k]
+	n := 1 << k
+	if len(vals) > n {
+		ph, n = strings.Repeat("?, ", len(vals)-1)+"?", len(vals)
+	}
+	args := make([]any, n)
+	for i := range args {
+		args[i] = vals[min(i, len(vals)-1)]
+	}
+	return ph, args
+}
+
+// PaddedQuery is PaddedIn with the statement around the list: head, the
+// placeholders, tail, each shape's text built once.
+func PaddedQuery[T any](head, tail string, vals []T) (string, []any) {
+	ph, args := PaddedIn(vals)
+	k := queryShape{head, tail, len(args)}
+	if q, ok := paddedQueries.Load(k); ok {
+		return q.(string), args
+	}
+	q := head + ph + tail
+	if len(args) <= 1<<(len(inLists)-1) {
+		paddedQueries.Store(k, q)
+	}
+	return q, args
+}
+
+type queryShape struct {
+	head, tail string
+	n          int
+}
+
+var paddedQueries sync.Map // queryShape → string
+
+// inLists[k] is 2^k positional placeholders.
+var inLists = func() (l [12]string) {
+	for k := range l {
+		l[k] = strings.Repeat("?, ", (1<<k)-1) + "?"
+	}
+	return l
+}()
 
 // readStmts caches statements prepared on the SQLite read pool (database/sql
 // prepares a *sql.Stmt lazily on each pooled connection it runs on).

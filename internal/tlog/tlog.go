@@ -15,7 +15,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -364,26 +363,8 @@ func (l *Log) readHashes(ctx context.Context, cache *hashCache) *hashReader {
 	return &hashReader{ctx: ctx, q: l.db.QueryRead, cache: cache, pg: l.db.Dialect() == store.Postgres}
 }
 
-// hashQuery is the SQLite query for n stored hashes, n a power of two (so
-// that a few shapes, prepared once, serve every list; the list is padded
-// by repeating an id, which IN ignores). Positional parameters: see
-// store.Tx.InsertRows.
-func hashQuery(n int) string {
-	hashQueries.once.Do(func() {
-		for k := range hashQueries.q {
-			hashQueries.q[k] = "SELECT id, hash FROM tlog_hashes WHERE id IN (" + strings.Repeat("?, ", (1<<k)-1) + "?)"
-		}
-	})
-	return hashQueries.q[bits.Len(uint(n-1))]
-}
-
 // maxHashList is the longest list of ids one query reads.
 const maxHashList = 512
-
-var hashQueries struct {
-	once sync.Once
-	q    [10]string // 1, 2, 4, … maxHashList ids
-}
 
 func (r *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
@@ -412,12 +393,7 @@ func (r *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 		if r.pg {
 			q, args = "SELECT id, hash FROM tlog_hashes WHERE id = ANY($1::bigint[])", []any{part}
 		} else {
-			q = hashQuery(len(part))
-			n := 1 << bits.Len(uint(len(part)-1))
-			args = make([]any, n)
-			for i := range args {
-				args[i] = part[min(i, len(part)-1)]
-			}
+			q, args = store.PaddedQuery("SELECT id, hash FROM tlog_hashes WHERE id IN (", ")", part)
 		}
 		rows, err := r.q(r.ctx, q, args...)
 		if err != nil {
