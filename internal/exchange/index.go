@@ -182,7 +182,7 @@ func Reindex(ctx context.Context, db *store.DB, progress func(done, total int64)
 // entries have passed it.
 func indexTo(ctx context.Context, tx *store.Tx, to, batch int64) error {
 	var cur int64
-	if err := tx.QueryRowContext(ctx, `SELECT value FROM ex_index_state WHERE name = 'indexed'`).Scan(&cur); err != nil {
+	if err := tx.QueryRowPrepared(ctx, `SELECT value FROM ex_index_state WHERE name = 'indexed'`).Scan(&cur); err != nil {
 		return fmt.Errorf("access index: %w", err)
 	}
 	if to-cur < batch {
