@@ -442,7 +442,11 @@ func banner(ctx context.Context, e *env, n *node, pub *url.URL, listening string
 		demo.Sort(people)
 		fmt.Fprintf(w, "  DEMO MODE: made-up people only. Open %s/ and pick a persona:\n", pub)
 		for _, p := range people {
-			fmt.Fprintf(w, "    - %s\n", p.DisplayName)
+			ms, err := n.reg.Memberships(ctx, p.ID)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "    - %s (%s)\n", p.DisplayName, demo.Roles(ms))
 		}
 	} else {
 		code, err := n.reg.OperatorSetup(ctx, 24*time.Hour)

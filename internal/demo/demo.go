@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -144,6 +145,19 @@ func Sort(people []*registry.Person) {
 		return len(Personas)
 	}
 	slices.SortStableFunc(people, func(a, b *registry.Person) int { return rank(a) - rank(b) })
+}
+
+// Roles describes what a demo person does, for the persona switcher and
+// serve's start-up lines: "Tax officer, City Tax Office; …", or "Citizen".
+func Roles(ms []registry.Membership) string {
+	var roles []string
+	for _, m := range ms {
+		roles = append(roles, m.Role.Title()+", "+m.OrgName)
+	}
+	if len(roles) == 0 {
+		return registry.Citizen.Title()
+	}
+	return strings.Join(roles, "; ")
 }
 
 // Merchant is a demo shop's payment profile.

@@ -2,10 +2,8 @@ package server
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/civstack/civstack/internal/demo"
-	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/web"
 )
 
@@ -42,14 +40,7 @@ func (s *Server) personas(r *http.Request) []web.Persona {
 		if err != nil {
 			continue
 		}
-		var roles []string
-		for _, m := range ms {
-			roles = append(roles, m.Role.Title()+", "+m.OrgName)
-		}
-		if len(roles) == 0 {
-			roles = []string{registry.Citizen.Title()}
-		}
-		out = append(out, web.Persona{ID: p.ID, Name: p.DisplayName, Roles: strings.Join(roles, "; ")})
+		out = append(out, web.Persona{ID: p.ID, Name: p.DisplayName, Roles: demo.Roles(ms)})
 	}
 	return out
 }
