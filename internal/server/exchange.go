@@ -67,16 +67,26 @@ func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer,
 		return
 	}
 	var mine []*exchange.Policy
+	var purposes, bases []string // the form's suggestions, from the agency's policies
 	for _, pol := range pols {
 		if pol.Requester == m.OrgID && pol.Active {
 			mine = append(mine, pol)
+			purposes, bases = append(purposes, pol.Purpose), append(bases, pol.LegalBasis)
 		}
 	}
+	slices.Sort(purposes)
+	slices.Sort(bases)
 	d, _ := p.Data.(map[string]any)
 	if d == nil {
 		d = map[string]any{}
 	}
 	d["Org"], d["OrgName"], d["Services"], d["Requests"], d["Policies"] = m.OrgID, m.OrgName, svcs, reqs, mine
+	d["Purposes"], d["LegalBases"] = slices.Compact(purposes), slices.Compact(bases)
+	names := map[string]string{}
+	for _, svc := range svcs {
+		names[svc.ID] = svc.Name
+	}
+	d["ServiceNames"] = names
 	p.Title, p.Data = "Data requests · "+m.OrgName, d
 	s.render(w, r, v, status, "agency", p)
 }

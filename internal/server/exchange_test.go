@@ -83,6 +83,13 @@ func TestExchangeOverHTTP(t *testing.T) {
 
 			expect(t, "citizen on the agency console", w.as(t, "Amira Haddad").get("/exchange/"+tax), http.StatusForbidden)
 			expect(t, "police on the tax console", cop.get("/exchange/"+tax), http.StatusNotFound)
+			// The form suggests the agency's own purposes and legal bases, and
+			// in the demo the made-up citizens' account numbers.
+			expect(t, "the tax console's form", officer.get("/exchange/"+tax), http.StatusOK,
+				`Your policies: Declared income for TAX-AUDIT`, `<option value="TAX-AUDIT">`, `<option value="Tax Code §93">`, `<option value="`+amira+`">Amira Haddad</option>`)
+			if body := officer.get("/exchange/" + tax).body; strings.Contains(body, "CRIM-INVESTIGATION") || strings.Contains(body, `">Tomas Novak</option>`) {
+				t.Fatal("the tax console suggests the police's purposes or a non-citizen")
+			}
 
 			r := ask(officer, tax, amira, "tax-income", "TAX-AUDIT", "Tax Code §93", 0, "declared_income")
 			expect(t, "audit", r, http.StatusOK, "Released", "41250")
