@@ -125,8 +125,8 @@ func (tx *Tx) QueryRowPrepared(ctx context.Context, query string, args ...any) *
 	return tx.QueryRowContext(ctx, query, args...)
 }
 
-// PaddedIn returns SQLite's positional placeholders for an IN list of n
-// values (n ≥ 1), padded to the next power of two, and vals padded to match
+// PaddedIn returns SQLite's positional placeholders for an IN list of vals
+// (at least one), padded to the next power of two, and vals padded to match
 // by repeating the last value (IN ignores repeats): a few statement shapes,
 // each prepared once, serve lists of any length. Positional (?) for the
 // reason InsertRows gives; PostgreSQL takes the list as one array instead.
