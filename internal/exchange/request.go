@@ -50,6 +50,9 @@ type Request struct {
 	Reason     string        `json:"reason,omitempty"`
 	Created    time.Time     `json:"created_at"`
 	Decided    time.Time     `json:"decided_at,omitzero"`
+	// RetainUntil is, once released, when the agency must have deleted
+	// what it got (the policy's retention from the release).
+	RetainUntil time.Time `json:"retain_until,omitzero"`
 	// Values are the released fields (only in the answer to the agency).
 	Values map[string]string `json:"values,omitempty"`
 	// RequesterName and ServiceName are for display.
@@ -213,7 +216,7 @@ func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *P
 		return err
 	}
 	fresh := r.State == "" // a new request; otherwise one the citizen consented to
-	r.State, r.Decided, r.Reason = Released, now.UTC(), ""
+	r.State, r.Decided, r.Reason, r.RetainUntil = Released, now.UTC(), "", time.UnixMilli(rec.RetainUntil).UTC()
 	// The release commits only if its policy is still in force then.
 	// The values are read in the same transaction, with the batch's others.
 	d := &disclosure{service: r.Service, person: r.Citizen, fields: r.Fields}
@@ -248,7 +251,7 @@ func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *P
 	}
 	_, err = x.app.AppendWrite(ctx, entry, w)
 	if err != nil {
-		r.State, r.Decided = "", time.Time{}
+		r.State, r.Decided, r.RetainUntil = "", time.Time{}, time.Time{}
 		if !fresh {
 			r.State = Consented
 		}
@@ -414,9 +417,19 @@ func (x *Exchange) Requests(ctx context.Context, requesterOrg string, limit int)
 	if err != nil {
 		return nil, err
 	}
+	retain := map[string]time.Time{}
 	for _, a := range as {
-		if !a.Missing && a.Consent == consentNotNeeded {
+		switch {
+		case a.Missing:
+		case a.Consent == consentNotNeeded:
 			out = append(out, requestOf(a))
+		default:
+			retain[a.Request] = a.Retain()
+		}
+	}
+	for _, r := range out {
+		if t, ok := retain[r.ID]; ok && r.State == Released {
+			r.RetainUntil = t
 		}
 	}
 	slices.SortStableFunc(out, func(a, b *Request) int { return b.Created.Compare(a.Created) })
@@ -430,7 +443,7 @@ func (x *Exchange) Requests(ctx context.Context, requesterOrg string, limit int)
 func requestOf(a *Access) *Request {
 	at := time.UnixMilli(a.Time).UTC()
 	r := &Request{ID: a.Request, Requester: a.Agency, Officer: a.Officer, Citizen: a.personID, Service: a.Service, Fields: a.Fields, Purpose: a.Purpose,
-		LegalBasis: a.LegalBasis, PolicyID: a.Policy, State: Released, Created: at, Decided: at, RequesterName: a.AgencyName, ServiceName: a.ServiceName}
+		LegalBasis: a.LegalBasis, PolicyID: a.Policy, State: Released, Created: at, Decided: at, RetainUntil: a.Retain(), RequesterName: a.AgencyName, ServiceName: a.ServiceName}
 	if a.DeferUntil != 0 {
 		r.Defer = time.Duration(a.DeferUntil-a.Time) * time.Millisecond
 	}
@@ -450,14 +463,25 @@ func (x *Exchange) Denied(ctx context.Context, limit int) ([]*Request, error) {
 // RequestFor returns one of an agency's requests (with no values).
 func (x *Exchange) RequestFor(ctx context.Context, requesterOrg, id string) (*Request, error) {
 	r, err := x.request(ctx, `WHERE id = $1 AND requester_org = $2`, id, requesterOrg)
-	if !errors.Is(err, ErrNotFound) {
-		return r, err
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
 	}
+	if r != nil && r.State != Released {
+		return r, nil
+	}
+	// A direct release's record is the request; a collected one's record
+	// says until when the agency may keep what it got.
 	as, aerr := x.accesses(ctx, filter{org: requesterOrg, request: id, limit: 1})
 	if aerr != nil {
 		return nil, aerr
 	}
-	if len(as) == 0 || as[0].Missing || as[0].Consent != consentNotNeeded {
+	switch {
+	case len(as) == 0 || as[0].Missing:
+		return r, err
+	case r != nil:
+		r.RetainUntil = as[0].Retain()
+		return r, nil
+	case as[0].Consent != consentNotNeeded:
 		return nil, err
 	}
 	return requestOf(as[0]), nil

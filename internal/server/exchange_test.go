@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
 	"github.com/civstack/civstack/internal/tlog"
@@ -92,7 +93,7 @@ func TestExchangeOverHTTP(t *testing.T) {
 			}
 
 			r := ask(officer, tax, amira, "tax-income", "TAX-AUDIT", "Tax Code §93", 0, "declared_income")
-			expect(t, "audit", r, http.StatusOK, "Released", "41250")
+			expect(t, "audit", r, http.StatusOK, "Released", "41250", "The policy lets you keep it until "+w.n.clock.now().Add(365*exchange.Day).UTC().Format("2 Jan 2006"))
 			r = ask(officer, tax, amira, "tax-income", "TAX-AUDIT", "Tax Code §93", 0, "declared_income", "employer")
 			expect(t, "field outside the policy", r, http.StatusForbidden, "Denied: Employer is outside the policy")
 			r = ask(officer, tax, amira, "tax-income", "MARKETING", "Tax Code §93", 0, "declared_income")
@@ -406,5 +407,145 @@ func publicLogHoldsNoRecord(t *testing.T, w *demoWorld) {
 		if bytes.Contains(public, []byte(secret)) {
 			t.Fatalf("%q is in the public log", secret)
 		}
+	}
+}
+
+// TestExchangeAPI is the agency systems' side: tokens, publishing a
+// service and its values, requests released, denied (a problem with the
+// request's id) and waiting for consent, collecting once, reading a
+// request back, and what other callers may not do.
+func TestExchangeAPI(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			ctx := context.Background()
+			tax, police := exWorld(t, w)
+			amira := w.people["Amira Haddad"]
+			token := func(org string, role registry.Role) *client {
+				secret, _, err := w.n.reg.CreateToken(ctx, org, role, "case system", "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := newClient(t, w.n.URL)
+				c.header.Set("Authorization", "Bearer "+secret)
+				return c
+			}
+			taxAPI, policeAPI := token(tax, registry.Agency), token(police, registry.Agency)
+			type request struct {
+				ID          string            `json:"id"`
+				State       string            `json:"state"`
+				Reason      string            `json:"reason"`
+				Officer     string            `json:"officer"`
+				Values      map[string]string `json:"values"`
+				RetainUntil time.Time         `json:"retain_until"`
+			}
+			askAPI := func(c *client, body map[string]any) (*response, request) {
+				t.Helper()
+				r := c.postJSON("/api/v1/exchange/requests", body)
+				var out request
+				if r.status == http.StatusOK {
+					r.json(t, &out)
+				}
+				return r, out
+			}
+			within := func(what string, got time.Time, days int) {
+				t.Helper()
+				if want := w.n.clock.now().Add(time.Duration(days) * exchange.Day); got.Sub(want).Abs() > time.Minute {
+					t.Fatalf("%s: retain until %v, want about %v", what, got, want)
+				}
+			}
+
+			// The holder publishes a service and feeds it.
+			expect(t, "publish", taxAPI.putJSON("/api/v1/exchange/services/tax-refunds", map[string]any{
+				"name": "Tax refunds", "fields": []exchange.Field{{Name: "refund", Label: "Refund (EUR)", Type: "number"}}}), http.StatusOK, `"holder":"`+tax+`"`)
+			expect(t, "values", taxAPI.putJSON("/api/v1/exchange/services/tax-refunds/values/"+amira, map[string]string{"refund": "310"}), http.StatusNoContent)
+			expectProblem(t, "a value of the wrong type", taxAPI.putJSON("/api/v1/exchange/services/tax-refunds/values/"+amira, map[string]string{"refund": "a lot"}), http.StatusBadRequest, "must be a number")
+			expectProblem(t, "values about nobody", taxAPI.putJSON("/api/v1/exchange/services/tax-refunds/values/no-such-person", map[string]string{"refund": "1"}), http.StatusNotFound, "no citizen")
+			if r := policeAPI.putJSON("/api/v1/exchange/services/tax-refunds/values/"+amira, map[string]string{"refund": "0"}); r.status < 400 {
+				t.Fatalf("another agency changed the tax office's values: %d %s", r.status, r.body)
+			}
+			expect(t, "services", policeAPI.get("/api/v1/exchange/services"), http.StatusOK, `"id":"tax-refunds"`, `"Refund (EUR)"`)
+
+			// A release: the values, and until when the agency may keep them.
+			r, rel := askAPI(taxAPI, map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{"declared_income"}, "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})
+			expect(t, "release", r, http.StatusOK)
+			if rel.State != exchange.Released || rel.Values["declared_income"] != "41250" || rel.Officer != "system: case system" || len(rel.Values) != 1 {
+				t.Fatalf("release: %+v", rel)
+			}
+			within("release", rel.RetainUntil, 365)
+			// Read back: the state and the retention, never the values again.
+			r = taxAPI.get("/api/v1/exchange/requests/" + rel.ID)
+			expect(t, "read back", r, http.StatusOK)
+			var back request
+			r.json(t, &back)
+			if back.State != exchange.Released || back.Values != nil || !back.RetainUntil.Equal(rel.RetainUntil) {
+				t.Fatalf("read back: %+v, released %+v", back, rel)
+			}
+			expectProblem(t, "another agency's request", policeAPI.get("/api/v1/exchange/requests/"+rel.ID), http.StatusNotFound, "No such request")
+
+			// Denied: a problem naming the reason and the request, which is kept.
+			r, _ = askAPI(taxAPI, map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{"declared_income", "employer"}, "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})
+			expectProblem(t, "a field outside the policy", r, http.StatusForbidden, "Employer is outside the policy")
+			if strings.Contains(r.body, "41250") || strings.Contains(r.body, "Bologna Labs") {
+				t.Fatal("a denied request released data")
+			}
+			var denied struct {
+				Errors []struct {
+					Message  string `json:"message"`
+					Location string `json:"location"`
+				} `json:"errors"`
+			}
+			r.json(t, &denied)
+			if len(denied.Errors) != 1 || denied.Errors[0].Location != "request_id" {
+				t.Fatalf("the denial does not name its request: %s", r.body)
+			}
+			r = taxAPI.get("/api/v1/exchange/requests/" + denied.Errors[0].Message)
+			expect(t, "the denied request", r, http.StatusOK, `"state":"denied"`, "Employer is outside the policy")
+			if strings.Contains(r.body, "retain_until") {
+				t.Fatalf("a denied request has a retention: %s", r.body)
+			}
+
+			// Consent: waiting, nothing to collect until the citizen approves, then once.
+			r, waiting := askAPI(policeAPI, map[string]any{"citizen": amira, "service": "population", "fields": []string{"address"}, "purpose": "WITNESS-CONTACT",
+				"legal_basis": "Police Act §12", "officer": "Insp. Rossi"})
+			expect(t, "consent needed", r, http.StatusOK)
+			if waiting.State != exchange.AwaitConsent || waiting.Values != nil || !waiting.RetainUntil.IsZero() {
+				t.Fatalf("consent needed: %+v", waiting)
+			}
+			expectProblem(t, "collect before consent", policeAPI.postJSON("/api/v1/exchange/requests/"+waiting.ID+"/collect", nil), http.StatusBadRequest, "has not answered")
+			expectProblem(t, "another agency collects", taxAPI.postJSON("/api/v1/exchange/requests/"+waiting.ID+"/collect", nil), http.StatusNotFound, "No such request")
+			expect(t, "approve", w.as(t, "Amira Haddad").postForm("/wallet/access/requests/"+waiting.ID, url.Values{"decision": {"approve"}}), http.StatusOK, "Approved")
+			r = policeAPI.postJSON("/api/v1/exchange/requests/"+waiting.ID+"/collect", nil)
+			expect(t, "collect", r, http.StatusOK)
+			var got request
+			r.json(t, &got)
+			if got.State != exchange.Released || got.Values["address"] != "Via Zamboni 33" || got.Officer != "Insp. Rossi" {
+				t.Fatalf("collect: %+v", got)
+			}
+			within("collect", got.RetainUntil, 30)
+			expectProblem(t, "collect twice", policeAPI.postJSON("/api/v1/exchange/requests/"+waiting.ID+"/collect", nil), http.StatusConflict, "collected already")
+			r = policeAPI.get("/api/v1/exchange/requests/" + waiting.ID)
+			var collected request
+			r.json(t, &collected)
+			if collected.State != exchange.Released || collected.Values != nil || !collected.RetainUntil.Equal(got.RetainUntil) {
+				t.Fatalf("the collected request read back: %+v", collected)
+			}
+			if body := w.as(t, "Eva Lind").get("/exchange/" + police).body; !strings.Contains(body, "Police Act §12") {
+				t.Fatal("the collected request is not in the police's list")
+			}
+
+			// Who may not: another kind of token, a citizen's session, no one,
+			// and a request that does not parse.
+			expectProblem(t, "a merchant token", w.token(t, "Li's Dumpling Cart").postJSON("/api/v1/exchange/requests", map[string]any{}), http.StatusForbidden, "")
+			expect(t, "a citizen's session", w.as(t, "Amira Haddad").get("/api/v1/exchange/services"), http.StatusUnauthorized)
+			expect(t, "no credentials", newClient(t, w.n.URL).get("/api/v1/exchange/requests/"+rel.ID), http.StatusUnauthorized)
+			r, _ = askAPI(taxAPI, map[string]any{"citizen": amira, "service": "tax-income", "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})
+			expectProblem(t, "no fields", r, http.StatusUnprocessableEntity, "")
+			r, _ = askAPI(taxAPI, map[string]any{"citizen": "no-such-person", "service": "tax-income", "fields": []string{"declared_income"}, "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})
+			expectProblem(t, "nobody", r, http.StatusNotFound, "no citizen")
+			if n := countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess)); n != 2 {
+				t.Fatalf("%d access entries in the log, want 2 (the release and the collection)", n)
+			}
+		})
 	}
 }
