@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/payment"
 )
 
@@ -35,7 +36,14 @@ share link (its figures are printed once it verifies), offline: the merchant's E
 signed and its sums add up, and, with --log-key, that the document and the
 merchant's key are both included in a checkpoint signed by the transparency
 log. FILE "-" reads standard input. It prints one line per check and exits 1
-when any check fails (without --log-key the log checks count as failed).`
+when any check fails (without --log-key the log checks count as failed).
+
+A citizen's export of "Who looked at my data" (civstack-data-accesses.json)
+is checked offline the same way, one line per access: that the readable copy
+is what the record says, that the record opens the commitment in its log
+entry, and, with --log-key, that the entry is in a checkpoint signed by the
+log. (Whether the entries are about the person the file names cannot be
+checked offline: the pseudonyms' key stays with the node.)`
 
 func runVerify(_ context.Context, e *env, args []string) error {
 	f := newFlags(e, verifySynopsis, "")
@@ -73,9 +81,13 @@ func runVerify(_ context.Context, e *env, args []string) error {
 		defer file.Close()
 		src = file
 	}
-	raw, err := io.ReadAll(io.LimitReader(src, 1<<20))
+	// The largest file verify takes is a citizen's export of many accesses.
+	raw, err := io.ReadAll(io.LimitReader(src, exchange.MaxExport+1))
 	if err != nil {
 		return fmt.Errorf("read %s: %w", rest[0], err)
+	}
+	if len(raw) > exchange.MaxExport {
+		return fmt.Errorf("%s is larger than %d MiB: not a file civstack verify checks", rest[0], exchange.MaxExport>>20)
 	}
 	text := strings.TrimSpace(string(raw))
 	switch {
@@ -84,29 +96,20 @@ func runVerify(_ context.Context, e *env, args []string) error {
 	case isSDJWT(text):
 		return verifySDJWT(e, text, sdOptions{*issuerKey, *nonce, *aud, *at})
 	}
+	if exchange.IsExport(raw) {
+		return verifyExport(e, raw, *logKey, *asJSON)
+	}
 	in := bytes.NewReader(raw)
 	rep, err := payment.Verify(in, *logKey)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-	} else {
-		for _, c := range rep.Checks {
-			mark := "ok  "
-			if !c.OK {
-				mark = "FAIL"
-			}
-			fmt.Fprintf(e.stdout, "%s %s: %s\n", mark, c.Name, c.Detail)
-		}
+	lines := make([]checkLine, len(rep.Checks))
+	for i, c := range rep.Checks {
+		lines[i] = checkLine{c.OK, c.Name, c.Detail}
 	}
-	if !rep.OK() {
-		return fmt.Errorf("not verified: %s", rep.Failed())
+	if err := printChecks(e, *asJSON, rep, lines); err != nil {
+		return err
 	}
 	if !*asJSON {
 		d := rep.Document
@@ -141,4 +144,63 @@ func printCashFlow(e *env, cf *payment.CashFlow, currency string) {
 		fmt.Fprintf(e.stdout, "  %s  sales %s  refunds %s  revenue %s  payments %d  customers %d\n", m.Month, payment.Money(m.Sales), payment.Money(m.Refunds),
 			payment.Money(m.Revenue), m.Payments, m.Customers)
 	}
+}
+
+// verifyExport checks a citizen's export of their data accesses.
+func verifyExport(e *env, raw []byte, logKey string, asJSON bool) error {
+	rep, err := exchange.VerifyExport(bytes.NewReader(raw), logKey)
+	if err != nil {
+		return err
+	}
+	lines := make([]checkLine, len(rep.Checks))
+	for i, c := range rep.Checks {
+		lines[i] = checkLine{c.OK, c.Name, c.Detail}
+	}
+	if err := printChecks(e, asJSON, rep, lines); err != nil {
+		return err
+	}
+	if !asJSON {
+		fmt.Fprintf(e.stdout, "verified: %s to the data of %s", exchange.Accesses(rep.Accesses), rep.Person)
+		if rep.Origin != "" {
+			fmt.Fprintf(e.stdout, ", each in a checkpoint signed by %s", rep.Origin)
+		}
+		fmt.Fprintln(e.stdout)
+	}
+	return nil
+}
+
+// checkLine is one verification step as verify prints it.
+type checkLine struct {
+	ok           bool
+	name, detail string
+}
+
+// printChecks writes a verification report, as indented JSON or one line
+// per check, and fails with the first failed check's sentence.
+func printChecks(e *env, asJSON bool, rep any, lines []checkLine) error {
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		for _, l := range lines {
+			mark := "ok  "
+			if !l.ok {
+				mark = "FAIL"
+			}
+			fmt.Fprintf(e.stdout, "%s %s: %s\n", mark, l.name, l.detail)
+		}
+	}
+	for _, l := range lines {
+		if !l.ok {
+			return fmt.Errorf("not verified: %s: %s", l.name, l.detail)
+		}
+	}
+	if len(lines) == 0 {
+		return errors.New("not verified: nothing was checked")
+	}
+	return nil
 }

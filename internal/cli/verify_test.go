@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/store"
@@ -160,4 +161,92 @@ func otherKey(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return s.VerifierKey()
+}
+
+// accessExportFile releases a citizen's declared income to the tax office
+// and writes the citizen's export of "Who looked at my data" as the page
+// downloads it; it returns the file and the log's verifier key.
+func accessExportFile(t *testing.T) (string, string) {
+	t.Helper()
+	ctx := context.Background()
+	db := storetest.OpenMigrated(t, store.Options{DataDir: t.TempDir()})
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := tlog.NewEd25519Signer("verify.test/log", priv)
+	tl, err := tlog.New(db, signer.Name(), signer, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := tlog.NewAppender(db, time.Now, nil)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { app.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	ex, err := exchange.New(exchange.Deps{DB: db, Appender: app, Log: tl, LogKey: signer.VerifierKey(), Secret: secret, Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ex.PublishService(ctx, "tax", exchange.Service{ID: "income", Name: "Declared income", Fields: []exchange.Field{{Name: "income", Label: "Income", Type: "number"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ex.CreatePolicy(ctx, exchange.Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "TAX-AUDIT", LegalBasis: "Tax Code §93", Retention: exchange.Day}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := ex.Submit(ctx, exchange.Ask{Requester: "tax", Officer: "o", Citizen: "amira", Service: "income", Fields: []string{"income"}, Purpose: "TAX-AUDIT", LegalBasis: "Tax Code §93"}); err != nil || r.State != exchange.Released {
+		t.Fatalf("release: %+v %v", r, err)
+	}
+	if _, _, err := tl.Integrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := ex.ForCitizen(ctx, "amira")
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("her accesses: %+v %v", recs, err)
+	}
+	raw, _ := json.Marshal(exchange.NewExport("amira", time.Now(), signer.VerifierKey(), recs))
+	path := filepath.Join(t.TempDir(), "civstack-data-accesses.json")
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, signer.VerifierKey()
+}
+
+func TestVerifyAccessExport(t *testing.T) {
+	path, vkey := accessExportFile(t)
+	ctx := context.Background()
+	run := func(in string, args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		e := &env{stdout: &out, stderr: &errOut, in: strings.NewReader(in), getenv: func(string) string { return "" }, now: time.Now}
+		return e.main(ctx, args), out.String(), errOut.String()
+	}
+	rc, out, errOut := run("", "verify", path, "--log-key", vkey)
+	if rc != 0 {
+		t.Fatalf("a good export: rc %d\n%s%s", rc, out, errOut)
+	}
+	for _, want := range []string{"ok   export: 1 access to the data of amira", "ok   access 1 (tax, TAX-AUDIT, ", "opens log entry 0's commitment, which is in verify.test/log's signed checkpoint of size 1",
+		"verified: 1 access to the data of amira, each in a checkpoint signed by verify.test/log"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	raw, _ := os.ReadFile(path)
+	if rc, out, _ := run(string(raw), "verify", "--json", "--log-key", vkey, "-"); rc != 0 || !strings.Contains(out, `"accesses": 1`) {
+		t.Fatalf("JSON: rc %d %s", rc, out)
+	}
+	for _, f := range []struct {
+		what, in string
+		args     []string
+		want     string
+	}{
+		{"no log key", string(raw), []string{"verify", "-"}, "not verified: log: not checked"},
+		{"another log's key", string(raw), []string{"verify", "-", "--log-key", otherKey(t)}, "not signed by the key"},
+		{"a changed purpose", strings.ReplaceAll(string(raw), "TAX-AUDIT", "TAX-AUDIT-2"), []string{"verify", "-", "--log-key", vkey}, "does not open log entry 0's commitment"},
+		{"a changed readable copy", strings.Replace(string(raw), `"purpose":"TAX-AUDIT"`, `"purpose":"NOTHING"`, 1), []string{"verify", "-", "--log-key", vkey}, "readable copy in the file differs"},
+		{"a broken export", `{"accesses": [{"proof": 7}]}`, []string{"verify", "-", "--log-key", vkey}, "not a civstack export of data accesses"},
+	} {
+		rc, _, errOut := run(f.in, f.args...)
+		if rc != 1 || !strings.Contains(errOut, f.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("%s: rc %d, stderr %q; want 1 and one line with %q", f.what, rc, errOut, f.want)
+		}
+	}
 }

@@ -204,37 +204,15 @@ func (s *Server) accessDecide(w http.ResponseWriter, r *http.Request, v *viewer)
 	s.renderAccess(w, r, v, http.StatusOK, web.Page{Notice: notice})
 }
 
-// accessExport is one access in the citizen's export: the record, whether
-// it verified, and the proof to re-check it offline.
-type accessExport struct {
-	Agency     string          `json:"agency"`
-	Service    string          `json:"service"`
-	Holder     string          `json:"holder"`
-	Fields     []string        `json:"fields"`
-	Purpose    string          `json:"purpose"`
-	LegalBasis string          `json:"legal_basis"`
-	Time       time.Time       `json:"time"`
-	RetainTill time.Time       `json:"retain_until"`
-	Consent    string          `json:"consent"`
-	Verified   bool            `json:"verified"`
-	Status     string          `json:"status"`
-	Proof      *exchange.Proof `json:"proof,omitempty"`
-}
-
 func (s *Server) accessJSON(w http.ResponseWriter, r *http.Request, v *viewer) {
 	recs, err := s.ex.ForCitizen(r.Context(), v.person.ID)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
 	}
-	out := []accessExport{}
-	for _, a := range recs {
-		out = append(out, accessExport{Agency: a.AgencyName, Service: a.ServiceName, Holder: a.Holder, Fields: a.Fields, Purpose: a.Purpose, LegalBasis: a.LegalBasis,
-			Time: a.When(), RetainTill: a.Retain(), Consent: a.Consent, Verified: a.Verified, Status: a.Status, Proof: a.Proof})
-	}
 	w.Header().Set("Content-Disposition", `attachment; filename="civstack-data-accesses.json"`)
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{"person": v.person.ID, "exported_at": s.now().UTC(), "log_key": s.cfg.LogKey, "accesses": out})
+	writeJSON(w, http.StatusOK, exchange.NewExport(v.person.ID, s.now(), s.cfg.LogKey, recs))
 }
 
 // mayReadPolicies: operators and the data-protection authority.

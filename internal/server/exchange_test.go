@@ -139,6 +139,30 @@ func TestExchangeOverHTTP(t *testing.T) {
 			if n := countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess)); n != 3 {
 				t.Fatalf("%d access entries in the log, want 3", n)
 			}
+			// Her export checks offline against the log's key: all three,
+			// the covert one saying until when it was hidden from her.
+			verifyExport := func(c *client) *exchange.ExportReport {
+				t.Helper()
+				r := c.get("/wallet/access.json")
+				expect(t, "export", r, http.StatusOK)
+				if cd := r.header.Get("Content-Disposition"); !strings.Contains(cd, "attachment") {
+					t.Fatalf("the export is not a download: %q", cd)
+				}
+				rep, err := exchange.VerifyExport(strings.NewReader(r.body), w.n.vkey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return rep
+			}
+			if rep := verifyExport(citizen); !rep.OK() || rep.Accesses != 3 || rep.Person != amira {
+				t.Fatalf("her export: %+v (%s)", rep, rep.Failed())
+			}
+			if body := citizen.get("/wallet/access.json").body; !strings.Contains(body, `"hidden_until"`) || !strings.Contains(body, "CRIM-INVESTIGATION") {
+				t.Fatalf("the export lacks the covert access or its deferral: %s", clip(body))
+			}
+			if rep := verifyExport(w.as(t, "Jonas Weber")); !rep.OK() || rep.Accesses != 0 {
+				t.Fatalf("his export: %+v", rep)
+			}
 			// Tampering with a record is seen by the citizen and by the audit.
 			auditWith := func(secret []byte) []string {
 				t.Helper()
@@ -231,6 +255,9 @@ func TestExchangeOverHTTP(t *testing.T) {
 			// A changed record (its legal basis) no longer opens its entry.
 			tamperOpenings(t, w.n.db, "Tax Code §93", "Tax Code §94")
 			expect(t, "tampered", citizen.get("/wallet/access"), http.StatusOK, "NOT VERIFIED: the record does not match its log entry")
+			if rep := verifyExport(citizen); rep.OK() || !strings.Contains(rep.Failed(), "had not verified it") {
+				t.Fatalf("the export of a tampered record: %+v", rep)
+			}
 			if p := audit(); len(p) != 1 || !strings.Contains(p[0], "WAS CHANGED") {
 				t.Fatalf("audit: %v", p)
 			}

@@ -1,0 +1,230 @@
+package exchange
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	civtlog "github.com/civstack/civstack/internal/tlog"
+)
+
+// Export is a citizen's "Who looked at my data" as a file: every access
+// they may see, in words, each with the proof that lets anyone re-check it
+// offline against the transparency log (VerifyExport; civstack verify).
+type Export struct {
+	Person     string           `json:"person"`
+	ExportedAt time.Time        `json:"exported_at"`
+	LogKey     string           `json:"log_key"` // the node's word for it: a verifier uses a key it got elsewhere
+	Accesses   []ExportedAccess `json:"accesses"`
+}
+
+// ExportedAccess is one access in an Export: the readable copy of its
+// record, whether the node verified it, and the proof (when it did).
+type ExportedAccess struct {
+	Agency      string    `json:"agency"`
+	Service     string    `json:"service"`
+	Holder      string    `json:"holder"`
+	Fields      []string  `json:"fields"`
+	Purpose     string    `json:"purpose"`
+	LegalBasis  string    `json:"legal_basis"`
+	Time        time.Time `json:"time"`
+	RetainTill  time.Time `json:"retain_until"`
+	HiddenUntil time.Time `json:"hidden_until,omitzero"` // a deferred access: hidden from the citizen until then
+	Consent     string    `json:"consent"`
+	Verified    bool      `json:"verified"`
+	Status      string    `json:"status"`
+	Proof       *Proof    `json:"proof,omitempty"`
+}
+
+// NewExport is the file of a citizen's verified accesses (ForCitizen's).
+func NewExport(person string, at time.Time, logKey string, recs []*Verified) *Export {
+	out := &Export{Person: person, ExportedAt: at.UTC(), LogKey: logKey, Accesses: []ExportedAccess{}}
+	for _, a := range recs {
+		e := ExportedAccess{Agency: a.AgencyName, Service: a.ServiceName, Holder: a.Holder, Fields: a.Fields, Purpose: a.Purpose, LegalBasis: a.LegalBasis,
+			Time: a.When(), RetainTill: a.Retain(), Consent: a.Consent, Verified: a.Verified, Status: a.Status, Proof: a.Proof}
+		if a.DeferUntil != 0 {
+			e.HiddenUntil = a.Until()
+		}
+		out.Accesses = append(out.Accesses, e)
+	}
+	return out
+}
+
+// ExportCheck is one step of VerifyExport and its outcome.
+type ExportCheck struct {
+	Name   string `json:"check"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// ExportReport is what VerifyExport found.
+type ExportReport struct {
+	Person   string        `json:"person"`
+	Accesses int           `json:"accesses"`
+	Origin   string        `json:"log,omitempty"` // the log whose checkpoints were checked
+	Checks   []ExportCheck `json:"checks"`
+}
+
+// OK reports whether every check passed.
+func (r *ExportReport) OK() bool {
+	return len(r.Checks) > 0 && !slices.ContainsFunc(r.Checks, func(c ExportCheck) bool { return !c.OK })
+}
+
+// Failed is the first failed check's sentence, or "".
+func (r *ExportReport) Failed() string {
+	for _, c := range r.Checks {
+		if !c.OK {
+			return c.Name + ": " + c.Detail
+		}
+	}
+	return ""
+}
+
+// ErrBadExport is returned for input that is not an access export at all.
+var ErrBadExport = errors.New("not a civstack export of data accesses")
+
+// MaxExport bounds what VerifyExport reads.
+const MaxExport = 16 << 20
+
+// IsExport tells an access export from other JSON files.
+func IsExport(raw []byte) bool {
+	var probe struct {
+		Accesses json.RawMessage `json:"accesses"`
+	}
+	return json.Unmarshal(raw, &probe) == nil && probe.Accesses != nil
+}
+
+// VerifyExport checks a citizen's export offline, one check per access:
+// that the readable copy is what the record says, that the record and
+// its nonce open the commitment in the log entry, and, with logKey (the
+// log's verifier key, got from the log itself rather than from the file),
+// that the entry is included in a checkpoint signed by that log. Without
+// logKey the log checks fail. It returns ErrBadExport for input that does
+// not parse; otherwise the report says what passed. It does not check that
+// the entries are about the person named in the file: the pseudonym's key
+// stays with the node (a citizen holding it could find deferred accesses
+// in the public log before they may see them).
+func VerifyExport(r io.Reader, logKey string) (*ExportReport, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, MaxExport+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > MaxExport {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrBadExport, MaxExport)
+	}
+	var ex Export
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ex); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadExport, err)
+	}
+	if ex.Accesses == nil {
+		return nil, fmt.Errorf("%w: no accesses", ErrBadExport)
+	}
+	rep := &ExportReport{Person: ex.Person, Accesses: len(ex.Accesses)}
+	add := func(name string, err error, ok string) {
+		if err != nil {
+			rep.Checks = append(rep.Checks, ExportCheck{Name: name, Detail: err.Error()})
+		} else {
+			rep.Checks = append(rep.Checks, ExportCheck{Name: name, OK: true, Detail: ok})
+		}
+	}
+	add("export", nil, fmt.Sprintf("%s to the data of %s, exported %s", Accesses(len(ex.Accesses)), ex.Person, ex.ExportedAt.Format(time.RFC3339)))
+	if logKey == "" {
+		add("log", errors.New("not checked: give the log's verifier key (--log-key) to check that each access is in the log"), "")
+	}
+	checkpoints := map[string]checkpointCheck{}
+	for i, a := range ex.Accesses {
+		name := fmt.Sprintf("access %d (%s, %s, %s)", i+1, a.Agency, a.Purpose, a.Time.UTC().Format("2 Jan 2006 15:04 UTC"))
+		detail, err := verifyExported(&a, logKey, checkpoints)
+		if err == nil && logKey != "" {
+			rep.Origin = checkpoints[a.Proof.Checkpoint].cp.Origin
+		}
+		add(name, err, detail)
+	}
+	return rep, nil
+}
+
+// Accesses counts accesses in words: "1 access", "3 accesses".
+func Accesses(n int) string {
+	if n == 1 {
+		return "1 access"
+	}
+	return fmt.Sprintf("%d accesses", n)
+}
+
+type checkpointCheck struct {
+	cp  civtlog.Checkpoint
+	err error
+}
+
+// verifyExported checks one exported access (see VerifyExport); the
+// checkpoints it opened are kept in seen.
+func verifyExported(a *ExportedAccess, logKey string, seen map[string]checkpointCheck) (string, error) {
+	p := a.Proof
+	if p == nil {
+		return "", fmt.Errorf("the node had not verified it when exporting (%s): export again once the log has a new checkpoint", a.Status)
+	}
+	var rec Record
+	dec := json.NewDecoder(bytes.NewReader(p.Record))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rec); err != nil {
+		return "", fmt.Errorf("the record does not parse: %v", err)
+	}
+	// The commitment is over the record's canonical encoding, which the
+	// file may have indented or escaped otherwise: encode it again.
+	canon, err := rec.canonical()
+	if err != nil {
+		return "", fmt.Errorf("the record does not encode: %v", err)
+	}
+	if err := sameAsRecord(a, &rec); err != nil {
+		return "", err
+	}
+	e, err := civtlog.Parse(p.Entry)
+	if err != nil {
+		return "", fmt.Errorf("log entry %d: %v", p.Index, err)
+	}
+	if e.Kind != civtlog.KindDataAccess {
+		return "", fmt.Errorf("log entry %d is a %s, not a data access", p.Index, e.Kind)
+	}
+	if len(p.Nonce) != 32 || e.Commitment != Commit(p.Nonce, canon) {
+		return "", fmt.Errorf("the record does not open log entry %d's commitment", p.Index)
+	}
+	opened := fmt.Sprintf("the record opens log entry %d's commitment", p.Index)
+	if logKey == "" {
+		return opened + " (its inclusion in the log not checked)", nil
+	}
+	c, ok := seen[p.Checkpoint]
+	if !ok {
+		c.cp, c.err = civtlog.OpenCheckpoint([]byte(p.Checkpoint), logKey)
+		seen[p.Checkpoint] = c
+	}
+	if c.err != nil {
+		return "", c.err
+	}
+	if err := tlog.CheckRecord(p.Inclusion, c.cp.Size, c.cp.Root, p.Index, tlog.RecordHash(p.Entry)); err != nil {
+		return "", fmt.Errorf("log entry %d is not in the signed checkpoint of size %d: %v", p.Index, c.cp.Size, err)
+	}
+	return fmt.Sprintf("%s, which is in %s's signed checkpoint of size %d", opened, c.cp.Origin, c.cp.Size), nil
+}
+
+// sameAsRecord checks that an export's readable copy says what its record
+// says.
+func sameAsRecord(a *ExportedAccess, r *Record) error {
+	var hidden int64
+	if !a.HiddenUntil.IsZero() {
+		hidden = a.HiddenUntil.UnixMilli()
+	}
+	if a.Agency != r.AgencyName || a.Service != r.ServiceName || a.Holder != r.Holder || !slices.Equal(a.Fields, r.Fields) ||
+		a.Purpose != r.Purpose || a.LegalBasis != r.LegalBasis || a.Consent != r.Consent || a.Time.UnixMilli() != r.Time ||
+		a.RetainTill.UnixMilli() != r.RetainUntil || hidden != r.DeferUntil {
+		return errors.New("the readable copy in the file differs from the record the log commits to")
+	}
+	return nil
+}

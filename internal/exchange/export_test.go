@@ -1,0 +1,162 @@
+package exchange
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+// TestVerifyExport builds a citizen's export (an access, a deferred one
+// after its deferral, another citizen's left out), checks it offline with
+// the log's key, and then each way it can fail: no key, another log's key,
+// a readable copy that is not the record, a record that is not the
+// committed one, a proof that does not lead to the checkpoint, an access
+// the node had not verified yet, and files that are not exports.
+func TestVerifyExport(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, l, _ := auditExchange(t, db, 0)
+		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "COVERT", LegalBasis: "§2",
+			MaxDeferral: 10 * Day, Retention: 3 * Day}, "t"); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []Ask{
+			{Requester: "tax", Officer: "o", Citizen: "p1", Service: "income", Fields: []string{"income"}, Purpose: "AUDIT", LegalBasis: "§1"},
+			{Requester: "tax", Officer: "o", Citizen: "p1", Service: "income", Fields: []string{"income"}, Purpose: "COVERT", LegalBasis: "§2", Defer: 2 * Day},
+			{Requester: "tax", Officer: "o", Citizen: "p2", Service: "income", Fields: []string{"income"}, Purpose: "AUDIT", LegalBasis: "§1"},
+		} {
+			if r, err := ex.Submit(ctx, a); err != nil || r.State != Released {
+				t.Fatalf("%+v: %+v %v", a, r, err)
+			}
+		}
+		export := func() []byte {
+			t.Helper()
+			recs, err := ex.ForCitizen(ctx, "p1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := json.MarshalIndent(NewExport("p1", ex.now(), ex.logKey, recs), "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		verify := func(b []byte, key string) *ExportReport {
+			t.Helper()
+			rep, err := VerifyExport(bytes.NewReader(b), key)
+			if err != nil {
+				t.Fatalf("verify: %v", err)
+			}
+			return rep
+		}
+		failsWith := func(what string, rep *ExportReport, want string) {
+			t.Helper()
+			if rep.OK() || !strings.Contains(rep.Failed(), want) {
+				t.Fatalf("%s: %+v; want a failure with %q", what, rep, want)
+			}
+		}
+
+		// Before integration the node has no proof to give: the file says so.
+		failsWith("not integrated", verify(export(), ex.logKey), "had not verified it when exporting")
+		if _, _, err := l.Integrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		later := time.Now().Add(3 * Day)
+		ex.now = func() time.Time { return later }
+		good := export()
+		rep := verify(good, ex.logKey)
+		if !rep.OK() || rep.Accesses != 2 || rep.Person != "p1" || rep.Origin != "test.civstack/log" || len(rep.Checks) != 3 {
+			t.Fatalf("a good export: %+v (%s)", rep, rep.Failed())
+		}
+		if !strings.Contains(string(good), `"hidden_until"`) || strings.Count(string(good), `"hidden_until"`) != 1 {
+			t.Fatalf("the deferred access does not say until when it was hidden:\n%s", good)
+		}
+
+		other := func() string {
+			_, key := otherLog(t)
+			return key
+		}()
+		edit := func(old, new string, n int) []byte {
+			t.Helper()
+			if !strings.Contains(string(good), old) {
+				t.Fatalf("the export holds no %q", old)
+			}
+			return []byte(strings.Replace(string(good), old, new, n))
+		}
+		failsWith("no log key", verify(good, ""), "log: not checked")
+		if rep := verify(good, ""); rep.Checks[2].OK != true || !strings.Contains(rep.Checks[2].Detail, "opens log entry") {
+			t.Fatalf("without the key the records are still checked: %+v", rep.Checks)
+		}
+		failsWith("another log's key", verify(good, other), "not signed by the key")
+		failsWith("a readable copy changed", verify(edit(`"purpose": "AUDIT"`, `"purpose": "OTHER"`, 1), ex.logKey), "readable copy in the file differs")
+		unhidden := regexp.MustCompile(`\s*"hidden_until": "[^"]*",`).ReplaceAll(good, nil)
+		failsWith("the deferral left out of the readable copy", verify(unhidden, ex.logKey), "readable copy in the file differs")
+		failsWith("record and copy changed alike", verify(edit(`§1`, `§9`, -1), ex.logKey), "does not open log entry")
+		var doc Export
+		if err := json.Unmarshal(good, &doc); err != nil {
+			t.Fatal(err)
+		}
+		doc.Accesses[0].Proof.Index++
+		moved, _ := json.Marshal(doc)
+		failsWith("a proof for another index", verify(moved, ex.logKey), "is not in the signed checkpoint")
+		doc.Accesses[0].Proof.Index--
+		doc.Accesses[1].Proof.Entry = doc.Accesses[0].Proof.Entry
+		swapped, _ := json.Marshal(doc)
+		failsWith("another access's entry", verify(swapped, ex.logKey), "does not open log entry")
+
+		for _, bad := range []string{"hello", `{"person": "p1"}`, `{"accesses": [], "extra": 1}`, `[1, 2]`} {
+			if _, err := VerifyExport(strings.NewReader(bad), ex.logKey); !errors.Is(err, ErrBadExport) {
+				t.Errorf("%q: %v, want ErrBadExport", bad, err)
+			}
+		}
+		if !IsExport(good) || IsExport([]byte(`{"document": {}}`)) {
+			t.Error("IsExport tells exports apart wrongly")
+		}
+		// Nobody's data read: an empty export verifies, and says so.
+		recs, err := ex.ForCitizen(ctx, "p3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		empty, _ := json.Marshal(NewExport("p3", later, ex.logKey, recs))
+		if rep := verify(empty, ex.logKey); !rep.OK() || rep.Accesses != 0 {
+			t.Fatalf("an empty export: %+v", rep)
+		}
+	})
+}
+
+// FuzzVerifyExport: VerifyExport reads files from anywhere and never panics.
+func FuzzVerifyExport(f *testing.F) {
+	_, key := otherLog(f)
+	f.Add([]byte(`{"person":"p","exported_at":"2026-12-05T00:00:00Z","log_key":"","accesses":[]}`))
+	f.Add([]byte(`{"accesses":[{"agency":"a","time":"2026-12-05T00:00:00Z","proof":{"record":{"id":"x"},"nonce":"AAAA","log_index":-1,"entry":"AQQ=","inclusion":["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="],"checkpoint":"x\n"}}]}`))
+	f.Add([]byte(`{"accesses":[{"proof":{"record":null,"log_index":9223372036854775807}}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rep, err := VerifyExport(bytes.NewReader(b), key)
+		if err == nil {
+			_ = rep.OK()
+			_ = rep.Failed()
+		}
+	})
+}
+
+// otherLog is a log signer, with its verifier key, that no test log uses.
+func otherLog(t testing.TB) (*tlog.Ed25519Signer, string) {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	s, err := tlog.NewEd25519Signer("test.civstack/log", priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, s.VerifierKey()
+}
