@@ -445,19 +445,9 @@ func TestExchangeAPI(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			w := startDemo(t, e)
-			ctx := context.Background()
 			tax, police := exWorld(t, w)
 			amira := w.people["Amira Haddad"]
-			token := func(org string, role registry.Role) *client {
-				secret, _, err := w.n.reg.CreateToken(ctx, org, role, "case system", "")
-				if err != nil {
-					t.Fatal(err)
-				}
-				c := newClient(t, w.n.URL)
-				c.header.Set("Authorization", "Bearer "+secret)
-				return c
-			}
-			taxAPI, policeAPI := token(tax, registry.Agency), token(police, registry.Agency)
+			taxAPI, policeAPI := w.apiClient(t, tax, registry.Agency, "case system"), w.apiClient(t, police, registry.Agency, "case system")
 			type request struct {
 				ID          string            `json:"id"`
 				State       string            `json:"state"`

@@ -61,7 +61,14 @@ func (w *demoWorld) as(t *testing.T, name string) *client {
 // token is an API client with a merchant token of the org.
 func (w *demoWorld) token(t *testing.T, org string) *client {
 	t.Helper()
-	secret, _, err := w.n.reg.CreateToken(context.Background(), w.orgs[org], registry.Merchant, "till", "")
+	return w.apiClient(t, w.orgs[org], registry.Merchant, "till")
+}
+
+// apiClient is an API client with a token of the organisation orgID in
+// role, labelled label.
+func (w *demoWorld) apiClient(t *testing.T, orgID string, role registry.Role, label string) *client {
+	t.Helper()
+	secret, _, err := w.n.reg.CreateToken(context.Background(), orgID, role, label, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,15 +28,7 @@ func TestRewardsOverHTTP(t *testing.T) {
 				return o.ID
 			}
 			transit, museum, tax := org("Metro Transit"), org("City Museum"), org("City Tax Office")
-			token := func(orgID string, role registry.Role) *client {
-				secret, _, err := w.n.reg.CreateToken(ctx, orgID, role, "system", "")
-				if err != nil {
-					t.Fatal(err)
-				}
-				c := newClient(t, w.n.URL)
-				c.header.Set("Authorization", "Bearer "+secret)
-				return c
-			}
+			token := func(orgID string, role registry.Role) *client { return w.apiClient(t, orgID, role, "system") }
 			gates, museumDesk, agency := token(transit, registry.Partner), token(museum, registry.Partner), token(tax, registry.Agency)
 
 			amira := w.as(t, "Amira Haddad")
