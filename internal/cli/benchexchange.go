@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,7 +16,7 @@ import (
 	"github.com/civstack/civstack/internal/tlog"
 )
 
-const benchExchangeSynopsis = `bench exchange [--db URL] [--writers N] [--citizens N] [--duration D] [--rounds N] [--integrator=false]
+const benchExchangeSynopsis = `bench exchange [--db URL] [--writers N] [--citizens N] [--duration D] [--rounds N] [--rate R] [--integrator=false]
 
 End-to-end data-exchange requests per second (policy check, values read,
 the log entry with its access record committed together, and the access
@@ -28,22 +29,28 @@ and then indexes the records the index has not taken yet, inside it.
 --integrator=false measures the appender alone (and so no index). Rounds
 alternate the order. Each workload also reports the process's CPU time per
 operation (the integrator's share included), which drifts less than rates
-on a shared machine. Target: at least 80% of the append rate.`
+on a shared machine, and each operation's latency (p50, p99, max): the
+pauses while the access index takes a batch show there. By default every
+writer goes as fast as it can (the rates and their ratio); --rate offers a
+fixed load instead, spread over the writers, and then the latencies are
+the result (counted from each operation's scheduled time). Target: at
+least 80% of the append rate.`
 
 func runBenchExchange(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, benchExchangeSynopsis, "")
 	dbURL := f.String("db", "", "PostgreSQL URL to measure instead of a temporary SQLite database (it must hold no other data)")
 	writers := f.Int("writers", 64, "concurrent requesters")
-	citizens := f.Int("citizens", 100, "citizens the requests are about (round robin); each has a record in the service")
+	citizens := f.Int("citizens", 100000, "citizens the requests are about (round robin); each has a record in the service (a few hundred keep the index's pages unrealistically hot)")
 	duration := f.Duration("duration", 3*time.Second, "how long each workload runs per round")
 	rounds := f.Int("rounds", 2, "rounds of both workloads; the order alternates")
 	integrate := f.Bool("integrator", true, "run the log's integrator meanwhile, as a node does")
+	rate := f.Float64("rate", 0, "operations per second to offer, spread over the writers (0: as fast as they go); shows latency at a given load")
 	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the measured workloads to this file")
 	if err := f.parse(args[1:], false); err != nil {
 		return err
 	}
-	if *writers < 1 || *citizens < 1 || *duration <= 0 || *rounds < 1 {
-		return fmt.Errorf("%w: --writers, --citizens, --duration and --rounds must be positive", errUsage)
+	if *writers < 1 || *citizens < 1 || *duration <= 0 || *rounds < 1 || *rate < 0 {
+		return fmt.Errorf("%w: --writers, --citizens, --duration and --rounds must be positive, --rate not negative", errUsage)
 	}
 	db, name, cleanup, err := openBenchStore(ctx, *dbURL)
 	if err != nil {
@@ -137,18 +144,36 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 		c0 := commits.Load()
 		cpu0, _ := processCPU()
 		var firstErr atomic.Value
-		deadline := time.Now().Add(*duration)
 		var wg sync.WaitGroup
+		lats := make([][]time.Duration, *writers)
 		start := time.Now()
-		for range *writers {
+		deadline := start.Add(*duration)
+		for w := range *writers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for time.Now().Before(deadline) {
+				// With --rate, each writer keeps a schedule (its share of
+				// the rate, staggered) and latency counts from the scheduled
+				// time, so that a stall also counts for the operations it
+				// delayed.
+				var every time.Duration
+				if *rate > 0 {
+					every = time.Duration(float64(*writers) / *rate * float64(time.Second))
+				}
+				t0 := start.Add(every * time.Duration(w) / time.Duration(*writers))
+				for t0.Before(deadline) {
+					if wait := time.Until(t0); wait > 0 {
+						time.Sleep(wait)
+					}
 					i := n.Add(1)
 					if err := op(i); err != nil {
 						firstErr.CompareAndSwap(nil, err)
 						return
+					}
+					t1 := time.Now()
+					lats[w] = append(lats[w], t1.Sub(t0))
+					if t0 = t0.Add(every); every == 0 {
+						t0 = t1
 					}
 				}
 			}()
@@ -158,7 +183,9 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 		if err, ok := firstErr.Load().(error); ok {
 			return benchRate{}, err
 		}
-		r := benchRate{perCommit: n.Load() / max(1, commits.Load()-c0)}
+		lat := slices.Concat(lats...)
+		slices.Sort(lat)
+		r := benchRate{perCommit: n.Load() / max(1, commits.Load()-c0), p50: percentile(lat, 50), p99: percentile(lat, 99), max: percentile(lat, 100)}
 		if err := caughtUp(); err != nil {
 			return benchRate{}, err
 		}
@@ -208,10 +235,16 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 				return err
 			}
 			sum.add(r)
-			fmt.Fprintf(e.stdout, "round %d: %s %6.0f/s (%d per commit, %s CPU each)\n", round+1, what, r.perSec, r.perCommit, r.cpu())
+			fmt.Fprintf(e.stdout, "round %d: %s %6.0f/s (%d per commit, %s CPU each; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms)\n",
+				round+1, what, r.perSec, r.perCommit, r.cpu(), r.p50, r.p99, r.max)
 		}
 	}
-	fmt.Fprintf(e.stdout, "exchange requests: %.0f/s; bare log appends: %.0f/s; ratio %.0f%% (target ≥80%%)\n", sumX.perSec/float64(*rounds), sumA.perSec/float64(*rounds), 100*sumX.perSec/sumA.perSec)
+	if *rate > 0 {
+		fmt.Fprintf(e.stdout, "at %.0f offered per second: exchange requests %.0f/s, bare log appends %.0f/s\n", *rate, sumX.perSec/float64(*rounds), sumA.perSec/float64(*rounds))
+	} else {
+		fmt.Fprintf(e.stdout, "exchange requests: %.0f/s; bare log appends: %.0f/s; ratio %.0f%% (target ≥80%%)\n", sumX.perSec/float64(*rounds), sumA.perSec/float64(*rounds), 100*sumX.perSec/sumA.perSec)
+	}
+	fmt.Fprintf(e.stdout, "latency, worst round: exchange request p99 %.1f ms, max %.1f ms; bare log append p99 %.1f ms, max %.1f ms\n", sumX.p99, sumX.max, sumA.p99, sumA.max)
 	if sumX.cpuPerOp > 0 {
 		n := time.Duration(*rounds)
 		if *dbURL != "" {
@@ -228,11 +261,16 @@ type benchRate struct {
 	perSec    float64
 	perCommit int64
 	cpuPerOp  time.Duration // 0: not reported on this platform
+	// p50, p99 and max are one operation's latency in ms, from its call
+	// to its answer (for a request, the values released).
+	p50, p99, max float64
 }
 
+// add sums rates and CPU time and keeps the worst latencies.
 func (r *benchRate) add(o benchRate) {
 	r.perSec += o.perSec
 	r.cpuPerOp += o.cpuPerOp
+	r.p50, r.p99, r.max = max(r.p50, o.p50), max(r.p99, o.p99), max(r.max, o.max)
 }
 
 func (r benchRate) cpu() string {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -291,7 +292,7 @@ func TestBenchCredentialRuns(t *testing.T) {
 
 func TestBenchExchangeRuns(t *testing.T) {
 	code, out, stderr := run(t, nil, "bench", "exchange", "--duration", "150ms", "--rounds", "1", "--writers", "8", "--citizens", "20000")
-	lines := []string{"bare log appends", "exchange requests", "ratio", "target ≥80%"}
+	lines := []string{"bare log appends", "exchange requests", "ratio", "target ≥80%", "latency p50", "latency, worst round: exchange request p99"}
 	if _, ok := processCPU(); ok {
 		lines = append(lines, "µs CPU each", "CPU per operation: exchange request")
 	}
@@ -307,6 +308,18 @@ func TestBenchExchangeRuns(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "appender alone") || !strings.Contains(out, "ratio") {
 		t.Fatalf("bench exchange --integrator=false: %d %q %q", code, out, stderr)
 	}
+	// A fixed offered load: the writers keep to it (never faster).
+	code, out, stderr = run(t, nil, "bench", "exchange", "--duration", "300ms", "--rounds", "1", "--writers", "4", "--rate", "200")
+	if code != 0 || !strings.Contains(out, "at 200 offered per second") || strings.Contains(out, "target ≥80%") {
+		t.Fatalf("bench exchange --rate: %d %q %q", code, out, stderr)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^round 1: .* (\d+)/s `).FindAllStringSubmatch(out, -1) {
+		if n, _ := strconv.Atoi(m[1]); n < 1 || n > 210 {
+			t.Errorf("bench exchange --rate 200 ran at %d/s: %q", n, out)
+		}
+	}
+	code, _, stderr = run(t, nil, "bench", "exchange", "--rate", "-5")
+	oneLine(t, "negative rate", code, 2, stderr, "--rate")
 	code, _, stderr = run(t, nil, "bench", "exchange", "--writers", "0")
 	oneLine(t, "no writers", code, 2, stderr, "--writers")
 	code, _, stderr = run(t, nil, "bench", "exchange", "--citizens", "0")

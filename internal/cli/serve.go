@@ -362,7 +362,7 @@ func expirePending(ctx context.Context, eng *ledger.Engine, logger *slog.Logger)
 }
 
 // flushAccessIndex indexes, once a minute, the access records the index
-// has not taken yet (it takes them 4,096 log entries at a time; on a quiet
+// has not taken yet (it takes them 512 log entries at a time; on a quiet
 // node this keeps the tail that readers scan short).
 func flushAccessIndex(ctx context.Context, ex *exchange.Exchange, logger *slog.Logger) {
 	every(ctx, time.Minute, false, func() {

@@ -106,11 +106,15 @@ func indexRow(idx int64, o *opening) []any {
 }
 
 // indexBatch is how many log entries the index lets pass before it takes
-// them: a citizen's index rows are scattered (one page each, by person),
-// so taking many at once writes each page once for many records instead
-// of once per record. The tail it leaves is read directly (tail), so
-// nothing waits for it.
-const indexBatch = 4096
+// them. Taking many at once writes each index page once for several
+// records; but the index's transaction holds the database's write lock (on
+// SQLite every writer's, payments' too) for about 10–20 µs a record. 512
+// keeps that pause near 10 ms: with a realistic population (10⁵–10⁶
+// citizens, whose index rows are scattered anyway) batches of 4,096 were
+// no faster and paused every writer for 40–50 ms (docs/benchmarks.md,
+// "index pauses"). The tail it leaves is read directly (tail), so nothing
+// waits for it.
+const indexBatch = 512
 
 // index is the exchange's IntegrateHook: once indexBatch entries have
 // passed its cursor, it indexes the access records among the entries from

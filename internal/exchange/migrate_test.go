@@ -196,7 +196,7 @@ func TestTailAndIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 		if n := indexed(); n != 0 {
-			t.Fatalf("%d records indexed before 4,096 entries passed", n)
+			t.Fatalf("%d records indexed before %d entries passed", n, indexBatch)
 		}
 		see("integrated, in the tail", true)
 		if err := ex.FlushIndex(ctx); err != nil {
