@@ -24,39 +24,63 @@ import (
 // the entries not yet integrated) are read from the log's rows directly,
 // so every reader sees a release as soon as it commits.
 
-// openingVersion is the first byte of an opening.
-const openingVersion = 1
+// Opening versions (an opening's first byte).
+const (
+	openingV1 = 1 // the officer in the record
+	openingV2 = 2 // the officer beside the record, which commits to them (sealOfficer)
+)
+
+// saltSize is the length of an officer's seal salt.
+const saltSize = 16
 
 // An opening is what a data-access entry's row keeps beside the entry:
 //
-//	0x01 ‖ nonce (32 bytes) ‖ time ‖ deferral end (8 bytes each, big-endian
-//	Unix ms) ‖ person id ‖ request id ‖ agency ‖ purpose (each a length
-//	byte and the bytes) ‖ canonical record
+//	version ‖ nonce (32 bytes) ‖ time ‖ deferral end (8 bytes each,
+//	big-endian Unix ms) ‖ person id ‖ request id ‖ agency ‖ purpose (each a
+//	length byte and the bytes) ‖ [version 2: officer (a length byte and the
+//	bytes) ‖ salt (16 bytes)] ‖ canonical record
 //
 // The nonce and the record open the entry's commitment; the person id is
 // what the citizen's key is derived from; the rest repeats what the index
 // needs, so that indexing decodes no JSON (decodeOpening checks that it
-// matches the record).
+// matches the record). In version 2 the record names the officer only by
+// OfficerSeal, and the officer and the seal's salt are here, for the
+// agency, the DPA and the audit (see Record).
 type opening struct {
+	version                          byte
 	nonce                            []byte
 	at, deferUntil                   int64
 	person, request, agency, purpose string
+	officer                          string // version 2
+	salt                             []byte // version 2: saltSize bytes
 	raw                              []byte // the canonical record
 }
 
 func (o *opening) encode() ([]byte, error) {
-	b := make([]byte, 0, 1+32+16+4+len(o.person)+len(o.request)+len(o.agency)+len(o.purpose)+len(o.raw))
-	b = append(b, openingVersion)
+	strs := []string{o.person, o.request, o.agency, o.purpose}
+	switch o.version {
+	case openingV1:
+	case openingV2:
+		if len(o.salt) != saltSize {
+			return nil, fmt.Errorf("%w: a salt of %d bytes", ErrInvalid, len(o.salt))
+		}
+		strs = append(strs, o.officer)
+	default:
+		return nil, fmt.Errorf("%w: opening version %d", ErrInvalid, o.version)
+	}
+	b := make([]byte, 0, 1+32+16+6+len(o.person)+len(o.request)+len(o.agency)+len(o.purpose)+len(o.officer)+len(o.salt)+len(o.raw))
+	b = append(b, o.version)
 	b = append(b, o.nonce...)
 	b = binary.BigEndian.AppendUint64(b, uint64(o.at))
 	b = binary.BigEndian.AppendUint64(b, uint64(o.deferUntil))
-	for _, s := range []string{o.person, o.request, o.agency, o.purpose} {
+	for _, s := range strs {
 		if len(s) > 255 {
 			return nil, fmt.Errorf("%w: an id of %d bytes", ErrInvalid, len(s))
 		}
 		b = append(b, byte(len(s)))
 		b = append(b, s...)
 	}
+	b = append(b, o.salt...)
 	return append(b, o.raw...), nil
 }
 
@@ -64,16 +88,26 @@ var errOpening = errors.New("not an access record")
 
 // parseOpening splits an opening without decoding its record.
 func parseOpening(b []byte) (*opening, error) {
-	if len(b) < 1+32+16+4 || b[0] != openingVersion {
+	if len(b) < 1+32+16+4 || (b[0] != openingV1 && b[0] != openingV2) {
 		return nil, errOpening
 	}
-	o := &opening{nonce: b[1:33], at: int64(binary.BigEndian.Uint64(b[33:41])), deferUntil: int64(binary.BigEndian.Uint64(b[41:49]))}
+	o := &opening{version: b[0], nonce: b[1:33], at: int64(binary.BigEndian.Uint64(b[33:41])), deferUntil: int64(binary.BigEndian.Uint64(b[41:49]))}
 	rest := b[49:]
-	for _, s := range []*string{&o.person, &o.request, &o.agency, &o.purpose} {
+	strs := []*string{&o.person, &o.request, &o.agency, &o.purpose}
+	if o.version == openingV2 {
+		strs = append(strs, &o.officer)
+	}
+	for _, s := range strs {
 		if len(rest) < 1 || int(rest[0]) > len(rest)-1 {
 			return nil, errOpening
 		}
 		*s, rest = string(rest[1:1+int(rest[0])]), rest[1+int(rest[0]):]
+	}
+	if o.version == openingV2 {
+		if len(rest) < saltSize {
+			return nil, errOpening
+		}
+		o.salt, rest = rest[:saltSize], rest[saltSize:]
 	}
 	if o.person == "" {
 		return nil, errOpening
@@ -82,7 +116,9 @@ func parseOpening(b []byte) (*opening, error) {
 	return o, nil
 }
 
-// decodeOpening parses an opening and its record, which must agree.
+// decodeOpening parses an opening and its record, which must agree: the
+// header repeats the record, and a version 2 opening's officer and salt
+// open the record's OfficerSeal.
 func decodeOpening(b []byte) (*opening, Record, error) {
 	var rec Record
 	o, err := parseOpening(b)
@@ -95,7 +131,19 @@ func decodeOpening(b []byte) (*opening, Record, error) {
 	if rec.Request != o.request || rec.Agency != o.agency || rec.Purpose != o.purpose || rec.Time != o.at || rec.DeferUntil != o.deferUntil {
 		return nil, rec, fmt.Errorf("%w: its header does not match its record", errOpening)
 	}
+	if o.version == openingV2 && (rec.Officer != "" || rec.OfficerSeal != sealOfficer(o.salt, o.officer)) {
+		return nil, rec, fmt.Errorf("%w: its officer does not match its record's seal", errOpening)
+	}
 	return o, rec, nil
+}
+
+// officer is who asked for an access: named in a version 1 record,
+// beside a version 2 one.
+func (o *opening) officerOf(rec *Record) string {
+	if o.version == openingV2 {
+		return o.officer
+	}
+	return rec.Officer
 }
 
 // indexCols are ex_access's columns, in indexRow's order.

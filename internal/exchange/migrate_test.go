@@ -131,10 +131,17 @@ func TestMigrateLegacyRecords(t *testing.T) {
 func FuzzOpening(f *testing.F) {
 	rec := Record{Request: "r", Agency: "a", Purpose: "p", Time: 5, DeferUntil: 7}
 	raw, _ := json.Marshal(rec)
-	good, _ := (&opening{nonce: make([]byte, 32), at: 5, deferUntil: 7, person: "x", request: "r", agency: "a", purpose: "p", raw: raw}).encode()
-	f.Add(good)
+	v1, _ := (&opening{version: openingV1, nonce: make([]byte, 32), at: 5, deferUntil: 7, person: "x", request: "r", agency: "a", purpose: "p", raw: raw}).encode()
+	f.Add(v1)
+	salt := make([]byte, saltSize)
+	rec.OfficerSeal = sealOfficer(salt, "officer")
+	raw, _ = json.Marshal(rec)
+	v2, _ := (&opening{version: openingV2, nonce: make([]byte, 32), at: 5, deferUntil: 7, person: "x", request: "r", agency: "a", purpose: "p", officer: "officer", salt: salt, raw: raw}).encode()
+	f.Add(v2)
 	f.Add([]byte{1})
+	f.Add([]byte{2})
 	f.Add(append([]byte{1}, make([]byte, 60)...))
+	f.Add(append([]byte{2}, make([]byte, 60)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		o, err := parseOpening(b)
 		if err != nil {
@@ -248,9 +255,26 @@ func TestMigrateDownKeepsRecords(t *testing.T) {
 				}
 			}
 		}
+		var sealed int
+		if err := db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1 AND opening IS NOT NULL`, int(tlog.KindDataAccess)).Scan(&sealed); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := db.Reader().QueryContext(ctx, `SELECT opening FROM tlog_entries WHERE kind = $1 AND opening IS NOT NULL`, int(tlog.KindDataAccess))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var b []byte
+			if err := rows.Scan(&b); err != nil || len(b) == 0 || b[0] != openingV2 {
+				t.Fatalf("a new record's opening is not of version 2: %x %v", b[:min(len(b), 1)], err)
+			}
+		}
+		rows.Close()
+		// 00014 turns the openings back into version 1, 00013 drops the
+		// counts, 00012 makes the records rows of their own again.
 		undone, err := db.MigrateDown(ctx, 11)
-		if err != nil || len(undone) != 2 {
-			t.Fatalf("migrate down to 11: %v %v", undone, err)
+		if err != nil || len(undone) != 3 || sealed != len(people) {
+			t.Fatalf("migrate down to 11 (%d sealed records): %v %v", sealed, undone, err)
 		}
 		for _, p := range people {
 			var record string

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,12 +24,23 @@ import (
 // Record is an access record: who read which fields of whom, why, on which
 // legal basis and when. It stays off the log; the log holds
 // Commit(nonce, canonical record).
+//
+// The citizen gets the record (to check it against the log), but not the
+// name of the officer who asked: the CJEU (C-579/21, Pankki S) holds that
+// the person whose data was consulted is owed the dates and purposes, not
+// the identities of the employees, and a covert police access must not name
+// its officer to the suspect once its deferral ends. So a record commits
+// to its officer by OfficerSeal, and the officer and the seal's salt stay
+// on the node, beside the record (the opening): the agency and the DPA see
+// the officer and the audit checks the seal. Records made before the seal
+// name the officer in Officer instead.
 type Record struct {
 	ID          string   `json:"id"`
 	Request     string   `json:"request"`
 	Agency      string   `json:"agency"`
 	AgencyName  string   `json:"agency_name"`
-	Officer     string   `json:"officer"`
+	Officer     string   `json:"officer,omitempty"`      // older records only
+	OfficerSeal string   `json:"officer_seal,omitempty"` // sealOfficer(salt, officer), hex
 	Service     string   `json:"service"`
 	ServiceName string   `json:"service_name"`
 	Holder      string   `json:"holder"`
@@ -47,6 +59,20 @@ func (r Record) canonical() ([]byte, error) { return json.Marshal(r) }
 
 // commitDomain separates access commitments from every other hash.
 const commitDomain = "civstack access record v1\n"
+
+// officerDomain separates officer seals from every other hash.
+const officerDomain = "civstack access officer v1\n"
+
+// sealOfficer is a record's commitment to its officer: hex SHA-256 over
+// the domain, a random salt (so that nobody holding the record can test a
+// list of names against it) and the officer's name.
+func sealOfficer(salt []byte, officer string) string {
+	h := sha256.New()
+	h.Write([]byte(officerDomain))
+	h.Write(salt)
+	h.Write([]byte(officer))
+	return hex.EncodeToString(h.Sum(nil))
+}
 
 // Commit is the log's commitment to a record: SHA-256 over the domain,
 // the 32-byte nonce and the canonical record.
@@ -85,6 +111,9 @@ func pseudonymTag(key []byte, commitment [32]byte) [32]byte {
 // deleted or damaged); only the index's fields are known then.
 type Access struct {
 	Record
+	// Officer is who asked (from the record, or beside it for a record
+	// that seals it); never shown to the citizen.
+	Officer  string
 	Nonce    []byte
 	LogIndex int64
 	Missing  bool
@@ -293,7 +322,7 @@ func openAccess(idx int64, entry, opening []byte) *Access {
 		a.Missing = true
 		return a
 	}
-	a.Record, a.Nonce, a.raw, a.personID = rec, o.nonce, o.raw, o.person
+	a.Record, a.Officer, a.Nonce, a.raw, a.personID = rec, o.officerOf(&rec), o.nonce, o.raw, o.person
 	return a
 }
 

@@ -196,7 +196,11 @@ const (
 // its record is the request.
 func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *Policy, consent string) error {
 	now := x.now()
-	rec := Record{ID: x.id(), Request: r.ID, Agency: r.Requester, AgencyName: r.RequesterName, Officer: r.Officer, Service: r.Service, ServiceName: svc.Name,
+	salt := make([]byte, saltSize)
+	if _, err := x.rand.Read(salt); err != nil {
+		return err
+	}
+	rec := Record{ID: x.id(), Request: r.ID, Agency: r.Requester, AgencyName: r.RequesterName, OfficerSeal: sealOfficer(salt, r.Officer), Service: r.Service, ServiceName: svc.Name,
 		Holder: svc.HolderName, Purpose: r.Purpose, LegalBasis: r.LegalBasis, Fields: r.Fields, Time: now.UnixMilli(), Consent: consent,
 		RetainUntil: now.Add(pol.Retention).UnixMilli(), Policy: pol.ID}
 	if r.Defer > 0 {
@@ -220,7 +224,8 @@ func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *P
 	// The release commits only if its policy is still in force then.
 	// The values are read in the same transaction, with the batch's others.
 	d := &disclosure{service: r.Service, person: r.Citizen, fields: r.Fields}
-	op, err := (&opening{nonce: nonce, at: rec.Time, deferUntil: rec.DeferUntil, person: r.Citizen, request: r.ID, agency: r.Requester, purpose: r.Purpose, raw: canon}).encode()
+	op, err := (&opening{version: openingV2, nonce: nonce, at: rec.Time, deferUntil: rec.DeferUntil, person: r.Citizen, request: r.ID, agency: r.Requester, purpose: r.Purpose,
+		officer: r.Officer, salt: salt, raw: canon}).encode()
 	if err != nil {
 		return err
 	}

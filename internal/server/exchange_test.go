@@ -160,6 +160,19 @@ func TestExchangeOverHTTP(t *testing.T) {
 			if body := citizen.get("/wallet/access.json").body; !strings.Contains(body, `"hidden_until"`) || !strings.Contains(body, "CRIM-INVESTIGATION") {
 				t.Fatalf("the export lacks the covert access or its deferral: %s", clip(body))
 			}
+			// Who asked is for the agency and the DPA, not the citizen
+			// (CJEU C-579/21): her page and her export (records and all)
+			// name no officer; the DPA's page and the agencies' do.
+			page := citizen.get("/wallet/access").body // the demo's persona list aside
+			page = page[strings.Index(page, "<main"):strings.Index(page, "</main>")]
+			for what, body := range map[string]string{"page": page, "export": citizen.get("/wallet/access.json").body} {
+				if strings.Contains(body, "Tomas Novak") || strings.Contains(body, "Eva Lind") || !strings.Contains(body, "TAX-AUDIT") {
+					i := max(strings.Index(body, "Tomas Novak"), strings.Index(body, "Eva Lind"), 0)
+					t.Fatalf("the citizen's %s names an officer: %s", what, body[max(0, i-300):min(len(body), i+100)])
+				}
+			}
+			expect(t, "the DPA sees the officers", w.as(t, "Ana Costa").get("/dpa/exchange"), http.StatusOK, "Tomas Novak", "Eva Lind")
+			expect(t, "the tax office sees its officer", w.as(t, "Tomas Novak").get("/exchange/"+tax), http.StatusOK, "<td>Tomas Novak</td>")
 			if rep := verifyExport(w.as(t, "Jonas Weber")); !rep.OK() || rep.Accesses != 0 {
 				t.Fatalf("his export: %+v", rep)
 			}
@@ -251,6 +264,16 @@ func TestExchangeOverHTTP(t *testing.T) {
 			exec(`UPDATE ex_access SET person_id = $1 WHERE person_id = $2`, amiraID, jonasID)
 			if p := audit(); len(p) != 0 {
 				t.Fatalf("audit after moving the record back: %v", p)
+			}
+			// Another officer put beside a record no longer opens the
+			// record's seal: the audit sees the record changed.
+			tamperOpenings(t, w.n.db, "Tomas Novak", "Tomas Nowak")
+			if p := audit(); len(p) != 1 || !strings.Contains(p[0], "WAS CHANGED") {
+				t.Fatalf("audit of a changed officer: %v", p)
+			}
+			tamperOpenings(t, w.n.db, "Tomas Nowak", "Tomas Novak")
+			if p := audit(); len(p) != 0 {
+				t.Fatalf("audit after restoring the officer: %v", p)
 			}
 			// A changed record (its legal basis) no longer opens its entry.
 			tamperOpenings(t, w.n.db, "Tax Code §93", "Tax Code §94")

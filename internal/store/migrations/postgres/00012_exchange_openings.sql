@@ -82,7 +82,7 @@ ALTER TABLE ex_access_old RENAME TO ex_access;
 -- A direct release had a request row of its own before: it is made again
 -- from the record.
 INSERT INTO ex_requests (id, requester_org, officer, person_id, service_id, fields, purpose, legal_basis, deferral, policy_id, state, reason, created_at, decided_at)
-SELECT a.request_id, a.requester_org, a.record::json->>'officer', a.person_id, a.record::json->>'service', (a.record::json->'fields')::text,
+SELECT a.request_id, a.requester_org, COALESCE(a.record::json->>'officer', ''), a.person_id, a.record::json->>'service', (a.record::json->'fields')::text,
        a.purpose, a.record::json->>'legal_basis', CASE WHEN a.defer_until > 0 THEN a.defer_until - a.at ELSE 0 END,
        COALESCE(a.record::json->>'policy', ''), 'released', '', a.at, a.at
 FROM ex_access a WHERE NOT EXISTS (SELECT 1 FROM ex_requests r WHERE r.id = a.request_id);
