@@ -160,3 +160,26 @@ func otherLog(t testing.TB) (*tlog.Ed25519Signer, string) {
 	}
 	return s, s.VerifierKey()
 }
+
+// TestRecordEncodings: a record made before officer seals (it names its
+// officer) and a sealed one each encode canonically to the very bytes
+// they were committed as, so that exports of both still verify; the
+// older one, as the code before the seal wrote it.
+func TestRecordEncodings(t *testing.T) {
+	older := `{"id":"r1","request":"q1","agency":"tax","agency_name":"City Tax Office","officer":"Tomas Novak","service":"income","service_name":"Income",` +
+		`"holder":"City Tax Office","purpose":"AUDIT","legal_basis":"§1","fields":["income"],"consent":"not needed","time":5,"defer_until":0,"retain_until":9,"policy":"p1"}`
+	salt := bytes.Repeat([]byte{7}, saltSize)
+	sealed := strings.Replace(older, `"officer":"Tomas Novak"`, `"officer_seal":"`+sealOfficer(salt, "Tomas Novak")+`"`, 1)
+	for _, raw := range []string{older, sealed} {
+		var rec Record
+		if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if again, err := rec.canonical(); err != nil || string(again) != raw {
+			t.Fatalf("a record does not encode as it was committed:\n%s\n%s (%v)", again, raw, err)
+		}
+	}
+	if sealOfficer(salt, "Tomas Novak") == sealOfficer(bytes.Repeat([]byte{8}, saltSize), "Tomas Novak") || sealOfficer(salt, "Tomas Novak") == sealOfficer(salt, "Tomas Nowak") {
+		t.Fatal("a seal does not depend on its salt and name")
+	}
+}
