@@ -262,7 +262,8 @@ type benchRate struct {
 	perCommit int64
 	cpuPerOp  time.Duration // 0: not reported on this platform
 	// p50, p99 and max are one operation's latency in ms, from its call
-	// to its answer (for a request, the values released).
+	// (with --rate, from when it was due) to its answer (for a request,
+	// the values released).
 	p50, p99, max float64
 }
 

@@ -137,7 +137,7 @@ func decodeOpening(b []byte) (*opening, Record, error) {
 	return o, rec, nil
 }
 
-// officer is who asked for an access: named in a version 1 record,
+// officerOf is who asked for an access: named in a version 1 record,
 // beside a version 2 one.
 func (o *opening) officerOf(rec *Record) string {
 	if o.version == openingV2 {
