@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -352,7 +353,7 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 	if !purposeRE.MatchString(p.Purpose) {
 		return nil, fmt.Errorf("%w: a purpose code is 2 to 40 capitals, digits or dashes (e.g. TAX-AUDIT)", ErrInvalid)
 	}
-	if p.LegalBasis == "" || len(p.LegalBasis) > 200 {
+	if p.LegalBasis == "" || utf8.RuneCountInString(p.LegalBasis) > 200 {
 		return nil, fmt.Errorf("%w: name the legal basis (up to 200 characters)", ErrInvalid)
 	}
 	if p.MaxDeferral < 0 || p.MaxDeferral > 3*365*Day || p.Retention <= 0 || p.Retention > 30*365*Day {

@@ -183,3 +183,43 @@ func TestRecordEncodings(t *testing.T) {
 		t.Fatal("a seal does not depend on its salt and name")
 	}
 }
+
+// TestAskLimits: an officer's name and a legal basis are limited in
+// characters, not bytes (a name in Chinese script of 40 characters is
+// 120 bytes and may ask), and each limit says which one was crossed.
+func TestAskLimits(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, _, _ := auditExchange(t, db, 0)
+		long := strings.Repeat("§", 200) // 400 bytes
+		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "LONG", LegalBasis: long, Retention: Day}, "t"); err != nil {
+			t.Fatalf("a legal basis of 200 characters: %v", err)
+		}
+		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "LONG", LegalBasis: long + "x", Retention: Day}, "t"); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("a legal basis of 201 characters: %v", err)
+		}
+		if err := ex.SetValues(ctx, "holder", "income", "p1", map[string]string{"income": "7"}); err != nil {
+			t.Fatal(err)
+		}
+		ask := Ask{Requester: "tax", Officer: strings.Repeat("王", 40), Citizen: "p1", Service: "income", Fields: []string{"income"}, Purpose: "LONG", LegalBasis: long}
+		if r, err := ex.Submit(ctx, ask); err != nil || r.State != Released {
+			t.Fatalf("an officer of 40 characters in 120 bytes: %+v %v", r, err)
+		}
+		for _, c := range []struct {
+			change func(*Ask)
+			want   string
+		}{
+			{func(a *Ask) { a.Officer = strings.Repeat("o", 101) }, "officer's name is longer than 100 characters"},
+			{func(a *Ask) { a.Officer = strings.Repeat("😀", 70) }, "officer's name is longer than 100 characters"}, // 280 bytes
+			{func(a *Ask) { a.LegalBasis = long + "x" }, "legal basis is longer than 200 characters"},
+			{func(a *Ask) { a.Purpose = strings.Repeat("P", 41) }, "purpose code is at most 40 characters"},
+			{func(a *Ask) { a.Officer = " " }, "a request names the officer"},
+		} {
+			a := ask
+			c.change(&a)
+			if _, err := ex.Submit(ctx, a); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("want %q, got %v", c.want, err)
+			}
+		}
+	})
+}

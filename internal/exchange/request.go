@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/tlog"
@@ -68,8 +69,18 @@ func (x *Exchange) Submit(ctx context.Context, a Ask) (*Request, error) {
 	r := &Request{ID: x.id(), Requester: a.Requester, Officer: strings.TrimSpace(a.Officer), Citizen: a.Citizen, Service: a.Service,
 		Fields: slices.Compact(slices.Sorted(slices.Values(a.Fields))), Purpose: strings.TrimSpace(a.Purpose), LegalBasis: strings.TrimSpace(a.LegalBasis),
 		Defer: a.Defer, Created: now.UTC()}
-	if r.Officer == "" || len(r.Officer) > 100 || r.Citizen == "" || len(r.Fields) == 0 || r.Purpose == "" || r.LegalBasis == "" || len(r.LegalBasis) > 200 || len(r.Purpose) > 40 {
+	if r.Officer == "" || r.Citizen == "" || len(r.Fields) == 0 || r.Purpose == "" || r.LegalBasis == "" {
 		return nil, fmt.Errorf("%w: a request names the officer, the citizen, the service, at least one field, the purpose and the legal basis", ErrInvalid)
+	}
+	// Lengths in characters, as people count them; the officer's name
+	// also fits its opening's length byte.
+	switch {
+	case utf8.RuneCountInString(r.Officer) > 100 || len(r.Officer) > 255:
+		return nil, fmt.Errorf("%w: the officer's name is longer than 100 characters", ErrInvalid)
+	case len(r.Purpose) > 40:
+		return nil, fmt.Errorf("%w: a purpose code is at most 40 characters", ErrInvalid)
+	case utf8.RuneCountInString(r.LegalBasis) > 200:
+		return nil, fmt.Errorf("%w: the legal basis is longer than 200 characters", ErrInvalid)
 	}
 	if a.Defer < 0 {
 		return nil, fmt.Errorf("%w: a deferral cannot be negative", ErrInvalid)
