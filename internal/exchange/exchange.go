@@ -187,11 +187,11 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 	if !idRE.MatchString(svc.ID) {
 		return nil, fmt.Errorf("%w: a service id is 2 to 41 lower-case letters, digits or dashes", ErrInvalid)
 	}
-	if svc.Name == "" || len(svc.Name) > 100 {
+	if svc.Name == "" || utf8.RuneCountInString(svc.Name) > 100 {
 		return nil, fmt.Errorf("%w: a service needs a name of up to 100 characters", ErrInvalid)
 	}
-	if len(svc.Fields) == 0 {
-		return nil, fmt.Errorf("%w: a service needs at least one field", ErrInvalid)
+	if len(svc.Fields) == 0 || len(svc.Fields) > 100 {
+		return nil, fmt.Errorf("%w: a service has 1 to 100 fields", ErrInvalid)
 	}
 	if rewardRE.MatchString(svc.ID) || rewardRE.MatchString(svc.Name) {
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, noRewards)
@@ -207,8 +207,8 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 		if !slices.Contains(types, f.Type) {
 			return nil, fmt.Errorf("%w: field %q: type %q is not one of %s", ErrInvalid, f.Name, f.Type, strings.Join(types, ", "))
 		}
-		if f.Label == "" {
-			return nil, fmt.Errorf("%w: field %q needs a label", ErrInvalid, f.Name)
+		if strings.TrimSpace(f.Label) == "" || utf8.RuneCountInString(f.Label) > 100 {
+			return nil, fmt.Errorf("%w: field %q needs a label of up to 100 characters", ErrInvalid, f.Name)
 		}
 		seen[f.Name] = true
 	}
@@ -296,7 +296,7 @@ func checkValue(f Field, v string) error {
 			return fmt.Errorf("%w: %s must be true or false", ErrInvalid, f.Label)
 		}
 	}
-	if len(v) > 1000 {
+	if utf8.RuneCountInString(v) > 1000 {
 		return fmt.Errorf("%w: %s is longer than 1000 characters", ErrInvalid, f.Label)
 	}
 	return nil
