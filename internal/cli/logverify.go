@@ -153,22 +153,26 @@ func runLog(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
+	// With the node's database, its access records are audited range by
+	// range as the entries arrive, so that memory does not grow with the log.
+	var audit *exchange.Auditor
+	if *dbURL != "" || *dataDir != "" {
+		db, err := store.Open(ctx, store.Options{URL: *dbURL, DataDir: *dataDir})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if audit, err = exchange.NewAuditor(ctx, db, cp.Size, secret); err != nil {
+			return fmt.Errorf("access records: %w", err)
+		}
+	}
+
 	// Recompute the whole tree from the entries, and check every level-0
 	// tile against the entries' hashes.
-	hashes := map[int64]tlog.Hash{}
-	reader := tlog.HashReaderFunc(func(ids []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(ids))
-		for i, id := range ids {
-			h, ok := hashes[id]
-			if !ok {
-				return nil, fmt.Errorf("hash %d not computed", id)
-			}
-			out[i] = h
-		}
-		return out, nil
-	})
+	recomputed := &frontier{hashes: map[int64]tlog.Hash{}}
 	kinds := map[civtlog.Kind]int64{}
-	access := map[int64]*civtlog.Entry{}
+	access := map[int64]*civtlog.Entry{} // the current audit range's
+	var accessEntries int64
 	last := time.Now()
 	for start := int64(0); start < cp.Size; start += 256 {
 		w := int(min(256, cp.Size-start))
@@ -201,28 +205,32 @@ func runLog(ctx context.Context, e *env, args []string) error {
 			kinds[entry.Kind]++
 			if entry.Kind == civtlog.KindDataAccess {
 				access[idx] = entry
+				accessEntries++
 			}
 			leaf := tlog.RecordHash(data)
 			if string(tile[32*i:32*i+32]) != string(leaf[:]) {
 				return fmt.Errorf("entry %d does not match its hash in %s: the entry or the tile was altered", idx, ht.Path())
 			}
-			hs, err := tlog.StoredHashesForRecordHash(idx, leaf, reader)
-			if err != nil {
+			if err := recomputed.add(leaf); err != nil {
 				return err
 			}
-			base := tlog.StoredHashIndex(0, idx)
-			for k, h := range hs {
-				hashes[base+int64(k)] = h
-			}
 		}
-		if time.Since(last) > time.Second || start+256 >= cp.Size {
-			progress("verified %d of %d entries", min(start+256, cp.Size), cp.Size)
+		recomputed.prune()
+		end := start + int64(w)
+		if audit != nil && (end%auditRange == 0 || end == cp.Size) {
+			if err := audit.Check(end, access); err != nil {
+				return fmt.Errorf("access records: %w", err)
+			}
+			clear(access)
+		}
+		if time.Since(last) > time.Second || end == cp.Size {
+			progress("verified %d of %d entries", end, cp.Size)
 			last = time.Now()
 		}
 	}
 	root := tlog.Hash(civtlog.EmptyRoot)
 	if cp.Size > 0 {
-		if root, err = tlog.TreeHash(cp.Size, reader); err != nil {
+		if root, err = tlog.TreeHash(cp.Size, recomputed); err != nil {
 			return err
 		}
 	}
@@ -236,13 +244,13 @@ func runLog(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	if *dbURL != "" || *dataDir != "" {
-		db, err := store.Open(ctx, store.Options{URL: *dbURL, DataDir: *dataDir})
-		if err != nil {
-			return err
+	if audit != nil {
+		if cp.Size == 0 {
+			if err := audit.Check(0, access); err != nil {
+				return fmt.Errorf("access records: %w", err)
+			}
 		}
-		checked, problems, err := exchange.Audit(ctx, db, access, cp.Size, secret)
-		db.Close()
+		checked, problems, err := audit.Finish()
 		if err != nil {
 			return fmt.Errorf("access records: %w", err)
 		}
@@ -250,13 +258,13 @@ func runLog(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintln(e.stdout, p)
 		}
 		if len(problems) > 0 {
-			return fmt.Errorf("%d problems with the access records (%d checked against %d access entries)", len(problems), checked, len(access))
+			return fmt.Errorf("%d problems with the access records (%d checked against %d access entries)", len(problems), checked, accessEntries)
 		}
 		pseudonyms := "each record's citizen matches its entry's pseudonym"
 		if secret == nil {
 			pseudonyms = "citizens not checked against pseudonyms: no --exchange-secret"
 		}
-		progress("access records: %d checked against %d access entries, all match (%s)", checked, len(access), pseudonyms)
+		progress("access records: %d checked against %d access entries, all match (%s)", checked, accessEntries, pseudonyms)
 	}
 	if *statePath != "" {
 		st := logState{Origin: cp.Origin, Size: cp.Size, Root: cp.Root.String(), Checkpoint: string(signed), CheckedAt: time.Now().UTC().Format(time.RFC3339)}
@@ -280,6 +288,67 @@ func runLog(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "OK: %s has %d entries (%s); root %s\n", cp.Origin, cp.Size, strings.Join(parts, ", "), cp.Root)
 	return nil
+}
+
+// auditRange is how many log entries the access audit takes at a time (a
+// multiple of the 256 of a bundle): its memory is that range's access
+// entries and records.
+var auditRange int64 = 1 << 16
+
+// frontier recomputes a tree's stored hashes entry by entry, keeping only
+// those a later entry or the root can still read: the roots of the
+// complete subtrees the tree so far splits into (one per bit of its size),
+// so that checking a log of any length takes the same memory. It is the
+// HashReader the recomputation reads through; a hash it no longer keeps
+// is an error, not a zero.
+type frontier struct {
+	n      int64 // entries added
+	hashes map[int64]tlog.Hash
+}
+
+func (f *frontier) ReadHashes(ids []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(ids))
+	for i, id := range ids {
+		h, ok := f.hashes[id]
+		if !ok {
+			return nil, fmt.Errorf("hash %d not computed", id)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// add appends the entry whose record hash is leaf.
+func (f *frontier) add(leaf tlog.Hash) error {
+	hs, err := tlog.StoredHashesForRecordHash(f.n, leaf, f)
+	if err != nil {
+		return err
+	}
+	base := tlog.StoredHashIndex(0, f.n)
+	for k, h := range hs {
+		f.hashes[base+int64(k)] = h
+	}
+	f.n++
+	return nil
+}
+
+// prune forgets every hash but the roots of the complete subtrees of the
+// tree of f.n entries, the only ones an entry added later, or the tree
+// hash of this size, reads.
+func (f *frontier) prune() {
+	keep := map[int64]bool{}
+	var covered int64
+	for level := 62; level >= 0; level-- {
+		if f.n&(1<<level) != 0 {
+			keep[tlog.StoredHashIndex(level, covered>>level)] = true
+			covered += 1 << level
+		}
+	}
+	for id := range f.hashes {
+		if !keep[id] {
+			delete(f.hashes, id)
+		}
+	}
 }
 
 // auditor fetches a log's resources over HTTP; it is also the tile reader

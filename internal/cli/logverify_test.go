@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"math/bits"
 	"net"
 	"os"
 	"path/filepath"
@@ -48,6 +49,10 @@ func waitSize(t *testing.T, db *store.DB, size int64) {
 
 func TestLogVerify(t *testing.T) {
 	ctx := context.Background()
+	// Audit the access records in ranges of one bundle, so that the 604
+	// entries below take three.
+	defer func(r int64) { auditRange = r }(auditRange)
+	auditRange = 256
 	data := t.TempDir()
 	s := startServe(t, nil, "--data", data)
 	m := vkeyRE.FindStringSubmatch(s.out.String())
@@ -373,4 +378,47 @@ func otherPort(t *testing.T, url string) string {
 	}
 	t.Fatal("no other free port")
 	return ""
+}
+
+// TestFrontier: the tree log verify recomputes, keeping only the hashes a
+// later entry can read, has every size's root, and keeps at most one hash
+// per bit of the size.
+func TestFrontier(t *testing.T) {
+	all := map[int64]xtlog.Hash{}
+	full := xtlog.HashReaderFunc(func(ids []int64) ([]xtlog.Hash, error) {
+		out := make([]xtlog.Hash, len(ids))
+		for i, id := range ids {
+			out[i] = all[id]
+		}
+		return out, nil
+	})
+	f := &frontier{hashes: map[int64]xtlog.Hash{}}
+	for n := int64(0); n < 3000; n++ {
+		leaf := xtlog.RecordHash([]byte(fmt.Sprint("entry ", n)))
+		hs, err := xtlog.StoredHashesForRecordHash(n, leaf, full)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, h := range hs {
+			all[xtlog.StoredHashIndex(0, n)+int64(k)] = h
+		}
+		if err := f.add(leaf); err != nil {
+			t.Fatalf("entry %d: %v", n, err)
+		}
+		if n%7 != 0 && n != 2999 { // prune at uneven sizes, as a short last bundle does
+			continue
+		}
+		f.prune()
+		if len(f.hashes) > bits.OnesCount64(uint64(n+1)) {
+			t.Fatalf("at %d entries it keeps %d hashes", n+1, len(f.hashes))
+		}
+		want, _ := xtlog.TreeHash(n+1, full)
+		got, err := xtlog.TreeHash(n+1, f)
+		if err != nil || got != want {
+			t.Fatalf("root of %d entries: %v %v, want %v", n+1, got, err, want)
+		}
+	}
+	if _, err := f.ReadHashes([]int64{0}); err == nil {
+		t.Fatal("a pruned hash read as a zero")
+	}
 }

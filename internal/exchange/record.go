@@ -456,23 +456,66 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 
 // Audit compares the access records in db with the log's entries (from a
 // verified log: index → data-access entry, for the first size entries).
-// It returns one line per problem: a record changed (it no longer opens
-// its entry's commitment), an access entry whose record is gone (deleted),
-// a record hidden from the citizen (indexed entries whose index row is
-// missing or names someone else), and an index row pointing at an entry
-// that is not a data access. With the node's exchange secret (nil: not
-// checked) it also reports a record that names another citizen than the
-// one its entry's pseudonym is for: moved away from its citizen.
+// It is NewAuditor, one Check of the whole range and Finish; see Auditor
+// for what it reports.
 func Audit(ctx context.Context, db *store.DB, entries map[int64]*civtlog.Entry, size int64, secret []byte) (checked int, problems []string, err error) {
-	r := db.Reader()
-	var cur int64
-	if err := r.QueryRowContext(ctx, `SELECT value FROM ex_index_state WHERE name = 'indexed'`).Scan(&cur); err != nil {
-		return 0, nil, fmt.Errorf("access index: %w", err)
-	}
-	rows, err := r.QueryContext(ctx, `SELECT e.idx, e.opening, a.log_index, a.request_id, a.person_id, a.requester_org, a.purpose, a.at, a.defer_until
-		FROM tlog_entries e LEFT JOIN ex_access a ON a.log_index = e.idx WHERE e.kind = $1 AND e.idx < $2 ORDER BY e.idx`, int(civtlog.KindDataAccess), size)
+	a, err := NewAuditor(ctx, db, size, secret)
 	if err != nil {
-		return 0, nil, fmt.Errorf("access records: %w", err)
+		return 0, nil, err
+	}
+	if err := a.Check(size, entries); err != nil {
+		return 0, nil, err
+	}
+	return a.Finish()
+}
+
+// An Auditor compares the access records in a node's database with the
+// data-access entries of a verified log of size entries, one range of the
+// log at a time, so that auditing a log of any length takes the memory of
+// one range, not of the log. It reports, one line per problem: a record
+// changed (it no longer opens its entry's commitment), an access entry
+// whose record is gone (deleted), a record hidden from the citizen (indexed
+// entries whose index row is missing or names someone else), an index row
+// pointing at an entry that is not a data access, and a wrong count on the
+// DPA's page. With the node's exchange secret (nil: not checked) it also
+// reports a record that names another citizen than the one its entry's
+// pseudonym is for: moved away from its citizen.
+//
+// Contract: Check is called with ranges in log order, each starting where
+// the one before ended (the first at 0) and the last ending at size; then
+// Finish, once. An Auditor is not safe for concurrent use.
+type Auditor struct {
+	ctx      context.Context
+	r        *sql.DB
+	size     int64
+	next     int64 // where the next range starts
+	indexed  int64 // the index's position when the audit began
+	secret   []byte
+	checked  int
+	problems []string
+}
+
+// NewAuditor starts an audit of db against a verified log of size entries.
+func NewAuditor(ctx context.Context, db *store.DB, size int64, secret []byte) (*Auditor, error) {
+	a := &Auditor{ctx: ctx, r: db.Reader(), size: size, secret: secret}
+	if err := a.r.QueryRowContext(ctx, `SELECT value FROM ex_index_state WHERE name = 'indexed'`).Scan(&a.indexed); err != nil {
+		return nil, fmt.Errorf("access index: %w", err)
+	}
+	return a, nil
+}
+
+// Check audits the log's range from where the last range ended up to hi
+// (exclusive): entries holds that range's data-access entries by index.
+func (a *Auditor) Check(hi int64, entries map[int64]*civtlog.Entry) error {
+	lo := a.next
+	if hi < lo || hi > a.size {
+		return fmt.Errorf("audit range %d–%d does not follow %d within %d entries", lo, hi, lo, a.size)
+	}
+	a.next = hi
+	rows, err := a.r.QueryContext(a.ctx, `SELECT e.idx, e.opening, a.log_index, a.request_id, a.person_id, a.requester_org, a.purpose, a.at, a.defer_until
+		FROM tlog_entries e LEFT JOIN ex_access a ON a.log_index = e.idx WHERE e.kind = $1 AND e.idx >= $2 AND e.idx < $3 ORDER BY e.idx`, int(civtlog.KindDataAccess), lo, hi)
+	if err != nil {
+		return fmt.Errorf("access records: %w", err)
 	}
 	defer rows.Close()
 	seen := map[int64]bool{}
@@ -483,46 +526,56 @@ func Audit(ctx context.Context, db *store.DB, entries map[int64]*civtlog.Entry, 
 		var ixReq, ixPerson, ixOrg, ixPurpose sql.NullString
 		var ixAt, ixDefer sql.NullInt64
 		if err := rows.Scan(&idx, &opening, &ixIdx, &ixReq, &ixPerson, &ixOrg, &ixPurpose, &ixAt, &ixDefer); err != nil {
-			return 0, nil, err
+			return fmt.Errorf("access records: %w", err)
 		}
 		seen[idx] = true
 		e, ok := entries[idx]
 		if !ok {
-			problems = append(problems, fmt.Sprintf("log entry %d is a data access in the database but not in the verified log", idx))
+			a.problems = append(a.problems, fmt.Sprintf("log entry %d is a data access in the database but not in the verified log", idx))
 			continue
 		}
 		o, _, derr := decodeOpening(opening)
 		switch {
 		case opening == nil:
-			problems = append(problems, fmt.Sprintf("AN ACCESS RECORD WAS DELETED: log entry %d records a data access that the database no longer holds", idx))
+			a.problems = append(a.problems, fmt.Sprintf("AN ACCESS RECORD WAS DELETED: log entry %d records a data access that the database no longer holds", idx))
 			continue
 		case derr != nil || e.Commitment != Commit(o.nonce, o.raw):
-			problems = append(problems, fmt.Sprintf("ACCESS RECORD %d WAS CHANGED: it no longer matches its log entry", idx))
+			a.problems = append(a.problems, fmt.Sprintf("ACCESS RECORD %d WAS CHANGED: it no longer matches its log entry", idx))
 			continue
-		case secret != nil && e.Tag != pseudonymTag(citizenKey(secret, o.person), e.Commitment):
-			problems = append(problems, fmt.Sprintf("ACCESS RECORD %d IS HIDDEN FROM THE CITIZEN: it names another citizen than its log entry's pseudonym is for", idx))
+		case a.secret != nil && e.Tag != pseudonymTag(citizenKey(a.secret, o.person), e.Commitment):
+			a.problems = append(a.problems, fmt.Sprintf("ACCESS RECORD %d IS HIDDEN FROM THE CITIZEN: it names another citizen than its log entry's pseudonym is for", idx))
 			continue
 		}
-		checked++
-		if idx >= cur {
+		a.checked++
+		if idx >= a.indexed {
 			continue // not indexed yet
 		}
 		want := indexRow(idx, o)
 		got := []any{ixIdx.Int64, ixReq.String, ixPerson.String, ixOrg.String, ixPurpose.String, ixAt.Int64, ixDefer.Int64}
 		if !ixIdx.Valid || !slices.Equal(want, got) {
-			problems = append(problems, fmt.Sprintf("ACCESS RECORD %d IS HIDDEN FROM THE CITIZEN: its index row is missing or changed", idx))
+			a.problems = append(a.problems, fmt.Sprintf("ACCESS RECORD %d IS HIDDEN FROM THE CITIZEN: its index row is missing or changed", idx))
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return 0, nil, err
+		return fmt.Errorf("access records: %w", err)
 	}
 	for _, idx := range slices.Sorted(maps.Keys(entries)) {
-		if !seen[idx] {
-			problems = append(problems, fmt.Sprintf("AN ACCESS RECORD WAS DELETED: log entry %d records a data access that the database no longer holds", idx))
+		if !seen[idx] && idx >= lo && idx < hi {
+			a.problems = append(a.problems, fmt.Sprintf("AN ACCESS RECORD WAS DELETED: log entry %d records a data access that the database no longer holds", idx))
 		}
 	}
-	stray, err := r.QueryContext(ctx, `SELECT a.log_index FROM ex_access a LEFT JOIN tlog_entries e ON e.idx = a.log_index
-		WHERE a.log_index < $2 AND (e.idx IS NULL OR e.kind <> $1) ORDER BY a.log_index`, int(civtlog.KindDataAccess), size)
+	return nil
+}
+
+// Finish checks what spans the whole log (index rows that point at no
+// data access, the DPA's counts) and returns the number of records that
+// matched their entries and every problem found.
+func (a *Auditor) Finish() (checked int, problems []string, err error) {
+	if a.next != a.size {
+		return 0, nil, fmt.Errorf("audit ended at entry %d of %d", a.next, a.size)
+	}
+	stray, err := a.r.QueryContext(a.ctx, `SELECT a.log_index FROM ex_access a LEFT JOIN tlog_entries e ON e.idx = a.log_index
+		WHERE a.log_index < $2 AND (e.idx IS NULL OR e.kind <> $1) ORDER BY a.log_index`, int(civtlog.KindDataAccess), a.size)
 	if err != nil {
 		return 0, nil, fmt.Errorf("access index: %w", err)
 	}
@@ -530,15 +583,15 @@ func Audit(ctx context.Context, db *store.DB, entries map[int64]*civtlog.Entry, 
 	for stray.Next() {
 		var idx int64
 		if err := stray.Scan(&idx); err != nil {
-			return 0, nil, err
+			return 0, nil, fmt.Errorf("access index: %w", err)
 		}
-		problems = append(problems, fmt.Sprintf("an access index row points at log entry %d, which is not a data access", idx))
+		a.problems = append(a.problems, fmt.Sprintf("an access index row points at log entry %d, which is not a data access", idx))
 	}
 	if err := stray.Err(); err != nil {
-		return 0, nil, err
+		return 0, nil, fmt.Errorf("access index: %w", err)
 	}
-	wrong, err := auditCounts(ctx, r)
-	return checked, append(problems, wrong...), err
+	wrong, err := auditCounts(a.ctx, a.r)
+	return a.checked, append(a.problems, wrong...), err
 }
 
 // auditCounts compares the DPA's counts per agency and purpose with the

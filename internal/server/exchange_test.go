@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -194,6 +195,30 @@ func TestExchangeOverHTTP(t *testing.T) {
 				}
 				if checked+len(problems) < 3 {
 					t.Fatalf("audit checked %d records", checked)
+				}
+				// log verify audits range by range: ranges of three entries
+				// find the same, in log order.
+				var size int64
+				w.n.db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM tlog_entries`).Scan(&size)
+				a, err := exchange.NewAuditor(ctx, w.n.db, size, secret)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for lo := int64(0); lo < size; lo += 3 {
+					hi := min(lo+3, size)
+					part := map[int64]*tlog.Entry{}
+					for idx, e := range entries {
+						if idx >= lo && idx < hi {
+							part[idx] = e
+						}
+					}
+					if err := a.Check(hi, part); err != nil {
+						t.Fatal(err)
+					}
+				}
+				rangedChecked, ranged, err := a.Finish()
+				if err != nil || rangedChecked != checked || !slices.Equal(slices.Sorted(slices.Values(ranged)), slices.Sorted(slices.Values(problems))) {
+					t.Fatalf("audited by ranges: %d %q %v, at once: %d %q", rangedChecked, ranged, err, checked, problems)
 				}
 				return problems
 			}
