@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -280,16 +281,27 @@ func (x *Exchange) services(ctx context.Context, where string, args ...any) ([]*
 	return out, nil
 }
 
+// decimal is how a number field's value is written: an optional sign,
+// digits with an optional fraction and an optional exponent; not the hex
+// floats, underscores, NaN or infinities strconv.ParseFloat also reads.
+var decimal = regexp.MustCompile(`^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$`)
+
 // checkValue checks a value against its field's type.
 func checkValue(f Field, v string) error {
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("%w: %s is not valid UTF-8 text", ErrInvalid, f.Label)
+	}
 	switch f.Type {
 	case "date":
 		if _, err := time.Parse(time.DateOnly, v); err != nil {
 			return fmt.Errorf("%w: %s must be a date (YYYY-MM-DD)", ErrInvalid, f.Label)
 		}
 	case "number":
-		if _, err := strconv.ParseFloat(v, 64); err != nil {
-			return fmt.Errorf("%w: %s must be a number", ErrInvalid, f.Label)
+		if !decimal.MatchString(v) {
+			return fmt.Errorf("%w: %s must be a number, written in decimal digits (such as 41250 or -3.5)", ErrInvalid, f.Label)
+		}
+		if n, err := strconv.ParseFloat(v, 64); err != nil || math.IsInf(n, 0) {
+			return fmt.Errorf("%w: %s is a number too large to hold", ErrInvalid, f.Label)
 		}
 	case "bool":
 		if v != "true" && v != "false" {

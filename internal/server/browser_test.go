@@ -91,7 +91,12 @@ func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Ac
 // waitText waits until the page's text contains want. It survives the page
 // navigating away meanwhile (a passkey ceremony ends with a redirect).
 func waitText(want string) chromedp.Action[chromedp.Void] {
-	expr := fmt.Sprintf(`!!document.body && document.body.innerText.includes(%q)`, want)
+	return waitTrue(fmt.Sprintf("%q", want), fmt.Sprintf(`!!document.body && document.body.innerText.includes(%q)`, want))
+}
+
+// waitTrue waits until the JavaScript expression expr is true; what names
+// it in the error when the step's time runs out.
+func waitTrue(what, expr string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		for {
 			ok, err := chromedp.Evaluate[bool](expr)(ctx, tg)
@@ -100,7 +105,7 @@ func waitText(want string) chromedp.Action[chromedp.Void] {
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("waiting for %q: %w (last error %v)", want, ctx.Err(), err)
+				return fmt.Errorf("waiting for %s: %w (last error %v)", what, ctx.Err(), err)
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
@@ -321,12 +326,10 @@ func TestBrowserPayments(t *testing.T) {
 	if err != nil || len(code) != 18 || !strings.HasPrefix(code, "88") {
 		t.Fatalf("payment code %q %v", code, err)
 	}
-	drawn, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(function () {
+	// The images load after the text shows; a busy machine takes a while.
+	step(t, ctx, "the code's QR and barcode images load", waitTrue("the QR and barcode images", `(function () {
 		var q = document.getElementById("paycode-qr"), b = document.getElementById("paycode-bar");
-		return q.complete && q.naturalWidth > 0 && b.complete && b.naturalWidth > 0; })()`))
-	if err != nil || !drawn {
-		t.Fatalf("the code's QR and barcode images did not load (%v)", err)
-	}
+		return !!q && !!b && q.complete && q.naturalWidth > 0 && b.complete && b.naturalWidth > 0; })()`))
 
 	switchTo(t, ctx, n, "Sofia Rossi")
 	step(t, ctx, "a code is not for large amounts",

@@ -366,7 +366,7 @@ func (s *Server) apiPublish(ctx context.Context, in *publishIn) (*serviceOut, er
 type valuesIn struct {
 	ID     string `path:"id"`
 	Person string `path:"person"`
-	Body   map[string]string
+	Body   map[string]string `doc:"field name to value, as the field's type says: a number in decimal digits (41250, -3.5, 1e6), a date as YYYY-MM-DD, a bool as true or false, or text; at most 1,000 characters each"`
 }
 
 func (s *Server) apiSetValues(ctx context.Context, in *valuesIn) (*struct{}, error) {
