@@ -356,10 +356,15 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 	if len(p.Fields) == 0 {
 		return nil, fmt.Errorf("%w: a policy allows at least one field", ErrInvalid)
 	}
+	seen := map[string]bool{}
 	for _, f := range p.Fields {
 		if _, ok := svc.Field(f); !ok {
 			return nil, fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, f)
 		}
+		if seen[f] {
+			return nil, fmt.Errorf("%w: the policy names the field %q twice", ErrInvalid, f)
+		}
+		seen[f] = true
 	}
 	p.Purpose, p.LegalBasis = strings.TrimSpace(p.Purpose), strings.TrimSpace(p.LegalBasis)
 	if !purposeRE.MatchString(p.Purpose) {

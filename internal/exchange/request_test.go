@@ -58,6 +58,9 @@ func TestTextLimits(t *testing.T) {
 		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "LONG", LegalBasis: long + "x", Retention: Day}, "t"); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("a legal basis of 201 characters: %v", err)
 		}
+		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income", "income"}, Purpose: "TWICE", LegalBasis: "§1", Retention: Day}, "t"); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `names the field "income" twice`) {
+			t.Fatalf("a policy naming a field twice: %v", err)
+		}
 		if err := ex.SetValues(ctx, "holder", "income", "p1", map[string]string{"income": "7"}); err != nil {
 			t.Fatal(err)
 		}
