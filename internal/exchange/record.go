@@ -138,10 +138,11 @@ func (a *Access) Retain() time.Time { return time.UnixMilli(a.RetainUntil).UTC()
 
 // filter selects access records; the zero filter selects all.
 type filter struct {
-	person, org, request string
-	visibleAt            int64 // > 0: only those whose deferral has ended by then
-	deferredAt           int64 // > 0: only those still deferred then
-	limit                int   // > 0: only the newest limit
+	person, org, request, purpose string
+	before                        int64 // > 0: only those at log indexes below it
+	visibleAt                     int64 // > 0: only those whose deferral has ended by then
+	deferredAt                    int64 // > 0: only those still deferred then
+	limit                         int   // > 0: only the newest limit
 }
 
 func (f filter) where(cur int64) (string, []any) {
@@ -160,6 +161,12 @@ func (f filter) where(cur int64) (string, []any) {
 	}
 	if f.request != "" {
 		add("a.request_id = $%d", f.request)
+	}
+	if f.purpose != "" {
+		add("a.purpose = $%d", f.purpose)
+	}
+	if f.before > 0 {
+		add("a.log_index < $%d", f.before)
 	}
 	if f.visibleAt > 0 {
 		add("a.defer_until <= $%d", f.visibleAt)
@@ -180,16 +187,17 @@ func (f filter) where(cur int64) (string, []any) {
 // narrows the search: a record is shown for what it says, not for what
 // its index row says).
 func (f filter) match(a *Access) bool {
-	return f.matches(a.personID, a.Agency, a.Request, a.DeferUntil)
+	return f.matches(a.LogIndex, a.personID, a.Agency, a.Request, a.Purpose, a.DeferUntil)
 }
 
 // matchHeader is match on an opening's header (before its record is decoded).
-func (f filter) matchHeader(o *opening) bool {
-	return f.matches(o.person, o.agency, o.request, o.deferUntil)
+func (f filter) matchHeader(idx int64, o *opening) bool {
+	return f.matches(idx, o.person, o.agency, o.request, o.purpose, o.deferUntil)
 }
 
-func (f filter) matches(person, org, request string, deferUntil int64) bool {
+func (f filter) matches(idx int64, person, org, request, purpose string, deferUntil int64) bool {
 	return (f.person == "" || person == f.person) && (f.org == "" || org == f.org) && (f.request == "" || request == f.request) &&
+		(f.purpose == "" || purpose == f.purpose) && (f.before <= 0 || idx < f.before) &&
 		(f.visibleAt <= 0 || deferUntil <= f.visibleAt) && (f.deferredAt <= 0 || deferUntil > f.deferredAt)
 }
 
@@ -242,7 +250,7 @@ func (x *Exchange) tail(ctx context.Context, cur int64, f filter) ([]*Access, er
 	var out []*Access
 	err := x.eachTail(ctx, cur, func(idx int64, data, opening []byte, o *opening) bool {
 		// The header first: only the records the filter wants are decoded.
-		if !f.matchHeader(o) {
+		if !f.matchHeader(idx, o) {
 			return true
 		}
 		if a := openAccess(idx, data, opening); !a.Missing && f.match(a) {
@@ -452,6 +460,18 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 		return nil, err
 	}
 	return v, nil
+}
+
+// Accesses is the data-protection authority's look into the records: at
+// most limit of them, newest first, of one agency (every agency if empty)
+// for one purpose (every purpose if empty), at log indexes below before (0:
+// from the newest; the last one's LogIndex pages on). Deferred records are
+// included: the DPA sees them at once.
+func (x *Exchange) Accesses(ctx context.Context, agency, purpose string, before int64, limit int) ([]*Access, error) {
+	if limit <= 0 || before < 0 {
+		return nil, fmt.Errorf("%w: a page of accesses needs a positive size and a log index", ErrInvalid)
+	}
+	return x.accesses(ctx, filter{org: agency, purpose: purpose, before: before, limit: limit})
 }
 
 // Audit compares the access records in db with the log's entries (from a

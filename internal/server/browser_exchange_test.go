@@ -73,6 +73,13 @@ func TestBrowserExchange(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`a[href="/dpa/exchange"]`)), waitText("Deferred: not yet visible to the citizen"),
 		waitText("CRIM-INVESTIGATION"), waitText("Eva Lind"))
 	screenshot(t, ctx, "52-exchange-dpa")
+	step(t, ctx, "the DPA opens the police's covert accesses",
+		chromedp.Click(chromedp.CSS(`#summary a[href*="purpose=CRIM-INVESTIGATION"]`)), waitText("Accesses by City Police for CRIM-INVESTIGATION"),
+		waitText("Criminal Procedure §100"), waitText("Download all as CSV"))
+	screenshot(t, ctx, "54-exchange-dpa-accesses")
+	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || wide {
+		t.Errorf("the DPA's list at phone width is wider than the screen (%v)", err)
+	}
 
 	switchTo(t, ctx, n, "Amira Haddad")
 	step(t, ctx, "the citizen does not see it yet", chromedp.Navigate(n.URL+"/wallet/access"), waitText("City Tax Office read your Declared income"))

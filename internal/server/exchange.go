@@ -35,6 +35,8 @@ func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /exchange/policies", s.withRole(registry.Operator, s.policyCreate))
 	mux.HandleFunc("POST /exchange/policies/{id}/retire", s.withRole(registry.Operator, s.policyRetire))
 	mux.HandleFunc("GET /dpa/exchange", s.withRole(registry.DPA, s.dpaPage))
+	mux.HandleFunc("GET /dpa/exchange/accesses", s.withRole(registry.DPA, s.dpaAccesses))
+	mux.HandleFunc("GET /dpa/exchange/accesses.csv", s.withRole(registry.DPA, s.dpaAccessesCSV))
 }
 
 // exchangeStatus maps exchange errors to a status and a sentence.
@@ -364,8 +366,8 @@ func (s *Server) apiPublish(ctx context.Context, in *publishIn) (*serviceOut, er
 }
 
 type valuesIn struct {
-	ID     string `path:"id"`
-	Person string `path:"person"`
+	ID     string            `path:"id"`
+	Person string            `path:"person"`
 	Body   map[string]string `doc:"field name to value, as the field's type says: a number in decimal digits (41250, -3.5, 1e6), a date as YYYY-MM-DD, a bool as true or false, or text; at most 1,000 characters each"`
 }
 

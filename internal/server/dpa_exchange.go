@@ -1,0 +1,197 @@
+package server
+
+import (
+	"encoding/csv"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/web"
+)
+
+// The data-protection authority's look into one agency's accesses (from a
+// row of the per-agency counts), page by page, and the same as a CSV file.
+
+// dpaPageSize is the default number of accesses on a page; ?n= asks for
+// up to dpaMaxPage.
+const (
+	dpaPageSize = 100
+	dpaMaxPage  = 1000
+	// dpaExportChunk is how many records the CSV export reads at a time:
+	// it streams, so an agency's whole history takes the memory of a chunk.
+	dpaExportChunk = 1000
+)
+
+// orgIDRE and purposeCodeRE bound what the filter accepts (the ids and
+// purpose codes the exchange issues), so that bad input gets a clear answer.
+var (
+	orgIDRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+	purposeCodeRE = regexp.MustCompile(`^[A-Z0-9][A-Z0-9-]{1,39}$`)
+)
+
+// dpaFilter is the agency, purpose and page a DPA asked for.
+type dpaFilter struct {
+	Agency, Purpose string
+	Before          int64
+	N               int
+}
+
+// query is the filter as a URL query (without the page), for links.
+func (f dpaFilter) query() string {
+	q := url.Values{}
+	if f.Agency != "" {
+		q.Set("agency", f.Agency)
+	}
+	if f.Purpose != "" {
+		q.Set("purpose", f.Purpose)
+	}
+	if f.N != dpaPageSize {
+		q.Set("n", strconv.Itoa(f.N))
+	}
+	return q.Encode()
+}
+
+func parseDPAFilter(r *http.Request) (dpaFilter, string) {
+	q := r.URL.Query()
+	f := dpaFilter{Agency: q.Get("agency"), Purpose: q.Get("purpose"), N: dpaPageSize}
+	if f.Agency != "" && !orgIDRE.MatchString(f.Agency) {
+		return f, "The agency is not an organisation id."
+	}
+	if f.Purpose != "" && !purposeCodeRE.MatchString(f.Purpose) {
+		return f, "The purpose is not a purpose code (2 to 40 capitals, digits or dashes, e.g. TAX-AUDIT)."
+	}
+	if s := q.Get("before"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			return f, "The page to start from (before) must be a positive log index."
+		}
+		f.Before = n
+	}
+	if s := q.Get("n"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > dpaMaxPage {
+			return f, fmt.Sprintf("The page size (n) must be a number from 1 to %d.", dpaMaxPage)
+		}
+		f.N = n
+	}
+	return f, ""
+}
+
+// dpaFirst reads the filter and its first size(filter) accesses, or
+// answers the error and reports false.
+func (s *Server) dpaFirst(w http.ResponseWriter, r *http.Request, size func(dpaFilter) int) (dpaFilter, []*exchange.Access, bool) {
+	f, bad := parseDPAFilter(r)
+	if bad != "" {
+		s.fail(w, r, http.StatusBadRequest, bad)
+		return f, nil, false
+	}
+	as, err := s.ex.Accesses(r.Context(), f.Agency, f.Purpose, f.Before, size(f))
+	if err != nil {
+		s.failErr(w, r, err)
+		return f, nil, false
+	}
+	return f, as, true
+}
+
+// dpaAccesses is the page: the filter, a page of accesses newest first and
+// a link to the older ones.
+func (s *Server) dpaAccesses(w http.ResponseWriter, r *http.Request, v *viewer) {
+	// One more than the page shows: whether there are older ones.
+	f, as, ok := s.dpaFirst(w, r, func(f dpaFilter) int { return f.N + 1 })
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	older := ""
+	if len(as) > f.N {
+		as = as[:f.N]
+		q := f.query()
+		if q != "" {
+			q += "&"
+		}
+		older = "/dpa/exchange/accesses?" + q + "before=" + strconv.FormatInt(as[len(as)-1].LogIndex, 10)
+	}
+	agencyName := f.Agency
+	if o, err := s.reg.Organisation(ctx, f.Agency); f.Agency != "" && err == nil {
+		agencyName = o.Name
+	}
+	csvURL := "/dpa/exchange/accesses.csv"
+	if q := (dpaFilter{Agency: f.Agency, Purpose: f.Purpose, N: dpaPageSize}).query(); q != "" {
+		csvURL += "?" + q
+	}
+	s.render(w, r, v, http.StatusOK, "dpa_accesses", web.Page{Title: "Data protection: accesses", Data: map[string]any{
+		"Filter": f, "AgencyName": agencyName, "Accesses": as, "Older": older, "CSV": csvURL, "Now": s.now(), "Paged": f.Before > 0,
+	}})
+}
+
+// dpaAccessesCSV streams every access the filter selects, newest first, as
+// CSV (RFC 4180) a spreadsheet opens.
+func (s *Server) dpaAccessesCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
+	// The first chunk before any header: an error still gets its page.
+	f, as, ok := s.dpaFirst(w, r, func(dpaFilter) int { return dpaExportChunk })
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	var err error
+	name := "civstack-accesses"
+	for _, part := range []string{f.Agency, f.Purpose} {
+		if part != "" {
+			name += "-" + strings.ToLower(part)
+		}
+	}
+	name += "-" + s.now().UTC().Format("2006-01-02") + ".csv"
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("Cache-Control", "no-store")
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"time (UTC)", "log entry", "agency", "agency id", "officer", "service", "fields", "purpose", "legal basis", "consent", "visible to the citizen from (UTC)", "may be kept until (UTC)", "record"})
+	stamp := func(ms int64) string {
+		if ms == 0 {
+			return ""
+		}
+		return time.UnixMilli(ms).UTC().Format(time.DateTime)
+	}
+	for {
+		for _, a := range as {
+			state := "kept"
+			if a.Missing {
+				state = "MISSING from the database"
+			}
+			visible := stamp(a.DeferUntil)
+			if a.DeferUntil == 0 {
+				visible = "at once"
+			}
+			cw.Write(cells(stamp(a.Time), strconv.FormatInt(a.LogIndex, 10), a.AgencyName, a.Agency, a.Officer, a.ServiceName,
+				strings.Join(a.Fields, " "), a.Purpose, a.LegalBasis, a.Consent, visible, stamp(a.RetainUntil), state))
+		}
+		if len(as) < dpaExportChunk {
+			break
+		}
+		if as, err = s.ex.Accesses(ctx, f.Agency, f.Purpose, as[len(as)-1].LogIndex, dpaExportChunk); err != nil {
+			// The header is sent: say so in the file rather than end it short.
+			s.log.Error("access export failed", "err", err)
+			cw.Write([]string{"THE EXPORT STOPPED HERE: " + http.StatusText(http.StatusInternalServerError)})
+			break
+		}
+	}
+	cw.Flush()
+}
+
+// cells makes text safe to open in a spreadsheet: a cell that starts like
+// a formula (=, +, -, @, a tab or a carriage return) gets a leading
+// apostrophe, so that an officer's name or a legal basis is never run
+// as one (CSV injection).
+func cells(vs ...string) []string {
+	for i, v := range vs {
+		if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+			vs[i] = "'" + v
+		}
+	}
+	return vs
+}

@@ -1,0 +1,138 @@
+package server_test
+
+import (
+	"context"
+	"encoding/csv"
+	"html"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/store/storetest"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+var accessRowRE = regexp.MustCompile(`<tr(?: class="missing")?><td>[^<]*</td><td>(\d+)</td>`)
+var olderRE = regexp.MustCompile(`href="([^"]+)" id="older"`)
+
+// TestDPAAccesses: the data-protection authority opens one agency's
+// accesses for one purpose from the overview, pages back through all of
+// them (some indexed, some not yet), sees a covert access at once, and
+// downloads them as a CSV a spreadsheet opens without running a formula;
+// nobody else may, and bad input gets a readable answer.
+func TestDPAAccesses(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			ctx := context.Background()
+			tax, police := exWorld(t, w)
+			amira := w.people["Amira Haddad"]
+			officer, cop, dpa := w.as(t, "Tomas Novak"), w.as(t, "Eva Lind"), w.as(t, "Ana Costa")
+			if _, err := w.n.ex.CreatePolicy(ctx, exchange.Policy{Requester: tax, Service: "tax-income", Fields: []string{"declared_income"},
+				Purpose: "FORMULA-TEST", LegalBasis: `=HYPERLINK("http://evil.example","§1")`, Retention: exchange.Day}, "test"); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 7; i++ {
+				expect(t, "audit", ask(officer, tax, amira, "tax-income", "TAX-AUDIT", "Tax Code §93", 0, "declared_income"), http.StatusOK, "Released")
+				if i == 3 { // the first four indexed, the rest read from the log's rows
+					if _, _, err := w.n.tlog.Integrate(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			expect(t, "formula", ask(officer, tax, amira, "tax-income", "FORMULA-TEST", `=HYPERLINK("http://evil.example","§1")`, 0, "declared_income"), http.StatusOK, "Released")
+			expect(t, "covert", ask(cop, police, amira, "tax-income", "CRIM-INVESTIGATION", "Criminal Procedure §100", 9, "declared_income"), http.StatusOK, "deferral ends")
+
+			// From the overview to the agency and purpose.
+			link := "/dpa/exchange/accesses?agency=" + url.QueryEscape(tax) + "&amp;purpose=TAX-AUDIT"
+			expect(t, "the overview links to the list", dpa.get("/dpa/exchange"), http.StatusOK, link, "City Tax Office · TAX-AUDIT: 7")
+			var seen []int
+			next := html.UnescapeString(link) + "&n=3"
+			for pages := 0; next != ""; pages++ {
+				if pages > 5 {
+					t.Fatal("the pages do not end")
+				}
+				r := dpa.get(next)
+				expect(t, "a page of the tax office's audits", r, http.StatusOK, "Accesses by City Tax Office for TAX-AUDIT")
+				rows := accessRowRE.FindAllStringSubmatch(r.body, -1)
+				if len(rows) == 0 || len(rows) > 3 {
+					t.Fatalf("page %d has %d rows:\n%s", pages, len(rows), clip(r.body))
+				}
+				for _, m := range rows {
+					i, _ := strconv.Atoi(m[1])
+					seen = append(seen, i)
+				}
+				if strings.Contains(r.body, "CRIM-INVESTIGATION") || strings.Contains(r.body, "FORMULA-TEST") {
+					t.Fatalf("another agency's or purpose's access on the page:\n%s", clip(r.body))
+				}
+				next = ""
+				if m := olderRE.FindStringSubmatch(r.body); m != nil {
+					next = html.UnescapeString(m[1])
+				}
+			}
+			// The audits were asked first: every access entry but the two newest.
+			var want []int
+			rows, err := w.n.db.Reader().QueryContext(ctx, `SELECT idx FROM tlog_entries WHERE kind = $1 ORDER BY idx DESC`, int(tlog.KindDataAccess))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var i int
+				rows.Scan(&i)
+				want = append(want, i)
+			}
+			rows.Close()
+			if len(want) != 9 || !slices.Equal(seen, want[2:]) {
+				t.Fatalf("the pages showed log entries %v, want %v (newest first, each once)", seen, want)
+			}
+			// The covert access: at once, with the day the citizen sees it.
+			expect(t, "the police's accesses", dpa.get("/dpa/exchange/accesses?agency="+url.QueryEscape(police)), http.StatusOK,
+				"Accesses by City Police", "CRIM-INVESTIGATION", "Eva Lind", "from "+w.n.clock.now().Add(9*exchange.Day).UTC().Format("2 Jan 2006"))
+
+			// The CSV: every access of the agency, formulas defused.
+			r := dpa.get("/dpa/exchange/accesses.csv?agency=" + url.QueryEscape(tax))
+			if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/csv") ||
+				!strings.Contains(r.header.Get("Content-Disposition"), `filename="civstack-accesses-`+strings.ToLower(tax)+"-") {
+				t.Fatalf("csv: %d %v\n%s", r.status, r.header, clip(r.body))
+			}
+			recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			if err != nil {
+				t.Fatalf("the CSV does not parse: %v\n%s", err, r.body)
+			}
+			if len(recs) != 1+8 || recs[0][0] != "time (UTC)" || recs[0][8] != "legal basis" {
+				t.Fatalf("the CSV has %d lines, want a header and 8:\n%s", len(recs), r.body)
+			}
+			var formula bool
+			for _, rec := range recs[1:] {
+				if rec[2] != "City Tax Office" || rec[3] != tax || rec[4] != "Tomas Novak" || rec[9] != "not needed" || rec[10] != "at once" || rec[12] != "kept" {
+					t.Fatalf("a CSV line: %q", rec)
+				}
+				if rec[7] == "FORMULA-TEST" {
+					formula = rec[8] == `'=HYPERLINK("http://evil.example","§1")`
+				}
+			}
+			if !formula {
+				t.Fatalf("the legal basis that looks like a formula is not defused:\n%s", r.body)
+			}
+
+			// Only the DPA.
+			for _, who := range []string{"Amira Haddad", "Tomas Novak", "Olu Adeyemi"} {
+				expect(t, who+" on the DPA's list", w.as(t, who).get("/dpa/exchange/accesses"), http.StatusForbidden)
+				expect(t, who+" on the DPA's CSV", w.as(t, who).get("/dpa/exchange/accesses.csv"), http.StatusForbidden)
+			}
+			// Bad input: a readable answer.
+			for q, want := range map[string]string{
+				"n=0": "page size", "n=5000": "page size", "before=abc": "positive log index", "before=-3": "positive log index",
+				"purpose=tax-audit": "purpose code", "agency=%3Cscript%3E": "not an organisation id",
+			} {
+				expect(t, q, dpa.get("/dpa/exchange/accesses?"+q), http.StatusBadRequest, want)
+				expect(t, q+" (CSV)", dpa.get("/dpa/exchange/accesses.csv?"+q), http.StatusBadRequest, want)
+			}
+		})
+	}
+}
