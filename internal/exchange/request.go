@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -474,6 +475,33 @@ func (x *Exchange) Pending(ctx context.Context, personID string) ([]*Request, er
 // Denied lists denied and refused requests (for the DPA), newest first.
 func (x *Exchange) Denied(ctx context.Context, limit int) ([]*Request, error) {
 	return x.requests(ctx, `WHERE state IN ('`+Denied+`', '`+RefusedConsent+`') ORDER BY created_at DESC LIMIT $1`, limit)
+}
+
+// DeniedBy is the DPA's look into denied and refused requests: at most
+// limit, newest first, of one agency (every agency if empty), older than
+// the request before (empty: from the newest; the last one's ID pages on).
+func (x *Exchange) DeniedBy(ctx context.Context, agency, before string, limit int) ([]*Request, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: a page of requests needs a positive size", ErrInvalid)
+	}
+	at, id := int64(math.MaxInt64), ""
+	if before != "" {
+		r, err := x.request(ctx, `WHERE id = $1 AND state IN ('`+Denied+`', '`+RefusedConsent+`')`, before)
+		if err != nil {
+			return nil, fmt.Errorf("%w: the request to page on from is not a denied or refused one", ErrInvalid)
+		}
+		at, id = r.Created.UnixMilli(), r.ID
+	}
+	// The state condition is the partial index's, literally; an agency's
+	// are found by its (requester_org, created_at) index.
+	where := `WHERE state IN ('` + Denied + `', '` + RefusedConsent + `') AND (created_at < $1 OR (created_at = $1 AND id < $2))`
+	args := []any{at, id}
+	if agency != "" {
+		where += ` AND requester_org = $3`
+		args = append(args, agency)
+	}
+	args = append(args, limit)
+	return x.requests(ctx, where+fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args)), args...)
 }
 
 // RequestFor returns one of an agency's requests (with no values).

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/csv"
 	"fmt"
 	"net/http"
@@ -56,6 +57,25 @@ func (f dpaFilter) query() string {
 	return q.Encode()
 }
 
+// older is the link to the page after this one: path with the filter and
+// param=value, the last row's cursor.
+func (f dpaFilter) older(path, param, value string) string {
+	q := f.query()
+	if q != "" {
+		q += "&"
+	}
+	return path + "?" + q + param + "=" + url.QueryEscape(value)
+}
+
+// agencyName is an organisation's name, or its id if it has none (or the
+// id is empty).
+func (s *Server) agencyName(ctx context.Context, id string) string {
+	if o, err := s.reg.Organisation(ctx, id); id != "" && err == nil {
+		return o.Name
+	}
+	return id
+}
+
 func parseDPAFilter(r *http.Request) (dpaFilter, string) {
 	q := r.URL.Query()
 	f := dpaFilter{Agency: q.Get("agency"), Purpose: q.Get("purpose"), N: dpaPageSize}
@@ -82,6 +102,12 @@ func parseDPAFilter(r *http.Request) (dpaFilter, string) {
 	return f, ""
 }
 
+// failExchange answers an exchange error on a page: its status and
+// sentence (a bad page link is the asker's error, not the server's).
+func (s *Server) failExchange(w http.ResponseWriter, r *http.Request, err error) {
+	s.failWith(w, r, err, exchangeStatus, func(code int, msg string) { s.fail(w, r, code, msg) })
+}
+
 // dpaFirst reads the filter and its first size(filter) accesses, or
 // answers the error and reports false.
 func (s *Server) dpaFirst(w http.ResponseWriter, r *http.Request, size func(dpaFilter) int) (dpaFilter, []*exchange.Access, bool) {
@@ -92,7 +118,7 @@ func (s *Server) dpaFirst(w http.ResponseWriter, r *http.Request, size func(dpaF
 	}
 	as, err := s.ex.Accesses(r.Context(), f.Agency, f.Purpose, f.Before, size(f))
 	if err != nil {
-		s.failErr(w, r, err)
+		s.failExchange(w, r, err)
 		return f, nil, false
 	}
 	return f, as, true
@@ -110,16 +136,9 @@ func (s *Server) dpaAccesses(w http.ResponseWriter, r *http.Request, v *viewer) 
 	older := ""
 	if len(as) > f.N {
 		as = as[:f.N]
-		q := f.query()
-		if q != "" {
-			q += "&"
-		}
-		older = "/dpa/exchange/accesses?" + q + "before=" + strconv.FormatInt(as[len(as)-1].LogIndex, 10)
+		older = f.older("/dpa/exchange/accesses", "before", strconv.FormatInt(as[len(as)-1].LogIndex, 10))
 	}
-	agencyName := f.Agency
-	if o, err := s.reg.Organisation(ctx, f.Agency); f.Agency != "" && err == nil {
-		agencyName = o.Name
-	}
+	agencyName := s.agencyName(ctx, f.Agency)
 	csvURL := "/dpa/exchange/accesses.csv"
 	if q := (dpaFilter{Agency: f.Agency, Purpose: f.Purpose, N: dpaPageSize}).query(); q != "" {
 		csvURL += "?" + q
@@ -194,4 +213,40 @@ func cells(vs ...string) []string {
 		}
 	}
 	return vs
+}
+
+// requestIDRE bounds a request id in a page link.
+var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+
+// dpaDenied is the DPA's page of denied and refused requests, of one
+// agency or all, newest first, page by page.
+func (s *Server) dpaDenied(w http.ResponseWriter, r *http.Request, v *viewer) {
+	f, bad := parseDPAFilter(r)
+	before := r.URL.Query().Get("before_request")
+	switch {
+	case bad != "":
+	case f.Purpose != "" || f.Before != 0:
+		bad = "Denied requests are listed by agency only (no purpose or log index)."
+	case before != "" && !requestIDRE.MatchString(before):
+		bad = "The page to start from (before_request) is not a request id."
+	}
+	if bad != "" {
+		s.fail(w, r, http.StatusBadRequest, bad)
+		return
+	}
+	ctx := r.Context()
+	rs, err := s.ex.DeniedBy(ctx, f.Agency, before, f.N+1)
+	if err != nil {
+		s.failExchange(w, r, err)
+		return
+	}
+	older := ""
+	if len(rs) > f.N {
+		rs = rs[:f.N]
+		older = f.older("/dpa/exchange/denied", "before_request", rs[len(rs)-1].ID)
+	}
+	agencyName := s.agencyName(ctx, f.Agency)
+	s.render(w, r, v, http.StatusOK, "dpa_denied", web.Page{Title: "Data protection: denied requests", Data: map[string]any{
+		"Filter": f, "AgencyName": agencyName, "Requests": rs, "Older": older, "Paged": before != "",
+	}})
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
 	"github.com/civstack/civstack/internal/tlog"
 )
@@ -52,28 +53,13 @@ func TestDPAAccesses(t *testing.T) {
 			link := "/dpa/exchange/accesses?agency=" + url.QueryEscape(tax) + "&amp;purpose=TAX-AUDIT"
 			expect(t, "the overview links to the list", dpa.get("/dpa/exchange"), http.StatusOK, link, "City Tax Office · TAX-AUDIT: 7")
 			var seen []int
-			next := html.UnescapeString(link) + "&n=3"
-			for pages := 0; next != ""; pages++ {
-				if pages > 5 {
-					t.Fatal("the pages do not end")
-				}
-				r := dpa.get(next)
-				expect(t, "a page of the tax office's audits", r, http.StatusOK, "Accesses by City Tax Office for TAX-AUDIT")
-				rows := accessRowRE.FindAllStringSubmatch(r.body, -1)
-				if len(rows) == 0 || len(rows) > 3 {
-					t.Fatalf("page %d has %d rows:\n%s", pages, len(rows), clip(r.body))
-				}
-				for _, m := range rows {
-					i, _ := strconv.Atoi(m[1])
-					seen = append(seen, i)
-				}
-				if strings.Contains(r.body, "CRIM-INVESTIGATION") || strings.Contains(r.body, "FORMULA-TEST") {
-					t.Fatalf("another agency's or purpose's access on the page:\n%s", clip(r.body))
-				}
-				next = ""
-				if m := olderRE.FindStringSubmatch(r.body); m != nil {
-					next = html.UnescapeString(m[1])
-				}
+			pageRows, body := dpaPages(t, dpa, html.UnescapeString(link)+"&n=3", accessRowRE, 3, "Accesses by City Tax Office for TAX-AUDIT")
+			for _, row := range pageRows {
+				i, _ := strconv.Atoi(row)
+				seen = append(seen, i)
+			}
+			if strings.Contains(body, "CRIM-INVESTIGATION") || strings.Contains(body, "FORMULA-TEST") {
+				t.Fatalf("another agency's or purpose's access on the pages:\n%s", clip(body))
 			}
 			// The audits were asked first: every access entry but the two newest.
 			var want []int
@@ -135,4 +121,108 @@ func TestDPAAccesses(t *testing.T) {
 			}
 		})
 	}
+}
+
+var deniedRowRE = regexp.MustCompile(`<tr id="req-([^"]+)">`)
+
+// TestDPADenied: the DPA pages through one agency's denied and refused
+// requests, each once, newest first, with the reason; half of them made
+// the same millisecond, so that the pages also rest on the ids' order.
+func TestDPADenied(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			ctx := context.Background()
+			tax, police := exWorld(t, w)
+			amira := w.people["Amira Haddad"]
+			officer, cop, dpa := w.as(t, "Tomas Novak"), w.as(t, "Eva Lind"), w.as(t, "Ana Costa")
+			for i := 0; i < 3; i++ {
+				expect(t, "outside the policy", ask(officer, tax, amira, "tax-income", "TAX-AUDIT", "Tax Code §93", 0, "employer"), http.StatusForbidden)
+			}
+			expect(t, "no such purpose", ask(officer, tax, amira, "tax-income", "MARKETING", "Tax Code §93", 0, "declared_income"), http.StatusForbidden)
+			expect(t, "the police, no such purpose", ask(cop, police, amira, "tax-income", "CURIOSITY", "none", 0, "declared_income"), http.StatusForbidden)
+			expect(t, "consent asked", ask(cop, police, amira, "population", "WITNESS-CONTACT", "Police Act §12", 0, "address"), http.StatusOK)
+			var reqID string
+			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT id FROM ex_requests WHERE state = $1`, exchange.AwaitConsent).Scan(&reqID); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, "refuse", w.as(t, "Amira Haddad").postForm("/wallet/access/requests/"+reqID, url.Values{"decision": {"refuse"}}), http.StatusOK)
+
+			if err := w.n.db.Tx(ctx, func(tx *store.Tx) error {
+				_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET created_at = (SELECT MIN(created_at) FROM ex_requests)
+					WHERE id IN (SELECT id FROM ex_requests ORDER BY created_at, id LIMIT 3)`)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, "the overview links to the agency's denials", dpa.get("/dpa/exchange"), http.StatusOK, `href="/dpa/exchange/denied?agency=`+url.QueryEscape(tax)+`"`)
+			pages := func(first string) ([]string, string) {
+				t.Helper()
+				return dpaPages(t, dpa, first, deniedRowRE, 2, "Denied and refused requests")
+			}
+			wantIDs := func(where string, args ...any) []string {
+				t.Helper()
+				rows, err := w.n.db.Reader().QueryContext(ctx, `SELECT id FROM ex_requests WHERE state IN ('denied', 'refused by the citizen') `+where+` ORDER BY created_at DESC, id DESC`, args...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rows.Close()
+				var out []string
+				for rows.Next() {
+					var id string
+					rows.Scan(&id)
+					out = append(out, id)
+				}
+				return out
+			}
+			ids, body := pages("/dpa/exchange/denied?agency=" + url.QueryEscape(tax) + "&n=2")
+			if want := wantIDs(`AND requester_org = $1`, tax); len(want) != 4 || !slices.Equal(ids, want) {
+				t.Fatalf("the tax office's denials: %v, want %v", ids, want)
+			}
+			if !strings.Contains(body, "Employer is outside the policy") || strings.Contains(body, "CURIOSITY") || !strings.Contains(body, "of City Tax Office") {
+				t.Fatalf("the tax office's denials show the wrong ones:\n%s", clip(body))
+			}
+			ids, body = pages("/dpa/exchange/denied?n=2")
+			if want := wantIDs(``); len(want) != 6 || !slices.Equal(ids, want) {
+				t.Fatalf("every denial: %v, want %v", ids, want)
+			}
+			if !strings.Contains(body, "refused by the citizen") || !strings.Contains(body, "CURIOSITY") {
+				t.Fatalf("every denial lacks the refusal or the police's:\n%s", clip(body))
+			}
+
+			for _, who := range []string{"Amira Haddad", "Tomas Novak", "Olu Adeyemi"} {
+				expect(t, who+" on the DPA's denials", w.as(t, who).get("/dpa/exchange/denied"), http.StatusForbidden)
+			}
+			expect(t, "a bad page id", dpa.get("/dpa/exchange/denied?before_request=%3Cx%3E"), http.StatusBadRequest, "not a request id")
+			expect(t, "a released request as the page", dpa.get("/dpa/exchange/denied?before_request="+url.QueryEscape(reqID+"x")), http.StatusBadRequest, "not a denied or refused one")
+			expect(t, "a purpose", dpa.get("/dpa/exchange/denied?purpose=TAX-AUDIT"), http.StatusBadRequest, "by agency only")
+		})
+	}
+}
+
+// dpaPages follows a DPA list's "older" links from first, checking that
+// each page says title and has 1 to n rows (rowRE), and returns every row's
+// first group in order and all the pages' bodies.
+func dpaPages(t *testing.T, c *client, first string, rowRE *regexp.Regexp, n int, title string) (rows []string, bodies string) {
+	t.Helper()
+	for next, pages := first, 0; next != ""; pages++ {
+		if pages > 10 {
+			t.Fatal("the pages do not end")
+		}
+		r := c.get(next)
+		expect(t, "a page of "+title, r, http.StatusOK, title)
+		ms := rowRE.FindAllStringSubmatch(r.body, -1)
+		if len(ms) == 0 || len(ms) > n {
+			t.Fatalf("%s has %d rows, want 1 to %d:\n%s", next, len(ms), n, clip(r.body))
+		}
+		for _, m := range ms {
+			rows = append(rows, m[1])
+		}
+		bodies += r.body
+		next = ""
+		if m := olderRE.FindStringSubmatch(r.body); m != nil {
+			next = html.UnescapeString(m[1])
+		}
+	}
+	return rows, bodies
 }
