@@ -16,7 +16,8 @@ import (
 )
 
 // The data-protection authority's look into one agency's accesses (from a
-// row of the per-agency counts), page by page, and the same as a CSV file.
+// row of the per-agency counts), page by page, the same as a CSV file, and
+// its denied and refused requests.
 
 // dpaPageSize is the default number of accesses on a page; ?n= asks for
 // up to dpaMaxPage.
@@ -70,7 +71,10 @@ func (f dpaFilter) older(path, param, value string) string {
 // agencyName is an organisation's name, or its id if it has none (or the
 // id is empty).
 func (s *Server) agencyName(ctx context.Context, id string) string {
-	if o, err := s.reg.Organisation(ctx, id); id != "" && err == nil {
+	if id == "" {
+		return ""
+	}
+	if o, err := s.reg.Organisation(ctx, id); err == nil {
 		return o.Name
 	}
 	return id
