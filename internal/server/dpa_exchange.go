@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/civstack/civstack/internal/exchange"
@@ -22,12 +24,17 @@ import (
 // dpaPageSize is the default number of accesses on a page; ?n= asks for
 // up to dpaMaxPage.
 const (
-	dpaPageSize = 100
-	dpaMaxPage  = 1000
-	// dpaExportChunk is how many records the CSV export reads at a time:
-	// it streams, so an agency's whole history takes the memory of a chunk.
-	dpaExportChunk = 1000
+	dpaPageSize           = 100
+	dpaMaxPage            = 1000
+	dpaExportChunkDefault = 1000
 )
+
+// dpaChunk is how many records the CSV exports read at a time (0: the
+// default of 1,000): they stream, so an agency's whole history takes the
+// memory of a chunk. Tests set it to make a few records span chunks.
+var dpaChunk atomic.Int64
+
+func dpaExportChunk() int { return int(cmp.Or(dpaChunk.Load(), dpaExportChunkDefault)) }
 
 // orgIDRE and purposeCodeRE bound what the filter accepts (the ids and
 // purpose codes the exchange issues), so that bad input gets a clear answer.
@@ -156,49 +163,114 @@ func (s *Server) dpaAccesses(w http.ResponseWriter, r *http.Request, v *viewer) 
 // CSV (RFC 4180) a spreadsheet opens.
 func (s *Server) dpaAccessesCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
 	// The first chunk before any header: an error still gets its page.
-	f, as, ok := s.dpaFirst(w, r, func(dpaFilter) int { return dpaExportChunk })
+	chunk := dpaExportChunk()
+	f, as, ok := s.dpaFirst(w, r, func(dpaFilter) int { return chunk })
 	if !ok {
 		return
 	}
-	ctx := r.Context()
-	var err error
-	name := "civstack-accesses"
-	for _, part := range []string{f.Agency, f.Purpose} {
-		if part != "" {
-			name += "-" + strings.ToLower(part)
-		}
-	}
-	name += "-" + s.now().UTC().Format("2006-01-02") + ".csv"
-	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
-	w.Header().Set("Cache-Control", "no-store")
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"time (UTC)", "log entry", "agency", "agency id", "officer", "service", "fields", "purpose", "legal basis", "consent", "visible to the citizen from (UTC)", "may be kept until (UTC)", "record"})
-	stamp := func(ms int64) string {
-		if ms == 0 {
-			return ""
-		}
-		return time.UnixMilli(ms).UTC().Format(time.DateTime)
-	}
-	for {
+	rows := func(as []*exchange.Access) [][]string {
+		var out [][]string
 		for _, a := range as {
 			state := "kept"
 			if a.Missing {
 				state = "MISSING from the database"
 			}
-			visible := stamp(a.DeferUntil)
+			visible := csvTime(a.DeferUntil)
 			if a.DeferUntil == 0 {
 				visible = "at once"
 			}
-			cw.Write(cells(stamp(a.Time), strconv.FormatInt(a.LogIndex, 10), a.AgencyName, a.Agency, a.Officer, a.ServiceName,
-				strings.Join(a.Fields, " "), a.Purpose, a.LegalBasis, a.Consent, visible, stamp(a.RetainUntil), state))
+			out = append(out, []string{csvTime(a.Time), strconv.FormatInt(a.LogIndex, 10), a.AgencyName, a.Agency, a.Officer, a.ServiceName,
+				strings.Join(a.Fields, " "), a.Purpose, a.LegalBasis, a.Consent, visible, csvTime(a.RetainUntil), state})
 		}
-		if len(as) < dpaExportChunk {
-			break
+		return out
+	}
+	last := as
+	s.writeCSV(w, csvName("civstack-accesses", s.now(), f.Agency, f.Purpose),
+		[]string{"time (UTC)", "log entry", "agency", "agency id", "officer", "service", "fields", "purpose", "legal basis", "consent", "visible to the citizen from (UTC)", "may be kept until (UTC)", "record"},
+		rows(as), func() ([][]string, error) {
+			if len(last) < chunk {
+				return nil, nil
+			}
+			var err error
+			last, err = s.ex.Accesses(r.Context(), f.Agency, f.Purpose, last[len(last)-1].LogIndex, chunk)
+			return rows(last), err
+		})
+}
+
+// dpaDeniedCSV streams every denied and refused request (of one agency, or
+// all), newest first, as CSV.
+func (s *Server) dpaDeniedCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
+	f, bad := parseDPAFilter(r)
+	if bad == "" && (f.Purpose != "" || f.Before != 0) {
+		bad = "Denied requests are listed by agency only (no purpose or log index)."
+	}
+	if bad != "" {
+		s.fail(w, r, http.StatusBadRequest, bad)
+		return
+	}
+	chunk := dpaExportChunk()
+	last, err := s.ex.DeniedBy(r.Context(), f.Agency, "", chunk)
+	if err != nil {
+		s.failExchange(w, r, err)
+		return
+	}
+	rows := func(rs []*exchange.Request) [][]string {
+		var out [][]string
+		for _, q := range rs {
+			out = append(out, []string{csvTime(q.Created.UnixMilli()), q.ID, q.RequesterName, q.Requester, q.Officer, cmp.Or(q.ServiceName, q.Service),
+				strings.Join(q.Fields, " "), q.Purpose, q.LegalBasis, q.State, q.Reason})
 		}
-		if as, err = s.ex.Accesses(ctx, f.Agency, f.Purpose, as[len(as)-1].LogIndex, dpaExportChunk); err != nil {
-			// The header is sent: say so in the file rather than end it short.
-			s.log.Error("access export failed", "err", err)
+		return out
+	}
+	s.writeCSV(w, csvName("civstack-denied", s.now(), f.Agency),
+		[]string{"time (UTC)", "request", "agency", "agency id", "officer", "service", "fields", "purpose", "legal basis", "outcome", "reason"},
+		rows(last), func() ([][]string, error) {
+			if len(last) < chunk {
+				return nil, nil
+			}
+			var err error
+			last, err = s.ex.DeniedBy(r.Context(), f.Agency, last[len(last)-1].ID, chunk)
+			return rows(last), err
+		})
+}
+
+// csvName is a download's file name: base, the filter's parts in lower
+// case, and the day.
+func csvName(base string, now time.Time, parts ...string) string {
+	for _, part := range parts {
+		if part != "" {
+			base += "-" + strings.ToLower(part)
+		}
+	}
+	return base + "-" + now.UTC().Format("2006-01-02") + ".csv"
+}
+
+// csvTime is a Unix millisecond time as a spreadsheet reads it (UTC), or
+// empty for none.
+func csvTime(ms int64) string {
+	if ms == 0 {
+		return ""
+	}
+	return time.UnixMilli(ms).UTC().Format(time.DateTime)
+}
+
+// writeCSV sends a CSV download called name: the header, the first rows,
+// then whatever next gives until it gives none. The status is sent with
+// the header, so a failure later is said in the file, as its last line,
+// rather than by ending it short.
+func (s *Server) writeCSV(w http.ResponseWriter, name string, header []string, rows [][]string, next func() ([][]string, error)) {
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("Cache-Control", "no-store")
+	cw := csv.NewWriter(w)
+	cw.Write(header)
+	for len(rows) > 0 {
+		for _, row := range rows {
+			cw.Write(cells(row...))
+		}
+		var err error
+		if rows, err = next(); err != nil {
+			s.log.Error("export failed", "file", name, "err", err)
 			cw.Write([]string{"THE EXPORT STOPPED HERE: " + http.StatusText(http.StatusInternalServerError)})
 			break
 		}

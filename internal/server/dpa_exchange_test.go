@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
 	"github.com/civstack/civstack/internal/tlog"
@@ -27,6 +28,7 @@ var olderRE = regexp.MustCompile(`href="([^"]+)" id="older"`)
 // downloads them as a CSV a spreadsheet opens without running a formula;
 // nobody else may, and bad input gets a readable answer.
 func TestDPAAccesses(t *testing.T) {
+	defer server.SetExportChunk(2)() // the CSV in chunks of two
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			w := startDemo(t, e)
@@ -129,6 +131,7 @@ var deniedRowRE = regexp.MustCompile(`<tr id="req-([^"]+)">`)
 // requests, each once, newest first, with the reason; half of them made
 // the same millisecond, so that the pages also rest on the ids' order.
 func TestDPADenied(t *testing.T) {
+	defer server.SetExportChunk(2)() // the CSV in chunks of two
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			w := startDemo(t, e)
@@ -190,8 +193,29 @@ func TestDPADenied(t *testing.T) {
 				t.Fatalf("every denial lacks the refusal or the police's:\n%s", clip(body))
 			}
 
+			// The CSV: the same, in the same order.
+			r := dpa.get("/dpa/exchange/denied.csv")
+			recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			if r.status != http.StatusOK || err != nil || len(recs) != 7 || recs[0][1] != "request" {
+				t.Fatalf("the denials' CSV: %d %v\n%s", r.status, err, r.body)
+			}
+			var csvIDs []string
+			var refused bool
+			for _, rec := range recs[1:] {
+				csvIDs = append(csvIDs, rec[1])
+				refused = refused || (rec[1] == reqID && rec[9] == exchange.RefusedConsent && rec[2] == "City Police" && rec[4] == "Eva Lind")
+			}
+			if !slices.Equal(csvIDs, wantIDs(``)) || !refused {
+				t.Fatalf("the denials' CSV:\n%s", r.body)
+			}
+			r = dpa.get("/dpa/exchange/denied.csv?agency=" + url.QueryEscape(police))
+			if recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll(); err != nil || len(recs) != 3 || !strings.Contains(r.header.Get("Content-Disposition"), "civstack-denied-"+strings.ToLower(police)) {
+				t.Fatalf("the police's denials as CSV: %v\n%s", err, r.body)
+			}
+			expect(t, "the CSV with a purpose", dpa.get("/dpa/exchange/denied.csv?purpose=TAX-AUDIT"), http.StatusBadRequest, "by agency only")
 			for _, who := range []string{"Amira Haddad", "Tomas Novak", "Olu Adeyemi"} {
 				expect(t, who+" on the DPA's denials", w.as(t, who).get("/dpa/exchange/denied"), http.StatusForbidden)
+				expect(t, who+" on the DPA's denials as CSV", w.as(t, who).get("/dpa/exchange/denied.csv"), http.StatusForbidden)
 			}
 			expect(t, "a bad page id", dpa.get("/dpa/exchange/denied?before_request=%3Cx%3E"), http.StatusBadRequest, "not a request id")
 			expect(t, "a released request as the page", dpa.get("/dpa/exchange/denied?before_request="+url.QueryEscape(reqID+"x")), http.StatusBadRequest, "not a denied or refused one")

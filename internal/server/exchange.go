@@ -38,6 +38,7 @@ func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /dpa/exchange/accesses", s.withRole(registry.DPA, s.dpaAccesses))
 	mux.HandleFunc("GET /dpa/exchange/accesses.csv", s.withRole(registry.DPA, s.dpaAccessesCSV))
 	mux.HandleFunc("GET /dpa/exchange/denied", s.withRole(registry.DPA, s.dpaDenied))
+	mux.HandleFunc("GET /dpa/exchange/denied.csv", s.withRole(registry.DPA, s.dpaDeniedCSV))
 }
 
 // exchangeStatus maps exchange errors to a status and a sentence.
