@@ -263,7 +263,10 @@ func TestBenchLedgerRuns(t *testing.T) {
 }
 
 func TestBenchPayRuns(t *testing.T) {
-	code, out, stderr := run(t, nil, "bench", "pay", "--duration", "300ms", "--wallets", "300", "--merchants", "3", "--clients", "4")
+	// A device has five codes per 10 s window; two rounds of 300 ms at up
+	// to 4,000 charges/s need 2,400, so 1,200 wallets (6,000 codes) never
+	// run out (300 did on a fast run).
+	code, out, stderr := run(t, nil, "bench", "pay", "--duration", "300ms", "--wallets", "1200", "--merchants", "3", "--clients", "4")
 	for _, line := range []string{"payment code charges, 4 clients", "ledger, 1 transfer/request, 4 clients", "signed receipts stored:", "payments / ledger single transfers:"} {
 		if code != 0 || !strings.Contains(out, line) {
 			t.Fatalf("bench pay: no %q in %d %q %q", line, code, out, stderr)
