@@ -218,7 +218,7 @@ func runLog(ctx context.Context, e *env, args []string) error {
 		recomputed.prune()
 		end := start + int64(w)
 		if audit != nil && (end%auditRange == 0 || end == cp.Size) {
-			if err := audit.Check(end, access); err != nil {
+			if err := audit.Check(ctx, end, access); err != nil {
 				return fmt.Errorf("access records: %w", err)
 			}
 			clear(access)
@@ -246,11 +246,11 @@ func runLog(ctx context.Context, e *env, args []string) error {
 
 	if audit != nil {
 		if cp.Size == 0 {
-			if err := audit.Check(0, access); err != nil {
+			if err := audit.Check(ctx, 0, access); err != nil {
 				return fmt.Errorf("access records: %w", err)
 			}
 		}
-		checked, problems, err := audit.Finish()
+		checked, problems, err := audit.Finish(ctx)
 		if err != nil {
 			return fmt.Errorf("access records: %w", err)
 		}

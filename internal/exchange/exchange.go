@@ -367,7 +367,7 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 		seen[f] = true
 	}
 	p.Purpose, p.LegalBasis = strings.TrimSpace(p.Purpose), strings.TrimSpace(p.LegalBasis)
-	if !purposeRE.MatchString(p.Purpose) {
+	if !ValidPurpose(p.Purpose) {
 		return nil, fmt.Errorf("%w: a purpose code is 2 to 40 capitals, digits or dashes (e.g. TAX-AUDIT)", ErrInvalid)
 	}
 	if p.LegalBasis == "" || utf8.RuneCountInString(p.LegalBasis) > 200 {
@@ -396,6 +396,10 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 }
 
 var purposeRE = regexp.MustCompile(`^[A-Z0-9][A-Z0-9-]{1,39}$`)
+
+// ValidPurpose reports whether s is a purpose code a policy may name: 2 to
+// 40 capitals, digits or dashes (e.g. TAX-AUDIT).
+func ValidPurpose(s string) bool { return purposeRE.MatchString(s) }
 
 // RetirePolicy ends a policy; requests under it are refused from then on.
 func (x *Exchange) RetirePolicy(ctx context.Context, id string) error {

@@ -483,10 +483,10 @@ func Audit(ctx context.Context, db *store.DB, entries map[int64]*civtlog.Entry, 
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := a.Check(size, entries); err != nil {
+	if err := a.Check(ctx, size, entries); err != nil {
 		return 0, nil, err
 	}
-	return a.Finish()
+	return a.Finish(ctx)
 }
 
 // An Auditor compares the access records in a node's database with the
@@ -505,7 +505,6 @@ func Audit(ctx context.Context, db *store.DB, entries map[int64]*civtlog.Entry, 
 // the one before ended (the first at 0) and the last ending at size; then
 // Finish, once. An Auditor is not safe for concurrent use.
 type Auditor struct {
-	ctx      context.Context
 	r        *sql.DB
 	size     int64
 	next     int64 // where the next range starts
@@ -517,7 +516,7 @@ type Auditor struct {
 
 // NewAuditor starts an audit of db against a verified log of size entries.
 func NewAuditor(ctx context.Context, db *store.DB, size int64, secret []byte) (*Auditor, error) {
-	a := &Auditor{ctx: ctx, r: db.Reader(), size: size, secret: secret}
+	a := &Auditor{r: db.Reader(), size: size, secret: secret}
 	if err := a.r.QueryRowContext(ctx, `SELECT value FROM ex_index_state WHERE name = 'indexed'`).Scan(&a.indexed); err != nil {
 		return nil, fmt.Errorf("access index: %w", err)
 	}
@@ -526,13 +525,13 @@ func NewAuditor(ctx context.Context, db *store.DB, size int64, secret []byte) (*
 
 // Check audits the log's range from where the last range ended up to hi
 // (exclusive): entries holds that range's data-access entries by index.
-func (a *Auditor) Check(hi int64, entries map[int64]*civtlog.Entry) error {
+func (a *Auditor) Check(ctx context.Context, hi int64, entries map[int64]*civtlog.Entry) error {
 	lo := a.next
 	if hi < lo || hi > a.size {
 		return fmt.Errorf("audit range %d–%d does not follow %d within %d entries", lo, hi, lo, a.size)
 	}
 	a.next = hi
-	rows, err := a.r.QueryContext(a.ctx, `SELECT e.idx, e.opening, a.log_index, a.request_id, a.person_id, a.requester_org, a.purpose, a.at, a.defer_until
+	rows, err := a.r.QueryContext(ctx, `SELECT e.idx, e.opening, a.log_index, a.request_id, a.person_id, a.requester_org, a.purpose, a.at, a.defer_until
 		FROM tlog_entries e LEFT JOIN ex_access a ON a.log_index = e.idx WHERE e.kind = $1 AND e.idx >= $2 AND e.idx < $3 ORDER BY e.idx`, int(civtlog.KindDataAccess), lo, hi)
 	if err != nil {
 		return fmt.Errorf("access records: %w", err)
@@ -557,7 +556,7 @@ func (a *Auditor) Check(hi int64, entries map[int64]*civtlog.Entry) error {
 		o, _, derr := decodeOpening(opening)
 		switch {
 		case opening == nil:
-			a.problems = append(a.problems, fmt.Sprintf("AN ACCESS RECORD WAS DELETED: log entry %d records a data access that the database no longer holds", idx))
+			a.deleted(idx)
 			continue
 		case derr != nil || e.Commitment != Commit(o.nonce, o.raw):
 			a.problems = append(a.problems, fmt.Sprintf("ACCESS RECORD %d WAS CHANGED: it no longer matches its log entry", idx))
@@ -581,20 +580,25 @@ func (a *Auditor) Check(hi int64, entries map[int64]*civtlog.Entry) error {
 	}
 	for _, idx := range slices.Sorted(maps.Keys(entries)) {
 		if !seen[idx] && idx >= lo && idx < hi {
-			a.problems = append(a.problems, fmt.Sprintf("AN ACCESS RECORD WAS DELETED: log entry %d records a data access that the database no longer holds", idx))
+			a.deleted(idx)
 		}
 	}
 	return nil
 }
 
+// deleted reports the record of access entry idx gone.
+func (a *Auditor) deleted(idx int64) {
+	a.problems = append(a.problems, fmt.Sprintf("AN ACCESS RECORD WAS DELETED: log entry %d records a data access that the database no longer holds", idx))
+}
+
 // Finish checks what spans the whole log (index rows that point at no
 // data access, the DPA's counts) and returns the number of records that
 // matched their entries and every problem found.
-func (a *Auditor) Finish() (checked int, problems []string, err error) {
+func (a *Auditor) Finish(ctx context.Context) (checked int, problems []string, err error) {
 	if a.next != a.size {
 		return 0, nil, fmt.Errorf("audit ended at entry %d of %d", a.next, a.size)
 	}
-	stray, err := a.r.QueryContext(a.ctx, `SELECT a.log_index FROM ex_access a LEFT JOIN tlog_entries e ON e.idx = a.log_index
+	stray, err := a.r.QueryContext(ctx, `SELECT a.log_index FROM ex_access a LEFT JOIN tlog_entries e ON e.idx = a.log_index
 		WHERE a.log_index < $2 AND (e.idx IS NULL OR e.kind <> $1) ORDER BY a.log_index`, int(civtlog.KindDataAccess), a.size)
 	if err != nil {
 		return 0, nil, fmt.Errorf("access index: %w", err)
@@ -610,7 +614,7 @@ func (a *Auditor) Finish() (checked int, problems []string, err error) {
 	if err := stray.Err(); err != nil {
 		return 0, nil, fmt.Errorf("access index: %w", err)
 	}
-	wrong, err := auditCounts(a.ctx, a.r)
+	wrong, err := auditCounts(ctx, a.r)
 	return a.checked, append(a.problems, wrong...), err
 }
 

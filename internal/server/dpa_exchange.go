@@ -36,12 +36,9 @@ var dpaChunk atomic.Int64
 
 func dpaExportChunk() int { return int(cmp.Or(dpaChunk.Load(), dpaExportChunkDefault)) }
 
-// orgIDRE and purposeCodeRE bound what the filter accepts (the ids and
-// purpose codes the exchange issues), so that bad input gets a clear answer.
-var (
-	orgIDRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-	purposeCodeRE = regexp.MustCompile(`^[A-Z0-9][A-Z0-9-]{1,39}$`)
-)
+// orgIDRE bounds the agency a filter accepts (with the exchange's purpose
+// codes), so that bad input gets a clear answer.
+var orgIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
 // dpaFilter is the agency, purpose and page a DPA asked for.
 type dpaFilter struct {
@@ -93,7 +90,7 @@ func parseDPAFilter(r *http.Request) (dpaFilter, string) {
 	if f.Agency != "" && !orgIDRE.MatchString(f.Agency) {
 		return f, "The agency is not an organisation id."
 	}
-	if f.Purpose != "" && !purposeCodeRE.MatchString(f.Purpose) {
+	if f.Purpose != "" && !exchange.ValidPurpose(f.Purpose) {
 		return f, "The purpose is not a purpose code (2 to 40 capitals, digits or dashes, e.g. TAX-AUDIT)."
 	}
 	if s := q.Get("before"); s != "" {
@@ -113,10 +110,10 @@ func parseDPAFilter(r *http.Request) (dpaFilter, string) {
 	return f, ""
 }
 
-// failExchange answers an exchange error on a page: its status and
-// sentence (a bad page link is the asker's error, not the server's).
+// failExchange answers an exchange error on the error page: its status
+// and sentence (a bad page link is the asker's error, not the server's).
 func (s *Server) failExchange(w http.ResponseWriter, r *http.Request, err error) {
-	s.failWith(w, r, err, exchangeStatus, func(code int, msg string) { s.fail(w, r, code, msg) })
+	s.exchangeFail(w, r, err, func(code int, msg string) { s.fail(w, r, code, msg) })
 }
 
 // dpaFirst reads the filter and its first size(filter) accesses, or
@@ -200,16 +197,12 @@ func (s *Server) dpaAccessesCSV(w http.ResponseWriter, r *http.Request, v *viewe
 // dpaDeniedCSV streams every denied and refused request (of one agency, or
 // all), newest first, as CSV.
 func (s *Server) dpaDeniedCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
-	f, bad := parseDPAFilter(r)
-	if bad == "" && (f.Purpose != "" || f.Before != 0) {
-		bad = "Denied requests are listed by agency only (no purpose or log index)."
-	}
-	if bad != "" {
-		s.fail(w, r, http.StatusBadRequest, bad)
+	f, before, ok := s.deniedFilter(w, r)
+	if !ok {
 		return
 	}
 	chunk := dpaExportChunk()
-	last, err := s.ex.DeniedBy(r.Context(), f.Agency, "", chunk)
+	last, err := s.ex.DeniedBy(r.Context(), f.Agency, before, chunk)
 	if err != nil {
 		s.failExchange(w, r, err)
 		return
@@ -294,11 +287,12 @@ func cells(vs ...string) []string {
 // requestIDRE bounds a request id in a page link.
 var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
-// dpaDenied is the DPA's page of denied and refused requests, of one
-// agency or all, newest first, page by page.
-func (s *Server) dpaDenied(w http.ResponseWriter, r *http.Request, v *viewer) {
+// deniedFilter reads the denied requests' filter (an agency, a page size)
+// and the request to page on from (before_request), or answers 400 and
+// reports false.
+func (s *Server) deniedFilter(w http.ResponseWriter, r *http.Request) (f dpaFilter, before string, ok bool) {
 	f, bad := parseDPAFilter(r)
-	before := r.URL.Query().Get("before_request")
+	before = r.URL.Query().Get("before_request")
 	switch {
 	case bad != "":
 	case f.Purpose != "" || f.Before != 0:
@@ -308,6 +302,16 @@ func (s *Server) dpaDenied(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	if bad != "" {
 		s.fail(w, r, http.StatusBadRequest, bad)
+		return f, "", false
+	}
+	return f, before, true
+}
+
+// dpaDenied is the DPA's page of denied and refused requests, of one
+// agency or all, newest first, page by page.
+func (s *Server) dpaDenied(w http.ResponseWriter, r *http.Request, v *viewer) {
+	f, before, ok := s.deniedFilter(w, r)
+	if !ok {
 		return
 	}
 	ctx := r.Context()

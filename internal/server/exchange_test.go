@@ -212,11 +212,11 @@ func TestExchangeOverHTTP(t *testing.T) {
 							part[idx] = e
 						}
 					}
-					if err := a.Check(hi, part); err != nil {
+					if err := a.Check(ctx, hi, part); err != nil {
 						t.Fatal(err)
 					}
 				}
-				rangedChecked, ranged, err := a.Finish()
+				rangedChecked, ranged, err := a.Finish(ctx)
 				if err != nil || rangedChecked != checked || !slices.Equal(slices.Sorted(slices.Values(ranged)), slices.Sorted(slices.Values(problems))) {
 					t.Fatalf("audited by ranges: %d %q %v, at once: %d %q", rangedChecked, ranged, err, checked, problems)
 				}
