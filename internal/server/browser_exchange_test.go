@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -36,6 +37,7 @@ func TestBrowserExchange(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#ask-form button[type=submit]`)),
 		waitText("Released. The access is recorded"), waitText("41250"))
 	screenshot(t, ctx, "50-exchange-released")
+	onScreen(t, ctx, `#requests tbody td[data-label=State]`, "the request's state on the agency's page")
 	step(t, ctx, "the form shows only the chosen service's fields",
 		chromedp.SetValue(chromedp.CSS(`#ask-form select[name=service]`), "population"),
 		chromedp.Evaluate[chromedp.Void](`document.querySelector("#ask-form select[name=service]").dispatchEvent(new Event("change"))`))
@@ -73,6 +75,7 @@ func TestBrowserExchange(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`a[href="/dpa/exchange"]`)), waitText("Deferred: not yet visible to the citizen"),
 		waitText("CRIM-INVESTIGATION"), waitText("Eva Lind"))
 	screenshot(t, ctx, "52-exchange-dpa")
+	onScreen(t, ctx, `#deferred tbody td[data-label="Visible from"]`, "the deferral's end on the DPA's page")
 	step(t, ctx, "the DPA opens the police's covert accesses",
 		chromedp.Click(chromedp.CSS(`#summary a[href*="purpose=CRIM-INVESTIGATION"]`)), waitText("Accesses by City Police for CRIM-INVESTIGATION"),
 		waitText("Criminal Procedure §100"), waitText("Download all as CSV"))
@@ -101,4 +104,21 @@ func TestBrowserExchange(t *testing.T) {
 	step(t, ctx, "after the deferral the citizen sees it, verified",
 		chromedp.Navigate(n.URL+"/wallet/access"), waitText("City Police read your Declared income"), waitText("CRIM-INVESTIGATION"), waitText("hidden from you until"))
 	screenshot(t, ctx, "53-exchange-after-deferral")
+}
+
+// onScreen checks that the first cell sel matches lies within a phone-sized
+// screen's width and says which column it is: a data table shows each row
+// as a card there instead of a row that scrolls off to the right.
+func onScreen(t *testing.T, ctx context.Context, sel, what string) {
+	t.Helper()
+	ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+		const c = document.querySelector(`+strconv.Quote(sel)+`);
+		if (!c) return false;
+		const r = c.getBoundingClientRect();
+		return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth + 1 &&
+			getComputedStyle(c, "::before").content.includes(c.dataset.label);
+	})()`))
+	if err != nil || !ok {
+		t.Errorf("%s is not on screen at phone width, labelled (%v)", what, err)
+	}
 }

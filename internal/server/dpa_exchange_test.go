@@ -19,7 +19,7 @@ import (
 	"github.com/civstack/civstack/internal/tlog"
 )
 
-var accessRowRE = regexp.MustCompile(`<tr(?: class="missing")?><td>[^<]*</td><td>(\d+)</td>`)
+var accessRowRE = regexp.MustCompile(`<tr(?: class="missing")?><td data-label="When">[^<]*</td><td data-label="Log entry">(\d+)</td>`)
 var olderRE = regexp.MustCompile(`href="([^"]+)" id="older"`)
 
 // TestDPAAccesses: the data-protection authority opens one agency's
