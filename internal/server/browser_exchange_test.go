@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -104,21 +103,4 @@ func TestBrowserExchange(t *testing.T) {
 	step(t, ctx, "after the deferral the citizen sees it, verified",
 		chromedp.Navigate(n.URL+"/wallet/access"), waitText("City Police read your Declared income"), waitText("CRIM-INVESTIGATION"), waitText("hidden from you until"))
 	screenshot(t, ctx, "53-exchange-after-deferral")
-}
-
-// onScreen checks that the first cell sel matches lies within a phone-sized
-// screen's width and says which column it is: a data table shows each row
-// as a card there instead of a row that scrolls off to the right.
-func onScreen(t *testing.T, ctx context.Context, sel, what string) {
-	t.Helper()
-	ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
-		const c = document.querySelector(`+strconv.Quote(sel)+`);
-		if (!c) return false;
-		const r = c.getBoundingClientRect();
-		return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth + 1 &&
-			getComputedStyle(c, "::before").content.includes(c.dataset.label);
-	})()`))
-	if err != nil || !ok {
-		t.Errorf("%s is not on screen at phone width, labelled (%v)", what, err)
-	}
 }

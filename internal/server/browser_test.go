@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -305,6 +306,8 @@ func TestBrowserPayments(t *testing.T) {
 	switchTo(t, ctx, n, "Li Wei")
 	step(t, ctx, "the vendor sees the sale", chromedp.Navigate(n.URL+"/pos/"+li), waitText("taken 4.50"))
 	screenshot(t, ctx, "23-pos-sales")
+	onScreen(t, ctx, `#sales .refund-form button`, "the sale's refund button")
+	onScreen(t, ctx, `#sales td[data-label=Amount]`, "the sale's amount")
 	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || wide {
 		t.Errorf("the point of sale at phone width is wider than the screen (%v)", err)
 	}
@@ -419,4 +422,22 @@ func TestBrowserPayments(t *testing.T) {
 	step(t, ctx, "confirm with the passkey",
 		chromedp.Click(chromedp.CSS("#stepup-form button[type=submit]")),
 		waitText("Paid. Here is your receipt."), waitText("Total 150.00 EUR"))
+}
+
+// onScreen checks that the first element sel matches lies within a
+// phone-sized screen's width and, if it is a labelled cell, says which
+// column it is: a data table (class "stack") shows each row as a card there
+// instead of a row that scrolls off to the right.
+func onScreen(t *testing.T, ctx context.Context, sel, what string) {
+	t.Helper()
+	ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+		const c = document.querySelector(`+strconv.Quote(sel)+`);
+		if (!c) return false;
+		const r = c.getBoundingClientRect();
+		return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth + 1 &&
+			(!c.dataset.label || getComputedStyle(c, "::before").content.includes(c.dataset.label));
+	})()`))
+	if err != nil || !ok {
+		t.Errorf("%s is off-screen at phone width, or its column is not named (%v)", what, err)
+	}
 }
