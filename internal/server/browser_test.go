@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
+	"github.com/civstack/civstack/internal/demo"
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/store"
@@ -249,6 +250,74 @@ func TestBrowserDemo(t *testing.T) {
 			t.Errorf("%s at phone width: page wider than the screen (%v)", p.path, err)
 		}
 	}
+}
+
+// TestBrowserPhoneWidth signs in as every demo persona and opens, at phone
+// width, each page the start page links to and each page those link to. Every
+// page must answer without an error, be no wider than the screen, and hold no
+// table that scrolls sideways: a data table (class "stack") shows one labelled
+// card per row there instead, so no column hides off to the right.
+func TestBrowserPhoneWidth(t *testing.T) {
+	ctx := newBrowser(t)
+	n := startNode(t, nodeOptions{demo: true})
+	step(t, ctx, "open the start page",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.Navigate(n.URL+"/"),
+		waitText("Demo personas"))
+	type look struct {
+		Status int      // the page's HTTP status
+		Wide   bool     // the page is wider than the screen
+		Tables []string // tables that scroll sideways: id, content width/box width
+		Links  []string // pages this one links to (not downloads, feeds or proofs)
+	}
+	const inspect = `(() => ({
+		Status: performance.getEntriesByType("navigation")[0].responseStatus,
+		Wide: document.documentElement.scrollWidth > window.innerWidth + 1,
+		Tables: Array.from(document.querySelectorAll("table"))
+			.filter(t => t.scrollWidth > t.clientWidth + 1 || t.getBoundingClientRect().right > window.innerWidth + 1)
+			.map(t => (t.id || "(no id)") + " " + t.scrollWidth + "/" + t.clientWidth + "px"),
+		Links: Array.from(document.querySelectorAll("a[href^='/']")).map(a => a.getAttribute("href"))
+			.filter(h => !/\.(json|csv|png|svg)$|\/json$|^\/(\.well-known|static|metrics|healthz|readyz|log\/)/.test(h)),
+	}))()`
+	opened := 0
+	for _, p := range demo.Personas {
+		switchTo(t, ctx, n, p.Name)
+		seen := map[string]bool{}
+		queue := []string{"/"}
+		for depth := 0; depth < 3; depth++ {
+			var next []string
+			for _, path := range queue {
+				if seen[path] {
+					continue
+				}
+				seen[path] = true
+				var got look
+				step(t, ctx, p.Name+" opens "+path, chromedp.Navigate(n.URL+path), chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+					var err error
+					got, err = chromedp.Evaluate[look](inspect)(ctx, tg)
+					return err
+				}))
+				opened++
+				if got.Status >= 400 {
+					t.Errorf("%s: %s answers %d", p.Name, path, got.Status)
+				}
+				if got.Wide {
+					t.Errorf("%s: %s is wider than a phone's screen", p.Name, path)
+				}
+				if len(got.Tables) > 0 {
+					t.Errorf("%s: on %s these tables scroll sideways at phone width: %s", p.Name, path, strings.Join(got.Tables, ", "))
+				}
+				next = append(next, got.Links...)
+			}
+			queue = next
+		}
+	}
+	// Every persona has a start page, a wallet and a role's pages; fewer
+	// pages than that means the walk itself went wrong.
+	if min := 3 * len(demo.Personas); opened < min {
+		t.Fatalf("opened %d pages, expected at least %d", opened, min)
+	}
+	t.Logf("%d personas, %d pages opened at phone width", len(demo.Personas), opened)
 }
 
 // switchTo signs the browser in as a demo persona.
