@@ -219,8 +219,8 @@ func TestBrowserPasskeys(t *testing.T) {
 	}
 }
 
-// TestBrowserDemo walks the persona switcher and checks the pages at phone
-// width: nothing may be wider than the screen.
+// TestBrowserDemo walks the persona switcher: each persona's home shows what
+// that persona came for (TestBrowserPhoneWidth checks every page's width).
 func TestBrowserDemo(t *testing.T) {
 	ctx := newBrowser(t)
 	n := startNode(t, nodeOptions{demo: true})
@@ -228,7 +228,6 @@ func TestBrowserDemo(t *testing.T) {
 		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
 		chromedp.Navigate(n.URL+"/"),
 		waitText("Demo personas"))
-	appendReceipts(t, n, 300)
 	pages := []struct{ persona, path, want string }{
 		{"Jonas Weber", "/log", "Audit it yourself"},
 		{"Amira Haddad", "/", "Hello, Amira Haddad"},
@@ -245,10 +244,6 @@ func TestBrowserDemo(t *testing.T) {
 			chromedp.Navigate(n.URL+p.path),
 			waitText(p.want))
 		screenshot(t, ctx, fmt.Sprintf("1%d-%s", i, strings.Trim(strings.ReplaceAll(p.path, "/", "-"), "-")+"-"+strings.Fields(p.persona)[0]))
-		wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`))
-		if err != nil || wide {
-			t.Errorf("%s at phone width: page wider than the screen (%v)", p.path, err)
-		}
 	}
 }
 
@@ -260,6 +255,7 @@ func TestBrowserDemo(t *testing.T) {
 func TestBrowserPhoneWidth(t *testing.T) {
 	ctx := newBrowser(t)
 	n := startNode(t, nodeOptions{demo: true})
+	appendReceipts(t, n, 300) // the log page then lists a full tile of entries
 	step(t, ctx, "open the start page",
 		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
 		chromedp.Navigate(n.URL+"/"),
