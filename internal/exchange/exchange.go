@@ -41,6 +41,9 @@ var (
 	ErrInvalid  = errors.New("invalid")
 	ErrNotFound = errors.New("not found")
 	ErrDecided  = errors.New("the request has already been decided")
+	// ErrLapsed: the request waited too long for the citizen's answer, or
+	// the agency too long to collect what the citizen consented to.
+	ErrLapsed = errors.New("lapsed")
 	// errRetired: the policy a request was decided on ended before the
 	// release committed; the request is decided again.
 	errRetired = errors.New("the policy was retired before the release")

@@ -20,8 +20,20 @@ const (
 	Released       = "released"
 	Denied         = "denied"
 	AwaitConsent   = "awaiting consent"
-	Consented      = "consented" // the agency may collect it (once)
-	RefusedConsent = "refused by the citizen"
+	Consented      = "consented"              // the agency may collect it (once)
+	RefusedConsent = "refused by the citizen" // or consent withdrawn before it was collected
+	// Lapsed is never stored: a request waiting for consent, or consented
+	// to and not collected, is read as lapsed once its time is up.
+	Lapsed = "lapsed"
+)
+
+// Consent is asked for and given for a while, not for ever: a request
+// waits at most AnswerWithin for the citizen's answer, and an approval
+// lets the agency collect within CollectWithin of it. Until it is
+// collected the citizen may withdraw an approval (GDPR Art. 7(3)).
+const (
+	AnswerWithin  = 30 * Day
+	CollectWithin = 30 * Day
 )
 
 // Ask is an agency's request for fields about one citizen.
@@ -52,6 +64,9 @@ type Request struct {
 	Reason     string        `json:"reason,omitempty"`
 	Created    time.Time     `json:"created_at"`
 	Decided    time.Time     `json:"decided_at,omitzero"`
+	// Lapses is, while the request waits for the citizen, when it lapses
+	// unanswered; once consented, when it lapses uncollected.
+	Lapses time.Time `json:"lapses_at,omitzero"`
 	// RetainUntil is, once released, when the agency must have deleted
 	// what it got (the policy's retention from the release).
 	RetainUntil time.Time `json:"retain_until,omitzero"`
@@ -96,7 +111,7 @@ func (x *Exchange) Submit(ctx context.Context, a Ask) (*Request, error) {
 			r.State, r.Reason, r.Decided = Denied, reason, now.UTC()
 			return r, x.store(ctx, r)
 		case pol.Consent:
-			r.PolicyID, r.State = pol.ID, AwaitConsent
+			r.PolicyID, r.State, r.Lapses = pol.ID, AwaitConsent, r.Created.Add(AnswerWithin)
 			return r, x.store(ctx, r)
 		}
 		r.PolicyID = pol.ID
@@ -245,7 +260,9 @@ func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *P
 		Read: valuesReader{}, Item: d, Opening: op}
 	if !fresh {
 		w.With = func(tx *store.Tx, _ int64) error {
-			res, err := tx.ExecContext(ctx, `UPDATE ex_requests SET state = $1, decided_at = $2 WHERE id = $3 AND state = $4`, Released, now.UnixMilli(), r.ID, Consented)
+			// Not if the citizen withdrew meanwhile, or the consent lapsed.
+			res, err := tx.ExecContext(ctx, `UPDATE ex_requests SET state = $1, decided_at = $2 WHERE id = $3 AND state = $4 AND decided_at > $5`,
+				Released, now.UnixMilli(), r.ID, Consented, now.Add(-CollectWithin).UnixMilli())
 			if err != nil {
 				return err
 			}
@@ -356,15 +373,19 @@ func readValues(ctx context.Context, tx *store.Tx, query string, args []any, eac
 }
 
 // Decide records the citizen's answer to a request that needs consent:
-// approving lets the agency collect the fields once (the release, its
-// access record and its log entry happen then, at the actual read);
-// refusing is recorded and shown to the agency.
+// approving lets the agency collect the fields once, within
+// CollectWithin (the release, its access record and its log entry happen
+// then, at the actual read); refusing is recorded and shown to the agency.
 func (x *Exchange) Decide(ctx context.Context, personID, requestID string, approve bool) (*Request, error) {
 	r, err := x.request(ctx, `WHERE id = $1 AND person_id = $2`, requestID, personID)
 	if err != nil {
 		return nil, err
 	}
-	if r.State != AwaitConsent {
+	switch r.State {
+	case AwaitConsent:
+	case Lapsed:
+		return nil, fmt.Errorf("%w: the request was not answered within %d days, so it can no longer be approved or refused", ErrLapsed, AnswerWithin/Day)
+	default:
 		return nil, ErrDecided
 	}
 	state, reason := Consented, ""
@@ -372,26 +393,65 @@ func (x *Exchange) Decide(ctx context.Context, personID, requestID string, appro
 		state, reason = RefusedConsent, "The citizen refused."
 	}
 	now := x.now()
-	err = x.db.Tx(ctx, func(tx *store.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE ex_requests SET state = $1, reason = $2, decided_at = $3 WHERE id = $4 AND state = $5`,
-			state, reason, now.UnixMilli(), r.ID, AwaitConsent)
+	// The conditions are the lapse's, so an answer racing it loses.
+	if err := x.setState(ctx, r.ID, state, reason, now, `state = $5 AND created_at > $6`, AwaitConsent, now.Add(-AnswerWithin).UnixMilli()); err != nil {
+		return nil, err
+	}
+	r.State, r.Reason, r.Decided, r.Lapses = state, reason, now.UTC(), time.Time{}
+	if state == Consented {
+		r.Lapses = r.Decided.Add(CollectWithin)
+	}
+	return r, nil
+}
+
+// Withdraw takes back a citizen's consent that the agency has not used
+// yet: the request is then refused, and the agency is told so.
+func (x *Exchange) Withdraw(ctx context.Context, personID, requestID string) (*Request, error) {
+	r, err := x.request(ctx, `WHERE id = $1 AND person_id = $2`, requestID, personID)
+	if err != nil {
+		return nil, err
+	}
+	switch r.State {
+	case Consented:
+	case Released:
+		return nil, fmt.Errorf("%w: %s collected the data already; the access is in your list", ErrDecided, r.RequesterName)
+	case Lapsed:
+		return nil, fmt.Errorf("%w: the consent ran out uncollected, so there is nothing to withdraw", ErrLapsed)
+	default:
+		return nil, fmt.Errorf("%w: there is no consent to withdraw", ErrDecided)
+	}
+	now := x.now()
+	reason := "The citizen withdrew consent before the data was collected."
+	// A collection committing first wins: the state is no longer consented.
+	if err := x.setState(ctx, r.ID, RefusedConsent, reason, now, `state = $5`, Consented); err != nil {
+		if errors.Is(err, ErrDecided) {
+			return nil, fmt.Errorf("%w: the request changed meanwhile (collected or withdrawn already); reload to see it", ErrDecided)
+		}
+		return nil, err
+	}
+	r.State, r.Reason, r.Decided, r.Lapses = RefusedConsent, reason, now.UTC(), time.Time{}
+	return r, nil
+}
+
+// setState moves one request to state, if the conditions (SQL over $5
+// and on, with args) still hold; ErrDecided if they no longer do.
+func (x *Exchange) setState(ctx context.Context, id, state, reason string, now time.Time, cond string, args ...any) error {
+	return x.db.Tx(ctx, func(tx *store.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE ex_requests SET state = $1, reason = $2, decided_at = $3 WHERE id = $4 AND `+cond,
+			append([]any{state, reason, now.UnixMilli(), id}, args...)...)
 		if err != nil {
-			return err
+			return fmt.Errorf("request %s: %w", state, err)
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
 			return ErrDecided
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	r.State, r.Reason, r.Decided = state, reason, now.UTC()
-	return r, nil
 }
 
 // Collect releases a request the citizen consented to, once, to the
-// agency that made it; the policy must still be in force.
+// agency that made it, within CollectWithin of the consent; the policy
+// must still be in force.
 func (x *Exchange) Collect(ctx context.Context, requesterOrg, requestID string) (*Request, error) {
 	r, err := x.RequestFor(ctx, requesterOrg, requestID)
 	if err != nil {
@@ -403,6 +463,10 @@ func (x *Exchange) Collect(ctx context.Context, requesterOrg, requestID string) 
 		return nil, fmt.Errorf("%w: the data was collected already", ErrDecided)
 	case AwaitConsent:
 		return nil, fmt.Errorf("%w: the citizen has not answered yet", ErrInvalid)
+	case Lapsed:
+		return nil, fmt.Errorf("%w: %s Ask again if you still need the data", ErrLapsed, r.Reason)
+	case RefusedConsent:
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, r.Reason)
 	default:
 		return nil, fmt.Errorf("%w: the request was %s", ErrInvalid, r.State)
 	}
@@ -467,9 +531,18 @@ func requestOf(a *Access) *Request {
 	return r
 }
 
-// Pending lists the requests waiting for a citizen's consent.
+// Pending lists a citizen's open requests, oldest first: those waiting
+// for their consent and those they consented to that the agency has not
+// collected yet (which they may withdraw). Lapsed ones are left out.
 func (x *Exchange) Pending(ctx context.Context, personID string) ([]*Request, error) {
-	return x.requests(ctx, `WHERE person_id = $1 AND state = '`+AwaitConsent+`' ORDER BY created_at`, personID) // the partial index's condition, literally
+	now := x.now()
+	// The state condition is the partial index's, literally.
+	rs, err := x.requests(ctx, `WHERE person_id = $1 AND state IN ('`+AwaitConsent+`', '`+Consented+`') AND (created_at > $2 OR decided_at > $3) ORDER BY created_at`,
+		personID, now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(rs, func(r *Request) bool { return r.State == Lapsed }), nil
 }
 
 // Denied lists denied and refused requests (for the DPA), newest first.
@@ -543,6 +616,7 @@ func (x *Exchange) request(ctx context.Context, where string, args ...any) (*Req
 }
 
 func (x *Exchange) requests(ctx context.Context, where string, args ...any) ([]*Request, error) {
+	now := x.now()
 	rows, err := x.db.QueryRead(ctx, `SELECT id, requester_org, officer, person_id, service_id, fields, purpose, legal_basis, deferral, policy_id, state, reason, created_at, decided_at FROM ex_requests `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("requests: %w", err)
@@ -561,6 +635,7 @@ func (x *Exchange) requests(ctx context.Context, where string, args ...any) ([]*
 		if decided != 0 {
 			r.Decided = time.UnixMilli(decided).UTC()
 		}
+		lapse(r, now)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -577,4 +652,22 @@ func (x *Exchange) requests(ctx context.Context, where string, args ...any) ([]*
 		}
 	}
 	return out, nil
+}
+
+// lapse sets when a request waiting for or holding consent lapses, and
+// reads it as lapsed once that time has come (the stored state stays;
+// Decide and the release check the same times again in SQL).
+func lapse(r *Request, now time.Time) {
+	var reason string
+	switch r.State {
+	case AwaitConsent:
+		r.Lapses, reason = r.Created.Add(AnswerWithin), fmt.Sprintf("The citizen did not answer within %d days.", AnswerWithin/Day)
+	case Consented:
+		r.Lapses, reason = r.Decided.Add(CollectWithin), fmt.Sprintf("Not collected within %d days of the citizen's consent.", CollectWithin/Day)
+	default:
+		return
+	}
+	if !now.Before(r.Lapses) {
+		r.State, r.Reason = Lapsed, reason
+	}
 }

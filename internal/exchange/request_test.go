@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
@@ -82,6 +83,68 @@ func TestTextLimits(t *testing.T) {
 			c.change(&a)
 			if _, err := ex.Submit(ctx, a); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("want %q, got %v", c.want, err)
+			}
+		}
+	})
+}
+
+// TestReleaseRechecksConsent: a collection decided on a consent that is
+// withdrawn, or runs out, before its release commits releases nothing
+// and logs nothing (the release's own transaction checks the consent
+// again, not only Collect before it).
+func TestReleaseRechecksConsent(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, _, _ := auditExchange(t, db, 0)
+		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2", Consent: true, Retention: Day}, "t"); err != nil {
+			t.Fatal(err)
+		}
+		if err := ex.SetValues(ctx, "holder", "income", "p1", map[string]string{"income": "7"}); err != nil {
+			t.Fatal(err)
+		}
+		entries := func() int {
+			var n int
+			if err := db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM tlog_entries`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		for _, c := range []struct {
+			name      string
+			meanwhile func(id string) error
+		}{
+			{"withdrawn", func(id string) error { _, err := ex.Withdraw(ctx, "p1", id); return err }},
+			{"run out", func(id string) error {
+				return db.Tx(ctx, func(tx *store.Tx) error {
+					_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET decided_at = $1 WHERE id = $2`, time.Now().Add(-CollectWithin-time.Second).UnixMilli(), id)
+					return err
+				})
+			}},
+		} {
+			r, err := ex.Submit(ctx, Ask{Requester: "tax", Officer: "o", Citizen: "p1", Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2"})
+			if err != nil || r.State != AwaitConsent {
+				t.Fatalf("%s: ask: %+v %v", c.name, r, err)
+			}
+			if _, err := ex.Decide(ctx, "p1", r.ID, true); err != nil {
+				t.Fatalf("%s: approve: %v", c.name, err)
+			}
+			r, err = ex.RequestFor(ctx, "tax", r.ID)
+			if err != nil || r.State != Consented {
+				t.Fatalf("%s: read back: %+v %v", c.name, r, err)
+			}
+			svc, pol, reason, err := ex.decide(ctx, r)
+			if err != nil || reason != "" {
+				t.Fatalf("%s: decide: %q %v", c.name, reason, err)
+			}
+			before := entries()
+			if err := c.meanwhile(r.ID); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if err := ex.release(ctx, r, svc, pol, consentGiven); !errors.Is(err, ErrDecided) || r.Values != nil {
+				t.Fatalf("%s: released %v (%v), want ErrDecided", c.name, r.Values, err)
+			}
+			if n := entries(); n != before {
+				t.Fatalf("%s: %d log entries, was %d", c.name, n, before)
 			}
 		}
 	})

@@ -15,7 +15,8 @@ import (
 // TestBrowserExchange: the tax office reads a citizen's declared income for
 // an audit; the citizen sees the access, verified; the police make a
 // deferred request; the DPA sees it at once and the citizen after the
-// deferral (injected clock).
+// deferral (injected clock). Then the police ask for her address, which
+// needs her consent: she approves and withdraws it before they collect.
 func TestBrowserExchange(t *testing.T) {
 	ctx := newBrowser(t)
 	w := startDemo(t, storetest.Engine{Name: "sqlite", Open: func(t testing.TB) store.Options { return store.Options{DataDir: t.TempDir()} }})
@@ -103,4 +104,36 @@ func TestBrowserExchange(t *testing.T) {
 	step(t, ctx, "after the deferral the citizen sees it, verified",
 		chromedp.Navigate(n.URL+"/wallet/access"), waitText("City Police read your Declared income"), waitText("CRIM-INVESTIGATION"), waitText("hidden from you until"))
 	screenshot(t, ctx, "53-exchange-after-deferral")
+
+	// Consent: the police ask for her address; she approves, and then,
+	// before they collect it, changes her mind.
+	switchTo(t, ctx, n, "Eva Lind")
+	step(t, ctx, "the police ask for an address, which needs consent",
+		chromedp.Navigate(n.URL+"/exchange/"+police), waitText("Ask for data about a citizen"),
+		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=citizen]`), amira),
+		chromedp.SetValue(chromedp.CSS(`#ask-form select[name=service]`), "population"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#ask-form select[name=service]").dispatchEvent(new Event("change"))`),
+		chromedp.Click(chromedp.CSS(`#ask-form .field-population input[value=address]`)),
+		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=purpose]`), "WITNESS-CONTACT"),
+		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=legal_basis]`), "Police Act §12"),
+		chromedp.Click(chromedp.CSS(`#ask-form button[type=submit]`)),
+		waitText("waiting in their wallet. It lapses if they do not answer by"))
+	switchTo(t, ctx, n, "Amira Haddad")
+	step(t, ctx, "the citizen approves",
+		chromedp.Navigate(n.URL+"/wallet/access"), waitText("City Police asks for your Population register"), waitText("Answer by"),
+		chromedp.Click(chromedp.CSS(`.consent-request button[value=approve]`)), waitText("Approved. City Police may collect the data once"),
+		waitText("You approved this on"))
+	screenshot(t, ctx, "55-exchange-consent-given")
+	onScreen(t, ctx, `.consent-request button[value=withdraw]`, "the button that withdraws consent")
+	step(t, ctx, "the citizen withdraws her consent",
+		chromedp.Click(chromedp.CSS(`.consent-request button[value=withdraw]`)), waitText("Consent withdrawn. City Police is told"))
+	if left, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll(".consent-request").length`)); err != nil || left != 0 {
+		t.Errorf("%d consent requests still shown after withdrawing (%v)", left, err)
+	}
+	switchTo(t, ctx, n, "Eva Lind")
+	step(t, ctx, "the police see the withdrawal",
+		chromedp.Navigate(n.URL+"/exchange/"+police), waitText("The citizen withdrew consent before the data was collected"))
+	if buttons, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#requests form[action$='/collect']").length`)); err != nil || buttons != 0 {
+		t.Errorf("%d collect buttons after the consent was withdrawn (%v)", buttons, err)
+	}
 }

@@ -43,7 +43,7 @@ func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 
 // exchangeStatus maps exchange errors to a status and a sentence.
 func exchangeStatus(err error) (int, string) {
-	if status, msg, ok := sentinelStatus(err, []sentinel{{exchange.ErrInvalid, 400}, {exchange.ErrNotFound, 404}, {exchange.ErrDecided, 409}}); ok {
+	if status, msg, ok := sentinelStatus(err, []sentinel{{exchange.ErrInvalid, 400}, {exchange.ErrNotFound, 404}, {exchange.ErrDecided, 409}, {exchange.ErrLapsed, 410}}); ok {
 		return status, msg
 	}
 	return classify(err)
@@ -141,7 +141,8 @@ func (s *Server) agencyOutcome(w http.ResponseWriter, r *http.Request, v *viewer
 	case exchange.Denied:
 		p.Error, status = "Denied: "+req.Reason, http.StatusForbidden
 	case exchange.AwaitConsent:
-		p.Notice = "The policy needs the citizen's consent: the request is waiting in their wallet."
+		p.Notice = "The policy needs the citizen's consent: the request is waiting in their wallet. It lapses if they do not answer by " +
+			req.Lapses.UTC().Format("2 Jan 2006 15:04 UTC") + "."
 	case exchange.Released:
 		p.Notice = "Released. The access is recorded and the citizen can see it."
 		if req.Defer > 0 {
@@ -188,7 +189,8 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 	for _, q := range pending {
 		labels[q.Service] = s.serviceOf(ctx, q.Service)
 	}
-	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "Pending": pending, "Services": labels, "PersonID": v.person.ID}
+	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "Pending": pending, "Services": labels, "PersonID": v.person.ID,
+		"AnswerDays": int(exchange.AnswerWithin / exchange.Day), "CollectDays": int(exchange.CollectWithin / exchange.Day)}
 	s.render(w, r, v, status, "access", p)
 }
 
@@ -196,14 +198,31 @@ func (s *Server) accessDecide(w http.ResponseWriter, r *http.Request, v *viewer)
 	if !s.parseForm(w, r) {
 		return
 	}
-	req, err := s.ex.Decide(r.Context(), v.person.ID, r.PathValue("id"), r.PostFormValue("decision") == "approve")
+	var req *exchange.Request
+	var err error
+	var notice string
+	switch decision := r.PostFormValue("decision"); decision {
+	case "approve", "refuse":
+		req, err = s.ex.Decide(r.Context(), v.person.ID, r.PathValue("id"), decision == "approve")
+		if err == nil {
+			notice = "Refused. " + req.RequesterName + " is told, and gets nothing."
+			if req.State == exchange.Consented {
+				notice = "Approved. " + req.RequesterName + " may collect the data once, until " + req.Lapses.UTC().Format("2 Jan 2006 15:04 UTC") +
+					"; then the access appears below. Until then you can still withdraw your consent."
+			}
+		}
+	case "withdraw":
+		req, err = s.ex.Withdraw(r.Context(), v.person.ID, r.PathValue("id"))
+		if err == nil {
+			notice = "Consent withdrawn. " + req.RequesterName + " is told, and gets nothing."
+		}
+	default:
+		s.renderAccess(w, r, v, http.StatusBadRequest, web.Page{Error: "Choose approve, refuse or withdraw."})
+		return
+	}
 	if err != nil {
 		s.exchangeFail(w, r, err, func(status int, msg string) { s.renderAccess(w, r, v, status, web.Page{Error: msg}) })
 		return
-	}
-	notice := "Refused. " + req.RequesterName + " is told, and gets nothing."
-	if req.State == exchange.Consented {
-		notice = "Approved. When " + req.RequesterName + " collects the data, the access appears below."
 	}
 	s.renderAccess(w, r, v, http.StatusOK, web.Page{Notice: notice})
 }

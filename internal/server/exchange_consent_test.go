@@ -1,0 +1,131 @@
+package server_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/store/storetest"
+	"github.com/civstack/civstack/internal/tlog"
+)
+
+// TestExchangeConsentLifetime: consent is asked for and given for a
+// while. A request the citizen does not answer lapses; an approval the
+// agency does not use lapses; until the agency collects, the citizen can
+// withdraw an approval, and then nothing is released or logged. The
+// citizen sees what they approved and until when; the agency sees each
+// request's deadline and, afterwards, why it got nothing.
+func TestExchangeConsentLifetime(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			_, police := exWorld(t, w)
+			amira := w.people["Amira Haddad"]
+			policeAPI := w.apiClient(t, police, registry.Agency, "case system")
+			day := func(d time.Duration) string { return w.n.clock.now().Add(d).UTC().Format("2 Jan 2006") }
+			type request struct {
+				ID     string    `json:"id"`
+				State  string    `json:"state"`
+				Reason string    `json:"reason"`
+				Lapses time.Time `json:"lapses_at"`
+			}
+			askAddress := func(what string) request {
+				t.Helper()
+				r := policeAPI.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": amira, "service": "population", "fields": []string{"address"},
+					"purpose": "WITNESS-CONTACT", "legal_basis": "Police Act §12"})
+				expect(t, what, r, http.StatusOK)
+				var out request
+				r.json(t, &out)
+				if out.State != exchange.AwaitConsent || out.Lapses.Sub(w.n.clock.now().Add(exchange.AnswerWithin)).Abs() > time.Minute {
+					t.Fatalf("%s: %+v, want waiting until about %v", what, out, w.n.clock.now().Add(exchange.AnswerWithin))
+				}
+				return out
+			}
+			readBack := func(what, id string) request {
+				t.Helper()
+				r := policeAPI.get("/api/v1/exchange/requests/" + id)
+				expect(t, what, r, http.StatusOK)
+				var out request
+				r.json(t, &out)
+				return out
+			}
+			decide := func(decision, id string) *response {
+				return w.as(t, "Amira Haddad").postForm("/wallet/access/requests/"+id, url.Values{"decision": {decision}})
+			}
+			accessEntries := func() int {
+				return countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess))
+			}
+
+			// The officer's page says until when the citizen may answer.
+			expect(t, "ask on the page", ask(w.as(t, "Eva Lind"), police, amira, "population", "WITNESS-CONTACT", "Police Act §12", 0, "address"),
+				http.StatusOK, "waiting in their wallet. It lapses if they do not answer by "+day(exchange.AnswerWithin))
+			unanswered := askAddress("a request nobody answers")
+			expect(t, "an answer that is neither", decide("maybe", unanswered.ID), http.StatusBadRequest, "Choose approve, refuse or withdraw")
+			expect(t, "withdraw what was never given", decide("withdraw", unanswered.ID), http.StatusConflict, "no consent to withdraw")
+			if got := readBack("still waiting", unanswered.ID); got.State != exchange.AwaitConsent {
+				t.Fatalf("a bad answer changed the request: %+v", got)
+			}
+
+			// Withdrawn before the agency collects: refused, nothing released.
+			withdrawn := askAddress("a request the citizen approves, then withdraws")
+			expect(t, "approve", decide("approve", withdrawn.ID), http.StatusOK, "may collect the data once, until "+day(exchange.CollectWithin), "withdraw")
+			expect(t, "the approval in the wallet", w.as(t, "Amira Haddad").get("/wallet/access"), http.StatusOK,
+				"You approved this on", "Withdraw consent", "Answer by "+day(exchange.AnswerWithin))
+			if got := readBack("approved", withdrawn.ID); got.State != exchange.Consented || got.Lapses.Sub(w.n.clock.now().Add(exchange.CollectWithin)).Abs() > time.Minute {
+				t.Fatalf("approved: %+v", got)
+			}
+			expect(t, "withdraw", decide("withdraw", withdrawn.ID), http.StatusOK, "Consent withdrawn. City Police is told")
+			expect(t, "withdraw twice", decide("withdraw", withdrawn.ID), http.StatusConflict, "no consent to withdraw")
+			expect(t, "approve after withdrawing", decide("approve", withdrawn.ID), http.StatusConflict)
+			expectProblem(t, "collect a withdrawn consent", policeAPI.postJSON("/api/v1/exchange/requests/"+withdrawn.ID+"/collect", nil), http.StatusBadRequest, "withdrew consent")
+			if got := readBack("withdrawn", withdrawn.ID); got.State != exchange.RefusedConsent || !strings.Contains(got.Reason, "withdrew consent") {
+				t.Fatalf("withdrawn: %+v", got)
+			}
+			expect(t, "the DPA sees the withdrawal", w.as(t, "Ana Costa").get("/dpa/exchange"), http.StatusOK, "withdrew consent")
+			if n := accessEntries(); n != 0 {
+				t.Fatalf("%d access entries after a withdrawn consent, want none", n)
+			}
+
+			// Collected first: nothing left to withdraw, and the access is hers to see.
+			collected := askAddress("a request collected before a withdrawal")
+			expect(t, "approve", decide("approve", collected.ID), http.StatusOK, "Approved")
+			expect(t, "collect", policeAPI.postJSON("/api/v1/exchange/requests/"+collected.ID+"/collect", nil), http.StatusOK, "Via Zamboni 33")
+			expect(t, "withdraw too late", decide("withdraw", collected.ID), http.StatusConflict, "City Police collected the data already")
+
+			// An approval the agency does not use lapses.
+			unused := askAddress("an approval never collected")
+			expect(t, "approve", decide("approve", unused.ID), http.StatusOK, "Approved")
+			w.n.clock.add(exchange.CollectWithin - time.Hour)
+			if got := readBack("an hour before its consent lapses", unused.ID); got.State != exchange.Consented {
+				t.Fatalf("lapsed early: %+v", got)
+			}
+			w.n.clock.add(2 * time.Hour)
+			expectProblem(t, "collect after the consent lapsed", policeAPI.postJSON("/api/v1/exchange/requests/"+unused.ID+"/collect", nil), http.StatusGone,
+				"Not collected within 30 days of the citizen's consent. Ask again")
+			expect(t, "withdraw a lapsed consent", decide("withdraw", unused.ID), http.StatusGone, "ran out")
+			if got := readBack("lapsed unused", unused.ID); got.State != exchange.Lapsed {
+				t.Fatalf("an unused consent did not lapse: %+v", got)
+			}
+
+			// A request nobody answered lapses (it was asked 30 days and an hour ago).
+			if got := readBack("lapsed unanswered", unanswered.ID); got.State != exchange.Lapsed || !strings.Contains(got.Reason, "did not answer within 30 days") {
+				t.Fatalf("an unanswered request did not lapse: %+v", got)
+			}
+			expect(t, "approve a lapsed request", decide("approve", unanswered.ID), http.StatusGone, "not answered within 30 days")
+			expect(t, "refuse a lapsed request", decide("refuse", unanswered.ID), http.StatusGone)
+			page := w.as(t, "Amira Haddad").get("/wallet/access")
+			expect(t, "her page after the lapses", page, http.StatusOK, "City Police read your Population register")
+			if strings.Contains(page.body, "Requests for your consent") {
+				t.Fatal("lapsed requests still ask for her consent")
+			}
+			expect(t, "the police's list", w.as(t, "Eva Lind").get("/exchange/"+police), http.StatusOK, "lapsed: The citizen did not answer", "lapsed: Not collected within 30 days")
+			if n := accessEntries(); n != 1 {
+				t.Fatalf("%d access entries, want the one collected", n)
+			}
+		})
+	}
+}
