@@ -119,8 +119,9 @@ func TestBrowserExchange(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#ask-form button[type=submit]`)),
 		waitText("waiting in their wallet. It lapses if they do not answer by"))
 	switchTo(t, ctx, n, "Amira Haddad")
-	step(t, ctx, "the citizen approves",
-		chromedp.Navigate(n.URL+"/wallet/access"), waitText("City Police asks for your Population register"), waitText("Answer by"),
+	step(t, ctx, "her home page says a request waits; she opens it and approves",
+		waitText("A request asks for your consent"), chromedp.Click(chromedp.CSS(`.tile a[href="/wallet/access"]`)),
+		waitText("City Police asks for your Population register"), waitText("Answer by"),
 		chromedp.Click(chromedp.CSS(`.consent-request button[value=approve]`)), waitText("Approved. City Police may collect the data once"),
 		waitText("You approved this on"))
 	screenshot(t, ctx, "55-exchange-consent-given")

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/web"
 )
@@ -75,7 +76,18 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, nil, http.StatusOK, "landing", p)
 		return
 	}
-	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v)}})
+	open, err := s.ex.Pending(r.Context(), v.person.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	asking := 0
+	for _, q := range open {
+		if q.State == exchange.AwaitConsent {
+			asking++
+		}
+	}
+	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v), "Asking": asking}})
 }
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
