@@ -90,7 +90,7 @@ func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer,
 	for _, svc := range svcs {
 		names[svc.ID] = svc.Name
 	}
-	d["ServiceNames"] = names
+	d["ServiceNames"], d["Now"] = names, s.now()
 	p.Title, p.Data = "Data requests · "+m.OrgName, d
 	s.render(w, r, v, status, "agency", p)
 }

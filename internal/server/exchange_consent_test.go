@@ -99,6 +99,12 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			expect(t, "approve", decide("approve", collected.ID), http.StatusOK, "Approved")
 			expect(t, "collect", policeAPI.postJSON("/api/v1/exchange/requests/"+collected.ID+"/collect", nil), http.StatusOK, "Via Zamboni 33")
 			expect(t, "withdraw too late", decide("withdraw", collected.ID), http.StatusConflict, "City Police collected the data already")
+			// The police's list says until when they may keep what they collected.
+			list := w.as(t, "Eva Lind").get("/exchange/" + police)
+			expect(t, "the police's list after collecting", list, http.StatusOK, `<td data-label="Keep until">`+day(30*exchange.Day))
+			if strings.Contains(list.body, "passed: delete it") {
+				t.Fatal("a retention just begun shows as passed")
+			}
 
 			// An approval the agency does not use lapses.
 			unused := askAddress("an approval never collected")
@@ -126,7 +132,8 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			if strings.Contains(page.body, "Requests for your consent") || strings.Contains(w.as(t, "Amira Haddad").get("/").body, "consent-waiting") {
 				t.Fatal("lapsed requests still ask for her consent")
 			}
-			expect(t, "the police's list", w.as(t, "Eva Lind").get("/exchange/"+police), http.StatusOK, "lapsed: The citizen did not answer", "lapsed: Not collected within 30 days")
+			expect(t, "the police's list", w.as(t, "Eva Lind").get("/exchange/"+police), http.StatusOK, "lapsed: The citizen did not answer", "lapsed: Not collected within 30 days",
+				"passed: delete it") // the address collected 30 days and an hour ago, kept for 30 days
 			if n := accessEntries(); n != 1 {
 				t.Fatalf("%d access entries, want the one collected", n)
 			}
