@@ -60,13 +60,13 @@ type Request struct {
 	LegalBasis string        `json:"legal_basis"`
 	Defer      time.Duration `json:"-"`
 	PolicyID   string        `json:"policy,omitempty"`
-	State      string        `json:"state"`
+	State      string        `json:"state" enum:"released,denied,awaiting consent,consented,refused by the citizen,lapsed" doc:"'refused by the citizen' also when they withdrew consent before collection (the reason says which); 'lapsed' when nobody answered, or nobody collected, in time (see lapses_at)"`
 	Reason     string        `json:"reason,omitempty"`
 	Created    time.Time     `json:"created_at"`
 	Decided    time.Time     `json:"decided_at,omitzero"`
 	// Lapses is, while the request waits for the citizen, when it lapses
 	// unanswered; once consented, when it lapses uncollected.
-	Lapses time.Time `json:"lapses_at,omitzero"`
+	Lapses time.Time `json:"lapses_at,omitzero" doc:"waiting for consent: when the request lapses unanswered; consented: when it lapses uncollected"`
 	// RetainUntil is, once released, when the agency must have deleted
 	// what it got (the policy's retention from the release).
 	RetainUntil time.Time `json:"retain_until,omitzero"`
