@@ -22,6 +22,7 @@ const (
 	AwaitConsent   = "awaiting consent"
 	Consented      = "consented"              // the agency may collect it (once)
 	RefusedConsent = "refused by the citizen" // or consent withdrawn before it was collected
+	Cancelled      = "cancelled by the agency"
 	// Lapsed is never stored: a request waiting for consent, or consented
 	// to and not collected, is read as lapsed once its time is up.
 	Lapsed = "lapsed"
@@ -60,7 +61,7 @@ type Request struct {
 	LegalBasis string        `json:"legal_basis"`
 	Defer      time.Duration `json:"-"`
 	PolicyID   string        `json:"policy,omitempty"`
-	State      string        `json:"state" enum:"released,denied,awaiting consent,consented,refused by the citizen,lapsed" doc:"'refused by the citizen' also when they withdrew consent before collection (the reason says which); 'lapsed' when nobody answered, or nobody collected, in time (see lapses_at)"`
+	State      string        `json:"state" enum:"released,denied,awaiting consent,consented,refused by the citizen,cancelled by the agency,lapsed" doc:"'refused by the citizen' also when they withdrew consent before collection (the reason says which); 'lapsed' when nobody answered, or nobody collected, in time (see lapses_at)"`
 	Reason     string        `json:"reason,omitempty"`
 	Created    time.Time     `json:"created_at"`
 	Decided    time.Time     `json:"decided_at,omitzero"`
@@ -433,6 +434,29 @@ func (x *Exchange) Withdraw(ctx context.Context, personID, requestID string) (*R
 	return r, nil
 }
 
+// Cancel is the agency taking back a request it no longer needs (asked
+// of the wrong person, say) while it waits for the citizen or for
+// collection: the citizen is no longer asked, and nothing is released.
+func (x *Exchange) Cancel(ctx context.Context, requesterOrg, requestID string) (*Request, error) {
+	r, err := x.RequestFor(ctx, requesterOrg, requestID)
+	if err != nil {
+		return nil, err
+	}
+	if r.State != AwaitConsent && r.State != Consented {
+		return nil, fmt.Errorf("%w: only a request waiting for the citizen or for collection can be cancelled; this one is %s", ErrDecided, r.State)
+	}
+	now := x.now()
+	reason := "Cancelled by the agency."
+	if err := x.setState(ctx, r.ID, Cancelled, reason, now, `state IN ($5, $6)`, AwaitConsent, Consented); err != nil {
+		if errors.Is(err, ErrDecided) {
+			return nil, fmt.Errorf("%w: the request changed meanwhile (answered or collected); reload to see it", ErrDecided)
+		}
+		return nil, err
+	}
+	r.State, r.Reason, r.Decided, r.Lapses = Cancelled, reason, now.UTC(), time.Time{}
+	return r, nil
+}
+
 // setState moves one request to state, if the conditions (SQL over $5
 // and on, with args) still hold; ErrDecided if they no longer do.
 func (x *Exchange) setState(ctx context.Context, id, state, reason string, now time.Time, cond string, args ...any) error {
@@ -465,7 +489,7 @@ func (x *Exchange) Collect(ctx context.Context, requesterOrg, requestID string) 
 		return nil, fmt.Errorf("%w: the citizen has not answered yet", ErrInvalid)
 	case Lapsed:
 		return nil, fmt.Errorf("%w: %s Ask again if you still need the data", ErrLapsed, r.Reason)
-	case RefusedConsent:
+	case RefusedConsent, Cancelled:
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, r.Reason)
 	default:
 		return nil, fmt.Errorf("%w: the request was %s", ErrInvalid, r.State)

@@ -27,6 +27,7 @@ func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /exchange/{org}", s.orgRole(registry.Agency, s.agencyPage))
 	mux.HandleFunc("POST /exchange/{org}/requests", s.orgRole(registry.Agency, s.agencyAsk))
 	mux.HandleFunc("POST /exchange/{org}/requests/{id}/collect", s.orgRole(registry.Agency, s.agencyCollect))
+	mux.HandleFunc("POST /exchange/{org}/requests/{id}/cancel", s.orgRole(registry.Agency, s.agencyCancel))
 	mux.HandleFunc("GET /wallet/access", s.signedIn(s.accessPage))
 	mux.HandleFunc("GET /wallet/access.json", s.signedIn(s.accessJSON))
 	mux.HandleFunc("POST /wallet/access/requests/{id}", s.signedIn(s.accessDecide))
@@ -164,6 +165,14 @@ func (s *Server) agencyCollect(w http.ResponseWriter, r *http.Request, v *viewer
 		return
 	}
 	s.agencyOutcome(w, r, v, m, req)
+}
+
+func (s *Server) agencyCancel(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {
+	if _, err := s.ex.Cancel(r.Context(), m.OrgID, r.PathValue("id")); err != nil {
+		s.exchangeFail(w, r, err, func(status int, msg string) { s.renderAgency(w, r, v, m, status, web.Page{Error: msg}) })
+		return
+	}
+	s.renderAgency(w, r, v, m, http.StatusOK, web.Page{Notice: "Cancelled. The citizen is no longer asked, and nothing is released for it."})
 }
 
 func (s *Server) accessPage(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -348,6 +357,7 @@ func (s *Server) exchangeAPIRoutes(api huma.API) {
 	huma.Register(api, op("request-data", http.MethodPost, "/exchange/requests", "Ask for fields about a citizen with a purpose and legal basis", 0), s.apiAsk)
 	huma.Register(api, op("get-request", http.MethodGet, "/exchange/requests/{id}", "A request's state (values are released once, by collect)", 0), s.apiGetRequest)
 	huma.Register(api, op("collect-request", http.MethodPost, "/exchange/requests/{id}/collect", "Collect what the citizen consented to (once)", 0), s.apiCollect)
+	huma.Register(api, op("cancel-request", http.MethodPost, "/exchange/requests/{id}/cancel", "Cancel a request still waiting for the citizen or for collection", 0), s.apiCancelRequest)
 }
 
 func (s *Server) exchangeErr(err error) error { return s.apiErrorWith(err, exchangeStatus) }
@@ -450,6 +460,14 @@ func (s *Server) apiGetRequest(ctx context.Context, in *requestIDIn) (*requestOu
 
 func (s *Server) apiCollect(ctx context.Context, in *requestIDIn) (*requestOut, error) {
 	req, err := s.ex.Collect(ctx, principalFrom(ctx).org.ID, in.ID)
+	if err != nil {
+		return nil, s.exchangeErr(err)
+	}
+	return &requestOut{Body: req}, nil
+}
+
+func (s *Server) apiCancelRequest(ctx context.Context, in *requestIDIn) (*requestOut, error) {
+	req, err := s.ex.Cancel(ctx, principalFrom(ctx).org.ID, in.ID)
 	if err != nil {
 		return nil, s.exchangeErr(err)
 	}

@@ -18,7 +18,8 @@ import (
 // agency does not use lapses; until the agency collects, the citizen can
 // withdraw an approval, and then nothing is released or logged. The
 // citizen sees what they approved and until when; the agency sees each
-// request's deadline and, afterwards, why it got nothing.
+// request's deadline and, afterwards, why it got nothing, and can cancel
+// a request it no longer needs.
 func TestExchangeConsentLifetime(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
@@ -104,6 +105,35 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			expect(t, "the police's list after collecting", list, http.StatusOK, `<td data-label="Keep until">`+day(30*exchange.Day))
 			if strings.Contains(list.body, "passed: delete it") {
 				t.Fatal("a retention just begun shows as passed")
+			}
+
+			// The agency cancels what it no longer needs, waiting or approved.
+			for _, approved := range []bool{false, true} {
+				mistaken := askAddress("a request the police cancel")
+				if approved {
+					expect(t, "approve", decide("approve", mistaken.ID), http.StatusOK, "Approved")
+				}
+				expect(t, "another agency cancels", w.as(t, "Tomas Novak").postForm("/exchange/"+w.orgs["City Tax Office"]+"/requests/"+mistaken.ID+"/cancel", nil), http.StatusNotFound)
+				expect(t, "a citizen cancels", w.as(t, "Amira Haddad").postForm("/exchange/"+police+"/requests/"+mistaken.ID+"/cancel", nil), http.StatusForbidden)
+				expect(t, "the officer sees a cancel button", w.as(t, "Eva Lind").get("/exchange/"+police), http.StatusOK, `action="/exchange/`+police+`/requests/`+mistaken.ID+`/cancel"`)
+				if approved {
+					r := policeAPI.postJSON("/api/v1/exchange/requests/"+mistaken.ID+"/cancel", nil)
+					expect(t, "cancel an approved request by the API", r, http.StatusOK, `"state":"cancelled by the agency"`)
+				} else {
+					expect(t, "cancel a waiting request on the page", w.as(t, "Eva Lind").postForm("/exchange/"+police+"/requests/"+mistaken.ID+"/cancel", nil), http.StatusOK,
+						"Cancelled. The citizen is no longer asked")
+				}
+				expectProblem(t, "cancel twice", policeAPI.postJSON("/api/v1/exchange/requests/"+mistaken.ID+"/cancel", nil), http.StatusConflict, "this one is cancelled by the agency")
+				expectProblem(t, "collect a cancelled request", policeAPI.postJSON("/api/v1/exchange/requests/"+mistaken.ID+"/collect", nil), http.StatusBadRequest, "Cancelled by the agency")
+				expect(t, "answer a cancelled request", decide("approve", mistaken.ID), http.StatusConflict)
+				expect(t, "withdraw from a cancelled request", decide("withdraw", mistaken.ID), http.StatusConflict)
+				if body := w.as(t, "Amira Haddad").get("/wallet/access").body; strings.Contains(body, "req-"+mistaken.ID) {
+					t.Fatal("a cancelled request is still in her wallet")
+				}
+			}
+			expectProblem(t, "cancel a released request", policeAPI.postJSON("/api/v1/exchange/requests/"+collected.ID+"/cancel", nil), http.StatusConflict, "this one is released")
+			if n := accessEntries(); n != 1 {
+				t.Fatalf("%d access entries after cancelling, want the one collected", n)
 			}
 
 			// An approval the agency does not use lapses.
