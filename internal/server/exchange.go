@@ -143,7 +143,7 @@ func (s *Server) agencyOutcome(w http.ResponseWriter, r *http.Request, v *viewer
 		p.Error, status = "Denied: "+req.Reason, http.StatusForbidden
 	case exchange.AwaitConsent:
 		p.Notice = "The policy needs the citizen's consent: the request is waiting in their wallet. It lapses if they do not answer by " +
-			req.Lapses.UTC().Format("2 Jan 2006 15:04 UTC") + "."
+			web.Date(req.Lapses) + "."
 	case exchange.Released:
 		p.Notice = "Released. The access is recorded and the citizen can see it."
 		if req.Defer > 0 {
@@ -216,7 +216,7 @@ func (s *Server) accessDecide(w http.ResponseWriter, r *http.Request, v *viewer)
 		if err == nil {
 			notice = "Refused. " + req.RequesterName + " is told, and gets nothing."
 			if req.State == exchange.Consented {
-				notice = "Approved. " + req.RequesterName + " may collect the data once, until " + req.Lapses.UTC().Format("2 Jan 2006 15:04 UTC") +
+				notice = "Approved. " + req.RequesterName + " may collect the data once, until " + web.Date(req.Lapses) +
 					"; then the access appears below. Until then you can still withdraw your consent."
 			}
 		}

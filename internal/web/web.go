@@ -56,13 +56,16 @@ type Renderer struct {
 	pages map[string]*template.Template
 }
 
+// Date is how pages show a time, and how messages built for a page do.
+func Date(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") }
+
 var funcs = template.FuncMap{
-	"date": func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") },
+	"date": Date,
 	"datep": func(t *time.Time) string {
 		if t == nil {
 			return "never"
 		}
-		return t.UTC().Format("2 Jan 2006 15:04 UTC")
+		return Date(*t)
 	},
 	"static": func(name string) string { return "/static/" + name },
 	"has":    func(list []string, s string) bool { return slices.Contains(list, s) },
