@@ -442,7 +442,7 @@ func (x *Exchange) Cancel(ctx context.Context, requesterOrg, requestID string) (
 	if err != nil {
 		return nil, err
 	}
-	if r.State != AwaitConsent && r.State != Consented {
+	if !r.Open() {
 		return nil, fmt.Errorf("%w: only a request waiting for the citizen or for collection can be cancelled; this one is %s", ErrDecided, r.State)
 	}
 	now := x.now()
@@ -566,8 +566,12 @@ func (x *Exchange) Pending(ctx context.Context, personID string) ([]*Request, er
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(rs, func(r *Request) bool { return r.State == Lapsed }), nil
+	return slices.DeleteFunc(rs, func(r *Request) bool { return !r.Open() }), nil
 }
+
+// Open says whether a request still waits: for the citizen's answer, or
+// for the agency to collect what the citizen consented to (not lapsed).
+func (r *Request) Open() bool { return r.State == AwaitConsent || r.State == Consented }
 
 // Denied lists denied and refused requests (for the DPA), newest first.
 func (x *Exchange) Denied(ctx context.Context, limit int) ([]*Request, error) {
