@@ -28,6 +28,14 @@ const (
 	Lapsed = "lapsed"
 )
 
+// The reasons a request that asked for consent ended without a release,
+// as the agency, the DPA and the citizen read them.
+const (
+	reasonRefused   = "The citizen refused."
+	reasonWithdrawn = "The citizen withdrew consent before the data was collected."
+	reasonCancelled = "Cancelled by the agency."
+)
+
 // Consent is asked for and given for a while, not for ever: a request
 // waits at most AnswerWithin for the citizen's answer, and an approval
 // lets the agency collect within CollectWithin of it. Until it is
@@ -391,7 +399,7 @@ func (x *Exchange) Decide(ctx context.Context, personID, requestID string, appro
 	}
 	state, reason := Consented, ""
 	if !approve {
-		state, reason = RefusedConsent, "The citizen refused."
+		state, reason = RefusedConsent, reasonRefused
 	}
 	now := x.now()
 	// The conditions are the lapse's, so an answer racing it loses.
@@ -422,7 +430,7 @@ func (x *Exchange) Withdraw(ctx context.Context, personID, requestID string) (*R
 		return nil, fmt.Errorf("%w: there is no consent to withdraw", ErrDecided)
 	}
 	now := x.now()
-	reason := "The citizen withdrew consent before the data was collected."
+	reason := reasonWithdrawn
 	// A collection committing first wins: the state is no longer consented.
 	if err := x.setState(ctx, r.ID, RefusedConsent, reason, now, `state = $5`, Consented); err != nil {
 		if errors.Is(err, ErrDecided) {
@@ -446,7 +454,7 @@ func (x *Exchange) Cancel(ctx context.Context, requesterOrg, requestID string) (
 		return nil, fmt.Errorf("%w: only a request waiting for the citizen or for collection can be cancelled; this one is %s", ErrDecided, r.State)
 	}
 	now := x.now()
-	reason := "Cancelled by the agency."
+	reason := reasonCancelled
 	if err := x.setState(ctx, r.ID, Cancelled, reason, now, `state IN ($5, $6)`, AwaitConsent, Consented); err != nil {
 		if errors.Is(err, ErrDecided) {
 			return nil, fmt.Errorf("%w: the request changed meanwhile (answered or collected); reload to see it", ErrDecided)
@@ -568,6 +576,36 @@ func (x *Exchange) Pending(ctx context.Context, personID string) ([]*Request, er
 	}
 	return slices.DeleteFunc(rs, func(r *Request) bool { return !r.Open() }), nil
 }
+
+// Past lists at most limit of a citizen's requests that asked for their
+// consent and ended without a release, newest asked first: refused or
+// withdrawn, cancelled by the agency, or lapsed. (What was released is
+// in their accesses; a request the policies denied never reached them.)
+func (x *Exchange) Past(ctx context.Context, personID string, limit int) ([]*Request, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: a list of requests needs a positive size", ErrInvalid)
+	}
+	// Each state condition is its partial index's, literally.
+	ended, err := x.requests(ctx, `WHERE person_id = $1 AND state IN ('`+RefusedConsent+`', '`+Cancelled+`') ORDER BY created_at DESC LIMIT $2`, personID, limit)
+	if err != nil {
+		return nil, err
+	}
+	// Anything open and asked before AnswerWithin has lapsed, unless it
+	// was consented to within CollectWithin.
+	now := x.now()
+	lapsed, err := x.requests(ctx, `WHERE person_id = $1 AND state IN ('`+AwaitConsent+`', '`+Consented+`') AND created_at <= $2 AND (state = '`+AwaitConsent+`' OR decided_at <= $3) ORDER BY created_at DESC LIMIT $4`,
+		personID, now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli(), limit)
+	if err != nil {
+		return nil, err
+	}
+	out := append(ended, slices.DeleteFunc(lapsed, func(r *Request) bool { return r.State != Lapsed })...)
+	slices.SortStableFunc(out, func(a, b *Request) int { return b.Created.Compare(a.Created) })
+	return out[:min(len(out), limit)], nil
+}
+
+// Withdrawn says whether the citizen took back consent they had given
+// (the request reads as refused, with this reason).
+func (r *Request) Withdrawn() bool { return r.State == RefusedConsent && r.Reason == reasonWithdrawn }
 
 // Open says whether a request still waits: for the citizen's answer, or
 // for the agency to collect what the citizen consented to (not lapsed).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,115 @@ func TestReleaseRechecksConsent(t *testing.T) {
 			if n := entries(); n != before {
 				t.Fatalf("%s: %d log entries, was %d", c.name, n, before)
 			}
+		}
+	})
+}
+
+// TestPastRequests: a citizen's past requests are their own that asked
+// for consent and ended with nothing released (refused, withdrawn,
+// cancelled, lapsed either way), newest asked first, at most the limit;
+// not what is still open, released or denied, nor another citizen's.
+func TestPastRequests(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, _, _ := auditExchange(t, db, 0)
+		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2", Consent: true, Retention: Day}, "t"); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"p1", "p2"} {
+			if err := ex.SetValues(ctx, "holder", "income", p, map[string]string{"income": "7"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// ask makes a request of person's, asked ago, and ends it by then.
+		ask := func(person, purpose string, ago time.Duration, then func(id string) error) string {
+			t.Helper()
+			r, err := ex.Submit(ctx, Ask{Requester: "tax", Officer: "o", Citizen: person, Service: "income", Fields: []string{"income"}, Purpose: purpose, LegalBasis: "§2"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if then != nil {
+				if err := then(r.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := db.Tx(ctx, func(tx *store.Tx) error {
+				_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET created_at = $1 WHERE id = $2`, time.Now().Add(-ago).UnixMilli(), r.ID)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return r.ID
+		}
+		approve := func(id string) error { _, err := ex.Decide(ctx, "p1", id, true); return err }
+		decidedAgo := func(ago time.Duration) func(string) error {
+			return func(id string) error {
+				if err := approve(id); err != nil {
+					return err
+				}
+				return db.Tx(ctx, func(tx *store.Tx) error {
+					_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET decided_at = $1 WHERE id = $2`, time.Now().Add(-ago).UnixMilli(), id)
+					return err
+				})
+			}
+		}
+		refused := ask("p1", "ASK", 5*time.Hour, func(id string) error { _, err := ex.Decide(ctx, "p1", id, false); return err })
+		withdrawn := ask("p1", "ASK", 4*time.Hour, func(id string) error {
+			if err := approve(id); err != nil {
+				return err
+			}
+			_, err := ex.Withdraw(ctx, "p1", id)
+			return err
+		})
+		cancelled := ask("p1", "ASK", 3*time.Hour, func(id string) error { _, err := ex.Cancel(ctx, "tax", id); return err })
+		unanswered := ask("p1", "ASK", AnswerWithin+time.Minute, nil)
+		uncollected := ask("p1", "ASK", 40*Day, decidedAgo(CollectWithin+time.Minute))
+		ask("p1", "ASK", 40*Day, decidedAgo(CollectWithin-time.Hour)) // approved a while ago, still open
+		ask("p1", "ASK", time.Hour, nil)                              // waiting
+		ask("p1", "ASK", 2*time.Hour, func(id string) error {         // collected
+			if err := approve(id); err != nil {
+				return err
+			}
+			_, err := ex.Collect(ctx, "tax", id)
+			return err
+		})
+		ask("p1", "NONE", time.Hour, nil) // denied: no policy
+		other := ask("p2", "ASK", 6*time.Hour, func(id string) error { _, err := ex.Decide(ctx, "p2", id, false); return err })
+
+		ids := func(rs []*Request) []string {
+			var out []string
+			for _, r := range rs {
+				out = append(out, r.ID)
+			}
+			return out
+		}
+		for _, c := range []struct {
+			person string
+			limit  int
+			want   []string
+		}{
+			{"p1", 20, []string{cancelled, withdrawn, refused, unanswered, uncollected}},
+			{"p1", 2, []string{cancelled, withdrawn}},
+			{"p1", 4, []string{cancelled, withdrawn, refused, unanswered}},
+			{"p2", 20, []string{other}},
+			{"p3", 20, nil},
+		} {
+			got, err := ex.Past(ctx, c.person, c.limit)
+			if err != nil || !slices.Equal(ids(got), c.want) {
+				t.Errorf("%s's past %d: %v %v, want %v", c.person, c.limit, ids(got), err, c.want)
+			}
+		}
+		got, _ := ex.Past(ctx, "p1", 20)
+		for i, want := range []struct {
+			state     string
+			withdrawn bool
+		}{{Cancelled, false}, {RefusedConsent, true}, {RefusedConsent, false}, {Lapsed, false}, {Lapsed, false}} {
+			if got[i].State != want.state || got[i].Withdrawn() != want.withdrawn {
+				t.Errorf("past %d: %s (withdrawn %v), want %s (withdrawn %v)", i, got[i].State, got[i].Withdrawn(), want.state, want.withdrawn)
+			}
+		}
+		if _, err := ex.Past(ctx, "p1", 0); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("a list of none: %v", err)
 		}
 	})
 }

@@ -16,7 +16,8 @@ import (
 // an audit; the citizen sees the access, verified; the police make a
 // deferred request; the DPA sees it at once and the citizen after the
 // deferral (injected clock). Then the police ask for her address, which
-// needs her consent: she approves and withdraws it before they collect.
+// needs her consent: she approves and withdraws it before they collect,
+// and her past requests say so.
 func TestBrowserExchange(t *testing.T) {
 	ctx := newBrowser(t)
 	w := startDemo(t, storetest.Engine{Name: "sqlite", Open: func(t testing.TB) store.Options { return store.Options{DataDir: t.TempDir()} }})
@@ -131,6 +132,9 @@ func TestBrowserExchange(t *testing.T) {
 	if left, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll(".consent-request").length`)); err != nil || left != 0 {
 		t.Errorf("%d consent requests still shown after withdrawing (%v)", left, err)
 	}
+	step(t, ctx, "her past requests say she withdrew it", waitText("You withdrew your consent on"), waitText("Nothing was released."))
+	onScreen(t, ctx, `.past-request .outcome`, "how a past request ended")
+	screenshot(t, ctx, "56-exchange-consent-withdrawn")
 	switchTo(t, ctx, n, "Eva Lind")
 	step(t, ctx, "the police see the withdrawal",
 		chromedp.Navigate(n.URL+"/exchange/"+police), waitText("The citizen withdrew consent before the data was collected"))

@@ -179,6 +179,10 @@ func (s *Server) accessPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	s.renderAccess(w, r, v, http.StatusOK, web.Page{})
 }
 
+// pastRequests is how many of the requests that ended without a release
+// the citizen's page lists.
+const pastRequests = 20
+
 func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
 	ctx := r.Context()
 	recs, err := s.ex.ForCitizen(ctx, v.person.ID)
@@ -191,14 +195,29 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		s.failErr(w, r, err)
 		return
 	}
+	past, err := s.ex.Past(ctx, v.person.ID, pastRequests)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
 	labels := map[string]*exchange.Service{}
 	for _, rec := range recs {
 		labels[rec.Service] = s.serviceOf(ctx, rec.Service)
 	}
-	for _, q := range pending {
+	for _, q := range slices.Concat(pending, past) {
 		labels[q.Service] = s.serviceOf(ctx, q.Service)
 	}
-	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "Pending": pending, "Services": labels, "PersonID": v.person.ID,
+	// FieldList names fields as their service labels them.
+	fieldList := func(service string, fields []string) string {
+		names := slices.Clone(fields)
+		if svc := labels[service]; svc != nil {
+			for i, f := range names {
+				names[i] = svc.Label(f)
+			}
+		}
+		return strings.Join(names, ", ")
+	}
+	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "Pending": pending, "Past": past, "PastShown": pastRequests, "FieldList": fieldList, "PersonID": v.person.ID,
 		"AnswerDays": int(exchange.AnswerWithin / exchange.Day), "CollectDays": int(exchange.CollectWithin / exchange.Day)}
 	s.render(w, r, v, status, "access", p)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/store/storetest"
 	"github.com/civstack/civstack/internal/tlog"
+	"github.com/civstack/civstack/internal/web"
 )
 
 // TestExchangeConsentLifetime: consent is asked for and given for a
@@ -57,6 +58,21 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			decide := func(decision, id string) *response {
 				return w.as(t, "Amira Haddad").postForm("/wallet/access/requests/"+id, url.Values{"decision": {decision}})
 			}
+			// past is how her page tells how one request ended ("" if not listed).
+			at := func(d time.Duration) string { return web.Date(w.n.clock.now().Add(d)) }
+			past := func(id string) string {
+				t.Helper()
+				r := w.as(t, "Amira Haddad").get("/wallet/access")
+				expect(t, "her page", r, http.StatusOK)
+				_, card, ok := strings.Cut(r.body, `id="past-`+id+`"`)
+				if !ok {
+					return ""
+				}
+				card, _, _ = strings.Cut(card, "</article>")
+				_, outcome, _ := strings.Cut(card, `class="outcome">`)
+				outcome, _, _ = strings.Cut(outcome, "</p>")
+				return outcome
+			}
 			accessEntries := func() int {
 				return countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess))
 			}
@@ -94,6 +110,20 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			if n := accessEntries(); n != 0 {
 				t.Fatalf("%d access entries after a withdrawn consent, want none", n)
 			}
+			if got, want := past(withdrawn.ID), "You withdrew your consent on "+at(0)+". Nothing was released."; got != want {
+				t.Fatalf("her past requests say %q of the withdrawn one, want %q", got, want)
+			}
+			refused := askAddress("a request the citizen refuses")
+			if got := past(refused.ID); got != "" {
+				t.Fatalf("a waiting request is among her past ones: %q", got)
+			}
+			expect(t, "refuse", decide("refuse", refused.ID), http.StatusOK, "Refused")
+			if got, want := past(refused.ID), "You refused on "+at(0)+". Nothing was released."; got != want {
+				t.Fatalf("her past requests say %q of the refused one, want %q", got, want)
+			}
+			if body := w.as(t, "Jonas Weber").get("/wallet/access").body; strings.Contains(body, "Past requests") {
+				t.Fatal("another citizen sees her past requests")
+			}
 
 			// Collected first: nothing left to withdraw, and the access is hers to see.
 			collected := askAddress("a request collected before a withdrawal")
@@ -130,6 +160,9 @@ func TestExchangeConsentLifetime(t *testing.T) {
 				if body := w.as(t, "Amira Haddad").get("/wallet/access").body; strings.Contains(body, "req-"+mistaken.ID) {
 					t.Fatal("a cancelled request is still in her wallet")
 				}
+				if got, want := past(mistaken.ID), "City Police cancelled the request on "+at(0)+". Nothing was released."; got != want {
+					t.Fatalf("her past requests say %q of the cancelled one, want %q", got, want)
+				}
 			}
 			expectProblem(t, "cancel a released request", policeAPI.postJSON("/api/v1/exchange/requests/"+collected.ID+"/cancel", nil), http.StatusConflict, "this one is released")
 			if n := accessEntries(); n != 1 {
@@ -143,12 +176,19 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			if got := readBack("an hour before its consent lapses", unused.ID); got.State != exchange.Consented {
 				t.Fatalf("lapsed early: %+v", got)
 			}
+			if got := past(unused.ID); got != "" {
+				t.Fatalf("an approval not yet lapsed is among her past requests: %q", got)
+			}
+			approvedOn := at(-exchange.CollectWithin + time.Hour)
 			w.n.clock.add(2 * time.Hour)
 			expectProblem(t, "collect after the consent lapsed", policeAPI.postJSON("/api/v1/exchange/requests/"+unused.ID+"/collect", nil), http.StatusGone,
 				"Not collected within 30 days of the citizen's consent. Ask again")
 			expect(t, "withdraw a lapsed consent", decide("withdraw", unused.ID), http.StatusGone, "ran out")
 			if got := readBack("lapsed unused", unused.ID); got.State != exchange.Lapsed {
 				t.Fatalf("an unused consent did not lapse: %+v", got)
+			}
+			if got, want := past(unused.ID), "You approved it on "+approvedOn+"; City Police did not collect it by "+at(-time.Hour)+", so it lapsed. Nothing was released."; got != want {
+				t.Fatalf("her past requests say %q of the unused approval, want %q", got, want)
 			}
 
 			// A request nobody answered lapses (it was asked 30 days and an hour ago).
@@ -157,9 +197,12 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			}
 			expect(t, "approve a lapsed request", decide("approve", unanswered.ID), http.StatusGone, "not answered within 30 days")
 			expect(t, "refuse a lapsed request", decide("refuse", unanswered.ID), http.StatusGone)
+			if got, want := past(unanswered.ID), "You did not answer by "+at(-exchange.CollectWithin+exchange.AnswerWithin-time.Hour)+", so it lapsed. Nothing was released."; got != want {
+				t.Fatalf("her past requests say %q of the unanswered one, want %q", got, want)
+			}
 			page := w.as(t, "Amira Haddad").get("/wallet/access")
 			expect(t, "her page after the lapses", page, http.StatusOK, "City Police read your Population register")
-			if strings.Contains(page.body, "Requests for your consent") || strings.Contains(w.as(t, "Amira Haddad").get("/").body, "consent-waiting") {
+			if strings.Contains(page.body, `id="pending-h"`) || strings.Contains(w.as(t, "Amira Haddad").get("/").body, "consent-waiting") {
 				t.Fatal("lapsed requests still ask for her consent")
 			}
 			expect(t, "the police's list", w.as(t, "Eva Lind").get("/exchange/"+police), http.StatusOK, "lapsed: The citizen did not answer", "lapsed: Not collected within 30 days",
