@@ -21,7 +21,7 @@ import (
 func TestMigrateCommand(t *testing.T) {
 	data := t.TempDir()
 	code, out, _ := run(t, nil, "migrate", "status", "--data", data)
-	if code != 0 || !strings.Contains(out, "00016_exchange_past_requests.sql  pending") || !strings.Contains(out, "16 pending") {
+	if code != 0 || !strings.Contains(out, "00016_exchange_unreleased_requests.sql  pending") || !strings.Contains(out, "16 pending") {
 		t.Fatalf("status of a new database: %d %q", code, out)
 	}
 	if code, out, _ = run(t, nil, "migrate", "up", "--data", data); code != 0 || !strings.Contains(out, "from version 0 to 16") {

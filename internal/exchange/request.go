@@ -611,13 +611,20 @@ func (r *Request) Withdrawn() bool { return r.State == RefusedConsent && r.Reaso
 // for the agency to collect what the citizen consented to (not lapsed).
 func (r *Request) Open() bool { return r.State == AwaitConsent || r.State == Consented }
 
-// Denied lists denied and refused requests (for the DPA), newest first.
+// unreleased is the condition for the requests the DPA looks into that
+// released nothing: denied by the policies, refused (or consent
+// withdrawn) by the citizen, or cancelled by the agency. It is the
+// partial index's (ex_requests_denied), literally.
+const unreleased = `state IN ('` + Denied + `', '` + RefusedConsent + `', '` + Cancelled + `')`
+
+// Denied lists denied, refused and cancelled requests (for the DPA),
+// newest first.
 func (x *Exchange) Denied(ctx context.Context, limit int) ([]*Request, error) {
-	return x.requests(ctx, `WHERE state IN ('`+Denied+`', '`+RefusedConsent+`') ORDER BY created_at DESC LIMIT $1`, limit)
+	return x.requests(ctx, `WHERE `+unreleased+` ORDER BY created_at DESC LIMIT $1`, limit)
 }
 
-// DeniedBy is the DPA's look into denied and refused requests: at most
-// limit, newest first, of one agency (every agency if empty), older than
+// DeniedBy is the DPA's look into denied, refused and cancelled requests:
+// at most limit, newest first, of one agency (every agency if empty), older than
 // the request before (empty: from the newest; the last one's ID pages on).
 func (x *Exchange) DeniedBy(ctx context.Context, agency, before string, limit int) ([]*Request, error) {
 	if limit <= 0 {
@@ -625,15 +632,15 @@ func (x *Exchange) DeniedBy(ctx context.Context, agency, before string, limit in
 	}
 	at, id := int64(math.MaxInt64), ""
 	if before != "" {
-		r, err := x.request(ctx, `WHERE id = $1 AND state IN ('`+Denied+`', '`+RefusedConsent+`')`, before)
+		r, err := x.request(ctx, `WHERE id = $1 AND `+unreleased, before)
 		if err != nil {
-			return nil, fmt.Errorf("%w: the request to page on from is not a denied or refused one", ErrInvalid)
+			return nil, fmt.Errorf("%w: the request to page on from is not a denied, refused or cancelled one", ErrInvalid)
 		}
 		at, id = r.Created.UnixMilli(), r.ID
 	}
 	// The state condition is the partial index's, literally; an agency's
 	// are found by its (requester_org, created_at) index.
-	where := `WHERE state IN ('` + Denied + `', '` + RefusedConsent + `') AND (created_at < $1 OR (created_at = $1 AND id < $2))`
+	where := `WHERE ` + unreleased + ` AND (created_at < $1 OR (created_at = $1 AND id < $2))`
 	args := []any{at, id}
 	if agency != "" {
 		where += ` AND requester_org = $3`

@@ -127,8 +127,8 @@ func TestDPAAccesses(t *testing.T) {
 
 var deniedRowRE = regexp.MustCompile(`<tr id="req-([^"]+)">`)
 
-// TestDPADenied: the DPA pages through one agency's denied and refused
-// requests, each once, newest first, with the reason; half of them made
+// TestDPADenied: the DPA pages through one agency's denied, refused and
+// cancelled requests, each once, newest first, with the reason; half of them made
 // the same millisecond, so that the pages also rest on the ids' order.
 func TestDPADenied(t *testing.T) {
 	defer server.SetExportChunk(2)() // the CSV in chunks of two
@@ -150,6 +150,12 @@ func TestDPADenied(t *testing.T) {
 				t.Fatal(err)
 			}
 			expect(t, "refuse", w.as(t, "Amira Haddad").postForm("/wallet/access/requests/"+reqID, url.Values{"decision": {"refuse"}}), http.StatusOK)
+			expect(t, "consent asked again", ask(cop, police, amira, "population", "WITNESS-CONTACT", "Police Act §12", 0, "address"), http.StatusOK)
+			var cancelID string
+			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT id FROM ex_requests WHERE state = $1`, exchange.AwaitConsent).Scan(&cancelID); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, "the police cancel it", cop.postForm("/exchange/"+police+"/requests/"+cancelID+"/cancel", nil), http.StatusOK, "Cancelled")
 
 			if err := w.n.db.Tx(ctx, func(tx *store.Tx) error {
 				_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET created_at = (SELECT MIN(created_at) FROM ex_requests)
@@ -161,11 +167,11 @@ func TestDPADenied(t *testing.T) {
 			expect(t, "the overview links to the agency's denials", dpa.get("/dpa/exchange"), http.StatusOK, `href="/dpa/exchange/denied?agency=`+url.QueryEscape(tax)+`"`)
 			pages := func(first string) ([]string, string) {
 				t.Helper()
-				return dpaPages(t, dpa, first, deniedRowRE, 2, "Denied and refused requests")
+				return dpaPages(t, dpa, first, deniedRowRE, 2, "Denied, refused and cancelled requests")
 			}
 			wantIDs := func(where string, args ...any) []string {
 				t.Helper()
-				rows, err := w.n.db.Reader().QueryContext(ctx, `SELECT id FROM ex_requests WHERE state IN ('denied', 'refused by the citizen') `+where+` ORDER BY created_at DESC, id DESC`, args...)
+				rows, err := w.n.db.Reader().QueryContext(ctx, `SELECT id FROM ex_requests WHERE state IN ('denied', 'refused by the citizen', 'cancelled by the agency') `+where+` ORDER BY created_at DESC, id DESC`, args...)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -186,30 +192,32 @@ func TestDPADenied(t *testing.T) {
 				t.Fatalf("the tax office's denials show the wrong ones:\n%s", clip(body))
 			}
 			ids, body = pages("/dpa/exchange/denied?n=2")
-			if want := wantIDs(``); len(want) != 6 || !slices.Equal(ids, want) {
+			if want := wantIDs(``); len(want) != 7 || !slices.Equal(ids, want) {
 				t.Fatalf("every denial: %v, want %v", ids, want)
 			}
-			if !strings.Contains(body, "refused by the citizen") || !strings.Contains(body, "CURIOSITY") {
-				t.Fatalf("every denial lacks the refusal or the police's:\n%s", clip(body))
+			if !strings.Contains(body, "refused by the citizen") || !strings.Contains(body, "CURIOSITY") || !strings.Contains(body, `<tr id="req-`+cancelID+`">`) ||
+				!strings.Contains(body, "cancelled by the agency: Cancelled by the agency.") {
+				t.Fatalf("every denial lacks the refusal, the cancellation or the police's:\n%s", clip(body))
 			}
 
 			// The CSV: the same, in the same order.
 			r := dpa.get("/dpa/exchange/denied.csv")
 			recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
-			if r.status != http.StatusOK || err != nil || len(recs) != 7 || recs[0][1] != "request" {
+			if r.status != http.StatusOK || err != nil || len(recs) != 8 || recs[0][1] != "request" {
 				t.Fatalf("the denials' CSV: %d %v\n%s", r.status, err, r.body)
 			}
 			var csvIDs []string
-			var refused bool
+			var refused, cancelled bool
 			for _, rec := range recs[1:] {
 				csvIDs = append(csvIDs, rec[1])
 				refused = refused || (rec[1] == reqID && rec[9] == exchange.RefusedConsent && rec[2] == "City Police" && rec[4] == "Eva Lind")
+				cancelled = cancelled || (rec[1] == cancelID && rec[9] == exchange.Cancelled)
 			}
-			if !slices.Equal(csvIDs, wantIDs(``)) || !refused {
+			if !slices.Equal(csvIDs, wantIDs(``)) || !refused || !cancelled {
 				t.Fatalf("the denials' CSV:\n%s", r.body)
 			}
 			r = dpa.get("/dpa/exchange/denied.csv?agency=" + url.QueryEscape(police))
-			if recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll(); err != nil || len(recs) != 3 || !strings.Contains(r.header.Get("Content-Disposition"), "civstack-denied-"+strings.ToLower(police)) {
+			if recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll(); err != nil || len(recs) != 4 || !strings.Contains(r.header.Get("Content-Disposition"), "civstack-denied-"+strings.ToLower(police)) {
 				t.Fatalf("the police's denials as CSV: %v\n%s", err, r.body)
 			}
 			expect(t, "the CSV with a purpose", dpa.get("/dpa/exchange/denied.csv?purpose=TAX-AUDIT"), http.StatusBadRequest, "by agency only")
@@ -218,7 +226,7 @@ func TestDPADenied(t *testing.T) {
 				expect(t, who+" on the DPA's denials as CSV", w.as(t, who).get("/dpa/exchange/denied.csv"), http.StatusForbidden)
 			}
 			expect(t, "a bad page id", dpa.get("/dpa/exchange/denied?before_request=%3Cx%3E"), http.StatusBadRequest, "not a request id")
-			expect(t, "a released request as the page", dpa.get("/dpa/exchange/denied?before_request="+url.QueryEscape(reqID+"x")), http.StatusBadRequest, "not a denied or refused one")
+			expect(t, "a released request as the page", dpa.get("/dpa/exchange/denied?before_request="+url.QueryEscape(reqID+"x")), http.StatusBadRequest, "not a denied, refused or cancelled one")
 			expect(t, "a purpose", dpa.get("/dpa/exchange/denied?purpose=TAX-AUDIT"), http.StatusBadRequest, "by agency only")
 		})
 	}
