@@ -607,6 +607,26 @@ func (x *Exchange) Past(ctx context.Context, personID string, limit int) ([]*Req
 // (the request reads as refused, with this reason).
 func (r *Request) Withdrawn() bool { return r.State == RefusedConsent && r.Reason == reasonWithdrawn }
 
+// OpenFor lists at most limit of an agency's open requests, oldest (so
+// soonest to lapse) first: those waiting for the citizen's answer and
+// those the citizen consented to that it has not collected yet. Lapsed
+// ones are left out. However many newer requests the agency makes, these
+// stay in reach until they lapse.
+func (x *Exchange) OpenFor(ctx context.Context, requesterOrg string, limit int) ([]*Request, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: a list of requests needs a positive size", ErrInvalid)
+	}
+	now := x.now()
+	// Nothing asked before both spans together is still open; the range
+	// keeps the scan of the (requester_org, created_at) index short.
+	rs, err := x.requests(ctx, `WHERE requester_org = $1 AND created_at > $2 AND ((state = '`+AwaitConsent+`' AND created_at > $3) OR (state = '`+Consented+`' AND decided_at > $4)) ORDER BY created_at, id LIMIT $5`,
+		requesterOrg, now.Add(-AnswerWithin-CollectWithin).UnixMilli(), now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli(), limit)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(rs, func(r *Request) bool { return !r.Open() }), nil // lapsed since the query
+}
+
 // Open says whether a request still waits: for the citizen's answer, or
 // for the agency to collect what the citizen consented to (not lapsed).
 func (r *Request) Open() bool { return r.State == AwaitConsent || r.State == Consented }

@@ -16,8 +16,8 @@ import (
 // an audit; the citizen sees the access, verified; the police make a
 // deferred request; the DPA sees it at once and the citizen after the
 // deferral (injected clock). Then the police ask for her address, which
-// needs her consent: she approves and withdraws it before they collect,
-// and her past requests say so.
+// needs her consent: she approves (the police see it waiting for them),
+// and withdraws it before they collect; her past requests say so.
 func TestBrowserExchange(t *testing.T) {
 	ctx := newBrowser(t)
 	w := startDemo(t, storetest.Engine{Name: "sqlite", Open: func(t testing.TB) store.Options { return store.Options{DataDir: t.TempDir()} }})
@@ -126,6 +126,13 @@ func TestBrowserExchange(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`.consent-request button[value=approve]`)), waitText("Approved. City Police may collect the data once"),
 		waitText("You approved this on"))
 	screenshot(t, ctx, "55-exchange-consent-given")
+	switchTo(t, ctx, n, "Eva Lind")
+	step(t, ctx, "the police see it waiting for them to collect",
+		chromedp.Navigate(n.URL+"/exchange/"+police), waitText("Waiting requests"), waitText("consented: collect by"))
+	onScreen(t, ctx, `#open-requests button[type=submit]`, "the button that collects a consented request")
+	screenshot(t, ctx, "55b-exchange-waiting-requests")
+	switchTo(t, ctx, n, "Amira Haddad")
+	step(t, ctx, "she opens her requests again", chromedp.Navigate(n.URL+"/wallet/access"), waitText("You approved this on"))
 	onScreen(t, ctx, `.consent-request button[value=withdraw]`, "the button that withdraws consent")
 	step(t, ctx, "the citizen withdraws her consent",
 		chromedp.Click(chromedp.CSS(`.consent-request button[value=withdraw]`)), waitText("Consent withdrawn. City Police is told"))
@@ -138,7 +145,7 @@ func TestBrowserExchange(t *testing.T) {
 	switchTo(t, ctx, n, "Eva Lind")
 	step(t, ctx, "the police see the withdrawal",
 		chromedp.Navigate(n.URL+"/exchange/"+police), waitText("The citizen withdrew consent before the data was collected"))
-	if buttons, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#requests form[action$='/collect']").length`)); err != nil || buttons != 0 {
+	if buttons, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("form[action$='/collect']").length`)); err != nil || buttons != 0 {
 		t.Errorf("%d collect buttons after the consent was withdrawn (%v)", buttons, err)
 	}
 }

@@ -54,6 +54,10 @@ func (s *Server) agencyPage(w http.ResponseWriter, r *http.Request, v *viewer, m
 	s.renderAgency(w, r, v, m, http.StatusOK, web.Page{})
 }
 
+// openShown is how many of its open requests an agency's page lists
+// (oldest first: they lapse soonest).
+const openShown = 100
+
 func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership, status int, p web.Page) {
 	ctx := r.Context()
 	svcs, err := s.ex.Services(ctx)
@@ -62,6 +66,11 @@ func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer,
 		return
 	}
 	reqs, err := s.ex.Requests(ctx, m.OrgID, 30)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	open, err := s.ex.OpenFor(ctx, m.OrgID, openShown)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
@@ -85,7 +94,7 @@ func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer,
 	if d == nil {
 		d = map[string]any{}
 	}
-	d["Org"], d["OrgName"], d["Services"], d["Requests"], d["Policies"] = m.OrgID, m.OrgName, svcs, reqs, mine
+	d["Org"], d["OrgName"], d["Services"], d["Requests"], d["Open"], d["OpenShown"], d["Policies"] = m.OrgID, m.OrgName, svcs, reqs, open, openShown, mine
 	d["Purposes"], d["LegalBases"] = slices.Compact(purposes), slices.Compact(bases)
 	names := map[string]string{}
 	for _, svc := range svcs {
@@ -376,6 +385,7 @@ func (s *Server) exchangeAPIRoutes(api huma.API) {
 	huma.Register(api, op("request-data", http.MethodPost, "/exchange/requests", "Ask for fields about a citizen with a purpose and legal basis", 0), s.apiAsk)
 	huma.Register(api, op("get-request", http.MethodGet, "/exchange/requests/{id}", "A request's state (values are released once, by collect)", 0), s.apiGetRequest)
 	huma.Register(api, op("collect-request", http.MethodPost, "/exchange/requests/{id}/collect", "Collect what the citizen consented to (once)", 0), s.apiCollect)
+	huma.Register(api, op("list-open-requests", http.MethodGet, "/exchange/open-requests", "Your requests still waiting for the citizen or for you to collect, soonest to lapse first", 0), s.apiOpenRequests)
 	huma.Register(api, op("cancel-request", http.MethodPost, "/exchange/requests/{id}/cancel", "Cancel a request still waiting for the citizen or for collection", 0), s.apiCancelRequest)
 }
 
@@ -463,6 +473,26 @@ func (s *Server) apiAsk(ctx context.Context, in *askIn) (*requestOut, error) {
 		return nil, huma.NewError(http.StatusForbidden, "Denied: "+req.Reason, &huma.ErrorDetail{Message: req.ID, Location: "request_id"})
 	}
 	return &requestOut{Body: req}, nil
+}
+
+type openRequestsIn struct {
+	Limit int `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"at most this many, the oldest first"`
+}
+
+type openRequestsOut struct {
+	Body struct {
+		Requests []*exchange.Request `json:"requests" doc:"oldest first; each open until its lapses_at"`
+	}
+}
+
+func (s *Server) apiOpenRequests(ctx context.Context, in *openRequestsIn) (*openRequestsOut, error) {
+	rs, err := s.ex.OpenFor(ctx, principalFrom(ctx).org.ID, in.Limit)
+	if err != nil {
+		return nil, s.exchangeErr(err)
+	}
+	out := &openRequestsOut{}
+	out.Body.Requests = append([]*exchange.Request{}, rs...)
+	return out, nil
 }
 
 type requestIDIn struct {

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -73,6 +74,22 @@ func TestExchangeConsentLifetime(t *testing.T) {
 				outcome, _, _ = strings.Cut(outcome, "</p>")
 				return outcome
 			}
+			// openIDs are the police's open requests by the API, in its order.
+			openIDs := func(c *client) []string {
+				t.Helper()
+				r := c.get("/api/v1/exchange/open-requests")
+				expect(t, "open requests", r, http.StatusOK)
+				var out struct{ Requests []request }
+				r.json(t, &out)
+				var ids []string
+				for _, q := range out.Requests {
+					if q.State != exchange.AwaitConsent && q.State != exchange.Consented || q.Lapses.IsZero() {
+						t.Fatalf("an open request reads %+v", q)
+					}
+					ids = append(ids, q.ID)
+				}
+				return ids
+			}
 			accessEntries := func() int {
 				return countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess))
 			}
@@ -90,6 +107,13 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			if got := readBack("still waiting", unanswered.ID); got.State != exchange.AwaitConsent {
 				t.Fatalf("a bad answer changed the request: %+v", got)
 			}
+			if got := openIDs(policeAPI); len(got) != 2 || got[1] != unanswered.ID {
+				t.Fatalf("the police's open requests: %v, want the page's and then %s", got, unanswered.ID)
+			}
+			if got := openIDs(w.apiClient(t, w.orgs["City Tax Office"], registry.Agency, "tax system")); len(got) != 0 {
+				t.Fatalf("the tax office sees the police's open requests: %v", got)
+			}
+			expectProblem(t, "no open requests", policeAPI.get("/api/v1/exchange/open-requests?limit=0"), http.StatusUnprocessableEntity, "validation failed")
 
 			// Withdrawn before the agency collects: refused, nothing released.
 			withdrawn := askAddress("a request the citizen approves, then withdraws")
@@ -209,6 +233,34 @@ func TestExchangeConsentLifetime(t *testing.T) {
 				"passed: delete it") // the address collected 30 days and an hour ago, kept for 30 days
 			if n := accessEntries(); n != 1 {
 				t.Fatalf("%d access entries, want the one collected", n)
+			}
+			// Everything asked so far has ended or lapsed: nothing is open.
+			if got := openIDs(policeAPI); len(got) != 0 {
+				t.Fatalf("lapsed requests are open: %v", got)
+			}
+
+			// An open request stays in reach however many newer ones the agency makes.
+			old := askAddress("a request older than the recent list")
+			expect(t, "approve", decide("approve", old.ID), http.StatusOK, "Approved")
+			for i := range 30 {
+				r := policeAPI.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{"employer"},
+					"purpose": "CRIM-INVESTIGATION", "legal_basis": "Criminal Procedure §100"})
+				expect(t, fmt.Sprintf("direct request %d", i), r, http.StatusOK, `"state":"released"`)
+			}
+			list = w.as(t, "Eva Lind").get("/exchange/" + police)
+			_, recent, _ := strings.Cut(list.body, `id="recent-h"`)
+			_, waiting, _ := strings.Cut(list.body, `id="open-requests"`)
+			waiting, _, _ = strings.Cut(waiting, "</table>")
+			collectOld := `action="/exchange/` + police + `/requests/` + old.ID + `/collect"`
+			if strings.Contains(recent, "WITNESS-CONTACT") || !strings.Contains(waiting, collectOld) || !strings.Contains(waiting, "consented: collect by "+at(exchange.CollectWithin)) {
+				t.Fatalf("the approved request is not in reach on the police's page:\n%s", clip(waiting))
+			}
+			if got := openIDs(policeAPI); len(got) != 1 || got[0] != old.ID {
+				t.Fatalf("the police's open requests: %v, want %s", got, old.ID)
+			}
+			expect(t, "collect it from the page", w.as(t, "Eva Lind").postForm("/exchange/"+police+"/requests/"+old.ID+"/collect", nil), http.StatusOK, "Via Zamboni 33")
+			if got := openIDs(policeAPI); len(got) != 0 {
+				t.Fatalf("a collected request is open: %v", got)
 			}
 		})
 	}
