@@ -462,7 +462,8 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	return v, nil
 }
 
-// Accesses is the data-protection authority's look into the records: at
+// Accesses is the data-protection authority's look into the records (and
+// an agency's into its own releases): at
 // most limit of them, newest first, of one agency (every agency if empty)
 // for one purpose (every purpose if empty), at log indexes below before (0:
 // from the newest; the last one's LogIndex pages on). Deferred records are

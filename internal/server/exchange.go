@@ -28,6 +28,7 @@ func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /exchange/{org}/requests", s.orgRole(registry.Agency, s.agencyAsk))
 	mux.HandleFunc("POST /exchange/{org}/requests/{id}/collect", s.orgRole(registry.Agency, s.agencyCollect))
 	mux.HandleFunc("POST /exchange/{org}/requests/{id}/cancel", s.orgRole(registry.Agency, s.agencyCancel))
+	mux.HandleFunc("GET /exchange/{org}/releases.csv", s.orgRole(registry.Agency, s.agencyReleasesCSV))
 	mux.HandleFunc("GET /wallet/access", s.signedIn(s.accessPage))
 	mux.HandleFunc("GET /wallet/access.json", s.signedIn(s.accessJSON))
 	mux.HandleFunc("POST /wallet/access/requests/{id}", s.signedIn(s.accessDecide))
@@ -186,6 +187,49 @@ func (s *Server) agencyCancel(w http.ResponseWriter, r *http.Request, v *viewer,
 
 func (s *Server) accessPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	s.renderAccess(w, r, v, http.StatusOK, web.Page{})
+}
+
+// agencyReleasesCSV streams every release the agency got, newest first,
+// with the request it answered and until when the agency may keep what
+// it got (and whether that has passed): the list its deletion duty works
+// from, beyond the page's recent requests. Like the page, it names no
+// citizen; the request id links each row to the agency's own case file.
+func (s *Server) agencyReleasesCSV(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {
+	chunk := dpaExportChunk()
+	last, err := s.ex.Accesses(r.Context(), m.OrgID, "", 0, chunk)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	now := s.now()
+	rows := func(as []*exchange.Access) [][]string {
+		var out [][]string
+		for _, a := range as {
+			visible, retention := csvTime(a.DeferUntil), "running"
+			if a.DeferUntil == 0 {
+				visible = "at once"
+			}
+			switch {
+			case a.Missing: // the log's audit reports it
+				retention = "record missing from the database"
+			case !now.Before(a.Retain()):
+				retention = "passed: delete it"
+			}
+			out = append(out, []string{csvTime(a.Time), a.Request, strconv.FormatInt(a.LogIndex, 10), a.Officer, a.ServiceName,
+				strings.Join(a.Fields, " "), a.Purpose, a.LegalBasis, a.Consent, visible, csvTime(a.RetainUntil), retention})
+		}
+		return out
+	}
+	s.writeCSV(w, csvName("civstack-releases", now, m.OrgID),
+		[]string{"time (UTC)", "request", "log entry", "officer", "service", "fields", "purpose", "legal basis", "consent", "visible to the citizen from (UTC)", "keep until (UTC)", "retention"},
+		rows(last), func() ([][]string, error) {
+			if len(last) < chunk {
+				return nil, nil
+			}
+			var err error
+			last, err = s.ex.Accesses(r.Context(), m.OrgID, "", last[len(last)-1].LogIndex, chunk)
+			return rows(last), err
+		})
 }
 
 // pastRequests is how many of the requests that ended without a release

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/csv"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/store/storetest"
 	"github.com/civstack/civstack/internal/tlog"
 	"github.com/civstack/civstack/internal/web"
@@ -21,7 +23,8 @@ import (
 // withdraw an approval, and then nothing is released or logged. The
 // citizen sees what they approved and until when; the agency sees each
 // request's deadline and, afterwards, why it got nothing, and can cancel
-// a request it no longer needs.
+// a request it no longer needs. Its waiting requests stay in reach behind
+// any number of newer ones, and every release it got is in its CSV.
 func TestExchangeConsentLifetime(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
@@ -262,6 +265,26 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			if got := openIDs(policeAPI); len(got) != 0 {
 				t.Fatalf("a collected request is open: %v", got)
 			}
+
+			// Every release, beyond the page's 30, as CSV: newest first, with its retention.
+			defer server.SetExportChunk(7)()
+			expect(t, "the CSV link", w.as(t, "Eva Lind").get("/exchange/"+police), http.StatusOK, `href="/exchange/`+police+`/releases.csv"`)
+			r := w.as(t, "Eva Lind").get("/exchange/" + police + "/releases.csv")
+			recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			if r.status != http.StatusOK || err != nil || len(recs) != 33 || !strings.Contains(r.header.Get("Content-Disposition"), "civstack-releases-"+strings.ToLower(police)) {
+				t.Fatalf("the police's releases as CSV: %d rows, %v\n%.600s", len(recs), err, r.body)
+			}
+			first, last := recs[1], recs[32]
+			if first[1] != old.ID || first[8] != "given" || first[11] != "running" || last[1] != collected.ID || last[6] != "WITNESS-CONTACT" || last[11] != "passed: delete it" {
+				t.Fatalf("the police's releases: first %v, last %v", first, last)
+			}
+			for _, rec := range recs[2:32] {
+				if rec[6] != "CRIM-INVESTIGATION" || rec[3] != "system: case system" || rec[8] != "not needed" || rec[9] != "at once" {
+					t.Fatalf("a direct release reads %v", rec)
+				}
+			}
+			expect(t, "another agency's releases", w.as(t, "Tomas Novak").get("/exchange/"+police+"/releases.csv"), http.StatusNotFound)
+			expect(t, "a citizen on the police's releases", w.as(t, "Amira Haddad").get("/exchange/"+police+"/releases.csv"), http.StatusForbidden)
 		})
 	}
 }
