@@ -607,8 +607,8 @@ func (x *Exchange) Past(ctx context.Context, personID string, limit int) ([]*Req
 // (the request reads as refused, with this reason).
 func (r *Request) Withdrawn() bool { return r.State == RefusedConsent && r.Reason == reasonWithdrawn }
 
-// OpenFor lists at most limit of an agency's open requests, oldest (so
-// soonest to lapse) first: those waiting for the citizen's answer and
+// OpenFor lists at most limit of an agency's open requests, the oldest
+// asked first: those waiting for the citizen's answer and
 // those the citizen consented to that it has not collected yet. Lapsed
 // ones are left out. However many newer requests the agency makes, these
 // stay in reach until they lapse.

@@ -56,7 +56,7 @@ func (s *Server) agencyPage(w http.ResponseWriter, r *http.Request, v *viewer, m
 }
 
 // openShown is how many of its open requests an agency's page lists
-// (oldest first: they lapse soonest).
+// (the oldest asked first).
 const openShown = 100
 
 func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership, status int, p web.Page) {
@@ -429,7 +429,7 @@ func (s *Server) exchangeAPIRoutes(api huma.API) {
 	huma.Register(api, op("request-data", http.MethodPost, "/exchange/requests", "Ask for fields about a citizen with a purpose and legal basis", 0), s.apiAsk)
 	huma.Register(api, op("get-request", http.MethodGet, "/exchange/requests/{id}", "A request's state (values are released once, by collect)", 0), s.apiGetRequest)
 	huma.Register(api, op("collect-request", http.MethodPost, "/exchange/requests/{id}/collect", "Collect what the citizen consented to (once)", 0), s.apiCollect)
-	huma.Register(api, op("list-open-requests", http.MethodGet, "/exchange/open-requests", "Your requests still waiting for the citizen or for you to collect, soonest to lapse first", 0), s.apiOpenRequests)
+	huma.Register(api, op("list-open-requests", http.MethodGet, "/exchange/open-requests", "Your requests still waiting for the citizen or for you to collect, the oldest asked first", 0), s.apiOpenRequests)
 	huma.Register(api, op("cancel-request", http.MethodPost, "/exchange/requests/{id}/cancel", "Cancel a request still waiting for the citizen or for collection", 0), s.apiCancelRequest)
 }
 
