@@ -172,12 +172,8 @@ func (s *Server) dpaAccessesCSV(w http.ResponseWriter, r *http.Request, v *viewe
 			if a.Missing {
 				state = "MISSING from the database"
 			}
-			visible := csvTime(a.DeferUntil)
-			if a.DeferUntil == 0 {
-				visible = "at once"
-			}
 			out = append(out, []string{csvTime(a.Time), strconv.FormatInt(a.LogIndex, 10), a.AgencyName, a.Agency, a.Officer, a.ServiceName,
-				strings.Join(a.Fields, " "), a.Purpose, a.LegalBasis, a.Consent, visible, csvTime(a.RetainUntil), state})
+				strings.Join(a.Fields, " "), a.Purpose, a.LegalBasis, a.Consent, csvVisible(a), csvTime(a.RetainUntil), state})
 		}
 		return out
 	}
@@ -240,6 +236,15 @@ func csvName(base string, now time.Time, parts ...string) string {
 
 // csvTime is a Unix millisecond time as a spreadsheet reads it (UTC), or
 // empty for none.
+// csvVisible is when the citizen sees an access: "at once", or when its
+// deferral ends.
+func csvVisible(a *exchange.Access) string {
+	if a.DeferUntil == 0 {
+		return "at once"
+	}
+	return csvTime(a.DeferUntil)
+}
+
 func csvTime(ms int64) string {
 	if ms == 0 {
 		return ""

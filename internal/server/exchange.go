@@ -205,10 +205,7 @@ func (s *Server) agencyReleasesCSV(w http.ResponseWriter, r *http.Request, v *vi
 	rows := func(as []*exchange.Access) [][]string {
 		var out [][]string
 		for _, a := range as {
-			visible, retention := csvTime(a.DeferUntil), "running"
-			if a.DeferUntil == 0 {
-				visible = "at once"
-			}
+			retention := "running"
 			switch {
 			case a.Missing: // the log's audit reports it
 				retention = "record missing from the database"
@@ -216,7 +213,7 @@ func (s *Server) agencyReleasesCSV(w http.ResponseWriter, r *http.Request, v *vi
 				retention = "passed: delete it"
 			}
 			out = append(out, []string{csvTime(a.Time), a.Request, strconv.FormatInt(a.LogIndex, 10), a.Officer, a.ServiceName,
-				strings.Join(a.Fields, " "), a.Purpose, a.LegalBasis, a.Consent, visible, csvTime(a.RetainUntil), retention})
+				strings.Join(a.Fields, " "), a.Purpose, a.LegalBasis, a.Consent, csvVisible(a), csvTime(a.RetainUntil), retention})
 		}
 		return out
 	}
