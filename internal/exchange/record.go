@@ -138,11 +138,13 @@ func (a *Access) Retain() time.Time { return time.UnixMilli(a.RetainUntil).UTC()
 
 // filter selects access records; the zero filter selects all.
 type filter struct {
-	person, org, request, purpose string
-	before                        int64 // > 0: only those at log indexes below it
-	visibleAt                     int64 // > 0: only those whose deferral has ended by then
-	deferredAt                    int64 // > 0: only those still deferred then
-	limit                         int   // > 0: only the newest limit
+	person, org, purpose string
+	requests             []string // not empty: only the records of these requests
+	direct               bool     // only direct releases (whose requests have no row of their own)
+	before               int64    // > 0: only those at log indexes below it
+	visibleAt            int64    // > 0: only those whose deferral has ended by then
+	deferredAt           int64    // > 0: only those still deferred then
+	limit                int      // > 0: only the newest limit
 }
 
 func (f filter) where(cur int64) (string, []any) {
@@ -159,8 +161,17 @@ func (f filter) where(cur int64) (string, []any) {
 	if f.org != "" {
 		add("a.requester_org = $%d", f.org)
 	}
-	if f.request != "" {
-		add("a.request_id = $%d", f.request)
+	if len(f.requests) > 0 {
+		in := make([]string, len(f.requests))
+		for i, id := range f.requests {
+			args = append(args, id)
+			in[i] = fmt.Sprintf("$%d", len(args))
+		}
+		conds = append(conds, "a.request_id IN ("+strings.Join(in, ", ")+")")
+	}
+	if f.direct {
+		// A request that asked for consent keeps its row once collected.
+		conds = append(conds, "NOT EXISTS (SELECT 1 FROM ex_requests r WHERE r.id = a.request_id)")
 	}
 	if f.purpose != "" {
 		add("a.purpose = $%d", f.purpose)
@@ -187,7 +198,8 @@ func (f filter) where(cur int64) (string, []any) {
 // narrows the search: a record is shown for what it says, not for what
 // its index row says).
 func (f filter) match(a *Access) bool {
-	return f.matches(a.LogIndex, a.personID, a.Agency, a.Request, a.Purpose, a.DeferUntil)
+	return f.matches(a.LogIndex, a.personID, a.Agency, a.Request, a.Purpose, a.DeferUntil) &&
+		(!f.direct || a.Missing || a.Consent == consentNotNeeded)
 }
 
 // matchHeader is match on an opening's header (before its record is decoded).
@@ -196,7 +208,7 @@ func (f filter) matchHeader(idx int64, o *opening) bool {
 }
 
 func (f filter) matches(idx int64, person, org, request, purpose string, deferUntil int64) bool {
-	return (f.person == "" || person == f.person) && (f.org == "" || org == f.org) && (f.request == "" || request == f.request) &&
+	return (f.person == "" || person == f.person) && (f.org == "" || org == f.org) && (len(f.requests) == 0 || slices.Contains(f.requests, request)) &&
 		(f.purpose == "" || purpose == f.purpose) && (f.before <= 0 || idx < f.before) &&
 		(f.visibleAt <= 0 || deferUntil <= f.visibleAt) && (f.deferredAt <= 0 || deferUntil > f.deferredAt)
 }

@@ -518,40 +518,6 @@ func (x *Exchange) Collect(ctx context.Context, requesterOrg, requestID string) 
 	}
 }
 
-// Requests lists an agency's requests, newest first: those with a row of
-// their own (denied, waiting for or decided by the citizen) and the direct
-// releases, whose access records are the requests.
-func (x *Exchange) Requests(ctx context.Context, requesterOrg string, limit int) ([]*Request, error) {
-	out, err := x.requests(ctx, `WHERE requester_org = $1 ORDER BY created_at DESC LIMIT $2`, requesterOrg, limit)
-	if err != nil {
-		return nil, err
-	}
-	as, err := x.accesses(ctx, filter{org: requesterOrg, limit: limit})
-	if err != nil {
-		return nil, err
-	}
-	retain := map[string]time.Time{}
-	for _, a := range as {
-		switch {
-		case a.Missing:
-		case a.Consent == consentNotNeeded:
-			out = append(out, requestOf(a))
-		default:
-			retain[a.Request] = a.Retain()
-		}
-	}
-	for _, r := range out {
-		if t, ok := retain[r.ID]; ok && r.State == Released {
-			r.RetainUntil = t
-		}
-	}
-	slices.SortStableFunc(out, func(a, b *Request) int { return b.Created.Compare(a.Created) })
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
-}
-
 // requestOf is the request a direct release's record stands for.
 func requestOf(a *Access) *Request {
 	at := time.UnixMilli(a.Time).UTC()
@@ -681,7 +647,7 @@ func (x *Exchange) RequestFor(ctx context.Context, requesterOrg, id string) (*Re
 	}
 	// A direct release's record is the request; a collected one's record
 	// says until when the agency may keep what it got.
-	as, aerr := x.accesses(ctx, filter{org: requesterOrg, request: id, limit: 1})
+	as, aerr := x.accesses(ctx, filter{org: requesterOrg, requests: []string{id}, limit: 1})
 	if aerr != nil {
 		return nil, aerr
 	}

@@ -148,4 +148,7 @@ func TestBrowserExchange(t *testing.T) {
 	if buttons, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("form[action$='/collect']").length`)); err != nil || buttons != 0 {
 		t.Errorf("%d collect buttons after the consent was withdrawn (%v)", buttons, err)
 	}
+	step(t, ctx, "the police open every request they made",
+		chromedp.Click(chromedp.CSS(`#all-requests`)), waitText("All requests · City Police"), waitText("The citizen withdrew consent"), waitText("CRIM-INVESTIGATION"))
+	screenshot(t, ctx, "57-exchange-all-requests")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /exchange/{org}/requests", s.orgRole(registry.Agency, s.agencyAsk))
 	mux.HandleFunc("POST /exchange/{org}/requests/{id}/collect", s.orgRole(registry.Agency, s.agencyCollect))
 	mux.HandleFunc("POST /exchange/{org}/requests/{id}/cancel", s.orgRole(registry.Agency, s.agencyCancel))
+	mux.HandleFunc("GET /exchange/{org}/requests", s.orgRole(registry.Agency, s.agencyHistory))
 	mux.HandleFunc("GET /exchange/{org}/releases.csv", s.orgRole(registry.Agency, s.agencyReleasesCSV))
 	mux.HandleFunc("GET /wallet/access", s.signedIn(s.accessPage))
 	mux.HandleFunc("GET /wallet/access.json", s.signedIn(s.accessJSON))
@@ -56,8 +58,36 @@ func (s *Server) agencyPage(w http.ResponseWriter, r *http.Request, v *viewer, m
 }
 
 // openShown is how many of its open requests an agency's page lists
-// (the oldest asked first).
-const openShown = 100
+// (the oldest asked first); recentShown how many of its latest requests,
+// and historyShown how many a page of its older ones.
+const (
+	openShown    = 100
+	recentShown  = 30
+	historyShown = 50
+)
+
+// olderRequests is the link to the page of an agency's requests after
+// the cursor next (none when empty).
+func olderRequests(org, next string) string {
+	if next == "" {
+		return ""
+	}
+	return "/exchange/" + url.PathEscape(org) + "/requests?before=" + url.QueryEscape(next)
+}
+
+// agencyHistory is every request of the agency, newest first, page by page.
+func (s *Server) agencyHistory(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {
+	before := r.URL.Query().Get("before")
+	hist, err := s.ex.History(r.Context(), m.OrgID, before, historyShown)
+	if err != nil {
+		s.failExchange(w, r, err)
+		return
+	}
+	s.render(w, r, v, http.StatusOK, "agency_requests", web.Page{Title: "All requests · " + m.OrgName, Data: map[string]any{
+		"Org": m.OrgID, "OrgName": m.OrgName, "Requests": hist.Requests, "Older": olderRequests(m.OrgID, hist.Next),
+		"Paged": before != "", "Now": s.now(),
+	}})
+}
 
 func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership, status int, p web.Page) {
 	ctx := r.Context()
@@ -66,7 +96,7 @@ func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer,
 		s.failErr(w, r, err)
 		return
 	}
-	reqs, err := s.ex.Requests(ctx, m.OrgID, 30)
+	hist, err := s.ex.History(ctx, m.OrgID, "", recentShown)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
@@ -95,7 +125,8 @@ func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer,
 	if d == nil {
 		d = map[string]any{}
 	}
-	d["Org"], d["OrgName"], d["Services"], d["Requests"], d["Open"], d["OpenShown"], d["Policies"] = m.OrgID, m.OrgName, svcs, reqs, open, openShown, mine
+	d["Org"], d["OrgName"], d["Services"], d["Requests"], d["Open"], d["OpenShown"], d["Policies"] = m.OrgID, m.OrgName, svcs, hist.Requests, open, openShown, mine
+	d["Older"] = olderRequests(m.OrgID, hist.Next)
 	d["Purposes"], d["LegalBases"] = slices.Compact(purposes), slices.Compact(bases)
 	names := map[string]string{}
 	for _, svc := range svcs {
@@ -426,6 +457,7 @@ func (s *Server) exchangeAPIRoutes(api huma.API) {
 	huma.Register(api, op("request-data", http.MethodPost, "/exchange/requests", "Ask for fields about a citizen with a purpose and legal basis", 0), s.apiAsk)
 	huma.Register(api, op("get-request", http.MethodGet, "/exchange/requests/{id}", "A request's state (values are released once, by collect)", 0), s.apiGetRequest)
 	huma.Register(api, op("collect-request", http.MethodPost, "/exchange/requests/{id}/collect", "Collect what the citizen consented to (once)", 0), s.apiCollect)
+	huma.Register(api, op("list-requests", http.MethodGet, "/exchange/requests", "All your requests, newest first, page by page", 0), s.apiRequests)
 	huma.Register(api, op("list-open-requests", http.MethodGet, "/exchange/open-requests", "Your requests still waiting for the citizen or for you to collect, the oldest asked first", 0), s.apiOpenRequests)
 	huma.Register(api, op("cancel-request", http.MethodPost, "/exchange/requests/{id}/cancel", "Cancel a request still waiting for the citizen or for collection", 0), s.apiCancelRequest)
 }
@@ -514,6 +546,28 @@ func (s *Server) apiAsk(ctx context.Context, in *askIn) (*requestOut, error) {
 		return nil, huma.NewError(http.StatusForbidden, "Denied: "+req.Reason, &huma.ErrorDetail{Message: req.ID, Location: "request_id"})
 	}
 	return &requestOut{Body: req}, nil
+}
+
+type requestsIn struct {
+	Before string `query:"before" maxLength:"160" doc:"the next of the page before (empty: from the newest)"`
+	Limit  int    `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"at most this many; a page may hold fewer and still have a next"`
+}
+
+type requestsOut struct {
+	Body struct {
+		Requests []*exchange.Request `json:"requests" doc:"newest first: released, waiting, and those that released nothing with the reason"`
+		Next     string              `json:"next,omitempty" doc:"give it as before for the older requests; absent on the last page"`
+	}
+}
+
+func (s *Server) apiRequests(ctx context.Context, in *requestsIn) (*requestsOut, error) {
+	p, err := s.ex.History(ctx, principalFrom(ctx).org.ID, in.Before, in.Limit)
+	if err != nil {
+		return nil, s.exchangeErr(err)
+	}
+	out := &requestsOut{}
+	out.Body.Requests, out.Body.Next = append([]*exchange.Request{}, p.Requests...), p.Next
+	return out, nil
 }
 
 type openRequestsIn struct {

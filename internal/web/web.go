@@ -103,9 +103,10 @@ var funcs = template.FuncMap{
 var methodNames = map[string]string{"qr": "wallet scan (shop QR)", "sale": "wallet scan (sale QR)", "code": "payment code",
 	"p2p": "person to person", "refund": "refund"}
 
-// New parses every page template together with the layout.
+// New parses every page template together with the layout and the
+// partials (tables more than one page shows).
 func New() (*Renderer, error) {
-	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html")
+	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/partials/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("parse layout: %w", err)
 	}
