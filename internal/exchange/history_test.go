@@ -43,7 +43,7 @@ func TestHistory(t *testing.T) {
 			return r
 		}
 		want := map[string]string{} // tax's requests: id → what it is
-		var asked []string           // consent requests, collected at the end
+		var asked []string          // consent requests, collected at the end
 		for i := range 36 {
 			switch i % 6 {
 			case 0, 3:
