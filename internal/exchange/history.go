@@ -170,13 +170,3 @@ func (x *Exchange) retainOf(ctx context.Context, requesterOrg string, rs []*Requ
 	}
 	return nil
 }
-
-// Requests lists an agency's latest requests, newest first: the first
-// page of its History.
-func (x *Exchange) Requests(ctx context.Context, requesterOrg string, limit int) ([]*Request, error) {
-	p, err := x.History(ctx, requesterOrg, "", limit)
-	if err != nil {
-		return nil, err
-	}
-	return p.Requests, nil
-}
