@@ -577,16 +577,26 @@ func (r *Request) Withdrawn() bool { return r.State == RefusedConsent && r.Reaso
 // asked first: those waiting for the citizen's answer and
 // those the citizen consented to that it has not collected yet. Lapsed
 // ones are left out. However many newer requests the agency makes, these
-// stay in reach until they lapse.
-func (x *Exchange) OpenFor(ctx context.Context, requesterOrg string, limit int) ([]*Request, error) {
+// stay in reach until they lapse. after, if not empty, is the id of one of
+// the agency's requests (the last of the page before): only those asked
+// after it are listed.
+func (x *Exchange) OpenFor(ctx context.Context, requesterOrg, after string, limit int) ([]*Request, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: a list of requests needs a positive size", ErrInvalid)
 	}
 	now := x.now()
 	// Nothing asked before both spans together is still open; the range
 	// keeps the scan of the (requester_org, created_at) index short.
-	rs, err := x.requests(ctx, `WHERE requester_org = $1 AND created_at > $2 AND ((state = '`+AwaitConsent+`' AND created_at > $3) OR (state = '`+Consented+`' AND decided_at > $4)) ORDER BY created_at, id LIMIT $5`,
-		requesterOrg, now.Add(-AnswerWithin-CollectWithin).UnixMilli(), now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli(), limit)
+	at, id := now.Add(-AnswerWithin-CollectWithin).UnixMilli(), ""
+	if after != "" {
+		r, err := x.request(ctx, `WHERE id = $1 AND requester_org = $2`, after, requesterOrg)
+		if err != nil {
+			return nil, fmt.Errorf("%w: the request to list on from is not one of yours that waited", ErrInvalid)
+		}
+		at, id = max(at, r.Created.UnixMilli()), r.ID
+	}
+	rs, err := x.requests(ctx, `WHERE requester_org = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) AND ((state = '`+AwaitConsent+`' AND created_at > $4) OR (state = '`+Consented+`' AND decided_at > $5)) ORDER BY created_at, id LIMIT $6`,
+		requesterOrg, at, id, now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli(), limit)
 	if err != nil {
 		return nil, err
 	}

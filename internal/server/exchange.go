@@ -54,7 +54,7 @@ func exchangeStatus(err error) (int, string) {
 }
 
 func (s *Server) agencyPage(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {
-	s.renderAgency(w, r, v, m, http.StatusOK, web.Page{})
+	s.renderAgency(w, r, v, m, http.StatusOK, web.Page{Data: map[string]any{"WaitingAfter": r.URL.Query().Get("waiting_after")}})
 }
 
 // openShown is how many of its open requests an agency's page lists
@@ -101,10 +101,25 @@ func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer,
 		s.failErr(w, r, err)
 		return
 	}
-	open, err := s.ex.OpenFor(ctx, m.OrgID, openShown)
+	d, _ := p.Data.(map[string]any)
+	if d == nil {
+		d = map[string]any{}
+	}
+	// The waiting requests, openShown at a time from the oldest, or from
+	// after the one the link names.
+	after, _ := d["WaitingAfter"].(string)
+	open, err := s.ex.OpenFor(ctx, m.OrgID, after, openShown+1)
+	if errors.Is(err, exchange.ErrInvalid) && after != "" {
+		status, p.Error, after, d["WaitingAfter"] = http.StatusBadRequest, sentence(err), "", ""
+		open, err = s.ex.OpenFor(ctx, m.OrgID, "", openShown+1)
+	}
 	if err != nil {
 		s.failErr(w, r, err)
 		return
+	}
+	if len(open) > openShown {
+		open = open[:openShown]
+		d["LaterOpen"] = "/exchange/" + url.PathEscape(m.OrgID) + "?waiting_after=" + url.QueryEscape(open[openShown-1].ID) + "#open-h"
 	}
 	pols, err := s.ex.Policies(ctx)
 	if err != nil {
@@ -121,10 +136,6 @@ func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer,
 	}
 	slices.Sort(purposes)
 	slices.Sort(bases)
-	d, _ := p.Data.(map[string]any)
-	if d == nil {
-		d = map[string]any{}
-	}
 	d["Org"], d["OrgName"], d["Services"], d["Requests"], d["Open"], d["OpenShown"], d["Policies"] = m.OrgID, m.OrgName, svcs, hist.Requests, open, openShown, mine
 	d["Older"] = olderRequests(m.OrgID, hist.Next)
 	d["Purposes"], d["LegalBases"] = slices.Compact(purposes), slices.Compact(bases)
@@ -571,21 +582,27 @@ func (s *Server) apiRequests(ctx context.Context, in *requestsIn) (*requestsOut,
 }
 
 type openRequestsIn struct {
-	Limit int `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"at most this many, the oldest first"`
+	After string `query:"after" maxLength:"100" doc:"the next of the list before: only requests asked after that one (empty: from the oldest)"`
+	Limit int    `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"at most this many, the oldest first"`
 }
 
 type openRequestsOut struct {
 	Body struct {
 		Requests []*exchange.Request `json:"requests" doc:"oldest first; each open until its lapses_at"`
+		Next     string              `json:"next,omitempty" doc:"give it as after for the later ones; absent when there are no more"`
 	}
 }
 
 func (s *Server) apiOpenRequests(ctx context.Context, in *openRequestsIn) (*openRequestsOut, error) {
-	rs, err := s.ex.OpenFor(ctx, principalFrom(ctx).org.ID, in.Limit)
+	rs, err := s.ex.OpenFor(ctx, principalFrom(ctx).org.ID, in.After, in.Limit+1)
 	if err != nil {
 		return nil, s.exchangeErr(err)
 	}
 	out := &openRequestsOut{}
+	if len(rs) > in.Limit {
+		rs = rs[:in.Limit]
+		out.Body.Next = rs[len(rs)-1].ID
+	}
 	out.Body.Requests = append([]*exchange.Request{}, rs...)
 	return out, nil
 }

@@ -140,3 +140,104 @@ func TestAgencyHistory(t *testing.T) {
 		})
 	}
 }
+
+// TestAgencyWaiting: an agency reaches every request still waiting, not
+// only the oldest 100: the page's waiting list goes on by a link, and its
+// system lists them by the API page by page, oldest first; a place in the
+// list that is not one of its requests gets a clear error.
+func TestAgencyWaiting(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			tax, police := exWorld(t, w)
+			amira := w.people["Amira Haddad"]
+			policeAPI := w.apiClient(t, police, registry.Agency, "case system")
+			var waiting []string // oldest first
+			for i := range 103 {
+				w.n.clock.add(time.Second)
+				r := policeAPI.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": amira, "service": "population", "fields": []string{"address"},
+					"purpose": "WITNESS-CONTACT", "legal_basis": "Police Act §12"})
+				expect(t, fmt.Sprintf("request %d", i), r, http.StatusOK, `"state":"awaiting consent"`)
+				var out struct {
+					ID string `json:"id"`
+				}
+				r.json(t, &out)
+				waiting = append(waiting, out.ID)
+			}
+			taxAPI := w.apiClient(t, tax, registry.Agency, "tax system")
+			r := taxAPI.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{"employer"},
+				"purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})
+			expect(t, "the tax office's request, denied", r, http.StatusForbidden)
+
+			// The page: the oldest 100, then the rest by the link.
+			rowID := regexp.MustCompile(`<tr id="open-([^"]+)"`)
+			later := regexp.MustCompile(`<a href="([^"]+)" id="later-open">`)
+			read := func(path string, status int) (ids []string, next string) {
+				t.Helper()
+				r := w.as(t, "Eva Lind").get(path)
+				expect(t, path, r, status)
+				for _, m := range rowID.FindAllStringSubmatch(r.body, -1) {
+					ids = append(ids, m[1])
+				}
+				if m := later.FindStringSubmatch(r.body); m != nil {
+					next = html.UnescapeString(m[1])
+				}
+				return ids, next
+			}
+			first, next := read("/exchange/"+police, http.StatusOK)
+			if !slices.Equal(first, waiting[:100]) || !strings.Contains(next, "waiting_after="+waiting[99]) {
+				t.Fatalf("the police's page: %d waiting (want the oldest 100 of 103), later at %q", len(first), next)
+			}
+			rest, end := read(next, http.StatusOK)
+			if !slices.Equal(rest, waiting[100:]) || end != "" {
+				t.Fatalf("the later waiting requests: %d (want 3), later at %q", len(rest), end)
+			}
+			expect(t, "the later list says where it starts", w.as(t, "Eva Lind").get(next), http.StatusOK, "from where the last list ended", `id="first-open"`)
+			none, _ := read("/exchange/"+police+"?waiting_after="+waiting[102], http.StatusOK)
+			if len(none) != 0 {
+				t.Fatalf("after the newest: %d waiting", len(none))
+			}
+			expect(t, "after the newest", w.as(t, "Eva Lind").get("/exchange/"+police+"?waiting_after="+waiting[102]), http.StatusOK, "No later waiting requests.")
+			for _, bad := range []string{"nonsense", waiting[0] + "x"} {
+				ids, _ := read("/exchange/"+police+"?waiting_after="+url.QueryEscape(bad), http.StatusBadRequest)
+				if !slices.Equal(ids, waiting[:100]) {
+					t.Fatalf("a made-up place %q: %d waiting, want the list from the oldest", bad, len(ids))
+				}
+			}
+			expect(t, "a made-up place", w.as(t, "Eva Lind").get("/exchange/"+police+"?waiting_after=nonsense"), http.StatusBadRequest,
+				"not one of yours that waited")
+
+			// The API: the same, in lists of 40.
+			var got []string
+			after := ""
+			for n := 0; n < 10; n++ {
+				r := policeAPI.get("/api/v1/exchange/open-requests?limit=40&after=" + url.QueryEscape(after))
+				expect(t, "a list of waiting requests", r, http.StatusOK)
+				var out struct {
+					Requests []struct {
+						ID string `json:"id"`
+					} `json:"requests"`
+					Next string `json:"next"`
+				}
+				r.json(t, &out)
+				for _, q := range out.Requests {
+					got = append(got, q.ID)
+				}
+				if after = out.Next; after == "" {
+					break
+				}
+			}
+			if !slices.Equal(got, waiting) {
+				t.Fatalf("the police's waiting requests by the API, 40 at a time: %d of 103", len(got))
+			}
+			var taxDenied struct {
+				Errors []struct {
+					Message string `json:"message"`
+				} `json:"errors"`
+			}
+			r.json(t, &taxDenied)
+			expectProblem(t, "after another agency's request", policeAPI.get("/api/v1/exchange/open-requests?after="+url.QueryEscape(taxDenied.Errors[0].Message)), http.StatusBadRequest,
+				"not one of yours that waited")
+		})
+	}
+}
