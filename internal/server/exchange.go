@@ -110,7 +110,7 @@ func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer,
 	after, _ := d["WaitingAfter"].(string)
 	open, err := s.ex.OpenFor(ctx, m.OrgID, after, openShown+1)
 	if errors.Is(err, exchange.ErrInvalid) && after != "" {
-		status, p.Error, after, d["WaitingAfter"] = http.StatusBadRequest, sentence(err), "", ""
+		status, p.Error, d["WaitingAfter"] = http.StatusBadRequest, sentence(err), ""
 		open, err = s.ex.OpenFor(ctx, m.OrgID, "", openShown+1)
 	}
 	if err != nil {
