@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -547,26 +548,49 @@ func (x *Exchange) Pending(ctx context.Context, personID string) ([]*Request, er
 // consent and ended without a release, newest asked first: refused or
 // withdrawn, cancelled by the agency, or lapsed. (What was released is
 // in their accesses; a request the policies denied never reached them.)
-func (x *Exchange) Past(ctx context.Context, personID string, limit int) ([]*Request, error) {
+// before, if not empty, is the id of one of these (the last of the page
+// before): only those asked before it are listed.
+func (x *Exchange) Past(ctx context.Context, personID, before string, limit int) ([]*Request, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: a list of requests needs a positive size", ErrInvalid)
 	}
-	// Each state condition is its partial index's, literally.
-	ended, err := x.requests(ctx, `WHERE person_id = $1 AND state IN ('`+RefusedConsent+`', '`+Cancelled+`') ORDER BY created_at DESC LIMIT $2`, personID, limit)
+	// Past the newest request there is nothing: the place to list on
+	// from starts after every one.
+	at, id := int64(math.MaxInt64), ""
+	if before != "" {
+		r, err := x.request(ctx, `WHERE id = $1 AND person_id = $2`, before, personID)
+		if err != nil || !r.ended() {
+			return nil, fmt.Errorf("%w: the request to list on from is not one of your past requests", ErrInvalid)
+		}
+		at, id = r.Created.UnixMilli(), r.ID
+	}
+	// Each state condition is its partial index's, literally; the place
+	// is a range of that index's created_at, the id breaking ties.
+	const older = ` AND (created_at < $2 OR (created_at = $2 AND id < $3))`
+	ended, err := x.requests(ctx, `WHERE person_id = $1 AND state IN ('`+RefusedConsent+`', '`+Cancelled+`')`+older+` ORDER BY created_at DESC, id DESC LIMIT $4`,
+		personID, at, id, limit)
 	if err != nil {
 		return nil, err
 	}
 	// Anything open and asked before AnswerWithin has lapsed, unless it
 	// was consented to within CollectWithin.
 	now := x.now()
-	lapsed, err := x.requests(ctx, `WHERE person_id = $1 AND state IN ('`+AwaitConsent+`', '`+Consented+`') AND created_at <= $2 AND (state = '`+AwaitConsent+`' OR decided_at <= $3) ORDER BY created_at DESC LIMIT $4`,
-		personID, now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli(), limit)
+	lapsed, err := x.requests(ctx, `WHERE person_id = $1 AND state IN ('`+AwaitConsent+`', '`+Consented+`')`+older+` AND created_at <= $5 AND (state = '`+AwaitConsent+`' OR decided_at <= $6) ORDER BY created_at DESC, id DESC LIMIT $4`,
+		personID, at, id, limit, now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli())
 	if err != nil {
 		return nil, err
 	}
 	out := append(ended, slices.DeleteFunc(lapsed, func(r *Request) bool { return r.State != Lapsed })...)
-	slices.SortStableFunc(out, func(a, b *Request) int { return b.Created.Compare(a.Created) })
+	slices.SortFunc(out, func(a, b *Request) int {
+		return cmp.Or(b.Created.Compare(a.Created), strings.Compare(b.ID, a.ID))
+	})
 	return out[:min(len(out), limit)], nil
+}
+
+// ended says whether a request that asked for consent ended without a
+// release: one of those Past lists.
+func (r *Request) ended() bool {
+	return r.State == RefusedConsent || r.State == Cancelled || r.State == Lapsed
 }
 
 // Withdrawn says whether the citizen took back consent they had given
@@ -595,7 +619,7 @@ func (x *Exchange) OpenFor(ctx context.Context, requesterOrg, after string, limi
 		}
 		at, id = max(at, r.Created.UnixMilli()), r.ID
 	}
-	rs, err := x.requests(ctx, `WHERE requester_org = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) AND ((state = '`+AwaitConsent+`' AND created_at > $4) OR (state = '`+Consented+`' AND decided_at > $5)) ORDER BY created_at, id LIMIT $6`,
+	rs, err := x.requests(ctx, `WHERE requester_org = $1 AND (created_at > $2 OR (created_at = $2 AND id < $3)) AND ((state = '`+AwaitConsent+`' AND created_at > $4) OR (state = '`+Consented+`' AND decided_at > $5)) ORDER BY created_at, id LIMIT $6`,
 		requesterOrg, at, id, now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli(), limit)
 	if err != nil {
 		return nil, err

@@ -211,8 +211,8 @@ func TestPastRequests(t *testing.T) {
 		unanswered := ask("p1", "ASK", AnswerWithin+time.Minute, nil)
 		uncollected := ask("p1", "ASK", 40*Day, decidedAgo(CollectWithin+time.Minute))
 		ask("p1", "ASK", 40*Day, decidedAgo(CollectWithin-time.Hour)) // approved a while ago, still open
-		ask("p1", "ASK", time.Hour, nil)                              // waiting
-		ask("p1", "ASK", 2*time.Hour, func(id string) error {         // collected
+		waiting := ask("p1", "ASK", time.Hour, nil)
+		collected := ask("p1", "ASK", 2*time.Hour, func(id string) error {
 			if err := approve(id); err != nil {
 				return err
 			}
@@ -221,6 +221,19 @@ func TestPastRequests(t *testing.T) {
 		})
 		ask("p1", "NONE", time.Hour, nil) // denied: no policy
 		other := ask("p2", "ASK", 6*time.Hour, func(id string) error { _, err := ex.Decide(ctx, "p2", id, false); return err })
+		// Two asked in the same millisecond, between the withdrawn and the
+		// refused: the id puts them in order, the larger first.
+		tie := []string{
+			ask("p1", "ASK", 0, func(id string) error { _, err := ex.Cancel(ctx, "tax", id); return err }),
+			ask("p1", "ASK", 0, func(id string) error { _, err := ex.Decide(ctx, "p1", id, false); return err }),
+		}
+		if err := db.Tx(ctx, func(tx *store.Tx) error {
+			_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET created_at = $1 WHERE id IN ($2, $3)`, time.Now().Add(-270*time.Minute).UnixMilli(), tie[0], tie[1])
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(tie)
 
 		ids := func(rs []*Request) []string {
 			var out []string
@@ -229,32 +242,58 @@ func TestPastRequests(t *testing.T) {
 			}
 			return out
 		}
+		all := []string{cancelled, withdrawn, tie[1], tie[0], refused, unanswered, uncollected}
 		for _, c := range []struct {
 			person string
 			limit  int
 			want   []string
 		}{
-			{"p1", 20, []string{cancelled, withdrawn, refused, unanswered, uncollected}},
-			{"p1", 2, []string{cancelled, withdrawn}},
-			{"p1", 4, []string{cancelled, withdrawn, refused, unanswered}},
+			{"p1", 20, all},
+			{"p1", 2, all[:2]},
+			{"p1", 4, all[:4]},
 			{"p2", 20, []string{other}},
 			{"p3", 20, nil},
 		} {
-			got, err := ex.Past(ctx, c.person, c.limit)
+			got, err := ex.Past(ctx, c.person, "", c.limit)
 			if err != nil || !slices.Equal(ids(got), c.want) {
 				t.Errorf("%s's past %d: %v %v, want %v", c.person, c.limit, ids(got), err, c.want)
 			}
 		}
-		got, _ := ex.Past(ctx, "p1", 20)
+		// Page by page, from where each page ended, every one shows once,
+		// in order, whatever the page size.
+		for size := 1; size <= len(all)+1; size++ {
+			var seen []string
+			for before, pages := "", 0; ; pages++ {
+				page, err := ex.Past(ctx, "p1", before, size)
+				if err != nil || pages > len(all) {
+					t.Fatalf("size %d, after %v: %v (page %d)", size, seen, err, pages)
+				}
+				seen = append(seen, ids(page)...)
+				if len(page) < size {
+					break
+				}
+				before = page[len(page)-1].ID
+			}
+			if !slices.Equal(seen, all) {
+				t.Errorf("pages of %d: %v, want %v", size, seen, all)
+			}
+		}
+		// A place to list on from is one of the citizen's own past requests.
+		for what, bad := range map[string]string{"another's": other, "a waiting one": waiting, "a collected one": collected, "made up": "nonsense"} {
+			if _, err := ex.Past(ctx, "p1", bad, 20); !errors.Is(err, ErrInvalid) {
+				t.Errorf("listing on from %s: %v", what, err)
+			}
+		}
+		got, _ := ex.Past(ctx, "p1", "", 20)
 		for i, want := range []struct {
 			state     string
 			withdrawn bool
-		}{{Cancelled, false}, {RefusedConsent, true}, {RefusedConsent, false}, {Lapsed, false}, {Lapsed, false}} {
+		}{{Cancelled, false}, {RefusedConsent, true}, {RefusedConsent, false}, {Cancelled, false}, {RefusedConsent, false}, {Lapsed, false}, {Lapsed, false}} {
 			if got[i].State != want.state || got[i].Withdrawn() != want.withdrawn {
 				t.Errorf("past %d: %s (withdrawn %v), want %s (withdrawn %v)", i, got[i].State, got[i].Withdrawn(), want.state, want.withdrawn)
 			}
 		}
-		if _, err := ex.Past(ctx, "p1", 0); !errors.Is(err, ErrInvalid) {
+		if _, err := ex.Past(ctx, "p1", "", 0); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("a list of none: %v", err)
 		}
 	})

@@ -272,7 +272,7 @@ func (s *Server) agencyReleasesCSV(w http.ResponseWriter, r *http.Request, v *vi
 }
 
 // pastRequests is how many of the requests that ended without a release
-// the citizen's page lists.
+// the citizen's page lists at a time.
 const pastRequests = 20
 
 func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
@@ -287,10 +287,22 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		s.failErr(w, r, err)
 		return
 	}
-	past, err := s.ex.Past(ctx, v.person.ID, pastRequests)
+	// The past requests, pastRequests at a time from the newest, or from
+	// the one the link to older ones names.
+	before := r.URL.Query().Get("past_before")
+	past, err := s.ex.Past(ctx, v.person.ID, before, pastRequests+1)
+	if errors.Is(err, exchange.ErrInvalid) && before != "" {
+		status, p.Error, before = http.StatusBadRequest, sentence(err), ""
+		past, err = s.ex.Past(ctx, v.person.ID, "", pastRequests+1)
+	}
 	if err != nil {
 		s.failErr(w, r, err)
 		return
+	}
+	older := ""
+	if len(past) > pastRequests {
+		past = past[:pastRequests]
+		older = "/wallet/access?past_before=" + url.QueryEscape(past[pastRequests-1].ID) + "#past-h"
 	}
 	labels := map[string]*exchange.Service{}
 	for _, rec := range recs {
@@ -309,7 +321,7 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		}
 		return strings.Join(names, ", ")
 	}
-	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "Pending": pending, "Past": past, "PastShown": pastRequests, "FieldList": fieldList, "PersonID": v.person.ID,
+	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "Pending": pending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
 		"AnswerDays": int(exchange.AnswerWithin / exchange.Day), "CollectDays": int(exchange.CollectWithin / exchange.Day)}
 	s.render(w, r, v, status, "access", p)
 }

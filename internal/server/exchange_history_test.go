@@ -241,3 +241,80 @@ func TestAgencyWaiting(t *testing.T) {
 		})
 	}
 }
+
+// TestCitizenPast: a citizen reaches every request that ended without a
+// release, not only the latest 20: the page's past requests go on by a
+// link, newest first, each once; a place in the list that is not one of
+// the citizen's own past requests gets a clear error and the list from
+// the newest.
+func TestCitizenPast(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			_, police := exWorld(t, w)
+			amira := w.people["Amira Haddad"]
+			policeAPI := w.apiClient(t, police, registry.Agency, "case system")
+			ask := func() string {
+				t.Helper()
+				w.n.clock.add(time.Second)
+				r := policeAPI.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": amira, "service": "population", "fields": []string{"address"},
+					"purpose": "WITNESS-CONTACT", "legal_basis": "Police Act §12"})
+				expect(t, "a request for consent", r, http.StatusOK, `"state":"awaiting consent"`)
+				var out struct {
+					ID string `json:"id"`
+				}
+				r.json(t, &out)
+				return out.ID
+			}
+			var refused []string // newest first
+			for range 23 {
+				id := ask()
+				expect(t, "refuse it", w.as(t, "Amira Haddad").postForm("/wallet/access/requests/"+id, url.Values{"decision": {"refuse"}}), http.StatusOK, "Refused.")
+				refused = slices.Insert(refused, 0, id)
+			}
+			waiting := ask()
+
+			card := regexp.MustCompile(`<article class="card past-request" id="past-([^"]+)"`)
+			older := regexp.MustCompile(`<a href="([^"]+)" id="older-past">`)
+			read := func(path string, status int) (ids []string, next string, body string) {
+				t.Helper()
+				r := w.as(t, "Amira Haddad").get(path)
+				expect(t, path, r, status)
+				for _, m := range card.FindAllStringSubmatch(r.body, -1) {
+					ids = append(ids, m[1])
+				}
+				if m := older.FindStringSubmatch(r.body); m != nil {
+					next = html.UnescapeString(m[1])
+				}
+				return ids, next, r.body
+			}
+			first, next, body := read("/wallet/access", http.StatusOK)
+			if !slices.Equal(first, refused[:20]) || !strings.Contains(next, "past_before="+refused[19]) || !strings.Contains(body, "req-"+waiting) {
+				t.Fatalf("Amira's page: %d past requests (want the newest 20 of 23), older at %q", len(first), next)
+			}
+			rest, end, body := read(next, http.StatusOK)
+			if !slices.Equal(rest, refused[20:]) || end != "" {
+				t.Fatalf("the older past requests: %d (want 3), older at %q", len(rest), end)
+			}
+			if !strings.Contains(body, "from where the last list ended") || !strings.Contains(body, `id="newest-past"`) || !strings.Contains(body, "req-"+waiting) {
+				t.Fatal("the older list does not say where it starts, or hides what waits for an answer")
+			}
+			none, _, body := read("/wallet/access?past_before="+refused[22], http.StatusOK)
+			if len(none) != 0 || !strings.Contains(body, "No older past requests.") {
+				t.Fatalf("after the oldest: %d past requests", len(none))
+			}
+			// Not a place: made up, one still waiting, or another's.
+			for _, bad := range []string{"nonsense", waiting, refused[0] + "x"} {
+				ids, _, body := read("/wallet/access?past_before="+url.QueryEscape(bad), http.StatusBadRequest)
+				if !slices.Equal(ids, refused[:20]) || !strings.Contains(body, "not one of your past requests") {
+					t.Fatalf("a made-up place %q: %d past requests, want the list from the newest and the reason", bad, len(ids))
+				}
+			}
+			r := w.as(t, "Jonas Weber").get("/wallet/access?past_before=" + refused[0])
+			expect(t, "another citizen's request as a place", r, http.StatusBadRequest, "not one of your past requests")
+			if strings.Contains(r.body, refused[0]+`"`) || strings.Contains(r.body, "past-request") {
+				t.Fatal("another citizen's page shows Amira's past request")
+			}
+		})
+	}
+}
