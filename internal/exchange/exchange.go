@@ -4,7 +4,8 @@
 // for which purpose code and legal basis, with or without the citizen's
 // consent, whether disclosure to the citizen may be deferred and for how
 // long, how long the recipient may keep the data), requests (checked
-// against the policies; denied, refused and cancelled ones are kept with the reason),
+// against the policies; denied, refused and cancelled ones are kept with
+// the reason; a lapse is derived on read),
 // and access records. A release, its access record and its transparency-
 // log entry commit in one transaction: the entry holds only a commitment
 // to the record and a per-entry keyed pseudonym of the citizen, so the

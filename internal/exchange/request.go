@@ -580,11 +580,7 @@ func (x *Exchange) Past(ctx context.Context, personID, before string, limit int)
 	if err != nil {
 		return nil, err
 	}
-	out := append(ended, slices.DeleteFunc(lapsed, func(r *Request) bool { return r.State != Lapsed })...)
-	slices.SortFunc(out, func(a, b *Request) int {
-		return cmp.Or(b.Created.Compare(a.Created), strings.Compare(b.ID, a.ID))
-	})
-	return out[:min(len(out), limit)], nil
+	return newestFirst(ended, lapsed, limit), nil
 }
 
 // ended says whether a request that asked for consent ended without a
@@ -632,42 +628,74 @@ func (x *Exchange) OpenFor(ctx context.Context, requesterOrg, after string, limi
 func (r *Request) Open() bool { return r.State == AwaitConsent || r.State == Consented }
 
 // unreleased is the condition for the requests the DPA looks into that
-// released nothing: denied by the policies, refused (or consent
-// withdrawn) by the citizen, or cancelled by the agency. It is the
-// partial index's (ex_requests_denied), literally.
+// were closed without a release: denied by the policies, refused (or
+// consent withdrawn) by the citizen, or cancelled by the agency. It is
+// the partial index's (ex_requests_denied), literally.
 const unreleased = `state IN ('` + Denied + `', '` + RefusedConsent + `', '` + Cancelled + `')`
 
-// Denied lists denied, refused and cancelled requests (for the DPA),
-// newest first.
+// lapsing is the condition for the requests whose stored state is still
+// open, among which the lapsed ones are; it is the partial index's
+// (ex_requests_lapsing), literally.
+const lapsing = `state IN ('` + AwaitConsent + `', '` + Consented + `')`
+
+// Denied lists the newest requests that released nothing (for the DPA's
+// overview): see DeniedBy.
 func (x *Exchange) Denied(ctx context.Context, limit int) ([]*Request, error) {
-	return x.requests(ctx, `WHERE `+unreleased+` ORDER BY created_at DESC LIMIT $1`, limit)
+	return x.DeniedBy(ctx, "", "", limit)
 }
 
-// DeniedBy is the DPA's look into denied, refused and cancelled requests:
-// at most limit, newest first, of one agency (every agency if empty), older than
-// the request before (empty: from the newest; the last one's ID pages on).
+// DeniedBy is the DPA's look into the requests that released nothing:
+// denied by the policies, refused or withdrawn by the citizen, cancelled
+// by the agency, or lapsed (not answered, or not collected, in time). At
+// most limit, newest asked first, of one agency (every agency if empty),
+// asked before the request before (empty: from the newest; the last
+// one's ID pages on).
 func (x *Exchange) DeniedBy(ctx context.Context, agency, before string, limit int) ([]*Request, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: a page of requests needs a positive size", ErrInvalid)
 	}
 	at, id := int64(math.MaxInt64), ""
 	if before != "" {
-		r, err := x.request(ctx, `WHERE id = $1 AND `+unreleased, before)
-		if err != nil {
-			return nil, fmt.Errorf("%w: the request to page on from is not a denied, refused or cancelled one", ErrInvalid)
+		r, err := x.request(ctx, `WHERE id = $1`, before)
+		if err != nil || (r.State != Denied && !r.ended()) {
+			return nil, fmt.Errorf("%w: the request to page on from is not a denied, refused, cancelled or lapsed one", ErrInvalid)
 		}
 		at, id = r.Created.UnixMilli(), r.ID
 	}
-	// The state condition is the partial index's, literally; an agency's
+	// Each state condition is its partial index's, literally; an agency's
 	// are found by its (requester_org, created_at) index.
-	where := `WHERE ` + unreleased + ` AND (created_at < $1 OR (created_at = $1 AND id < $2))`
+	where := ` AND (created_at < $1 OR (created_at = $1 AND id < $2))`
 	args := []any{at, id}
 	if agency != "" {
 		where += ` AND requester_org = $3`
 		args = append(args, agency)
 	}
 	args = append(args, limit)
-	return x.requests(ctx, where+fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args)), args...)
+	order := fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args))
+	closed, err := x.requests(ctx, `WHERE `+unreleased+where+order, args...)
+	if err != nil {
+		return nil, err
+	}
+	// Asked before AnswerWithin and not consented to within CollectWithin.
+	now := x.now()
+	n := len(args)
+	lapsed, err := x.requests(ctx, `WHERE `+lapsing+where+fmt.Sprintf(` AND created_at <= $%d AND (state = '`+AwaitConsent+`' OR decided_at <= $%d)`, n+1, n+2)+order,
+		append(args, now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli())...)
+	if err != nil {
+		return nil, err
+	}
+	return newestFirst(closed, lapsed, limit), nil
+}
+
+// newestFirst merges closed requests and the lapsed ones among open ones
+// (each list newest first), newest asked first, the id breaking ties, at
+// most limit.
+func newestFirst(closed, open []*Request, limit int) []*Request {
+	out := append(closed, slices.DeleteFunc(open, func(r *Request) bool { return r.State != Lapsed })...)
+	slices.SortFunc(out, func(a, b *Request) int {
+		return cmp.Or(b.Created.Compare(a.Created), strings.Compare(b.ID, a.ID))
+	})
+	return out[:min(len(out), limit)]
 }
 
 // RequestFor returns one of an agency's requests (with no values).

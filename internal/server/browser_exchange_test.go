@@ -85,7 +85,7 @@ func TestBrowserExchange(t *testing.T) {
 		t.Errorf("the DPA's list at phone width is wider than the screen (%v)", err)
 	}
 	step(t, ctx, "the DPA opens every denied request",
-		chromedp.Navigate(n.URL+"/dpa/exchange"), waitText("Denied, refused and cancelled requests"),
+		chromedp.Navigate(n.URL+"/dpa/exchange"), waitText("Denied, refused, cancelled and lapsed requests"),
 		chromedp.Click(chromedp.CSS(`#all-denied`)), waitText("Every request that released nothing"))
 	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || wide {
 		t.Errorf("the DPA's denied requests at phone width are wider than the screen (%v)", err)

@@ -19,7 +19,7 @@ import (
 
 // The data-protection authority's look into one agency's accesses (from a
 // row of the per-agency counts), page by page, the same as a CSV file, and
-// its denied, refused and cancelled requests.
+// its denied, refused, cancelled and lapsed requests.
 
 // dpaPageSize is the default number of accesses on a page; ?n= asks for
 // up to dpaMaxPage.
@@ -190,7 +190,7 @@ func (s *Server) dpaAccessesCSV(w http.ResponseWriter, r *http.Request, v *viewe
 		})
 }
 
-// dpaDeniedCSV streams every denied, refused and cancelled request (of one agency, or
+// dpaDeniedCSV streams every denied, refused, cancelled and lapsed request (of one agency, or
 // all), newest first, as CSV.
 func (s *Server) dpaDeniedCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
 	f, before, ok := s.deniedFilter(w, r)
@@ -312,7 +312,7 @@ func (s *Server) deniedFilter(w http.ResponseWriter, r *http.Request) (f dpaFilt
 	return f, before, true
 }
 
-// dpaDenied is the DPA's page of denied, refused and cancelled requests, of one
+// dpaDenied is the DPA's page of denied, refused, cancelled and lapsed requests, of one
 // agency or all, newest first, page by page.
 func (s *Server) dpaDenied(w http.ResponseWriter, r *http.Request, v *viewer) {
 	f, before, ok := s.deniedFilter(w, r)

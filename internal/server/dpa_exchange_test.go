@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/server"
@@ -156,6 +157,31 @@ func TestDPADenied(t *testing.T) {
 				t.Fatal(err)
 			}
 			expect(t, "the police cancel it", cop.postForm("/exchange/"+police+"/requests/"+cancelID+"/cancel", nil), http.StatusOK, "Cancelled")
+			// Three more of the police's: one Amira never answered, one she
+			// approved that they never collected (both lapsed, asked 40
+			// days ago), and one approved a while ago, still to collect.
+			var lapsed []string
+			for i, decided := range []int{-1, 40, 20} {
+				expect(t, "consent asked once more", ask(cop, police, amira, "population", "WITNESS-CONTACT", "Police Act §12", 0, "address"), http.StatusOK)
+				var id string
+				if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT id FROM ex_requests WHERE state = $1 ORDER BY created_at DESC LIMIT 1`, exchange.AwaitConsent).Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+				if decided >= 0 {
+					expect(t, "approve", w.as(t, "Amira Haddad").postForm("/wallet/access/requests/"+id, url.Values{"decision": {"approve"}}), http.StatusOK)
+				}
+				if err := w.n.db.Tx(ctx, func(tx *store.Tx) error {
+					now := w.n.clock.now()
+					_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET created_at = $1, decided_at = CASE WHEN decided_at = 0 THEN 0 ELSE CAST($2 AS BIGINT) END WHERE id = $3`,
+						now.Add(-40*exchange.Day).UnixMilli()+int64(i), now.Add(-time.Duration(decided)*exchange.Day).UnixMilli(), id)
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+				if i < 2 {
+					lapsed = append(lapsed, id)
+				}
+			}
 
 			if err := w.n.db.Tx(ctx, func(tx *store.Tx) error {
 				_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET created_at = (SELECT MIN(created_at) FROM ex_requests)
@@ -167,11 +193,11 @@ func TestDPADenied(t *testing.T) {
 			expect(t, "the overview links to the agency's denials", dpa.get("/dpa/exchange"), http.StatusOK, `href="/dpa/exchange/denied?agency=`+url.QueryEscape(tax)+`"`)
 			pages := func(first string) ([]string, string) {
 				t.Helper()
-				return dpaPages(t, dpa, first, deniedRowRE, 2, "Denied, refused and cancelled requests")
+				return dpaPages(t, dpa, first, deniedRowRE, 2, "Denied, refused, cancelled and lapsed requests")
 			}
 			wantIDs := func(where string, args ...any) []string {
 				t.Helper()
-				rows, err := w.n.db.Reader().QueryContext(ctx, `SELECT id FROM ex_requests WHERE state IN ('denied', 'refused by the citizen', 'cancelled by the agency') `+where+` ORDER BY created_at DESC, id DESC`, args...)
+				rows, err := w.n.db.Reader().QueryContext(ctx, `SELECT id FROM ex_requests WHERE (state IN ('denied', 'refused by the citizen', 'cancelled by the agency') OR id IN ('`+strings.Join(lapsed, "', '")+`')) `+where+` ORDER BY created_at DESC, id DESC`, args...)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -192,32 +218,36 @@ func TestDPADenied(t *testing.T) {
 				t.Fatalf("the tax office's denials show the wrong ones:\n%s", clip(body))
 			}
 			ids, body = pages("/dpa/exchange/denied?n=2")
-			if want := wantIDs(``); len(want) != 7 || !slices.Equal(ids, want) {
+			if want := wantIDs(``); len(want) != 9 || !slices.Equal(ids, want) {
 				t.Fatalf("every denial: %v, want %v", ids, want)
 			}
 			if !strings.Contains(body, "refused by the citizen") || !strings.Contains(body, "CURIOSITY") || !strings.Contains(body, `<tr id="req-`+cancelID+`">`) ||
 				!strings.Contains(body, "cancelled by the agency: Cancelled by the agency.") {
 				t.Fatalf("every denial lacks the refusal, the cancellation or the police's:\n%s", clip(body))
 			}
+			if !strings.Contains(body, "lapsed: The citizen did not answer within 30 days.") || !strings.Contains(body, "lapsed: Not collected within 30 days of the citizen&#39;s consent.") {
+				t.Fatalf("every denial lacks the lapsed requests:\n%s", clip(body))
+			}
 
 			// The CSV: the same, in the same order.
 			r := dpa.get("/dpa/exchange/denied.csv")
 			recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
-			if r.status != http.StatusOK || err != nil || len(recs) != 8 || recs[0][1] != "request" {
+			if r.status != http.StatusOK || err != nil || len(recs) != 10 || recs[0][1] != "request" {
 				t.Fatalf("the denials' CSV: %d %v\n%s", r.status, err, r.body)
 			}
 			var csvIDs []string
-			var refused, cancelled bool
+			var refused, cancelled, unanswered bool
 			for _, rec := range recs[1:] {
 				csvIDs = append(csvIDs, rec[1])
 				refused = refused || (rec[1] == reqID && rec[9] == exchange.RefusedConsent && rec[2] == "City Police" && rec[4] == "Eva Lind")
 				cancelled = cancelled || (rec[1] == cancelID && rec[9] == exchange.Cancelled)
+				unanswered = unanswered || (rec[1] == lapsed[0] && rec[9] == exchange.Lapsed && strings.Contains(rec[10], "did not answer"))
 			}
-			if !slices.Equal(csvIDs, wantIDs(``)) || !refused || !cancelled {
+			if !slices.Equal(csvIDs, wantIDs(``)) || !refused || !cancelled || !unanswered {
 				t.Fatalf("the denials' CSV:\n%s", r.body)
 			}
 			r = dpa.get("/dpa/exchange/denied.csv?agency=" + url.QueryEscape(police))
-			if recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll(); err != nil || len(recs) != 4 || !strings.Contains(r.header.Get("Content-Disposition"), "civstack-denied-"+strings.ToLower(police)) {
+			if recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll(); err != nil || len(recs) != 6 || !strings.Contains(r.header.Get("Content-Disposition"), "civstack-denied-"+strings.ToLower(police)) {
 				t.Fatalf("the police's denials as CSV: %v\n%s", err, r.body)
 			}
 			expect(t, "the CSV with a purpose", dpa.get("/dpa/exchange/denied.csv?purpose=TAX-AUDIT"), http.StatusBadRequest, "by agency only")
@@ -226,7 +256,7 @@ func TestDPADenied(t *testing.T) {
 				expect(t, who+" on the DPA's denials as CSV", w.as(t, who).get("/dpa/exchange/denied.csv"), http.StatusForbidden)
 			}
 			expect(t, "a bad page id", dpa.get("/dpa/exchange/denied?before_request=%3Cx%3E"), http.StatusBadRequest, "not a request id")
-			expect(t, "a released request as the page", dpa.get("/dpa/exchange/denied?before_request="+url.QueryEscape(reqID+"x")), http.StatusBadRequest, "not a denied, refused or cancelled one")
+			expect(t, "a released request as the page", dpa.get("/dpa/exchange/denied?before_request="+url.QueryEscape(reqID+"x")), http.StatusBadRequest, "not a denied, refused, cancelled or lapsed one")
 			expect(t, "a purpose", dpa.get("/dpa/exchange/denied?purpose=TAX-AUDIT"), http.StatusBadRequest, "by agency only")
 		})
 	}
