@@ -153,16 +153,8 @@ func TestAgencyWaiting(t *testing.T) {
 			amira := w.people["Amira Haddad"]
 			policeAPI := w.apiClient(t, police, registry.Agency, "case system")
 			var waiting []string // oldest first
-			for i := range 103 {
-				w.n.clock.add(time.Second)
-				r := policeAPI.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": amira, "service": "population", "fields": []string{"address"},
-					"purpose": "WITNESS-CONTACT", "legal_basis": "Police Act §12"})
-				expect(t, fmt.Sprintf("request %d", i), r, http.StatusOK, `"state":"awaiting consent"`)
-				var out struct {
-					ID string `json:"id"`
-				}
-				r.json(t, &out)
-				waiting = append(waiting, out.ID)
+			for range 103 {
+				waiting = append(waiting, askConsent(t, w, policeAPI, amira))
 			}
 			taxAPI := w.apiClient(t, tax, registry.Agency, "tax system")
 			r := taxAPI.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{"employer"},
@@ -174,14 +166,7 @@ func TestAgencyWaiting(t *testing.T) {
 			later := regexp.MustCompile(`<a href="([^"]+)" id="later-open">`)
 			read := func(path string, status int) (ids []string, next string) {
 				t.Helper()
-				r := w.as(t, "Eva Lind").get(path)
-				expect(t, path, r, status)
-				for _, m := range rowID.FindAllStringSubmatch(r.body, -1) {
-					ids = append(ids, m[1])
-				}
-				if m := later.FindStringSubmatch(r.body); m != nil {
-					next = html.UnescapeString(m[1])
-				}
+				ids, next, _ = listPage(t, w.as(t, "Eva Lind"), path, status, rowID, later)
 				return ids, next
 			}
 			first, next := read("/exchange/"+police, http.StatusOK)
@@ -254,39 +239,19 @@ func TestCitizenPast(t *testing.T) {
 			_, police := exWorld(t, w)
 			amira := w.people["Amira Haddad"]
 			policeAPI := w.apiClient(t, police, registry.Agency, "case system")
-			ask := func() string {
-				t.Helper()
-				w.n.clock.add(time.Second)
-				r := policeAPI.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": amira, "service": "population", "fields": []string{"address"},
-					"purpose": "WITNESS-CONTACT", "legal_basis": "Police Act §12"})
-				expect(t, "a request for consent", r, http.StatusOK, `"state":"awaiting consent"`)
-				var out struct {
-					ID string `json:"id"`
-				}
-				r.json(t, &out)
-				return out.ID
-			}
 			var refused []string // newest first
 			for range 23 {
-				id := ask()
+				id := askConsent(t, w, policeAPI, amira)
 				expect(t, "refuse it", w.as(t, "Amira Haddad").postForm("/wallet/access/requests/"+id, url.Values{"decision": {"refuse"}}), http.StatusOK, "Refused.")
 				refused = slices.Insert(refused, 0, id)
 			}
-			waiting := ask()
+			waiting := askConsent(t, w, policeAPI, amira)
 
 			card := regexp.MustCompile(`<article class="card past-request" id="past-([^"]+)"`)
 			older := regexp.MustCompile(`<a href="([^"]+)" id="older-past">`)
 			read := func(path string, status int) (ids []string, next string, body string) {
 				t.Helper()
-				r := w.as(t, "Amira Haddad").get(path)
-				expect(t, path, r, status)
-				for _, m := range card.FindAllStringSubmatch(r.body, -1) {
-					ids = append(ids, m[1])
-				}
-				if m := older.FindStringSubmatch(r.body); m != nil {
-					next = html.UnescapeString(m[1])
-				}
-				return ids, next, r.body
+				return listPage(t, w.as(t, "Amira Haddad"), path, status, card, older)
 			}
 			first, next, body := read("/wallet/access", http.StatusOK)
 			if !slices.Equal(first, refused[:20]) || !strings.Contains(next, "past_before="+refused[19]) || !strings.Contains(body, "req-"+waiting) {
@@ -317,4 +282,36 @@ func TestCitizenPast(t *testing.T) {
 			}
 		})
 	}
+}
+
+// askConsent has the police's system ask for citizen's address, a request
+// that waits for the citizen's consent, a second after the one before; it
+// returns the request's id.
+func askConsent(t *testing.T, w *demoWorld, police *client, citizen string) string {
+	t.Helper()
+	w.n.clock.add(time.Second)
+	r := police.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": citizen, "service": "population", "fields": []string{"address"},
+		"purpose": "WITNESS-CONTACT", "legal_basis": "Police Act §12"})
+	expect(t, "a request for consent", r, http.StatusOK, `"state":"awaiting consent"`)
+	var out struct {
+		ID string `json:"id"`
+	}
+	r.json(t, &out)
+	return out.ID
+}
+
+// listPage reads one page of a list as c, expecting status: the first
+// group of each row (rowRE) in order, where the link on (nextRE) leads,
+// and the page.
+func listPage(t *testing.T, c *client, path string, status int, rowRE, nextRE *regexp.Regexp) (ids []string, next, body string) {
+	t.Helper()
+	r := c.get(path)
+	expect(t, path, r, status)
+	for _, m := range rowRE.FindAllStringSubmatch(r.body, -1) {
+		ids = append(ids, m[1])
+	}
+	if m := nextRE.FindStringSubmatch(r.body); m != nil {
+		next = html.UnescapeString(m[1])
+	}
+	return ids, next, r.body
 }
