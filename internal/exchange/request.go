@@ -615,7 +615,7 @@ func (x *Exchange) OpenFor(ctx context.Context, requesterOrg, after string, limi
 		}
 		at, id = max(at, r.Created.UnixMilli()), r.ID
 	}
-	rs, err := x.requests(ctx, `WHERE requester_org = $1 AND (created_at > $2 OR (created_at = $2 AND id < $3)) AND ((state = '`+AwaitConsent+`' AND created_at > $4) OR (state = '`+Consented+`' AND decided_at > $5)) ORDER BY created_at, id LIMIT $6`,
+	rs, err := x.requests(ctx, `WHERE requester_org = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) AND ((state = '`+AwaitConsent+`' AND created_at > $4) OR (state = '`+Consented+`' AND decided_at > $5)) ORDER BY created_at, id LIMIT $6`,
 		requesterOrg, at, id, now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli(), limit)
 	if err != nil {
 		return nil, err

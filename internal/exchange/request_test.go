@@ -298,3 +298,71 @@ func TestPastRequests(t *testing.T) {
 		}
 	})
 }
+
+// TestOpenForPages: an agency's open requests, listed on from the last one
+// shown, come each once, oldest asked first, whatever the page size, also
+// when several were asked in the same millisecond (the id orders those);
+// lapsed, closed and another agency's are left out.
+func TestOpenForPages(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, _, _ := auditExchange(t, db, 0)
+		for _, org := range []string{"tax", "police"} {
+			if _, err := ex.CreatePolicy(ctx, Policy{Requester: org, Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2", Consent: true, Retention: Day}, "t"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ask := func(org string, at time.Time) string {
+			t.Helper()
+			r, err := ex.Submit(ctx, Ask{Requester: org, Officer: "o", Citizen: "p1", Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2"})
+			if err != nil || r.State != AwaitConsent {
+				t.Fatalf("ask: %+v %v", r, err)
+			}
+			if err := db.Tx(ctx, func(tx *store.Tx) error {
+				_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET created_at = $1 WHERE id = $2`, at.UnixMilli(), r.ID)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return r.ID
+		}
+		base := time.Now().Add(-time.Hour)
+		var want []string
+		for i, n := range []int{1, 3, 1, 2} { // four moments, three and two of them shared
+			var same []string
+			for range n {
+				same = append(same, ask("tax", base.Add(time.Duration(i)*time.Minute)))
+			}
+			slices.Sort(same)
+			want = append(want, same...)
+		}
+		ask("tax", base.Add(-AnswerWithin))            // lapsed
+		cancelled := ask("tax", base.Add(time.Second)) // cancelled below
+		other := ask("police", base.Add(time.Minute))  // another agency's
+		if _, err := ex.Cancel(ctx, "tax", cancelled); err != nil {
+			t.Fatal(err)
+		}
+		for size := 1; size <= len(want)+1; size++ {
+			var seen []string
+			for after, pages := "", 0; ; pages++ {
+				page, err := ex.OpenFor(ctx, "tax", after, size)
+				if err != nil || pages > len(want) {
+					t.Fatalf("size %d, after %v: %v (page %d)", size, seen, err, pages)
+				}
+				for _, r := range page {
+					seen = append(seen, r.ID)
+				}
+				if len(page) < size {
+					break
+				}
+				after = page[len(page)-1].ID
+			}
+			if !slices.Equal(seen, want) {
+				t.Errorf("pages of %d: %v, want %v", size, seen, want)
+			}
+		}
+		if _, err := ex.OpenFor(ctx, "tax", other, 10); !errors.Is(err, ErrInvalid) {
+			t.Errorf("listing on from another agency's request: %v", err)
+		}
+	})
+}
