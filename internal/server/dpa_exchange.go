@@ -333,5 +333,6 @@ func (s *Server) dpaDenied(w http.ResponseWriter, r *http.Request, v *viewer) {
 	agencyName := s.agencyName(ctx, f.Agency)
 	s.render(w, r, v, http.StatusOK, "dpa_denied", web.Page{Title: "Data protection: denied requests", Data: map[string]any{
 		"Filter": f, "AgencyName": agencyName, "Requests": rs, "Older": older, "Paged": before != "",
+		"AnswerDays": int(exchange.AnswerWithin / exchange.Day), "CollectDays": int(exchange.CollectWithin / exchange.Day),
 	}})
 }

@@ -225,7 +225,7 @@ func TestDPADenied(t *testing.T) {
 				!strings.Contains(body, "cancelled by the agency: Cancelled by the agency.") {
 				t.Fatalf("every denial lacks the refusal, the cancellation or the police's:\n%s", clip(body))
 			}
-			if !strings.Contains(body, "lapsed: The citizen did not answer within 30 days.") || !strings.Contains(body, "lapsed: Not collected within 30 days of the citizen&#39;s consent.") {
+			if !strings.Contains(body, "lapsed: The citizen did not answer within 30 days.") || !strings.Contains(body, "or it lapsed (the citizen did not answer within 30 days, or the agency did not collect within 30 days") || !strings.Contains(body, "lapsed: Not collected within 30 days of the citizen&#39;s consent.") {
 				t.Fatalf("every denial lacks the lapsed requests:\n%s", clip(body))
 			}
 
