@@ -90,10 +90,14 @@ func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Ac
 	}
 }
 
-// waitText waits until the page's text contains want. It survives the page
-// navigating away meanwhile (a passkey ceremony ends with a redirect).
+// waitText waits until the page's text contains want and no htmx swap is
+// under way. It survives the page navigating away meanwhile (a passkey
+// ceremony ends with a redirect). The second condition matters for the
+// click that usually follows: chromedp clicks at the element's place on
+// screen, and a boosted page scrolls to the top when it settles, 20 ms
+// after its text is in; a click measured before that lands elsewhere.
 func waitText(want string) chromedp.Action[chromedp.Void] {
-	return waitTrue(fmt.Sprintf("%q", want), fmt.Sprintf(`!!document.body && document.body.innerText.includes(%q)`, want))
+	return waitTrue(fmt.Sprintf("%q", want), fmt.Sprintf(`!!document.body && document.body.innerText.includes(%q) && !document.querySelector(".htmx-swapping, .htmx-settling")`, want))
 }
 
 // waitTrue waits until the JavaScript expression expr is true; what names
