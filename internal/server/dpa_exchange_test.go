@@ -128,9 +128,10 @@ func TestDPAAccesses(t *testing.T) {
 
 var deniedRowRE = regexp.MustCompile(`<tr id="req-([^"]+)">`)
 
-// TestDPADenied: the DPA pages through one agency's denied, refused and
-// cancelled requests, each once, newest first, with the reason; half of them made
-// the same millisecond, so that the pages also rest on the ids' order.
+// TestDPADenied: the DPA pages through one agency's (and every agency's)
+// denied, refused, cancelled and lapsed requests, each once, newest first,
+// with the reason, and not one still open; some made in the same
+// millisecond, so that the pages also rest on the ids' order.
 func TestDPADenied(t *testing.T) {
 	defer server.SetExportChunk(2)() // the CSV in chunks of two
 	for _, e := range storetest.Engines(t) {
