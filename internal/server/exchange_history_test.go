@@ -71,6 +71,14 @@ func TestAgencyHistory(t *testing.T) {
 				for _, m := range rowID.FindAllStringSubmatch(table, -1) {
 					ids = append(ids, m[1])
 				}
+				// Each row names its request, the officer's one handle on it
+				// (the page names no citizen).
+				for _, row := range strings.Split(table, `<tr id="req-`)[1:] {
+					id, _, _ := strings.Cut(row, `"`)
+					if !strings.Contains(row, `<td data-label="Request"><code>`+id+`</code></td></tr>`) {
+						t.Fatalf("%s: the row of request %s does not name it", path, id)
+					}
+				}
 				if m := older.FindStringSubmatch(r.body); m != nil {
 					next = html.UnescapeString(m[1])
 				}
@@ -166,7 +174,13 @@ func TestAgencyWaiting(t *testing.T) {
 			later := regexp.MustCompile(`<a href="([^"]+)" id="later-open">`)
 			read := func(path string, status int) (ids []string, next string) {
 				t.Helper()
-				ids, next, _ = listPage(t, w.as(t, "Eva Lind"), path, status, rowID, later)
+				ids, next, body := listPage(t, w.as(t, "Eva Lind"), path, status, rowID, later)
+				for _, row := range strings.Split(body, `<tr id="open-`)[1:] {
+					id, _, _ := strings.Cut(row, `"`)
+					if !strings.Contains(row, `<td data-label="Request"><code>`+id+`</code></td></tr>`) {
+						t.Fatalf("%s: the waiting row of request %s does not name it", path, id)
+					}
+				}
 				return ids, next
 			}
 			first, next := read("/exchange/"+police, http.StatusOK)
