@@ -194,7 +194,9 @@ func TestDPADenied(t *testing.T) {
 			expect(t, "the overview links to the agency's denials", dpa.get("/dpa/exchange"), http.StatusOK, `href="/dpa/exchange/denied?agency=`+url.QueryEscape(tax)+`"`)
 			pages := func(first string) ([]string, string) {
 				t.Helper()
-				return dpaPages(t, dpa, first, deniedRowRE, 2, "Denied, refused, cancelled and lapsed requests")
+				ids, bodies := dpaPages(t, dpa, first, deniedRowRE, 2, "Denied, refused, cancelled and lapsed requests")
+				rowsNameRequests(t, first, bodies, "req-")
+				return ids, bodies
 			}
 			wantIDs := func(where string, args ...any) []string {
 				t.Helper()

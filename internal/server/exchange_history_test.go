@@ -71,14 +71,7 @@ func TestAgencyHistory(t *testing.T) {
 				for _, m := range rowID.FindAllStringSubmatch(table, -1) {
 					ids = append(ids, m[1])
 				}
-				// Each row names its request, the officer's one handle on it
-				// (the page names no citizen).
-				for _, row := range strings.Split(table, `<tr id="req-`)[1:] {
-					id, _, _ := strings.Cut(row, `"`)
-					if !strings.Contains(row, `<td data-label="Request"><code>`+id+`</code></td></tr>`) {
-						t.Fatalf("%s: the row of request %s does not name it", path, id)
-					}
-				}
+				rowsNameRequests(t, path, table, "req-")
 				if m := older.FindStringSubmatch(r.body); m != nil {
 					next = html.UnescapeString(m[1])
 				}
@@ -175,12 +168,7 @@ func TestAgencyWaiting(t *testing.T) {
 			read := func(path string, status int) (ids []string, next string) {
 				t.Helper()
 				ids, next, body := listPage(t, w.as(t, "Eva Lind"), path, status, rowID, later)
-				for _, row := range strings.Split(body, `<tr id="open-`)[1:] {
-					id, _, _ := strings.Cut(row, `"`)
-					if !strings.Contains(row, `<td data-label="Request"><code>`+id+`</code></td></tr>`) {
-						t.Fatalf("%s: the waiting row of request %s does not name it", path, id)
-					}
-				}
+				rowsNameRequests(t, path, body, "open-")
 				return ids, next
 			}
 			first, next := read("/exchange/"+police, http.StatusOK)
@@ -328,4 +316,17 @@ func listPage(t *testing.T, c *client, path string, status int, rowRE, nextRE *r
 		next = html.UnescapeString(m[1])
 	}
 	return ids, next, r.body
+}
+
+// rowsNameRequests fails unless every row of body whose id is prefix and a
+// request id shows that id in its Request cell: the pages name no citizen,
+// so the id is an officer's or the DPA's one handle on a row.
+func rowsNameRequests(t *testing.T, where, body, prefix string) {
+	t.Helper()
+	for _, row := range strings.Split(body, `<tr id="`+prefix)[1:] {
+		id, _, _ := strings.Cut(row, `"`)
+		if !strings.Contains(row, `<td data-label="Request"><code>`+id+`</code></td></tr>`) {
+			t.Fatalf("%s: the row of request %s does not name it", where, id)
+		}
+	}
 }
