@@ -38,7 +38,7 @@ func QR(text string) (*Symbol, error) {
 func Code128(text string) (*Symbol, error) {
 	c, err := code128.Encode(text)
 	if err != nil {
-		return nil, fmt.Errorf("Code 128: %w", err)
+		return nil, fmt.Errorf("code 128: %w", err)
 	}
 	return &Symbol{code: c, quiet: 10, tall: 40}, nil
 }

@@ -423,7 +423,7 @@ func (s *Service) OpenRequest(ctx context.Context, personID, link string) (*Cons
 	if err != nil {
 		return nil, fmt.Errorf("the verifier's request: %w", err)
 	}
-	jws, err := jose.ParseSigned(string(b), []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(string(b), []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		return nil, fmt.Errorf("%w: the request is not a signed JWT", ErrInvalid)
 	}

@@ -141,7 +141,7 @@ func Proof(holder crypto.Signer, alg jose.SignatureAlgorithm, issuer, nonce stri
 // credential will bind), the signature with it, aud = issuer, a fresh iat,
 // and the nonce (which nonceOK must accept once). It returns the key.
 func VerifyProof(proof, issuer string, now time.Time, maxAge time.Duration, nonceOK func(string) bool) (*jose.JSONWebKey, error) {
-	jws, err := jose.ParseSigned(proof, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA, jose.PS256, jose.RS256})
+	jws, err := jose.ParseSignedCompact(proof, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA, jose.PS256, jose.RS256})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidProof, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/civstack/civstack/internal/ledger"
-	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
 )
 
@@ -20,11 +19,10 @@ func TestTwoProcesses(t *testing.T) {
 			ctx := context.Background()
 			opts := e.Open(t)
 			var engines []*ledger.Engine
-			var dbs []*store.DB
 			for i := 0; i < 2; i++ {
 				db := storetest.OpenMigrated(t, opts)
 				en, _ := start(t, db)
-				engines, dbs = append(engines, en), append(dbs, db)
+				engines = append(engines, en)
 			}
 			issuer := account(t, engines[0], ledger.KindIssuer, 0, "")
 			var wallets []ledger.ID

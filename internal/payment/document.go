@@ -227,11 +227,12 @@ type JWK struct {
 	Kid string `json:"kid"`
 }
 
-func jwkOf(pub *ecdsa.PublicKey, kid string) JWK {
-	x, y := make([]byte, 32), make([]byte, 32)
-	pub.X.FillBytes(x)
-	pub.Y.FillBytes(y)
-	return JWK{Kty: "EC", Crv: "P-256", X: b64.EncodeToString(x), Y: b64.EncodeToString(y), Kid: kid}
+func jwkOf(pub *ecdsa.PublicKey, kid string) (JWK, error) {
+	raw, err := pub.Bytes() // 0x04 ‖ X ‖ Y, 32 bytes each on P-256
+	if err != nil || len(raw) != 65 {
+		return JWK{}, fmt.Errorf("merchant key %s is not a P-256 public key: %v", kid, err)
+	}
+	return JWK{Kty: "EC", Crv: "P-256", X: b64.EncodeToString(raw[1:33]), Y: b64.EncodeToString(raw[33:]), Kid: kid}, nil
 }
 
 func (j JWK) public() (*ecdsa.PublicKey, error) {

@@ -205,7 +205,11 @@ func (s *Service) Bundle(ctx context.Context, id string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bundle{Document: d.Document, JWS: d.JWS, Key: jwkOf(m.public, m.KeyID)}
+	key, err := jwkOf(m.public, m.KeyID)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{Document: d.Document, JWS: d.JWS, Key: key}
 	if s.log == nil {
 		return b, nil
 	}

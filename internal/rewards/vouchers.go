@@ -168,7 +168,7 @@ func (s *Service) open(code string) (*claims, error) {
 	if code == "" || len(code) > MaxCode {
 		return nil, fmt.Errorf("%w: that is not a voucher code", ErrInvalid)
 	}
-	jws, err := jose.ParseSigned(code, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(code, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, fmt.Errorf("%w: that is not a voucher code", ErrInvalid)
 	}

@@ -167,7 +167,7 @@ func verifyJWS(compact string, key any) (*jwsHeader, []byte, error) {
 		}
 		return &h, payload, nil
 	}
-	jws, err := jose.ParseSigned(compact, Algorithms)
+	jws, err := jose.ParseSignedCompact(compact, Algorithms)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrFormat, err)
 	}

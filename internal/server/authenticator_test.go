@@ -77,7 +77,11 @@ func (a *softAuthenticator) create(options json.RawMessage) (map[string]any, err
 	c := &softCredential{id: id, key: key, user: user}
 	a.creds = append(a.creds, c)
 
-	x, y := key.PublicKey.X.FillBytes(make([]byte, 32)), key.PublicKey.Y.FillBytes(make([]byte, 32))
+	raw, err := key.PublicKey.Bytes() // 0x04 ‖ X ‖ Y
+	if err != nil {
+		return nil, err
+	}
+	x, y := raw[1:33], raw[33:]
 	cose, err := cbor.Marshal(map[int]any{1: 2, 3: -7, -1: 1, -2: x, -3: y})
 	if err != nil {
 		return nil, err

@@ -328,7 +328,7 @@ func (x *extWallet) request(sameDevice string) (nonce, state, clientID, response
 	if ct := r.header.Get("Content-Type"); ct != "application/oauth-authz-req+jwt" {
 		x.t.Fatalf("request object content type %q", ct)
 	}
-	jws, err := jose.ParseSigned(r.body, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(r.body, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		x.t.Fatal(err)
 	}

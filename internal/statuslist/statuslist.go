@@ -157,7 +157,7 @@ type Token struct {
 // Parse verifies a Status List Token with the issuer's key and checks
 // that it is the list at uri and not expired at now.
 func Parse(token, uri string, key any, now time.Time) (*Token, error) {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA, jose.RS256, jose.PS256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA, jose.RS256, jose.PS256})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
 	}
