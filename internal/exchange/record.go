@@ -371,8 +371,27 @@ type Proof struct {
 // index must carry its commitment and the citizen's tag, and be included
 // in the latest signed checkpoint.
 func (x *Exchange) ForCitizen(ctx context.Context, personID string) ([]*Verified, error) {
-	now := x.now().UnixMilli()
-	as, err := x.accesses(ctx, filter{person: personID, visibleAt: max(now, 1)})
+	return x.forCitizen(ctx, filter{person: personID})
+}
+
+// ForCitizenPage is ForCitizen a page at a time: at most limit records,
+// newest first, of those at log indexes below before (0: from the newest).
+// The next page is asked for with the last record's LogIndex (a page
+// that ends at entry 0 is the last: nothing is below it, and before 0
+// means the newest). A place that is no log index, or a limit below 1,
+// is ErrInvalid.
+func (x *Exchange) ForCitizenPage(ctx context.Context, personID string, before int64, limit int) ([]*Verified, error) {
+	if before < 0 || limit < 1 {
+		return nil, fmt.Errorf("%w: a page of accesses needs a positive size and a log entry number to list from", ErrInvalid)
+	}
+	return x.forCitizen(ctx, filter{person: personID, before: before, limit: limit})
+}
+
+// forCitizen verifies the records f selects that are visible to the
+// citizen now.
+func (x *Exchange) forCitizen(ctx context.Context, f filter) ([]*Verified, error) {
+	f.visibleAt = max(x.now().UnixMilli(), 1)
+	as, err := x.accesses(ctx, f)
 	if err != nil {
 		return nil, err
 	}

@@ -275,12 +275,32 @@ func (s *Server) agencyReleasesCSV(w http.ResponseWriter, r *http.Request, v *vi
 // the citizen's page lists at a time.
 const pastRequests = 20
 
+// accessesShown is how many accesses the citizen's page lists at a time
+// (each with its inclusion proof checked); the JSON export has them all.
+const accessesShown = 50
+
 func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
 	ctx := r.Context()
-	recs, err := s.ex.ForCitizen(ctx, v.person.ID)
+	// The accesses, accessesShown at a time from the newest, or from below
+	// the log entry the link to older ones names.
+	var accBefore int64
+	if q := r.URL.Query().Get("before"); q != "" {
+		n, err := strconv.ParseInt(q, 10, 64)
+		if err != nil || n < 1 {
+			status, p.Error = http.StatusBadRequest, "The place to list older accesses from is not a log entry number; here are the newest."
+		} else {
+			accBefore = n
+		}
+	}
+	recs, err := s.ex.ForCitizenPage(ctx, v.person.ID, accBefore, accessesShown+1)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
+	}
+	olderAcc := ""
+	if len(recs) > accessesShown {
+		recs = recs[:accessesShown]
+		olderAcc = "/wallet/access?before=" + strconv.FormatInt(recs[accessesShown-1].LogIndex, 10) + "#acc-h"
 	}
 	pending, err := s.ex.Pending(ctx, v.person.ID)
 	if err != nil {
@@ -321,7 +341,7 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		}
 		return strings.Join(names, ", ")
 	}
-	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "Pending": pending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
+	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "Pending": pending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
 		"AnswerDays": int(exchange.AnswerWithin / exchange.Day), "CollectDays": int(exchange.CollectWithin / exchange.Day)}
 	s.render(w, r, v, status, "access", p)
 }

@@ -1,12 +1,14 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"html"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -328,5 +330,112 @@ func rowsNameRequests(t *testing.T, where, body, prefix string) {
 		if !strings.Contains(row, `<td data-label="Request"><code>`+id+`</code></td></tr>`) {
 			t.Fatalf("%s: the row of request %s does not name it", where, id)
 		}
+	}
+}
+
+// TestCitizenAccessPages: "Who looked at my data" lists the accesses 50 at
+// a time, newest first, with a link to older ones, each once; the export
+// still has every one. A place that is no log entry number gets a
+// readable 400 and the list from the newest, and a place taken from
+// another citizen's list shows only the citizen's own accesses.
+func TestCitizenAccessPages(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			tax, _ := exWorld(t, w)
+			amira, jonas := w.people["Amira Haddad"], w.people["Jonas Weber"]
+			taxAPI := w.apiClient(t, tax, registry.Agency, "tax system")
+			release := func(citizen string) string {
+				t.Helper()
+				w.n.clock.add(time.Second)
+				r := taxAPI.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": citizen, "service": "tax-income", "fields": []string{"declared_income"},
+					"purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})
+				expect(t, "a release", r, http.StatusOK, `"state":"released"`)
+				var out struct {
+					ID string `json:"id"`
+				}
+				r.json(t, &out)
+				return out.ID
+			}
+			var made, jonasMade []string // newest first
+			for i := range 53 {
+				made = slices.Insert(made, 0, release(amira))
+				if i%10 == 0 {
+					jonasMade = slices.Insert(jonasMade, 0, release(jonas))
+				}
+			}
+
+			card := regexp.MustCompile(`<article class="card access" id="acc-([^"]+)"`)
+			older := regexp.MustCompile(`<a href="([^"]+)" id="older-acc">`)
+			read := func(who, path string, status int) (ids []string, next string, body string) {
+				t.Helper()
+				return listPage(t, w.as(t, who), path, status, card, older)
+			}
+			// A card is named by its record's id; the requests made, by
+			// their ids: the exchange's whole list ties the two.
+			records := func(person string, made []string) []string {
+				t.Helper()
+				all, err := w.n.ex.ForCitizen(context.Background(), person)
+				if err != nil || len(all) != len(made) {
+					t.Fatalf("%d records for %d releases: %v", len(all), len(made), err)
+				}
+				var ids []string
+				for i, v := range all {
+					if v.Request != made[i] {
+						t.Fatalf("record %d answers request %s, want %s (newest first)", i, v.Request, made[i])
+					}
+					ids = append(ids, v.ID)
+				}
+				return ids
+			}
+			made, jonasMade = records(amira, made), records(jonas, jonasMade)
+			first, next, body := read("Amira Haddad", "/wallet/access", http.StatusOK)
+			if !slices.Equal(first, made[:50]) || !strings.HasPrefix(next, "/wallet/access?before=") || !strings.Contains(body, "50 at a time") {
+				t.Fatalf("Amira's page: %d accesses (want the newest 50 of 53), older at %q", len(first), next)
+			}
+			rest, end, body := read("Amira Haddad", next, http.StatusOK)
+			if !slices.Equal(rest, made[50:]) || end != "" {
+				t.Fatalf("the older accesses: %d (want 3), older at %q", len(rest), end)
+			}
+			if !strings.Contains(body, "from where the last list ended") || !strings.Contains(body, `id="newest-acc"`) {
+				t.Fatal("the older list does not say where it starts")
+			}
+			_, oldest, _ := strings.Cut(next, "before=")
+			oldest, _, _ = strings.Cut(oldest, "#")
+			n, err := strconv.ParseInt(oldest, 10, 64)
+			if err != nil {
+				t.Fatalf("the link to older accesses: %q", next)
+			}
+			none, _, body := read("Amira Haddad", "/wallet/access?before=1", http.StatusOK)
+			if len(none) != 0 || !strings.Contains(body, "No older accesses.") || strings.Contains(body, "Nobody has read your data") {
+				t.Fatalf("below entry 1: %d accesses", len(none))
+			}
+
+			// The export has every one.
+			r := w.as(t, "Amira Haddad").get("/wallet/access.json")
+			expect(t, "the export", r, http.StatusOK)
+			var export struct {
+				Accesses []struct {
+					ID string `json:"id"`
+				} `json:"accesses"`
+			}
+			r.json(t, &export)
+			if len(export.Accesses) != 53 {
+				t.Fatalf("the export has %d accesses, want 53", len(export.Accesses))
+			}
+
+			// Not a place: the reason, and the list from the newest.
+			for _, bad := range []string{"nonsense", "0", "-4", "1e3", "99999999999999999999"} {
+				ids, _, body := read("Amira Haddad", "/wallet/access?before="+url.QueryEscape(bad), http.StatusBadRequest)
+				if !slices.Equal(ids, made[:50]) || !strings.Contains(body, "not a log entry number") {
+					t.Fatalf("a made-up place %q: %d accesses, want the list from the newest and the reason", bad, len(ids))
+				}
+			}
+			// A place from Amira's list on Jonas's page: only his own, below it.
+			ids, _, _ := read("Jonas Weber", "/wallet/access?before="+strconv.FormatInt(n, 10), http.StatusOK)
+			if len(ids) == 0 || len(ids) >= len(jonasMade) || !slices.Equal(ids, jonasMade[len(jonasMade)-len(ids):]) {
+				t.Fatalf("Jonas below Amira's place: %v, want the oldest of his own %v", ids, jonasMade)
+			}
+		})
 	}
 }
