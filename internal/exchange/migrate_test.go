@@ -431,7 +431,7 @@ func TestReindex(t *testing.T) {
 // auditExchange is an exchange on db with its own log and a running
 // appender, a service "income" of holder "holder" and a policy letting
 // "tax" read it for AUDIT; indexBatch 0 is the default batch.
-func auditExchange(t *testing.T, db *store.DB, indexBatch int) (*Exchange, *tlog.Log, []byte) {
+func auditExchange(t testing.TB, db *store.DB, indexBatch int) (*Exchange, *tlog.Log, []byte) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
