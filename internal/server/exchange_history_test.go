@@ -293,10 +293,18 @@ func TestCitizenPast(t *testing.T) {
 // returns the request's id.
 func askConsent(t *testing.T, w *demoWorld, police *client, citizen string) string {
 	t.Helper()
+	return askAPI(t, w, police, map[string]any{"citizen": citizen, "service": "population", "fields": []string{"address"},
+		"purpose": "WITNESS-CONTACT", "legal_basis": "Police Act §12"}, "awaiting consent")
+}
+
+// askAPI has an agency's system (c) make the request body says, a second
+// after the one before, expecting it to end in state; it returns the
+// request's id.
+func askAPI(t *testing.T, w *demoWorld, c *client, body map[string]any, state string) string {
+	t.Helper()
 	w.n.clock.add(time.Second)
-	r := police.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": citizen, "service": "population", "fields": []string{"address"},
-		"purpose": "WITNESS-CONTACT", "legal_basis": "Police Act §12"})
-	expect(t, "a request for consent", r, http.StatusOK, `"state":"awaiting consent"`)
+	r := c.postJSON("/api/v1/exchange/requests", body)
+	expect(t, "a request that ends "+state, r, http.StatusOK, `"state":"`+state+`"`)
 	var out struct {
 		ID string `json:"id"`
 	}
@@ -347,15 +355,8 @@ func TestCitizenAccessPages(t *testing.T) {
 			taxAPI := w.apiClient(t, tax, registry.Agency, "tax system")
 			release := func(citizen string) string {
 				t.Helper()
-				w.n.clock.add(time.Second)
-				r := taxAPI.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": citizen, "service": "tax-income", "fields": []string{"declared_income"},
-					"purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})
-				expect(t, "a release", r, http.StatusOK, `"state":"released"`)
-				var out struct {
-					ID string `json:"id"`
-				}
-				r.json(t, &out)
-				return out.ID
+				return askAPI(t, w, taxAPI, map[string]any{"citizen": citizen, "service": "tax-income", "fields": []string{"declared_income"},
+					"purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"}, "released")
 			}
 			var made, jonasMade []string // newest first
 			for i := range 53 {
