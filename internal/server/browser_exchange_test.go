@@ -76,7 +76,7 @@ func TestBrowserExchange(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`a[href="/dpa/exchange"]`)), waitText("Deferred: not yet visible to the citizen"),
 		waitText("CRIM-INVESTIGATION"), waitText("Eva Lind"))
 	screenshot(t, ctx, "52-exchange-dpa")
-	onScreen(t, ctx, `#deferred tbody td[data-label="Visible from"]`, "the deferral's end on the DPA's page")
+	onScreen(t, ctx, `#deferred tbody td[data-label="Visible to the citizen"]`, "the deferral's end on the DPA's page")
 	step(t, ctx, "the DPA opens the police's covert accesses",
 		chromedp.Click(chromedp.CSS(`#summary a[href*="purpose=CRIM-INVESTIGATION"]`)), waitText("Accesses by City Police for CRIM-INVESTIGATION"),
 		waitText("Criminal Procedure §100"), waitText("Download all as CSV"))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -312,6 +313,16 @@ func TestExchangeOverHTTP(t *testing.T) {
 			// A deleted record: the citizen is told it is missing.
 			exec(`UPDATE tlog_entries SET opening = NULL WHERE idx = $1`, auditIdx)
 			expect(t, "deleted", citizen.get("/wallet/access"), http.StatusOK, "NOT VERIFIED: the record of this access is missing")
+			// The DPA is told too, on the overview as on the full list,
+			// with the entry's number (not a row of blanks).
+			missing := fmt.Sprintf(`<tr class="missing"><td data-label="When">%s</td><td data-label="Log entry">%d</td>`, `[^<]+`, auditIdx)
+			for _, page := range []string{"/dpa/exchange", "/dpa/exchange/accesses"} {
+				r := w.as(t, "Ana Costa").get(page)
+				expect(t, "deleted, on "+page, r, http.StatusOK, "The record of this access is missing from the database")
+				if !regexp.MustCompile(missing).MatchString(r.body) {
+					t.Fatalf("%s does not show entry %d as missing:\n%s", page, auditIdx, clip(r.body))
+				}
+			}
 			if p := audit(); len(p) != 1 || !strings.Contains(p[0], "AN ACCESS RECORD WAS DELETED") {
 				t.Fatalf("audit: %v", p)
 			}

@@ -7,6 +7,7 @@ package web
 import (
 	"bytes"
 	"embed"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -90,6 +91,21 @@ var funcs = template.FuncMap{
 		return fmt.Sprintf("%s%d.%02d", sign, cents/100, cents%100)
 	},
 	"clock": func(t time.Time) string { return t.UTC().Format("15:04:05") },
+	// dict gives a partial more than one value: dict "Key" value "Key2" value2.
+	"dict": func(kv ...any) (map[string]any, error) {
+		if len(kv)%2 != 0 {
+			return nil, errors.New("dict: a key without a value")
+		}
+		m := make(map[string]any, len(kv)/2)
+		for i := 0; i < len(kv); i += 2 {
+			k, ok := kv[i].(string)
+			if !ok {
+				return nil, fmt.Errorf("dict: key %v is not a string", kv[i])
+			}
+			m[k] = kv[i+1]
+		}
+		return m, nil
+	},
 	"htmx":  func() string { return "/static/" + HTMXFile },
 	// method names how a payment was made.
 	"method": func(m string) string {
