@@ -106,7 +106,7 @@ var funcs = template.FuncMap{
 		}
 		return m, nil
 	},
-	"htmx":  func() string { return "/static/" + HTMXFile },
+	"htmx": func() string { return "/static/" + HTMXFile },
 	// method names how a payment was made.
 	"method": func(m string) string {
 		if n, ok := methodNames[m]; ok {
