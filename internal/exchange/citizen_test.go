@@ -21,15 +21,7 @@ func TestForCitizenPage(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		ex, l, _ := auditExchange(t, db, 1)
-		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "police", Service: "income", Fields: []string{"income"}, Purpose: "COVERT", LegalBasis: "§9",
-			MaxDeferral: 30 * Day, Retention: Day}, "t"); err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range []string{"p1", "p2"} {
-			if err := ex.SetValues(ctx, "holder", "income", p, map[string]string{"income": "7"}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		covert(t, ex, 30*Day, "p1", "p2")
 		ask := func(a Ask) {
 			t.Helper()
 			a.Officer, a.Service, a.Fields = "o", "income", []string{"income"}

@@ -144,7 +144,8 @@ type filter struct {
 	before               int64    // > 0: only those at log indexes below it
 	visibleAt            int64    // > 0: only those whose deferral has ended by then
 	deferredAt           int64    // > 0: only those still deferred then
-	limit                int      // > 0: only the newest limit
+	soonest              bool     // by the end of their deferral, soonest first (not newest first)
+	limit                int      // > 0: only the first limit
 }
 
 func (f filter) where(cur int64) (string, []any) {
@@ -187,7 +188,11 @@ func (f filter) where(cur int64) (string, []any) {
 		conds = append(conds, "a.defer_until > 0") // the partial index's condition
 	}
 	q := " WHERE " + strings.Join(conds, " AND ")
-	q += " ORDER BY a.log_index DESC"
+	if f.soonest {
+		q += " ORDER BY a.defer_until, a.log_index"
+	} else {
+		q += " ORDER BY a.log_index DESC"
+	}
 	if f.limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.limit)
 	}
@@ -213,8 +218,9 @@ func (f filter) matches(idx int64, person, org, request, purpose string, deferUn
 		(f.visibleAt <= 0 || deferUntil <= f.visibleAt) && (f.deferredAt <= 0 || deferUntil > f.deferredAt)
 }
 
-// accesses returns the records the filter selects, newest first: those in
-// the index and those in the tail past its cursor.
+// accesses returns the records the filter selects, newest first (or by
+// the end of their deferral, with soonest): those in the index and those
+// in the tail past its cursor.
 func (x *Exchange) accesses(ctx context.Context, f filter) ([]*Access, error) {
 	// Below the cursor from the index, from it on from the log's rows (an
 	// entry the index takes meanwhile is still read from the rows).
@@ -222,7 +228,11 @@ func (x *Exchange) accesses(ctx context.Context, f filter) ([]*Access, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := x.tail(ctx, cur, f)
+	tf := f
+	if f.soonest {
+		tf.limit = 0 // the tail is read newest first: all of it, then sorted
+	}
+	out, err := x.tail(ctx, cur, tf)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +260,12 @@ func (x *Exchange) accesses(ctx context.Context, f filter) ([]*Access, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, func(a, b *Access) int { return cmp.Compare(b.LogIndex, a.LogIndex) })
+	slices.SortFunc(out, func(a, b *Access) int {
+		if f.soonest {
+			return cmp.Or(cmp.Compare(a.DeferUntil, b.DeferUntil), cmp.Compare(a.LogIndex, b.LogIndex))
+		}
+		return cmp.Compare(b.LogIndex, a.LogIndex)
+	})
 	if f.limit > 0 && len(out) > f.limit {
 		out = out[:f.limit]
 	}
@@ -453,23 +468,38 @@ type Summary struct {
 
 // DPAView is what the data-protection authority sees.
 type DPAView struct {
-	Summary  []Summary
-	Deferred []*Access // not yet visible to the citizen, with deadlines
-	Recent   []*Access
-	Denied   []*Request
-	Policies []*Policy
+	Summary []Summary
+	// Deferred are the accesses not yet visible to the citizen whose
+	// deferral ends soonest (at most DPAOverview of them), of
+	// DeferredCount in all.
+	Deferred      []*Access
+	DeferredCount int
+	Recent        []*Access // the newest DPAOverview
+	Denied        []*Request
+	Policies      []*Policy
 }
+
+// DPAOverview is how many deferred, recent and denied ones the DPA's
+// overview lists; Accesses and Denied page through all of them.
+const DPAOverview = 50
 
 // DPA gathers the data-protection authority's view; it sees deferred
 // accesses at once.
 func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	v := &DPAView{}
+	now := x.now().UnixMilli()
 	cur, counts, err := x.counts(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if err := x.db.QueryRowRead(ctx, `SELECT COUNT(*) FROM ex_access WHERE log_index < $1 AND defer_until > $2 AND defer_until > 0`, cur, now).Scan(&v.DeferredCount); err != nil {
+		return nil, fmt.Errorf("deferred accesses: %w", err)
+	}
 	if err := x.eachTail(ctx, cur, func(_ int64, _, _ []byte, o *opening) bool {
 		counts[[2]string{o.agency, o.purpose}]++
+		if o.deferUntil > now {
+			v.DeferredCount++
+		}
 		return true
 	}); err != nil {
 		return nil, err
@@ -477,14 +507,13 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	for _, k := range slices.SortedFunc(maps.Keys(counts), compareKeys) {
 		v.Summary = append(v.Summary, Summary{Agency: k[0], AgencyName: x.names(ctx, k[0]), Purpose: k[1], Count: int(counts[k])})
 	}
-	if v.Deferred, err = x.accesses(ctx, filter{deferredAt: x.now().UnixMilli()}); err != nil {
+	if v.Deferred, err = x.accesses(ctx, filter{deferredAt: now, soonest: true, limit: DPAOverview}); err != nil {
 		return nil, err
 	}
-	slices.SortStableFunc(v.Deferred, func(a, b *Access) int { return cmp.Compare(a.DeferUntil, b.DeferUntil) })
-	if v.Recent, err = x.accesses(ctx, filter{limit: 50}); err != nil {
+	if v.Recent, err = x.accesses(ctx, filter{limit: DPAOverview}); err != nil {
 		return nil, err
 	}
-	if v.Denied, err = x.Denied(ctx, 50); err != nil {
+	if v.Denied, err = x.Denied(ctx, DPAOverview); err != nil {
 		return nil, err
 	}
 	if v.Policies, err = x.Policies(ctx); err != nil {
@@ -493,17 +522,30 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	return v, nil
 }
 
+// AccessQuery selects access records for Accesses: of one agency (every
+// agency if empty), for one purpose (every purpose if empty), only those
+// still deferred (the citizen cannot see them yet) if Deferred, at log
+// indexes below Before (0: from the newest; the last one's LogIndex pages
+// on), at most Limit (> 0) of them.
+type AccessQuery struct {
+	Agency, Purpose string
+	Deferred        bool
+	Before          int64
+	Limit           int
+}
+
 // Accesses is the data-protection authority's look into the records (and
-// an agency's into its own releases): at
-// most limit of them, newest first, of one agency (every agency if empty)
-// for one purpose (every purpose if empty), at log indexes below before (0:
-// from the newest; the last one's LogIndex pages on). Deferred records are
+// an agency's into its own releases), newest first. Deferred records are
 // included: the DPA sees them at once.
-func (x *Exchange) Accesses(ctx context.Context, agency, purpose string, before int64, limit int) ([]*Access, error) {
-	if limit <= 0 || before < 0 {
+func (x *Exchange) Accesses(ctx context.Context, q AccessQuery) ([]*Access, error) {
+	if q.Limit <= 0 || q.Before < 0 {
 		return nil, fmt.Errorf("%w: a page of accesses needs a positive size and a log index", ErrInvalid)
 	}
-	return x.accesses(ctx, filter{org: agency, purpose: purpose, before: before, limit: limit})
+	f := filter{org: q.Agency, purpose: q.Purpose, before: q.Before, limit: q.Limit}
+	if q.Deferred {
+		f.deferredAt = x.now().UnixMilli()
+	}
+	return x.accesses(ctx, f)
 }
 
 // Audit compares the access records in db with the log's entries (from a

@@ -40,11 +40,19 @@ func dpaExportChunk() int { return int(cmp.Or(dpaChunk.Load(), dpaExportChunkDef
 // codes), so that bad input gets a clear answer.
 var orgIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
-// dpaFilter is the agency, purpose and page a DPA asked for.
+// dpaFilter is the agency, purpose, whether only deferred accesses, and
+// the page a DPA asked for.
 type dpaFilter struct {
 	Agency, Purpose string
+	Deferred        bool
 	Before          int64
 	N               int
+}
+
+// accesses is what the filter selects, as the exchange takes it: a page
+// of limit from the log index before on.
+func (f dpaFilter) accesses(before int64, limit int) exchange.AccessQuery {
+	return exchange.AccessQuery{Agency: f.Agency, Purpose: f.Purpose, Deferred: f.Deferred, Before: before, Limit: limit}
 }
 
 // query is the filter as a URL query (without the page), for links.
@@ -55,6 +63,9 @@ func (f dpaFilter) query() string {
 	}
 	if f.Purpose != "" {
 		q.Set("purpose", f.Purpose)
+	}
+	if f.Deferred {
+		q.Set("deferred", "1")
 	}
 	if f.N != dpaPageSize {
 		q.Set("n", strconv.Itoa(f.N))
@@ -93,6 +104,13 @@ func parseDPAFilter(r *http.Request) (dpaFilter, string) {
 	if f.Purpose != "" && !exchange.ValidPurpose(f.Purpose) {
 		return f, "The purpose is not a purpose code (2 to 40 capitals, digits or dashes, e.g. TAX-AUDIT)."
 	}
+	switch q.Get("deferred") {
+	case "":
+	case "1":
+		f.Deferred = true
+	default:
+		return f, "deferred=1 lists only the accesses the citizen cannot see yet; leave it out for all of them."
+	}
 	if s := q.Get("before"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n <= 0 {
@@ -124,7 +142,7 @@ func (s *Server) dpaFirst(w http.ResponseWriter, r *http.Request, size func(dpaF
 		s.fail(w, r, http.StatusBadRequest, bad)
 		return f, nil, false
 	}
-	as, err := s.ex.Accesses(r.Context(), f.Agency, f.Purpose, f.Before, size(f))
+	as, err := s.ex.Accesses(r.Context(), f.accesses(f.Before, size(f)))
 	if err != nil {
 		s.failExchange(w, r, err)
 		return f, nil, false
@@ -147,12 +165,16 @@ func (s *Server) dpaAccesses(w http.ResponseWriter, r *http.Request, v *viewer) 
 		older = f.older("/dpa/exchange/accesses", "before", strconv.FormatInt(as[len(as)-1].LogIndex, 10))
 	}
 	agencyName := s.agencyName(ctx, f.Agency)
-	csvURL := "/dpa/exchange/accesses.csv"
-	if q := (dpaFilter{Agency: f.Agency, Purpose: f.Purpose, N: dpaPageSize}).query(); q != "" {
-		csvURL += "?" + q
+	withQuery := func(path, q string) string {
+		if q == "" {
+			return path
+		}
+		return path + "?" + q
 	}
+	csvURL := withQuery("/dpa/exchange/accesses.csv", dpaFilter{Agency: f.Agency, Purpose: f.Purpose, Deferred: f.Deferred, N: dpaPageSize}.query())
 	s.render(w, r, v, http.StatusOK, "dpa_accesses", web.Page{Title: "Data protection: accesses", Data: map[string]any{
 		"Filter": f, "AgencyName": agencyName, "Accesses": as, "Older": older, "CSV": csvURL, "Now": s.now(), "Paged": f.Before > 0,
+		"Newest": withQuery("/dpa/exchange/accesses", f.query()),
 	}})
 }
 
@@ -178,14 +200,18 @@ func (s *Server) dpaAccessesCSV(w http.ResponseWriter, r *http.Request, v *viewe
 		return out
 	}
 	last := as
-	s.writeCSV(w, csvName("civstack-accesses", s.now(), f.Agency, f.Purpose),
+	deferred := ""
+	if f.Deferred {
+		deferred = "deferred"
+	}
+	s.writeCSV(w, csvName("civstack-accesses", s.now(), f.Agency, f.Purpose, deferred),
 		[]string{"time (UTC)", "log entry", "agency", "agency id", "officer", "service", "fields", "purpose", "legal basis", "consent", "visible to the citizen from (UTC)", "may be kept until (UTC)", "record"},
 		rows(as), func() ([][]string, error) {
 			if len(last) < chunk {
 				return nil, nil
 			}
 			var err error
-			last, err = s.ex.Accesses(r.Context(), f.Agency, f.Purpose, last[len(last)-1].LogIndex, chunk)
+			last, err = s.ex.Accesses(r.Context(), f.accesses(last[len(last)-1].LogIndex, chunk))
 			return rows(last), err
 		})
 }
@@ -234,8 +260,6 @@ func csvName(base string, now time.Time, parts ...string) string {
 	return base + "-" + now.UTC().Format("2006-01-02") + ".csv"
 }
 
-// csvTime is a Unix millisecond time as a spreadsheet reads it (UTC), or
-// empty for none.
 // csvVisible is when the citizen sees an access: "at once", or when its
 // deferral ends.
 func csvVisible(a *exchange.Access) string {
@@ -245,6 +269,8 @@ func csvVisible(a *exchange.Access) string {
 	return csvTime(a.DeferUntil)
 }
 
+// csvTime is a Unix millisecond time as a spreadsheet reads it (UTC), or
+// empty for none.
 func csvTime(ms int64) string {
 	if ms == 0 {
 		return ""

@@ -83,8 +83,23 @@ func TestDPAAccesses(t *testing.T) {
 			expect(t, "the police's accesses", dpa.get("/dpa/exchange/accesses?agency="+url.QueryEscape(police)), http.StatusOK,
 				"Accesses by City Police", "CRIM-INVESTIGATION", "Eva Lind", "from "+w.n.clock.now().Add(9*exchange.Day).UTC().Format("2 Jan 2006"))
 
+			// Only the deferred ones: counted on the overview, listed and
+			// downloaded on their own.
+			expect(t, "the overview counts the deferred", dpa.get("/dpa/exchange"), http.StatusOK,
+				`<p class="hint" id="deferred-count">1 in all, the soonest visible first (<a href="/dpa/exchange/accesses?deferred=1" id="all-deferred">`)
+			r := dpa.get("/dpa/exchange/accesses?deferred=1")
+			expect(t, "the deferred accesses", r, http.StatusOK, "<h1>Deferred accesses</h1>", "CRIM-INVESTIGATION", "Eva Lind", `href="/dpa/exchange/accesses.csv?deferred=1"`)
+			if strings.Contains(r.body, "TAX-AUDIT") || len(accessRowRE.FindAllString(r.body, -1)) != 1 {
+				t.Fatalf("the deferred accesses list more than the covert one:\n%s", clip(r.body))
+			}
+			r = dpa.get("/dpa/exchange/accesses.csv?deferred=1&agency=" + url.QueryEscape(police))
+			if recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll(); err != nil || r.status != http.StatusOK || len(recs) != 2 || recs[1][7] != "CRIM-INVESTIGATION" ||
+				!strings.Contains(r.header.Get("Content-Disposition"), `filename="civstack-accesses-`+strings.ToLower(police)+"-deferred-") {
+				t.Fatalf("the deferred CSV: %d %v %v\n%s", r.status, r.header, err, clip(r.body))
+			}
+
 			// The CSV: every access of the agency, formulas defused.
-			r := dpa.get("/dpa/exchange/accesses.csv?agency=" + url.QueryEscape(tax))
+			r = dpa.get("/dpa/exchange/accesses.csv?agency=" + url.QueryEscape(tax))
 			if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/csv") ||
 				!strings.Contains(r.header.Get("Content-Disposition"), `filename="civstack-accesses-`+strings.ToLower(tax)+"-") {
 				t.Fatalf("csv: %d %v\n%s", r.status, r.header, clip(r.body))
@@ -117,7 +132,7 @@ func TestDPAAccesses(t *testing.T) {
 			// Bad input: a readable answer.
 			for q, want := range map[string]string{
 				"n=0": "page size", "n=5000": "page size", "before=abc": "positive log index", "before=-3": "positive log index",
-				"purpose=tax-audit": "purpose code", "agency=%3Cscript%3E": "not an organisation id",
+				"purpose=tax-audit": "purpose code", "agency=%3Cscript%3E": "not an organisation id", "deferred=yes": "deferred=1 lists only",
 			} {
 				expect(t, q, dpa.get("/dpa/exchange/accesses?"+q), http.StatusBadRequest, want)
 				expect(t, q+" (CSV)", dpa.get("/dpa/exchange/accesses.csv?"+q), http.StatusBadRequest, want)

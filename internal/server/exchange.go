@@ -238,7 +238,7 @@ func (s *Server) accessPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 // citizen; the request id links each row to the agency's own case file.
 func (s *Server) agencyReleasesCSV(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {
 	chunk := dpaExportChunk()
-	last, err := s.ex.Accesses(r.Context(), m.OrgID, "", 0, chunk)
+	last, err := s.ex.Accesses(r.Context(), exchange.AccessQuery{Agency: m.OrgID, Limit: chunk})
 	if err != nil {
 		s.failErr(w, r, err)
 		return
@@ -266,7 +266,7 @@ func (s *Server) agencyReleasesCSV(w http.ResponseWriter, r *http.Request, v *vi
 				return nil, nil
 			}
 			var err error
-			last, err = s.ex.Accesses(r.Context(), m.OrgID, "", last[len(last)-1].LogIndex, chunk)
+			last, err = s.ex.Accesses(r.Context(), exchange.AccessQuery{Agency: m.OrgID, Before: last[len(last)-1].LogIndex, Limit: chunk})
 			return rows(last), err
 		})
 }

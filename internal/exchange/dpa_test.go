@@ -1,0 +1,150 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// TestDPADeferred: the DPA's overview lists the deferred accesses whose
+// deferral ends soonest (at most DPAOverview, soonest first, whatever
+// order they were made in) and counts all of them; Accesses with
+// Deferred pages through every one still deferred, newest first, of the
+// agency asked for. Records in the index and in the log's tail alike; an
+// access whose deferral has ended, and any not deferred, are left out.
+func TestDPADeferred(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, l, _ := auditExchange(t, db, 1)
+		covert(t, ex, 90*Day, "p1")
+		ask := func(a Ask) int64 {
+			t.Helper()
+			a.Citizen, a.Officer, a.Service, a.Fields = "p1", "o", "income", []string{"income"}
+			r, err := ex.Submit(ctx, a)
+			if err != nil || r.State != Released {
+				t.Fatalf("release: %+v %v", r, err)
+			}
+			var idx int64
+			if err := db.Reader().QueryRowContext(ctx, `SELECT MAX(idx) FROM tlog_entries`).Scan(&idx); err != nil {
+				t.Fatal(err)
+			}
+			return idx
+		}
+		// Deferrals of 1 to 89 days in a shuffled order, among accesses
+		// not deferred; one deferred by a millisecond that has ended by
+		// the time the DPA looks.
+		n := DPAOverview + 12
+		var days []int
+		for i := range n {
+			days = append(days, 1+(i*37)%89)
+		}
+		type deferred struct {
+			idx   int64
+			until time.Duration
+		}
+		var want []deferred
+		for i, d := range days {
+			want = append(want, deferred{ask(Ask{Requester: "police", Purpose: "COVERT", LegalBasis: "§9", Defer: time.Duration(d) * Day}), time.Duration(d) * Day})
+			if i%5 == 0 {
+				ask(Ask{Requester: "tax", Purpose: "AUDIT", LegalBasis: "§1"})
+			}
+			if i == 5 { // a few in the index, more than an overview's worth in the log's rows only
+				if _, _, err := l.Integrate(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		ask(Ask{Requester: "police", Purpose: "COVERT", LegalBasis: "§9", Defer: time.Millisecond})
+		time.Sleep(5 * time.Millisecond)
+		var indexed int
+		if err := db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM ex_access WHERE defer_until > 0`).Scan(&indexed); err != nil || indexed == 0 || indexed >= n {
+			t.Fatalf("want some deferred records indexed and some in the tail: %d of %d (%v)", indexed, n, err)
+		}
+
+		v, err := ex.DPA(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.DeferredCount != n {
+			t.Fatalf("the overview counts %d deferred accesses, want %d", v.DeferredCount, n)
+		}
+		soonest := slices.Clone(want)
+		slices.SortStableFunc(soonest, func(a, b deferred) int {
+			if a.until != b.until {
+				return int(a.until - b.until)
+			}
+			return int(a.idx - b.idx)
+		})
+		var got, wantOverview []string
+		for _, a := range v.Deferred {
+			got = append(got, fmt.Sprint(a.LogIndex))
+		}
+		for _, d := range soonest[:DPAOverview] {
+			wantOverview = append(wantOverview, fmt.Sprint(d.idx))
+		}
+		if !slices.Equal(got, wantOverview) {
+			t.Fatalf("the overview's deferred accesses (log entries):\n%v\nwant the %d soonest visible:\n%v", got, DPAOverview, wantOverview)
+		}
+		for i := 1; i < len(v.Deferred); i++ {
+			if v.Deferred[i].DeferUntil < v.Deferred[i-1].DeferUntil {
+				t.Fatalf("the overview's deferred accesses are not soonest first at %d", i)
+			}
+		}
+
+		// Every one still deferred, page by page, newest first.
+		var pages []int64
+		var before int64
+		for {
+			as, err := ex.Accesses(ctx, AccessQuery{Agency: "police", Deferred: true, Before: before, Limit: 7})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range as {
+				if a.Agency != "police" || !a.Deferred(time.Now()) {
+					t.Fatalf("entry %d on the deferred pages: %s, deferred until %v", a.LogIndex, a.Agency, a.Until())
+				}
+				pages = append(pages, a.LogIndex)
+			}
+			if len(as) < 7 {
+				break
+			}
+			before = as[len(as)-1].LogIndex
+		}
+		var wantPages []int64
+		for _, d := range slices.Backward(want) {
+			wantPages = append(wantPages, d.idx)
+		}
+		if !slices.Equal(pages, wantPages) {
+			t.Fatalf("the deferred pages (log entries):\n%v\nwant every one still deferred, newest first:\n%v", pages, wantPages)
+		}
+		if as, err := ex.Accesses(ctx, AccessQuery{Agency: "tax", Deferred: true, Limit: 100}); err != nil || len(as) != 0 {
+			t.Fatalf("the tax office's deferred accesses: %d %v, want none", len(as), err)
+		}
+		if _, err := ex.Accesses(ctx, AccessQuery{Deferred: true}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("no page size: %v, want ErrInvalid", err)
+		}
+	})
+}
+
+// covert puts in force, on auditExchange's exchange, a policy that lets
+// the police read income for purpose COVERT (legal basis §9), deferred
+// up to maxDeferral, and gives each citizen an income to read.
+func covert(t *testing.T, ex *Exchange, maxDeferral time.Duration, citizens ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := ex.CreatePolicy(ctx, Policy{Requester: "police", Service: "income", Fields: []string{"income"}, Purpose: "COVERT", LegalBasis: "§9",
+		MaxDeferral: maxDeferral, Retention: Day}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range citizens {
+		if err := ex.SetValues(ctx, "holder", "income", p, map[string]string{"income": "7"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
