@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -135,7 +136,7 @@ func TestDPADeferred(t *testing.T) {
 // covert puts in force, on auditExchange's exchange, a policy that lets
 // the police read income for purpose COVERT (legal basis §9), deferred
 // up to maxDeferral, and gives each citizen an income to read.
-func covert(t *testing.T, ex *Exchange, maxDeferral time.Duration, citizens ...string) {
+func covert(t testing.TB, ex *Exchange, maxDeferral time.Duration, citizens ...string) {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := ex.CreatePolicy(ctx, Policy{Requester: "police", Service: "income", Fields: []string{"income"}, Purpose: "COVERT", LegalBasis: "§9",
@@ -147,4 +148,44 @@ func covert(t *testing.T, ex *Exchange, maxDeferral time.Duration, citizens ...s
 			t.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkDPAOverview: the DPA's whole overview (counts, the deferred
+// accesses visible soonest and how many, the recent ones, the denied
+// requests, the policies) against what the overview read before for its
+// deferred part alone (every access still deferred, sorted by deadline;
+// the baseline, in the same run), with 4,000 deferred accesses among
+// 8,000, all integrated and indexed.
+func BenchmarkDPAOverview(b *testing.B) {
+	ctx := context.Background()
+	db := storetest.OpenMigrated(b, store.Options{DataDir: b.TempDir()}) // SQLite
+	ex, l, _ := auditExchange(b, db, 0)
+	const n = 8000
+	var citizens []string
+	for c := range 100 {
+		citizens = append(citizens, fmt.Sprint("p", c))
+	}
+	covert(b, ex, 90*Day, citizens...)
+	releaseIndexed(b, ex, l, n, func(i int) Ask {
+		if i%2 == 0 {
+			return Ask{Requester: "tax", Citizen: citizens[i%100], Purpose: "AUDIT", LegalBasis: "§1"}
+		}
+		return Ask{Requester: "police", Citizen: citizens[i%100], Purpose: "COVERT", LegalBasis: "§9", Defer: time.Duration(1+i%89) * Day}
+	})
+	var all, overview time.Duration
+	runs := 0
+	for b.Loop() {
+		t0 := time.Now()
+		deferred, err := ex.accesses(ctx, filter{deferredAt: time.Now().UnixMilli()})
+		slices.SortStableFunc(deferred, func(a, b *Access) int { return cmp.Compare(a.DeferUntil, b.DeferUntil) })
+		t1 := time.Now()
+		v, err2 := ex.DPA(ctx)
+		all, overview, runs = all+t1.Sub(t0), overview+time.Since(t1), runs+1
+		if err != nil || err2 != nil || len(deferred) != n/2 || v.DeferredCount != n/2 || len(v.Deferred) != DPAOverview || v.Deferred[0].DeferUntil != deferred[0].DeferUntil {
+			b.Fatalf("%d deferred, the overview %d of %d (%v, %v)", len(deferred), len(v.Deferred), v.DeferredCount, err, err2)
+		}
+	}
+	b.ReportMetric(float64(all.Microseconds())/1000/float64(runs), "ms-all-deferred/op")
+	b.ReportMetric(float64(overview.Microseconds())/1000/float64(runs), "ms-overview/op")
+	b.ReportMetric(float64(all)/float64(overview), "all-deferred/overview")
 }
