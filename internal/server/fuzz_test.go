@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -42,6 +43,39 @@ func FuzzSafeNext(f *testing.F) {
 		got := safeNext(s)
 		if !strings.HasPrefix(got, "/") || strings.HasPrefix(got, "//") || strings.HasPrefix(got, "/\\") {
 			t.Fatalf("safeNext(%q) = %q leaves the site", s, got)
+		}
+	})
+}
+
+// FuzzParseDPAFilter: any query of the DPA's access lists is a filter or
+// one readable sentence, never a panic; a filter accepted is one its own
+// links (query, older) give back unchanged.
+func FuzzParseDPAFilter(f *testing.F) {
+	for _, s := range []string{"", "agency=tax&purpose=TAX-AUDIT", "deferred=1&n=3&before=12", "deferred=yes", "n=0", "before=-1",
+		"agency=%3Cscript%3E", "purpose=tax", "n=99999999999999999999", "agency=a&agency=b", "%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		r := httptest.NewRequest("GET", "/dpa/exchange/accesses", nil)
+		r.URL.RawQuery = raw
+		got, bad := parseDPAFilter(r)
+		if bad != "" {
+			if strings.Contains(bad, "\n") {
+				t.Fatalf("%q: a message of more than one line: %q", raw, bad)
+			}
+			return
+		}
+		if got.N < 1 || got.N > dpaMaxPage || got.Before < 0 {
+			t.Fatalf("%q: accepted %+v", raw, got)
+		}
+		link := got.query()
+		if got.Before > 0 {
+			link = got.older("", "before", strconv.FormatInt(got.Before, 10))[1:]
+		}
+		r.URL.RawQuery = link
+		again, bad := parseDPAFilter(r)
+		if bad != "" || again != got {
+			t.Fatalf("%q: %+v, its link %q gives %+v %q", raw, got, link, again, bad)
 		}
 	})
 }
