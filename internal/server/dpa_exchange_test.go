@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/csv"
+	"fmt"
 	"html"
 	"net/http"
 	"net/url"
@@ -97,6 +98,16 @@ func TestDPAAccesses(t *testing.T) {
 				!strings.Contains(r.header.Get("Content-Disposition"), `filename="civstack-accesses-`+strings.ToLower(police)+"-deferred-") {
 				t.Fatalf("the deferred CSV: %d %v %v\n%s", r.status, r.header, err, clip(r.body))
 			}
+
+			// Past the overview's 50 it says how many, and links to the rest.
+			for i := range exchange.DPAOverview {
+				if r, err := w.n.ex.Submit(ctx, exchange.Ask{Requester: police, Officer: "Eva Lind", Citizen: amira, Service: "tax-income", Fields: []string{"declared_income"},
+					Purpose: "CRIM-INVESTIGATION", LegalBasis: "Criminal Procedure §100", Defer: time.Duration(i%9+1) * exchange.Day}); err != nil || r.State != exchange.Released {
+					t.Fatalf("covert release %d: %+v %v", i, r, err)
+				}
+			}
+			expect(t, "the overview past its 50 deferred", dpa.get("/dpa/exchange"), http.StatusOK,
+				fmt.Sprintf(`%d in all; these %d become visible soonest. <a href="/dpa/exchange/accesses?deferred=1" id="all-deferred">`, exchange.DPAOverview+1, exchange.DPAOverview))
 
 			// The CSV: every access of the agency, formulas defused.
 			r = dpa.get("/dpa/exchange/accesses.csv?agency=" + url.QueryEscape(tax))
