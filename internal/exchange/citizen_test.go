@@ -107,6 +107,82 @@ func TestForCitizenPage(t *testing.T) {
 	})
 }
 
+// TestDisclosed: the accesses whose deferral has ended since a given time
+// are the citizen's own, once deferred, now visible, newest first, in the
+// index and the tail alike, each verified; one still deferred, one never
+// deferred, another citizen's and one whose deferral ended before that
+// time are left out.
+func TestDisclosed(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, l, _ := auditExchange(t, db, 1)
+		covert(t, ex, 30*Day, "p1", "p2")
+		ask := func(citizen string, defer_ time.Duration) int64 {
+			t.Helper()
+			a := Ask{Requester: "police", Officer: "o", Citizen: citizen, Service: "income", Fields: []string{"income"}, Purpose: "COVERT", LegalBasis: "§9", Defer: defer_}
+			if defer_ == 0 {
+				a.Requester, a.Purpose, a.LegalBasis = "tax", "AUDIT", "§1"
+			}
+			if r, err := ex.Submit(ctx, a); err != nil || r.State != Released {
+				t.Fatalf("release: %+v %v", r, err)
+			}
+			var idx int64
+			if err := db.Reader().QueryRowContext(ctx, `SELECT MAX(idx) FROM tlog_entries`).Scan(&idx); err != nil {
+				t.Fatal(err)
+			}
+			return idx
+		}
+		early := ask("p1", time.Millisecond) // ended before since
+		time.Sleep(5 * time.Millisecond)
+		since := time.Now()
+		time.Sleep(2 * time.Millisecond)
+		first := ask("p1", time.Millisecond)
+		ask("p1", 0)
+		ask("p1", 10*Day)
+		ask("p2", time.Millisecond)
+		if _, _, err := l.Integrate(ctx); err != nil { // those so far in the index, the rest in the tail
+			t.Fatal(err)
+		}
+		second := ask("p1", time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
+
+		got, err := ex.Disclosed(ctx, "p1", since, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var idx []int64
+		for _, v := range got {
+			idx = append(idx, v.LogIndex)
+			if v.personID != "p1" || v.DeferUntil == 0 || v.Deferred(time.Now()) || v.Status == "" || (v.LogIndex == first && !v.Verified) {
+				t.Fatalf("entry %d: person %s, deferred until %d, %q", v.LogIndex, v.personID, v.DeferUntil, v.Status)
+			}
+		}
+		if !slices.Equal(idx, []int64{second, first}) {
+			t.Fatalf("disclosed since: entries %v, want %v", idx, []int64{second, first})
+		}
+		if got, err := ex.Disclosed(ctx, "p1", since.Add(-time.Hour), 10); err != nil || len(got) != 3 || got[2].LogIndex != early {
+			t.Fatalf("disclosed in the last hour: %d %v, want 3 ending with entry %d", len(got), err, early)
+		}
+		if got, err := ex.Disclosed(ctx, "p1", since.Add(-time.Hour), 1); err != nil || len(got) != 1 || got[0].LogIndex != second {
+			t.Fatalf("the newest one disclosed: %d %v", len(got), err)
+		}
+		for _, c := range []struct {
+			since time.Time
+			want  int
+		}{{since, 2}, {since.Add(-time.Hour), 3}, {time.Now(), 0}} {
+			if n, err := ex.DisclosedCount(ctx, "p1", c.since); err != nil || n != c.want {
+				t.Fatalf("counted %d disclosed since %v (%v), want %d", n, c.since, err, c.want)
+			}
+		}
+		if got, err := ex.Disclosed(ctx, "p1", time.Now(), 10); err != nil || len(got) != 0 {
+			t.Fatalf("disclosed from now on: %d %v, want none", len(got), err)
+		}
+		if _, err := ex.Disclosed(ctx, "p1", since, 0); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("no size: %v, want ErrInvalid", err)
+		}
+	})
+}
+
 // BenchmarkCitizenPage: the first page of a citizen's accesses (51
 // records, as the page asks: 50 and whether there are older ones)
 // against the whole list (the baseline, in the same run), for a citizen

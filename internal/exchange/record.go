@@ -402,6 +402,29 @@ func (x *Exchange) ForCitizenPage(ctx context.Context, personID string, before i
 	return x.forCitizen(ctx, filter{person: personID, before: before, limit: limit})
 }
 
+// DisclosedWithin is how long, after a deferral ends, the citizen's page
+// shows the access apart, on top (Disclosed): listed by when it happened,
+// it may sit below newer accesses, on an older page.
+const DisclosedWithin = 30 * Day
+
+// Disclosed lists, newest first, at most limit of the citizen's accesses
+// that were deferred and whose deferral ended after since and by now,
+// verified as ForCitizen's are. A limit below 1 is ErrInvalid.
+func (x *Exchange) Disclosed(ctx context.Context, personID string, since time.Time, limit int) ([]*Verified, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("%w: a list of accesses needs a positive size", ErrInvalid)
+	}
+	// deferredAt 0 would select every access, deferred or not.
+	return x.forCitizen(ctx, filter{person: personID, deferredAt: max(since.UnixMilli(), 1), limit: limit})
+}
+
+// DisclosedCount is how many accesses Disclosed would list without a
+// limit, read without verifying them: for a notice on the citizen's home.
+func (x *Exchange) DisclosedCount(ctx context.Context, personID string, since time.Time) (int, error) {
+	as, err := x.accesses(ctx, filter{person: personID, deferredAt: max(since.UnixMilli(), 1), visibleAt: max(x.now().UnixMilli(), 1)})
+	return len(as), err
+}
+
 // forCitizen verifies the records f selects that are visible to the
 // citizen now.
 func (x *Exchange) forCitizen(ctx context.Context, f filter) ([]*Verified, error) {

@@ -103,8 +103,10 @@ func TestBrowserExchange(t *testing.T) {
 	}
 	switchTo(t, ctx, n, "Amira Haddad")
 	step(t, ctx, "after the deferral the citizen sees it, verified",
-		chromedp.Navigate(n.URL+"/wallet/access"), waitText("City Police read your Declared income"), waitText("CRIM-INVESTIGATION"), waitText("hidden from you until"))
+		chromedp.Navigate(n.URL+"/wallet/access"), waitText("City Police read your Declared income"), waitText("CRIM-INVESTIGATION"), waitText("hidden from you until"),
+		waitText("No longer hidden from you"))
 	screenshot(t, ctx, "53-exchange-after-deferral")
+	onScreen(t, ctx, `[id^="disc-"] .verified`, "the access no longer hidden, verified, on top")
 
 	// Consent: the police ask for her address; she approves, and then,
 	// before they collect it, changes her mind.

@@ -302,6 +302,15 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		recs = recs[:accessesShown]
 		olderAcc = "/wallet/access?before=" + strconv.FormatInt(recs[accessesShown-1].LogIndex, 10) + "#acc-h"
 	}
+	// Deferred accesses disclosed lately, on top: listed by when they
+	// happened, they may sit below newer ones. On the first page only.
+	var disclosed []*exchange.Verified
+	if accBefore == 0 {
+		if disclosed, err = s.ex.Disclosed(ctx, v.person.ID, s.now().Add(-exchange.DisclosedWithin), accessesShown); err != nil {
+			s.failErr(w, r, err)
+			return
+		}
+	}
 	pending, err := s.ex.Pending(ctx, v.person.ID)
 	if err != nil {
 		s.failErr(w, r, err)
@@ -325,7 +334,7 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		older = "/wallet/access?past_before=" + url.QueryEscape(past[pastRequests-1].ID) + "#past-h"
 	}
 	labels := map[string]*exchange.Service{}
-	for _, rec := range recs {
+	for _, rec := range slices.Concat(recs, disclosed) {
 		labels[rec.Service] = s.serviceOf(ctx, rec.Service)
 	}
 	for _, q := range slices.Concat(pending, past) {
@@ -341,7 +350,7 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		}
 		return strings.Join(names, ", ")
 	}
-	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "Pending": pending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
+	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "Disclosed": disclosed, "DisclosedDays": int(exchange.DisclosedWithin / exchange.Day), "Pending": pending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
 		"AnswerDays": int(exchange.AnswerWithin / exchange.Day), "CollectDays": int(exchange.CollectWithin / exchange.Day)}
 	s.render(w, r, v, status, "access", p)
 }

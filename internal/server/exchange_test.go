@@ -137,7 +137,39 @@ func TestExchangeOverHTTP(t *testing.T) {
 			expect(t, "others see nothing of hers", w.as(t, "Jonas Weber").get("/wallet/access"), http.StatusOK, "Nobody has read your data")
 			w.n.clock.add(10 * exchange.Day)
 			citizen = w.as(t, "Amira Haddad")
-			expect(t, "after the deferral", citizen.get("/wallet/access"), http.StatusOK, "CRIM-INVESTIGATION", "hidden from you until")
+			r = citizen.get("/wallet/access")
+			expect(t, "after the deferral", r, http.StatusOK, "CRIM-INVESTIGATION", "hidden from you until")
+			// On top as well, for a while: by its time it may sit below
+			// newer accesses.
+			disclosed := func(body string) string {
+				i := strings.Index(body, `<h2 id="disc-h">`)
+				if i < 0 {
+					return ""
+				}
+				return body[i : i+strings.Index(body[i:], "</section>")]
+			}
+			if d := disclosed(r.body); !strings.Contains(d, "City Police read your Declared income") || !strings.Contains(d, "CRIM-INVESTIGATION") ||
+				strings.Contains(d, "TAX-AUDIT") || !strings.Contains(d, "Verified: entry") || !strings.Contains(d, `id="disc-`) {
+				t.Fatalf("the access no longer hidden is not on top, alone and verified:\n%s", clip(d))
+			}
+			expect(t, "her home says so", citizen.get("/"), http.StatusOK, `<p class="notice" id="disclosed">An access that was hidden from you is no longer hidden.</p>`)
+			if r := w.as(t, "Jonas Weber").get("/"); strings.Contains(r.body, `id="disclosed"`) {
+				t.Fatal("another citizen's home tells of her disclosed access")
+			}
+			if d := disclosed(citizen.get("/wallet/access?before=1000000").body); d != "" {
+				t.Fatalf("an older page repeats the section on top:\n%s", clip(d))
+			}
+			if d := disclosed(w.as(t, "Jonas Weber").get("/wallet/access").body); d != "" {
+				t.Fatalf("another citizen sees her disclosed access:\n%s", clip(d))
+			}
+			w.n.clock.add(exchange.DisclosedWithin)
+			citizen = w.as(t, "Amira Haddad")
+			if r = citizen.get("/wallet/access"); disclosed(r.body) != "" || !strings.Contains(r.body, "CRIM-INVESTIGATION") {
+				t.Fatalf("a month after its deferral ended, the access should be in the list only:\n%s", clip(r.body))
+			}
+			if r := citizen.get("/"); r.status != http.StatusOK || strings.Contains(r.body, `id="disclosed"`) {
+				t.Fatalf("a month after its deferral ended, her home still tells of it (%d)", r.status)
+			}
 			if n := countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess)); n != 3 {
 				t.Fatalf("%d access entries in the log, want 3", n)
 			}

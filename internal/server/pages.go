@@ -87,7 +87,12 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 			asking++
 		}
 	}
-	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v), "Asking": asking}})
+	disclosed, err := s.ex.DisclosedCount(r.Context(), v.person.ID, s.now().Add(-exchange.DisclosedWithin))
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v), "Asking": asking, "Disclosed": disclosed}})
 }
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
