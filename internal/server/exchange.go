@@ -305,10 +305,14 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 	// Deferred accesses disclosed lately, on top: listed by when they
 	// happened, they may sit below newer ones. On the first page only.
 	var disclosed []*exchange.Verified
+	moreDisclosed := false
 	if accBefore == 0 {
-		if disclosed, err = s.ex.Disclosed(ctx, v.person.ID, s.now().Add(-exchange.DisclosedWithin), accessesShown); err != nil {
+		if disclosed, err = s.ex.Disclosed(ctx, v.person.ID, s.now().Add(-exchange.DisclosedWithin), accessesShown+1); err != nil {
 			s.failErr(w, r, err)
 			return
+		}
+		if moreDisclosed = len(disclosed) > accessesShown; moreDisclosed {
+			disclosed = disclosed[:accessesShown]
 		}
 	}
 	pending, err := s.ex.Pending(ctx, v.person.ID)
@@ -350,7 +354,7 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		}
 		return strings.Join(names, ", ")
 	}
-	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "Disclosed": disclosed, "DisclosedDays": int(exchange.DisclosedWithin / exchange.Day), "Pending": pending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
+	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "Disclosed": disclosed, "MoreDisclosed": moreDisclosed, "DisclosedDays": int(exchange.DisclosedWithin / exchange.Day), "Pending": pending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
 		"AnswerDays": int(exchange.AnswerWithin / exchange.Day), "CollectDays": int(exchange.CollectWithin / exchange.Day)}
 	s.render(w, r, v, status, "access", p)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/store/storetest"
 )
@@ -436,6 +437,39 @@ func TestCitizenAccessPages(t *testing.T) {
 			ids, _, _ := read("Jonas Weber", "/wallet/access?before="+strconv.FormatInt(n, 10), http.StatusOK)
 			if len(ids) == 0 || len(ids) >= len(jonasMade) || !slices.Equal(ids, jonasMade[len(jonasMade)-len(ids):]) {
 				t.Fatalf("Jonas below Amira's place: %v, want the oldest of his own %v", ids, jonasMade)
+			}
+		})
+	}
+}
+
+// TestCitizenDisclosedMany: past a page's worth of accesses no longer
+// hidden, the section on top shows the newest 50 and says where the
+// others are.
+func TestCitizenDisclosedMany(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			_, police := exWorld(t, w)
+			jonas := w.people["Jonas Weber"]
+			for range 51 {
+				r, err := w.n.ex.Submit(context.Background(), exchange.Ask{Requester: police, Officer: "Eva Lind", Citizen: jonas, Service: "tax-income",
+					Fields: []string{"declared_income"}, Purpose: "CRIM-INVESTIGATION", LegalBasis: "Criminal Procedure §100", Defer: exchange.Day})
+				if err != nil || r.State != exchange.Released {
+					t.Fatalf("covert release: %+v %v", r, err)
+				}
+			}
+			r := w.as(t, "Jonas Weber").get("/wallet/access")
+			if strings.Contains(r.body, `id="disc-h"`) || strings.Contains(r.body, "CRIM-INVESTIGATION") {
+				t.Fatal("the accesses show before their deferral ends")
+			}
+			w.n.clock.add(2 * exchange.Day)
+			r = w.as(t, "Jonas Weber").get("/wallet/access")
+			expect(t, "no longer hidden", r, http.StatusOK, `id="disc-h"`, `<p class="hint" id="more-disclosed">These are the newest 50;`)
+			if n := strings.Count(r.body, `<article class="card access" id="disc-`); n != 50 {
+				t.Fatalf("%d accesses on top, want the newest 50 of 51", n)
+			}
+			if r := w.as(t, "Amira Haddad").get("/wallet/access"); strings.Contains(r.body, `id="disc-h"`) {
+				t.Fatal("another citizen sees his disclosed accesses")
 			}
 		})
 	}
