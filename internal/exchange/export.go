@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,14 +47,80 @@ type ExportedAccess struct {
 func NewExport(person string, at time.Time, logKey string, recs []*Verified) *Export {
 	out := &Export{Person: person, ExportedAt: at.UTC(), LogKey: logKey, Accesses: []ExportedAccess{}}
 	for _, a := range recs {
-		e := ExportedAccess{Agency: a.AgencyName, Service: a.ServiceName, Holder: a.Holder, Fields: a.Fields, Purpose: a.Purpose, LegalBasis: a.LegalBasis,
-			Time: a.When(), RetainTill: a.Retain(), Consent: a.Consent, Verified: a.Verified, Status: a.Status, Proof: a.Proof}
-		if a.DeferUntil != 0 {
-			e.HiddenUntil = a.Until()
-		}
-		out.Accesses = append(out.Accesses, e)
+		out.Accesses = append(out.Accesses, exported(a))
 	}
 	return out
+}
+
+func exported(a *Verified) ExportedAccess {
+	e := ExportedAccess{Agency: a.AgencyName, Service: a.ServiceName, Holder: a.Holder, Fields: a.Fields, Purpose: a.Purpose, LegalBasis: a.LegalBasis,
+		Time: a.When(), RetainTill: a.Retain(), Consent: a.Consent, Verified: a.Verified, Status: a.Status, Proof: a.Proof}
+	if a.DeferUntil != 0 {
+		e.HiddenUntil = a.Until()
+	}
+	return e
+}
+
+// exportPage is how many accesses WriteExport verifies and writes at a
+// time; tests set it lower, so that a few accesses span pages.
+var exportPage = 500
+
+// WriteExport writes a citizen's export (the JSON of NewExport over
+// ForCitizen's list, at the time given) to w as it verifies it, a page of
+// accesses at a time, so that a long history takes the memory of a page.
+// begin is called once, just before the first byte, when the first page
+// has been read: an error before that has written nothing (the caller can
+// still answer with a status of its own); one after it leaves the file
+// cut short, which no JSON reader (VerifyExport included) accepts.
+func (x *Exchange) WriteExport(ctx context.Context, w io.Writer, begin func(), personID string, at time.Time, logKey string) error {
+	page, err := x.ForCitizenPage(ctx, personID, 0, exportPage)
+	if err != nil {
+		return err
+	}
+	head, err := json.Marshal(Export{Person: personID, ExportedAt: at.UTC(), LogKey: logKey})
+	if err != nil {
+		return err
+	}
+	// {"person":…,"log_key":…,"accesses":null}, the list to come in place
+	// of null.
+	head, ok := bytes.CutSuffix(head, []byte(`"accesses":null}`))
+	if !ok {
+		return errors.New("export: the accesses are not the last member")
+	}
+	begin()
+	if _, err := io.WriteString(w, string(head)+`"accesses":`); err != nil {
+		return err
+	}
+	sep := "["
+	for {
+		for _, v := range page {
+			b, err := json.Marshal(exported(v))
+			if err != nil {
+				return err
+			}
+			if _, err := io.WriteString(w, sep); err != nil {
+				return err
+			}
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			sep = ","
+		}
+		// A short page is the last; so is one that ends at entry 0
+		// (nothing is below it, and before 0 means the newest).
+		if len(page) < exportPage || page[len(page)-1].LogIndex == 0 {
+			break
+		}
+		if page, err = x.ForCitizenPage(ctx, personID, page[len(page)-1].LogIndex, exportPage); err != nil {
+			return err
+		}
+	}
+	end := "]}\n"
+	if sep == "[" { // no accesses
+		end = "[" + end
+	}
+	_, err = io.WriteString(w, end)
+	return err
 }
 
 // ExportCheck is one step of VerifyExport and its outcome.

@@ -392,15 +392,23 @@ func (s *Server) accessDecide(w http.ResponseWriter, r *http.Request, v *viewer)
 	s.renderAccess(w, r, v, http.StatusOK, web.Page{Notice: notice})
 }
 
+// accessJSON streams the citizen's export, verified a page at a time.
 func (s *Server) accessJSON(w http.ResponseWriter, r *http.Request, v *viewer) {
-	recs, err := s.ex.ForCitizen(r.Context(), v.person.ID)
-	if err != nil {
+	started := false
+	err := s.ex.WriteExport(r.Context(), w, func() {
+		started = true
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Disposition", `attachment; filename="civstack-data-accesses.json"`)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+	}, v.person.ID, s.now(), s.cfg.LogKey)
+	switch {
+	case err != nil && !started:
 		s.failErr(w, r, err)
-		return
+	case err != nil:
+		// Cut short: no JSON reader accepts the file; the log says why.
+		s.log.Error("export failed", "route", r.Pattern, "err", err)
 	}
-	w.Header().Set("Content-Disposition", `attachment; filename="civstack-data-accesses.json"`)
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, exchange.NewExport(v.person.ID, s.now(), s.cfg.LogKey, recs))
 }
 
 // mayReadPolicies: operators and the data-protection authority.
