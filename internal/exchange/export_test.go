@@ -187,6 +187,9 @@ func TestWriteExport(t *testing.T) {
 			t.Helper()
 			var buf bytes.Buffer
 			begun := 0
+			// A paging that never ends fails here, not at the test's timeout.
+			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
 			if err := ex.WriteExport(ctx, &buf, func() {
 				if begun++; buf.Len() != 0 {
 					t.Fatal("begin after the first byte")
