@@ -414,15 +414,25 @@ func (x *Exchange) Disclosed(ctx context.Context, personID string, since time.Ti
 	if limit < 1 {
 		return nil, fmt.Errorf("%w: a list of accesses needs a positive size", ErrInvalid)
 	}
-	// deferredAt 0 would select every access, deferred or not.
-	return x.forCitizen(ctx, filter{person: personID, deferredAt: max(since.UnixMilli(), 1), limit: limit})
+	f := disclosedSince(personID, since)
+	f.limit = limit
+	return x.forCitizen(ctx, f)
 }
 
 // DisclosedCount is how many accesses Disclosed would list without a
 // limit, read without verifying them: for a notice on the citizen's home.
 func (x *Exchange) DisclosedCount(ctx context.Context, personID string, since time.Time) (int, error) {
-	as, err := x.accesses(ctx, filter{person: personID, deferredAt: max(since.UnixMilli(), 1), visibleAt: max(x.now().UnixMilli(), 1)})
+	f := disclosedSince(personID, since)
+	f.visibleAt = max(x.now().UnixMilli(), 1) // as forCitizen's
+	as, err := x.accesses(ctx, f)
 	return len(as), err
+}
+
+// disclosedSince selects the citizen's accesses deferred until after
+// since (those visible by now are forCitizen's to keep).
+func disclosedSince(personID string, since time.Time) filter {
+	// deferredAt 0 would select every access, deferred or not.
+	return filter{person: personID, deferredAt: max(since.UnixMilli(), 1)}
 }
 
 // forCitizen verifies the records f selects that are visible to the
