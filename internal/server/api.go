@@ -160,16 +160,13 @@ type orgListOut struct {
 }
 
 func (s *Server) apiListOrgs(ctx context.Context, _ *struct{}) (*orgListOut, error) {
-	orgs, err := s.reg.Organisations(ctx)
+	orgs, err := s.organisations(ctx, "")
 	if err != nil {
 		return nil, s.apiError(err)
 	}
 	out := &orgListOut{}
 	out.Body.Organisations = []OrganisationBody{}
 	for _, o := range orgs {
-		if o.Demo && !s.cfg.Demo {
-			continue
-		}
 		out.Body.Organisations = append(out.Body.Organisations, orgBody(o))
 	}
 	return out, nil

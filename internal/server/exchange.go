@@ -434,16 +434,10 @@ func (s *Server) renderPolicies(w http.ResponseWriter, r *http.Request, v *viewe
 		s.failErr(w, r, err)
 		return
 	}
-	orgs, err := s.reg.Organisations(ctx)
+	agencies, err := s.organisations(ctx, registry.Agency)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
-	}
-	var agencies []*registry.Organisation
-	for _, o := range orgs {
-		if slices.Contains(o.Roles, registry.Agency) {
-			agencies = append(agencies, o)
-		}
 	}
 	p.Title, p.Data = "Exchange policies", map[string]any{"Policies": pols, "Services": svcs, "Agencies": agencies, "Operator": v.has(registry.Operator)}
 	s.render(w, r, v, status, "policies", p)
@@ -480,7 +474,7 @@ func (s *Server) policyCreate(w http.ResponseWriter, r *http.Request, v *viewer)
 	p := exchange.Policy{Requester: r.PostFormValue("requester"), Service: r.PostFormValue("service"), Fields: r.PostForm["field"],
 		Purpose: r.PostFormValue("purpose"), LegalBasis: r.PostFormValue("legal_basis"), Consent: r.PostFormValue("consent") == "yes",
 		MaxDeferral: time.Duration(deferral) * exchange.Day, Retention: time.Duration(retention) * exchange.Day}
-	if o, err := s.reg.Organisation(r.Context(), p.Requester); err != nil || !slices.Contains(o.Roles, registry.Agency) {
+	if !s.orgWith(r.Context(), p.Requester, registry.Agency) {
 		s.renderPolicies(w, r, v, http.StatusBadRequest, web.Page{Error: "Choose an agency."})
 		return
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -13,24 +14,38 @@ func (s *Server) operatorHome(w http.ResponseWriter, r *http.Request, v *viewer)
 }
 
 func (s *Server) renderOperator(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
-	orgs, err := s.reg.Organisations(r.Context())
+	orgs, err := s.organisations(r.Context(), "")
 	if err != nil {
 		s.failErr(w, r, err)
 		return
 	}
-	if !s.cfg.Demo {
-		// Never list demo organisations beside real ones.
-		real := orgs[:0]
-		for _, o := range orgs {
-			if !o.Demo {
-				real = append(real, o)
-			}
-		}
-		orgs = real
-	}
 	p.Title = "Operator"
 	p.Data = map[string]any{"Organisations": orgs, "Roles": registry.OrgRoles}
 	s.render(w, r, v, status, "operator", p)
+}
+
+// organisations lists the organisations this node shows: every one, or
+// those holding role unless role is empty. A node not in demo mode never
+// lists demo organisations beside real ones.
+func (s *Server) organisations(ctx context.Context, role registry.Role) ([]*registry.Organisation, error) {
+	orgs, err := s.reg.Organisations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	shown := orgs[:0]
+	for _, o := range orgs {
+		if (role == "" || o.Has(role)) && (s.cfg.Demo || !o.Demo) {
+			shown = append(shown, o)
+		}
+	}
+	return shown, nil
+}
+
+// orgWith reports whether id is an organisation this node shows (see
+// organisations) that holds role.
+func (s *Server) orgWith(ctx context.Context, id string, role registry.Role) bool {
+	o, err := s.reg.Organisation(ctx, id)
+	return err == nil && o.Has(role) && (s.cfg.Demo || !o.Demo)
 }
 
 func (s *Server) createOrganisation(w http.ResponseWriter, r *http.Request, v *viewer) {

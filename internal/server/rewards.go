@@ -241,16 +241,10 @@ func (s *Server) renderManage(w http.ResponseWriter, r *http.Request, v *viewer,
 		s.failErr(w, r, err)
 		return
 	}
-	orgs, err := s.reg.Organisations(ctx)
+	partners, err := s.organisations(ctx, registry.Partner)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
-	}
-	var partners []*registry.Organisation
-	for _, o := range orgs {
-		if o.Has(registry.Partner) && (s.cfg.Demo || !o.Demo) {
-			partners = append(partners, o)
-		}
 	}
 	p.Title = "Rewards programme"
 	p.Data = map[string]any{"Rules": rules, "Items": items, "Partners": partners}
@@ -433,8 +427,7 @@ func (s *Server) apiPutItem(ctx context.Context, in *putItemIn) (*struct{}, erro
 
 // partnerOrg checks that id is an organisation holding the partner role.
 func (s *Server) partnerOrg(ctx context.Context, id string) error {
-	o, err := s.reg.Organisation(ctx, id)
-	if err != nil || !o.Has(registry.Partner) {
+	if !s.orgWith(ctx, id, registry.Partner) {
 		return huma.Error400BadRequest("The partner must be an organisation with the partner role.")
 	}
 	return nil

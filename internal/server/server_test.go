@@ -418,6 +418,41 @@ func TestDemoOnlyWithDemo(t *testing.T) {
 	expect(t, "no switch route", p.postForm("/demo/persona/"+people[0].ID, nil), 404)
 	p.cookies["civstack_session"] = &http.Cookie{Name: "civstack_session", Value: token}
 	expect(t, "demo session refused", p.get("/account"), http.StatusSeeOther)
+
+	// A real operator on that node sees only real organisations, in every
+	// list and choice, and cannot make a demo organisation party to a
+	// policy or a rewards rule.
+	op := newClient(t, plain.URL)
+	op.register("Olu")
+	code, err := plain.reg.OperatorSetup(ctx, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "redeem", op.postForm("/setup", url.Values{"code": {code}}), http.StatusSeeOther)
+	tax, err := plain.reg.OrganisationByName(ctx, "City Tax Office")
+	if err != nil || !tax.Demo {
+		t.Fatalf("seeded tax office %+v, %v", tax, err)
+	}
+	museum, err := plain.reg.OrganisationByName(ctx, "City Museum")
+	if err != nil || !museum.Demo {
+		t.Fatalf("seeded museum %+v, %v", museum, err)
+	}
+	real, _ := plain.reg.CreateOrganisation(ctx, "Revenue Office", []registry.Role{registry.Agency, registry.Partner}, false)
+	for _, c := range []struct{ path, real, demo string }{
+		{"/operator", "Revenue Office", "City Tax Office"},
+		{"/exchange/policies", `<option value="` + real.ID + `">`, `<option value="` + tax.ID + `">`},
+		{"/rewards/manage", `<option value="` + real.ID + `">`, `<option value="` + museum.ID + `">`},
+	} {
+		r := op.get(c.path)
+		expect(t, c.path, r, 200, c.real)
+		if strings.Contains(r.body, c.demo) {
+			t.Fatalf("%s offers a demo organisation on a node without --demo", c.path)
+		}
+	}
+	expect(t, "policy for a demo agency", op.postForm("/exchange/policies", url.Values{"requester": {tax.ID}, "service": {"x"},
+		"field": {"y"}, "purpose": {"AUDIT"}, "legal_basis": {"§1"}, "max_deferral_days": {"0"}, "retention_days": {"30"}}), 400, "Choose an agency.")
+	expect(t, "rule for a demo partner", op.postForm("/rewards/manage/rules", url.Values{"type": {"visit"}, "label": {"Visit"},
+		"partner": {museum.ID}, "points": {"5"}, "daily_cap": {"5"}}), 400, "Choose a partner organisation.")
 }
 
 func TestProblemShape(t *testing.T) {
