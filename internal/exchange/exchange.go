@@ -41,7 +41,9 @@ import (
 var (
 	ErrInvalid  = errors.New("invalid")
 	ErrNotFound = errors.New("not found")
-	ErrDecided  = errors.New("the request has already been decided")
+	// ErrDecided: the request has already been decided, or the policy
+	// already retired (a second answer, or a second retirement).
+	ErrDecided = errors.New("the request has already been decided")
 	// ErrLapsed: the request waited too long for the citizen's answer, or
 	// the agency too long to collect what the citizen consented to.
 	ErrLapsed = errors.New("lapsed")
@@ -98,6 +100,9 @@ type Policy struct {
 	Retention     time.Duration `json:"-"`
 	Active        bool          `json:"active"`
 	CreatedAt     time.Time     `json:"created_at"`
+	// RetiredAt is when an operator retired the policy; zero while it is
+	// in force, and for a policy retired before this was recorded.
+	RetiredAt time.Time `json:"retired_at,omitzero"`
 }
 
 // MarshalJSON writes durations as days, for people reading the policies.
@@ -110,10 +115,17 @@ func (p Policy) MarshalJSON() ([]byte, error) {
 	}{plain(p), days(p.MaxDeferral), days(p.Retention)})
 }
 
-func days(d time.Duration) int { return int(d / (24 * time.Hour)) }
+func days(d time.Duration) int { return int(d / Day) }
 
 // Day is the unit of deferrals and retention.
 const Day = 24 * time.Hour
+
+// The longest a policy may let an access be hidden from the citizen, and
+// the longest it may let the recipient keep what was released.
+const (
+	DeferralLimit  = 3 * 365 * Day
+	RetentionLimit = 30 * 365 * Day
+)
 
 // Exchange runs the data exchange. Its methods are safe for concurrent use.
 type Exchange struct {
@@ -377,7 +389,7 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 	if p.LegalBasis == "" || utf8.RuneCountInString(p.LegalBasis) > 200 {
 		return nil, fmt.Errorf("%w: name the legal basis (up to 200 characters)", ErrInvalid)
 	}
-	if p.MaxDeferral < 0 || p.MaxDeferral > 3*365*Day || p.Retention <= 0 || p.Retention > 30*365*Day {
+	if p.MaxDeferral < 0 || p.MaxDeferral > DeferralLimit || p.Retention <= 0 || p.Retention > RetentionLimit {
 		return nil, fmt.Errorf("%w: deferral is 0 to 3 years and retention 1 day to 30 years", ErrInvalid)
 	}
 	if p.Consent && p.MaxDeferral > 0 {
@@ -406,17 +418,25 @@ var purposeRE = regexp.MustCompile(`^[A-Z0-9][A-Z0-9-]{1,39}$`)
 func ValidPurpose(s string) bool { return purposeRE.MatchString(s) }
 
 // RetirePolicy ends a policy; requests under it are refused from then on.
-func (x *Exchange) RetirePolicy(ctx context.Context, id string) error {
+func (x *Exchange) RetirePolicy(ctx context.Context, id, retiredBy string) error {
 	defer x.cat.drop()
 	return x.db.Tx(ctx, func(tx *store.Tx) error {
-		r, err := tx.ExecContext(ctx, `UPDATE ex_policies SET active = 0 WHERE id = $1 AND active = 1`, id)
+		r, err := tx.ExecContext(ctx, `UPDATE ex_policies SET active = 0, retired_at = $2, retired_by = $3 WHERE id = $1 AND active = 1`,
+			id, x.now().UnixMilli(), retiredBy)
 		if err != nil {
 			return err
 		}
-		if n, _ := r.RowsAffected(); n != 1 {
-			return fmt.Errorf("%w: no active policy %q", ErrNotFound, id)
+		if n, _ := r.RowsAffected(); n == 1 {
+			return nil
 		}
-		return nil
+		var exists int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM ex_policies WHERE id = $1`, id).Scan(&exists); err != nil {
+			return err
+		}
+		if exists > 0 {
+			return fmt.Errorf("%w: the policy was already retired", ErrDecided)
+		}
+		return fmt.Errorf("%w: there is no policy %q", ErrNotFound, id)
 	})
 }
 
@@ -426,7 +446,7 @@ func (x *Exchange) Policies(ctx context.Context) ([]*Policy, error) {
 }
 
 func (x *Exchange) policies(ctx context.Context, where string, args ...any) ([]*Policy, error) {
-	rows, err := x.db.QueryRead(ctx, `SELECT id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_at FROM ex_policies `+where, args...)
+	rows, err := x.db.QueryRead(ctx, `SELECT id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_at, retired_at FROM ex_policies `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("policies: %w", err)
 	}
@@ -437,13 +457,17 @@ func (x *Exchange) policies(ctx context.Context, where string, args ...any) ([]*
 		var fj string
 		var consent, active int
 		var deferral, retention, at int64
-		if err := rows.Scan(&p.ID, &p.Requester, &p.Service, &fj, &p.Purpose, &p.LegalBasis, &consent, &deferral, &retention, &active, &at); err != nil {
+		var retired sql.NullInt64
+		if err := rows.Scan(&p.ID, &p.Requester, &p.Service, &fj, &p.Purpose, &p.LegalBasis, &consent, &deferral, &retention, &active, &at, &retired); err != nil {
 			return nil, err
 		}
 		_ = json.Unmarshal([]byte(fj), &p.Fields)
 		p.Consent, p.Active = consent == 1, active == 1
 		p.MaxDeferral, p.Retention = time.Duration(deferral)*time.Millisecond, time.Duration(retention)*time.Millisecond
 		p.CreatedAt = time.UnixMilli(at).UTC()
+		if retired.Valid {
+			p.RetiredAt = time.UnixMilli(retired.Int64).UTC()
+		}
 		out = append(out, p)
 	}
 	if err := rows.Err(); err != nil {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -156,14 +157,24 @@ func (s *Server) exchangeFail(w http.ResponseWriter, r *http.Request, err error,
 func askFromForm(r *http.Request, v *viewer, m registry.Membership) (exchange.Ask, error) {
 	a := exchange.Ask{Requester: m.OrgID, Officer: v.person.DisplayName, Citizen: strings.TrimSpace(r.PostFormValue("citizen")),
 		Service: r.PostFormValue("service"), Fields: r.PostForm["field"], Purpose: r.PostFormValue("purpose"), LegalBasis: r.PostFormValue("legal_basis")}
-	if d := strings.TrimSpace(r.PostFormValue("defer_days")); d != "" && d != "0" {
-		n, err := strconv.Atoi(d)
-		if err != nil || n < 0 || n > 3*365 {
-			return a, errors.New("the deferral is a number of days")
+	if d := strings.TrimSpace(r.PostFormValue("defer_days")); d != "" {
+		var ok bool
+		if a.Defer, ok = formDays(d, exchange.DeferralLimit); !ok {
+			return a, fmt.Errorf("the deferral is a whole number of days from 0 to %d", exchange.DeferralLimit/exchange.Day)
 		}
-		a.Defer = time.Duration(n) * exchange.Day
 	}
 	return a, nil
+}
+
+// formDays reads a form's whole number of days from 0 to limit; a number
+// past limit is refused here, before it could overflow a time.Duration and
+// come back as a small one.
+func formDays(s string, limit time.Duration) (time.Duration, bool) {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 || n > int64(limit/exchange.Day) {
+		return 0, false
+	}
+	return time.Duration(n) * exchange.Day, true
 }
 
 func (s *Server) agencyAsk(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {
@@ -414,8 +425,15 @@ func (s *Server) accessJSON(w http.ResponseWriter, r *http.Request, v *viewer) {
 // mayReadPolicies: operators and the data-protection authority.
 func mayReadPolicies(v *viewer) bool { return v.has(registry.Operator) || v.has(registry.DPA) }
 
+// policiesDone is what the policies page says after a change, which
+// redirects there (so reloading the page does not repeat it).
+var policiesDone = map[string]string{
+	"created": "Policy in force.",
+	"retired": "Policy retired: requests under it are refused from now on.",
+}
+
 func (s *Server) policiesPage(w http.ResponseWriter, r *http.Request, v *viewer) {
-	s.renderPolicies(w, r, v, http.StatusOK, web.Page{})
+	s.renderPolicies(w, r, v, http.StatusOK, web.Page{Notice: policiesDone[r.URL.Query().Get("done")]})
 }
 
 func (s *Server) renderPolicies(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
@@ -465,15 +483,16 @@ func (s *Server) policyCreate(w http.ResponseWriter, r *http.Request, v *viewer)
 	if !s.parseForm(w, r) {
 		return
 	}
-	deferral, err1 := strconv.Atoi(strings.TrimSpace(r.PostFormValue("max_deferral_days")))
-	retention, err2 := strconv.Atoi(strings.TrimSpace(r.PostFormValue("retention_days")))
-	if err1 != nil || err2 != nil {
-		s.renderPolicies(w, r, v, http.StatusBadRequest, web.Page{Error: "Deferral and retention are whole numbers of days."})
+	deferral, ok1 := formDays(r.PostFormValue("max_deferral_days"), exchange.DeferralLimit)
+	retention, ok2 := formDays(r.PostFormValue("retention_days"), exchange.RetentionLimit)
+	if !ok1 || !ok2 {
+		s.renderPolicies(w, r, v, http.StatusBadRequest, web.Page{Error: fmt.Sprintf("The deferral is a whole number of days from 0 to %d, the retention one from 1 to %d.",
+			exchange.DeferralLimit/exchange.Day, exchange.RetentionLimit/exchange.Day)})
 		return
 	}
 	p := exchange.Policy{Requester: r.PostFormValue("requester"), Service: r.PostFormValue("service"), Fields: r.PostForm["field"],
 		Purpose: r.PostFormValue("purpose"), LegalBasis: r.PostFormValue("legal_basis"), Consent: r.PostFormValue("consent") == "yes",
-		MaxDeferral: time.Duration(deferral) * exchange.Day, Retention: time.Duration(retention) * exchange.Day}
+		MaxDeferral: deferral, Retention: retention}
 	if !s.orgWith(r.Context(), p.Requester, registry.Agency) {
 		s.renderPolicies(w, r, v, http.StatusBadRequest, web.Page{Error: "Choose an agency."})
 		return
@@ -482,15 +501,15 @@ func (s *Server) policyCreate(w http.ResponseWriter, r *http.Request, v *viewer)
 		s.exchangeFail(w, r, err, func(status int, msg string) { s.renderPolicies(w, r, v, status, web.Page{Error: msg}) })
 		return
 	}
-	s.renderPolicies(w, r, v, http.StatusOK, web.Page{Notice: "Policy in force."})
+	http.Redirect(w, r, "/exchange/policies?done=created", http.StatusSeeOther)
 }
 
 func (s *Server) policyRetire(w http.ResponseWriter, r *http.Request, v *viewer) {
-	if err := s.ex.RetirePolicy(r.Context(), r.PathValue("id")); err != nil {
+	if err := s.ex.RetirePolicy(r.Context(), r.PathValue("id"), v.person.ID); err != nil {
 		s.exchangeFail(w, r, err, func(status int, msg string) { s.renderPolicies(w, r, v, status, web.Page{Error: msg}) })
 		return
 	}
-	s.renderPolicies(w, r, v, http.StatusOK, web.Page{Notice: "Policy retired: requests under it are refused from now on."})
+	http.Redirect(w, r, "/exchange/policies?done=retired", http.StatusSeeOther)
 }
 
 func (s *Server) dpaPage(w http.ResponseWriter, r *http.Request, v *viewer) {

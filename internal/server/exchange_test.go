@@ -456,7 +456,7 @@ func TestExchangePolicyChangedElsewhere(t *testing.T) {
 			}
 			for _, p := range ps {
 				if p.Requester == tax && p.Purpose == "TAX-AUDIT" {
-					if err := other.RetirePolicy(ctx, p.ID); err != nil {
+					if err := other.RetirePolicy(ctx, p.ID, "test"); err != nil {
 						t.Fatal(err)
 					}
 				}

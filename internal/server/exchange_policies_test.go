@@ -1,0 +1,161 @@
+package server_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// The policies as data: operators write and retire them on their page,
+// operators and the DPA read them (also as JSON, with when each was in
+// force), nobody else does; a bad form changes nothing.
+func TestPoliciesPage(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			tax, _ := exWorld(t, w)
+			amira := w.people["Amira Haddad"]
+			op, dpa, officer := w.as(t, "Olu Adeyemi"), w.as(t, "Ana Costa"), w.as(t, "Tomas Novak")
+
+			for who, c := range map[string]*client{"a citizen": w.as(t, "Amira Haddad"), "an agency's officer": officer} {
+				expect(t, who+" on the policies", c.get("/exchange/policies"), http.StatusForbidden, "for operators and the data-protection authority")
+				expect(t, who+" on the policies as JSON", c.get("/exchange/policies.json"), http.StatusForbidden)
+			}
+			r := dpa.get("/exchange/policies")
+			expect(t, "the DPA reads the policies", r, http.StatusOK, "Tax Code §93", "Criminal Procedure §100", "up to 30 days", "since ")
+			if strings.Contains(r.body, "policy-form") || strings.Contains(r.body, "/retire") {
+				t.Fatal("the DPA is offered to write or retire policies")
+			}
+			expect(t, "the DPA writes a policy", dpa.postForm("/exchange/policies", url.Values{"requester": {tax}}), http.StatusForbidden)
+			expect(t, "the operator's form", op.get("/exchange/policies"), http.StatusOK, `id="policy-form"`, `<option value="`+tax+`">City Tax Office</option>`)
+
+			count := func() int { return countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_policies`) }
+			before := count()
+			good := url.Values{"requester": {tax}, "service": {"population"}, "field": {"address"}, "purpose": {"TAX-RESIDENCE"},
+				"legal_basis": {"Tax Code §12"}, "max_deferral_days": {"0"}, "retention_days": {"90"}}
+			// with is the good form with some values changed (none: left out).
+			with := func(changes url.Values) url.Values {
+				v := url.Values{}
+				for k, vs := range good {
+					v[k] = vs
+				}
+				for k, vs := range changes {
+					if len(vs) == 0 {
+						v.Del(k)
+					} else {
+						v[k] = vs
+					}
+				}
+				return v
+			}
+			const deferral, retention = "whole number of days from 0 to 1095", "the retention one from 1 to 10950"
+			for _, c := range []struct {
+				what   string
+				form   url.Values
+				status int
+				want   string
+			}{
+				{"a deferral that is no number", with(url.Values{"max_deferral_days": {"soon"}}), 400, deferral},
+				{"a negative deferral", with(url.Values{"max_deferral_days": {"-1"}}), 400, deferral},
+				{"a deferral past three years", with(url.Values{"max_deferral_days": {"1096"}}), 400, deferral},
+				// 2^48+1 days is one day once multiplied into nanoseconds
+				// and wrapped: refused before it could be.
+				{"a deferral that wraps to one day", with(url.Values{"max_deferral_days": {strconv.FormatInt(1<<48+1, 10)}}), 400, deferral},
+				{"a retention of 0 days", with(url.Values{"retention_days": {"0"}}), 400, "retention 1 day to 30 years"},
+				{"a retention that wraps", with(url.Values{"retention_days": {strconv.FormatInt(1<<48+90, 10)}}), 400, retention},
+				{"no retention", with(url.Values{"retention_days": nil}), 400, retention},
+				{"no field", with(url.Values{"field": nil}), 400, "at least one field"},
+				{"a field of another service", with(url.Values{"field": {"declared_income"}}), 400, `has no field &#34;declared_income&#34;`},
+				{"a field twice", with(url.Values{"field": {"address", "address"}}), 400, "names the field"},
+				{"a bad purpose code", with(url.Values{"purpose": {"tax residence"}}), 400, "purpose code is 2 to 40 capitals"},
+				{"no legal basis", with(url.Values{"legal_basis": {" "}}), 400, "the legal basis (up to 200 characters)"},
+				{"consent and a deferral", with(url.Values{"max_deferral_days": {"5"}, "consent": {"yes"}}), 400, "cannot be hidden from them"},
+				{"no such service", with(url.Values{"service": {"nope"}}), 404, "No data service"},
+				{"no such agency", with(url.Values{"requester": {"nope"}}), 400, "Choose an agency."},
+				{"a citizen as the agency", with(url.Values{"requester": {amira}}), 400, "Choose an agency."},
+			} {
+				expect(t, c.what, op.postForm("/exchange/policies", c.form), c.status, c.want)
+			}
+			if n := count(); n != before {
+				t.Fatalf("%d policies after refused forms, want %d", n, before)
+			}
+
+			r = op.postForm("/exchange/policies", good)
+			expect(t, "put in force", r, http.StatusSeeOther)
+			if loc := r.header.Get("Location"); loc != "/exchange/policies?done=created" {
+				t.Fatalf("after a new policy, redirected to %q", loc)
+			}
+			expect(t, "the policy after its redirect", op.get("/exchange/policies?done=created"), http.StatusOK, "Policy in force.", "TAX-RESIDENCE", "Tax Code §12")
+			if n := count(); n != before+1 {
+				t.Fatalf("%d policies after one was put in force, want %d", n, before+1)
+			}
+			r = ask(officer, tax, amira, "population", "TAX-RESIDENCE", "Tax Code §12", 0, "address")
+			expect(t, "the agency asks under it", r, http.StatusOK, "Released")
+			expect(t, "an officer's deferral past the limit", ask(officer, tax, amira, "population", "TAX-RESIDENCE", "Tax Code §12", 1<<48+1, "address"),
+				http.StatusBadRequest, "The deferral is a whole number of days from 0 to 1095")
+
+			pols := readPolicies(t, dpa)
+			var id string
+			for _, p := range pols {
+				if p.Purpose == "TAX-RESIDENCE" {
+					id = p.ID
+					if !p.Active || p.RetentionDays != 90 || p.MaxDeferralDays != 0 || !p.RetiredAt.IsZero() || p.CreatedAt.IsZero() {
+						t.Fatalf("the new policy as JSON: %+v", p)
+					}
+				}
+			}
+			if id == "" {
+				t.Fatal("the new policy is not in the JSON")
+			}
+
+			expect(t, "the DPA retires a policy", dpa.postForm("/exchange/policies/"+id+"/retire", nil), http.StatusForbidden)
+			w.n.clock.add(10 * time.Minute)
+			retired := w.n.clock.now().UTC()
+			r = op.postForm("/exchange/policies/"+id+"/retire", nil)
+			expect(t, "retire", r, http.StatusSeeOther)
+			if loc := r.header.Get("Location"); loc != "/exchange/policies?done=retired" {
+				t.Fatalf("after retiring, redirected to %q", loc)
+			}
+			expect(t, "retire it again", op.postForm("/exchange/policies/"+id+"/retire", nil), http.StatusConflict, "The policy was already retired.")
+			expect(t, "retire no policy", op.postForm("/exchange/policies/nope/retire", nil), http.StatusNotFound, "There is no policy")
+			expect(t, "the agency asks under a retired policy", ask(officer, tax, amira, "population", "TAX-RESIDENCE", "Tax Code §12", 0, "address"),
+				http.StatusForbidden, "No policy lets City Tax Office")
+			for _, p := range readPolicies(t, dpa) {
+				if p.ID == id && (p.Active || p.RetiredAt.Sub(retired).Abs() > time.Second) {
+					t.Fatalf("the retired policy as JSON: %+v (retired at %v)", p, retired)
+				}
+			}
+			expect(t, "the DPA sees when it was in force", dpa.get("/exchange/policies"), http.StatusOK,
+				"until "+retired.Format("2 Jan 2006 15:04 UTC"))
+		})
+	}
+}
+
+// readPolicies is the policies as JSON.
+func readPolicies(t *testing.T, c *client) []struct {
+	exchange.Policy
+	MaxDeferralDays int `json:"max_deferral_days"`
+	RetentionDays   int `json:"retention_days"`
+} {
+	t.Helper()
+	r := c.get("/exchange/policies.json")
+	expect(t, "policies as JSON", r, http.StatusOK)
+	var out struct {
+		Policies []struct {
+			exchange.Policy
+			MaxDeferralDays int `json:"max_deferral_days"`
+			RetentionDays   int `json:"retention_days"`
+		} `json:"policies"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Policies
+}
