@@ -153,4 +153,32 @@ func TestBrowserExchange(t *testing.T) {
 	step(t, ctx, "the police open every request they made",
 		chromedp.Click(chromedp.CSS(`#all-requests`)), waitText("All requests · City Police"), waitText("The citizen withdrew consent"), waitText("CRIM-INVESTIGATION"))
 	screenshot(t, ctx, "57-exchange-all-requests")
+
+	// The operator puts a policy in force through the form and retires
+	// it; the DPA reads when it held.
+	switchTo(t, ctx, n, "Olu Adeyemi")
+	step(t, ctx, "the operator puts a policy in force",
+		chromedp.Click(chromedp.CSS(`nav a[href="/exchange/policies"]`)), waitText("New policy"),
+		chromedp.SetValue(chromedp.CSS(`#policy-form select[name=requester]`), tax),
+		chromedp.SetValue(chromedp.CSS(`#policy-form select[name=service]`), "population"),
+		chromedp.Click(chromedp.CSS(`#policy-form input[name=field][value=address]`)),
+		chromedp.SendKeys(chromedp.CSS(`#policy-form input[name=purpose]`), "TAX-RESIDENCE"),
+		chromedp.SendKeys(chromedp.CSS(`#policy-form input[name=legal_basis]`), "Tax Code §12"),
+		chromedp.Click(chromedp.CSS(`#policy-form button[type=submit]`)),
+		waitText("Policy in force."), waitText("TAX-RESIDENCE"))
+	screenshot(t, ctx, "58-exchange-policies")
+	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || wide {
+		t.Errorf("the policies at phone width are wider than the screen (%v)", err)
+	}
+	step(t, ctx, "the operator retires it",
+		chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll("#policies tr")].find(r => r.innerText.includes("TAX-RESIDENCE")).querySelector("button[type=submit]").click()`),
+		waitText("Policy retired: requests under it are refused from now on."))
+	switchTo(t, ctx, n, "Ana Costa")
+	step(t, ctx, "the DPA reads when it was in force",
+		chromedp.Navigate(n.URL+"/dpa/exchange"), chromedp.Click(chromedp.CSS(`a[href="/exchange/policies"]`)),
+		waitText("Which agency may read which fields"), waitText("TAX-RESIDENCE"))
+	row, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("#policies tr")].find(r => r.innerText.includes("TAX-RESIDENCE"))?.innerText ?? ""`))
+	if err != nil || !strings.Contains(row, "until") || !strings.Contains(row, "retired") {
+		t.Errorf("the retired policy's row for the DPA: %q (%v)", row, err)
+	}
 }
