@@ -138,21 +138,20 @@ func TestPoliciesPage(t *testing.T) {
 	}
 }
 
-// readPolicies is the policies as JSON.
-func readPolicies(t *testing.T, c *client) []struct {
+// policyJSON is a policy as /exchange/policies.json gives it.
+type policyJSON struct {
 	exchange.Policy
 	MaxDeferralDays int `json:"max_deferral_days"`
 	RetentionDays   int `json:"retention_days"`
-} {
+}
+
+// readPolicies is the policies as JSON.
+func readPolicies(t *testing.T, c *client) []policyJSON {
 	t.Helper()
 	r := c.get("/exchange/policies.json")
 	expect(t, "policies as JSON", r, http.StatusOK)
 	var out struct {
-		Policies []struct {
-			exchange.Policy
-			MaxDeferralDays int `json:"max_deferral_days"`
-			RetentionDays   int `json:"retention_days"`
-		} `json:"policies"`
+		Policies []policyJSON `json:"policies"`
 	}
 	if err := json.Unmarshal([]byte(r.body), &out); err != nil {
 		t.Fatal(err)
