@@ -445,6 +445,12 @@ func (x *Exchange) Policies(ctx context.Context) ([]*Policy, error) {
 	return x.policies(ctx, `ORDER BY active DESC, created_at`)
 }
 
+// PoliciesFor lists the policies in force that let org ask, the oldest
+// first.
+func (x *Exchange) PoliciesFor(ctx context.Context, org string) ([]*Policy, error) {
+	return x.policies(ctx, `WHERE requester_org = $1 AND active = 1 ORDER BY created_at, id`, org)
+}
+
 func (x *Exchange) policies(ctx context.Context, where string, args ...any) ([]*Policy, error) {
 	rows, err := x.db.QueryRead(ctx, `SELECT id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_at, retired_at FROM ex_policies `+where, args...)
 	if err != nil {

@@ -122,18 +122,14 @@ func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer,
 		open = open[:openShown]
 		d["LaterOpen"] = "/exchange/" + url.PathEscape(m.OrgID) + "?waiting_after=" + url.QueryEscape(open[openShown-1].ID) + "#open-h"
 	}
-	pols, err := s.ex.Policies(ctx)
+	mine, err := s.ex.PoliciesFor(ctx, m.OrgID)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
 	}
-	var mine []*exchange.Policy
 	var purposes, bases []string // the form's suggestions, from the agency's policies
-	for _, pol := range pols {
-		if pol.Requester == m.OrgID && pol.Active {
-			mine = append(mine, pol)
-			purposes, bases = append(purposes, pol.Purpose), append(bases, pol.LegalBasis)
-		}
+	for _, pol := range mine {
+		purposes, bases = append(purposes, pol.Purpose), append(bases, pol.LegalBasis)
 	}
 	slices.Sort(purposes)
 	slices.Sort(bases)
@@ -529,6 +525,7 @@ func (s *Server) exchangeAPIRoutes(api huma.API) {
 			MaxBodyBytes: maxAPIBody, Tags: []string{"exchange"}, Metadata: map[string]any{metaRole: registry.Agency}}
 	}
 	huma.Register(api, op("list-services", http.MethodGet, "/exchange/services", "The published data services and their fields", 0), s.apiServices)
+	huma.Register(api, op("list-policies", http.MethodGet, "/exchange/policies", "The policies in force that let your organisation ask: which fields of which service, for which purpose and legal basis", 0), s.apiPolicies)
 	huma.Register(api, op("publish-service", http.MethodPut, "/exchange/services/{id}", "Publish (or change the fields of) a data service you hold", 0), s.apiPublish)
 	huma.Register(api, op("set-values", http.MethodPut, "/exchange/services/{id}/values/{person}", "Set what your service holds about a citizen", http.StatusNoContent), s.apiSetValues)
 	huma.Register(api, op("request-data", http.MethodPost, "/exchange/requests", "Ask for fields about a citizen with a purpose and legal basis", 0), s.apiAsk)
@@ -554,6 +551,39 @@ func (s *Server) apiServices(ctx context.Context, _ *struct{}) (*servicesOut, er
 	}
 	out := &servicesOut{}
 	out.Body.Services = append([]*exchange.Service{}, svcs...)
+	return out, nil
+}
+
+// PolicyBody is a policy in force, as the agency it lets ask reads it.
+type PolicyBody struct {
+	ID              string    `json:"id"`
+	Service         string    `json:"service" doc:"the data service's id"`
+	Fields          []string  `json:"fields" doc:"the fields it lets you ask for"`
+	Purpose         string    `json:"purpose" doc:"the purpose code a request must give"`
+	LegalBasis      string    `json:"legal_basis" doc:"the legal basis a request must give"`
+	ConsentRequired bool      `json:"consent_required" doc:"whether the citizen must approve each request first"`
+	MaxDeferralDays int       `json:"max_deferral_days" doc:"how long a request may hide the access from the citizen (0: never)"`
+	RetentionDays   int       `json:"retention_days" doc:"how long you may keep what was released"`
+	InForceSince    time.Time `json:"in_force_since"`
+}
+
+type policiesOut struct {
+	Body struct {
+		Policies []PolicyBody `json:"policies" doc:"the oldest first; an empty list when no policy lets you ask"`
+	}
+}
+
+func (s *Server) apiPolicies(ctx context.Context, _ *struct{}) (*policiesOut, error) {
+	pols, err := s.ex.PoliciesFor(ctx, principalFrom(ctx).org.ID)
+	if err != nil {
+		return nil, s.apiError(err)
+	}
+	out := &policiesOut{}
+	out.Body.Policies = []PolicyBody{}
+	for _, p := range pols {
+		out.Body.Policies = append(out.Body.Policies, PolicyBody{ID: p.ID, Service: p.Service, Fields: p.Fields, Purpose: p.Purpose, LegalBasis: p.LegalBasis,
+			ConsentRequired: p.Consent, MaxDeferralDays: int(p.MaxDeferral / exchange.Day), RetentionDays: int(p.Retention / exchange.Day), InForceSince: p.CreatedAt})
+	}
 	return out, nil
 }
 

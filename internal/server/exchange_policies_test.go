@@ -2,14 +2,17 @@ package server_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/store/storetest"
 )
 
@@ -101,6 +104,33 @@ func TestPoliciesPage(t *testing.T) {
 			expect(t, "an officer's deferral past the limit", ask(officer, tax, amira, "population", "TAX-RESIDENCE", "Tax Code §12", 1<<48+1, "address"),
 				http.StatusBadRequest, "The deferral is a whole number of days from 0 to 1095")
 
+			// The agency's system reads what it may ask for: its own
+			// policies in force, the new one included, not the police's.
+			taxAPI := w.apiClient(t, tax, registry.Agency, "tax system")
+			purposes := func() []string {
+				t.Helper()
+				r := taxAPI.get("/api/v1/exchange/policies")
+				expect(t, "the agency's policies by the API", r, http.StatusOK)
+				var out struct {
+					Policies []struct {
+						Purpose         string   `json:"purpose"`
+						Fields          []string `json:"fields"`
+						RetentionDays   int      `json:"retention_days"`
+						MaxDeferralDays int      `json:"max_deferral_days"`
+					} `json:"policies"`
+				}
+				r.json(t, &out)
+				var got []string
+				for _, p := range out.Policies {
+					got = append(got, fmt.Sprintf("%s %v %d/%d", p.Purpose, p.Fields, p.MaxDeferralDays, p.RetentionDays))
+				}
+				return got
+			}
+			if got := purposes(); !slices.Equal(got, []string{"TAX-AUDIT [declared_income] 0/365", "TAX-RESIDENCE [address] 0/90"}) {
+				t.Fatalf("the tax office's policies by the API: %q", got)
+			}
+			expectProblem(t, "policies by the API without a token", newClient(t, w.n.URL).get("/api/v1/exchange/policies"), http.StatusUnauthorized, "")
+
 			pols := readPolicies(t, dpa)
 			var id string
 			for _, p := range pols {
@@ -127,6 +157,9 @@ func TestPoliciesPage(t *testing.T) {
 			expect(t, "retire no policy", op.postForm("/exchange/policies/nope/retire", nil), http.StatusNotFound, "There is no policy")
 			expect(t, "the agency asks under a retired policy", ask(officer, tax, amira, "population", "TAX-RESIDENCE", "Tax Code §12", 0, "address"),
 				http.StatusForbidden, "No policy lets City Tax Office")
+			if got := purposes(); !slices.Equal(got, []string{"TAX-AUDIT [declared_income] 0/365"}) {
+				t.Fatalf("the tax office's policies by the API after one was retired: %q", got)
+			}
 			for _, p := range readPolicies(t, dpa) {
 				if p.ID == id && (p.Active || p.RetiredAt.Sub(retired).Abs() > time.Second) {
 					t.Fatalf("the retired policy as JSON: %+v (retired at %v)", p, retired)
