@@ -530,18 +530,27 @@ func requestOf(a *Access) *Request {
 	return r
 }
 
-// Pending lists a citizen's open requests, oldest first: those waiting
-// for their consent and those they consented to that the agency has not
-// collected yet (which they may withdraw). Lapsed ones are left out.
-func (x *Exchange) Pending(ctx context.Context, personID string) ([]*Request, error) {
-	now := x.now()
-	// The state condition is the partial index's, literally.
-	rs, err := x.requests(ctx, `WHERE person_id = $1 AND state IN ('`+AwaitConsent+`', '`+Consented+`') AND (created_at > $2 OR decided_at > $3) ORDER BY created_at`,
-		personID, now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli())
+// Pending lists at most limit of a citizen's open requests, the oldest
+// asked first: those waiting for their consent and those they consented
+// to that the agency has not collected yet (which they may withdraw).
+// Lapsed ones are left out. after, if not empty, is the id of one of the
+// citizen's requests (the last of the page before): only those asked after
+// it are listed.
+func (x *Exchange) Pending(ctx context.Context, personID, after string, limit int) ([]*Request, error) {
+	return x.openOf(ctx, "person_id", personID, after, limit)
+}
+
+// Asking counts a citizen's requests that wait for their answer (not
+// lapsed): what their home page announces.
+func (x *Exchange) Asking(ctx context.Context, personID string) (int, error) {
+	var n int
+	// The state condition is the partial index's (ex_requests_open), literally.
+	err := x.db.QueryRowRead(ctx, `SELECT COUNT(*) FROM ex_requests WHERE person_id = $1 AND `+lapsing+` AND state = $2 AND created_at > $3`,
+		personID, AwaitConsent, x.now().Add(-AnswerWithin).UnixMilli()).Scan(&n)
 	if err != nil {
-		return nil, err
+		return 0, fmt.Errorf("requests asking for consent: %w", err)
 	}
-	return slices.DeleteFunc(rs, func(r *Request) bool { return !r.Open() }), nil
+	return n, nil
 }
 
 // Past lists at most limit of a citizen's requests that asked for their
@@ -601,22 +610,34 @@ func (r *Request) Withdrawn() bool { return r.State == RefusedConsent && r.Reaso
 // the agency's requests (the last of the page before): only those asked
 // after it are listed.
 func (x *Exchange) OpenFor(ctx context.Context, requesterOrg, after string, limit int) ([]*Request, error) {
+	return x.openOf(ctx, "requester_org", requesterOrg, after, limit)
+}
+
+// openOf lists at most limit open requests whose column (requester_org
+// or person_id) is owner, the oldest asked first, from after the request
+// after (if not empty), which must be one of owner's.
+func (x *Exchange) openOf(ctx context.Context, column, owner, after string, limit int) ([]*Request, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: a list of requests needs a positive size", ErrInvalid)
 	}
 	now := x.now()
 	// Nothing asked before both spans together is still open; the range
-	// keeps the scan of the (requester_org, created_at) index short.
+	// keeps the scan of the (owner, created_at) index short.
 	at, id := now.Add(-AnswerWithin-CollectWithin).UnixMilli(), ""
 	if after != "" {
-		r, err := x.request(ctx, `WHERE id = $1 AND requester_org = $2`, after, requesterOrg)
-		if err != nil {
+		r, err := x.request(ctx, `WHERE id = $1 AND `+column+` = $2`, after, owner)
+		if errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("%w: the request to list on from is not one of yours that waited", ErrInvalid)
+		}
+		if err != nil {
+			return nil, err
 		}
 		at, id = max(at, r.Created.UnixMilli()), r.ID
 	}
-	rs, err := x.requests(ctx, `WHERE requester_org = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) AND ((state = '`+AwaitConsent+`' AND created_at > $4) OR (state = '`+Consented+`' AND decided_at > $5)) ORDER BY created_at, id LIMIT $6`,
-		requesterOrg, at, id, now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli(), limit)
+	// The first state condition is the partial index's (ex_requests_open),
+	// literally; the second leaves out the lapsed.
+	rs, err := x.requests(ctx, `WHERE `+column+` = $1 AND `+lapsing+` AND (created_at > $2 OR (created_at = $2 AND id > $3)) AND ((state = '`+AwaitConsent+`' AND created_at > $4) OR (state = '`+Consented+`' AND decided_at > $5)) ORDER BY created_at, id LIMIT $6`,
+		owner, at, id, now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli(), limit)
 	if err != nil {
 		return nil, err
 	}

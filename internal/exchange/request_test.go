@@ -299,6 +299,59 @@ func TestPastRequests(t *testing.T) {
 	})
 }
 
+// askedAt submits a request of org about citizen that needs consent and
+// dates it at.
+func askedAt(t *testing.T, db *store.DB, ex *Exchange, org, citizen string, at time.Time) string {
+	t.Helper()
+	ctx := context.Background()
+	r, err := ex.Submit(ctx, Ask{Requester: org, Officer: "o", Citizen: citizen, Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2"})
+	if err != nil || r.State != AwaitConsent {
+		t.Fatalf("ask: %+v %v", r, err)
+	}
+	if err := db.Tx(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET created_at = $1 WHERE id = $2`, at.UnixMilli(), r.ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return r.ID
+}
+
+// consentPolicies lets tax and police ask for income with consent.
+func consentPolicies(t *testing.T, ex *Exchange) {
+	t.Helper()
+	for _, org := range []string{"tax", "police"} {
+		if _, err := ex.CreatePolicy(context.Background(), Policy{Requester: org, Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2", Consent: true, Retention: Day}, "t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// expectPages lists on from the last request shown, at every page size
+// from 1 to one past len(want), and wants want's ids in that order.
+func expectPages(t *testing.T, list func(after string, size int) ([]*Request, error), want []string) {
+	t.Helper()
+	for size := 1; size <= len(want)+1; size++ {
+		var seen []string
+		for after, pages := "", 0; ; pages++ {
+			page, err := list(after, size)
+			if err != nil || pages > len(want) {
+				t.Fatalf("size %d, after %v: %v (page %d)", size, seen, err, pages)
+			}
+			for _, r := range page {
+				seen = append(seen, r.ID)
+			}
+			if len(page) < size {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+		if !slices.Equal(seen, want) {
+			t.Errorf("pages of %d: %v, want %v", size, seen, want)
+		}
+	}
+}
+
 // TestOpenForPages: an agency's open requests, listed on from the last one
 // shown, come each once, oldest asked first, whatever the page size, also
 // when several were asked in the same millisecond (the id orders those);
@@ -307,62 +360,75 @@ func TestOpenForPages(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		ex, _, _ := auditExchange(t, db, 0)
-		for _, org := range []string{"tax", "police"} {
-			if _, err := ex.CreatePolicy(ctx, Policy{Requester: org, Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2", Consent: true, Retention: Day}, "t"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		ask := func(org string, at time.Time) string {
-			t.Helper()
-			r, err := ex.Submit(ctx, Ask{Requester: org, Officer: "o", Citizen: "p1", Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2"})
-			if err != nil || r.State != AwaitConsent {
-				t.Fatalf("ask: %+v %v", r, err)
-			}
-			if err := db.Tx(ctx, func(tx *store.Tx) error {
-				_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET created_at = $1 WHERE id = $2`, at.UnixMilli(), r.ID)
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			return r.ID
-		}
+		consentPolicies(t, ex)
 		base := time.Now().Add(-time.Hour)
 		var want []string
 		for i, n := range []int{1, 3, 1, 2} { // four moments, three and two of them shared
 			var same []string
 			for range n {
-				same = append(same, ask("tax", base.Add(time.Duration(i)*time.Minute)))
+				same = append(same, askedAt(t, db, ex, "tax", "p1", base.Add(time.Duration(i)*time.Minute)))
 			}
 			slices.Sort(same)
 			want = append(want, same...)
 		}
-		ask("tax", base.Add(-AnswerWithin))            // lapsed
-		cancelled := ask("tax", base.Add(time.Second)) // cancelled below
-		other := ask("police", base.Add(time.Minute))  // another agency's
+		askedAt(t, db, ex, "tax", "p1", base.Add(-AnswerWithin))            // lapsed
+		cancelled := askedAt(t, db, ex, "tax", "p1", base.Add(time.Second)) // cancelled below
+		other := askedAt(t, db, ex, "police", "p1", base.Add(time.Minute))  // another agency's
 		if _, err := ex.Cancel(ctx, "tax", cancelled); err != nil {
 			t.Fatal(err)
 		}
-		for size := 1; size <= len(want)+1; size++ {
-			var seen []string
-			for after, pages := "", 0; ; pages++ {
-				page, err := ex.OpenFor(ctx, "tax", after, size)
-				if err != nil || pages > len(want) {
-					t.Fatalf("size %d, after %v: %v (page %d)", size, seen, err, pages)
-				}
-				for _, r := range page {
-					seen = append(seen, r.ID)
-				}
-				if len(page) < size {
-					break
-				}
-				after = page[len(page)-1].ID
-			}
-			if !slices.Equal(seen, want) {
-				t.Errorf("pages of %d: %v, want %v", size, seen, want)
-			}
-		}
+		expectPages(t, func(after string, size int) ([]*Request, error) { return ex.OpenFor(ctx, "tax", after, size) }, want)
 		if _, err := ex.OpenFor(ctx, "tax", other, 10); !errors.Is(err, ErrInvalid) {
 			t.Errorf("listing on from another agency's request: %v", err)
+		}
+	})
+}
+
+// TestPendingPages: a citizen's open requests (from any agency; waiting
+// for her answer, or approved and not yet collected), listed on from the
+// last one shown, come each once, oldest asked first, whatever the page
+// size; refused, collected, lapsed and another citizen's are left out,
+// and her home's count is of those waiting for her answer only.
+func TestPendingPages(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, _, _ := auditExchange(t, db, 0)
+		consentPolicies(t, ex)
+		base := time.Now().Add(-time.Hour)
+		var want []string
+		for i, org := range []string{"tax", "police", "tax", "tax", "police"} {
+			want = append(want, askedAt(t, db, ex, org, "p1", base.Add(time.Duration(i)*time.Minute)))
+		}
+		same := []string{askedAt(t, db, ex, "tax", "p1", base.Add(5*time.Minute)), askedAt(t, db, ex, "police", "p1", base.Add(5*time.Minute))}
+		slices.Sort(same)
+		want = append(want, same...)
+		approved := want[1]
+		if _, err := ex.Decide(ctx, "p1", approved, true); err != nil {
+			t.Fatal(err)
+		}
+		refused := askedAt(t, db, ex, "tax", "p1", base.Add(time.Second))
+		collected := askedAt(t, db, ex, "police", "p1", base.Add(2*time.Second))
+		for id, approve := range map[string]bool{refused: false, collected: true} {
+			if _, err := ex.Decide(ctx, "p1", id, approve); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := ex.Collect(ctx, "police", collected); err != nil {
+			t.Fatal(err)
+		}
+		askedAt(t, db, ex, "tax", "p1", base.Add(-AnswerWithin))        // lapsed
+		other := askedAt(t, db, ex, "tax", "p2", base.Add(time.Minute)) // another citizen's
+		expectPages(t, func(after string, size int) ([]*Request, error) { return ex.Pending(ctx, "p1", after, size) }, want)
+		if _, err := ex.Pending(ctx, "p1", other, 10); !errors.Is(err, ErrInvalid) {
+			t.Errorf("listing on from another citizen's request: %v", err)
+		}
+		if _, err := ex.Pending(ctx, "p1", "", 0); !errors.Is(err, ErrInvalid) {
+			t.Errorf("a list of none: %v", err)
+		}
+		for citizen, n := range map[string]int{"p1": len(want) - 1, "p2": 1, "p3": 0} { // p1's approved one does not ask
+			if got, err := ex.Asking(ctx, citizen); err != nil || got != n {
+				t.Errorf("%s is asked by %d requests (%v), want %d", citizen, got, err, n)
+			}
 		}
 	})
 }

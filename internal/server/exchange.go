@@ -286,6 +286,10 @@ const pastRequests = 20
 // (each with its inclusion proof checked); the JSON export has them all.
 const accessesShown = 50
 
+// pendingShown is how many requests waiting for the citizen her page
+// lists at a time.
+const pendingShown = 20
+
 func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
 	ctx := r.Context()
 	// The accesses, accessesShown at a time from the newest, or from below
@@ -322,10 +326,22 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 			disclosed = disclosed[:accessesShown]
 		}
 	}
-	pending, err := s.ex.Pending(ctx, v.person.ID)
+	// The requests waiting for her, pendingShown at a time from the
+	// oldest, or from after the one the link to later ones names.
+	pendingAfter := r.URL.Query().Get("pending_after")
+	pending, err := s.ex.Pending(ctx, v.person.ID, pendingAfter, pendingShown+1)
+	if errors.Is(err, exchange.ErrInvalid) && pendingAfter != "" {
+		status, p.Error, pendingAfter = http.StatusBadRequest, sentence(err), ""
+		pending, err = s.ex.Pending(ctx, v.person.ID, "", pendingShown+1)
+	}
 	if err != nil {
 		s.failErr(w, r, err)
 		return
+	}
+	laterPending := ""
+	if len(pending) > pendingShown {
+		pending = pending[:pendingShown]
+		laterPending = "/wallet/access?pending_after=" + url.QueryEscape(pending[pendingShown-1].ID) + "#pending-h"
 	}
 	// The past requests, pastRequests at a time from the newest, or from
 	// the one the link to older ones names.
@@ -361,7 +377,7 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		}
 		return strings.Join(names, ", ")
 	}
-	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "Disclosed": disclosed, "MoreDisclosed": moreDisclosed, "DisclosedDays": int(exchange.DisclosedWithin / exchange.Day), "Pending": pending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
+	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "Disclosed": disclosed, "MoreDisclosed": moreDisclosed, "DisclosedDays": int(exchange.DisclosedWithin / exchange.Day), "Pending": pending, "PendingShown": pendingShown, "PendingAfter": pendingAfter, "LaterPending": laterPending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
 		"AnswerDays": int(exchange.AnswerWithin / exchange.Day), "CollectDays": int(exchange.CollectWithin / exchange.Day)}
 	s.render(w, r, v, status, "access", p)
 }

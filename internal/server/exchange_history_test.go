@@ -313,6 +313,68 @@ func askAPI(t *testing.T, w *demoWorld, c *client, body map[string]any, state st
 	return out.ID
 }
 
+// TestCitizenPending: the requests waiting for Amira are listed 20 at a
+// time, the oldest asked first, with a link to those asked later, each
+// once; approved ones not yet collected are among them; her home counts
+// only those waiting for her answer. A place that is not one of her
+// requests gets a sentence and the list from the oldest.
+func TestCitizenPending(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			_, police := exWorld(t, w)
+			amira := w.people["Amira Haddad"]
+			policeAPI := w.apiClient(t, police, registry.Agency, "case system")
+			var waiting []string // the oldest first
+			for range 25 {
+				waiting = append(waiting, askConsent(t, w, policeAPI, amira))
+			}
+			expect(t, "approve one", w.as(t, "Amira Haddad").postForm("/wallet/access/requests/"+waiting[3], url.Values{"decision": {"approve"}}), http.StatusOK, "Approved.")
+			refused := askConsent(t, w, policeAPI, amira)
+			expect(t, "refuse one", w.as(t, "Amira Haddad").postForm("/wallet/access/requests/"+refused, url.Values{"decision": {"refuse"}}), http.StatusOK, "Refused.")
+			expect(t, "her home", w.as(t, "Amira Haddad").get("/"), http.StatusOK, `24 requests ask for your consent.`)
+
+			card := regexp.MustCompile(`<article class="card consent-request" id="req-([^"]+)"`)
+			later := regexp.MustCompile(`<a href="([^"]+)" id="later-pending">`)
+			read := func(path string, status int) (ids []string, next string, body string) {
+				t.Helper()
+				return listPage(t, w.as(t, "Amira Haddad"), path, status, card, later)
+			}
+			first, next, body := read("/wallet/access", http.StatusOK)
+			if !slices.Equal(first, waiting[:20]) || !strings.Contains(next, "pending_after="+waiting[19]) {
+				t.Fatalf("Amira's page: %d waiting requests (want the oldest 20 of 25), later at %q", len(first), next)
+			}
+			if !strings.Contains(body, "You approved this on") || !strings.Contains(body, "20 at a time") {
+				t.Fatal("the first list hides the approved request or does not say it is one of several pages")
+			}
+			rest, end, body := read(next, http.StatusOK)
+			if !slices.Equal(rest, waiting[20:]) || end != "" {
+				t.Fatalf("the requests asked later: %d (want 5), later at %q", len(rest), end)
+			}
+			if !strings.Contains(body, "from where the last list ended") || !strings.Contains(body, `id="oldest-pending"`) {
+				t.Fatal("the later list does not say where it starts")
+			}
+			// A request she answered meanwhile is still a place to list on
+			// from (she may have refused the last one shown); made-up ones
+			// and another's are not.
+			if after, _, _ := read("/wallet/access?pending_after="+refused, http.StatusOK); len(after) != 0 {
+				t.Fatalf("after the newest request: %d waiting", len(after))
+			}
+			for _, bad := range []string{"nonsense", waiting[0] + "x"} {
+				ids, _, body := read("/wallet/access?pending_after="+url.QueryEscape(bad), http.StatusBadRequest)
+				if !slices.Equal(ids, waiting[:20]) || !strings.Contains(body, "not one of yours that waited") {
+					t.Fatalf("a made-up place %q: %d waiting requests, want the list from the oldest and the reason", bad, len(ids))
+				}
+			}
+			r := w.as(t, "Jonas Weber").get("/wallet/access?pending_after=" + waiting[0])
+			expect(t, "another citizen's request as a place", r, http.StatusBadRequest, "not one of yours that waited")
+			if strings.Contains(r.body, waiting[1]) || strings.Contains(r.body, "consent-request") {
+				t.Fatal("another citizen's page shows Amira's waiting requests")
+			}
+		})
+	}
+}
+
 // listPage reads one page of a list as c, expecting status: the first
 // group of each row (rowRE) in order, where the link on (nextRE) leads,
 // and the page.

@@ -76,16 +76,10 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, nil, http.StatusOK, "landing", p)
 		return
 	}
-	open, err := s.ex.Pending(r.Context(), v.person.ID)
+	asking, err := s.ex.Asking(r.Context(), v.person.ID)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
-	}
-	asking := 0
-	for _, q := range open {
-		if q.State == exchange.AwaitConsent {
-			asking++
-		}
 	}
 	disclosed, err := s.ex.DisclosedCount(r.Context(), v.person.ID, s.now().Add(-exchange.DisclosedWithin))
 	if err != nil {
