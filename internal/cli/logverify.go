@@ -32,7 +32,9 @@ entry bundle and hash tile, recomputes the tree and compares it with the
 signed root, and then saves the new checkpoint in --state. With --db or --data
 (the node's database) it also checks every data-exchange access record against
 its log entry and reports a changed or deleted record, one hidden from its
-citizen and a wrong count on the DPA's page; with the node's exchange secret
+citizen, one not released under a policy in force (its policy since changed,
+deleted, or not in force at the time) and a wrong count on the DPA's page;
+with the node's exchange secret
 (--exchange-secret, or DIR/keys/exchange.secret with --data) also a record
 moved to another citizen. It exits 1 and says what is wrong.
 

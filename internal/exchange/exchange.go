@@ -452,7 +452,21 @@ func (x *Exchange) PoliciesFor(ctx context.Context, org string) ([]*Policy, erro
 }
 
 func (x *Exchange) policies(ctx context.Context, where string, args ...any) ([]*Policy, error) {
-	rows, err := x.db.QueryRead(ctx, `SELECT id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_at, retired_at FROM ex_policies `+where, args...)
+	out, err := readPolicies(ctx, x.db.QueryRead, where, args...)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range out {
+		p.RequesterName = x.names(ctx, p.Requester)
+	}
+	return out, nil
+}
+
+// readPolicies reads the policies where selects through query (a pool's
+// QueryContext, or the store's prepared QueryRead), without their
+// agencies' names.
+func readPolicies(ctx context.Context, query func(context.Context, string, ...any) (*sql.Rows, error), where string, args ...any) ([]*Policy, error) {
+	rows, err := query(ctx, `SELECT id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_at, retired_at FROM ex_policies `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("policies: %w", err)
 	}
@@ -465,7 +479,7 @@ func (x *Exchange) policies(ctx context.Context, where string, args ...any) ([]*
 		var deferral, retention, at int64
 		var retired sql.NullInt64
 		if err := rows.Scan(&p.ID, &p.Requester, &p.Service, &fj, &p.Purpose, &p.LegalBasis, &consent, &deferral, &retention, &active, &at, &retired); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("policies: %w", err)
 		}
 		_ = json.Unmarshal([]byte(fj), &p.Fields)
 		p.Consent, p.Active = consent == 1, active == 1
@@ -477,10 +491,7 @@ func (x *Exchange) policies(ctx context.Context, where string, args ...any) ([]*
 		out = append(out, p)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	for _, p := range out {
-		p.RequesterName = x.names(ctx, p.Requester)
+		return nil, fmt.Errorf("policies: %w", err)
 	}
 	return out, nil
 }

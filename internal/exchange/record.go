@@ -606,7 +606,9 @@ func Audit(ctx context.Context, db *store.DB, entries map[int64]*civtlog.Entry, 
 // pointing at an entry that is not a data access, and a wrong count on the
 // DPA's page. With the node's exchange secret (nil: not checked) it also
 // reports a record that names another citizen than the one its entry's
-// pseudonym is for: moved away from its citizen.
+// pseudonym is for: moved away from its citizen. And it reports a record
+// that was not released under a policy in force (see policyProblem): its
+// policy gone, changed, or not in force at the time.
 //
 // Contract: Check is called with ranges in log order, each starting where
 // the one before ended (the first at 0) and the last ending at size; then
@@ -617,6 +619,7 @@ type Auditor struct {
 	next     int64 // where the next range starts
 	indexed  int64 // the index's position when the audit began
 	secret   []byte
+	policies map[string]*Policy // by id, all of them
 	checked  int
 	problems []string
 }
@@ -627,7 +630,63 @@ func NewAuditor(ctx context.Context, db *store.DB, size int64, secret []byte) (*
 	if err := a.r.QueryRowContext(ctx, `SELECT value FROM ex_index_state WHERE name = 'indexed'`).Scan(&a.indexed); err != nil {
 		return nil, fmt.Errorf("access index: %w", err)
 	}
+	pols, err := readPolicies(ctx, a.r.QueryContext, "")
+	if err != nil {
+		return nil, err
+	}
+	a.policies = make(map[string]*Policy, len(pols))
+	for _, p := range pols {
+		a.policies[p.ID] = p
+	}
 	return a, nil
+}
+
+// policySkew is how far a record's time may lie outside its policy's
+// time in force before the audit reports it: the nodes' clocks differ a
+// little, and a release may commit while a retirement, timed just before
+// it, is still in flight (the release checks the policy is active when it
+// commits).
+const policySkew = time.Minute
+
+// policyProblem says how rec was not released under the policy it names,
+// p (nil: not in the database), or "" when it was: p lets rec's agency ask
+// for those fields of that service for that purpose on that legal basis;
+// it was in force at rec's time; it allows rec's deferral, consent and
+// retention. Policies never change once in force (they are only retired),
+// so a mismatch is a policy changed or deleted behind the exchange's back,
+// or a record released without one.
+func policyProblem(rec Record, p *Policy) string {
+	if p == nil {
+		return fmt.Sprintf("its policy %s is not in the database", rec.Policy)
+	}
+	if p.Requester != rec.Agency || p.Service != rec.Service || p.Purpose != rec.Purpose || p.LegalBasis != rec.LegalBasis {
+		return fmt.Sprintf("its policy %s is for another agency, service, purpose or legal basis", p.ID)
+	}
+	for _, f := range rec.Fields {
+		if !slices.Contains(p.Fields, f) {
+			return fmt.Sprintf("its policy %s does not allow the field %s", p.ID, f)
+		}
+	}
+	at := time.UnixMilli(rec.Time).UTC()
+	if at.Before(p.CreatedAt.Add(-policySkew)) || (!p.RetiredAt.IsZero() && at.After(p.RetiredAt.Add(policySkew))) {
+		until := "it was retired (time not recorded)"
+		if p.Active {
+			until = "now"
+		} else if !p.RetiredAt.IsZero() {
+			until = p.RetiredAt.Format(time.RFC3339)
+		}
+		return fmt.Sprintf("it was released at %s, and its policy %s was in force from %s until %s", at.Format(time.RFC3339), p.ID, p.CreatedAt.Format(time.RFC3339), until)
+	}
+	ms := func(d int64) time.Duration { return time.Duration(d) * time.Millisecond }
+	switch {
+	case rec.DeferUntil != 0 && ms(rec.DeferUntil-rec.Time) > p.MaxDeferral:
+		return fmt.Sprintf("it was hidden from the citizen longer than its policy %s allows", p.ID)
+	case p.Consent && rec.Consent != consentGiven:
+		return fmt.Sprintf("its policy %s needs the citizen's consent, and the record does not say it was given", p.ID)
+	case ms(rec.RetainUntil-rec.Time) > p.Retention:
+		return fmt.Sprintf("it may be kept longer than its policy %s allows", p.ID)
+	}
+	return ""
 }
 
 // Check audits the log's range from where the last range ended up to hi
@@ -660,7 +719,7 @@ func (a *Auditor) Check(ctx context.Context, hi int64, entries map[int64]*civtlo
 			a.problems = append(a.problems, fmt.Sprintf("log entry %d is a data access in the database but not in the verified log", idx))
 			continue
 		}
-		o, _, derr := decodeOpening(opening)
+		o, rec, derr := decodeOpening(opening)
 		switch {
 		case opening == nil:
 			a.deleted(idx)
@@ -673,6 +732,11 @@ func (a *Auditor) Check(ctx context.Context, hi int64, entries map[int64]*civtlo
 			continue
 		}
 		a.checked++
+		if rec.Policy != "" { // older records do not name theirs
+			if why := policyProblem(rec, a.policies[rec.Policy]); why != "" {
+				a.problems = append(a.problems, fmt.Sprintf("ACCESS RECORD %d WAS NOT RELEASED UNDER A POLICY IN FORCE: %s", idx, why))
+			}
+		}
 		if idx >= a.indexed {
 			continue // not indexed yet
 		}

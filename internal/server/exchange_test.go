@@ -333,6 +333,52 @@ func TestExchangeOverHTTP(t *testing.T) {
 			if p := audit(); len(p) != 0 {
 				t.Fatalf("audit after restoring the officer: %v", p)
 			}
+			// The policy an access was released under, changed behind the
+			// exchange's back (policies never change once in force), or
+			// deleted, or said to have been retired before the release: the
+			// audit reports the record as not released under a policy in
+			// force. Each change is undone after.
+			var polID, polFields string
+			var polCreated int64
+			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT id, fields, created_at FROM ex_policies WHERE purpose = 'TAX-AUDIT'`).Scan(&polID, &polFields, &polCreated); err != nil {
+				t.Fatal(err)
+			}
+			var released int64
+			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT at FROM ex_access WHERE log_index = $1`, auditIdx).Scan(&released); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct{ what, change, undo, want string }{
+				{"a field taken out", `UPDATE ex_policies SET fields = '["employer"]' WHERE id = $1`, `UPDATE ex_policies SET fields = '` + polFields + `' WHERE id = $1`, "does not allow the field declared_income"},
+				{"another purpose", `UPDATE ex_policies SET purpose = 'TAX-REFUND' WHERE id = $1`, `UPDATE ex_policies SET purpose = 'TAX-AUDIT' WHERE id = $1`, "for another agency, service, purpose or legal basis"},
+				{"consent needed", `UPDATE ex_policies SET consent = 1 WHERE id = $1`, `UPDATE ex_policies SET consent = 0 WHERE id = $1`, "needs the citizen's consent"},
+				{"a shorter retention", `UPDATE ex_policies SET retention = retention - 86400000 WHERE id = $1`, `UPDATE ex_policies SET retention = retention + 86400000 WHERE id = $1`, "kept longer than its policy"},
+				{"put in force after the release", `UPDATE ex_policies SET created_at = ` + strconv.FormatInt(released+3_600_000, 10) + ` WHERE id = $1`,
+					`UPDATE ex_policies SET created_at = ` + strconv.FormatInt(polCreated, 10) + ` WHERE id = $1`, "was in force from"},
+				{"retired before the release", `UPDATE ex_policies SET active = 0, retired_at = ` + strconv.FormatInt(released-3_600_000, 10) + ` WHERE id = $1`,
+					`UPDATE ex_policies SET active = 1, retired_at = NULL WHERE id = $1`, "was in force from"},
+			} {
+				exec(c.change, polID)
+				if p := audit(); len(p) != 1 || !strings.Contains(p[0], fmt.Sprintf("ACCESS RECORD %d WAS NOT RELEASED UNDER A POLICY IN FORCE", auditIdx)) || !strings.Contains(p[0], c.want) {
+					t.Fatalf("audit of a policy with %s: %v", c.what, p)
+				}
+				exec(c.undo, polID)
+			}
+			// Retired a second after the release (a retirement in flight
+			// while the release committed, or another node's clock): not a
+			// problem. Retired later still: neither.
+			exec(`UPDATE ex_policies SET active = 0, retired_at = $2 WHERE id = $1`, polID, released-1000)
+			if p := audit(); len(p) != 0 {
+				t.Fatalf("audit of a policy retired within the clocks' skew of the release: %v", p)
+			}
+			exec(`UPDATE ex_policies SET active = 1, retired_at = NULL WHERE id = $1`, polID)
+			exec(`UPDATE ex_policies SET id = 'gone' WHERE id = $1`, polID)
+			if p := audit(); len(p) != 1 || !strings.Contains(p[0], "its policy "+polID+" is not in the database") {
+				t.Fatalf("audit of a deleted policy: %v", p)
+			}
+			exec(`UPDATE ex_policies SET id = $1 WHERE id = 'gone'`, polID)
+			if p := audit(); len(p) != 0 {
+				t.Fatalf("audit after restoring the policy: %v", p)
+			}
 			// A changed record (its legal basis) no longer opens its entry.
 			tamperOpenings(t, w.n.db, "Tax Code §93", "Tax Code §94")
 			expect(t, "tampered", citizen.get("/wallet/access"), http.StatusOK, "NOT VERIFIED: the record does not match its log entry")
