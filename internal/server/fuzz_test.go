@@ -5,6 +5,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/exchange"
 )
 
 func FuzzDecodeJSON(f *testing.F) {
@@ -76,6 +79,30 @@ func FuzzParseDPAFilter(f *testing.F) {
 		again, bad := parseDPAFilter(r)
 		if bad != "" || again != got {
 			t.Fatalf("%q: %+v, its link %q gives %+v %q", raw, got, link, again, bad)
+		}
+	})
+}
+
+// FuzzFormDays: a form's number of days is a whole number of days from 0
+// to the limit, or refused; never one that wrapped around on the way to a
+// duration.
+func FuzzFormDays(f *testing.F) {
+	for _, s := range []string{"0", "30", " 7 ", "1095", "1096", "-1", "soon", "", "1e3", "0x10", "+5", strconv.FormatInt(1<<48+1, 10), "99999999999999999999"} {
+		f.Add(s, int64(exchange.DeferralLimit/exchange.Day))
+	}
+	f.Fuzz(func(t *testing.T, s string, limitDays int64) {
+		limitDays = max(0, min(limitDays, int64(exchange.RetentionLimit/exchange.Day)))
+		limit := time.Duration(limitDays) * exchange.Day
+		d, ok := formDays(s, limit)
+		if !ok {
+			if d != 0 {
+				t.Fatalf("%q refused with %v", s, d)
+			}
+			return
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil || n < 0 || n > limitDays || d != time.Duration(n)*exchange.Day {
+			t.Fatalf("%q (limit %d days) read as %v", s, limitDays, d)
 		}
 	})
 }
