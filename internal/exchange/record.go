@@ -509,7 +509,8 @@ type DPAView struct {
 	DeferredCount int
 	Recent        []*Access // the newest DPAOverview
 	Denied        []*Request
-	Policies      []*Policy
+	// PoliciesInForce counts the policies not retired.
+	PoliciesInForce int
 }
 
 // DPAOverview is how many deferred, recent and denied ones the DPA's
@@ -549,8 +550,8 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	if v.Denied, err = x.Denied(ctx, DPAOverview); err != nil {
 		return nil, err
 	}
-	if v.Policies, err = x.Policies(ctx); err != nil {
-		return nil, err
+	if err := x.db.QueryRowRead(ctx, `SELECT COUNT(*) FROM ex_policies WHERE active = 1`).Scan(&v.PoliciesInForce); err != nil {
+		return nil, fmt.Errorf("policies in force: %w", err)
 	}
 	return v, nil
 }

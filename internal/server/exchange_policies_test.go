@@ -38,6 +38,12 @@ func TestPoliciesPage(t *testing.T) {
 			}
 			expect(t, "the DPA writes a policy", dpa.postForm("/exchange/policies", url.Values{"requester": {tax}}), http.StatusForbidden)
 			expect(t, "the operator's form", op.get("/exchange/policies"), http.StatusOK, `id="policy-form"`, `<option value="`+tax+`">City Tax Office</option>`)
+			inForce := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_policies WHERE active = 1`)
+			overview := func(n int) {
+				t.Helper()
+				expect(t, "the DPA's overview", dpa.get("/dpa/exchange"), http.StatusOK, fmt.Sprintf(`The policies in force</a> (%d)`, n))
+			}
+			overview(inForce)
 
 			count := func() int { return countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_policies`) }
 			before := count()
@@ -101,6 +107,7 @@ func TestPoliciesPage(t *testing.T) {
 			}
 			r = ask(officer, tax, amira, "population", "TAX-RESIDENCE", "Tax Code §12", 0, "address")
 			expect(t, "the agency asks under it", r, http.StatusOK, "Released")
+			overview(inForce + 1)
 			expect(t, "an officer's deferral past the limit", ask(officer, tax, amira, "population", "TAX-RESIDENCE", "Tax Code §12", 1<<48+1, "address"),
 				http.StatusBadRequest, "The deferral is a whole number of days from 0 to 1095")
 
@@ -153,6 +160,7 @@ func TestPoliciesPage(t *testing.T) {
 			if loc := r.header.Get("Location"); loc != "/exchange/policies?done=retired" {
 				t.Fatalf("after retiring, redirected to %q", loc)
 			}
+			overview(inForce)
 			expect(t, "retire it again", op.postForm("/exchange/policies/"+id+"/retire", nil), http.StatusConflict, "The policy was already retired.")
 			expect(t, "retire no policy", op.postForm("/exchange/policies/nope/retire", nil), http.StatusNotFound, "There is no policy")
 			expect(t, "the agency asks under a retired policy", ask(officer, tax, amira, "population", "TAX-RESIDENCE", "Tax Code §12", 0, "address"),
