@@ -67,6 +67,28 @@ const (
 	historyShown = 50
 )
 
+// requestPage reads one page of a list of requests that goes on from
+// cursor (the id of the last one shown before; "" from the start), at most
+// shown of them, through read (which takes the cursor and how many to read).
+// next is the cursor of the page after ("" at the end). A cursor the list
+// refuses (exchange.ErrInvalid) gets the first page instead, with the
+// reason as refused; used is the cursor the page was read from.
+func requestPage(cursor string, shown int, read func(cursor string, limit int) ([]*exchange.Request, error)) (rs []*exchange.Request, used, next, refused string, err error) {
+	rs, err = read(cursor, shown+1)
+	if errors.Is(err, exchange.ErrInvalid) && cursor != "" {
+		refused, cursor = sentence(err), ""
+		rs, err = read("", shown+1)
+	}
+	if err != nil {
+		return nil, "", "", "", err
+	}
+	if len(rs) > shown {
+		rs = rs[:shown]
+		next = rs[shown-1].ID
+	}
+	return rs, cursor, next, refused, nil
+}
+
 // olderRequests is the link to the page of an agency's requests after
 // the cursor next (none when empty).
 func olderRequests(org, next string) string {
@@ -109,18 +131,19 @@ func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer,
 	// The waiting requests, openShown at a time from the oldest, or from
 	// after the one the link names.
 	after, _ := d["WaitingAfter"].(string)
-	open, err := s.ex.OpenFor(ctx, m.OrgID, after, openShown+1)
-	if errors.Is(err, exchange.ErrInvalid) && after != "" {
-		status, p.Error, d["WaitingAfter"] = http.StatusBadRequest, sentence(err), ""
-		open, err = s.ex.OpenFor(ctx, m.OrgID, "", openShown+1)
-	}
+	open, after, next, refused, err := requestPage(after, openShown, func(after string, limit int) ([]*exchange.Request, error) {
+		return s.ex.OpenFor(ctx, m.OrgID, after, limit)
+	})
 	if err != nil {
 		s.failErr(w, r, err)
 		return
 	}
-	if len(open) > openShown {
-		open = open[:openShown]
-		d["LaterOpen"] = "/exchange/" + url.PathEscape(m.OrgID) + "?waiting_after=" + url.QueryEscape(open[openShown-1].ID) + "#open-h"
+	if refused != "" {
+		status, p.Error = http.StatusBadRequest, refused
+	}
+	d["WaitingAfter"] = after
+	if next != "" {
+		d["LaterOpen"] = "/exchange/" + url.PathEscape(m.OrgID) + "?waiting_after=" + url.QueryEscape(next) + "#open-h"
 	}
 	mine, err := s.ex.PoliciesFor(ctx, m.OrgID)
 	if err != nil {
@@ -328,37 +351,35 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 	}
 	// The requests waiting for her, pendingShown at a time from the
 	// oldest, or from after the one the link to later ones names.
-	pendingAfter := r.URL.Query().Get("pending_after")
-	pending, err := s.ex.Pending(ctx, v.person.ID, pendingAfter, pendingShown+1)
-	if errors.Is(err, exchange.ErrInvalid) && pendingAfter != "" {
-		status, p.Error, pendingAfter = http.StatusBadRequest, sentence(err), ""
-		pending, err = s.ex.Pending(ctx, v.person.ID, "", pendingShown+1)
-	}
+	pending, pendingAfter, next, refused, err := requestPage(r.URL.Query().Get("pending_after"), pendingShown, func(after string, limit int) ([]*exchange.Request, error) {
+		return s.ex.Pending(ctx, v.person.ID, after, limit)
+	})
 	if err != nil {
 		s.failErr(w, r, err)
 		return
 	}
+	if refused != "" {
+		status, p.Error = http.StatusBadRequest, refused
+	}
 	laterPending := ""
-	if len(pending) > pendingShown {
-		pending = pending[:pendingShown]
-		laterPending = "/wallet/access?pending_after=" + url.QueryEscape(pending[pendingShown-1].ID) + "#pending-h"
+	if next != "" {
+		laterPending = "/wallet/access?pending_after=" + url.QueryEscape(next) + "#pending-h"
 	}
 	// The past requests, pastRequests at a time from the newest, or from
 	// the one the link to older ones names.
-	before := r.URL.Query().Get("past_before")
-	past, err := s.ex.Past(ctx, v.person.ID, before, pastRequests+1)
-	if errors.Is(err, exchange.ErrInvalid) && before != "" {
-		status, p.Error, before = http.StatusBadRequest, sentence(err), ""
-		past, err = s.ex.Past(ctx, v.person.ID, "", pastRequests+1)
-	}
+	past, before, next, refused, err := requestPage(r.URL.Query().Get("past_before"), pastRequests, func(before string, limit int) ([]*exchange.Request, error) {
+		return s.ex.Past(ctx, v.person.ID, before, limit)
+	})
 	if err != nil {
 		s.failErr(w, r, err)
 		return
 	}
+	if refused != "" {
+		status, p.Error = http.StatusBadRequest, refused
+	}
 	older := ""
-	if len(past) > pastRequests {
-		past = past[:pastRequests]
-		older = "/wallet/access?past_before=" + url.QueryEscape(past[pastRequests-1].ID) + "#past-h"
+	if next != "" {
+		older = "/wallet/access?past_before=" + url.QueryEscape(next) + "#past-h"
 	}
 	labels := map[string]*exchange.Service{}
 	for _, rec := range slices.Concat(recs, disclosed) {
