@@ -44,6 +44,10 @@ var (
 	// ErrDecided: the request has already been decided, or the policy
 	// already retired (a second answer, or a second retirement).
 	ErrDecided = errors.New("the request has already been decided")
+	// ErrInUse: a change that what is stored depends on (a service's
+	// field that a policy in force names, or whose stored values its new
+	// type refuses).
+	ErrInUse = errors.New("in use")
 	// ErrLapsed: the request waited too long for the citizen's answer, or
 	// the agency too long to collect what the citizen consented to.
 	ErrLapsed = errors.New("lapsed")
@@ -232,8 +236,8 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 	fj, _ := json.Marshal(svc.Fields)
 	now := x.now().UnixMilli()
 	err := x.db.Tx(ctx, func(tx *store.Tx) error {
-		var holder string
-		err := tx.QueryRowContext(ctx, `SELECT holder_org FROM ex_services WHERE id = $1`, svc.ID).Scan(&holder)
+		var holder, oldj string
+		err := tx.QueryRowContext(ctx, `SELECT holder_org, fields FROM ex_services WHERE id = $1`, svc.ID).Scan(&holder, &oldj)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			_, err = tx.ExecContext(ctx, `INSERT INTO ex_services (id, holder_org, name, fields, updated_at) VALUES ($1, $2, $3, $4, $5)`, svc.ID, holderOrg, svc.Name, string(fj), now)
@@ -243,6 +247,13 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 		case holder != holderOrg:
 			return fmt.Errorf("%w: the service id %q belongs to another organisation", ErrInvalid, svc.ID)
 		}
+		var old []Field
+		if err := json.Unmarshal([]byte(oldj), &old); err != nil {
+			return fmt.Errorf("the service's fields as stored: %w", err)
+		}
+		if err := refit(ctx, tx, svc.ID, old, svc.Fields); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE ex_services SET name = $1, fields = $2, updated_at = $3 WHERE id = $4`, svc.Name, string(fj), now, svc.ID)
 		return err
 	})
@@ -251,6 +262,85 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 	}
 	x.cat.drop()
 	return x.Service(ctx, svc.ID)
+}
+
+// refit checks, in the transaction that changes a service's fields from
+// old to fields, that what is stored still fits them, so that a field's
+// type stays true of every value and no policy in force names a field the
+// service no longer has:
+//   - a field removed while a policy in force names it is refused (an
+//     operator retires the policy first); otherwise its stored values are
+//     deleted with it;
+//   - a field added, or given another type, must fit every value stored
+//     under its name (values are not converted: the holder corrects or
+//     removes them first).
+//
+// Errors name fields, types and counts, never a value or a citizen.
+func refit(ctx context.Context, tx *store.Tx, serviceID string, old, fields []Field) error {
+	before, after := Service{Fields: old}, Service{Fields: fields}
+	var removed []string
+	for _, f := range old {
+		if _, ok := after.Field(f.Name); !ok {
+			removed = append(removed, f.Name)
+		}
+	}
+	if len(removed) > 0 {
+		pols, err := readPolicies(ctx, tx.QueryContext, `WHERE service_id = $1 AND active = 1 ORDER BY created_at, id`, serviceID)
+		if err != nil {
+			return err
+		}
+		for _, p := range pols {
+			for _, f := range removed {
+				if slices.Contains(p.Fields, f) {
+					return fmt.Errorf("%w: the field %q cannot be removed while a policy in force (%s, purpose %s) lets an agency read it; an operator retires that policy first", ErrInUse, f, p.ID, p.Purpose)
+				}
+			}
+		}
+		for _, f := range removed {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM ex_values WHERE service_id = $1 AND field = $2`, serviceID, f); err != nil {
+				return fmt.Errorf("the values of the removed field %q: %w", f, err)
+			}
+		}
+	}
+	for _, f := range fields {
+		if o, ok := before.Field(f.Name); ok && o.Type == f.Type {
+			continue
+		}
+		misfits, first, err := countMisfits(ctx, tx, serviceID, f)
+		if err != nil {
+			return err
+		}
+		if misfits > 0 {
+			verb := "do not fit"
+			if misfits == 1 {
+				verb = "does not fit"
+			}
+			return fmt.Errorf("%w: the field %q cannot take the type %s: %d of its stored values %s it (%s); correct or remove them first", ErrInUse, f.Name, f.Type, misfits, verb, first)
+		}
+	}
+	return nil
+}
+
+// countMisfits counts the values stored under f's name that f's type
+// refuses, and why the first is refused.
+func countMisfits(ctx context.Context, tx *store.Tx, serviceID string, f Field) (n int, why string, err error) {
+	rows, err := tx.QueryContext(ctx, `SELECT value FROM ex_values WHERE service_id = $1 AND field = $2`, serviceID, f.Name)
+	if err != nil {
+		return 0, "", fmt.Errorf("the values of %q: %w", f.Name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return 0, "", err
+		}
+		if err := checkValue(f, v); err != nil {
+			if n++; why == "" {
+				why = strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
+			}
+		}
+	}
+	return n, why, rows.Err()
 }
 
 // Service returns a published service.
@@ -363,6 +453,37 @@ func (x *Exchange) SetValues(ctx context.Context, holderOrg, serviceID, personID
 	})
 }
 
+// RemoveValues deletes what the holder's service holds about a citizen:
+// the named fields, or every field when none is named. Removing what is
+// not there is not an error; the citizen need not be registered any more
+// (removing a person's data is what a register does when they leave it).
+func (x *Exchange) RemoveValues(ctx context.Context, holderOrg, serviceID, personID string, fields []string) error {
+	svc, err := x.Service(ctx, serviceID)
+	if err != nil {
+		return err
+	}
+	if svc.HolderOrg != holderOrg {
+		return fmt.Errorf("%w: %s is not your service", ErrNotFound, serviceID)
+	}
+	for _, name := range fields {
+		if _, ok := svc.Field(name); !ok {
+			return fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, name)
+		}
+	}
+	return x.db.Tx(ctx, func(tx *store.Tx) error {
+		if len(fields) == 0 {
+			_, err := tx.ExecContext(ctx, `DELETE FROM ex_values WHERE service_id = $1 AND person_id = $2`, serviceID, personID)
+			return err
+		}
+		for _, name := range fields {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM ex_values WHERE service_id = $1 AND person_id = $2 AND field = $3`, serviceID, personID, name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // CreatePolicy adds a policy (operators only; the server checks).
 func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string) (*Policy, error) {
 	svc, err := x.Service(ctx, p.Service)
@@ -398,6 +519,21 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 	p.ID, p.Active, p.CreatedAt = x.id(), true, x.now().UTC()
 	fj, _ := json.Marshal(p.Fields)
 	err = x.db.Tx(ctx, func(tx *store.Tx) error {
+		// The fields again, in the transaction: a holder's change of its
+		// fields (refit) and a policy naming them do not cross.
+		var curj string
+		if err := tx.QueryRowContext(ctx, `SELECT fields FROM ex_services WHERE id = $1`, p.Service).Scan(&curj); err != nil {
+			return err
+		}
+		var cur Service
+		if err := json.Unmarshal([]byte(curj), &cur.Fields); err != nil {
+			return err
+		}
+		for _, f := range p.Fields {
+			if _, ok := cur.Field(f); !ok {
+				return fmt.Errorf("%w: %s has no field %q (its holder has just removed it)", ErrInvalid, svc.Name, f)
+			}
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO ex_policies (id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_by, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)`, p.ID, p.Requester, p.Service, string(fj), p.Purpose, p.LegalBasis, boolInt(p.Consent),
 			p.MaxDeferral.Milliseconds(), p.Retention.Milliseconds(), createdBy, p.CreatedAt.UnixMilli())

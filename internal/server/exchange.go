@@ -48,7 +48,7 @@ func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 
 // exchangeStatus maps exchange errors to a status and a sentence.
 func exchangeStatus(err error) (int, string) {
-	if status, msg, ok := sentinelStatus(err, []sentinel{{exchange.ErrInvalid, 400}, {exchange.ErrNotFound, 404}, {exchange.ErrDecided, 409}, {exchange.ErrLapsed, 410}}); ok {
+	if status, msg, ok := sentinelStatus(err, []sentinel{{exchange.ErrInvalid, 400}, {exchange.ErrNotFound, 404}, {exchange.ErrDecided, 409}, {exchange.ErrInUse, 409}, {exchange.ErrLapsed, 410}}); ok {
 		return status, msg
 	}
 	return classify(err)
@@ -565,6 +565,7 @@ func (s *Server) exchangeAPIRoutes(api huma.API) {
 	huma.Register(api, op("list-policies", http.MethodGet, "/exchange/policies", "The policies in force that let your organisation ask: which fields of which service, for which purpose and legal basis", 0), s.apiPolicies)
 	huma.Register(api, op("publish-service", http.MethodPut, "/exchange/services/{id}", "Publish (or change the fields of) a data service you hold", 0), s.apiPublish)
 	huma.Register(api, op("set-values", http.MethodPut, "/exchange/services/{id}/values/{person}", "Set what your service holds about a citizen", http.StatusNoContent), s.apiSetValues)
+	huma.Register(api, op("remove-values", http.MethodDelete, "/exchange/services/{id}/values/{person}", "Remove what your service holds about a citizen: the fields named, or all of them", http.StatusNoContent), s.apiRemoveValues)
 	huma.Register(api, op("request-data", http.MethodPost, "/exchange/requests", "Ask for fields about a citizen with a purpose and legal basis", 0), s.apiAsk)
 	huma.Register(api, op("get-request", http.MethodGet, "/exchange/requests/{id}", "A request's state (values are released once, by collect)", 0), s.apiGetRequest)
 	huma.Register(api, op("collect-request", http.MethodPost, "/exchange/requests/{id}/collect", "Collect what the citizen consented to (once)", 0), s.apiCollect)
@@ -653,6 +654,19 @@ func (s *Server) apiSetValues(ctx context.Context, in *valuesIn) (*struct{}, err
 		return nil, huma.Error404NotFound("There is no citizen with that id.")
 	}
 	if err := s.ex.SetValues(ctx, principalFrom(ctx).org.ID, in.ID, in.Person, in.Body); err != nil {
+		return nil, s.exchangeErr(err)
+	}
+	return nil, nil
+}
+
+type removeValuesIn struct {
+	ID     string   `path:"id"`
+	Person string   `path:"person" maxLength:"64"`
+	Fields []string `query:"fields" maxItems:"100" doc:"the fields to remove, comma-separated (empty: every field); the citizen need not be registered any more"`
+}
+
+func (s *Server) apiRemoveValues(ctx context.Context, in *removeValuesIn) (*struct{}, error) {
+	if err := s.ex.RemoveValues(ctx, principalFrom(ctx).org.ID, in.ID, in.Person, in.Fields); err != nil {
 		return nil, s.exchangeErr(err)
 	}
 	return nil, nil

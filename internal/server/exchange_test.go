@@ -619,6 +619,22 @@ func TestExchangeAPI(t *testing.T) {
 				t.Fatalf("another agency changed the tax office's values: %d %s", r.status, r.body)
 			}
 			expect(t, "services", policeAPI.get("/api/v1/exchange/services"), http.StatusOK, `"id":"tax-refunds"`, `"Refund (EUR)"`)
+			// Changing a field's type must fit what is stored; the holder
+			// removes what it holds, and only the holder.
+			refunds := "/api/v1/exchange/services/tax-refunds"
+			asDate := map[string]any{"name": "Tax refunds", "fields": []exchange.Field{{Name: "refund", Label: "Refund date", Type: "date"}}}
+			expectProblem(t, "a type the stored value does not fit", taxAPI.putJSON(refunds, asDate), http.StatusConflict, "1 of its stored values does not fit it (Refund date must be a date (YYYY-MM-DD)); correct or remove them first")
+			expectProblem(t, "removing another agency's values", policeAPI.do(http.MethodDelete, refunds+"/values/"+amira, nil, ""), http.StatusNotFound, "not your service")
+			expectProblem(t, "removing a field the service does not have", taxAPI.do(http.MethodDelete, refunds+"/values/"+amira+"?fields=refund,bonus", nil, ""), http.StatusBadRequest, `has no field "bonus"`)
+			if n := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_values WHERE service_id = 'tax-refunds'`); n != 1 {
+				t.Fatalf("refused removals: %d values of 1 left", n)
+			}
+			expect(t, "remove", taxAPI.do(http.MethodDelete, refunds+"/values/"+amira+"?fields=refund", nil, ""), http.StatusNoContent)
+			if n := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_values WHERE service_id = 'tax-refunds'`); n != 0 {
+				t.Fatalf("removed: %d values left", n)
+			}
+			expect(t, "removing what a register no longer knows", taxAPI.do(http.MethodDelete, refunds+"/values/no-such-person", nil, ""), http.StatusNoContent)
+			expect(t, "the type changes once nothing refuses it", taxAPI.putJSON(refunds, asDate), http.StatusOK, `"type":"date"`)
 
 			// A release: the values, and until when the agency may keep them.
 			r, rel := askAPI(taxAPI, map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{"declared_income"}, "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})

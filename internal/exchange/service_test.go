@@ -1,0 +1,171 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// TestServiceChanges: a holder changing its service's fields keeps what is
+// stored true to them. A field a policy in force names cannot be removed
+// (until the policy is retired; then its values go with it); a field's
+// new type must fit every value stored under it, and the refusal says how
+// many do not without showing any. A holder removes what it holds about a
+// citizen, field by field or all at once, and only in its own services.
+func TestServiceChanges(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, _, _ := auditExchange(t, db, 0)
+		fields := func(fs ...Field) Service {
+			return Service{ID: "register", Name: "Register", Fields: fs}
+		}
+		address := Field{Name: "address", Label: "Address", Type: "text"}
+		size := Field{Name: "household", Label: "Household size", Type: "text"}
+		moved := Field{Name: "moved_on", Label: "Moved on", Type: "date"}
+		publish := func(s Service) error { _, err := ex.PublishService(ctx, "holder", s); return err }
+		if err := publish(fields(address, size, moved)); err != nil {
+			t.Fatal(err)
+		}
+		set := func(person string, v map[string]string) {
+			t.Helper()
+			if err := ex.SetValues(ctx, "holder", "register", person, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		set("p1", map[string]string{"address": "Via Roma 1", "household": "3", "moved_on": "2020-02-01"})
+		set("p2", map[string]string{"address": "Via Po 2", "household": "three", "moved_on": "2021-03-04"})
+		set("p3", map[string]string{"household": "4 or 5"})
+		stored := func(where string, args ...any) int {
+			t.Helper()
+			var n int
+			if err := db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM ex_values WHERE service_id = 'register' AND `+where, args...).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		published := func() []Field {
+			t.Helper()
+			svc, err := ex.Service(ctx, "register")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return svc.Fields
+		}
+		refused := func(what string, err error, want ...string) {
+			t.Helper()
+			if !errors.Is(err, ErrInUse) {
+				t.Fatalf("%s: want ErrInUse, got %v", what, err)
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("%s: %q does not say %q", what, err, w)
+				}
+			}
+			for _, value := range []string{"three", "4 or 5", "Via", "p2", "p3"} {
+				if strings.Contains(err.Error(), value) {
+					t.Fatalf("%s: the refusal shows a stored value or a citizen (%q): %v", what, value, err)
+				}
+			}
+			if got := published(); len(got) != 3 || got[1] != size {
+				t.Fatalf("%s: the refused change was published: %+v", what, got)
+			}
+		}
+
+		// A policy in force names moved_on: it stays.
+		pol, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "register", Fields: []string{"address", "moved_on"}, Purpose: "RESIDENCE", LegalBasis: "§3", Retention: Day}, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused("removing a field a policy names", publish(fields(address, size)), `"moved_on"`, pol.ID, "RESIDENCE", "retires that policy first")
+		if n := stored(`field = 'moved_on'`); n != 2 {
+			t.Fatalf("a refused removal deleted values: %d left of 2", n)
+		}
+
+		// household becomes a number: two of three values are not.
+		number := size
+		number.Type = "number"
+		refused("a type two values do not fit", publish(fields(address, number, moved)), `"household"`, "type number", "2 of its stored values do not fit", "must be a number")
+		if err := ex.RemoveValues(ctx, "holder", "register", "p3", []string{"household"}); err != nil {
+			t.Fatal(err)
+		}
+		refused("a type one value does not fit", publish(fields(address, number, moved)), "1 of its stored values does not fit")
+		set("p2", map[string]string{"household": "3"})
+		if err := publish(fields(address, number, moved)); err != nil {
+			t.Fatalf("every value fits the new type: %v", err)
+		}
+		if got := published(); got[1] != number {
+			t.Fatalf("household was not changed: %+v", got)
+		}
+		if err := ex.SetValues(ctx, "holder", "register", "p1", map[string]string{"household": "three"}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("a value the new type refuses was stored: %v", err)
+		}
+		// A relabelled field of the same type is not checked again, and
+		// passes; a field added under a name with stale values is.
+		relabelled := address
+		relabelled.Label = "Home address"
+		if err := publish(fields(relabelled, number, moved)); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Tx(ctx, func(tx *store.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO ex_values (service_id, person_id, field, value, updated_at) VALUES ('register', 'p1', 'flag', 'maybe', 0)`)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		flag := Field{Name: "flag", Label: "Flag", Type: "bool"}
+		if err := publish(fields(relabelled, number, moved, flag)); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "must be true or false") {
+			t.Fatalf("a new field over a stale value that does not fit: %v", err)
+		}
+
+		// Retired, the policy no longer holds moved_on, and its values go.
+		if err := ex.RetirePolicy(ctx, pol.ID, "op"); err != nil {
+			t.Fatal(err)
+		}
+		if err := publish(fields(relabelled, number)); err != nil {
+			t.Fatalf("removing a field no policy in force names: %v", err)
+		}
+		if n := stored(`field = 'moved_on'`); n != 0 {
+			t.Fatalf("%d values of the removed field are still stored", n)
+		}
+		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "register", Fields: []string{"moved_on"}, Purpose: "RESIDENCE", LegalBasis: "§3", Retention: Day}, "t"); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("a policy naming a removed field: %v", err)
+		}
+
+		// Removing values: only in one's own service, only fields it has.
+		for _, c := range []struct {
+			holder, service string
+			fields          []string
+			want            error
+		}{
+			{"tax", "register", nil, ErrNotFound},
+			{"holder", "no-such", nil, ErrNotFound},
+			{"holder", "register", []string{"address", "moved_on"}, ErrInvalid},
+		} {
+			if err := ex.RemoveValues(ctx, c.holder, c.service, "p1", c.fields); !errors.Is(err, c.want) {
+				t.Errorf("%s removing %v from %s: want %v, got %v", c.holder, c.fields, c.service, c.want, err)
+			}
+		}
+		if n := stored(`person_id = 'p1'`); n != 3 {
+			t.Fatalf("a refused removal removed something: %d of p1's 3 values left", n)
+		}
+		if err := ex.RemoveValues(ctx, "holder", "register", "p1", []string{"address"}); err != nil {
+			t.Fatal(err)
+		}
+		if n, a := stored(`person_id = 'p1'`), stored(`person_id = 'p1' AND field = 'address'`); n != 2 || a != 0 {
+			t.Fatalf("removing p1's address: %d values left, address %d", n, a)
+		}
+		if err := ex.RemoveValues(ctx, "holder", "register", "p1", nil); err != nil {
+			t.Fatal(err)
+		}
+		if n, others := stored(`person_id = 'p1'`), stored(`person_id = 'p2'`); n != 0 || others != 2 {
+			t.Fatalf("removing all of p1's values: p1 has %d left, p2 %d of 2", n, others)
+		}
+		if err := ex.RemoveValues(ctx, "holder", "register", "nobody-any-more", nil); err != nil {
+			t.Fatalf("removing what is not there: %v", err)
+		}
+	})
+}
