@@ -32,11 +32,12 @@ Nothing is recorded anywhere.
 Checks a receipt, e-invoice or cancellation downloaded from civstack (the
 JSON file behind "Download" on a receipt page, or GET /api/v1/documents/{id}),
 or a merchant's cash-flow report a lender downloaded through the merchant's
-share link (its figures are printed once it verifies), offline: the merchant's ES256 signature, that the readable copy is what was
-signed and its sums add up, and, with --log-key, that the document and the
-merchant's key are both included in a checkpoint signed by the transparency
-log. FILE "-" reads standard input. It prints one line per check and exits 1
-when any check fails (without --log-key the log checks count as failed).
+share link (its figures are printed once it verifies), offline: the
+merchant's ES256 signature, that the readable copy is what was signed and
+its sums add up, and, with --log-key, that the document and the merchant's
+key are both included in a checkpoint signed by the transparency log. FILE
+"-" reads standard input. It prints one line per check and exits 1 when any
+check fails (without --log-key the log checks count as failed).
 
 A citizen's export of "Who looked at my data" (civstack-data-accesses.json)
 is checked offline the same way, one line per access: that the readable copy
