@@ -236,22 +236,17 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 	fj, _ := json.Marshal(svc.Fields)
 	now := x.now().UnixMilli()
 	err := x.db.Tx(ctx, func(tx *store.Tx) error {
-		var holder, oldj string
-		err := tx.QueryRowContext(ctx, `SELECT holder_org, fields FROM ex_services WHERE id = $1`, svc.ID).Scan(&holder, &oldj)
+		old, err := serviceIn(ctx, tx, svc.ID)
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
+		case errors.Is(err, ErrNotFound):
 			_, err = tx.ExecContext(ctx, `INSERT INTO ex_services (id, holder_org, name, fields, updated_at) VALUES ($1, $2, $3, $4, $5)`, svc.ID, holderOrg, svc.Name, string(fj), now)
 			return err
 		case err != nil:
 			return err
-		case holder != holderOrg:
+		case old.HolderOrg != holderOrg:
 			return fmt.Errorf("%w: the service id %q belongs to another organisation", ErrInvalid, svc.ID)
 		}
-		var old []Field
-		if err := json.Unmarshal([]byte(oldj), &old); err != nil {
-			return fmt.Errorf("the service's fields as stored: %w", err)
-		}
-		if err := refit(ctx, tx, svc.ID, old, svc.Fields); err != nil {
+		if err := refit(ctx, tx, svc.ID, old.Fields, svc.Fields); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE ex_services SET name = $1, fields = $2, updated_at = $3 WHERE id = $4`, svc.Name, string(fj), now, svc.ID)
@@ -343,6 +338,34 @@ func countMisfits(ctx context.Context, tx *store.Tx, serviceID string, f Field) 
 	return n, why, rows.Err()
 }
 
+// serviceIn reads a service in a write transaction (without its holder's
+// name), so that what the transaction writes is checked against the
+// fields as they are then, not as a read before it saw them.
+func serviceIn(ctx context.Context, tx *store.Tx, id string) (*Service, error) {
+	svc := &Service{ID: id}
+	var fj string
+	err := tx.QueryRowContext(ctx, `SELECT holder_org, name, fields FROM ex_services WHERE id = $1`, id).Scan(&svc.HolderOrg, &svc.Name, &fj)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: no data service %q", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("service %q: %w", id, err)
+	}
+	if err := json.Unmarshal([]byte(fj), &svc.Fields); err != nil {
+		return nil, fmt.Errorf("service %q: its fields as stored: %w", id, err)
+	}
+	return svc, nil
+}
+
+// heldService is serviceIn for the service's holder only.
+func heldService(ctx context.Context, tx *store.Tx, holderOrg, id string) (*Service, error) {
+	svc, err := serviceIn(ctx, tx, id)
+	if err == nil && svc.HolderOrg != holderOrg {
+		return nil, fmt.Errorf("%w: %s is not your service", ErrNotFound, id)
+	}
+	return svc, err
+}
+
 // Service returns a published service.
 func (x *Exchange) Service(ctx context.Context, id string) (*Service, error) {
 	ss, err := x.services(ctx, `WHERE id = $1`, id)
@@ -423,24 +446,21 @@ func checkValue(f Field, v string) error {
 // SetValues stores what the holder holds about a citizen (the holder's
 // own register, fed through the API).
 func (x *Exchange) SetValues(ctx context.Context, holderOrg, serviceID, personID string, values map[string]string) error {
-	svc, err := x.Service(ctx, serviceID)
-	if err != nil {
-		return err
-	}
-	if svc.HolderOrg != holderOrg {
-		return fmt.Errorf("%w: %s is not your service", ErrNotFound, serviceID)
-	}
-	for name, v := range values {
-		f, ok := svc.Field(name)
-		if !ok {
-			return fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, name)
-		}
-		if err := checkValue(f, v); err != nil {
-			return err
-		}
-	}
 	now := x.now().UnixMilli()
 	return x.db.Tx(ctx, func(tx *store.Tx) error {
+		svc, err := heldService(ctx, tx, holderOrg, serviceID)
+		if err != nil {
+			return err
+		}
+		for name, v := range values {
+			f, ok := svc.Field(name)
+			if !ok {
+				return fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, name)
+			}
+			if err := checkValue(f, v); err != nil {
+				return err
+			}
+		}
 		for name, v := range values {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM ex_values WHERE service_id = $1 AND person_id = $2 AND field = $3`, serviceID, personID, name); err != nil {
 				return err
@@ -458,19 +478,16 @@ func (x *Exchange) SetValues(ctx context.Context, holderOrg, serviceID, personID
 // not there is not an error; the citizen need not be registered any more
 // (removing a person's data is what a register does when they leave it).
 func (x *Exchange) RemoveValues(ctx context.Context, holderOrg, serviceID, personID string, fields []string) error {
-	svc, err := x.Service(ctx, serviceID)
-	if err != nil {
-		return err
-	}
-	if svc.HolderOrg != holderOrg {
-		return fmt.Errorf("%w: %s is not your service", ErrNotFound, serviceID)
-	}
-	for _, name := range fields {
-		if _, ok := svc.Field(name); !ok {
-			return fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, name)
-		}
-	}
 	return x.db.Tx(ctx, func(tx *store.Tx) error {
+		svc, err := heldService(ctx, tx, holderOrg, serviceID)
+		if err != nil {
+			return err
+		}
+		for _, name := range fields {
+			if _, ok := svc.Field(name); !ok {
+				return fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, name)
+			}
+		}
 		if len(fields) == 0 {
 			_, err := tx.ExecContext(ctx, `DELETE FROM ex_values WHERE service_id = $1 AND person_id = $2`, serviceID, personID)
 			return err
@@ -521,12 +538,8 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 	err = x.db.Tx(ctx, func(tx *store.Tx) error {
 		// The fields again, in the transaction: a holder's change of its
 		// fields (refit) and a policy naming them do not cross.
-		var curj string
-		if err := tx.QueryRowContext(ctx, `SELECT fields FROM ex_services WHERE id = $1`, p.Service).Scan(&curj); err != nil {
-			return err
-		}
-		var cur Service
-		if err := json.Unmarshal([]byte(curj), &cur.Fields); err != nil {
+		cur, err := serviceIn(ctx, tx, p.Service)
+		if err != nil {
 			return err
 		}
 		for _, f := range p.Fields {
@@ -534,7 +547,7 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 				return fmt.Errorf("%w: %s has no field %q (its holder has just removed it)", ErrInvalid, svc.Name, f)
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO ex_policies (id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_by, created_at)
+		_, err = tx.ExecContext(ctx, `INSERT INTO ex_policies (id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_by, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)`, p.ID, p.Requester, p.Service, string(fj), p.Purpose, p.LegalBasis, boolInt(p.Consent),
 			p.MaxDeferral.Milliseconds(), p.Retention.Milliseconds(), createdBy, p.CreatedAt.UnixMilli())
 		return err
