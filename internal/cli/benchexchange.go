@@ -16,7 +16,9 @@ import (
 	"github.com/civstack/civstack/internal/tlog"
 )
 
-const benchExchangeSynopsis = `bench exchange [--db URL] [--writers N] [--citizens N] [--duration D] [--rounds N] [--rate R] [--integrator=false]
+const benchExchangeSynopsis = `bench exchange [--db URL] [--writers N] [--citizens N]
+                               [--duration D] [--rounds N] [--rate R]
+                               [--integrator=false]
 
 End-to-end data-exchange requests per second (policy check, values read,
 the log entry with its access record committed together, and the access

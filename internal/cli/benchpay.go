@@ -32,8 +32,9 @@ its hash in the transparency log in the same transaction; the log's
 integrator runs meanwhile. Baseline in the same run, on the same server,
 database and accounts: the ledger's own single transfer over HTTP (POST
 /api/v1/ledger/transfers with one wallet-to-merchant transfer per request),
-from the same number of clients, in alternating order over --rounds. Runs on a fresh SQLite database in a
-temporary directory, or on --db, an empty throwaway PostgreSQL database.`
+from the same number of clients, in alternating order over --rounds. Runs on
+a fresh SQLite database in a temporary directory, or on --db, an empty
+throwaway PostgreSQL database.`
 
 func runBenchPay(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, benchPaySynopsis, "")

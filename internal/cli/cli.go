@@ -50,8 +50,8 @@ func commands() []command {
 		{"migrate", "show, apply or undo the database's schema migrations", runMigrate},
 		{"log", "audit a transparency log: civstack log verify --url URL --key VKEY", runLog},
 		{"qr", "decode an EMV merchant QR payload: civstack qr decode PAYLOAD", runQR},
-		{"verify", "check a health pass or EU DCC (civstack verify HC1:…) or a downloaded receipt (civstack verify FILE --log-key VKEY) offline", runVerify},
-		{"bench", "benchmarks with their baseline in the same run: civstack bench log|ledger|pay|verify|credential|exchange", runBench},
+		{"verify", "check offline a health pass or EU DCC (civstack verify HC1:…), an\nSD-JWT, or a downloaded receipt, report or data-access export (FILE)", runVerify},
+		{"bench", "benchmarks with their baseline in the same run:\ncivstack bench log|ledger|pay|verify|credential|exchange", runBench},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "civstack", Version)
 			return nil
@@ -68,7 +68,8 @@ Usage:
 Commands:
 `, Version)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		// A summary's further lines line up under its first.
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, strings.ReplaceAll(c.summary, "\n", "\n"+strings.Repeat(" ", 12)))
 	}
 	fmt.Fprint(w, `
 Run "civstack <command> --help" for a command's flags. Every flag can also be
@@ -76,7 +77,7 @@ set through the environment variable named in its help (CIVSTACK_…); a flag on
 the command line wins.
 
 Start here:
-  civstack serve --demo     a local node with demo people, at http://localhost:8080
+  civstack serve --demo   a local node with demo people at http://localhost:8080
 `)
 }
 

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
@@ -52,6 +53,45 @@ func oneLine(t *testing.T, what string, code, wantCode int, stderr, want string)
 	}
 	if strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, want) {
 		t.Fatalf("%s: stderr %q, want one line containing %q", what, stderr, want)
+	}
+}
+
+// TestHelpWidth: every command's help reads in an 80-column terminal (the
+// flags' own lines, which the flag package indents, aside). The commands
+// come from the top-level help, so a new one is checked too.
+func TestHelpWidth(t *testing.T) {
+	_, top, _ := run(t, nil, "--help")
+	cmds := [][]string{{"--help"}, {"log", "reindex", "--help"}}
+	listing := false
+	for line := range strings.Lines(top) {
+		switch {
+		case strings.HasPrefix(line, "Commands:"):
+			listing = true
+		case listing && strings.HasPrefix(line, "            "): // a summary's second line
+		case listing && strings.HasPrefix(line, "  "):
+			cmds = append(cmds, []string{strings.Fields(line)[0], "--help"})
+		case listing:
+			listing = false
+		}
+	}
+	for _, sub := range []string{"log", "ledger", "pay", "verify", "credential", "exchange"} {
+		cmds = append(cmds, []string{"bench", sub, "--help"})
+	}
+	if len(cmds) < 15 {
+		t.Fatalf("found only %d commands in the top-level help: %q", len(cmds), top)
+	}
+	for _, args := range cmds {
+		code, out, errOut := run(t, nil, args...)
+		if code != 0 || out == "" {
+			t.Errorf("%v: exit %d, %q %q", args, code, out, errOut)
+			continue
+		}
+		prose, _, _ := strings.Cut(out, "\nFlags:\n")
+		for line := range strings.Lines(prose) {
+			if n := utf8.RuneCountInString(strings.TrimRight(line, "\n")); n > 80 {
+				t.Errorf("%v: a line of %d columns: %q", args, n, line)
+			}
+		}
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 func runDemo(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, "demo [flags]", "Seeds the demo personas and organisations into a database (serve --demo does this too).\nA database that holds real data is refused.")
+	f := newFlags(e, "demo [flags]", "Seeds the demo personas and organisations into a database (serve --demo does\nthis too). A database that holds real data is refused.")
 	storage := addStorageFlags(f)
 	if err := f.parse(args, false); err != nil {
 		return err

@@ -12,12 +12,14 @@ import (
 	"github.com/civstack/civstack/internal/keyring"
 )
 
-const keysSynopsis = `keys list             show the node's signing keys (active key last per purpose)
-       civstack keys rotate PURPOSE  add a new active key for PURPOSE (log or document);
-                                     older keys stay for verification. Restart serve to use it.`
+const keysSynopsis = `keys list             show the node's signing keys (the active
+                                     key last per purpose)
+       civstack keys rotate PURPOSE  add a new active key for PURPOSE (log
+                                     or document); older keys stay for
+                                     verification. Restart serve to use it.`
 
 func runKeys(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, keysSynopsis, "Manages the keys in DATA/keys (PKCS#8 PEM files, mode 0600). A rotation is recorded\nin the transparency log of the node's database (--data or --db).")
+	f := newFlags(e, keysSynopsis, "Manages the keys in DATA/keys (PKCS#8 PEM files, mode 0600). A rotation is\nrecorded in the transparency log of the node's database (--data or --db).")
 	storage := addStorageFlags(f)
 	data := storage.data
 	if err := f.parse(args, true); err != nil {

@@ -22,7 +22,8 @@ import (
 	civtlog "github.com/civstack/civstack/internal/tlog"
 )
 
-const logSynopsis = `log verify --url URL --key VKEY [--state FILE] [--db URL | --data DIR] [--exchange-secret FILE]
+const logSynopsis = `log verify --url URL --key VKEY [--state FILE]
+                           [--db URL | --data DIR] [--exchange-secret FILE]
 
 An auditor's check of a civstack transparency log (or any C2SP tlog-tiles log
 whose entries are civstack entries). It fetches the checkpoint and checks its
@@ -34,9 +35,9 @@ signed root, and then saves the new checkpoint in --state. With --db or --data
 its log entry and reports a changed or deleted record, one hidden from its
 citizen, one not released under a policy in force (its policy since changed,
 deleted, or not in force at the time) and a wrong count on the DPA's page;
-with the node's exchange secret
-(--exchange-secret, or DIR/keys/exchange.secret with --data) also a record
-moved to another citizen. It exits 1 and says what is wrong.
+with the node's exchange secret (--exchange-secret, or DIR/keys/exchange.secret
+with --data) also a record moved to another citizen. It exits 1 and says what
+is wrong.
 
        civstack log reindex [--data DIR | --db URL] [--quiet]
 
@@ -44,8 +45,8 @@ Rebuilds the node's data-exchange access index and the DPA's counts from the
 access records kept in the log's rows, after log verify reported a record
 hidden from its citizen (its index row missing or changed) or a wrong count.
 Stop every node first (it refuses while one runs, and no node starts until
-it has finished). Every citizen keeps seeing every record meanwhile. Then run log
-verify again.`
+it has finished). Every citizen keeps seeing every record meanwhile. Then run
+log verify again.`
 
 // logState is what log verify remembers between runs.
 type logState struct {

@@ -19,10 +19,10 @@ database has. up applies the missing ones (serve does that itself when it
 starts). down undoes, newest first, every migration after VERSION, so that
 an older civstack, which knows migrations only up to VERSION, can run on
 the database again: stop every node first (down refuses while one runs,
-and no node starts until it has finished). Each migration is undone in one transaction,
-and the data a migration moved is moved back (access records stay access
-records in the older schema); what only the newer schema holds is dropped.
-Take a backup first.`
+and no node starts until it has finished). Each migration is undone in one
+transaction, and the data a migration moved is moved back (access records
+stay access records in the older schema); what only the newer schema holds
+is dropped. Take a backup first.`
 
 func runMigrate(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, migrateSynopsis, "")

@@ -11,8 +11,9 @@ import (
 	"github.com/civstack/civstack/internal/emv"
 )
 
-const qrSynopsis = `qr decode PAYLOAD     print an EMV merchant-presented QR payload's fields as JSON
-                                     (PAYLOAD "-" reads it from standard input)`
+const qrSynopsis = `qr decode PAYLOAD     print the fields of an EMV merchant QR
+                                     payload as JSON (PAYLOAD "-" reads it
+                                     from standard input)`
 
 // qrDecoded is what qr decode prints.
 type qrDecoded struct {
@@ -25,9 +26,10 @@ type qrDecoded struct {
 }
 
 func runQR(_ context.Context, e *env, args []string) error {
-	f := newFlags(e, qrSynopsis, "Reads any EMVCo merchant-presented payload (civstack, Pix, PromptPay, PayNow, UnionPay…):\n"+
-		"checks its lengths (in characters), field formats and CRC-16/CCITT-FALSE, and prints every field,\n"+
-		"nested templates included, in the payload's order. An invalid payload exits with status 1 and the reason.")
+	f := newFlags(e, qrSynopsis, "Reads any EMVCo merchant-presented payload (civstack, Pix, PromptPay, PayNow,\n"+
+		"UnionPay…): checks its lengths (in characters), field formats and\n"+
+		"CRC-16/CCITT-FALSE, and prints every field, nested templates included, in the\n"+
+		"payload's order. An invalid payload exits with status 1 and the reason.")
 	if err := f.parse(args, true); err != nil {
 		return err
 	}
