@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -145,6 +146,32 @@ type Exchange struct {
 	cat    catalogCache
 	// indexBatch: see index.go (tests set 1 to index at every integration).
 	indexBatch int64
+	stats      struct{ released, denied, asked, given, refused, withdrawn atomic.Int64 }
+}
+
+// Stats count what the exchange decided since the process started, for
+// the operator's metrics: how many, never about whom or by which agency.
+type Stats struct {
+	Released  int64 // releases committed (direct, or collected after consent)
+	Denied    int64 // requests no policy allowed (recorded with the reason)
+	Asked     int64 // requests that went to the citizen for consent
+	Given     int64 // consents given
+	Refused   int64 // consents refused
+	Withdrawn int64 // consents withdrawn before collection
+}
+
+// Stats returns the exchange's counters. Safe for concurrent use.
+func (x *Exchange) Stats() Stats {
+	s := &x.stats
+	return Stats{Released: s.released.Load(), Denied: s.denied.Load(), Asked: s.asked.Load(), Given: s.given.Load(), Refused: s.refused.Load(), Withdrawn: s.withdrawn.Load()}
+}
+
+// count adds one to c once err is nil.
+func count(c *atomic.Int64, err error) error {
+	if err == nil {
+		c.Add(1)
+	}
+	return err
 }
 
 // Deps are the exchange's collaborators.

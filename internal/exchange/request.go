@@ -119,10 +119,10 @@ func (x *Exchange) Submit(ctx context.Context, a Ask) (*Request, error) {
 		switch {
 		case reason != "":
 			r.State, r.Reason, r.Decided = Denied, reason, now.UTC()
-			return r, x.store(ctx, r)
+			return r, count(&x.stats.denied, x.store(ctx, r))
 		case pol.Consent:
 			r.PolicyID, r.State, r.Lapses = pol.ID, AwaitConsent, r.Created.Add(AnswerWithin)
-			return r, x.store(ctx, r)
+			return r, count(&x.stats.asked, x.store(ctx, r))
 		}
 		r.PolicyID = pol.ID
 		err = x.release(ctx, r, svc, pol, consentNotNeeded)
@@ -309,6 +309,7 @@ func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *P
 		return fmt.Errorf("release: %w", err)
 	}
 	r.Values = d.values
+	x.stats.released.Add(1)
 	return nil
 }
 
@@ -398,13 +399,13 @@ func (x *Exchange) Decide(ctx context.Context, personID, requestID string, appro
 	default:
 		return nil, ErrDecided
 	}
-	state, reason := Consented, ""
+	state, reason, counter := Consented, "", &x.stats.given
 	if !approve {
-		state, reason = RefusedConsent, reasonRefused
+		state, reason, counter = RefusedConsent, reasonRefused, &x.stats.refused
 	}
 	now := x.now()
 	// The conditions are the lapse's, so an answer racing it loses.
-	if err := x.setState(ctx, r.ID, state, reason, now, `state = $5 AND created_at > $6`, AwaitConsent, now.Add(-AnswerWithin).UnixMilli()); err != nil {
+	if err := count(counter, x.setState(ctx, r.ID, state, reason, now, `state = $5 AND created_at > $6`, AwaitConsent, now.Add(-AnswerWithin).UnixMilli())); err != nil {
 		return nil, err
 	}
 	r.State, r.Reason, r.Decided, r.Lapses = state, reason, now.UTC(), time.Time{}
@@ -433,7 +434,7 @@ func (x *Exchange) Withdraw(ctx context.Context, personID, requestID string) (*R
 	now := x.now()
 	reason := reasonWithdrawn
 	// A collection committing first wins: the state is no longer consented.
-	if err := x.setState(ctx, r.ID, RefusedConsent, reason, now, `state = $5`, Consented); err != nil {
+	if err := count(&x.stats.withdrawn, x.setState(ctx, r.ID, RefusedConsent, reason, now, `state = $5`, Consented)); err != nil {
 		if errors.Is(err, ErrDecided) {
 			return nil, fmt.Errorf("%w: the request changed meanwhile (collected or withdrawn already); reload to see it", ErrDecided)
 		}

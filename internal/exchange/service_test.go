@@ -169,3 +169,58 @@ func TestServiceChanges(t *testing.T) {
 		}
 	})
 }
+
+// TestStats: the operator's counters count each outcome once, when it
+// commits, and nothing that was refused.
+func TestStats(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, _, _ := auditExchange(t, db, 0)
+		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2", Consent: true, Retention: Day}, "t"); err != nil {
+			t.Fatal(err)
+		}
+		if err := ex.SetValues(ctx, "holder", "income", "p1", map[string]string{"income": "7"}); err != nil {
+			t.Fatal(err)
+		}
+		ask := func(purpose string) *Request {
+			t.Helper()
+			r, err := ex.Submit(ctx, Ask{Requester: "tax", Officer: "o", Citizen: "p1", Service: "income", Fields: []string{"income"}, Purpose: purpose, LegalBasis: map[string]string{"AUDIT": "§1", "ASK": "§2", "OTHER": "§9"}[purpose]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		must := func(_ *Request, err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		ask("AUDIT")
+		ask("OTHER")
+		ask("OTHER")
+		collected, refused, withdrawn := ask("ASK"), ask("ASK"), ask("ASK")
+		must(ex.Decide(ctx, "p1", collected.ID, true))
+		must(ex.Decide(ctx, "p1", refused.ID, false))
+		must(ex.Decide(ctx, "p1", withdrawn.ID, true))
+		must(ex.Withdraw(ctx, "p1", withdrawn.ID))
+		must(ex.Collect(ctx, "tax", collected.ID))
+		// Refused: none of these counts.
+		if _, err := ex.Decide(ctx, "p1", refused.ID, true); err == nil {
+			t.Fatal("a second answer was taken")
+		}
+		if _, err := ex.Withdraw(ctx, "p1", collected.ID); err == nil {
+			t.Fatal("a collected consent was withdrawn")
+		}
+		if _, err := ex.Collect(ctx, "tax", collected.ID); err == nil {
+			t.Fatal("collected twice")
+		}
+		if _, err := ex.Submit(ctx, Ask{Requester: "tax", Citizen: "p1", Service: "income", Fields: []string{"income"}, Purpose: "AUDIT", LegalBasis: "§1"}); err == nil {
+			t.Fatal("a request without an officer was taken")
+		}
+		want := Stats{Released: 2, Denied: 2, Asked: 3, Given: 2, Refused: 1, Withdrawn: 1}
+		if got := ex.Stats(); got != want {
+			t.Fatalf("stats %+v, want %+v", got, want)
+		}
+	})
+}

@@ -716,6 +716,21 @@ func TestExchangeAPI(t *testing.T) {
 			if n := countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess)); n != 2 {
 				t.Fatalf("%d access entries in the log, want 2 (the release and the collection)", n)
 			}
+			// The operator's metrics count the outcomes, and name no one.
+			deniedN := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_requests WHERE state = $1`, exchange.Denied)
+			asked := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_requests r JOIN ex_policies p ON p.id = r.policy_id WHERE p.consent = 1`)
+			metrics := newClient(t, w.n.URL).get("/metrics")
+			expect(t, "metrics", metrics, http.StatusOK, "\ncivstack_exchange_releases_total 2\n", fmt.Sprintf("\ncivstack_exchange_denied_total %d\n", deniedN),
+				fmt.Sprintf("\ncivstack_exchange_consent_requests_total %d\n", asked), `civstack_exchange_consent_answers_total{answer="given"} 1`+"\n",
+				`civstack_exchange_consent_answers_total{answer="refused"} 0`+"\n")
+			if deniedN == 0 || asked == 0 {
+				t.Fatalf("the flow denied %d and asked %d: the metrics' test needs both", deniedN, asked)
+			}
+			for _, private := range []string{amira, tax, police, "TAX-AUDIT", "City Tax Office"} {
+				if strings.Contains(metrics.body, private) {
+					t.Fatalf("the metrics name %q", private)
+				}
+			}
 		})
 	}
 }

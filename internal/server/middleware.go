@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/store"
 )
@@ -150,26 +151,52 @@ func machinePath(p string) bool {
 	return strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/log/")
 }
 
-// registerLedgerMetrics exports the ledger engine's counters (no labels: they
-// say how much was written, never by whom).
-func registerLedgerMetrics(reg prometheus.Registerer, eng *ledger.Engine) error {
-	for _, c := range []struct {
-		name, help string
-		get        func(ledger.Stats) int64
-	}{
-		{"civstack_ledger_transactions_total", "Ledger groups written, one transaction and disk sync each.", func(s ledger.Stats) int64 { return s.Groups }},
-		{"civstack_ledger_requests_total", "Ledger requests those transactions carried.", func(s ledger.Stats) int64 { return s.Requests }},
-		{"civstack_ledger_transfers_applied_total", "Transfers applied.", func(s ledger.Stats) int64 { return s.Applied }},
-		{"civstack_ledger_transfers_refused_total", "Transfers refused and remembered (a retry gets the same result).", func(s ledger.Stats) int64 { return s.Refused }},
-		{"civstack_ledger_redone_total", "Groups run again because a transfer id assumed new was taken.", func(s ledger.Stats) int64 { return s.Redone }},
-	} {
+// counter is one of a domain's counters, read from its Stats at scrape
+// time; labels, if any, are fixed words, never whose or whom.
+type counter[S any] struct {
+	name, help string
+	labels     prometheus.Labels
+	get        func(S) int64
+}
+
+// registerCounters exports counters read through stats.
+func registerCounters[S any](reg prometheus.Registerer, stats func() S, cs []counter[S]) error {
+	for _, c := range cs {
 		get := c.get
-		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
-			func() float64 { return float64(get(eng.Stats())) })); err != nil {
+		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help, ConstLabels: c.labels},
+			func() float64 { return float64(get(stats())) })); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// registerLedgerMetrics exports the ledger engine's counters (no labels: they
+// say how much was written, never by whom).
+func registerLedgerMetrics(reg prometheus.Registerer, eng *ledger.Engine) error {
+	return registerCounters(reg, eng.Stats, []counter[ledger.Stats]{
+		{"civstack_ledger_transactions_total", "Ledger groups written, one transaction and disk sync each.", nil, func(s ledger.Stats) int64 { return s.Groups }},
+		{"civstack_ledger_requests_total", "Ledger requests those transactions carried.", nil, func(s ledger.Stats) int64 { return s.Requests }},
+		{"civstack_ledger_transfers_applied_total", "Transfers applied.", nil, func(s ledger.Stats) int64 { return s.Applied }},
+		{"civstack_ledger_transfers_refused_total", "Transfers refused and remembered (a retry gets the same result).", nil, func(s ledger.Stats) int64 { return s.Refused }},
+		{"civstack_ledger_redone_total", "Groups run again because a transfer id assumed new was taken.", nil, func(s ledger.Stats) int64 { return s.Redone }},
+	})
+}
+
+// registerExchangeMetrics exports what the data exchange decided: how
+// many, with no agency, citizen or purpose in a label (the DPA's page is
+// where accesses are read by agency and purpose).
+func registerExchangeMetrics(reg prometheus.Registerer, ex *exchange.Exchange) error {
+	const consents = "civstack_exchange_consent_answers_total"
+	consentHelp := "Citizens' answers to requests that needed their consent."
+	return registerCounters(reg, ex.Stats, []counter[exchange.Stats]{
+		{"civstack_exchange_releases_total", "Releases committed, each with its access record and log entry (direct, or collected after consent).", nil, func(s exchange.Stats) int64 { return s.Released }},
+		{"civstack_exchange_denied_total", "Requests no policy allowed; each is recorded with the reason shown to the agency.", nil, func(s exchange.Stats) int64 { return s.Denied }},
+		{"civstack_exchange_consent_requests_total", "Requests that went to the citizen for consent.", nil, func(s exchange.Stats) int64 { return s.Asked }},
+		{consents, consentHelp, prometheus.Labels{"answer": "given"}, func(s exchange.Stats) int64 { return s.Given }},
+		{consents, consentHelp, prometheus.Labels{"answer": "refused"}, func(s exchange.Stats) int64 { return s.Refused }},
+		{consents, consentHelp, prometheus.Labels{"answer": "withdrawn"}, func(s exchange.Stats) int64 { return s.Withdrawn }},
+	})
 }
 
 // logCollector exports how far the transparency log and the access index

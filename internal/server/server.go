@@ -147,6 +147,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 			return nil, err
 		}
 	}
+	if d.Exchange != nil {
+		if err := registerExchangeMetrics(promReg, d.Exchange); err != nil {
+			return nil, err
+		}
+	}
 	srv := &Server{cfg: cfg, db: d.DB, reg: d.Registry, keys: d.Keys, log: d.Logger, now: d.Now,
 		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, pay: d.Payments, health: d.Health, hnode: d.HealthNode, id: d.Identity, ex: d.Exchange, rw: d.Rewards, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}
 	if d.Identity != nil {
