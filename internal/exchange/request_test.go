@@ -97,12 +97,8 @@ func TestReleaseRechecksConsent(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		ex, _, _ := auditExchange(t, db, 0)
-		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2", Consent: true, Retention: Day}, "t"); err != nil {
-			t.Fatal(err)
-		}
-		if err := ex.SetValues(ctx, "holder", "income", "p1", map[string]string{"income": "7"}); err != nil {
-			t.Fatal(err)
-		}
+		consentPolicies(t, ex, "tax")
+		feedIncome(t, ex, "p1")
 		entries := func() int {
 			var n int
 			if err := db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM tlog_entries`).Scan(&n); err != nil {
@@ -159,14 +155,8 @@ func TestPastRequests(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		ex, _, _ := auditExchange(t, db, 0)
-		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2", Consent: true, Retention: Day}, "t"); err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range []string{"p1", "p2"} {
-			if err := ex.SetValues(ctx, "holder", "income", p, map[string]string{"income": "7"}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		consentPolicies(t, ex, "tax")
+		feedIncome(t, ex, "p1", "p2")
 		// ask makes a request of person's, asked ago, and ends it by then.
 		ask := func(person, purpose string, ago time.Duration, then func(id string) error) string {
 			t.Helper()
@@ -317,11 +307,22 @@ func askedAt(t *testing.T, db *store.DB, ex *Exchange, org, citizen string, at t
 	return r.ID
 }
 
-// consentPolicies lets tax and police ask for income with consent.
-func consentPolicies(t *testing.T, ex *Exchange) {
+// consentPolicies lets each of orgs ask for income with consent (purpose
+// ASK, legal basis §2).
+func consentPolicies(t *testing.T, ex *Exchange, orgs ...string) {
 	t.Helper()
-	for _, org := range []string{"tax", "police"} {
+	for _, org := range orgs {
 		if _, err := ex.CreatePolicy(context.Background(), Policy{Requester: org, Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2", Consent: true, Retention: Day}, "t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// feedIncome has the holder's income service hold 7 for each of persons.
+func feedIncome(t *testing.T, ex *Exchange, persons ...string) {
+	t.Helper()
+	for _, p := range persons {
+		if err := ex.SetValues(context.Background(), "holder", "income", p, map[string]string{"income": "7"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -360,7 +361,7 @@ func TestOpenForPages(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		ex, _, _ := auditExchange(t, db, 0)
-		consentPolicies(t, ex)
+		consentPolicies(t, ex, "tax", "police")
 		base := time.Now().Add(-time.Hour)
 		var want []string
 		for i, n := range []int{1, 3, 1, 2} { // four moments, three and two of them shared
@@ -393,7 +394,7 @@ func TestPendingPages(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		ex, _, _ := auditExchange(t, db, 0)
-		consentPolicies(t, ex)
+		consentPolicies(t, ex, "tax", "police")
 		base := time.Now().Add(-time.Hour)
 		var want []string
 		for i, org := range []string{"tax", "police", "tax", "tax", "police"} {

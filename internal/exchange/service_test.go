@@ -178,12 +178,8 @@ func TestStats(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		ex, _, _ := auditExchange(t, db, 0)
-		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2", Consent: true, Retention: Day}, "t"); err != nil {
-			t.Fatal(err)
-		}
-		if err := ex.SetValues(ctx, "holder", "income", "p1", map[string]string{"income": "7"}); err != nil {
-			t.Fatal(err)
-		}
+		consentPolicies(t, ex, "tax")
+		feedIncome(t, ex, "p1")
 		ask := func(purpose string) *Request {
 			t.Helper()
 			r, err := ex.Submit(ctx, Ask{Requester: "tax", Officer: "o", Citizen: "p1", Service: "income", Fields: []string{"income"}, Purpose: purpose, LegalBasis: map[string]string{"AUDIT": "§1", "ASK": "§2", "OTHER": "§9"}[purpose]})
