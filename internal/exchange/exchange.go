@@ -530,22 +530,8 @@ func (x *Exchange) RemoveValues(ctx context.Context, holderOrg, serviceID, perso
 
 // CreatePolicy adds a policy (operators only; the server checks).
 func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string) (*Policy, error) {
-	svc, err := x.Service(ctx, p.Service)
-	if err != nil {
-		return nil, err
-	}
 	if len(p.Fields) == 0 {
 		return nil, fmt.Errorf("%w: a policy allows at least one field", ErrInvalid)
-	}
-	seen := map[string]bool{}
-	for _, f := range p.Fields {
-		if _, ok := svc.Field(f); !ok {
-			return nil, fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, f)
-		}
-		if seen[f] {
-			return nil, fmt.Errorf("%w: the policy names the field %q twice", ErrInvalid, f)
-		}
-		seen[f] = true
 	}
 	p.Purpose, p.LegalBasis = strings.TrimSpace(p.Purpose), strings.TrimSpace(p.LegalBasis)
 	if !ValidPurpose(p.Purpose) {
@@ -562,24 +548,32 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 	}
 	p.ID, p.Active, p.CreatedAt = x.id(), true, x.now().UTC()
 	fj, _ := json.Marshal(p.Fields)
-	err = x.db.Tx(ctx, func(tx *store.Tx) error {
-		// The fields again, in the transaction: a holder's change of its
-		// fields (refit) and a policy naming them do not cross.
-		cur, err := serviceIn(ctx, tx, p.Service)
+	err := x.db.Tx(ctx, func(tx *store.Tx) error {
+		// The service's fields as they are in this transaction: a holder's
+		// change of its fields (refit) and a policy naming them do not cross.
+		svc, err := serviceIn(ctx, tx, p.Service)
 		if err != nil {
 			return err
 		}
+		seen := map[string]bool{}
 		for _, f := range p.Fields {
-			if _, ok := cur.Field(f); !ok {
-				return fmt.Errorf("%w: %s has no field %q (its holder has just removed it)", ErrInvalid, svc.Name, f)
+			if _, ok := svc.Field(f); !ok {
+				return fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, f)
 			}
+			if seen[f] {
+				return fmt.Errorf("%w: the policy names the field %q twice", ErrInvalid, f)
+			}
+			seen[f] = true
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO ex_policies (id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_by, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)`, p.ID, p.Requester, p.Service, string(fj), p.Purpose, p.LegalBasis, boolInt(p.Consent),
 			p.MaxDeferral.Milliseconds(), p.Retention.Milliseconds(), createdBy, p.CreatedAt.UnixMilli())
 		return err
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotFound):
+		return nil, err
+	case err != nil:
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	x.cat.drop()
