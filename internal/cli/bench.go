@@ -400,6 +400,19 @@ func findBenchDir() (string, error) {
 
 // startCPUProfile writes a CPU profile to path until the returned stop is
 // called, once or more (path empty: no profile, and stop does nothing).
+// writeAllocProfile writes the process's allocation profile to path.
+func writeAllocProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("allocation profile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("allocation profile: %w", err)
+	}
+	return f.Close()
+}
+
 func startCPUProfile(path string) (stop func(), err error) {
 	if path == "" {
 		return func() {}, nil

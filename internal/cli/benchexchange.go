@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,7 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 	integrate := f.Bool("integrator", true, "run the log's integrator meanwhile, as a node does")
 	rate := f.Float64("rate", 0, "operations per second to offer, spread over the writers (0: as fast as they go); shows latency at a given load")
 	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the measured workloads to this file")
+	memProfile := f.String("memprofile", "", "write an allocation profile (sampled, since the process started: set-up included) to this file at the end")
 	if err := f.parse(args[1:], false); err != nil {
 		return err
 	}
@@ -145,6 +147,7 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 		var n atomic.Int64
 		c0 := commits.Load()
 		cpu0, _ := processCPU()
+		heap0 := heapAllocated()
 		var firstErr atomic.Value
 		var wg sync.WaitGroup
 		lats := make([][]time.Duration, *writers)
@@ -201,6 +204,7 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 		if cpu1, ok := processCPU(); ok {
 			r.cpuPerOp = (cpu1 - cpu0) / time.Duration(max(1, n.Load()))
 		}
+		r.allocPerOp = float64(heapAllocated()-heap0) / float64(max(1, n.Load()))
 		r.perSec = float64(n.Load()) / elapsed
 		return r, nil
 	}
@@ -221,6 +225,13 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer stopProfile()
+	if *memProfile != "" {
+		defer func() {
+			if err := writeAllocProfile(*memProfile); err != nil {
+				fmt.Fprintln(e.stderr, "civstack:", err)
+			}
+		}()
+	}
 	var sumA, sumX benchRate
 	for round := range *rounds {
 		order := []bool{false, true}
@@ -237,8 +248,8 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 				return err
 			}
 			sum.add(r)
-			fmt.Fprintf(e.stdout, "round %d: %s %6.0f/s (%d per commit, %s CPU each; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms)\n",
-				round+1, what, r.perSec, r.perCommit, r.cpu(), r.p50, r.p99, r.max)
+			fmt.Fprintf(e.stdout, "round %d: %s %6.0f/s (%d per commit, %s CPU and %.1f kB allocated each; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms)\n",
+				round+1, what, r.perSec, r.perCommit, r.cpu(), r.allocPerOp/1000, r.p50, r.p99, r.max)
 		}
 	}
 	if *rate > 0 {
@@ -255,6 +266,8 @@ func runBenchExchange(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "CPU per operation: exchange request %s, bare log append %s; a request costs %.2f appends (the rate ratio's ceiling on a saturated machine: %.0f%%)\n",
 			benchRate{cpuPerOp: sumX.cpuPerOp / n}.cpu(), benchRate{cpuPerOp: sumA.cpuPerOp / n}.cpu(), float64(sumX.cpuPerOp)/float64(sumA.cpuPerOp), 100*float64(sumA.cpuPerOp)/float64(sumX.cpuPerOp))
 	}
+	fmt.Fprintf(e.stdout, "allocated per operation (the garbage collector's work grows with it): exchange request %.1f kB, bare log append %.1f kB\n",
+		sumX.allocPerOp/float64(*rounds)/1000, sumA.allocPerOp/float64(*rounds)/1000)
 	return nil
 }
 
@@ -263,6 +276,9 @@ type benchRate struct {
 	perSec    float64
 	perCommit int64
 	cpuPerOp  time.Duration // 0: not reported on this platform
+	// allocPerOp is the bytes the process allocated per operation (the
+	// integrator's and the index's included).
+	allocPerOp float64
 	// p50, p99 and max are one operation's latency in ms, from its call
 	// (with --rate, from when it was due) to its answer (for a request,
 	// the values released).
@@ -273,6 +289,7 @@ type benchRate struct {
 func (r *benchRate) add(o benchRate) {
 	r.perSec += o.perSec
 	r.cpuPerOp += o.cpuPerOp
+	r.allocPerOp += o.allocPerOp
 	r.p50, r.p99, r.max = max(r.p50, o.p50), max(r.p99, o.p99), max(r.max, o.max)
 }
 
@@ -291,4 +308,15 @@ func receiptFor(i int64) []byte {
 	}
 	b, _ := e.Marshal()
 	return b
+}
+
+// heapAllocated is the bytes the process has allocated on the heap since
+// it started (cumulative; read without stopping the world).
+func heapAllocated() uint64 {
+	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return sample[0].Value.Uint64()
 }
