@@ -299,10 +299,15 @@ func TestBenchCredentialRuns(t *testing.T) {
 }
 
 func TestBenchExchangeRuns(t *testing.T) {
-	code, out, stderr := run(t, nil, "bench", "exchange", "--duration", "150ms", "--rounds", "1", "--writers", "8", "--citizens", "20000")
-	lines := []string{"bare log appends", "exchange requests", "ratio", "target ≥80%", "latency p50", "latency, worst round: exchange request p99"}
+	profile := filepath.Join(t.TempDir(), "allocs.pprof")
+	code, out, stderr := run(t, nil, "bench", "exchange", "--duration", "150ms", "--rounds", "1", "--writers", "8", "--citizens", "20000", "--memprofile", profile)
+	lines := []string{"bare log appends", "exchange requests", "ratio", "target ≥80%", "latency p50", "latency, worst round: exchange request p99",
+		"kB allocated each", "allocated per operation (the garbage collector's work grows with it): exchange request"}
 	if _, ok := processCPU(); ok {
-		lines = append(lines, "µs CPU each", "CPU per operation: exchange request")
+		lines = append(lines, "µs CPU and", "CPU per operation: exchange request")
+	}
+	if b, err := os.ReadFile(profile); err != nil || len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("--memprofile wrote no gzipped profile: %d bytes, %v", len(b), err)
 	}
 	for _, line := range lines {
 		if code != 0 || !strings.Contains(out, line) {
