@@ -69,7 +69,7 @@ func (x *Exchange) catalog(ctx context.Context, fresh bool) (*catalog, error) {
 		return cur, nil // loaded while this one waited
 	}
 	gen := c.gen.Load()
-	ss, err := x.services(ctx, ``)
+	ss, err := x.services(ctx, `WHERE withdrawn_at IS NULL`)
 	if err != nil {
 		return nil, err
 	}

@@ -43,7 +43,8 @@ var (
 	ErrInvalid  = errors.New("invalid")
 	ErrNotFound = errors.New("not found")
 	// ErrDecided: the request has already been decided, or the policy
-	// already retired (a second answer, or a second retirement).
+	// already retired or the service withdrawn (a second answer, a second
+	// retirement or withdrawal).
 	ErrDecided = errors.New("the request has already been decided")
 	// ErrInUse: a change that what is stored depends on (a service's
 	// field that a policy in force names, or whose stored values its new
@@ -71,6 +72,9 @@ type Service struct {
 	HolderName string  `json:"holder_name"`
 	Name       string  `json:"name"`
 	Fields     []Field `json:"fields"`
+	// WithdrawnAt is when its holder withdrew it (zero while published):
+	// it holds no values any more and nobody may ask for it.
+	WithdrawnAt time.Time `json:"withdrawn_at,omitzero"`
 }
 
 // Field returns the service's field called name.
@@ -276,7 +280,8 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 		if err := refit(ctx, tx, svc.ID, old.Fields, svc.Fields); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE ex_services SET name = $1, fields = $2, updated_at = $3 WHERE id = $4`, svc.Name, string(fj), now, svc.ID)
+		// Publishing a withdrawn service again puts it back, empty.
+		_, err = tx.ExecContext(ctx, `UPDATE ex_services SET name = $1, fields = $2, updated_at = $3, withdrawn_at = NULL WHERE id = $4`, svc.Name, string(fj), now, svc.ID)
 		return err
 	})
 	if err != nil {
@@ -368,10 +373,13 @@ func countMisfits(ctx context.Context, tx *store.Tx, serviceID string, f Field) 
 // serviceIn reads a service in a write transaction (without its holder's
 // name), so that what the transaction writes is checked against the
 // fields as they are then, not as a read before it saw them.
+// A withdrawn service is read too (WithdrawnAt set): its holder may
+// publish it again, and nobody else may take its id.
 func serviceIn(ctx context.Context, tx *store.Tx, id string) (*Service, error) {
 	svc := &Service{ID: id}
 	var fj string
-	err := tx.QueryRowContext(ctx, `SELECT holder_org, name, fields FROM ex_services WHERE id = $1`, id).Scan(&svc.HolderOrg, &svc.Name, &fj)
+	var withdrawn sql.NullInt64
+	err := tx.QueryRowContext(ctx, `SELECT holder_org, name, fields, withdrawn_at FROM ex_services WHERE id = $1`, id).Scan(&svc.HolderOrg, &svc.Name, &fj, &withdrawn)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: no data service %q", ErrNotFound, id)
 	}
@@ -380,6 +388,9 @@ func serviceIn(ctx context.Context, tx *store.Tx, id string) (*Service, error) {
 	}
 	if err := json.Unmarshal([]byte(fj), &svc.Fields); err != nil {
 		return nil, fmt.Errorf("service %q: its fields as stored: %w", id, err)
+	}
+	if withdrawn.Valid {
+		svc.WithdrawnAt = time.UnixMilli(withdrawn.Int64).UTC()
 	}
 	return svc, nil
 }
@@ -391,6 +402,37 @@ func heldService(ctx context.Context, tx *store.Tx, holderOrg, id string) (*Serv
 		return nil, fmt.Errorf("%w: %s is not your service", ErrNotFound, id)
 	}
 	return svc, err
+}
+
+// WithdrawService ends a data service its holder no longer offers: its
+// values are deleted, and no request may name it. A policy in force that
+// names it must be retired first; the service stays as a tombstone (past
+// policies and requests keep its name and labels, and its id stays the
+// holder's, who may publish it again).
+func (x *Exchange) WithdrawService(ctx context.Context, holderOrg, id string) error {
+	err := x.db.Tx(ctx, func(tx *store.Tx) error {
+		svc, err := heldService(ctx, tx, holderOrg, id)
+		if err != nil {
+			return err
+		}
+		if !svc.WithdrawnAt.IsZero() {
+			return fmt.Errorf("%w: the service %s was already withdrawn", ErrDecided, id)
+		}
+		pols, err := readPolicies(ctx, tx.QueryContext, `WHERE service_id = $1 AND active = 1 ORDER BY created_at, id`, id)
+		if err != nil {
+			return err
+		}
+		if len(pols) > 0 {
+			return fmt.Errorf("%w: %d policies in force let agencies read %s (the first: %s, purpose %s); an operator retires them first", ErrInUse, len(pols), id, pols[0].ID, pols[0].Purpose)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM ex_values WHERE service_id = $1`, id); err != nil {
+			return fmt.Errorf("the values of %s: %w", id, err)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE ex_services SET withdrawn_at = $1 WHERE id = $2`, x.now().UnixMilli(), id)
+		return err
+	})
+	x.cat.drop()
+	return err
 }
 
 // Service returns a published service.
@@ -405,13 +447,13 @@ func (x *Exchange) Service(ctx context.Context, id string) (*Service, error) {
 	return ss[0], nil
 }
 
-// Services lists every published service.
+// Services lists every published service (not the withdrawn ones).
 func (x *Exchange) Services(ctx context.Context) ([]*Service, error) {
-	return x.services(ctx, `ORDER BY name`)
+	return x.services(ctx, `WHERE withdrawn_at IS NULL ORDER BY name`)
 }
 
 func (x *Exchange) services(ctx context.Context, where string, args ...any) ([]*Service, error) {
-	rows, err := x.db.QueryRead(ctx, `SELECT id, holder_org, name, fields FROM ex_services `+where, args...)
+	rows, err := x.db.QueryRead(ctx, `SELECT id, holder_org, name, fields, withdrawn_at FROM ex_services `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("services: %w", err)
 	}
@@ -420,8 +462,12 @@ func (x *Exchange) services(ctx context.Context, where string, args ...any) ([]*
 	for rows.Next() {
 		s := &Service{}
 		var fj string
-		if err := rows.Scan(&s.ID, &s.HolderOrg, &s.Name, &fj); err != nil {
+		var withdrawn sql.NullInt64
+		if err := rows.Scan(&s.ID, &s.HolderOrg, &s.Name, &fj, &withdrawn); err != nil {
 			return nil, err
+		}
+		if withdrawn.Valid {
+			s.WithdrawnAt = time.UnixMilli(withdrawn.Int64).UTC()
 		}
 		if err := json.Unmarshal([]byte(fj), &s.Fields); err != nil {
 			return nil, err
@@ -478,6 +524,9 @@ func (x *Exchange) SetValues(ctx context.Context, holderOrg, serviceID, personID
 		svc, err := heldService(ctx, tx, holderOrg, serviceID)
 		if err != nil {
 			return err
+		}
+		if !svc.WithdrawnAt.IsZero() {
+			return fmt.Errorf("%w: the service %s was withdrawn; publish it again first", ErrInUse, serviceID)
 		}
 		for name, v := range values {
 			f, ok := svc.Field(name)
@@ -554,6 +603,9 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 		svc, err := serviceIn(ctx, tx, p.Service)
 		if err != nil {
 			return err
+		}
+		if !svc.WithdrawnAt.IsZero() {
+			return fmt.Errorf("%w: the service %s was withdrawn by its holder", ErrInvalid, p.Service)
 		}
 		seen := map[string]bool{}
 		for _, f := range p.Fields {

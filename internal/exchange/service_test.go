@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -168,6 +169,114 @@ func TestServiceChanges(t *testing.T) {
 		}
 		if err := ex.RemoveValues(ctx, "holder", "register", "nobody-any-more", nil); err != nil {
 			t.Fatalf("removing what is not there: %v", err)
+		}
+	})
+}
+
+// TestWithdrawService: a holder withdraws a service no policy in force
+// names; its values go, nobody may ask for it, set values in it or put a
+// policy on it, and its id stays the holder's, who may publish it again.
+// Rolling the schema back drops the tombstones of withdrawn services.
+func TestWithdrawService(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, _, _ := auditExchange(t, db, 0)
+		address := Field{Name: "address", Label: "Address", Type: "text"}
+		for _, id := range []string{"register", "old-register"} {
+			if _, err := ex.PublishService(ctx, "holder", Service{ID: id, Name: "Register " + id, Fields: []Field{address}}); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{"p1", "p2"} {
+				if err := ex.SetValues(ctx, "holder", id, p, map[string]string{"address": "Via Roma 1"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		pol, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "register", Fields: []string{"address"}, Purpose: "RESIDENCE", LegalBasis: "§3", Retention: Day}, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		values := func(id string) int {
+			t.Helper()
+			var n int
+			if err := db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM ex_values WHERE service_id = $1`, id).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		listed := func(id string) bool {
+			t.Helper()
+			ss, err := ex.Services(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return slices.ContainsFunc(ss, func(s *Service) bool { return s.ID == id })
+		}
+		if err := ex.WithdrawService(ctx, "tax", "register"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("another organisation withdraws the service: %v", err)
+		}
+		if err := ex.WithdrawService(ctx, "holder", "register"); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), pol.ID) {
+			t.Fatalf("withdrawing a service a policy in force names: %v", err)
+		}
+		if n := values("register"); n != 2 || !listed("register") {
+			t.Fatalf("a refused withdrawal: %d values of 2 left, listed %v", n, listed("register"))
+		}
+		if err := ex.RetirePolicy(ctx, pol.ID, "op"); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"register", "old-register"} {
+			if err := ex.WithdrawService(ctx, "holder", id); err != nil {
+				t.Fatalf("withdraw %s: %v", id, err)
+			}
+			if n := values(id); n != 0 || listed(id) {
+				t.Fatalf("withdrawn %s: %d values left, listed %v", id, n, listed(id))
+			}
+		}
+		if svc, err := ex.Service(ctx, "register"); err != nil || svc.WithdrawnAt.IsZero() || svc.Name != "Register register" {
+			t.Fatalf("the tombstone: %+v %v", svc, err)
+		}
+		if err := ex.WithdrawService(ctx, "holder", "register"); !errors.Is(err, ErrDecided) {
+			t.Fatalf("withdrawn twice: %v", err)
+		}
+		if _, err := ex.Submit(ctx, Ask{Requester: "tax", Officer: "o", Citizen: "p1", Service: "register", Fields: []string{"address"}, Purpose: "RESIDENCE", LegalBasis: "§3"}); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a request for a withdrawn service: %v", err)
+		}
+		if err := ex.SetValues(ctx, "holder", "register", "p1", map[string]string{"address": "x"}); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "withdrawn") {
+			t.Fatalf("values for a withdrawn service: %v", err)
+		}
+		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "register", Fields: []string{"address"}, Purpose: "RESIDENCE", LegalBasis: "§3", Retention: Day}, "t"); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "withdrawn") {
+			t.Fatalf("a policy on a withdrawn service: %v", err)
+		}
+		if _, err := ex.PublishService(ctx, "tax", Service{ID: "register", Name: "Mine now", Fields: []Field{address}}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "another organisation") {
+			t.Fatalf("another organisation takes a withdrawn service's id: %v", err)
+		}
+		// Its holder publishes it again: listed, empty, fed again.
+		if svc, err := ex.PublishService(ctx, "holder", Service{ID: "register", Name: "Register again", Fields: []Field{address}}); err != nil || !svc.WithdrawnAt.IsZero() || !listed("register") || values("register") != 0 {
+			t.Fatalf("published again: %+v %v", svc, err)
+		}
+		if err := ex.SetValues(ctx, "holder", "register", "p1", map[string]string{"address": "Via Po 2"}); err != nil {
+			t.Fatal(err)
+		}
+		// Back to the schema before withdrawals: the tombstone goes, the
+		// published service stays.
+		if _, err := db.MigrateDown(ctx, 18); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		rows, err := db.Reader().QueryContext(ctx, `SELECT id FROM ex_services WHERE id IN ('register', 'old-register')`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if !slices.Equal(ids, []string{"register"}) {
+			t.Fatalf("after migrate down: %v, want only the published register", ids)
 		}
 	})
 }

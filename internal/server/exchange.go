@@ -564,6 +564,7 @@ func (s *Server) exchangeAPIRoutes(api huma.API) {
 	huma.Register(api, op("list-services", http.MethodGet, "/exchange/services", "The published data services and their fields", 0), s.apiServices)
 	huma.Register(api, op("list-policies", http.MethodGet, "/exchange/policies", "The policies in force that let your organisation ask: which fields of which service, for which purpose and legal basis", 0), s.apiPolicies)
 	huma.Register(api, op("publish-service", http.MethodPut, "/exchange/services/{id}", "Publish (or change the fields of) a data service you hold", 0), s.apiPublish)
+	huma.Register(api, op("withdraw-service", http.MethodDelete, "/exchange/services/{id}", "Withdraw a data service you hold: its values are deleted and nobody may ask for it (no policy in force may name it)", http.StatusNoContent), s.apiWithdraw)
 	huma.Register(api, op("set-values", http.MethodPut, "/exchange/services/{id}/values/{person}", "Set what your service holds about a citizen", http.StatusNoContent), s.apiSetValues)
 	huma.Register(api, op("remove-values", http.MethodDelete, "/exchange/services/{id}/values/{person}", "Remove what your service holds about a citizen: the fields named, or all of them", http.StatusNoContent), s.apiRemoveValues)
 	huma.Register(api, op("request-data", http.MethodPost, "/exchange/requests", "Ask for fields about a citizen with a purpose and legal basis", 0), s.apiAsk)
@@ -641,6 +642,17 @@ func (s *Server) apiPublish(ctx context.Context, in *publishIn) (*serviceOut, er
 		return nil, s.exchangeErr(err)
 	}
 	return &serviceOut{Body: svc}, nil
+}
+
+type serviceIDIn struct {
+	ID string `path:"id" maxLength:"64"`
+}
+
+func (s *Server) apiWithdraw(ctx context.Context, in *serviceIDIn) (*struct{}, error) {
+	if err := s.ex.WithdrawService(ctx, principalFrom(ctx).org.ID, in.ID); err != nil {
+		return nil, s.exchangeErr(err)
+	}
+	return nil, nil
 }
 
 type valuesIn struct {

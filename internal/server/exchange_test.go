@@ -635,6 +635,17 @@ func TestExchangeAPI(t *testing.T) {
 			}
 			expect(t, "removing what a register no longer knows", taxAPI.do(http.MethodDelete, refunds+"/values/no-such-person", nil, ""), http.StatusNoContent)
 			expect(t, "the type changes once nothing refuses it", taxAPI.putJSON(refunds, asDate), http.StatusOK, `"type":"date"`)
+			// Withdrawing a service: only its holder, only with no policy in
+			// force naming it; then nobody may ask for it.
+			expectProblem(t, "another agency withdraws it", policeAPI.do(http.MethodDelete, refunds, nil, ""), http.StatusNotFound, "not your service")
+			expectProblem(t, "withdrawing a service a policy in force names", taxAPI.do(http.MethodDelete, "/api/v1/exchange/services/tax-income", nil, ""), http.StatusConflict,
+				"retires them first")
+			expect(t, "withdraw", taxAPI.do(http.MethodDelete, refunds, nil, ""), http.StatusNoContent)
+			expectProblem(t, "withdraw twice", taxAPI.do(http.MethodDelete, refunds, nil, ""), http.StatusConflict, "already withdrawn")
+			if body := policeAPI.get("/api/v1/exchange/services").body; strings.Contains(body, "tax-refunds") || !strings.Contains(body, "tax-income") {
+				t.Fatalf("the services after a withdrawal: %s", body)
+			}
+			expectProblem(t, "values for a withdrawn service", taxAPI.putJSON(refunds+"/values/"+amira, map[string]string{"refund": "2026-01-01"}), http.StatusConflict, "publish it again first")
 
 			// A release: the values, and until when the agency may keep them.
 			r, rel := askAPI(taxAPI, map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{"declared_income"}, "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})
