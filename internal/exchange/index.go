@@ -3,6 +3,7 @@ package exchange
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -248,7 +249,9 @@ func indexTo(ctx context.Context, tx *store.Tx, to, batch int64) error {
 	var vals [][]any
 	for rows.Next() {
 		var idx int64
-		var opening []byte
+		// The driver's bytes, not a copy: an index row takes only the
+		// opening's strings (copied) and numbers, before the next row.
+		var opening sql.RawBytes
 		if err := rows.Scan(&idx, &opening); err != nil {
 			rows.Close()
 			return err
