@@ -312,7 +312,7 @@ func refit(ctx context.Context, tx *store.Tx, serviceID string, old, fields []Fi
 		}
 	}
 	if len(removed) > 0 {
-		pols, err := readPolicies(ctx, tx.QueryContext, `WHERE service_id = $1 AND active = 1 ORDER BY created_at, id`, serviceID)
+		pols, err := policiesInForceOn(ctx, tx, serviceID)
 		if err != nil {
 			return err
 		}
@@ -346,6 +346,12 @@ func refit(ctx context.Context, tx *store.Tx, serviceID string, old, fields []Fi
 		}
 	}
 	return nil
+}
+
+// policiesInForceOn reads, in tx, the policies in force that name the
+// service, the oldest first: what a change to the service must not break.
+func policiesInForceOn(ctx context.Context, tx *store.Tx, serviceID string) ([]*Policy, error) {
+	return readPolicies(ctx, tx.QueryContext, `WHERE service_id = $1 AND active = 1 ORDER BY created_at, id`, serviceID)
 }
 
 // countMisfits counts the values stored under f's name that f's type
@@ -418,7 +424,7 @@ func (x *Exchange) WithdrawService(ctx context.Context, holderOrg, id string) er
 		if !svc.WithdrawnAt.IsZero() {
 			return fmt.Errorf("%w: the service %s was already withdrawn", ErrDecided, id)
 		}
-		pols, err := readPolicies(ctx, tx.QueryContext, `WHERE service_id = $1 AND active = 1 ORDER BY created_at, id`, id)
+		pols, err := policiesInForceOn(ctx, tx, id)
 		if err != nil {
 			return err
 		}
