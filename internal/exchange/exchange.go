@@ -673,6 +673,19 @@ func (x *Exchange) Policies(ctx context.Context) ([]*Policy, error) {
 	return x.policies(ctx, `ORDER BY active DESC, created_at`)
 }
 
+// Policy is the policy id, in force or retired, with its agency's name;
+// ErrNotFound if there is none.
+func (x *Exchange) Policy(ctx context.Context, id string) (*Policy, error) {
+	ps, err := x.policies(ctx, `WHERE id = $1`, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(ps) == 0 {
+		return nil, fmt.Errorf("%w: there is no policy %q", ErrNotFound, id)
+	}
+	return ps[0], nil
+}
+
 // PoliciesFor lists the policies in force that let org ask, the oldest
 // first.
 func (x *Exchange) PoliciesFor(ctx context.Context, org string) ([]*Policy, error) {

@@ -645,6 +645,23 @@ func (x *Exchange) openOf(ctx context.Context, column, owner, after string, limi
 	return slices.DeleteFunc(rs, func(r *Request) bool { return !r.Open() }), nil // lapsed since the query
 }
 
+// OpenUnder counts the requests decided under the policy id that still
+// wait (for the citizen's answer, or for the agency to collect; not
+// lapsed): what retiring the policy leaves to be collected only if
+// another policy in force allows them.
+func (x *Exchange) OpenUnder(ctx context.Context, policyID string) (int, error) {
+	now := x.now()
+	var n int
+	// The first state condition is the partial index's (ex_requests_open),
+	// literally, so only the open requests are read.
+	err := x.db.QueryRowRead(ctx, `SELECT COUNT(*) FROM ex_requests WHERE `+lapsing+` AND policy_id = $1 AND ((state = '`+AwaitConsent+`' AND created_at > $2) OR (state = '`+Consented+`' AND decided_at > $3))`,
+		policyID, now.Add(-AnswerWithin).UnixMilli(), now.Add(-CollectWithin).UnixMilli()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("open requests under a policy: %w", err)
+	}
+	return n, nil
+}
+
 // Open says whether a request still waits: for the citizen's answer, or
 // for the agency to collect what the citizen consented to (not lapsed).
 func (r *Request) Open() bool { return r.State == AwaitConsent || r.State == Consented }

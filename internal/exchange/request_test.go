@@ -433,3 +433,87 @@ func TestPendingPages(t *testing.T) {
 		}
 	})
 }
+
+// TestOpenUnder: what the operator is told before retiring a policy. The
+// count is of the requests asked under it that still wait for the
+// citizen's answer or for collection (not lapsed, not closed, not
+// another policy's); and, as the confirmation says, once the policy is
+// retired such a request is collected only if another policy in force
+// allows it.
+func TestOpenUnder(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, _, _ := auditExchange(t, db, 0)
+		policy := func(org string) string {
+			t.Helper()
+			p, err := ex.CreatePolicy(ctx, Policy{Requester: org, Service: "income", Fields: []string{"income"}, Purpose: "ASK", LegalBasis: "§2", Consent: true, Retention: Day}, "t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p.ID
+		}
+		tax, police := policy("tax"), policy("police")
+		feedIncome(t, ex, "p1", "p2")
+		count := func(what, id string, want int) {
+			t.Helper()
+			if n, err := ex.OpenUnder(ctx, id); err != nil || n != want {
+				t.Errorf("%s: %d open (%v), want %d", what, n, err, want)
+			}
+		}
+		count("no request yet", tax, 0)
+		decide := func(person, id string, approve bool) {
+			t.Helper()
+			if _, err := ex.Decide(ctx, person, id, approve); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now := time.Now()
+		askedAt(t, db, ex, "tax", "p1", now.Add(-time.Hour)) // waiting
+		approved := askedAt(t, db, ex, "tax", "p2", now.Add(-time.Hour))
+		decide("p2", approved, true)
+		decide("p1", askedAt(t, db, ex, "tax", "p1", now.Add(-time.Minute)), false) // refused
+		collected := askedAt(t, db, ex, "tax", "p1", now.Add(-time.Minute))
+		decide("p1", collected, true)
+		if _, err := ex.Collect(ctx, "tax", collected); err != nil {
+			t.Fatal(err)
+		}
+		askedAt(t, db, ex, "tax", "p1", now.Add(-AnswerWithin-time.Minute)) // lapsed unanswered
+		uncollected := askedAt(t, db, ex, "tax", "p2", now)
+		decide("p2", uncollected, true)
+		if err := db.Tx(ctx, func(tx *store.Tx) error { // approved, then not collected in time
+			_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET created_at = $1, decided_at = $2 WHERE id = $3`,
+				now.Add(-40*Day).UnixMilli(), now.Add(-CollectWithin-time.Minute).UnixMilli(), uncollected)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		askedAt(t, db, ex, "police", "p1", now.Add(-time.Hour))
+		count("the tax office's policy", tax, 2)
+		count("the police's policy", police, 1)
+		count("no such policy", "nope", 0)
+
+		if err := ex.RetirePolicy(ctx, tax, "t"); err != nil {
+			t.Fatal(err)
+		}
+		count("the tax office's policy, retired", tax, 2)
+		if _, err := ex.Collect(ctx, "tax", approved); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("collecting under the retired policy alone: %v", err)
+		}
+		if p, err := ex.Policy(ctx, tax); err != nil || p.Active || p.RequesterName == "" {
+			t.Fatalf("the retired policy: %+v %v", p, err)
+		}
+		if _, err := ex.Policy(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("no such policy: %v", err)
+		}
+		successor := policy("tax")
+		if r, err := ex.Collect(ctx, "tax", approved); err != nil || r.State != Released {
+			t.Fatalf("collecting under the policy in force since: %+v %v", r, err)
+		}
+		// The access record names the policy it was released under.
+		accesses, err := ex.ForCitizen(ctx, "p2")
+		if i := slices.IndexFunc(accesses, func(v *Verified) bool { return v.Request == approved }); err != nil || i < 0 || accesses[i].Policy != successor {
+			t.Fatalf("the access collected under the successor: %v (index %d of %d)", err, i, len(accesses))
+		}
+		count("the tax office's policy, one collected under its successor", tax, 1)
+	})
+}

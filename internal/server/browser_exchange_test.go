@@ -170,8 +170,17 @@ func TestBrowserExchange(t *testing.T) {
 	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || wide {
 		t.Errorf("the policies at phone width are wider than the screen (%v)", err)
 	}
-	step(t, ctx, "the operator retires it",
-		chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll("#policies tr")].find(r => r.innerText.includes("TAX-RESIDENCE")).querySelector("button[type=submit]").click()`),
+	step(t, ctx, "the operator asks to retire it",
+		chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll("#policies tr")].find(r => r.innerText.includes("TAX-RESIDENCE")).querySelector("a[href$='/retire']").click()`),
+		waitText("Retire a policy?"), waitText("No request asked under it still waits"))
+	screenshot(t, ctx, "59-exchange-retire-policy")
+	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || wide {
+		t.Errorf("the retirement's confirmation at phone width is wider than the screen (%v)", err)
+	}
+	step(t, ctx, "the operator keeps it in force, then retires it",
+		chromedp.Click(chromedp.CSS(`#retire-form a`)), waitText("New policy"),
+		chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll("#policies tr")].find(r => r.innerText.includes("TAX-RESIDENCE")).querySelector("a[href$='/retire']").click()`),
+		waitText("Retire a policy?"), chromedp.Click(chromedp.CSS(`#retire-form button[type=submit]`)),
 		waitText("Policy retired: requests under it are refused from now on."))
 	switchTo(t, ctx, n, "Ana Costa")
 	step(t, ctx, "the DPA reads when it was in force",

@@ -38,6 +38,7 @@ func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /exchange/policies", s.signedIn(s.policiesPage))
 	mux.HandleFunc("GET /exchange/policies.json", s.signedIn(s.policiesJSON))
 	mux.HandleFunc("POST /exchange/policies", s.withRole(registry.Operator, s.policyCreate))
+	mux.HandleFunc("GET /exchange/policies/{id}/retire", s.withRole(registry.Operator, s.policyRetireConfirm))
 	mux.HandleFunc("POST /exchange/policies/{id}/retire", s.withRole(registry.Operator, s.policyRetire))
 	mux.HandleFunc("GET /dpa/exchange", s.withRole(registry.DPA, s.dpaPage))
 	mux.HandleFunc("GET /dpa/exchange/accesses", s.withRole(registry.DPA, s.dpaAccesses))
@@ -535,6 +536,32 @@ func (s *Server) policyCreate(w http.ResponseWriter, r *http.Request, v *viewer)
 		return
 	}
 	http.Redirect(w, r, "/exchange/policies?done=created", http.StatusSeeOther)
+}
+
+// policyRetireConfirm asks the operator to confirm a retirement, which
+// cannot be undone (a new policy can be put in force instead), and says
+// what it does to the requests still open under the policy.
+func (s *Server) policyRetireConfirm(w http.ResponseWriter, r *http.Request, v *viewer) {
+	ctx := r.Context()
+	p, err := s.ex.Policy(ctx, r.PathValue("id"))
+	if err == nil && !p.Active {
+		err = fmt.Errorf("%w: the policy was already retired", exchange.ErrDecided)
+	}
+	if err != nil {
+		s.exchangeFail(w, r, err, func(status int, msg string) { s.renderPolicies(w, r, v, status, web.Page{Error: msg}) })
+		return
+	}
+	open, err := s.ex.OpenUnder(ctx, p.ID)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	service := p.Service
+	if svc, err := s.ex.Service(ctx, p.Service); err == nil {
+		service = svc.Name
+	}
+	s.render(w, r, v, http.StatusOK, "policyretire", web.Page{Title: "Retire a policy",
+		Data: map[string]any{"Policy": p, "ServiceName": service, "Open": open}})
 }
 
 func (s *Server) policyRetire(w http.ResponseWriter, r *http.Request, v *viewer) {

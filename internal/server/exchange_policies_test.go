@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -23,7 +24,7 @@ func TestPoliciesPage(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			w := startDemo(t, e)
-			tax, _ := exWorld(t, w)
+			tax, police := exWorld(t, w)
 			amira := w.people["Amira Haddad"]
 			op, dpa, officer := w.as(t, "Olu Adeyemi"), w.as(t, "Ana Costa"), w.as(t, "Tomas Novak")
 
@@ -153,6 +154,26 @@ func TestPoliciesPage(t *testing.T) {
 			}
 
 			expect(t, "the DPA retires a policy", dpa.postForm("/exchange/policies/"+id+"/retire", nil), http.StatusForbidden)
+			expect(t, "the DPA opens a retirement", dpa.get("/exchange/policies/"+id+"/retire"), http.StatusForbidden)
+			// The list's Retire asks first: the policy, and what retiring
+			// it does to the requests still open under it.
+			expect(t, "the operator's list", op.get("/exchange/policies"), http.StatusOK, `href="/exchange/policies/`+id+`/retire"`)
+			expect(t, "the confirmation", op.get("/exchange/policies/"+id+"/retire"), http.StatusOK,
+				"Retire a policy?", "TAX-RESIDENCE", "Tax Code §12", "Population register", "No request asked under it still waits",
+				`action="/exchange/policies/`+id+`/retire"`)
+			for _, p := range pols {
+				if p.Purpose != "WITNESS-CONTACT" {
+					continue
+				}
+				for range 2 {
+					if r, err := w.n.ex.Submit(context.Background(), exchange.Ask{Requester: police, Officer: "Officer", Citizen: amira, Service: "population",
+						Fields: []string{"address"}, Purpose: "WITNESS-CONTACT", LegalBasis: "Police Act §12"}); err != nil || r.State != exchange.AwaitConsent {
+						t.Fatalf("asking for consent: %+v %v", r, err)
+					}
+				}
+				expect(t, "the confirmation with requests open", op.get("/exchange/policies/"+p.ID+"/retire"), http.StatusOK,
+					"2 requests asked under it still wait for the citizen's answer", "only if another policy in force allows them")
+			}
 			w.n.clock.add(10 * time.Minute)
 			retired := w.n.clock.now().UTC()
 			r = op.postForm("/exchange/policies/"+id+"/retire", nil)
@@ -163,6 +184,8 @@ func TestPoliciesPage(t *testing.T) {
 			overview(inForce)
 			expect(t, "retire it again", op.postForm("/exchange/policies/"+id+"/retire", nil), http.StatusConflict, "The policy was already retired.")
 			expect(t, "retire no policy", op.postForm("/exchange/policies/nope/retire", nil), http.StatusNotFound, "There is no policy")
+			expect(t, "confirm retiring it again", op.get("/exchange/policies/"+id+"/retire"), http.StatusConflict, "The policy was already retired.")
+			expect(t, "confirm retiring no policy", op.get("/exchange/policies/nope/retire"), http.StatusNotFound, "There is no policy")
 			expect(t, "the agency asks under a retired policy", ask(officer, tax, amira, "population", "TAX-RESIDENCE", "Tax Code §12", 0, "address"),
 				http.StatusForbidden, "No policy lets City Tax Office")
 			if got := purposes(); !slices.Equal(got, []string{"TAX-AUDIT [declared_income] 0/365"}) {
