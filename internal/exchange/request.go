@@ -645,7 +645,7 @@ func (x *Exchange) openOf(ctx context.Context, column, owner, after string, limi
 	return slices.DeleteFunc(rs, func(r *Request) bool { return !r.Open() }), nil // lapsed since the query
 }
 
-// OpenUnder counts the requests decided under the policy id that still
+// OpenUnder counts the requests asked under the policy id that still
 // wait (for the citizen's answer, or for the agency to collect; not
 // lapsed): what retiring the policy leaves to be collected only if
 // another policy in force allows them.
