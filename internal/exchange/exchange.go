@@ -50,6 +50,8 @@ var (
 	// field that a policy in force names, or whose stored values its new
 	// type refuses).
 	ErrInUse = errors.New("in use")
+	// ErrAlreadyRetired (an ErrDecided): the policy was retired before.
+	ErrAlreadyRetired = fmt.Errorf("%w: the policy was already retired", ErrDecided)
 	// ErrLapsed: the request waited too long for the citizen's answer, or
 	// the agency too long to collect what the citizen consented to.
 	ErrLapsed = errors.New("lapsed")
@@ -662,7 +664,7 @@ func (x *Exchange) RetirePolicy(ctx context.Context, id, retiredBy string) error
 			return err
 		}
 		if exists > 0 {
-			return fmt.Errorf("%w: the policy was already retired", ErrDecided)
+			return ErrAlreadyRetired
 		}
 		return fmt.Errorf("%w: there is no policy %q", ErrNotFound, id)
 	})

@@ -545,7 +545,7 @@ func (s *Server) policyRetireConfirm(w http.ResponseWriter, r *http.Request, v *
 	ctx := r.Context()
 	p, err := s.ex.Policy(ctx, r.PathValue("id"))
 	if err == nil && !p.Active {
-		err = fmt.Errorf("%w: the policy was already retired", exchange.ErrDecided)
+		err = exchange.ErrAlreadyRetired
 	}
 	if err != nil {
 		s.exchangeFail(w, r, err, func(status int, msg string) { s.renderPolicies(w, r, v, status, web.Page{Error: msg}) })
