@@ -287,7 +287,11 @@ func (s *Server) issuerOffer(w http.ResponseWriter, r *http.Request, v *viewer, 
 		return
 	}
 	person := strings.TrimSpace(r.PostFormValue("person"))
-	if _, err := s.reg.Person(ctx, person); err != nil {
+	if found, err := s.citizen(ctx, person); found == nil {
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
 		s.renderIssuer(w, r, v, m, http.StatusBadRequest, web.Page{Error: "There is no citizen with that wallet id (it is shown on their Credentials page)."})
 		return
 	}

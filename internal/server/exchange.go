@@ -206,7 +206,11 @@ func (s *Server) agencyAsk(w http.ResponseWriter, r *http.Request, v *viewer, m 
 		s.renderAgency(w, r, v, m, http.StatusBadRequest, web.Page{Error: sentence(err)})
 		return
 	}
-	if _, err := s.reg.Person(r.Context(), a.Citizen); err != nil {
+	if found, err := s.citizen(r.Context(), a.Citizen); found == nil {
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
 		s.renderAgency(w, r, v, m, http.StatusBadRequest, web.Page{Error: "There is no citizen with that id."})
 		return
 	}
@@ -689,7 +693,10 @@ type valuesIn struct {
 }
 
 func (s *Server) apiSetValues(ctx context.Context, in *valuesIn) (*struct{}, error) {
-	if _, err := s.reg.Person(ctx, in.Person); err != nil {
+	if found, err := s.citizen(ctx, in.Person); found == nil {
+		if err != nil {
+			return nil, s.apiError(err)
+		}
 		return nil, huma.Error404NotFound("There is no citizen with that id.")
 	}
 	if err := s.ex.SetValues(ctx, principalFrom(ctx).org.ID, in.ID, in.Person, in.Body); err != nil {
@@ -727,7 +734,10 @@ type requestOut struct{ Body *exchange.Request }
 
 func (s *Server) apiAsk(ctx context.Context, in *askIn) (*requestOut, error) {
 	p := principalFrom(ctx)
-	if _, err := s.reg.Person(ctx, in.Body.Citizen); err != nil {
+	if found, err := s.citizen(ctx, in.Body.Citizen); found == nil {
+		if err != nil {
+			return nil, s.apiError(err)
+		}
 		return nil, huma.Error404NotFound("There is no citizen with that id.")
 	}
 	officer := in.Body.Officer

@@ -745,3 +745,36 @@ func TestExchangeAPI(t *testing.T) {
 		})
 	}
 }
+
+// TestExchangeCitizenLookupFails: when the registry cannot answer, the agency
+// is told the service failed, not that the citizen does not exist (which
+// its system might take as final and act on).
+func TestExchangeCitizenLookupFails(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			tax, _ := exWorld(t, w)
+			amira := w.people["Amira Haddad"]
+			taxAPI := w.apiClient(t, tax, registry.Agency, "case system")
+			ask := map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{"declared_income"}, "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"}
+			expect(t, "an answering registry", taxAPI.postJSON("/api/v1/exchange/requests", ask), http.StatusOK, `"state":"released"`)
+			ctx := context.Background()
+			if err := w.n.db.Tx(ctx, func(tx *store.Tx) error { _, err := tx.ExecContext(ctx, `ALTER TABLE people RENAME TO people_away`); return err }); err != nil {
+				t.Fatal(err)
+			}
+			before := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_requests`)
+			for what, r := range map[string]*response{
+				"a request":  taxAPI.postJSON("/api/v1/exchange/requests", ask),
+				"set values": taxAPI.putJSON("/api/v1/exchange/services/tax-income/values/"+amira, map[string]string{"declared_income": "1"}),
+			} {
+				expectProblem(t, what+" while the registry fails", r, http.StatusInternalServerError, "went wrong on our side")
+				if strings.Contains(r.body, "no citizen") {
+					t.Fatalf("%s: a failing registry reported as an unknown citizen: %s", what, r.body)
+				}
+			}
+			if n := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_requests`); n != before {
+				t.Fatalf("a request recorded while the registry failed: %d, before %d", n, before)
+			}
+		})
+	}
+}

@@ -219,8 +219,12 @@ func (s *Server) authorityIssue(w http.ResponseWriter, r *http.Request, v *viewe
 		return
 	}
 	ctx := r.Context()
-	holder, err := s.reg.Person(ctx, strings.TrimSpace(r.PostFormValue("person")))
+	holder, err := s.citizen(ctx, strings.TrimSpace(r.PostFormValue("person")))
 	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	if holder == nil {
 		s.renderAuthority(w, r, v, http.StatusNotFound, web.Page{Error: "No citizen has that health id (they find it on their Health page)."})
 		return
 	}
