@@ -16,7 +16,6 @@ import (
 
 	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/server"
-	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
 	"github.com/civstack/civstack/internal/tlog"
 )
@@ -197,26 +196,16 @@ func TestDPADenied(t *testing.T) {
 				if decided >= 0 {
 					expect(t, "approve", w.as(t, "Amira Haddad").postForm("/wallet/access/requests/"+id, url.Values{"decision": {"approve"}}), http.StatusOK)
 				}
-				if err := w.n.db.Tx(ctx, func(tx *store.Tx) error {
-					now := w.n.clock.now()
-					_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET created_at = $1, decided_at = CASE WHEN decided_at = 0 THEN 0 ELSE CAST($2 AS BIGINT) END WHERE id = $3`,
-						now.Add(-40*exchange.Day).UnixMilli()+int64(i), now.Add(-time.Duration(decided)*exchange.Day).UnixMilli(), id)
-					return err
-				}); err != nil {
-					t.Fatal(err)
-				}
+				now := w.n.clock.now()
+				execSQL(t, w.n.db, `UPDATE ex_requests SET created_at = $1, decided_at = CASE WHEN decided_at = 0 THEN 0 ELSE CAST($2 AS BIGINT) END WHERE id = $3`,
+					now.Add(-40*exchange.Day).UnixMilli()+int64(i), now.Add(-time.Duration(decided)*exchange.Day).UnixMilli(), id)
 				if i < 2 {
 					lapsed = append(lapsed, id)
 				}
 			}
 
-			if err := w.n.db.Tx(ctx, func(tx *store.Tx) error {
-				_, err := tx.ExecContext(ctx, `UPDATE ex_requests SET created_at = (SELECT MIN(created_at) FROM ex_requests)
-					WHERE id IN (SELECT id FROM ex_requests ORDER BY created_at, id LIMIT 3)`)
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
+			execSQL(t, w.n.db, `UPDATE ex_requests SET created_at = (SELECT MIN(created_at) FROM ex_requests)
+				WHERE id IN (SELECT id FROM ex_requests ORDER BY created_at, id LIMIT 3)`)
 			expect(t, "the overview links to the agency's denials", dpa.get("/dpa/exchange"), http.StatusOK, `href="/dpa/exchange/denied?agency=`+url.QueryEscape(tax)+`"`)
 			pages := func(first string) ([]string, string) {
 				t.Helper()

@@ -75,6 +75,16 @@ func countRows(t *testing.T, db *store.DB, q string, args ...any) int {
 	return n
 }
 
+// execSQL changes the database behind the server's back, in a transaction
+// of its own, as an intruder or a failing disk would.
+func execSQL(t *testing.T, db *store.DB, q string, args ...any) {
+	t.Helper()
+	ctx := context.Background()
+	if err := db.Tx(ctx, func(tx *store.Tx) error { _, err := tx.ExecContext(ctx, q, args...); return err }); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestExchangeOverHTTP(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
@@ -259,12 +269,7 @@ func TestExchangeOverHTTP(t *testing.T) {
 			if p := audit(); len(p) != 0 {
 				t.Fatalf("audit of untouched records: %v", p)
 			}
-			exec := func(q string, args ...any) {
-				t.Helper()
-				if err := w.n.db.Tx(ctx, func(tx *store.Tx) error { _, err := tx.ExecContext(ctx, q, args...); return err }); err != nil {
-					t.Fatal(err)
-				}
-			}
+			exec := func(q string, args ...any) { t.Helper(); execSQL(t, w.n.db, q, args...) }
 			// An index row moved to another citizen shows the record to
 			// neither of them as theirs, and the audit sees it hidden.
 			var auditIdx int64
@@ -758,10 +763,7 @@ func TestExchangeCitizenLookupFails(t *testing.T) {
 			taxAPI := w.apiClient(t, tax, registry.Agency, "case system")
 			ask := map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{"declared_income"}, "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"}
 			expect(t, "an answering registry", taxAPI.postJSON("/api/v1/exchange/requests", ask), http.StatusOK, `"state":"released"`)
-			ctx := context.Background()
-			if err := w.n.db.Tx(ctx, func(tx *store.Tx) error { _, err := tx.ExecContext(ctx, `ALTER TABLE people RENAME TO people_away`); return err }); err != nil {
-				t.Fatal(err)
-			}
+			execSQL(t, w.n.db, `ALTER TABLE people RENAME TO people_away`)
 			before := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_requests`)
 			for what, r := range map[string]*response{
 				"a request":  taxAPI.postJSON("/api/v1/exchange/requests", ask),
