@@ -202,8 +202,11 @@ func (s *Server) apiOrg(ctx context.Context, id string) (*registry.Organisation,
 	if p.token.Role != registry.Operator && p.org.ID != id {
 		return nil, huma.Error404NotFound("There is no such organisation.")
 	}
-	o, err := s.reg.Organisation(ctx, id)
-	if err != nil || (o.Demo && !s.cfg.Demo) {
+	o, err := s.organisation(ctx, id)
+	if err != nil {
+		return nil, s.apiError(err)
+	}
+	if o == nil {
 		return nil, huma.Error404NotFound("There is no such organisation.")
 	}
 	return o, nil

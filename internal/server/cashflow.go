@@ -74,6 +74,10 @@ func (s *Server) reportStop(w http.ResponseWriter, r *http.Request, v *viewer, o
 		return
 	}
 	if err := s.pay.StopShare(r.Context(), org, r.PathValue("id")); err != nil {
+		if !errors.Is(err, payment.ErrNotFound) {
+			s.failErr(w, r, err)
+			return
+		}
 		s.renderReport(w, r, v, org, http.StatusNotFound, web.Page{Error: "No such active share."}, "")
 		return
 	}

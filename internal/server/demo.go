@@ -14,8 +14,12 @@ func (s *Server) demoRoutes(mux *http.ServeMux) {
 
 // switchPersona signs the browser in as a demo persona, without a passkey.
 func (s *Server) switchPersona(w http.ResponseWriter, r *http.Request) {
-	p, err := s.reg.Person(r.Context(), r.PathValue("id"))
-	if err != nil || !p.Demo {
+	p, err := s.citizen(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	if p == nil || !p.Demo {
 		s.fail(w, r, http.StatusNotFound, "There is no such demo persona.")
 		return
 	}

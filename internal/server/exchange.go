@@ -531,7 +531,11 @@ func (s *Server) policyCreate(w http.ResponseWriter, r *http.Request, v *viewer)
 	p := exchange.Policy{Requester: r.PostFormValue("requester"), Service: r.PostFormValue("service"), Fields: r.PostForm["field"],
 		Purpose: r.PostFormValue("purpose"), LegalBasis: r.PostFormValue("legal_basis"), Consent: r.PostFormValue("consent") == "yes",
 		MaxDeferral: deferral, Retention: retention}
-	if !s.orgWith(r.Context(), p.Requester, registry.Agency) {
+	if ok, err := s.orgWith(r.Context(), p.Requester, registry.Agency); !ok {
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
 		s.renderPolicies(w, r, v, http.StatusBadRequest, web.Page{Error: "Choose an agency."})
 		return
 	}

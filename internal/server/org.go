@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -43,9 +44,26 @@ func (s *Server) organisations(ctx context.Context, role registry.Role) ([]*regi
 
 // orgWith reports whether id is an organisation this node shows (see
 // organisations) that holds role.
-func (s *Server) orgWith(ctx context.Context, id string, role registry.Role) bool {
+func (s *Server) orgWith(ctx context.Context, id string, role registry.Role) (bool, error) {
+	o, err := s.organisation(ctx, id)
+	return o != nil && o.Has(role), err
+}
+
+// organisation looks up the organisation a request names. It returns nil
+// and no error when there is none with that id (a demo organisation outside
+// demo mode is none), and the store's error otherwise: a database that
+// cannot answer is not an unknown id.
+func (s *Server) organisation(ctx context.Context, id string) (*registry.Organisation, error) {
 	o, err := s.reg.Organisation(ctx, id)
-	return err == nil && o.Has(role) && (s.cfg.Demo || !o.Demo)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case o.Demo && !s.cfg.Demo:
+		return nil, nil
+	}
+	return o, nil
 }
 
 func (s *Server) createOrganisation(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -74,9 +92,13 @@ func (s *Server) createOrganisation(w http.ResponseWriter, r *http.Request, v *v
 // orgFor loads the organisation in the path and checks the viewer may manage
 // it: operators may manage any, members their own.
 func (s *Server) orgFor(w http.ResponseWriter, r *http.Request, v *viewer) (*registry.Organisation, bool) {
-	o, err := s.reg.Organisation(r.Context(), r.PathValue("id"))
-	if err != nil || (o.Demo && !s.cfg.Demo) {
-		s.fail(w, r, http.StatusNotFound, "There is no such organisation.")
+	o, err := s.organisation(r.Context(), r.PathValue("id"))
+	if o == nil {
+		if err != nil {
+			s.failErr(w, r, err)
+		} else {
+			s.fail(w, r, http.StatusNotFound, "There is no such organisation.")
+		}
 		return nil, false
 	}
 	if !v.has(registry.Operator) && !v.memberOf(o.ID) {

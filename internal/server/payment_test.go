@@ -292,6 +292,11 @@ func testPaymentsOverHTTP(t *testing.T, e storetest.Engine) {
 		if strings.Contains(n.logs.String(), secret64(secret)) || strings.Contains(n.logs.String(), code) {
 			t.Fatal("a device secret or a payment code reached the logs")
 		}
+
+		// A store that cannot answer is a failure, not "no such document".
+		execSQL(t, n.db, `ALTER TABLE payment_documents RENAME TO payment_documents_away`)
+		expectProblem(t, "a document while the store fails", till.get("/api/v1/documents/"+inv.Document.ID), 500, "went wrong on our side")
+		expect(t, "a receipt while the store fails", jonas.get("/receipts/"+charged.Receipt), 500, "went wrong on our side")
 	}
 }
 

@@ -168,6 +168,9 @@ type documentOut struct{ Body *payment.Bundle }
 
 func (s *Server) apiInvoice(ctx context.Context, in *invoiceIn) (*documentOut, error) {
 	p, err := s.pay.Payment(ctx, in.ID)
+	if err != nil && !errors.Is(err, payment.ErrNotFound) {
+		return nil, s.apiError(err)
+	}
 	if err != nil || p.PayeeOrg != principalFrom(ctx).org.ID {
 		return nil, huma.Error404NotFound("There is no such payment.")
 	}
@@ -192,6 +195,9 @@ func (s *Server) bundleOut(ctx context.Context, id string) (*documentOut, error)
 
 func (s *Server) apiDocument(ctx context.Context, in *documentPath) (*documentOut, error) {
 	d, err := s.pay.Document(ctx, in.ID)
+	if err != nil && !errors.Is(err, payment.ErrNotFound) {
+		return nil, s.apiError(err)
+	}
 	if err != nil || d.OrgID != principalFrom(ctx).org.ID {
 		return nil, huma.Error404NotFound("There is no such document.")
 	}

@@ -258,7 +258,11 @@ func (s *Server) manageRule(w http.ResponseWriter, r *http.Request, v *viewer) {
 	points, _ := strconv.ParseInt(r.PostFormValue("points"), 10, 64)
 	capPts, _ := strconv.ParseInt(r.PostFormValue("daily_cap"), 10, 64)
 	rule := rewards.Rule{Type: strings.TrimSpace(r.PostFormValue("type")), Label: r.PostFormValue("label"), Partner: r.PostFormValue("partner"), Points: points, DailyCap: capPts}
-	if err := s.partnerOrg(r.Context(), rule.Partner); err != nil {
+	if ok, err := s.orgWith(r.Context(), rule.Partner, registry.Partner); !ok {
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
 		s.renderManage(w, r, v, http.StatusBadRequest, web.Page{Error: "Choose a partner organisation."})
 		return
 	}
@@ -277,7 +281,11 @@ func (s *Server) manageItem(w http.ResponseWriter, r *http.Request, v *viewer) {
 	days, _ := strconv.Atoi(r.PostFormValue("valid_days"))
 	it := rewards.Item{ID: strings.TrimSpace(r.PostFormValue("id")), Name: r.PostFormValue("name"), Partner: r.PostFormValue("partner"), Price: price, ValidDays: days,
 		Active: r.PostFormValue("active") != ""}
-	if err := s.partnerOrg(r.Context(), it.Partner); err != nil {
+	if ok, err := s.orgWith(r.Context(), it.Partner, registry.Partner); !ok {
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
 		s.renderManage(w, r, v, http.StatusBadRequest, web.Page{Error: "Choose a partner organisation."})
 		return
 	}
@@ -427,7 +435,11 @@ func (s *Server) apiPutItem(ctx context.Context, in *putItemIn) (*struct{}, erro
 
 // partnerOrg checks that id is an organisation holding the partner role.
 func (s *Server) partnerOrg(ctx context.Context, id string) error {
-	if !s.orgWith(ctx, id, registry.Partner) {
+	ok, err := s.orgWith(ctx, id, registry.Partner)
+	switch {
+	case err != nil:
+		return s.apiError(err)
+	case !ok:
 		return huma.Error400BadRequest("The partner must be an organisation with the partner role.")
 	}
 	return nil

@@ -348,16 +348,22 @@ func (s *Server) mayReadPayment(v *viewer, p *payment.Payment) bool {
 
 func (s *Server) loadReceipt(w http.ResponseWriter, r *http.Request, v *viewer) (*payment.DocumentInfo, *payment.Payment, bool) {
 	d, err := s.pay.Document(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, http.StatusNotFound, "There is no such receipt.")
-		return nil, nil, false
+	var p *payment.Payment
+	if err == nil {
+		p, err = s.pay.Payment(r.Context(), d.Payment)
 	}
-	p, err := s.pay.Payment(r.Context(), d.Payment)
-	if err != nil || !s.mayReadPayment(v, p) {
-		s.fail(w, r, http.StatusNotFound, "There is no such receipt.")
-		return nil, nil, false
+	if err == nil && !s.mayReadPayment(v, p) {
+		err = payment.ErrNotFound
 	}
-	return d, p, true
+	switch {
+	case errors.Is(err, payment.ErrNotFound):
+		s.fail(w, r, http.StatusNotFound, "There is no such receipt.")
+	case err != nil:
+		s.failErr(w, r, err)
+	default:
+		return d, p, true
+	}
+	return nil, nil, false
 }
 
 func (s *Server) receiptPage(w http.ResponseWriter, r *http.Request, v *viewer) {
