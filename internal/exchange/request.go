@@ -569,6 +569,9 @@ func (x *Exchange) Past(ctx context.Context, personID, before string, limit int)
 	at, id := int64(math.MaxInt64), ""
 	if before != "" {
 		r, err := x.request(ctx, `WHERE id = $1 AND person_id = $2`, before, personID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
 		if err != nil || !r.ended() {
 			return nil, fmt.Errorf("%w: the request to list on from is not one of your past requests", ErrInvalid)
 		}
@@ -696,6 +699,9 @@ func (x *Exchange) DeniedBy(ctx context.Context, agency, before string, limit in
 	at, id := int64(math.MaxInt64), ""
 	if before != "" {
 		r, err := x.request(ctx, `WHERE id = $1`, before)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
 		if err != nil || (r.State != Denied && !r.ended()) {
 			return nil, fmt.Errorf("%w: the request to page on from is not a denied, refused, cancelled or lapsed one", ErrInvalid)
 		}

@@ -286,6 +286,14 @@ func TestPastRequests(t *testing.T) {
 		if _, err := ex.Past(ctx, "p1", "", 0); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("a list of none: %v", err)
 		}
+		gone, stop := context.WithCancel(ctx)
+		stop()
+		if _, err := ex.Past(gone, "p1", got[0].ID, 20); errors.Is(err, ErrInvalid) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("listing on while the store fails: %v, want the store's error", err)
+		}
+		if _, err := ex.DeniedBy(gone, "", got[0].ID, 20); errors.Is(err, ErrInvalid) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("the DPA's paging while the store fails: %v, want the store's error", err)
+		}
 	})
 }
 

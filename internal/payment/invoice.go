@@ -37,6 +37,9 @@ func (s *Service) Invoice(ctx context.Context, paymentID string, buyer Buyer) (*
 		return nil, invalidf("an e-invoice needs the buyer's tax id (at most 32 characters) and name (at most 120)")
 	}
 	pay, err := s.Payment(ctx, paymentID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
 	if err != nil || pay.Kind != KindPurchase {
 		return nil, fmt.Errorf("purchase %s: %w", paymentID, ErrNotFound)
 	}
@@ -90,6 +93,9 @@ func (s *Service) CancelInvoice(ctx context.Context, orgID, invoiceID, reason st
 		return nil, invalidf("say why the invoice is cancelled (at most 200 characters)")
 	}
 	inv, err := s.Document(ctx, invoiceID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
 	if err != nil || inv.Type != TypeInvoice || inv.OrgID != orgID {
 		return nil, fmt.Errorf("invoice %s: %w", invoiceID, ErrNotFound)
 	}

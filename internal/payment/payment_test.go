@@ -298,6 +298,12 @@ func TestRefunds(t *testing.T) {
 		if _, err := w.svc.Refund(ctx, shopOrg, p.ID, 1_00, "r3"); !errors.Is(err, payment.ErrNotFound) {
 			t.Fatalf("another merchant's refund: %v", err)
 		}
+		// A store that cannot answer is not an unknown purchase.
+		gone, stop := context.WithCancel(ctx)
+		stop()
+		if _, err := w.svc.Refund(gone, vendorOrg, p.ID, 1_00, "r3"); errors.Is(err, payment.ErrNotFound) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("a refund while the store fails: %v", err)
+		}
 		if _, err := w.svc.Refund(ctx, vendorOrg, p.ID, 7_00, "r4"); err != nil {
 			t.Fatal(err)
 		}
@@ -360,6 +366,14 @@ func TestInvoicesAndVerification(t *testing.T) {
 		}
 		_, err = w.svc.CancelInvoice(ctx, shopOrg, inv.ID, "again")
 		refusedWith(t, "cancel twice", err, "already_cancelled")
+		gone, stop := context.WithCancel(ctx)
+		stop()
+		if _, err := w.svc.Invoice(gone, p.ID, payment.Buyer{TaxID: "IT1", Name: "B"}); errors.Is(err, payment.ErrNotFound) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("an invoice while the store fails: %v", err)
+		}
+		if _, err := w.svc.CancelInvoice(gone, shopOrg, inv.ID, "again"); errors.Is(err, payment.ErrNotFound) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("a cancellation while the store fails: %v", err)
+		}
 		inv2, err := w.svc.Invoice(ctx, p.ID, payment.Buyer{TaxID: "IT11111111111", Name: "Weber Consulting srl"})
 		if err != nil || inv2.Number != "INV-000002" {
 			t.Fatalf("reissue %+v %v", inv2, err)

@@ -20,6 +20,9 @@ func (s *Service) Refund(ctx context.Context, orgID, paymentID string, amount in
 		return nil, invalidf("a refund needs an id of 1 to 64 characters")
 	}
 	orig, err := s.Payment(ctx, paymentID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
 	if err != nil || orig.Kind != KindPurchase || orig.PayeeOrg != orgID {
 		return nil, fmt.Errorf("purchase %s: %w", paymentID, ErrNotFound)
 	}
