@@ -66,6 +66,17 @@ func (s *Server) organisation(ctx context.Context, id string) (*registry.Organis
 	return o, nil
 }
 
+// citizen looks up the citizen an officer or an agency's system names. It
+// returns nil and no error when no citizen has that id, and the store's
+// error otherwise: a database that cannot answer is not an unknown id.
+func (s *Server) citizen(ctx context.Context, id string) (*registry.Person, error) {
+	p, err := s.reg.Person(ctx, id)
+	if errors.Is(err, registry.ErrNotFound) {
+		return nil, nil
+	}
+	return p, err
+}
+
 func (s *Server) createOrganisation(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if !s.parseForm(w, r) {
 		return

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -69,17 +68,6 @@ func (s *Server) failWith(w http.ResponseWriter, r *http.Request, err error, sta
 		return
 	}
 	page(code, msg)
-}
-
-// citizen looks up the citizen an officer or an agency's system names. It
-// returns nil and no error when no citizen has that id, and the store's
-// error otherwise: a database that cannot answer is not an unknown id.
-func (s *Server) citizen(ctx context.Context, id string) (*registry.Person, error) {
-	p, err := s.reg.Person(ctx, id)
-	if errors.Is(err, registry.ErrNotFound) {
-		return nil, nil
-	}
-	return p, err
 }
 
 func classify(err error) (int, string) {
