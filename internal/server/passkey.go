@@ -159,14 +159,22 @@ func (s *Server) loginFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var found *registry.Person
+	var lookup error // the store's failure, which is not an unknown passkey
 	user, cred, err := s.wa.FinishPasskeyLogin(func(rawID, userHandle []byte) (webauthn.User, error) {
 		p, err := s.reg.PersonByHandle(r.Context(), userHandle)
 		if err != nil {
+			if !errors.Is(err, registry.ErrNotFound) {
+				lookup = err
+			}
 			return nil, err
 		}
 		found = p
 		return p, nil
 	}, c.Session, r)
+	if lookup != nil {
+		s.failErr(w, r, fmt.Errorf("finish login: %w", lookup))
+		return
+	}
 	if err != nil || found == nil || user == nil {
 		writeProblem(w, http.StatusUnauthorized, "This passkey is not registered with civstack, or it could not be verified.")
 		return

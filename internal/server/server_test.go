@@ -146,6 +146,10 @@ func TestPasskeyFlows(t *testing.T) {
 			r = c.postForm("/account/passkeys/"+b64.EncodeToString(ps[1].ID)+"/remove", nil)
 			expect(t, "remove the last passkey", r, http.StatusConflict, "cannot remove your last passkey")
 			expect(t, "remove garbage id", c.postForm("/account/passkeys/not*base64/remove", nil), http.StatusBadRequest)
+
+			// A store that cannot answer is not an unknown passkey.
+			execSQL(t, n.db, `ALTER TABLE people RENAME TO people_away`)
+			expectProblem(t, "sign in while the store fails", c.signin(), http.StatusInternalServerError, "went wrong on our side")
 		})
 	}
 }
