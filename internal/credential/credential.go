@@ -156,11 +156,11 @@ func checkStatus(st any, lists StatusLists) error {
 	}
 	tok, err := lists.StatusList(uri)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrStatus, err)
+		return fmt.Errorf("%w: %w", ErrStatus, err)
 	}
 	v, err := tok.List.Get(int(idx))
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrStatus, err)
+		return fmt.Errorf("%w: %w", ErrStatus, err)
 	}
 	switch v {
 	case statuslist.Valid:

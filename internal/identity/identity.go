@@ -53,7 +53,23 @@ var (
 	ErrUntrusted    = errors.New("the credential's issuer is not on the trusted list")
 	ErrIncomplete   = errors.New("the presentation does not answer the request")
 	ErrNoCredential = errors.New("no credential in the wallet answers the request")
+	// ErrCannotCheck is a presentation that could not be checked at
+	// all: the issuer, its key or its status list could not be read (a
+	// database or network failure, no fault of the presentation). No
+	// answer is recorded for it, so the wallet may answer again and a
+	// verified result stays as it was.
+	ErrCannotCheck = errors.New("the presentation cannot be checked right now")
 )
+
+// unchecked marks a failure to read what a check needs as ErrCannotCheck,
+// unless it is the presentation's own fault (an issuer not on the trusted
+// list).
+func unchecked(what string, err error) error {
+	if errors.Is(err, ErrUntrusted) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %w", ErrCannotCheck, what, err)
+}
 
 // Lifetimes.
 const (

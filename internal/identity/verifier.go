@@ -217,7 +217,9 @@ func (s *Service) RequestObject(ctx context.Context, v *Verifier, id string) (st
 
 // Respond takes a wallet's direct_post answer to request state: a
 // vp_token, or an error (the citizen declined). Each request is answered
-// once; the answer, verified or not, is kept with the reason.
+// once; the answer, verified or not, is kept with the reason. A
+// presentation that cannot be checked now (ErrCannotCheck) is not an
+// answer: nothing is kept and the request still waits.
 func (s *Service) Respond(ctx context.Context, v *Verifier, state, vpToken, walletError string) (*Request, error) {
 	r, err := s.Request(ctx, v.OrgID, state)
 	if err != nil {
@@ -240,6 +242,9 @@ func (s *Service) Respond(ctx context.Context, v *Verifier, state, vpToken, wall
 		verr = fmt.Errorf("%w: no vp_token", ErrIncomplete)
 	default:
 		r.Result, verr = s.verify(ctx, v, r, vpToken, now, true)
+		if errors.Is(verr, ErrCannotCheck) {
+			return nil, verr // not an answer: the request still waits for one
+		}
 	}
 	r.State, r.Answered = Verified, now
 	resultJSON := ""
@@ -288,6 +293,9 @@ func (e *Rejection) Unwrap() []error { return []error{ErrRejected, e.Err} }
 
 // Recheck verifies a verified request's presentation again, with the
 // issuer's current status list: a credential revoked since is rejected.
+// When the check cannot be made (ErrCannotCheck: the issuer's key or
+// status list cannot be read) the request is returned as it was, with
+// that error.
 func (s *Service) Recheck(ctx context.Context, v *Verifier, id string) (*Request, error) {
 	r, err := s.Request(ctx, v.OrgID, id)
 	if err != nil {
@@ -297,6 +305,9 @@ func (s *Service) Recheck(ctx context.Context, v *Verifier, id string) (*Request
 		return r, nil
 	}
 	if _, verr := s.verify(ctx, v, r, r.vpToken, s.now(), false); verr != nil {
+		if errors.Is(verr, ErrCannotCheck) {
+			return r, verr // not checked: the result stands as it was
+		}
 		r.State, r.Reason, r.Result = Rejected, "On re-check: "+reason(verr), nil
 		err := s.db.Tx(ctx, func(tx *store.Tx) error {
 			_, err := tx.ExecContext(ctx, `UPDATE id_requests SET state = $1, reason = $2, result = '', vp_token = '' WHERE id = $3`, r.State, r.Reason, r.ID)
@@ -332,11 +343,11 @@ func (s *Service) verify(ctx context.Context, v *Verifier, r *Request, vpToken s
 	}
 	iss, err := s.issuerByID(ctx, issID)
 	if err != nil {
-		return nil, err
+		return nil, unchecked("issuer", err)
 	}
 	key, err := s.PublicKey(ctx, iss.OrgID)
 	if err != nil {
-		return nil, err
+		return nil, unchecked("issuer's key", err)
 	}
 	o := sdjwt.Options{Now: now, RequireKeyBinding: true, Nonce: r.Nonce, Audience: s.ClientID(v)}
 	if fresh {
@@ -435,27 +446,33 @@ func (c *statusCache) StatusList(uri string) (*statuslist.Token, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	iss, err := s.issuerByID(ctx, strings.TrimSuffix(uri, "/status"))
-	if err != nil || s.StatusURI(iss) != uri {
+	if errors.Is(err, ErrUntrusted) || (err == nil && s.StatusURI(iss) != uri) {
 		return nil, fmt.Errorf("%w: status list %s", ErrUntrusted, uri)
+	}
+	if err != nil {
+		return nil, unchecked("status list's issuer", err)
 	}
 	key, err := s.PublicKey(ctx, iss.OrgID)
 	if err != nil {
-		return nil, err
+		return nil, unchecked("status list's key", err)
 	}
 	hc, err := s.client()
 	if err != nil {
-		return nil, err
+		return nil, unchecked("status list", err)
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
 	req.Header.Set("Accept", "application/statuslist+jwt")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("status list: %w", err)
+		return nil, unchecked("status list", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%w: the status list %s answered %s", ErrCannotCheck, uri, resp.Status)
+	}
 	body, err := readAll(resp, 1<<20)
 	if err != nil {
-		return nil, fmt.Errorf("status list: %w", err)
+		return nil, unchecked("status list", err)
 	}
 	tok, err := statuslist.Parse(string(body), uri, key.Key, now)
 	if err != nil {

@@ -29,6 +29,16 @@ import (
 // ErrRefused is an issuer's or verifier's refusal, with its description.
 var ErrRefused = errors.New("refused")
 
+// refusal is an issuer's or verifier's error answer: its HTTP status
+// and description. It is ErrRefused.
+type refusal struct {
+	status int
+	msg    string
+}
+
+func (e *refusal) Error() string        { return ErrRefused.Error() + ": " + e.msg }
+func (e *refusal) Is(target error) bool { return target == ErrRefused }
+
 // The wallet side. The node keeps each citizen's credentials and holder
 // keys sealed at rest; every credential of a batch has its own key and
 // salts and is presented once.
@@ -81,7 +91,7 @@ func (s *Service) call(ctx context.Context, method, target string, body io.Reade
 		if msg == "" {
 			msg = resp.Status
 		}
-		return nil, fmt.Errorf("%w: %s", ErrRefused, msg)
+		return nil, &refusal{status: resp.StatusCode, msg: msg}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -567,6 +577,9 @@ type Outcome struct {
 	Shared    bool
 	Presented []string
 	Reason    string
+	// Unchecked: the verifier could not check the presentation at all
+	// (it recorded nothing, and the request still waits for an answer).
+	Unchecked bool
 }
 
 // Answer answers a request: declined (the verifier is told
@@ -607,9 +620,12 @@ func (s *Service) Answer(ctx context.Context, personID, link string, approve boo
 	}
 	_, err = s.call(ctx, http.MethodPost, c.responseURI, strings.NewReader(form.Encode()), http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, nil)
 	outcome := "declined"
+	var rf *refusal
 	switch {
 	case approve && err == nil:
 		outcome, out.Shared, out.Presented = "shared", true, presented
+	case approve && errors.As(err, &rf) && rf.status == http.StatusServiceUnavailable:
+		outcome, out.Presented, out.Unchecked, out.Reason = "not checked", presented, true, rf.msg
 	case approve && errors.Is(err, ErrRefused):
 		outcome, out.Presented = "rejected", presented
 		out.Reason = "The verifier rejected it: " + strings.TrimPrefix(err.Error(), ErrRefused.Error()+": ")

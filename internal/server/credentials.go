@@ -183,13 +183,16 @@ func (s *Server) presentAnswer(w http.ResponseWriter, r *http.Request, v *viewer
 		})
 		return
 	}
-	notice := "You declined; the verifier has been told."
-	if out.Shared {
-		notice = "Shared with the verifier."
-	} else if approve {
-		notice = out.Reason
+	page := web.Page{Notice: "You declined; the verifier has been told."}
+	switch {
+	case out.Shared:
+		page.Notice = "Shared with the verifier."
+	case out.Unchecked:
+		page.Notice, page.Error = "", "Not checked: "+out.Reason
+	case approve:
+		page.Notice = out.Reason
 	}
-	s.renderPresentations(w, r, v, web.Page{Notice: notice})
+	s.renderPresentations(w, r, v, page)
 }
 
 func (s *Server) presentationsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -488,18 +491,23 @@ func (s *Server) requestRecheck(w http.ResponseWriter, r *http.Request, v *viewe
 		return
 	}
 	req, err := s.id.Recheck(r.Context(), ver, r.PathValue("id"))
-	if err != nil {
+	status, page := http.StatusOK, web.Page{Title: "Request · " + ver.Name, Notice: "Checked again: still valid."}
+	switch {
+	case errors.Is(err, identity.ErrCannotCheck):
+		s.log.Warn("presentation not re-checked", "route", r.Pattern, "err", err)
+		status, page.Notice = http.StatusServiceUnavailable, ""
+		page.Error = "It could not be checked again right now: the issuer's key or status list cannot be read. The result below stands as it was; try again shortly."
+	case err != nil:
 		s.failErr(w, r, err)
 		return
+	case req.State == identity.Rejected:
+		page.Notice = ""
 	}
 	d, err := s.requestData(ver, req, m)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
 	}
-	notice := "Checked again: still valid."
-	if req.State == identity.Rejected {
-		notice = ""
-	}
-	s.render(w, r, v, http.StatusOK, "vprequest", web.Page{Title: "Request · " + ver.Name, Notice: notice, Data: d})
+	page.Data = d
+	s.render(w, r, v, status, "vprequest", page)
 }

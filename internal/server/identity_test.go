@@ -361,6 +361,66 @@ func (x *extWallet) present(cred string, key *ecdsa.PrivateKey, claims []string,
 	return string(b)
 }
 
+// TestPresentationNotChecked: when the issuer's status list cannot be
+// read, a presentation is neither rejected nor accepted (the request still
+// waits, and the wallet may answer again), and a re-check leaves a
+// verified result as it was; no database error reaches either side.
+func TestPresentationNotChecked(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := idWorld(t, e)
+			ctx := context.Background()
+			registrar, amira := w.as(t, "Marta Silva"), w.as(t, "Amira Haddad")
+			link, tx := offerPID(t, w, registrar, w.people["Amira Haddad"], "1990-05-01")
+			expect(t, "accept", amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}}), http.StatusOK, "10 single-use copies")
+			down := func() { execSQL(t, w.n.db, `ALTER TABLE id_issued RENAME TO id_issued_away`) }
+			up := func() { execSQL(t, w.n.db, `ALTER TABLE id_issued_away RENAME TO id_issued`) }
+			leaks := func(what string, r *response) {
+				t.Helper()
+				for _, leak := range []string{"id_issued", "no such table", "does not exist", "SQL"} {
+					if strings.Contains(r.body, leak) {
+						t.Fatalf("%s shows the database's error (%q): %s", what, leak, clip(r.body))
+					}
+				}
+			}
+
+			// The issuer's status list cannot be read: the answer is not checked.
+			w.n.clock.add(identity.StatusTTL + time.Minute) // past the caches the wallet's accept filled
+			amira, bar := w.as(t, "Amira Haddad"), w.as(t, "Sam Okafor")
+			page, same := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+			down()
+			r := amira.postForm("/wallet/present", consentForm(same, "share", "age_over_18"))
+			expect(t, "share while the status list is down", r, http.StatusOK, "Not checked: The presentation cannot be checked right now", "not checked")
+			leaks("the wallet", r)
+			r = bar.get(page)
+			expect(t, "the verifier still waits", r, http.StatusOK, "Waiting for the wallet")
+			leaks("the verifier's page", r)
+
+			// Once it can be read, the same request is answered and verified.
+			up()
+			expect(t, "share again", amira.postForm("/wallet/present", consentForm(same, "share", "age_over_18")), http.StatusOK, "Shared with the verifier")
+			expect(t, "verified", bar.get(page), http.StatusOK, "Verified", "<dt>Over 18</dt><dd>true</dd>")
+
+			// A re-check that cannot read the list leaves the result verified.
+			w.n.clock.add(identity.StatusTTL + time.Minute) // past the verifier's and the issuer's caches
+			bar = w.as(t, "Sam Okafor")
+			down()
+			r = bar.postForm(page+"/recheck", nil)
+			expect(t, "re-check while the status list is down", r, http.StatusServiceUnavailable, "could not be checked again right now", "Verified", "<dt>Over 18</dt><dd>true</dd>")
+			leaks("the re-check", r)
+			var state, kept string
+			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT state, vp_token FROM id_requests WHERE verifier_org = $1 AND state <> $2`, w.orgs["Blue Door Bar"], identity.Pending).Scan(&state, &kept); err != nil {
+				t.Fatal(err)
+			}
+			if state != identity.Verified || kept == "" {
+				t.Fatalf("a re-check that could not be made changed the request: state %q, presentation kept %v", state, kept != "")
+			}
+			up()
+			expect(t, "re-check once it can", bar.postForm(page+"/recheck", nil), http.StatusOK, "Checked again: still valid.")
+		})
+	}
+}
+
 // TestIdentityProtocol drives the OpenID4VCI and OpenID4VP endpoints as a
 // third-party wallet would, with each refusal's error code and reason.
 func TestIdentityProtocol(t *testing.T) {

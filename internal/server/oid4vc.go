@@ -208,6 +208,11 @@ func (s *Server) vpResponse(w http.ResponseWriter, r *http.Request, v *identity.
 		oauthError(w, http.StatusBadRequest, "invalid_request", "There is no such request (state).")
 	case errors.Is(err, identity.ErrAnswered), errors.Is(err, identity.ErrExpired):
 		oauthError(w, http.StatusBadRequest, "invalid_request", sentence(err))
+	case errors.Is(err, identity.ErrCannotCheck):
+		s.log.Warn("presentation not checked", "err", err)
+		w.Header().Set("Retry-After", "30")
+		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable",
+			"The presentation cannot be checked right now: the issuer's key or status list cannot be read. Nothing was recorded; answer again shortly.")
 	case errors.As(err, &rej):
 		oauthError(w, http.StatusBadRequest, "invalid_request", rej.Reason)
 	case err != nil:
