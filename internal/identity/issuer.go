@@ -284,9 +284,13 @@ func (s *Service) Issue(ctx context.Context, iss *Issuer, accessToken string, re
 		return nil, fmt.Errorf("credential: the offer's claims: %v", err)
 	}
 	nonces := map[string]bool{}
+	var lookupErr error // a failure to read the nonces is not a wrong nonce
 	nonceOK := func(n string) bool {
 		var exp int64
 		err := s.db.Reader().QueryRowContext(ctx, `SELECT expires_at FROM id_nonces WHERE nonce_hash = $1`, hash(n)).Scan(&exp)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			lookupErr = err
+		}
 		if err != nil || exp <= now.UnixMilli() {
 			return false
 		}
@@ -297,6 +301,9 @@ func (s *Service) Issue(ctx context.Context, iss *Issuer, accessToken string, re
 	seen := map[string]bool{}
 	for i, p := range proofs {
 		jwk, err := issuance.VerifyProof(p, s.IssuerID(iss), now, NonceLifetime, nonceOK)
+		if lookupErr != nil {
+			return nil, fmt.Errorf("credential: nonce: %w", lookupErr)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("proof %d: %w", i+1, err)
 		}

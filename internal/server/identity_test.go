@@ -491,6 +491,15 @@ func TestIdentityProtocol(t *testing.T) {
 		r, _ := x.fetch(link, tx, 2, c.tamper)
 		oauth(c.name, r, 400, c.code, c.desc)
 	}
+	// Nonces that cannot be read are the server's failure, not a wrong nonce
+	// (which would send the wallet for another one).
+	link, tx = offerPID(t, w, registrar, jonas, "1950-01-01")
+	r, _ = x.fetch(link, tx, 1, func(p []string) []string {
+		execSQL(t, w.n.db, `ALTER TABLE id_nonces RENAME TO id_nonces_away`)
+		return p
+	})
+	execSQL(t, w.n.db, `ALTER TABLE id_nonces_away RENAME TO id_nonces`)
+	oauth("nonces unreadable", r, 500, "server_error", "on our side")
 	// A nonce is single use.
 	link, tx = offerPID(t, w, registrar, jonas, "1950-01-01")
 	_, creds := x.fetch(link, tx, 12, nil)
