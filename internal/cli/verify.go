@@ -102,6 +102,14 @@ func runVerify(_ context.Context, e *env, args []string) error {
 	}
 	in := bytes.NewReader(raw)
 	rep, err := payment.Verify(in, *logKey)
+	if errors.Is(err, payment.ErrBadBundle) {
+		// Say what verify reads, not only the last kind it tried.
+		what := rest[0]
+		if what == "-" {
+			what = "the input"
+		}
+		return fmt.Errorf("%s is none of the files verify checks (a receipt, invoice or cash-flow report, a data-access export, an HC1: health pass or an SD-JWT): %w", what, err)
+	}
 	if err != nil {
 		return err
 	}

@@ -135,7 +135,8 @@ func TestVerify(t *testing.T) {
 		{"no log key", string(raw), []string{"verify", "-"}, "not verified: log: not checked"},
 		{"another log's key", string(raw), []string{"verify", "-", "--log-key", otherKey(t)}, "not verified: checkpoint:"},
 		{"a changed total", strings.Replace(string(raw), `"total": 1234`, `"total": 1334`, 1), []string{"verify", "-", "--log-key", vkey}, "not verified: document:"},
-		{"not a bundle", "hello", []string{"verify", "-"}, "not a civstack receipt or invoice"},
+		{"not a bundle", "hello", []string{"verify", "-"}, "the input is none of the files verify checks (a receipt, invoice or cash-flow report, a data-access export"},
+		{"JSON of something else", `{"x": 1}`, []string{"verify", "-"}, "none of the files verify checks"},
 		{"a missing file", "", []string{"verify", filepath.Join(t.TempDir(), "nope.json")}, "no such file"},
 	}
 	for _, f := range fails {

@@ -71,7 +71,7 @@ func (r *Report) Failed() string {
 }
 
 // ErrBadBundle is returned for input that is not a document bundle at all.
-var ErrBadBundle = errors.New("not a civstack receipt or invoice")
+var ErrBadBundle = errors.New("not a civstack receipt, invoice or cash-flow report")
 
 // MaxBundle bounds what Verify reads.
 const MaxBundle = 1 << 20
