@@ -367,9 +367,23 @@ func (s *Service) submit(ctx context.Context, t ledger.Transfer, pay *Payment, m
 	case r == ledger.OK:
 		return pay, nil
 	case r == ledger.Exists || strings.HasPrefix(r.String(), "exists_with"):
-		prior, err := s.Payment(ctx, pay.ID)
-		if err == nil && r == ledger.Exists && request != "" && prior.PayeeOrg == pay.PayeeOrg && prior.PayeePerson == pay.PayeePerson && s.requestOf(ctx, pay.ID) == request {
-			return prior, nil // the same charge again: idempotent
+		if r == ledger.Exists && request != "" {
+			// The same charge again (same request id) returns the first. A
+			// failure to read the first is not a refusal: "code used" would
+			// send the merchant to charge the customer a second time.
+			prior, err := s.Payment(ctx, pay.ID)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return nil, fmt.Errorf("payment: the first try: %w", err)
+			}
+			if err == nil && prior.PayeeOrg == pay.PayeeOrg && prior.PayeePerson == pay.PayeePerson {
+				first, err := s.requestOf(ctx, pay.ID)
+				if err != nil {
+					return nil, err
+				}
+				if first == request {
+					return prior, nil // idempotent
+				}
+			}
 		}
 		switch pay.Method {
 		case "code":
@@ -514,10 +528,13 @@ func (s *Service) onePayment(ctx context.Context, what, where string, args ...an
 	return ps[0], nil
 }
 
-func (s *Service) requestOf(ctx context.Context, id string) string {
+// requestOf is the request id a payment was made with.
+func (s *Service) requestOf(ctx context.Context, id string) (string, error) {
 	var r string
-	_ = s.db.Reader().QueryRowContext(ctx, "SELECT request FROM payments WHERE id = $1", id).Scan(&r)
-	return r
+	if err := s.db.Reader().QueryRowContext(ctx, "SELECT request FROM payments WHERE id = $1", id).Scan(&r); err != nil {
+		return "", fmt.Errorf("payment %s: request: %w", id, err)
+	}
+	return r, nil
 }
 
 const selectPayments = "SELECT id, kind, method, payer, payee_org, payee_person, amount, refunded, original, sale_id, reference, created_at FROM payments"

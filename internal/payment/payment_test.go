@@ -245,6 +245,23 @@ func TestPaymentCodes(t *testing.T) {
 		if again, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: code, Amount: 7_20, Request: "pos-1"}); err != nil || again.ID != p.ID {
 			t.Fatalf("retry %v %v", again, err)
 		}
+		// A retry whose first payment cannot be read fails as the server's
+		// failure: "code used" would have the merchant charge again.
+		rename := func(from, to string) {
+			if err := db.Tx(ctx, func(tx *store.Tx) error { _, err := tx.ExecContext(ctx, `ALTER TABLE `+from+` RENAME TO `+to); return err }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rename("payments", "payments_away")
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: code, Amount: 7_20, Request: "pos-1"})
+		var ref *payment.Refusal
+		if err == nil || errors.As(err, &ref) {
+			t.Fatalf("a retry whose first payment cannot be read: %v, want the store's error", err)
+		}
+		rename("payments_away", "payments")
+		if again, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: code, Amount: 7_20, Request: "pos-1"}); err != nil || again.ID != p.ID {
+			t.Fatalf("retry once it can be read %v %v", again, err)
+		}
 		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: code, Amount: 7_20, Request: "pos-2"})
 		refusedWith(t, "replay", err, "code_used")
 		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: vendorOrg, Code: code, Amount: 1_00})
