@@ -321,6 +321,23 @@ func TestRefunds(t *testing.T) {
 		if _, err := w.svc.Refund(gone, vendorOrg, p.ID, 1_00, "r3"); errors.Is(err, payment.ErrNotFound) || !errors.Is(err, context.Canceled) {
 			t.Fatalf("a refund while the store fails: %v", err)
 		}
+		// A second reservation of a refund made already (what a retry did
+		// when it could not read the first) is given back, not counted twice.
+		if err := db.Tx(ctx, func(tx *store.Tx) error {
+			if _, err := tx.ExecContext(ctx, `UPDATE payments SET refunded = refunded + 300 WHERE id = $1`, p.ID); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO payment_refunds_pending (id, original, org_id, amount, created_at) VALUES ($1, $2, $3, 300, 0)`, r1.ID, p.ID, vendorOrg)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := w.svc.ResumeRefunds(ctx); err != nil || n != 1 {
+			t.Fatalf("resume: %d %v", n, err)
+		}
+		if got, _ := w.svc.Payment(ctx, p.ID); got.Refunded != 3_00 {
+			t.Fatalf("refunded %d after a refund was reserved twice, want 3.00", got.Refunded)
+		}
 		if _, err := w.svc.Refund(ctx, vendorOrg, p.ID, 7_00, "r4"); err != nil {
 			t.Fatal(err)
 		}

@@ -13,8 +13,8 @@ import (
 // account. key is the point of sale's id for this refund: repeating it
 // returns the first refund. The amount is reserved on the purchase first (so
 // refunds can never add up to more than it), then the transfer, its receipt
-// and the release of the reservation commit together; a refused transfer
-// gives the reservation back in the same transaction.
+// and the release of the reservation commit together; a transfer refused,
+// or found made already, gives the reservation back in the same transaction.
 func (s *Service) Refund(ctx context.Context, orgID, paymentID string, amount int64, key string) (*Payment, error) {
 	if key == "" || len(key) > 64 {
 		return nil, invalidf("a refund needs an id of 1 to 64 characters")
@@ -30,11 +30,14 @@ func (s *Service) Refund(ctx context.Context, orgID, paymentID string, amount in
 		return nil, invalidf("enter the amount to refund")
 	}
 	id := derive("refund", orgID, key)
-	if prior, err := s.Payment(ctx, id.String()); err == nil {
+	switch prior, err := s.Payment(ctx, id.String()); {
+	case err == nil:
 		if prior.Original == paymentID && prior.Amount == amount {
 			return prior, nil
 		}
 		return nil, refusal("refund_id_taken", "This refund id was already used for another refund.")
+	case !errors.Is(err, ErrNotFound):
+		return nil, err // not known to be new: reserving again would count it twice
 	}
 	err = s.db.Tx(ctx, func(tx *store.Tx) error {
 		var n int
@@ -79,12 +82,13 @@ func (s *Service) finishRefund(ctx context.Context, id ledger.ID, orig *Payment,
 	t := ledger.Transfer{ID: id, Debit: MerchantAccount(orig.PayeeOrg), Credit: WalletAccount(orig.Payer), Amount: amount,
 		Ledger: ledger.LedgerCash, Code: ledger.CodeRefund, Reference: "refund " + orig.ID[:16]}
 	rs, err := s.eng.SubmitThen(ctx, []ledger.Transfer{t}, func(ctx context.Context, tx *store.Tx, rs []ledger.Result) error {
-		switch {
-		case rs[0] == ledger.OK:
+		if rs[0] == ledger.OK {
 			if err := s.record(ctx, tx, ref, "", doc, jws); err != nil {
 				return err
 			}
-		case !rs[0].Applied():
+		} else {
+			// Refused, or made already (and counted when it was
+			// reserved then): this reservation is given back.
 			if _, err := tx.ExecContext(ctx, "UPDATE payments SET refunded = refunded - $1 WHERE id = $2", amount, orig.ID); err != nil {
 				return err
 			}
