@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -92,7 +93,12 @@ func (s *Server) renderRewards(w http.ResponseWriter, r *http.Request, v *viewer
 		return
 	}
 	data["Items"] = items
-	if m, err := s.rw.Member(ctx, v.person.ID); err == nil {
+	m, err := s.rw.Member(ctx, v.person.ID)
+	if err != nil && !errors.Is(err, rewards.ErrNotMember) {
+		s.failErr(w, r, err) // not "join": they may be a member already
+		return
+	}
+	if m != nil {
 		data["Member"] = m
 		card, err := qrSVG(m.Card, "Member card")
 		if err != nil {
@@ -104,8 +110,11 @@ func (s *Server) renderRewards(w http.ResponseWriter, r *http.Request, v *viewer
 			s.failErr(w, r, err)
 			return
 		}
-	} else if rules, err := s.rw.Rules(ctx); err == nil {
-		data["Rules"] = rules
+	} else {
+		if data["Rules"], err = s.rw.Rules(ctx); err != nil {
+			s.failErr(w, r, err)
+			return
+		}
 	}
 	p.Title, p.Data = "Civic rewards", data
 	s.render(w, r, v, status, "rewards", p)

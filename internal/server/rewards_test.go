@@ -52,6 +52,14 @@ func TestRewardsOverHTTP(t *testing.T) {
 			expect(t, "an unknown card", gates.postJSON("/api/v1/rewards/events", map[string]string{"card": "RWNOBODY", "type": "transit_ride", "event_id": "g5"}),
 				http.StatusNotFound, "No member of the rewards programme has that card")
 			expect(t, "points on the page", amira.get("/wallet/rewards"), http.StatusOK, "30 points", "Ride on public transport")
+			// A membership that cannot be read is not an invitation to join.
+			execSQL(t, w.n.db, `ALTER TABLE rw_members RENAME TO rw_members_away`)
+			r = amira.get("/wallet/rewards")
+			expect(t, "the page while members cannot be read", r, http.StatusInternalServerError)
+			if strings.Contains(r.body, "Join the city's rewards programme") {
+				t.Fatalf("a member was asked to join while the members could not be read: %s", clip(r.body))
+			}
+			execSQL(t, w.n.db, `ALTER TABLE rw_members_away RENAME TO rw_members`)
 
 			r = amira.postForm("/wallet/rewards/vouchers", map[string][]string{"item": {"museum-entry"}})
 			expect(t, "buy a museum entry", r, http.StatusSeeOther)
