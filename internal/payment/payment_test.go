@@ -248,7 +248,10 @@ func TestPaymentCodes(t *testing.T) {
 		// A retry whose first payment cannot be read fails as the server's
 		// failure: "code used" would have the merchant charge again.
 		rename := func(from, to string) {
-			if err := db.Tx(ctx, func(tx *store.Tx) error { _, err := tx.ExecContext(ctx, `ALTER TABLE `+from+` RENAME TO `+to); return err }); err != nil {
+			if err := db.Tx(ctx, func(tx *store.Tx) error {
+				_, err := tx.ExecContext(ctx, `ALTER TABLE `+from+` RENAME TO `+to)
+				return err
+			}); err != nil {
 				t.Fatal(err)
 			}
 		}
