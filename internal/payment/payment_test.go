@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -374,6 +375,36 @@ func TestRefunds(t *testing.T) {
 		wg.Wait()
 		if okCount != 3 {
 			t.Fatalf("%d concurrent refunds of 3.00 on 10.00 succeeded, want 3", okCount)
+		}
+		// Concurrent tries of the same refund (a point of sale's retries
+		// racing) share one reservation: each refund is made and counted once.
+		p, _ = w.svc.Pay(ctx, payment.PayRequest{Payer: "jonas", Payload: static, Amount: 20_00, Nonce: nonce()})
+		const keys, tries = 10, 4
+		ids := make([][tries]string, keys)
+		for k := range keys {
+			for i := range tries {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r, err := w.svc.Refund(ctx, vendorOrg, p.ID, 1_00, fmt.Sprintf("same-%d", k))
+					if err != nil {
+						ids[k][i] = "error: " + err.Error()
+						return
+					}
+					ids[k][i] = r.ID
+				}()
+			}
+		}
+		wg.Wait()
+		for k := range keys {
+			for i := range tries {
+				if ids[k][i] != ids[k][0] || strings.HasPrefix(ids[k][i], "error") {
+					t.Fatalf("tries of refund same-%d answered %q", k, ids[k])
+				}
+			}
+		}
+		if got, _ := w.svc.Payment(ctx, p.ID); got.Refunded != keys*1_00 {
+			t.Fatalf("refunded %d after %d refunds of 1.00 tried %d times each, want %d", got.Refunded, keys, tries, keys*1_00)
 		}
 		audit, err := w.eng.Check(ctx)
 		if err != nil || len(audit.Problems) > 0 {

@@ -14,7 +14,8 @@ import (
 // returns the first refund. The amount is reserved on the purchase first (so
 // refunds can never add up to more than it), then the transfer, its receipt
 // and the release of the reservation commit together; a transfer refused,
-// or found made already, gives the reservation back in the same transaction.
+// or found made already by another reservation, gives the reservation back
+// in the same transaction.
 func (s *Service) Refund(ctx context.Context, orgID, paymentID string, amount int64, key string) (*Payment, error) {
 	if key == "" || len(key) > 64 {
 		return nil, invalidf("a refund needs an id of 1 to 64 characters")
@@ -82,19 +83,23 @@ func (s *Service) finishRefund(ctx context.Context, id ledger.ID, orig *Payment,
 	t := ledger.Transfer{ID: id, Debit: MerchantAccount(orig.PayeeOrg), Credit: WalletAccount(orig.Payer), Amount: amount,
 		Ledger: ledger.LedgerCash, Code: ledger.CodeRefund, Reference: "refund " + orig.ID[:16]}
 	rs, err := s.eng.SubmitThen(ctx, []ledger.Transfer{t}, func(ctx context.Context, tx *store.Tx, rs []ledger.Result) error {
-		if rs[0] == ledger.OK {
-			if err := s.record(ctx, tx, ref, "", doc, jws); err != nil {
-				return err
-			}
-		} else {
-			// Refused, or made already (and counted when it was
-			// reserved then): this reservation is given back.
-			if _, err := tx.ExecContext(ctx, "UPDATE payments SET refunded = refunded - $1 WHERE id = $2", amount, orig.ID); err != nil {
-				return err
-			}
+		// One pending row is one reservation, which concurrent tries of the
+		// same refund share: the try that removes it settles it.
+		res, err := tx.ExecContext(ctx, "DELETE FROM payment_refunds_pending WHERE id = $1", id.String())
+		if err != nil {
+			return err
 		}
-		_, err := tx.ExecContext(ctx, "DELETE FROM payment_refunds_pending WHERE id = $1", id.String())
-		return err
+		settles, _ := res.RowsAffected()
+		switch {
+		case rs[0] == ledger.OK:
+			return s.record(ctx, tx, ref, "", doc, jws)
+		case settles == 1:
+			// Refused, or made already by a try whose own reservation
+			// it settled: this one is given back.
+			_, err := tx.ExecContext(ctx, "UPDATE payments SET refunded = refunded - $1 WHERE id = $2", amount, orig.ID)
+			return err
+		}
+		return nil // another try settled the reservation
 	})
 	if err != nil {
 		return nil, fmt.Errorf("refund: %w", err)
