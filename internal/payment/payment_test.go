@@ -148,12 +148,19 @@ func TestStaticAndDynamicQR(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "jonas", Payload: sale.Payload, Amount: 1, Nonce: nonce()})
+		jonasNonce := nonce()
+		p, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "jonas", Payload: sale.Payload, Amount: 1, Nonce: jonasNonce})
 		if err != nil || p.Amount != 12_30 {
 			t.Fatalf("pay sale: %+v %v", p, err)
 		}
+		if again, err := w.svc.Pay(ctx, payment.PayRequest{Payer: "jonas", Payload: sale.Payload, Nonce: jonasNonce}); err != nil || again.ID != p.ID {
+			t.Fatalf("the payer's retry: %+v %v", again, err)
+		}
 		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: sale.Payload, Nonce: nonce()})
 		refusedWith(t, "sale twice", err, "sale_paid")
+		// Another payer with the first's confirmation nonce is not the first's retry.
+		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: sale.Payload, Nonce: jonasNonce})
+		refusedWith(t, "sale twice, with the first payer's nonce", err, "sale_paid")
 		docs, err := w.svc.Documents(ctx, p.ID)
 		if err != nil || len(docs) != 1 || docs[0].Document.Total != 12_30 || len(docs[0].Document.Lines) != 2 || docs[0].Document.VAT != 17+144 {
 			t.Fatalf("receipt %+v %v", docs, err)
