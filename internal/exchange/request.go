@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -56,6 +57,9 @@ type Ask struct {
 	Purpose    string
 	LegalBasis string
 	Defer      time.Duration // 0: the citizen sees the access at once
+	// Key is the agency's idempotency key for this request ("" for
+	// none): a retry with it answers with the first request (keys.go).
+	Key string
 }
 
 // Request is a request as recorded, with its outcome.
@@ -82,6 +86,8 @@ type Request struct {
 	RetainUntil time.Time `json:"retain_until,omitzero"`
 	// Values are the released fields (only in the answer to the agency).
 	Values map[string]string `json:"values,omitempty"`
+	// Replayed: this answers a retry with the same idempotency key.
+	Replayed bool `json:"replayed,omitempty" doc:"true when this answers a retry with the same Idempotency-Key: the first request as it stands now, without values (they are released once, to the first answer; ask again, as a new request, if they were lost)"`
 	// RequesterName and ServiceName are for display.
 	RequesterName string `json:"requester_name"`
 	ServiceName   string `json:"service_name"`
@@ -111,6 +117,23 @@ func (x *Exchange) Submit(ctx context.Context, a Ask) (*Request, error) {
 	if a.Defer < 0 {
 		return nil, fmt.Errorf("%w: a deferral cannot be negative", ErrInvalid)
 	}
+	key, err := keyFor(a.Key, r)
+	if err != nil {
+		return nil, err
+	}
+	if key != nil {
+		if first, err := x.replay(ctx, key); first != nil || err != nil {
+			return first, err
+		}
+	}
+	// settle records a request that releases nothing now.
+	settle := func(counter *atomic.Int64) (*Request, error) {
+		err := x.store(ctx, r, key)
+		if errors.Is(err, errKeyTaken) {
+			return x.taken(ctx, key)
+		}
+		return r, count(counter, err)
+	}
 	for attempt := 0; ; attempt++ {
 		svc, pol, reason, err := x.decide(ctx, r)
 		if err != nil {
@@ -119,18 +142,31 @@ func (x *Exchange) Submit(ctx context.Context, a Ask) (*Request, error) {
 		switch {
 		case reason != "":
 			r.State, r.Reason, r.Decided = Denied, reason, now.UTC()
-			return r, count(&x.stats.denied, x.store(ctx, r))
+			return settle(&x.stats.denied)
 		case pol.Consent:
 			r.PolicyID, r.State, r.Lapses = pol.ID, AwaitConsent, r.Created.Add(AnswerWithin)
-			return r, count(&x.stats.asked, x.store(ctx, r))
+			return settle(&x.stats.asked)
 		}
 		r.PolicyID = pol.ID
-		err = x.release(ctx, r, svc, pol, consentNotNeeded)
-		if errors.Is(err, errRetired) && attempt == 0 {
+		err = x.release(ctx, r, svc, pol, consentNotNeeded, key)
+		switch {
+		case errors.Is(err, errRetired) && attempt == 0:
 			continue // decided on a policy retired meanwhile: decide again
+		case errors.Is(err, errKeyTaken):
+			return x.taken(ctx, key)
 		}
 		return r, err
 	}
+}
+
+// taken answers a request whose idempotency key a concurrent request with
+// the same key committed first: with that request.
+func (x *Exchange) taken(ctx context.Context, k *requestKey) (*Request, error) {
+	first, err := x.replay(ctx, k)
+	if err == nil && first == nil {
+		err = errors.New("idempotency key: taken, but it names no request")
+	}
+	return first, err
 }
 
 // decide finds the policy that allows the request, or says why none does,
@@ -202,9 +238,18 @@ func labels(svc *Service, names []string) string {
 	return strings.Join(out, ", ")
 }
 
-func (x *Exchange) store(ctx context.Context, r *Request) error {
+// store records a request that releases nothing now, with its
+// idempotency key (k may be nil).
+func (x *Exchange) store(ctx context.Context, r *Request, k *requestKey) error {
 	row := requestRow(r)
-	return x.db.Tx(ctx, func(tx *store.Tx) error { return tx.InsertRows(ctx, row.Table, row.Cols, [][]any{row.Vals}) })
+	return x.db.Tx(ctx, func(tx *store.Tx) error {
+		if k != nil {
+			if err := k.claim(ctx, tx, r.ID, x.now()); err != nil {
+				return err
+			}
+		}
+		return tx.InsertRows(ctx, row.Table, row.Cols, [][]any{row.Vals})
+	})
 }
 
 // requestCols are ex_requests' columns, in requestRow's order.
@@ -228,10 +273,11 @@ const (
 
 // release reads the allowed fields and commits the access record with its
 // log entry (the record in the entry's own row, see index.go) and, for a
-// request the citizen consented to, the request's new state; the values
-// leave only after that commit. A direct release writes no request row:
-// its record is the request.
-func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *Policy, consent string) error {
+// request the citizen consented to, the request's new state (for a new
+// request, its idempotency key k, if not nil); the values leave only after
+// that commit. A direct release writes no request row: its record is the
+// request.
+func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *Policy, consent string, k *requestKey) error {
 	now := x.now()
 	salt := make([]byte, saltSize)
 	if _, err := x.rand.Read(salt); err != nil {
@@ -268,6 +314,9 @@ func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *P
 	}
 	w := tlog.Write{Check: &tlog.Check{Query: `SELECT 1 FROM ex_policies WHERE id = $1 AND active = 1`, Args: []any{pol.ID}},
 		Read: valuesReader{}, Item: d, Opening: op}
+	if fresh && k != nil {
+		w.With = func(tx *store.Tx, _ int64) error { return k.claim(ctx, tx, r.ID, now) }
+	}
 	if !fresh {
 		w.With = func(tx *store.Tx, _ int64) error {
 			// Not if the citizen withdrew meanwhile, or the consent lapsed.
@@ -301,6 +350,9 @@ func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *P
 		}
 		if errors.Is(err, ErrDecided) {
 			return ErrDecided
+		}
+		if errors.Is(err, errKeyTaken) {
+			return errKeyTaken
 		}
 		if errors.Is(err, tlog.ErrCheckFailed) {
 			x.cat.drop()
@@ -512,7 +564,7 @@ func (x *Exchange) Collect(ctx context.Context, requesterOrg, requestID string) 
 		if reason != "" {
 			return nil, fmt.Errorf("%w: %s", ErrInvalid, reason)
 		}
-		err = x.release(ctx, r, svc, pol, consentGiven)
+		err = x.release(ctx, r, svc, pol, consentGiven, nil)
 		if errors.Is(err, errRetired) && attempt == 0 {
 			continue
 		}

@@ -137,7 +137,7 @@ func TestReleaseRechecksConsent(t *testing.T) {
 			if err := c.meanwhile(r.ID); err != nil {
 				t.Fatalf("%s: %v", c.name, err)
 			}
-			if err := ex.release(ctx, r, svc, pol, consentGiven); !errors.Is(err, ErrDecided) || r.Values != nil {
+			if err := ex.release(ctx, r, svc, pol, consentGiven, nil); !errors.Is(err, ErrDecided) || r.Values != nil {
 				t.Fatalf("%s: released %v (%v), want ErrDecided", c.name, r.Values, err)
 			}
 			if n := entries(); n != before {

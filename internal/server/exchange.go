@@ -49,7 +49,7 @@ func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 
 // exchangeStatus maps exchange errors to a status and a sentence.
 func exchangeStatus(err error) (int, string) {
-	if status, msg, ok := sentinelStatus(err, []sentinel{{exchange.ErrInvalid, 400}, {exchange.ErrNotFound, 404}, {exchange.ErrDecided, 409}, {exchange.ErrInUse, 409}, {exchange.ErrLapsed, 410}}); ok {
+	if status, msg, ok := sentinelStatus(err, []sentinel{{exchange.ErrInvalid, 400}, {exchange.ErrKeyReused, 422}, {exchange.ErrNotFound, 404}, {exchange.ErrDecided, 409}, {exchange.ErrInUse, 409}, {exchange.ErrLapsed, 410}}); ok {
 		return status, msg
 	}
 	return classify(err)
@@ -164,7 +164,9 @@ func (s *Server) renderAgency(w http.ResponseWriter, r *http.Request, v *viewer,
 	for _, svc := range svcs {
 		names[svc.ID] = svc.Name
 	}
-	d["ServiceNames"], d["Now"] = names, s.now()
+	// The form's idempotency key: the same form sent twice (a reload, a
+	// double click) answers with the first request instead of asking again.
+	d["ServiceNames"], d["Now"], d["AskKey"] = names, s.now(), "form-"+newNonce()
 	p.Title, p.Data = "Data requests · "+m.OrgName, d
 	s.render(w, r, v, status, "agency", p)
 }
@@ -176,7 +178,8 @@ func (s *Server) exchangeFail(w http.ResponseWriter, r *http.Request, err error,
 // askFromForm reads an officer's request.
 func askFromForm(r *http.Request, v *viewer, m registry.Membership) (exchange.Ask, error) {
 	a := exchange.Ask{Requester: m.OrgID, Officer: v.person.DisplayName, Citizen: strings.TrimSpace(r.PostFormValue("citizen")),
-		Service: r.PostFormValue("service"), Fields: r.PostForm["field"], Purpose: r.PostFormValue("purpose"), LegalBasis: r.PostFormValue("legal_basis")}
+		Service: r.PostFormValue("service"), Fields: r.PostForm["field"], Purpose: r.PostFormValue("purpose"), LegalBasis: r.PostFormValue("legal_basis"),
+		Key: r.PostFormValue("key")}
 	if d := strings.TrimSpace(r.PostFormValue("defer_days")); d != "" {
 		var ok bool
 		if a.Defer, ok = formDays(d, exchange.DeferralLimit); !ok {
@@ -236,6 +239,9 @@ func (s *Server) agencyOutcome(w http.ResponseWriter, r *http.Request, v *viewer
 		if req.Defer > 0 {
 			p.Notice = "Released. The access is recorded; the citizen sees it when the deferral ends."
 		}
+	}
+	if req.Replayed && req.State != exchange.Denied {
+		p.Notice = "This form was sent already (reloaded, or sent twice): nothing was asked or released again. The request is shown as it stands."
 	}
 	s.renderAgency(w, r, v, m, status, p)
 }
@@ -732,6 +738,7 @@ type askIn struct {
 		DeferDays  int      `json:"defer_days,omitempty" minimum:"0" maximum:"1095" doc:"hide the access from the citizen this many days (only where the policy allows)"`
 		Officer    string   `json:"officer,omitempty" maxLength:"100" doc:"the officer behind the request; the token's label when empty"`
 	}
+	Key string `header:"Idempotency-Key" maxLength:"255" doc:"your own id for this request (e.g. a UUID): a retry with the same key and the same body answers with the first request as it stands, marked replayed and without values, and never releases, records or asks the citizen again; the same key with another body is refused (422)"`
 }
 
 type requestOut struct{ Body *exchange.Request }
@@ -749,7 +756,7 @@ func (s *Server) apiAsk(ctx context.Context, in *askIn) (*requestOut, error) {
 		officer = "system: " + p.token.Label
 	}
 	req, err := s.ex.Submit(ctx, exchange.Ask{Requester: p.org.ID, Officer: officer, Citizen: in.Body.Citizen, Service: in.Body.Service, Fields: in.Body.Fields,
-		Purpose: in.Body.Purpose, LegalBasis: in.Body.LegalBasis, Defer: time.Duration(in.Body.DeferDays) * exchange.Day})
+		Purpose: in.Body.Purpose, LegalBasis: in.Body.LegalBasis, Defer: time.Duration(in.Body.DeferDays) * exchange.Day, Key: in.Key})
 	if err != nil {
 		return nil, s.exchangeErr(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -414,6 +415,45 @@ func TestExchangeOverHTTP(t *testing.T) {
 }
 
 // tamperOpenings replaces old by new in every access record's opening.
+// TestExchangeFormSentTwice: the ask form carries an idempotency key, so
+// the same form sent twice (a reload, a double click) answers with the
+// first request and releases nothing again.
+func TestExchangeFormSentTwice(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			tax, _ := exWorld(t, w)
+			amira := w.people["Amira Haddad"]
+			officer := w.as(t, "Tomas Novak")
+			formKey := regexp.MustCompile(`name="key" value="([^"]+)"`).FindStringSubmatch(officer.get("/exchange/" + tax).body)
+			if formKey == nil {
+				t.Fatal("the ask form has no idempotency key")
+			}
+			twice := url.Values{"citizen": {amira}, "service": {"tax-income"}, "field": {"declared_income"}, "purpose": {"TAX-AUDIT"}, "legal_basis": {"Tax Code §93"},
+				"defer_days": {"0"}, "key": {formKey[1]}}
+			accessEntries := func() int {
+				return countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess))
+			}
+			expect(t, "a form sent once", officer.postForm("/exchange/"+tax+"/requests", twice), http.StatusOK, "Released", "41250")
+			sent := accessEntries()
+			r := officer.postForm("/exchange/"+tax+"/requests", twice)
+			expect(t, "the same form again", r, http.StatusOK, "This form was sent already", "are not shown again")
+			if strings.Contains(r.body, "41250") || accessEntries() != sent {
+				t.Fatalf("the form sent again released again (%d access entries, was %d)", accessEntries(), sent)
+			}
+			if again := regexp.MustCompile(`name="key" value="([^"]+)"`).FindStringSubmatch(r.body); again == nil || again[1] == formKey[1] {
+				t.Fatal("the form shown after an answer reuses the key it was sent with")
+			}
+			// Without its key (an older page, a script) a form asks again.
+			delete(twice, "key")
+			expect(t, "a form without a key", officer.postForm("/exchange/"+tax+"/requests", twice), http.StatusOK, "Released", "41250")
+			if accessEntries() != sent+1 {
+				t.Fatalf("a form without a key: %d access entries, want %d", accessEntries(), sent+1)
+			}
+		})
+	}
+}
+
 func tamperOpenings(t *testing.T, db *store.DB, old, new string) {
 	t.Helper()
 	ctx := context.Background()
@@ -668,6 +708,31 @@ func TestExchangeAPI(t *testing.T) {
 				t.Fatalf("read back: %+v, released %+v", back, rel)
 			}
 			expectProblem(t, "another agency's request", policeAPI.get("/api/v1/exchange/requests/"+rel.ID), http.StatusNotFound, "No such request")
+			// An idempotency key: the retry answers with the first request,
+			// replayed and without values; the key for another body is refused.
+			keyed := map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{"declared_income"}, "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"}
+			withKey := func(key string, body map[string]any) *response {
+				taxAPI.header.Set("Idempotency-Key", key)
+				defer taxAPI.header.Del("Idempotency-Key")
+				return taxAPI.postJSON("/api/v1/exchange/requests", body)
+			}
+			accessEntries := func() int {
+				return countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess))
+			}
+			r = withKey("audit-2026-0042", keyed)
+			expect(t, "a keyed request", r, http.StatusOK, `"declared_income":"41250"`)
+			var keyedRel request
+			r.json(t, &keyedRel)
+			entriesBefore := accessEntries()
+			r = withKey("audit-2026-0042", keyed)
+			expect(t, "its retry", r, http.StatusOK, `"id":"`+keyedRel.ID+`"`, `"replayed":true`, `"state":"released"`)
+			if strings.Contains(r.body, "41250") || accessEntries() != entriesBefore {
+				t.Fatalf("a retry released again (%d access entries, was %d): %s", accessEntries(), entriesBefore, r.body)
+			}
+			other := maps.Clone(keyed)
+			other["fields"] = []string{"declared_income", "employer"}
+			expectProblem(t, "the key with another body", withKey("audit-2026-0042", other), http.StatusUnprocessableEntity, "first given with another request")
+			expectProblem(t, "a key too long", withKey(strings.Repeat("k", 256), keyed), http.StatusUnprocessableEntity, "")
 
 			// Denied: a problem naming the reason and the request, which is kept.
 			r, _ = askAPI(taxAPI, map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{"declared_income", "employer"}, "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})
@@ -729,14 +794,14 @@ func TestExchangeAPI(t *testing.T) {
 			expectProblem(t, "no fields", r, http.StatusUnprocessableEntity, "")
 			r, _ = askAPI(taxAPI, map[string]any{"citizen": "no-such-person", "service": "tax-income", "fields": []string{"declared_income"}, "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})
 			expectProblem(t, "nobody", r, http.StatusNotFound, "no citizen")
-			if n := countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess)); n != 2 {
-				t.Fatalf("%d access entries in the log, want 2 (the release and the collection)", n)
+			if n := countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess)); n != 3 {
+				t.Fatalf("%d access entries in the log, want 3 (the release, the keyed one and the collection)", n)
 			}
 			// The operator's metrics count the outcomes, and name no one.
 			deniedN := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_requests WHERE state = $1`, exchange.Denied)
 			asked := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_requests r JOIN ex_policies p ON p.id = r.policy_id WHERE p.consent = 1`)
 			metrics := newClient(t, w.n.URL).get("/metrics")
-			expect(t, "metrics", metrics, http.StatusOK, "\ncivstack_exchange_releases_total 2\n", fmt.Sprintf("\ncivstack_exchange_denied_total %d\n", deniedN),
+			expect(t, "metrics", metrics, http.StatusOK, "\ncivstack_exchange_releases_total 3\n", fmt.Sprintf("\ncivstack_exchange_denied_total %d\n", deniedN),
 				fmt.Sprintf("\ncivstack_exchange_consent_requests_total %d\n", asked), `civstack_exchange_consent_answers_total{answer="given"} 1`+"\n",
 				`civstack_exchange_consent_answers_total{answer="refused"} 0`+"\n")
 			if deniedN == 0 || asked == 0 {
