@@ -309,6 +309,9 @@ type Held struct {
 	Received, Expires         time.Time
 	Left, Total               int
 	Revoked                   bool
+	// Unchecked: the issuer's status list could not be read just now, so
+	// whether it is revoked is not known (a verifier checks for itself).
+	Unchecked bool
 }
 
 // Credentials lists the citizen's credentials with their claims, and
@@ -364,8 +367,11 @@ func (s *Service) Credentials(ctx context.Context, personID string) ([]*Held, er
 				return nil, fmt.Errorf("wallet: a stored credential does not verify: %w", err)
 			}
 			h.claims, h.Claims = res.Claims, h.Type.Flatten(res.Claims)
-			if _, err := credential.Verify(c.Credential, key.Key, sdjwt.Options{}, s.lists); errors.Is(err, credential.ErrRevoked) {
+			switch _, err := credential.Verify(c.Credential, key.Key, sdjwt.Options{}, s.lists); {
+			case errors.Is(err, credential.ErrRevoked):
 				h.Revoked = true
+			case errors.Is(err, ErrCannotCheck):
+				h.Unchecked = true
 			}
 			byBatch[r.batch] = h
 			out = append(out, h)
