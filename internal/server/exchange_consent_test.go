@@ -13,7 +13,6 @@ import (
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/store/storetest"
-	"github.com/civstack/civstack/internal/tlog"
 	"github.com/civstack/civstack/internal/web"
 )
 
@@ -93,9 +92,6 @@ func TestExchangeConsentLifetime(t *testing.T) {
 				}
 				return ids
 			}
-			accessEntries := func() int {
-				return countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess))
-			}
 
 			// The officer's page says until when the citizen may answer.
 			expect(t, "ask on the page", ask(w.as(t, "Eva Lind"), police, amira, "population", "WITNESS-CONTACT", "Police Act §12", 0, "address"),
@@ -134,7 +130,7 @@ func TestExchangeConsentLifetime(t *testing.T) {
 				t.Fatalf("withdrawn: %+v", got)
 			}
 			expect(t, "the DPA sees the withdrawal", w.as(t, "Ana Costa").get("/dpa/exchange"), http.StatusOK, "withdrew consent")
-			if n := accessEntries(); n != 0 {
+			if n := accessEntries(t, w.n.db); n != 0 {
 				t.Fatalf("%d access entries after a withdrawn consent, want none", n)
 			}
 			if got, want := past(withdrawn.ID), "You withdrew your consent on "+at(0)+". Nothing was released."; got != want {
@@ -192,7 +188,7 @@ func TestExchangeConsentLifetime(t *testing.T) {
 				}
 			}
 			expectProblem(t, "cancel a released request", policeAPI.postJSON("/api/v1/exchange/requests/"+collected.ID+"/cancel", nil), http.StatusConflict, "this one is released")
-			if n := accessEntries(); n != 1 {
+			if n := accessEntries(t, w.n.db); n != 1 {
 				t.Fatalf("%d access entries after cancelling, want the one collected", n)
 			}
 
@@ -234,7 +230,7 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			}
 			expect(t, "the police's list", w.as(t, "Eva Lind").get("/exchange/"+police), http.StatusOK, "lapsed: The citizen did not answer", "lapsed: Not collected within 30 days",
 				"passed: delete it") // the address collected 30 days and an hour ago, kept for 30 days
-			if n := accessEntries(); n != 1 {
+			if n := accessEntries(t, w.n.db); n != 1 {
 				t.Fatalf("%d access entries, want the one collected", n)
 			}
 			// Everything asked so far has ended or lapsed: nothing is open.

@@ -67,6 +67,12 @@ func ask(c *client, org, citizen, service, purpose, basis string, deferDays int,
 		"legal_basis": {basis}, "defer_days": {strconv.Itoa(deferDays)}})
 }
 
+// accessEntries counts the data-access entries in the log.
+func accessEntries(t *testing.T, db *store.DB) int {
+	t.Helper()
+	return countRows(t, db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess))
+}
+
 func countRows(t *testing.T, db *store.DB, q string, args ...any) int {
 	t.Helper()
 	var n int
@@ -181,7 +187,7 @@ func TestExchangeOverHTTP(t *testing.T) {
 			if r := citizen.get("/"); r.status != http.StatusOK || strings.Contains(r.body, `id="disclosed"`) {
 				t.Fatalf("a month after its deferral ended, her home still tells of it (%d)", r.status)
 			}
-			if n := countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess)); n != 3 {
+			if n := accessEntries(t, w.n.db); n != 3 {
 				t.Fatalf("%d access entries in the log, want 3", n)
 			}
 			// Her export checks offline against the log's key: all three,
@@ -414,7 +420,6 @@ func TestExchangeOverHTTP(t *testing.T) {
 	}
 }
 
-// tamperOpenings replaces old by new in every access record's opening.
 // TestExchangeFormSentTwice: the ask form carries an idempotency key, so
 // the same form sent twice (a reload, a double click) answers with the
 // first request and releases nothing again.
@@ -431,15 +436,12 @@ func TestExchangeFormSentTwice(t *testing.T) {
 			}
 			twice := url.Values{"citizen": {amira}, "service": {"tax-income"}, "field": {"declared_income"}, "purpose": {"TAX-AUDIT"}, "legal_basis": {"Tax Code §93"},
 				"defer_days": {"0"}, "key": {formKey[1]}}
-			accessEntries := func() int {
-				return countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess))
-			}
 			expect(t, "a form sent once", officer.postForm("/exchange/"+tax+"/requests", twice), http.StatusOK, "Released", "41250")
-			sent := accessEntries()
+			sent := accessEntries(t, w.n.db)
 			r := officer.postForm("/exchange/"+tax+"/requests", twice)
 			expect(t, "the same form again", r, http.StatusOK, "This form was sent already", "are not shown again")
-			if strings.Contains(r.body, "41250") || accessEntries() != sent {
-				t.Fatalf("the form sent again released again (%d access entries, was %d)", accessEntries(), sent)
+			if strings.Contains(r.body, "41250") || accessEntries(t, w.n.db) != sent {
+				t.Fatalf("the form sent again released again (%d access entries, was %d)", accessEntries(t, w.n.db), sent)
 			}
 			if again := regexp.MustCompile(`name="key" value="([^"]+)"`).FindStringSubmatch(r.body); again == nil || again[1] == formKey[1] {
 				t.Fatal("the form shown after an answer reuses the key it was sent with")
@@ -447,13 +449,14 @@ func TestExchangeFormSentTwice(t *testing.T) {
 			// Without its key (an older page, a script) a form asks again.
 			delete(twice, "key")
 			expect(t, "a form without a key", officer.postForm("/exchange/"+tax+"/requests", twice), http.StatusOK, "Released", "41250")
-			if accessEntries() != sent+1 {
-				t.Fatalf("a form without a key: %d access entries, want %d", accessEntries(), sent+1)
+			if accessEntries(t, w.n.db) != sent+1 {
+				t.Fatalf("a form without a key: %d access entries, want %d", accessEntries(t, w.n.db), sent+1)
 			}
 		})
 	}
 }
 
+// tamperOpenings replaces old by new in every access record's opening.
 func tamperOpenings(t *testing.T, db *store.DB, old, new string) {
 	t.Helper()
 	ctx := context.Background()
@@ -716,18 +719,15 @@ func TestExchangeAPI(t *testing.T) {
 				defer taxAPI.header.Del("Idempotency-Key")
 				return taxAPI.postJSON("/api/v1/exchange/requests", body)
 			}
-			accessEntries := func() int {
-				return countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess))
-			}
 			r = withKey("audit-2026-0042", keyed)
 			expect(t, "a keyed request", r, http.StatusOK, `"declared_income":"41250"`)
 			var keyedRel request
 			r.json(t, &keyedRel)
-			entriesBefore := accessEntries()
+			entriesBefore := accessEntries(t, w.n.db)
 			r = withKey("audit-2026-0042", keyed)
 			expect(t, "its retry", r, http.StatusOK, `"id":"`+keyedRel.ID+`"`, `"replayed":true`, `"state":"released"`)
-			if strings.Contains(r.body, "41250") || accessEntries() != entriesBefore {
-				t.Fatalf("a retry released again (%d access entries, was %d): %s", accessEntries(), entriesBefore, r.body)
+			if strings.Contains(r.body, "41250") || accessEntries(t, w.n.db) != entriesBefore {
+				t.Fatalf("a retry released again (%d access entries, was %d): %s", accessEntries(t, w.n.db), entriesBefore, r.body)
 			}
 			other := maps.Clone(keyed)
 			other["fields"] = []string{"declared_income", "employer"}
@@ -794,7 +794,7 @@ func TestExchangeAPI(t *testing.T) {
 			expectProblem(t, "no fields", r, http.StatusUnprocessableEntity, "")
 			r, _ = askAPI(taxAPI, map[string]any{"citizen": "no-such-person", "service": "tax-income", "fields": []string{"declared_income"}, "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})
 			expectProblem(t, "nobody", r, http.StatusNotFound, "no citizen")
-			if n := countRows(t, w.n.db, `SELECT COUNT(*) FROM tlog_entries WHERE kind = $1`, int(tlog.KindDataAccess)); n != 3 {
+			if n := accessEntries(t, w.n.db); n != 3 {
 				t.Fatalf("%d access entries in the log, want 3 (the release, the keyed one and the collection)", n)
 			}
 			// The operator's metrics count the outcomes, and name no one.
