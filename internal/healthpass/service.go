@@ -27,6 +27,7 @@ var (
 	ErrInvalid      = errors.New("invalid")
 	ErrAlreadyOpen  = errors.New("an appeal is already pending")
 	ErrAlreadyDone  = errors.New("the appeal has already been decided")
+	ErrClosed       = errors.New("the appeal was closed: the code it was about has been replaced")
 	ErrNothingToAsk = errors.New("a green code needs no appeal")
 )
 
@@ -99,6 +100,10 @@ func (s *Service) Submit(ctx context.Context, personID, dob string, a Answers) (
 	}
 	answers, _ := json.Marshal(a)
 	err = s.db.Tx(ctx, func(tx *store.Tx) error {
+		// The appeal first, then the code: Decide takes them in this order too.
+		if err := closeAppeal(ctx, tx, personID, "You answered the questionnaire again, which replaced the code this appeal was about.", now); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM health_status WHERE person_id = $1`, personID)
 		if err != nil {
 			return err
@@ -139,11 +144,26 @@ func (s *Service) Status(ctx context.Context, personID string) (*Status, error) 
 		if st.Streak >= need {
 			reason := fmt.Sprintf("%d consecutive days of normal check-ins.", st.Streak)
 			now := s.now()
-			if err := s.db.Tx(ctx, func(tx *store.Tx) error {
-				_, err := tx.ExecContext(ctx, `UPDATE health_status SET color = $1, rule_id = '', reason = $2, since = $3, updated_at = $3 WHERE person_id = $4 AND color = $5`,
-					string(Green), reason, now.UnixMilli(), personID, string(st.Colour))
-				return err
-			}); err != nil {
+			err := s.db.Tx(ctx, func(tx *store.Tx) error {
+				if err := closeAppeal(ctx, tx, personID, "The code turned green after "+reason, now); err != nil {
+					return err
+				}
+				// Only the code the streak was counted for: new answers since
+				// then replaced it.
+				r, err := tx.ExecContext(ctx, `UPDATE health_status SET color = $1, rule_id = '', reason = $2, since = $3, updated_at = $3 WHERE person_id = $4 AND color = $5 AND since = $6`,
+					string(Green), reason, now.UnixMilli(), personID, string(st.Colour), since)
+				if err != nil {
+					return err
+				}
+				if n, err := r.RowsAffected(); err != nil || n != 1 {
+					return errReplaced
+				}
+				return nil
+			})
+			if errors.Is(err, errReplaced) {
+				return s.Status(ctx, personID) // read the code that replaced it
+			}
+			if err != nil {
 				return nil, fmt.Errorf("health code: %w", err)
 			}
 			st.Colour, st.RuleID, st.Reason, st.Since, st.DaysLeft = Green, "", reason, now, 0
@@ -222,11 +242,35 @@ type Appeal struct {
 	Colour    Colour
 	RuleID    string
 	Message   string
-	State     string // "pending", "upheld" (the code stands) or "overruled" (set to green)
+	State     string // AppealPending, AppealUpheld, AppealOverruled or AppealClosed
 	Decision  string // the officer's explanation
 	LogIndex  int64  // the decision's log entry (-1 while pending)
 	CreatedAt time.Time
 	DecidedAt time.Time
+}
+
+// An appeal's states.
+const (
+	AppealPending   = "pending"
+	AppealUpheld    = "upheld"    // an officer let the code stand
+	AppealOverruled = "overruled" // an officer set the code to green
+	// AppealClosed: the code the appeal was about was replaced (new
+	// answers, or green by check-ins) before an officer decided. No
+	// officer decided, so there is no log entry; Decision says why.
+	AppealClosed = "closed"
+)
+
+// errReplaced: the code changed while a check-in streak was turning it green.
+var errReplaced = errors.New("health code replaced meanwhile")
+
+// closeAppeal closes the citizen's pending appeal, if any, because the code
+// it was about has been replaced.
+func closeAppeal(ctx context.Context, tx *store.Tx, personID, why string, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE health_appeals SET state = $1, decision = $2, decided_at = $3 WHERE person_id = $4 AND state = $5`,
+		AppealClosed, why, now.UnixMilli(), personID, AppealPending); err != nil {
+		return fmt.Errorf("close appeal: %w", err)
+	}
+	return nil
 }
 
 // Appeal files an appeal against the current (yellow or red) code.
@@ -242,7 +286,7 @@ func (s *Service) Appeal(ctx context.Context, personID, message string) (*Appeal
 	if st.Colour == Green {
 		return nil, ErrNothingToAsk
 	}
-	if st.Appeal != nil && st.Appeal.State == "pending" {
+	if st.Appeal != nil && st.Appeal.State == AppealPending {
 		return nil, ErrAlreadyOpen
 	}
 	id, err := uuid.NewV7FromReader(s.rand)
@@ -254,7 +298,7 @@ func (s *Service) Appeal(ctx context.Context, personID, message string) (*Appeal
 	err = s.db.Tx(ctx, func(tx *store.Tx) error {
 		// Checked again inside the transaction: two requests at once file one appeal.
 		var pending int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM health_appeals WHERE person_id = $1 AND state = 'pending'`, personID).Scan(&pending); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM health_appeals WHERE person_id = $1 AND state = $2`, personID, AppealPending).Scan(&pending); err != nil {
 			return err
 		}
 		if pending > 0 {
@@ -298,7 +342,7 @@ func (s *Service) latestAppeal(ctx context.Context, personID string) (*Appeal, e
 
 // PendingAppeals lists appeals awaiting a decision, oldest first.
 func (s *Service) PendingAppeals(ctx context.Context) ([]*Appeal, error) {
-	rows, err := s.db.Reader().QueryContext(ctx, `SELECT `+appealCols+` FROM health_appeals WHERE state = 'pending' ORDER BY created_at`)
+	rows, err := s.db.Reader().QueryContext(ctx, `SELECT `+appealCols+` FROM health_appeals WHERE state = $1 ORDER BY created_at`, AppealPending)
 	if err != nil {
 		return nil, fmt.Errorf("appeals: %w", err)
 	}
@@ -344,25 +388,42 @@ func (s *Service) Decide(ctx context.Context, appealID, officerID string, grant 
 		if err != nil {
 			return err
 		}
-		if a.State != "pending" {
+		if a.State == AppealClosed {
+			return ErrClosed
+		}
+		if a.State != AppealPending {
 			return ErrAlreadyDone
 		}
-		rec := decisionRecord{Appeal: a.ID, Outcome: "upheld", From: a.Colour, To: a.Colour, RulesVersion: s.rules.Version, DecidedBy: officerID, DecidedAt: now.UnixMilli()}
+		rec := decisionRecord{Appeal: a.ID, Outcome: AppealUpheld, From: a.Colour, To: a.Colour, RulesVersion: s.rules.Version, DecidedBy: officerID, DecidedAt: now.UnixMilli()}
 		event := tlog.EventUpheld
 		if grant {
-			rec.Outcome, rec.To, event = "overruled", Green, tlog.EventOverruled
+			rec.Outcome, rec.To, event = AppealOverruled, Green, tlog.EventOverruled
 		}
 		b, _ := json.Marshal(rec)
 		entry, err := (&tlog.Entry{Kind: tlog.KindHealth, Time: now, Event: event, Subject: "health-rules " + s.rules.Version, Hash: sha256.Sum256(b)}).Marshal()
 		if err != nil {
 			return err
 		}
+		// Still pending: new answers or check-ins may have closed it since
+		// it was read (on PostgreSQL this waits for their commit). Claimed
+		// before the log's entry, so a wait here holds no log lock.
+		r, err := tx.ExecContext(ctx, `UPDATE health_appeals SET state = $1, decision = $2, decided_by = $3, decided_at = $4 WHERE id = $5 AND state = $6`,
+			rec.Outcome, explanation, officerID, now.UnixMilli(), a.ID, AppealPending)
+		if err != nil {
+			return err
+		}
+		if n, err := r.RowsAffected(); err != nil || n != 1 {
+			var state string
+			if err := tx.QueryRowContext(ctx, `SELECT state FROM health_appeals WHERE id = $1`, a.ID).Scan(&state); err == nil && state == AppealClosed {
+				return ErrClosed
+			}
+			return ErrAlreadyDone
+		}
 		idx, err := tlog.Sequence(ctx, tx, now, entry)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE health_appeals SET state = $1, decision = $2, decided_by = $3, log_index = $4, decided_at = $5 WHERE id = $6`,
-			rec.Outcome, explanation, officerID, idx, now.UnixMilli(), a.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE health_appeals SET log_index = $1 WHERE id = $2`, idx, a.ID); err != nil {
 			return err
 		}
 		if grant {

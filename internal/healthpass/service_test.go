@@ -71,3 +71,72 @@ func TestCheckInStreaks(t *testing.T) {
 		})
 	}
 }
+
+// TestAppealOfAReplacedCode: an appeal is about the code it was filed
+// against. Answering the questionnaire again, or turning green by
+// check-ins, replaces that code and closes the appeal, so a later decision
+// cannot set a newer code to green.
+func TestAppealOfAReplacedCode(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			ctx := context.Background()
+			db := storetest.OpenMigrated(t, e.Open(t))
+			now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+			clock := func() time.Time { return now }
+			keys, err := keyring.Open(t.TempDir(), clock, rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hn, err := healthpass.Setup(t.TempDir(), keys, "IT", now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := healthpass.New(healthpass.Deps{DB: db, Rules: hn.Rules, Issuer: hn.Issuer, Now: clock, Rand: rand.Reader})
+			const p = "person-1"
+			if _, err := s.Submit(ctx, p, "1980-01-31", healthpass.Answers{Contact: true, Test: "none"}); err != nil {
+				t.Fatal(err)
+			}
+			a, err := s.Appeal(ctx, p, "The contact was outside, two metres apart.")
+			if err != nil {
+				t.Fatal(err)
+			}
+			now = now.Add(time.Hour)
+			st, err := s.Submit(ctx, p, "1980-01-31", healthpass.Answers{Symptoms: true, Test: "positive"})
+			if err != nil || st.Colour != healthpass.Red {
+				t.Fatalf("new answers: %+v %v", st, err)
+			}
+			if st.Appeal == nil || st.Appeal.ID != a.ID || st.Appeal.State != healthpass.AppealClosed || st.Appeal.Decision == "" {
+				t.Fatalf("the appeal after new answers: %+v", st.Appeal)
+			}
+			if pending, err := s.PendingAppeals(ctx); err != nil || len(pending) != 0 {
+				t.Fatalf("pending after new answers: %d %v", len(pending), err)
+			}
+			if _, err := s.Decide(ctx, a.ID, "officer-1", true, "Outside contact."); !errors.Is(err, healthpass.ErrClosed) {
+				t.Fatalf("deciding a closed appeal: %v", err)
+			}
+			if st, err := s.Status(ctx, p); err != nil || st.Colour != healthpass.Red {
+				t.Fatalf("the new code after a late decision: %+v %v", st, err)
+			}
+			// The new code may be appealed in its turn.
+			b, err := s.Appeal(ctx, p, "The test was someone else's.")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Check-ins that turn the code green close that appeal too.
+			for i := 0; i < hn.Rules.DaysFor(healthpass.Red); i++ {
+				if _, err := s.CheckIn(ctx, p, true); err != nil {
+					t.Fatal(err)
+				}
+				now = now.Add(24 * time.Hour)
+			}
+			now = now.Add(-24 * time.Hour)
+			st, err = s.Status(ctx, p)
+			if err != nil || st.Colour != healthpass.Green || st.Appeal == nil || st.Appeal.ID != b.ID || st.Appeal.State != healthpass.AppealClosed {
+				t.Fatalf("green by check-ins: %+v %+v %v", st, st.Appeal, err)
+			}
+			if _, err := s.Decide(ctx, b.ID, "officer-1", false, "The test stands."); !errors.Is(err, healthpass.ErrClosed) {
+				t.Fatalf("deciding an appeal closed by check-ins: %v", err)
+			}
+		})
+	}
+}

@@ -48,6 +48,8 @@ func healthStatus(err error) (int, string) {
 		return http.StatusConflict, "Your appeal is already with a health officer."
 	case errors.Is(err, healthpass.ErrAlreadyDone):
 		return http.StatusConflict, "That appeal has already been decided."
+	case errors.Is(err, healthpass.ErrClosed):
+		return http.StatusConflict, "That appeal was closed before a decision: the citizen's code was replaced (new answers, or green after check-ins). If they still think it wrong, they appeal the new code."
 	case errors.Is(err, healthpass.ErrNothingToAsk):
 		return http.StatusConflict, "Your code is green: there is nothing to appeal."
 	}

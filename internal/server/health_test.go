@@ -171,4 +171,15 @@ func testHealthOverHTTP(t *testing.T, e storetest.Engine) {
 	expect(t, "others do not see it", jonas.get("/health"), 200, "No certificates yet")
 	expect(t, "public trust list", anon.get("/health/trust-list.json"), 200, `"signers"`, `"signature"`)
 	expect(t, "public rules", anon.get("/health/rules.json"), 200, `"HC-RED-POSITIVE"`)
+
+	// An appeal is about one code: new answers replace the code and close
+	// the appeal, and the officer can no longer decide it.
+	expect(t, "contact is yellow", amira.postForm("/health/questionnaire", answers("no", "yes", "no", "none", "1990-04-01")), 200, `<strong id="health-color">yellow</strong>`)
+	expect(t, "appeal the yellow code", amira.postForm("/health/appeal", url.Values{"message": {"We met outdoors, two metres apart."}}), 200, "with a health officer")
+	id = regexp.MustCompile(`action="/health/authority/appeals/([0-9a-f-]+)"`).FindStringSubmatch(kofi.get("/health/authority").body)[1]
+	expect(t, "new answers", amira.postForm("/health/questionnaire", answers("yes", "no", "no", "positive", "1990-04-01")), 200, `<strong id="health-color">red</strong>`,
+		"was closed on", "You answered the questionnaire again, which replaced the code this appeal was about.", "Send the appeal")
+	expect(t, "closed appeals do not wait", kofi.get("/health/authority"), 200, "No appeals are waiting")
+	expect(t, "a closed appeal cannot be granted", kofi.postForm("/health/authority/appeals/"+id, url.Values{"outcome": {"grant"}, "explanation": {"Outdoors."}}), 409, "closed before a decision")
+	expect(t, "still red", amira.get("/health"), 200, `<strong id="health-color">red</strong>`)
 }
