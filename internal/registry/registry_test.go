@@ -248,6 +248,23 @@ func testTokens(t *testing.T, db *store.DB) {
 	if _, _, err := reg.Authenticate(ctx, ds, true); err != nil {
 		t.Fatalf("demo token in demo mode: %v", err)
 	}
+	// A store that cannot be read is the store's error, not a verdict that
+	// the organisation lacks the role.
+	rename := func(from, to string) {
+		t.Helper()
+		if err := db.Tx(ctx, func(tx *store.Tx) error {
+			_, err := tx.ExecContext(ctx, "ALTER TABLE "+from+" RENAME TO "+to)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rename("org_roles", "org_roles_away")
+	_, _, err = reg.CreateToken(ctx, o.ID, registry.Merchant, "till 2", "")
+	rename("org_roles_away", "org_roles")
+	if err == nil || errors.Is(err, registry.ErrRoleNotOffered) {
+		t.Fatalf("token while roles cannot be read: %v", err)
+	}
 }
 
 func testSessions(t *testing.T, db *store.DB) {

@@ -5,6 +5,7 @@ import (
 
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -48,10 +49,14 @@ func (r *Registry) CreateToken(ctx context.Context, orgID string, role Role, lab
 		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM organisations WHERE id = $1", orgID).Scan(&one); err != nil {
 			return notFound(err, "organisation")
 		}
-		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM org_roles WHERE org_id = $1 AND role = $2", orgID, string(role)).Scan(&one); err != nil {
+		err := tx.QueryRowContext(ctx, "SELECT 1 FROM org_roles WHERE org_id = $1 AND role = $2", orgID, string(role)).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: %s", ErrRoleNotOffered, role.Title())
 		}
-		_, err := tx.ExecContext(ctx,
+		if err != nil {
+			return fmt.Errorf("check organisation role: %w", err)
+		}
+		_, err = tx.ExecContext(ctx,
 			"INSERT INTO api_tokens (id, org_id, role, label, hash, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
 			t.ID, t.OrgID, string(t.Role), t.Label, hash, nullString(createdBy), ms(t.CreatedAt))
 		if err != nil {
@@ -123,7 +128,7 @@ func (r *Registry) Authenticate(ctx context.Context, secret string, allowDemo bo
 	t, err := scanToken(r.db.QueryRowRead(ctx,
 		"SELECT "+tokenColumns+" FROM api_tokens WHERE hash = $1", hashSecret(secret)))
 	if err != nil {
-		if err == sql.ErrNoRows {
+		if errors.Is(err, sql.ErrNoRows) {
 			return nil, nil, ErrBadToken
 		}
 		return nil, nil, fmt.Errorf("look up token: %w", err)
