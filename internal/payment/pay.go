@@ -399,17 +399,22 @@ func (s *Service) submit(ctx context.Context, t ledger.Transfer, pay *Payment, m
 
 // explain turns a ledger refusal into a sentence for the payer or merchant.
 func (s *Service) explain(ctx context.Context, r ledger.Result, pay *Payment) error {
-	limits := s.eng.Profiles()["basic"]
+	// The payer's own limits, when their account can be read: a refusal
+	// never quotes another profile's figure.
+	overPayment, overDay := "This payment is over the wallet's limit per payment.", "This wallet has reached its daily limit."
 	if a, err := s.eng.Account(ctx, WalletAccount(pay.Payer)); err == nil {
-		limits = s.eng.Profiles()[a.Profile]
+		if limits, ok := s.eng.Profiles()[a.Profile]; ok {
+			overPayment = "This wallet can pay at most " + Money(limits.PerPayment) + " at a time."
+			overDay = "This wallet has reached its daily limit of " + Money(limits.PerDay) + "."
+		}
 	}
 	switch r {
 	case ledger.ExceedsCredits:
 		return refusal("insufficient_funds", "Not enough money in the wallet for "+Money(pay.Amount)+". Nothing was charged.")
 	case ledger.ExceedsPerPaymentLimit:
-		return refusal("over_limit", "This wallet can pay at most "+Money(limits.PerPayment)+" at a time. Nothing was charged.")
+		return refusal("over_limit", overPayment+" Nothing was charged.")
 	case ledger.ExceedsDailyLimit:
-		return refusal("over_limit", "This wallet has reached its daily limit of "+Money(limits.PerDay)+". Nothing was charged.")
+		return refusal("over_limit", overDay+" Nothing was charged.")
 	case ledger.ExceedsBalanceCap:
 		return refusal("over_limit", "The receiving wallet would go over its balance cap. Nothing was charged.")
 	case ledger.DebitAccountClosed:

@@ -537,3 +537,46 @@ func TestP2P(t *testing.T) {
 		}
 	})
 }
+
+// TestLimitRefusals: a payment over a limit is refused with the payer's own
+// profile's figure, never another profile's.
+func TestLimitRefusals(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db)
+		if err := w.svc.TopUp(ctx, ledger.ID{2, 'a'}, "amira", 2_500_00, "demo"); err != nil {
+			t.Fatal(err)
+		}
+		code, err := w.svc.ReceiveCode(ctx, "jonas", "Jonas")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pay := func(amount int64) error {
+			_, err := w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: code, Amount: amount, Nonce: nonce(), SteppedUp: true})
+			return err
+		}
+		message := func(err error) string {
+			var r *payment.Refusal
+			if !errors.As(err, &r) || r.Code != "over_limit" {
+				t.Fatalf("over the limit: %v", err)
+			}
+			return r.Message
+		}
+		basic, verified := ledger.DefaultProfiles["basic"], ledger.DefaultProfiles["verified"]
+		if m := message(pay(basic.PerPayment + 1)); !strings.Contains(m, "at most "+payment.Money(basic.PerPayment)+" at a time") {
+			t.Fatalf("basic: %q", m)
+		}
+		if err := w.eng.SetProfile(ctx, payment.WalletAccount("amira"), "verified"); err != nil {
+			t.Fatal(err)
+		}
+		if err := pay(basic.PerPayment + 1); err != nil {
+			t.Fatalf("within the verified limit: %v", err)
+		}
+		if err := w.svc.TopUp(ctx, ledger.ID{2, 'b'}, "amira", verified.PerPayment, "demo"); err != nil {
+			t.Fatal(err)
+		}
+		if m := message(pay(verified.PerPayment + 1)); !strings.Contains(m, "at most "+payment.Money(verified.PerPayment)+" at a time") {
+			t.Fatalf("verified: %q", m)
+		}
+	})
+}
