@@ -15,8 +15,10 @@ import (
 
 	"github.com/civstack/civstack/internal/conformance"
 	"github.com/civstack/civstack/internal/emv"
+	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
 )
 
@@ -317,4 +319,62 @@ func foreignPix(t *testing.T) string {
 	}
 	t.Fatal("no Pix code in the shared vectors")
 	return ""
+}
+
+// TestStepUpConfirmation: a payment above the step-up limit is paid once
+// the citizen's passkey confirms it, and not at all when the passkey's new
+// signature counter cannot be kept.
+func TestStepUpConfirmation(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			ctx := context.Background()
+			opts := e.Open(t)
+			n := startNode(t, nodeOptions{store: &opts})
+			c := newClient(t, n.URL)
+			c.register("Marta Bianchi")
+			if err := n.pay.TopUp(ctx, ledger.ID{42}, firstPersonID(t, n), 500_00, "test top-up"); err != nil {
+				t.Fatal(err)
+			}
+			shop, err := n.reg.CreateOrganisation(ctx, "Rossi Groceries", []registry.Role{registry.Merchant}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prof, err := n.pay.SetupMerchant(ctx, payment.Profile{OrgID: shop.ID, Name: "Rossi Groceries", City: "Bologna", MCC: "5411", TaxID: "IT09876543210", VATRate: 400})
+			if err != nil {
+				t.Fatal(err)
+			}
+			static, err := n.pay.StaticCode(prof)
+			if err != nil {
+				t.Fatal(err)
+			}
+			confirm := func(nonce string) *response {
+				t.Helper()
+				r := c.postJSON("/auth/confirm/begin", map[string]string{"payload": static, "amount": "150.00", "nonce": nonce})
+				if r.status != 200 {
+					t.Fatalf("confirm begin: %d %s", r.status, r.body)
+				}
+				var b beginOut
+				r.json(t, &b)
+				cred, err := c.auth.get(b.Options)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c.postJSON("/auth/confirm/finish?ceremony="+url.QueryEscape(b.Ceremony), cred)
+			}
+			expect(t, "confirmed with the passkey", confirm(strings.Repeat("a", 32)), 200, `"redirect":"/receipts/`)
+			expect(t, "paid", c.get("/wallet"), 200, `<strong id="balance">350.00</strong>`)
+
+			fail := map[store.Dialect][]string{
+				store.SQLite: {`CREATE TRIGGER passkeys_fail BEFORE UPDATE ON passkeys BEGIN SELECT RAISE(ABORT, 'passkeys cannot be written'); END`},
+				store.Postgres: {`CREATE FUNCTION passkeys_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'passkeys cannot be written'; END $$`,
+					`CREATE TRIGGER passkeys_fail BEFORE UPDATE ON passkeys FOR EACH ROW EXECUTE FUNCTION passkeys_fail()`},
+			}
+			for _, q := range fail[n.db.Dialect()] {
+				execSQL(t, n.db, q)
+			}
+			expectProblem(t, "the counter cannot be kept", confirm(strings.Repeat("b", 32)), http.StatusInternalServerError, "went wrong on our side")
+			execSQL(t, n.db, `DROP TRIGGER passkeys_fail`+map[store.Dialect]string{store.Postgres: " ON passkeys"}[n.db.Dialect()])
+			expect(t, "nothing paid", c.get("/wallet"), 200, `<strong id="balance">350.00</strong>`)
+		})
+	}
 }

@@ -256,7 +256,15 @@ func (s *Server) confirmFinish(w http.ResponseWriter, r *http.Request, v *viewer
 		writeProblem(w, http.StatusUnauthorized, "The passkey could not be verified: "+webauthnReason(err))
 		return
 	}
-	_ = s.reg.TouchPasskey(r.Context(), cred)
+	// As at sign-in: the new signature counter is kept before anything is
+	// paid, so that a cloned authenticator's replay stays detectable.
+	if cred.Authenticator.CloneWarning {
+		s.log.Warn("passkey signature counter went backwards; possible cloned authenticator")
+	}
+	if err := s.reg.TouchPasskey(r.Context(), cred); err != nil {
+		s.failErr(w, r, err)
+		return
+	}
 	var in confirmRequest
 	if err := json.Unmarshal([]byte(c.Label), &in); err != nil {
 		s.failErr(w, r, err)
