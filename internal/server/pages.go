@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/civstack/civstack/internal/exchange"
@@ -41,7 +42,38 @@ func (s *Server) pageRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /orgs/{id}/members/revoke", s.withRole(registry.Operator, s.revokeRole))
 	mux.HandleFunc("GET /setup", s.setupPage)
 	mux.HandleFunc("POST /setup", s.signedIn(s.redeemSetup))
-	mux.HandleFunc("/", s.notFound)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(mux, w, r) })
+}
+
+// noRoute answers a request no route takes: 405 with the methods the
+// address does take (an API client sending DELETE where only GET and POST
+// are served learns that), or 404.
+func (s *Server) noRoute(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method || (m == http.MethodGet && r.Method == http.MethodHead) {
+			continue
+		}
+		other := r.Clone(r.Context())
+		other.Method = m
+		if _, pattern := mux.Handler(other); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		s.notFound(w, r)
+		return
+	}
+	if slices.Contains(allow, http.MethodGet) {
+		allow = slices.Insert(allow, 1, http.MethodHead)
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	if r.Method == http.MethodGet && !wantsJSON(r) {
+		// A person who opened a form's address (a bookmark, a reload).
+		s.fail(w, r, http.StatusMethodNotAllowed, "This address is where a form sends its answers; it is not a page to open. Go back and use the form's button.")
+		return
+	}
+	s.fail(w, r, http.StatusMethodNotAllowed, "This address does not take "+r.Method+" requests; it takes "+strings.Join(allow, ", ")+".")
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {

@@ -204,6 +204,19 @@ func TestBadJSONInput(t *testing.T) {
 		t.Fatalf("%d people after failed registrations", people)
 	}
 	expect(t, "unknown page", c.get("/no/such/page"), 404, "There is no page at this address")
+	expect(t, "unknown address, posted", c.postForm("/no/such/page", nil), 404, "There is no page at this address")
+	// An address served for other methods: 405, saying which.
+	r := c.get("/signout")
+	expect(t, "a form's address opened", r, http.StatusMethodNotAllowed, "not a page to open")
+	if got := r.header.Get("Allow"); got != "POST" {
+		t.Fatalf("Allow %q", got)
+	}
+	r = c.sendJSON(http.MethodDelete, "/log/checkpoint", nil)
+	expectProblem(t, "DELETE on the checkpoint", r, http.StatusMethodNotAllowed, "does not take DELETE requests; it takes GET, HEAD")
+	if got := r.header.Get("Allow"); got != "GET, HEAD" {
+		t.Fatalf("Allow %q", got)
+	}
+	expectProblem(t, "PUT on the API", c.sendJSON(http.MethodPut, "/api/v1/exchange/requests", `{}`), http.StatusMethodNotAllowed, "it takes GET, HEAD, POST")
 }
 
 func TestRoleGates(t *testing.T) {
