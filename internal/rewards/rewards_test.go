@@ -224,6 +224,64 @@ func TestMintingAndCaps(t *testing.T) {
 	})
 }
 
+// TestVoucherKeys: a purchase sent with a key, however many times and
+// however many at once, buys one voucher and spends the points once.
+func TestVoucherKeys(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db, rewards.DefaultConfig)
+		m, _ := w.svc.Join(ctx, "amira")
+		for _, id := range []string{"r1", "r2", "r3"} {
+			if _, err := w.svc.Record(ctx, transit, rewards.RecordIn{Card: m.Card, Type: "transit_ride", EventID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		const tries = 8
+		got := make([]*rewards.Voucher, tries)
+		errs := make([]error, tries)
+		var wg sync.WaitGroup
+		for i := range tries {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i], errs[i] = w.svc.Buy(ctx, "amira", "museum-entry", "form-1")
+			}()
+		}
+		wg.Wait()
+		again := 0
+		for i := range tries {
+			if errs[i] != nil {
+				t.Fatalf("try %d: %v", i, errs[i])
+			}
+			if got[i].ID != got[0].ID {
+				t.Fatalf("try %d bought voucher %s, try 0 %s", i, got[i].ID, got[0].ID)
+			}
+			if got[i].Again {
+				again++
+			}
+		}
+		if again != tries-1 {
+			t.Fatalf("%d of %d tries said bought before, want %d", again, tries, tries-1)
+		}
+		if b, _ := w.balance(t, rewards.PointsAccount("amira")); b != 5 {
+			t.Fatalf("balance %d, want 25-20=5", b)
+		}
+		if vs, _ := w.svc.Vouchers(ctx, "amira"); len(vs) != 1 {
+			t.Fatalf("%d vouchers, want 1", len(vs))
+		}
+		v, err := w.svc.Buy(ctx, "amira", "museum-entry", "form-1")
+		if err != nil || !v.Again || v.ID != got[0].ID || v.State != rewards.Valid {
+			t.Fatalf("sent again later: %+v %v", v, err)
+		}
+		_, err = w.svc.Buy(ctx, "amira", "museum-entry", "form-2")
+		is(t, "another form without the points", err, rewards.ErrPoints)
+		_, err = w.svc.Buy(ctx, "jonas", "museum-entry", "form-1")
+		is(t, "another citizen's same key is their own purchase", err, rewards.ErrPoints)
+		_, err = w.svc.Buy(ctx, "amira", "museum-entry", strings.Repeat("k", rewards.MaxBuyKey+1))
+		is(t, "an overlong key", err, rewards.ErrInvalid)
+	})
+}
+
 // TestVouchers: buying is one linked chain (points back to the programme,
 // the voucher's value reserved for the partner) or nothing; the partner's
 // scan posts the reservation once; a second scan, another partner, a
@@ -238,7 +296,7 @@ func TestVouchers(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		v, err := w.svc.Buy(ctx, "amira", "museum-entry")
+		v, err := w.svc.Buy(ctx, "amira", "museum-entry", "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +306,7 @@ func TestVouchers(t *testing.T) {
 		if b, p := w.balance(t, rewards.PartnerAccount(museum)); b != 0 || p != 20 {
 			t.Fatalf("museum: posted %d pending %d, want 0 and 20 reserved", b, p)
 		}
-		_, err = w.svc.Buy(ctx, "amira", "museum-entry")
+		_, err = w.svc.Buy(ctx, "amira", "museum-entry", "")
 		is(t, "buying without the points", err, rewards.ErrPoints)
 		if b, _ := w.balance(t, rewards.PointsAccount("amira")); b != 5 {
 			t.Fatalf("a refused purchase spent points: %d", b)
@@ -259,7 +317,7 @@ func TestVouchers(t *testing.T) {
 		if vs, _ := w.svc.Vouchers(ctx, "amira"); len(vs) != 1 {
 			t.Fatalf("%d vouchers, want 1", len(vs))
 		}
-		_, err = w.svc.Buy(ctx, "jonas", "museum-entry")
+		_, err = w.svc.Buy(ctx, "jonas", "museum-entry", "")
 		is(t, "buying with no points account", err, rewards.ErrPoints)
 		code, err := w.svc.Code(v)
 		if err != nil {
@@ -283,7 +341,7 @@ func TestVouchers(t *testing.T) {
 		_, err = w.svc.Redeem(ctx, museum, again)
 		is(t, "second scan", err, rewards.ErrUsed)
 
-		tour, err := w.svc.Buy(ctx, "amira", "museum-tour") // valid one day
+		tour, err := w.svc.Buy(ctx, "amira", "museum-tour", "") // valid one day
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -322,7 +380,7 @@ func TestPointsExpire(t *testing.T) {
 		ride("d1c") // day 1: 25 points
 		w.clock.add(24 * time.Hour)
 		ride("d2a") // day 2: 10 points
-		if _, err := w.svc.Buy(ctx, "amira", "museum-entry"); err != nil {
+		if _, err := w.svc.Buy(ctx, "amira", "museum-entry", ""); err != nil {
 			t.Fatal(err) // 20 spent: they come from day 1's points
 		}
 		w.clock.add(26 * time.Hour) // day 1's points are now older than 48 h

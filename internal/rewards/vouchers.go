@@ -29,7 +29,14 @@ type Voucher struct {
 	Expires     time.Time
 	Used        time.Time // zero: not used
 	State       string    // valid, used, expired
+	Again       bool      // Buy: this key bought it before; nothing was spent now
 }
+
+// MaxBuyKey bounds a purchase's key (Buy).
+const MaxBuyKey = 64
+
+// buyKeys is the UUID namespace of vouchers bought with a key.
+var buyKeys = uuid.MustParse("5d0c3b9e-6a43-4f0e-9a57-1f6e2b8c4d21")
 
 // Voucher states.
 const (
@@ -53,7 +60,15 @@ type claims struct {
 // transfer that expires with the voucher; both happen or neither (not
 // enough points: ErrPoints). The partner's scan posts the pending transfer,
 // which the ledger allows once.
-func (s *Service) Buy(ctx context.Context, personID, itemID string) (*Voucher, error) {
+//
+// key, if not empty, makes the purchase one that can be retried: the same
+// citizen, item and key name the same voucher, so a form sent twice (a
+// double click, a reload) spends the points once and returns the first
+// voucher with Again set.
+func (s *Service) Buy(ctx context.Context, personID, itemID, key string) (*Voucher, error) {
+	if len(key) > MaxBuyKey {
+		return nil, fmt.Errorf("%w: a purchase key is at most %d characters", ErrInvalid, MaxBuyKey)
+	}
 	it, err := s.item(ctx, itemID)
 	if err != nil {
 		return nil, err
@@ -66,7 +81,11 @@ func (s *Service) Buy(ctx context.Context, personID, itemID string) (*Voucher, e
 	}
 	now := s.Now().UTC()
 	valid := time.Duration(it.ValidDays) * 24 * time.Hour
-	v := &Voucher{ID: uuid.Must(uuid.NewV7()).String(), Item: it.ID, Name: it.Name, Partner: it.Partner, PartnerName: it.PartnerName, Price: it.Price,
+	id := uuid.Must(uuid.NewV7())
+	if key != "" {
+		id = uuid.NewSHA1(buyKeys, []byte(personID+"\x00"+it.ID+"\x00"+key))
+	}
+	v := &Voucher{ID: id.String(), Item: it.ID, Name: it.Name, Partner: it.Partner, PartnerName: it.PartnerName, Price: it.Price,
 		Bought: now, Expires: now.Add(valid), State: Valid}
 	chain := []ledger.Transfer{
 		{ID: derive("voucher", v.ID), Debit: PointsAccount(personID), Credit: ProgrammeAccount, Amount: it.Price, Ledger: ledger.LedgerPoints,
@@ -88,6 +107,15 @@ func (s *Service) Buy(ctx context.Context, personID, itemID string) (*Voucher, e
 	switch {
 	case rs[0] == ledger.OK && rs[1] == ledger.OK:
 		return v, nil
+	case key != "" && (rs[0] == ledger.Exists || rs[0] == ledger.ExistsWithDifferentAmount || rs[0] == ledger.ExistsWithDifferentTimeout):
+		// This key's purchase was made before (perhaps at the item's old
+		// price or validity): its voucher row committed with its transfers.
+		first, err := s.VoucherOf(ctx, personID, v.ID)
+		if err != nil {
+			return nil, fmt.Errorf("buy: the voucher bought with this key: %w", err)
+		}
+		first.Again = true
+		return first, nil
 	case rs[0] == ledger.ExceedsCredits || rs[0] == ledger.DebitAccountNotFound:
 		bal, _ := s.Balance(ctx, personID)
 		return nil, fmt.Errorf("%w: %s costs %d points and you have %d; nothing was spent", ErrPoints, it.Name, it.Price, bal)

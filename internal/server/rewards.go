@@ -93,6 +93,7 @@ func (s *Server) renderRewards(w http.ResponseWriter, r *http.Request, v *viewer
 		return
 	}
 	data["Items"] = items
+	data["BuyKey"] = "form-" + newNonce() // one per page shown: a second send of its form buys nothing more
 	m, err := s.rw.Member(ctx, v.person.ID)
 	if err != nil && !errors.Is(err, rewards.ErrNotMember) {
 		s.failErr(w, r, err) // not "join": they may be a member already
@@ -146,12 +147,16 @@ func (s *Server) rewardsBuy(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if !s.parseForm(w, r) {
 		return
 	}
-	vo, err := s.rw.Buy(r.Context(), v.person.ID, r.PostFormValue("item"))
+	vo, err := s.rw.Buy(r.Context(), v.person.ID, r.PostFormValue("item"), r.PostFormValue("key"))
 	if err != nil {
 		s.rewardsFail(w, r, err, func(status int, msg string) { s.renderRewards(w, r, v, status, web.Page{Error: msg}) })
 		return
 	}
-	http.Redirect(w, r, "/wallet/rewards/vouchers/"+vo.ID, http.StatusSeeOther)
+	to := "/wallet/rewards/vouchers/" + vo.ID
+	if vo.Again {
+		to += "?again=1"
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
 func (s *Server) voucherPage(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -172,7 +177,11 @@ func (s *Server) voucherPage(w http.ResponseWriter, r *http.Request, v *viewer) 
 			return
 		}
 	}
-	s.render(w, r, v, http.StatusOK, "voucher", web.Page{Title: vo.Name, Data: data})
+	p := web.Page{Title: vo.Name, Data: data}
+	if r.URL.Query().Get("again") == "1" {
+		p.Notice = "You bought this voucher with that button already: here it is. No points were spent a second time."
+	}
+	s.render(w, r, v, http.StatusOK, "voucher", p)
 }
 
 func (s *Server) partnerPage(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -61,9 +62,23 @@ func TestRewardsOverHTTP(t *testing.T) {
 			}
 			execSQL(t, w.n.db, `ALTER TABLE rw_members_away RENAME TO rw_members`)
 
-			r = amira.postForm("/wallet/rewards/vouchers", map[string][]string{"item": {"museum-entry"}})
+			// The page's form carries a key: sent twice, it buys once.
+			key := regexp.MustCompile(`name="key" value="([^"]+)"`).FindStringSubmatch(amira.get("/wallet/rewards").body)
+			if key == nil {
+				t.Fatal("no purchase key in the voucher form")
+			}
+			buy := url.Values{"item": {"museum-entry"}, "key": {key[1]}}
+			r = amira.postForm("/wallet/rewards/vouchers", buy)
 			expect(t, "buy a museum entry", r, http.StatusSeeOther)
-			r = amira.get(r.header.Get("Location"))
+			first := r.header.Get("Location")
+			r = amira.postForm("/wallet/rewards/vouchers", buy)
+			expect(t, "the form sent twice", r, http.StatusSeeOther)
+			if again := r.header.Get("Location"); again != first+"?again=1" {
+				t.Fatalf("the form sent twice went to %q, the first to %q", again, first)
+			}
+			expect(t, "the second send says so", amira.get(r.header.Get("Location")), http.StatusOK, "No points were spent a second time", "Show this code at City Museum")
+			expect(t, "points spent once", amira.get("/wallet/rewards"), http.StatusOK, "<strong>0 points</strong>")
+			r = amira.get(first)
 			expect(t, "the voucher", r, http.StatusOK, "Show this code at City Museum")
 			code := regexp.MustCompile(`id="voucher-code">([^<]+)<`).FindStringSubmatch(r.body)
 			if code == nil {
