@@ -12,24 +12,31 @@ import (
 	"github.com/civstack/civstack/internal/store/storetest"
 )
 
+// newService is a health service on a fresh database of engine e, with the
+// rules and issuer Setup makes and a clock tests move through *now.
+func newService(t *testing.T, e storetest.Engine) (*healthpass.Service, *healthpass.Node, *time.Time) {
+	t.Helper()
+	db := storetest.OpenMigrated(t, e.Open(t))
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	keys, err := keyring.Open(t.TempDir(), clock, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hn, err := healthpass.Setup(t.TempDir(), keys, "IT", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return healthpass.New(healthpass.Deps{DB: db, Rules: hn.Rules, Issuer: hn.Issuer, Now: clock, Rand: rand.Reader}), hn, &now
+}
+
 // TestCheckInStreaks: only consecutive normal days count; a day with
 // symptoms or a missed day starts the count again.
 func TestCheckInStreaks(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			ctx := context.Background()
-			db := storetest.OpenMigrated(t, e.Open(t))
-			now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-			clock := func() time.Time { return now }
-			keys, err := keyring.Open(t.TempDir(), clock, rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hn, err := healthpass.Setup(t.TempDir(), keys, "IT", now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := healthpass.New(healthpass.Deps{DB: db, Rules: hn.Rules, Issuer: hn.Issuer, Now: clock, Rand: rand.Reader})
+			s, _, now := newService(t, e)
 			const p = "person-1"
 			if _, err := s.Status(ctx, p); !errors.Is(err, healthpass.ErrNoStatus) {
 				t.Fatalf("status before the questionnaire: %v", err)
@@ -44,7 +51,7 @@ func TestCheckInStreaks(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				now = now.Add(24 * time.Hour)
+				*now = now.Add(24 * time.Hour)
 				return st
 			}
 			for i := 0; i < 5; i++ {
@@ -54,7 +61,7 @@ func TestCheckInStreaks(t *testing.T) {
 				t.Fatalf("a day with symptoms: streak %d, %d left", st.Streak, st.DaysLeft)
 			}
 			checkIn(true)
-			now = now.Add(24 * time.Hour) // a missed day
+			*now = now.Add(24 * time.Hour) // a missed day
 			if st := checkIn(true); st.Streak != 1 {
 				t.Fatalf("after a missed day: streak %d", st.Streak)
 			}
@@ -80,18 +87,7 @@ func TestAppealOfAReplacedCode(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			ctx := context.Background()
-			db := storetest.OpenMigrated(t, e.Open(t))
-			now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-			clock := func() time.Time { return now }
-			keys, err := keyring.Open(t.TempDir(), clock, rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hn, err := healthpass.Setup(t.TempDir(), keys, "IT", now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := healthpass.New(healthpass.Deps{DB: db, Rules: hn.Rules, Issuer: hn.Issuer, Now: clock, Rand: rand.Reader})
+			s, hn, now := newService(t, e)
 			const p = "person-1"
 			if _, err := s.Submit(ctx, p, "1980-01-31", healthpass.Answers{Contact: true, Test: "none"}); err != nil {
 				t.Fatal(err)
@@ -100,7 +96,7 @@ func TestAppealOfAReplacedCode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			now = now.Add(time.Hour)
+			*now = now.Add(time.Hour)
 			st, err := s.Submit(ctx, p, "1980-01-31", healthpass.Answers{Symptoms: true, Test: "positive"})
 			if err != nil || st.Colour != healthpass.Red {
 				t.Fatalf("new answers: %+v %v", st, err)
@@ -127,9 +123,9 @@ func TestAppealOfAReplacedCode(t *testing.T) {
 				if _, err := s.CheckIn(ctx, p, true); err != nil {
 					t.Fatal(err)
 				}
-				now = now.Add(24 * time.Hour)
+				*now = now.Add(24 * time.Hour)
 			}
-			now = now.Add(-24 * time.Hour)
+			*now = now.Add(-24 * time.Hour)
 			st, err = s.Status(ctx, p)
 			if err != nil || st.Colour != healthpass.Green || st.Appeal == nil || st.Appeal.ID != b.ID || st.Appeal.State != healthpass.AppealClosed {
 				t.Fatalf("green by check-ins: %+v %+v %v", st, st.Appeal, err)

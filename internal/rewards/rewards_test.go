@@ -224,18 +224,29 @@ func TestMintingAndCaps(t *testing.T) {
 	})
 }
 
+// rides makes person a member and records their transit rides, one per
+// event id.
+func (w *world) rides(t *testing.T, person string, ids ...string) {
+	t.Helper()
+	ctx := context.Background()
+	m, err := w.svc.Join(ctx, person)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, err := w.svc.Record(ctx, transit, rewards.RecordIn{Card: m.Card, Type: "transit_ride", EventID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestVoucherKeys: a purchase sent with a key, however many times and
 // however many at once, buys one voucher and spends the points once.
 func TestVoucherKeys(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		w := setup(t, db, rewards.DefaultConfig)
-		m, _ := w.svc.Join(ctx, "amira")
-		for _, id := range []string{"r1", "r2", "r3"} {
-			if _, err := w.svc.Record(ctx, transit, rewards.RecordIn{Card: m.Card, Type: "transit_ride", EventID: id}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		w.rides(t, "amira", "r1", "r2", "r3") // 25 points
 		const tries = 8
 		got := make([]*rewards.Voucher, tries)
 		errs := make([]error, tries)
@@ -290,12 +301,7 @@ func TestVouchers(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		w := setup(t, db, rewards.DefaultConfig)
-		m, _ := w.svc.Join(ctx, "amira")
-		for _, id := range []string{"r1", "r2", "r3"} {
-			if _, err := w.svc.Record(ctx, transit, rewards.RecordIn{Card: m.Card, Type: "transit_ride", EventID: id}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		w.rides(t, "amira", "r1", "r2", "r3") // 25 points
 		v, err := w.svc.Buy(ctx, "amira", "museum-entry", "")
 		if err != nil {
 			t.Fatal(err)
