@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -33,7 +34,20 @@ type CertificateRequest struct {
 	Result  string // test: "negative" or "positive"
 	Country string
 	Issuer  string // the issuing organisation's name
+	// Key, if not empty, is the issuing form's: the same citizen and key
+	// name one certificate, so a form sent twice (a double click, a
+	// reload) issues once and returns the first with Again set.
+	Key string
 }
+
+// MaxCertificateKey bounds CertificateRequest.Key.
+const MaxCertificateKey = 64
+
+// certificateKeys is the UUID namespace of certificates issued with a key.
+var certificateKeys = uuid.MustParse("8f1e6b2a-3c57-4d90-b1a4-6e2d9c0f7a35")
+
+// errIssuedBefore: the key's certificate exists already.
+var errIssuedBefore = errors.New("issued before with this key")
 
 // Certificate is a DCC held in a wallet.
 type Certificate struct {
@@ -44,6 +58,7 @@ type Certificate struct {
 	IssuedBy  string
 	IssuedAt  time.Time
 	ExpiresAt time.Time
+	Again     bool // Issue: this request's key issued it before; nothing was issued now
 }
 
 // Kind names for people.
@@ -104,9 +119,21 @@ func (r CertificateRequest) payload(uci string, now time.Time) (map[string]any, 
 // issuance is logged (the certificate's digest, under the DSC's kid) in
 // the same transaction.
 func (s *Service) Issue(ctx context.Context, personID string, r CertificateRequest) (*Certificate, error) {
+	if len(r.Key) > MaxCertificateKey {
+		return nil, fmt.Errorf("%w: a form key is at most %d characters", ErrInvalid, MaxCertificateKey)
+	}
 	id, err := uuid.NewV7FromReader(s.rand)
 	if err != nil {
 		return nil, err
+	}
+	if r.Key != "" {
+		id = uuid.NewSHA1(certificateKeys, []byte(personID+"\x00"+r.Key))
+		if c, err := s.certificate(ctx, personID, id.String()); err != nil || c != nil {
+			if c != nil {
+				c.Again = true
+			}
+			return c, err
+		}
 	}
 	now := s.now()
 	country := strings.ToUpper(strings.TrimSpace(r.Country))
@@ -127,17 +154,45 @@ func (s *Service) Issue(ctx context.Context, personID string, r CertificateReque
 		return nil, err
 	}
 	err = s.db.Tx(ctx, func(tx *store.Tx) error {
-		if _, err := tlog.Sequence(ctx, tx, now, entry); err != nil {
+		// The row first: a concurrent send of the same key finds it here
+		// (on PostgreSQL after the first commits) and sequences nothing.
+		res, err := tx.ExecContext(ctx, `INSERT INTO health_certificates (id, person_id, kind, summary, hc1, issued_by, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (id) DO NOTHING`,
+			c.ID, personID, c.Kind, c.Summary, c.HC1, c.IssuedBy, now.UnixMilli(), c.ExpiresAt.UnixMilli())
+		if err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO health_certificates (id, person_id, kind, summary, hc1, issued_by, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			c.ID, personID, c.Kind, c.Summary, c.HC1, c.IssuedBy, now.UnixMilli(), c.ExpiresAt.UnixMilli())
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return errIssuedBefore
+		}
+		_, err = tlog.Sequence(ctx, tx, now, entry)
 		return err
 	})
+	if errors.Is(err, errIssuedBefore) {
+		first, err := s.certificate(ctx, personID, c.ID)
+		if err == nil && first == nil {
+			err = fmt.Errorf("%w: the certificate's id is taken", ErrInvalid) // another citizen's key: cannot happen with derived ids
+		}
+		if err != nil {
+			return nil, fmt.Errorf("issue certificate: %w", err)
+		}
+		first.Again = true
+		return first, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("issue certificate: %w", err)
 	}
 	return c, nil
+}
+
+// certificate returns one of a citizen's certificates, or nil if they
+// have none with that id.
+func (s *Service) certificate(ctx context.Context, personID, id string) (*Certificate, error) {
+	cs, err := s.certificates(ctx, ` AND id = $2`, personID, id)
+	if err != nil || len(cs) == 0 {
+		return nil, err
+	}
+	return cs[0], nil
 }
 
 // uciCodePoints is the eHealth Network's character set for the UCI check
@@ -163,7 +218,13 @@ func luhnModN(s string) byte {
 
 // Certificates lists a citizen's certificates, newest first.
 func (s *Service) Certificates(ctx context.Context, personID string) ([]*Certificate, error) {
-	rows, err := s.db.Reader().QueryContext(ctx, `SELECT id, kind, summary, hc1, issued_by, issued_at, expires_at FROM health_certificates WHERE person_id = $1 ORDER BY issued_at DESC`, personID)
+	return s.certificates(ctx, ` ORDER BY issued_at DESC`, personID)
+}
+
+// certificates reads a citizen's certificates (args[0] is the citizen;
+// where adds to the condition on person_id).
+func (s *Service) certificates(ctx context.Context, where string, args ...any) ([]*Certificate, error) {
+	rows, err := s.db.Reader().QueryContext(ctx, `SELECT id, kind, summary, hc1, issued_by, issued_at, expires_at FROM health_certificates WHERE person_id = $1`+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,6 +134,66 @@ func TestAppealOfAReplacedCode(t *testing.T) {
 			}
 			if _, err := s.Decide(ctx, b.ID, "officer-1", false, "The test stands."); !errors.Is(err, healthpass.ErrClosed) {
 				t.Fatalf("deciding an appeal closed by check-ins: %v", err)
+			}
+		})
+	}
+}
+
+// TestCertificateKeys: a certificate request sent with a key, however many
+// times and however many at once, issues one certificate and one log entry.
+func TestCertificateKeys(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			ctx := context.Background()
+			s, hn, _ := newService(t, e)
+			req := healthpass.CertificateRequest{Kind: "v", Holder: healthpass.Holder{FamilyName: "Haddad", GivenName: "Amira", DOB: "1990-04-01"},
+				Date: "2026-11-20", Doses: 2, Series: 2, Country: hn.Issuer.Country, Issuer: "Health Authority", Key: "form-1"}
+			const tries = 8
+			got := make([]*healthpass.Certificate, tries)
+			errs := make([]error, tries)
+			var wg sync.WaitGroup
+			for i := range tries {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					got[i], errs[i] = s.Issue(ctx, "person-1", req)
+				}()
+			}
+			wg.Wait()
+			again := 0
+			for i := range tries {
+				if errs[i] != nil {
+					t.Fatalf("try %d: %v", i, errs[i])
+				}
+				if got[i].ID != got[0].ID || got[i].HC1 != got[0].HC1 {
+					t.Fatalf("try %d issued %s, try 0 %s", i, got[i].ID, got[0].ID)
+				}
+				if got[i].Again {
+					again++
+				}
+			}
+			if again != tries-1 {
+				t.Fatalf("%d of %d tries said issued before, want %d", again, tries, tries-1)
+			}
+			if cs, err := s.Certificates(ctx, "person-1"); err != nil || len(cs) != 1 {
+				t.Fatalf("%d certificates, %v; want 1", len(cs), err)
+			}
+			// Another form, and another citizen with the same key, are
+			// certificates of their own.
+			req.Key = "form-2"
+			if c, err := s.Issue(ctx, "person-1", req); err != nil || c.Again {
+				t.Fatalf("another form: %+v %v", c, err)
+			}
+			req.Key = "form-1"
+			if c, err := s.Issue(ctx, "person-2", req); err != nil || c.Again {
+				t.Fatalf("another citizen: %+v %v", c, err)
+			}
+			if cs, _ := s.Certificates(ctx, "person-1"); len(cs) != 2 {
+				t.Fatalf("%d certificates of person-1, want 2", len(cs))
+			}
+			req.Key = strings.Repeat("k", healthpass.MaxCertificateKey+1)
+			if _, err := s.Issue(ctx, "person-1", req); !errors.Is(err, healthpass.ErrInvalid) {
+				t.Fatalf("an overlong key: %v", err)
 			}
 		})
 	}

@@ -191,7 +191,8 @@ func (s *Server) renderAuthority(w http.ResponseWriter, r *http.Request, v *view
 		views = append(views, appealView{a, s.personName(r, a.PersonID)})
 	}
 	p.Title = "Health authority"
-	p.Data = map[string]any{"Appeals": views, "Rules": s.health.Rules()}
+	// A fresh key each time the form is shown: sent twice, it issues once.
+	p.Data = map[string]any{"Appeals": views, "Rules": s.health.Rules(), "IssueKey": "form-" + newNonce()}
 	s.render(w, r, v, status, "healthauthority", p)
 }
 
@@ -235,11 +236,15 @@ func (s *Server) authorityIssue(w http.ResponseWriter, r *http.Request, v *viewe
 	series, _ := strconv.Atoi(r.PostFormValue("series"))
 	req := healthpass.CertificateRequest{Kind: r.PostFormValue("kind"), Holder: healthpass.Holder{FamilyName: fam, GivenName: giv, DOB: r.PostFormValue("dob")},
 		Date: strings.TrimSpace(r.PostFormValue("date")), Doses: doses, Series: series, Result: r.PostFormValue("result"),
-		Country: s.hnode.Issuer.Country, Issuer: s.orgName(r, org)}
+		Country: s.hnode.Issuer.Country, Issuer: s.orgName(r, org), Key: r.PostFormValue("key")}
 	c, err := s.health.Issue(ctx, holder.ID, req)
 	if err != nil {
 		status, msg := healthStatus(err)
 		s.renderAuthority(w, r, v, status, web.Page{Error: msg})
+		return
+	}
+	if c.Again {
+		s.renderAuthority(w, r, v, http.StatusOK, web.Page{Notice: "This form was sent already (reloaded, or sent twice): " + c.Summary + " is in " + holder.DisplayName + "'s wallet once; nothing was issued again."})
 		return
 	}
 	s.renderAuthority(w, r, v, http.StatusOK, web.Page{Notice: c.Summary + " issued to " + holder.DisplayName + "'s wallet."})

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,16 +157,35 @@ func testHealthOverHTTP(t *testing.T, e storetest.Engine) {
 	}
 
 	// The authority issues a vaccination certificate; a verifier accepts it.
+	issueKey := regexp.MustCompile(`name="key" value="([^"]+)"`)
 	issue := func(kind, date string) *response {
+		key := extract(t, issueKey, kofi.get("/health/authority").body)
 		return kofi.postForm("/health/authority/certificates", url.Values{"person": {w.people["Amira Haddad"]}, "dob": {"1990-04-01"}, "kind": {kind},
-			"date": {date}, "dose": {"2"}, "series": {"2"}, "result": {"negative"}})
+			"date": {date}, "dose": {"2"}, "series": {"2"}, "result": {"negative"}, "key": {key}})
 	}
 	expect(t, "a citizen cannot issue", jonas.postForm("/health/authority/certificates", url.Values{"person": {w.people["Jonas Weber"]}}), 403)
 	expect(t, "unknown citizen", kofi.postForm("/health/authority/certificates", url.Values{"person": {"nobody"}}), 404, "No citizen has that health id")
 	expect(t, "bad date", issue("v", "yesterday"), 400, "is not YYYY-MM-DD")
-	expect(t, "issue", issue("v", "2026-11-20"), 200, "Vaccination, dose 2 of 2, 2026-11-20 issued to Amira Haddad")
+	issuances := func() (n int) {
+		t.Helper()
+		if err := w.n.db.Reader().QueryRow(`SELECT COUNT(*) FROM tlog_entries WHERE kind = 3`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	logged := issuances()
+	key := extract(t, issueKey, kofi.get("/health/authority").body)
+	form := url.Values{"person": {w.people["Amira Haddad"]}, "dob": {"1990-04-01"}, "kind": {"v"}, "date": {"2026-11-20"}, "dose": {"2"}, "series": {"2"}, "key": {key}}
+	expect(t, "issue", kofi.postForm("/health/authority/certificates", form), 200, "Vaccination, dose 2 of 2, 2026-11-20 issued to Amira Haddad")
+	expect(t, "the form sent twice", kofi.postForm("/health/authority/certificates", form), 200, "This form was sent already", "nothing was issued again")
+	if n := issuances() - logged; n != 1 {
+		t.Fatalf("%d issuances logged for one form sent twice", n)
+	}
 	page = amira.get("/health")
 	expect(t, "in the wallet", page, 200, "Vaccination, dose 2 of 2")
+	if n := strings.Count(page.body, "Vaccination, dose 2 of 2"); n != 1 {
+		t.Fatalf("the certificate is in the wallet %d times", n)
+	}
 	cert := extract(t, certRE, page.body)
 	expect(t, "verify the certificate", anon.postForm("/verify", url.Values{"payload": {cert}}), 200, `Valid <span id="verdict-kind">vaccination</span> certificate`, "Amira Haddad, born 1990-04-01")
 	expect(t, "others do not see it", jonas.get("/health"), 200, "No certificates yet")
