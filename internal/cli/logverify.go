@@ -108,7 +108,9 @@ func runLog(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	progress("checkpoint: %s, %d entries, signed by %s", cp.Origin, cp.Size, cp.Origin)
+	keyName, keyHash, _ := strings.Cut(*vkey, "+")
+	keyHash, _, _ = strings.Cut(keyHash, "+")
+	progress("checkpoint: %s, %d entries, its signature verified with the key %s+%s", cp.Origin, cp.Size, keyName, keyHash)
 
 	var old *logState
 	if *statePath != "" {
