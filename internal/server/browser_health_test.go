@@ -29,6 +29,8 @@ func TestBrowserHealth(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#questionnaire button[type=submit]")),
 		waitText("Your health code is yellow."), waitText("You reported symptoms"), waitText("After 7 consecutive days of normal check-ins"))
 	screenshot(t, ctx, "30-health-yellow")
+	besideItsLabel(t, ctx, `input[name=symptoms][value=yes]`, "the questionnaire's answer")
+	besideItsLabel(t, ctx, `input[name=feeling][value=normal]`, "the check-in's answer")
 	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || wide {
 		t.Errorf("the health page at phone width is wider than the screen (%v)", err)
 	}

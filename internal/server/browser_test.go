@@ -510,3 +510,20 @@ func onScreen(t *testing.T, ctx context.Context, sel, what string) {
 		t.Errorf("%s is off-screen at phone width, or its column is not named (%v)", what, err)
 	}
 }
+
+// besideItsLabel checks that the first control sel matches (a radio
+// button or a checkbox) sits at the start of its label's first line, not
+// on a line of its own.
+func besideItsLabel(t *testing.T, ctx context.Context, sel, what string) {
+	t.Helper()
+	ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+		const c = document.querySelector(`+strconv.Quote(sel)+`);
+		const l = c && c.closest("label");
+		if (!l) return false;
+		const r = c.getBoundingClientRect(), lr = l.getBoundingClientRect();
+		return r.width > 0 && r.width < 40 && r.left - lr.left < 8 && r.top - lr.top < 16;
+	})()`))
+	if err != nil || !ok {
+		t.Errorf("%s does not sit at the start of its label's line (%v)", what, err)
+	}
+}
