@@ -50,6 +50,11 @@ var (
 	// field that a policy in force names, or whose stored values its new
 	// type refuses).
 	ErrInUse = errors.New("in use")
+	// ErrPolicyInForce: a new policy would be the twin of one in force
+	// (same agency, service, fields, purpose, legal basis, consent,
+	// deferral and retention). Twins would let an operator retire one and
+	// leave the access allowed by the other.
+	ErrPolicyInForce = errors.New("the same policy is in force already")
 	// ErrAlreadyRetired (an ErrDecided): the policy was retired before.
 	ErrAlreadyRetired = fmt.Errorf("%w: the policy was already retired", ErrDecided)
 	// ErrLapsed: the request waited too long for the citizen's answer, or
@@ -625,13 +630,16 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 			}
 			seen[f] = true
 		}
+		if err := twinInForce(ctx, tx, &p); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO ex_policies (id, requester_org, service_id, fields, purpose, legal_basis, consent, max_deferral, retention, active, created_by, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)`, p.ID, p.Requester, p.Service, string(fj), p.Purpose, p.LegalBasis, boolInt(p.Consent),
 			p.MaxDeferral.Milliseconds(), p.Retention.Milliseconds(), createdBy, p.CreatedAt.UnixMilli())
 		return err
 	})
 	switch {
-	case errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrPolicyInForce):
 		return nil, err
 	case err != nil:
 		return nil, fmt.Errorf("policy: %w", err)
@@ -639,6 +647,38 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 	x.cat.drop()
 	p.RequesterName = x.names(ctx, p.Requester)
 	return &p, nil
+}
+
+// twinInForce refuses p if a policy in force says the same (its fields in
+// any order): ErrPolicyInForce, naming it. Two operators (or one form sent
+// twice) cannot both create the same policy: SQLite runs one writer at a
+// time, and PostgreSQL's serializable transactions fail one of two that
+// read and insert the same, which store.DB.Tx retries.
+func twinInForce(ctx context.Context, tx *store.Tx, p *Policy) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id, fields, created_at FROM ex_policies WHERE active = 1 AND requester_org = $1 AND service_id = $2 AND purpose = $3
+		AND legal_basis = $4 AND consent = $5 AND max_deferral = $6 AND retention = $7`,
+		p.Requester, p.Service, p.Purpose, p.LegalBasis, boolInt(p.Consent), p.MaxDeferral.Milliseconds(), p.Retention.Milliseconds())
+	if err != nil {
+		return fmt.Errorf("policies in force: %w", err)
+	}
+	defer rows.Close()
+	want := slices.Sorted(slices.Values(p.Fields))
+	for rows.Next() {
+		var id, fj string
+		var at int64
+		if err := rows.Scan(&id, &fj, &at); err != nil {
+			return err
+		}
+		var have []string
+		if err := json.Unmarshal([]byte(fj), &have); err != nil {
+			return fmt.Errorf("policy %s: fields: %w", id, err)
+		}
+		slices.Sort(have)
+		if slices.Equal(have, want) {
+			return fmt.Errorf("%w: policy %s, in force since %s, says exactly this already; nothing was created", ErrPolicyInForce, id, time.UnixMilli(at).UTC().Format("2 Jan 2006 15:04 UTC"))
+		}
+	}
+	return rows.Err()
 }
 
 var purposeRE = regexp.MustCompile(`^[A-Z0-9][A-Z0-9-]{1,39}$`)

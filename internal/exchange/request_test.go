@@ -6,12 +6,78 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
 )
+
+// TestPolicyTwins: a policy that says exactly what one in force says (its
+// fields in any order) is refused, naming the one in force, so that
+// retiring a policy never leaves a twin allowing the same access; sent 8
+// times at once, one is created. A policy that differs in anything, or
+// one like a retired policy, is created.
+func TestPolicyTwins(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, _, _ := auditExchange(t, db, 0)
+		if _, err := ex.PublishService(ctx, "holder", Service{ID: "register", Name: "Register", Fields: []Field{
+			{Name: "address", Label: "Address", Type: "text"}, {Name: "household", Label: "Household", Type: "number"}}}); err != nil {
+			t.Fatal(err)
+		}
+		base := Policy{Requester: "tax", Service: "register", Fields: []string{"address", "household"}, Purpose: "RESIDENCE", LegalBasis: "§3", Retention: 30 * Day}
+		const tries = 8
+		created := make([]*Policy, tries)
+		errs := make([]error, tries)
+		var wg sync.WaitGroup
+		for i := range tries {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				created[i], errs[i] = ex.CreatePolicy(ctx, base, "t")
+			}()
+		}
+		wg.Wait()
+		var first *Policy
+		for i := range tries {
+			switch {
+			case errs[i] == nil && first == nil:
+				first = created[i]
+			case errs[i] == nil:
+				t.Fatalf("two twins created: %s and %s", first.ID, created[i].ID)
+			case !errors.Is(errs[i], ErrPolicyInForce):
+				t.Fatalf("try %d: %v", i, errs[i])
+			}
+		}
+		if first == nil {
+			t.Fatal("no policy created")
+		}
+		twin := base
+		twin.Fields = []string{"household", "address"}
+		if _, err := ex.CreatePolicy(ctx, twin, "t"); !errors.Is(err, ErrPolicyInForce) || !strings.Contains(err.Error(), first.ID) {
+			t.Fatalf("the twin with its fields in another order: %v", err)
+		}
+		for what, p := range map[string]Policy{
+			"fewer fields":        {Requester: "tax", Service: "register", Fields: []string{"address"}, Purpose: "RESIDENCE", LegalBasis: "§3", Retention: 30 * Day},
+			"another retention":   {Requester: "tax", Service: "register", Fields: []string{"address", "household"}, Purpose: "RESIDENCE", LegalBasis: "§3", Retention: 60 * Day},
+			"another agency":      {Requester: "police", Service: "register", Fields: []string{"address", "household"}, Purpose: "RESIDENCE", LegalBasis: "§3", Retention: 30 * Day},
+			"consent needed":      {Requester: "tax", Service: "register", Fields: []string{"address", "household"}, Purpose: "RESIDENCE", LegalBasis: "§3", Consent: true, Retention: 30 * Day},
+			"another legal basis": {Requester: "tax", Service: "register", Fields: []string{"address", "household"}, Purpose: "RESIDENCE", LegalBasis: "§4", Retention: 30 * Day},
+		} {
+			if _, err := ex.CreatePolicy(ctx, p, "t"); err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}
+		if err := ex.RetirePolicy(ctx, first.ID, "t"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ex.CreatePolicy(ctx, base, "t"); err != nil {
+			t.Fatalf("like a retired policy: %v", err)
+		}
+	})
+}
 
 // TestTextLimits: names, labels, values, an officer's name and a legal
 // basis are limited in characters, not bytes (a name in Chinese script of

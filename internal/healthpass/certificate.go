@@ -155,7 +155,8 @@ func (s *Service) Issue(ctx context.Context, personID string, r CertificateReque
 	}
 	err = s.db.Tx(ctx, func(tx *store.Tx) error {
 		// The row first: a concurrent send of the same key finds it here
-		// (on PostgreSQL after the first commits) and sequences nothing.
+		// (on PostgreSQL once the first commits, or on the retry of a
+		// serialization failure) and sequences nothing.
 		res, err := tx.ExecContext(ctx, `INSERT INTO health_certificates (id, person_id, kind, summary, hc1, issued_by, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (id) DO NOTHING`,
 			c.ID, personID, c.Kind, c.Summary, c.HC1, c.IssuedBy, now.UnixMilli(), c.ExpiresAt.UnixMilli())

@@ -405,7 +405,8 @@ func (s *Service) Decide(ctx context.Context, appealID, officerID string, grant 
 			return err
 		}
 		// Still pending: new answers or check-ins may have closed it since
-		// it was read (on PostgreSQL this waits for their commit). Claimed
+		// it was read (on PostgreSQL a concurrent close fails this
+		// serializable transaction, and store.DB.Tx runs it again). Claimed
 		// before the log's entry, so a wait here holds no log lock.
 		r, err := tx.ExecContext(ctx, `UPDATE health_appeals SET state = $1, decision = $2, decided_by = $3, decided_at = $4 WHERE id = $5 AND state = $6`,
 			rec.Outcome, explanation, officerID, now.UnixMilli(), a.ID, AppealPending)

@@ -49,7 +49,7 @@ func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 
 // exchangeStatus maps exchange errors to a status and a sentence.
 func exchangeStatus(err error) (int, string) {
-	if status, msg, ok := sentinelStatus(err, []sentinel{{exchange.ErrInvalid, 400}, {exchange.ErrKeyReused, 422}, {exchange.ErrNotFound, 404}, {exchange.ErrDecided, 409}, {exchange.ErrInUse, 409}, {exchange.ErrLapsed, 410}}); ok {
+	if status, msg, ok := sentinelStatus(err, []sentinel{{exchange.ErrInvalid, 400}, {exchange.ErrKeyReused, 422}, {exchange.ErrNotFound, 404}, {exchange.ErrDecided, 409}, {exchange.ErrInUse, 409}, {exchange.ErrPolicyInForce, 409}, {exchange.ErrLapsed, 410}}); ok {
 		return status, msg
 	}
 	return classify(err)

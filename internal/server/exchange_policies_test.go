@@ -103,6 +103,9 @@ func TestPoliciesPage(t *testing.T) {
 				t.Fatalf("after a new policy, redirected to %q", loc)
 			}
 			expect(t, "the policy after its redirect", op.get("/exchange/policies?done=created"), http.StatusOK, "Policy in force.", "TAX-RESIDENCE", "Tax Code §12")
+			// The form sent twice (a double click): one policy, and the
+			// operator is told which is in force.
+			expect(t, "the same policy again", op.postForm("/exchange/policies", good), http.StatusConflict, "says exactly this already; nothing was created")
 			if n := count(); n != before+1 {
 				t.Fatalf("%d policies after one was put in force, want %d", n, before+1)
 			}
