@@ -32,6 +32,9 @@ type Award struct {
 	Label   string    `json:"label"`
 	Points  int64     `json:"points"`
 	At      time.Time `json:"at"`
+	// Replayed: this event id was recorded before; this is its first
+	// award, and nothing was minted now.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // Event is one of a citizen's reward events, as their wallet shows it.
@@ -142,7 +145,7 @@ func (s *Service) claim(ctx context.Context, partnerOrg, eventID, person string,
 		case p != person || typ != rule.Type:
 			return "", nil, fmt.Errorf("%w: event id %q was already used for another event", ErrInvalid, eventID)
 		case points > 0:
-			return "", &Award{EventID: eventID, Type: typ, Label: rule.Label, Points: points, At: time.UnixMilli(at).UTC()}, nil
+			return "", &Award{EventID: eventID, Type: typ, Label: rule.Label, Points: points, At: time.UnixMilli(at).UTC(), Replayed: true}, nil
 		case now.Sub(time.UnixMilli(at)) < claimTimeout:
 			return "", nil, busy
 		}

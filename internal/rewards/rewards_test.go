@@ -117,10 +117,13 @@ func TestMintingAndCaps(t *testing.T) {
 			return w.svc.Record(ctx, transit, rewards.RecordIn{Card: m.Card, Type: "transit_ride", EventID: id})
 		}
 		var got []int64
-		for _, id := range []string{"r1", "r1", "r2", "r3"} {
+		for i, id := range []string{"r1", "r1", "r2", "r3"} {
 			a, err := ride(id)
 			if err != nil {
 				t.Fatalf("ride %s: %v", id, err)
+			}
+			if a.Replayed != (i == 1) {
+				t.Fatalf("ride %d (%s): replayed %v", i, id, a.Replayed)
 			}
 			got = append(got, a.Points)
 		}

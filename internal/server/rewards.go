@@ -212,7 +212,7 @@ func (s *Server) renderPartner(w http.ResponseWriter, r *http.Request, v *viewer
 		}
 	}
 	p.Title = "Rewards · " + m.OrgName
-	p.Data = map[string]any{"Org": m.OrgID, "OrgName": m.OrgName, "Rules": mine, "Items": honoured}
+	p.Data = map[string]any{"Org": m.OrgID, "OrgName": m.OrgName, "Rules": mine, "Items": honoured, "EventID": "console-" + newNonce()}
 	s.render(w, r, v, status, "partner", p)
 }
 
@@ -220,10 +220,20 @@ func (s *Server) partnerRecord(w http.ResponseWriter, r *http.Request, v *viewer
 	if !s.parseForm(w, r) {
 		return
 	}
+	// The form's event id, fresh each time the form is shown: sent twice
+	// (a double click, a reload), it gives the points once.
+	event := r.PostFormValue("event_id")
+	if event == "" {
+		event = "console-" + uuid.NewString()
+	}
 	a, err := s.rw.Record(r.Context(), m.OrgID, rewards.RecordIn{Card: strings.ToUpper(strings.TrimSpace(r.PostFormValue("card"))),
-		Type: r.PostFormValue("type"), EventID: "console-" + uuid.NewString()})
+		Type: r.PostFormValue("type"), EventID: event})
 	if err != nil {
 		s.rewardsFail(w, r, err, func(status int, msg string) { s.renderPartner(w, r, v, m, status, web.Page{Error: msg}) })
+		return
+	}
+	if a.Replayed {
+		s.renderPartner(w, r, v, m, http.StatusOK, web.Page{Notice: "This form was sent already: " + a.Label + ", " + strconv.FormatInt(a.Points, 10) + " points, were given once; nothing more was given."})
 		return
 	}
 	s.renderPartner(w, r, v, m, http.StatusOK, web.Page{Notice: a.Label + ": " + strconv.FormatInt(a.Points, 10) + " points given."})

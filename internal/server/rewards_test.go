@@ -43,9 +43,18 @@ func TestRewardsOverHTTP(t *testing.T) {
 			ride := func(c *client, id string) *response {
 				return c.postJSON("/api/v1/rewards/events", map[string]string{"card": card[1], "type": "transit_ride", "event_id": id})
 			}
-			expect(t, "a ride", ride(gates, "g1"), http.StatusOK, `"points":10`)
-			expect(t, "the same ride again", ride(gates, "g1"), http.StatusOK, `"points":10`)
+			// The partner's console: its form carries an event id, so a
+			// second send gives nothing more.
+			ben := w.as(t, "Ben Carter")
+			event := regexp.MustCompile(`name="event_id" value="([^"]+)"`).FindStringSubmatch(ben.get("/rewards/" + transit).body)
+			if event == nil {
+				t.Fatal("no event id in the console's form")
+			}
+			give := url.Values{"card": {card[1]}, "type": {"transit_ride"}, "event_id": {event[1]}}
+			expect(t, "a ride at the console", ben.postForm("/rewards/"+transit+"/events", give), http.StatusOK, "Ride on public transport: 10 points given.")
+			expect(t, "the console's form sent twice", ben.postForm("/rewards/"+transit+"/events", give), http.StatusOK, "This form was sent already", "nothing more was given")
 			expect(t, "a second ride", ride(gates, "g2"), http.StatusOK, `"points":10`)
+			expect(t, "the same ride again", ride(gates, "g2"), http.StatusOK, `"points":10`, `"replayed":true`)
 			expect(t, "a third ride", ride(gates, "g3"), http.StatusOK, `"points":10`)
 			expect(t, "over the daily cap", ride(gates, "g4"), http.StatusConflict, "at most 30 points a day")
 			expect(t, "the museum gives ride points", ride(museumDesk, "m1"), http.StatusBadRequest, "You do not record")
