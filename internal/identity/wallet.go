@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/sha256"
 	"crypto/x509"
 	"database/sql"
 	"encoding/json"
@@ -609,6 +610,7 @@ func (s *Service) Answer(ctx context.Context, personID, link string, approve boo
 	}
 	out := &Outcome{}
 	form := url.Values{"state": {c.state}}
+	var copyID string // the credential copy presented
 	switch {
 	case !approve:
 		form.Set("error", "access_denied")
@@ -618,8 +620,8 @@ func (s *Service) Answer(ctx context.Context, personID, link string, approve boo
 	case len(presented) == 0:
 		return nil, fmt.Errorf("%w: choose at least one claim to share, or decline", ErrInvalid)
 	default:
-		vp, err := s.present(ctx, personID, c, paths)
-		if err != nil {
+		var vp string
+		if vp, copyID, err = s.present(ctx, personID, c, paths); err != nil {
 			return nil, err
 		}
 		form.Set("vp_token", vp)
@@ -638,6 +640,14 @@ func (s *Service) Answer(ctx context.Context, personID, link string, approve boo
 	case err != nil && !errors.Is(err, ErrRefused):
 		return nil, err
 	}
+	if outcome == "shared" || outcome == "rejected" {
+		// The request is settled: its copy is never presented again. Not
+		// checked, or the verifier unreachable, the copy stays this
+		// request's, for a retry. Should this write fail, the copy stays
+		// bound to a request the verifier has answered: it is still never
+		// shown to another.
+		_ = s.settleCopy(ctx, copyID)
+	}
 	if !approve {
 		presented = nil
 	}
@@ -647,13 +657,26 @@ func (s *Service) Answer(ctx context.Context, personID, link string, approve boo
 	return out, nil
 }
 
-// present takes one unused copy (marking it used first: a copy is never
-// shown twice, even if the post fails) and presents the paths.
-func (s *Service) present(ctx context.Context, personID string, c *Consent, paths []sdjwt.Path) (string, error) {
+// present presents the paths from one copy of the credential and returns
+// the presentation and the copy's id. The copy is the one this request was
+// last given, if its answer then could not be trusted (a retry: the
+// verifier may hold that copy already); otherwise an unused copy, marked
+// used (and this request's) before it leaves: a copy is never shown to two
+// requests, even if the post fails.
+func (s *Service) present(ctx context.Context, personID string, c *Consent, paths []sdjwt.Path) (string, string, error) {
 	var id string
 	var sealed []byte
+	req := c.requestHash()
 	err := s.db.Tx(ctx, func(tx *store.Tx) error {
-		err := tx.QueryRowContext(ctx, `SELECT id, sealed FROM id_wallet WHERE person_id = $1 AND batch_id = $2 AND used_at = 0 ORDER BY id LIMIT 1`,
+		err := tx.QueryRowContext(ctx, `SELECT id, sealed FROM id_wallet WHERE person_id = $1 AND batch_id = $2 AND used_for = $3 ORDER BY id LIMIT 1`,
+			personID, c.Held.BatchID, req).Scan(&id, &sealed)
+		if err == nil {
+			return nil // this request's copy, again
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		err = tx.QueryRowContext(ctx, `SELECT id, sealed FROM id_wallet WHERE person_id = $1 AND batch_id = $2 AND used_at = 0 ORDER BY id LIMIT 1`,
 			personID, c.Held.BatchID).Scan(&id, &sealed)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: every single-use copy has been used; ask %s for a new batch", ErrNoCredential, c.Held.Issuer)
@@ -661,30 +684,45 @@ func (s *Service) present(ctx context.Context, personID string, c *Consent, path
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE id_wallet SET used_at = $1 WHERE id = $2`, s.now().UnixMilli(), id)
+		_, err = tx.ExecContext(ctx, `UPDATE id_wallet SET used_at = $1, used_for = $2 WHERE id = $3`, s.now().UnixMilli(), req, id)
 		return err
 	})
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	h, err := s.open(personID, id, sealed)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	key, err := x509.ParseECPrivateKey(h.Key)
 	if err != nil {
-		return "", fmt.Errorf("wallet: holder key: %w", err)
+		return "", "", fmt.Errorf("wallet: holder key: %w", err)
 	}
 	keep, err := sdjwt.KeepPaths(h.Credential, paths)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	p, err := sdjwt.Present(h.Credential, keep, key, jose.ES256, c.nonce, c.ClientID, s.now())
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	vp, _ := json.Marshal(map[string][]string{c.query.ID: {p}})
-	return string(vp), nil
+	return string(vp), id, nil
+}
+
+// settleCopy ends a copy's tie to the request it was presented to.
+func (s *Service) settleCopy(ctx context.Context, id string) error {
+	return s.db.Tx(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE id_wallet SET used_for = NULL WHERE id = $1`, id)
+		return err
+	})
+}
+
+// requestHash names a verifier's request (its client, nonce, state and
+// response address) for the copy presented to it.
+func (c *Consent) requestHash() []byte {
+	h := sha256.Sum256([]byte(c.ClientID + "\x00" + c.nonce + "\x00" + c.state + "\x00" + c.responseURI))
+	return h[:]
 }
 
 // Presentation is one row of the citizen's presentation log.

@@ -384,6 +384,15 @@ func TestPresentationNotChecked(t *testing.T) {
 				}
 			}
 
+			// The copies of her credential used up so far.
+			used := func() (n int) {
+				t.Helper()
+				if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM id_wallet WHERE person_id = $1 AND used_at <> 0`, w.people["Amira Haddad"]).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+
 			// The issuer's status list cannot be read: the answer is not checked.
 			w.n.clock.add(identity.StatusTTL + time.Minute) // past the caches the wallet's accept filled
 			amira, bar := w.as(t, "Amira Haddad"), w.as(t, "Sam Okafor")
@@ -392,6 +401,12 @@ func TestPresentationNotChecked(t *testing.T) {
 			r := amira.postForm("/wallet/present", consentForm(same, "share", "age_over_18"))
 			expect(t, "share while the status list is down", r, http.StatusOK, "Not checked: The presentation cannot be checked right now", "not checked")
 			leaks("the wallet", r)
+			// Answering the same request again presents the same copy: the
+			// verifier may hold it already, and no other copy is used up.
+			expect(t, "share again while still down", amira.postForm("/wallet/present", consentForm(same, "share", "age_over_18")), http.StatusOK, "Not checked")
+			if n := used(); n != 1 {
+				t.Fatalf("%d copies used by two answers to one request, want 1", n)
+			}
 			r = amira.get("/wallet/credentials")
 			expect(t, "her credentials while the status list is down", r, http.StatusOK, "cannot be checked right now")
 			leaks("her credentials", r)
@@ -403,6 +418,16 @@ func TestPresentationNotChecked(t *testing.T) {
 			up()
 			expect(t, "share again", amira.postForm("/wallet/present", consentForm(same, "share", "age_over_18")), http.StatusOK, "Shared with the verifier")
 			expect(t, "verified", bar.get(page), http.StatusOK, "Verified", "<dt>Over 18</dt><dd>true</dd>")
+			if n := used(); n != 1 {
+				t.Fatalf("%d copies used once the request was answered, want 1", n)
+			}
+			// Another request gets a fresh copy: the answered one's is settled.
+			_, other := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+			expect(t, "another request", amira.postForm("/wallet/present", consentForm(other, "share", "age_over_18")), http.StatusOK, "Shared with the verifier")
+			var tied int
+			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM id_wallet WHERE used_for IS NOT NULL`).Scan(&tied); err != nil || used() != 2 || tied != 0 {
+				t.Fatalf("after a second request: %d copies used (want 2), %d still tied to a request (want 0), %v", used(), tied, err)
+			}
 
 			// A re-check that cannot read the list leaves the result verified.
 			w.n.clock.add(identity.StatusTTL + time.Minute) // past the verifier's and the issuer's caches
