@@ -66,7 +66,7 @@ func receiptFile(t *testing.T) (string, string, string) {
 	raw, _ := json.MarshalIndent(b, "", "  ")
 	path := filepath.Join(t.TempDir(), "receipt.json")
 	os.WriteFile(path, raw, 0o644)
-	_, secret, err := svc.CreateShare(ctx, m.OrgID, "Emilia Credit Union")
+	_, secret, err := svc.CreateShare(ctx, m.OrgID, "Emilia Credit Union", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -180,14 +180,30 @@ type Share struct {
 // ErrStopped is returned for a share the merchant stopped.
 var ErrStopped = errors.New("the merchant stopped sharing this report")
 
+// ErrSharedBefore: the share form's key made a share already (the form
+// was sent twice). Its link was shown then, once; the share is returned
+// without it.
+var ErrSharedBefore = errors.New("this form made a share already")
+
+// MaxShareKey bounds CreateShare's key.
+const MaxShareKey = 64
+
+// shareKeys is the UUID namespace of shares made with a form's key.
+var shareKeys = uuid.MustParse("4e7b2c19-a0d3-4c58-9f16-b83e5d7a2c60")
+
 // CreateShare lets a lender fetch the merchant's report: it returns the
 // share and the secret of its link (shown once; stored hashed), and signs
 // and logs the first report at once, so the lender's first copy carries
-// its inclusion proof.
-func (s *Service) CreateShare(ctx context.Context, orgID, lender string) (*Share, string, error) {
+// its inclusion proof. key, if not empty, is the form's (fresh each time it
+// is shown): the merchant and key name one share, so a second send makes
+// none and returns the first with ErrSharedBefore.
+func (s *Service) CreateShare(ctx context.Context, orgID, lender, key string) (*Share, string, error) {
 	lender = strings.TrimSpace(lender)
 	if lender == "" || len(lender) > 100 {
 		return nil, "", invalidf("name the lender (up to 100 characters)")
+	}
+	if len(key) > MaxShareKey {
+		return nil, "", invalidf("a form key is at most %d characters", MaxShareKey)
 	}
 	m, err := s.Merchant(ctx, orgID)
 	if err != nil {
@@ -200,11 +216,32 @@ func (s *Service) CreateShare(ctx context.Context, orgID, lender string) (*Share
 	secret := base64.RawURLEncoding.EncodeToString(raw)
 	sum := sha256.Sum256([]byte(secret))
 	sh := &Share{ID: uuid.Must(uuid.NewV7()).String(), Lender: lender, Created: s.now().UTC()}
+	if key != "" {
+		sh.ID = uuid.NewSHA1(shareKeys, []byte(orgID+"\x00"+key)).String()
+	}
 	err = s.db.Tx(ctx, func(tx *store.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO payment_report_shares (id, org_id, lender, token_hash, created_at, stopped_at, last_sent_at, sent)
-			VALUES ($1, $2, $3, $4, $5, 0, 0, 0)`, sh.ID, orgID, lender, sum[:], sh.Created.UnixMilli())
-		return err
+		res, err := tx.ExecContext(ctx, `INSERT INTO payment_report_shares (id, org_id, lender, token_hash, created_at, stopped_at, last_sent_at, sent)
+			VALUES ($1, $2, $3, $4, $5, 0, 0, 0) ON CONFLICT (id) DO NOTHING`, sh.ID, orgID, lender, sum[:], sh.Created.UnixMilli())
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return ErrSharedBefore
+		}
+		return nil
 	})
+	if errors.Is(err, ErrSharedBefore) {
+		shares, err := s.Shares(ctx, orgID)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, first := range shares {
+			if first.ID == sh.ID {
+				return first, "", ErrSharedBefore
+			}
+		}
+		return nil, "", fmt.Errorf("share: %w", ErrNotFound)
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("share: %w", err)
 	}

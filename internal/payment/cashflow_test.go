@@ -98,7 +98,7 @@ func TestCashFlowReport(t *testing.T) {
 			t.Fatalf("empty report: %v %+v", err, empty)
 		}
 
-		sh, secret, err := w.svc.CreateShare(ctx, w.vendor.OrgID, "Emilia Credit Union")
+		sh, secret, err := w.svc.CreateShare(ctx, w.vendor.OrgID, "Emilia Credit Union", "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,6 +136,23 @@ func TestCashFlowReport(t *testing.T) {
 		var n int
 		if err := db.Reader().QueryRow(`SELECT COUNT(*) FROM payment_documents WHERE kind = 'cashflow' AND org_id <> $1`, w.vendor.OrgID).Scan(&n); err != nil || n != 0 {
 			t.Fatalf("%d reports about merchants that did not ask (%v)", n, err)
+		}
+
+		// The share form sent twice (its key): one share; the second send
+		// gets the first without its link.
+		made, link, err := w.svc.CreateShare(ctx, w.vendor.OrgID, "Bologna Microcredit", "form-1")
+		if err != nil || link == "" {
+			t.Fatal(err)
+		}
+		again, link2, err := w.svc.CreateShare(ctx, w.vendor.OrgID, "Bologna Microcredit", "form-1")
+		if !errors.Is(err, payment.ErrSharedBefore) || link2 != "" || again == nil || again.ID != made.ID || again.Lender != "Bologna Microcredit" {
+			t.Fatalf("the form sent twice: %+v %q %v", again, link2, err)
+		}
+		if shares, _ := w.svc.Shares(ctx, w.vendor.OrgID); len(shares) != 2 {
+			t.Fatalf("%d shares after the form was sent twice, want 2 (one stopped before)", len(shares))
+		}
+		if other, _, err := w.svc.CreateShare(ctx, w.shop.OrgID, "Bologna Microcredit", "form-1"); err != nil || other.ID == made.ID {
+			t.Fatalf("another merchant's form with the same key: %v", err)
 		}
 	})
 }

@@ -248,6 +248,41 @@ func testTokens(t *testing.T, db *store.DB) {
 	if _, _, err := reg.Authenticate(ctx, ds, true); err != nil {
 		t.Fatalf("demo token in demo mode: %v", err)
 	}
+	// A form sent twice (its key) makes one token; the second send gets
+	// the first without its secret. Sent 8 times at once, one is made.
+	secrets := make([]string, 8)
+	made := make([]*registry.APIToken, 8)
+	tries := make([]error, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			secrets[i], made[i], tries[i] = reg.CreateTokenOnce(ctx, o.ID, registry.Merchant, "till 3", "", "form-1")
+		}()
+	}
+	wg.Wait()
+	fresh := 0
+	for i := range 8 {
+		switch {
+		case tries[i] == nil && secrets[i] != "":
+			fresh++
+		case !errors.Is(tries[i], registry.ErrMadeBefore) || secrets[i] != "":
+			t.Fatalf("try %d: %q %v", i, secrets[i], tries[i])
+		}
+		if made[i] == nil || made[i].ID != made[0].ID {
+			t.Fatalf("try %d made another token: %+v", i, made[i])
+		}
+	}
+	if fresh != 1 {
+		t.Fatalf("%d of 8 tries made the token, want 1", fresh)
+	}
+	if _, other, err := reg.CreateTokenOnce(ctx, d.ID, registry.Merchant, "till 3", "", "form-1"); err != nil || other.ID == made[0].ID {
+		t.Fatalf("another organisation's form with the same key: %+v %v", other, err)
+	}
+	if _, _, err := reg.CreateTokenOnce(ctx, o.ID, registry.Merchant, "till 4", "", strings.Repeat("k", registry.MaxTokenKey+1)); !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("an overlong key: %v", err)
+	}
+
 	// A store that cannot be read is the store's error, not a verdict that
 	// the organisation lacks the role.
 	rename := func(from, to string) {

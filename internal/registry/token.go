@@ -1,14 +1,16 @@
 package registry
 
 import (
-	"github.com/civstack/civstack/internal/store"
-
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/civstack/civstack/internal/store"
 )
 
 // TokenPrefix starts every API token, so that leaked tokens are easy to spot
@@ -28,16 +30,40 @@ type APIToken struct {
 	RevokedAt  *time.Time
 }
 
+// ErrMadeBefore: the form's key made a token already (the form was sent
+// twice). That token's secret was shown then, once; it is returned without
+// its secret.
+var ErrMadeBefore = errors.New("this form made a token already")
+
+// MaxTokenKey bounds CreateTokenOnce's key.
+const MaxTokenKey = 64
+
+// tokenKeys is the UUID namespace of tokens made with a form's key.
+var tokenKeys = uuid.MustParse("c3a9e0d4-7b15-4f62-8e0a-5d1f2b6c9a47")
+
 // CreateToken issues a token for org scoped to role, returning the secret
 // (to show once) and its record.
 func (r *Registry) CreateToken(ctx context.Context, orgID string, role Role, label, createdBy string) (string, *APIToken, error) {
+	return r.CreateTokenOnce(ctx, orgID, role, label, createdBy, "")
+}
+
+// CreateTokenOnce is CreateToken for a form that carries a key (fresh each
+// time it is shown): the organisation and key name one token, so a second
+// send makes none and returns the first with ErrMadeBefore.
+func (r *Registry) CreateTokenOnce(ctx context.Context, orgID string, role Role, label, createdBy, key string) (string, *APIToken, error) {
 	label, err := cleanName("token label", label, 80)
 	if err != nil {
 		return "", nil, err
 	}
+	if len(key) > MaxTokenKey {
+		return "", nil, fmt.Errorf("%w: a form key is at most %d characters", ErrInvalid, MaxTokenKey)
+	}
 	id, err := r.newID()
 	if err != nil {
 		return "", nil, err
+	}
+	if key != "" {
+		id = uuid.NewSHA1(tokenKeys, []byte(orgID+"\x00"+key)).String()
 	}
 	secret, hash, err := r.newSecretString(TokenPrefix)
 	if err != nil {
@@ -56,14 +82,24 @@ func (r *Registry) CreateToken(ctx context.Context, orgID string, role Role, lab
 		if err != nil {
 			return fmt.Errorf("check organisation role: %w", err)
 		}
-		_, err = tx.ExecContext(ctx,
-			"INSERT INTO api_tokens (id, org_id, role, label, hash, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+		res, err := tx.ExecContext(ctx,
+			"INSERT INTO api_tokens (id, org_id, role, label, hash, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
 			t.ID, t.OrgID, string(t.Role), t.Label, hash, nullString(createdBy), ms(t.CreatedAt))
 		if err != nil {
 			return fmt.Errorf("insert token: %w", err)
 		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return ErrMadeBefore
+		}
 		return nil
 	})
+	if errors.Is(err, ErrMadeBefore) {
+		first, err := scanToken(r.db.QueryRowRead(ctx, "SELECT "+tokenColumns+" FROM api_tokens WHERE id = $1 AND org_id = $2", t.ID, orgID))
+		if err != nil {
+			return "", nil, notFound(err, "token")
+		}
+		return "", first, ErrMadeBefore
+	}
 	if err != nil {
 		return "", nil, err
 	}

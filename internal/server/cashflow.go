@@ -48,7 +48,8 @@ func (s *Server) renderReport(w http.ResponseWriter, r *http.Request, v *viewer,
 		return
 	}
 	p.Title = "Cash-flow report · " + m.Name
-	p.Data = map[string]any{"Org": org, "OrgName": m.Name, "Report": cf, "Explain": payment.Explanations, "Shares": shares, "Link": link}
+	p.Data = map[string]any{"Org": org, "OrgName": m.Name, "Report": cf, "Explain": payment.Explanations, "Shares": shares, "Link": link,
+		"ShareKey": "form-" + newNonce()} // a fresh key each time the form is shown
 	s.render(w, r, v, status, "report", p)
 }
 
@@ -56,7 +57,11 @@ func (s *Server) reportShare(w http.ResponseWriter, r *http.Request, v *viewer, 
 	if !s.parseForm(w, r) {
 		return
 	}
-	sh, secret, err := s.pay.CreateShare(r.Context(), org, r.PostFormValue("lender"))
+	sh, secret, err := s.pay.CreateShare(r.Context(), org, r.PostFormValue("lender"), r.PostFormValue("key"))
+	if errors.Is(err, payment.ErrSharedBefore) {
+		s.renderReport(w, r, v, org, http.StatusOK, web.Page{Notice: "This form was sent already: it shared the report with " + sh.Lender + ", and the link was shown once, in the first answer. If you did not copy it, stop that share below and share again."}, "")
+		return
+	}
 	if errors.Is(err, payment.ErrInvalid) || errors.Is(err, payment.ErrNotFound) {
 		s.renderReport(w, r, v, org, http.StatusBadRequest, web.Page{Error: payment.Explain(err)}, "")
 		return

@@ -28,11 +28,24 @@ func TestCashFlowOverHTTP(t *testing.T) {
 			expect(t, "another merchant's report", sofia.get("/pos/"+o.ID+"/report"), http.StatusNotFound)
 			expect(t, "a citizen", w.as(t, "Amira Haddad").get("/pos/"+o.ID+"/report"), http.StatusForbidden)
 			expect(t, "no lender named", li.postForm("/pos/"+o.ID+"/report/shares", map[string][]string{"lender": {" "}}), http.StatusBadRequest, "Name the lender")
-			r := li.postForm("/pos/"+o.ID+"/report/shares", map[string][]string{"lender": {"Emilia Credit Union"}})
+			key := regexp.MustCompile(`name="key" value="([^"]+)"`).FindStringSubmatch(li.get("/pos/" + o.ID + "/report").body)
+			if key == nil {
+				t.Fatal("no key in the share form")
+			}
+			share := map[string][]string{"lender": {"Emilia Credit Union"}, "key": {key[1]}}
+			r := li.postForm("/pos/"+o.ID+"/report/shares", share)
 			expect(t, "share", r, http.StatusOK, "Shared with Emilia Credit Union")
 			link := regexp.MustCompile(`id="link">([^<]+)<`).FindStringSubmatch(r.body)
 			if link == nil {
 				t.Fatal("no lender link")
+			}
+			r = li.postForm("/pos/"+o.ID+"/report/shares", share)
+			expect(t, "the form sent twice", r, http.StatusOK, "This form was sent already", "Emilia Credit Union")
+			if regexp.MustCompile(`id="link">`).MatchString(r.body) {
+				t.Fatal("the form sent twice shows a link")
+			}
+			if shares, err := w.n.pay.Shares(ctx, o.ID); err != nil || len(shares) != 1 {
+				t.Fatalf("%d shares after the form was sent twice, want 1 (%v)", len(shares), err)
 			}
 			if _, _, err := w.n.tlog.Integrate(ctx); err != nil {
 				t.Fatal(err)

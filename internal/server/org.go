@@ -149,7 +149,7 @@ func (s *Server) renderOrg(w http.ResponseWriter, r *http.Request, v *viewer, o 
 	}
 	p.Title = o.Name
 	p.Data = map[string]any{"Org": o, "Members": members, "Tokens": tokens, "NewToken": newToken,
-		"CanManage": v.has(registry.Operator)}
+		"CanManage": v.has(registry.Operator), "TokenKey": "form-" + newNonce()} // a fresh key each time the form is shown
 	s.render(w, r, v, status, "org", p)
 }
 
@@ -181,7 +181,11 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, v *viewer) 
 		s.renderOrg(w, r, v, o, http.StatusForbidden, web.Page{Error: "You can only create tokens for roles you hold in this organisation."}, "")
 		return
 	}
-	secret, t, err := s.reg.CreateToken(r.Context(), o.ID, role, r.PostForm.Get("label"), v.person.ID)
+	secret, t, err := s.reg.CreateTokenOnce(r.Context(), o.ID, role, r.PostForm.Get("label"), v.person.ID, r.PostForm.Get("key"))
+	if errors.Is(err, registry.ErrMadeBefore) {
+		s.renderOrg(w, r, v, o, http.StatusOK, web.Page{Notice: "This form was sent already: it made the token “" + t.Label + "”, whose secret was shown once, in the first answer. If you did not copy it, revoke that token below and create another."}, "")
+		return
+	}
 	if err != nil {
 		status, msg := classify(err)
 		s.renderOrg(w, r, v, o, status, web.Page{Error: msg}, "")

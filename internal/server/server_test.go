@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -275,10 +276,23 @@ func TestOperatorPages(t *testing.T) {
 	expect(t, "member sees the org", sofia.get(orgPath), 200, "Sofia")
 	expect(t, "member cannot grant", sofia.postForm(orgPath+"/members", url.Values{"person_id": {sofiaID}, "role": {"merchant"}}), http.StatusForbidden)
 
-	r = sofia.postForm(orgPath+"/tokens", url.Values{"label": {"till 1"}, "role": {"merchant"}})
+	key := regexp.MustCompile(`name="key" value="([^"]+)"`).FindStringSubmatch(sofia.get(orgPath).body)
+	if key == nil {
+		t.Fatal("no key in the token form")
+	}
+	form := url.Values{"label": {"till 1"}, "role": {"merchant"}, "key": {key[1]}}
+	r = sofia.postForm(orgPath+"/tokens", form)
 	expect(t, "member creates a token", r, http.StatusCreated, "Copy it now", registry.TokenPrefix)
 	i := strings.Index(r.body, registry.TokenPrefix)
 	secret := r.body[i : i+len(registry.TokenPrefix)+52]
+	r = sofia.postForm(orgPath+"/tokens", form)
+	expect(t, "the form sent twice", r, http.StatusOK, "This form was sent already", "till 1")
+	if strings.Contains(r.body, registry.TokenPrefix) {
+		t.Fatal("the form sent twice shows a secret")
+	}
+	if toks, _ := n.reg.Tokens(ctx, strings.TrimPrefix(orgPath, "/orgs/")); len(toks) != 1 {
+		t.Fatalf("%d tokens after the form was sent twice, want 1", len(toks))
+	}
 	api := newClient(t, n.URL)
 	api.header.Set("Authorization", "Bearer "+secret)
 	expect(t, "token works", api.get("/api/v1/whoami"), 200, `"role":"merchant"`, "Rossi Groceries")
