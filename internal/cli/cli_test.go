@@ -341,14 +341,12 @@ func TestServeTwoProcessesOnPostgres(t *testing.T) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := 0; i < 2; i++ { // start both at once: they race to migrate
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			s := startServe(t, map[string]string{"CIVSTACK_DB": db}, "--data", t.TempDir(), "--demo")
 			mu.Lock()
 			servers = append(servers, s)
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	if len(servers) != 2 {

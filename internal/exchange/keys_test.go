@@ -97,11 +97,9 @@ func TestIdempotencyKeys(t *testing.T) {
 		errs := make([]error, tries)
 		var wg sync.WaitGroup
 		for i := range tries {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				got[i], errs[i] = ex.Submit(ctx, ask("tax", "AUDIT", "k4"))
-			}()
+			})
 		}
 		wg.Wait()
 		released := 0

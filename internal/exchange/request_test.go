@@ -33,11 +33,9 @@ func TestPolicyTwins(t *testing.T) {
 		errs := make([]error, tries)
 		var wg sync.WaitGroup
 		for i := range tries {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				created[i], errs[i] = ex.CreatePolicy(ctx, base, "t")
-			}()
+			})
 		}
 		wg.Wait()
 		var first *Policy

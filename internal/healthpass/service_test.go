@@ -153,11 +153,9 @@ func TestCertificateKeys(t *testing.T) {
 			errs := make([]error, tries)
 			var wg sync.WaitGroup
 			for i := range tries {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+				wg.Go(func() {
 					got[i], errs[i] = s.Issue(ctx, "person-1", req)
-				}()
+				})
 			}
 			wg.Wait()
 			again := 0

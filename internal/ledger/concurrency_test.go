@@ -37,9 +37,7 @@ func TestTwoProcesses(t *testing.T) {
 			errs := make(chan error, 16)
 			for p, en := range engines {
 				for g := 0; g < 4; g++ {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
+					wg.Go(func() {
 						r := rand.New(rand.NewPCG(uint64(p), uint64(g)))
 						for i := 0; i < 60; i++ {
 							var batch []ledger.Transfer
@@ -63,7 +61,7 @@ func TestTwoProcesses(t *testing.T) {
 							}
 							mu.Unlock()
 						}
-					}()
+					})
 				}
 			}
 			wg.Wait()

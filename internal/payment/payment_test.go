@@ -369,15 +369,13 @@ func TestRefunds(t *testing.T) {
 		var mu sync.Mutex
 		okCount := 0
 		for i := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				if _, err := w.svc.Refund(ctx, vendorOrg, p.ID, 3_00, "c"+string(rune('a'+i))); err == nil {
 					mu.Lock()
 					okCount++
 					mu.Unlock()
 				}
-			}()
+			})
 		}
 		wg.Wait()
 		if okCount != 3 {
@@ -390,16 +388,14 @@ func TestRefunds(t *testing.T) {
 		ids := make([][tries]string, keys)
 		for k := range keys {
 			for i := range tries {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+				wg.Go(func() {
 					r, err := w.svc.Refund(ctx, vendorOrg, p.ID, 1_00, fmt.Sprintf("same-%d", k))
 					if err != nil {
 						ids[k][i] = "error: " + err.Error()
 						return
 					}
 					ids[k][i] = r.ID
-				}()
+				})
 			}
 		}
 		wg.Wait()

@@ -210,13 +210,11 @@ func testTokens(t *testing.T, db *store.DB) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 32)
 	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if _, _, err := reg.Authenticate(ctx, secret, false); err != nil {
 				errs <- err
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
@@ -254,11 +252,9 @@ func testTokens(t *testing.T, db *store.DB) {
 	made := make([]*registry.APIToken, 8)
 	tries := make([]error, 8)
 	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			secrets[i], made[i], tries[i] = reg.CreateTokenOnce(ctx, o.ID, registry.Merchant, "till 3", "", "form-1")
-		}()
+		})
 	}
 	wg.Wait()
 	fresh := 0

@@ -156,9 +156,7 @@ func TestMintingAndCaps(t *testing.T) {
 		var mu sync.Mutex
 		var total int64
 		for i := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				if a, err := ride("c" + string(rune('a'+i))); err == nil {
 					mu.Lock()
 					total += a.Points
@@ -166,7 +164,7 @@ func TestMintingAndCaps(t *testing.T) {
 				} else if !errors.Is(err, rewards.ErrCap) {
 					t.Error(err)
 				}
-			}()
+			})
 		}
 		wg.Wait()
 		if total != 25 {
@@ -255,11 +253,9 @@ func TestVoucherKeys(t *testing.T) {
 		errs := make([]error, tries)
 		var wg sync.WaitGroup
 		for i := range tries {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				got[i], errs[i] = w.svc.Buy(ctx, "amira", "museum-entry", "form-1")
-			}()
+			})
 		}
 		wg.Wait()
 		again := 0

@@ -217,9 +217,7 @@ func testTwoProcesses(t *testing.T, e storetest.Engine) {
 	errc := make(chan error, workers*2)
 	for _, db := range dbs {
 		for w := 0; w < workers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				for i := 0; i < perWorker; i++ {
 					err := db.Tx(ctx, func(tx *store.Tx) error {
 						var v string
@@ -236,7 +234,7 @@ func testTwoProcesses(t *testing.T, e storetest.Engine) {
 						return
 					}
 				}
-			}()
+			})
 		}
 	}
 	wg.Wait()
