@@ -55,6 +55,10 @@ var (
 	// deferral and retention). Twins would let an operator retire one and
 	// leave the access allowed by the other.
 	ErrPolicyInForce = errors.New("the same policy is in force already")
+	// ErrSameAnswer (an ErrDecided): the citizen gave this same answer
+	// before (approved, refused or withdrew: a form sent twice); nothing
+	// changed, and the request is returned as it stands.
+	ErrSameAnswer = fmt.Errorf("%w: you gave this answer already", ErrDecided)
 	// ErrAlreadyRetired (an ErrDecided): the policy was retired before.
 	ErrAlreadyRetired = fmt.Errorf("%w: the policy was already retired", ErrDecided)
 	// ErrLapsed: the request waited too long for the citizen's answer, or

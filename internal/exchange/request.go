@@ -444,6 +444,9 @@ func (x *Exchange) Decide(ctx context.Context, personID, requestID string, appro
 	if err != nil {
 		return nil, err
 	}
+	if sameAnswer(r, approve) {
+		return r, ErrSameAnswer
+	}
 	switch r.State {
 	case AwaitConsent:
 	case Lapsed:
@@ -458,6 +461,12 @@ func (x *Exchange) Decide(ctx context.Context, personID, requestID string, appro
 	now := x.now()
 	// The conditions are the lapse's, so an answer racing it loses.
 	if err := count(counter, x.setState(ctx, r.ID, state, reason, now, `state = $5 AND created_at > $6`, AwaitConsent, now.Add(-AnswerWithin).UnixMilli())); err != nil {
+		if errors.Is(err, ErrDecided) {
+			// The same answer sent twice at once: the other send took it.
+			if cur, err2 := x.request(ctx, `WHERE id = $1 AND person_id = $2`, requestID, personID); err2 == nil && sameAnswer(cur, approve) {
+				return cur, ErrSameAnswer
+			}
+		}
 		return nil, err
 	}
 	r.State, r.Reason, r.Decided, r.Lapses = state, reason, now.UTC(), time.Time{}
@@ -467,12 +476,24 @@ func (x *Exchange) Decide(ctx context.Context, personID, requestID string, appro
 	return r, nil
 }
 
+// sameAnswer reports whether r already holds the citizen's answer approve
+// (approved and not yet collected, or refused by them).
+func sameAnswer(r *Request, approve bool) bool {
+	if approve {
+		return r.State == Consented
+	}
+	return r.State == RefusedConsent && r.Reason == reasonRefused
+}
+
 // Withdraw takes back a citizen's consent that the agency has not used
 // yet: the request is then refused, and the agency is told so.
 func (x *Exchange) Withdraw(ctx context.Context, personID, requestID string) (*Request, error) {
 	r, err := x.request(ctx, `WHERE id = $1 AND person_id = $2`, requestID, personID)
 	if err != nil {
 		return nil, err
+	}
+	if r.Withdrawn() {
+		return r, ErrSameAnswer
 	}
 	switch r.State {
 	case Consented:
@@ -488,6 +509,9 @@ func (x *Exchange) Withdraw(ctx context.Context, personID, requestID string) (*R
 	// A collection committing first wins: the state is no longer consented.
 	if err := count(&x.stats.withdrawn, x.setState(ctx, r.ID, RefusedConsent, reason, now, `state = $5`, Consented)); err != nil {
 		if errors.Is(err, ErrDecided) {
+			if cur, err2 := x.request(ctx, `WHERE id = $1 AND person_id = $2`, requestID, personID); err2 == nil && cur.Withdrawn() {
+				return cur, ErrSameAnswer // withdrawn twice at once: the other send took it
+			}
 			return nil, fmt.Errorf("%w: the request changed meanwhile (collected or withdrawn already); reload to see it", ErrDecided)
 		}
 		return nil, err

@@ -400,6 +400,41 @@ func feedIncome(t *testing.T, ex *Exchange, persons ...string) {
 	}
 }
 
+// TestSameAnswerAtOnce: a citizen's answer sent 8 times at once is taken
+// once; the other sends are told it was given (ErrSameAnswer), and the
+// counters count it once.
+func TestSameAnswerAtOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, _, _ := auditExchange(t, db, 0)
+		consentPolicies(t, ex, "tax")
+		for _, approve := range []bool{true, false} {
+			id := askedAt(t, db, ex, "tax", "p1", time.Now())
+			before := ex.Stats()
+			const tries = 8
+			errs := make([]error, tries)
+			var wg sync.WaitGroup
+			for i := range tries {
+				wg.Go(func() { _, errs[i] = ex.Decide(ctx, "p1", id, approve) })
+			}
+			wg.Wait()
+			taken := 0
+			for i, err := range errs {
+				switch {
+				case err == nil:
+					taken++
+				case !errors.Is(err, ErrSameAnswer):
+					t.Fatalf("approve %v, try %d: %v", approve, i, err)
+				}
+			}
+			after := ex.Stats()
+			if taken != 1 || after.Given+after.Refused != before.Given+before.Refused+1 {
+				t.Fatalf("approve %v: taken %d times; given and refused %d, then %d", approve, taken, before.Given+before.Refused, after.Given+after.Refused)
+			}
+		}
+	})
+}
+
 // expectPages lists on from the last request shown, at every page size
 // from 1 to one past len(want), and wants want's ids in that order.
 func expectPages(t *testing.T, list func(after string, size int) ([]*Request, error), want []string) {

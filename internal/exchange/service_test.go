@@ -311,6 +311,23 @@ func TestStats(t *testing.T) {
 		must(ex.Decide(ctx, "p1", refused.ID, false))
 		must(ex.Decide(ctx, "p1", withdrawn.ID, true))
 		must(ex.Withdraw(ctx, "p1", withdrawn.ID))
+		// The same answer again (a form sent twice): nothing changes, and
+		// none of these counts.
+		same := func(what string, r *Request, err error, state string) {
+			t.Helper()
+			if !errors.Is(err, ErrSameAnswer) || !errors.Is(err, ErrDecided) || r == nil || r.State != state {
+				t.Fatalf("%s: %+v %v", what, r, err)
+			}
+		}
+		r, err := ex.Decide(ctx, "p1", collected.ID, true)
+		same("approved twice", r, err, Consented)
+		r, err = ex.Decide(ctx, "p1", refused.ID, false)
+		same("refused twice", r, err, RefusedConsent)
+		r, err = ex.Withdraw(ctx, "p1", withdrawn.ID)
+		same("withdrawn twice", r, err, RefusedConsent)
+		if _, err := ex.Decide(ctx, "p1", withdrawn.ID, false); errors.Is(err, ErrSameAnswer) || !errors.Is(err, ErrDecided) {
+			t.Fatalf("refusing what was withdrawn is another answer: %v", err)
+		}
 		must(ex.Collect(ctx, "tax", collected.ID))
 		// Refused: none of these counts.
 		if _, err := ex.Decide(ctx, "p1", refused.ID, true); err == nil {

@@ -440,6 +440,18 @@ func (s *Server) accessDecide(w http.ResponseWriter, r *http.Request, v *viewer)
 		s.renderAccess(w, r, v, http.StatusBadRequest, web.Page{Error: "Choose approve, refuse or withdraw."})
 		return
 	}
+	if errors.Is(err, exchange.ErrSameAnswer) {
+		// The form sent twice: the first send's answer stands.
+		answer := "approved it"
+		switch {
+		case req.Withdrawn():
+			answer = "withdrew your consent"
+		case req.State == exchange.RefusedConsent:
+			answer = "refused it"
+		}
+		s.renderAccess(w, r, v, http.StatusOK, web.Page{Notice: "You " + answer + " already, on " + web.Date(req.Decided) + "; nothing changed."})
+		return
+	}
 	if err != nil {
 		s.exchangeFail(w, r, err, func(status int, msg string) { s.renderAccess(w, r, v, status, web.Page{Error: msg}) })
 		return

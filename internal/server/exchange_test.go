@@ -135,6 +135,8 @@ func TestExchangeOverHTTP(t *testing.T) {
 			expect(t, "consent request in the wallet", citizen.get("/wallet/access"), http.StatusOK, "City Police asks for your Population register", "WITNESS-CONTACT")
 			expect(t, "another citizen cannot approve", w.as(t, "Jonas Weber").postForm("/wallet/access/requests/"+reqID, url.Values{"decision": {"approve"}}), http.StatusNotFound)
 			expect(t, "approve", citizen.postForm("/wallet/access/requests/"+reqID, url.Values{"decision": {"approve"}}), http.StatusOK, "Approved")
+			expect(t, "approve sent twice", citizen.postForm("/wallet/access/requests/"+reqID, url.Values{"decision": {"approve"}}), http.StatusOK, "You approved it already", "nothing changed")
+			expect(t, "refuse after approving", citizen.postForm("/wallet/access/requests/"+reqID, url.Values{"decision": {"refuse"}}), http.StatusConflict)
 			expect(t, "collect", cop.postForm("/exchange/"+police+"/requests/"+reqID+"/collect", nil), http.StatusOK, "Via Zamboni 33")
 			expect(t, "collect twice", cop.postForm("/exchange/"+police+"/requests/"+reqID+"/collect", nil), http.StatusConflict)
 
