@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -149,6 +150,31 @@ func TestBrowserExchange(t *testing.T) {
 		chromedp.Navigate(n.URL+"/exchange/"+police), waitText("The citizen withdrew consent before the data was collected"))
 	if buttons, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("form[action$='/collect']").length`)); err != nil || buttons != 0 {
 		t.Errorf("%d collect buttons after the consent was withdrawn (%v)", buttons, err)
+	}
+	// Asked again and approved, the police collect with a double click.
+	// The values leave once, to the first answer, so that answer must stay
+	// on screen: htmx queues the second submission behind the first, and
+	// drops it when the first answer has replaced the page and its form.
+	step(t, ctx, "the police ask again",
+		chromedp.SetValue(chromedp.CSS(`#ask-form select[name=service]`), "population"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#ask-form select[name=service]").dispatchEvent(new Event("change"))`),
+		chromedp.Click(chromedp.CSS(`#ask-form .field-population input[value=address]`)),
+		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=citizen]`), amira),
+		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=purpose]`), "WITNESS-CONTACT"),
+		chromedp.SendKeys(chromedp.CSS(`#ask-form input[name=legal_basis]`), "Police Act §12"),
+		chromedp.Click(chromedp.CSS(`#ask-form button[type=submit]`)),
+		waitText("waiting in their wallet. It lapses if they do not answer by"))
+	switchTo(t, ctx, n, "Amira Haddad")
+	step(t, ctx, "she approves again", chromedp.Navigate(n.URL+"/wallet/access"),
+		chromedp.Click(chromedp.CSS(`.consent-request button[value=approve]`)), waitText("Approved. City Police may collect the data once"))
+	switchTo(t, ctx, n, "Eva Lind")
+	step(t, ctx, "the police collect with a double click",
+		chromedp.Navigate(n.URL+"/exchange/"+police), waitText("consented: collect by"),
+		chromedp.Evaluate[chromedp.Void](`(() => { const b = document.querySelector("form[action$='/collect'] button"); b.click(); b.click(); })()`),
+		waitText("Via Zamboni 33"))
+	time.Sleep(500 * time.Millisecond) // time for a second answer to arrive, were one sent
+	if body, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`)); err != nil || !strings.Contains(body, "Via Zamboni 33") || strings.Contains(body, "collected already") {
+		t.Errorf("after a double click on Collect the page does not show the released address (%v): address %v, collected already %v", err, strings.Contains(body, "Via Zamboni 33"), strings.Contains(body, "collected already"))
 	}
 	step(t, ctx, "the police open every request they made",
 		chromedp.Click(chromedp.CSS(`#all-requests`)), waitText("All requests · City Police"), waitText("The citizen withdrew consent"), waitText("CRIM-INVESTIGATION"))
