@@ -176,6 +176,12 @@ func TestBrowserExchange(t *testing.T) {
 	if body, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`)); err != nil || !strings.Contains(body, "Via Zamboni 33") || strings.Contains(body, "collected already") {
 		t.Errorf("after a double click on Collect the page does not show the released address (%v): address %v, collected already %v", err, strings.Contains(body, "Via Zamboni 33"), strings.Contains(body, "collected already"))
 	}
+	// The answer stays at the agency page's address, so a reload opens
+	// that page, not the form's action (which serves no GET).
+	if loc, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.pathname`)); err != nil || loc != "/exchange/"+police {
+		t.Errorf("after collecting, the address is %q (%v), want the agency page's", loc, err)
+	}
+	step(t, ctx, "the police reload the page", chromedp.Reload(), waitText("Ask for data about a citizen"))
 	step(t, ctx, "the police open every request they made",
 		chromedp.Click(chromedp.CSS(`#all-requests`)), waitText("All requests · City Police"), waitText("The citizen withdrew consent"), waitText("CRIM-INVESTIGATION"))
 	screenshot(t, ctx, "57-exchange-all-requests")

@@ -123,6 +123,21 @@ func (s *Server) securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
+// formAnswers keeps a boosted form's answer out of the browser's history.
+// The answer is a page for that moment at the address of the form's action,
+// which serves no GET; pushed into the history, a reload or a bookmark would
+// open that address (405). Told not to push it, htmx leaves the address of
+// the page the form was on, which a reload opens again. An answer that
+// redirects is unaffected: its new page has an address of its own.
+func formAnswers(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get("HX-Request") == "true" {
+			w.Header().Set("HX-Push-Url", "false")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // canonicalHost sends people who opened the node by a loopback IP address
 // (http://127.0.0.1:8080) to its public URL (http://localhost:8080): browsers
 // refuse passkeys on IP addresses. Machine and operational paths are left

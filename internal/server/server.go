@@ -200,6 +200,7 @@ func (s *Server) Handler() http.Handler {
 	}))
 	var h http.Handler = mux
 	h = cop.Handler(h)
+	h = formAnswers(h)
 	h = s.canonicalHost(h)
 	h = s.securityHeaders(h)
 	h = s.recoverer(h)
