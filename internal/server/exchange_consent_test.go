@@ -123,7 +123,7 @@ func TestExchangeConsentLifetime(t *testing.T) {
 				t.Fatalf("approved: %+v", got)
 			}
 			expect(t, "withdraw", decide("withdraw", withdrawn.ID), http.StatusOK, "Consent withdrawn. City Police is told")
-			expect(t, "withdraw twice", decide("withdraw", withdrawn.ID), http.StatusConflict, "no consent to withdraw")
+			expect(t, "withdraw twice", decide("withdraw", withdrawn.ID), http.StatusOK, "You withdrew your consent already", "nothing changed")
 			expect(t, "approve after withdrawing", decide("approve", withdrawn.ID), http.StatusConflict)
 			expectProblem(t, "collect a withdrawn consent", policeAPI.postJSON("/api/v1/exchange/requests/"+withdrawn.ID+"/collect", nil), http.StatusBadRequest, "withdrew consent")
 			if got := readBack("withdrawn", withdrawn.ID); got.State != exchange.RefusedConsent || !strings.Contains(got.Reason, "withdrew consent") {
