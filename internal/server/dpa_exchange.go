@@ -84,16 +84,20 @@ func (f dpaFilter) older(path, param, value string) string {
 }
 
 // agencyName is an organisation's name, or its id if it has none (or the
-// id is empty).
+// id is empty, or the registry cannot be read: a label is not worth failing
+// a page for, but the failure is logged).
 func (s *Server) agencyName(ctx context.Context, id string) string {
 	if id == "" {
 		return ""
 	}
-	if o, err := s.reg.Organisation(ctx, id); err == nil {
+	o, err := s.reg.Organisation(ctx, id)
+	if err == nil {
 		return o.Name
 	}
+	s.labelFailed(err)
 	return id
 }
+
 
 func parseDPAFilter(r *http.Request) (dpaFilter, string) {
 	q := r.URL.Query()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/civstack/civstack/internal/barcode"
 	"github.com/civstack/civstack/internal/payment"
+	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/web"
 )
 
@@ -87,19 +88,33 @@ func (s *Server) renderWallet(w http.ResponseWriter, r *http.Request, v *viewer,
 }
 
 func (s *Server) orgName(r *http.Request, id string) string {
-	if m, err := s.pay.Merchant(r.Context(), id); err == nil {
+	m, err := s.pay.Merchant(r.Context(), id)
+	if err == nil {
 		return m.Name
 	}
-	if o, err := s.reg.Organisation(r.Context(), id); err == nil {
+	s.labelFailed(err)
+	o, err := s.reg.Organisation(r.Context(), id)
+	if err == nil {
 		return o.Name
 	}
+	s.labelFailed(err)
 	return "a merchant"
 }
 
+// labelFailed logs a failure to read a name shown only as a label (an
+// unknown id is no failure).
+func (s *Server) labelFailed(err error) {
+	if !errors.Is(err, registry.ErrNotFound) && !errors.Is(err, payment.ErrNotFound) {
+		s.log.Warn("name for a label could not be read", "err", err)
+	}
+}
+
 func (s *Server) personName(r *http.Request, id string) string {
-	if p, err := s.reg.Person(r.Context(), id); err == nil {
+	p, err := s.reg.Person(r.Context(), id)
+	if err == nil {
 		return p.DisplayName
 	}
+	s.labelFailed(err)
 	return "someone"
 }
 
