@@ -98,7 +98,6 @@ func (s *Server) agencyName(ctx context.Context, id string) string {
 	return id
 }
 
-
 func parseDPAFilter(r *http.Request) (dpaFilter, string) {
 	q := r.URL.Query()
 	f := dpaFilter{Agency: q.Get("agency"), Purpose: q.Get("purpose"), N: dpaPageSize}
