@@ -87,19 +87,38 @@ func (s *Service) Record(ctx context.Context, partnerOrg string, in RecordIn) (*
 	if prior != nil || err != nil {
 		return prior, err
 	}
+	if s.afterClaim != nil {
+		s.afterClaim() // tests: a recorder that stalls here
+	}
 	release := func() { _, _ = s.exec(ctx, `DELETE FROM rw_events WHERE id = $1 AND points = 0`, claim) }
 	var taken int
 	if err := s.DB.QueryRowRead(ctx, `SELECT COUNT(*) FROM rw_events WHERE person_id = $1 AND event_type = $2 AND day = $3 AND points > 0`, m.Person, rule.Type, day).Scan(&taken); err != nil {
 		release()
 		return nil, fmt.Errorf("record: %w", err)
 	}
+	// The claim's marker: a pending transfer of one point, its id derived
+	// from the claim, voided in the same chain by a void of this attempt's
+	// own id. A second mint under the same claim (a recorder that stalled
+	// past claimTimeout, whose claim a retry took over and minted) finds the
+	// marker voided already, and its whole chain, points included, fails.
+	// The claim's id is random, so nothing about the event reaches the
+	// ledger; the reference tells one claim's slot from another's.
+	marker := derive("reward-claim", claim)
+	attempt := uuid.Must(uuid.NewV7())
+	ref := fmt.Sprintf("reward %x", marker[:8])
 	slots := int((rule.DailyCap + rule.Points - 1) / rule.Points)
 	for k := taken; k < slots; k++ {
 		amount := min(rule.Points, rule.DailyCap-int64(k)*rule.Points)
-		t := ledger.Transfer{ID: derive("reward", m.Person, rule.Type, day, strconv.Itoa(k)), Debit: ProgrammeAccount, Credit: PointsAccount(m.Person),
-			Amount: amount, Ledger: ledger.LedgerPoints, Code: ledger.CodeReward, Reference: "reward"}
-		rs, err := s.Ledger.SubmitThen(ctx, []ledger.Transfer{t}, func(ctx context.Context, tx *store.Tx, rs []ledger.Result) error {
-			if rs[0] != ledger.OK {
+		chain := []ledger.Transfer{
+			{ID: derive("reward", m.Person, rule.Type, day, strconv.Itoa(k)), Debit: ProgrammeAccount, Credit: PointsAccount(m.Person),
+				Amount: amount, Ledger: ledger.LedgerPoints, Code: ledger.CodeReward, Flags: ledger.Linked, Reference: ref},
+			{ID: marker, Debit: ProgrammeAccount, Credit: ClaimsAccount, Amount: 1, Ledger: ledger.LedgerPoints, Code: ledger.CodeReward,
+				Flags: ledger.Linked | ledger.Pending, Reference: ref},
+			{ID: derive("reward-event-void", attempt.String()), PendingID: marker, Ledger: ledger.LedgerPoints, Code: ledger.CodeReward,
+				Flags: ledger.VoidPending, Reference: ref},
+		}
+		rs, err := s.Ledger.SubmitThen(ctx, chain, func(ctx context.Context, tx *store.Tx, rs []ledger.Result) error {
+			if rs[0] != ledger.OK || rs[2] != ledger.OK {
 				return nil
 			}
 			_, err := tx.ExecContext(ctx, `UPDATE rw_events SET points = $1, day = $2, created_at = $3 WHERE id = $4`, amount, day, now.UnixMilli(), claim)
@@ -109,18 +128,49 @@ func (s *Service) Record(ctx context.Context, partnerOrg string, in RecordIn) (*
 			release()
 			return nil, fmt.Errorf("record: %w", err)
 		}
-		switch rs[0] {
-		case ledger.OK:
+		switch {
+		case rs[0] == ledger.OK && rs[2] == ledger.OK:
 			return &Award{EventID: in.EventID, Type: rule.Type, Label: rule.Label, Points: amount, At: now}, nil
-		case ledger.Exists:
+		case rs[2] == ledger.PendingAlreadyVoided:
+			// Minted before, by the recorder that took this claim over.
+			return s.mintedBefore(ctx, claim, in.EventID, rule)
+		case slotTaken(rs[0]):
 			continue // the slot went to another event (another process, or before the citizen left and rejoined)
 		default:
 			release()
-			return nil, fmt.Errorf("record: the ledger refused the points: %s", rs[0])
+			return nil, fmt.Errorf("record: the ledger refused the points: %s, %s, %s", rs[0], rs[1], rs[2])
 		}
 	}
 	release()
 	return nil, fmt.Errorf("%w: %s earns at most %d points a day", ErrCap, rule.Label, rule.DailyCap)
+}
+
+// slotTaken reports whether a slot's transfer failed because the slot's id
+// is another event's (an earlier mint names another event, or predates
+// the markers).
+func slotTaken(r ledger.Result) bool {
+	switch r {
+	case ledger.ExistsWithDifferentDebit, ledger.ExistsWithDifferentCredit, ledger.ExistsWithDifferentAmount, ledger.ExistsWithDifferentPendingID,
+		ledger.ExistsWithDifferentLedger, ledger.ExistsWithDifferentCode, ledger.ExistsWithDifferentFlags, ledger.ExistsWithDifferentTimeout,
+		ledger.ExistsWithDifferentReference:
+		return true
+	}
+	return false
+}
+
+// mintedBefore answers a claim whose points another recorder minted: its
+// award, as a replay; or, if the citizen has left since (their events are
+// deleted), that the event was recorded.
+func (s *Service) mintedBefore(ctx context.Context, claim, eventID string, rule *Rule) (*Award, error) {
+	var points, at int64
+	err := s.DB.QueryRowRead(ctx, `SELECT points, created_at FROM rw_events WHERE id = $1 AND points > 0`, claim).Scan(&points, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: event id %q was recorded already", ErrInvalid, eventID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("record: %w", err)
+	}
+	return &Award{EventID: eventID, Type: rule.Type, Label: rule.Label, Points: points, At: time.UnixMilli(at).UTC(), Replayed: true}, nil
 }
 
 // claim inserts an event's claim and returns its id; or, for an event id

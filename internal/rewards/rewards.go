@@ -100,6 +100,7 @@ type Deps struct {
 type Service struct {
 	cfg Config
 	Deps
+	afterClaim func() // tests: runs between an event's claim and its mint
 }
 
 // New returns the programme's service and opens its account.
@@ -117,6 +118,9 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	if err := s.ensure(ctx, ledger.Account{ID: ProgrammeAccount, Ledger: ledger.LedgerPoints, Kind: ledger.KindIssuer, Owner: "rewards"}); err != nil {
 		return nil, fmt.Errorf("rewards: programme account: %w", err)
 	}
+	if err := s.ensure(ctx, ledger.Account{ID: ClaimsAccount, Ledger: ledger.LedgerPoints, Kind: ledger.KindSuspense, Owner: "rewards"}); err != nil {
+		return nil, fmt.Errorf("rewards: claims account: %w", err)
+	}
 	return s, nil
 }
 
@@ -127,6 +131,11 @@ func derive(parts ...string) ledger.ID { return ledger.DeriveID(parts...) }
 
 // ProgrammeAccount mints points (an issuer account on the points ledger).
 var ProgrammeAccount = derive("rewards", "programme")
+
+// ClaimsAccount receives each reward event's marker: a pending point,
+// voided in the chain that mints the event (see Record). Its balance stays
+// zero.
+var ClaimsAccount = derive("rewards", "claims")
 
 // PointsAccount is a citizen's points account.
 func PointsAccount(personID string) ledger.ID { return derive("points", personID) }

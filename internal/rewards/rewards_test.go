@@ -8,6 +8,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,6 +222,66 @@ func TestMintingAndCaps(t *testing.T) {
 		_, err = ride("r9")
 		is(t, "the old card after leaving", err, rewards.ErrNotMember)
 		is(t, "leaving twice", w.svc.Leave(ctx, "amira"), rewards.ErrNotMember)
+		w.audit(t)
+	})
+}
+
+// TestStalledRecorder: a recorder that stalls between claiming an event and
+// minting it, long enough for a retry to take its claim over, mints
+// nothing when it wakes: the retry minted the event, and the event's
+// marker fails the stalled recorder's whole chain. It answers with the
+// retry's award.
+func TestStalledRecorder(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db, rewards.DefaultConfig)
+		m, err := w.svc.Join(ctx, "amira")
+		if err != nil {
+			t.Fatal(err)
+		}
+		claimed, wake := make(chan struct{}), make(chan struct{})
+		var first atomic.Bool
+		w.svc.SetAfterClaim(func() {
+			if first.CompareAndSwap(false, true) { // the first recorder stalls
+				close(claimed)
+				<-wake
+			}
+		})
+		ride := rewards.RecordIn{Card: m.Card, Type: "transit_ride", EventID: "gate-7"}
+		var stalled *rewards.Award
+		var stalledErr error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			stalled, stalledErr = w.svc.Record(ctx, transit, ride)
+		}()
+		<-claimed
+		w.clock.add(2 * time.Minute) // past the claim's timeout: a retry takes it over
+		retry, err := w.svc.Record(ctx, transit, ride)
+		if err != nil || retry.Points != 10 || retry.Replayed {
+			t.Fatalf("the retry: %+v %v", retry, err)
+		}
+		close(wake)
+		<-done
+		if stalledErr != nil || stalled.Points != 10 || !stalled.Replayed {
+			t.Fatalf("the stalled recorder: %+v %v", stalled, stalledErr)
+		}
+		if b, _ := w.balance(t, rewards.PointsAccount("amira")); b != 10 {
+			t.Fatalf("one event minted %d points, want 10", b)
+		}
+		if b, p := w.balance(t, rewards.ClaimsAccount); b != 0 || p != 0 {
+			t.Fatalf("the claims account holds %d (%d pending), want 0", b, p)
+		}
+		if evs, _ := w.svc.Events(ctx, "amira", 10); len(evs) != 1 || evs[0].Points != 10 {
+			t.Fatalf("events %+v, want one of 10 points", evs)
+		}
+		// Nothing about the event reaches the citizen's ledger history: the
+		// mint's reference names the (random) claim, not the partner's
+		// event id, and the marker stays between the programme's accounts.
+		hist, err := w.eng.History(ctx, rewards.PointsAccount("amira"), time.Unix(0, 0), w.clock.now().Add(time.Hour), 100)
+		if err != nil || len(hist) != 1 || strings.Contains(hist[0].Reference, "gate") || hist[0].Amount != 10 {
+			t.Fatalf("her points history: %+v %v", hist, err)
+		}
 		w.audit(t)
 	})
 }
