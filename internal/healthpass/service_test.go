@@ -140,7 +140,8 @@ func TestAppealOfAReplacedCode(t *testing.T) {
 }
 
 // TestCertificateKeys: a certificate request sent with a key, however many
-// times and however many at once, issues one certificate and one log entry.
+// times and however many at once, issues one certificate (the log entry
+// that goes with it is counted over HTTP, in TestHealthOverHTTP).
 func TestCertificateKeys(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
