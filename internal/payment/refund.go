@@ -136,6 +136,9 @@ func (s *Service) ResumeRefunds(ctx context.Context) (int, error) {
 		ps = append(ps, p)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("pending refunds: %w", err) // resuming only some would look like all
+	}
 	n := 0
 	for _, p := range ps {
 		id, err := ledger.ParseID(p.id)
