@@ -103,9 +103,14 @@ func (r *Registry) AddPasskey(ctx context.Context, personID string, c *webauthn.
 }
 
 // RemovePasskey deletes one of a person's passkeys, refusing to remove the
-// last one (ErrLastPasskey) so that nobody locks themselves out.
-func (r *Registry) RemovePasskey(ctx context.Context, personID string, credID []byte) error {
-	return r.db.Tx(ctx, func(tx *store.Tx) error {
+// last one (ErrLastPasskey) so that nobody locks themselves out. In the same
+// transaction it ends every session of the person except keep's (the one
+// asking): a session does not record the passkey it began with, and a lost
+// device's passkey is removed so that the device is signed out. It returns
+// how many sessions it ended.
+func (r *Registry) RemovePasskey(ctx context.Context, personID string, credID []byte, keep string) (int, error) {
+	var ended int
+	err := r.db.Tx(ctx, func(tx *store.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM passkeys WHERE person_id = $1", personID).Scan(&n); err != nil {
 			return fmt.Errorf("count passkeys: %w", err)
@@ -120,8 +125,13 @@ func (r *Registry) RemovePasskey(ctx context.Context, personID string, credID []
 		if n <= 1 {
 			return ErrLastPasskey
 		}
-		return nil
+		ended, err = r.endOtherSessions(ctx, tx, personID, keep)
+		return err
 	})
+	if err != nil {
+		return 0, err
+	}
+	return ended, nil
 }
 
 // TouchPasskey records a successful sign-in with c (its new signature counter

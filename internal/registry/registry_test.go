@@ -52,6 +52,7 @@ func TestRegistry(t *testing.T) {
 		t.Run("organisations", func(t *testing.T) { testOrganisations(t, db) })
 		t.Run("tokens", func(t *testing.T) { testTokens(t, db) })
 		t.Run("sessions", func(t *testing.T) { testSessions(t, db) })
+		t.Run("other sessions", func(t *testing.T) { testOtherSessions(t, db) })
 		t.Run("setup", func(t *testing.T) { testSetup(t, db) })
 		t.Run("mode", func(t *testing.T) { testMode(t, db) })
 	})
@@ -89,7 +90,7 @@ func testPeople(t *testing.T, db *store.DB) {
 	if _, err := reg.Person(ctx, q.ID); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("half-registered person exists: %v", err)
 	}
-	if err := reg.RemovePasskey(ctx, p.ID, []byte("cred-1")); !errors.Is(err, registry.ErrLastPasskey) {
+	if _, err := reg.RemovePasskey(ctx, p.ID, []byte("cred-1"), ""); !errors.Is(err, registry.ErrLastPasskey) {
 		t.Fatalf("removing last passkey: %v", err)
 	}
 	if err := reg.AddPasskey(ctx, p.ID, &webauthn.Credential{ID: []byte("cred-2")}, "laptop"); err != nil {
@@ -100,10 +101,10 @@ func testPeople(t *testing.T, db *store.DB) {
 		t.Fatalf("passkeys = %+v", keys)
 	}
 	other := person(t, reg, "Other", "cred-3")
-	if err := reg.RemovePasskey(ctx, other.ID, []byte("cred-1")); !errors.Is(err, registry.ErrNotFound) {
+	if _, err := reg.RemovePasskey(ctx, other.ID, []byte("cred-1"), ""); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("removing someone else's passkey: %v", err)
 	}
-	if err := reg.RemovePasskey(ctx, p.ID, []byte("cred-1")); err != nil {
+	if _, err := reg.RemovePasskey(ctx, p.ID, []byte("cred-1"), ""); err != nil {
 		t.Fatal(err)
 	}
 	c := keys[1].Credential
@@ -295,6 +296,85 @@ func testTokens(t *testing.T, db *store.DB) {
 	rename("org_roles_away", "org_roles")
 	if err == nil || errors.Is(err, registry.ErrRoleNotOffered) {
 		t.Fatalf("token while roles cannot be read: %v", err)
+	}
+}
+
+// testOtherSessions: a person signs out everywhere else, or removes a
+// passkey (a lost device's), and only the asking session stays; nobody
+// else's sessions are touched, and a refused removal ends none.
+func testOtherSessions(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	reg, clk := newRegistry(db)
+	p := person(t, reg, "Amira", "os-1")
+	if err := reg.AddPasskey(ctx, p.ID, &webauthn.Credential{ID: []byte("os-2")}, "old phone"); err != nil {
+		t.Fatal(err)
+	}
+	q := person(t, reg, "Jonas", "os-3")
+	session := func(who *registry.Person, ttl time.Duration) string {
+		t.Helper()
+		tok, err := reg.NewSession(ctx, who.ID, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	alive := func(tok string) bool {
+		t.Helper()
+		_, err := reg.SessionPerson(ctx, tok)
+		if err != nil && !errors.Is(err, registry.ErrNotFound) && !errors.Is(err, registry.ErrExpired) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	others := func(who *registry.Person, tok string) int {
+		t.Helper()
+		n, err := reg.OtherSessions(ctx, who.ID, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	expired := session(p, time.Minute)
+	here, phone, laptop := session(p, time.Hour), session(p, time.Hour), session(p, time.Hour)
+	jonas := session(q, time.Hour)
+	clk.add(2 * time.Minute)
+	if n := others(p, here); n != 2 {
+		t.Fatalf("other sessions = %d, want 2 (the expired one not counted)", n)
+	}
+	if n := others(q, jonas); n != 0 {
+		t.Fatalf("Jonas's other sessions = %d, want 0", n)
+	}
+	// Refused (the passkey is not hers): nothing ends.
+	if _, err := reg.RemovePasskey(ctx, p.ID, []byte("os-3"), here); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("removing someone else's passkey: %v", err)
+	}
+	if !alive(phone) || !alive(laptop) {
+		t.Fatal("a refused removal ended sessions")
+	}
+	ended, err := reg.RemovePasskey(ctx, p.ID, []byte("os-2"), here)
+	if err != nil || ended != 2 {
+		t.Fatalf("remove = %d, %v; want 2 sessions ended", ended, err)
+	}
+	if !alive(here) || alive(phone) || alive(laptop) || alive(expired) {
+		t.Fatalf("after removal: here %v, phone %v, laptop %v, expired %v; want only here", alive(here), alive(phone), alive(laptop), alive(expired))
+	}
+	if !alive(jonas) {
+		t.Fatal("removing Amira's passkey signed Jonas out")
+	}
+	// The last passkey stays, and its refusal ends nothing.
+	tablet := session(p, time.Hour)
+	if _, err := reg.RemovePasskey(ctx, p.ID, []byte("os-1"), here); !errors.Is(err, registry.ErrLastPasskey) {
+		t.Fatalf("removing the last passkey: %v", err)
+	}
+	if !alive(tablet) {
+		t.Fatal("a refused removal of the last passkey ended a session")
+	}
+	ended, err = reg.EndOtherSessions(ctx, p.ID, here)
+	if err != nil || ended != 1 || alive(tablet) || !alive(here) || !alive(jonas) {
+		t.Fatalf("end others = %d, %v; tablet %v, here %v, Jonas %v", ended, err, alive(tablet), alive(here), alive(jonas))
+	}
+	if ended, err = reg.EndOtherSessions(ctx, p.ID, here); err != nil || ended != 0 {
+		t.Fatalf("ending again = %d, %v; want 0", ended, err)
 	}
 }
 

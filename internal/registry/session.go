@@ -61,6 +61,45 @@ func (r *Registry) EndSession(ctx context.Context, token string) error {
 	})
 }
 
+// OtherSessions counts the person's sessions, still running, other than
+// the one of token.
+func (r *Registry) OtherSessions(ctx context.Context, personID, token string) (int, error) {
+	var n int
+	err := r.db.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM sessions WHERE person_id = $1 AND hash <> $2 AND expires_at > $3",
+		personID, hashSecret(token), ms(r.now())).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count sessions: %w", err)
+	}
+	return n, nil
+}
+
+// EndOtherSessions signs out every session of the person except the one of
+// keep, and returns how many were still running.
+func (r *Registry) EndOtherSessions(ctx context.Context, personID, keep string) (int, error) {
+	var ended int
+	err := r.db.Tx(ctx, func(tx *store.Tx) error {
+		var err error
+		ended, err = r.endOtherSessions(ctx, tx, personID, keep)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return ended, nil
+}
+
+func (r *Registry) endOtherSessions(ctx context.Context, tx *store.Tx, personID, keep string) (int, error) {
+	var running int
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM sessions WHERE person_id = $1 AND hash <> $2 AND expires_at > $3",
+		personID, hashSecret(keep), ms(r.now())).Scan(&running); err != nil {
+		return 0, fmt.Errorf("count sessions: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE person_id = $1 AND hash <> $2", personID, hashSecret(keep)); err != nil {
+		return 0, fmt.Errorf("end sessions: %w", err)
+	}
+	return running, nil
+}
+
 // SaveCeremony keeps the server half of a WebAuthn ceremony (kind says which)
 // and returns the handle the browser must bring back.
 func (r *Registry) SaveCeremony(ctx context.Context, kind, personID string, data []byte, ttl time.Duration) (string, error) {

@@ -3,7 +3,9 @@ package server
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/civstack/civstack/internal/exchange"
@@ -30,6 +32,7 @@ func (s *Server) pageRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /signout", s.signout)
 	mux.HandleFunc("GET /account", s.signedIn(s.account))
 	mux.HandleFunc("POST /account/passkeys/{id}/remove", s.signedIn(s.removePasskey))
+	mux.HandleFunc("POST /account/sessions/end-others", s.signedIn(s.endOtherSessions))
 	for _, role := range []registry.Role{registry.Merchant, registry.Issuer, registry.Verifier, registry.Agency, registry.Partner, registry.DPA} {
 		mux.HandleFunc("GET /"+string(role), s.withRole(role, s.roleHome(role)))
 	}
@@ -157,14 +160,24 @@ func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, v *viewer
 	for i, k := range keys {
 		views[i] = passkeyView{k}
 	}
-	switch {
-	case r.URL.Query().Get("added") == "1":
-		p.Notice = "Your new passkey is ready."
-	case r.URL.Query().Get("removed") == "1":
-		p.Notice = "The passkey was removed."
+	others, err := s.reg.OtherSessions(r.Context(), v.person.ID, v.token)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	if p.Notice == "" && p.Error == "" {
+		q := r.URL.Query()
+		switch {
+		case q.Get("added") == "1":
+			p.Notice = "Your new passkey is ready."
+		case q.Get("removed") == "1":
+			p.Notice = strings.TrimSpace("The passkey was removed. " + endedNotice(q))
+		default:
+			p.Notice = endedNotice(q)
+		}
 	}
 	p.Title = "Account"
-	p.Data = map[string]any{"Person": v.person, "Passkeys": views, "Memberships": v.memberships}
+	p.Data = map[string]any{"Person": v.person, "Passkeys": views, "Memberships": v.memberships, "OtherSessions": others}
 	s.render(w, r, v, status, "account", p)
 }
 
@@ -174,12 +187,37 @@ func (s *Server) removePasskey(w http.ResponseWriter, r *http.Request, v *viewer
 		s.fail(w, r, http.StatusBadRequest, "That is not a passkey id.")
 		return
 	}
-	if err := s.reg.RemovePasskey(r.Context(), v.person.ID, id); err != nil {
+	ended, err := s.reg.RemovePasskey(r.Context(), v.person.ID, id, v.token)
+	if err != nil {
 		status, msg := classify(err)
 		s.renderAccount(w, r, v, status, web.Page{Error: msg})
 		return
 	}
-	http.Redirect(w, r, "/account?removed=1", http.StatusSeeOther)
+	http.Redirect(w, r, "/account?removed=1&ended="+strconv.Itoa(ended), http.StatusSeeOther)
+}
+
+// endOtherSessions signs the viewer out everywhere but in this browser.
+func (s *Server) endOtherSessions(w http.ResponseWriter, r *http.Request, v *viewer) {
+	ended, err := s.reg.EndOtherSessions(r.Context(), v.person.ID, v.token)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/account?ended="+strconv.Itoa(ended), http.StatusSeeOther)
+}
+
+// endedNotice says how many other sign-ins a removal or a sign-out ended.
+func endedNotice(q url.Values) string {
+	n, err := strconv.Atoi(q.Get("ended"))
+	switch {
+	case err != nil || n < 0:
+		return ""
+	case n == 0:
+		return "You were not signed in anywhere else."
+	case n == 1:
+		return "You were signed in on one other device or browser: it is signed out now."
+	}
+	return "You were signed in on " + strconv.Itoa(n) + " other devices or browsers: they are signed out now."
 }
 
 func (s *Server) roleHome(role registry.Role) func(http.ResponseWriter, *http.Request, *viewer) {

@@ -133,9 +133,15 @@ func TestPasskeyFlows(t *testing.T) {
 			expect(t, "add finish", c.postJSON("/auth/passkeys/finish?ceremony="+url.QueryEscape(begin.Ceremony), cred), 200, "/account?added=1")
 			expect(t, "account", c.get("/account?added=1"), 200, "Laptop", "First passkey", "Your new passkey is ready")
 
+			// A phone that signs in with the first passkey, then is lost.
+			phone := newClient(t, n.URL)
+			phone.auth = c.auth
+			expect(t, "sign in on the phone", phone.signin(), 200)
+
 			// Sign in with the second one.
 			c.auth = second
 			expect(t, "sign in with the second passkey", c.signin(), 200)
+			expect(t, "account with the phone signed in", c.get("/account"), 200, "Here, and on one other device or browser", "Sign out everywhere else")
 
 			// Remove the first; the last cannot go.
 			ps, _ := n.reg.Passkeys(context.Background(), firstPersonID(t, n))
@@ -144,6 +150,19 @@ func TestPasskeyFlows(t *testing.T) {
 			}
 			r = c.postForm("/account/passkeys/"+b64.EncodeToString(ps[0].ID)+"/remove", nil)
 			expect(t, "remove passkey", r, http.StatusSeeOther)
+			// Removing it signed the lost phone out, and not this browser.
+			expect(t, "after removal", c.get(r.header.Get("Location")), 200, "The passkey was removed. You were signed in on one other device or browser: it is signed out now.", "Only here.")
+			expect(t, "the lost phone", phone.get("/account"), http.StatusSeeOther)
+			// Signing out everywhere else.
+			tablet := newClient(t, n.URL)
+			tablet.auth = second
+			expect(t, "sign in on a tablet", tablet.signin(), 200)
+			r = c.postForm("/account/sessions/end-others", nil)
+			expect(t, "sign out everywhere else", r, http.StatusSeeOther)
+			expect(t, "after signing out elsewhere", c.get(r.header.Get("Location")), 200, "You were signed in on one other device or browser: it is signed out now.")
+			expect(t, "the tablet", tablet.get("/account"), http.StatusSeeOther)
+			r = c.postForm("/account/sessions/end-others", nil)
+			expect(t, "nothing to sign out", c.get(r.header.Get("Location")), 200, "You were not signed in anywhere else.")
 			r = c.postForm("/account/passkeys/"+b64.EncodeToString(ps[1].ID)+"/remove", nil)
 			expect(t, "remove the last passkey", r, http.StatusConflict, "cannot remove your last passkey")
 			expect(t, "remove garbage id", c.postForm("/account/passkeys/not*base64/remove", nil), http.StatusBadRequest)
