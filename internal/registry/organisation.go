@@ -213,7 +213,10 @@ func (r *Registry) grant(ctx context.Context, tx *store.Tx, personID, orgID stri
 	return nil
 }
 
-// Revoke takes a role in an organisation away from a person.
+// Revoke takes a role in an organisation away from a person. It refuses to
+// take the operator role from the last person who holds it
+// (ErrLastOperator): nobody could grant roles any more until a restart
+// printed a setup code.
 func (r *Registry) Revoke(ctx context.Context, personID, orgID string, role Role) error {
 	return r.db.Tx(ctx, func(tx *store.Tx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM memberships WHERE person_id = $1 AND org_id = $2 AND role = $3", personID, orgID, string(role))
@@ -222,6 +225,16 @@ func (r *Registry) Revoke(ctx context.Context, personID, orgID string, role Role
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("membership: %w", ErrNotFound)
+		}
+		if role != Operator {
+			return nil
+		}
+		var left int
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM memberships WHERE role = $1", string(Operator)).Scan(&left); err != nil {
+			return fmt.Errorf("count operators: %w", err)
+		}
+		if left == 0 {
+			return ErrLastOperator
 		}
 		return nil
 	})

@@ -32,6 +32,7 @@ var (
 	ErrBadToken       = errors.New("unknown, revoked or malformed token")
 	ErrExpired        = errors.New("expired")
 	ErrLastPasskey    = errors.New("a person must keep at least one passkey")
+	ErrLastOperator   = errors.New("the node must keep at least one operator")
 	ErrModeMismatch   = errors.New("database mode mismatch")
 	ErrRoleNotOffered = errors.New("the organisation does not have that role")
 )

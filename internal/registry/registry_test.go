@@ -55,6 +55,7 @@ func TestRegistry(t *testing.T) {
 		t.Run("other sessions", func(t *testing.T) { testOtherSessions(t, db) })
 		t.Run("setup", func(t *testing.T) { testSetup(t, db) })
 		t.Run("mode", func(t *testing.T) { testMode(t, db) })
+		t.Run("last operator", func(t *testing.T) { testLastOperator(t, db) }) // after setup: it leaves an operator
 	})
 }
 
@@ -375,6 +376,54 @@ func testOtherSessions(t *testing.T, db *store.DB) {
 	}
 	if ended, err = reg.EndOtherSessions(ctx, p.ID, here); err != nil || ended != 0 {
 		t.Fatalf("ending again = %d, %v; want 0", ended, err)
+	}
+}
+
+// testLastOperator: two operators who revoke each other at once leave one.
+func testLastOperator(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	reg, _ := newRegistry(db)
+	o, err := reg.CreateOrganisation(ctx, "Night Shift", []registry.Role{registry.Operator}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The other sub-tests' operators would count: take theirs away first.
+	if err := db.Tx(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM memberships WHERE role = 'operator'")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a, b := person(t, reg, "Ada", "lo-1"), person(t, reg, "Bea", "lo-2")
+	for _, p := range []*registry.Person{a, b} {
+		if err := reg.Grant(ctx, p.ID, o.ID, registry.Operator); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, p := range []*registry.Person{a, b} {
+		wg.Go(func() { errs[i] = reg.Revoke(ctx, p.ID, o.ID, registry.Operator) })
+	}
+	wg.Wait()
+	refused := 0
+	for _, err := range errs {
+		switch {
+		case errors.Is(err, registry.ErrLastOperator):
+			refused++
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	left, err := reg.Members(ctx, o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refused != 1 || len(left) != 1 {
+		t.Fatalf("%d revocations refused and %d operators left; want 1 and 1", refused, len(left))
+	}
+	if err := reg.Revoke(ctx, left[0].PersonID, o.ID, registry.Operator); !errors.Is(err, registry.ErrLastOperator) {
+		t.Fatalf("revoking the last operator: %v", err)
 	}
 }
 

@@ -76,6 +76,8 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, sentence(err)
 	case errors.Is(err, registry.ErrLastPasskey):
 		return http.StatusConflict, "You cannot remove your last passkey: add another one first."
+	case errors.Is(err, registry.ErrLastOperator):
+		return http.StatusConflict, "This is the last operator: grant the operator role to another person first."
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, "That name is already taken."
 	case errors.Is(err, registry.ErrNotFound):

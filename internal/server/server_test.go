@@ -324,6 +324,21 @@ func TestOperatorPages(t *testing.T) {
 	expectProblem(t, "revoked token", api.get("/api/v1/whoami"), 401, "unknown or revoked")
 	expect(t, "revoke role", op.postForm(orgPath+"/members/revoke", url.Values{"person_id": {sofiaID}, "role": {"merchant"}}), http.StatusSeeOther)
 	expect(t, "former member", sofia.get("/merchant"), http.StatusForbidden)
+
+	// The last operator keeps the role; once there is another, it can go.
+	ops, err := n.reg.OrganisationByName(ctx, registry.OperatorOrgName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oluID string
+	n.db.Reader().QueryRow("SELECT id FROM people WHERE display_name = 'Olu'").Scan(&oluID)
+	opsPath := "/orgs/" + ops.ID
+	expect(t, "revoke the last operator", op.postForm(opsPath+"/members/revoke", url.Values{"person_id": {oluID}, "role": {"operator"}}), http.StatusConflict, "This is the last operator")
+	expect(t, "still an operator", op.get("/operator"), 200)
+	expect(t, "a second operator", op.postForm(opsPath+"/members", url.Values{"person_id": {sofiaID}, "role": {"operator"}}), http.StatusSeeOther)
+	expect(t, "revoke one of two operators", op.postForm(opsPath+"/members/revoke", url.Values{"person_id": {oluID}, "role": {"operator"}}), http.StatusSeeOther)
+	expect(t, "a former operator", op.get("/operator"), http.StatusForbidden)
+	expect(t, "the last one again", sofia.postForm(opsPath+"/members/revoke", url.Values{"person_id": {sofiaID}, "role": {"operator"}}), http.StatusConflict, "last operator")
 }
 
 func TestAPI(t *testing.T) {
