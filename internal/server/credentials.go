@@ -285,7 +285,11 @@ func (s *Server) issuerOffer(w http.ResponseWriter, r *http.Request, v *viewer, 
 	}
 	typeID := r.PostFormValue("type")
 	t := identity.TypeByID(typeID)
-	if t == nil || !slices.Contains(iss.Types, typeID) {
+	if t == nil {
+		s.renderIssuer(w, r, v, m, http.StatusBadRequest, web.Page{Error: "There is no such credential type: choose one of the forms below."})
+		return
+	}
+	if !slices.Contains(iss.Types, typeID) {
 		s.renderIssuer(w, r, v, m, http.StatusForbidden, web.Page{Error: m.OrgName + " is not registered to issue that credential type."})
 		return
 	}

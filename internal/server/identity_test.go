@@ -97,6 +97,8 @@ func TestIdentityOverHTTP(t *testing.T) {
 			expect(t, "bad date", r, http.StatusBadRequest, "is not a date")
 			r = registrar.postForm("/issue/"+reg+"/offers", url.Values{"type": {"diploma"}, "person": {w.people["Amira Haddad"]}})
 			expect(t, "type not registered", r, http.StatusForbidden, "not registered to issue")
+			r = registrar.postForm("/issue/"+reg+"/offers", url.Values{"type": {"passport-of-atlantis"}, "person": {w.people["Amira Haddad"]}})
+			expect(t, "unknown type", r, http.StatusBadRequest, "no such credential type")
 			r = registrar.postForm("/issue/"+reg+"/offers", url.Values{"type": {"pid"}, "person": {"nobody"}})
 			expect(t, "unknown citizen", r, http.StatusBadRequest, "no citizen with that wallet id")
 
