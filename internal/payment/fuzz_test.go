@@ -49,3 +49,21 @@ func FuzzParseMoney(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseCursor: a list's place from a link never panics, and what parses
+// prints back to itself.
+func FuzzParseCursor(f *testing.F) {
+	for _, s := range []string{"", "1790000000000.0123456789abcdef0123456789abcdef", "-1.x", "1.", ".0123456789abcdef0123456789abcdef", "99999999999999999999.00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCursor(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseCursor(c.String())
+		if err != nil || again != c {
+			t.Fatalf("%q: parsed %+v, printed %q, read back %+v, %v", s, c, c.String(), again, err)
+		}
+	})
+}

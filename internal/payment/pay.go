@@ -41,6 +41,9 @@ type Payment struct {
 	CreatedAt   time.Time
 }
 
+// Refundable is how much of a purchase is left to refund.
+func (p *Payment) Refundable() int64 { return p.Amount - p.Refunded }
+
 // Sale is a dynamic QR code for one sale.
 type Sale struct {
 	ID        string
@@ -573,6 +576,100 @@ func (s *Service) History(ctx context.Context, personID string, limit int) ([]*P
 	rows, err := s.db.Reader().QueryContext(ctx, selectPayments+" WHERE payer = $1 OR payee_person = $1 ORDER BY created_at DESC, id LIMIT $2", personID, limit)
 	if err != nil {
 		return nil, err
+	}
+	return scanPayments(rows)
+}
+
+// Cursor is a place in a list of payments ordered by time: the time and id
+// of the last payment shown. The zero Cursor is the list's start.
+type Cursor struct {
+	At time.Time
+	ID string
+}
+
+// IsZero reports whether c is the start of a list.
+func (c Cursor) IsZero() bool { return c.ID == "" }
+
+// Of is the cursor just past p.
+func Of(p *Payment) Cursor { return Cursor{At: p.CreatedAt, ID: p.ID} }
+
+// String is the cursor as a link carries it: Unix milliseconds, a dot, the
+// payment id.
+func (c Cursor) String() string {
+	if c.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(c.At.UnixMilli(), 10) + "." + c.ID
+}
+
+// ParseCursor reads a cursor from a link; "" is the zero Cursor.
+func ParseCursor(s string) (Cursor, error) {
+	if s == "" {
+		return Cursor{}, nil
+	}
+	at, id, ok := strings.Cut(s, ".")
+	ms, err := strconv.ParseInt(at, 10, 64)
+	if !ok || err != nil || ms < 0 || ms > maxCursorMs {
+		return Cursor{}, invalidf("%q is not a place in a list of payments", s)
+	}
+	pid, err := ledger.ParseID(id)
+	if err != nil {
+		return Cursor{}, invalidf("%q is not a place in a list of payments", s)
+	}
+	return Cursor{At: time.UnixMilli(ms), ID: pid.String()}, nil
+}
+
+// maxCursorMs bounds a cursor's time (year 9999), so that it converts to a
+// time and back.
+const maxCursorMs = 253402300799999
+
+// SalesTotals are a merchant's payments and refunds over a time.
+type SalesTotals struct {
+	Payments int   // purchases and refunds
+	Taken    int64 // purchases' amounts
+	Refunded int64 // refunds' amounts
+}
+
+// SalesSummary totals a merchant's payments and refunds since a time, all
+// of them however many there are.
+func (s *Service) SalesSummary(ctx context.Context, orgID string, since time.Time) (SalesTotals, error) {
+	var t SalesTotals
+	err := s.db.Reader().QueryRowContext(ctx, `SELECT COUNT(*),
+		COALESCE(SUM(CASE WHEN kind = $3 THEN 0 ELSE amount END), 0), COALESCE(SUM(CASE WHEN kind = $3 THEN amount ELSE 0 END), 0)
+		FROM payments WHERE payee_org = $1 AND created_at >= $2`, orgID, since.UnixMilli(), KindRefund).Scan(&t.Payments, &t.Taken, &t.Refunded)
+	if err != nil {
+		return t, fmt.Errorf("sales summary: %w", err)
+	}
+	return t, nil
+}
+
+// SalesBetween lists a merchant's payments and refunds made from from
+// until before to, oldest first, limit at a time after the cursor.
+func (s *Service) SalesBetween(ctx context.Context, orgID string, from, to time.Time, after Cursor, limit int) ([]*Payment, error) {
+	where, args := " WHERE payee_org = $1 AND created_at >= $2 AND created_at < $3", []any{orgID, from.UnixMilli(), to.UnixMilli()}
+	if !after.IsZero() {
+		where += " AND (created_at > $4 OR created_at = $4 AND id > $5)"
+		args = append(args, after.At.UnixMilli(), after.ID)
+	}
+	args = append(args, limit)
+	rows, err := s.db.Reader().QueryContext(ctx, selectPayments+where+fmt.Sprintf(" ORDER BY created_at, id LIMIT $%d", len(args)), args...)
+	if err != nil {
+		return nil, fmt.Errorf("sales: %w", err)
+	}
+	return scanPayments(rows)
+}
+
+// HistoryBefore lists what a person paid, received and got back, newest
+// first, limit at a time from below the cursor (the zero Cursor: from the
+// newest).
+func (s *Service) HistoryBefore(ctx context.Context, personID string, before Cursor, limit int) ([]*Payment, error) {
+	if before.IsZero() {
+		return s.History(ctx, personID, limit)
+	}
+	rows, err := s.db.Reader().QueryContext(ctx, selectPayments+` WHERE (payer = $1 OR payee_person = $1)
+		AND (created_at < $2 OR created_at = $2 AND id > $3) ORDER BY created_at DESC, id LIMIT $4`, personID, before.At.UnixMilli(), before.ID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
 	}
 	return scanPayments(rows)
 }

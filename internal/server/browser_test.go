@@ -382,8 +382,24 @@ func TestBrowserPayments(t *testing.T) {
 	}
 	step(t, ctx, "the vendor opens the receipt",
 		chromedp.Click(chromedp.CSS("#sales a[href^='/receipts/']")), waitText("Total 4.50 EUR"))
-	step(t, ctx, "refund it",
+	// A partial refund typed slowly: the sales list refreshes itself every
+	// 2 s, and must not put the full amount back while the vendor types.
+	step(t, ctx, "type a partial refund slowly",
 		chromedp.Navigate(n.URL+"/pos/"+li),
+		chromedp.WaitVisible(chromedp.CSS(".refund-form input[name=amount]")),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector(".refund-form input[name=amount]").value = ""`),
+		chromedp.SendKeys(chromedp.CSS(".refund-form input[name=amount]"), "1."),
+		chromedp.Sleep(2500*time.Millisecond), // past a refresh
+		chromedp.SendKeys(chromedp.CSS(".refund-form input[name=amount]"), "50"),
+		chromedp.Sleep(2500*time.Millisecond))
+	typed, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector(".refund-form input[name=amount]").value`))
+	if err != nil || typed != "1.50" {
+		t.Fatalf("the refund amount being typed reads %q (%v), want 1.50: the refresh replaced it", typed, err)
+	}
+	step(t, ctx, "refund 1.50",
+		chromedp.Click(chromedp.CSS(".refund-form button")),
+		waitText("Refund sent."), waitText("refunded 1.50"))
+	step(t, ctx, "refund the rest, which the form now offers",
 		chromedp.WaitVisible(chromedp.CSS(".refund-form button")),
 		chromedp.Click(chromedp.CSS(".refund-form button")),
 		waitText("Refund sent."), waitText("refunded 4.50"))

@@ -308,15 +308,19 @@ func (s *Server) writeCSV(w http.ResponseWriter, name string, header []string, r
 // cells makes text safe to open in a spreadsheet: a cell that starts like
 // a formula (=, +, -, @, a tab or a carriage return) gets a leading
 // apostrophe, so that an officer's name or a legal basis is never run
-// as one (CSV injection).
+// as one (CSV injection). A plain negative number (-12.50) is left as it
+// is: it cannot be a formula, and a spreadsheet must read it as a number.
 func cells(vs ...string) []string {
 	for i, v := range vs {
-		if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) && !negativeRE.MatchString(v) {
 			vs[i] = "'" + v
 		}
 	}
 	return vs
 }
+
+// negativeRE is a plain negative amount.
+var negativeRE = regexp.MustCompile(`^-[0-9]+(\.[0-9]+)?$`)
 
 // requestIDRE bounds a request id in a page link.
 var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -103,6 +104,38 @@ func FuzzFormDays(f *testing.F) {
 		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 		if err != nil || n < 0 || n > limitDays || d != time.Duration(n)*exchange.Day {
 			t.Fatalf("%q (limit %d days) read as %v", s, limitDays, d)
+		}
+	})
+}
+
+// TestCells: what could run as a formula gets an apostrophe; a plain
+// negative amount stays a number.
+func TestCells(t *testing.T) {
+	for in, want := range map[string]string{
+		"-12.50": "-12.50", "-3": "-3", "12.50": "12.50", "": "",
+		"-1+1": "'-1+1", "-": "'-", "-12.": "'-12.", "-cmd|' /C calc'!A0": "'-cmd|' /C calc'!A0",
+		"=HYPERLINK(1)": "'=HYPERLINK(1)", "+1": "'+1", "@SUM(1)": "'@SUM(1)", "\t1": "'\t1",
+	} {
+		if got := cells(in)[0]; got != want {
+			t.Errorf("cells(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzExportDays: a download's days from a query never panic, and what is
+// accepted is a range of whole days, forwards, of at most maxExportDays.
+func FuzzExportDays(f *testing.F) {
+	for _, s := range [][2]string{{"", ""}, {"2026-12-01", "2026-12-31"}, {"2026-12-31", "2026-12-01"}, {"yesterday", ""}, {"0001-01-01", "9999-12-31"}, {"2026-02-30", ""}} {
+		f.Add(s[0], s[1])
+	}
+	today := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, from, to string) {
+		a, b, msg := exportDays(url.Values{"from": {from}, "to": {to}}, today)
+		if msg != "" {
+			return
+		}
+		if !a.Before(b) || b.Sub(a) > maxExportDays*24*time.Hour || a.Hour() != 0 || b.Hour() != 0 {
+			t.Fatalf("from=%q to=%q: accepted %v to %v", from, to, a, b)
 		}
 	})
 }

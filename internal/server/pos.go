@@ -1,8 +1,10 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 func (s *Server) posRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /pos/{org}", s.pos(s.posPage))
 	mux.HandleFunc("GET /pos/{org}/sales", s.pos(s.posSales))
+	mux.HandleFunc("GET /pos/{org}/sales.csv", s.pos(s.posSalesCSV))
 	mux.HandleFunc("POST /pos/{org}/setup", s.pos(s.posSetup))
 	mux.HandleFunc("POST /pos/{org}/charge", s.pos(s.posCharge))
 	mux.HandleFunc("POST /pos/{org}/sale", s.pos(s.posSale))
@@ -50,6 +53,87 @@ func (s *Server) startOfDay() time.Time {
 	return time.Date(n.Year(), n.Month(), n.Day(), 0, 0, 0, 0, time.UTC)
 }
 
+// posShownDefault is how many of the day's payments the point of sale
+// lists; the CSV download has them all.
+const posShownDefault = 200
+
+func posShown() int { return int(cmp.Or(shownPOS.Load(), posShownDefault)) }
+
+// maxExportDays bounds the days one sales download covers.
+const maxExportDays = 366
+
+// posSalesCSV is the merchant's payments and refunds from one day to
+// another (both included, UTC), oldest first, as a spreadsheet.
+func (s *Server) posSalesCSV(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	if _, err := s.pay.Merchant(r.Context(), org); err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	from, to, msg := exportDays(r.URL.Query(), s.startOfDay())
+	if msg != "" {
+		s.renderPOS(w, r, v, org, http.StatusBadRequest, web.Page{Error: msg})
+		return
+	}
+	chunk := dpaExportChunk()
+	var last []*payment.Payment
+	page := func(after payment.Cursor) ([][]string, error) {
+		ps, err := s.pay.SalesBetween(r.Context(), org, from, to, after, chunk)
+		if err != nil {
+			return nil, err
+		}
+		last = ps
+		var out [][]string
+		for _, p := range ps {
+			kind, amount, left := "sale", p.Amount, payment.Money(p.Refundable())
+			if p.Kind == payment.KindRefund {
+				kind, amount, left = "refund", -p.Amount, ""
+			}
+			out = append(out, []string{p.CreatedAt.UTC().Format(time.DateTime), kind, payment.Money(amount), left, web.MethodName(p.Method),
+				p.Reference, p.ID, p.Original, s.cfg.PublicURL.String() + "/receipts/" + p.ID})
+		}
+		return out, nil
+	}
+	first, err := page(payment.Cursor{})
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	cur := s.pay.Config().CurrencyCode
+	s.writeCSV(w, "civstack-sales-"+from.Format(time.DateOnly)+"-to-"+to.AddDate(0, 0, -1).Format(time.DateOnly)+".csv",
+		[]string{"time (UTC)", "kind", "amount (" + cur + ")", "not refunded (" + cur + ")", "how", "reference", "payment", "refund of", "receipt"},
+		first, func() ([][]string, error) {
+			if len(last) < chunk {
+				return nil, nil
+			}
+			return page(payment.Of(last[len(last)-1]))
+		})
+}
+
+// exportDays reads a download's first and last day (YYYY-MM-DD, UTC; both
+// default to today) as the times from the first's start until the last's
+// end, or says what is wrong with them.
+func exportDays(q url.Values, today time.Time) (from, to time.Time, msg string) {
+	day := func(name string) (time.Time, bool) {
+		v := q.Get(name)
+		if v == "" {
+			return today, true
+		}
+		d, err := time.Parse(time.DateOnly, v)
+		return d, err == nil
+	}
+	from, ok1 := day("from")
+	last, ok2 := day("to")
+	switch {
+	case !ok1 || !ok2:
+		return from, last, "Give the days as dates (YYYY-MM-DD)."
+	case last.Before(from):
+		return from, last, "The last day is before the first."
+	case last.Sub(from) >= maxExportDays*24*time.Hour:
+		return from, last, "One download covers at most " + strconv.Itoa(maxExportDays) + " days."
+	}
+	return from, last.AddDate(0, 0, 1), ""
+}
+
 func (s *Server) posData(r *http.Request, org string) (map[string]any, error) {
 	ctx := r.Context()
 	prof, err := s.pay.Merchant(ctx, org)
@@ -63,17 +147,14 @@ func (s *Server) posData(r *http.Request, org string) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sales, err := s.pay.Sales(ctx, org, s.startOfDay(), 200)
+	sales, err := s.pay.Sales(ctx, org, s.startOfDay(), posShown())
 	if err != nil {
 		return nil, err
 	}
-	var total, refunds int64
-	for _, p := range sales {
-		if p.Kind == payment.KindRefund {
-			refunds += p.Amount
-		} else {
-			total += p.Amount
-		}
+	// The day's figures count every payment, however many the page lists.
+	day, err := s.pay.SalesSummary(ctx, org, s.startOfDay())
+	if err != nil {
+		return nil, err
 	}
 	invoices, err := s.pay.Invoices(ctx, org, 50)
 	if err != nil {
@@ -83,9 +164,9 @@ func (s *Server) posData(r *http.Request, org string) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"Org": org, "OrgName": prof.Name, "Profile": prof, "Sales": sales, "Total": total, "Refunds": refunds,
-		"Net": total - refunds, "Count": len(sales), "Invoices": invoices, "Balance": acct.Balance(), "Request": newNonce(),
-		"CodeLimit": s.pay.Config().StepUp}, nil
+	return map[string]any{"Org": org, "OrgName": prof.Name, "Profile": prof, "Sales": sales, "Total": day.Taken, "Refunds": day.Refunded,
+		"Net": day.Taken - day.Refunded, "Count": day.Payments, "Invoices": invoices, "Balance": acct.Balance(), "Request": newNonce(),
+		"CodeLimit": s.pay.Config().StepUp, "Today": s.startOfDay().Format(time.DateOnly), "ExportDays": maxExportDays}, nil
 }
 
 func (s *Server) renderPOS(w http.ResponseWriter, r *http.Request, v *viewer, org string, status int, p web.Page) {

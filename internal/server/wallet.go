@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -9,6 +10,8 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/civstack/civstack/internal/barcode"
 	"github.com/civstack/civstack/internal/payment"
@@ -22,6 +25,7 @@ import (
 
 func (s *Server) walletRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /wallet", s.signedIn(s.walletPage))
+	mux.HandleFunc("GET /wallet/payments.csv", s.signedIn(s.walletCSV))
 	mux.HandleFunc("GET /wallet/pay", s.signedIn(s.payPage))
 	mux.HandleFunc("POST /wallet/pay/review", s.signedIn(s.payReview))
 	mux.HandleFunc("POST /wallet/pay/confirm", s.signedIn(s.payConfirm))
@@ -44,9 +48,94 @@ type historyRow struct {
 	Signed    int64  // negative when money left the wallet
 }
 
+// names remembers the names a list has looked up, so that a long export
+// asks once per organisation or person.
+type names map[string]string
+
+func (n names) of(id string, look func() string) string {
+	if name, ok := n[id]; ok {
+		return name
+	}
+	n[id] = look()
+	return n[id]
+}
+
+// historyRows says, for each of the person's payments, which way the money
+// went and who was on the other side.
+func (s *Server) historyRows(r *http.Request, personID string, ps []*payment.Payment, known names) []historyRow {
+	org := func(id string) string { return known.of("org "+id, func() string { return s.orgName(r, id) }) }
+	person := func(id string) string { return known.of("person "+id, func() string { return s.personName(r, id) }) }
+	rows := make([]historyRow, 0, len(ps))
+	for _, x := range ps {
+		row := historyRow{Payment: x}
+		switch {
+		case x.Kind == payment.KindRefund:
+			row.Direction, row.Other, row.Signed = "in", "Refund from "+org(x.PayeeOrg), x.Amount
+		case x.Payer == personID:
+			row.Direction, row.Signed = "out", -x.Amount
+			if x.PayeeOrg != "" {
+				row.Other = org(x.PayeeOrg)
+			} else {
+				row.Other = person(x.PayeePerson)
+			}
+		default:
+			row.Direction, row.Other, row.Signed = "in", "From "+person(x.Payer), x.Amount
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// walletCSV is the person's whole payment history as a spreadsheet,
+// newest first.
+func (s *Server) walletCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
+	chunk := dpaExportChunk()
+	known := names{}
+	var last []*payment.Payment
+	page := func(before payment.Cursor) ([][]string, error) {
+		ps, err := s.pay.HistoryBefore(r.Context(), v.person.ID, before, chunk)
+		if err != nil {
+			return nil, err
+		}
+		last = ps
+		var out [][]string
+		for _, h := range s.historyRows(r, v.person.ID, ps, known) {
+			receipt := ""
+			if h.PayeeOrg != "" {
+				receipt = s.cfg.PublicURL.String() + "/receipts/" + h.ID
+			}
+			out = append(out, []string{h.CreatedAt.UTC().Format(time.DateTime), h.Other, payment.Money(h.Signed), web.MethodName(h.Method), h.Reference, h.ID, receipt})
+		}
+		return out, nil
+	}
+	first, err := page(payment.Cursor{})
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	s.writeCSV(w, csvName("civstack-payments", s.now()),
+		[]string{"time (UTC)", "with", "amount (" + s.pay.Config().CurrencyCode + ")", "how", "reference", "payment", "receipt"},
+		first, func() ([][]string, error) {
+			if len(last) < chunk {
+				return nil, nil
+			}
+			return page(payment.Of(last[len(last)-1]))
+		})
+}
+
 func (s *Server) walletPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	s.renderWallet(w, r, v, http.StatusOK, web.Page{})
 }
+
+// walletShownDefault is how many payments the wallet page lists at a time;
+// the CSV download has them all.
+const walletShownDefault = 50
+
+// shownWallet and shownPOS override the lists' sizes (0: the default), for
+// tests.
+var shownWallet, shownPOS atomic.Int64
+
+func walletShown() int { return int(cmp.Or(shownWallet.Load(), walletShownDefault)) }
 
 func (s *Server) renderWallet(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
 	ctx := r.Context()
@@ -55,35 +144,29 @@ func (s *Server) renderWallet(w http.ResponseWriter, r *http.Request, v *viewer,
 		s.failErr(w, r, err)
 		return
 	}
-	ps, err := s.pay.History(ctx, v.person.ID, 100)
+	before, err := payment.ParseCursor(r.URL.Query().Get("before"))
+	if err != nil {
+		status, p.Error = http.StatusBadRequest, "The place to list older payments from is not one this page made; here are the newest."
+	}
+	shown := walletShown()
+	ps, err := s.pay.HistoryBefore(ctx, v.person.ID, before, shown+1)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
 	}
-	rows := make([]historyRow, 0, len(ps))
-	for _, x := range ps {
-		row := historyRow{Payment: x}
-		switch {
-		case x.Kind == payment.KindRefund:
-			row.Direction, row.Other, row.Signed = "in", "Refund from "+s.orgName(r, x.PayeeOrg), x.Amount
-		case x.Payer == v.person.ID:
-			row.Direction, row.Signed = "out", -x.Amount
-			if x.PayeeOrg != "" {
-				row.Other = s.orgName(r, x.PayeeOrg)
-			} else {
-				row.Other = s.personName(r, x.PayeePerson)
-			}
-		default:
-			row.Direction, row.Other, row.Signed = "in", "From "+s.personName(r, x.Payer), x.Amount
-		}
-		rows = append(rows, row)
+	older := ""
+	if len(ps) > shown {
+		ps = ps[:shown]
+		older = payment.Of(ps[len(ps)-1]).String()
 	}
+	rows := s.historyRows(r, v.person.ID, ps, names{})
 	if id := r.URL.Query().Get("paid"); id != "" && p.Notice == "" {
 		p.Notice = "Payment sent."
 	}
 	limits := s.ledger.Profiles()[acct.Profile]
 	p.Title = "Wallet"
-	p.Data = map[string]any{"Balance": acct.Balance(), "History": rows, "Limits": limits, "Profile": acct.Profile, "StepUp": s.pay.Config().StepUp}
+	p.Data = map[string]any{"Balance": acct.Balance(), "History": rows, "Limits": limits, "Profile": acct.Profile, "StepUp": s.pay.Config().StepUp,
+		"Older": older, "Paged": !before.IsZero()}
 	s.render(w, r, v, status, "wallet", p)
 }
 

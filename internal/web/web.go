@@ -108,12 +108,16 @@ var funcs = template.FuncMap{
 	},
 	"htmx": func() string { return "/static/" + HTMXFile },
 	// method names how a payment was made.
-	"method": func(m string) string {
-		if n, ok := methodNames[m]; ok {
-			return n
-		}
-		return m
-	},
+	"method": MethodName,
+}
+
+// MethodName is how people call a payment method ("qr" is a wallet scan of
+// a shop's QR code).
+func MethodName(m string) string {
+	if n, ok := methodNames[m]; ok {
+		return n
+	}
+	return m
 }
 
 var methodNames = map[string]string{"qr": "wallet scan (shop QR)", "sale": "wallet scan (sale QR)", "code": "payment code",

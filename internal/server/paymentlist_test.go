@@ -1,0 +1,133 @@
+package server_test
+
+import (
+	"context"
+	"encoding/csv"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/civstack/civstack/internal/server"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// TestPaymentLists: the wallet lists a person's payments page by page and
+// downloads them all as CSV; the point of sale totals every payment of the
+// day however few it lists, and downloads any days' sales as CSV. Small
+// pages and chunks make a few payments span several, on both engines.
+func TestPaymentLists(t *testing.T) {
+	defer server.SetListSizes(3, 4)()
+	defer server.SetExportChunk(2)()
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			ctx := context.Background()
+			li, rossi := w.orgs["Li's Dumpling Cart"], w.orgs["Rossi Groceries"]
+			amira, jonas, liWei := w.as(t, "Amira Haddad"), w.as(t, "Jonas Weber"), w.as(t, "Li Wei")
+			prof, err := w.n.pay.Merchant(ctx, li)
+			if err != nil {
+				t.Fatal(err)
+			}
+			static, err := w.n.pay.StaticCode(prof)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, amount := range []string{"0.01", "0.02", "0.03", "0.04", "0.05", "0.06", "0.07"} {
+				expect(t, "pay "+amount, payByPayload(t, amira, static, amount), http.StatusSeeOther)
+			}
+
+			// The wallet, three at a time, newest first (the demo top-up is
+			// the balance, not a payment).
+			rowRE := regexp.MustCompile(`<tr class="payment-row (in|out)">\s*<td>[^<]*</td><td>([^<]*)</td><td class="amount">([^<]*)</td>`)
+			olderRE := regexp.MustCompile(`href="/wallet\?before=([^"#]+)#history-h" id="older-payments"`)
+			var amounts []string
+			page, pages := "/wallet", 0
+			for page != "" {
+				r := amira.get(page)
+				expect(t, "wallet page "+page, r, http.StatusOK, "Download every payment (CSV)")
+				rows := rowRE.FindAllStringSubmatch(r.body, -1)
+				if len(rows) == 0 || len(rows) > 3 {
+					t.Fatalf("%s lists %d payments, want 1 to 3", page, len(rows))
+				}
+				for _, row := range rows {
+					amounts = append(amounts, row[3])
+				}
+				page, pages = "", pages+1
+				if m := olderRE.FindStringSubmatch(r.body); m != nil {
+					page = "/wallet?before=" + m[1]
+				}
+			}
+			want := []string{"-0.07", "-0.06", "-0.05", "-0.04", "-0.03", "-0.02", "-0.01"}
+			if strings.Join(amounts, " ") != strings.Join(want, " ") || pages != 3 {
+				t.Fatalf("the wallet's pages list %v over %d pages, want %v over 3", amounts, pages, want)
+			}
+			expect(t, "a place no page made", amira.get("/wallet?before=yesterday"), http.StatusBadRequest, "not one this page made", "-0.07")
+
+			// The download: every payment, newest first, in chunks of two.
+			r := amira.get("/wallet/payments.csv")
+			expect(t, "the wallet's CSV", r, http.StatusOK)
+			if cd := r.header.Get("Content-Disposition"); !strings.HasPrefix(cd, `attachment; filename="civstack-payments-`) {
+				t.Fatalf("Content-Disposition %q", cd)
+			}
+			recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 8 || strings.Join(recs[0], ",") != "time (UTC),with,amount (EUR),how,reference,payment,receipt" {
+				t.Fatalf("the wallet's CSV has %d lines, header %v", len(recs), recs[0])
+			}
+			for i, rec := range recs[1:] {
+				if rec[2] != want[i] {
+					t.Fatalf("CSV line %d: amount %q, want %q (a negative amount stays a number)", i+1, rec[2], want[i])
+				}
+			}
+			if recs[1][1] != "Li's Dumpling Cart" || recs[1][3] != "wallet scan (shop QR)" || !strings.HasSuffix(recs[1][6], "/receipts/"+recs[1][5]) {
+				t.Fatalf("CSV line: %v", recs[1])
+			}
+			theirs := jonas.get("/wallet/payments.csv")
+			if expect(t, "another citizen's CSV", theirs, http.StatusOK); strings.Count(theirs.body, "\n") != 1 {
+				t.Fatalf("Jonas's CSV holds more than its header:\n%s", theirs.body)
+			}
+
+			// The point of sale lists four of the day's seven and totals all.
+			expect(t, "the day's figures", liWei.get("/pos/"+li+"/sales"), http.StatusOK,
+				`7 payments · taken <strong id="sales-total">0.28</strong>`, "The latest 4 are listed")
+			sales := liWei.get("/pos/" + li + "/sales")
+			if n := strings.Count(sales.body, `class="sale-row"`); n != 4 {
+				t.Fatalf("the point of sale lists %d sales, want 4", n)
+			}
+			first := regexp.MustCompile(`data-payment="([0-9a-f]+)"`).FindStringSubmatch(sales.body)[1]
+			refund := liWei.postForm("/pos/"+li+"/payments/"+first+"/refund", url.Values{"amount": {"0.07"}, "refund": {"r1"}})
+			expect(t, "refund the latest", refund, http.StatusSeeOther)
+			expect(t, "the day's figures after the refund", liWei.get("/pos/"+li+"/sales"), http.StatusOK,
+				`8 payments · taken <strong id="sales-total">0.28</strong> · refunded 0.07`)
+
+			// The day's sales as CSV, oldest first, the refund last.
+			r = liWei.get("/pos/" + li + "/sales.csv")
+			expect(t, "the sales CSV", r, http.StatusOK)
+			recs, err = csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 9 {
+				t.Fatalf("the sales CSV has %d lines, want a header and 8:\n%s", len(recs), r.body)
+			}
+			if got := recs[1][1] + " " + recs[1][2] + " " + recs[7][2] + " " + recs[7][3] + " " + recs[8][1] + " " + recs[8][2]; got != "sale 0.01 0.07 0.00 refund -0.07" {
+				t.Fatalf("the sales CSV reads %q; want the first sale, the refunded one and the refund:\n%s", got, r.body)
+			}
+			if recs[8][7] != first {
+				t.Fatalf("the refund's line names %q as its purchase, want %q", recs[8][7], first)
+			}
+			if none := liWei.get("/pos/" + li + "/sales.csv?from=2026-01-01&to=2026-01-31"); strings.Count(none.body, "\n") != 1 {
+				t.Fatalf("a month without sales: %s", none.body)
+			}
+			expect(t, "the last day first", liWei.get("/pos/"+li+"/sales.csv?from=2026-02-02&to=2026-02-01"), http.StatusBadRequest, "The last day is before the first")
+			expect(t, "not a date", liWei.get("/pos/"+li+"/sales.csv?from=yesterday"), http.StatusBadRequest, "YYYY-MM-DD")
+			expect(t, "too many days", liWei.get("/pos/"+li+"/sales.csv?from=2024-01-01&to=2026-01-01"), http.StatusBadRequest, "at most 366 days")
+			expect(t, "another shop's sales", liWei.get("/pos/"+rossi+"/sales.csv"), http.StatusNotFound)
+			expect(t, "a citizen", amira.get("/pos/"+li+"/sales.csv"), http.StatusForbidden)
+		})
+	}
+}
