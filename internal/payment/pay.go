@@ -562,9 +562,16 @@ func scanPayments(rows *sql.Rows) ([]*Payment, error) {
 	return out, rows.Err()
 }
 
-// Sales lists a merchant's payments and refunds since a time, newest first.
-func (s *Service) Sales(ctx context.Context, orgID string, since time.Time, limit int) ([]*Payment, error) {
-	rows, err := s.db.Reader().QueryContext(ctx, selectPayments+" WHERE payee_org = $1 AND created_at >= $2 ORDER BY created_at DESC, id LIMIT $3", orgID, since.UnixMilli(), limit)
+// Sales lists a merchant's payments and refunds since a time, newest first,
+// limit at a time from below the cursor (the zero Cursor: from the newest).
+func (s *Service) Sales(ctx context.Context, orgID string, since time.Time, before Cursor, limit int) ([]*Payment, error) {
+	where, args := " WHERE payee_org = $1 AND created_at >= $2", []any{orgID, since.UnixMilli()}
+	if !before.IsZero() {
+		where += " AND (created_at < $3 OR created_at = $3 AND id > $4)"
+		args = append(args, before.At.UnixMilli(), before.ID)
+	}
+	args = append(args, limit)
+	rows, err := s.db.Reader().QueryContext(ctx, selectPayments+where+fmt.Sprintf(" ORDER BY created_at DESC, id LIMIT $%d", len(args)), args...)
 	if err != nil {
 		return nil, err
 	}

@@ -113,13 +113,15 @@ func (s *Server) apiSale(ctx context.Context, in *saleIn) (*saleOut, error) {
 }
 
 type paymentsIn struct {
-	Since time.Time `query:"since" doc:"RFC 3339; default: midnight UTC today"`
-	Limit int       `query:"limit" minimum:"1" maximum:"1000" default:"100"`
+	Since  time.Time `query:"since" doc:"RFC 3339; default: midnight UTC today"`
+	Before string    `query:"before" maxLength:"64" doc:"the next field of the previous answer: the page of older payments"`
+	Limit  int       `query:"limit" minimum:"1" maximum:"1000" default:"100"`
 }
 
 type paymentsOut struct {
 	Body struct {
 		Payments []PaymentBody `json:"payments"`
+		Next     string        `json:"next,omitempty" doc:"when there may be older payments since the time: pass it as before for the next page"`
 	}
 }
 
@@ -128,7 +130,11 @@ func (s *Server) apiPayments(ctx context.Context, in *paymentsIn) (*paymentsOut,
 	if since.IsZero() {
 		since = s.startOfDay()
 	}
-	ps, err := s.pay.Sales(ctx, principalFrom(ctx).org.ID, since, in.Limit)
+	before, err := payment.ParseCursor(in.Before)
+	if err != nil {
+		return nil, huma.Error400BadRequest("The before parameter is not a next field this API gave.")
+	}
+	ps, err := s.pay.Sales(ctx, principalFrom(ctx).org.ID, since, before, in.Limit)
 	if err != nil {
 		return nil, s.paymentErr(err)
 	}
@@ -136,6 +142,9 @@ func (s *Server) apiPayments(ctx context.Context, in *paymentsIn) (*paymentsOut,
 	out.Body.Payments = []PaymentBody{}
 	for _, p := range ps {
 		out.Body.Payments = append(out.Body.Payments, paymentBody(p))
+	}
+	if len(ps) == in.Limit {
+		out.Body.Next = payment.Of(ps[len(ps)-1]).String()
 	}
 	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -127,6 +128,38 @@ func TestPaymentLists(t *testing.T) {
 			expect(t, "not a date", liWei.get("/pos/"+li+"/sales.csv?from=yesterday"), http.StatusBadRequest, "YYYY-MM-DD")
 			expect(t, "too many days", liWei.get("/pos/"+li+"/sales.csv?from=2024-01-01&to=2026-01-01"), http.StatusBadRequest, "at most 366 days")
 			expect(t, "another shop's sales", liWei.get("/pos/"+rossi+"/sales.csv"), http.StatusNotFound)
+
+			// A till system pages through the day's payments by the API.
+			till := w.token(t, "Li's Dumpling Cart")
+			var ids []string
+			next, calls := "", 0
+			for {
+				q := "/api/v1/payments?limit=3"
+				if next != "" {
+					q += "&before=" + url.QueryEscape(next)
+				}
+				var got struct {
+					Payments []struct {
+						ID     string `json:"id"`
+						Amount int64  `json:"amount"`
+					} `json:"payments"`
+					Next string `json:"next"`
+				}
+				r := till.get(q)
+				expect(t, "the API's page "+q, r, http.StatusOK)
+				r.json(t, &got)
+				for _, p := range got.Payments {
+					ids = append(ids, p.ID)
+				}
+				if calls++; got.Next == "" || calls > 5 {
+					break
+				}
+				next = got.Next
+			}
+			if len(ids) != 8 || ids[0] == first || ids[1] != first || len(slices.Compact(slices.Sorted(slices.Values(ids)))) != 8 {
+				t.Fatalf("the API's pages gave %d payments over %d calls (%v), want the 8 of the day once each, the refund first", len(ids), calls, ids)
+			}
+			expectProblem(t, "a made-up page", till.get("/api/v1/payments?before=x"), http.StatusBadRequest, "not a next field")
 			expect(t, "a citizen", amira.get("/pos/"+li+"/sales.csv"), http.StatusForbidden)
 		})
 	}

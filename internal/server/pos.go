@@ -147,7 +147,7 @@ func (s *Server) posData(r *http.Request, org string) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sales, err := s.pay.Sales(ctx, org, s.startOfDay(), posShown())
+	sales, err := s.pay.Sales(ctx, org, s.startOfDay(), payment.Cursor{}, posShown())
 	if err != nil {
 		return nil, err
 	}
