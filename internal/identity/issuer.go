@@ -464,10 +464,19 @@ type IssuedBatch struct {
 	Issued, Expires        time.Time
 }
 
-// Issued lists the issuer's recent issuances, newest first.
-func (s *Service) Issued(ctx context.Context, iss *Issuer) ([]IssuedBatch, error) {
+// IssuedShown is how many of its latest issuances the issuer's console
+// lists; older ones are found by the citizen.
+const IssuedShown = 100
+
+// Issued lists the issuer's latest IssuedShown issuances, newest first, or,
+// for a citizen's wallet id, every issuance to that citizen.
+func (s *Service) Issued(ctx context.Context, iss *Issuer, personID string) ([]IssuedBatch, error) {
+	where, args, limit := "WHERE issuer_org = $1", []any{iss.OrgID}, fmt.Sprintf(" LIMIT %d", IssuedShown)
+	if personID != "" {
+		where, args, limit = where+" AND person_id = $2", append(args, personID), ""
+	}
 	rows, err := s.db.Reader().QueryContext(ctx, `SELECT batch_id, type_id, person_id, COUNT(*), MAX(status), MIN(issued_at), MIN(expires_at) FROM id_issued
-		WHERE issuer_org = $1 GROUP BY batch_id, type_id, person_id ORDER BY MIN(issued_at) DESC LIMIT 100`, iss.OrgID)
+		`+where+` GROUP BY batch_id, type_id, person_id ORDER BY MIN(issued_at) DESC`+limit, args...)
 	if err != nil {
 		return nil, fmt.Errorf("issued: %w", err)
 	}

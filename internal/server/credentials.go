@@ -240,11 +240,17 @@ func (s *Server) renderIssuer(w http.ResponseWriter, r *http.Request, v *viewer,
 		s.failErr(w, r, err)
 		return
 	default:
-		issued, err := s.id.Issued(ctx, iss)
+		// A citizen's wallet id finds every issuance to them, however old.
+		person := strings.TrimSpace(r.URL.Query().Get("person"))
+		if len(person) > 64 {
+			person, status, p.Error = "", http.StatusBadRequest, "That is not a wallet id."
+		}
+		issued, err := s.id.Issued(ctx, iss, person)
 		if err != nil {
 			s.failErr(w, r, err)
 			return
 		}
+		d["Person"], d["Latest"] = person, person == "" && len(issued) == identity.IssuedShown
 		var types []*identity.Type
 		for _, t := range iss.Types {
 			types = append(types, identity.TypeByID(t))

@@ -200,7 +200,14 @@ func TestIdentityOverHTTP(t *testing.T) {
 			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT batch_id FROM id_issued WHERE issuer_org = $1`, reg).Scan(&batch); err != nil {
 				t.Fatal(err)
 			}
-			expect(t, "revoke", registrar.postForm("/issue/"+reg+"/issued/"+batch+"/revoke", nil), http.StatusOK, "Revoked")
+			// The registrar finds the citizen's credentials by her wallet id
+			// (older ones than the latest issuances are found this way).
+			amiraID := w.people["Amira Haddad"]
+			found := registrar.get("/issue/" + reg + "?person=" + amiraID)
+			expect(t, "find Amira's credentials", found, http.StatusOK, "Issued to Amira Haddad", "Every issuance to this citizen",
+				`/issue/`+reg+`/issued/`+batch+`/revoke?person=`+amiraID)
+			expect(t, "find Jonas's", registrar.get("/issue/"+reg+"?person="+w.people["Jonas Weber"]), http.StatusOK, "Nothing issued to that wallet id")
+			expect(t, "revoke", registrar.postForm("/issue/"+reg+"/issued/"+batch+"/revoke?person="+amiraID, nil), http.StatusOK, "Revoked", "Issued to Amira Haddad")
 			expect(t, "revoke twice", registrar.postForm("/issue/"+reg+"/issued/"+batch+"/revoke", nil), http.StatusBadRequest, "Already revoked")
 			expect(t, "within the cache", bar.postForm(page+"/recheck", nil), http.StatusOK, "still valid")
 			w.n.clock.add(identity.StatusTTL + time.Second)
