@@ -64,6 +64,26 @@ func (r *Registry) NewPerson(displayName string) (*Person, error) {
 	return &Person{ID: id, Handle: handle, DisplayName: name, CreatedAt: r.now().UTC()}, nil
 }
 
+// Rename changes the name a person is shown by (on their pages, to people
+// they pay, to the officers of their organisations). Records made before
+// keep the name they were made with.
+func (r *Registry) Rename(ctx context.Context, personID, displayName string) error {
+	name, err := cleanName("display name", displayName, 64)
+	if err != nil {
+		return err
+	}
+	return r.db.Tx(ctx, func(tx *store.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE people SET display_name = $1 WHERE id = $2", name, personID)
+		if err != nil {
+			return fmt.Errorf("rename: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("person: %w", ErrNotFound)
+		}
+		return nil
+	})
+}
+
 // CreatePerson stores p with its first passkey (nil for a demo person) in one
 // transaction.
 func (r *Registry) CreatePerson(ctx context.Context, p *Person, first *webauthn.Credential, label string) error {

@@ -101,6 +101,12 @@ func testPeople(t *testing.T, db *store.DB) {
 	if len(keys) != 2 || keys[1].Label != "laptop" {
 		t.Fatalf("passkeys = %+v", keys)
 	}
+	if err := reg.Rename(ctx, "nobody", "Ghost"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("renaming nobody: %v", err)
+	}
+	if err := reg.Rename(ctx, p.ID, "\t"); !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("an empty name: %v", err)
+	}
 	other := person(t, reg, "Other", "cred-3")
 	if _, err := reg.RemovePasskey(ctx, other.ID, []byte("cred-1"), ""); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("removing someone else's passkey: %v", err)

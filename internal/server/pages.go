@@ -33,6 +33,7 @@ func (s *Server) pageRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /account", s.signedIn(s.account))
 	mux.HandleFunc("POST /account/passkeys/{id}/remove", s.signedIn(s.removePasskey))
 	mux.HandleFunc("POST /account/sessions/end-others", s.signedIn(s.endOtherSessions))
+	mux.HandleFunc("POST /account/name", s.signedIn(s.rename))
 	for _, role := range []registry.Role{registry.Merchant, registry.Issuer, registry.Verifier, registry.Agency, registry.Partner, registry.DPA} {
 		mux.HandleFunc("GET /"+string(role), s.withRole(role, s.roleHome(role)))
 	}
@@ -170,6 +171,8 @@ func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, v *viewer
 		switch {
 		case q.Get("added") == "1":
 			p.Notice = "Your new passkey is ready."
+		case q.Get("renamed") == "1":
+			p.Notice = "Your name is changed."
 		case q.Get("removed") == "1":
 			p.Notice = strings.TrimSpace("The passkey was removed. " + endedNotice(q))
 		default:
@@ -194,6 +197,23 @@ func (s *Server) removePasskey(w http.ResponseWriter, r *http.Request, v *viewer
 		return
 	}
 	http.Redirect(w, r, "/account?removed=1&ended="+strconv.Itoa(ended), http.StatusSeeOther)
+}
+
+// rename changes the viewer's display name.
+func (s *Server) rename(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	if err := s.reg.Rename(r.Context(), v.person.ID, r.PostForm.Get("name")); err != nil {
+		status, msg := classify(err)
+		if status >= 500 {
+			s.failErr(w, r, err)
+			return
+		}
+		s.renderAccount(w, r, v, status, web.Page{Error: msg})
+		return
+	}
+	http.Redirect(w, r, "/account?renamed=1", http.StatusSeeOther)
 }
 
 // endOtherSessions signs the viewer out everywhere but in this browser.

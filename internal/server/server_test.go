@@ -70,6 +70,16 @@ func TestPasskeyFlows(t *testing.T) {
 			}
 			expect(t, "home", c.get("/"), 200, "Hello, Amira")
 
+			// Her name, changed and refused.
+			r0 := c.postForm("/account/name", url.Values{"name": {"  Amira H.  "}})
+			expect(t, "rename", r0, http.StatusSeeOther)
+			expect(t, "renamed", c.get(r0.header.Get("Location")), 200, "Your name is changed.", `value="Amira H."`)
+			expect(t, "home after renaming", c.get("/"), 200, "Hello, Amira H.")
+			for what, bad := range map[string]string{"is empty": " ", "control character": "Amira\u0007", "longer than 64": strings.Repeat("a", 65)} {
+				expect(t, "a name that "+what, c.postForm("/account/name", url.Values{"name": {bad}}), http.StatusBadRequest, what)
+			}
+			expect(t, "the name stays", c.get("/"), 200, "Hello, Amira H.")
+
 			// Sessions are stored hashed.
 			var n1 int
 			n.db.Reader().QueryRow("SELECT COUNT(*) FROM sessions WHERE hash = $1", []byte(ck.Value)).Scan(&n1)
