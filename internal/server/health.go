@@ -116,6 +116,9 @@ func (s *Server) healthError(w http.ResponseWriter, r *http.Request, v *viewer, 
 func yes(r *http.Request, name string) bool { return r.PostFormValue(name) == "yes" }
 
 func (s *Server) healthQuestionnaire(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
 	a := healthpass.Answers{Symptoms: yes(r, "symptoms"), Contact: yes(r, "contact"), Travel: yes(r, "travel"), Test: r.PostFormValue("test")}
 	st, err := s.health.Submit(r.Context(), v.person.ID, r.PostFormValue("dob"), a)
 	if err != nil {
@@ -126,6 +129,9 @@ func (s *Server) healthQuestionnaire(w http.ResponseWriter, r *http.Request, v *
 }
 
 func (s *Server) healthCheckIn(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
 	normal := r.PostFormValue("feeling") == "normal"
 	if f := r.PostFormValue("feeling"); f != "normal" && f != "symptoms" {
 		s.healthError(w, r, v, healthpass.ErrInvalid)
@@ -146,6 +152,9 @@ func (s *Server) healthCheckIn(w http.ResponseWriter, r *http.Request, v *viewer
 }
 
 func (s *Server) healthAppeal(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
 	if _, err := s.health.Appeal(r.Context(), v.person.ID, r.PostFormValue("message")); err != nil {
 		s.healthError(w, r, v, err)
 		return
@@ -197,6 +206,9 @@ func (s *Server) renderAuthority(w http.ResponseWriter, r *http.Request, v *view
 }
 
 func (s *Server) authorityDecide(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
 	if s.healthOfficer(v) == "" {
 		s.fail(w, r, http.StatusForbidden, "Only the health authority's officers can decide appeals.")
 		return
@@ -216,6 +228,9 @@ func (s *Server) authorityDecide(w http.ResponseWriter, r *http.Request, v *view
 }
 
 func (s *Server) authorityIssue(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
 	org := s.healthOfficer(v)
 	if org == "" {
 		s.fail(w, r, http.StatusForbidden, "Only the health authority's officers can issue certificates.")
@@ -270,6 +285,9 @@ func (s *Server) verifyPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) verifyPost(w http.ResponseWriter, r *http.Request) {
+	if !s.parseForm(w, r) {
+		return
+	}
 	payload := strings.TrimSpace(r.PostFormValue("payload"))
 	if payload == "" {
 		s.render(w, r, nil, http.StatusBadRequest, "verify", web.Page{Title: "Verify a health pass", Error: "Scan a pass or paste its text (it starts with HC1:).", Data: s.verifyData(nil)})

@@ -119,6 +119,7 @@ func testHealthOverHTTP(t *testing.T, e storetest.Engine) {
 	}
 	expect(t, "a damaged pass", anon.postForm("/verify", url.Values{"payload": {pass[:len(pass)-3] + "AAA"}}), 422, "Not valid")
 	expect(t, "no pass", anon.postForm("/verify", url.Values{"payload": {" "}}), 400, "Scan a pass")
+	expect(t, "a body of a megabyte", anon.postForm("/verify", url.Values{"payload": {strings.Repeat("A", 1<<20)}}), 400, "could not be read")
 	expectProblem(t, "API without a payload", anon.postJSON("/api/v1/health/verify", map[string]string{}), 400, `Send {"payload": "HC1:…"}.`)
 
 	// Seven days of normal check-ins turn yellow into green.
