@@ -64,8 +64,21 @@ func TestBrowserIdentity(t *testing.T) {
 		t.Fatalf("same-device link %q: %v", link, err)
 	}
 
+	cross, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("request-link").value`))
+	if err != nil || !strings.HasPrefix(cross, "openid4vp://") {
+		t.Fatalf("cross-device link %q: %v", cross, err)
+	}
+
+	// The citizen's phone has no camera here: she opens the wallet's page
+	// for a request shown on another screen and pastes its link.
 	switchTo(t, ctx, n, "Amira Haddad")
-	step(t, ctx, "the citizen sees who asks and why",
+	step(t, ctx, "the citizen pastes the request shown on the bar's screen",
+		chromedp.Navigate(n.URL+"/wallet/credentials"),
+		chromedp.Click(chromedp.CSS(`a[href="/wallet/present"]`)), waitText("Scan the QR code a verifier shows you"),
+		chromedp.SetValue(chromedp.ID("request"), cross),
+		chromedp.Click(chromedp.CSS(`#request-form button[type=submit]`)),
+		waitText("Blue Door Bar asks for your National identity (PID)"))
+	step(t, ctx, "the same request opened on the same device",
 		chromedp.Navigate(link), waitText("Blue Door Bar asks for your National identity (PID)"), waitText("Check that a guest is over 18 before serving alcohol."))
 	screenshot(t, ctx, "43-identity-consent")
 	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || wide {

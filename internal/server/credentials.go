@@ -156,7 +156,8 @@ func requestLink(r *http.Request) string {
 func (s *Server) presentPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	link := requestLink(r)
 	if link == "" {
-		s.render(w, r, v, http.StatusOK, "present", web.Page{Title: "Share a credential", Data: map[string]any{}})
+		// Data must not be empty: the page shows nothing for an empty map.
+		s.render(w, r, v, http.StatusOK, "present", web.Page{Title: "Share a credential", Data: map[string]any{"Link": ""}})
 		return
 	}
 	c, err := s.id.OpenRequest(r.Context(), v.person.ID, link)

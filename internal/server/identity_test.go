@@ -160,6 +160,9 @@ func TestIdentityOverHTTP(t *testing.T) {
 			if strings.Contains(r.body, `id="overask"`) || strings.Contains(r.body, "1990-05-01") {
 				t.Fatalf("consent page warns or shows more than asked: %s", clip(r.body))
 			}
+			// The wallet's button for a request shown on another device.
+			expect(t, "the credentials page's button", amira.get("/wallet/credentials"), http.StatusOK, `href="/wallet/present"`)
+			expect(t, "the page it opens", amira.get("/wallet/present"), http.StatusOK, "<h1>Answer a verifier</h1>", `id="request-form"`)
 			r = amira.postForm("/wallet/present", consentForm(same, "share", "age_over_18", "birthdate"))
 			expect(t, "share", r, http.StatusOK, "Shared with the verifier", "Blue Door Bar", "age_over_18")
 			r = bar.get(page)
