@@ -25,7 +25,7 @@ import (
 
 var (
 	txCodeRE    = regexp.MustCompile(`id="tx-code">(\d+)<`)
-	offerLinkRE = regexp.MustCompile(`id="offer-link" rows="4" readonly>([^<]+)<`)
+	offerLinkRE = regexp.MustCompile(`id="offer-link"[^>]*>([^<]+)<`)
 	sameRE      = regexp.MustCompile(`id="same-device" href="([^"]+)"`)
 )
 
