@@ -147,6 +147,29 @@ func TestUsageErrors(t *testing.T) {
 	os.WriteFile(bad, []byte(`{"basic": {"per_dya": 1}}`), 0o600)
 	code, _, stderr = run(t, nil, "serve", "--data", data, "--addr", "127.0.0.1:0", "--ledger-profiles", bad)
 	oneLine(t, "typo in profiles", code, 2, stderr, "per_dya")
+	code, _, stderr = run(t, nil, "serve", "--data", data, "--trusted-proxies", "10.0.0.0/8, proxy.example")
+	oneLine(t, "a proxy by name", code, 2, stderr, `"proxy.example" is neither an address nor a CIDR range`)
+	code, _, stderr = run(t, map[string]string{"CIVSTACK_PASSKEY_LIMIT": "0"}, "serve", "--data", data)
+	oneLine(t, "no passkey ceremonies at all", code, 2, stderr, "--passkey-limit must be at least 1")
+}
+
+// TestParseProxies: addresses become single-address ranges, ranges are
+// masked, IPv4 written as IPv6 counts as IPv4.
+func TestParseProxies(t *testing.T) {
+	got, err := parseProxies(" 10.1.2.3/8, 192.0.2.7 ,::ffff:198.51.100.1,fd00::/8,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, p := range got {
+		s = append(s, p.String())
+	}
+	if strings.Join(s, " ") != "10.0.0.0/8 192.0.2.7/32 198.51.100.1/32 fd00::/8" {
+		t.Fatalf("parsed %v", s)
+	}
+	if got, err := parseProxies(""); err != nil || len(got) != 0 {
+		t.Fatalf("no proxies: %v %v", got, err)
+	}
 }
 
 func TestStorageErrors(t *testing.T) {

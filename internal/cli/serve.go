@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -57,8 +58,17 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	country := f.String("payment-country", payment.DefaultConfig.Country, "ISO 3166 country code printed on merchants' QR codes")
 	healthAuthority := f.String("health-authority", "Health Authority", "the organisation whose issuers act as the health authority (decide appeals, issue certificates)")
 	city := f.String("payment-city", payment.DefaultConfig.City, "city printed on merchants' QR codes unless a merchant sets its own")
+	proxies := f.String("trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies in front of the node, whose X-Forwarded-For names the client (for the per-client passkey limit)")
+	ceremonies := f.Int("passkey-limit", 30, "passkey ceremonies (sign-ins, registrations) one client may start a minute, twice that in a burst")
 	if err := f.parse(args, false); err != nil {
 		return err
+	}
+	trusted, err := parseProxies(*proxies)
+	if err != nil {
+		return err
+	}
+	if *ceremonies < 1 {
+		return fmt.Errorf("%w: --passkey-limit must be at least 1", errUsage)
 	}
 	logger, err := newLogger(e, *logFormat, *logLevel)
 	if err != nil {
@@ -254,7 +264,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	go expirePoints(integratorCtx, rw, logger)
 	go flushAccessIndex(integratorCtx, ex, logger)
-	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority},
+	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority,
+		CeremoniesPerMinute: *ceremonies, TrustedProxies: trusted},
 		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode, Identity: ids, Exchange: ex, Rewards: rw})
 	if err != nil {
 		return err
@@ -459,4 +470,27 @@ func banner(ctx context.Context, e *env, n *node, pub *url.URL, listening string
 	}
 	fmt.Fprintln(w, "Press Ctrl-C to stop.")
 	return nil
+}
+
+// parseProxies reads --trusted-proxies: addresses and CIDR ranges, comma
+// separated ("" for none).
+func parseProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(part); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(part)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --trusted-proxies: %q is neither an address nor a CIDR range", errUsage, part)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

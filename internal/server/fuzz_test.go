@@ -1,7 +1,9 @@
 package server
 
 import (
+	"net"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -136,6 +138,43 @@ func FuzzExportDays(f *testing.F) {
 		}
 		if !a.Before(b) || b.Sub(a) > maxExportDays*24*time.Hour || a.Hour() != 0 || b.Hour() != 0 {
 			t.Fatalf("from=%q to=%q: accepted %v to %v", from, to, a, b)
+		}
+	})
+}
+
+// FuzzClientAddr: any X-Forwarded-For never panics; from a peer that is no
+// trusted proxy the header is ignored; and what is returned is the peer or
+// an address the header holds that no trusted proxy owns.
+func FuzzClientAddr(f *testing.F) {
+	for _, s := range []string{"", "198.51.100.7", "203.0.113.1, 198.51.100.7", "10.0.0.2, 10.0.0.3", "::ffff:198.51.100.7", "bogus, 198.51.100.7", ",,,"} {
+		f.Add(s, "10.0.0.1:443")
+		f.Add(s, "192.0.2.9:80")
+	}
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	f.Fuzz(func(t *testing.T, xff, peer string) {
+		r := httptest.NewRequest("POST", "/auth/login/begin", nil)
+		r.RemoteAddr = peer
+		r.Header.Set("X-Forwarded-For", xff)
+		got := clientAddr(r, trusted)
+		host, _, err := net.SplitHostPort(peer)
+		if err != nil {
+			host = peer
+		}
+		if got == host {
+			return
+		}
+		if p, err := netip.ParseAddr(host); err != nil || !isTrusted(p, trusted) {
+			t.Fatalf("peer %q is no trusted proxy, yet the client is %q", peer, got)
+		}
+		a, err := netip.ParseAddr(got)
+		inHeader := false
+		for _, hop := range strings.Split(xff, ",") {
+			if h, err := netip.ParseAddr(strings.TrimSpace(hop)); err == nil && h.Unmap() == a {
+				inHeader = true
+			}
+		}
+		if err != nil || isTrusted(a, trusted) || !inHeader {
+			t.Fatalf("X-Forwarded-For %q from %q gave %q", xff, peer, got)
 		}
 	})
 }

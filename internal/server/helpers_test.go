@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sync"
 	"testing"
@@ -69,9 +70,10 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return string(b.buf) }
 
 type nodeOptions struct {
-	demo  bool
-	store *store.Options           // nil: a fresh SQLite database
-	fault func(point string) error // the exchange's injected failure, if any
+	demo    bool
+	store   *store.Options           // nil: a fresh SQLite database
+	fault   func(point string) error // the exchange's injected failure, if any
+	proxies []netip.Prefix           // the reverse proxies the node trusts
 }
 
 func startNode(t testing.TB, o nodeOptions) *node {
@@ -185,7 +187,7 @@ func startNode(t testing.TB, o nodeOptions) *node {
 			t.Fatal(err)
 		}
 	}
-	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test", LogKey: signer.VerifierKey()},
+	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test", LogKey: signer.VerifierKey(), TrustedProxies: o.proxies},
 		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now, Log: tl, Ledger: eng, Payments: pay,
 			Health: health, HealthNode: hnode, Identity: ids, Exchange: ex, Rewards: rw})
 	if err != nil {

@@ -3,6 +3,8 @@ package server
 import (
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,11 +58,48 @@ func (l *limiter) allow(addr string, now time.Time) bool {
 // limited wraps a handler with the ceremony rate limit.
 func (s *Server) limited(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !s.ceremonies.allow(r.RemoteAddr, s.now()) {
+		if !s.ceremonies.allow(clientAddr(r, s.cfg.TrustedProxies), s.now()) {
 			w.Header().Set("Retry-After", "60")
 			writeProblem(w, http.StatusTooManyRequests, "Too many passkey requests from your address. Wait a minute and try again.")
 			return
 		}
 		h(w, r)
 	}
+}
+
+// clientAddr is the address a request came from: its peer, or, when the
+// peer is a trusted proxy, the nearest address in X-Forwarded-For (read
+// from the right, as each proxy appends) that is not a trusted proxy. A
+// header a client wrote itself sits to the left of what the trusted proxies
+// appended, so it is never reached unless all of those are trusted.
+func clientAddr(r *http.Request, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !isTrusted(peer, trusted) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return host // a hop no proxy would write: count the request as the proxy's
+		}
+		if a = a.Unmap(); !isTrusted(a, trusted) {
+			return a.String()
+		}
+	}
+	return host
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	a = a.Unmap()
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

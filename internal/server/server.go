@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"time"
 
@@ -46,6 +47,11 @@ type Config struct {
 	// CeremoniesPerMinute bounds passkey ceremonies one address may start
 	// (twice that in a burst); default 30.
 	CeremoniesPerMinute int
+	// TrustedProxies are the reverse proxies in front of the node: for a
+	// request from one of them, the client's address (for the limit above)
+	// is the nearest one in X-Forwarded-For that is not a trusted proxy.
+	// Without them, every client behind a proxy shares the proxy's limit.
+	TrustedProxies []netip.Prefix
 	// HealthAuthority names the organisation whose issuers act as the
 	// health authority (officers decide appeals and issue certificates);
 	// default "Health Authority".

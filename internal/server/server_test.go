@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -551,6 +552,37 @@ func TestLoopbackIPRedirectsToPublicURL(t *testing.T) {
 		t.Fatalf("redirect to %q", loc)
 	}
 	expect(t, "healthz by IP", c.get("/healthz"), 200)
+}
+
+// TestRateLimitBehindAProxy: behind a trusted proxy each client has its own
+// limit, and a client cannot escape it by writing X-Forwarded-For itself.
+func TestRateLimitBehindAProxy(t *testing.T) {
+	n := startNode(t, nodeOptions{proxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	limited := func(c *client, tries int) int {
+		k := 0
+		for range tries {
+			if c.postJSON("/auth/login/begin", map[string]string{}).status == http.StatusTooManyRequests {
+				k++
+			}
+		}
+		return k
+	}
+	// The proxy (this test's loopback address) appends each client's address.
+	a, b := newClient(t, n.URL), newClient(t, n.URL)
+	a.header.Set("X-Forwarded-For", "198.51.100.7")
+	b.header.Set("X-Forwarded-For", "198.51.100.8")
+	if k := limited(a, 80); k == 0 || k > 20 {
+		t.Fatalf("%d of 80 quick attempts from one client were limited; want those past the burst of 60", k)
+	}
+	if k := limited(b, 60); k != 0 {
+		t.Fatalf("another client behind the same proxy was limited %d times", k)
+	}
+	// Client a writes a fresh address of its own; the proxy appends the
+	// real one, and that one is counted.
+	a.header.Set("X-Forwarded-For", "203.0.113.1, 198.51.100.7")
+	if k := limited(a, 5); k != 5 {
+		t.Fatalf("a client that wrote its own X-Forwarded-For escaped its limit (%d of 5 limited)", k)
+	}
 }
 
 func TestPasskeyCeremoniesAreRateLimited(t *testing.T) {
