@@ -6,7 +6,9 @@ package web
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -16,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -68,7 +71,7 @@ var funcs = template.FuncMap{
 		}
 		return Date(*t)
 	},
-	"static": func(name string) string { return "/static/" + name },
+	"static": StaticURL,
 	"has":    func(list []string, s string) bool { return slices.Contains(list, s) },
 	"days":   func(d time.Duration) int { return int(d / (24 * time.Hour)) },
 	// pct shows basis points as a percentage; nil is "not enough data".
@@ -106,7 +109,7 @@ var funcs = template.FuncMap{
 		}
 		return m, nil
 	},
-	"htmx": func() string { return "/static/" + HTMXFile },
+	"htmx": func() string { return StaticURL(HTMXFile) },
 	// method names how a payment was made.
 	"method": MethodName,
 }
@@ -183,13 +186,42 @@ func (r *Renderer) Fragment(w http.ResponseWriter, status int, name string, p Pa
 	return err
 }
 
-// Static serves the embedded assets under /static/. Files are immutable per
-// build, so they may be cached for a day.
+// staticVersions are the embedded assets' content digests (12 hex digits),
+// by file name.
+var staticVersions = sync.OnceValue(func() map[string]string {
+	out := map[string]string{}
+	entries, _ := fs.ReadDir(files, "static")
+	for _, e := range entries {
+		if b, err := files.ReadFile("static/" + e.Name()); err == nil {
+			sum := sha256.Sum256(b)
+			out[e.Name()] = hex.EncodeToString(sum[:6])
+		}
+	}
+	return out
+})
+
+// StaticURL is the address pages load an embedded asset from: its name and
+// its content's digest, so that a browser that cached an older build's file
+// fetches the new one as soon as the pages name it.
+func StaticURL(name string) string {
+	if v, ok := staticVersions()[name]; ok {
+		return "/static/" + name + "?v=" + v
+	}
+	return "/static/" + name
+}
+
+// Static serves the embedded assets under /static/. An address with the
+// file's current digest (StaticURL) never changes what it serves, so it is
+// cached for a year; any other is checked again on each use.
 func Static() http.Handler {
 	sub, _ := fs.Sub(files, "static")
 	fsrv := http.FileServerFS(sub)
 	return http.StripPrefix("/static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "public, max-age=86400")
+		if v := r.URL.Query().Get("v"); v != "" && v == staticVersions()[r.URL.Path] {
+			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		} else {
+			w.Header().Set("Cache-Control", "no-cache")
+		}
 		fsrv.ServeHTTP(w, r)
 	}))
 }

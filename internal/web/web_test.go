@@ -52,3 +52,40 @@ func TestPagesRender(t *testing.T) {
 		t.Fatal("rendered a page that does not exist")
 	}
 }
+
+// TestStaticVersions: pages name assets with their content's digest; that
+// address is cached for good, any other is checked again.
+func TestStaticVersions(t *testing.T) {
+	b, err := web.StaticFile("live.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	u := web.StaticURL("live.js")
+	if want := "/static/live.js?v=" + hex.EncodeToString(sum[:6]); u != want {
+		t.Fatalf("StaticURL = %q, want %q", u, want)
+	}
+	h := web.Static()
+	for path, want := range map[string]string{
+		u:                          "public, max-age=31536000, immutable",
+		"/static/live.js":          "no-cache",
+		"/static/live.js?v=0ld0ld": "no-cache",
+	} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		if w.Code != 200 || w.Header().Get("Cache-Control") != want || w.Body.String() != string(b) {
+			t.Errorf("%s: %d, Cache-Control %q, want %q", path, w.Code, w.Header().Get("Cache-Control"), want)
+		}
+	}
+	r, err := web.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	if err := r.Render(w, 200, "error", web.Page{Title: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(w.Body.String(), web.StaticURL("civstack.css")) || !strings.Contains(w.Body.String(), web.StaticURL(web.HTMXFile)) {
+		t.Fatal("the layout does not load its assets by their versioned addresses")
+	}
+}
