@@ -289,7 +289,7 @@ func (s *Server) writeCSV(w http.ResponseWriter, name string, header []string, r
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	w.Header().Set("Cache-Control", "no-store")
-	cw := csv.NewWriter(w)
+	cw := csv.NewWriter(newLongWrite(w))
 	cw.Write(header)
 	for len(rows) > 0 {
 		for _, row := range rows {

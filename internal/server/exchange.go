@@ -462,7 +462,7 @@ func (s *Server) accessDecide(w http.ResponseWriter, r *http.Request, v *viewer)
 // accessJSON streams the citizen's export, verified a page at a time.
 func (s *Server) accessJSON(w http.ResponseWriter, r *http.Request, v *viewer) {
 	started := false
-	err := s.ex.WriteExport(r.Context(), w, func() {
+	err := s.ex.WriteExport(r.Context(), newLongWrite(w), func() {
 		started = true
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Disposition", `attachment; filename="civstack-data-accesses.json"`)
