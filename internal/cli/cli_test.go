@@ -267,6 +267,9 @@ func TestServeLifecycle(t *testing.T) {
 	if code, body := get(t, http.DefaultClient, s.url+"/readyz"); code != 200 || !strings.Contains(body, "sqlite") {
 		t.Fatalf("readyz %d %s", code, body)
 	}
+	if code, body := get(t, http.DefaultClient, s.url+"/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("metrics on the public address: %d", code)
+	}
 	if code := s.stop(t); code != 0 {
 		t.Fatalf("serve exited %d after Ctrl-C", code)
 	}
@@ -306,6 +309,28 @@ func TestServeLifecycle(t *testing.T) {
 	}
 	code, _, stderr = run(t, nil, "keys", "--data", data, "rotate", "banana")
 	oneLine(t, "rotate an unknown purpose", code, 1, stderr, "unknown key purpose")
+}
+
+// TestServeMetricsElsewhere: with --metrics-addr, /metrics is served there
+// and not on the public address.
+func TestServeMetricsElsewhere(t *testing.T) {
+	s := startServe(t, nil, "--data", filepath.Join(t.TempDir(), "d"), "--metrics-addr", "127.0.0.1:0")
+	m := regexp.MustCompile(`metrics:  (http://\S+/metrics) \(not on the public address\)`).FindStringSubmatch(s.out.String())
+	if m == nil {
+		t.Fatalf("the banner does not say where the metrics are:\n%s", s.out.String())
+	}
+	get(t, http.DefaultClient, s.url+"/readyz")
+	if code, body := get(t, http.DefaultClient, m[1]); code != 200 || !strings.Contains(body, `civstack_http_requests_total{code="200",route="GET /readyz"}`) {
+		t.Fatalf("metrics at %s: %d\n%s", m[1], code, body)
+	}
+	if code, _ := get(t, http.DefaultClient, s.url+"/metrics"); code != http.StatusNotFound {
+		t.Fatalf("metrics on the public address too: %d", code)
+	}
+	if code := s.stop(t); code != 0 {
+		t.Fatalf("serve exited %d", code)
+	}
+	code, _, stderr := run(t, nil, "serve", "--data", t.TempDir(), "--metrics-addr", "9100")
+	oneLine(t, "a port without a host", code, 2, stderr, "--metrics-addr")
 }
 
 func TestServeProductionPrintsSetupLink(t *testing.T) {

@@ -59,6 +59,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	healthAuthority := f.String("health-authority", "Health Authority", "the organisation whose issuers act as the health authority (decide appeals, issue certificates)")
 	city := f.String("payment-city", payment.DefaultConfig.City, "city printed on merchants' QR codes unless a merchant sets its own")
 	proxies := f.String("trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies in front of the node, whose X-Forwarded-For names the client (for the per-client passkey limit)")
+	metricsAddr := f.String("metrics-addr", "", "serve /metrics on this address only (e.g. 10.0.0.5:9100, reachable from the monitoring network), not on --addr")
 	ceremonies := f.Int("passkey-limit", 30, "passkey ceremonies (sign-ins, registrations) one client may start a minute, twice that in a burst")
 	if err := f.parse(args, false); err != nil {
 		return err
@@ -87,6 +88,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	if _, _, err := net.SplitHostPort(*addr); err != nil {
 		return fmt.Errorf("%w: --addr %q is not host:port", errUsage, *addr)
+	}
+	if _, _, err := net.SplitHostPort(*metricsAddr); *metricsAddr != "" && err != nil {
+		return fmt.Errorf("%w: --metrics-addr %q is not host:port", errUsage, *metricsAddr)
 	}
 	if _, err := publicURL(*public, *addr, tlsConfig != nil); err != nil {
 		return err
@@ -265,7 +269,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	go expirePoints(integratorCtx, rw, logger)
 	go flushAccessIndex(integratorCtx, ex, logger)
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority,
-		CeremoniesPerMinute: *ceremonies, TrustedProxies: trusted},
+		CeremoniesPerMinute: *ceremonies, TrustedProxies: trusted, MetricsElsewhere: *metricsAddr != ""},
 		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode, Identity: ids, Exchange: ex, Rewards: rw})
 	if err != nil {
 		return err
@@ -281,12 +285,25 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		TLSConfig:         tlsConfig,
 	}
 
-	if err := banner(ctx, e, n, pub, ln.Addr().String(), storage, *demoMode, signer.VerifierKey()); err != nil {
+	// Metrics on a listener of their own, when asked: plain HTTP, for the
+	// monitoring network.
+	var ms *http.Server
+	var mln net.Listener
+	if *metricsAddr != "" {
+		if mln, err = net.Listen("tcp", *metricsAddr); err != nil {
+			return fmt.Errorf("cannot listen on %s for metrics: %w", *metricsAddr, errors.Unwrap(err))
+		}
+		defer mln.Close()
+		ms = &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	}
+
+	if err := banner(ctx, e, n, pub, ln.Addr().String(), storage, *demoMode, signer.VerifierKey(), mln); err != nil {
 		return err
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "database", string(n.db.Dialect()), "demo", *demoMode)
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() {
 		if tlsConfig != nil {
 			errc <- hs.ServeTLS(ln, "", "")
@@ -294,6 +311,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			errc <- hs.Serve(ln)
 		}
 	}()
+	if ms != nil {
+		go func() { errc <- ms.Serve(mln) }()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("server stopped: %w", err)
@@ -302,6 +322,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintln(e.stdout, "Shutting down…")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if ms != nil {
+		ms.Shutdown(shutdownCtx) // only metrics: nothing to finish
+	}
 	if err := hs.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
@@ -438,13 +461,16 @@ func newLogger(e *env, format, level string) (*slog.Logger, error) {
 }
 
 // banner tells the person who started the server where to go.
-func banner(ctx context.Context, e *env, n *node, pub *url.URL, listening string, storage storageFlags, demoMode bool, logKey string) error {
+func banner(ctx context.Context, e *env, n *node, pub *url.URL, listening string, storage storageFlags, demoMode bool, logKey string, metrics net.Listener) error {
 	w := e.stdout
 	fmt.Fprintf(w, "civstack %s is running at %s (listening on %s)\n", Version, pub, listening)
 	fmt.Fprintf(w, "  database: %s\n", storage.describe())
 	fmt.Fprintf(w, "  keys:     %s/keys (log key %s, document key %s)\n", strings.TrimRight(*storage.data, "/"),
 		n.keys.Active(keyring.Log).ID, n.keys.Active(keyring.Document).ID)
 	fmt.Fprintf(w, "  log:      %s/log (verifier key %s)\n", pub, logKey)
+	if metrics != nil {
+		fmt.Fprintf(w, "  metrics:  http://%s/metrics (not on the public address)\n", metrics.Addr())
+	}
 	if demoMode {
 		people, err := n.reg.DemoPeople(ctx)
 		if err != nil {

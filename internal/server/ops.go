@@ -9,7 +9,22 @@ import (
 func (s *Server) opsRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.promReg, promhttp.HandlerOpts{}))
+	if !s.cfg.MetricsElsewhere {
+		mux.Handle("GET /metrics", s.promMetrics())
+	}
+}
+
+func (s *Server) promMetrics() http.Handler {
+	return promhttp.HandlerFor(s.promReg, promhttp.HandlerOpts{})
+}
+
+// MetricsHandler serves /metrics (and /healthz) for a listener of the
+// operator's own, such as one reachable from the monitoring network only.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.promMetrics())
+	mux.HandleFunc("GET /healthz", s.healthz)
+	return mux
 }
 
 // healthz says the process is alive.

@@ -52,6 +52,9 @@ type Config struct {
 	// is the nearest one in X-Forwarded-For that is not a trusted proxy.
 	// Without them, every client behind a proxy shares the proxy's limit.
 	TrustedProxies []netip.Prefix
+	// MetricsElsewhere leaves /metrics off the public handler: the
+	// operator serves MetricsHandler on a listener of its own.
+	MetricsElsewhere bool
 	// HealthAuthority names the organisation whose issuers act as the
 	// health authority (officers decide appeals and issue certificates);
 	// default "Health Authority".
