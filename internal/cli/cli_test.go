@@ -149,6 +149,8 @@ func TestUsageErrors(t *testing.T) {
 	oneLine(t, "typo in profiles", code, 2, stderr, "per_dya")
 	code, _, stderr = run(t, nil, "serve", "--data", data, "--trusted-proxies", "10.0.0.0/8, proxy.example")
 	oneLine(t, "a proxy by name", code, 2, stderr, `"proxy.example" is neither an address nor a CIDR range`)
+	code, _, stderr = run(t, nil, "serve", "--data", data, "--time-zone", "Europe/Bologna")
+	oneLine(t, "a zone that does not exist", code, 2, stderr, "not an IANA time zone")
 	code, _, stderr = run(t, map[string]string{"CIVSTACK_PASSKEY_LIMIT": "0"}, "serve", "--data", data)
 	oneLine(t, "no passkey ceremonies at all", code, 2, stderr, "--passkey-limit must be at least 1")
 }

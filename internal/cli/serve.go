@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	_ "time/tzdata" // --time-zone works on machines without a zone database
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -59,6 +60,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	healthAuthority := f.String("health-authority", "Health Authority", "the organisation whose issuers act as the health authority (decide appeals, issue certificates)")
 	city := f.String("payment-city", payment.DefaultConfig.City, "city printed on merchants' QR codes unless a merchant sets its own")
 	proxies := f.String("trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies in front of the node, whose X-Forwarded-For names the client (for the per-client passkey limit)")
+	zoneName := f.String("time-zone", "UTC", "IANA time zone the pages show times in and the point of sale's days follow (e.g. Europe/Rome); APIs answer in UTC")
 	metricsAddr := f.String("metrics-addr", "", "serve /metrics on this address only (e.g. 10.0.0.5:9100, reachable from the monitoring network), not on --addr")
 	ceremonies := f.Int("passkey-limit", 30, "passkey ceremonies (sign-ins, registrations) one client may start a minute, twice that in a burst")
 	if err := f.parse(args, false); err != nil {
@@ -67,6 +69,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	trusted, err := parseProxies(*proxies)
 	if err != nil {
 		return err
+	}
+	zone, err := time.LoadLocation(*zoneName)
+	if err != nil || *zoneName == "" || *zoneName == "Local" {
+		return fmt.Errorf("%w: --time-zone %q is not an IANA time zone such as Europe/Rome or UTC", errUsage, *zoneName)
 	}
 	if *ceremonies < 1 {
 		return fmt.Errorf("%w: --passkey-limit must be at least 1", errUsage)
@@ -269,7 +275,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	go expirePoints(integratorCtx, rw, logger)
 	go flushAccessIndex(integratorCtx, ex, logger)
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority,
-		CeremoniesPerMinute: *ceremonies, TrustedProxies: trusted, MetricsElsewhere: *metricsAddr != ""},
+		CeremoniesPerMinute: *ceremonies, TrustedProxies: trusted, MetricsElsewhere: *metricsAddr != "", Zone: zone},
 		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode, Identity: ids, Exchange: ex, Rewards: rw})
 	if err != nil {
 		return err

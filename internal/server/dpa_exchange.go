@@ -197,8 +197,8 @@ func (s *Server) dpaAccessesCSV(w http.ResponseWriter, r *http.Request, v *viewe
 			if a.Missing {
 				state = "MISSING from the database"
 			}
-			out = append(out, []string{csvTime(a.Time), strconv.FormatInt(a.LogIndex, 10), a.AgencyName, a.Agency, a.Officer, a.ServiceName,
-				strings.Join(a.Fields, " "), a.Purpose, a.LegalBasis, a.Consent, csvVisible(a), csvTime(a.RetainUntil), state})
+			out = append(out, []string{s.csvTime(a.Time), strconv.FormatInt(a.LogIndex, 10), a.AgencyName, a.Agency, a.Officer, a.ServiceName,
+				strings.Join(a.Fields, " "), a.Purpose, a.LegalBasis, a.Consent, s.csvVisible(a), s.csvTime(a.RetainUntil), state})
 		}
 		return out
 	}
@@ -208,7 +208,7 @@ func (s *Server) dpaAccessesCSV(w http.ResponseWriter, r *http.Request, v *viewe
 		deferred = "deferred"
 	}
 	s.writeCSV(w, csvName("civstack-accesses", s.now(), f.Agency, f.Purpose, deferred),
-		[]string{"time (UTC)", "log entry", "agency", "agency id", "officer", "service", "fields", "purpose", "legal basis", "consent", "visible to the citizen from (UTC)", "may be kept until (UTC)", "record"},
+		s.zoned("time", "log entry", "agency", "agency id", "officer", "service", "fields", "purpose", "legal basis", "consent", "visible to the citizen from", "may be kept until", "record"),
 		rows(as), func() ([][]string, error) {
 			if len(last) < chunk {
 				return nil, nil
@@ -235,13 +235,13 @@ func (s *Server) dpaDeniedCSV(w http.ResponseWriter, r *http.Request, v *viewer)
 	rows := func(rs []*exchange.Request) [][]string {
 		var out [][]string
 		for _, q := range rs {
-			out = append(out, []string{csvTime(q.Created.UnixMilli()), q.ID, q.RequesterName, q.Requester, q.Officer, cmp.Or(q.ServiceName, q.Service),
+			out = append(out, []string{s.csvTime(q.Created.UnixMilli()), q.ID, q.RequesterName, q.Requester, q.Officer, cmp.Or(q.ServiceName, q.Service),
 				strings.Join(q.Fields, " "), q.Purpose, q.LegalBasis, q.State, q.Reason})
 		}
 		return out
 	}
 	s.writeCSV(w, csvName("civstack-denied", s.now(), f.Agency),
-		[]string{"time (UTC)", "request", "agency", "agency id", "officer", "service", "fields", "purpose", "legal basis", "outcome", "reason"},
+		s.zoned("time", "request", "agency", "agency id", "officer", "service", "fields", "purpose", "legal basis", "outcome", "reason"),
 		rows(last), func() ([][]string, error) {
 			if len(last) < chunk {
 				return nil, nil
@@ -260,26 +260,42 @@ func csvName(base string, now time.Time, parts ...string) string {
 			base += "-" + strings.ToLower(part)
 		}
 	}
-	return base + "-" + now.UTC().Format("2006-01-02") + ".csv"
+	return base + "-" + now.UTC().Format("2006-01-02") + ".csv" // the date only names the file
 }
 
 // csvVisible is when the citizen sees an access: "at once", or when its
 // deferral ends.
-func csvVisible(a *exchange.Access) string {
+func (s *Server) csvVisible(a *exchange.Access) string {
 	if a.DeferUntil == 0 {
 		return "at once"
 	}
-	return csvTime(a.DeferUntil)
+	return s.csvTime(a.DeferUntil)
 }
 
-// csvTime is a Unix millisecond time as a spreadsheet reads it (UTC), or
-// empty for none.
-func csvTime(ms int64) string {
+// csvTime is a Unix millisecond time as a spreadsheet reads it, in the
+// node's zone, or empty for none.
+func (s *Server) csvTime(ms int64) string {
 	if ms == 0 {
 		return ""
 	}
-	return time.UnixMilli(ms).UTC().Format(time.DateTime)
+	return time.UnixMilli(ms).In(s.cfg.Zone).Format(time.DateTime)
 }
+
+// zoned is a CSV header whose columns of times (the first, and the ones
+// listed in zonedColumns) name the zone their times are in: "time (UTC)".
+func (s *Server) zoned(cols ...string) []string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = c
+		if i == 0 || zonedColumns[c] {
+			out[i] = c + " (" + s.cfg.Zone.String() + ")"
+		}
+	}
+	return out
+}
+
+// zonedColumns are the columns of times besides each CSV's first.
+var zonedColumns = map[string]bool{"visible to the citizen from": true, "keep until": true, "may be kept until": true}
 
 // writeCSV sends a CSV download called name: the header, the first rows,
 // then whatever next gives until it gives none. The status is sent with

@@ -233,7 +233,7 @@ func (s *Server) agencyOutcome(w http.ResponseWriter, r *http.Request, v *viewer
 		p.Error, status = "Denied: "+req.Reason, http.StatusForbidden
 	case exchange.AwaitConsent:
 		p.Notice = "The policy needs the citizen's consent: the request is waiting in their wallet. It lapses if they do not answer by " +
-			web.Date(req.Lapses) + "."
+			s.pages.Date(req.Lapses) + "."
 	case exchange.Released:
 		p.Notice = "Released. The access is recorded and the citizen can see it."
 		if req.Defer > 0 {
@@ -295,13 +295,13 @@ func (s *Server) agencyReleasesCSV(w http.ResponseWriter, r *http.Request, v *vi
 			case !now.Before(a.Retain()):
 				retention = "passed: delete it"
 			}
-			out = append(out, []string{csvTime(a.Time), a.Request, strconv.FormatInt(a.LogIndex, 10), a.Officer, a.ServiceName,
-				strings.Join(a.Fields, " "), a.Purpose, a.LegalBasis, a.Consent, csvVisible(a), csvTime(a.RetainUntil), retention})
+			out = append(out, []string{s.csvTime(a.Time), a.Request, strconv.FormatInt(a.LogIndex, 10), a.Officer, a.ServiceName,
+				strings.Join(a.Fields, " "), a.Purpose, a.LegalBasis, a.Consent, s.csvVisible(a), s.csvTime(a.RetainUntil), retention})
 		}
 		return out
 	}
 	s.writeCSV(w, csvName("civstack-releases", now, m.OrgID),
-		[]string{"time (UTC)", "request", "log entry", "officer", "service", "fields", "purpose", "legal basis", "consent", "visible to the citizen from (UTC)", "keep until (UTC)", "retention"},
+		s.zoned("time", "request", "log entry", "officer", "service", "fields", "purpose", "legal basis", "consent", "visible to the citizen from", "keep until", "retention"),
 		rows(last), func() ([][]string, error) {
 			if len(last) < chunk {
 				return nil, nil
@@ -427,7 +427,7 @@ func (s *Server) accessDecide(w http.ResponseWriter, r *http.Request, v *viewer)
 		if err == nil {
 			notice = "Refused. " + req.RequesterName + " is told, and gets nothing."
 			if req.State == exchange.Consented {
-				notice = "Approved. " + req.RequesterName + " may collect the data once, until " + web.Date(req.Lapses) +
+				notice = "Approved. " + req.RequesterName + " may collect the data once, until " + s.pages.Date(req.Lapses) +
 					"; then the access appears below. Until then you can still withdraw your consent."
 			}
 		}
@@ -449,7 +449,7 @@ func (s *Server) accessDecide(w http.ResponseWriter, r *http.Request, v *viewer)
 		case req.State == exchange.RefusedConsent:
 			answer = "refused it"
 		}
-		s.renderAccess(w, r, v, http.StatusOK, web.Page{Notice: "You " + answer + " already, on " + web.Date(req.Decided) + "; nothing changed."})
+		s.renderAccess(w, r, v, http.StatusOK, web.Page{Notice: "You " + answer + " already, on " + s.pages.Date(req.Decided) + "; nothing changed."})
 		return
 	}
 	if err != nil {

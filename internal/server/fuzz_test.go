@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	_ "time/tzdata" // the zones, whatever the machine has
 
 	"github.com/civstack/civstack/internal/exchange"
 )
@@ -130,14 +131,20 @@ func FuzzExportDays(f *testing.F) {
 	for _, s := range [][2]string{{"", ""}, {"2026-12-01", "2026-12-31"}, {"2026-12-31", "2026-12-01"}, {"yesterday", ""}, {"0001-01-01", "9999-12-31"}, {"2026-02-30", ""}} {
 		f.Add(s[0], s[1])
 	}
-	today := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	rome, err := time.LoadLocation("Europe/Rome") // daylight saving time: days of 23 and 25 hours
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, from, to string) {
-		a, b, msg := exportDays(url.Values{"from": {from}, "to": {to}}, today)
-		if msg != "" {
-			return
-		}
-		if !a.Before(b) || b.Sub(a) > maxExportDays*24*time.Hour || a.Hour() != 0 || b.Hour() != 0 {
-			t.Fatalf("from=%q to=%q: accepted %v to %v", from, to, a, b)
+		for _, zone := range []*time.Location{time.UTC, rome} {
+			today := time.Date(2026, 12, 6, 0, 0, 0, 0, zone)
+			a, b, msg := exportDays(url.Values{"from": {from}, "to": {to}}, today)
+			if msg != "" {
+				continue
+			}
+			if !a.Before(b) || b.After(a.AddDate(0, 0, maxExportDays)) || a.Hour() != 0 || b.Hour() != 0 || a.Location() != zone {
+				t.Fatalf("from=%q to=%q in %s: accepted %v to %v", from, to, zone, a, b)
+			}
 		}
 	})
 }

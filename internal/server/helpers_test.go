@@ -74,6 +74,7 @@ type nodeOptions struct {
 	store   *store.Options           // nil: a fresh SQLite database
 	fault   func(point string) error // the exchange's injected failure, if any
 	proxies []netip.Prefix           // the reverse proxies the node trusts
+	zone    *time.Location           // the pages' time zone (nil: UTC)
 }
 
 func startNode(t testing.TB, o nodeOptions) *node {
@@ -187,7 +188,7 @@ func startNode(t testing.TB, o nodeOptions) *node {
 			t.Fatal(err)
 		}
 	}
-	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test", LogKey: signer.VerifierKey(), TrustedProxies: o.proxies},
+	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test", LogKey: signer.VerifierKey(), TrustedProxies: o.proxies, Zone: o.zone},
 		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now, Log: tl, Ledger: eng, Payments: pay,
 			Health: health, HealthNode: hnode, Identity: ids, Exchange: ex, Rewards: rw})
 	if err != nil {

@@ -31,8 +31,15 @@ type demoWorld struct {
 
 func startDemo(t *testing.T, e storetest.Engine) *demoWorld {
 	t.Helper()
+	return startDemoWith(t, e, nodeOptions{})
+}
+
+// startDemoWith is startDemo with more of the node's options.
+func startDemoWith(t *testing.T, e storetest.Engine, o nodeOptions) *demoWorld {
+	t.Helper()
 	opts := e.Open(t)
-	n := startNode(t, nodeOptions{demo: true, store: &opts})
+	o.demo, o.store = true, &opts
+	n := startNode(t, o)
 	ctx := context.Background()
 	w := &demoWorld{n: n, people: map[string]string{}, orgs: map[string]string{}}
 	people, err := n.reg.DemoPeople(ctx)

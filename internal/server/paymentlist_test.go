@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+	_ "time/tzdata"
 
 	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/store/storetest"
@@ -162,5 +164,48 @@ func TestPaymentLists(t *testing.T) {
 			expectProblem(t, "a made-up page", till.get("/api/v1/payments?before=x"), http.StatusBadRequest, "not a next field")
 			expect(t, "a citizen", amira.get("/pos/"+li+"/sales.csv"), http.StatusForbidden)
 		})
+	}
+}
+
+// TestPaymentDaysInZone: with --time-zone Europe/Rome the point of sale's
+// day is Rome's, the pages show Rome's time, and the CSV says its zone.
+func TestPaymentDaysInZone(t *testing.T) {
+	rome, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := startDemoWith(t, storetest.Engines(t)[0], nodeOptions{zone: rome})
+	// 23:30 UTC is 00:30 the next day in Rome (CET, UTC+1).
+	at := time.Date(2026, 12, 10, 23, 30, 0, 0, time.UTC)
+	w.n.clock.add(time.Until(at))
+	li := w.orgs["Li's Dumpling Cart"]
+	amira, liWei := w.as(t, "Amira Haddad"), w.as(t, "Li Wei")
+	prof, err := w.n.pay.Merchant(context.Background(), li)
+	if err != nil {
+		t.Fatal(err)
+	}
+	static, err := w.n.pay.StaticCode(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "pay at 00:30 in Rome", payByPayload(t, amira, static, "2.00"), http.StatusSeeOther)
+	// 40 minutes later it is the next day in UTC, still the same in Rome.
+	w.n.clock.add(40 * time.Minute)
+	r := liWei.get("/pos/" + li + "/sales")
+	expect(t, "Rome's day", r, http.StatusOK, `1 payment · taken <strong id="sales-total">2.00</strong>`)
+	if !regexp.MustCompile(`<td data-label="Time">00:3\d:\d\d</td>`).MatchString(r.body) {
+		t.Fatalf("the sale's time is not Rome's:\n%s", r.body)
+	}
+	expect(t, "the wallet shows Rome's time", amira.get("/wallet"), http.StatusOK, "11 Dec 2026 00:3")
+	csvAt := liWei.get("/pos/" + li + "/sales.csv?from=2026-12-11&to=2026-12-11")
+	recs, err := csv.NewReader(strings.NewReader(csvAt.body)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || recs[0][0] != "time (Europe/Rome)" || !strings.HasPrefix(recs[1][0], "2026-12-11 00:3") {
+		t.Fatalf("Rome's 11 December as CSV:\n%s", csvAt.body)
+	}
+	if before := liWei.get("/pos/" + li + "/sales.csv?from=2026-12-10&to=2026-12-10"); strings.Count(before.body, "\n") != 1 {
+		t.Fatalf("Rome's 10 December holds the sale made on the 11th:\n%s", before.body)
 	}
 }

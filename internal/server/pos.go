@@ -47,10 +47,10 @@ func (s *Server) pos(h func(http.ResponseWriter, *http.Request, *viewer, string)
 	})
 }
 
-// startOfDay is midnight UTC of now.
+// startOfDay is midnight of now, in the node's zone.
 func (s *Server) startOfDay() time.Time {
-	n := s.now().UTC()
-	return time.Date(n.Year(), n.Month(), n.Day(), 0, 0, 0, 0, time.UTC)
+	n := s.now().In(s.cfg.Zone)
+	return time.Date(n.Year(), n.Month(), n.Day(), 0, 0, 0, 0, s.cfg.Zone)
 }
 
 // posShownDefault is how many of the day's payments the point of sale
@@ -63,7 +63,8 @@ func posShown() int { return int(cmp.Or(shownPOS.Load(), posShownDefault)) }
 const maxExportDays = 366
 
 // posSalesCSV is the merchant's payments and refunds from one day to
-// another (both included, UTC), oldest first, as a spreadsheet.
+// another (both included, in the node's zone), oldest first, as a
+// spreadsheet.
 func (s *Server) posSalesCSV(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
 	if _, err := s.pay.Merchant(r.Context(), org); err != nil {
 		s.posError(w, r, v, org, err)
@@ -88,7 +89,7 @@ func (s *Server) posSalesCSV(w http.ResponseWriter, r *http.Request, v *viewer, 
 			if p.Kind == payment.KindRefund {
 				kind, amount, left = "refund", -p.Amount, ""
 			}
-			out = append(out, []string{p.CreatedAt.UTC().Format(time.DateTime), kind, payment.Money(amount), left, web.MethodName(p.Method),
+			out = append(out, []string{s.csvTime(p.CreatedAt.UnixMilli()), kind, payment.Money(amount), left, web.MethodName(p.Method),
 				p.Reference, p.ID, p.Original, s.cfg.PublicURL.String() + "/receipts/" + p.ID})
 		}
 		return out, nil
@@ -100,7 +101,7 @@ func (s *Server) posSalesCSV(w http.ResponseWriter, r *http.Request, v *viewer, 
 	}
 	cur := s.pay.Config().CurrencyCode
 	s.writeCSV(w, "civstack-sales-"+from.Format(time.DateOnly)+"-to-"+to.AddDate(0, 0, -1).Format(time.DateOnly)+".csv",
-		[]string{"time (UTC)", "kind", "amount (" + cur + ")", "not refunded (" + cur + ")", "how", "reference", "payment", "refund of", "receipt"},
+		s.zoned("time", "kind", "amount ("+cur+")", "not refunded ("+cur+")", "how", "reference", "payment", "refund of", "receipt"),
 		first, func() ([][]string, error) {
 			if len(last) < chunk {
 				return nil, nil
@@ -109,16 +110,17 @@ func (s *Server) posSalesCSV(w http.ResponseWriter, r *http.Request, v *viewer, 
 		})
 }
 
-// exportDays reads a download's first and last day (YYYY-MM-DD, UTC; both
-// default to today) as the times from the first's start until the last's
-// end, or says what is wrong with them.
+// exportDays reads a download's first and last day (YYYY-MM-DD in the
+// node's zone; both default to today) as the times from the first's start
+// until the last's end, or says what is wrong with them.
 func exportDays(q url.Values, today time.Time) (from, to time.Time, msg string) {
+	zone := today.Location()
 	day := func(name string) (time.Time, bool) {
 		v := q.Get(name)
 		if v == "" {
 			return today, true
 		}
-		d, err := time.Parse(time.DateOnly, v)
+		d, err := time.ParseInLocation(time.DateOnly, v, zone)
 		return d, err == nil
 	}
 	from, ok1 := day("from")
@@ -128,7 +130,7 @@ func exportDays(q url.Values, today time.Time) (from, to time.Time, msg string) 
 		return from, last, "Give the days as dates (YYYY-MM-DD)."
 	case last.Before(from):
 		return from, last, "The last day is before the first."
-	case last.Sub(from) >= maxExportDays*24*time.Hour:
+	case !last.Before(from.AddDate(0, 0, maxExportDays)):
 		return from, last, "One download covers at most " + strconv.Itoa(maxExportDays) + " days."
 	}
 	return from, last.AddDate(0, 0, 1), ""

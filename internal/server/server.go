@@ -52,6 +52,9 @@ type Config struct {
 	// is the nearest one in X-Forwarded-For that is not a trusted proxy.
 	// Without them, every client behind a proxy shares the proxy's limit.
 	TrustedProxies []netip.Prefix
+	// Zone is the time zone pages show times in and the point of sale's
+	// days follow; nil is UTC. APIs answer in UTC (RFC 3339) whatever it is.
+	Zone *time.Location
 	// MetricsElsewhere leaves /metrics off the public handler: the
 	// operator serves MetricsHandler on a listener of its own.
 	MetricsElsewhere bool
@@ -136,7 +139,10 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("passkeys for %s: %w (use a host name such as localhost, not an IP address)", origin, err)
 	}
-	pages, err := web.New()
+	if cfg.Zone == nil {
+		cfg.Zone = time.UTC
+	}
+	pages, err := web.NewIn(cfg.Zone)
 	if err != nil {
 		return nil, err
 	}

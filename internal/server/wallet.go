@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/civstack/civstack/internal/barcode"
 	"github.com/civstack/civstack/internal/payment"
@@ -104,7 +103,7 @@ func (s *Server) walletCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
 			if h.PayeeOrg != "" {
 				receipt = s.cfg.PublicURL.String() + "/receipts/" + h.ID
 			}
-			out = append(out, []string{h.CreatedAt.UTC().Format(time.DateTime), h.Other, payment.Money(h.Signed), web.MethodName(h.Method), h.Reference, h.ID, receipt})
+			out = append(out, []string{s.csvTime(h.CreatedAt.UnixMilli()), h.Other, payment.Money(h.Signed), web.MethodName(h.Method), h.Reference, h.ID, receipt})
 		}
 		return out, nil
 	}
@@ -114,7 +113,7 @@ func (s *Server) walletCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	s.writeCSV(w, csvName("civstack-payments", s.now()),
-		[]string{"time (UTC)", "with", "amount (" + s.pay.Config().CurrencyCode + ")", "how", "reference", "payment", "receipt"},
+		s.zoned("time", "with", "amount ("+s.pay.Config().CurrencyCode+")", "how", "reference", "payment", "receipt"),
 		first, func() ([][]string, error) {
 			if len(last) < chunk {
 				return nil, nil

@@ -58,19 +58,41 @@ type Page struct {
 // Renderer renders the embedded templates. Safe for concurrent use.
 type Renderer struct {
 	pages map[string]*template.Template
+	zone  *time.Location
 }
 
-// Date is how pages show a time, and how messages built for a page do.
-func Date(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") }
+// Date is how pages show a time in UTC.
+func Date(t time.Time) string { return DateIn(t, time.UTC) }
+
+// DateIn is how pages show a time in a zone: "6 Dec 2026 14:05 CET".
+func DateIn(t time.Time, zone *time.Location) string {
+	return t.In(zone).Format("2 Jan 2006 15:04 MST")
+}
+
+// Date is how this renderer's pages show a time (in its zone), and how
+// messages built for them do.
+func (r *Renderer) Date(t time.Time) string { return DateIn(t, r.zone) }
+
+// Zone is the time zone the pages show times in.
+func (r *Renderer) Zone() *time.Location { return r.zone }
+
+// zoned are the functions that show times, in zone.
+func zoned(zone *time.Location) template.FuncMap {
+	return template.FuncMap{
+		"date": func(t time.Time) string { return DateIn(t, zone) },
+		"datep": func(t *time.Time) string {
+			if t == nil {
+				return "never"
+			}
+			return DateIn(*t, zone)
+		},
+		"clock":  func(t time.Time) string { return t.In(zone).Format("15:04:05") },
+		"clockz": func(t time.Time) string { return t.In(zone).Format("15:04:05 MST") },
+		"zone":   func() string { return zone.String() },
+	}
+}
 
 var funcs = template.FuncMap{
-	"date": Date,
-	"datep": func(t *time.Time) string {
-		if t == nil {
-			return "never"
-		}
-		return Date(*t)
-	},
 	"static": StaticURL,
 	"has":    func(list []string, s string) bool { return slices.Contains(list, s) },
 	"days":   func(d time.Duration) int { return int(d / (24 * time.Hour)) },
@@ -93,7 +115,6 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%s%d.%02d", sign, cents/100, cents%100)
 	},
-	"clock": func(t time.Time) string { return t.UTC().Format("15:04:05") },
 	// dict gives a partial more than one value: dict "Key" value "Key2" value2.
 	"dict": func(kv ...any) (map[string]any, error) {
 		if len(kv)%2 != 0 {
@@ -127,9 +148,12 @@ var methodNames = map[string]string{"qr": "wallet scan (shop QR)", "sale": "wall
 	"p2p": "person to person", "refund": "refund"}
 
 // New parses every page template together with the layout and the
-// partials (tables more than one page shows).
-func New() (*Renderer, error) {
-	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/partials/*.html")
+// partials (tables more than one page shows); its pages show times in UTC.
+func New() (*Renderer, error) { return NewIn(time.UTC) }
+
+// NewIn is New with pages that show times in zone.
+func NewIn(zone *time.Location) (*Renderer, error) {
+	layout, err := template.New("layout.html").Funcs(funcs).Funcs(zoned(zone)).ParseFS(files, "templates/layout.html", "templates/partials/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("parse layout: %w", err)
 	}
@@ -137,7 +161,7 @@ func New() (*Renderer, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Renderer{pages: map[string]*template.Template{}}
+	r := &Renderer{pages: map[string]*template.Template{}, zone: zone}
 	for _, n := range names {
 		base := path.Base(n)
 		if base == "layout.html" {

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+	_ "time/tzdata"
 
 	"github.com/civstack/civstack/internal/web"
 )
@@ -87,5 +89,30 @@ func TestStaticVersions(t *testing.T) {
 	}
 	if !strings.Contains(w.Body.String(), web.StaticURL("civstack.css")) || !strings.Contains(w.Body.String(), web.StaticURL(web.HTMXFile)) {
 		t.Fatal("the layout does not load its assets by their versioned addresses")
+	}
+}
+
+// TestZone: pages show times in the renderer's zone, with its abbreviation.
+func TestZone(t *testing.T) {
+	rome, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 6, 14, 5, 0, 0, time.UTC)
+	summer := time.Date(2026, 7, 1, 14, 5, 0, 0, time.UTC)
+	r, err := web.NewIn(rome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for got, want := range map[string]string{
+		r.Date(at): "6 Dec 2026 15:05 CET", r.Date(summer): "1 Jul 2026 16:05 CEST",
+		web.Date(at): "6 Dec 2026 14:05 UTC", web.DateIn(at, rome): "6 Dec 2026 15:05 CET",
+	} {
+		if got != want {
+			t.Errorf("%q, want %q", got, want)
+		}
+	}
+	if r.Zone() != rome {
+		t.Fatal("the renderer's zone")
 	}
 }
