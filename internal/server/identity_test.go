@@ -115,6 +115,10 @@ func TestIdentityOverHTTP(t *testing.T) {
 				t.Fatalf("an offer's claims or code are stored in clear: %q %q", claimsCol, linkCol)
 			}
 			expect(t, "offer waits in the wallet", amira.get("/wallet/credentials"), http.StatusOK, "National identity (PID) from Civil Registry Office")
+			expect(t, "her home says so", amira.get("/"), http.StatusOK, `id="offers-waiting"`, "An issuer offers you a credential")
+			if strings.Contains(w.as(t, "Jonas Weber").get("/").body, `id="offers-waiting"`) {
+				t.Fatal("another citizen's home tells of Amira's offer")
+			}
 			wrong := "000000"
 			if tx == wrong {
 				wrong = "111111"
@@ -123,6 +127,9 @@ func TestIdentityOverHTTP(t *testing.T) {
 			expect(t, "wrong code", r, http.StatusBadRequest, "Wrong transaction code")
 			r = amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}})
 			expect(t, "accept", r, http.StatusOK, "10 single-use copies", "Over 18", "1990-05-01", "Bologna", "IT, TN", "10 of 10 single-use copies left")
+			if strings.Contains(amira.get("/").body, `id="offers-waiting"`) {
+				t.Fatal("her home still tells of the offer she accepted")
+			}
 			r = amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}})
 			expect(t, "offer used twice", r, http.StatusBadRequest, "has been used or has expired")
 			r = amira.postForm("/wallet/credentials/accept", url.Values{"offer": {"openid-credential-offer://?credential_offer=%7B%7D"}, "tx_code": {tx}})

@@ -122,7 +122,16 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		s.failErr(w, r, err)
 		return
 	}
-	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v), "Asking": asking, "Disclosed": disclosed}})
+	offers := 0
+	if s.id != nil {
+		waiting, err := s.id.PendingOffers(r.Context(), v.person.ID)
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
+		offers = len(waiting)
+	}
+	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v), "Asking": asking, "Disclosed": disclosed, "Offers": offers}})
 }
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
