@@ -6,6 +6,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -466,5 +468,61 @@ func TestPointsExpire(t *testing.T) {
 			t.Fatalf("balance %d, want 0 once day 2's points are old too", b)
 		}
 		w.audit(t)
+	})
+}
+
+// TestHonoured: a partner's honoured vouchers, the latest first, page by
+// page without a gap or a repeat (two honoured at the same instant
+// included), and only its own.
+func TestHonoured(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db, rewards.DefaultConfig)
+		var bought []*rewards.Voucher
+		for day := range 4 { // 3 rides a day, 25 points: a museum entry each day
+			w.rides(t, "amira", fmt.Sprintf("d%d-1", day), fmt.Sprintf("d%d-2", day), fmt.Sprintf("d%d-3", day))
+			v, err := w.svc.Buy(ctx, "amira", "museum-entry", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			bought = append(bought, v)
+			w.clock.add(24 * time.Hour)
+		}
+		for i, v := range bought {
+			if i == 2 {
+				w.clock.add(time.Minute) // the last two at the same instant
+			}
+			code, err := w.svc.Code(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.svc.Redeem(ctx, museum, code); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var seen []string
+		before, id := time.Time{}, ""
+		for range 5 {
+			page, err := w.svc.Honoured(ctx, museum, before, id, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range page {
+				if v.State != rewards.Used || v.Partner != museum || (len(seen) > 0 && v.Used.After(before)) {
+					t.Fatalf("honoured: %+v after %v", v, before)
+				}
+				seen = append(seen, v.ID)
+				before, id = v.Used, v.ID
+			}
+			if len(page) < 3 {
+				break
+			}
+		}
+		if len(seen) != 4 || len(slices.Compact(slices.Sorted(slices.Values(seen)))) != 4 {
+			t.Fatalf("the pages gave %v, want the 4 vouchers once each", seen)
+		}
+		if other, err := w.svc.Honoured(ctx, transit, time.Time{}, "", 10); err != nil || len(other) != 0 {
+			t.Fatalf("the transit company honoured %d, %v", len(other), err)
+		}
 	})
 }

@@ -228,6 +228,17 @@ func (s *Service) Vouchers(ctx context.Context, personID string) ([]*Voucher, er
 	return s.vouchers(ctx, `v.person_id = $1 ORDER BY v.created_at DESC, v.id DESC`, personID)
 }
 
+// Honoured lists the vouchers a partner has honoured, the latest first,
+// limit at a time from below a place (the zero time: from the latest): for
+// the partner's accounts. It names no citizen.
+func (s *Service) Honoured(ctx context.Context, partnerOrg string, before time.Time, beforeID string, limit int) ([]*Voucher, error) {
+	if before.IsZero() {
+		return s.vouchers(ctx, `v.partner_org = $1 AND v.state = $2 ORDER BY v.used_at DESC, v.id LIMIT $3`, partnerOrg, Used, limit)
+	}
+	return s.vouchers(ctx, `v.partner_org = $1 AND v.state = $2 AND (v.used_at < $3 OR v.used_at = $3 AND v.id > $4) ORDER BY v.used_at DESC, v.id LIMIT $5`,
+		partnerOrg, Used, before.UnixMilli(), beforeID, limit)
+}
+
 // VoucherOf returns one of a citizen's vouchers.
 func (s *Service) VoucherOf(ctx context.Context, personID, id string) (*Voucher, error) {
 	vs, err := s.vouchers(ctx, `v.person_id = $1 AND v.id = $2`, personID, id)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
@@ -34,6 +35,7 @@ func (s *Server) rewardsRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /rewards/{org}", s.orgRole(registry.Partner, s.partnerPage))
 	mux.HandleFunc("POST /rewards/{org}/events", s.orgRole(registry.Partner, s.partnerRecord))
 	mux.HandleFunc("POST /rewards/{org}/vouchers", s.orgRole(registry.Partner, s.partnerRedeem))
+	mux.HandleFunc("GET /rewards/{org}/vouchers.csv", s.orgRole(registry.Partner, s.partnerVouchersCSV))
 }
 
 var rewardsSentinels = []sentinel{{rewards.ErrInvalid, 400}, {rewards.ErrNotFound, 404}, {rewards.ErrNotMember, 404}, {rewards.ErrCap, 409},
@@ -184,6 +186,42 @@ func (s *Server) voucherPage(w http.ResponseWriter, r *http.Request, v *viewer) 
 	s.render(w, r, v, http.StatusOK, "voucher", p)
 }
 
+// honouredShown is how many of the vouchers it honoured the partner's page
+// lists; the CSV has them all.
+const honouredShown = 20
+
+// partnerVouchersCSV is every voucher the partner honoured, the latest
+// first, for its accounts (no citizen named).
+func (s *Server) partnerVouchersCSV(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {
+	chunk := dpaExportChunk()
+	var last []*rewards.Voucher
+	page := func(before time.Time, id string) ([][]string, error) {
+		vs, err := s.rw.Honoured(r.Context(), m.OrgID, before, id, chunk)
+		if err != nil {
+			return nil, err
+		}
+		last = vs
+		var out [][]string
+		for _, x := range vs {
+			out = append(out, []string{s.csvTime(x.Used.UnixMilli()), x.ID, x.Name, strconv.FormatInt(x.Price, 10)})
+		}
+		return out, nil
+	}
+	first, err := page(time.Time{}, "")
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	s.writeCSV(w, csvName("civstack-vouchers-honoured", s.now(), m.OrgID), s.zoned("honoured", "voucher", "item", "points"),
+		first, func() ([][]string, error) {
+			if len(last) < chunk {
+				return nil, nil
+			}
+			end := last[len(last)-1]
+			return page(end.Used, end.ID)
+		})
+}
+
 func (s *Server) partnerPage(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {
 	s.renderPartner(w, r, v, m, http.StatusOK, web.Page{})
 }
@@ -211,8 +249,14 @@ func (s *Server) renderPartner(w http.ResponseWriter, r *http.Request, v *viewer
 			honoured = append(honoured, it)
 		}
 	}
+	used, err := s.rw.Honoured(r.Context(), m.OrgID, time.Time{}, "", honouredShown)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
 	p.Title = "Rewards · " + m.OrgName
-	p.Data = map[string]any{"Org": m.OrgID, "OrgName": m.OrgName, "Rules": mine, "Items": honoured, "EventID": "console-" + newNonce()}
+	p.Data = map[string]any{"Org": m.OrgID, "OrgName": m.OrgName, "Rules": mine, "Items": honoured, "EventID": "console-" + newNonce(),
+		"Used": used, "UsedShown": honouredShown}
 	s.render(w, r, v, status, "partner", p)
 }
 

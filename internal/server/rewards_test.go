@@ -96,6 +96,19 @@ func TestRewardsOverHTTP(t *testing.T) {
 			expect(t, "another partner scans it", gates.postJSON("/api/v1/rewards/vouchers/redeem", map[string]string{"code": code[1]}), http.StatusForbidden, "honoured by City Museum")
 			expect(t, "the museum scans it", museumDesk.postJSON("/api/v1/rewards/vouchers/redeem", map[string]string{"code": code[1]}), http.StatusOK, `"state":"used"`)
 			expect(t, "a second scan", museumDesk.postJSON("/api/v1/rewards/vouchers/redeem", map[string]string{"code": code[1]}), http.StatusConflict, "was used")
+
+			// The museum's accounts: what it honoured, naming no citizen.
+			lena := w.as(t, "Lena Fischer")
+			expect(t, "the museum's console lists it", lena.get("/rewards/"+museum), http.StatusOK, "Vouchers honoured", "Museum entry", "Every voucher honoured, as CSV")
+			honoured := lena.get("/rewards/" + museum + "/vouchers.csv")
+			expect(t, "the museum's CSV", honoured, http.StatusOK, "honoured (UTC),voucher,item,points", "Museum entry")
+			if strings.Count(honoured.body, "\n") != 2 || strings.Contains(honoured.body, w.people["Amira Haddad"]) || strings.Contains(honoured.body, "Amira") {
+				t.Fatalf("the museum's CSV: want one voucher and no citizen:\n%s", honoured.body)
+			}
+			if theirs := ben.get("/rewards/" + transit + "/vouchers.csv"); strings.Count(theirs.body, "\n") != 1 {
+				t.Fatalf("the transit company honoured nothing, yet:\n%s", theirs.body)
+			}
+			expect(t, "another partner's CSV", ben.get("/rewards/"+museum+"/vouchers.csv"), http.StatusNotFound)
 			expect(t, "buying without points", amira.postForm("/wallet/rewards/vouchers", map[string][]string{"item": {"transit-day-pass"}}), http.StatusConflict, "nothing was spent")
 
 			jonas := w.as(t, "Jonas Weber")
