@@ -3,6 +3,8 @@ package tlog
 import (
 	"context"
 	"fmt"
+	"maps"
+	"sync"
 )
 
 // Recorded is an entry as stored, with its index.
@@ -40,9 +42,43 @@ func (l *Log) Recent(ctx context.Context, size int64, n int, kind Kind) ([]Recor
 	return out, rows.Err()
 }
 
-// Counts returns how many entries of each kind lie below size.
+// Counts returns how many entries of each kind lie below size. Entries
+// below a checkpoint never change, so the counts are kept from one call to
+// the next and each call reads only the entries added since: the public
+// log page asks on every load, and a full count grows with the log.
 func (l *Log) Counts(ctx context.Context, size int64) (map[Kind]int64, error) {
-	rows, err := l.db.Reader().QueryContext(ctx, "SELECT kind, COUNT(*) FROM tlog_entries WHERE idx < $1 GROUP BY kind", size)
+	l.counts.mu.Lock()
+	defer l.counts.mu.Unlock()
+	from, base := l.counts.size, l.counts.byKind
+	if size < from || base == nil {
+		from, base = 0, nil // an older size than counted (another node's checkpoint lagging): count afresh
+	}
+	delta, err := l.countBetween(ctx, from, size)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[Kind]int64, len(base)+len(delta))
+	for k, n := range base {
+		out[k] = n
+	}
+	for k, n := range delta {
+		out[k] += n
+	}
+	if size >= l.counts.size {
+		l.counts.size, l.counts.byKind = size, out
+	}
+	return maps.Clone(out), nil
+}
+
+// entryCounts are the counts Counts kept: by kind, below size.
+type entryCounts struct {
+	mu     sync.Mutex
+	size   int64
+	byKind map[Kind]int64
+}
+
+func (l *Log) countBetween(ctx context.Context, from, to int64) (map[Kind]int64, error) {
+	rows, err := l.db.Reader().QueryContext(ctx, "SELECT kind, COUNT(*) FROM tlog_entries WHERE idx >= $1 AND idx < $2 GROUP BY kind", from, to)
 	if err != nil {
 		return nil, fmt.Errorf("count entries: %w", err)
 	}

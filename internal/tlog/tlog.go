@@ -44,6 +44,7 @@ type Log struct {
 	now    func() time.Time
 	upper  hashCache // stored hashes of upper tree levels, for proofs
 	hooks  atomic.Pointer[[]IntegrateHook]
+	counts entryCounts // what Counts counted so far
 }
 
 // IntegrateHook runs inside Integrate's transaction after the entries
