@@ -471,9 +471,14 @@ const IssuedShown = 100
 // Issued lists the issuer's latest IssuedShown issuances, newest first, or,
 // for a citizen's wallet id, every issuance to that citizen.
 func (s *Service) Issued(ctx context.Context, iss *Issuer, personID string) ([]IssuedBatch, error) {
-	where, args, limit := "WHERE issuer_org = $1", []any{iss.OrgID}, fmt.Sprintf(" LIMIT %d", IssuedShown)
+	// The latest: the batches among the newest rows (a batch has at most
+	// BatchSize rows, so IssuedShown×BatchSize rows hold the newest
+	// IssuedShown batches), by the index on the issuer's issue times,
+	// rather than grouping every row the issuer ever wrote.
+	where, args, limit := fmt.Sprintf("WHERE issuer_org = $1 AND batch_id IN (SELECT batch_id FROM id_issued WHERE issuer_org = $1 ORDER BY issued_at DESC LIMIT %d)",
+		IssuedShown*BatchSize), []any{iss.OrgID}, fmt.Sprintf(" LIMIT %d", IssuedShown)
 	if personID != "" {
-		where, args, limit = where+" AND person_id = $2", append(args, personID), ""
+		where, args, limit = "WHERE issuer_org = $1 AND person_id = $2", append(args, personID), ""
 	}
 	rows, err := s.db.Reader().QueryContext(ctx, `SELECT batch_id, type_id, person_id, COUNT(*), MAX(status), MIN(issued_at), MIN(expires_at) FROM id_issued
 		`+where+` GROUP BY batch_id, type_id, person_id ORDER BY MIN(issued_at) DESC`+limit, args...)

@@ -63,6 +63,26 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			}
 			// past is how her page tells how one request ended ("" if not listed).
 			at := func(d time.Duration) string { return web.Date(w.n.clock.now().Add(d)) }
+			// around does act and gives the minute, as pages show it, just
+			// before and just after: a time the page shows of act is one
+			// of them (a minute may turn meanwhile).
+			around := func(act func()) [2]string {
+				before := at(0)
+				act()
+				return [2]string{before, at(0)}
+			}
+			// aroundAt is around for the minute d after act, and d2 after.
+			aroundAt := func(d, d2 time.Duration, act func()) (first, second [2]string) {
+				b, b2 := at(d), at(d2)
+				act()
+				return [2]string{b, at(d)}, [2]string{b2, at(d2)}
+			}
+			sayOne := func(what, got, format string, minutes [2]string) {
+				t.Helper()
+				if got != fmt.Sprintf(format, minutes[0]) && got != fmt.Sprintf(format, minutes[1]) {
+					t.Fatalf("her past requests say %q of the %s one, want %q", got, what, fmt.Sprintf(format, minutes[1]))
+				}
+			}
 			past := func(id string) string {
 				t.Helper()
 				r := w.as(t, "Amira Haddad").get("/wallet/access")
@@ -96,7 +116,8 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			// The officer's page says until when the citizen may answer.
 			expect(t, "ask on the page", ask(w.as(t, "Eva Lind"), police, amira, "population", "WITNESS-CONTACT", "Police Act §12", 0, "address"),
 				http.StatusOK, "waiting in their wallet. It lapses if they do not answer by "+day(exchange.AnswerWithin))
-			unanswered := askAddress("a request nobody answers")
+			var unanswered request
+			answerBy, _ := aroundAt(exchange.AnswerWithin, 0, func() { unanswered = askAddress("a request nobody answers") })
 			expect(t, "her home page says two requests wait", w.as(t, "Amira Haddad").get("/"), http.StatusOK, `href="/wallet/access"`, "2 requests ask for your consent")
 			if body := w.as(t, "Jonas Weber").get("/").body; strings.Contains(body, "consent-waiting") {
 				t.Fatal("another citizen's home page counts her requests")
@@ -122,7 +143,9 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			if got := readBack("approved", withdrawn.ID); got.State != exchange.Consented || got.Lapses.Sub(w.n.clock.now().Add(exchange.CollectWithin)).Abs() > time.Minute {
 				t.Fatalf("approved: %+v", got)
 			}
-			expect(t, "withdraw", decide("withdraw", withdrawn.ID), http.StatusOK, "Consent withdrawn. City Police is told")
+			withdrew := around(func() {
+				expect(t, "withdraw", decide("withdraw", withdrawn.ID), http.StatusOK, "Consent withdrawn. City Police is told")
+			})
 			expect(t, "withdraw twice", decide("withdraw", withdrawn.ID), http.StatusOK, "You withdrew your consent already", "nothing changed")
 			expect(t, "approve after withdrawing", decide("approve", withdrawn.ID), http.StatusConflict)
 			expectProblem(t, "collect a withdrawn consent", policeAPI.postJSON("/api/v1/exchange/requests/"+withdrawn.ID+"/collect", nil), http.StatusBadRequest, "withdrew consent")
@@ -133,17 +156,13 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			if n := accessEntries(t, w.n.db); n != 0 {
 				t.Fatalf("%d access entries after a withdrawn consent, want none", n)
 			}
-			if got, want := past(withdrawn.ID), "You withdrew your consent on "+at(0)+". Nothing was released."; got != want {
-				t.Fatalf("her past requests say %q of the withdrawn one, want %q", got, want)
-			}
+			sayOne("withdrawn", past(withdrawn.ID), "You withdrew your consent on %s. Nothing was released.", withdrew)
 			refused := askAddress("a request the citizen refuses")
 			if got := past(refused.ID); got != "" {
 				t.Fatalf("a waiting request is among her past ones: %q", got)
 			}
-			expect(t, "refuse", decide("refuse", refused.ID), http.StatusOK, "Refused")
-			if got, want := past(refused.ID), "You refused on "+at(0)+". Nothing was released."; got != want {
-				t.Fatalf("her past requests say %q of the refused one, want %q", got, want)
-			}
+			refusedAt := around(func() { expect(t, "refuse", decide("refuse", refused.ID), http.StatusOK, "Refused") })
+			sayOne("refused", past(refused.ID), "You refused on %s. Nothing was released.", refusedAt)
 			if body := w.as(t, "Jonas Weber").get("/wallet/access").body; strings.Contains(body, "Past requests") {
 				t.Fatal("another citizen sees her past requests")
 			}
@@ -169,13 +188,16 @@ func TestExchangeConsentLifetime(t *testing.T) {
 				expect(t, "another agency cancels", w.as(t, "Tomas Novak").postForm("/exchange/"+w.orgs["City Tax Office"]+"/requests/"+mistaken.ID+"/cancel", nil), http.StatusNotFound)
 				expect(t, "a citizen cancels", w.as(t, "Amira Haddad").postForm("/exchange/"+police+"/requests/"+mistaken.ID+"/cancel", nil), http.StatusForbidden)
 				expect(t, "the officer sees a cancel button", w.as(t, "Eva Lind").get("/exchange/"+police), http.StatusOK, `action="/exchange/`+police+`/requests/`+mistaken.ID+`/cancel"`)
-				if approved {
-					r := policeAPI.postJSON("/api/v1/exchange/requests/"+mistaken.ID+"/cancel", nil)
-					expect(t, "cancel an approved request by the API", r, http.StatusOK, `"state":"cancelled by the agency"`)
-				} else {
-					expect(t, "cancel a waiting request on the page", w.as(t, "Eva Lind").postForm("/exchange/"+police+"/requests/"+mistaken.ID+"/cancel", nil), http.StatusOK,
-						"Cancelled. The citizen is no longer asked")
-				}
+				officer := w.as(t, "Eva Lind")
+				cancelled := around(func() {
+					if approved {
+						r := policeAPI.postJSON("/api/v1/exchange/requests/"+mistaken.ID+"/cancel", nil)
+						expect(t, "cancel an approved request by the API", r, http.StatusOK, `"state":"cancelled by the agency"`)
+					} else {
+						expect(t, "cancel a waiting request on the page", officer.postForm("/exchange/"+police+"/requests/"+mistaken.ID+"/cancel", nil), http.StatusOK,
+							"Cancelled. The citizen is no longer asked")
+					}
+				})
 				expectProblem(t, "cancel twice", policeAPI.postJSON("/api/v1/exchange/requests/"+mistaken.ID+"/cancel", nil), http.StatusConflict, "this one is cancelled by the agency")
 				expectProblem(t, "collect a cancelled request", policeAPI.postJSON("/api/v1/exchange/requests/"+mistaken.ID+"/collect", nil), http.StatusBadRequest, "Cancelled by the agency")
 				expect(t, "answer a cancelled request", decide("approve", mistaken.ID), http.StatusConflict)
@@ -183,9 +205,7 @@ func TestExchangeConsentLifetime(t *testing.T) {
 				if body := w.as(t, "Amira Haddad").get("/wallet/access").body; strings.Contains(body, "req-"+mistaken.ID) {
 					t.Fatal("a cancelled request is still in her wallet")
 				}
-				if got, want := past(mistaken.ID), "City Police cancelled the request on "+at(0)+". Nothing was released."; got != want {
-					t.Fatalf("her past requests say %q of the cancelled one, want %q", got, want)
-				}
+				sayOne("cancelled", past(mistaken.ID), "City Police cancelled the request on %s. Nothing was released.", cancelled)
 			}
 			expectProblem(t, "cancel a released request", policeAPI.postJSON("/api/v1/exchange/requests/"+collected.ID+"/cancel", nil), http.StatusConflict, "this one is released")
 			if n := accessEntries(t, w.n.db); n != 1 {
@@ -194,7 +214,9 @@ func TestExchangeConsentLifetime(t *testing.T) {
 
 			// An approval the agency does not use lapses.
 			unused := askAddress("an approval never collected")
-			expect(t, "approve", decide("approve", unused.ID), http.StatusOK, "Approved")
+			approvedOn, collectBy := aroundAt(0, exchange.CollectWithin, func() {
+				expect(t, "approve", decide("approve", unused.ID), http.StatusOK, "Approved")
+			})
 			w.n.clock.add(exchange.CollectWithin - time.Hour)
 			if got := readBack("an hour before its consent lapses", unused.ID); got.State != exchange.Consented {
 				t.Fatalf("lapsed early: %+v", got)
@@ -202,7 +224,6 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			if got := past(unused.ID); got != "" {
 				t.Fatalf("an approval not yet lapsed is among her past requests: %q", got)
 			}
-			approvedOn := at(-exchange.CollectWithin + time.Hour)
 			w.n.clock.add(2 * time.Hour)
 			expectProblem(t, "collect after the consent lapsed", policeAPI.postJSON("/api/v1/exchange/requests/"+unused.ID+"/collect", nil), http.StatusGone,
 				"Not collected within 30 days of the citizen's consent. Ask again")
@@ -210,8 +231,9 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			if got := readBack("lapsed unused", unused.ID); got.State != exchange.Lapsed {
 				t.Fatalf("an unused consent did not lapse: %+v", got)
 			}
-			if got, want := past(unused.ID), "You approved it on "+approvedOn+"; City Police did not collect it by "+at(-time.Hour)+", so it lapsed. Nothing was released."; got != want {
-				t.Fatalf("her past requests say %q of the unused approval, want %q", got, want)
+			unusedSays := "You approved it on %s; City Police did not collect it by %s, so it lapsed. Nothing was released."
+			if got := past(unused.ID); got != fmt.Sprintf(unusedSays, approvedOn[0], collectBy[0]) && got != fmt.Sprintf(unusedSays, approvedOn[1], collectBy[1]) {
+				t.Fatalf("her past requests say %q of the unused approval, want %q", got, fmt.Sprintf(unusedSays, approvedOn[1], collectBy[1]))
 			}
 
 			// A request nobody answered lapses (it was asked 30 days and an hour ago).
@@ -220,9 +242,7 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			}
 			expect(t, "approve a lapsed request", decide("approve", unanswered.ID), http.StatusGone, "not answered within 30 days")
 			expect(t, "refuse a lapsed request", decide("refuse", unanswered.ID), http.StatusGone)
-			if got, want := past(unanswered.ID), "You did not answer by "+at(-exchange.CollectWithin+exchange.AnswerWithin-time.Hour)+", so it lapsed. Nothing was released."; got != want {
-				t.Fatalf("her past requests say %q of the unanswered one, want %q", got, want)
-			}
+			sayOne("unanswered", past(unanswered.ID), "You did not answer by %s, so it lapsed. Nothing was released.", answerBy)
 			page := w.as(t, "Amira Haddad").get("/wallet/access")
 			expect(t, "her page after the lapses", page, http.StatusOK, "City Police read your Population register")
 			if strings.Contains(page.body, `id="pending-h"`) || strings.Contains(w.as(t, "Amira Haddad").get("/").body, "consent-waiting") {
@@ -240,7 +260,11 @@ func TestExchangeConsentLifetime(t *testing.T) {
 
 			// An open request stays in reach however many newer ones the agency makes.
 			old := askAddress("a request older than the recent list")
-			expect(t, "approve", decide("approve", old.ID), http.StatusOK, "Approved")
+			// The deadline the page shows: the approval's time plus the
+			// collection period, to the minute.
+			collectOldBy, _ := aroundAt(exchange.CollectWithin, 0, func() {
+				expect(t, "approve", decide("approve", old.ID), http.StatusOK, "Approved")
+			})
 			for i := range 30 {
 				r := policeAPI.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{"employer"},
 					"purpose": "CRIM-INVESTIGATION", "legal_basis": "Criminal Procedure §100"})
@@ -251,7 +275,8 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			_, waiting, _ := strings.Cut(list.body, `id="open-requests"`)
 			waiting, _, _ = strings.Cut(waiting, "</table>")
 			collectOld := `action="/exchange/` + police + `/requests/` + old.ID + `/collect"`
-			if strings.Contains(recent, "WITNESS-CONTACT") || !strings.Contains(waiting, collectOld) || !strings.Contains(waiting, "consented: collect by "+at(exchange.CollectWithin)) {
+			deadline := strings.Contains(waiting, "consented: collect by "+collectOldBy[0]) || strings.Contains(waiting, "consented: collect by "+collectOldBy[1])
+			if strings.Contains(recent, "WITNESS-CONTACT") || !strings.Contains(waiting, collectOld) || !deadline {
 				t.Fatalf("the approved request is not in reach on the police's page:\n%s", clip(waiting))
 			}
 			if got := openIDs(policeAPI); len(got) != 1 || got[0] != old.ID {

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"html"
 	"net/http"
 	"net/url"
@@ -636,4 +637,41 @@ func TestIdentityProtocol(t *testing.T) {
 	_, same = newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
 	nonce7, state7, _, _ := x.request(same)
 	oauth("expired", post(url.Values{"state": {state7}, "vp_token": {x.present(fresh[0], x.keys[0], []string{"age_over_18"}, nonce7, clientID)}}), 400, "invalid_request", "expired")
+}
+
+// TestIssuerLatest: the issuer's console lists its latest IssuedShown
+// issuances, newest first, among more; a citizen's wallet id finds them
+// all, however old. On both engines (the list reads a subquery by the
+// issue times' index).
+func TestIssuerLatest(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := idWorld(t, e)
+			registrar := w.as(t, "Marta Silva")
+			reg, amira, jonas := w.orgs["Civil Registry Office"], w.people["Amira Haddad"], w.people["Jonas Weber"]
+			// 150 issuances of 1 to 3 copies, a minute apart, the last to Jonas.
+			base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+			for i := range 150 {
+				person := amira
+				if i == 149 {
+					person = jonas
+				}
+				for n := range 1 + i%3 {
+					execSQL(t, w.n.db, `INSERT INTO id_issued (batch_id, n, issuer_org, type_id, person_id, idx, digest, status, issued_at, expires_at)
+						VALUES ($1, $2, $3, 'pid', $4, $5, $6, 0, $7, $8)`, fmt.Sprintf("batch-%03d", i), n, reg, person, 1_000_000+i*3+n, []byte{1}, base+int64(i)*60_000, base+int64(i)*60_000+86_400_000)
+				}
+			}
+			r := registrar.get("/issue/" + reg)
+			rows := regexp.MustCompile(`/issued/(batch-\d{3})/revoke`).FindAllStringSubmatch(r.body, -1)
+			if len(rows) != identity.IssuedShown || rows[0][1] != "batch-149" || rows[len(rows)-1][1] != "batch-050" {
+				t.Fatalf("the console lists %d issuances (first %v): want the latest %d, batch-149 down to batch-050", len(rows), rows[:min(len(rows), 1)], identity.IssuedShown)
+			}
+			expect(t, "the hint", r, http.StatusOK, "The latest 100; find older ones by the citizen")
+			found := registrar.get("/issue/" + reg + "?person=" + amira)
+			if n := len(regexp.MustCompile(`/issued/batch-\d{3}/revoke`).FindAllString(found.body, -1)); n != 149 {
+				t.Fatalf("Amira's issuances: %d listed, want 149", n)
+			}
+			expect(t, "her oldest, found", found, http.StatusOK, "/issued/batch-000/revoke")
+		})
+	}
 }
