@@ -22,6 +22,16 @@ type viewer struct {
 
 func (v *viewer) has(role registry.Role) bool { return slices.Contains(v.roles, role) }
 
+// hasMerchantRole reports whether the viewer takes payments for org.
+func (v *viewer) hasMerchantRole(orgID string) bool {
+	for _, m := range v.memberships {
+		if m.OrgID == orgID && m.Role == registry.Merchant {
+			return true
+		}
+	}
+	return false
+}
+
 // memberOf reports whether the viewer holds any role in org.
 func (v *viewer) memberOf(orgID string) bool {
 	for _, m := range v.memberships {

@@ -209,3 +209,49 @@ func TestPaymentDaysInZone(t *testing.T) {
 		t.Fatalf("Rome's 10 December holds the sale made on the 11th:\n%s", before.body)
 	}
 }
+
+// TestRefundFromReceipt: yesterday's sale is no longer on the point of
+// sale's list; the vendor refunds it from its receipt, in part, then the
+// rest. The form sent twice refunds once; the payer sees no such form.
+func TestRefundFromReceipt(t *testing.T) {
+	w := startDemo(t, storetest.Engines(t)[0])
+	li := w.orgs["Li's Dumpling Cart"]
+	amira := w.as(t, "Amira Haddad")
+	prof, err := w.n.pay.Merchant(context.Background(), li)
+	if err != nil {
+		t.Fatal(err)
+	}
+	static, err := w.n.pay.StaticCode(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := payByPayload(t, amira, static, "6.00")
+	expect(t, "pay", r, http.StatusSeeOther)
+	receipt := strings.TrimSuffix(r.header.Get("Location"), "?paid=1")
+	w.n.clock.add(25 * time.Hour)
+	liWei, amira := w.as(t, "Li Wei"), w.as(t, "Amira Haddad") // signed in again after a day
+	expect(t, "today's list no longer has it", liWei.get("/pos/"+li+"/sales"), http.StatusOK, "No payments yet today")
+	page := liWei.get(receipt)
+	expect(t, "the vendor's receipt offers a refund", page, http.StatusOK, `id="receipt-refund-form"`, "at most 6.00")
+	if strings.Contains(amira.get(receipt).body, "receipt-refund-form") {
+		t.Fatal("the payer's receipt offers her a refund")
+	}
+	key := regexp.MustCompile(`name="refund" value="([^"]+)"`).FindStringSubmatch(page.body)[1]
+	action := regexp.MustCompile(`action="(/pos/[^"]+/refund)" id="receipt-refund-form"`).FindStringSubmatch(page.body)[1]
+	refund := url.Values{"refund": {key}, "back": {"receipt"}, "amount": {"2.50"}}
+	r = liWei.postForm(action, refund)
+	expect(t, "refund 2.50", r, http.StatusSeeOther)
+	expect(t, "back on the receipt", liWei.get(r.header.Get("Location")), http.StatusOK, "Refund sent.", "Refunded 2.50 of 6.00", "at most 3.50")
+	expect(t, "the form sent twice", liWei.postForm(action, refund), http.StatusSeeOther)
+	expect(t, "refunded once", liWei.get(receipt), http.StatusOK, "Refunded 2.50 of 6.00")
+	over := url.Values{"refund": {"another"}, "back": {"receipt"}, "amount": {"9.00"}}
+	expect(t, "more than is left", liWei.postForm(action, over), http.StatusUnprocessableEntity, "At most 3.50", `id="receipt"`)
+	page = liWei.get(receipt)
+	key = regexp.MustCompile(`name="refund" value="([^"]+)"`).FindStringSubmatch(page.body)[1]
+	expect(t, "the rest", liWei.postForm(action, url.Values{"refund": {key}, "back": {"receipt"}, "amount": {"3.50"}}), http.StatusSeeOther)
+	page = liWei.get(receipt)
+	if expect(t, "all refunded", page, http.StatusOK, "Refunded 6.00 of 6.00"); strings.Contains(page.body, "receipt-refund-form") {
+		t.Fatal("a sale refunded in full still offers a refund")
+	}
+	expect(t, "her wallet", amira.get("/wallet"), http.StatusOK, "<strong id=\"balance\">200.00</strong>")
+}

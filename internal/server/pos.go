@@ -293,12 +293,20 @@ func (s *Server) posRefund(w http.ResponseWriter, r *http.Request, v *viewer, or
 		return
 	}
 	amount, err := formAmount(r, "amount")
+	fromReceipt := r.PostForm.Get("back") == "receipt" // the form on the sale's receipt
+	if err == nil {
+		_, err = s.pay.Refund(r.Context(), org, r.PathValue("id"), amount, r.PostForm.Get("refund"))
+	}
 	if err != nil {
+		if status, msg := paymentStatus(err); fromReceipt && status < 500 {
+			s.renderReceipt(w, r, v, status, web.Page{Error: msg})
+			return
+		}
 		s.posError(w, r, v, org, err)
 		return
 	}
-	if _, err := s.pay.Refund(r.Context(), org, r.PathValue("id"), amount, r.PostForm.Get("refund")); err != nil {
-		s.posError(w, r, v, org, err)
+	if fromReceipt {
+		http.Redirect(w, r, "/receipts/"+r.PathValue("id")+"?refunded=1", http.StatusSeeOther)
 		return
 	}
 	http.Redirect(w, r, "/pos/"+org+"?refunded=1", http.StatusSeeOther)

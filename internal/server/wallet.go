@@ -490,12 +490,22 @@ func (s *Server) renderReceipt(w http.ResponseWriter, r *http.Request, v *viewer
 		s.failErr(w, r, err)
 		return
 	}
-	if r.URL.Query().Get("paid") == "1" && pg.Notice == "" {
+	switch {
+	case pg.Notice != "" || pg.Error != "":
+	case r.URL.Query().Get("paid") == "1":
 		pg.Notice = "Paid. Here is your receipt."
+	case r.URL.Query().Get("refunded") == "1":
+		pg.Notice = "Refund sent. The customer's wallet has it, with a refund receipt."
 	}
+	merchant := p.PayeeOrg != "" && v.memberOf(p.PayeeOrg)
 	pg.Title = strings.ToUpper(d.Type[:1]) + d.Type[1:]
 	pg.Data = map[string]any{"Doc": d, "Payment": p, "Documents": docs, "Logged": b.Log != nil, "Payer": p.Payer == v.person.ID,
-		"Merchant": p.PayeeOrg != "" && v.memberOf(p.PayeeOrg), "Purchase": p.Kind == payment.KindPurchase}
+		"Merchant": merchant, "Purchase": p.Kind == payment.KindPurchase,
+		// The merchant's people refund here a sale of any day (the point of
+		// sale lists today's); the form's key makes a second send refund
+		// nothing more.
+		"Refund":    p.PayeeOrg != "" && v.hasMerchantRole(p.PayeeOrg) && p.Kind == payment.KindPurchase && p.Refundable() > 0,
+		"RefundKey": "receipt-" + newNonce()}
 	s.render(w, r, v, status, "receipt", pg)
 }
 
