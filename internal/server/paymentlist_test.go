@@ -26,17 +26,9 @@ func TestPaymentLists(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			w := startDemo(t, e)
-			ctx := context.Background()
 			li, rossi := w.orgs["Li's Dumpling Cart"], w.orgs["Rossi Groceries"]
 			amira, jonas, liWei := w.as(t, "Amira Haddad"), w.as(t, "Jonas Weber"), w.as(t, "Li Wei")
-			prof, err := w.n.pay.Merchant(ctx, li)
-			if err != nil {
-				t.Fatal(err)
-			}
-			static, err := w.n.pay.StaticCode(prof)
-			if err != nil {
-				t.Fatal(err)
-			}
+			static := staticCode(t, w, li)
 			for _, amount := range []string{"0.01", "0.02", "0.03", "0.04", "0.05", "0.06", "0.07"} {
 				expect(t, "pay "+amount, payByPayload(t, amira, static, amount), http.StatusSeeOther)
 			}
@@ -180,14 +172,7 @@ func TestPaymentDaysInZone(t *testing.T) {
 	w.n.clock.add(time.Until(at))
 	li := w.orgs["Li's Dumpling Cart"]
 	amira, liWei := w.as(t, "Amira Haddad"), w.as(t, "Li Wei")
-	prof, err := w.n.pay.Merchant(context.Background(), li)
-	if err != nil {
-		t.Fatal(err)
-	}
-	static, err := w.n.pay.StaticCode(prof)
-	if err != nil {
-		t.Fatal(err)
-	}
+	static := staticCode(t, w, li)
 	expect(t, "pay at 00:30 in Rome", payByPayload(t, amira, static, "2.00"), http.StatusSeeOther)
 	// 40 minutes later it is the next day in UTC, still the same in Rome.
 	w.n.clock.add(40 * time.Minute)
@@ -217,14 +202,7 @@ func TestRefundFromReceipt(t *testing.T) {
 	w := startDemo(t, storetest.Engines(t)[0])
 	li := w.orgs["Li's Dumpling Cart"]
 	amira := w.as(t, "Amira Haddad")
-	prof, err := w.n.pay.Merchant(context.Background(), li)
-	if err != nil {
-		t.Fatal(err)
-	}
-	static, err := w.n.pay.StaticCode(prof)
-	if err != nil {
-		t.Fatal(err)
-	}
+	static := staticCode(t, w, li)
 	r := payByPayload(t, amira, static, "6.00")
 	expect(t, "pay", r, http.StatusSeeOther)
 	receipt := strings.TrimSuffix(r.header.Get("Location"), "?paid=1")
@@ -254,4 +232,18 @@ func TestRefundFromReceipt(t *testing.T) {
 		t.Fatal("a sale refunded in full still offers a refund")
 	}
 	expect(t, "her wallet", amira.get("/wallet"), http.StatusOK, "<strong id=\"balance\">200.00</strong>")
+}
+
+// staticCode is the printed QR code's payload of the merchant org.
+func staticCode(t *testing.T, w *demoWorld, org string) string {
+	t.Helper()
+	prof, err := w.n.pay.Merchant(context.Background(), org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := w.n.pay.StaticCode(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
 }
