@@ -329,6 +329,11 @@ func scanAppeal(row interface{ Scan(...any) error }) (*Appeal, error) {
 	return a, nil
 }
 
+// LatestAppeal is the citizen's latest appeal, or nil if none.
+func (s *Service) LatestAppeal(ctx context.Context, personID string) (*Appeal, error) {
+	return s.latestAppeal(ctx, personID)
+}
+
 func (s *Service) latestAppeal(ctx context.Context, personID string) (*Appeal, error) {
 	a, err := scanAppeal(s.db.Reader().QueryRowContext(ctx, `SELECT `+appealCols+` FROM health_appeals WHERE person_id = $1 ORDER BY created_at DESC LIMIT 1`, personID))
 	if errors.Is(err, sql.ErrNoRows) {

@@ -142,6 +142,9 @@ func testHealthOverHTTP(t *testing.T, e storetest.Engine) {
 	expect(t, "positive is red", amira.postForm("/health/questionnaire", answers("no", "no", "no", "positive", "1990-04-01")), 200, `<strong id="health-color">red</strong>`, "14 days")
 	expect(t, "empty appeal", amira.postForm("/health/appeal", url.Values{"message": {" "}}), 400)
 	expect(t, "appeal", amira.postForm("/health/appeal", url.Values{"message": {"The test was someone else's; I was tested negative since."}}), 200, "with a health officer", "pending")
+	if strings.Contains(amira.get("/").body, `id="appeal-decided"`) {
+		t.Fatal("her home says a pending appeal was decided")
+	}
 	expect(t, "second appeal", amira.postForm("/health/appeal", url.Values{"message": {"again"}}), 409, "already with a health officer")
 	expect(t, "a citizen is no officer", jonas.get("/health/authority"), 403)
 	page := kofi.get("/health/authority")
@@ -152,6 +155,10 @@ func testHealthOverHTTP(t *testing.T, e storetest.Engine) {
 	expect(t, "grant", kofi.postForm("/health/authority/appeals/"+id, url.Values{"outcome": {"grant"}, "explanation": {"Negative PCR on file."}}), 200, "Decision recorded (overruled)", "No appeals are waiting")
 	expect(t, "decided twice", kofi.postForm("/health/authority/appeals/"+id, url.Values{"outcome": {"refuse"}, "explanation": {"x"}}), 409, "already been decided")
 	expect(t, "green after the appeal", amira.get("/health"), 200, `<strong id="health-color">green</strong>`, "Appeal granted by a health officer: Negative PCR on file.", "overruled")
+	expect(t, "her home says so", amira.get("/"), 200, `id="appeal-decided"`)
+	if strings.Contains(jonas.get("/").body, `id="appeal-decided"`) {
+		t.Fatal("another citizen's home tells of her appeal")
+	}
 	var decisions int
 	if err := w.n.db.Reader().QueryRow(`SELECT COUNT(*) FROM tlog_entries WHERE kind = 6`).Scan(&decisions); err != nil || decisions != 1 {
 		t.Fatalf("health decisions in the log: %d, %v", decisions, err)
@@ -201,6 +208,9 @@ func testHealthOverHTTP(t *testing.T, e storetest.Engine) {
 	expect(t, "new answers", amira.postForm("/health/questionnaire", answers("yes", "no", "no", "positive", "1990-04-01")), 200, `<strong id="health-color">red</strong>`,
 		"was closed on", "You answered the questionnaire again, which replaced the code this appeal was about.", "Send the appeal")
 	expect(t, "closed appeals do not wait", kofi.get("/health/authority"), 200, "No appeals are waiting")
+	if strings.Contains(amira.get("/").body, `id="appeal-decided"`) {
+		t.Fatal("her home says an appeal no officer decided was decided")
+	}
 	expect(t, "a closed appeal cannot be granted", kofi.postForm("/health/authority/appeals/"+id, url.Values{"outcome": {"grant"}, "explanation": {"Outdoors."}}), 409, "closed before a decision")
 	expect(t, "still red", amira.get("/health"), 200, `<strong id="health-color">red</strong>`)
 }

@@ -7,8 +7,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/healthpass"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/web"
 )
@@ -94,6 +96,9 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// appealNewsFor is how long the home page says that an appeal was decided.
+const appealNewsFor = 7 * 24 * time.Hour
+
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	v, err := s.viewer(r)
 	if err != nil && !errors.Is(err, errNoSession) && !errors.Is(err, registry.ErrExpired) {
@@ -131,7 +136,18 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		}
 		offers = len(waiting)
 	}
-	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v), "Asking": asking, "Disclosed": disclosed, "Offers": offers}})
+	// An appeal an officer decided in the last week.
+	decided := false
+	if s.health != nil {
+		a, err := s.health.LatestAppeal(r.Context(), v.person.ID)
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
+		decided = a != nil && (a.State == healthpass.AppealUpheld || a.State == healthpass.AppealOverruled) && s.now().Sub(a.DecidedAt) < appealNewsFor
+	}
+	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v), "Asking": asking, "Disclosed": disclosed,
+		"Offers": offers, "AppealDecided": decided}})
 }
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
