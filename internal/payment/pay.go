@@ -637,13 +637,13 @@ type SalesTotals struct {
 	Refunded int64 // refunds' amounts
 }
 
-// SalesSummary totals a merchant's payments and refunds since a time, all
-// of them however many there are.
-func (s *Service) SalesSummary(ctx context.Context, orgID string, since time.Time) (SalesTotals, error) {
+// SalesSummary totals a merchant's payments and refunds made from from
+// until before to, all of them however many there are.
+func (s *Service) SalesSummary(ctx context.Context, orgID string, from, to time.Time) (SalesTotals, error) {
 	var t SalesTotals
 	err := s.db.Reader().QueryRowContext(ctx, `SELECT COUNT(*),
-		COALESCE(SUM(CASE WHEN kind = $3 THEN 0 ELSE amount END), 0), COALESCE(SUM(CASE WHEN kind = $3 THEN amount ELSE 0 END), 0)
-		FROM payments WHERE payee_org = $1 AND created_at >= $2`, orgID, since.UnixMilli(), KindRefund).Scan(&t.Payments, &t.Taken, &t.Refunded)
+		COALESCE(SUM(CASE WHEN kind = $4 THEN 0 ELSE amount END), 0), COALESCE(SUM(CASE WHEN kind = $4 THEN amount ELSE 0 END), 0)
+		FROM payments WHERE payee_org = $1 AND created_at >= $2 AND created_at < $3`, orgID, from.UnixMilli(), to.UnixMilli(), KindRefund).Scan(&t.Payments, &t.Taken, &t.Refunded)
 	if err != nil {
 		return t, fmt.Errorf("sales summary: %w", err)
 	}

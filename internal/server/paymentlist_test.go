@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/csv"
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -123,6 +124,28 @@ func TestPaymentLists(t *testing.T) {
 			expect(t, "too many days", liWei.get("/pos/"+li+"/sales.csv?from=2024-01-01&to=2026-01-01"), http.StatusBadRequest, "at most 366 days")
 			expect(t, "another shop's sales", liWei.get("/pos/"+rossi+"/sales.csv"), http.StatusNotFound)
 
+			// The day's page, four at a time from the first, every payment once.
+			dayRows := regexp.MustCompile(`<a href="/receipts/([0-9a-f]+)">Receipt`)
+			laterRE := regexp.MustCompile(`href="(/pos/[^"]+/days\?day=[0-9-]+&amp;after=[^"]+)" id="later-sales"`)
+			var listed []string
+			for page, n := "/pos/"+li+"/days", 0; page != "" && n < 5; n++ {
+				r := liWei.get(page)
+				expect(t, "the day's page", r, http.StatusOK, "8 payments · taken <strong>0.28</strong> · refunded 0.07")
+				for _, m := range dayRows.FindAllStringSubmatch(r.body, -1) {
+					listed = append(listed, m[1])
+				}
+				page = ""
+				if m := laterRE.FindStringSubmatch(r.body); m != nil {
+					page = html.UnescapeString(m[1])
+				}
+			}
+			if len(listed) != 8 || listed[7] != recs[8][6] || len(slices.Compact(slices.Sorted(slices.Values(listed)))) != 8 {
+				t.Fatalf("the day's pages list %v, want the day's 8 payments once each, the refund last", listed)
+			}
+			expect(t, "a day that is no date", liWei.get("/pos/"+li+"/days?day=someday"), http.StatusBadRequest, "YYYY-MM-DD")
+			expect(t, "a day without sales", liWei.get("/pos/"+li+"/days?day=2026-01-01"), http.StatusOK, "No payments this day", `id="next-day"`)
+			expect(t, "another shop's day", liWei.get("/pos/"+rossi+"/days"), http.StatusNotFound)
+
 			// A till system pages through the day's payments by the API.
 			till := w.token(t, "Li's Dumpling Cart")
 			var ids []string
@@ -209,6 +232,9 @@ func TestRefundFromReceipt(t *testing.T) {
 	w.n.clock.add(25 * time.Hour)
 	liWei, amira := w.as(t, "Li Wei"), w.as(t, "Amira Haddad") // signed in again after a day
 	expect(t, "today's list no longer has it", liWei.get("/pos/"+li+"/sales"), http.StatusOK, "No payments yet today")
+	yesterday := w.n.clock.now().Add(-25 * time.Hour).UTC().Format(time.DateOnly)
+	expect(t, "the day it was made", liWei.get("/pos/"+li+"/days?day="+yesterday), http.StatusOK, "1 payment · taken <strong>6.00</strong>",
+		`<a href="`+receipt+`">Receipt · refund</a>`)
 	page := liWei.get(receipt)
 	expect(t, "the vendor's receipt offers a refund", page, http.StatusOK, `id="receipt-refund-form"`, "at most 6.00")
 	if strings.Contains(amira.get(receipt).body, "receipt-refund-form") {

@@ -22,6 +22,7 @@ func (s *Server) posRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /pos/{org}", s.pos(s.posPage))
 	mux.HandleFunc("GET /pos/{org}/sales", s.pos(s.posSales))
 	mux.HandleFunc("GET /pos/{org}/sales.csv", s.pos(s.posSalesCSV))
+	mux.HandleFunc("GET /pos/{org}/days", s.pos(s.posDay))
 	mux.HandleFunc("POST /pos/{org}/setup", s.pos(s.posSetup))
 	mux.HandleFunc("POST /pos/{org}/charge", s.pos(s.posCharge))
 	mux.HandleFunc("POST /pos/{org}/sale", s.pos(s.posSale))
@@ -51,6 +52,47 @@ func (s *Server) pos(h func(http.ResponseWriter, *http.Request, *viewer, string)
 func (s *Server) startOfDay() time.Time {
 	n := s.now().In(s.cfg.Zone)
 	return time.Date(n.Year(), n.Month(), n.Day(), 0, 0, 0, 0, s.cfg.Zone)
+}
+
+// posDay is one day's sales, page by page from its first, with the day's
+// figures: to find an earlier day's sale (and refund it from its receipt).
+func (s *Server) posDay(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	prof, err := s.pay.Merchant(r.Context(), org)
+	if err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	q := r.URL.Query()
+	from, to, msg := exportDays(url.Values{"from": {q.Get("day")}, "to": {q.Get("day")}}, s.startOfDay())
+	after, err := payment.ParseCursor(q.Get("after"))
+	if msg == "" && err != nil {
+		msg = "The place to list later sales from is not one this page made."
+	}
+	if msg != "" {
+		s.renderPOS(w, r, v, org, http.StatusBadRequest, web.Page{Error: msg})
+		return
+	}
+	shown := posShown()
+	sales, err := s.pay.SalesBetween(r.Context(), org, from, to, after, shown+1)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	later := ""
+	if len(sales) > shown {
+		sales = sales[:shown]
+		later = payment.Of(sales[len(sales)-1]).String()
+	}
+	totals, err := s.pay.SalesSummary(r.Context(), org, from, to)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	day := from.Format(time.DateOnly)
+	s.render(w, r, v, http.StatusOK, "posday", web.Page{Title: "Sales of " + day + " · " + prof.Name, Data: map[string]any{
+		"Org": org, "OrgName": prof.Name, "Day": day, "Sales": sales, "Totals": totals, "Later": later, "Paged": !after.IsZero(),
+		"Before": from.AddDate(0, 0, -1).Format(time.DateOnly), "After": from.AddDate(0, 0, 1).Format(time.DateOnly),
+		"IsToday": from.Equal(s.startOfDay()), "Future": !from.Before(s.startOfDay())}})
 }
 
 // posShownDefault is how many of the day's payments the point of sale
@@ -154,7 +196,7 @@ func (s *Server) posData(r *http.Request, org string) (map[string]any, error) {
 		return nil, err
 	}
 	// The day's figures count every payment, however many the page lists.
-	day, err := s.pay.SalesSummary(ctx, org, s.startOfDay())
+	day, err := s.pay.SalesSummary(ctx, org, s.startOfDay(), s.startOfDay().AddDate(0, 0, 1))
 	if err != nil {
 		return nil, err
 	}
