@@ -78,11 +78,7 @@ func (s *Server) posDay(w http.ResponseWriter, r *http.Request, v *viewer, org s
 		s.failErr(w, r, err)
 		return
 	}
-	later := ""
-	if len(sales) > shown {
-		sales = sales[:shown]
-		later = payment.Of(sales[len(sales)-1]).String()
-	}
+	sales, later := pageOf(sales, shown)
 	totals, err := s.pay.SalesSummary(r.Context(), org, from, to)
 	if err != nil {
 		s.failErr(w, r, err)
@@ -93,6 +89,15 @@ func (s *Server) posDay(w http.ResponseWriter, r *http.Request, v *viewer, org s
 		"Org": org, "OrgName": prof.Name, "Day": day, "Sales": sales, "Totals": totals, "Later": later, "Paged": !after.IsZero(),
 		"Before": from.AddDate(0, 0, -1).Format(time.DateOnly), "After": from.AddDate(0, 0, 1).Format(time.DateOnly),
 		"IsToday": from.Equal(s.startOfDay()), "Future": !from.Before(s.startOfDay())}})
+}
+
+// pageOf cuts a list read with one more than shown to shown, and gives the
+// place the next page starts from ("" if the list ended).
+func pageOf(ps []*payment.Payment, shown int) ([]*payment.Payment, string) {
+	if len(ps) <= shown {
+		return ps, ""
+	}
+	return ps[:shown], payment.Of(ps[shown-1]).String()
 }
 
 // posShownDefault is how many of the day's payments the point of sale

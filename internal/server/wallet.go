@@ -153,11 +153,7 @@ func (s *Server) renderWallet(w http.ResponseWriter, r *http.Request, v *viewer,
 		s.failErr(w, r, err)
 		return
 	}
-	older := ""
-	if len(ps) > shown {
-		ps = ps[:shown]
-		older = payment.Of(ps[len(ps)-1]).String()
-	}
+	ps, older := pageOf(ps, shown)
 	rows := s.historyRows(r, v.person.ID, ps, names{})
 	if id := r.URL.Query().Get("paid"); id != "" && p.Notice == "" {
 		p.Notice = "Payment sent."
