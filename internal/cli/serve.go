@@ -219,7 +219,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	health := healthpass.New(healthpass.Deps{DB: n.db, Rules: hnode.Rules, Issuer: hnode.Issuer, Now: e.now, Rand: rand.Reader})
+	health := healthpass.New(healthpass.Deps{DB: n.db, Rules: hnode.Rules, Issuer: hnode.Issuer, Now: e.now, Rand: rand.Reader, Zone: zone})
 	logger.Info("health pass", "rules", hnode.Rules.Version, "trust", hnode.Verifier.TrustInfo)
 	idKey, err := n.keys.Secret("identity")
 	if err != nil {

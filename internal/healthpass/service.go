@@ -44,6 +44,7 @@ type Service struct {
 	issuer *dcc.Issuer
 	now    func() time.Time
 	rand   io.Reader
+	zone   *time.Location
 }
 
 // Deps are the Service's dependencies.
@@ -53,12 +54,22 @@ type Deps struct {
 	Issuer *dcc.Issuer // the health authority's DSC and key
 	Now    func() time.Time
 	Rand   io.Reader
+	// Zone is the time zone whose days the daily check-ins follow (the
+	// city's); nil is UTC. Signed passes carry UTC dates whatever it is.
+	Zone *time.Location
 }
 
 // New returns a Service.
 func New(d Deps) *Service {
-	return &Service{db: d.DB, rules: d.Rules, issuer: d.Issuer, now: d.Now, rand: d.Rand}
+	zone := d.Zone
+	if zone == nil {
+		zone = time.UTC
+	}
+	return &Service{db: d.DB, rules: d.Rules, issuer: d.Issuer, now: d.Now, rand: d.Rand, zone: zone}
 }
+
+// checkInDay is the day, in the service's zone, a check-in at t counts for.
+func (s *Service) checkInDay(t time.Time) string { return t.In(s.zone).Format(time.DateOnly) }
 
 // Rules returns the rules in force.
 func (s *Service) Rules() *Rules { return s.rules }
@@ -85,6 +96,7 @@ func (st *Status) NextSteps(r *Rules) string {
 	return "Move freely. Answer the questionnaire again if anything changes."
 }
 
+// day is a UTC date, as signed passes carry it.
 func day(t time.Time) string { return t.UTC().Format("2006-01-02") }
 
 // Submit decides a new health code from the questionnaire and stores it.
@@ -181,13 +193,13 @@ func (s *Service) Status(ctx context.Context, personID string) (*Status, error) 
 // streak counts consecutive normal check-ins since the code was decided,
 // ending today or yesterday.
 func (s *Service) streak(ctx context.Context, personID string, st *Status) error {
-	rows, err := s.db.Reader().QueryContext(ctx, `SELECT day, normal FROM health_checkins WHERE person_id = $1 AND day >= $2 ORDER BY day DESC`, personID, day(st.Since))
+	rows, err := s.db.Reader().QueryContext(ctx, `SELECT day, normal FROM health_checkins WHERE person_id = $1 AND day >= $2 ORDER BY day DESC`, personID, s.checkInDay(st.Since))
 	if err != nil {
 		return fmt.Errorf("check-ins: %w", err)
 	}
 	defer rows.Close()
-	today := day(s.now())
-	want := s.now().UTC()
+	today := s.checkInDay(s.now())
+	want := s.now().In(s.zone)
 	first := true
 	for rows.Next() {
 		var d string
@@ -202,7 +214,7 @@ func (s *Service) streak(ctx context.Context, personID string, st *Status) error
 			want = want.AddDate(0, 0, -1) // the streak may end yesterday
 		}
 		first = false
-		if d != day(want) || normal != 1 {
+		if d != s.checkInDay(want) || normal != 1 {
 			break
 		}
 		st.Streak++
@@ -219,14 +231,14 @@ func (s *Service) CheckIn(ctx context.Context, personID string, normal bool) (*S
 	}
 	now := s.now()
 	err := s.db.Tx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM health_checkins WHERE person_id = $1 AND day = $2`, personID, day(now)); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM health_checkins WHERE person_id = $1 AND day = $2`, personID, s.checkInDay(now)); err != nil {
 			return err
 		}
 		flag := 0
 		if normal {
 			flag = 1
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO health_checkins (person_id, day, normal, created_at) VALUES ($1, $2, $3, $4)`, personID, day(now), flag, now.UnixMilli())
+		_, err := tx.ExecContext(ctx, `INSERT INTO health_checkins (person_id, day, normal, created_at) VALUES ($1, $2, $3, $4)`, personID, s.checkInDay(now), flag, now.UnixMilli())
 		return err
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	_ "time/tzdata"
 
 	"github.com/civstack/civstack/internal/healthpass"
 	"github.com/civstack/civstack/internal/keyring"
@@ -17,6 +18,12 @@ import (
 // newService is a health service on a fresh database of engine e, with the
 // rules and issuer Setup makes and a clock tests move through *now.
 func newService(t *testing.T, e storetest.Engine) (*healthpass.Service, *healthpass.Node, *time.Time) {
+	t.Helper()
+	return newServiceIn(t, e, nil)
+}
+
+// newServiceIn is newService with check-ins by the days of zone.
+func newServiceIn(t *testing.T, e storetest.Engine, zone *time.Location) (*healthpass.Service, *healthpass.Node, *time.Time) {
 	t.Helper()
 	db := storetest.OpenMigrated(t, e.Open(t))
 	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
@@ -29,7 +36,42 @@ func newService(t *testing.T, e storetest.Engine) (*healthpass.Service, *healthp
 	if err != nil {
 		t.Fatal(err)
 	}
-	return healthpass.New(healthpass.Deps{DB: db, Rules: hn.Rules, Issuer: hn.Issuer, Now: clock, Rand: rand.Reader}), hn, &now
+	return healthpass.New(healthpass.Deps{DB: db, Rules: hn.Rules, Issuer: hn.Issuer, Now: clock, Rand: rand.Reader, Zone: zone}), hn, &now
+}
+
+// TestCheckInDaysInZone: check-ins follow the city's days. In Rome,
+// 23:30 UTC is already the next day: a check-in then and one at 08:00 UTC
+// the same Roman day count once; Roman days in a row make a streak however
+// they fall on UTC days.
+func TestCheckInDaysInZone(t *testing.T) {
+	rome, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := storetest.Engines(t)[0]
+	ctx := context.Background()
+	s, _, now := newServiceIn(t, e, rome)
+	*now = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	const p = "person-rome"
+	if _, err := s.Submit(ctx, p, "1980-01-31", healthpass.Answers{Contact: true, Test: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	checkIn := func(at time.Time) *healthpass.Status {
+		t.Helper()
+		*now = at
+		st, err := s.CheckIn(ctx, p, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	checkIn(time.Date(2026, 12, 3, 23, 30, 0, 0, time.UTC)) // 4 December in Rome
+	if st := checkIn(time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC)); st.Streak != 1 {
+		t.Fatalf("two check-ins on one Roman day: streak %d, want 1", st.Streak)
+	}
+	if st := checkIn(time.Date(2026, 12, 4, 23, 15, 0, 0, time.UTC)); st.Streak != 2 {
+		t.Fatalf("the next Roman day (23:15 UTC): streak %d, want 2", st.Streak)
+	}
 }
 
 // TestCheckInStreaks: only consecutive normal days count; a day with

@@ -136,7 +136,7 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	health := healthpass.New(healthpass.Deps{DB: db, Rules: hnode.Rules, Issuer: hnode.Issuer, Now: c.now, Rand: rand.Reader})
+	health := healthpass.New(healthpass.Deps{DB: db, Rules: hnode.Rules, Issuer: hnode.Issuer, Now: c.now, Rand: rand.Reader, Zone: o.zone})
 	idKey, err := keys.Secret("identity")
 	if err != nil {
 		t.Fatal(err)
