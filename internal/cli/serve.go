@@ -257,7 +257,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	rw, err := rewards.New(ctx, rewards.DefaultConfig, rewards.Deps{DB: n.db, Ledger: eng, Key: docKey, KeyID: docKID, Now: e.now, Rand: rand.Reader,
+	rwCfg := rewards.DefaultConfig
+	rwCfg.Zone = zone
+	rw, err := rewards.New(ctx, rwCfg, rewards.Deps{DB: n.db, Ledger: eng, Key: docKey, KeyID: docKID, Now: e.now, Rand: rand.Reader,
 		PublicKey: n.keys.ECDSAPublic, OrgName: func(ctx context.Context, id string) string {
 			if o, err := n.reg.Organisation(ctx, id); err == nil {
 				return o.Name

@@ -82,7 +82,7 @@ func (s *Service) Record(ctx context.Context, partnerOrg string, in RecordIn) (*
 		return nil, fmt.Errorf("%w: you do not record %q events; the published rules say who does", ErrInvalid, in.Type)
 	}
 	now := s.Now().UTC()
-	day := now.Format(time.DateOnly)
+	day := now.In(cmp.Or(s.cfg.Zone, time.UTC)).Format(time.DateOnly) // the city's day, for the daily cap
 	claim, prior, err := s.claim(ctx, partnerOrg, in.EventID, m.Person, rule, day, now)
 	if prior != nil || err != nil {
 		return prior, err

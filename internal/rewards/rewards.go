@@ -76,6 +76,9 @@ type Config struct {
 	// PointsExpire: points not spent within this long of being earned
 	// expire (oldest first). 0: never.
 	PointsExpire time.Duration
+	// Zone is the time zone whose days the daily caps count (the city's);
+	// nil is UTC.
+	Zone *time.Location
 }
 
 // DefaultConfig: points expire after a year.

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	_ "time/tzdata"
 
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/rewards"
@@ -469,6 +470,38 @@ func TestPointsExpire(t *testing.T) {
 		}
 		w.audit(t)
 	})
+}
+
+// TestCapsInZone: with the city's zone, the daily cap counts the city's
+// days: in Rome, a ride at 23:10 UTC is the next day's first.
+func TestCapsInZone(t *testing.T) {
+	rome, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := storetest.OpenMigrated(t, storetest.Engines(t)[0].Open(t))
+	cfg := rewards.DefaultConfig
+	cfg.Zone = rome
+	w := setup(t, db, cfg)
+	w.clock.add(time.Date(2026, 12, 2, 22, 30, 0, 0, time.UTC).Sub(w.clock.now())) // 23:30 in Rome
+	w.rides(t, "amira", "late-1", "late-2", "late-3")                              // 25 points, the cap
+	_, err = w.svc.Record(context.Background(), transit, rewards.RecordIn{Card: w.card(t, "amira"), Type: "transit_ride", EventID: "late-4"})
+	is(t, "over the cap the same Roman day", err, rewards.ErrCap)
+	w.clock.add(40 * time.Minute) // 23:10 UTC, 00:10 in Rome
+	a, err := w.svc.Record(context.Background(), transit, rewards.RecordIn{Card: w.card(t, "amira"), Type: "transit_ride", EventID: "early-1"})
+	if err != nil || a.Points != 10 {
+		t.Fatalf("the next Roman day's first ride: %+v %v", a, err)
+	}
+}
+
+// card is a member's card.
+func (w *world) card(t *testing.T, person string) string {
+	t.Helper()
+	m, err := w.svc.Member(context.Background(), person)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Card
 }
 
 // TestHonoured: a partner's honoured vouchers, the latest first, page by
