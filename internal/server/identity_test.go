@@ -675,3 +675,31 @@ func TestIssuerLatest(t *testing.T) {
 		})
 	}
 }
+
+// TestNonceLimit: an anonymous client cannot fill the nonce table (each
+// nonce is a row): past a burst it is told to wait. The node's hosted
+// wallet, which asks for nonces for every citizen from the same address,
+// is not counted: a citizen still accepts an offer meanwhile.
+func TestNonceLimit(t *testing.T) {
+	w := idWorld(t, storetest.Engines(t)[0])
+	anon := newClient(t, w.n.URL) // from 127.0.0.1, as the node's own calls appear
+	limited := 0
+	for range 150 {
+		r := anon.postJSON("/issuers/civil-registry-office/nonce", map[string]string{})
+		if r.status == http.StatusTooManyRequests {
+			if limited++; r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "too_many_requests") {
+				t.Fatalf("429 without Retry-After or an OAuth error: %v %s", r.header, r.body)
+			}
+		}
+	}
+	var rows int
+	if err := w.n.db.Reader().QueryRow("SELECT COUNT(*) FROM id_nonces").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if limited < 25 || rows > 125 {
+		t.Fatalf("%d of 150 quick nonce requests limited, %d nonces stored; want those past the burst of 120 refused", limited, rows)
+	}
+	registrar, amira := w.as(t, "Marta Silva"), w.as(t, "Amira Haddad")
+	link, tx := offerPID(t, w, registrar, w.people["Amira Haddad"], "1990-05-01")
+	expect(t, "the hosted wallet still accepts", amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}}), http.StatusOK, "single-use copies")
+}

@@ -22,7 +22,7 @@ func (s *Server) oid4vcRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server/issuers/{slug}", s.issuerEndpoint(s.asMetadata))
 	mux.HandleFunc("GET /.well-known/jwt-vc-issuer/issuers/{slug}", s.issuerEndpoint(s.jwtVCMetadata))
 	mux.HandleFunc("POST /issuers/{slug}/token", s.issuerEndpoint(s.vciToken))
-	mux.HandleFunc("POST /issuers/{slug}/nonce", s.issuerEndpoint(s.vciNonce))
+	mux.HandleFunc("POST /issuers/{slug}/nonce", s.protocolLimited(s.issuerEndpoint(s.vciNonce)))
 	mux.HandleFunc("POST /issuers/{slug}/credential", s.issuerEndpoint(s.vciCredential))
 	mux.HandleFunc("GET /issuers/{slug}/status", s.issuerEndpoint(s.statusList))
 	mux.HandleFunc("GET /verifiers/{slug}/requests/{id}", s.verifierEndpoint(s.vpRequestObject))

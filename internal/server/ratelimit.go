@@ -67,6 +67,25 @@ func (s *Server) limited(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// protocolPerMinute is how many nonces one client may ask for a minute
+// (twice that in a burst): a wallet asks for one per issuance.
+const protocolPerMinute = 60
+
+// protocolLimited bounds how often one client may call an anonymous
+// protocol endpoint that writes (the OpenID4VCI nonce endpoint stores each
+// nonce), so that nobody can fill the table. The node's own calls (its
+// hosted wallet) are not counted: they come from every citizen at once.
+func (s *Server) protocolLimited(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !isSelfCall(r) && !s.protocol.allow(clientAddr(r, s.cfg.TrustedProxies), s.now()) {
+			w.Header().Set("Retry-After", "60")
+			oauthError(w, http.StatusTooManyRequests, "too_many_requests", "Too many requests from your address. Wait a minute and try again.")
+			return
+		}
+		h(w, r)
+	}
+}
+
 // clientAddr is the address a request came from: its peer, or, when the
 // peer is a trusted proxy, the nearest address in X-Forwarded-For (read
 // from the right, as each proxy appends) that is not a trusted proxy. A

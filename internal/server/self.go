@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,7 +26,7 @@ func (t *selfTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if h == nil {
 		return nil, fmt.Errorf("the node is not serving yet")
 	}
-	in := req.Clone(req.Context())
+	in := req.Clone(context.WithValue(req.Context(), selfCall{}, true))
 	in.Host, in.RemoteAddr, in.RequestURI = req.URL.Host, "127.0.0.1:0", req.URL.RequestURI()
 	if in.Body == nil {
 		in.Body = http.NoBody
@@ -39,6 +40,12 @@ func (t *selfTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: w.header, Body: io.NopCloser(&w.body),
 		ContentLength: int64(w.body.Len()), Request: req}, nil
 }
+
+// selfCall marks, in a request's context, a call the node made to itself
+// (which no client can send): per-client limits do not count those.
+type selfCall struct{}
+
+func isSelfCall(r *http.Request) bool { v, _ := r.Context().Value(selfCall{}).(bool); return v }
 
 type bufferedResponse struct {
 	header http.Header

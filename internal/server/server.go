@@ -111,6 +111,9 @@ type Server struct {
 	self    *selfTransport
 	// ceremonies limits passkey ceremonies per client address.
 	ceremonies *limiter
+	// protocol limits anonymous protocol calls that write (nonces) per
+	// client address.
+	protocol *limiter
 }
 
 // New builds a Server; it fails if the public URL cannot carry passkeys.
@@ -168,7 +171,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 		}
 	}
 	srv := &Server{cfg: cfg, db: d.DB, reg: d.Registry, keys: d.Keys, log: d.Logger, now: d.Now,
-		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, pay: d.Payments, health: d.Health, hnode: d.HealthNode, id: d.Identity, ex: d.Exchange, rw: d.Rewards, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute)}
+		pages: pages, wa: wa, metrics: m, promReg: promReg, tlog: d.Log, ledger: d.Ledger, pay: d.Payments, health: d.Health, hnode: d.HealthNode, id: d.Identity, ex: d.Exchange, rw: d.Rewards, ceremonies: newLimiter(cfg.CeremoniesPerMinute, 2*cfg.CeremoniesPerMinute),
+		protocol: newLimiter(protocolPerMinute, 2*protocolPerMinute)}
 	if d.Identity != nil {
 		srv.self = &selfTransport{origin: origin}
 		d.Identity.SetHTTP(&http.Client{Transport: srv.self, Timeout: 30 * time.Second})
