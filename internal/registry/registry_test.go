@@ -261,7 +261,7 @@ func testTokens(t *testing.T, db *store.DB) {
 	tries := make([]error, 8)
 	for i := range 8 {
 		wg.Go(func() {
-			secrets[i], made[i], tries[i] = reg.CreateTokenOnce(ctx, o.ID, registry.Merchant, "till 3", "", "form-1")
+			secrets[i], made[i], tries[i] = reg.CreateTokenOnce(ctx, o.ID, registry.Merchant, "till 3", "", "form-1", 0)
 		})
 	}
 	wg.Wait()
@@ -280,11 +280,36 @@ func testTokens(t *testing.T, db *store.DB) {
 	if fresh != 1 {
 		t.Fatalf("%d of 8 tries made the token, want 1", fresh)
 	}
-	if _, other, err := reg.CreateTokenOnce(ctx, d.ID, registry.Merchant, "till 3", "", "form-1"); err != nil || other.ID == made[0].ID {
+	if _, other, err := reg.CreateTokenOnce(ctx, d.ID, registry.Merchant, "till 3", "", "form-1", 0); err != nil || other.ID == made[0].ID {
 		t.Fatalf("another organisation's form with the same key: %+v %v", other, err)
 	}
-	if _, _, err := reg.CreateTokenOnce(ctx, o.ID, registry.Merchant, "till 4", "", strings.Repeat("k", registry.MaxTokenKey+1)); !errors.Is(err, registry.ErrInvalid) {
+	if _, _, err := reg.CreateTokenOnce(ctx, o.ID, registry.Merchant, "till 4", "", strings.Repeat("k", registry.MaxTokenKey+1), 0); !errors.Is(err, registry.ErrInvalid) {
 		t.Fatalf("an overlong key: %v", err)
+	}
+
+	// A token made to expire works until then, and not from then on.
+	brief, tok, err := reg.CreateTokenOnce(ctx, o.ID, registry.Merchant, "till 5", "", "", 30*24*time.Hour)
+	if err != nil || tok.ExpiresAt == nil || !tok.ExpiresAt.Equal(tok.CreatedAt.Add(30*24*time.Hour)) {
+		t.Fatalf("a token for 30 days: %+v %v", tok, err)
+	}
+	if _, _, err := reg.Authenticate(ctx, brief, true); err != nil {
+		t.Fatalf("on its first day: %v", err)
+	}
+	clk.add(30 * 24 * time.Hour)
+	if _, _, err := reg.Authenticate(ctx, brief, true); !errors.Is(err, registry.ErrTokenExpired) || !errors.Is(err, registry.ErrBadToken) {
+		t.Fatalf("after 30 days: %v", err)
+	}
+	toks, err := reg.Tokens(ctx, o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range toks {
+		if k.ID == tok.ID && (k.ExpiresAt == nil || !k.Expired(clk.now())) {
+			t.Fatalf("listed: %+v", k)
+		}
+	}
+	if _, _, err := reg.CreateTokenOnce(ctx, o.ID, registry.Merchant, "till 6", "", "", registry.MaxTokenLife+time.Hour); !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("a token for too long: %v", err)
 	}
 
 	// A store that cannot be read is the store's error, not a verdict that

@@ -28,7 +28,20 @@ type APIToken struct {
 	CreatedAt  time.Time
 	LastUsedAt *time.Time
 	RevokedAt  *time.Time
+	ExpiresAt  *time.Time // nil: it does not expire
 }
+
+// Expired reports whether the token has stopped working by now.
+func (t *APIToken) Expired(now time.Time) bool {
+	return t.ExpiresAt != nil && !now.Before(*t.ExpiresAt)
+}
+
+// ErrTokenExpired: the token was valid but its time ran out (it is also an
+// ErrBadToken).
+var ErrTokenExpired = errors.New("the API token has expired")
+
+// MaxTokenLife bounds how long a token made to expire may last.
+const MaxTokenLife = 5 * 366 * 24 * time.Hour
 
 // ErrMadeBefore: the form's key made a token already (the form was sent
 // twice). That token's secret was shown then, once; it is returned without
@@ -44,16 +57,20 @@ var tokenKeys = uuid.MustParse("c3a9e0d4-7b15-4f62-8e0a-5d1f2b6c9a47")
 // CreateToken issues a token for org scoped to role, returning the secret
 // (to show once) and its record.
 func (r *Registry) CreateToken(ctx context.Context, orgID string, role Role, label, createdBy string) (string, *APIToken, error) {
-	return r.CreateTokenOnce(ctx, orgID, role, label, createdBy, "")
+	return r.CreateTokenOnce(ctx, orgID, role, label, createdBy, "", 0)
 }
 
 // CreateTokenOnce is CreateToken for a form that carries a key (fresh each
 // time it is shown): the organisation and key name one token, so a second
-// send makes none and returns the first with ErrMadeBefore.
-func (r *Registry) CreateTokenOnce(ctx context.Context, orgID string, role Role, label, createdBy, key string) (string, *APIToken, error) {
+// send makes none and returns the first with ErrMadeBefore. A token made
+// with validFor > 0 stops working that long after it is made.
+func (r *Registry) CreateTokenOnce(ctx context.Context, orgID string, role Role, label, createdBy, key string, validFor time.Duration) (string, *APIToken, error) {
 	label, err := cleanName("token label", label, 80)
 	if err != nil {
 		return "", nil, err
+	}
+	if validFor < 0 || validFor > MaxTokenLife {
+		return "", nil, fmt.Errorf("%w: a token lasts at most %d days", ErrInvalid, int(MaxTokenLife.Hours()/24))
 	}
 	if len(key) > MaxTokenKey {
 		return "", nil, fmt.Errorf("%w: a form key is at most %d characters", ErrInvalid, MaxTokenKey)
@@ -70,6 +87,11 @@ func (r *Registry) CreateTokenOnce(ctx context.Context, orgID string, role Role,
 		return "", nil, err
 	}
 	t := &APIToken{ID: id, OrgID: orgID, Role: role, Label: label, CreatedBy: createdBy, CreatedAt: r.now().UTC()}
+	var expires sql.NullInt64
+	if validFor > 0 {
+		at := t.CreatedAt.Add(validFor)
+		t.ExpiresAt, expires = &at, sql.NullInt64{Int64: ms(at), Valid: true}
+	}
 	err = r.db.Tx(ctx, func(tx *store.Tx) error {
 		var one int
 		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM organisations WHERE id = $1", orgID).Scan(&one); err != nil {
@@ -83,8 +105,8 @@ func (r *Registry) CreateTokenOnce(ctx context.Context, orgID string, role Role,
 			return fmt.Errorf("check organisation role: %w", err)
 		}
 		res, err := tx.ExecContext(ctx,
-			"INSERT INTO api_tokens (id, org_id, role, label, hash, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
-			t.ID, t.OrgID, string(t.Role), t.Label, hash, nullString(createdBy), ms(t.CreatedAt))
+			"INSERT INTO api_tokens (id, org_id, role, label, hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+			t.ID, t.OrgID, string(t.Role), t.Label, hash, nullString(createdBy), ms(t.CreatedAt), expires)
 		if err != nil {
 			return fmt.Errorf("insert token: %w", err)
 		}
@@ -108,19 +130,19 @@ func (r *Registry) CreateTokenOnce(ctx context.Context, orgID string, role Role,
 
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
-const tokenColumns = "id, org_id, role, label, created_by, created_at, last_used_at, revoked_at"
+const tokenColumns = "id, org_id, role, label, created_by, created_at, last_used_at, revoked_at, expires_at"
 
 func scanToken(row interface{ Scan(...any) error }) (*APIToken, error) {
 	var t APIToken
 	var role string
 	var by sql.NullString
 	var created int64
-	var used, revoked sql.NullInt64
-	if err := row.Scan(&t.ID, &t.OrgID, &role, &t.Label, &by, &created, &used, &revoked); err != nil {
+	var used, revoked, expires sql.NullInt64
+	if err := row.Scan(&t.ID, &t.OrgID, &role, &t.Label, &by, &created, &used, &revoked, &expires); err != nil {
 		return nil, err
 	}
 	t.Role, t.CreatedBy, t.CreatedAt = Role(role), by.String, fromMS(created)
-	t.LastUsedAt, t.RevokedAt = fromNullMS(used), fromNullMS(revoked)
+	t.LastUsedAt, t.RevokedAt, t.ExpiresAt = fromNullMS(used), fromNullMS(revoked), fromNullMS(expires)
 	return &t, nil
 }
 
@@ -171,6 +193,9 @@ func (r *Registry) Authenticate(ctx context.Context, secret string, allowDemo bo
 	}
 	if t.RevokedAt != nil {
 		return nil, nil, ErrBadToken
+	}
+	if t.Expired(r.now()) {
+		return nil, nil, fmt.Errorf("%w: %w", ErrBadToken, ErrTokenExpired)
 	}
 	org, err := r.Organisation(ctx, t.OrgID)
 	if err != nil {

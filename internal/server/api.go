@@ -90,6 +90,11 @@ func (s *Server) apiAuth(api huma.API) func(huma.Context, func(huma.Context)) {
 			return
 		}
 		t, org, err := s.reg.Authenticate(ctx.Context(), strings.TrimSpace(secret), s.cfg.Demo)
+		if errors.Is(err, registry.ErrTokenExpired) {
+			ctx.SetHeader("WWW-Authenticate", `Bearer realm="civstack", error="invalid_token", error_description="expired"`)
+			huma.WriteErr(api, ctx, http.StatusUnauthorized, "The API token has expired: make a new one on the organisation's page.")
+			return
+		}
 		if errors.Is(err, registry.ErrBadToken) {
 			ctx.SetHeader("WWW-Authenticate", `Bearer realm="civstack", error="invalid_token"`)
 			huma.WriteErr(api, ctx, http.StatusUnauthorized, "The API token is unknown or revoked.")
@@ -287,11 +292,12 @@ type TokenBody struct {
 	CreatedAt  time.Time     `json:"created_at"`
 	LastUsedAt *time.Time    `json:"last_used_at,omitempty"`
 	RevokedAt  *time.Time    `json:"revoked_at,omitempty"`
+	ExpiresAt  *time.Time    `json:"expires_at,omitempty" doc:"When the token stops working; absent: it works until revoked."`
 	Secret     string        `json:"token,omitempty" doc:"The token itself, returned only when it is created."`
 }
 
 func tokenBody(t *registry.APIToken) TokenBody {
-	return TokenBody{ID: t.ID, Label: t.Label, Role: t.Role, CreatedAt: t.CreatedAt, LastUsedAt: t.LastUsedAt, RevokedAt: t.RevokedAt}
+	return TokenBody{ID: t.ID, Label: t.Label, Role: t.Role, CreatedAt: t.CreatedAt, LastUsedAt: t.LastUsedAt, RevokedAt: t.RevokedAt, ExpiresAt: t.ExpiresAt}
 }
 
 type tokensOut struct {
@@ -320,8 +326,9 @@ func (s *Server) apiTokens(ctx context.Context, in *orgPath) (*tokensOut, error)
 type createTokenIn struct {
 	ID   string `path:"id" maxLength:"64"`
 	Body struct {
-		Label string        `json:"label" minLength:"1" maxLength:"80"`
-		Role  registry.Role `json:"role" enum:"merchant,issuer,verifier,agency,dpa,operator"`
+		Label     string        `json:"label" minLength:"1" maxLength:"80"`
+		Role      registry.Role `json:"role" enum:"merchant,issuer,verifier,agency,dpa,operator"`
+		ValidDays int           `json:"valid_days,omitempty" minimum:"0" maximum:"1830" doc:"how many days the token works (absent or 0: until revoked)"`
 	}
 }
 
@@ -334,7 +341,7 @@ func (s *Server) apiCreateToken(ctx context.Context, in *createTokenIn) (*tokenO
 	if err != nil {
 		return nil, err
 	}
-	secret, t, err := s.reg.CreateToken(ctx, o.ID, in.Body.Role, in.Body.Label, "")
+	secret, t, err := s.reg.CreateTokenOnce(ctx, o.ID, in.Body.Role, in.Body.Label, "", "", time.Duration(in.Body.ValidDays)*24*time.Hour)
 	if err != nil {
 		return nil, s.apiError(err)
 	}

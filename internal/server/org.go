@@ -1,10 +1,13 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/web"
@@ -149,7 +152,8 @@ func (s *Server) renderOrg(w http.ResponseWriter, r *http.Request, v *viewer, o 
 	}
 	p.Title = o.Name
 	p.Data = map[string]any{"Org": o, "Members": members, "Tokens": tokens, "NewToken": newToken,
-		"CanManage": v.has(registry.Operator), "TokenKey": "form-" + newNonce()} // a fresh key each time the form is shown
+		"CanManage": v.has(registry.Operator), "TokenKey": "form-" + newNonce(), // a fresh key each time the form is shown
+		"Now": s.now()}
 	s.render(w, r, v, status, "org", p)
 }
 
@@ -181,7 +185,12 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, v *viewer) 
 		s.renderOrg(w, r, v, o, http.StatusForbidden, web.Page{Error: "You can only create tokens for roles you hold in this organisation."}, "")
 		return
 	}
-	secret, t, err := s.reg.CreateTokenOnce(r.Context(), o.ID, role, r.PostForm.Get("label"), v.person.ID, r.PostForm.Get("key"))
+	days, err := strconv.Atoi(cmp.Or(r.PostForm.Get("valid_days"), "0"))
+	if err != nil || days < 0 {
+		s.renderOrg(w, r, v, o, http.StatusBadRequest, web.Page{Error: "Choose how long the token works."}, "")
+		return
+	}
+	secret, t, err := s.reg.CreateTokenOnce(r.Context(), o.ID, role, r.PostForm.Get("label"), v.person.ID, r.PostForm.Get("key"), time.Duration(days)*24*time.Hour)
 	if errors.Is(err, registry.ErrMadeBefore) {
 		s.renderOrg(w, r, v, o, http.StatusOK, web.Page{Notice: "This form was sent already: it made the token “" + t.Label + "”, whose secret was shown once, in the first answer. If you did not copy it, revoke that token below and create another."}, "")
 		return

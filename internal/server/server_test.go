@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -326,12 +327,16 @@ func TestOperatorPages(t *testing.T) {
 	api := newClient(t, n.URL)
 	api.header.Set("Authorization", "Bearer "+secret)
 	expect(t, "token works", api.get("/api/v1/whoami"), 200, `"role":"merchant"`, "Rossi Groceries")
-	expect(t, "token shown once", sofia.get(orgPath), 200, "till 1")
+	expect(t, "token shown once", sofia.get(orgPath), 200, "till 1", `name="valid_days"`)
+	expect(t, "a token for no time we offer", sofia.postForm(orgPath+"/tokens", url.Values{"label": {"till 2"}, "role": {"merchant"}, "valid_days": {"soon"}}), 400, "how long the token works")
+	expect(t, "a token for 30 days", sofia.postForm(orgPath+"/tokens", url.Values{"label": {"till 2"}, "role": {"merchant"}, "valid_days": {"30"}}), http.StatusCreated)
+	expect(t, "its end on the page", sofia.get(orgPath), 200, "works until "+n.clock.now().Add(30*24*time.Hour).UTC().Format("2 Jan 2006"))
 	if strings.Contains(sofia.get(orgPath).body, secret) {
 		t.Fatal("token shown again")
 	}
 	toks, _ := n.reg.Tokens(ctx, strings.TrimPrefix(orgPath, "/orgs/"))
-	expect(t, "revoke", sofia.postForm(orgPath+"/tokens/"+toks[0].ID+"/revoke", nil), http.StatusSeeOther)
+	till1 := toks[slices.IndexFunc(toks, func(k *registry.APIToken) bool { return k.Label == "till 1" })]
+	expect(t, "revoke", sofia.postForm(orgPath+"/tokens/"+till1.ID+"/revoke", nil), http.StatusSeeOther)
 	expectProblem(t, "revoked token", api.get("/api/v1/whoami"), 401, "unknown or revoked")
 	expect(t, "revoke role", op.postForm(orgPath+"/members/revoke", url.Values{"person_id": {sofiaID}, "role": {"merchant"}}), http.StatusSeeOther)
 	expect(t, "former member", sofia.get("/merchant"), http.StatusForbidden)
@@ -422,6 +427,19 @@ func testAPI(t *testing.T, e storetest.Engine) {
 	expect(t, "merchant revokes its own token", shop.do(http.MethodDelete, "/api/v1/organisations/"+org.ID+"/tokens/"+tok.ID, nil, ""), 204)
 	expectProblem(t, "revoked", shop.get("/api/v1/whoami"), 401, "")
 	expect(t, "openapi", anon.get("/api/v1/openapi.json"), 200, `"openapi"`, "create-organisation")
+
+	// A token made for 30 days works until then, and is told apart from a
+	// revoked one after; the operator's token, made until revoked, goes on.
+	r = op.postJSON("/api/v1/organisations/"+org.ID+"/tokens", map[string]any{"label": "season till", "role": "merchant", "valid_days": 30})
+	expect(t, "a token for 30 days", r, 201, `"expires_at":"`)
+	r.json(t, &tok)
+	seasonal := newClient(t, n.URL)
+	seasonal.header.Set("Authorization", "Bearer "+tok.Secret)
+	expect(t, "on its first day", seasonal.get("/api/v1/whoami"), 200)
+	expectProblem(t, "a token for ten years", op.postJSON("/api/v1/organisations/"+org.ID+"/tokens", map[string]any{"label": "x", "role": "merchant", "valid_days": 3650}), 422, "")
+	n.clock.add(31 * 24 * time.Hour)
+	expectProblem(t, "after 30 days", seasonal.get("/api/v1/whoami"), 401, "has expired")
+	expect(t, "the operator's token", op.get("/api/v1/whoami"), 200)
 }
 
 func TestOps(t *testing.T) {
