@@ -123,6 +123,18 @@ type PendingOffer struct {
 	Expires                time.Time
 }
 
+// CountPendingOffers is how many offers wait for the citizen (what
+// PendingOffers lists, without opening their links).
+func (s *Service) CountPendingOffers(ctx context.Context, personID string) (int, error) {
+	var n int
+	err := s.db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM id_offers o JOIN id_issuers i ON i.org_id = o.issuer_org
+		WHERE o.person_id = $1 AND o.used_at = 0 AND o.expires_at > $2`, personID, s.now().UnixMilli()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("offers: %w", err)
+	}
+	return n, nil
+}
+
 // PendingOffers lists the unused, unexpired offers made for personID.
 func (s *Service) PendingOffers(ctx context.Context, personID string) ([]PendingOffer, error) {
 	rows, err := s.db.Reader().QueryContext(ctx, `SELECT i.name, o.type_id, o.link, o.expires_at FROM id_offers o JOIN id_issuers i ON i.org_id = o.issuer_org

@@ -597,8 +597,13 @@ type Cursor struct {
 // IsZero reports whether c is the start of a list.
 func (c Cursor) IsZero() bool { return c.ID == "" }
 
-// Of is the cursor just past p.
-func Of(p *Payment) Cursor { return Cursor{At: p.CreatedAt, ID: p.ID} }
+// Of is the cursor just past p; nil is the start of a list.
+func Of(p *Payment) Cursor {
+	if p == nil {
+		return Cursor{}
+	}
+	return Cursor{At: p.CreatedAt, ID: p.ID}
+}
 
 // String is the cursor as a link carries it: Unix milliseconds, a dot, the
 // payment id.

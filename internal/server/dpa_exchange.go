@@ -321,6 +321,38 @@ func (s *Server) writeCSV(w http.ResponseWriter, name string, header []string, r
 	cw.Flush()
 }
 
+// writeCSVPages is writeCSV for a list read a chunk at a time: read gives
+// up to limit items after the item after (the zero value: from the first),
+// and line turns an item into its row. A chunk shorter than the limit is
+// the last.
+func writeCSVPages[T any](s *Server, w http.ResponseWriter, r *http.Request, name string, header []string,
+	read func(after T, limit int) ([]T, error), line func(T) []string) {
+	chunk := dpaExportChunk()
+	rows := func(items []T) [][]string {
+		out := make([][]string, len(items))
+		for i, it := range items {
+			out[i] = line(it)
+		}
+		return out
+	}
+	var start T
+	items, err := read(start, chunk)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	s.writeCSV(w, name, header, rows(items), func() ([][]string, error) {
+		if len(items) < chunk {
+			return nil, nil
+		}
+		var err error
+		if items, err = read(items[len(items)-1], chunk); err != nil {
+			return nil, err
+		}
+		return rows(items), nil
+	})
+}
+
 // cells makes text safe to open in a spreadsheet: a cell that starts like
 // a formula (=, +, -, @, a tab or a carriage return) gets a leading
 // apostrophe, so that an officer's name or a legal basis is never run

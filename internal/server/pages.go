@@ -129,12 +129,10 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	}
 	offers := 0
 	if s.id != nil {
-		waiting, err := s.id.PendingOffers(r.Context(), v.person.ID)
-		if err != nil {
+		if offers, err = s.id.CountPendingOffers(r.Context(), v.person.ID); err != nil {
 			s.failErr(w, r, err)
 			return
 		}
-		offers = len(waiting)
 	}
 	// An appeal an officer decided in the last week.
 	decided := false

@@ -37,12 +37,9 @@ func (s *Server) posRoutes(mux *http.ServeMux) {
 // pos wraps a handler for people with the merchant role in the org.
 func (s *Server) pos(h func(http.ResponseWriter, *http.Request, *viewer, string)) http.HandlerFunc {
 	return s.withRole(registry.Merchant, func(w http.ResponseWriter, r *http.Request, v *viewer) {
-		org := r.PathValue("org")
-		for _, m := range v.memberships {
-			if m.OrgID == org && m.Role == registry.Merchant {
-				h(w, r, v, org)
-				return
-			}
+		if org := r.PathValue("org"); v.hasMerchantRole(org) {
+			h(w, r, v, org)
+			return
 		}
 		s.fail(w, r, http.StatusNotFound, "You take no payments for such an organisation.")
 	})
@@ -122,38 +119,19 @@ func (s *Server) posSalesCSV(w http.ResponseWriter, r *http.Request, v *viewer, 
 		s.renderPOS(w, r, v, org, http.StatusBadRequest, web.Page{Error: msg})
 		return
 	}
-	chunk := dpaExportChunk()
-	var last []*payment.Payment
-	page := func(after payment.Cursor) ([][]string, error) {
-		ps, err := s.pay.SalesBetween(r.Context(), org, from, to, after, chunk)
-		if err != nil {
-			return nil, err
-		}
-		last = ps
-		var out [][]string
-		for _, p := range ps {
+	cur := s.pay.Config().CurrencyCode
+	writeCSVPages(s, w, r, "civstack-sales-"+from.Format(time.DateOnly)+"-to-"+to.AddDate(0, 0, -1).Format(time.DateOnly)+".csv",
+		s.zoned("time", "kind", "amount ("+cur+")", "not refunded ("+cur+")", "how", "reference", "payment", "refund of", "receipt"),
+		func(after *payment.Payment, limit int) ([]*payment.Payment, error) {
+			return s.pay.SalesBetween(r.Context(), org, from, to, payment.Of(after), limit)
+		},
+		func(p *payment.Payment) []string {
 			kind, amount, left := "sale", p.Amount, payment.Money(p.Refundable())
 			if p.Kind == payment.KindRefund {
 				kind, amount, left = "refund", -p.Amount, ""
 			}
-			out = append(out, []string{s.csvTime(p.CreatedAt.UnixMilli()), kind, payment.Money(amount), left, web.MethodName(p.Method),
-				p.Reference, p.ID, p.Original, s.cfg.PublicURL.String() + "/receipts/" + p.ID})
-		}
-		return out, nil
-	}
-	first, err := page(payment.Cursor{})
-	if err != nil {
-		s.failErr(w, r, err)
-		return
-	}
-	cur := s.pay.Config().CurrencyCode
-	s.writeCSV(w, "civstack-sales-"+from.Format(time.DateOnly)+"-to-"+to.AddDate(0, 0, -1).Format(time.DateOnly)+".csv",
-		s.zoned("time", "kind", "amount ("+cur+")", "not refunded ("+cur+")", "how", "reference", "payment", "refund of", "receipt"),
-		first, func() ([][]string, error) {
-			if len(last) < chunk {
-				return nil, nil
-			}
-			return page(payment.Of(last[len(last)-1]))
+			return []string{s.csvTime(p.CreatedAt.UnixMilli()), kind, payment.Money(amount), left, web.MethodName(p.Method),
+				p.Reference, p.ID, p.Original, s.cfg.PublicURL.String() + "/receipts/" + p.ID}
 		})
 }
 

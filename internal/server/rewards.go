@@ -193,32 +193,15 @@ const honouredShown = 20
 // partnerVouchersCSV is every voucher the partner honoured, the latest
 // first, for its accounts (no citizen named).
 func (s *Server) partnerVouchersCSV(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {
-	chunk := dpaExportChunk()
-	var last []*rewards.Voucher
-	page := func(before time.Time, id string) ([][]string, error) {
-		vs, err := s.rw.Honoured(r.Context(), m.OrgID, before, id, chunk)
-		if err != nil {
-			return nil, err
-		}
-		last = vs
-		var out [][]string
-		for _, x := range vs {
-			out = append(out, []string{s.csvTime(x.Used.UnixMilli()), x.ID, x.Name, strconv.FormatInt(x.Price, 10)})
-		}
-		return out, nil
-	}
-	first, err := page(time.Time{}, "")
-	if err != nil {
-		s.failErr(w, r, err)
-		return
-	}
-	s.writeCSV(w, csvName("civstack-vouchers-honoured", s.now(), m.OrgID), s.zoned("honoured", "voucher", "item", "points"),
-		first, func() ([][]string, error) {
-			if len(last) < chunk {
-				return nil, nil
+	writeCSVPages(s, w, r, csvName("civstack-vouchers-honoured", s.now(), m.OrgID), s.zoned("honoured", "voucher", "item", "points"),
+		func(after *rewards.Voucher, limit int) ([]*rewards.Voucher, error) {
+			if after == nil {
+				return s.rw.Honoured(r.Context(), m.OrgID, time.Time{}, "", limit)
 			}
-			end := last[len(last)-1]
-			return page(end.Used, end.ID)
+			return s.rw.Honoured(r.Context(), m.OrgID, after.Used, after.ID, limit)
+		},
+		func(x *rewards.Voucher) []string {
+			return []string{s.csvTime(x.Used.UnixMilli()), x.ID, x.Name, strconv.FormatInt(x.Price, 10)}
 		})
 }
 

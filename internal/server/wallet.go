@@ -88,37 +88,19 @@ func (s *Server) historyRows(r *http.Request, personID string, ps []*payment.Pay
 // walletCSV is the person's whole payment history as a spreadsheet,
 // newest first.
 func (s *Server) walletCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
-	chunk := dpaExportChunk()
 	known := names{}
-	var last []*payment.Payment
-	page := func(before payment.Cursor) ([][]string, error) {
-		ps, err := s.pay.HistoryBefore(r.Context(), v.person.ID, before, chunk)
-		if err != nil {
-			return nil, err
-		}
-		last = ps
-		var out [][]string
-		for _, h := range s.historyRows(r, v.person.ID, ps, known) {
+	writeCSVPages(s, w, r, csvName("civstack-payments", s.now()),
+		s.zoned("time", "with", "amount ("+s.pay.Config().CurrencyCode+")", "how", "reference", "payment", "receipt"),
+		func(after *payment.Payment, limit int) ([]*payment.Payment, error) {
+			return s.pay.HistoryBefore(r.Context(), v.person.ID, payment.Of(after), limit)
+		},
+		func(p *payment.Payment) []string {
+			h := s.historyRows(r, v.person.ID, []*payment.Payment{p}, known)[0]
 			receipt := ""
 			if h.PayeeOrg != "" {
 				receipt = s.cfg.PublicURL.String() + "/receipts/" + h.ID
 			}
-			out = append(out, []string{s.csvTime(h.CreatedAt.UnixMilli()), h.Other, payment.Money(h.Signed), web.MethodName(h.Method), h.Reference, h.ID, receipt})
-		}
-		return out, nil
-	}
-	first, err := page(payment.Cursor{})
-	if err != nil {
-		s.failErr(w, r, err)
-		return
-	}
-	s.writeCSV(w, csvName("civstack-payments", s.now()),
-		s.zoned("time", "with", "amount ("+s.pay.Config().CurrencyCode+")", "how", "reference", "payment", "receipt"),
-		first, func() ([][]string, error) {
-			if len(last) < chunk {
-				return nil, nil
-			}
-			return page(payment.Of(last[len(last)-1]))
+			return []string{s.csvTime(h.CreatedAt.UnixMilli()), h.Other, payment.Money(h.Signed), web.MethodName(h.Method), h.Reference, h.ID, receipt}
 		})
 }
 
