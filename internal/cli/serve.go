@@ -60,7 +60,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	healthAuthority := f.String("health-authority", "Health Authority", "the organisation whose issuers act as the health authority (decide appeals, issue certificates)")
 	city := f.String("payment-city", payment.DefaultConfig.City, "city printed on merchants' QR codes unless a merchant sets its own")
 	proxies := f.String("trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies in front of the node, whose X-Forwarded-For names the client (for the per-client passkey limit)")
-	zoneName := f.String("time-zone", "UTC", "IANA time zone the pages show times in and the point of sale's days follow (e.g. Europe/Rome); APIs answer in UTC")
+	zoneName := f.String("time-zone", "UTC", "IANA time zone the pages show times in and the city's days follow: the point of sale's, the wallets' daily limits, check-ins and rewards caps (e.g. Europe/Rome); APIs answer in UTC")
 	metricsAddr := f.String("metrics-addr", "", "serve /metrics on this address only (e.g. 10.0.0.5:9100, reachable from the monitoring network), not on --addr")
 	ceremonies := f.Int("passkey-limit", 30, "passkey ceremonies (sign-ins, registrations) one client may start a minute, twice that in a burst")
 	if err := f.parse(args, false); err != nil {
@@ -172,6 +172,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	eng := ledger.New(n.db, e.now, profiles)
+	eng.SetZone(zone) // the wallets' daily limits count the city's days
 	if err := eng.CheckProfiles(ctx); err != nil {
 		return fmt.Errorf("--ledger-profiles: %w", err)
 	}

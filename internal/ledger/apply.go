@@ -30,10 +30,11 @@ type groupState struct {
 	failed    []*record      // refused and remembered
 	marks     []mark
 	now       time.Time
-	day       int64
-	firstTS   int64 // timestamp of the group's first transfer
-	batch     int64 // this group's batch number, if it applies any transfer
-	gen       int64 // ledger generation this group leaves
+	zone      *time.Location // the engine's: whose days day counts
+	day       int64          // today (dayOf in zone)
+	firstTS   int64          // timestamp of the group's first transfer
+	batch     int64          // this group's batch number, if it applies any transfer
+	gen       int64          // ledger generation this group leaves
 	profiles  map[string]Limits
 
 	results [][]Result
@@ -298,7 +299,7 @@ func (g *groupState) refuse(t Transfer, res Result) {
 func (g *groupState) release(p *record, dr, cr *Account, unspent int64) {
 	dr.DebitsPending -= p.Amount
 	cr.CreditsPending -= p.Amount
-	if p.Timestamp.Unix()/86400 == g.day && dr.day == g.day {
+	if dayOf(p.Timestamp.In(g.zone)) == g.day && dr.day == g.day {
 		dr.dayDebits = max(0, dr.dayDebits-unspent)
 	}
 }
@@ -448,7 +449,7 @@ func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, fu
 	w := &writer{ctx: ctx, tx: tx}
 	now := e.now().UTC()
 	g := &groupState{accounts: map[ID]*Account{}, existing: map[ID]*record{}, changedAc: map[ID]bool{}, changedMd: map[ID]bool{}, changedPd: map[ID]*record{},
-		now: now, day: now.Unix() / 86400, profiles: e.profiles,
+		now: now, zone: e.zone, day: dayOf(now.In(e.zone)), profiles: e.profiles,
 		results: make([][]Result, len(group)), expired: make([]int, len(group)), errs: make([]error, len(group))}
 	// Every group changes ledger_clock first: on PostgreSQL the row lock
 	// orders groups of several processes before any work is done. It also

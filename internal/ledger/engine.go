@@ -23,6 +23,7 @@ import (
 type Engine struct {
 	db       *store.DB
 	now      func() time.Time
+	zone     *time.Location // whose calendar days the daily limits count
 	profiles map[string]Limits
 	reqs     chan *request
 	stopped  chan struct{}
@@ -77,8 +78,18 @@ func New(db *store.DB, now func() time.Time, profiles map[string]Limits) *Engine
 	if profiles == nil {
 		profiles = DefaultProfiles
 	}
-	return &Engine{db: db, now: now, profiles: profiles, reqs: make(chan *request, 4096), stopped: make(chan struct{}),
+	return &Engine{db: db, now: now, zone: time.UTC, profiles: profiles, reqs: make(chan *request, 4096), stopped: make(chan struct{}),
 		cache: map[ID]*Account{}, gen: -1, recent: newRecentIDs()}
+}
+
+// SetZone makes the daily limits count the calendar days of loc (the city's)
+// instead of UTC days. Call it before Run. A day already under way when the
+// zone changes keeps what it counted if its number is the same in the new
+// zone, and starts from zero otherwise.
+func (e *Engine) SetZone(loc *time.Location) {
+	if loc != nil {
+		e.zone = loc
+	}
 }
 
 // Stats are counters of what the engine has written since it started.

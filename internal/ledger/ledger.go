@@ -82,7 +82,7 @@ type Account struct {
 	last      int64 // timestamp of the account's newest transfer, 0 for none
 	lastID    ID    // and its id
 	transfers int64 // how many transfers it has
-	day       int64 // the UTC day (Unix days) dayDebits counts
+	day       int64 // the calendar day (dayOf) dayDebits counts
 	dayDebits int64 // debits on that day, pending ones included
 }
 
@@ -93,10 +93,18 @@ func (a *Account) Balance() int64 { return a.CreditsPosted - a.DebitsPosted }
 func (a *Account) Transfers() int64 { return a.transfers }
 
 // Debited is what the account was debited (pending included, voided and
-// expired amounts given back) on the UTC day of t: what a daily limit counts.
-func (a *Account) Debited(t time.Time) int64 { return a.debitedOn(t.Unix() / 86400) }
+// expired amounts given back) on the calendar day of t in t's location: what
+// a daily limit counts when the engine's zone is that location.
+func (a *Account) Debited(t time.Time) int64 { return a.debitedOn(dayOf(t)) }
 
-// debitedOn is what the account was debited on day (Unix days).
+// dayOf numbers the calendar day of t in t's own location: days from
+// 1970-01-01 to that date. For a time in UTC it is t.Unix() / 86400.
+func dayOf(t time.Time) int64 {
+	y, m, d := t.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400
+}
+
+// debitedOn is what the account was debited on day (dayOf).
 func (a *Account) debitedOn(day int64) int64 {
 	if a.day != day {
 		return 0

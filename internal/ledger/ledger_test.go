@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	_ "time/tzdata" // the zone test runs where the system has no zone database
 
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/store"
@@ -30,8 +31,14 @@ func newID() ledger.ID {
 }
 
 func start(t testing.TB, db *store.DB) (*ledger.Engine, *clock) {
-	c := &clock{t: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
+	return startIn(t, db, time.UTC, time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+}
+
+// startIn starts an engine whose daily limits count loc's days, its clock at at.
+func startIn(t testing.TB, db *store.DB, loc *time.Location, at time.Time) (*ledger.Engine, *clock) {
+	c := &clock{t: at}
 	e := ledger.New(db, c.now, nil)
+	e.SetZone(loc)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.Run(ctx); close(done) }()
@@ -167,6 +174,59 @@ func TestSemantics(t *testing.T) {
 			t.Fatal("a request over the maximum was accepted")
 		}
 	})
+}
+
+// TestDailyLimitInZone: with the city's zone set, a daily limit starts again
+// at the city's midnight, not UTC's, and a hold of yesterday voided today
+// gives nothing back to today's count.
+func TestDailyLimitInZone(t *testing.T) {
+	// A zone behind UTC, where the city's day and UTC's have the same date
+	// for part of the day and not for the rest.
+	newYork, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := time.Date(2026, 11, 25, 4, 30, 0, 0, time.UTC) // 23:30 on the 24th in New York (UTC-5)
+	for _, tc := range []struct {
+		zone      *time.Location
+		nextDayOK bool // an hour later (00:30 in New York, 05:30 UTC): a new day?
+	}{{newYork, true}, {time.UTC, false}} {
+		t.Run(tc.zone.String(), func(t *testing.T) {
+			storetest.Each(t, func(t *testing.T, db *store.DB) {
+				e, clk := startIn(t, db, tc.zone, late)
+				issuer := account(t, e, ledger.KindIssuer, ledger.CreditsMustNotExceedDebits, "")
+				amira := account(t, e, ledger.KindWallet, ledger.DebitsMustNotExceedCredits, "basic")
+				shop := account(t, e, ledger.KindMerchant, ledger.DebitsMustNotExceedCredits, "")
+				want(t, "top up", submit(t, e, ledger.Transfer{ID: newID(), Debit: issuer, Credit: amira, Amount: 10_000_00, Code: ledger.CodeIssuance}), ledger.OK)
+				pay := func(amount int64) ledger.Transfer {
+					return ledger.Transfer{ID: newID(), Debit: amira, Credit: shop, Amount: amount, Code: ledger.CodePayment}
+				}
+				hold := pay(1_000_00)
+				hold.Flags, hold.Timeout = ledger.Pending, time.Hour*3
+				want(t, "a day's limit", submit(t, e, pay(2_000_00), pay(2_000_00), hold), ledger.OK, ledger.OK, ledger.OK)
+				want(t, "over it", submit(t, e, pay(1)), ledger.ExceedsDailyLimit)
+				if got := balance(t, e, amira).Debited(clk.now().In(tc.zone)); got != 5_000_00 {
+					t.Fatalf("debited today %d, want 5,000.00", got)
+				}
+
+				clk.add(time.Hour)
+				void := ledger.Transfer{ID: newID(), PendingID: hold.ID, Flags: ledger.VoidPending}
+				if tc.nextDayOK {
+					if got := balance(t, e, amira).Debited(clk.now().In(tc.zone)); got != 0 {
+						t.Fatalf("debited on the new day %d, want 0", got)
+					}
+					want(t, "the city's new day", submit(t, e, pay(2_000_00), pay(2_000_00), pay(1_000_00)), ledger.OK, ledger.OK, ledger.OK)
+					want(t, "void yesterday's hold", submit(t, e, void), ledger.OK)
+					want(t, "over the new day's, the void counted on its own day", submit(t, e, pay(1)), ledger.ExceedsDailyLimit)
+				} else {
+					// Still the same UTC day: the void gives the hold back.
+					want(t, "void the hold", submit(t, e, void), ledger.OK)
+					want(t, "what the void gave back", submit(t, e, pay(1_000_00)), ledger.OK)
+					want(t, "still the same day", submit(t, e, pay(1)), ledger.ExceedsDailyLimit)
+				}
+			})
+		})
+	}
 }
 
 func FuzzParseID(f *testing.F) {

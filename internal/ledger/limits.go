@@ -32,7 +32,7 @@ var Assets = map[uint32]Asset{
 // means no limit. Amounts are minor units of the account's ledger.
 type Limits struct {
 	PerPayment int64 // the most one transfer may debit
-	PerDay     int64 // the most the account may be debited per UTC day (pending included)
+	PerDay     int64 // the most the account may be debited per calendar day (UTC, or the engine's zone: SetZone; pending included)
 	BalanceCap int64 // the most the account may hold (pending credits included)
 }
 

@@ -115,6 +115,7 @@ func startNode(t testing.TB, o nodeOptions) *node {
 		t.Fatal(err)
 	}
 	eng := ledger.New(db, c.now, nil)
+	eng.SetZone(o.zone)
 	engCtx, stopEng := context.WithCancel(context.Background())
 	engDone := make(chan struct{})
 	go func() { eng.Run(engCtx); close(engDone) }()

@@ -254,7 +254,7 @@ func (s *Server) apiProveTransfer(ctx context.Context, in *ledgerIDPath) (*proof
 type ProfileBody struct {
 	Name       string `json:"name"`
 	PerPayment int64  `json:"per_payment" doc:"the most one transfer may debit, minor units"`
-	PerDay     int64  `json:"per_day" doc:"the most the account may be debited per UTC day, pending included"`
+	PerDay     int64  `json:"per_day" doc:"the most the account may be debited per day (the node's time zone, UTC unless set), pending included"`
 	BalanceCap int64  `json:"balance_cap" doc:"the most the account may hold, pending credits included"`
 }
 
