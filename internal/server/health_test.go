@@ -159,6 +159,15 @@ func testHealthOverHTTP(t *testing.T, e storetest.Engine) {
 	if strings.Contains(jonas.get("/").body, `id="appeal-decided"`) {
 		t.Fatal("another citizen's home tells of her appeal")
 	}
+	// The home tells of the decision for a week, then no more.
+	w.n.clock.add(6*24*time.Hour + 23*time.Hour)
+	amira = w.as(t, "Amira Haddad") // sessions last an hour
+	expect(t, "her home says so on the week's last day", amira.get("/"), 200, `id="appeal-decided"`)
+	w.n.clock.add(2 * time.Hour)
+	amira, kofi, jonas = w.as(t, "Amira Haddad"), w.as(t, "Kofi Mensah"), w.as(t, "Jonas Weber")
+	if strings.Contains(amira.get("/").body, `id="appeal-decided"`) {
+		t.Fatal("her home still tells of a decision more than a week old")
+	}
 	var decisions int
 	if err := w.n.db.Reader().QueryRow(`SELECT COUNT(*) FROM tlog_entries WHERE kind = 6`).Scan(&decisions); err != nil || decisions != 1 {
 		t.Fatalf("health decisions in the log: %d, %v", decisions, err)
