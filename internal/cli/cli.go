@@ -48,6 +48,7 @@ func commands() []command {
 		{"demo", "seed the demo personas and organisations into a database", runDemo},
 		{"keys", "list or rotate the node's signing keys", runKeys},
 		{"migrate", "show, apply or undo the database's schema migrations", runMigrate},
+		{"backup", "copy a running node's database, keys and health files", runBackup},
 		{"log", "audit a transparency log: civstack log verify --url URL --key VKEY", runLog},
 		{"qr", "decode an EMV merchant QR payload: civstack qr decode PAYLOAD", runQR},
 		{"verify", "check offline a health pass or EU DCC (civstack verify HC1:…), an\nSD-JWT, or a downloaded receipt, report or data-access export (FILE)", runVerify},

@@ -59,6 +59,7 @@ type DB struct {
 	read    *sql.DB // SQLite: a read-only pool; PostgreSQL: the same pool
 	logger  *slog.Logger
 	dir     string // SQLite: the data directory
+	url     string // PostgreSQL: the connection URL (for pg_dump)
 
 	prepared     preparedCache // SQLite: statements prepared on the writer (prepared.go)
 	readPrepared readStmts     // SQLite: statements prepared on the read pool
@@ -106,7 +107,7 @@ func openPostgres(ctx context.Context, rawURL string, logger *slog.Logger) (*DB,
 		write.Close()
 		return nil, err
 	}
-	db := &DB{dialect: Postgres, write: write, read: read, logger: logger}
+	db := &DB{dialect: Postgres, write: write, read: read, logger: logger, url: rawURL}
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%w: cannot reach PostgreSQL at %s: %v", ErrUnavailable, redactURL(u), rootCause(err))
@@ -124,7 +125,7 @@ func openSQLite(ctx context.Context, dir string, logger *slog.Logger) (*DB, erro
 	if err := checkWritable(dir); err != nil {
 		return nil, fmt.Errorf("%w: data directory %s is not writable: %v", ErrUnavailable, dir, rootCause(err))
 	}
-	path := filepath.Join(dir, "civstack.db")
+	path := filepath.Join(dir, SQLiteFile)
 	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
 	// The writer keeps up to 128 MiB of pages (batches touch many) and its
 	// statement journals in memory. (Checkpoints from a connection of their

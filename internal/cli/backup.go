@@ -1,0 +1,225 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/civstack/civstack/internal/store"
+)
+
+const backupHelp = `Copies a node's database, keys and health files into DIR (new or empty)
+while the nodes go on serving. On SQLite, DIR is then a data directory:
+civstack serve --data DIR starts from it. On PostgreSQL the database is
+dumped with pg_dump into DIR/civstack.pgdump (restore it with pg_restore),
+and the keys and health files are copied beside it. DIR/SHA256SUMS lists
+every file (check a copy with: cd DIR && sha256sum -c SHA256SUMS).
+
+Restoring rewinds the transparency log to the backup's size: read
+"Backups" in docs/operations.md before you restore.`
+
+// backedUpDirs are the data directory's parts a backup copies besides the
+// database: the keys (without them the copy's sealed secrets and log are
+// useless) and the health authority's files.
+var backedUpDirs = []string{"keys", "health"}
+
+func runBackup(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, "backup --out DIR [--data DIR | --db URL]", backupHelp)
+	storage := addStorageFlags(f)
+	out := f.String("out", "", "the backup's directory: a new or empty one (required)")
+	pgDump := f.String("pg-dump", "pg_dump", "PostgreSQL's dump program (with --db); its major version must be at least the server's")
+	if err := f.parse(args, false); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("%w: give --out DIR, a new or empty directory for the backup", errUsage)
+	}
+	if entries, err := os.ReadDir(*out); err == nil && len(entries) > 0 {
+		return fmt.Errorf("%w: %s is not empty: give a new or empty directory", errUsage, *out)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("--out %s: %w", *out, err)
+	}
+	if *storage.db == "" {
+		if _, err := os.Stat(filepath.Join(*storage.data, store.SQLiteFile)); err != nil {
+			return fmt.Errorf("no civstack database in %s (give the node's --data, or --db for PostgreSQL)", *storage.data)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(*storage.data, "keys")); err != nil {
+		return fmt.Errorf("no keys in %s: give the node's --data directory (its keys are part of every backup)", filepath.Join(*storage.data, "keys"))
+	}
+	_, statErr := os.Stat(*out)
+	existed := statErr == nil
+	if err := os.MkdirAll(*out, 0o700); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if err := backup(ctx, e, storage, *out, *pgDump); err != nil {
+		// Nothing half-written: the directory was empty or new.
+		if !existed {
+			os.RemoveAll(*out)
+		} else if entries, _ := os.ReadDir(*out); entries != nil {
+			for _, en := range entries {
+				os.RemoveAll(filepath.Join(*out, en.Name()))
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+func backup(ctx context.Context, e *env, storage storageFlags, out, pgDump string) error {
+	db, err := store.Open(ctx, store.Options{URL: *storage.db, DataDir: *storage.data})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	schema, err := db.SchemaVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("%s does not look like a civstack database: %w", storage.describe(), err)
+	}
+	fmt.Fprintf(e.stdout, "Copying the database (%s, schema version %d)…\n", storage.describe(), schema)
+	path, err := db.Backup(ctx, out, store.BackupOptions{PgDump: pgDump})
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "  %s, %s\n", filepath.Base(path), byteSize(st.Size()))
+	for _, dir := range backedUpDirs {
+		src := filepath.Join(*storage.data, dir)
+		if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		n, err := copyTree(src, filepath.Join(out, dir))
+		if err != nil {
+			return fmt.Errorf("copy %s: %w", src, err)
+		}
+		fmt.Fprintf(e.stdout, "Copied %s/ (%d files)\n", dir, n)
+	}
+	if db.Dialect() == store.SQLite {
+		info, err := store.CheckSQLiteCopy(ctx, path)
+		if err != nil {
+			return fmt.Errorf("the copy does not check: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "Checked the copy: whole (SQLite's integrity check), schema version %d, %d log entries, signed checkpoint of size %d\n",
+			info.Schema, info.Entries, info.Integrated)
+	}
+	files, err := writeSums(out)
+	if err != nil {
+		return fmt.Errorf("SHA256SUMS: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "Backup complete in %s: %d files listed in SHA256SUMS.\n", out, files)
+	if db.Dialect() == store.Postgres {
+		fmt.Fprintf(e.stdout, "Restore the database with: pg_restore --clean --if-exists --no-owner --dbname URL %s\n", path)
+	} else {
+		fmt.Fprintf(e.stdout, "To restore: stop every node, then serve from the backup or a copy of it: civstack serve --data %s\n", out)
+	}
+	return nil
+}
+
+// copyTree copies the regular files under src into dst, keeping each
+// file's permission bits (keys stay 0600) and making directories 0700. It
+// returns how many files it copied.
+func copyTree(src, dst string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o700)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if err := copyFile(p, to, info.Mode().Perm()); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
+}
+
+func copyFile(from, to string, perm fs.FileMode) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// writeSums writes dir/SHA256SUMS in sha256sum's format (the hash, two
+// spaces, the path with forward slashes) for every file under dir, in order.
+func writeSums(dir string) (int, error) {
+	var lines []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return err
+		}
+		lines = append(lines, hex.EncodeToString(h.Sum(nil))+"  "+filepath.ToSlash(rel)+"\n")
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	slices.SortFunc(lines, func(a, b string) int { return strings.Compare(a[66:], b[66:]) })
+	return len(lines), os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(strings.Join(lines, "")), 0o600)
+}
+
+// byteSize is n bytes for people: "3.2 MB".
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// TestBackupCommand: a backup of a demo node, on each engine, holds the
+// database, the keys (still 0600) and the health files; SHA256SUMS checks;
+// on SQLite the backup is a data directory another node opens, with the
+// same log and people. Wrong calls fail in one line and leave nothing.
+func TestBackupCommand(t *testing.T) {
+	for _, eng := range storetest.Engines(t) {
+		t.Run(eng.Name, func(t *testing.T) {
+			opts := eng.Open(t)
+			data := t.TempDir()
+			args := []string{"--data", data}
+			if opts.URL != "" {
+				args = append(args, "--db", opts.URL)
+			}
+			if code, out, errOut := run(t, nil, append([]string{"demo"}, args...)...); code != 0 {
+				t.Fatalf("demo: %d %s %s", code, out, errOut)
+			}
+			// The health files are made by serve; one stands for them here.
+			os.MkdirAll(filepath.Join(data, "health"), 0o755)
+			os.WriteFile(filepath.Join(data, "health", "rules.json"), []byte(`{"rules":[]}`), 0o644)
+
+			out := filepath.Join(t.TempDir(), "backup")
+			code, stdout, stderr := run(t, nil, append([]string{"backup", "--out", out}, args...)...)
+			if code != 0 {
+				t.Fatalf("backup: %d %q %q", code, stdout, stderr)
+			}
+			for _, want := range []string{"Copying the database", "schema version 23", "Copied keys/ (", "Copied health/ (1 files)", "files listed in SHA256SUMS"} {
+				if !strings.Contains(stdout, want) {
+					t.Fatalf("backup's output lacks %q:\n%s", want, stdout)
+				}
+			}
+			checkSums(t, out)
+			keys, _ := os.ReadDir(filepath.Join(data, "keys"))
+			for _, k := range keys {
+				st, err := os.Stat(filepath.Join(out, "keys", k.Name()))
+				if err != nil || st.Mode().Perm() != 0o600 {
+					t.Fatalf("key %s in the backup: %v %v", k.Name(), st.Mode(), err)
+				}
+			}
+			dbFile := store.SQLiteFile
+			if opts.URL != "" {
+				dbFile = store.PostgresDump
+			}
+			if st, err := os.Stat(filepath.Join(out, dbFile)); err != nil || st.Mode().Perm() != 0o600 || st.Size() == 0 {
+				t.Fatalf("the database's copy: %v %v", st, err)
+			}
+			if opts.URL == "" {
+				if !regexp.MustCompile(`Checked the copy: whole .*, \d+ log entries`).MatchString(stdout) {
+					t.Fatalf("no check of the copy:\n%s", stdout)
+				}
+				// The backup is a data directory: a node opens it and
+				// finds what the original holds.
+				count := func(dir string) (people, entries int) {
+					ctx := context.Background()
+					db, err := store.Open(ctx, store.Options{DataDir: dir})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer db.Close()
+					if err := db.Reader().QueryRowContext(ctx, "SELECT (SELECT COUNT(*) FROM people), (SELECT COUNT(*) FROM tlog_entries)").Scan(&people, &entries); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				restored := t.TempDir()
+				if _, err := copyTree(out, restored); err != nil {
+					t.Fatal(err)
+				}
+				if code, keysOut, errOut := run(t, nil, "keys", "list", "--data", restored); code != 0 || strings.Count(keysOut, "\n") < 3 {
+					t.Fatalf("keys list on the restored copy: %d %q %q", code, keysOut, errOut)
+				}
+				p1, e1 := count(data)
+				p2, e2 := count(restored)
+				if p1 == 0 || p1 != p2 || e1 != e2 {
+					t.Fatalf("original %d people, %d entries; restored %d, %d", p1, e1, p2, e2)
+				}
+			} else {
+				if !strings.Contains(stdout, "pg_restore --clean") {
+					t.Fatalf("no word on restoring a dump:\n%s", stdout)
+				}
+				// Without pg_dump: one line, and the directory given (empty)
+				// stays empty.
+				empty := t.TempDir()
+				code, _, stderr := run(t, nil, append([]string{"backup", "--out", empty, "--pg-dump", "/nonexistent/pg_dump"}, args...)...)
+				oneLine(t, "no pg_dump", code, 1, stderr, "pg_dump not found")
+				if left, _ := os.ReadDir(empty); len(left) != 0 {
+					t.Fatalf("a failed backup left %v", left)
+				}
+			}
+
+			code, _, stderr = run(t, nil, append([]string{"backup", "--out", out}, args...)...)
+			oneLine(t, "a backup into a full directory", code, 2, stderr, "is not empty")
+		})
+	}
+
+	code, _, stderr := run(t, nil, "backup", "--data", t.TempDir())
+	oneLine(t, "no --out", code, 2, stderr, "give --out DIR")
+	out := filepath.Join(t.TempDir(), "b")
+	code, _, stderr = run(t, nil, "backup", "--data", t.TempDir(), "--out", out)
+	oneLine(t, "no database", code, 1, stderr, "no civstack database in")
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("a failed backup left its directory: %v", err)
+	}
+}
+
+// checkSums checks dir/SHA256SUMS as sha256sum -c would, and that it lists
+// every file.
+func checkSums(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	listed := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		sum, name, ok := strings.Cut(sc.Text(), "  ")
+		if !ok {
+			t.Fatalf("SHA256SUMS line %q", sc.Text())
+		}
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := sha256.Sum256(b); hex.EncodeToString(h[:]) != sum {
+			t.Fatalf("%s: SHA256SUMS says %s", name, sum)
+		}
+		listed[name] = true
+	}
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		rel, _ := filepath.Rel(dir, p)
+		if err == nil && !d.IsDir() && rel != "SHA256SUMS" && !listed[filepath.ToSlash(rel)] {
+			t.Errorf("%s is not in SHA256SUMS", rel)
+		}
+		return nil
+	})
+}
