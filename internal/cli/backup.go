@@ -106,11 +106,12 @@ func backup(ctx context.Context, e *env, storage storageFlags, out, pgDump strin
 		fmt.Fprintf(e.stdout, "Copied %s/ (%d files)\n", dir, n)
 	}
 	if db.Dialect() == store.SQLite {
+		fmt.Fprintln(e.stdout, "Checking the copy…")
 		info, err := store.CheckSQLiteCopy(ctx, path)
 		if err != nil {
 			return fmt.Errorf("the copy does not check: %w", err)
 		}
-		fmt.Fprintf(e.stdout, "Checked the copy: whole (SQLite's integrity check), schema version %d, %d log entries, signed checkpoint of size %d\n",
+		fmt.Fprintf(e.stdout, "  whole (SQLite's integrity check), schema version %d, %d log entries, signed checkpoint of size %d\n",
 			info.Schema, info.Entries, info.Integrated)
 	}
 	files, err := writeSums(out)

@@ -61,7 +61,7 @@ func TestBackupCommand(t *testing.T) {
 				t.Fatalf("the database's copy: %v %v", st, err)
 			}
 			if opts.URL == "" {
-				if !regexp.MustCompile(`Checked the copy: whole .*, \d+ log entries`).MatchString(stdout) {
+				if !regexp.MustCompile(`Checking the copy…\n  whole .*, \d+ log entries`).MatchString(stdout) {
 					t.Fatalf("no check of the copy:\n%s", stdout)
 				}
 				// The backup is a data directory: a node opens it and
