@@ -8,11 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
+	"github.com/civstack/civstack/internal/tlog"
 )
 
 // TestBackupCommand: a backup of a demo node, on each engine, holds the
@@ -151,4 +154,95 @@ func checkSums(t *testing.T, dir string) {
 		}
 		return nil
 	})
+}
+
+// TestRestoreRewindsLog: a node keeps the newest checkpoint it signed in
+// its data directory. Restoring an older backup of its database makes
+// serve refuse, in one line naming both sizes, until an operator starts it
+// with --accept-log-rewind; a later start serves as usual.
+func TestRestoreRewindsLog(t *testing.T) {
+	ctx := context.Background()
+	data := filepath.Join(t.TempDir(), "civstack-data")
+	mark := filepath.Join(data, logMarkFile)
+	markSize := func() int64 {
+		c, ok, err := tlog.ReadMark(mark)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return -1
+		}
+		return c.Size
+	}
+	waitMark := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for markSize() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("the mark stayed at %d, want %d", markSize(), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	s := startServe(t, nil, "--data", data, "--demo")
+	waitMark(1)
+	backupDir := filepath.Join(t.TempDir(), "backup")
+	if code, out, errOut := run(t, nil, "backup", "--data", data, "--out", backupDir); code != 0 {
+		t.Fatalf("backup: %d %s %s", code, out, errOut)
+	}
+	// The log grows after the backup: 5 more entries, signed.
+	db, err := store.Open(ctx, store.Options{DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	err = db.Tx(ctx, func(tx *store.Tx) error {
+		entries := make([][]byte, 5)
+		for i := range entries {
+			b, err := (&tlog.Entry{Kind: tlog.KindReceipt, Time: time.Now()}).Marshal()
+			if err != nil {
+				return err
+			}
+			entries[i] = b
+		}
+		first, err := tlog.Sequence(ctx, tx, time.Now(), entries...)
+		size = first + 5
+		return err
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitMark(size)
+	if code := s.stop(t); code != 0 {
+		t.Fatalf("serve exited %d", code)
+	}
+
+	// Restore the backup's database into the node's data directory.
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(filepath.Join(data, store.SQLiteFile+suffix))
+	}
+	if err := copyFile(filepath.Join(backupDir, store.SQLiteFile), filepath.Join(data, store.SQLiteFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Were it not refused, serve would run until the deadline and exit 0.
+	refusedCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	var out, errOut syncBuf
+	code := (&env{stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }, now: time.Now}).main(refusedCtx, []string{"serve", "--data", data, "--demo", "--addr", "127.0.0.1:0"})
+	cancel()
+	stderr := errOut.String()
+	// (An info line may come first: the port, and so --url, changed.)
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	last := lines[len(lines)-1]
+	m := regexp.MustCompile(`^civstack serve: the transparency log was rewound: the database's log ends at size (\d+), and this node signed a checkpoint of size (\d+) .*--accept-log-rewind`).FindStringSubmatch(last)
+	if code != 1 || m == nil || m[2] != strconv.FormatInt(size, 10) {
+		t.Fatalf("serve a rewound log: exit %d, stderr %q", code, stderr)
+	}
+	if restored, _ := strconv.ParseInt(m[1], 10, 64); restored < 1 || restored > size-5 {
+		t.Fatalf("the restored log's size %d: want the backup's, at most %d", restored, size-5)
+	}
+	s = startServe(t, nil, "--data", data, "--demo", "--accept-log-rewind")
+	s.stop(t)
+	s = startServe(t, nil, "--data", data, "--demo")
+	s.stop(t)
 }

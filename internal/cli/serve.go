@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 	_ "time/tzdata" // --time-zone works on machines without a zone database
 
@@ -62,6 +63,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	proxies := f.String("trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies in front of the node, whose X-Forwarded-For names the client (for the per-client passkey limit)")
 	zoneName := f.String("time-zone", "UTC", "IANA time zone the pages show times in and the city's days follow: the point of sale's, the wallets' daily limits, check-ins and rewards caps (e.g. Europe/Rome); APIs answer in UTC")
 	metricsAddr := f.String("metrics-addr", "", "serve /metrics on this address only (e.g. 10.0.0.5:9100, reachable from the monitoring network), not on --addr")
+	acceptRewind := f.Bool("accept-log-rewind", false, "serve a database whose transparency log is behind or other than the checkpoint this node last signed (after a restore from a backup; see docs/operations.md)")
 	ceremonies := f.Int("passkey-limit", 30, "passkey ceremonies (sign-ins, registrations) one client may start a minute, twice that in a burst")
 	if err := f.parse(args, false); err != nil {
 		return err
@@ -171,6 +173,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkLogMark(ctx, tl, *storage.data, *acceptRewind, logger); err != nil {
+		return err
+	}
 	eng := ledger.New(n.db, e.now, profiles)
 	eng.SetZone(zone) // the wallets' daily limits count the city's days
 	if err := eng.CheckProfiles(ctx); err != nil {
@@ -182,6 +187,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	ledgerDone := make(chan struct{})
 	appenderDone := make(chan struct{})
 	integrator := tlog.NewIntegrator(tl, n.db, 100*time.Millisecond, logger)
+	var signed atomic.Pointer[tlog.Checkpoint]
+	integrator.OnCheckpoint = func(cp tlog.Checkpoint) { signed.Store(&cp) }
+	markDone := make(chan struct{})
+	go func() {
+		defer close(markDone)
+		keepLogMark(*storage.data, &signed, logMarkEvery, integratorDone, logger)
+	}()
 	appender := tlog.NewAppender(n.db, e.now, integrator.Wake)
 	go func() {
 		defer close(integratorDone)
@@ -197,7 +209,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}()
 	go expirePending(integratorCtx, eng, logger)
 	go n.presence.hold(integratorCtx, n.db, presenceEvery, logger)
-	defer func() { stopIntegrator(); <-integratorDone; <-ledgerDone; <-appenderDone }()
+	defer func() { stopIntegrator(); <-integratorDone; <-markDone; <-ledgerDone; <-appenderDone }()
 	sealKey, err := n.keys.Secret("payment")
 	if err != nil {
 		return err
