@@ -13,6 +13,7 @@ import (
 	"time"
 	_ "time/tzdata"
 
+	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/store/storetest"
 )
@@ -205,6 +206,11 @@ func TestPaymentDaysInZone(t *testing.T) {
 		t.Fatalf("the sale's time is not Rome's:\n%s", r.body)
 	}
 	expect(t, "the wallet shows Rome's time", amira.get("/wallet"), http.StatusOK, "11 Dec 2026 00:3")
+	// The daily limit counts Rome's day: the payment of 00:30 counts at
+	// 01:10 (00:10 UTC, another UTC day).
+	if spent := spentToday(t, amira); spent != 200 {
+		t.Fatalf("the wallet says %d cents were spent today in Rome, want 200", spent)
+	}
 	csvAt := liWei.get("/pos/" + li + "/sales.csv?from=2026-12-11&to=2026-12-11")
 	recs, err := csv.NewReader(strings.NewReader(csvAt.body)).ReadAll()
 	if err != nil {
@@ -216,6 +222,23 @@ func TestPaymentDaysInZone(t *testing.T) {
 	if before := liWei.get("/pos/" + li + "/sales.csv?from=2026-12-10&to=2026-12-10"); strings.Count(before.body, "\n") != 1 {
 		t.Fatalf("Rome's 10 December holds the sale made on the 11th:\n%s", before.body)
 	}
+}
+
+// spentToday reads the wallet page's daily limit and what is left of it
+// and returns the difference, in cents.
+func spentToday(t *testing.T, c *client) int64 {
+	t.Helper()
+	page := c.get("/wallet")
+	m := regexp.MustCompile(`([0-9.]+) a day \(([0-9.]+) left today\)`).FindStringSubmatch(page.body)
+	if m == nil {
+		t.Fatalf("the wallet does not say what is left of today's limit:\n%s", page.body)
+	}
+	limit, err1 := payment.ParseMoney(m[1])
+	left, err2 := payment.ParseMoney(m[2])
+	if err1 != nil || err2 != nil {
+		t.Fatalf("limits %q: %v %v", m[0], err1, err2)
+	}
+	return limit - left
 }
 
 // TestRefundFromReceipt: yesterday's sale is no longer on the point of

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/civstack/civstack/internal/barcode"
+	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/web"
@@ -140,11 +141,31 @@ func (s *Server) renderWallet(w http.ResponseWriter, r *http.Request, v *viewer,
 	if id := r.URL.Query().Get("paid"); id != "" && p.Notice == "" {
 		p.Notice = "Payment sent."
 	}
-	limits := s.ledger.Profiles()[acct.Profile]
 	p.Title = "Wallet"
-	p.Data = map[string]any{"Balance": acct.Balance(), "History": rows, "Limits": limits, "Profile": acct.Profile, "StepUp": s.pay.Config().StepUp,
+	p.Data = map[string]any{"Balance": acct.Balance(), "History": rows, "Limits": s.limitsText(acct), "Profile": acct.Profile, "StepUp": s.pay.Config().StepUp,
 		"Older": older, "Paged": !before.IsZero()}
 	s.render(w, r, v, status, "wallet", p)
+}
+
+// limitsText says what the wallet's tier allows, with what is left of
+// today's limit: the city's day (--time-zone), as the ledger counts it.
+func (s *Server) limitsText(acct *ledger.Account) string {
+	l := s.ledger.Profiles()[acct.Profile]
+	var parts []string
+	if l.PerPayment > 0 {
+		parts = append(parts, "at most "+payment.Money(l.PerPayment)+" per payment")
+	}
+	if l.PerDay > 0 {
+		left := max(0, l.PerDay-acct.Debited(s.now().In(s.cfg.Zone)))
+		parts = append(parts, payment.Money(l.PerDay)+" a day ("+payment.Money(left)+" left today)")
+	}
+	if l.BalanceCap > 0 {
+		parts = append(parts, "a balance of at most "+payment.Money(l.BalanceCap))
+	}
+	if len(parts) == 0 {
+		return "no limits"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (s *Server) orgName(r *http.Request, id string) string {
