@@ -114,6 +114,19 @@ func backup(ctx context.Context, e *env, storage storageFlags, out, pgDump strin
 		fmt.Fprintf(e.stdout, "  whole (SQLite's integrity check), schema version %d, %d log entries, signed checkpoint of size %d\n",
 			info.Schema, info.Entries, info.Integrated)
 	}
+	if db.Dialect() == store.Postgres {
+		fmt.Fprintln(e.stdout, "Checking the dump…")
+		// pg_restore beside the pg_dump given, else on PATH.
+		restore := "pg_restore"
+		if strings.ContainsRune(pgDump, filepath.Separator) {
+			restore = filepath.Join(filepath.Dir(pgDump), "pg_restore")
+		}
+		tables, err := store.CheckPgDump(ctx, path, restore)
+		if err != nil {
+			return fmt.Errorf("the dump does not check: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "  pg_restore reads it: %d tables' data\n", tables)
+	}
 	files, err := writeSums(out)
 	if err != nil {
 		return fmt.Errorf("SHA256SUMS: %w", err)

@@ -192,3 +192,41 @@ func CheckSQLiteCopy(ctx context.Context, path string) (CopyInfo, error) {
 	}
 	return info, nil
 }
+
+// CheckPgDump lists a custom-format dump (Backup's on PostgreSQL) with
+// pg_restore --list, without restoring it, and returns how many tables'
+// data it holds; a dump pg_restore cannot read, or one without civstack's
+// log, is an error. pgRestore is the program; empty means "pg_restore" on
+// PATH.
+func CheckPgDump(ctx context.Context, path, pgRestore string) (int, error) {
+	if pgRestore == "" {
+		pgRestore = "pg_restore"
+	}
+	bin, err := exec.LookPath(pgRestore)
+	if err != nil {
+		return 0, fmt.Errorf("pg_restore not found (%s): install PostgreSQL's client programs to check the dump", pgRestore)
+	}
+	cmd := exec.CommandContext(ctx, bin, "--list", path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("pg_restore --list %s: %s", path, lastLine(stderr.String(), err))
+	}
+	tables, log := 0, false
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		// "3456; 0 16390 TABLE DATA public tlog_entries postgres"
+		f := strings.Fields(sc.Text())
+		for i := 0; i+3 < len(f); i++ {
+			if f[i] == "TABLE" && f[i+1] == "DATA" {
+				tables++
+				log = log || f[i+3] == "tlog_entries"
+				break
+			}
+		}
+	}
+	if !log {
+		return tables, fmt.Errorf("%s holds no transparency log: not a civstack database's dump", path)
+	}
+	return tables, nil
+}

@@ -98,6 +98,9 @@ func TestBackupWhileWriting(t *testing.T) {
 				if err != nil {
 					t.Fatalf("the PostgreSQL suite needs pg_restore beside pg_dump: %v", err)
 				}
+				if n, err := store.CheckPgDump(ctx, path, ""); err != nil || n < 20 {
+					t.Fatalf("the dump lists %d tables' data: %v", n, err)
+				}
 				target := storetest.NewPostgresDatabase(t, os.Getenv(storetest.PostgresEnv))
 				if out, err := exec.Command(pgRestore, "--exit-on-error", "--no-owner", "--dbname="+target, path).CombinedOutput(); err != nil {
 					t.Fatalf("pg_restore: %v\n%s", err, out)
@@ -135,6 +138,12 @@ func TestBackupErrors(t *testing.T) {
 		if left, _ := os.ReadDir(dir); len(left) != 0 {
 			t.Fatalf("a failed dump left %v", left)
 		}
+		notDump := filepath.Join(dir, "x.pgdump")
+		os.WriteFile(notDump, []byte("PGDMP? no"), 0o600)
+		if _, err := store.CheckPgDump(ctx, notDump, ""); err == nil {
+			t.Fatal("a file that is no dump passed")
+		}
+		os.Remove(notDump)
 	}
 	dir := t.TempDir()
 	notDB := filepath.Join(dir, "x.db")
