@@ -17,14 +17,13 @@ import (
 )
 
 const backupHelp = `Copies a node's database, keys and health files into DIR (new or empty)
-while the nodes go on serving. On SQLite, DIR is then a data directory:
-civstack serve --data DIR starts from it. On PostgreSQL the database is
-dumped with pg_dump into DIR/civstack.pgdump (restore it with pg_restore),
-and the keys and health files are copied beside it. DIR/SHA256SUMS lists
-every file (check a copy with: cd DIR && sha256sum -c SHA256SUMS).
+while the nodes go on serving: on SQLite the database file itself (DIR is
+then a data directory too), on PostgreSQL a pg_dump archive. DIR/SHA256SUMS
+lists every file (check a copy with: cd DIR && sha256sum -c SHA256SUMS).
+civstack restore --from DIR puts it back.
 
-Restoring rewinds the transparency log to the backup's size: read
-"Backups" in docs/operations.md before you restore.`
+Restoring rewinds the transparency log to the backup's size: read "Backups
+and restoring" in docs/operations.md before you restore.`
 
 // backedUpDirs are the data directory's parts a backup copies besides the
 // database: the keys (without them the copy's sealed secrets and log are
@@ -132,11 +131,7 @@ func backup(ctx context.Context, e *env, storage storageFlags, out, pgDump strin
 		return fmt.Errorf("SHA256SUMS: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "Backup complete in %s: %d files listed in SHA256SUMS.\n", out, files)
-	if db.Dialect() == store.Postgres {
-		fmt.Fprintf(e.stdout, "Restore the database with: pg_restore --clean --if-exists --no-owner --dbname URL %s\n", path)
-	} else {
-		fmt.Fprintf(e.stdout, "To restore: stop every node, then serve from the backup or a copy of it: civstack serve --data %s\n", out)
-	}
+	fmt.Fprintf(e.stdout, "To restore it, with every node stopped: civstack restore --from %s (docs/operations.md, \"Backups and restoring\")\n", out)
 	return nil
 }
 
@@ -206,16 +201,11 @@ func writeSums(dir string) (int, error) {
 		if err != nil {
 			return err
 		}
-		f, err := os.Open(p)
+		sum, err := fileDigest(p)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		h := sha256.New()
-		if _, err := io.Copy(h, f); err != nil {
-			return err
-		}
-		lines = append(lines, hex.EncodeToString(h.Sum(nil))+"  "+filepath.ToSlash(rel)+"\n")
+		lines = append(lines, sum+"  "+filepath.ToSlash(rel)+"\n")
 		return nil
 	})
 	if err != nil {
@@ -223,6 +213,20 @@ func writeSums(dir string) (int, error) {
 	}
 	slices.SortFunc(lines, func(a, b string) int { return strings.Compare(a[66:], b[66:]) })
 	return len(lines), os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(strings.Join(lines, "")), 0o600)
+}
+
+// fileDigest is the SHA-256 of the file at path, in hex.
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // byteSize is n bytes for people: "3.2 MB".

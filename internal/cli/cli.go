@@ -49,6 +49,7 @@ func commands() []command {
 		{"keys", "list or rotate the node's signing keys", runKeys},
 		{"migrate", "show, apply or undo the database's schema migrations", runMigrate},
 		{"backup", "copy a running node's database, keys and health files", runBackup},
+		{"restore", "put a backup back, with every node stopped", runRestore},
 		{"log", "audit a transparency log: civstack log verify --url URL --key VKEY", runLog},
 		{"qr", "decode an EMV merchant QR payload: civstack qr decode PAYLOAD", runQR},
 		{"verify", "check offline a health pass or EU DCC (civstack verify HC1:…), an\nSD-JWT, or a downloaded receipt, report or data-access export (FILE)", runVerify},

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -57,7 +58,7 @@ func (db *DB) Backup(ctx context.Context, dir string, o BackupOptions) (string, 
 		err = os.Chmod(tmp, 0o600)
 	}
 	if err == nil {
-		err = syncFile(tmp)
+		err = syncPath(tmp)
 	}
 	if err == nil {
 		err = os.Rename(tmp, final)
@@ -85,8 +86,7 @@ func (db *DB) vacuumInto(ctx context.Context, path string) error {
 	return nil
 }
 
-// pgDump runs pg_dump into path. The password travels in PGPASSWORD, not on
-// the command line where other users of the machine could read it.
+// pgDump runs pg_dump into path.
 func (db *DB) pgDump(ctx context.Context, path, prog string) error {
 	if prog == "" {
 		prog = "pg_dump"
@@ -95,9 +95,37 @@ func (db *DB) pgDump(ctx context.Context, path, prog string) error {
 	if err != nil {
 		return ErrNoPgDump
 	}
+	dbURL, env, err := db.pgClient()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, bin, "--format=custom", "--file="+path, "--dbname="+dbURL)
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return errors.New(said(filepath.Base(bin), stderr.String(), err))
+	}
+	return nil
+}
+
+// said is what a program said went wrong: its last line on stderr, or
+// err, named by the program unless the line names it already.
+func said(prog, stderr string, err error) string {
+	line := lastLine(stderr, err)
+	if strings.HasPrefix(line, prog+":") {
+		return line
+	}
+	return prog + ": " + line
+}
+
+// pgClient is how PostgreSQL's client programs reach the database: the
+// URL without its password, and the environment with it in PGPASSWORD
+// (not on a command line, where other users of the machine could read it).
+func (db *DB) pgClient() (string, []string, error) {
 	u, err := url.Parse(db.url)
 	if err != nil {
-		return fmt.Errorf("%w: --db must be a postgres:// URL", ErrUnavailable)
+		return "", nil, fmt.Errorf("%w: --db must be a postgres:// URL", ErrUnavailable)
 	}
 	env := os.Environ()
 	if u.User != nil {
@@ -106,14 +134,7 @@ func (db *DB) pgDump(ctx context.Context, path, prog string) error {
 			u.User = url.User(u.User.Username())
 		}
 	}
-	cmd := exec.CommandContext(ctx, bin, "--format=custom", "--file="+path, "--dbname="+u.String())
-	cmd.Env = env
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s: %s", filepath.Base(bin), lastLine(stderr.String(), err))
-	}
-	return nil
+	return u.String(), env, nil
 }
 
 // lastLine is the last non-empty line a program wrote to stderr, or err's
@@ -132,7 +153,8 @@ func lastLine(s string, err error) string {
 	return line
 }
 
-func syncFile(path string) error {
+// syncPath flushes a file, or a directory's entries, to disk.
+func syncPath(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -210,7 +232,7 @@ func CheckPgDump(ctx context.Context, path, pgRestore string) (int, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("pg_restore --list %s: %s", path, lastLine(stderr.String(), err))
+		return 0, fmt.Errorf("%s (pg_restore --list %s)", said("pg_restore", stderr.String(), err), path)
 	}
 	tables, log := 0, false
 	sc := bufio.NewScanner(&stdout)
@@ -229,4 +251,134 @@ func CheckPgDump(ctx context.Context, path, pgRestore string) (int, error) {
 		return tables, fmt.Errorf("%s holds no transparency log: not a civstack database's dump", path)
 	}
 	return tables, nil
+}
+
+// ReplaceSQLite puts the SQLite copy at from (Backup's, checked) in place of
+// the database in dir, which no process may have open (hold the nodes'
+// lease exclusively, with the database closed). The database it replaces,
+// if any, is kept beside it as civstack.db.replaced-STAMP (its write-ahead
+// log, if one is left, as that name with -wal), whose path it returns. The
+// copy is written under a temporary name first, so a failure before the
+// last rename leaves the old database in place.
+func ReplaceSQLite(dir, from, stamp string) (replaced string, err error) {
+	live := filepath.Join(dir, SQLiteFile)
+	tmp := live + ".restoring"
+	os.Remove(tmp)
+	in, err := os.Open(from)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("copy %s: %w", from, err)
+	}
+	if _, err := os.Stat(live); err == nil {
+		replaced = live + ".replaced-" + stamp
+		if err := os.Rename(live, replaced); err != nil {
+			os.Remove(tmp)
+			return "", err
+		}
+		if _, err := os.Stat(live + "-wal"); err == nil {
+			if err := os.Rename(live+"-wal", replaced+"-wal"); err != nil {
+				return replaced, err
+			}
+		}
+	}
+	os.Remove(live + "-shm")
+	if err := os.Rename(tmp, live); err != nil {
+		return replaced, err
+	}
+	return replaced, syncPath(dir)
+}
+
+// RestoreOptions name PostgreSQL's client programs for RestorePostgres;
+// empty means the program's name on PATH.
+type RestoreOptions struct {
+	PgRestore, Psql string
+}
+
+// RestorePostgres replaces everything in the database's public schema with
+// the dump at path (Backup's), in one transaction: pg_restore turns the
+// dump into SQL, and psql runs it between BEGIN (then dropping and
+// recreating the schema) and a COMMIT sent only once pg_restore has read
+// the whole dump; psql stops at the first error. A failure anywhere leaves
+// the database as it was. No node may be running (hold the nodes' lease
+// exclusively). The database must be civstack's alone: whatever else the
+// public schema holds is dropped too.
+func (db *DB) RestorePostgres(ctx context.Context, path string, o RestoreOptions) error {
+	if db.dialect != Postgres {
+		return errors.New("RestorePostgres: not a PostgreSQL database")
+	}
+	restoreBin, err := exec.LookPath(cmpOr(o.PgRestore, "pg_restore"))
+	if err != nil {
+		return errors.New("pg_restore not found: install PostgreSQL's client programs (Debian: apt install postgresql-client) or give its path")
+	}
+	psqlBin, err := exec.LookPath(cmpOr(o.Psql, "psql"))
+	if err != nil {
+		return errors.New("psql not found: install PostgreSQL's client programs (Debian: apt install postgresql-client) or give its path")
+	}
+	dbURL, env, err := db.pgClient()
+	if err != nil {
+		return err
+	}
+	var dumpErr, psqlErr bytes.Buffer
+	pr, pw := io.Pipe()
+	psql := exec.CommandContext(ctx, psqlBin, "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--dbname="+dbURL)
+	psql.Env, psql.Stdin, psql.Stdout, psql.Stderr = env, pr, io.Discard, &psqlErr
+	if err := psql.Start(); err != nil {
+		return fmt.Errorf("psql: %w", err)
+	}
+	psqlDone := make(chan error, 1)
+	go func() {
+		err := psql.Wait()
+		pr.CloseWithError(errors.New("psql stopped")) // writes below fail instead of blocking
+		psqlDone <- err
+	}()
+	dumpRunErr := func() error {
+		if _, err := io.WriteString(pw, "BEGIN;\nDROP SCHEMA public CASCADE;\nCREATE SCHEMA public;\n"); err != nil {
+			return err
+		}
+		dump := exec.CommandContext(ctx, restoreBin, "--no-owner", "--no-privileges", "--file=-", path)
+		dump.Stdout, dump.Stderr = pw, &dumpErr
+		if err := dump.Run(); err != nil {
+			return errors.New(said("pg_restore", dumpErr.String(), err))
+		}
+		_, err := io.WriteString(pw, "COMMIT;\n")
+		return err
+	}()
+	if dumpRunErr != nil {
+		pw.CloseWithError(dumpRunErr) // psql reads no COMMIT: the transaction rolls back
+	} else {
+		pw.Close()
+	}
+	psqlRunErr := <-psqlDone
+	var exit *exec.ExitError
+	switch {
+	case errors.As(psqlRunErr, &exit): // psql failed on its own (a statement, the connection)
+		return fmt.Errorf("nothing was changed: %s", said("psql", psqlErr.String(), psqlRunErr))
+	case dumpRunErr != nil:
+		return fmt.Errorf("nothing was changed: %w", dumpRunErr)
+	case psqlRunErr != nil:
+		return fmt.Errorf("nothing was changed: %s", said("psql", psqlErr.String(), psqlRunErr))
+	}
+	return nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }

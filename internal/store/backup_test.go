@@ -187,3 +187,108 @@ func TestBackupErrors(t *testing.T) {
 		t.Logf("damaged copy: %v", err)
 	}
 }
+
+// TestRestore: a backup put back replaces what came after it, on each
+// engine; on SQLite the replaced database is kept beside; on PostgreSQL a
+// dump cut short, or one whose SQL fails, changes nothing.
+func TestRestore(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			ctx := context.Background()
+			opts := e.Open(t)
+			db := storetest.OpenMigrated(t, opts)
+			entries := func(db *store.DB) (n int64) {
+				t.Helper()
+				if err := db.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM tlog_entries").Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			add := func(db *store.DB, n int) {
+				t.Helper()
+				err := db.Tx(ctx, func(tx *store.Tx) error {
+					for range n {
+						if _, err := tx.ExecContext(ctx, "INSERT INTO tlog_entries (idx, kind, data, created_at) VALUES ((SELECT COALESCE(MAX(idx), -1) + 1 FROM tlog_entries), 1, $1, 0)", []byte("e")); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			add(db, 30)
+			dir := t.TempDir()
+			path, err := db.Backup(ctx, dir, store.BackupOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			add(db, 12)
+			if _, err := db.Reader().ExecContext(ctx, "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+
+			if e.Name == "sqlite" {
+				db.Close()
+				replaced, err := store.ReplaceSQLite(opts.DataDir, path, "20261206T050000Z")
+				if err != nil {
+					t.Fatal(err)
+				}
+				restored := storetest.OpenMigrated(t, opts)
+				if n := entries(restored); n != 30 {
+					t.Fatalf("restored %d entries, want the backup's 30", n)
+				}
+				kept, err := store.CheckSQLiteCopy(ctx, replaced)
+				if err != nil || kept.Schema == 0 {
+					t.Fatalf("the replaced database %s: %v", replaced, err)
+				}
+				old, err := sql.Open("sqlite", "file:"+replaced+"?mode=ro")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer old.Close()
+				var n int64
+				if err := old.QueryRow("SELECT COUNT(*) FROM tlog_entries").Scan(&n); err != nil || n != 42 {
+					t.Fatalf("the replaced database holds %d entries (%v), want 42", n, err)
+				}
+				return
+			}
+
+			// PostgreSQL. A table the backup does not know (a later
+			// migration's) goes too: the schema is the backup's.
+			if _, err := db.Reader().ExecContext(ctx, "CREATE TABLE later_migration (x INT)"); err != nil {
+				t.Fatal(err)
+			}
+			// A dump cut short fails, and nothing changes.
+			b, _ := os.ReadFile(path)
+			short := filepath.Join(t.TempDir(), "short.pgdump")
+			os.WriteFile(short, b[:len(b)*2/3], 0o600)
+			if err := db.RestorePostgres(ctx, short, store.RestoreOptions{}); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+				t.Fatalf("a dump cut short: %v", err)
+			} else {
+				t.Logf("a dump cut short: %v", err)
+			}
+			if n := entries(db); n != 42 {
+				t.Fatalf("after a failed restore %d entries, want 42", n)
+			}
+			if err := db.RestorePostgres(ctx, path, store.RestoreOptions{PgRestore: "/nonexistent/pg_restore"}); err == nil || !strings.Contains(err.Error(), "pg_restore not found") {
+				t.Fatalf("no pg_restore: %v", err)
+			}
+			if err := db.RestorePostgres(ctx, path, store.RestoreOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if n := entries(db); n != 30 {
+				t.Fatalf("restored %d entries, want the backup's 30", n)
+			}
+			var later bool
+			if err := db.Reader().QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE tablename = 'later_migration')").Scan(&later); err != nil || later {
+				t.Fatalf("a table the backup does not hold survived the restore: %v %v", later, err)
+			}
+			if v, err := db.SchemaVersion(ctx); err != nil || v == 0 {
+				t.Fatalf("schema after the restore: %d %v", v, err)
+			}
+			add(db, 1) // the restored database takes writes
+		})
+	}
+}
