@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -171,8 +172,20 @@ func checkSums(t *testing.T, dir string) {
 // serve refuse, in one line naming both sizes, until an operator starts it
 // with --accept-log-rewind; a later start serves as usual.
 func TestRestoreRewindsLog(t *testing.T) {
+	for _, eng := range storetest.Engines(t) {
+		t.Run(eng.Name, func(t *testing.T) { restoreRewindsLog(t, eng) })
+	}
+}
+
+func restoreRewindsLog(t *testing.T, eng storetest.Engine) {
 	ctx := context.Background()
+	opts := eng.Open(t)
 	data := filepath.Join(t.TempDir(), "civstack-data")
+	node := []string{"--data", data}
+	if opts.URL != "" {
+		node = append(node, "--db", opts.URL)
+	}
+	with := func(args ...string) []string { return append(slices.Clone(node), args...) }
 	mark := filepath.Join(data, logMarkFile)
 	markSize := func() int64 {
 		c, ok, err := tlog.ReadMark(mark)
@@ -194,14 +207,14 @@ func TestRestoreRewindsLog(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	s := startServe(t, nil, "--data", data, "--demo")
+	s := startServe(t, nil, with("--demo")...)
 	waitMark(1)
 	backupDir := filepath.Join(t.TempDir(), "backup")
-	if code, out, errOut := run(t, nil, "backup", "--data", data, "--out", backupDir); code != 0 {
+	if code, out, errOut := run(t, nil, append([]string{"backup", "--out", backupDir}, node...)...); code != 0 {
 		t.Fatalf("backup: %d %s %s", code, out, errOut)
 	}
 	// The log grows after the backup: 5 more entries, signed.
-	db, err := store.Open(ctx, store.Options{DataDir: data})
+	db, err := store.Open(ctx, store.Options{URL: opts.URL, DataDir: data})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,14 +242,14 @@ func TestRestoreRewindsLog(t *testing.T) {
 	}
 
 	// Restore the backup: the command warns of what serve will say.
-	code, out, errOut := run(t, nil, "restore", "--data", data, "--from", backupDir)
+	code, out, errOut := run(t, nil, append([]string{"restore", "--from", backupDir}, node...)...)
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("This node signed the log up to size %d; the restored log is shorter", size)) || !strings.Contains(out, "--accept-log-rewind") {
 		t.Fatalf("restore: %d %q %q", code, out, errOut)
 	}
 	// Were it not refused, serve would run until the deadline and exit 0.
 	refusedCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	var serveOut, serveErr syncBuf
-	code = (&env{stdout: &serveOut, stderr: &serveErr, getenv: func(string) string { return "" }, now: time.Now}).main(refusedCtx, []string{"serve", "--data", data, "--demo", "--addr", "127.0.0.1:0"})
+	code = (&env{stdout: &serveOut, stderr: &serveErr, getenv: func(string) string { return "" }, now: time.Now}).main(refusedCtx, append([]string{"serve", "--demo", "--addr", "127.0.0.1:0"}, node...))
 	cancel()
 	stderr := serveErr.String()
 	// (An info line may come first: the port, and so --url, changed.)
@@ -249,9 +262,9 @@ func TestRestoreRewindsLog(t *testing.T) {
 	if restored, _ := strconv.ParseInt(m[1], 10, 64); restored < 1 || restored > size-5 {
 		t.Fatalf("the restored log's size %d: want the backup's, at most %d", restored, size-5)
 	}
-	s = startServe(t, nil, "--data", data, "--demo", "--accept-log-rewind")
+	s = startServe(t, nil, with("--demo", "--accept-log-rewind")...)
 	s.stop(t)
-	s = startServe(t, nil, "--data", data, "--demo")
+	s = startServe(t, nil, with("--demo")...)
 	s.stop(t)
 }
 

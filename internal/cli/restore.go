@@ -70,7 +70,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "  %d files match SHA256SUMS\n", n)
-	var restoredSize int64 = -1 // the copy's log size, when known before
+	var restoredSize int64 // the restored log's newest signed checkpoint
 	if onPG {
 		tables, err := store.CheckPgDump(ctx, copyPath, *pgRestore)
 		if err != nil {
@@ -96,7 +96,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 
 	fmt.Fprintf(e.stdout, "Restoring the database (%s)…\n", storage.describe())
 	if onPG {
-		if err := restorePostgres(ctx, storage, copyPath, store.RestoreOptions{PgRestore: *pgRestore, Psql: *psql}); err != nil {
+		if restoredSize, err = restorePostgres(ctx, storage, copyPath, store.RestoreOptions{PgRestore: *pgRestore, Psql: *psql}); err != nil {
 			return err
 		}
 	} else {
@@ -124,7 +124,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, "Restored.")
 	mark, ok, err := tlog.ReadMark(filepath.Join(*storage.data, logMarkFile))
-	if err == nil && ok && (restoredSize < 0 || mark.Size > restoredSize) {
+	if err == nil && ok && mark.Size > restoredSize {
 		fmt.Fprintf(e.stdout, "This node signed the log up to size %d; the restored log is shorter, so serve refuses it until you start it once\nwith --accept-log-rewind (docs/operations.md, \"What a restore does to the log\").\n", mark.Size)
 	}
 	return nil
@@ -155,18 +155,27 @@ func restoreSQLite(ctx context.Context, storage storageFlags, copyPath, stamp st
 	return store.ReplaceSQLite(*storage.data, copyPath, stamp)
 }
 
-func restorePostgres(ctx context.Context, storage storageFlags, dump string, o store.RestoreOptions) error {
+// restorePostgres restores the dump, holding the nodes' lease exclusively,
+// and returns the size of the restored log's newest signed checkpoint.
+func restorePostgres(ctx context.Context, storage storageFlags, dump string, o store.RestoreOptions) (int64, error) {
 	db, err := store.Open(ctx, store.Options{URL: *storage.db})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer db.Close()
 	release, err := nodesStopped(ctx, db, storage)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer release()
-	return db.RestorePostgres(ctx, dump, o)
+	if err := db.RestorePostgres(ctx, dump, o); err != nil {
+		return 0, err
+	}
+	var size int64
+	if err := db.Reader().QueryRowContext(ctx, "SELECT COALESCE(MAX(size), 0) FROM tlog_checkpoints").Scan(&size); err != nil {
+		return 0, fmt.Errorf("the restored database's log: %w", err)
+	}
+	return size, nil
 }
 
 // compareTree compares the files under the backup's dir with the node's:
