@@ -264,8 +264,19 @@ func restoreRewindsLog(t *testing.T, eng storetest.Engine) {
 	}
 	s = startServe(t, nil, with("--demo", "--accept-log-rewind")...)
 	s.stop(t)
+	if !strings.Contains(s.errOut.String(), "serving a rewound transparency log") {
+		t.Fatalf("no warning when a rewound log is served: %s", s.errOut.String())
+	}
+	if got := markSize(); got < 1 || got > size-5 {
+		t.Fatalf("after the rewind was accepted the mark is at %d, want the restored log's size", got)
+	}
 	s = startServe(t, nil, with("--demo")...)
 	s.stop(t)
+	s = startServe(t, nil, with("--demo", "--accept-log-rewind")...)
+	s.stop(t)
+	if !strings.Contains(s.errOut.String(), "--accept-log-rewind is set, and the log was not rewound") {
+		t.Fatalf("no word that the flag is no longer needed: %s", s.errOut.String())
+	}
 }
 
 // TestRestoreCommand: on each engine, a backup restored with civstack

@@ -25,21 +25,31 @@ const logMarkEvery = time.Second
 
 // checkLogMark refuses to serve a database whose log does not extend the
 // checkpoint this node last signed, unless accept: then it logs a warning
-// and removes the mark, which the rewound log's next checkpoint replaces.
+// and marks the database's newest checkpoint instead (or removes the mark
+// when it has none yet).
 func checkLogMark(ctx context.Context, tl *tlog.Log, data string, accept bool, logger *slog.Logger) error {
 	path := filepath.Join(data, logMarkFile)
 	mark, ok, err := tlog.ReadMark(path)
 	if err != nil {
 		return fmt.Errorf("the checkpoint this node last signed: %w", err)
 	}
-	if !ok {
-		return nil
+	if ok {
+		err = tl.CheckMark(ctx, mark)
 	}
-	err = tl.CheckMark(ctx, mark)
 	switch {
+	case err == nil && accept:
+		logger.Warn("--accept-log-rewind is set, and the log was not rewound: remove the flag, so that a later rewind is caught")
+		return nil
 	case errors.Is(err, tlog.ErrRewound) && accept:
 		logger.Warn("serving a rewound transparency log (--accept-log-rewind): auditors that kept a later checkpoint will report it", "err", err)
-		return os.Remove(path)
+		_, latest, err := tl.Latest(ctx)
+		if errors.Is(err, tlog.ErrNotFound) {
+			return os.Remove(path)
+		}
+		if err != nil {
+			return err
+		}
+		return tlog.WriteMark(path, latest)
 	case errors.Is(err, tlog.ErrRewound):
 		return fmt.Errorf("%v (%s). Was the database restored from a backup, or is it another one? Serving it would sign a second history of the log; read \"Backups and restoring\" in docs/operations.md, then start with --accept-log-rewind to serve it anyway", err, path)
 	}
