@@ -213,12 +213,17 @@ func (r *Registry) grant(ctx context.Context, tx *store.Tx, personID, orgID stri
 	return nil
 }
 
-// Revoke takes a role in an organisation away from a person. It refuses to
-// take the operator role from the last person who holds it
-// (ErrLastOperator): nobody could grant roles any more until a restart
-// printed a setup code.
-func (r *Registry) Revoke(ctx context.Context, personID, orgID string, role Role) error {
-	return r.db.Tx(ctx, func(tx *store.Tx) error {
+// Revoke takes a role in an organisation away from a person, and in the
+// same transaction revokes the API tokens that person created and no longer
+// has the authority to create (a token for a role in an organisation, made
+// by someone who now holds neither that role there nor the operator role):
+// whoever leaves an organisation may have kept a secret they were shown.
+// It returns how many tokens it revoked. It refuses to take the operator
+// role from the last person who holds it (ErrLastOperator): nobody could
+// grant roles any more until a restart printed a setup code.
+func (r *Registry) Revoke(ctx context.Context, personID, orgID string, role Role) (int, error) {
+	var revoked int64
+	err := r.db.Tx(ctx, func(tx *store.Tx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM memberships WHERE person_id = $1 AND org_id = $2 AND role = $3", personID, orgID, string(role))
 		if err != nil {
 			return fmt.Errorf("delete membership: %w", err)
@@ -226,18 +231,27 @@ func (r *Registry) Revoke(ctx context.Context, personID, orgID string, role Role
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("membership: %w", ErrNotFound)
 		}
-		if role != Operator {
-			return nil
+		if role == Operator {
+			var left int
+			if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM memberships WHERE role = $1", string(Operator)).Scan(&left); err != nil {
+				return fmt.Errorf("count operators: %w", err)
+			}
+			if left == 0 {
+				return ErrLastOperator
+			}
 		}
-		var left int
-		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM memberships WHERE role = $1", string(Operator)).Scan(&left); err != nil {
-			return fmt.Errorf("count operators: %w", err)
+		res, err = tx.ExecContext(ctx, `UPDATE api_tokens SET revoked_at = $1
+			WHERE created_by = $2 AND revoked_at IS NULL
+			AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.person_id = $2 AND m.role = $3)
+			AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.person_id = $2 AND m.org_id = api_tokens.org_id AND m.role = api_tokens.role)`,
+			ms(r.now()), personID, string(Operator))
+		if err != nil {
+			return fmt.Errorf("revoke the tokens they made: %w", err)
 		}
-		if left == 0 {
-			return ErrLastOperator
-		}
+		revoked, _ = res.RowsAffected()
 		return nil
 	})
+	return int(revoked), err
 }
 
 const membershipQuery = `SELECT m.person_id, p.display_name, m.org_id, o.name, m.role, m.created_at

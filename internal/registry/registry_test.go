@@ -55,6 +55,7 @@ func TestRegistry(t *testing.T) {
 		t.Run("other sessions", func(t *testing.T) { testOtherSessions(t, db) })
 		t.Run("setup", func(t *testing.T) { testSetup(t, db) })
 		t.Run("mode", func(t *testing.T) { testMode(t, db) })
+		t.Run("tokens of who leaves", func(t *testing.T) { testLeaverTokens(t, db) })
 		t.Run("last operator", func(t *testing.T) { testLastOperator(t, db) }) // after setup: it leaves an operator
 	})
 }
@@ -170,10 +171,10 @@ func testOrganisations(t *testing.T, db *store.DB) {
 	if roles := registry.Roles(ms); len(roles) != 2 || roles[0] != registry.Citizen || roles[1] != registry.Issuer {
 		t.Fatalf("roles = %v", roles)
 	}
-	if err := reg.Revoke(ctx, p.ID, o.ID, registry.Issuer); err != nil {
+	if _, err := reg.Revoke(ctx, p.ID, o.ID, registry.Issuer); err != nil {
 		t.Fatal(err)
 	}
-	if err := reg.Revoke(ctx, p.ID, o.ID, registry.Issuer); !errors.Is(err, registry.ErrNotFound) {
+	if _, err := reg.Revoke(ctx, p.ID, o.ID, registry.Issuer); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("second revoke: %v", err)
 	}
 	if ms, _ := reg.Members(ctx, o.ID); len(ms) != 0 {
@@ -434,7 +435,7 @@ func testLastOperator(t *testing.T, db *store.DB) {
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, p := range []*registry.Person{a, b} {
-		wg.Go(func() { errs[i] = reg.Revoke(ctx, p.ID, o.ID, registry.Operator) })
+		wg.Go(func() { _, errs[i] = reg.Revoke(ctx, p.ID, o.ID, registry.Operator) })
 	}
 	wg.Wait()
 	refused := 0
@@ -453,7 +454,7 @@ func testLastOperator(t *testing.T, db *store.DB) {
 	if refused != 1 || len(left) != 1 {
 		t.Fatalf("%d revocations refused and %d operators left; want 1 and 1", refused, len(left))
 	}
-	if err := reg.Revoke(ctx, left[0].PersonID, o.ID, registry.Operator); !errors.Is(err, registry.ErrLastOperator) {
+	if _, err := reg.Revoke(ctx, left[0].PersonID, o.ID, registry.Operator); !errors.Is(err, registry.ErrLastOperator) {
 		t.Fatalf("revoking the last operator: %v", err)
 	}
 }
@@ -579,4 +580,75 @@ func FuzzNewPerson(f *testing.F) {
 			t.Fatalf("accepted %q as %q", s, p.DisplayName)
 		}
 	})
+}
+
+// testLeaverTokens: who loses a role loses the API tokens they made and may
+// no longer make (for that role there, or anywhere once no longer an
+// operator); their other tokens, other people's and tokens nobody made
+// stay; a token revoked so stays revoked when the role comes back.
+func testLeaverTokens(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	reg, _ := newRegistry(db)
+	shop, err := reg.CreateOrganisation(ctx, "Corner Shop", []registry.Role{registry.Merchant, registry.Verifier}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := reg.CreateOrganisation(ctx, "Leavers' Operations", []registry.Role{registry.Operator}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ana, ben, olga, oscar := person(t, reg, "Ana", "lv-1"), person(t, reg, "Ben", "lv-2"), person(t, reg, "Olga", "lv-3"), person(t, reg, "Oscar", "lv-4")
+	grants := []struct {
+		p    *registry.Person
+		org  string
+		role registry.Role
+	}{{ana, shop.ID, registry.Merchant}, {ana, shop.ID, registry.Verifier}, {ben, shop.ID, registry.Merchant}, {olga, ops.ID, registry.Operator}, {oscar, ops.ID, registry.Operator}}
+	for _, g := range grants {
+		if err := reg.Grant(ctx, g.p.ID, g.org, g.role); err != nil {
+			t.Fatal(err)
+		}
+	}
+	token := func(role registry.Role, by string) string {
+		t.Helper()
+		secret, _, err := reg.CreateToken(ctx, shop.ID, role, "till", by)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return secret
+	}
+	anaTill, anaCheck, benTill, olgaTill, nobodys := token(registry.Merchant, ana.ID), token(registry.Verifier, ana.ID), token(registry.Merchant, ben.ID), token(registry.Merchant, olga.ID), token(registry.Merchant, "")
+	works := func(secret string) bool {
+		_, _, err := reg.Authenticate(ctx, secret, false)
+		return err == nil
+	}
+	expectWorking := func(what string, want map[string]bool) {
+		t.Helper()
+		for name, secret := range map[string]string{"Ana's till": anaTill, "Ana's check": anaCheck, "Ben's till": benTill, "Olga's till": olgaTill, "nobody's": nobodys} {
+			if works(secret) != want[name] {
+				t.Fatalf("%s: %s works = %v, want %v", what, name, works(secret), want[name])
+			}
+		}
+	}
+	all := map[string]bool{"Ana's till": true, "Ana's check": true, "Ben's till": true, "Olga's till": true, "nobody's": true}
+	expectWorking("before", all)
+
+	if n, err := reg.Revoke(ctx, ana.ID, shop.ID, registry.Merchant); err != nil || n != 1 {
+		t.Fatalf("Ana loses the merchant role: %d tokens revoked, %v; want 1", n, err)
+	}
+	all["Ana's till"] = false
+	expectWorking("Ana no longer a merchant", all)
+	if n, err := reg.Revoke(ctx, olga.ID, ops.ID, registry.Operator); err != nil || n != 1 {
+		t.Fatalf("Olga loses the operator role: %d tokens revoked, %v; want 1", n, err)
+	}
+	all["Olga's till"] = false
+	expectWorking("Olga no longer an operator", all)
+	if err := reg.Grant(ctx, ana.ID, shop.ID, registry.Merchant); err != nil {
+		t.Fatal(err)
+	}
+	expectWorking("Ana a merchant again", all)
+	if n, err := reg.Revoke(ctx, ana.ID, shop.ID, registry.Verifier); err != nil || n != 1 {
+		t.Fatalf("Ana loses the verifier role: %d tokens revoked, %v; want 1", n, err)
+	}
+	all["Ana's check"] = false
+	expectWorking("Ana no longer a verifier", all)
 }

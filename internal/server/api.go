@@ -60,7 +60,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	huma.Register(api, op("get-organisation", http.MethodGet, "/organisations/{id}", "Get an organisation", "", 0), s.apiGetOrg)
 	huma.Register(api, op("list-members", http.MethodGet, "/organisations/{id}/members", "List an organisation's people and their roles", "", 0), s.apiMembers)
 	huma.Register(api, op("grant-role", http.MethodPut, "/organisations/{id}/members/{person}/{role}", "Give a person a role in an organisation", registry.Operator, http.StatusNoContent), s.apiGrant)
-	huma.Register(api, op("revoke-role", http.MethodDelete, "/organisations/{id}/members/{person}/{role}", "Take a role away", registry.Operator, http.StatusNoContent), s.apiRevoke)
+	huma.Register(api, op("revoke-role", http.MethodDelete, "/organisations/{id}/members/{person}/{role}", "Take a role away (and the API tokens the person made and may no longer make)", registry.Operator, http.StatusNoContent), s.apiRevoke)
 	huma.Register(api, op("list-tokens", http.MethodGet, "/organisations/{id}/tokens", "List an organisation's API tokens", "", 0), s.apiTokens)
 	huma.Register(api, op("create-token", http.MethodPost, "/organisations/{id}/tokens", "Create an API token (its secret is returned once)", registry.Operator, http.StatusCreated), s.apiCreateToken)
 	if s.ledger != nil {
@@ -278,9 +278,11 @@ func (s *Server) apiRevoke(ctx context.Context, in *memberPath) (*struct{}, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := s.reg.Revoke(ctx, in.Person, o.ID, in.Role); err != nil {
+	tokens, err := s.reg.Revoke(ctx, in.Person, o.ID, in.Role)
+	if err != nil {
 		return nil, s.apiError(err)
 	}
+	s.log.Info("role revoked", "org", o.ID, "role", string(in.Role), "tokens_revoked", tokens)
 	return nil, nil
 }
 

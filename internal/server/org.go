@@ -135,6 +135,14 @@ func (s *Server) orgPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 		p.Notice = "The role was given."
 	case r.URL.Query().Get("revoked") == "1":
 		p.Notice = "Done."
+	case r.URL.Query().Get("role_revoked") != "":
+		p.Notice = "The role was taken away."
+		switch n, _ := strconv.Atoi(r.URL.Query().Get("role_revoked")); {
+		case n == 1:
+			p.Notice += " The API token they had created for a role they no longer hold was revoked too: create a new one for the system that used it."
+		case n > 1:
+			p.Notice += " The " + strconv.Itoa(n) + " API tokens they had created for roles they no longer hold were revoked too: create new ones for the systems that used them."
+		}
 	}
 	s.renderOrg(w, r, v, o, http.StatusOK, p, "")
 }
@@ -244,13 +252,15 @@ func (s *Server) revokeRole(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	role, err := registry.ParseRole(r.PostForm.Get("role"))
+	tokens := 0
 	if err == nil {
-		err = s.reg.Revoke(r.Context(), r.PostForm.Get("person_id"), o.ID, role)
+		tokens, err = s.reg.Revoke(r.Context(), r.PostForm.Get("person_id"), o.ID, role)
 	}
 	if err != nil {
 		status, msg := classify(err)
 		s.renderOrg(w, r, v, o, status, web.Page{Error: msg}, "")
 		return
 	}
-	http.Redirect(w, r, "/orgs/"+o.ID+"?revoked=1", http.StatusSeeOther)
+	s.log.Info("role revoked", "org", o.ID, "role", string(role), "tokens_revoked", tokens)
+	http.Redirect(w, r, "/orgs/"+o.ID+"?role_revoked="+strconv.Itoa(tokens), http.StatusSeeOther)
 }

@@ -329,7 +329,12 @@ func TestOperatorPages(t *testing.T) {
 	expect(t, "token works", api.get("/api/v1/whoami"), 200, `"role":"merchant"`, "Rossi Groceries")
 	expect(t, "token shown once", sofia.get(orgPath), 200, "till 1", `name="valid_days"`)
 	expect(t, "a token for no time we offer", sofia.postForm(orgPath+"/tokens", url.Values{"label": {"till 2"}, "role": {"merchant"}, "valid_days": {"soon"}}), 400, "how long the token works")
-	expect(t, "a token for 30 days", sofia.postForm(orgPath+"/tokens", url.Values{"label": {"till 2"}, "role": {"merchant"}, "valid_days": {"30"}}), http.StatusCreated)
+	r = sofia.postForm(orgPath+"/tokens", url.Values{"label": {"till 2"}, "role": {"merchant"}, "valid_days": {"30"}})
+	expect(t, "a token for 30 days", r, http.StatusCreated)
+	i = strings.Index(r.body, registry.TokenPrefix)
+	till2 := newClient(t, n.URL)
+	till2.header.Set("Authorization", "Bearer "+r.body[i:i+len(registry.TokenPrefix)+52])
+	expect(t, "till 2 works", till2.get("/api/v1/whoami"), 200, `"role":"merchant"`)
 	expect(t, "its end on the page", sofia.get(orgPath), 200, "works until "+n.clock.now().Add(30*24*time.Hour).UTC().Format("2 Jan 2006"))
 	if strings.Contains(sofia.get(orgPath).body, secret) {
 		t.Fatal("token shown again")
@@ -338,8 +343,12 @@ func TestOperatorPages(t *testing.T) {
 	till1 := toks[slices.IndexFunc(toks, func(k *registry.APIToken) bool { return k.Label == "till 1" })]
 	expect(t, "revoke", sofia.postForm(orgPath+"/tokens/"+till1.ID+"/revoke", nil), http.StatusSeeOther)
 	expectProblem(t, "revoked token", api.get("/api/v1/whoami"), 401, "unknown or revoked")
-	expect(t, "revoke role", op.postForm(orgPath+"/members/revoke", url.Values{"person_id": {sofiaID}, "role": {"merchant"}}), http.StatusSeeOther)
+	r = op.postForm(orgPath+"/members/revoke", url.Values{"person_id": {sofiaID}, "role": {"merchant"}})
+	expect(t, "revoke role", r, http.StatusSeeOther)
 	expect(t, "former member", sofia.get("/merchant"), http.StatusForbidden)
+	// Sofia knew till 2's secret: it goes with her role.
+	expect(t, "the operator is told", op.get(r.header.Get("Location")), 200, "The role was taken away. The API token they had created for a role they no longer hold was revoked too")
+	expectProblem(t, "a former member's token", till2.get("/api/v1/whoami"), 401, "unknown or revoked")
 
 	// The last operator keeps the role; once there is another, it can go.
 	ops, err := n.reg.OrganisationByName(ctx, registry.OperatorOrgName)
