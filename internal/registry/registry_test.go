@@ -608,15 +608,16 @@ func testLeaverTokens(t *testing.T, db *store.DB) {
 			t.Fatal(err)
 		}
 	}
-	token := func(role registry.Role, by string) string {
+	token := func(role registry.Role, by, label string) string {
 		t.Helper()
-		secret, _, err := reg.CreateToken(ctx, shop.ID, role, "till", by)
+		secret, _, err := reg.CreateToken(ctx, shop.ID, role, label, by)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return secret
 	}
-	anaTill, anaCheck, benTill, olgaTill, nobodys := token(registry.Merchant, ana.ID), token(registry.Verifier, ana.ID), token(registry.Merchant, ben.ID), token(registry.Merchant, olga.ID), token(registry.Merchant, "")
+	anaTill, anaCheck, benTill := token(registry.Merchant, ana.ID, "Ana's till"), token(registry.Verifier, ana.ID, "Ana's check"), token(registry.Merchant, ben.ID, "Ben's till")
+	olgaTill, nobodys := token(registry.Merchant, olga.ID, "Olga's till"), token(registry.Merchant, "", "nobody's")
 	works := func(secret string) bool {
 		_, _, err := reg.Authenticate(ctx, secret, false)
 		return err == nil
@@ -651,4 +652,23 @@ func testLeaverTokens(t *testing.T, db *store.DB) {
 	}
 	all["Ana's check"] = false
 	expectWorking("Ana no longer a verifier", all)
+
+	// The list names each token's maker and whether they may still make it.
+	toks, err := reg.Tokens(ctx, shop.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type maker struct {
+		name string
+		left bool
+	}
+	want := map[string]maker{"Ana's till": {"Ana", false}, "Ana's check": {"Ana", true}, "Ben's till": {"Ben", false}, "Olga's till": {"Olga", true}, "nobody's": {"", false}}
+	for _, k := range toks {
+		if got := (maker{k.CreatorName, k.CreatorLeft}); got != want[k.Label] {
+			t.Fatalf("%s: made by %+v, want %+v", k.Label, got, want[k.Label])
+		}
+	}
+	if len(toks) != len(want) {
+		t.Fatalf("%d tokens listed, want %d", len(toks), len(want))
+	}
 }

@@ -29,6 +29,10 @@ type APIToken struct {
 	LastUsedAt *time.Time
 	RevokedAt  *time.Time
 	ExpiresAt  *time.Time // nil: it does not expire
+
+	// Set by Tokens only:
+	CreatorName string // the display name of the person who made it, "" when none did
+	CreatorLeft bool   // that person may no longer make it (a token made before Revoke revoked such tokens)
 }
 
 // Expired reports whether the token has stopped working by now.
@@ -116,7 +120,7 @@ func (r *Registry) CreateTokenOnce(ctx context.Context, orgID string, role Role,
 		return nil
 	})
 	if errors.Is(err, ErrMadeBefore) {
-		first, err := scanToken(r.db.QueryRowRead(ctx, "SELECT "+tokenColumns+" FROM api_tokens WHERE id = $1 AND org_id = $2", t.ID, orgID))
+		first, err := scanToken(r.db.QueryRowRead(ctx, "SELECT "+tokenColumns+" FROM api_tokens t WHERE t.id = $1 AND t.org_id = $2", t.ID, orgID))
 		if err != nil {
 			return "", nil, notFound(err, "token")
 		}
@@ -130,15 +134,16 @@ func (r *Registry) CreateTokenOnce(ctx context.Context, orgID string, role Role,
 
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
-const tokenColumns = "id, org_id, role, label, created_by, created_at, last_used_at, revoked_at, expires_at"
+const tokenColumns = "t.id, t.org_id, t.role, t.label, t.created_by, t.created_at, t.last_used_at, t.revoked_at, t.expires_at"
 
-func scanToken(row interface{ Scan(...any) error }) (*APIToken, error) {
+// scanToken reads tokenColumns, then into extra whatever columns follow.
+func scanToken(row interface{ Scan(...any) error }, extra ...any) (*APIToken, error) {
 	var t APIToken
 	var role string
 	var by sql.NullString
 	var created int64
 	var used, revoked, expires sql.NullInt64
-	if err := row.Scan(&t.ID, &t.OrgID, &role, &t.Label, &by, &created, &used, &revoked, &expires); err != nil {
+	if err := row.Scan(append([]any{&t.ID, &t.OrgID, &role, &t.Label, &by, &created, &used, &revoked, &expires}, extra...)...); err != nil {
 		return nil, err
 	}
 	t.Role, t.CreatedBy, t.CreatedAt = Role(role), by.String, fromMS(created)
@@ -146,19 +151,28 @@ func scanToken(row interface{ Scan(...any) error }) (*APIToken, error) {
 	return &t, nil
 }
 
-// Tokens lists an organisation's tokens, revoked ones included, newest first.
+// Tokens lists an organisation's tokens, revoked ones included, newest
+// first, each with the name of the person who made it and whether that
+// person may still make it.
 func (r *Registry) Tokens(ctx context.Context, orgID string) ([]*APIToken, error) {
-	rows, err := r.db.Reader().QueryContext(ctx, "SELECT "+tokenColumns+" FROM api_tokens WHERE org_id = $1 ORDER BY created_at DESC, id DESC", orgID)
+	rows, err := r.db.Reader().QueryContext(ctx, `SELECT `+tokenColumns+`, COALESCE(p.display_name, ''),
+		t.created_by IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.person_id = t.created_by AND m.role = $2)
+		AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.person_id = t.created_by AND m.org_id = t.org_id AND m.role = t.role)
+		FROM api_tokens t LEFT JOIN people p ON p.id = t.created_by WHERE t.org_id = $1 ORDER BY t.created_at DESC, t.id DESC`, orgID, string(Operator))
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	defer rows.Close()
 	var out []*APIToken
 	for rows.Next() {
-		t, err := scanToken(rows)
+		var name string
+		var left bool
+		t, err := scanToken(rows, &name, &left)
 		if err != nil {
 			return nil, fmt.Errorf("scan token: %w", err)
 		}
+		t.CreatorName, t.CreatorLeft = name, left
 		out = append(out, t)
 	}
 	return out, rows.Err()
@@ -184,7 +198,7 @@ func (r *Registry) Authenticate(ctx context.Context, secret string, allowDemo bo
 		return nil, nil, ErrBadToken
 	}
 	t, err := scanToken(r.db.QueryRowRead(ctx,
-		"SELECT "+tokenColumns+" FROM api_tokens WHERE hash = $1", hashSecret(secret)))
+		"SELECT "+tokenColumns+" FROM api_tokens t WHERE t.hash = $1", hashSecret(secret)))
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, nil, ErrBadToken

@@ -349,6 +349,17 @@ func TestOperatorPages(t *testing.T) {
 	// Sofia knew till 2's secret: it goes with her role.
 	expect(t, "the operator is told", op.get(r.header.Get("Location")), 200, "The role was taken away. The API token they had created for a role they no longer hold was revoked too")
 	expectProblem(t, "a former member's token", till2.get("/api/v1/whoami"), 401, "unknown or revoked")
+	// A token whose maker left before a release revoked such tokens is
+	// flagged on the page, with its maker's name.
+	expect(t, "Sofia a merchant again", op.postForm(orgPath+"/members", url.Values{"person_id": {sofiaID}, "role": {"merchant"}}), http.StatusSeeOther)
+	expect(t, "till 3", sofia.postForm(orgPath+"/tokens", url.Values{"label": {"till 3"}, "role": {"merchant"}, "valid_days": {"30"}}), http.StatusCreated)
+	page := op.get(orgPath)
+	expect(t, "who made it", page, 200, `<td data-label="Made by">Sofia</td>`)
+	execSQL(t, n.db, "DELETE FROM memberships WHERE person_id = $1 AND role = 'merchant'", sofiaID)
+	page = op.get(orgPath)
+	if c := strings.Count(page.body, "no longer holds the role: they saw this token's secret, revoke it"); c != 1 {
+		t.Fatalf("%d tokens flagged, want till 3 alone (the revoked ones are not):\n%s", c, page.body)
+	}
 
 	// The last operator keeps the role; once there is another, it can go.
 	ops, err := n.reg.OrganisationByName(ctx, registry.OperatorOrgName)
