@@ -207,7 +207,7 @@ func restoreRewindsLog(t *testing.T, eng storetest.Engine) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	s := startServe(t, nil, with("--demo")...)
+	s := startServe(t, nil, with()...)
 	waitMark(1)
 	backupDir := filepath.Join(t.TempDir(), "backup")
 	if code, out, errOut := run(t, nil, append([]string{"backup", "--out", backupDir}, node...)...); code != 0 {
@@ -249,7 +249,7 @@ func restoreRewindsLog(t *testing.T, eng storetest.Engine) {
 	// Were it not refused, serve would run until the deadline and exit 0.
 	refusedCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	var serveOut, serveErr syncBuf
-	code = (&env{stdout: &serveOut, stderr: &serveErr, getenv: func(string) string { return "" }, now: time.Now}).main(refusedCtx, append([]string{"serve", "--demo", "--addr", "127.0.0.1:0"}, node...))
+	code = (&env{stdout: &serveOut, stderr: &serveErr, getenv: func(string) string { return "" }, now: time.Now}).main(refusedCtx, append([]string{"serve", "--addr", "127.0.0.1:0"}, node...))
 	cancel()
 	stderr := serveErr.String()
 	// (An info line may come first: the port, and so --url, changed.)
@@ -262,7 +262,7 @@ func restoreRewindsLog(t *testing.T, eng storetest.Engine) {
 	if restored, _ := strconv.ParseInt(m[1], 10, 64); restored < 1 || restored > size-5 {
 		t.Fatalf("the restored log's size %d: want the backup's, at most %d", restored, size-5)
 	}
-	s = startServe(t, nil, with("--demo", "--accept-log-rewind")...)
+	s = startServe(t, nil, with("--accept-log-rewind")...)
 	s.stop(t)
 	if !strings.Contains(s.errOut.String(), "serving a rewound transparency log") {
 		t.Fatalf("no warning when a rewound log is served: %s", s.errOut.String())
@@ -270,12 +270,39 @@ func restoreRewindsLog(t *testing.T, eng storetest.Engine) {
 	if got := markSize(); got < 1 || got > size-5 {
 		t.Fatalf("after the rewind was accepted the mark is at %d, want the restored log's size", got)
 	}
-	s = startServe(t, nil, with("--demo")...)
+	s = startServe(t, nil, with()...)
 	s.stop(t)
-	s = startServe(t, nil, with("--demo", "--accept-log-rewind")...)
+	s = startServe(t, nil, with("--accept-log-rewind")...)
 	s.stop(t)
 	if !strings.Contains(s.errOut.String(), "--accept-log-rewind is set, and the log was not rewound") {
 		t.Fatalf("no word that the flag is no longer needed: %s", s.errOut.String())
+	}
+}
+
+// TestDemoStartsAfresh: a demo whose database was deleted (to start the
+// demo afresh) serves its new log, with a warning, where a real node
+// would refuse.
+func TestDemoStartsAfresh(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "civstack-data")
+	s := startServe(t, nil, "--data", data, "--demo")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, ok, _ := tlog.ReadMark(filepath.Join(data, logMarkFile)); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no mark written")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.stop(t)
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(filepath.Join(data, store.SQLiteFile+suffix))
+	}
+	s = startServe(t, nil, "--data", data, "--demo")
+	s.stop(t)
+	if !strings.Contains(s.errOut.String(), "serving a rewound transparency log") {
+		t.Fatalf("no warning: %s", s.errOut.String())
 	}
 }
 

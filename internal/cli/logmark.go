@@ -24,10 +24,11 @@ const logMarkFile = "log.checkpoint"
 const logMarkEvery = time.Second
 
 // checkLogMark refuses to serve a database whose log does not extend the
-// checkpoint this node last signed, unless accept: then it logs a warning
-// and marks the database's newest checkpoint instead (or removes the mark
-// when it has none yet).
-func checkLogMark(ctx context.Context, tl *tlog.Log, data string, accept bool, logger *slog.Logger) error {
+// checkpoint this node last signed, unless flagged (--accept-log-rewind) or
+// demo (a demo's log is thrown away with its database, say to start the
+// demo afresh): then it logs a warning and marks the database's newest
+// checkpoint instead (or removes the mark when it has none yet).
+func checkLogMark(ctx context.Context, tl *tlog.Log, data string, flagged, demo bool, logger *slog.Logger) error {
 	path := filepath.Join(data, logMarkFile)
 	mark, ok, err := tlog.ReadMark(path)
 	if err != nil {
@@ -36,12 +37,13 @@ func checkLogMark(ctx context.Context, tl *tlog.Log, data string, accept bool, l
 	if ok {
 		err = tl.CheckMark(ctx, mark)
 	}
+	accept := flagged || demo
 	switch {
-	case err == nil && accept:
+	case err == nil && flagged:
 		logger.Warn("--accept-log-rewind is set, and the log was not rewound: remove the flag, so that a later rewind is caught")
 		return nil
 	case errors.Is(err, tlog.ErrRewound) && accept:
-		logger.Warn("serving a rewound transparency log (--accept-log-rewind): auditors that kept a later checkpoint will report it", "err", err)
+		logger.Warn("serving a rewound transparency log (--accept-log-rewind, or a demo): auditors that kept a later checkpoint will report it", "err", err)
 		_, latest, err := tl.Latest(ctx)
 		if errors.Is(err, tlog.ErrNotFound) {
 			return os.Remove(path)

@@ -173,7 +173,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkLogMark(ctx, tl, *storage.data, *acceptRewind, logger); err != nil {
+	if err := checkLogMark(ctx, tl, *storage.data, *acceptRewind, *demoMode, logger); err != nil {
 		return err
 	}
 	eng := ledger.New(n.db, e.now, profiles)
