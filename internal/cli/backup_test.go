@@ -433,6 +433,31 @@ func TestRestoreCommand(t *testing.T) {
 				t.Fatalf("migrate status after the restore: %d %q %q", code, out, errOut)
 			}
 			grow()
+
+			// A backup a newer civstack made is refused, and nothing changes.
+			db, err = store.Open(ctx, store.Options{URL: opts.URL, DataDir: data})
+			if err != nil {
+				t.Fatal(err)
+			}
+			setVersion := func(q string) {
+				t.Helper()
+				if err := db.Tx(ctx, func(tx *store.Tx) error { _, err := tx.ExecContext(ctx, q); return err }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			setVersion("INSERT INTO goose_db_version (version_id, is_applied) VALUES (999, true)")
+			newer := filepath.Join(t.TempDir(), "newer")
+			if code, out, errOut := run(t, nil, append([]string{"backup", "--out", newer}, args...)...); code != 0 {
+				t.Fatalf("backup: %d %s %s", code, out, errOut)
+			}
+			setVersion("DELETE FROM goose_db_version WHERE version_id = 999")
+			db.Close()
+			grown := entries()
+			code, _, stderr = run(t, nil, append([]string{"restore", "--from", newer}, args...)...)
+			oneLine(t, "a newer backup", code, 1, stderr, "newer than this civstack knows")
+			if entries() != grown {
+				t.Fatal("a refused restore changed the database")
+			}
 		})
 	}
 	code, _, stderr := run(t, nil, "restore", "--data", t.TempDir())

@@ -82,6 +82,9 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		if known := store.KnownVersion(store.SQLite); info.Schema > known {
+			return fmt.Errorf("the backup's schema is newer than this civstack knows (version %d, this build knows up to %d): restore it with the civstack that made it", info.Schema, known)
+		}
 		restoredSize = info.Integrated
 		fmt.Fprintf(e.stdout, "  the database's copy is whole: schema version %d, %d log entries, signed checkpoint of size %d\n", info.Schema, info.Entries, info.Integrated)
 	}

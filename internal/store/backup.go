@@ -112,6 +112,11 @@ func (db *DB) pgDump(ctx context.Context, path, prog string) error {
 // said is what a program said went wrong: its last line on stderr, or
 // err, named by the program unless the line names it already.
 func said(prog, stderr string, err error) string {
+	// PostgreSQL's programs follow an ERROR line with CONTEXT and the like.
+	if i := strings.LastIndex(stderr, "ERROR:"); i >= 0 {
+		line, _, _ := strings.Cut(stderr[i+len("ERROR:"):], "\n")
+		return prog + ": " + strings.TrimSpace(line)
+	}
 	line := lastLine(stderr, err)
 	if strings.HasPrefix(line, prog+":") {
 		return line
@@ -355,7 +360,12 @@ func (db *DB) RestorePostgres(ctx context.Context, path string, o RestoreOptions
 		if err := dump.Run(); err != nil {
 			return errors.New(said("pg_restore", dumpErr.String(), err))
 		}
-		_, err := io.WriteString(pw, "COMMIT;\n")
+		// A backup a newer civstack made: refused, so nothing changes.
+		_, err := fmt.Fprintf(pw, `DO $$ BEGIN IF (SELECT COALESCE(MAX(version_id), 0) FROM public.goose_db_version WHERE is_applied) > %d THEN
+RAISE EXCEPTION 'the backup''s schema is newer than this civstack knows (version %d): restore it with the civstack that made it';
+END IF; END $$;
+COMMIT;
+`, KnownVersion(Postgres), KnownVersion(Postgres))
 		return err
 	}()
 	if dumpRunErr != nil {

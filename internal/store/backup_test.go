@@ -272,6 +272,23 @@ func TestRestore(t *testing.T) {
 			if n := entries(db); n != 42 {
 				t.Fatalf("after a failed restore %d entries, want 42", n)
 			}
+			// A backup a newer civstack made is refused, and nothing changes.
+			if _, err := db.Reader().ExecContext(ctx, "INSERT INTO goose_db_version (version_id, is_applied) VALUES (999, true)"); err != nil {
+				t.Fatal(err)
+			}
+			newer, err := db.Backup(ctx, t.TempDir(), store.BackupOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Reader().ExecContext(ctx, "DELETE FROM goose_db_version WHERE version_id = 999"); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.RestorePostgres(ctx, newer, store.RestoreOptions{}); err == nil || !strings.Contains(err.Error(), "newer than this civstack knows") {
+				t.Fatalf("a newer backup: %v", err)
+			}
+			if n := entries(db); n != 42 {
+				t.Fatalf("after a refused restore %d entries, want 42", n)
+			}
 			if err := db.RestorePostgres(ctx, path, store.RestoreOptions{PgRestore: "/nonexistent/pg_restore"}); err == nil || !strings.Contains(err.Error(), "pg_restore not found") {
 				t.Fatalf("no pg_restore: %v", err)
 			}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -69,6 +71,20 @@ func (db *DB) checkNotNewer(ctx context.Context, p *goose.Provider) error {
 			ErrSchemaNewer, current, known, known)
 	}
 	return nil
+}
+
+// KnownVersion is the newest migration this build knows for dialect d: a
+// database (or a backup) past it was migrated by a newer civstack.
+func KnownVersion(d Dialect) int64 {
+	entries, _ := fs.ReadDir(migrations, "migrations/"+string(d))
+	var v int64
+	for _, e := range entries {
+		head, _, _ := strings.Cut(e.Name(), "_")
+		if n, err := strconv.ParseInt(head, 10, 64); err == nil {
+			v = max(v, n)
+		}
+	}
+	return v
 }
 
 func latest(p *goose.Provider) int64 {
