@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -88,10 +89,7 @@ func (db *DB) vacuumInto(ctx context.Context, path string) error {
 
 // pgDump runs pg_dump into path.
 func (db *DB) pgDump(ctx context.Context, path, prog string) error {
-	if prog == "" {
-		prog = "pg_dump"
-	}
-	bin, err := exec.LookPath(prog)
+	bin, err := exec.LookPath(cmp.Or(prog, "pg_dump"))
 	if err != nil {
 		return ErrNoPgDump
 	}
@@ -226,10 +224,7 @@ func CheckSQLiteCopy(ctx context.Context, path string) (CopyInfo, error) {
 // log, is an error. pgRestore is the program; empty means "pg_restore" on
 // PATH.
 func CheckPgDump(ctx context.Context, path, pgRestore string) (int, error) {
-	if pgRestore == "" {
-		pgRestore = "pg_restore"
-	}
-	bin, err := exec.LookPath(pgRestore)
+	bin, err := exec.LookPath(cmp.Or(pgRestore, "pg_restore"))
 	if err != nil {
 		return 0, fmt.Errorf("pg_restore not found (%s): install PostgreSQL's client programs to check the dump", pgRestore)
 	}
@@ -326,11 +321,11 @@ func (db *DB) RestorePostgres(ctx context.Context, path string, o RestoreOptions
 	if db.dialect != Postgres {
 		return errors.New("RestorePostgres: not a PostgreSQL database")
 	}
-	restoreBin, err := exec.LookPath(cmpOr(o.PgRestore, "pg_restore"))
+	restoreBin, err := exec.LookPath(cmp.Or(o.PgRestore, "pg_restore"))
 	if err != nil {
 		return errors.New("pg_restore not found: install PostgreSQL's client programs (Debian: apt install postgresql-client) or give its path")
 	}
-	psqlBin, err := exec.LookPath(cmpOr(o.Psql, "psql"))
+	psqlBin, err := exec.LookPath(cmp.Or(o.Psql, "psql"))
 	if err != nil {
 		return errors.New("psql not found: install PostgreSQL's client programs (Debian: apt install postgresql-client) or give its path")
 	}
@@ -384,11 +379,4 @@ COMMIT;
 		return fmt.Errorf("nothing was changed: %s", said("psql", psqlErr.String(), psqlRunErr))
 	}
 	return nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
