@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -379,6 +380,9 @@ func TestRestoreCommand(t *testing.T) {
 			}
 			code, _, stderr := run(t, nil, restore...)
 			oneLine(t, "restore while a node runs", code, 1, stderr, "a civstack node is running")
+			if code, out, errOut := run(t, nil, append(restore, "--dry-run")...); code != 0 || !strings.Contains(out, "nothing was changed") {
+				t.Fatalf("a dry run while a node runs (a test of the backup): %d %q %q", code, out, errOut)
+			}
 			present.Release()
 			db.Close()
 			// The demo command makes the log and document keys (serve makes
@@ -411,9 +415,17 @@ func TestRestoreCommand(t *testing.T) {
 				t.Fatal("a refused restore changed the database")
 			}
 
-			// The restore, with a key the node lost.
+			// The restore, with a key the node lost: first a dry run.
 			os.Remove(secret)
-			code, stdout, stderr := run(t, nil, restore...)
+			code, stdout, stderr := run(t, nil, append(restore, "--dry-run")...)
+			if code != 0 || !strings.Contains(stdout, "Dry run: the backup checks. A restore would replace the database") ||
+				!strings.Contains(stdout, "and copy 1 file the node lacks (keys/"+keyName+"); nothing was changed.") {
+				t.Fatalf("dry run: %d %q %q", code, stdout, stderr)
+			}
+			if _, err := os.Stat(secret); !errors.Is(err, os.ErrNotExist) || entries() != before+3 {
+				t.Fatal("a dry run changed something")
+			}
+			code, stdout, stderr = run(t, nil, restore...)
 			if code != 0 || !strings.Contains(stdout, "files match SHA256SUMS") || !strings.Contains(stdout, "Copied keys/"+keyName+" from the backup") || !strings.HasSuffix(stdout, "Restored.\n") {
 				t.Fatalf("restore: %d %q %q", code, stdout, stderr)
 			}

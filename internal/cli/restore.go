@@ -28,6 +28,9 @@ DATA/civstack.db.replaced-TIME. On PostgreSQL the database's public schema
 is replaced in one transaction (pg_restore and psql, PostgreSQL's client
 programs); the database must be civstack's alone.
 
+--dry-run runs every check and says what a restore would do, changing
+nothing: a way to test backups while the nodes serve.
+
 Everything after the backup is lost, the transparency log's entries too:
 serve then refuses until started with --accept-log-rewind. Read "Backups
 and restoring" in docs/operations.md first.`
@@ -38,6 +41,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	from := f.String("from", "", "the backup's directory, as civstack backup made it (required)")
 	pgRestore := f.String("pg-restore", "pg_restore", "PostgreSQL's pg_restore (with --db)")
 	psql := f.String("psql", "psql", "PostgreSQL's psql (with --db)")
+	dryRun := f.Bool("dry-run", false, "check the backup (and its keys against the node's) and say what a restore would do, changing nothing: a test of a backup")
 	if err := f.parse(args, false); err != nil {
 		return err
 	}
@@ -97,6 +101,14 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		missing = append(missing, m...)
 	}
 
+	if *dryRun {
+		fmt.Fprintf(e.stdout, "Dry run: the backup checks. A restore would replace the database (%s)", storage.describe())
+		if len(missing) > 0 {
+			fmt.Fprintf(e.stdout, " and copy %d %s the node lacks (%s)", len(missing), plural("file", int64(len(missing))), strings.Join(missing, ", "))
+		}
+		fmt.Fprintln(e.stdout, "; nothing was changed.")
+		return nil
+	}
 	fmt.Fprintf(e.stdout, "Restoring the database (%s)…\n", storage.describe())
 	if onPG {
 		if restoredSize, err = restorePostgres(ctx, storage, copyPath, store.RestoreOptions{PgRestore: *pgRestore, Psql: *psql}); err != nil {
