@@ -273,7 +273,12 @@ func (s *Server) apiGrant(ctx context.Context, in *memberPath) (*struct{}, error
 	return nil, nil
 }
 
-func (s *Server) apiRevoke(ctx context.Context, in *memberPath) (*struct{}, error) {
+// revokeOut says how many API tokens went with the role.
+type revokeOut struct {
+	TokensRevoked int `header:"Civstack-Tokens-Revoked" doc:"how many API tokens the person had made and may no longer make, revoked with the role"`
+}
+
+func (s *Server) apiRevoke(ctx context.Context, in *memberPath) (*revokeOut, error) {
 	o, err := s.apiOrg(ctx, in.ID)
 	if err != nil {
 		return nil, err
@@ -283,7 +288,7 @@ func (s *Server) apiRevoke(ctx context.Context, in *memberPath) (*struct{}, erro
 		return nil, s.apiError(err)
 	}
 	s.log.Info("role revoked", "org", o.ID, "role", string(in.Role), "tokens_revoked", tokens)
-	return nil, nil
+	return &revokeOut{TokensRevoked: tokens}, nil
 }
 
 // TokenBody describes an API token; the secret appears only on creation.

@@ -442,7 +442,12 @@ func testAPI(t *testing.T, e storetest.Engine) {
 	expect(t, "grant", op.do(http.MethodPut, "/api/v1/organisations/"+org.ID+"/members/"+liID+"/merchant", nil, ""), 204)
 	expectProblem(t, "grant to nobody", op.do(http.MethodPut, "/api/v1/organisations/"+org.ID+"/members/nobody/merchant", nil, ""), 404, "")
 	expect(t, "members", shop.get("/api/v1/organisations/"+org.ID+"/members"), 200, liID)
-	expect(t, "revoke role", op.do(http.MethodDelete, "/api/v1/organisations/"+org.ID+"/members/"+liID+"/merchant", nil, ""), 204)
+	expect(t, "Li makes a till's token", c.postForm("/orgs/"+org.ID+"/tokens", url.Values{"label": {"Li's till"}, "role": {"merchant"}, "valid_days": {"30"}}), http.StatusCreated)
+	r = op.do(http.MethodDelete, "/api/v1/organisations/"+org.ID+"/members/"+liID+"/merchant", nil, "")
+	expect(t, "revoke role", r, 204)
+	if got := r.header.Get("Civstack-Tokens-Revoked"); got != "1" {
+		t.Fatalf("the answer says %q tokens went with Li's role, want 1", got)
+	}
 
 	expect(t, "merchant revokes its own token", shop.do(http.MethodDelete, "/api/v1/organisations/"+org.ID+"/tokens/"+tok.ID, nil, ""), 204)
 	expectProblem(t, "revoked", shop.get("/api/v1/whoami"), 401, "")
