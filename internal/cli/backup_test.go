@@ -214,30 +214,50 @@ func restoreRewindsLog(t *testing.T, eng storetest.Engine) {
 	if code, out, errOut := run(t, nil, append([]string{"backup", "--out", backupDir}, node...)...); code != 0 {
 		t.Fatalf("backup: %d %s %s", code, out, errOut)
 	}
-	// The log grows after the backup: 5 more entries, signed.
-	db, err := store.Open(ctx, store.Options{URL: opts.URL, DataDir: data})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var size int64
-	err = db.Tx(ctx, func(tx *store.Tx) error {
-		entries := make([][]byte, 5)
-		for i := range entries {
-			b, err := (&tlog.Entry{Kind: tlog.KindReceipt, Time: time.Now()}).Marshal()
-			if err != nil {
-				return err
-			}
-			entries[i] = b
+	// appendEntries adds n receipts to the node's log and returns its size.
+	appendEntries := func(n int) int64 {
+		t.Helper()
+		db, err := store.Open(ctx, store.Options{URL: opts.URL, DataDir: data})
+		if err != nil {
+			t.Fatal(err)
 		}
-		first, err := tlog.Sequence(ctx, tx, time.Now(), entries...)
-		size = first + 5
-		return err
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
+		defer db.Close()
+		var size int64
+		err = db.Tx(ctx, func(tx *store.Tx) error {
+			entries := make([][]byte, n)
+			for i := range entries {
+				b, err := (&tlog.Entry{Kind: tlog.KindReceipt, Time: time.Now()}).Marshal()
+				if err != nil {
+					return err
+				}
+				entries[i] = b
+			}
+			first, err := tlog.Sequence(ctx, tx, time.Now(), entries...)
+			size = first + int64(n)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return size
 	}
+	// The log grows after the backup: 5 more entries, signed, which an
+	// auditor checks and keeps.
+	size := appendEntries(5)
 	waitMark(size)
+	auditorState := filepath.Join(t.TempDir(), "auditor.state")
+	verify := func(s *serveProc) (int, string) {
+		t.Helper()
+		m := vkeyRE.FindStringSubmatch(s.out.String())
+		if m == nil {
+			t.Fatalf("no verifier key in the banner:\n%s", s.out.String())
+		}
+		code, _, stderr := run(t, nil, "log", "verify", "--url", s.url+"/log", "--key", m[1], "--state", auditorState, "--quiet")
+		return code, stderr
+	}
+	if code, stderr := verify(s); code != 0 {
+		t.Fatalf("the auditor's check before the restore: %d %s", code, stderr)
+	}
 	if code := s.stop(t); code != 0 {
 		t.Fatalf("serve exited %d", code)
 	}
@@ -260,17 +280,37 @@ func restoreRewindsLog(t *testing.T, eng storetest.Engine) {
 	if code != 1 || m == nil || m[2] != strconv.FormatInt(size, 10) {
 		t.Fatalf("serve a rewound log: exit %d, stderr %q", code, stderr)
 	}
-	if restored, _ := strconv.ParseInt(m[1], 10, 64); restored < 1 || restored > size-5 {
+	restored, _ := strconv.ParseInt(m[1], 10, 64)
+	if restored < 1 || restored > size-5 {
 		t.Fatalf("the restored log's size %d: want the backup's, at most %d", restored, size-5)
 	}
 	s = startServe(t, nil, with("--accept-log-rewind")...)
-	s.stop(t)
 	if !strings.Contains(s.errOut.String(), "serving a rewound transparency log") {
 		t.Fatalf("no warning when a rewound log is served: %s", s.errOut.String())
 	}
-	if got := markSize(); got < 1 || got > size-5 {
-		t.Fatalf("after the rewind was accepted the mark is at %d, want the restored log's size", got)
+	// The node declares the rewind in the log (entry number restored), and
+	// the auditor who kept the history before is told, by the log itself.
+	waitMark(restored + 1)
+	code, stderr = verify(s)
+	oneLine(t, "the auditor after the restore", code, 1, stderr, fmt.Sprintf("entries now, %d when last checked", size))
+	declaredRE := regexp.MustCompile(`^civstack log: THE LOG SHRANK: .*\. The log itself declares it: entry (\d+) \(`)
+	d := declaredRE.FindStringSubmatch(stderr)
+	if d == nil {
+		t.Fatalf("the auditor is not told of the declaration: %s", stderr)
 	}
+	// (The copy may hold entries sequenced after its last checkpoint.)
+	if at, _ := strconv.ParseInt(d[1], 10, 64); at < restored || at >= size {
+		t.Fatalf("the declaration is entry %d: want one after the restored %d, before the %d replaced", at, restored, size)
+	}
+	// Grown past the history the auditor kept: rewritten, and declared.
+	grown := appendEntries(int(size-restored) + 3)
+	waitMark(grown)
+	code, stderr = verify(s)
+	oneLine(t, "the auditor once the log grew past", code, 1, stderr, fmt.Sprintf("THE LOG WAS REWRITTEN: the checkpoint of %d entries is not consistent with the one of %d entries", grown, size))
+	if !strings.Contains(stderr, "The log itself declares it: entry "+d[1]+" (") {
+		t.Fatalf("the auditor is not told of the declaration: %s", stderr)
+	}
+	s.stop(t)
 	s = startServe(t, nil, with()...)
 	s.stop(t)
 	s = startServe(t, nil, with("--accept-log-rewind")...)

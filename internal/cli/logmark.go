@@ -44,6 +44,13 @@ func checkLogMark(ctx context.Context, tl *tlog.Log, data string, flagged, demo 
 		return nil
 	case errors.Is(err, tlog.ErrRewound) && accept:
 		logger.Warn("serving a rewound transparency log (--accept-log-rewind, or a demo): auditors that kept a later checkpoint will report it", "err", err)
+		if mark.Origin == tl.Origin() { // the same log, rewound: say so in it
+			idx, err := tl.DeclareRewind(ctx, mark)
+			if err != nil {
+				return fmt.Errorf("declaring the rewind in the log: %w", err)
+			}
+			logger.Warn("the log declares the rewind", "entry", idx, "replaced_size", mark.Size)
+		}
 		_, latest, err := tl.Latest(ctx)
 		if errors.Is(err, tlog.ErrNotFound) {
 			return os.Remove(path)

@@ -133,18 +133,24 @@ func runLog(ctx context.Context, e *env, args []string) error {
 			if prev.Origin != cp.Origin {
 				return fmt.Errorf("state file %s is for the log %q, not %q", *statePath, prev.Origin, cp.Origin)
 			}
-			if cp.Size < prev.Size {
-				return fmt.Errorf("THE LOG SHRANK: it has %d entries now, %d when last checked (%s)", cp.Size, prev.Size, old.CheckedAt)
-			}
+		}
+	}
+	// A history that is not the one checked before is reported once the
+	// new one is verified, with what the log itself declares about it.
+	var broken error
+	var prev civtlog.Checkpoint
+	if old != nil {
+		prev, _ = civtlog.OpenCheckpoint([]byte(old.Checkpoint), *vkey)
+		if cp.Size < prev.Size {
+			broken = fmt.Errorf("THE LOG SHRANK: it has %d entries now, %d when last checked (%s)", cp.Size, prev.Size, old.CheckedAt)
 		}
 	}
 
 	tree := tlog.Tree{N: cp.Size, Hash: cp.Root}
 	thr := tlog.TileHashReader(tree, a)
-	if old != nil {
-		prev, _ := civtlog.OpenCheckpoint([]byte(old.Checkpoint), *vkey)
+	if old != nil && broken == nil {
 		if prev.Size == cp.Size && prev.Root != cp.Root {
-			return fmt.Errorf("THE LOG FORKED: two different roots for %d entries (%s now, %s before)", cp.Size, cp.Root, prev.Root)
+			broken = fmt.Errorf("THE LOG FORKED: two different roots for %d entries (%s now, %s before)", cp.Size, cp.Root, prev.Root)
 		}
 		if prev.Size > 0 && prev.Size < cp.Size {
 			proof, err := tlog.ProveTree(cp.Size, prev.Size, thr)
@@ -152,11 +158,13 @@ func runLog(ctx context.Context, e *env, args []string) error {
 				return fmt.Errorf("consistency with the checkpoint of %d entries: %w", prev.Size, err)
 			}
 			if err := tlog.CheckTree(proof, cp.Size, cp.Root, prev.Size, prev.Root); err != nil {
-				return fmt.Errorf("THE LOG WAS REWRITTEN: the checkpoint of %d entries is not consistent with the one of %d entries seen before: %v", cp.Size, prev.Size, err)
+				broken = fmt.Errorf("THE LOG WAS REWRITTEN: the checkpoint of %d entries is not consistent with the one of %d entries seen before: %v", cp.Size, prev.Size, err)
+			} else {
+				progress("consistent with the %d entries checked on %s", prev.Size, old.CheckedAt)
 			}
-			progress("consistent with the %d entries checked on %s", prev.Size, old.CheckedAt)
 		}
 	}
+	var declared []string // the log's own declarations of a rewind from the history checked before
 
 	// With the node's database, its access records are audited range by
 	// range as the entries arrive, so that memory does not grow with the log.
@@ -208,6 +216,9 @@ func runLog(ctx context.Context, e *env, args []string) error {
 				return fmt.Errorf("entry %d: %w", idx, err)
 			}
 			kinds[entry.Kind]++
+			if size, root, ok := entry.Rewound(); ok && old != nil && size == prev.Size && root == prev.Root {
+				declared = append(declared, fmt.Sprintf("entry %d (%s)", idx, entry.Time.Format(time.RFC3339)))
+			}
 			if entry.Kind == civtlog.KindDataAccess {
 				access[idx] = entry
 				accessEntries++
@@ -270,6 +281,13 @@ func runLog(ctx context.Context, e *env, args []string) error {
 			pseudonyms = "citizens not checked against pseudonyms: no --exchange-secret"
 		}
 		progress("access records: %d checked against %d access entries, all match (%s)", checked, accessEntries, pseudonyms)
+	}
+	if broken != nil {
+		// The state file keeps the history checked before: every run reports it.
+		if len(declared) > 0 {
+			return fmt.Errorf("%v. The log itself declares it: %s says this history replaces the one of %d entries you checked (the operator restored its database from a backup)", broken, strings.Join(declared, ", "), prev.Size)
+		}
+		return fmt.Errorf("%v. Nothing in the log declares a rewind of the history you checked", broken)
 	}
 	if *statePath != "" {
 		st := logState{Origin: cp.Origin, Size: cp.Size, Root: cp.Root.String(), Checkpoint: string(signed), CheckedAt: time.Now().UTC().Format(time.RFC3339)}

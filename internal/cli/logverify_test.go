@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"math/bits"
 	"net"
@@ -20,6 +21,7 @@ import (
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/tlog"
 )
@@ -428,5 +430,64 @@ func TestFrontier(t *testing.T) {
 	}
 	if _, err := f.ReadHashes([]int64{0}); err == nil {
 		t.Fatal("a pruned hash read as a zero")
+	}
+}
+
+// TestLogVerifyUndeclared: an auditor's saved checkpoint, signed by the
+// log's key, that the log served now does not extend (here: a larger one,
+// as if the log had been rewound without a word) is reported, with the
+// note that nothing in the log declares it; the state file is kept.
+func TestLogVerifyUndeclared(t *testing.T) {
+	data := t.TempDir()
+	s := startServe(t, nil, "--data", data)
+	m := vkeyRE.FindStringSubmatch(s.out.String())
+	if m == nil {
+		t.Fatalf("no verifier key in the banner:\n%s", s.out.String())
+	}
+	vkey, logURL := m[1], s.url+"/log"
+	state := filepath.Join(t.TempDir(), "state.json")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, _, _ := run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--state", state, "--quiet")
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the log never verified")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	saved, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st logState
+	if err := json.Unmarshal(saved, &st); err != nil {
+		t.Fatal(err)
+	}
+	// The same log's key signs a checkpoint of a history ten entries longer.
+	ring, err := keyring.Open(filepath.Join(data, "keys"), time.Now, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := tlog.NewEd25519Signer(st.Origin, ring.Active(keyring.Log).Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	longer := tlog.Checkpoint{Origin: st.Origin, Size: st.Size + 10, Root: [32]byte{7}}
+	signed, err := note.Sign(&note.Note{Text: longer.Body()}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Size, st.Checkpoint = longer.Size, string(signed)
+	forged, _ := json.Marshal(st)
+	os.WriteFile(state, forged, 0o600)
+	code, _, stderr := run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--state", state, "--quiet")
+	oneLine(t, "an undeclared rewind", code, 1, stderr, "THE LOG SHRANK")
+	if !strings.Contains(stderr, "Nothing in the log declares a rewind of the history you checked") {
+		t.Fatalf("no word that the log declares nothing: %s", stderr)
+	}
+	if kept, _ := os.ReadFile(state); !bytes.Equal(kept, forged) {
+		t.Fatal("the state file was replaced after a failed check")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -90,9 +91,37 @@ const (
 	EventSuspended uint8 = 2
 	EventRevoked   uint8 = 3
 	EventKeyAdded  uint8 = 16 // operator: a key was created or rotated in
-	EventUpheld    uint8 = 32 // health: an appeal was refused, the status stands
-	EventOverruled uint8 = 33 // health: an appeal was granted, the status changed
+	// operator: the log was rewound (its database restored from a backup) and
+	// this history replaces one that had a signed checkpoint of Subject (a
+	// decimal size) entries with root Hash; KeyID is empty.
+	EventLogRewound uint8 = 17
+	EventUpheld     uint8 = 32 // health: an appeal was refused, the status stands
+	EventOverruled  uint8 = 33 // health: an appeal was granted, the status changed
 )
+
+// RewoundEntry declares in the log that its history replaces one that had
+// reached the checkpoint old (see EventLogRewound).
+func RewoundEntry(now time.Time, old Checkpoint) *Entry {
+	return &Entry{Kind: KindOperator, Time: now, Event: EventLogRewound, Subject: strconv.FormatInt(old.Size, 10), Hash: old.Root}
+}
+
+// Rewound reads a rewind declaration: the replaced history's size and root.
+func (e *Entry) Rewound() (size int64, root [32]byte, ok bool) {
+	if e.Kind != KindOperator || e.Event != EventLogRewound {
+		return 0, root, false
+	}
+	size, err := strconv.ParseInt(e.Subject, 10, 64)
+	return size, e.Hash, err == nil
+}
+
+// Label names the entry for people: its kind, or what an operator event
+// declares when that is more than a key.
+func (e *Entry) Label() string {
+	if size, _, ok := e.Rewound(); ok {
+		return fmt.Sprintf("operator event: log rewound (it replaces a history of %d entries)", size)
+	}
+	return e.Kind.String()
+}
 
 // Marshal encodes e canonically.
 func (e *Entry) Marshal() ([]byte, error) {
@@ -129,8 +158,13 @@ func (e *Entry) Marshal() ([]byte, error) {
 		}
 		b = append(b, e.Hash[:]...)
 	case KindOperator:
-		if e.Event != EventKeyAdded {
+		if e.Event != EventKeyAdded && e.Event != EventLogRewound {
 			return nil, fmt.Errorf("%w: operator event %d", ErrBadEntry, e.Event)
+		}
+		if e.Event == EventLogRewound {
+			if n, err := strconv.ParseInt(e.Subject, 10, 64); err != nil || n < 1 || strconv.FormatInt(n, 10) != e.Subject || e.KeyID != "" {
+				return nil, fmt.Errorf("%w: a rewind names the replaced size, a decimal number, and no key", ErrBadEntry)
+			}
 		}
 		b = append(b, e.Event)
 		var err error

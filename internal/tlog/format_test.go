@@ -73,6 +73,7 @@ func sampleEntries() []*Entry {
 		{Kind: KindDataAccess, Time: at, Commitment: h, Tag: [32]byte{7}},
 		{Kind: KindOperator, Time: at, Event: EventKeyAdded, Subject: "document", KeyID: "zVfxAL7sz2Q", Hash: h},
 		{Kind: KindHealth, Time: at, Event: EventOverruled, Subject: "civstack-health-rules 1.0.0", Hash: h},
+		RewoundEntry(at, Checkpoint{Size: 1234, Root: h}),
 	}
 }
 
@@ -102,6 +103,17 @@ func TestEntryRoundTrip(t *testing.T) {
 		{Kind: KindOperator, Event: EventIssued},
 		{Kind: KindHealth, Event: EventIssued},
 		{Kind: KindOperator, Event: EventKeyAdded, Subject: strings.Repeat("x", 256)},
+		{Kind: KindOperator, Event: EventLogRewound, Subject: "012"},
+		{Kind: KindOperator, Event: EventLogRewound, Subject: "0"},
+		{Kind: KindOperator, Event: EventLogRewound, Subject: "-5"},
+		{Kind: KindOperator, Event: EventLogRewound, Subject: "many"},
+		{Kind: KindOperator, Event: EventLogRewound, Subject: "12", KeyID: "k"},
+	}
+	if size, root, ok := RewoundEntry(time.Now(), Checkpoint{Size: 1234, Root: [32]byte{1, 2, 3}}).Rewound(); !ok || size != 1234 || root != [32]byte{1, 2, 3} {
+		t.Errorf("a rewind declaration reads back as %d %x %v", size, root, ok)
+	}
+	if _, _, ok := sampleEntries()[4].Rewound(); ok {
+		t.Error("a key's entry reads as a rewind")
 	}
 	for _, e := range bad {
 		if _, err := e.Marshal(); !errors.Is(err, ErrBadEntry) {

@@ -81,3 +81,15 @@ func (l *Log) CheckMark(ctx context.Context, m Checkpoint) error {
 	}
 	return nil
 }
+
+// DeclareRewind appends to the log the declaration that its history
+// replaces the one that had reached old, a checkpoint this node signed
+// (RewoundEntry), and returns its index; the next checkpoint covers it.
+// Auditors who kept old find, in the new history, that the operator said so.
+func (l *Log) DeclareRewind(ctx context.Context, old Checkpoint) (int64, error) {
+	b, err := RewoundEntry(l.now(), old).Marshal()
+	if err != nil {
+		return 0, err
+	}
+	return l.Append(ctx, b)
+}
