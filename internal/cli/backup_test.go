@@ -248,11 +248,7 @@ func restoreRewindsLog(t *testing.T, eng storetest.Engine) {
 	auditorState := filepath.Join(t.TempDir(), "auditor.state")
 	verify := func(s *serveProc) (int, string) {
 		t.Helper()
-		m := vkeyRE.FindStringSubmatch(s.out.String())
-		if m == nil {
-			t.Fatalf("no verifier key in the banner:\n%s", s.out.String())
-		}
-		code, _, stderr := run(t, nil, "log", "verify", "--url", s.url+"/log", "--key", m[1], "--state", auditorState, "--quiet")
+		code, _, stderr := run(t, nil, "log", "verify", "--url", s.url+"/log", "--key", logKey(t, s), "--state", auditorState, "--quiet")
 		return code, stderr
 	}
 	if code, stderr := verify(s); code != 0 {

@@ -28,6 +28,16 @@ import (
 
 var vkeyRE = regexp.MustCompile(`verifier key (\S+)\)`)
 
+// logKey is the log's verifier key from a serving node's banner.
+func logKey(t *testing.T, s *serveProc) string {
+	t.Helper()
+	m := vkeyRE.FindStringSubmatch(s.out.String())
+	if m == nil {
+		t.Fatalf("no verifier key in the banner:\n%s", s.out.String())
+	}
+	return m[1]
+}
+
 func receiptEntry(i int) []byte {
 	e := &tlog.Entry{Kind: tlog.KindReceipt, Time: time.UnixMilli(1_790_000_000_000)}
 	copy(e.Hash[:], fmt.Sprint("receipt ", i))
@@ -57,11 +67,7 @@ func TestLogVerify(t *testing.T) {
 	auditRange = 256
 	data := t.TempDir()
 	s := startServe(t, nil, "--data", data)
-	m := vkeyRE.FindStringSubmatch(s.out.String())
-	if m == nil {
-		t.Fatalf("no verifier key in the banner:\n%s", s.out.String())
-	}
-	vkey, logURL := m[1], s.url+"/log"
+	vkey, logURL := logKey(t, s), s.url+"/log"
 	db, err := store.Open(ctx, store.Options{DataDir: data})
 	if err != nil {
 		t.Fatal(err)
@@ -348,11 +354,7 @@ func TestLogKeepsItsOrigin(t *testing.T) {
 	data := t.TempDir()
 	state := filepath.Join(t.TempDir(), "log.state")
 	first := startServe(t, nil, "--data", data)
-	m := vkeyRE.FindStringSubmatch(first.out.String())
-	if m == nil {
-		t.Fatalf("no verifier key in the banner:\n%s", first.out.String())
-	}
-	vkey := m[1]
+	vkey := logKey(t, first)
 	if code, _, stderr := run(t, nil, "log", "verify", "--url", first.url+"/log", "--key", vkey, "--state", state, "--quiet"); code != 0 {
 		t.Fatalf("verify the first node: %d %s", code, stderr)
 	}
@@ -440,11 +442,7 @@ func TestFrontier(t *testing.T) {
 func TestLogVerifyUndeclared(t *testing.T) {
 	data := t.TempDir()
 	s := startServe(t, nil, "--data", data)
-	m := vkeyRE.FindStringSubmatch(s.out.String())
-	if m == nil {
-		t.Fatalf("no verifier key in the banner:\n%s", s.out.String())
-	}
-	vkey, logURL := m[1], s.url+"/log"
+	vkey, logURL := logKey(t, s), s.url+"/log"
 	state := filepath.Join(t.TempDir(), "state.json")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
