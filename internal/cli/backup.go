@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 
+	"filippo.io/age"
+
 	"github.com/civstack/civstack/internal/store"
 )
 
@@ -20,7 +22,9 @@ const backupHelp = `Copies a node's database, keys and health files into DIR (ne
 while the nodes go on serving: on SQLite the database file itself (DIR is
 then a data directory too), on PostgreSQL a pg_dump archive. DIR/SHA256SUMS
 lists every file (check a copy with: cd DIR && sha256sum -c SHA256SUMS).
-civstack restore --from DIR puts it back.
+civstack restore --from DIR puts it back. With --recipient (age public
+keys), DIR holds instead one file encrypted to them, and the copy in clear
+is removed; restore opens it with --identity.
 
 Restoring rewinds the transparency log to the backup's size: read "Backups
 and restoring" in docs/operations.md before you restore.`
@@ -35,11 +39,17 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	storage := addStorageFlags(f)
 	out := f.String("out", "", "the backup's directory: a new or empty one (required)")
 	pgDump := f.String("pg-dump", "pg_dump", "PostgreSQL's dump program (with --db); its major version must be at least the server's")
+	recipient := f.String("recipient", "", "encrypt the backup to these age public keys (age1…, comma-separated): DIR then holds one encrypted file")
+	recipientsFile := f.String("recipients-file", "", "encrypt the backup to the age public keys in this file, one a line")
 	if err := f.parse(args, false); err != nil {
 		return err
 	}
 	if *out == "" {
 		return fmt.Errorf("%w: give --out DIR, a new or empty directory for the backup", errUsage)
+	}
+	recipients, err := parseRecipients(*recipient, *recipientsFile)
+	if err != nil {
+		return err
 	}
 	if entries, err := os.ReadDir(*out); err == nil && len(entries) > 0 {
 		return fmt.Errorf("%w: %s is not empty: give a new or empty directory", errUsage, *out)
@@ -59,7 +69,7 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	if err := os.MkdirAll(*out, 0o700); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
-	if err := backup(ctx, e, storage, *out, *pgDump); err != nil {
+	if err := backupTo(ctx, e, storage, *out, *pgDump, recipients); err != nil {
 		// Nothing half-written: the directory was empty or new.
 		if !existed {
 			os.RemoveAll(*out)
@@ -73,24 +83,26 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func backup(ctx context.Context, e *env, storage storageFlags, out, pgDump string) error {
+// backup writes a plain backup into out and returns how many files
+// SHA256SUMS lists.
+func backup(ctx context.Context, e *env, storage storageFlags, out, pgDump string) (int, error) {
 	db, err := store.Open(ctx, store.Options{URL: *storage.db, DataDir: *storage.data})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer db.Close()
 	schema, err := db.SchemaVersion(ctx)
 	if err != nil {
-		return fmt.Errorf("%s does not look like a civstack database: %w", storage.describe(), err)
+		return 0, fmt.Errorf("%s does not look like a civstack database: %w", storage.describe(), err)
 	}
 	fmt.Fprintf(e.stdout, "Copying the database (%s, schema version %d)…\n", storage.describe(), schema)
 	path, err := db.Backup(ctx, out, store.BackupOptions{PgDump: pgDump})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	st, err := os.Stat(path)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	fmt.Fprintf(e.stdout, "  %s, %s\n", filepath.Base(path), byteSize(st.Size()))
 	for _, dir := range backedUpDirs {
@@ -100,7 +112,7 @@ func backup(ctx context.Context, e *env, storage storageFlags, out, pgDump strin
 		}
 		n, err := copyTree(src, filepath.Join(out, dir))
 		if err != nil {
-			return fmt.Errorf("copy %s: %w", src, err)
+			return 0, fmt.Errorf("copy %s: %w", src, err)
 		}
 		fmt.Fprintf(e.stdout, "Copied %s/ (%d files)\n", dir, n)
 	}
@@ -108,7 +120,7 @@ func backup(ctx context.Context, e *env, storage storageFlags, out, pgDump strin
 		fmt.Fprintln(e.stdout, "Checking the copy…")
 		info, err := store.CheckSQLiteCopy(ctx, path)
 		if err != nil {
-			return fmt.Errorf("the copy does not check: %w", err)
+			return 0, fmt.Errorf("the copy does not check: %w", err)
 		}
 		fmt.Fprintf(e.stdout, "  whole (SQLite's integrity check), schema version %d, %d log entries, signed checkpoint of size %d\n",
 			info.Schema, info.Entries, info.Integrated)
@@ -122,16 +134,55 @@ func backup(ctx context.Context, e *env, storage storageFlags, out, pgDump strin
 		}
 		tables, err := store.CheckPgDump(ctx, path, restore)
 		if err != nil {
-			return fmt.Errorf("the dump does not check: %w", err)
+			return 0, fmt.Errorf("the dump does not check: %w", err)
 		}
 		fmt.Fprintf(e.stdout, "  pg_restore reads it: %d tables' data\n", tables)
 	}
 	files, err := writeSums(out)
 	if err != nil {
+		return 0, fmt.Errorf("SHA256SUMS: %w", err)
+	}
+	return files, nil
+}
+
+// backupTo makes the backup in out, or, with recipients, makes it in a
+// directory of its own inside out (removed after) and encrypts that into
+// out's one file.
+func backupTo(ctx context.Context, e *env, storage storageFlags, out, pgDump string, recipients []age.Recipient) error {
+	restoreHint := "To restore it, with every node stopped: civstack restore --from " + out
+	if len(recipients) == 0 {
+		files, err := backup(ctx, e, storage, out, pgDump)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "Backup complete in %s: %d files listed in SHA256SUMS.\n%s (docs/operations.md, \"Backups and restoring\")\n", out, files, restoreHint)
+		return nil
+	}
+	plain, err := os.MkdirTemp(out, ".plain-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(plain)
+	if _, err := backup(ctx, e, storage, plain, pgDump); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "Encrypting it to %d %s…\n", len(recipients), plural("recipient", int64(len(recipients))))
+	sealed := filepath.Join(out, encryptedName)
+	if err := encryptDir(plain, sealed, recipients); err != nil {
+		return fmt.Errorf("encrypt: %w", err)
+	}
+	if err := os.RemoveAll(plain); err != nil {
+		return err
+	}
+	if _, err := writeSums(out); err != nil {
 		return fmt.Errorf("SHA256SUMS: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "Backup complete in %s: %d files listed in SHA256SUMS.\n", out, files)
-	fmt.Fprintf(e.stdout, "To restore it, with every node stopped: civstack restore --from %s (docs/operations.md, \"Backups and restoring\")\n", out)
+	st, err := os.Stat(sealed)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "Backup complete in %s: %s (%s), encrypted; the copy in clear is removed.\n", out, encryptedName, byteSize(st.Size()))
+	fmt.Fprintf(e.stdout, "%s --identity KEYFILE; or open it with: age -d -i KEYFILE %s | tar -x\n", restoreHint, encryptedName)
 	return nil
 }
 

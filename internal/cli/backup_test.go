@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
@@ -512,4 +515,99 @@ func TestRestoreCommand(t *testing.T) {
 	oneLine(t, "no --from", code, 2, stderr, "give --from DIR")
 	code, _, stderr = run(t, nil, "restore", "--data", t.TempDir(), "--from", t.TempDir())
 	oneLine(t, "not a backup", code, 1, stderr, "holds no civstack.db")
+}
+
+// TestEncryptedBackup: with --recipient the backup is one age-encrypted tar
+// (no key or database in clear left in the directory) that age's own
+// library opens, and restore opens it with --identity; without it, or with
+// another key, restore refuses in one line.
+func TestEncryptedBackup(t *testing.T) {
+	ctx := context.Background()
+	for _, eng := range storetest.Engines(t) {
+		t.Run(eng.Name, func(t *testing.T) {
+			opts, data, args := demoNode(t, eng)
+			id, err := age.GenerateX25519Identity()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "backup")
+			code, _, stderr := run(t, nil, append([]string{"backup", "--out", out, "--recipient", "age1nope"}, args...)...)
+			oneLine(t, "a recipient that is no key", code, 2, stderr, "the backup's recipients")
+			code, stdout, stderr := run(t, nil, append([]string{"backup", "--out", out, "--recipient", id.Recipient().String()}, args...)...)
+			if code != 0 || !strings.Contains(stdout, "Encrypting it to 1 recipient…") || !strings.Contains(stdout, "age -d -i KEYFILE civstack-backup.tar.age | tar -x") {
+				t.Fatalf("backup: %d %q %q", code, stdout, stderr)
+			}
+			entries, _ := os.ReadDir(out)
+			if len(entries) != 2 || entries[0].Name() != "SHA256SUMS" || entries[1].Name() != encryptedName {
+				t.Fatalf("the backup directory holds %v, want SHA256SUMS and %s alone", entries, encryptedName)
+			}
+			checkSums(t, out)
+			sealed, _ := os.ReadFile(filepath.Join(out, encryptedName))
+			logKeys, _ := filepath.Glob(filepath.Join(data, "keys", "log-*.pem"))
+			key, _ := os.ReadFile(logKeys[0])
+			if len(key) == 0 || bytes.Contains(sealed, key) || bytes.Contains(sealed, []byte("PRIVATE KEY")) {
+				t.Fatal("the log's key is in clear in the encrypted backup")
+			}
+			// age's library opens it: a tar of a plain backup.
+			r, err := age.Decrypt(bytes.NewReader(sealed), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			names := map[string]bool{}
+			tr := tar.NewReader(r)
+			for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+				names[h.Name] = true
+			}
+			dbName := store.SQLiteFile
+			if opts.URL != "" {
+				dbName = store.PostgresDump
+			}
+			if !names[dbName] || !names["SHA256SUMS"] || !names["keys/"+filepath.Base(logKeys[0])] {
+				t.Fatalf("the archive holds %v", names)
+			}
+
+			count := func() (n int64) {
+				t.Helper()
+				db, err := store.Open(ctx, store.Options{URL: opts.URL, DataDir: data})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer db.Close()
+				db.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM tlog_entries").Scan(&n)
+				return n
+			}
+			before := count()
+			db, err := store.Open(ctx, store.Options{URL: opts.URL, DataDir: data})
+			if err != nil {
+				t.Fatal(err)
+			}
+			db.Tx(ctx, func(tx *store.Tx) error {
+				b, _ := (&tlog.Entry{Kind: tlog.KindReceipt, Time: time.Now()}).Marshal()
+				_, err := tlog.Sequence(ctx, tx, time.Now(), b)
+				return err
+			})
+			db.Close()
+
+			restore := append([]string{"restore", "--from", out}, args...)
+			code, _, stderr = run(t, nil, restore...)
+			oneLine(t, "no --identity", code, 2, stderr, "is encrypted: give --identity FILE")
+			other, _ := age.GenerateX25519Identity()
+			otherFile := filepath.Join(t.TempDir(), "other.key")
+			os.WriteFile(otherFile, []byte(other.String()+"\n"), 0o600)
+			code, _, stderr = run(t, nil, append(restore, "--identity", otherFile)...)
+			oneLine(t, "another key", code, 1, stderr, "was not encrypted to any key of --identity")
+			idFile := filepath.Join(t.TempDir(), "backup.key")
+			os.WriteFile(idFile, []byte("# the backups' key\n"+id.String()+"\n"), 0o600)
+			code, stdout, stderr = run(t, nil, append(restore, "--identity", idFile)...)
+			if code != 0 || !strings.Contains(stdout, "  decrypted\n") || !strings.HasSuffix(stdout, "Restored.\n") {
+				t.Fatalf("restore: %d %q %q", code, stdout, stderr)
+			}
+			if n := count(); n != before {
+				t.Fatalf("restored %d entries, the backup holds %d", n, before)
+			}
+			if left, _ := filepath.Glob(filepath.Join(data, ".restore-*")); len(left) != 0 {
+				t.Fatalf("the decrypted copy was left in the data directory: %v", left)
+			}
+		})
+	}
 }

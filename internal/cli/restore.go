@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"filippo.io/age"
+
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/tlog"
 )
@@ -42,11 +44,24 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	pgRestore := f.String("pg-restore", "pg_restore", "PostgreSQL's pg_restore (with --db)")
 	psql := f.String("psql", "psql", "PostgreSQL's psql (with --db)")
 	dryRun := f.Bool("dry-run", false, "check the backup (and its keys against the node's) and say what a restore would do, changing nothing: a test of a backup")
+	identity := f.String("identity", "", "an encrypted backup's key: a file of age identities (AGE-SECRET-KEY-…), one of whose public keys it was encrypted to")
 	if err := f.parse(args, false); err != nil {
 		return err
 	}
 	if *from == "" {
 		return fmt.Errorf("%w: give --from DIR, a directory civstack backup made", errUsage)
+	}
+	if _, err := os.Stat(filepath.Join(*from, encryptedName)); err == nil {
+		opened, err := openEncrypted(e, *from, *identity, *storage.data)
+		if opened != "" {
+			defer os.RemoveAll(opened)
+		}
+		if err != nil {
+			return err
+		}
+		*from = opened
+	} else if *identity != "" {
+		return fmt.Errorf("%w: %s is not an encrypted backup (no %s): restore it without --identity", errUsage, *from, encryptedName)
 	}
 	onPG := *storage.db != ""
 	copyName := store.SQLiteFile
@@ -143,6 +158,40 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "This node signed the log up to size %d; the restored log is shorter, so serve refuses it until you start it once\nwith --accept-log-rewind (docs/operations.md, \"What a restore does to the log\").\n", mark.Size)
 	}
 	return nil
+}
+
+// openEncrypted checks an encrypted backup against its SHA256SUMS and opens
+// it with the identities in identityFile into a directory of its own in the
+// data directory (0700; the caller removes it), whose path it returns.
+func openEncrypted(e *env, from, identityFile, data string) (string, error) {
+	if identityFile == "" {
+		return "", fmt.Errorf("%w: %s is encrypted: give --identity FILE, an age identity of one of its recipients", errUsage, from)
+	}
+	fmt.Fprintf(e.stdout, "Checking the encrypted backup in %s…\n", from)
+	if _, err := verifySums(from); err != nil {
+		return "", err
+	}
+	f, err := os.Open(identityFile)
+	if err != nil {
+		return "", fmt.Errorf("--identity: %w", err)
+	}
+	ids, err := age.ParseIdentities(f)
+	f.Close()
+	if err != nil {
+		return "", fmt.Errorf("--identity %s: %v", identityFile, err)
+	}
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp(data, ".restore-")
+	if err != nil {
+		return "", err
+	}
+	if err := decryptTo(filepath.Join(from, encryptedName), dir, ids); err != nil {
+		return dir, err
+	}
+	fmt.Fprintln(e.stdout, "  decrypted")
+	return dir, nil
 }
 
 // restoreSQLite replaces the node's SQLite database with the copy, holding
