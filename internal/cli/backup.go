@@ -186,28 +186,33 @@ func backupTo(ctx context.Context, e *env, storage storageFlags, out, pgDump str
 	return nil
 }
 
+// eachFile calls fn for every regular file under dir, in lexical order,
+// with its path relative to dir and its information.
+func eachFile(dir string, fn func(path, rel string, info fs.FileInfo) error) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return fn(p, rel, info)
+	})
+}
+
 // copyTree copies the regular files under src into dst, keeping each
 // file's permission bits (keys stay 0600) and making directories 0700. It
 // returns how many files it copied.
 func copyTree(src, dst string) (int, error) {
 	n := 0
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
+	err := eachFile(src, func(p, rel string, info fs.FileInfo) error {
 		to := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(to, 0o700)
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
+		if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
 			return err
 		}
 		if err := copyFile(p, to, info.Mode().Perm()); err != nil {
@@ -244,14 +249,7 @@ func copyFile(from, to string, perm fs.FileMode) error {
 // spaces, the path with forward slashes) for every file under dir, in order.
 func writeSums(dir string) (int, error) {
 	var lines []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
+	err := eachFile(dir, func(p, rel string, _ fs.FileInfo) error {
 		sum, err := fileDigest(p)
 		if err != nil {
 			return err

@@ -59,18 +59,7 @@ func encryptDir(dir, to string, recipients []age.Recipient) error {
 			return err
 		}
 		tw := tar.NewWriter(w)
-		err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || !d.Type().IsRegular() {
-				return err
-			}
-			rel, err := filepath.Rel(dir, p)
-			if err != nil {
-				return err
-			}
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
+		err = eachFile(dir, func(p, rel string, info fs.FileInfo) error {
 			if err := tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: 0o600, Size: info.Size(), ModTime: info.ModTime(), Typeflag: tar.TypeReg}); err != nil {
 				return err
 			}

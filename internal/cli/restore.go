@@ -252,15 +252,9 @@ func compareTree(backup, node string, strict bool) ([]string, error) {
 	if _, err := os.Stat(backup); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	base := filepath.Dir(backup)
-	err := filepath.WalkDir(backup, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(base, p)
-		if err != nil {
-			return err
-		}
+	part := filepath.Base(backup) // "keys" or "health": what rel is reported under
+	err := eachFile(backup, func(p, rel string, _ fs.FileInfo) error {
+		rel = filepath.Join(part, rel)
 		mine := filepath.Join(filepath.Dir(node), rel)
 		theirs, err := os.ReadFile(p)
 		if err != nil {
