@@ -51,6 +51,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	if *from == "" {
 		return fmt.Errorf("%w: give --from DIR, a directory civstack backup made", errUsage)
 	}
+	shown := *from // an encrypted backup is checked where it was opened
 	if _, err := os.Stat(filepath.Join(*from, encryptedName)); err == nil {
 		opened, err := openEncrypted(e, *from, *identity, *storage.data)
 		if opened != "" {
@@ -83,7 +84,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%s holds no %s: give a directory civstack backup made", *from, copyName)
 	}
 
-	fmt.Fprintf(e.stdout, "Checking the backup in %s…\n", *from)
+	fmt.Fprintf(e.stdout, "Checking the backup in %s…\n", shown)
 	n, err := verifySums(*from)
 	if err != nil {
 		return err
@@ -167,7 +168,7 @@ func openEncrypted(e *env, from, identityFile, data string) (string, error) {
 	if identityFile == "" {
 		return "", fmt.Errorf("%w: %s is encrypted: give --identity FILE, an age identity of one of its recipients", errUsage, from)
 	}
-	fmt.Fprintf(e.stdout, "Checking the encrypted backup in %s…\n", from)
+	fmt.Fprintf(e.stdout, "Opening the encrypted backup in %s…\n", from)
 	if _, err := verifySums(from); err != nil {
 		return "", err
 	}
