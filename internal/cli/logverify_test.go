@@ -436,9 +436,10 @@ func TestFrontier(t *testing.T) {
 }
 
 // TestLogVerifyUndeclared: an auditor's saved checkpoint, signed by the
-// log's key, that the log served now does not extend (here: a larger one,
-// as if the log had been rewound without a word) is reported, with the
-// note that nothing in the log declares it; the state file is kept.
+// log's key, that the log served now does not extend (a larger one, as if
+// the log had been rewound without a word; then one of the same size with
+// another root, a fork) is reported, with the note that nothing in the log
+// declares it; the state file is kept.
 func TestLogVerifyUndeclared(t *testing.T) {
 	data := t.TempDir()
 	s := startServe(t, nil, "--data", data)
@@ -487,5 +488,19 @@ func TestLogVerifyUndeclared(t *testing.T) {
 	}
 	if kept, _ := os.ReadFile(state); !bytes.Equal(kept, forged) {
 		t.Fatal("the state file was replaced after a failed check")
+	}
+	// The same size with another root: a fork.
+	fork := tlog.Checkpoint{Origin: st.Origin, Size: longer.Size - 10, Root: [32]byte{8}}
+	signed, err = note.Sign(&note.Note{Text: fork.Body()}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Size, st.Checkpoint = fork.Size, string(signed)
+	forged, _ = json.Marshal(st)
+	os.WriteFile(state, forged, 0o600)
+	code, _, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--state", state, "--quiet")
+	oneLine(t, "a fork", code, 1, stderr, fmt.Sprintf("THE LOG FORKED: two different roots for %d entries", fork.Size))
+	if !strings.Contains(stderr, "Nothing in the log declares a rewind of the history you checked") {
+		t.Fatalf("no word that the log declares nothing: %s", stderr)
 	}
 }
