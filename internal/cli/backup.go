@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"filippo.io/age"
 
@@ -95,6 +97,7 @@ func backup(ctx context.Context, e *env, storage storageFlags, out, pgDump strin
 	if err != nil {
 		return 0, fmt.Errorf("%s does not look like a civstack database: %w", storage.describe(), err)
 	}
+	m := &manifest{Civstack: Version, Taken: e.now().UTC().Format(time.RFC3339), Engine: string(db.Dialect()), Schema: schema}
 	fmt.Fprintf(e.stdout, "Copying the database (%s, schema version %d)…\n", storage.describe(), schema)
 	path, err := db.Backup(ctx, out, store.BackupOptions{PgDump: pgDump})
 	if err != nil {
@@ -124,6 +127,7 @@ func backup(ctx context.Context, e *env, storage storageFlags, out, pgDump strin
 		}
 		fmt.Fprintf(e.stdout, "  whole (SQLite's integrity check), schema version %d, %d log entries, signed checkpoint of size %d\n",
 			info.Schema, info.Entries, info.Integrated)
+		m.Schema, m.LogEntries, m.LogCheckpoint = info.Schema, &info.Entries, &info.Integrated
 	}
 	if db.Dialect() == store.Postgres {
 		fmt.Fprintln(e.stdout, "Checking the dump…")
@@ -138,11 +142,53 @@ func backup(ctx context.Context, e *env, storage storageFlags, out, pgDump strin
 		}
 		fmt.Fprintf(e.stdout, "  pg_restore reads it: %d tables' data\n", tables)
 	}
+	if err := m.write(out); err != nil {
+		return 0, err
+	}
 	files, err := writeSums(out)
 	if err != nil {
 		return 0, fmt.Errorf("SHA256SUMS: %w", err)
 	}
 	return files, nil
+}
+
+// manifestName is a backup's description: what took it, when, of what. It
+// holds no personal data, so an encrypted backup keeps a copy in clear.
+const manifestName = "backup.json"
+
+type manifest struct {
+	Civstack      string `json:"civstack"`                 // the release that took it
+	Taken         string `json:"taken"`                    // when it began, RFC 3339 UTC
+	Engine        string `json:"engine"`                   // "sqlite" or "postgres"
+	Schema        int64  `json:"schema"`                   // the newest migration the database had
+	LogEntries    *int64 `json:"log_entries,omitempty"`    // SQLite: the log's entries in the copy
+	LogCheckpoint *int64 `json:"log_checkpoint,omitempty"` // SQLite: the size of the copy's newest signed checkpoint
+}
+
+func (m *manifest) write(dir string) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, manifestName), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("%s: %w", manifestName, err)
+	}
+	return nil
+}
+
+// readManifest reads a backup's description; ok is false when it has none
+// (or one that does not parse: the sums and the checks still stand).
+func readManifest(dir string) (m manifest, ok bool) {
+	b, err := os.ReadFile(filepath.Join(dir, manifestName))
+	return m, err == nil && json.Unmarshal(b, &m) == nil && m.Taken != ""
+}
+
+func (m manifest) String() string {
+	s := fmt.Sprintf("taken %s by civstack %s (%s, schema version %d", m.Taken, m.Civstack, m.Engine, m.Schema)
+	if m.LogCheckpoint != nil {
+		s += fmt.Sprintf(", the log signed to size %d", *m.LogCheckpoint)
+	}
+	return s + ")"
 }
 
 // backupTo makes the backup in out, or, with recipients, makes it in a
@@ -170,6 +216,10 @@ func backupTo(ctx context.Context, e *env, storage storageFlags, out, pgDump str
 	sealed := filepath.Join(out, encryptedName)
 	if err := encryptDir(plain, sealed, recipients); err != nil {
 		return fmt.Errorf("encrypt: %w", err)
+	}
+	// The description stays readable outside the encrypted file.
+	if err := copyFile(filepath.Join(plain, manifestName), filepath.Join(out, manifestName), 0o600); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(plain); err != nil {
 		return err

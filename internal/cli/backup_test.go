@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -48,6 +49,14 @@ func TestBackupCommand(t *testing.T) {
 				}
 			}
 			checkSums(t, out)
+			var desc manifest
+			if b, err := os.ReadFile(filepath.Join(out, manifestName)); err != nil || json.Unmarshal(b, &desc) != nil {
+				t.Fatalf("the backup's description: %v", err)
+			}
+			if taken, err := time.Parse(time.RFC3339, desc.Taken); err != nil || time.Since(taken) > time.Minute ||
+				desc.Civstack != Version || desc.Engine != eng.Name || desc.Schema != 23 || (opts.URL == "") != (desc.LogCheckpoint != nil) {
+				t.Fatalf("the backup's description: %+v", desc)
+			}
 			keys, _ := os.ReadDir(filepath.Join(data, "keys"))
 			for _, k := range keys {
 				st, err := os.Stat(filepath.Join(out, "keys", k.Name()))
@@ -465,7 +474,7 @@ func TestRestoreCommand(t *testing.T) {
 				t.Fatal("a dry run changed something")
 			}
 			code, stdout, stderr = run(t, nil, restore...)
-			if code != 0 || !strings.Contains(stdout, "files match SHA256SUMS") || !strings.Contains(stdout, "Copied keys/"+keyName+" from the backup") || !strings.HasSuffix(stdout, "Restored.\n") {
+			if code != 0 || !strings.Contains(stdout, "files match SHA256SUMS\n  taken ") || !strings.Contains(stdout, "Copied keys/"+keyName+" from the backup") || !strings.HasSuffix(stdout, "Restored.\n") {
 				t.Fatalf("restore: %d %q %q", code, stdout, stderr)
 			}
 			if got, _ := os.ReadFile(secret); !bytes.Equal(got, mine) {
@@ -538,8 +547,8 @@ func TestEncryptedBackup(t *testing.T) {
 				t.Fatalf("backup: %d %q %q", code, stdout, stderr)
 			}
 			entries, _ := os.ReadDir(out)
-			if len(entries) != 2 || entries[0].Name() != "SHA256SUMS" || entries[1].Name() != encryptedName {
-				t.Fatalf("the backup directory holds %v, want SHA256SUMS and %s alone", entries, encryptedName)
+			if len(entries) != 3 || entries[0].Name() != "SHA256SUMS" || entries[1].Name() != manifestName || entries[2].Name() != encryptedName {
+				t.Fatalf("the backup directory holds %v, want SHA256SUMS, %s and %s alone", entries, manifestName, encryptedName)
 			}
 			checkSums(t, out)
 			sealed, _ := os.ReadFile(filepath.Join(out, encryptedName))

@@ -90,6 +90,9 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "  %d files match SHA256SUMS\n", n)
+	if m, ok := readManifest(*from); ok {
+		fmt.Fprintf(e.stdout, "  %s\n", m)
+	}
 	var restoredSize int64 // the restored log's newest signed checkpoint
 	if onPG {
 		tables, err := store.CheckPgDump(ctx, copyPath, *pgRestore)
