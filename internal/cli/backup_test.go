@@ -130,6 +130,48 @@ func TestBackupCommand(t *testing.T) {
 	}
 }
 
+// logEntries counts the entries of the log of the node in opts and data.
+func logEntries(t *testing.T, opts store.Options, data string) (n int64) {
+	t.Helper()
+	db, err := store.Open(context.Background(), store.Options{URL: opts.URL, DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Reader().QueryRow("SELECT COUNT(*) FROM tlog_entries").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// appendLog adds n receipts to that node's log and returns its size.
+func appendLog(t *testing.T, opts store.Options, data string, n int) (size int64) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, store.Options{URL: opts.URL, DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Tx(ctx, func(tx *store.Tx) error {
+		entries := make([][]byte, n)
+		for i := range entries {
+			b, err := (&tlog.Entry{Kind: tlog.KindReceipt, Time: time.Now()}).Marshal()
+			if err != nil {
+				return err
+			}
+			entries[i] = b
+		}
+		first, err := tlog.Sequence(ctx, tx, time.Now(), entries...)
+		size = first + int64(n)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return size
+}
+
 // demoNode seeds the demo into a new database of eng and a data directory,
 // and returns the flags that name them.
 func demoNode(t *testing.T, eng storetest.Engine) (store.Options, string, []string) {
@@ -226,36 +268,9 @@ func restoreRewindsLog(t *testing.T, eng storetest.Engine) {
 	if code, out, errOut := run(t, nil, append([]string{"backup", "--out", backupDir}, node...)...); code != 0 {
 		t.Fatalf("backup: %d %s %s", code, out, errOut)
 	}
-	// appendEntries adds n receipts to the node's log and returns its size.
-	appendEntries := func(n int) int64 {
-		t.Helper()
-		db, err := store.Open(ctx, store.Options{URL: opts.URL, DataDir: data})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		var size int64
-		err = db.Tx(ctx, func(tx *store.Tx) error {
-			entries := make([][]byte, n)
-			for i := range entries {
-				b, err := (&tlog.Entry{Kind: tlog.KindReceipt, Time: time.Now()}).Marshal()
-				if err != nil {
-					return err
-				}
-				entries[i] = b
-			}
-			first, err := tlog.Sequence(ctx, tx, time.Now(), entries...)
-			size = first + int64(n)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return size
-	}
 	// The log grows after the backup: 5 more entries, signed, which an
 	// auditor checks and keeps.
-	size := appendEntries(5)
+	size := appendLog(t, opts, data, 5)
 	waitMark(size)
 	auditorState := filepath.Join(t.TempDir(), "auditor.state")
 	verify := func(s *serveProc) (int, string) {
@@ -311,7 +326,7 @@ func restoreRewindsLog(t *testing.T, eng storetest.Engine) {
 		t.Fatalf("the declaration is entry %d: want one after the restored %d, before the %d replaced", at, restored, size)
 	}
 	// Grown past the history the auditor kept: rewritten, and declared.
-	grown := appendEntries(int(size-restored) + 3)
+	grown := appendLog(t, opts, data, int(size-restored)+3)
 	waitMark(grown)
 	code, stderr = verify(s)
 	oneLine(t, "the auditor once the log grew past", code, 1, stderr, fmt.Sprintf("THE LOG WAS REWRITTEN: the checkpoint of %d entries is not consistent with the one of %d entries", grown, size))
@@ -365,36 +380,8 @@ func TestRestoreCommand(t *testing.T) {
 	for _, eng := range storetest.Engines(t) {
 		t.Run(eng.Name, func(t *testing.T) {
 			opts, data, args := demoNode(t, eng)
-			entries := func() (n int64) {
-				t.Helper()
-				db, err := store.Open(ctx, store.Options{URL: opts.URL, DataDir: data})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer db.Close()
-				if err := db.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM tlog_entries").Scan(&n); err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
-			grow := func() {
-				t.Helper()
-				db, err := store.Open(ctx, store.Options{URL: opts.URL, DataDir: data})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer db.Close()
-				err = db.Tx(ctx, func(tx *store.Tx) error {
-					b, err := (&tlog.Entry{Kind: tlog.KindReceipt, Time: time.Now()}).Marshal()
-					if err == nil {
-						_, err = tlog.Sequence(ctx, tx, time.Now(), b, b, b)
-					}
-					return err
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			entries := func() int64 { return logEntries(t, opts, data) }
+			grow := func() { appendLog(t, opts, data, 3) }
 			backupDir := filepath.Join(t.TempDir(), "backup")
 			if code, out, errOut := run(t, nil, append([]string{"backup", "--out", backupDir}, args...)...); code != 0 {
 				t.Fatalf("backup: %d %s %s", code, out, errOut)
@@ -531,7 +518,6 @@ func TestRestoreCommand(t *testing.T) {
 // library opens, and restore opens it with --identity; without it, or with
 // another key, restore refuses in one line.
 func TestEncryptedBackup(t *testing.T) {
-	ctx := context.Background()
 	for _, eng := range storetest.Engines(t) {
 		t.Run(eng.Name, func(t *testing.T) {
 			opts, data, args := demoNode(t, eng)
@@ -575,27 +561,8 @@ func TestEncryptedBackup(t *testing.T) {
 				t.Fatalf("the archive holds %v", names)
 			}
 
-			count := func() (n int64) {
-				t.Helper()
-				db, err := store.Open(ctx, store.Options{URL: opts.URL, DataDir: data})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer db.Close()
-				db.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM tlog_entries").Scan(&n)
-				return n
-			}
-			before := count()
-			db, err := store.Open(ctx, store.Options{URL: opts.URL, DataDir: data})
-			if err != nil {
-				t.Fatal(err)
-			}
-			db.Tx(ctx, func(tx *store.Tx) error {
-				b, _ := (&tlog.Entry{Kind: tlog.KindReceipt, Time: time.Now()}).Marshal()
-				_, err := tlog.Sequence(ctx, tx, time.Now(), b)
-				return err
-			})
-			db.Close()
+			before := logEntries(t, opts, data)
+			appendLog(t, opts, data, 1)
 
 			restore := append([]string{"restore", "--from", out}, args...)
 			code, _, stderr = run(t, nil, restore...)
@@ -611,7 +578,7 @@ func TestEncryptedBackup(t *testing.T) {
 			if code != 0 || !strings.Contains(stdout, "  decrypted\n") || !strings.HasSuffix(stdout, "Restored.\n") {
 				t.Fatalf("restore: %d %q %q", code, stdout, stderr)
 			}
-			if n := count(); n != before {
+			if n := logEntries(t, opts, data); n != before {
 				t.Fatalf("restored %d entries, the backup holds %d", n, before)
 			}
 			if left, _ := filepath.Glob(filepath.Join(data, ".restore-*")); len(left) != 0 {
