@@ -35,11 +35,15 @@ func newBrowser(t *testing.T) context.Context {
 	if _, err := os.Stat(exe); err != nil {
 		t.Fatalf("%s=%s: %v", ChromiumEnv, exe, err)
 	}
+	// Chromium keeps its profile in one test directory and, through TMPDIR,
+	// its singleton socket's directory in another: left to itself it makes
+	// that one in /tmp and, stopped by the test, never removes it.
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
 		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Env("TMPDIR="+t.TempDir()),
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
