@@ -93,8 +93,10 @@ func openBenchStore(ctx context.Context, dbURL string) (*store.DB, string, func(
 	}
 	var existing int64
 	if err = st.Migrate(ctx); err == nil {
-		st.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM ledger_accounts").Scan(&existing)
-		if existing > 0 {
+		err = st.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM ledger_accounts").Scan(&existing)
+		if err != nil {
+			err = fmt.Errorf("count the ledger's accounts: %w", err)
+		} else if existing > 0 {
 			err = fmt.Errorf("the database already holds %d ledger accounts; benchmark on an empty, throwaway database", existing)
 		}
 	}

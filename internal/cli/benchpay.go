@@ -260,7 +260,9 @@ func runBenchPay(ctx context.Context, e *env, args []string) error {
 	}
 	payFig.p50, payFig.p99, baseFig.p50, baseFig.p99 = avg(payLat, 0), avg(payLat, 1), avg(baseLat, 0), avg(baseLat, 1)
 	var receipts int64
-	st.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM payment_documents").Scan(&receipts)
+	if err := st.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM payment_documents").Scan(&receipts); err != nil {
+		return fmt.Errorf("count the signed receipts: %w", err)
+	}
 
 	w := e.stdout
 	fmt.Fprintf(w, "civstack payments on %s (%d wallets, %d merchants, %d rounds of %s each)\n", engineName, *wallets, *merchants, *rounds, *duration)
