@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,8 +80,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 }
 
 // openBenchStore opens and migrates the benchmark's database (see
-// benchStore) and refuses one that already holds ledger accounts. The
-// caller runs cleanup after closing the database.
+// benchStore) and refuses one that already holds data: a benchmark writes
+// made-up people, organisations, accounts and log entries, and one run
+// after another on a database would fail on the first's (or pollute a
+// real node's). The caller runs cleanup after closing the database.
 func openBenchStore(ctx context.Context, dbURL string) (*store.DB, string, func(), error) {
 	opts, engineName, cleanup, err := benchStore(dbURL)
 	if err != nil {
@@ -91,14 +94,8 @@ func openBenchStore(ctx context.Context, dbURL string) (*store.DB, string, func(
 		cleanup()
 		return nil, "", nil, err
 	}
-	var existing int64
 	if err = st.Migrate(ctx); err == nil {
-		err = st.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM ledger_accounts").Scan(&existing)
-		if err != nil {
-			err = fmt.Errorf("count the ledger's accounts: %w", err)
-		} else if existing > 0 {
-			err = fmt.Errorf("the database already holds %d ledger accounts; benchmark on an empty, throwaway database", existing)
-		}
+		err = benchEmpty(ctx, st)
 	}
 	if err != nil {
 		st.Close()
@@ -106,6 +103,27 @@ func openBenchStore(ctx context.Context, dbURL string) (*store.DB, string, func(
 		return nil, "", nil, err
 	}
 	return st, engineName, cleanup, nil
+}
+
+// benchEmpty says what a database a benchmark is to run on holds already,
+// if anything.
+func benchEmpty(ctx context.Context, st *store.DB) error {
+	var held []string
+	for _, t := range []struct{ table, what string }{
+		{"people", "people"}, {"organisations", "organisations"}, {"ledger_accounts", "ledger accounts"}, {"tlog_entries", "log entries"},
+	} {
+		var n int64
+		if err := st.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM "+t.table).Scan(&n); err != nil {
+			return fmt.Errorf("count the database's %s: %w", t.what, err)
+		}
+		if n > 0 {
+			held = append(held, fmt.Sprintf("%d %s", n, t.what))
+		}
+	}
+	if len(held) > 0 {
+		return fmt.Errorf("the database already holds %s; benchmark on an empty, throwaway database", strings.Join(held, ", "))
+	}
+	return nil
 }
 
 // benchStore opens the database a benchmark runs on: --db, or a fresh

@@ -23,6 +23,7 @@ import (
 	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
 	"github.com/civstack/civstack/internal/tlog"
 )
 
@@ -304,6 +305,35 @@ func TestBenchCredentialRuns(t *testing.T) {
 	}
 	code, _, stderr = run(t, nil, "bench", "credential", "--rounds", "0")
 	oneLine(t, "no rounds", code, 2, stderr, "--rounds")
+}
+
+// TestBenchRefusesUsedDatabase: a benchmark given a database (--db, on
+// PostgreSQL) runs only on an empty one: not on a node's, nor after
+// another run (whose made-up data it would trip over).
+func TestBenchRefusesUsedDatabase(t *testing.T) {
+	for _, eng := range storetest.Engines(t) {
+		if eng.Name != "postgres" { // without --db a benchmark makes its own SQLite database
+			continue
+		}
+		node := eng.Open(t).URL
+		if code, _, stderr := run(t, nil, "demo", "--db", node, "--data", t.TempDir()); code != 0 {
+			t.Fatalf("demo: %d %q", code, stderr)
+		}
+		for _, bench := range []string{"ledger", "pay", "exchange"} {
+			code, _, stderr := run(t, nil, "bench", bench, "--db", node)
+			oneLine(t, "bench "+bench+" on a node's database", code, 1, stderr, "people")
+			if !strings.Contains(stderr, "benchmark on an empty, throwaway database") {
+				t.Errorf("bench %s: %q", bench, stderr)
+			}
+		}
+		used := eng.Open(t).URL
+		args := []string{"bench", "exchange", "--db", used, "--duration", "50ms", "--rounds", "1", "--writers", "2", "--citizens", "50"}
+		if code, _, stderr := run(t, nil, args...); code != 0 {
+			t.Fatalf("bench exchange on an empty database: %d %q", code, stderr)
+		}
+		code, _, stderr := run(t, nil, args...)
+		oneLine(t, "bench exchange again", code, 1, stderr, "log entries; benchmark on an empty, throwaway database")
+	}
 }
 
 func TestBenchExchangeRuns(t *testing.T) {
