@@ -181,7 +181,7 @@ func (s *Server) logPage(w http.ResponseWriter, r *http.Request) {
 	}
 	var only tlog.Kind
 	if v := r.URL.Query().Get("kind"); v != "" {
-		n, err := strconv.Atoi(v)
+		n, err := strconv.ParseUint(v, 10, 8) // a byte: 258 is not type 2
 		if err != nil || !slices.Contains(tlog.Kinds, tlog.Kind(n)) {
 			s.fail(w, r, http.StatusBadRequest, "There is no entry type "+strconv.Quote(v)+".")
 			return

@@ -128,6 +128,8 @@ func TestLogHTTP(t *testing.T) {
 	expect(t, "log page by type", c.get("/log?kind=2"), 200, "Recent entries: receipt")
 	expect(t, "log page, empty type", c.get("/log?kind=4"), 200, "No entries yet")
 	expect(t, "log page, unknown type", c.get("/log?kind=99"), 400, "no entry type")
+	expect(t, "log page, a type past a byte", c.get("/log?kind=258"), 400, "no entry type")
+	expect(t, "log page, a negative type", c.get("/log?kind=-254"), 400, "no entry type")
 
 	// A declared rewind is named among the recent entries.
 	if _, err := n.tlog.DeclareRewind(context.Background(), tlog.Checkpoint{Origin: n.tlog.Origin(), Size: 5000, Root: [32]byte{9}}); err != nil {
