@@ -187,6 +187,24 @@ func (f *flags) Duration(name string, def time.Duration, help string) *time.Dura
 	return f.FlagSet.Duration(name, def, help+" (env "+f.envName(name)+")")
 }
 
+// parseWords parses args whose flags may come before, between or after
+// its words (keys list --data DIR, keys --data DIR list), and returns the
+// words: Go's flag package alone stops at the first word and leaves the
+// flags after it unread.
+func (f *flags) parseWords(args []string) ([]string, error) {
+	var words []string
+	for {
+		if err := f.parse(args, true); err != nil {
+			return nil, err
+		}
+		rest := f.Args()
+		if len(rest) == 0 {
+			return words, nil
+		}
+		words, args = append(words, rest[0]), rest[1:]
+	}
+}
+
 // parse parses args; extra positional arguments are a usage error unless
 // allowArgs.
 func (f *flags) parse(args []string, allowArgs bool) error {

@@ -311,6 +311,16 @@ func TestServeLifecycle(t *testing.T) {
 	}
 	code, _, stderr = run(t, nil, "keys", "--data", data, "rotate", "banana")
 	oneLine(t, "rotate an unknown purpose", code, 1, stderr, "unknown key purpose")
+	// Flags after the command are read too (Go's flag package alone would
+	// have listed ./civstack-data's keys, making them if missing).
+	code, after, _ := run(t, nil, "keys", "list", "--data", data)
+	if code != 0 || after != out || !strings.Contains(out, "exchange.secret") {
+		t.Fatalf("keys list --data: %d\n%s\nwant\n%s", code, after, out)
+	}
+	code, _, stderr = run(t, nil, "keys", "list", "--data", data, "extra")
+	oneLine(t, "keys list with an argument", code, 2, stderr, `unexpected argument "extra"`)
+	code, _, stderr = run(t, nil, "keys", "rotate", "--data", data)
+	oneLine(t, "rotate without a purpose", code, 2, stderr, "needs a purpose")
 }
 
 // TestServeMetricsElsewhere: with --metrics-addr, /metrics is served there
@@ -387,12 +397,25 @@ func TestServeTwoProcessesOnPostgres(t *testing.T) {
 		t.Skipf("PostgreSQL suite skipped: set %s to run it", storetest.PostgresEnv)
 	}
 	db := storetest.NewPostgresDatabase(t, base)
+	// One keys directory, made by keys list and copied to each node.
+	keys := t.TempDir()
+	if code, _, stderr := run(t, nil, "keys", "list", "--data", keys); code != 0 {
+		t.Fatalf("keys list: %d %q", code, stderr)
+	}
+	nodeData := func() string {
+		data := t.TempDir()
+		if _, err := copyTree(filepath.Join(keys, "keys"), filepath.Join(data, "keys")); err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
 	var servers []*serveProc
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := 0; i < 2; i++ { // start both at once: they race to migrate
+		data := nodeData()
 		wg.Go(func() {
-			s := startServe(t, map[string]string{"CIVSTACK_DB": db}, "--data", t.TempDir(), "--demo")
+			s := startServe(t, map[string]string{"CIVSTACK_DB": db}, "--data", data, "--demo")
 			mu.Lock()
 			servers = append(servers, s)
 			mu.Unlock()
@@ -452,10 +475,13 @@ func TestServeTwoProcessesOnPostgres(t *testing.T) {
 	}
 
 	// Seeding twice at once must not duplicate anyone.
-	code, out, _ := run(t, map[string]string{"CIVSTACK_DB": db}, "demo", "--data", t.TempDir())
+	code, out, stderr := run(t, map[string]string{"CIVSTACK_DB": db}, "demo", "--data", nodeData())
 	if code != 0 || !strings.Contains(out, "17 personas") {
-		t.Fatalf("demo after two starts: %d %s", code, out)
+		t.Fatalf("demo after two starts: %d %s %s", code, out, stderr)
 	}
+	// A node with keys of its own is refused (docs/operations.md).
+	code, _, stderr = run(t, map[string]string{"CIVSTACK_DB": db}, "demo", "--data", t.TempDir())
+	oneLine(t, "a node with other keys", code, 1, stderr, "holds none of the log keys")
 }
 
 func TestQRDecode(t *testing.T) {

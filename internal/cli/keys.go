@@ -13,21 +13,29 @@ import (
 )
 
 const keysSynopsis = `keys list             show the node's signing keys (the active
-                                     key last per purpose)
+                                     key last per purpose) and its secrets'
+                                     fingerprints; makes what is missing
        civstack keys rotate PURPOSE  add a new active key for PURPOSE (log
                                      or document); older keys stay for
                                      verification. Restart serve to use it.`
 
 func runKeys(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, keysSynopsis, "Manages the keys in DATA/keys (PKCS#8 PEM files, mode 0600). A rotation is\nrecorded in the transparency log of the node's database (--data or --db).")
+	f := newFlags(e, keysSynopsis, "Manages the keys in DATA/keys (PKCS#8 PEM files and secrets, mode 0600). A\nrotation is recorded in the transparency log of the node's database (--data\nor --db). Every node on one database needs the same DATA/keys: run keys list\nonce and copy the directory to each.")
 	storage := addStorageFlags(f)
 	data := storage.data
-	if err := f.parse(args, true); err != nil {
+	rest, err := f.parseWords(args)
+	if err != nil {
 		return err
 	}
-	rest := f.Args()
-	if len(rest) == 0 {
+	switch {
+	case len(rest) == 0:
 		return fmt.Errorf("%w: say list or rotate (see civstack keys --help)", errUsage)
+	case rest[0] == "list" && len(rest) > 1:
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, rest[1])
+	case rest[0] == "rotate" && len(rest) != 2:
+		return fmt.Errorf("%w: keys rotate needs a purpose: log or document", errUsage)
+	case rest[0] != "list" && rest[0] != "rotate":
+		return fmt.Errorf("%w: unknown keys command %q (want list or rotate)", errUsage, rest[0])
 	}
 	ring, err := keyring.Open(filepath.Join(*data, "keys"), e.now, rand.Reader)
 	if err != nil {
@@ -44,11 +52,23 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Purpose, k.Algorithm, k.ID, k.CreatedAt.Format("2006-01-02 15:04:05"), active)
 		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		// The secrets, by a fingerprint that reveals nothing of them: every
+		// node on one database shows the same (serve checks it).
+		fmt.Fprintln(e.stdout)
+		tw = tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SECRET\tFINGERPRINT")
+		for _, name := range nodeSecrets {
+			b, err := ring.Secret(name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(tw, "%s.secret\t%s\n", name, keyring.Fingerprint(name, b))
+		}
 		return tw.Flush()
 	case "rotate":
-		if len(rest) != 2 {
-			return fmt.Errorf("%w: keys rotate needs a purpose: log or document", errUsage)
-		}
 		if !slices.Contains(keyring.Purposes, keyring.Purpose(rest[1])) {
 			return fmt.Errorf("unknown key purpose %q (want log or document)", rest[1])
 		}

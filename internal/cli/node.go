@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,11 +161,82 @@ func openNodeAs(ctx context.Context, e *env, s storageFlags, logger *slog.Logger
 	if err := db.Migrate(ctx); err != nil {
 		return fail(err)
 	}
+	if err := n.checkKeys(ctx, *s.data); err != nil { // before logKeys records this node's keys
+		return fail(err)
+	}
 	n.reg = registry.New(db, e.now, rand.Reader)
 	if err := n.logKeys(ctx, e.now()); err != nil {
 		return fail(err)
 	}
 	return n, nil
+}
+
+// nodeSecrets are the secrets in DATA/keys that seal or key data in the
+// database (payment and identity seal keys and device secrets; exchange
+// keys the citizens' pseudonyms in the log): a node with other ones could
+// not read what another sealed, and would tag accesses that the citizen's
+// page and the audit do not find.
+var nodeSecrets = []string{"payment", "identity", "exchange"}
+
+// checkKeys refuses a database that another node's keys made: a log whose
+// newest checkpoint none of DATA/keys' log keys signed, or a secret other
+// than the one the database was first served with (its fingerprint is
+// kept in meta; the first node to open the database records it).
+func (n *node) checkKeys(ctx context.Context, data string) error {
+	keysDir := filepath.Join(data, "keys")
+	copyKeys := "a node needs the keys of the node that first served this database: stop this one and copy that node's keys directory to " +
+		keysDir + ` (docs/operations.md, "Several processes")`
+	var logKeys []crypto.Signer
+	for _, k := range n.keys.All() {
+		if k.Purpose == keyring.Log {
+			logKeys = append(logKeys, k.Signer)
+		}
+	}
+	size, err := tlog.CheckSigners(ctx, n.db, logKeys)
+	if errors.Is(err, tlog.ErrOtherKey) {
+		return fmt.Errorf("%s holds none of the log keys that signed this database's transparency log (its checkpoint of size %d): %s", keysDir, size, copyKeys)
+	}
+	if err != nil {
+		return err
+	}
+	prints := map[string]string{}
+	for _, name := range nodeSecrets {
+		b, err := n.keys.Secret(name)
+		if err != nil {
+			return fmt.Errorf("keys in %s: %w", data, err)
+		}
+		prints[name] = keyring.Fingerprint(name, b)
+	}
+	var other []string
+	err = n.db.Tx(ctx, func(tx *store.Tx) error {
+		other = nil
+		for _, name := range nodeSecrets {
+			key := "secret_fingerprint_" + name
+			if _, err := tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", key, prints[name]); err != nil {
+				return fmt.Errorf("record the secrets' fingerprints: %w", err)
+			}
+			var have string
+			if err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = $1", key).Scan(&have); err != nil {
+				return fmt.Errorf("read the secrets' fingerprints: %w", err)
+			}
+			if have != prints[name] {
+				other = append(other, name+".secret")
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(other) > 0 {
+		are := "is not the one"
+		if len(other) > 1 {
+			are = "are not the ones"
+		}
+		return fmt.Errorf("%s/%s %s this database was first served with (what it sealed or keyed could not be read or found): %s",
+			keysDir, strings.Join(other, ", "), are, copyKeys)
+	}
+	return nil
 }
 
 // logKeys records in the transparency log every key of the node's keyring

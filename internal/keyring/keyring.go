@@ -11,9 +11,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -260,6 +262,15 @@ func (r *Ring) Secret(name string) ([]byte, error) {
 		return nil, fmt.Errorf("write secret %s: %w", name, werr)
 	}
 	return b, nil
+}
+
+// Fingerprint names the secret called name without revealing it (a
+// keyed hash: nothing about the secret can be learnt from it), so that a
+// database can record which secret its data was sealed or keyed with.
+func Fingerprint(name string, secret []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("civstack secret fingerprint\n" + name))
+	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
 // ECDSA returns the active document key as an ECDSA P-256 key, with its id.

@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/civstack/civstack/internal/store"
 )
 
 // Checkpoint is a C2SP tlog-checkpoint: origin, tree size and root hash.
@@ -141,4 +143,46 @@ func (l *Log) Latest(ctx context.Context) ([]byte, Checkpoint, error) {
 	c := Checkpoint{Origin: l.origin, Size: size}
 	copy(c.Root[:], root)
 	return signed, c, nil
+}
+
+// ErrOtherKey means the log's newest checkpoint is signed by none of the
+// keys a node holds: its keys are not those of the node that signed the
+// log, and what it signed would not verify under the log's published key.
+var ErrOtherKey = errors.New("the log is signed by another key")
+
+// CheckSigners checks that the newest checkpoint in db, if there is one,
+// is signed by one of keys (Ed25519 keys, under the origin the checkpoint
+// names). It returns that checkpoint's size, and ErrOtherKey when none of
+// keys signed it.
+func CheckSigners(ctx context.Context, db *store.DB, keys []crypto.Signer) (int64, error) {
+	var signed []byte
+	var size int64
+	err := db.Reader().QueryRowContext(ctx, "SELECT note, size FROM tlog_checkpoints ORDER BY size DESC LIMIT 1").Scan(&signed, &size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("latest checkpoint: %w", err)
+	}
+	origin, _, _ := strings.Cut(string(signed), "\n")
+	var vs []note.Verifier
+	for _, k := range keys {
+		s, err := NewEd25519Signer(origin, k)
+		if err != nil {
+			return size, fmt.Errorf("latest checkpoint: %w", err)
+		}
+		v, err := note.NewVerifier(s.VerifierKey())
+		if err != nil {
+			return size, fmt.Errorf("log key: %w", err)
+		}
+		vs = append(vs, v)
+	}
+	if _, err := note.Open(signed, note.VerifierList(vs...)); err != nil {
+		var unknown *note.UnverifiedNoteError
+		if errors.As(err, &unknown) {
+			return size, ErrOtherKey
+		}
+		return size, fmt.Errorf("latest checkpoint: %w", err)
+	}
+	return size, nil
 }

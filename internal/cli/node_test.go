@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// TestNodeKeysMatchDatabase: a node refuses a database that other keys
+// made, before it records its own keys in the log: a log none of its log
+// keys signed, or a secret other than the one the database was first
+// served with. The right keys put back, it starts.
+func TestNodeKeysMatchDatabase(t *testing.T) {
+	for _, eng := range storetest.Engines(t) {
+		t.Run(eng.Name, func(t *testing.T) {
+			opts := eng.Open(t)
+			data := t.TempDir()
+			vars := map[string]string{"CIVSTACK_DB": opts.URL}
+			opts.DataDir = data
+			s := startServe(t, vars, "--data", data)
+			waitCheckpoint(t, opts)
+			s.stop(t)
+			keys := filepath.Join(data, "keys")
+			entries := logEntries(t, opts, data)
+			reindex := func() (int, string) {
+				code, _, stderr := run(t, vars, "log", "reindex", "--data", data)
+				return code, stderr
+			}
+
+			// Another exchange secret: its pseudonyms would not find the
+			// citizens' records.
+			secret := filepath.Join(keys, "exchange.secret")
+			kept, err := os.ReadFile(secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other := make([]byte, len(kept))
+			rand.Read(other)
+			if err := os.WriteFile(secret, other, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, stderr := reindex()
+			oneLine(t, "another exchange secret", code, 1, stderr, "exchange.secret is not the one this database was first served with")
+			code, stderr = serveRefused(t, vars, "--data", data)
+			oneLine(t, "serve with another exchange secret", code, 1, stderr, "copy that node's keys directory to "+keys)
+			if err := os.WriteFile(secret, kept, 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			// No log key that signed the log: keyring.Open makes a new one.
+			logKeys, _ := filepath.Glob(filepath.Join(keys, "log-*.pem"))
+			aside := t.TempDir()
+			for _, k := range logKeys {
+				if err := os.Rename(k, filepath.Join(aside, filepath.Base(k))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			code, stderr = reindex()
+			oneLine(t, "a new log key", code, 1, stderr, "holds none of the log keys that signed this database's transparency log")
+			if n := logEntries(t, opts, data); n != entries {
+				t.Fatalf("the refused node changed the log: %d entries, %d before", n, entries)
+			}
+
+			// The right keys back (beside the new one, which is newer and
+			// so would sign: move it away too), the node opens.
+			made, _ := filepath.Glob(filepath.Join(keys, "log-*.pem"))
+			for _, k := range made {
+				os.Remove(k)
+			}
+			for _, k := range logKeys {
+				if err := os.Rename(filepath.Join(aside, filepath.Base(k)), k); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if code, stderr := reindex(); code != 0 {
+				t.Fatalf("with its own keys: %d %q", code, stderr)
+			}
+		})
+	}
+}
+
+// serveRefused runs serve, which must refuse to start: a serve that
+// starts is stopped after a while and fails the test.
+func serveRefused(t *testing.T, vars map[string]string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out, errOut syncBuf
+	e := &env{stdout: &out, stderr: &errOut, getenv: func(k string) string { return vars[k] }, now: time.Now}
+	code := e.main(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...))
+	if ctx.Err() != nil {
+		t.Fatalf("serve started: %s", out.String())
+	}
+	return code, errOut.String()
+}
+
+// waitCheckpoint waits until the node's log has a signed checkpoint.
+func waitCheckpoint(t *testing.T, opts store.Options) {
+	t.Helper()
+	db, err := store.Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for range 300 {
+		var n int
+		if err := db.Reader().QueryRow("SELECT COUNT(*) FROM tlog_checkpoints").Scan(&n); err == nil && n > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no checkpoint signed")
+}
