@@ -482,6 +482,9 @@ func TestServeTwoProcessesOnPostgres(t *testing.T) {
 	// A node with keys of its own is refused (docs/operations.md).
 	code, _, stderr = run(t, map[string]string{"CIVSTACK_DB": db}, "demo", "--data", t.TempDir())
 	oneLine(t, "a node with other keys", code, 1, stderr, "holds none of the log keys")
+	if !strings.Contains(stderr, "since it holds only demo data, drop this database") {
+		t.Errorf("a demo database's remedy is not given: %q", stderr)
+	}
 }
 
 func TestQRDecode(t *testing.T) {

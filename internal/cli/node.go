@@ -186,6 +186,10 @@ func (n *node) checkKeys(ctx context.Context, data string) error {
 	keysDir := filepath.Join(data, "keys")
 	copyKeys := "a node needs the keys of the node that first served this database: stop this one and copy that node's keys directory to " +
 		keysDir + ` (docs/operations.md, "Several processes")`
+	var mode string
+	if err := n.db.Reader().QueryRowContext(ctx, "SELECT value FROM meta WHERE name = 'mode'").Scan(&mode); err == nil && mode == string(registry.ModeDemo) {
+		copyKeys += "; or, since it holds only demo data, drop this database and start again"
+	}
 	var logKeys []crypto.Signer
 	for _, k := range n.keys.All() {
 		if k.Purpose == keyring.Log {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,6 +48,9 @@ func TestNodeKeysMatchDatabase(t *testing.T) {
 			}
 			code, stderr := reindex()
 			oneLine(t, "another exchange secret", code, 1, stderr, "exchange.secret is not the one this database was first served with")
+			if strings.Contains(stderr, "demo data") {
+				t.Errorf("a real node is told to drop its database: %q", stderr)
+			}
 			code, stderr = serveRefused(t, vars, "--data", data)
 			oneLine(t, "serve with another exchange secret", code, 1, stderr, "copy that node's keys directory to "+keys)
 			if err := os.WriteFile(secret, kept, 0o600); err != nil {
