@@ -6,14 +6,18 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/civstack/civstack/internal/healthpass"
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/store"
@@ -184,12 +188,6 @@ var nodeSecrets = []string{"payment", "identity", "exchange"}
 // kept in meta; the first node to open the database records it).
 func (n *node) checkKeys(ctx context.Context, data string) error {
 	keysDir := filepath.Join(data, "keys")
-	copyKeys := "a node needs the keys of the node that first served this database: stop this one and copy that node's keys directory to " +
-		keysDir + ` (docs/operations.md, "Several processes")`
-	var mode string
-	if err := n.db.Reader().QueryRowContext(ctx, "SELECT value FROM meta WHERE name = 'mode'").Scan(&mode); err == nil && mode == string(registry.ModeDemo) {
-		copyKeys += "; or, since it holds only demo data, drop this database and start again"
-	}
 	var logKeys []crypto.Signer
 	for _, k := range n.keys.All() {
 		if k.Purpose == keyring.Log {
@@ -198,7 +196,8 @@ func (n *node) checkKeys(ctx context.Context, data string) error {
 	}
 	size, err := tlog.CheckSigners(ctx, n.db, logKeys)
 	if errors.Is(err, tlog.ErrOtherKey) {
-		return fmt.Errorf("%s holds none of the log keys that signed this database's transparency log (its checkpoint of size %d): %s", keysDir, size, copyKeys)
+		return fmt.Errorf("%s holds none of the log keys that signed this database's transparency log (its checkpoint of size %d): %s",
+			keysDir, size, n.copyFromFirst(ctx, "keys directory", keysDir))
 	}
 	if err != nil {
 		return err
@@ -211,36 +210,89 @@ func (n *node) checkKeys(ctx context.Context, data string) error {
 		}
 		prints[name] = keyring.Fingerprint(name, b)
 	}
+	other, err := n.sameAsFirst(ctx, "secret_fingerprint_", prints)
+	if err != nil {
+		return fmt.Errorf("the secrets' fingerprints: %w", err)
+	}
+	if len(other) > 0 {
+		var files []string
+		for _, name := range other {
+			files = append(files, name+".secret")
+		}
+		return fmt.Errorf("%s/%s %s this database was first served with (what it sealed or keyed could not be read or found): %s",
+			keysDir, strings.Join(files, ", "), notTheOnes(len(files)), n.copyFromFirst(ctx, "keys directory", keysDir))
+	}
+	return nil
+}
+
+// checkHealth refuses a node whose document signing certificates are not
+// the first node's: the certificate's hash is the key id (kid) a health
+// pass names, so passes one node signed would not verify under the trust
+// list another publishes. The first node to serve the database with a
+// document key records its certificate's hash in meta.
+func (n *node) checkHealth(ctx context.Context, h *healthpass.Node) error {
+	hashes := map[string]string{}
+	for id, c := range h.DSCs {
+		sum := sha256.Sum256(c.Raw)
+		hashes[id] = hex.EncodeToString(sum[:])
+	}
+	other, err := n.sameAsFirst(ctx, "dsc_", hashes)
+	if err != nil {
+		return fmt.Errorf("the health certificates' hashes: %w", err)
+	}
+	if len(other) > 0 {
+		var files []string
+		for _, id := range other {
+			files = append(files, "dsc-"+id+".pem")
+		}
+		return fmt.Errorf("%s/%s %s this database's health passes were first signed under (a pass names its certificate): %s",
+			h.Dir, strings.Join(files, ", "), notTheOnes(len(files)), n.copyFromFirst(ctx, "health directory", h.Dir))
+	}
+	return nil
+}
+
+func notTheOnes(n int) string {
+	if n > 1 {
+		return "are not the ones"
+	}
+	return "is not the one"
+}
+
+// sameAsFirst records in meta, under prefix and each of want's keys, its
+// value where the database has none yet (the first node to open it
+// does), in one transaction, and returns, sorted, the keys whose
+// recorded value is another.
+func (n *node) sameAsFirst(ctx context.Context, prefix string, want map[string]string) ([]string, error) {
 	var other []string
-	err = n.db.Tx(ctx, func(tx *store.Tx) error {
+	err := n.db.Tx(ctx, func(tx *store.Tx) error {
 		other = nil
-		for _, name := range nodeSecrets {
-			key := "secret_fingerprint_" + name
-			if _, err := tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", key, prints[name]); err != nil {
-				return fmt.Errorf("record the secrets' fingerprints: %w", err)
+		for _, k := range slices.Sorted(maps.Keys(want)) {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", prefix+k, want[k]); err != nil {
+				return err
 			}
 			var have string
-			if err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = $1", key).Scan(&have); err != nil {
-				return fmt.Errorf("read the secrets' fingerprints: %w", err)
+			if err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = $1", prefix+k).Scan(&have); err != nil {
+				return err
 			}
-			if have != prints[name] {
-				other = append(other, name+".secret")
+			if have != want[k] {
+				other = append(other, k)
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+	return other, err
+}
+
+// copyFromFirst is what a node whose what (keys, health directory) at dir
+// is not the first node's should do.
+func (n *node) copyFromFirst(ctx context.Context, what, dir string) string {
+	do := "a node needs the " + what + " of the node that first served this database: stop this one and copy that node's " + what + " to " +
+		dir + ` (docs/operations.md, "Several processes")`
+	var mode string
+	if err := n.db.Reader().QueryRowContext(ctx, "SELECT value FROM meta WHERE name = 'mode'").Scan(&mode); err == nil && mode == string(registry.ModeDemo) {
+		do += "; or, since it holds only demo data, drop this database and start again"
 	}
-	if len(other) > 0 {
-		are := "is not the one"
-		if len(other) > 1 {
-			are = "are not the ones"
-		}
-		return fmt.Errorf("%s/%s %s this database was first served with (what it sealed or keyed could not be read or found): %s",
-			keysDir, strings.Join(other, ", "), are, copyKeys)
-	}
-	return nil
+	return do
 }
 
 // logKeys records in the transparency log every key of the node's keyring

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/civstack/civstack/internal/healthpass"
+	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
 )
@@ -57,6 +59,31 @@ func TestNodeKeysMatchDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			// Another document signing certificate for the node's document
+			// key: the passes it signed name the first one.
+			ring, err := keyring.Open(keys, time.Now, rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc := ring.Active(keyring.Document)
+			dsc := filepath.Join(data, "health", "dsc-"+doc.ID+".pem")
+			keptDSC, err := os.ReadFile(dsc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			elsewhere := t.TempDir()
+			if _, err := healthpass.DSC(elsewhere, doc.ID, doc.Signer, "IT", doc.CreatedAt.Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(filepath.Join(elsewhere, filepath.Base(dsc)), dsc); err != nil {
+				t.Fatal(err)
+			}
+			code, stderr = serveRefused(t, vars, "--data", data)
+			oneLine(t, "serve with another DSC", code, 1, stderr, "dsc-"+doc.ID+".pem is not the one this database's health passes were first signed under")
+			if err := os.WriteFile(dsc, keptDSC, 0o644); err != nil {
+				t.Fatal(err)
+			}
+
 			// No log key that signed the log: keyring.Open makes a new one.
 			logKeys, _ := filepath.Glob(filepath.Join(keys, "log-*.pem"))
 			aside := t.TempDir()
@@ -85,6 +112,15 @@ func TestNodeKeysMatchDatabase(t *testing.T) {
 			if code, stderr := reindex(); code != 0 {
 				t.Fatalf("with its own keys: %d %q", code, stderr)
 			}
+			// A second node given only the first's keys makes the same
+			// certificates, so it serves.
+			second := t.TempDir()
+			if _, err := copyTree(keys, filepath.Join(second, "keys")); err != nil {
+				t.Fatal(err)
+			}
+			if eng.Name == "postgres" {
+				startServe(t, vars, "--data", second).stop(t)
+			}
 		})
 	}
 }
@@ -97,7 +133,7 @@ func serveRefused(t *testing.T, vars map[string]string, args ...string) (int, st
 	defer cancel()
 	var out, errOut syncBuf
 	e := &env{stdout: &out, stderr: &errOut, getenv: func(k string) string { return vars[k] }, now: time.Now}
-	code := e.main(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...))
+	code := e.main(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-level", "warn"}, args...))
 	if ctx.Err() != nil {
 		t.Fatalf("serve started: %s", out.String())
 	}

@@ -176,6 +176,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err := checkLogMark(ctx, tl, *storage.data, *acceptRewind, *demoMode, logger); err != nil {
 		return err
 	}
+	hnode, err := healthpass.Setup(filepath.Join(*storage.data, "health"), n.keys, payCfg.Country, e.now())
+	if err != nil {
+		return err
+	}
+	if err := n.checkHealth(ctx, hnode); err != nil {
+		return err
+	}
 	eng := ledger.New(n.db, e.now, profiles)
 	eng.SetZone(zone) // the wallets' daily limits count the city's days
 	if err := eng.CheckProfiles(ctx); err != nil {
@@ -227,10 +234,6 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("resume refunds: %w", err)
 	} else if resumed > 0 {
 		logger.Info("resumed interrupted refunds", "count", resumed)
-	}
-	hnode, err := healthpass.Setup(filepath.Join(*storage.data, "health"), n.keys, payCfg.Country, e.now())
-	if err != nil {
-		return err
 	}
 	health := healthpass.New(healthpass.Deps{DB: n.db, Rules: hnode.Rules, Issuer: hnode.Issuer, Now: e.now, Rand: rand.Reader, Zone: zone})
 	logger.Info("health pass", "rules", hnode.Rules.Version, "trust", hnode.Verifier.TrustInfo)

@@ -74,9 +74,22 @@ func TestTrustListSignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Another node with the same key makes the same certificate (its hash
+	// is the kid of the passes either signs); another key, or the same key
+	// under another id, another.
 	again, err := DSC(filepath.Dir(filepath.Join(t.TempDir(), "x")), "k1", key, "IT", now)
-	if err != nil || again.Equal(cert) {
-		t.Fatalf("a fresh directory makes a fresh DSC: %v", err)
+	if err != nil || !again.Equal(cert) {
+		t.Fatalf("another directory made another DSC for the same key: %v", err)
+	}
+	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for what, mk := range map[string]func() (*x509.Certificate, error){
+		"another key":           func() (*x509.Certificate, error) { return DSC(t.TempDir(), "k1", otherKey, "IT", now) },
+		"another key id":        func() (*x509.Certificate, error) { return DSC(t.TempDir(), "k2", key, "IT", now) },
+		"another creation time": func() (*x509.Certificate, error) { return DSC(t.TempDir(), "k1", key, "IT", now.Add(time.Hour)) },
+	} {
+		if c, err := mk(); err != nil || c.Equal(cert) || c.SerialNumber.Sign() <= 0 {
+			t.Errorf("%s: %v, the same certificate or a bad serial", what, err)
+		}
 	}
 	tl, err := NewTrustList("test list", append([]*x509.Certificate{}, cert), key, now)
 	if err != nil {

@@ -22,6 +22,9 @@ type Node struct {
 	Verifier  *Verifier
 	TrustList []byte // the published file
 	Dir       string
+	// DSCs are the node's own document signing certificates, by document
+	// key id (the trust list also holds the trusted/ ones).
+	DSCs map[string]*x509.Certificate
 }
 
 // Setup prepares dir (DATA/health): rules.json (the default rules the
@@ -37,16 +40,17 @@ func Setup(dir string, keys *keyring.Ring, country string, now time.Time) (*Node
 	}
 	active := keys.Active(keyring.Document)
 	var certs []*x509.Certificate
+	own := map[string]*x509.Certificate{}
 	var issuer *dcc.Issuer
 	for _, k := range keys.All() {
 		if k.Purpose != keyring.Document {
 			continue
 		}
-		c, err := DSC(dir, k.ID, k.Signer, country, now)
+		c, err := DSC(dir, k.ID, k.Signer, country, k.CreatedAt)
 		if err != nil {
 			return nil, err
 		}
-		certs = append(certs, c)
+		certs, own[k.ID] = append(certs, c), c
 		if k == active {
 			issuer = &dcc.Issuer{Key: k.Signer, Cert: c, Country: country}
 		}
@@ -95,7 +99,7 @@ func Setup(dir string, keys *keyring.Ring, country string, now time.Time) (*Node
 		}
 	}
 	info := fmt.Sprintf("trust list %s, %d signers, signed by %s", tl.Version, len(tl.Signers), tl.Signature.Fingerprint())
-	return &Node{Rules: rules, Issuer: issuer, Verifier: &Verifier{Trust: trust, TrustInfo: info, Rules: rules}, TrustList: b, Dir: dir}, nil
+	return &Node{Rules: rules, Issuer: issuer, Verifier: &Verifier{Trust: trust, TrustInfo: info, Rules: rules}, TrustList: b, Dir: dir, DSCs: own}, nil
 }
 
 // sameSigners reports whether the list holds exactly certs.

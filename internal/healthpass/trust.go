@@ -184,9 +184,13 @@ func LoadTrust(b []byte) (*dcc.Trust, string, error) {
 }
 
 // DSC returns the node's document signing certificate for key, kept in
-// dir/dsc-<kid>.pem, creating a self-signed one (valid ten years, no
-// usage restriction) the first time.
-func DSC(dir, keyID string, key crypto.Signer, country string, now time.Time) (*x509.Certificate, error) {
+// dir/dsc-<kid>.pem, creating a self-signed one (valid ten years from the
+// key's creation, no usage restriction) the first time. The certificate is
+// made the same way on every node with the same key, country and key
+// creation time (a serial derived from the key, an RFC 6979 signature), so
+// nodes that share DATA/keys publish the same DSC: its hash is the kid a
+// health pass names.
+func DSC(dir, keyID string, key crypto.Signer, country string, created time.Time) (*x509.Certificate, error) {
 	path := filepath.Join(dir, "dsc-"+keyID+".pem")
 	if b, err := os.ReadFile(path); err == nil {
 		certs, err := ParseCertificates(b)
@@ -197,14 +201,23 @@ func DSC(dir, keyID string, key crypto.Signer, country string, now time.Time) (*
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("document signing certificate: %w", err)
 	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	spki, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil, fmt.Errorf("document signing certificate: %w", err)
+	}
+	sum := sha256.Sum256(append([]byte("civstack DSC serial\n"+keyID+"\n"), spki...))
+	serial := new(big.Int).Rsh(new(big.Int).SetBytes(sum[:8]), 2) // 62 bits, positive
+	created = created.UTC().Truncate(time.Second)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: "civstack health authority DSC " + keyID, Country: []string{country}},
-		NotBefore:    now.Add(-time.Hour), NotAfter: now.AddDate(10, 0, 0),
+		NotBefore:    created.Add(-time.Hour), NotAfter: created.AddDate(10, 0, 0),
 		KeyUsage: x509.KeyUsageDigitalSignature,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	// No randomness: an ECDSA key then signs by RFC 6979 (a key that
+	// cannot, such as some HSMs, makes a certificate of its own, which the
+	// nodes' check at start reports).
+	der, err := x509.CreateCertificate(nil, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, fmt.Errorf("document signing certificate: %w", err)
 	}
