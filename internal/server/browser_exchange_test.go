@@ -47,6 +47,17 @@ func TestBrowserExchange(t *testing.T) {
 		!strings.Contains(shown, "field-population") || strings.Contains(shown, "field-tax-income") {
 		t.Errorf("fields shown for the population register: %q (%v)", shown, err)
 	}
+	// A legal basis cited by its address: one long word, which must wrap
+	// on a phone rather than widen the citizen's page.
+	longBasis := "https://eur-lex.europa.eu/legal-content/EN/TXT/?uri=CELEX:32016R0679#d1e1888-1-1_art6_par1_pte"
+	if _, err := n.ex.CreatePolicy(context.Background(), exchange.Policy{Requester: tax, Service: "tax-income", Fields: []string{"employer"}, Purpose: "EMPLOYER-CHECK",
+		LegalBasis: longBasis, Retention: 30 * exchange.Day}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := n.ex.Submit(context.Background(), exchange.Ask{Requester: tax, Officer: "Tomas Novak", Citizen: amira, Service: "tax-income",
+		Fields: []string{"employer"}, Purpose: "EMPLOYER-CHECK", LegalBasis: longBasis}); err != nil || r.State != exchange.Released {
+		t.Fatalf("release under the long legal basis: %v %+v", err, r)
+	}
 	if _, _, err := n.tlog.Integrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
