@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -247,6 +248,33 @@ func (n *node) checkHealth(ctx context.Context, h *healthpass.Node) error {
 		}
 		return fmt.Errorf("%s/%s %s this database's health passes were first signed under (a pass names its certificate): %s",
 			h.Dir, strings.Join(files, ", "), notTheOnes(len(files)), n.copyFromFirst(ctx, "health directory", h.Dir))
+	}
+	return nil
+}
+
+// noteRules records the health rules the node serves (version and
+// digest) and warns when the database was last served with others: every
+// node must decide health codes by the same rules, and after an edit of
+// DATA/health/rules.json every node needs a restart. A warning, not a
+// refusal: nodes restarted one after another serve both for a while.
+func (n *node) noteRules(ctx context.Context, r *healthpass.Rules, logger *slog.Logger) error {
+	this := r.Version + " " + r.Digest
+	var before string
+	err := n.db.Tx(ctx, func(tx *store.Tx) error {
+		before = ""
+		if err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = 'health_rules'").Scan(&before); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ('health_rules', $1) ON CONFLICT (name) DO UPDATE SET value = excluded.value", this)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record the health rules: %w", err)
+	}
+	if before != "" && before != this {
+		version, digest, _ := strings.Cut(before, " ")
+		logger.Warn("the health rules differ from those this database was last served with: every node must serve the same DATA/health/rules.json, so restart each after a change",
+			"rules", r.Version, "digest", r.Digest, "before", version, "digest_before", digest)
 	}
 	return nil
 }

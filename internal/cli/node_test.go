@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -156,4 +158,44 @@ func waitCheckpoint(t *testing.T, opts store.Options) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("no checkpoint signed")
+}
+
+// TestRulesChangeWarned: a node started with health rules other than the
+// ones the database was last served with says so (every node must serve
+// the same); started again with the same, it says nothing.
+func TestRulesChangeWarned(t *testing.T) {
+	for _, eng := range storetest.Engines(t) {
+		t.Run(eng.Name, func(t *testing.T) {
+			data := t.TempDir()
+			vars := map[string]string{"CIVSTACK_DB": eng.Open(t).URL}
+			const warning = "the health rules differ from those this database was last served with"
+			s := startServe(t, vars, "--data", data)
+			s.stop(t)
+			if strings.Contains(s.errOut.String(), warning) {
+				t.Fatalf("warned on the first start: %s", s.errOut.String())
+			}
+			path := filepath.Join(data, "health", "rules.json")
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			edited := regexp.MustCompile(`"version": "([^"]*)"`).ReplaceAll(b, []byte(`"version": "${1}-edited"`))
+			if bytes.Equal(edited, b) {
+				t.Fatal("no version to edit in rules.json")
+			}
+			if err := os.WriteFile(path, edited, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s = startServe(t, vars, "--data", data)
+			s.stop(t)
+			if out := s.errOut.String(); !strings.Contains(out, warning) || !strings.Contains(out, "-edited") {
+				t.Fatalf("no warning after the rules changed: %s", out)
+			}
+			s = startServe(t, vars, "--data", data)
+			s.stop(t)
+			if strings.Contains(s.errOut.String(), warning) {
+				t.Fatalf("warned again with the same rules: %s", s.errOut.String())
+			}
+		})
+	}
 }

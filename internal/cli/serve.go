@@ -183,6 +183,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err := n.checkHealth(ctx, hnode); err != nil {
 		return err
 	}
+	if err := n.noteRules(ctx, hnode.Rules, logger); err != nil {
+		return err
+	}
 	eng := ledger.New(n.db, e.now, profiles)
 	eng.SetZone(zone) // the wallets' daily limits count the city's days
 	if err := eng.CheckProfiles(ctx); err != nil {
