@@ -142,6 +142,7 @@ type filter struct {
 	requests             []string // not empty: only the records of these requests
 	direct               bool     // only direct releases (whose requests have no row of their own)
 	before               int64    // > 0: only those at log indexes below it
+	from, to             int64    // > 0: only those at or after from, before to (Unix ms)
 	visibleAt            int64    // > 0: only those whose deferral has ended by then
 	deferredAt           int64    // > 0: only those still deferred then
 	soonest              bool     // by the end of their deferral, soonest first (not newest first)
@@ -180,6 +181,12 @@ func (f filter) where(cur int64) (string, []any) {
 	if f.before > 0 {
 		add("a.log_index < $%d", f.before)
 	}
+	if f.from > 0 {
+		add("a.at >= $%d", f.from)
+	}
+	if f.to > 0 {
+		add("a.at < $%d", f.to)
+	}
 	if f.visibleAt > 0 {
 		add("a.defer_until <= $%d", f.visibleAt)
 	}
@@ -203,18 +210,18 @@ func (f filter) where(cur int64) (string, []any) {
 // narrows the search: a record is shown for what it says, not for what
 // its index row says).
 func (f filter) match(a *Access) bool {
-	return f.matches(a.LogIndex, a.personID, a.Agency, a.Request, a.Purpose, a.DeferUntil) &&
+	return f.matches(a.LogIndex, a.personID, a.Agency, a.Request, a.Purpose, a.Time, a.DeferUntil) &&
 		(!f.direct || a.Missing || a.Consent == consentNotNeeded)
 }
 
 // matchHeader is match on an opening's header (before its record is decoded).
 func (f filter) matchHeader(idx int64, o *opening) bool {
-	return f.matches(idx, o.person, o.agency, o.request, o.purpose, o.deferUntil)
+	return f.matches(idx, o.person, o.agency, o.request, o.purpose, o.at, o.deferUntil)
 }
 
-func (f filter) matches(idx int64, person, org, request, purpose string, deferUntil int64) bool {
+func (f filter) matches(idx int64, person, org, request, purpose string, at, deferUntil int64) bool {
 	return (f.person == "" || person == f.person) && (f.org == "" || org == f.org) && (len(f.requests) == 0 || slices.Contains(f.requests, request)) &&
-		(f.purpose == "" || purpose == f.purpose) && (f.before <= 0 || idx < f.before) &&
+		(f.purpose == "" || purpose == f.purpose) && (f.before <= 0 || idx < f.before) && (f.from <= 0 || at >= f.from) && (f.to <= 0 || at < f.to) &&
 		(f.visibleAt <= 0 || deferUntil <= f.visibleAt) && (f.deferredAt <= 0 || deferUntil > f.deferredAt)
 }
 
@@ -564,8 +571,11 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 type AccessQuery struct {
 	Agency, Purpose string
 	Deferred        bool
-	Before          int64
-	Limit           int
+	// From and To, when not zero, select the accesses made at or after
+	// From and before To.
+	From, To time.Time
+	Before   int64
+	Limit    int
 }
 
 // Accesses is the data-protection authority's look into the records (and
@@ -576,6 +586,12 @@ func (x *Exchange) Accesses(ctx context.Context, q AccessQuery) ([]*Access, erro
 		return nil, fmt.Errorf("%w: a page of accesses needs a positive size and a log index", ErrInvalid)
 	}
 	f := filter{org: q.Agency, purpose: q.Purpose, before: q.Before, limit: q.Limit}
+	if !q.From.IsZero() {
+		f.from = max(q.From.UnixMilli(), 1)
+	}
+	if !q.To.IsZero() {
+		f.to = max(q.To.UnixMilli(), 1)
+	}
 	if q.Deferred {
 		f.deferredAt = x.now().UnixMilli()
 	}

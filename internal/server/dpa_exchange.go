@@ -40,11 +40,14 @@ func dpaExportChunk() int { return int(cmp.Or(dpaChunk.Load(), dpaExportChunkDef
 // codes), so that bad input gets a clear answer.
 var orgIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
-// dpaFilter is the agency, purpose, whether only deferred accesses, and
-// the page a DPA asked for.
+// dpaFilter is the agency, purpose, whether only deferred accesses, the
+// days (From and To as given, YYYY-MM-DD in the node's zone, both
+// included; "" for open) and the page a DPA asked for.
 type dpaFilter struct {
 	Agency, Purpose string
 	Deferred        bool
+	From, To        string
+	from, to        time.Time // the first instant of From, and of the day after To
 	Before          int64
 	N               int
 }
@@ -52,7 +55,13 @@ type dpaFilter struct {
 // accesses is what the filter selects, as the exchange takes it: a page
 // of limit from the log index before on.
 func (f dpaFilter) accesses(before int64, limit int) exchange.AccessQuery {
-	return exchange.AccessQuery{Agency: f.Agency, Purpose: f.Purpose, Deferred: f.Deferred, Before: before, Limit: limit}
+	return exchange.AccessQuery{Agency: f.Agency, Purpose: f.Purpose, Deferred: f.Deferred, From: f.from, To: f.to, Before: before, Limit: limit}
+}
+
+// unpaged is the filter without its page (the CSV's and the newest page's).
+func (f dpaFilter) unpaged() dpaFilter {
+	f.Before, f.N = 0, dpaPageSize
+	return f
 }
 
 // query is the filter as a URL query (without the page), for links.
@@ -66,6 +75,12 @@ func (f dpaFilter) query() string {
 	}
 	if f.Deferred {
 		q.Set("deferred", "1")
+	}
+	if f.From != "" {
+		q.Set("from", f.From)
+	}
+	if f.To != "" {
+		q.Set("to", f.To)
 	}
 	if f.N != dpaPageSize {
 		q.Set("n", strconv.Itoa(f.N))
@@ -98,7 +113,8 @@ func (s *Server) agencyName(ctx context.Context, id string) string {
 	return id
 }
 
-func parseDPAFilter(r *http.Request) (dpaFilter, string) {
+// parseDPAFilter reads a DPA's list query; days are the node's (zone).
+func parseDPAFilter(r *http.Request, zone *time.Location) (dpaFilter, string) {
 	q := r.URL.Query()
 	f := dpaFilter{Agency: q.Get("agency"), Purpose: q.Get("purpose"), N: dpaPageSize}
 	if f.Agency != "" && !orgIDRE.MatchString(f.Agency) {
@@ -113,6 +129,25 @@ func parseDPAFilter(r *http.Request) (dpaFilter, string) {
 		f.Deferred = true
 	default:
 		return f, "deferred=1 lists only the accesses the citizen cannot see yet; leave it out for all of them."
+	}
+	for _, d := range []struct {
+		name  string
+		text  *string
+		start *time.Time
+		after int // days after the day given
+	}{{"from", &f.From, &f.from, 0}, {"to", &f.To, &f.to, 1}} {
+		v := q.Get(d.name)
+		if v == "" {
+			continue
+		}
+		day, err := time.ParseInLocation(time.DateOnly, v, zone)
+		if err != nil || day.Year() < 2000 || day.Year() > 9999 {
+			return f, "The day " + d.name + " is a date such as 2026-11-30."
+		}
+		*d.text, *d.start = v, day.AddDate(0, 0, d.after)
+	}
+	if f.From != "" && f.To != "" && !f.to.After(f.from) {
+		return f, "The day to comes before the day from."
 	}
 	if s := q.Get("before"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
@@ -140,7 +175,7 @@ func (s *Server) failExchange(w http.ResponseWriter, r *http.Request, err error)
 // dpaFirst reads the filter and its first size(filter) accesses, or
 // answers the error and reports false.
 func (s *Server) dpaFirst(w http.ResponseWriter, r *http.Request, size func(dpaFilter) int) (dpaFilter, []*exchange.Access, bool) {
-	f, bad := parseDPAFilter(r)
+	f, bad := parseDPAFilter(r, s.cfg.Zone)
 	if bad != "" {
 		s.fail(w, r, http.StatusBadRequest, bad)
 		return f, nil, false
@@ -174,10 +209,10 @@ func (s *Server) dpaAccesses(w http.ResponseWriter, r *http.Request, v *viewer) 
 		}
 		return path + "?" + q
 	}
-	csvURL := withQuery("/dpa/exchange/accesses.csv", dpaFilter{Agency: f.Agency, Purpose: f.Purpose, Deferred: f.Deferred, N: dpaPageSize}.query())
+	csvURL := withQuery("/dpa/exchange/accesses.csv", f.unpaged().query())
 	s.render(w, r, v, http.StatusOK, "dpa_accesses", web.Page{Title: "Data protection: accesses", Data: map[string]any{
 		"Filter": f, "AgencyName": agencyName, "Accesses": as, "Older": older, "CSV": csvURL, "Now": s.now(), "Paged": f.Before > 0,
-		"Newest": withQuery("/dpa/exchange/accesses", f.query()),
+		"Newest": withQuery("/dpa/exchange/accesses", f.query()), "Zone": s.cfg.Zone.String(),
 	}})
 }
 
@@ -207,7 +242,11 @@ func (s *Server) dpaAccessesCSV(w http.ResponseWriter, r *http.Request, v *viewe
 	if f.Deferred {
 		deferred = "deferred"
 	}
-	s.writeCSV(w, csvName("civstack-accesses", s.now(), f.Agency, f.Purpose, deferred),
+	days := ""
+	if f.From != "" || f.To != "" {
+		days = cmp.Or(f.From, "start") + "-to-" + cmp.Or(f.To, "now")
+	}
+	s.writeCSV(w, csvName("civstack-accesses", s.now(), f.Agency, f.Purpose, deferred, days),
 		s.zoned("time", "log entry", "agency", "agency id", "officer", "service", "fields", "purpose", "legal basis", "consent", "visible to the citizen from", "may be kept until", "record"),
 		rows(as), func() ([][]string, error) {
 			if len(last) < chunk {
@@ -377,7 +416,7 @@ var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 // and the request to page on from (before_request), or answers 400 and
 // reports false.
 func (s *Server) deniedFilter(w http.ResponseWriter, r *http.Request) (f dpaFilter, before string, ok bool) {
-	f, bad := parseDPAFilter(r)
+	f, bad := parseDPAFilter(r, s.cfg.Zone)
 	before = r.URL.Query().Get("before_request")
 	switch {
 	case bad != "":

@@ -151,6 +151,91 @@ func TestDPAAccesses(t *testing.T) {
 	}
 }
 
+// TestDPAAccessesByDay: the DPA lists (and downloads) the accesses made
+// between two days of the node's zone, both included, from the index and
+// from the log's rows past it; days it cannot read get a readable answer.
+func TestDPAAccessesByDay(t *testing.T) {
+	rome, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemoWith(t, e, nodeOptions{zone: rome})
+			ctx := context.Background()
+			tax, _ := exWorld(t, w)
+			amira := w.people["Amira Haddad"]
+			var days []string
+			for i := range 3 {
+				if i > 0 {
+					w.n.clock.add(48 * time.Hour)
+				}
+				if r, err := w.n.ex.Submit(ctx, exchange.Ask{Requester: tax, Officer: "Tomas Novak", Citizen: amira, Service: "tax-income",
+					Fields: []string{"declared_income"}, Purpose: "TAX-AUDIT", LegalBasis: "Tax Code §93"}); err != nil || r.State != exchange.Released {
+					t.Fatalf("release %d: %v %+v", i, err, r)
+				}
+				days = append(days, w.n.clock.now().In(rome).Format(time.DateOnly))
+				if i == 1 { // the first two indexed, the third read from the log's rows
+					if _, _, err := w.n.tlog.Integrate(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			var idx []string
+			rows, err := w.n.db.Reader().QueryContext(ctx, `SELECT idx FROM tlog_entries WHERE kind = $1 ORDER BY idx DESC`, int(tlog.KindDataAccess))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var i int64
+				rows.Scan(&i)
+				idx = append(idx, strconv.FormatInt(i, 10))
+			}
+			rows.Close()
+			if len(idx) != 3 {
+				t.Fatalf("%d access entries, want 3", len(idx))
+			}
+			newest, middle, oldest := idx[0], idx[1], idx[2]
+			dpa := w.as(t, "Ana Costa") // signed in now: the clock moved on four days
+			base := "/dpa/exchange/accesses?agency=" + url.QueryEscape(tax) + "&purpose=TAX-AUDIT"
+			for q, want := range map[string][]string{
+				"":                                    {newest, middle, oldest},
+				"&from=" + days[1]:                    {newest, middle},
+				"&to=" + days[0]:                      {oldest},
+				"&from=" + days[1] + "&to=" + days[1]: {middle},
+				"&from=" + days[2]:                    {newest},
+				"&from=" + days[0] + "&to=" + days[2]: {newest, middle, oldest},
+			} {
+				r := dpa.get(base + q)
+				var got []string
+				for _, m := range accessRowRE.FindAllStringSubmatch(r.body, -1) {
+					got = append(got, m[1])
+				}
+				if r.status != http.StatusOK || !slices.Equal(got, want) {
+					t.Errorf("%s: %d, log entries %v, want %v", q, r.status, got, want)
+				}
+			}
+			one := "&from=" + days[1] + "&to=" + days[1]
+			expect(t, "a day's page", dpa.get(base+one), http.StatusOK, "for TAX-AUDIT from "+days[1]+" to "+days[1],
+				`name="from" value="`+days[1]+`"`, `name="to" value="`+days[1]+`"`, "in Europe/Rome",
+				`href="/dpa/exchange/accesses.csv?agency=`+url.QueryEscape(tax)+`&amp;from=`+days[1]+`&amp;purpose=TAX-AUDIT&amp;to=`+days[1]+`"`)
+			r := dpa.get(strings.Replace(base, "accesses?", "accesses.csv?", 1) + one)
+			recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			if err != nil || r.status != http.StatusOK || len(recs) != 2 || recs[1][1] != middle ||
+				!strings.Contains(r.header.Get("Content-Disposition"), "-"+days[1]+"-to-"+days[1]+"-") {
+				t.Fatalf("a day's CSV: %d %v %v\n%s", r.status, r.header, err, clip(r.body))
+			}
+			for q, want := range map[string]string{
+				"from=2026-02-30": "is a date such as", "to=yesterday": "is a date such as", "from=1999-12-31": "is a date such as",
+				"from=" + days[2] + "&to=" + days[0]: "comes before the day from",
+			} {
+				expect(t, q, dpa.get("/dpa/exchange/accesses?"+q), http.StatusBadRequest, want)
+				expect(t, q+" (CSV)", dpa.get("/dpa/exchange/accesses.csv?"+q), http.StatusBadRequest, want)
+			}
+		})
+	}
+}
+
 var deniedRowRE = regexp.MustCompile(`<tr id="req-([^"]+)">`)
 
 // TestDPADenied: the DPA pages through one agency's (and every agency's)

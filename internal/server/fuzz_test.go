@@ -59,20 +59,26 @@ func FuzzSafeNext(f *testing.F) {
 // links (query, older) give back unchanged.
 func FuzzParseDPAFilter(f *testing.F) {
 	for _, s := range []string{"", "agency=tax&purpose=TAX-AUDIT", "deferred=1&n=3&before=12", "deferred=yes", "n=0", "before=-1",
-		"agency=%3Cscript%3E", "purpose=tax", "n=99999999999999999999", "agency=a&agency=b", "%zz"} {
+		"agency=%3Cscript%3E", "purpose=tax", "n=99999999999999999999", "agency=a&agency=b", "%zz",
+		"from=2026-11-01&to=2026-11-30", "from=2026-03-29&to=2026-03-29", "to=2026-02-30", "from=0001-01-01", "from=2026-12-01&to=2026-11-01"} {
 		f.Add(s)
+	}
+	rome, err := time.LoadLocation("Europe/Rome") // the days' zone
+	if err != nil {
+		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		r := httptest.NewRequest("GET", "/dpa/exchange/accesses", nil)
 		r.URL.RawQuery = raw
-		got, bad := parseDPAFilter(r)
+		got, bad := parseDPAFilter(r, rome)
 		if bad != "" {
 			if strings.Contains(bad, "\n") {
 				t.Fatalf("%q: a message of more than one line: %q", raw, bad)
 			}
 			return
 		}
-		if got.N < 1 || got.N > dpaMaxPage || got.Before < 0 {
+		if got.N < 1 || got.N > dpaMaxPage || got.Before < 0 || (got.From != "" && got.To != "" && !got.to.After(got.from)) ||
+			(got.From != "" && got.from.Format(time.DateOnly) != got.From) {
 			t.Fatalf("%q: accepted %+v", raw, got)
 		}
 		link := got.query()
@@ -80,7 +86,7 @@ func FuzzParseDPAFilter(f *testing.F) {
 			link = got.older("", "before", strconv.FormatInt(got.Before, 10))[1:]
 		}
 		r.URL.RawQuery = link
-		again, bad := parseDPAFilter(r)
+		again, bad := parseDPAFilter(r, rome)
 		if bad != "" || again != got {
 			t.Fatalf("%q: %+v, its link %q gives %+v %q", raw, got, link, again, bad)
 		}
