@@ -65,17 +65,7 @@ func TestDPAAccesses(t *testing.T) {
 				t.Fatalf("another agency's or purpose's access on the pages:\n%s", clip(body))
 			}
 			// The audits were asked first: every access entry but the two newest.
-			var want []int
-			rows, err := w.n.db.Reader().QueryContext(ctx, `SELECT idx FROM tlog_entries WHERE kind = $1 ORDER BY idx DESC`, int(tlog.KindDataAccess))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for rows.Next() {
-				var i int
-				rows.Scan(&i)
-				want = append(want, i)
-			}
-			rows.Close()
+			want := accessIndexes(t, w.n)
 			if len(want) != 9 || !slices.Equal(seen, want[2:]) {
 				t.Fatalf("the pages showed log entries %v, want %v (newest first, each once)", seen, want)
 			}
@@ -181,21 +171,11 @@ func TestDPAAccessesByDay(t *testing.T) {
 					}
 				}
 			}
-			var idx []string
-			rows, err := w.n.db.Reader().QueryContext(ctx, `SELECT idx FROM tlog_entries WHERE kind = $1 ORDER BY idx DESC`, int(tlog.KindDataAccess))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for rows.Next() {
-				var i int64
-				rows.Scan(&i)
-				idx = append(idx, strconv.FormatInt(i, 10))
-			}
-			rows.Close()
+			idx := accessIndexes(t, w.n)
 			if len(idx) != 3 {
 				t.Fatalf("%d access entries, want 3", len(idx))
 			}
-			newest, middle, oldest := idx[0], idx[1], idx[2]
+			newest, middle, oldest := strconv.Itoa(idx[0]), strconv.Itoa(idx[1]), strconv.Itoa(idx[2])
 			dpa := w.as(t, "Ana Costa") // signed in now: the clock moved on four days
 			base := "/dpa/exchange/accesses?agency=" + url.QueryEscape(tax) + "&purpose=TAX-AUDIT"
 			for q, want := range map[string][]string{
@@ -234,6 +214,28 @@ func TestDPAAccessesByDay(t *testing.T) {
 			}
 		})
 	}
+}
+
+// accessIndexes are the node's log entries of data accesses, newest first.
+func accessIndexes(t *testing.T, n *node) []int {
+	t.Helper()
+	rows, err := n.db.Reader().QueryContext(context.Background(), `SELECT idx FROM tlog_entries WHERE kind = $1 ORDER BY idx DESC`, int(tlog.KindDataAccess))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []int
+	for rows.Next() {
+		var i int
+		if err := rows.Scan(&i); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, i)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 var deniedRowRE = regexp.MustCompile(`<tr id="req-([^"]+)">`)
