@@ -106,6 +106,30 @@ func (s *Service) Label(name string) string {
 	return name
 }
 
+// Labels are the service's labels of the fields names (a name it no
+// longer has stays as it is).
+func (s *Service) Labels(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = s.Label(n)
+	}
+	return out
+}
+
+// serviceLookup returns a function that finds a service by id (nil when
+// there is none, or it cannot be read), reading each one once.
+func (x *Exchange) serviceLookup(ctx context.Context) func(id string) *Service {
+	seen := map[string]*Service{}
+	return func(id string) *Service {
+		svc, ok := seen[id]
+		if !ok {
+			svc, _ = x.Service(ctx, id)
+			seen[id] = svc
+		}
+		return svc
+	}
+}
+
 // Policy says who may read what, why and how.
 type Policy struct {
 	ID            string        `json:"id"`

@@ -117,9 +117,12 @@ type Access struct {
 	Nonce    []byte
 	LogIndex int64
 	Missing  bool
-	raw      []byte
-	personID string
-	entry    []byte
+	// FieldLabels are Fields as the service labels them now (set by
+	// Accesses; empty if the service is withdrawn).
+	FieldLabels []string
+	raw         []byte
+	personID    string
+	entry       []byte
 }
 
 // Deferred reports whether the citizen may not see it yet at now.
@@ -275,6 +278,12 @@ func (x *Exchange) accesses(ctx context.Context, f filter) ([]*Access, error) {
 	})
 	if f.limit > 0 && len(out) > f.limit {
 		out = out[:f.limit]
+	}
+	svcs := x.serviceLookup(ctx)
+	for _, a := range out {
+		if svc := svcs(a.Service); svc != nil {
+			a.FieldLabels = svc.Labels(a.Fields)
+		}
 	}
 	return out, nil
 }

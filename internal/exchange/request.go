@@ -88,9 +88,11 @@ type Request struct {
 	Values map[string]string `json:"values,omitempty"`
 	// Replayed: this answers a retry with the same idempotency key.
 	Replayed bool `json:"replayed,omitempty" doc:"true when this answers a retry with the same Idempotency-Key: the first request as it stands now, without values (they are released once, to the first answer; ask again, as a new request, if they were lost)"`
-	// RequesterName and ServiceName are for display.
-	RequesterName string `json:"requester_name"`
-	ServiceName   string `json:"service_name"`
+	// RequesterName and ServiceName are for display, and FieldLabels:
+	// Fields as the service labels them now (empty if it is withdrawn).
+	RequesterName string   `json:"requester_name"`
+	ServiceName   string   `json:"service_name"`
+	FieldLabels   []string `json:"-"`
 }
 
 // Submit checks an ask against the policies and answers it: released
@@ -193,7 +195,7 @@ func (x *Exchange) decideOn(ctx context.Context, cat *catalog, r *Request) (*Ser
 	if !ok {
 		return nil, nil, "", fmt.Errorf("%w: no data service %q", ErrNotFound, r.Service)
 	}
-	r.ServiceName, r.RequesterName = svc.Name, x.name(ctx, cat, r.Requester)
+	r.ServiceName, r.RequesterName, r.FieldLabels = svc.Name, x.name(ctx, cat, r.Requester), svc.Labels(r.Fields)
 	for _, f := range r.Fields {
 		if _, ok := svc.Field(f); !ok {
 			return svc, nil, fmt.Sprintf("%s has no field %q.", svc.Name, f), nil
@@ -600,7 +602,8 @@ func (x *Exchange) Collect(ctx context.Context, requesterOrg, requestID string) 
 func requestOf(a *Access) *Request {
 	at := time.UnixMilli(a.Time).UTC()
 	r := &Request{ID: a.Request, Requester: a.Agency, Officer: a.Officer, Citizen: a.personID, Service: a.Service, Fields: a.Fields, Purpose: a.Purpose,
-		LegalBasis: a.LegalBasis, PolicyID: a.Policy, State: Released, Created: at, Decided: at, RetainUntil: a.Retain(), RequesterName: a.AgencyName, ServiceName: a.ServiceName}
+		LegalBasis: a.LegalBasis, PolicyID: a.Policy, State: Released, Created: at, Decided: at, RetainUntil: a.Retain(), RequesterName: a.AgencyName, ServiceName: a.ServiceName,
+		FieldLabels: a.FieldLabels}
 	if a.DeferUntil != 0 {
 		r.Defer = time.Duration(a.DeferUntil-a.Time) * time.Millisecond
 	}
@@ -884,13 +887,14 @@ func (x *Exchange) requests(ctx context.Context, where string, args ...any) ([]*
 		return nil, err
 	}
 	names := map[string]string{}
+	svcs := x.serviceLookup(ctx)
 	for _, r := range out {
 		if _, ok := names[r.Requester]; !ok {
 			names[r.Requester] = x.names(ctx, r.Requester)
 		}
 		r.RequesterName = names[r.Requester]
-		if svc, err := x.Service(ctx, r.Service); err == nil {
-			r.ServiceName = svc.Name
+		if svc := svcs(r.Service); svc != nil {
+			r.ServiceName, r.FieldLabels = svc.Name, svc.Labels(r.Fields)
 		}
 	}
 	return out, nil

@@ -196,7 +196,16 @@ func TestDPAAccessesByDay(t *testing.T) {
 				}
 			}
 			one := "&from=" + days[1] + "&to=" + days[1]
-			expect(t, "a day's page", dpa.get(base+one), http.StatusOK, "for TAX-AUDIT from "+days[1]+" to "+days[1],
+			// Fields by their labels, on the DPA's lists and the agency's
+			// (a release, and a request denied: each read its own way).
+			if r, err := w.n.ex.Submit(ctx, exchange.Ask{Requester: tax, Officer: "Tomas Novak", Citizen: amira, Service: "tax-income",
+				Fields: []string{"employer"}, Purpose: "TAX-AUDIT", LegalBasis: "Tax Code §93"}); err != nil || r.State != exchange.Denied {
+				t.Fatalf("a request outside the policy: %v %+v", err, r)
+			}
+			const labelled, denied = `<td data-label="Fields">Declared income</td>`, `<td data-label="Fields">Employer</td>`
+			expect(t, "the agency's requests", w.as(t, "Tomas Novak").get("/exchange/"+tax+"/requests"), http.StatusOK, labelled, denied)
+			expect(t, "the DPA's denied requests", dpa.get("/dpa/exchange/denied"), http.StatusOK, denied)
+			expect(t, "a day's page", dpa.get(base+one), http.StatusOK, labelled, "for TAX-AUDIT from "+days[1]+" to "+days[1],
 				`name="from" value="`+days[1]+`"`, `name="to" value="`+days[1]+`"`, "in Europe/Rome",
 				`href="/dpa/exchange/accesses.csv?agency=`+url.QueryEscape(tax)+`&amp;from=`+days[1]+`&amp;purpose=TAX-AUDIT&amp;to=`+days[1]+`"`)
 			r := dpa.get(strings.Replace(base, "accesses?", "accesses.csv?", 1) + one)

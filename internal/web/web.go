@@ -96,6 +96,14 @@ var funcs = template.FuncMap{
 	"static": StaticURL,
 	"has":    func(list []string, s string) bool { return slices.Contains(list, s) },
 	"days":   func(d time.Duration) int { return int(d / (24 * time.Hour)) },
+	// fieldnames lists a request's or an access's fields by their labels,
+	// or by their names when it has no labels for them.
+	"fieldnames": func(labels, names []string) string {
+		if len(labels) == len(names) {
+			return strings.Join(labels, ", ")
+		}
+		return strings.Join(names, ", ")
+	},
 	// pct shows basis points as a percentage; nil is "not enough data".
 	"pct": func(bp *int64) string {
 		if bp == nil {
