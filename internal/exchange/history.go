@@ -93,7 +93,7 @@ func (x *Exchange) History(ctx context.Context, requesterOrg, before string, lim
 	if c.log > 0 {
 		// The same: if every release fetched is shown, none are left. A
 		// record missing from the database is skipped (the audit reports it).
-		as, err := x.accesses(ctx, filter{org: requesterOrg, direct: true, before: c.log, limit: limit + 1})
+		as, err := x.accesses(ctx, filter{org: requesterOrg, direct: true, before: c.log, limit: limit + 1, labelled: true})
 		if err != nil {
 			return nil, err
 		}
@@ -159,7 +159,7 @@ func (x *Exchange) retainOf(ctx context.Context, requesterOrg string, rs []*Requ
 	if len(ids) == 0 {
 		return nil
 	}
-	as, err := x.accesses(ctx, filter{org: requesterOrg, requests: ids})
+	as, err := x.accesses(ctx, filter{org: requesterOrg, requests: ids, labelled: true})
 	if err != nil {
 		return err
 	}

@@ -149,6 +149,7 @@ type filter struct {
 	visibleAt            int64    // > 0: only those whose deferral has ended by then
 	deferredAt           int64    // > 0: only those still deferred then
 	soonest              bool     // by the end of their deferral, soonest first (not newest first)
+	labelled             bool     // set FieldLabels (for an agency's or the DPA's list)
 	limit                int      // > 0: only the first limit
 }
 
@@ -279,10 +280,12 @@ func (x *Exchange) accesses(ctx context.Context, f filter) ([]*Access, error) {
 	if f.limit > 0 && len(out) > f.limit {
 		out = out[:f.limit]
 	}
-	svcs := x.serviceLookup(ctx)
-	for _, a := range out {
-		if svc := svcs(a.Service); svc != nil {
-			a.FieldLabels = svc.Labels(a.Fields)
+	if f.labelled {
+		svcs := x.serviceLookup(ctx)
+		for _, a := range out {
+			if svc := svcs(a.Service); svc != nil {
+				a.FieldLabels = svc.Labels(a.Fields)
+			}
 		}
 	}
 	return out, nil
@@ -557,10 +560,10 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	for _, k := range slices.SortedFunc(maps.Keys(counts), compareKeys) {
 		v.Summary = append(v.Summary, Summary{Agency: k[0], AgencyName: x.names(ctx, k[0]), Purpose: k[1], Count: int(counts[k])})
 	}
-	if v.Deferred, err = x.accesses(ctx, filter{deferredAt: now, soonest: true, limit: DPAOverview}); err != nil {
+	if v.Deferred, err = x.accesses(ctx, filter{deferredAt: now, soonest: true, limit: DPAOverview, labelled: true}); err != nil {
 		return nil, err
 	}
-	if v.Recent, err = x.accesses(ctx, filter{limit: DPAOverview}); err != nil {
+	if v.Recent, err = x.accesses(ctx, filter{limit: DPAOverview, labelled: true}); err != nil {
 		return nil, err
 	}
 	if v.Denied, err = x.Denied(ctx, DPAOverview); err != nil {
@@ -594,7 +597,7 @@ func (x *Exchange) Accesses(ctx context.Context, q AccessQuery) ([]*Access, erro
 	if q.Limit <= 0 || q.Before < 0 {
 		return nil, fmt.Errorf("%w: a page of accesses needs a positive size and a log index", ErrInvalid)
 	}
-	f := filter{org: q.Agency, purpose: q.Purpose, before: q.Before, limit: q.Limit}
+	f := filter{org: q.Agency, purpose: q.Purpose, before: q.Before, limit: q.Limit, labelled: true}
 	if !q.From.IsZero() {
 		f.from = max(q.From.UnixMilli(), 1)
 	}

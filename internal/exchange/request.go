@@ -833,7 +833,7 @@ func (x *Exchange) RequestFor(ctx context.Context, requesterOrg, id string) (*Re
 	}
 	// A direct release's record is the request; a collected one's record
 	// says until when the agency may keep what it got.
-	as, aerr := x.accesses(ctx, filter{org: requesterOrg, requests: []string{id}, limit: 1})
+	as, aerr := x.accesses(ctx, filter{org: requesterOrg, requests: []string{id}, limit: 1, labelled: true})
 	if aerr != nil {
 		return nil, aerr
 	}
