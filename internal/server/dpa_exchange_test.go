@@ -16,6 +16,7 @@ import (
 
 	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/server"
+	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
 	"github.com/civstack/civstack/internal/tlog"
 )
@@ -65,7 +66,7 @@ func TestDPAAccesses(t *testing.T) {
 				t.Fatalf("another agency's or purpose's access on the pages:\n%s", clip(body))
 			}
 			// The audits were asked first: every access entry but the two newest.
-			want := accessIndexes(t, w.n)
+			want := accessIndexes(t, w.n.db)
 			if len(want) != 9 || !slices.Equal(seen, want[2:]) {
 				t.Fatalf("the pages showed log entries %v, want %v (newest first, each once)", seen, want)
 			}
@@ -171,7 +172,7 @@ func TestDPAAccessesByDay(t *testing.T) {
 					}
 				}
 			}
-			idx := accessIndexes(t, w.n)
+			idx := accessIndexes(t, w.n.db)
 			if len(idx) != 3 {
 				t.Fatalf("%d access entries, want 3", len(idx))
 			}
@@ -225,10 +226,10 @@ func TestDPAAccessesByDay(t *testing.T) {
 	}
 }
 
-// accessIndexes are the node's log entries of data accesses, newest first.
-func accessIndexes(t *testing.T, n *node) []int {
+// accessIndexes are the log's entries of data accesses, newest first.
+func accessIndexes(t *testing.T, db *store.DB) []int {
 	t.Helper()
-	rows, err := n.db.Reader().QueryContext(context.Background(), `SELECT idx FROM tlog_entries WHERE kind = $1 ORDER BY idx DESC`, int(tlog.KindDataAccess))
+	rows, err := db.Reader().QueryContext(context.Background(), `SELECT idx FROM tlog_entries WHERE kind = $1 ORDER BY idx DESC`, int(tlog.KindDataAccess))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,16 +131,23 @@ func (s *Ed25519Signer) VerifierKey() string {
 // Latest returns the newest signed checkpoint note and what it says;
 // ErrNotFound before the first integration.
 func (l *Log) Latest(ctx context.Context) ([]byte, Checkpoint, error) {
+	signed, c, err := latest(ctx, l.db)
+	c.Origin = l.origin
+	return signed, c, err
+}
+
+// latest reads the newest stored checkpoint: its signed note, size and
+// root (not its origin); ErrNotFound when there is none.
+func latest(ctx context.Context, db *store.DB) ([]byte, Checkpoint, error) {
 	var signed, root []byte
-	var size int64
-	err := l.db.Reader().QueryRowContext(ctx, "SELECT note, size, root FROM tlog_checkpoints ORDER BY size DESC LIMIT 1").Scan(&signed, &size, &root)
+	var c Checkpoint
+	err := db.Reader().QueryRowContext(ctx, "SELECT note, size, root FROM tlog_checkpoints ORDER BY size DESC LIMIT 1").Scan(&signed, &c.Size, &root)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, Checkpoint{}, ErrNotFound
 	}
 	if err != nil {
 		return nil, Checkpoint{}, fmt.Errorf("latest checkpoint: %w", err)
 	}
-	c := Checkpoint{Origin: l.origin, Size: size}
 	copy(c.Root[:], root)
 	return signed, c, nil
 }
@@ -155,15 +162,14 @@ var ErrOtherKey = errors.New("the log is signed by another key")
 // names). It returns that checkpoint's size, and ErrOtherKey when none of
 // keys signed it.
 func CheckSigners(ctx context.Context, db *store.DB, keys []crypto.Signer) (int64, error) {
-	var signed []byte
-	var size int64
-	err := db.Reader().QueryRowContext(ctx, "SELECT note, size FROM tlog_checkpoints ORDER BY size DESC LIMIT 1").Scan(&signed, &size)
-	if errors.Is(err, sql.ErrNoRows) {
+	signed, cp, err := latest(ctx, db)
+	if errors.Is(err, ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("latest checkpoint: %w", err)
+		return 0, err
 	}
+	size := cp.Size
 	origin, _, _ := strings.Cut(string(signed), "\n")
 	var vs []note.Verifier
 	for _, k := range keys {
