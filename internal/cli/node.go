@@ -171,6 +171,11 @@ func openNodeAs(ctx context.Context, e *env, s storageFlags, logger *slog.Logger
 	}
 	n.reg = registry.New(db, e.now, rand.Reader)
 	if err := n.logKeys(ctx, e.now()); err != nil {
+		if o := (*otherKeysError)(nil); errors.As(err, &o) {
+			keysDir := filepath.Join(*s.data, "keys")
+			err = fmt.Errorf("%s holds none of the %s keys this database's transparency log records (%s): %s",
+				keysDir, o.purpose, strings.Join(o.recorded, ", "), n.copyFromFirst(ctx, "keys directory", keysDir))
+		}
 		return fail(err)
 	}
 	return n, nil
@@ -323,9 +328,25 @@ func (n *node) copyFromFirst(ctx context.Context, what, dir string) string {
 	return do
 }
 
+// otherKeysError says that the log records keys of a purpose and the
+// node's keyring holds none of them: its keys are another node's.
+type otherKeysError struct {
+	purpose  keyring.Purpose
+	recorded []string // the recorded keys' ids
+}
+
+func (e *otherKeysError) Error() string {
+	return fmt.Sprintf("the keyring holds none of the log's %s keys (%s)", e.purpose, strings.Join(e.recorded, ", "))
+}
+
 // logKeys records in the transparency log every key of the node's keyring
 // that the log does not know yet (the first start, a rotation): an operator
-// event with the key's purpose, id and public-key hash.
+// event with the key's purpose, id and public-key hash. A keyring that holds
+// none of the keys the log records for a purpose belongs to another node (a
+// rotation keeps the earlier keys): it returns an *otherKeysError and
+// records nothing, so that passes and credentials are not signed with keys
+// this database's verifiers were never told of. (checkKeys also checks the
+// log's own keys against its newest checkpoint.)
 func (n *node) logKeys(ctx context.Context, now time.Time) error {
 	// Read and append in one transaction, so that two processes starting at
 	// once on one database cannot both record the same key.
@@ -335,6 +356,7 @@ func (n *node) logKeys(ctx context.Context, now time.Time) error {
 			return fmt.Errorf("read key events: %w", err)
 		}
 		known := map[string]bool{}
+		recorded := map[keyring.Purpose][]string{}
 		for rows.Next() {
 			var data []byte
 			if err := rows.Scan(&data); err != nil {
@@ -343,11 +365,17 @@ func (n *node) logKeys(ctx context.Context, now time.Time) error {
 			}
 			if e, err := tlog.Parse(data); err == nil && e.Event == tlog.EventKeyAdded {
 				known[e.KeyID] = true
+				recorded[keyring.Purpose(e.Subject)] = append(recorded[keyring.Purpose(e.Subject)], e.KeyID)
 			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
+		}
+		for _, p := range keyring.Purposes {
+			if ids := recorded[p]; len(ids) > 0 && !slices.ContainsFunc(ids, func(id string) bool { return n.keys.ByID(id) != nil }) {
+				return &otherKeysError{purpose: p, recorded: ids}
+			}
 		}
 		var entries [][]byte
 		for _, k := range n.keys.All() {

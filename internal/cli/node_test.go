@@ -86,14 +86,19 @@ func TestNodeKeysMatchDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			// No log key that signed the log: keyring.Open makes a new one.
-			logKeys, _ := filepath.Glob(filepath.Join(keys, "log-*.pem"))
-			aside := t.TempDir()
-			for _, k := range logKeys {
-				if err := os.Rename(k, filepath.Join(aside, filepath.Base(k))); err != nil {
-					t.Fatal(err)
-				}
+			// No document key the log records (another node's keys, with
+			// this node's log key): its passes and credentials would name
+			// a key the log's readers were never told of.
+			docKeys := setAside(t, keys, "document-*.pem")
+			code, stderr = reindex()
+			oneLine(t, "a new document key", code, 1, stderr, "holds none of the document keys this database's transparency log records ("+doc.ID+")")
+			if n := logEntries(t, opts, data); n != entries {
+				t.Fatalf("the refused node changed the log: %d entries, %d before", n, entries)
 			}
+			docKeys.putBack(t)
+
+			// No log key that signed the log: keyring.Open makes a new one.
+			logKeys := setAside(t, keys, "log-*.pem")
 			code, stderr = reindex()
 			oneLine(t, "a new log key", code, 1, stderr, "holds none of the log keys that signed this database's transparency log")
 			if n := logEntries(t, opts, data); n != entries {
@@ -101,16 +106,8 @@ func TestNodeKeysMatchDatabase(t *testing.T) {
 			}
 
 			// The right keys back (beside the new one, which is newer and
-			// so would sign: move it away too), the node opens.
-			made, _ := filepath.Glob(filepath.Join(keys, "log-*.pem"))
-			for _, k := range made {
-				os.Remove(k)
-			}
-			for _, k := range logKeys {
-				if err := os.Rename(filepath.Join(aside, filepath.Base(k)), k); err != nil {
-					t.Fatal(err)
-				}
-			}
+			// so would sign: it goes), the node opens.
+			logKeys.putBack(t)
 			if code, stderr := reindex(); code != 0 {
 				t.Fatalf("with its own keys: %d %q", code, stderr)
 			}
@@ -124,6 +121,46 @@ func TestNodeKeysMatchDatabase(t *testing.T) {
 				startServe(t, vars, "--data", second).stop(t)
 			}
 		})
+	}
+}
+
+// asideKeys are key files moved out of a keys directory.
+type asideKeys struct {
+	dir, pattern, aside string
+	names               []string
+}
+
+// setAside moves the key files in dir that match pattern to a temporary
+// directory; the next keyring.Open makes a new key in their place.
+func setAside(t *testing.T, dir, pattern string) asideKeys {
+	t.Helper()
+	a := asideKeys{dir: dir, pattern: pattern, aside: t.TempDir()}
+	paths, _ := filepath.Glob(filepath.Join(dir, pattern))
+	if len(paths) == 0 {
+		t.Fatalf("no %s in %s", pattern, dir)
+	}
+	for _, p := range paths {
+		a.names = append(a.names, filepath.Base(p))
+		if err := os.Rename(p, filepath.Join(a.aside, filepath.Base(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a
+}
+
+// putBack removes the keys made meanwhile and puts the set-aside ones back.
+func (a asideKeys) putBack(t *testing.T) {
+	t.Helper()
+	made, _ := filepath.Glob(filepath.Join(a.dir, a.pattern))
+	for _, p := range made {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range a.names {
+		if err := os.Rename(filepath.Join(a.aside, name), filepath.Join(a.dir, name)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
