@@ -61,7 +61,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	healthAuthority := f.String("health-authority", "Health Authority", "the organisation whose issuers act as the health authority (decide appeals, issue certificates)")
 	city := f.String("payment-city", payment.DefaultConfig.City, "city printed on merchants' QR codes unless a merchant sets its own")
 	proxies := f.String("trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies in front of the node, whose X-Forwarded-For names the client (for the per-client passkey limit)")
-	zoneName := f.String("time-zone", "UTC", "IANA time zone the pages show times in and the city's days follow: the point of sale's, the wallets' daily limits, check-ins and rewards caps (e.g. Europe/Rome); APIs answer in UTC")
+	zoneName := f.String("time-zone", "UTC", "IANA time zone the pages show times in and the city's days follow: the point of sale's, the wallets' daily limits, check-ins and rewards caps, the cash-flow report's months (e.g. Europe/Rome); APIs answer in UTC")
 	metricsAddr := f.String("metrics-addr", "", "serve /metrics on this address only (e.g. 10.0.0.5:9100, reachable from the monitoring network), not on --addr")
 	acceptRewind := f.Bool("accept-log-rewind", false, "serve a database whose transparency log is behind or other than the checkpoint this node last signed (after a restore from a backup; see docs/operations.md)")
 	ceremonies := f.Int("passkey-limit", 30, "passkey ceremonies (sign-ins, registrations) one client may start a minute, twice that in a burst")
@@ -224,6 +224,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	payCfg.Zone = zone // the cash-flow report's months are the city's
 	pay, err := payment.New(payCfg, payment.Deps{DB: n.db, Ledger: eng, Log: tl, SealKey: sealKey, Now: e.now, Rand: rand.Reader})
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -143,7 +144,7 @@ func printCashFlow(e *env, cf *payment.CashFlow, currency string) {
 	}
 	period := "no complete month yet"
 	if cf.From != "" {
-		period = cf.From + " to " + cf.To
+		period = cf.From + " to " + cf.To + " (months of " + cmp.Or(cf.TimeZone, "UTC") + ")"
 	}
 	refund := cf.RefundRateBP
 	fmt.Fprintf(e.stdout, "  period          %s\n  revenue         %s %s (monthly average %s)\n  growth          %s\n  volatility      %s\n  refund rate     %s\n  customers       %d\n  months active   %d\n  month to date   %s %s\n",

@@ -1,6 +1,7 @@
 package payment
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -27,8 +28,9 @@ import (
 // CashFlow is the report's figures, over the complete months (at most 12)
 // since the merchant's first sale; the month under way is shown apart.
 type CashFlow struct {
-	From         string      `json:"from"` // first month, YYYY-MM ("" with no complete month yet)
-	To           string      `json:"to"`   // last complete month
+	TimeZone     string      `json:"time_zone,omitempty"` // whose calendar months (an IANA name; absent in reports before it: UTC)
+	From         string      `json:"from"`                // first month, YYYY-MM ("" with no complete month yet)
+	To           string      `json:"to"`                  // last complete month
 	Months       []MonthFlow `json:"months"`
 	Revenue      int64       `json:"revenue"`         // sales minus refunds, minor units
 	Average      int64       `json:"monthly_average"` // revenue per month
@@ -41,7 +43,7 @@ type CashFlow struct {
 	Recipient    string      `json:"recipient,omitempty"`
 }
 
-// MonthFlow is one calendar month (UTC).
+// MonthFlow is one calendar month (of the report's time zone).
 type MonthFlow struct {
 	Month     string `json:"month"`
 	Sales     int64  `json:"sales"`
@@ -70,8 +72,9 @@ const maxReportMonths = 12
 
 // Report computes the merchant's cash-flow figures now (nothing is stored).
 func (s *Service) Report(ctx context.Context, orgID string) (*CashFlow, error) {
-	now := s.now().UTC()
-	cur := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	zone := cmp.Or(s.cfg.Zone, time.UTC)
+	now := s.now().In(zone)
+	cur := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, zone)
 	start := cur.AddDate(0, -maxReportMonths, 0)
 	rows, err := s.db.QueryRead(ctx, `SELECT kind, payer, amount, created_at FROM payments WHERE payee_org = $1 AND kind IN ($2, $3) AND created_at >= $4 ORDER BY created_at`,
 		orgID, KindPurchase, KindRefund, start.UnixMilli())
@@ -85,7 +88,7 @@ func (s *Service) Report(ctx context.Context, orgID string) (*CashFlow, error) {
 		months[i].Month = start.AddDate(0, i, 0).Format("2006-01")
 		perMonth[i] = map[string]bool{}
 	}
-	cf := &CashFlow{Months: []MonthFlow{}}
+	cf := &CashFlow{TimeZone: zone.String(), Months: []MonthFlow{}}
 	all := map[string]bool{}
 	first := -1
 	for rows.Next() {
@@ -95,7 +98,7 @@ func (s *Service) Report(ctx context.Context, orgID string) (*CashFlow, error) {
 		if err := rows.Scan(&kind, &payer, &amount, &at); err != nil {
 			return nil, err
 		}
-		t := time.UnixMilli(at).UTC()
+		t := time.UnixMilli(at).In(zone)
 		i := (t.Year()-start.Year())*12 + int(t.Month()) - int(start.Month())
 		if i >= maxReportMonths { // the month under way
 			if kind == KindPurchase {

@@ -3,6 +3,7 @@ package payment_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -155,4 +156,63 @@ func TestCashFlowReport(t *testing.T) {
 			t.Fatalf("another merchant's form with the same key: %v", err)
 		}
 	})
+}
+
+// TestCashFlowMonthsOfTheCity: the report's months are the node's zone's,
+// as the merchant's books and the point of sale's days are. In Rome, 23:30
+// UTC on 31 October is already November, and 23:30 UTC on 30 November is
+// December, so November is complete.
+func TestCashFlowMonthsOfTheCity(t *testing.T) {
+	rome, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		zone           *time.Location
+		name, from, to string
+		months         []int64 // revenue per month
+	}{
+		{rome, "Europe/Rome", "2026-10", "2026-11", []int64{5_00, 10_00}},
+		{nil, "UTC", "2026-10", "2026-10", []int64{15_00}}, // November under way
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			storetest.Each(t, func(t *testing.T, db *store.DB) {
+				ctx := context.Background()
+				cfg := payment.DefaultConfig
+				cfg.Zone = c.zone
+				w := setupWith(t, db, time.Date(2026, 10, 31, 22, 30, 0, 0, time.UTC), cfg)
+				static, err := w.svc.StaticCode(w.vendor)
+				if err != nil {
+					t.Fatal(err)
+				}
+				at := func(t time.Time) {
+					w.clock.mu.Lock()
+					w.clock.t = t
+					w.clock.mu.Unlock()
+				}
+				pay := func(amount int64) {
+					if _, err := w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: static, Amount: amount, Nonce: nonce()}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				at(time.Date(2026, 10, 31, 22, 30, 0, 0, time.UTC)) // 23:30 in Rome, 31 October
+				pay(5_00)
+				at(time.Date(2026, 10, 31, 23, 30, 0, 0, time.UTC)) // 00:30 in Rome, 1 November
+				pay(10_00)
+				at(time.Date(2026, 11, 30, 23, 30, 0, 0, time.UTC)) // 00:30 in Rome, 1 December
+				cf, err := w.svc.Report(ctx, w.vendor.OrgID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []int64
+				for _, m := range cf.Months {
+					got = append(got, m.Revenue)
+				}
+				if cf.TimeZone != c.name || cf.From != c.from || cf.To != c.to || !slices.Equal(got, c.months) || cf.MonthToDate != 0 {
+					t.Errorf("%s: zone %q, %s..%s, revenue %v, month to date %d; want %q, %s..%s, %v, 0",
+						c.name, cf.TimeZone, cf.From, cf.To, got, cf.MonthToDate, c.name, c.from, c.to, c.months)
+				}
+			})
+		})
+	}
 }

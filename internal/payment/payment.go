@@ -85,6 +85,9 @@ type Config struct {
 	// StepUp: wallet payments above it need the payer's passkey; payment
 	// codes (which the customer does not confirm) are refused above it.
 	StepUp int64
+	// Zone is the city's: whose calendar months the cash-flow report counts
+	// (nil: UTC), as the point of sale's days and exports count its days.
+	Zone *time.Location
 }
 
 // DefaultConfig is a euro-area city.

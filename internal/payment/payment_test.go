@@ -52,6 +52,11 @@ func setup(t *testing.T, db *store.DB) *world {
 
 func setupAt(t *testing.T, db *store.DB, start time.Time) *world {
 	t.Helper()
+	return setupWith(t, db, start, payment.DefaultConfig)
+}
+
+func setupWith(t *testing.T, db *store.DB, start time.Time, cfg payment.Config) *world {
+	t.Helper()
 	ctx := context.Background()
 	c := &clock{t: start}
 	eng := ledger.New(db, c.now, nil)
@@ -70,7 +75,7 @@ func setupAt(t *testing.T, db *store.DB, start time.Time) *world {
 	}
 	seal := make([]byte, 32)
 	rand.Read(seal)
-	svc, err := payment.New(payment.DefaultConfig, payment.Deps{DB: db, Ledger: eng, Log: tl, SealKey: seal, Now: c.now, Rand: rand.Reader})
+	svc, err := payment.New(cfg, payment.Deps{DB: db, Ledger: eng, Log: tl, SealKey: seal, Now: c.now, Rand: rand.Reader})
 	if err != nil {
 		t.Fatal(err)
 	}

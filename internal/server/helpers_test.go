@@ -124,7 +124,9 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pay, err := payment.New(payment.DefaultConfig, payment.Deps{DB: db, Ledger: eng, Log: tl, SealKey: seal, Now: c.now, Rand: rand.Reader})
+	payCfg := payment.DefaultConfig
+	payCfg.Zone = o.zone
+	pay, err := payment.New(payCfg, payment.Deps{DB: db, Ledger: eng, Log: tl, SealKey: seal, Now: c.now, Rand: rand.Reader})
 	if err != nil {
 		t.Fatal(err)
 	}

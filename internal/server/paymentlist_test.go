@@ -222,6 +222,8 @@ func TestPaymentDaysInZone(t *testing.T) {
 	if before := liWei.get("/pos/" + li + "/sales.csv?from=2026-12-10&to=2026-12-10"); strings.Count(before.body, "\n") != 1 {
 		t.Fatalf("Rome's 10 December holds the sale made on the 11th:\n%s", before.body)
 	}
+	// The cash-flow report counts Rome's months too, and says so.
+	expect(t, "the report's months", liWei.get("/pos/"+li+"/report"), http.StatusOK, "Calendar months of Europe/Rome.")
 }
 
 // spentToday reads the wallet page's daily limit and what is left of it
