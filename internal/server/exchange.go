@@ -513,7 +513,16 @@ func (s *Server) renderPolicies(w http.ResponseWriter, r *http.Request, v *viewe
 		s.failErr(w, r, err)
 		return
 	}
-	p.Title, p.Data = "Exchange policies", map[string]any{"Policies": pols, "Services": svcs, "Agencies": agencies, "Operator": v.has(registry.Operator)}
+	// The policies name services and fields as the operator wrote them;
+	// the page shows what they are beside (the JSON keeps the names).
+	svcNames, labels := map[string]string{}, map[string]map[string]string{}
+	for _, svc := range svcs {
+		svcNames[svc.ID], labels[svc.ID] = svc.Name, map[string]string{}
+		for _, f := range svc.Fields {
+			labels[svc.ID][f.Name] = f.Label
+		}
+	}
+	p.Title, p.Data = "Exchange policies", map[string]any{"Policies": pols, "Services": svcs, "ServiceNames": svcNames, "Labels": labels, "Agencies": agencies, "Operator": v.has(registry.Operator)}
 	s.render(w, r, v, status, "policies", p)
 }
 
@@ -582,12 +591,15 @@ func (s *Server) policyRetireConfirm(w http.ResponseWriter, r *http.Request, v *
 		s.failErr(w, r, err)
 		return
 	}
-	service := p.Service
+	service, labels := p.Service, map[string]string{}
 	if svc, err := s.ex.Service(ctx, p.Service); err == nil {
 		service = svc.Name
+		for _, f := range svc.Fields {
+			labels[f.Name] = f.Label
+		}
 	}
 	s.render(w, r, v, http.StatusOK, "policyretire", web.Page{Title: "Retire a policy",
-		Data: map[string]any{"Policy": p, "ServiceName": service, "Open": open}})
+		Data: map[string]any{"Policy": p, "ServiceName": service, "Labels": labels, "Open": open}})
 }
 
 func (s *Server) policyRetire(w http.ResponseWriter, r *http.Request, v *viewer) {

@@ -33,7 +33,9 @@ func TestPoliciesPage(t *testing.T) {
 				expect(t, who+" on the policies as JSON", c.get("/exchange/policies.json"), http.StatusForbidden)
 			}
 			r := dpa.get("/exchange/policies")
-			expect(t, "the DPA reads the policies", r, http.StatusOK, "Tax Code §93", "Criminal Procedure §100", "up to 30 days", "since ")
+			expect(t, "the DPA reads the policies", r, http.StatusOK, "Tax Code §93", "Criminal Procedure §100", "up to 30 days", "since ",
+				// services and fields by what they are, beside the names the policy uses
+				"Declared income (<code>tax-income</code>)", "Declared income (<code>declared_income</code>), Employer (<code>employer</code>)", "Declared income (<code>declared_income</code>, number)")
 			if strings.Contains(r.body, "policy-form") || strings.Contains(r.body, "/retire") {
 				t.Fatal("the DPA is offered to write or retire policies")
 			}
@@ -162,7 +164,7 @@ func TestPoliciesPage(t *testing.T) {
 			// it does to the requests still open under it.
 			expect(t, "the operator's list", op.get("/exchange/policies"), http.StatusOK, `href="/exchange/policies/`+id+`/retire"`)
 			expect(t, "the confirmation", op.get("/exchange/policies/"+id+"/retire"), http.StatusOK,
-				"Retire a policy?", "TAX-RESIDENCE", "Tax Code §12", "Population register", "No request asked under it still waits",
+				"Retire a policy?", "TAX-RESIDENCE", "Tax Code §12", "Population register", "Address (<code>address</code>)", "No request asked under it still waits",
 				`action="/exchange/policies/`+id+`/retire"`)
 			for _, p := range pols {
 				if p.Purpose != "WITNESS-CONTACT" {
