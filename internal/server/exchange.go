@@ -517,13 +517,20 @@ func (s *Server) renderPolicies(w http.ResponseWriter, r *http.Request, v *viewe
 	// the page shows what they are beside (the JSON keeps the names).
 	svcNames, labels := map[string]string{}, map[string]map[string]string{}
 	for _, svc := range svcs {
-		svcNames[svc.ID], labels[svc.ID] = svc.Name, map[string]string{}
-		for _, f := range svc.Fields {
-			labels[svc.ID][f.Name] = f.Label
-		}
+		svcNames[svc.ID], labels[svc.ID] = svc.Name, fieldLabels(svc)
 	}
 	p.Title, p.Data = "Exchange policies", map[string]any{"Policies": pols, "Services": svcs, "ServiceNames": svcNames, "Labels": labels, "Agencies": agencies, "Operator": v.has(registry.Operator)}
 	s.render(w, r, v, status, "policies", p)
+}
+
+// fieldLabels maps a service's field names to their labels, for the
+// policies' pages ("policy-fields").
+func fieldLabels(svc *exchange.Service) map[string]string {
+	m := make(map[string]string, len(svc.Fields))
+	for _, f := range svc.Fields {
+		m[f.Name] = f.Label
+	}
+	return m
 }
 
 func (s *Server) policiesJSON(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -591,12 +598,9 @@ func (s *Server) policyRetireConfirm(w http.ResponseWriter, r *http.Request, v *
 		s.failErr(w, r, err)
 		return
 	}
-	service, labels := p.Service, map[string]string{}
+	service, labels := p.Service, map[string]string(nil)
 	if svc, err := s.ex.Service(ctx, p.Service); err == nil {
-		service = svc.Name
-		for _, f := range svc.Fields {
-			labels[f.Name] = f.Label
-		}
+		service, labels = svc.Name, fieldLabels(svc)
 	}
 	s.render(w, r, v, http.StatusOK, "policyretire", web.Page{Title: "Retire a policy",
 		Data: map[string]any{"Policy": p, "ServiceName": service, "Labels": labels, "Open": open}})
