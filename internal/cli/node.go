@@ -171,10 +171,11 @@ func openNodeAs(ctx context.Context, e *env, s storageFlags, logger *slog.Logger
 	}
 	n.reg = registry.New(db, e.now, rand.Reader)
 	if err := n.logKeys(ctx, e.now()); err != nil {
-		if o := (*otherKeysError)(nil); errors.As(err, &o) {
+		if m := (*missingKeysError)(nil); errors.As(err, &m) {
 			keysDir := filepath.Join(*s.data, "keys")
-			err = fmt.Errorf("%s holds none of the %s keys this database's transparency log records (%s): %s",
-				keysDir, o.purpose, strings.Join(o.recorded, ", "), n.copyFromFirst(ctx, "keys directory", keysDir))
+			err = fmt.Errorf("%s lacks %s that this database's transparency log records (another node made %s, or rotated %s since this one's keys were copied): %s",
+				keysDir, m.keys(), them(len(m.ids)), them(len(m.ids)),
+				n.copyFrom(ctx, "every node needs every key the log records: stop this one and copy the keys directory of the node that made "+them(len(m.ids))+" to "+keysDir))
 		}
 		return fail(err)
 	}
@@ -319,8 +320,13 @@ func (n *node) sameAsFirst(ctx context.Context, prefix string, want map[string]s
 // copyFromFirst is what a node whose what (keys, health directory) at dir
 // is not the first node's should do.
 func (n *node) copyFromFirst(ctx context.Context, what, dir string) string {
-	do := "a node needs the " + what + " of the node that first served this database: stop this one and copy that node's " + what + " to " +
-		dir + ` (docs/operations.md, "Several processes")`
+	return n.copyFrom(ctx, "a node needs the "+what+" of the node that first served this database: stop this one and copy that node's "+what+" to "+dir)
+}
+
+// copyFrom is the remedy do, with where to read about it, and on a demo
+// database that it may instead be dropped.
+func (n *node) copyFrom(ctx context.Context, do string) string {
+	do += ` (docs/operations.md, "Several processes")`
 	var mode string
 	if err := n.db.Reader().QueryRowContext(ctx, "SELECT value FROM meta WHERE name = 'mode'").Scan(&mode); err == nil && mode == string(registry.ModeDemo) {
 		do += "; or, since it holds only demo data, drop this database and start again"
@@ -328,54 +334,75 @@ func (n *node) copyFromFirst(ctx context.Context, what, dir string) string {
 	return do
 }
 
-// otherKeysError says that the log records keys of a purpose and the
-// node's keyring holds none of them: its keys are another node's.
-type otherKeysError struct {
-	purpose  keyring.Purpose
-	recorded []string // the recorded keys' ids
+// missingKeysError says that the log records keys the node's keyring lacks.
+type missingKeysError struct {
+	ids      []string // the missing keys' ids, in the log's order
+	purposes []keyring.Purpose
 }
 
-func (e *otherKeysError) Error() string {
-	return fmt.Sprintf("the keyring holds none of the log's %s keys (%s)", e.purpose, strings.Join(e.recorded, ", "))
+// keys names the missing keys: "the document key ID" or "the keys ID (log), …".
+func (e *missingKeysError) keys() string {
+	if len(e.ids) == 1 {
+		return fmt.Sprintf("the %s key %s", e.purposes[0], e.ids[0])
+	}
+	named := make([]string, len(e.ids))
+	for i, id := range e.ids {
+		named[i] = fmt.Sprintf("%s (%s)", id, e.purposes[i])
+	}
+	return "the keys " + strings.Join(named, ", ")
+}
+
+func (e *missingKeysError) Error() string {
+	return "the keyring lacks " + e.keys() + " that the log records"
+}
+
+// them is "it" or "them".
+func them(n int) string {
+	if n == 1 {
+		return "it"
+	}
+	return "them"
 }
 
 // logKeys records in the transparency log every key of the node's keyring
 // that the log does not know yet (the first start, a rotation): an operator
-// event with the key's purpose, id and public-key hash. A keyring that holds
-// none of the keys the log records for a purpose belongs to another node (a
-// rotation keeps the earlier keys): it returns an *otherKeysError and
-// records nothing, so that passes and credentials are not signed with keys
-// this database's verifiers were never told of. (checkKeys also checks the
-// log's own keys against its newest checkpoint.)
+// event with the key's purpose, id and public-key hash. Every node on a
+// database holds every key its log records (a rotation keeps the earlier
+// ones, which verify what they signed; each node's health trust list
+// publishes them all): a keyring that lacks one belongs to another node, or
+// missed a rotation, and logKeys returns a *missingKeysError and records
+// nothing, so that no node signs under keys the others do not publish.
+// (checkKeys also checks the log keys against the newest checkpoint.)
 func (n *node) logKeys(ctx context.Context, now time.Time) error {
 	// Read and append in one transaction, so that two processes starting at
 	// once on one database cannot both record the same key.
 	return n.db.Tx(ctx, func(tx *store.Tx) error {
-		rows, err := tx.QueryContext(ctx, "SELECT data FROM tlog_entries WHERE kind = $1", int(tlog.KindOperator))
+		rows, err := tx.QueryContext(ctx, "SELECT data FROM tlog_entries WHERE kind = $1 ORDER BY idx", int(tlog.KindOperator))
 		if err != nil {
 			return fmt.Errorf("read key events: %w", err)
 		}
 		known := map[string]bool{}
-		recorded := map[keyring.Purpose][]string{}
+		missing := &missingKeysError{}
 		for rows.Next() {
 			var data []byte
 			if err := rows.Scan(&data); err != nil {
 				rows.Close()
 				return err
 			}
-			if e, err := tlog.Parse(data); err == nil && e.Event == tlog.EventKeyAdded {
+			if e, err := tlog.Parse(data); err == nil && e.Event == tlog.EventKeyAdded && !known[e.KeyID] {
 				known[e.KeyID] = true
-				recorded[keyring.Purpose(e.Subject)] = append(recorded[keyring.Purpose(e.Subject)], e.KeyID)
+				// Only the node's own keys (merchants' keys are in the database).
+				if slices.Contains(keyring.Purposes, keyring.Purpose(e.Subject)) && n.keys.ByID(e.KeyID) == nil {
+					missing.ids, missing.purposes = append(missing.ids, e.KeyID), append(missing.purposes, keyring.Purpose(e.Subject))
+				}
 			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		for _, p := range keyring.Purposes {
-			if ids := recorded[p]; len(ids) > 0 && !slices.ContainsFunc(ids, func(id string) bool { return n.keys.ByID(id) != nil }) {
-				return &otherKeysError{purpose: p, recorded: ids}
-			}
+		if len(missing.ids) > 0 {
+			return missing
 		}
 		var entries [][]byte
 		for _, k := range n.keys.All() {

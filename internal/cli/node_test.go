@@ -91,7 +91,7 @@ func TestNodeKeysMatchDatabase(t *testing.T) {
 			// a key the log's readers were never told of.
 			docKeys := setAside(t, keys, "document-*.pem")
 			code, stderr = reindex()
-			oneLine(t, "a new document key", code, 1, stderr, "holds none of the document keys this database's transparency log records ("+doc.ID+")")
+			oneLine(t, "a new document key", code, 1, stderr, "lacks the document key "+doc.ID+" that this database's transparency log records")
 			if n := logEntries(t, opts, data); n != entries {
 				t.Fatalf("the refused node changed the log: %d entries, %d before", n, entries)
 			}
@@ -110,6 +110,41 @@ func TestNodeKeysMatchDatabase(t *testing.T) {
 			logKeys.putBack(t)
 			if code, stderr := reindex(); code != 0 {
 				t.Fatalf("with its own keys: %d %q", code, stderr)
+			}
+
+			// A rotation on one node: another node still holding the keys
+			// from before it is refused, since it would not publish the
+			// new key's certificate.
+			before := filepath.Join(t.TempDir(), "keys")
+			if _, err := copyTree(keys, before); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := run(t, vars, "keys", "rotate", "document", "--data", data)
+			m := regexp.MustCompile(`New document key (\S+) `).FindStringSubmatch(stdout)
+			if code != 0 || m == nil {
+				t.Fatalf("keys rotate document: %d %q %q", code, stdout, stderr)
+			}
+			rotated := filepath.Join(t.TempDir(), "keys")
+			if err := os.Rename(keys, rotated); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(before, keys); err != nil {
+				t.Fatal(err)
+			}
+			entries = logEntries(t, opts, data)
+			code, stderr = reindex()
+			oneLine(t, "keys from before a rotation", code, 1, stderr, "lacks the document key "+m[1]+" that this database's transparency log records")
+			if n := logEntries(t, opts, data); n != entries {
+				t.Fatalf("the refused node changed the log: %d entries, %d before", n, entries)
+			}
+			if err := os.RemoveAll(keys); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(rotated, keys); err != nil {
+				t.Fatal(err)
+			}
+			if code, stderr := reindex(); code != 0 {
+				t.Fatalf("with the rotated keys: %d %q", code, stderr)
 			}
 			// A second node given only the first's keys makes the same
 			// certificates, so it serves.
