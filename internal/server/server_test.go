@@ -341,6 +341,10 @@ func TestOperatorPages(t *testing.T) {
 	}
 	toks, _ := n.reg.Tokens(ctx, strings.TrimPrefix(orgPath, "/orgs/"))
 	till1 := toks[slices.IndexFunc(toks, func(k *registry.APIToken) bool { return k.Label == "till 1" })]
+	outsider := newClient(t, n.URL)
+	outsider.register("Marco")
+	expect(t, "a non-member revokes a token", outsider.postForm(orgPath+"/tokens/"+till1.ID+"/revoke", nil), http.StatusForbidden)
+	expect(t, "the token still works", api.get("/api/v1/whoami"), 200, `"role":"merchant"`)
 	expect(t, "revoke", sofia.postForm(orgPath+"/tokens/"+till1.ID+"/revoke", nil), http.StatusSeeOther)
 	expectProblem(t, "revoked token", api.get("/api/v1/whoami"), 401, "unknown or revoked")
 	r = op.postForm(orgPath+"/members/revoke", url.Values{"person_id": {sofiaID}, "role": {"merchant"}})
