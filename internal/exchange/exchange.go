@@ -286,16 +286,16 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 	seen := map[string]bool{}
 	for _, f := range svc.Fields {
 		if rewardRE.MatchString(f.Name) || rewardRE.MatchString(f.Label) {
-			return nil, fmt.Errorf("%w: field %q: %s", ErrInvalid, f.Name, noRewards)
+			return nil, fmt.Errorf("%w: field %q: %s", ErrInvalid, short(f.Name), noRewards)
 		}
 		if !nameRE.MatchString(f.Name) || seen[f.Name] {
-			return nil, fmt.Errorf("%w: field %q: names are lower-case letters, digits and _, once each", ErrInvalid, f.Name)
+			return nil, fmt.Errorf("%w: field %q: names are lower-case letters, digits and _, once each", ErrInvalid, short(f.Name))
 		}
 		if !slices.Contains(types, f.Type) {
-			return nil, fmt.Errorf("%w: field %q: type %q is not one of %s", ErrInvalid, f.Name, f.Type, strings.Join(types, ", "))
+			return nil, fmt.Errorf("%w: field %q: type %q is not one of %s", ErrInvalid, short(f.Name), short(f.Type), strings.Join(types, ", "))
 		}
 		if strings.TrimSpace(f.Label) == "" || utf8.RuneCountInString(f.Label) > 100 {
-			return nil, fmt.Errorf("%w: field %q needs a label of up to 100 characters", ErrInvalid, f.Name)
+			return nil, fmt.Errorf("%w: field %q needs a label of up to 100 characters", ErrInvalid, short(f.Name))
 		}
 		seen[f.Name] = true
 	}
@@ -572,7 +572,7 @@ func (x *Exchange) SetValues(ctx context.Context, holderOrg, serviceID, personID
 		for name, v := range values {
 			f, ok := svc.Field(name)
 			if !ok {
-				return fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, name)
+				return fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, short(name))
 			}
 			if err := checkValue(f, v); err != nil {
 				return err
@@ -602,7 +602,7 @@ func (x *Exchange) RemoveValues(ctx context.Context, holderOrg, serviceID, perso
 		}
 		for _, name := range fields {
 			if _, ok := svc.Field(name); !ok {
-				return fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, name)
+				return fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, short(name))
 			}
 		}
 		if len(fields) == 0 {
@@ -651,10 +651,10 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 		seen := map[string]bool{}
 		for _, f := range p.Fields {
 			if _, ok := svc.Field(f); !ok {
-				return fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, f)
+				return fmt.Errorf("%w: %s has no field %q", ErrInvalid, svc.Name, short(f))
 			}
 			if seen[f] {
-				return fmt.Errorf("%w: the policy names the field %q twice", ErrInvalid, f)
+				return fmt.Errorf("%w: the policy names the field %q twice", ErrInvalid, short(f))
 			}
 			seen[f] = true
 		}

@@ -119,6 +119,13 @@ func (x *Exchange) Submit(ctx context.Context, a Ask) (*Request, error) {
 	if a.Defer < 0 {
 		return nil, fmt.Errorf("%w: a deferral cannot be negative", ErrInvalid)
 	}
+	// A name no service could have is a malformed request, not a denial
+	// to record (and keep, and show the DPA) at whatever length it came.
+	for _, f := range r.Fields {
+		if !nameRE.MatchString(f) {
+			return nil, fmt.Errorf("%w: %q is not a field's name: names are 1 to 41 lower-case letters, digits and _, as the service lists them", ErrInvalid, short(f))
+		}
+	}
 	key, err := keyFor(a.Key, r)
 	if err != nil {
 		return nil, err
@@ -230,6 +237,14 @@ func (x *Exchange) decideOn(ctx context.Context, cat *catalog, r *Request) (*Ser
 		}
 	}
 	return svc, nil, why, nil
+}
+
+// short is s cut to 40 characters, for quoting outside input in an error.
+func short(s string) string {
+	if r := []rune(s); len(r) > 40 {
+		return string(r[:40]) + "…"
+	}
+	return s
 }
 
 func labels(svc *Service, names []string) string {

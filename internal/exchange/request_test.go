@@ -108,6 +108,11 @@ func TestTextLimits(t *testing.T) {
 				t.Errorf("service %.10q, label %.10q, %d fields: want %q, got %v", c.name, c.label, c.fields, c.want, err)
 			}
 		}
+		// An error quotes a bad name shortened, whatever its length.
+		_, err := ex.PublishService(ctx, "holder", Service{ID: "register", Name: "Реестр", Fields: []Field{{Name: strings.Repeat("Ж", 5000), Label: "Адрес", Type: "text"}}})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `field "`+strings.Repeat("Ж", 40)+`…": names are`) || len(err.Error()) > 300 {
+			t.Errorf("a field's name of 5,000 characters: %.300v", err)
+		}
 		if err := svc(strings.Repeat("Ж", 100), strings.Repeat("Ж", 100), 100); err != nil {
 			t.Fatalf("a service at every limit (in Cyrillic, two bytes a character): %v", err)
 		}
@@ -143,6 +148,9 @@ func TestTextLimits(t *testing.T) {
 			{func(a *Ask) { a.LegalBasis = long + "x" }, "legal basis is longer than 200 characters"},
 			{func(a *Ask) { a.Purpose = strings.Repeat("P", 41) }, "purpose code is at most 40 characters"},
 			{func(a *Ask) { a.Officer = " " }, "a request names the officer"},
+			{func(a *Ask) { a.Fields = []string{"income", ""} }, `"" is not a field's name`},
+			{func(a *Ask) { a.Fields = []string{"Income"} }, `"Income" is not a field's name`},
+			{func(a *Ask) { a.Fields = []string{strings.Repeat("x", 50000)} }, `"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…" is not a field's name`},
 		} {
 			a := ask
 			c.change(&a)

@@ -760,7 +760,7 @@ type askIn struct {
 	Body struct {
 		Citizen    string   `json:"citizen" minLength:"1" maxLength:"64" doc:"the citizen's civstack id"`
 		Service    string   `json:"service" minLength:"1" maxLength:"64"`
-		Fields     []string `json:"fields" minItems:"1" maxItems:"100"`
+		Fields     []string `json:"fields" minItems:"1" maxItems:"100" doc:"field names as the service lists them (lower-case letters, digits and _); a name the service lacks, or outside your policy, is a denial, recorded"`
 		Purpose    string   `json:"purpose" minLength:"1" maxLength:"40" doc:"a purpose code, e.g. TAX-AUDIT"`
 		LegalBasis string   `json:"legal_basis" minLength:"1" maxLength:"200"`
 		DeferDays  int      `json:"defer_days,omitempty" minimum:"0" maximum:"1095" doc:"hide the access from the citizen this many days (only where the policy allows)"`

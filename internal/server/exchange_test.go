@@ -796,6 +796,12 @@ func TestExchangeAPI(t *testing.T) {
 			expectProblem(t, "no fields", r, http.StatusUnprocessableEntity, "")
 			r, _ = askAPI(taxAPI, map[string]any{"citizen": "no-such-person", "service": "tax-income", "fields": []string{"declared_income"}, "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})
 			expectProblem(t, "nobody", r, http.StatusNotFound, "no citizen")
+			before := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_requests`)
+			r, _ = askAPI(taxAPI, map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{strings.Repeat("x", 50000)}, "purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"})
+			expectProblem(t, "a field's name no service could have", r, http.StatusBadRequest, `"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…" is not a field's name`)
+			if after := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_requests`); after != before {
+				t.Fatalf("a malformed request was recorded as a denial (%d requests, then %d)", before, after)
+			}
 			if n := accessEntries(t, w.n.db); n != 3 {
 				t.Fatalf("%d access entries in the log, want 3 (the release, the keyed one and the collection)", n)
 			}
