@@ -191,9 +191,11 @@ func (s *Service) Documents(ctx context.Context, paymentID string) ([]*DocumentI
 	return scanDocuments(rows)
 }
 
-// Invoices lists a merchant's invoices and cancellations, newest first.
+// Invoices lists a merchant's invoices and cancellations, newest first
+// (not its receipts, nor the cash-flow reports it shared).
 func (s *Service) Invoices(ctx context.Context, orgID string, limit int) ([]*DocumentInfo, error) {
-	rows, err := s.db.Reader().QueryContext(ctx, selectDocuments+" WHERE org_id = $1 AND kind <> 'receipt' ORDER BY created_at DESC, id LIMIT $2", orgID, limit)
+	rows, err := s.db.Reader().QueryContext(ctx, selectDocuments+" WHERE org_id = $1 AND kind IN ($2, $3) ORDER BY created_at DESC, id LIMIT $4",
+		orgID, TypeInvoice, TypeCancellation, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,16 @@ func TestCashFlowOverHTTP(t *testing.T) {
 			if shares, err := w.n.pay.Shares(ctx, o.ID); err != nil || len(shares) != 1 {
 				t.Fatalf("%d shares after the form was sent twice, want 1 (%v)", len(shares), err)
 			}
+			// The shared report is a document of its own, not an invoice.
+			var doc string
+			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT id FROM payment_documents WHERE org_id = $1 AND kind = $2`, o.ID, payment.TypeCashFlow).Scan(&doc); err != nil {
+				t.Fatalf("the shared report's document: %v", err)
+			}
+			pos := li.get("/pos/" + o.ID).body
+			invoices := pos[strings.Index(pos, `id="invoices"`):]
+			if invoices = invoices[:strings.Index(invoices, "</table>")]; strings.Contains(invoices, doc) {
+				t.Fatalf("the merchant's invoices list the shared report: %s", invoices)
+			}
 			if _, _, err := w.n.tlog.Integrate(ctx); err != nil {
 				t.Fatal(err)
 			}
