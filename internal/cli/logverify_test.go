@@ -89,7 +89,7 @@ func TestLogVerify(t *testing.T) {
 	waitSize(t, db, 602)
 	state := filepath.Join(t.TempDir(), "state.json")
 	code, out, stderr := run(t, nil, "log", "verify", "--url", logURL, "--key", vkey, "--state", state)
-	if code != 0 || !strings.Contains(out, "OK:") || !strings.Contains(out, "602 entries") || !strings.Contains(out, "600 receipts, 2 operator events") {
+	if code != 0 || !strings.Contains(out, "OK:") || !strings.Contains(out, "602 entries") || !strings.Contains(out, "600 payment documents, 2 operator events") {
 		t.Fatalf("verify: %d %q %q", code, out, stderr)
 	}
 	if !strings.Contains(stderr, "verified 602 of 602 entries") {

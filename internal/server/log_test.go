@@ -124,8 +124,8 @@ func TestLogHTTP(t *testing.T) {
 	expectProblem(t, "consistency backwards", c.get("/log/proof/consistency?old=400"), 400, "")
 
 	page := c.get("/log")
-	expect(t, "log page", page, 200, "320</strong> entries", "receipt", "civstack log verify", vkeyHTML)
-	expect(t, "log page by type", c.get("/log?kind=2"), 200, "Recent entries: receipt")
+	expect(t, "log page", page, 200, "320</strong> entries", ">payment document</a></td><td>320</td>", "<td>payment document</td>", "civstack log verify", vkeyHTML)
+	expect(t, "log page by type", c.get("/log?kind=2"), 200, "Recent entries: payment document", `aria-current="true">payment document</a>`)
 	expect(t, "log page, empty type", c.get("/log?kind=4"), 200, "No entries yet")
 	expect(t, "log page, unknown type", c.get("/log?kind=99"), 400, "no entry type")
 	expect(t, "log page, a type past a byte", c.get("/log?kind=258"), 400, "no entry type")

@@ -14,7 +14,7 @@ type Kind uint8
 // The entry kinds. Numbers are part of the wire format: never reuse one.
 const (
 	KindLedgerBatch Kind = 1 // a committed ledger batch's Merkle root
-	KindReceipt     Kind = 2 // the hash of a signed e-receipt or e-invoice
+	KindReceipt     Kind = 2 // the hash of a signed payment document (e-receipt, e-invoice, cancellation, cash-flow report)
 	KindCredential  Kind = 3 // a credential issued, suspended or revoked
 	KindDataAccess  Kind = 4 // an agency's access to a citizen's data
 	KindOperator    Kind = 5 // an operator event such as a key rotation
@@ -27,7 +27,7 @@ func (k Kind) String() string {
 	case KindLedgerBatch:
 		return "ledger batch"
 	case KindReceipt:
-		return "receipt"
+		return "payment document" // a receipt, e-invoice, cancellation or cash-flow report
 	case KindCredential:
 		return "credential event"
 	case KindDataAccess:
