@@ -1,10 +1,12 @@
 package server
 
 import (
+	"encoding/json"
 	"net"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -190,4 +192,38 @@ func FuzzClientAddr(f *testing.F) {
 			t.Fatalf("X-Forwarded-For %q from %q gave %q", xff, peer, got)
 		}
 	})
+}
+
+// FuzzJSONHasNUL: on any JSON text, jsonHasNUL agrees with decoding it
+// (a NUL in any string, key or value, at any depth).
+func FuzzJSONHasNUL(f *testing.F) {
+	for _, s := range []string{`{"a":"b"}`, `{"a":"\u0000"}`, `{"a":"\\u0000"}`, `{"a":"\\\u0000"}`, `["x\\\\u0000"]`, `{"\u0000":1}`, `"u0000"`, `[]`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		got := jsonHasNUL([]byte(body)) // never panics, on JSON or not
+		var v any
+		if json.Unmarshal([]byte(body), &v) != nil {
+			return
+		}
+		if want := holdsNUL(v); got != want {
+			t.Fatalf("jsonHasNUL(%q) = %v, decoded it holds a NUL: %v", body, got, want)
+		}
+	})
+}
+
+func holdsNUL(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return strings.IndexByte(v, 0) >= 0
+	case []any:
+		return slices.ContainsFunc(v, holdsNUL)
+	case map[string]any:
+		for k, x := range v {
+			if strings.IndexByte(k, 0) >= 0 || holdsNUL(x) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -100,6 +100,10 @@ func (s *Server) vciToken(w http.ResponseWriter, r *http.Request, iss *identity.
 		oauthError(w, http.StatusBadRequest, "invalid_request", "The body is not a form.")
 		return
 	}
+	if !valuesText(r.PostForm) {
+		oauthError(w, http.StatusBadRequest, "invalid_request", notText)
+		return
+	}
 	if gt := r.PostFormValue("grant_type"); gt != issuance.PreAuthorizedGrant {
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "Only the pre-authorized code grant is supported.")
 		return
@@ -137,8 +141,12 @@ func (s *Server) vciCredential(w http.ResponseWriter, r *http.Request, iss *iden
 		return
 	}
 	var req identity.CredentialRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 256<<10))
-	if err := dec.Decode(&req); err != nil {
+	body, err := readJSONText(w, r, 256<<10)
+	if errors.Is(err, errNotText) {
+		oauthError(w, http.StatusBadRequest, "invalid_credential_request", notText)
+		return
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_credential_request", "The body is not a credential request in JSON.")
 		return
 	}
@@ -199,6 +207,10 @@ func (s *Server) vpResponse(w http.ResponseWriter, r *http.Request, v *identity.
 	r.Body = http.MaxBytesReader(w, r.Body, 256<<10)
 	if err := r.ParseForm(); err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "The body is not a form.")
+		return
+	}
+	if !valuesText(r.PostForm) {
+		oauthError(w, http.StatusBadRequest, "invalid_request", notText)
 		return
 	}
 	_, err := s.id.Respond(r.Context(), v, r.PostFormValue("state"), r.PostFormValue("vp_token"), r.PostFormValue("error"))

@@ -93,6 +93,10 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) bool {
 		s.fail(w, r, http.StatusBadRequest, "The form could not be read (is it larger than 64 KiB?).")
 		return false
 	}
+	if !valuesText(r.PostForm) {
+		s.fail(w, r, http.StatusBadRequest, notText)
+		return false
+	}
 	return true
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -41,14 +42,17 @@ type beginResponse struct {
 // decodeJSON reads a small JSON object strictly: unknown fields, trailing data
 // and oversize bodies are errors.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
-	dec := json.NewDecoder(r.Body)
+	b, err := readJSONText(w, r, maxJSONBody)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return fmt.Errorf("the request body is larger than %d bytes", maxJSONBody)
+	case err != nil:
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return fmt.Errorf("the request body is larger than %d bytes", maxJSONBody)
-		}
 		return fmt.Errorf("the request body is not the JSON expected: %v", err)
 	}
 	if dec.More() {

@@ -218,6 +218,7 @@ func (s *Server) Handler() http.Handler {
 		s.fail(w, r, http.StatusForbidden, "This request came from another site and was refused.")
 	}))
 	var h http.Handler = mux
+	h = s.textOnly(h)
 	h = cop.Handler(h)
 	h = formAnswers(h)
 	h = s.canonicalHost(h)
