@@ -1,0 +1,268 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/html"
+
+	"github.com/civstack/civstack/internal/demo"
+	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// TestCrawlDemo walks the demo as every persona, on both engines: every
+// page a link on a page leads to answers (no 4xx for a link the node
+// printed itself, no 5xx, no template or format residue), and every form
+// on them, sent as the page offers it and with values no person would
+// type (empty, very long, a NUL with markup), answers without a 5xx.
+// At the end the node has logged no error. The pages' own tests check
+// what they say; this one checks that none of them breaks, whatever the
+// state the other personas' forms left behind.
+func TestCrawlDemo(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			ctx := context.Background()
+			if err := demo.SeedExchange(ctx, w.n.reg, w.n.ex); err != nil {
+				t.Fatal(err)
+			}
+			tax, err := w.n.reg.OrganisationByName(ctx, "City Tax Office")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, err := w.n.ex.Submit(ctx, exchange.Ask{Requester: tax.ID, Officer: "Tomas Novak", Citizen: w.people["Amira Haddad"], Service: "tax-income",
+				Fields: []string{"declared_income"}, Purpose: "TAX-AUDIT", LegalBasis: "Tax Code §93"}); err != nil || r.State != exchange.Released {
+				t.Fatalf("a release to crawl: %+v %v", r, err)
+			}
+			var names []string
+			for name := range w.people {
+				names = append(names, name)
+			}
+			slices.Sort(names)
+			var problems []string
+			pages, sent := 0, 0
+			clients := map[string]*client{}
+			// Every persona's pages, then its forms; then every persona's
+			// pages again, in the state all the forms left.
+			for pass := range 2 {
+				for _, name := range names {
+					if clients[name] == nil {
+						clients[name] = w.as(t, name)
+					}
+					c := clients[name]
+					n, forms, pp := crawlPages(c, name)
+					pages += n
+					problems = append(problems, pp...)
+					if pass == 1 {
+						continue
+					}
+					for _, f := range forms {
+						for _, junk := range []string{"", "as offered", "12", strings.Repeat("é", 3000), "\x00<b>'\""} {
+							if junk == "as offered" && strings.HasSuffix(f.action, "/members/revoke") {
+								continue // it would take the other personas' roles, and the second pass's pages
+							}
+							sent++
+							if r := c.postForm(f.action, f.values(junk)); r.status >= 500 {
+								problems = append(problems, fmt.Sprintf("%s: POST %s with %.12q: %d", name, f.action, junk, r.status))
+							}
+						}
+					}
+				}
+			}
+			if errs := logErrors(w.n.logs.String()); len(errs) > 0 {
+				problems = append(problems, errs...)
+			}
+			t.Logf("%d pages read and %d forms sent as %d personas", pages, sent, len(names))
+			if pages < 10*len(names) || sent < 100 {
+				t.Fatalf("the crawl reached too little (%d pages, %d forms): it checks nothing", pages, sent)
+			}
+			if len(problems) > 0 {
+				t.Fatalf("%d problems:\n%s", len(problems), strings.Join(problems, "\n"))
+			}
+		})
+	}
+}
+
+// crawlPages reads the pages c reaches from the home page by links (at
+// most 60), and returns how many it read, the POST forms on them (one per
+// action) and what is wrong with them.
+func crawlPages(c *client, name string) (int, []crawlForm, []string) {
+	var problems []string
+	var forms []crawlForm
+	actions := map[string]bool{}
+	seen := map[string]bool{"/": true}
+	queue := []string{"/"}
+	pages := 0
+	for len(queue) > 0 && pages < 60 {
+		u := queue[0]
+		queue = queue[1:]
+		r := c.get(u)
+		pages++
+		if r.status >= 400 {
+			problems = append(problems, fmt.Sprintf("%s: GET %s (a link the node printed): %d", name, u, r.status))
+			continue
+		}
+		if !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") {
+			continue
+		}
+		for _, residue := range []string{"<no value>", "%!", "0001-01-01", "1 Jan 0001", "1 Jan 1970", "NaN", "&lt;nil&gt;"} {
+			if strings.Contains(r.body, residue) {
+				problems = append(problems, fmt.Sprintf("%s: GET %s shows %q", name, u, residue))
+			}
+		}
+		links, fs := crawlParse(r.body)
+		for _, l := range links {
+			if !seen[l] && crawlable(l) {
+				seen[l] = true
+				queue = append(queue, l)
+			}
+		}
+		for _, f := range fs {
+			if !actions[f.action] && crawlable(f.action) {
+				actions[f.action] = true
+				forms = append(forms, f)
+			}
+		}
+	}
+	return pages, forms, problems
+}
+
+// crawlable: a page of the node's own that a crawl may open or post to:
+// not the demo's sign-in, not signing out, not static files or the
+// log's tiles.
+func crawlable(u string) bool {
+	return strings.HasPrefix(u, "/") && !strings.HasPrefix(u, "//") && !strings.HasPrefix(u, "/demo/") && !strings.HasPrefix(u, "/static/") &&
+		!strings.HasPrefix(u, "/log/tile/") && u != "/signout"
+}
+
+// logErrors lists the node's logged errors.
+func logErrors(logs string) []string {
+	var out []string
+	for line := range strings.Lines(logs) {
+		if strings.Contains(line, "level=ERROR") {
+			out = append(out, "logged: "+strings.TrimSpace(line))
+		}
+	}
+	return out
+}
+
+// crawlForm is a POST form: its action and its controls as the page
+// offers them.
+type crawlForm struct {
+	action string
+	fields []crawlField
+}
+
+type crawlField struct {
+	name, value string
+	hidden      bool // a hidden input, a checkbox, a select or a button: what the page chose
+}
+
+// values is the form with every field the person types set to junk,
+// or, for "as offered", as the page fills it (the people's fields empty).
+// Junk goes into the page's own choices too, except for "as offered".
+func (f crawlForm) values(junk string) url.Values {
+	v := url.Values{}
+	for _, fl := range f.fields {
+		switch {
+		case junk == "as offered" && fl.hidden:
+			v.Add(fl.name, fl.value)
+		case junk == "as offered":
+			v.Add(fl.name, "")
+		default:
+			v.Add(fl.name, junk)
+		}
+	}
+	return v
+}
+
+// crawlParse finds a page's links (paths without their fragment) and its
+// POST forms.
+func crawlParse(page string) ([]string, []crawlForm) {
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		return nil, nil
+	}
+	var links []string
+	var forms []crawlForm
+	var cur *crawlForm
+	var walk func(n *html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode {
+			a := map[string]string{}
+			for _, at := range n.Attr {
+				a[at.Key] = at.Val
+			}
+			switch n.Data {
+			case "a":
+				if href, _, _ := strings.Cut(a["href"], "#"); href != "" {
+					links = append(links, href)
+				}
+			case "form":
+				if strings.EqualFold(a["method"], http.MethodPost) && a["action"] != "" {
+					forms = append(forms, crawlForm{action: a["action"]})
+					cur = &forms[len(forms)-1]
+					for c := n.FirstChild; c != nil; c = c.NextSibling {
+						walk(c)
+					}
+					cur = nil
+					return
+				}
+			case "input", "select", "textarea", "button":
+				if cur != nil && a["name"] != "" {
+					typ := a["type"]
+					if typ == "checkbox" || typ == "radio" {
+						if _, on := a["checked"]; !on {
+							break
+						}
+					}
+					value := a["value"]
+					if n.Data == "select" {
+						value = firstOption(n)
+					}
+					hidden := typ == "hidden" || typ == "checkbox" || typ == "radio" || n.Data == "select" || n.Data == "button" || typ == "submit"
+					cur.fields = append(cur.fields, crawlField{name: a["name"], value: value, hidden: hidden})
+				}
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(doc)
+	return links, forms
+}
+
+// firstOption is the value of a select's first option.
+func firstOption(sel *html.Node) string {
+	var found *html.Node
+	var find func(n *html.Node)
+	find = func(n *html.Node) {
+		for c := n.FirstChild; c != nil && found == nil; c = c.NextSibling {
+			if c.Type == html.ElementNode && c.Data == "option" {
+				found = c
+				return
+			}
+			find(c)
+		}
+	}
+	find(sel)
+	if found == nil {
+		return ""
+	}
+	for _, at := range found.Attr {
+		if at.Key == "value" {
+			return at.Val
+		}
+	}
+	if found.FirstChild != nil {
+		return found.FirstChild.Data
+	}
+	return ""
+}
