@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/html"
 
@@ -48,9 +49,14 @@ func TestCrawlDemo(t *testing.T) {
 			var problems []string
 			pages, sent := 0, 0
 			clients := map[string]*client{}
-			// Every persona's pages, then its forms; then every persona's
-			// pages again, in the state all the forms left.
+			// Every persona's pages, then its forms; then, a month later
+			// (consents, tokens and sessions lapsed), every persona's pages
+			// again, in the state all the forms left.
 			for pass := range 2 {
+				if pass == 1 {
+					w.n.clock.add(31 * 24 * time.Hour)
+					clients = map[string]*client{}
+				}
 				for _, name := range names {
 					if clients[name] == nil {
 						clients[name] = w.as(t, name)
