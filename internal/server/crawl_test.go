@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -47,7 +49,7 @@ func TestCrawlDemo(t *testing.T) {
 			}
 			slices.Sort(names)
 			var problems []string
-			pages, sent := 0, 0
+			pages, exports, sent := 0, 0, 0
 			clients := map[string]*client{}
 			// Every persona's pages, then its forms; then, a month later
 			// (consents, tokens and sessions lapsed), every persona's pages
@@ -62,8 +64,8 @@ func TestCrawlDemo(t *testing.T) {
 						clients[name] = w.as(t, name)
 					}
 					c := clients[name]
-					n, forms, pp := crawlPages(c, name)
-					pages += n
+					n, x, forms, pp := crawlPages(c, name)
+					pages, exports = pages+n, exports+x
 					problems = append(problems, pp...)
 					if pass == 1 {
 						continue
@@ -84,9 +86,9 @@ func TestCrawlDemo(t *testing.T) {
 			if errs := logErrors(w.n.logs.String()); len(errs) > 0 {
 				problems = append(problems, errs...)
 			}
-			t.Logf("%d pages read and %d forms sent as %d personas", pages, sent, len(names))
-			if pages < 10*len(names) || sent < 100 {
-				t.Fatalf("the crawl reached too little (%d pages, %d forms): it checks nothing", pages, sent)
+			t.Logf("%d pages read (%d of them exports) and %d forms sent as %d personas", pages, exports, sent, len(names))
+			if pages < 10*len(names) || exports < 5 || sent < 100 {
+				t.Fatalf("the crawl reached too little (%d pages, %d exports, %d forms): it checks nothing", pages, exports, sent)
 			}
 			if len(problems) > 0 {
 				t.Fatalf("%d problems:\n%s", len(problems), strings.Join(problems, "\n"))
@@ -96,15 +98,13 @@ func TestCrawlDemo(t *testing.T) {
 }
 
 // crawlPages reads the pages c reaches from the home page by links (at
-// most 60), and returns how many it read, the POST forms on them (one per
-// action) and what is wrong with them.
-func crawlPages(c *client, name string) (int, []crawlForm, []string) {
-	var problems []string
-	var forms []crawlForm
+// most 60), and returns how many it read, how many of them were exports
+// (CSV or JSON), the POST forms on them (one per action) and what is
+// wrong with them.
+func crawlPages(c *client, name string) (pages, exports int, forms []crawlForm, problems []string) {
 	actions := map[string]bool{}
 	seen := map[string]bool{"/": true}
 	queue := []string{"/"}
-	pages := 0
 	for len(queue) > 0 && pages < 60 {
 		u := queue[0]
 		queue = queue[1:]
@@ -114,7 +114,21 @@ func crawlPages(c *client, name string) (int, []crawlForm, []string) {
 			problems = append(problems, fmt.Sprintf("%s: GET %s (a link the node printed): %d", name, u, r.status))
 			continue
 		}
-		if !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") {
+		switch ct := r.header.Get("Content-Type"); {
+		case strings.HasPrefix(ct, "text/csv"):
+			// An export opens: one header and rows of its width.
+			if rows, err := csv.NewReader(strings.NewReader(r.body)).ReadAll(); err != nil || len(rows) == 0 {
+				problems = append(problems, fmt.Sprintf("%s: GET %s is not a CSV file with a header: %v", name, u, err))
+			}
+			exports++
+			continue
+		case strings.Contains(ct, "json"):
+			if !json.Valid([]byte(r.body)) {
+				problems = append(problems, fmt.Sprintf("%s: GET %s is not JSON", name, u))
+			}
+			exports++
+			continue
+		case !strings.HasPrefix(ct, "text/html"):
 			continue
 		}
 		for _, residue := range []string{"<no value>", "%!", "0001-01-01", "1 Jan 0001", "1 Jan 1970", "NaN", "&lt;nil&gt;"} {
@@ -136,7 +150,7 @@ func crawlPages(c *client, name string) (int, []crawlForm, []string) {
 			}
 		}
 	}
-	return pages, forms, problems
+	return pages, exports, forms, problems
 }
 
 // crawlable: a page of the node's own that a crawl may open or post to:
