@@ -58,10 +58,8 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("--out %s: %w", *out, err)
 	}
-	if *storage.db == "" {
-		if _, err := os.Stat(filepath.Join(*storage.data, store.SQLiteFile)); err != nil {
-			return fmt.Errorf("no civstack database in %s (give the node's --data, or --db for PostgreSQL)", *storage.data)
-		}
+	if err := storage.existing(); err != nil {
+		return err
 	}
 	if _, err := os.Stat(filepath.Join(*storage.data, "keys")); err != nil {
 		return fmt.Errorf("no keys in %s: give the node's --data directory (its keys are part of every backup)", filepath.Join(*storage.data, "keys"))

@@ -37,6 +37,14 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 	case rest[0] != "list" && rest[0] != "rotate":
 		return fmt.Errorf("%w: unknown keys command %q (want list or rotate)", errUsage, rest[0])
 	}
+	if rest[0] == "rotate" {
+		if !slices.Contains(keyring.Purposes, keyring.Purpose(rest[1])) {
+			return fmt.Errorf("unknown key purpose %q (want log or document)", rest[1])
+		}
+		if err := storage.existing(); err != nil {
+			return err
+		}
+	}
 	ring, err := keyring.Open(filepath.Join(*data, "keys"), e.now, rand.Reader)
 	if err != nil {
 		return err
@@ -69,9 +77,6 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		}
 		return tw.Flush()
 	case "rotate":
-		if !slices.Contains(keyring.Purposes, keyring.Purpose(rest[1])) {
-			return fmt.Errorf("unknown key purpose %q (want log or document)", rest[1])
-		}
 		n, err := openNode(ctx, e, storage, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return err

@@ -460,6 +460,9 @@ func runLogReindex(ctx context.Context, e *env, args []string) error {
 	if err := f.parse(args, false); err != nil {
 		return err
 	}
+	if err := storage.existing(); err != nil {
+		return err
+	}
 	n, err := openNodeAlone(ctx, e, storage, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err

@@ -235,6 +235,9 @@ func TestLogVerify(t *testing.T) {
 // log reindex on a stopped node's data directory.
 func TestLogReindex(t *testing.T) {
 	data := t.TempDir()
+	if code, _, stderr := run(t, nil, "migrate", "up", "--data", data); code != 0 {
+		t.Fatalf("migrate up: %d %q", code, stderr)
+	}
 	code, out, stderr := run(t, nil, "log", "reindex", "--data", data)
 	if code != 0 || !strings.Contains(out, "holds 0 records again") {
 		t.Fatalf("reindex: %d %q %q", code, out, stderr)

@@ -54,6 +54,15 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	if sub != "down" && *to >= 0 {
 		return fmt.Errorf("%w: --to is for migrate down", errUsage)
 	}
+	if err := storage.existing(); err != nil {
+		switch sub {
+		case "status": // what a first start would apply, without making the file
+			fmt.Fprintf(e.stdout, "%s does not exist yet; civstack migrate up (or serve) makes it.\n", storage.describe())
+			return printMigrations(e, store.KnownMigrations(store.SQLite), 0)
+		case "down":
+			return err
+		}
+	}
 	db, err := store.Open(ctx, store.Options{URL: *storage.db, DataDir: *storage.data, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
@@ -102,6 +111,12 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	return printMigrations(e, ms, newer)
+}
+
+// printMigrations is migrate status's table and summary; newer, if not 0,
+// is the database's version past every migration this civstack knows.
+func printMigrations(e *env, ms []store.Migration, newer int64) error {
 	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VERSION\tMIGRATION\tAPPLIED")
 	pending := 0

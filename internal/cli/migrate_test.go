@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,8 +23,12 @@ import (
 func TestMigrateCommand(t *testing.T) {
 	data := t.TempDir()
 	code, out, _ := run(t, nil, "migrate", "status", "--data", data)
-	if code != 0 || !regexp.MustCompile(`\n23 +00023_token_expiry\.sql +pending\n`).MatchString(out) || !strings.Contains(out, "23 pending") {
+	if code != 0 || !regexp.MustCompile(`\n23 +00023_token_expiry\.sql +pending\n`).MatchString(out) || !strings.Contains(out, "23 pending") ||
+		!strings.Contains(out, "civstack.db does not exist yet") {
 		t.Fatalf("status of a new database: %d %q", code, out)
+	}
+	if left, _ := os.ReadDir(data); len(left) != 0 {
+		t.Fatalf("status made %v", left)
 	}
 	if code, out, _ = run(t, nil, "migrate", "up", "--data", data); code != 0 || !strings.Contains(out, "from version 0 to 23") {
 		t.Fatalf("up: %d %q", code, out)
@@ -165,4 +170,24 @@ func sharedLeaseHolders(t *testing.T, db *store.DB) (pids []int) {
 		t.Fatal(err)
 	}
 	return pids
+}
+
+// TestCommandsNeedTheirDatabase: the commands that read or change a
+// node's database refuse a data directory without one (a typo in --data)
+// with one line, and make nothing there; migrate up makes it.
+func TestCommandsNeedTheirDatabase(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "civstak-data")
+	for _, args := range [][]string{{"migrate", "down", "--to", "1"}, {"log", "reindex"}, {"keys", "rotate", "document"}, {"backup", "--out", filepath.Join(t.TempDir(), "b")}} {
+		code, _, stderr := run(t, nil, append(args, "--data", data)...)
+		oneLine(t, strings.Join(args[:2], " "), code, 1, stderr, "no civstack database in "+data)
+		if _, err := os.Stat(data); !os.IsNotExist(err) {
+			t.Fatalf("%s made %s: %v", strings.Join(args[:2], " "), data, err)
+		}
+	}
+	if code, out, _ := run(t, nil, "migrate", "up", "--data", data); code != 0 || !strings.Contains(out, "from version 0 to") {
+		t.Fatalf("up: %d %q", code, out)
+	}
+	if code, _, stderr := run(t, nil, "log", "reindex", "--data", data, "--quiet"); code != 0 {
+		t.Fatalf("reindex once the database is made: %d %q", code, stderr)
+	}
 }

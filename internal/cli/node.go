@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -56,6 +57,19 @@ func addStorageFlags(f *flags) storageFlags {
 		data: f.String("data", "./civstack-data", "data directory: keys, and the SQLite database unless --db is given"),
 		db:   f.String("db", "", "PostgreSQL URL (postgres://user:pass@host:5432/db); empty means SQLite in --data"),
 	}
+}
+
+// existing refuses a SQLite data directory without a database, for a
+// command that reads or changes one and should not make an empty one
+// where --data has a typo (serve, demo and migrate up make it).
+func (s storageFlags) existing() error {
+	if *s.db != "" {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(*s.data, store.SQLiteFile)); err != nil {
+		return fmt.Errorf("no civstack database in %s (give the node's --data, or --db for PostgreSQL)", *s.data)
+	}
+	return nil
 }
 
 func (s storageFlags) describe() string {

@@ -48,6 +48,21 @@ func testMigrations(t *testing.T, e storetest.Engine) {
 	if v2, _ := db.SchemaVersion(ctx); v2 != v {
 		t.Fatalf("second migrate changed version %d -> %d", v, v2)
 	}
+	// What migrate status shows before the database exists is what it
+	// shows once it does, all applied.
+	ms, _, err := db.Migrations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := store.KnownMigrations(db.Dialect())
+	if len(known) != len(ms) || known[len(known)-1].Version != v {
+		t.Fatalf("%d migrations known, %d in the database, the newest %d", len(known), len(ms), v)
+	}
+	for i, m := range ms {
+		if !m.Applied || known[i].Version != m.Version || known[i].Name != m.Name || known[i].Applied {
+			t.Fatalf("migration %d: known as %+v, in the database %+v", i, known[i], m)
+		}
+	}
 	for _, table := range []string{"people", "passkeys", "organisations", "org_roles", "memberships", "api_tokens", "sessions", "ceremonies", "setup_tokens", "meta"} {
 		var n int
 		if err := db.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n); err != nil {

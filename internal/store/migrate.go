@@ -1,12 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -85,6 +87,21 @@ func KnownVersion(d Dialect) int64 {
 		}
 	}
 	return v
+}
+
+// KnownMigrations lists the migrations this civstack has for dialect d,
+// oldest first, none applied: the status of a database not made yet.
+func KnownMigrations(d Dialect) []Migration {
+	entries, _ := fs.ReadDir(migrations, "migrations/"+string(d))
+	var out []Migration
+	for _, e := range entries {
+		head, _, _ := strings.Cut(e.Name(), "_")
+		if n, err := strconv.ParseInt(head, 10, 64); err == nil && strings.HasSuffix(e.Name(), ".sql") {
+			out = append(out, Migration{Version: n, Name: e.Name()})
+		}
+	}
+	slices.SortFunc(out, func(a, b Migration) int { return cmp.Compare(a.Version, b.Version) })
+	return out
 }
 
 func latest(p *goose.Provider) int64 {
