@@ -83,8 +83,22 @@ func TestCrawlDemo(t *testing.T) {
 					}
 				}
 			}
-			if errs := logErrors(w.n.logs.String()); len(errs) > 0 {
+			logs := w.n.logs.String()
+			if errs := logErrors(logs); len(errs) > 0 {
 				problems = append(problems, errs...)
+			}
+			// No personal data, and none of what the forms were sent, in the logs.
+			for name, id := range w.people {
+				for _, private := range []string{name, id} {
+					if strings.Contains(logs, private) {
+						problems = append(problems, fmt.Sprintf("the logs name %q", private))
+					}
+				}
+			}
+			for _, sent := range []string{"éééé", "<b>", `\xc3\xa9\xc3\xa9`} {
+				if strings.Contains(logs, sent) {
+					problems = append(problems, fmt.Sprintf("the logs hold what a form was sent (%q)", sent))
+				}
 			}
 			t.Logf("%d pages read (%d of them exports) and %d forms sent as %d personas", pages, exports, sent, len(names))
 			if pages < 10*len(names) || exports < 5 || sent < 100 {
