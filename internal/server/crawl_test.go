@@ -50,6 +50,7 @@ func TestCrawlDemo(t *testing.T) {
 			slices.Sort(names)
 			var problems []string
 			pages, exports, sent := 0, 0, 0
+			followed := map[string]bool{}
 			clients := map[string]*client{}
 			// Every persona's pages, then its forms; then, a month later
 			// (consents, tokens and sessions lapsed), every persona's pages
@@ -76,8 +77,28 @@ func TestCrawlDemo(t *testing.T) {
 								continue // it would take the other personas' roles, and the second pass's pages
 							}
 							sent++
-							if r := c.postForm(f.action, f.values(junk)); r.status >= 500 {
+							r := c.postForm(f.action, f.values(junk))
+							if r.status >= 500 {
 								problems = append(problems, fmt.Sprintf("%s: POST %s with %.12q: %d", name, f.action, junk, r.status))
+							}
+							// What an answer links to (a sale's QR page polls its
+							// status, say) answers too.
+							if r.status == http.StatusSeeOther && junk == "12" && crawlable(r.header.Get("Location")) {
+								if lr := c.get(r.header.Get("Location")); lr.status >= 400 {
+									problems = append(problems, fmt.Sprintf("%s: GET %s (where POST %s sent it): %d", name, r.header.Get("Location"), f.action, lr.status))
+								}
+								followed[r.header.Get("Location")] = true
+							}
+							if r.status == http.StatusOK && junk == "12" {
+								links, _ := crawlParse(r.body)
+								for _, l := range links {
+									if crawlable(l) && !followed[l] {
+										followed[l] = true
+										if lr := c.get(l); lr.status >= 400 {
+											problems = append(problems, fmt.Sprintf("%s: GET %s (linked from the answer to POST %s): %d", name, l, f.action, lr.status))
+										}
+									}
+								}
 							}
 						}
 					}
@@ -100,7 +121,7 @@ func TestCrawlDemo(t *testing.T) {
 					problems = append(problems, fmt.Sprintf("the logs hold what a form was sent (%q)", sent))
 				}
 			}
-			t.Logf("%d pages read (%d of them exports) and %d forms sent as %d personas", pages, exports, sent, len(names))
+			t.Logf("%d pages read (%d of them exports), %d forms sent and %d pages they led to read, as %d personas", pages, exports, sent, len(followed), len(names))
 			if pages < 10*len(names) || exports < 5 || sent < 100 {
 				t.Fatalf("the crawl reached too little (%d pages, %d exports, %d forms): it checks nothing", pages, exports, sent)
 			}
@@ -232,6 +253,9 @@ func crawlParse(page string) ([]string, []crawlForm) {
 			a := map[string]string{}
 			for _, at := range n.Attr {
 				a[at.Key] = at.Val
+			}
+			if get := a["hx-get"]; get != "" {
+				links = append(links, get) // a fragment the page polls
 			}
 			switch n.Data {
 			case "a":
