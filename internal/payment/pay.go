@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/civstack/civstack/internal/emv"
 	"github.com/civstack/civstack/internal/ledger"
@@ -85,6 +86,9 @@ func (s *Service) NewSale(ctx context.Context, orgID string, amount int64, refer
 	}
 	if len([]rune(reference)) > 25 {
 		return nil, invalidf("the reference is at most 25 characters")
+	}
+	if strings.ContainsFunc(reference, unicode.IsControl) {
+		return nil, invalidf("the reference holds a control character (a line break, a tab…): it is printed in the sale's QR code, which cannot carry one")
 	}
 	if ttl <= 0 || ttl > 24*time.Hour {
 		ttl = 10 * time.Minute

@@ -170,6 +170,12 @@ func TestStaticAndDynamicQR(t *testing.T) {
 		if err != nil || len(docs) != 1 || docs[0].Document.Total != 12_30 || len(docs[0].Document.Lines) != 2 || docs[0].Document.VAT != 17+144 {
 			t.Fatalf("receipt %+v %v", docs, err)
 		}
+		// A reference the QR code cannot carry is the merchant's mistake.
+		for _, ref := range []string{"order\n7", "order\t7", "order\u00857"} {
+			if _, err := w.svc.NewSale(ctx, shopOrg, 5_00, ref, nil, time.Minute); !errors.Is(err, payment.ErrInvalid) || !strings.Contains(err.Error(), "control character") {
+				t.Fatalf("reference %q: %v", ref, err)
+			}
+		}
 		// Expired sale, tampered amount, wrong CRC, foreign and unknown codes.
 		old, _ := w.svc.NewSale(ctx, shopOrg, 5_00, "", nil, time.Minute)
 		w.clock.add(2 * time.Minute)
