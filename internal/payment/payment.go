@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"crypto/ecdsa"
 
@@ -319,10 +320,9 @@ func checkProfile(p *Profile) error {
 	case p.VATRate < 0 || p.VATRate > 10000:
 		return invalidf("the VAT rate is in basis points, 0 to 10000")
 	}
-	for _, r := range p.Name + p.City {
-		if r < 0x20 || r == 0x7f {
-			return invalidf("name and city must be plain text")
-		}
+	// What the QR code's encoder refuses (unicode.IsControl: C0, DEL and C1).
+	if strings.ContainsFunc(p.Name+p.City, unicode.IsControl) {
+		return invalidf("name and city must be plain text")
 	}
 	return nil
 }

@@ -170,6 +170,12 @@ func TestStaticAndDynamicQR(t *testing.T) {
 		if err != nil || len(docs) != 1 || docs[0].Document.Total != 12_30 || len(docs[0].Document.Lines) != 2 || docs[0].Document.VAT != 17+144 {
 			t.Fatalf("receipt %+v %v", docs, err)
 		}
+		// A name or city the QR code cannot carry is refused when set.
+		for _, name := range []string{"Rossi\nGroceries", "Rossi\u0085Groceries", "Rossi\x7f"} {
+			if _, err := w.svc.SetupMerchant(ctx, payment.Profile{OrgID: shopOrg, Name: name, City: "Bologna", MCC: "5411", TaxID: "IT09876543210", VATRate: 400}); !errors.Is(err, payment.ErrInvalid) {
+				t.Fatalf("name %q: %v", name, err)
+			}
+		}
 		// A reference the QR code cannot carry is the merchant's mistake.
 		for _, ref := range []string{"order\n7", "order\t7", "order\u00857"} {
 			if _, err := w.svc.NewSale(ctx, shopOrg, 5_00, ref, nil, time.Minute); !errors.Is(err, payment.ErrInvalid) || !strings.Contains(err.Error(), "control character") {
