@@ -18,7 +18,10 @@ import (
 // (SQLSTATE 22021) where SQLite would keep it, so a NUL in a form, a
 // query or a JSON body is refused at the door, on either engine, with
 // one answer, instead of failing deep inside a transaction on one.
-var notText = sentence(errNotText)
+var (
+	errNotText = errors.New("the request holds a character that is not text (a NUL byte, or bytes that are not UTF-8)")
+	notText    = sentence(errNotText)
+)
 
 // isText reports whether s is UTF-8 without NUL bytes.
 func isText(s string) bool {
@@ -66,7 +69,7 @@ func jsonHasNUL(b []byte) bool {
 // holds what is not text. Bodies are checked where they are read, within
 // each endpoint's size limit and after its authentication: forms by
 // parseForm and the OpenID4VC endpoints, JSON by decodeJSON, the
-// credential endpoint and the API's jsonText.
+// credential endpoint and the API's apiText.
 func (s *Server) textOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isText(r.URL.Path) || !valuesText(r.URL.Query()) {
@@ -117,8 +120,6 @@ func readJSONText(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, 
 	}
 	return b, nil
 }
-
-var errNotText = errors.New("the request holds a character that is not text (a NUL byte, or bytes that are not UTF-8)")
 
 // readCloser reads from one reader and closes another (the original body).
 type readCloser struct {
