@@ -33,11 +33,7 @@ import (
 func TestCrawlDemo(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
-			w := startDemo(t, e)
-			ctx := context.Background()
-			if err := demo.SeedExchange(ctx, w.n.reg, w.n.ex); err != nil {
-				t.Fatal(err)
-			}
+			w, ctx := startCrawledDemo(t, e), context.Background()
 			tax, err := w.n.reg.OrganisationByName(ctx, "City Tax Office")
 			if err != nil {
 				t.Fatal(err)
@@ -128,6 +124,17 @@ func TestCrawlDemo(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startCrawledDemo is a demo node with what serve --demo seeds besides
+// the people (the exchange's services and policies), for a crawl.
+func startCrawledDemo(t *testing.T, e storetest.Engine) *demoWorld {
+	t.Helper()
+	w := startDemo(t, e)
+	if err := demo.SeedExchange(context.Background(), w.n.reg, w.n.ex); err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
 
 // crawlPages reads the pages c reaches from the home page by links (at

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/civstack/civstack/internal/demo"
 	"github.com/civstack/civstack/internal/store/storetest"
 )
 
@@ -26,12 +25,8 @@ import (
 func TestCrawlAPI(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
-			w := startDemo(t, e)
-			ctx := context.Background()
-			if err := demo.SeedExchange(ctx, w.n.reg, w.n.ex); err != nil {
-				t.Fatal(err)
-			}
-			orgs, err := w.n.reg.Organisations(ctx)
+			w := startCrawledDemo(t, e)
+			orgs, err := w.n.reg.Organisations(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
