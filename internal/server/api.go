@@ -44,7 +44,8 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	}
 	cfg.Security = []map[string][]string{{"token": {}}}
 	api := humago.NewWithPrefix(mux, "/api/v1", cfg)
-	api.UseMiddleware(s.apiAuth(api), apiText(api))
+	api.UseMiddleware(s.apiAuth(api))
+	apiBodies(api)
 
 	op := func(id, method, path, summary string, role registry.Role, status int) huma.Operation {
 		o := huma.Operation{OperationID: id, Method: method, Path: path, Summary: summary,

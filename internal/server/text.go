@@ -108,6 +108,20 @@ func apiText(api huma.API) func(huma.Context, func(huma.Context)) {
 	}
 }
 
+// apiBodies checks the bodies of api's operations for text (apiText, after
+// the middlewares already in use). apiText reads a body before huma does,
+// and Go's server clears the connection's read deadline once a body is
+// read, to watch for the client going away while the handler runs; huma
+// would then set its body deadline (5 s by default) on that watch, and
+// cancel the context of any handler slower than that. So its operations
+// set none: a body's time is the server's ReadTimeout.
+func apiBodies(api huma.API) {
+	api.UseMiddleware(apiText(api))
+	api.OpenAPI().OnAddOperation = append(api.OpenAPI().OnAddOperation, func(_ *huma.OpenAPI, op *huma.Operation) {
+		op.BodyReadTimeout = -1
+	})
+}
+
 // readJSONText reads a JSON body of at most limit bytes and refuses one
 // that holds \u0000 (errNotText) or is longer (an *http.MaxBytesError).
 func readJSONText(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
