@@ -22,9 +22,9 @@ import (
 // TestCrawlDemo walks the demo as every persona, on both engines: every
 // page a link on a page leads to answers (no 4xx for a link the node
 // printed itself, no 5xx, no template or format residue), and every form
-// on them, sent as the page offers it and with values no person would
-// type (empty, very long, a NUL with markup), answers without a 5xx, and
-// where a plausible answer leads answers too. Every export it reaches
+// on them (posted, or sent as a query), as the page offers it and with
+// values no person would type (empty, very long, a NUL with markup),
+// answers without a 5xx, and where a plausible answer leads answers too. Every export it reaches
 // opens (CSV, JSON). A month later (consents, tokens and sessions lapsed)
 // every persona's pages are read again, in the state all the forms left.
 // At the end the node has logged no error, no person's name or id and
@@ -73,9 +73,15 @@ func TestCrawlDemo(t *testing.T) {
 								continue // it would take the other personas' roles, and the second pass's pages
 							}
 							sent++
-							r := c.postForm(f.action, f.values(junk))
+							var r *response
+							if f.get {
+								base, _, _ := strings.Cut(f.action, "#")
+								r = c.get(base + "?" + f.values(junk).Encode())
+							} else {
+								r = c.postForm(f.action, f.values(junk))
+							}
 							if r.status >= 500 {
-								problems = append(problems, fmt.Sprintf("%s: POST %s with %.12q: %d", name, f.action, junk, r.status))
+								problems = append(problems, fmt.Sprintf("%s: %s with %.12q: %d", name, f.action, junk, r.status))
 							}
 							// Where an answer sends one, and what it links to (a
 							// sale's QR page polls its status, say), answers too.
@@ -90,7 +96,7 @@ func TestCrawlDemo(t *testing.T) {
 								if crawlable(l) && !followed[l] {
 									followed[l] = true
 									if lr := c.get(l); lr.status >= 400 {
-										problems = append(problems, fmt.Sprintf("%s: GET %s (after POST %s): %d", name, l, f.action, lr.status))
+										problems = append(problems, fmt.Sprintf("%s: GET %s (after sending %s): %d", name, l, f.action, lr.status))
 									}
 								}
 							}
@@ -139,7 +145,7 @@ func startCrawledDemo(t *testing.T, e storetest.Engine) *demoWorld {
 
 // crawlPages reads the pages c reaches from the home page by links (at
 // most 60), and returns how many it read, how many of them were exports
-// (CSV or JSON), the POST forms on them (one per action) and what is
+// (CSV or JSON), the forms on them (one per action) and what is
 // wrong with them.
 func crawlPages(c *client, name string) (pages, exports int, forms []crawlForm, problems []string) {
 	actions := map[string]bool{}
@@ -212,10 +218,11 @@ func logErrors(logs string) []string {
 	return out
 }
 
-// crawlForm is a POST form: its action and its controls as the page
+// crawlForm is a form: its action, how it is sent and its controls as the page
 // offers them.
 type crawlForm struct {
 	action string
+	get    bool // a form sent as a query (a filter, a day, an export)
 	fields []crawlField
 }
 
@@ -243,7 +250,7 @@ func (f crawlForm) values(junk string) url.Values {
 }
 
 // crawlParse finds a page's links (paths without their fragment) and its
-// POST forms.
+// forms.
 func crawlParse(page string) ([]string, []crawlForm) {
 	doc, err := html.Parse(strings.NewReader(page))
 	if err != nil {
@@ -268,8 +275,8 @@ func crawlParse(page string) ([]string, []crawlForm) {
 					links = append(links, href)
 				}
 			case "form":
-				if strings.EqualFold(a["method"], http.MethodPost) && a["action"] != "" {
-					forms = append(forms, crawlForm{action: a["action"]})
+				if a["action"] != "" {
+					forms = append(forms, crawlForm{action: a["action"], get: !strings.EqualFold(a["method"], http.MethodPost)})
 					cur = &forms[len(forms)-1]
 					for c := n.FirstChild; c != nil; c = c.NextSibling {
 						walk(c)
