@@ -24,14 +24,15 @@ const (
 	KindPurchase = 1 // a person pays a merchant
 	KindP2P      = 2 // a person pays a person
 	KindRefund   = 3 // a merchant gives (part of) a purchase back
+	KindTopUp    = 4 // the node issues cash into a person's wallet
 )
 
 // Payment is one completed payment, transfer or refund.
 type Payment struct {
 	ID          string // the ledger transfer's id, hex
 	Kind        int
-	Method      string // qr, sale, code, p2p, refund
-	Payer       string // person id ("" for refunds)
+	Method      string // qr, sale, code, p2p, refund, top-up
+	Payer       string // person id ("" for refunds and top-ups)
 	PayeeOrg    string
 	PayeePerson string
 	Amount      int64

@@ -209,7 +209,8 @@ func (s *Service) Wallet(ctx context.Context, personID string) (*ledger.Account,
 }
 
 // TopUp issues cash into a wallet (demo seeding, the operator's back office);
-// id makes it idempotent.
+// id makes it idempotent. The wallet's history lists it (KindTopUp), written
+// in the transfer's transaction, so that the history adds up to the balance.
 func (s *Service) TopUp(ctx context.Context, id ledger.ID, personID string, amount int64, reference string) error {
 	if err := s.ensureAccount(ctx, ledger.Account{ID: IssuerAccount, Ledger: ledger.LedgerCash, Kind: ledger.KindIssuer, Owner: "node"}); err != nil {
 		return err
@@ -217,10 +218,18 @@ func (s *Service) TopUp(ctx context.Context, id ledger.ID, personID string, amou
 	if _, err := s.Wallet(ctx, personID); err != nil {
 		return err
 	}
-	r, err := s.eng.Issue(ctx, id, IssuerAccount, WalletAccount(personID), amount, reference)
+	t := ledger.Transfer{ID: id, Debit: IssuerAccount, Credit: WalletAccount(personID), Amount: amount, Code: ledger.CodeIssuance, Reference: reference}
+	pay := &Payment{ID: id.String(), Kind: KindTopUp, Method: "top-up", PayeePerson: personID, Amount: amount, Reference: t.Reference, CreatedAt: s.now()}
+	rs, err := s.eng.SubmitThen(ctx, []ledger.Transfer{t}, func(ctx context.Context, tx *store.Tx, rs []ledger.Result) error {
+		if rs[0] != ledger.OK {
+			return nil
+		}
+		return s.record(ctx, tx, pay, "", nil, "")
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("top-up: %w", err)
 	}
+	r := rs[0]
 	if !r.Applied() { // Exists (made before) counts as applied
 		return refusal(r.String(), "The top-up was refused: "+r.String())
 	}

@@ -210,8 +210,14 @@ func TestStaticAndDynamicQR(t *testing.T) {
 			t.Fatalf("balance %d, want %d", got, before-99_00)
 		}
 		hist, _ := w.svc.History(ctx, "amira", 50)
-		if len(hist) != 2 {
-			t.Fatalf("amira's history has %d payments, want 2", len(hist))
+		purchases := 0
+		for _, p := range hist {
+			if p.Kind == payment.KindPurchase {
+				purchases++
+			}
+		}
+		if len(hist) != 3 || purchases != 2 {
+			t.Fatalf("amira's history has %d payments (%d purchases), want the top-up and 2 purchases", len(hist), purchases)
 		}
 	})
 }
@@ -545,8 +551,8 @@ func TestP2P(t *testing.T) {
 			t.Fatalf("jonas %d", b)
 		}
 		h, _ := w.svc.History(ctx, "jonas", 10)
-		if len(h) != 1 || h[0].PayeePerson != "jonas" {
-			t.Fatalf("history %+v", h)
+		if len(h) != 2 || h[0].PayeePerson != "jonas" || h[1].PayeePerson != "jonas" || h[0].Kind+h[1].Kind != payment.KindP2P+payment.KindTopUp {
+			t.Fatalf("history %+v %+v", h[0], h[len(h)-1])
 		}
 	})
 }
@@ -590,6 +596,59 @@ func TestLimitRefusals(t *testing.T) {
 		}
 		if m := message(pay(verified.PerPayment + 1)); !strings.Contains(m, "at most "+payment.Money(verified.PerPayment)+" at a time") {
 			t.Fatalf("verified: %q", m)
+		}
+	})
+}
+
+// TestTopUpInHistory: a top-up is in the wallet's history, once however
+// often it is sent, and a refused one is not, so that the history always
+// adds up to the balance.
+func TestTopUpInHistory(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db)
+		sum := func() (n int, total int64) {
+			t.Helper()
+			ps, err := w.svc.History(ctx, "amira", 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range ps {
+				switch {
+				case p.Payer == "amira":
+					total -= p.Amount
+				case p.PayeePerson == "amira":
+					total += p.Amount
+				}
+			}
+			return len(ps), total
+		}
+		if n, total := sum(); n != 1 || total != 150_00 || total != w.balance(t, payment.WalletAccount("amira")) {
+			t.Fatalf("after setup's top-up: %d payments adding up to %d", n, total)
+		}
+		ps, _ := w.svc.History(ctx, "amira", 1)
+		if p := ps[0]; p.Kind != payment.KindTopUp || p.Method != "top-up" || p.Payer != "" || p.PayeeOrg != "" || p.Reference != "demo" {
+			t.Fatalf("the top-up as listed: %+v", p)
+		}
+		for range 2 { // a second send of the same top-up changes nothing
+			if err := w.svc.TopUp(ctx, ledger.ID{3, 'a'}, "amira", 20_00, "back office"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		code, err := w.svc.ReceiveCode(ctx, "jonas", "Jonas")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: code, Amount: 5_00, Nonce: nonce()}); err != nil {
+			t.Fatal(err)
+		}
+		// Over the basic tier's balance cap: refused, and not listed.
+		if err := w.svc.TopUp(ctx, ledger.ID{3, 'b'}, "amira", ledger.DefaultProfiles["basic"].BalanceCap, "too much"); err == nil {
+			t.Fatal("a top-up over the balance cap was made")
+		}
+		if n, total := sum(); n != 3 || total != 165_00 || total != w.balance(t, payment.WalletAccount("amira")) {
+			t.Fatalf("after a second top-up sent twice, a payment and a refused top-up: %d payments adding up to %d, balance %d",
+				n, total, w.balance(t, payment.WalletAccount("amira")))
 		}
 	})
 }

@@ -35,8 +35,8 @@ func TestPaymentLists(t *testing.T) {
 				expect(t, "pay "+amount, payByPayload(t, amira, static, amount), http.StatusSeeOther)
 			}
 
-			// The wallet, three at a time, newest first (the demo top-up is
-			// the balance, not a payment).
+			// The wallet, three at a time, newest first, down to the demo's
+			// top-up: the list adds up to the balance.
 			rowRE := regexp.MustCompile(`<tr class="payment-row (in|out)">\s*<td>[^<]*</td><td>([^<]*)</td><td class="amount">([^<]*)</td>`)
 			olderRE := regexp.MustCompile(`href="/wallet\?before=([^"#]+)#history-h" id="older-payments"`)
 			var amounts []string
@@ -56,7 +56,7 @@ func TestPaymentLists(t *testing.T) {
 					page = "/wallet?before=" + m[1]
 				}
 			}
-			want := []string{"-0.07", "-0.06", "-0.05", "-0.04", "-0.03", "-0.02", "-0.01"}
+			want := []string{"-0.07", "-0.06", "-0.05", "-0.04", "-0.03", "-0.02", "-0.01", "200.00"}
 			if strings.Join(amounts, " ") != strings.Join(want, " ") || pages != 3 {
 				t.Fatalf("the wallet's pages list %v over %d pages, want %v over 3", amounts, pages, want)
 			}
@@ -72,7 +72,7 @@ func TestPaymentLists(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(recs) != 8 || strings.Join(recs[0], ",") != "time (UTC),with,amount (EUR),how,reference,payment,receipt" {
+			if len(recs) != 9 || strings.Join(recs[0], ",") != "time (UTC),with,amount (EUR),how,reference,payment,receipt" {
 				t.Fatalf("the wallet's CSV has %d lines, header %v", len(recs), recs[0])
 			}
 			for i, rec := range recs[1:] {
@@ -83,9 +83,12 @@ func TestPaymentLists(t *testing.T) {
 			if recs[1][1] != "Li's Dumpling Cart" || recs[1][3] != "wallet scan (shop QR)" || !strings.HasSuffix(recs[1][6], "/receipts/"+recs[1][5]) {
 				t.Fatalf("CSV line: %v", recs[1])
 			}
+			if top := recs[8]; top[1] != "Top-up" || top[3] != "top-up" || top[4] != "demo top-up" || top[6] != "" {
+				t.Fatalf("CSV line of the top-up: %v", top)
+			}
 			theirs := jonas.get("/wallet/payments.csv")
-			if expect(t, "another citizen's CSV", theirs, http.StatusOK); strings.Count(theirs.body, "\n") != 1 {
-				t.Fatalf("Jonas's CSV holds more than its header:\n%s", theirs.body)
+			if expect(t, "another citizen's CSV", theirs, http.StatusOK); strings.Count(theirs.body, "\n") != 2 || strings.Contains(theirs.body, "Dumpling") {
+				t.Fatalf("Jonas's CSV holds more than its header and his top-up:\n%s", theirs.body)
 			}
 
 			// The point of sale lists four of the day's seven and totals all.

@@ -71,6 +71,8 @@ func (s *Server) historyRows(r *http.Request, personID string, ps []*payment.Pay
 		switch {
 		case x.Kind == payment.KindRefund:
 			row.Direction, row.Other, row.Signed = "in", "Refund from "+org(x.PayeeOrg), x.Amount
+		case x.Kind == payment.KindTopUp:
+			row.Direction, row.Other, row.Signed = "in", "Top-up", x.Amount
 		case x.Payer == personID:
 			row.Direction, row.Signed = "out", -x.Amount
 			if x.PayeeOrg != "" {

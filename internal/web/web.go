@@ -153,7 +153,7 @@ func MethodName(m string) string {
 }
 
 var methodNames = map[string]string{"qr": "wallet scan (shop QR)", "sale": "wallet scan (sale QR)", "code": "payment code",
-	"p2p": "person to person", "refund": "refund"}
+	"p2p": "person to person", "refund": "refund", "top-up": "top-up"}
 
 // New parses every page template together with the layout and the
 // partials (tables more than one page shows); its pages show times in UTC.
