@@ -150,7 +150,7 @@ func consoles(v *viewer) []web.Nav {
 		if role == registry.Citizen {
 			continue
 		}
-		out = append(out, web.Nav{Href: "/" + string(role), Label: role.Title()})
+		out = append(out, web.Nav{Href: "/" + string(role), Label: role.Title(), Note: roleDescriptions[role]})
 	}
 	return out
 }

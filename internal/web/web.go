@@ -39,6 +39,7 @@ type Persona struct {
 type Nav struct {
 	Href, Label string
 	Current     bool
+	Note        string // what the page is for, where a tile shows it (the menu does not)
 }
 
 // Page is what every template receives.
