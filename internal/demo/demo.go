@@ -277,8 +277,8 @@ func SeedIdentity(ctx context.Context, reg *registry.Registry, id Identity) erro
 }
 
 // SeedExchange publishes the demo data services (population register,
-// declared income, benefits), what they hold about the demo citizens, and
-// the demo policies, once.
+// declared income, benefits), what they hold about the demo citizens, the
+// demo policies and three requests under them, once.
 func SeedExchange(ctx context.Context, reg *registry.Registry, x *exchange.Exchange) error {
 	if ps, err := x.Policies(ctx); err != nil || len(ps) > 0 {
 		return err
@@ -343,6 +343,31 @@ func SeedExchange(ctx context.Context, reg *registry.Registry, x *exchange.Excha
 	} {
 		if _, err := x.CreatePolicy(ctx, p, "demo"); err != nil {
 			return fmt.Errorf("seed exchange: %w", err)
+		}
+	}
+	// Some traffic, so that the pages have something to show: the tax
+	// office's audit (Amira sees it at once), the police's covert request
+	// (the DPA sees it now, Amira once its deferral ends) and a request that
+	// waits for Jonas's consent. They go through the exchange like any
+	// other, each with its log entry.
+	amira, jonas := uuid.NewSHA1(namespace, []byte("Amira Haddad")).String(), uuid.NewSHA1(namespace, []byte("Jonas Weber")).String()
+	for _, a := range []struct {
+		ask  exchange.Ask
+		want string
+	}{
+		{exchange.Ask{Requester: tax, Officer: "Tomas Novak", Citizen: amira, Service: "tax-income", Fields: []string{"declared_income"},
+			Purpose: "TAX-AUDIT", LegalBasis: "Tax Code §93"}, exchange.Released},
+		{exchange.Ask{Requester: police, Officer: "Eva Lind", Citizen: amira, Service: "tax-income", Fields: []string{"declared_income", "employer"},
+			Purpose: "CRIM-INVESTIGATION", LegalBasis: "Criminal Procedure Code §100", Defer: 30 * exchange.Day}, exchange.Released},
+		{exchange.Ask{Requester: police, Officer: "Eva Lind", Citizen: jonas, Service: "population", Fields: []string{"address"},
+			Purpose: "WITNESS-CONTACT", LegalBasis: "Police Act §12"}, exchange.AwaitConsent},
+	} {
+		r, err := x.Submit(ctx, a.ask)
+		if err != nil {
+			return fmt.Errorf("seed exchange: %w", err)
+		}
+		if r.State != a.want {
+			return fmt.Errorf("seed exchange: a %s request was %s (%s), not %s", a.ask.Purpose, r.State, r.Reason, a.want)
 		}
 	}
 	return nil
