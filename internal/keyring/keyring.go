@@ -26,6 +26,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/civstack/civstack/internal/filelock"
 )
 
 // Purpose says what a key signs.
@@ -74,11 +76,18 @@ type Ring struct {
 }
 
 // Open loads the keys in dir, creating the directory (mode 0700) and a first
-// key for every purpose that has none.
+// key for every purpose that has none. Processes that share dir take turns
+// (a lock on dir+".lock"), so that several started at once on an empty
+// directory all find the first one's keys instead of each making its own.
 func Open(dir string, now func() time.Time, rand io.Reader) (*Ring, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("key directory: %w", err)
 	}
+	unlock, err := filelock.Lock(filepath.Clean(dir) + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("key directory lock: %w", err)
+	}
+	defer unlock()
 	r := &Ring{dir: dir, now: now, rand: rand}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -97,7 +106,7 @@ func Open(dir string, now func() time.Time, rand io.Reader) (*Ring, error) {
 	slices.SortStableFunc(r.keys, func(a, b *Key) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	for _, p := range Purposes {
 		if r.Active(p) == nil {
-			if _, err := r.Rotate(p); err != nil {
+			if _, err := r.rotate(p); err != nil {
 				return nil, err
 			}
 		}
@@ -130,6 +139,16 @@ func (r *Ring) ByID(id string) *Key {
 
 // Rotate creates a new active key for purpose; earlier keys stay.
 func (r *Ring) Rotate(p Purpose) (*Key, error) {
+	unlock, err := filelock.Lock(filepath.Clean(r.dir) + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("key directory lock: %w", err)
+	}
+	defer unlock()
+	return r.rotate(p)
+}
+
+// rotate is Rotate, with the directory's lock held.
+func (r *Ring) rotate(p Purpose) (*Key, error) {
 	var signer crypto.Signer
 	var err error
 	switch p {
@@ -229,6 +248,11 @@ func (r *Ring) Secret(name string) ([]byte, error) {
 		return nil, fmt.Errorf("secret name %q is not a plain word", name)
 	}
 	path := filepath.Join(r.dir, name+".secret")
+	unlock, err := filelock.Lock(filepath.Clean(r.dir) + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("key directory lock: %w", err)
+	}
+	defer unlock()
 	if fi, err := os.Stat(path); err == nil {
 		if fi.Mode().Perm()&0o077 != 0 {
 			return nil, fmt.Errorf("secret file %s: mode %v lets others read it; chmod 600 it", filepath.Base(path), fi.Mode().Perm())
@@ -247,9 +271,6 @@ func (r *Ring) Secret(name string) ([]byte, error) {
 		return nil, fmt.Errorf("generate secret %s: %w", name, err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) { // another process made it first
-		return r.Secret(name)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("write secret %s: %w", name, err)
 	}

@@ -1,6 +1,7 @@
 package keyring_test
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,5 +111,46 @@ func TestSecret(t *testing.T) {
 	os.WriteFile(path, []byte("short"), 0o600)
 	if _, err := r.Secret("payment"); err == nil {
 		t.Fatal("accepted a short secret")
+	}
+}
+
+// TestOpenAtOnce: processes started at once on an empty key directory
+// (replicas sharing a volume) all end up with the first one's keys and
+// secrets, not each with its own; two opens of the directory's lock
+// exclude each other within one process as across processes.
+func TestOpenAtOnce(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	const n = 8
+	rings := make([]*keyring.Ring, n)
+	secrets := make([][]byte, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			// Each its own clock a millisecond apart, as processes' keys
+			// would be named apart.
+			at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
+			if rings[i], errs[i] = keyring.Open(dir, func() time.Time { return at }, rand.Reader); errs[i] == nil {
+				secrets[i], errs[i] = rings[i].Secret("payment")
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("open %d: %v", i, errs[i])
+		}
+		for _, p := range keyring.Purposes {
+			if a, b := rings[i].Active(p).ID, rings[0].Active(p).ID; a != b {
+				t.Fatalf("open %d's %s key is %s, open 0's %s", i, p, a, b)
+			}
+		}
+		if !bytes.Equal(secrets[i], secrets[0]) {
+			t.Fatalf("open %d has another payment secret", i)
+		}
+	}
+	pems, _ := filepath.Glob(filepath.Join(dir, "*.pem"))
+	if len(pems) != len(keyring.Purposes) {
+		t.Fatalf("the directory holds %d keys, want one per purpose: %v", len(pems), pems)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"path/filepath"
+
+	"github.com/civstack/civstack/internal/filelock"
 )
 
 // Lease is the right to be the only process doing a named job (such as
@@ -39,7 +41,7 @@ func (db *DB) TryLeaseShared(ctx context.Context, name string) (Lease, error) {
 
 func (db *DB) tryLease(ctx context.Context, name string, shared bool) (Lease, error) {
 	if db.dialect == SQLite {
-		unlock, ok, err := tryLockFile(filepath.Join(db.dir, name+".lock"), shared)
+		unlock, ok, err := filelock.TryLock(filepath.Join(db.dir, name+".lock"), shared)
 		if err != nil || !ok {
 			return nil, err
 		}

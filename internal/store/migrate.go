@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/civstack/civstack/internal/filelock"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 )
@@ -184,7 +185,7 @@ func (db *DB) Migrations(ctx context.Context) (ms []Migration, newer int64, err 
 // the provider itself for each run).
 func (db *DB) withProvider(ctx context.Context, fn func(*goose.Provider) error) error {
 	if db.dialect == SQLite {
-		unlock, err := lockFile(filepath.Join(db.dir, "migrate.lock"))
+		unlock, err := filelock.Lock(filepath.Join(db.dir, "migrate.lock"))
 		if err != nil {
 			return fmt.Errorf("migration lock: %w", err)
 		}

@@ -1,15 +1,13 @@
 //go:build unix
 
-package store
+package filelock
 
 import (
 	"os"
 	"syscall"
 )
 
-// lockFile takes an exclusive advisory lock on path (created if needed),
-// waiting for other processes to release it.
-func lockFile(path string) (unlock func(), err error) {
+func lock(path string) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
@@ -24,10 +22,7 @@ func lockFile(path string) (unlock func(), err error) {
 	}, nil
 }
 
-// tryLockFile is lockFile without waiting, or with shared a shared lock
-// (which only an exclusive one excludes): ok is false when another process
-// holds a lock that excludes it.
-func tryLockFile(path string, shared bool) (unlock func(), ok bool, err error) {
+func tryLock(path string, shared bool) (unlock func(), ok bool, err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, false, err
