@@ -258,7 +258,7 @@ func get(t *testing.T, client *http.Client, url string) (int, string) {
 func TestServeLifecycle(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "civstack-data")
 	s := startServe(t, nil, "--data", data, "--demo")
-	for _, want := range []string{"DEMO MODE", "Li Wei (", "Ana Costa (Data-protection authority, Data Protection Authority)", "Amira Haddad (Citizen)", "SQLite at", "Press Ctrl-C"} {
+	for _, want := range []string{"DEMO MODE", "Li Wei (", "Ana Costa (Data Protection Authority)", "Amira Haddad (Citizen)", "SQLite at", "Press Ctrl-C"} {
 		if !strings.Contains(s.out.String(), want) {
 			t.Fatalf("banner lacks %q:\n%s", want, s.out.String())
 		}

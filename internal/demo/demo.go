@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/google/uuid"
 
@@ -152,12 +153,26 @@ func Sort(people []*registry.Person) {
 func Roles(ms []registry.Membership) string {
 	var roles []string
 	for _, m := range ms {
+		if letters(m.Role.Title()) == letters(m.OrgName) { // the DPA: its name says its role
+			roles = append(roles, m.OrgName)
+			continue
+		}
 		roles = append(roles, m.Role.Title()+", "+m.OrgName)
 	}
 	if len(roles) == 0 {
 		return registry.Citizen.Title()
 	}
 	return strings.Join(roles, "; ")
+}
+
+// letters is s in lower case without what is not a letter.
+func letters(s string) string {
+	return strings.Map(func(r rune) rune {
+		if !unicode.IsLetter(r) {
+			return -1
+		}
+		return unicode.ToLower(r)
+	}, s)
 }
 
 // Merchant is a demo shop's payment profile.
