@@ -83,9 +83,9 @@ func Open(dir string, now func() time.Time, rand io.Reader) (*Ring, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("key directory: %w", err)
 	}
-	unlock, err := filelock.Lock(filepath.Clean(dir) + ".lock")
+	unlock, err := lockDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("key directory lock: %w", err)
+		return nil, err
 	}
 	defer unlock()
 	r := &Ring{dir: dir, now: now, rand: rand}
@@ -139,12 +139,22 @@ func (r *Ring) ByID(id string) *Key {
 
 // Rotate creates a new active key for purpose; earlier keys stay.
 func (r *Ring) Rotate(p Purpose) (*Key, error) {
-	unlock, err := filelock.Lock(filepath.Clean(r.dir) + ".lock")
+	unlock, err := lockDir(r.dir)
 	if err != nil {
-		return nil, fmt.Errorf("key directory lock: %w", err)
+		return nil, err
 	}
 	defer unlock()
 	return r.rotate(p)
+}
+
+// lockDir takes the key directory's lock (dir+".lock", beside it), which
+// every process that reads or writes keys in dir holds meanwhile.
+func lockDir(dir string) (unlock func(), err error) {
+	unlock, err = filelock.Lock(filepath.Clean(dir) + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("key directory lock: %w", err)
+	}
+	return unlock, nil
 }
 
 // rotate is Rotate, with the directory's lock held.
@@ -248,9 +258,9 @@ func (r *Ring) Secret(name string) ([]byte, error) {
 		return nil, fmt.Errorf("secret name %q is not a plain word", name)
 	}
 	path := filepath.Join(r.dir, name+".secret")
-	unlock, err := filelock.Lock(filepath.Clean(r.dir) + ".lock")
+	unlock, err := lockDir(r.dir)
 	if err != nil {
-		return nil, fmt.Errorf("key directory lock: %w", err)
+		return nil, err
 	}
 	defer unlock()
 	if fi, err := os.Stat(path); err == nil {
