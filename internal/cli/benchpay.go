@@ -124,7 +124,7 @@ func runBenchPay(ctx context.Context, e *env, args []string) error {
 			defer wg.Done()
 			for i := range work {
 				person := fmt.Sprintf("bench-person-%d", i)
-				err := pay.TopUp(ctx, benchID(9, uint64(i)), person, 1000_00, "bench")
+				_, err := pay.TopUp(ctx, benchID(9, uint64(i)), person, 1000_00, "bench")
 				var d *payment.Device
 				if err == nil {
 					d, err = pay.ProvisionDevice(ctx, person)

@@ -48,7 +48,7 @@ func receiptFile(t *testing.T) (string, string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.TopUp(ctx, ledger.ID{7}, "amira", 50_00, "test"); err != nil {
+	if _, err := svc.TopUp(ctx, ledger.ID{7}, "amira", 50_00, "test"); err != nil {
 		t.Fatal(err)
 	}
 	code, _ := svc.StaticCode(m)

@@ -197,7 +197,7 @@ const TopUp = 200_00
 type Payments interface {
 	Merchant(ctx context.Context, orgID string) (*payment.Profile, error)
 	SetupMerchant(ctx context.Context, p payment.Profile) (*payment.Profile, error)
-	TopUp(ctx context.Context, id ledger.ID, personID string, amount int64, reference string) error
+	TopUp(ctx context.Context, id ledger.ID, personID string, amount int64, reference string) (*payment.Payment, error)
 }
 
 // SeedPayments gives the demo shops payment profiles (left alone once they
@@ -225,7 +225,7 @@ func SeedPayments(ctx context.Context, reg *registry.Registry, pay Payments) err
 		}
 		id := uuid.NewSHA1(namespace, []byte(pr.Name)).String()
 		sum := sha256.Sum256([]byte("civstack demo top-up " + id))
-		if err := pay.TopUp(ctx, ledger.ID(sum[:16]), id, TopUp, "demo top-up"); err != nil {
+		if _, err := pay.TopUp(ctx, ledger.ID(sum[:16]), id, TopUp, "demo top-up"); err != nil {
 			return fmt.Errorf("seed top-up: %w", err)
 		}
 	}

@@ -92,7 +92,7 @@ func check(t *Transfer) Result {
 	switch {
 	case t.ID == (ID{}):
 		return IDMustNotBeZero
-	case len(t.Reference) > maxReference:
+	case len(t.Reference) > MaxReference:
 		return ReferenceTooLong
 	case t.Amount < 0:
 		return AmountMustBePositive

@@ -141,7 +141,7 @@ func (r *record) unmarshalBody(b []byte) error {
 		s[i], b = v, b[n:]
 	}
 	r.debitAfter, r.creditAfter = s[0], s[1]
-	if len(b) > maxReference {
+	if len(b) > MaxReference {
 		return errBadBody
 	}
 	r.Reference = string(b)
@@ -180,8 +180,8 @@ func (r *record) side(account ID) (prev ID, after int64) {
 	return r.creditPrev, r.creditAfter
 }
 
-// maxReference is the longest reference a transfer may carry, in bytes.
-const maxReference = 64
+// MaxReference is the longest reference a transfer may carry, in bytes.
+const MaxReference = 64
 
 // encode is a transfer's canonical encoding, hashed into the batch root:
 //

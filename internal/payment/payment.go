@@ -208,18 +208,30 @@ func (s *Service) Wallet(ctx context.Context, personID string) (*ledger.Account,
 	return s.eng.Account(ctx, id)
 }
 
-// TopUp issues cash into a wallet (demo seeding, the operator's back office);
-// id makes it idempotent. The wallet's history lists it (KindTopUp), written
-// in the transfer's transaction, so that the history adds up to the balance.
-func (s *Service) TopUp(ctx context.Context, id ledger.ID, personID string, amount int64, reference string) error {
+// TopUp issues cash into a wallet (demo seeding; an operator's system
+// through POST /api/v1/top-ups, e.g. when the citizen's bank transfer
+// arrives); id makes it idempotent. The wallet's history lists it
+// (KindTopUp), written in the transfer's transaction, so that the history
+// adds up to the balance. It returns the top-up as stored: for a retry of
+// one that committed before, the first one (nothing is credited again).
+// The caller checks that the person exists: a wallet is opened for any id.
+func (s *Service) TopUp(ctx context.Context, id ledger.ID, personID string, amount int64, reference string) (*Payment, error) {
+	switch {
+	case amount < 1:
+		return nil, invalidf("a top-up is at least 0.01")
+	case len(reference) > ledger.MaxReference:
+		return nil, invalidf("a reference is at most %d bytes", ledger.MaxReference)
+	}
 	if err := s.ensureAccount(ctx, ledger.Account{ID: IssuerAccount, Ledger: ledger.LedgerCash, Kind: ledger.KindIssuer, Owner: "node"}); err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := s.Wallet(ctx, personID); err != nil {
-		return err
+	wallet, err := s.Wallet(ctx, personID)
+	if err != nil {
+		return nil, err
 	}
-	t := ledger.Transfer{ID: id, Debit: IssuerAccount, Credit: WalletAccount(personID), Amount: amount, Code: ledger.CodeIssuance, Reference: reference}
-	pay := &Payment{ID: id.String(), Kind: KindTopUp, Method: "top-up", PayeePerson: personID, Amount: amount, Reference: t.Reference, CreatedAt: s.now()}
+	t := ledger.Transfer{ID: id, Debit: IssuerAccount, Credit: wallet.ID, Amount: amount, Code: ledger.CodeIssuance, Reference: reference}
+	pay := &Payment{ID: id.String(), Kind: KindTopUp, Method: "top-up", PayeePerson: personID, Amount: amount, Reference: t.Reference,
+		CreatedAt: s.now().Truncate(time.Millisecond)} // as stored, so that a retry's answer is the same
 	rs, err := s.eng.SubmitThen(ctx, []ledger.Transfer{t}, func(ctx context.Context, tx *store.Tx, rs []ledger.Result) error {
 		if rs[0] != ledger.OK {
 			return nil
@@ -227,13 +239,31 @@ func (s *Service) TopUp(ctx context.Context, id ledger.ID, personID string, amou
 		return s.record(ctx, tx, pay, "", nil, "")
 	})
 	if err != nil {
-		return fmt.Errorf("top-up: %w", err)
+		return nil, fmt.Errorf("top-up: %w", err)
 	}
-	r := rs[0]
-	if !r.Applied() { // Exists (made before) counts as applied
-		return refusal(r.String(), "The top-up was refused: "+r.String())
+	switch r := rs[0]; r {
+	case ledger.OK:
+		return pay, nil
+	case ledger.Exists:
+		first, err := s.Payment(ctx, pay.ID)
+		if errors.Is(err, ErrNotFound) {
+			return pay, nil // a top-up made before top-ups were listed
+		}
+		return first, err
+	case ledger.ExceedsBalanceCap:
+		limit := "its balance cap"
+		if limits, ok := s.eng.Profiles()[wallet.Profile]; ok {
+			limit += " of " + Money(limits.BalanceCap)
+		}
+		return nil, refusal("over_limit", "This top-up would take the wallet over "+limit+". Nothing was credited.")
+	case ledger.CreditAccountClosed:
+		return nil, refusal("closed", "This wallet is closed. Nothing was credited.")
+	case ledger.ExistsWithDifferentCredit, ledger.ExistsWithDifferentAmount, ledger.ExistsWithDifferentReference,
+		ledger.ExistsWithDifferentDebit, ledger.ExistsWithDifferentCode, ledger.ExistsWithDifferentLedger, ledger.ExistsWithDifferentFlags:
+		return nil, refusal("id_reused", "This id was used for another top-up (another wallet, amount or reference). Nothing was credited.")
+	default:
+		return nil, refusal(r.String(), "The top-up was refused ("+r.String()+"). Nothing was credited.")
 	}
-	return nil
 }
 
 // Profile is a merchant's payment profile.

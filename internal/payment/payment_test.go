@@ -87,7 +87,7 @@ func setupWith(t *testing.T, db *store.DB, start time.Time, cfg payment.Config) 
 		t.Fatal(err)
 	}
 	for _, p := range []string{"amira", "jonas"} {
-		if err := svc.TopUp(ctx, ledger.ID{1, p[0]}, p, 150_00, "demo"); err != nil {
+		if _, err := svc.TopUp(ctx, ledger.ID{1, p[0]}, p, 150_00, "demo"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -563,7 +563,7 @@ func TestLimitRefusals(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		w := setup(t, db)
-		if err := w.svc.TopUp(ctx, ledger.ID{2, 'a'}, "amira", 2_500_00, "demo"); err != nil {
+		if _, err := w.svc.TopUp(ctx, ledger.ID{2, 'a'}, "amira", 2_500_00, "demo"); err != nil {
 			t.Fatal(err)
 		}
 		code, err := w.svc.ReceiveCode(ctx, "jonas", "Jonas")
@@ -591,7 +591,7 @@ func TestLimitRefusals(t *testing.T) {
 		if err := pay(basic.PerPayment + 1); err != nil {
 			t.Fatalf("within the verified limit: %v", err)
 		}
-		if err := w.svc.TopUp(ctx, ledger.ID{2, 'b'}, "amira", verified.PerPayment, "demo"); err != nil {
+		if _, err := w.svc.TopUp(ctx, ledger.ID{2, 'b'}, "amira", verified.PerPayment, "demo"); err != nil {
 			t.Fatal(err)
 		}
 		if m := message(pay(verified.PerPayment + 1)); !strings.Contains(m, "at most "+payment.Money(verified.PerPayment)+" at a time") {
@@ -630,9 +630,40 @@ func TestTopUpInHistory(t *testing.T) {
 		if p := ps[0]; p.Kind != payment.KindTopUp || p.Method != "top-up" || p.Payer != "" || p.PayeeOrg != "" || p.Reference != "demo" {
 			t.Fatalf("the top-up as listed: %+v", p)
 		}
-		for range 2 { // a second send of the same top-up changes nothing
-			if err := w.svc.TopUp(ctx, ledger.ID{3, 'a'}, "amira", 20_00, "back office"); err != nil {
+		var first *payment.Payment
+		for i := range 2 { // a second send of the same top-up changes nothing, and answers with the first
+			p, err := w.svc.TopUp(ctx, ledger.ID{3, 'a'}, "amira", 20_00, "back office")
+			if err != nil {
 				t.Fatal(err)
+			}
+			if i == 0 {
+				first = p
+			} else if p.ID != first.ID || !p.CreatedAt.Equal(first.CreatedAt) || p.Amount != 20_00 || p.Reference != "back office" {
+				t.Fatalf("a top-up sent again answered %+v, the first was %+v", p, first)
+			}
+		}
+		// The same id for another top-up, or input no top-up has: refused,
+		// with what to tell the sender.
+		for _, c := range []struct {
+			person, ref, code string
+			amount            int64
+		}{
+			{"amira", "back office", "id_reused", 21_00},
+			{"jonas", "back office", "id_reused", 20_00},
+			{"amira", "another", "id_reused", 20_00},
+		} {
+			_, err := w.svc.TopUp(ctx, ledger.ID{3, 'a'}, c.person, c.amount, c.ref)
+			var ref *payment.Refusal
+			if !errors.As(err, &ref) || ref.Code != c.code || !strings.Contains(ref.Message, "Nothing was credited") {
+				t.Fatalf("the same id for %+v: %v", c, err)
+			}
+		}
+		for _, c := range []struct {
+			amount int64
+			ref    string
+		}{{0, "zero"}, {-5_00, "negative"}, {1_00, strings.Repeat("r", 65)}} {
+			if _, err := w.svc.TopUp(ctx, ledger.ID{3, 'c'}, "amira", c.amount, c.ref); !errors.Is(err, payment.ErrInvalid) {
+				t.Fatalf("a top-up of %d with a %d-byte reference: %v", c.amount, len(c.ref), err)
 			}
 		}
 		code, err := w.svc.ReceiveCode(ctx, "jonas", "Jonas")
@@ -643,8 +674,9 @@ func TestTopUpInHistory(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Over the basic tier's balance cap: refused, and not listed.
-		if err := w.svc.TopUp(ctx, ledger.ID{3, 'b'}, "amira", ledger.DefaultProfiles["basic"].BalanceCap, "too much"); err == nil {
-			t.Fatal("a top-up over the balance cap was made")
+		_, err = w.svc.TopUp(ctx, ledger.ID{3, 'b'}, "amira", ledger.DefaultProfiles["basic"].BalanceCap, "too much")
+		if ref := (*payment.Refusal)(nil); !errors.As(err, &ref) || ref.Code != "over_limit" || !strings.Contains(ref.Message, "10000.00") {
+			t.Fatalf("a top-up over the balance cap: %v", err)
 		}
 		if n, total := sum(); n != 3 || total != 165_00 || total != w.balance(t, payment.WalletAccount("amira")) {
 			t.Fatalf("after a second top-up sent twice, a payment and a refused top-up: %d payments adding up to %d, balance %d",

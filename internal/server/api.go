@@ -69,6 +69,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	}
 	if s.pay != nil {
 		s.paymentRoutes(api)
+		s.topUpRoutes(api)
 	}
 	if s.ex != nil {
 		s.exchangeAPIRoutes(api)

@@ -501,7 +501,7 @@ func TestBrowserPayments(t *testing.T) {
 	}
 	var topUp ledger.ID
 	topUp[0] = 42
-	if err := n.pay.TopUp(context.Background(), topUp, marta, 500_00, "test top-up"); err != nil {
+	if _, err := n.pay.TopUp(context.Background(), topUp, marta, 500_00, "test top-up"); err != nil {
 		t.Fatal(err)
 	}
 	step(t, ctx, "pay 150.00, above the step-up limit",

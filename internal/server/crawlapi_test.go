@@ -57,7 +57,7 @@ func TestCrawlAPI(t *testing.T) {
 			}
 			slices.SortFunc(people, func(a, b any) int { return strings.Compare(a.(string), b.(string)) })
 			g := &schemaGen{r: rand.New(rand.NewPCG(1, 2)), refs: spec.Components.Schemas, ids: ids, hints: map[string][]any{
-				"citizen": people, "owner": orgIDs, "partner": orgIDs, "service": {"tax-income", "population"}, "fields[]": {"declared_income", "address"},
+				"citizen": people, "person": people, "owner": orgIDs, "partner": orgIDs, "service": {"tax-income", "population"}, "fields[]": {"declared_income", "address"},
 				"purpose": {"TAX-AUDIT"}, "legal_basis": {"Tax Code §93"}, "officer": {"Crawl"}, "label": {"Crawl"}, "name": {"Crawl"}, "reference": {"crawl-1"},
 				"reason": {"Crawl"}, "buyer_name": {"Crawl"}, "buyer_tax_id": {"IT12345678901"}, "role": {"agency", "merchant", "partner"},
 				"amount": {12, 1250}, "price": {12}, "points": {12}, "daily_cap": {100}, "valid_days": {30}, "defer_days": {0, 3}, "ttl_seconds": {300},

@@ -339,7 +339,7 @@ func TestStepUpConfirmation(t *testing.T) {
 			n := startNode(t, nodeOptions{store: &opts})
 			c := newClient(t, n.URL)
 			c.register("Marta Bianchi")
-			if err := n.pay.TopUp(ctx, ledger.ID{42}, firstPersonID(t, n), 500_00, "test top-up"); err != nil {
+			if _, err := n.pay.TopUp(ctx, ledger.ID{42}, firstPersonID(t, n), 500_00, "test top-up"); err != nil {
 				t.Fatal(err)
 			}
 			shop, err := n.reg.CreateOrganisation(ctx, "Rossi Groceries", []registry.Role{registry.Merchant}, false)

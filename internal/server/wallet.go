@@ -73,6 +73,9 @@ func (s *Server) historyRows(r *http.Request, personID string, ps []*payment.Pay
 			row.Direction, row.Other, row.Signed = "in", "Refund from "+org(x.PayeeOrg), x.Amount
 		case x.Kind == payment.KindTopUp:
 			row.Direction, row.Other, row.Signed = "in", "Top-up", x.Amount
+			if x.Reference != "" {
+				row.Other += ": " + x.Reference // e.g. the bank transfer it came from
+			}
 		case x.Payer == personID:
 			row.Direction, row.Signed = "out", -x.Amount
 			if x.PayeeOrg != "" {

@@ -1,0 +1,137 @@
+package server_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/civstack/civstack/internal/payment"
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// TestTopUpAPI: the operator's system credits a citizen's wallet through
+// POST /api/v1/top-ups; the wallet lists it with its reference, so that
+// the history still adds up to the balance. A retry credits nothing more,
+// a reused id, an unknown person and a top-up over the cap are refused with
+// nothing credited, and no other role may top up.
+func TestTopUpAPI(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			ctx := context.Background()
+			ops, err := w.n.reg.OrganisationByName(ctx, "City Operations (demo)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			op := w.apiClient(t, ops.ID, registry.Operator, "bank gateway")
+			amira, jonas := w.people["Amira Haddad"], w.people["Jonas Weber"]
+			balance := func(person string) int64 {
+				t.Helper()
+				a, err := w.n.pay.Wallet(ctx, person)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return a.Balance()
+			}
+			before := balance(amira)
+			body := map[string]any{"request_id": "sepa-2026-0001", "person": amira, "amount": 75_50, "reference": "Bank transfer"}
+
+			// Sent three times at once (a gateway retrying): credited once,
+			// each answer the same top-up.
+			var wg sync.WaitGroup
+			answers := make([]struct {
+				status int
+				top    struct {
+					ID, Person, Reference string
+					RequestID             string `json:"request_id"`
+					CreatedAt             string `json:"created_at"`
+					Amount                int64
+				}
+			}, 3)
+			for i := range answers {
+				wg.Go(func() {
+					r := op.postJSON("/api/v1/top-ups", body)
+					answers[i].status = r.status
+					if r.status == http.StatusCreated {
+						r.json(t, &answers[i].top)
+					} else {
+						t.Errorf("top-up %d: %d %s", i, r.status, r.body)
+					}
+				})
+			}
+			wg.Wait()
+			first := answers[0].top
+			for _, a := range answers {
+				if a.top != first {
+					t.Fatalf("the same top-up sent at once answered %+v and %+v", a.top, first)
+				}
+			}
+			if first.Amount != 75_50 || first.Person != amira || first.Reference != "Bank transfer" || first.RequestID != "sepa-2026-0001" || len(first.ID) != 32 || first.CreatedAt == "" {
+				t.Fatalf("the top-up as answered: %+v", first)
+			}
+			if got := balance(amira); got != before+75_50 {
+				t.Fatalf("balance %d after the top-up, want %d", got, before+75_50)
+			}
+
+			// The wallet lists it, and the list adds up to the balance.
+			page := w.as(t, "Amira Haddad").get("/wallet")
+			expect(t, "the wallet after the top-up", page, http.StatusOK, "Top-up: Bank transfer", "75.50", "275.50")
+			hist, err := w.n.pay.History(ctx, amira, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum int64
+			for _, p := range hist {
+				if p.Kind == payment.KindTopUp {
+					sum += p.Amount
+				}
+			}
+			if len(hist) != 2 || sum != balance(amira) {
+				t.Fatalf("the history lists %d payments adding up to %d; the balance is %d", len(hist), sum, balance(amira))
+			}
+
+			// Refused, with nothing credited.
+			for _, c := range []struct {
+				what   string
+				body   map[string]any
+				status int
+				text   string
+			}{
+				{"the same id for another amount", map[string]any{"request_id": "sepa-2026-0001", "person": amira, "amount": 80_00, "reference": "Bank transfer"}, 422, "id_reused"},
+				{"the same id for another person", map[string]any{"request_id": "sepa-2026-0001", "person": jonas, "amount": 75_50, "reference": "Bank transfer"}, 422, "another wallet, amount or reference"},
+				{"over the basic tier's cap", map[string]any{"request_id": "sepa-2026-0002", "person": jonas, "amount": 10_000_00}, 422, "over its balance cap of 10000.00"},
+				{"a person the node does not know", map[string]any{"request_id": "sepa-2026-0003", "person": "00000000-0000-0000-0000-000000000000", "amount": 1_00}, 404, "no person with that id"},
+				{"no amount", map[string]any{"request_id": "sepa-2026-0004", "person": jonas, "amount": 0}, 422, "body.amount"},
+				{"no request id", map[string]any{"person": jonas, "amount": 1_00}, 422, "required property request_id"},
+				{"a reference too long", map[string]any{"request_id": "sepa-2026-0005", "person": jonas, "amount": 1_00, "reference": strings.Repeat("r", 65)}, 422, "body.reference"},
+			} {
+				r := op.postJSON("/api/v1/top-ups", c.body)
+				expect(t, c.what, r, c.status, c.text)
+				if !strings.Contains(r.header.Get("Content-Type"), "application/problem+json") {
+					t.Fatalf("%s: answered as %s", c.what, r.header.Get("Content-Type"))
+				}
+			}
+			if a, j := balance(amira), balance(jonas); a != before+75_50 || j != 200_00 {
+				t.Fatalf("after the refusals: Amira %d, Jonas %d", a, j)
+			}
+
+			// Only an operator's token may top up.
+			tax, err := w.n.reg.OrganisationByName(ctx, "City Tax Office")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []*client{w.token(t, "Rossi Groceries"), w.apiClient(t, tax.ID, registry.Agency, "system"), newClient(t, w.n.URL)} {
+				r := c.postJSON("/api/v1/top-ups", map[string]any{"request_id": "mine", "person": jonas, "amount": 1_00})
+				if r.status != http.StatusForbidden && r.status != http.StatusUnauthorized {
+					t.Fatalf("a top-up by another role: %d %s", r.status, r.body)
+				}
+			}
+			if j := balance(jonas); j != 200_00 {
+				t.Fatalf("Jonas's balance after others tried to top it up: %d", j)
+			}
+		})
+	}
+}
