@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/civstack/civstack/internal/demo"
+	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/store/storetest"
@@ -132,6 +134,39 @@ func TestTopUpAPI(t *testing.T) {
 			if j := balance(jonas); j != 200_00 {
 				t.Fatalf("Jonas's balance after others tried to top it up: %d", j)
 			}
+		})
+	}
+}
+
+// olderSeed is the payment service as an older release's demo seeding
+// used it: its top-ups said "demo top-up".
+type olderSeed struct{ *payment.Service }
+
+func (o olderSeed) TopUp(ctx context.Context, id ledger.ID, person string, amount int64, _ string) (*payment.Payment, error) {
+	return o.Service.TopUp(ctx, id, person, amount, "demo top-up")
+}
+
+// TestDemoTopUpsOnce: seeding the demo again (each start of serve --demo)
+// credits nothing more, also where an older release made the starting
+// balances under another reference (it would otherwise refuse to start).
+func TestDemoTopUpsOnce(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			ctx := context.Background()
+			for _, seed := range []demo.Payments{w.n.pay, olderSeed{w.n.pay}} {
+				if err := demo.SeedPayments(ctx, w.n.reg, seed); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a, err := w.n.pay.Wallet(ctx, w.people["Amira Haddad"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Balance() != demo.TopUp {
+				t.Fatalf("Amira's balance after seeding three times: %d", a.Balance())
+			}
+			expect(t, "the starting balance", w.as(t, "Amira Haddad").get("/wallet"), http.StatusOK, "Top-up: starting balance")
 		})
 	}
 }
