@@ -36,6 +36,7 @@ type groupState struct {
 	batch     int64          // this group's batch number, if it applies any transfer
 	gen       int64          // ledger generation this group leaves
 	profiles  map[string]Limits
+	reserved  func(*Account) bool // the request being applied: accounts it may not move (SubmitExcept)
 
 	results [][]Result
 	expired []int
@@ -183,6 +184,12 @@ func (g *groupState) limits(a *Account) (Limits, bool) {
 	return l, ok
 }
 
+// isReserved reports whether the request being applied may not move one
+// of the accounts.
+func (g *groupState) isReserved(dr, cr *Account) bool {
+	return g.reserved != nil && (g.reserved(dr) || g.reserved(cr))
+}
+
 // one applies a single transfer to the working state.
 func (g *groupState) one(t Transfer, u *undo) Result {
 	if r := check(&t); r != OK {
@@ -200,6 +207,8 @@ func (g *groupState) one(t Transfer, u *undo) Result {
 		return DebitAccountNotFound
 	case cr == nil:
 		return CreditAccountNotFound
+	case g.isReserved(dr, cr):
+		return AccountReserved
 	case dr.Ledger != cr.Ledger || (t.Ledger != 0 && t.Ledger != dr.Ledger):
 		return LedgerMismatch
 	case dr.Flags&Closed != 0:
@@ -333,6 +342,9 @@ func (g *groupState) resolve(t Transfer, u *undo) Result {
 	dr, cr := g.accounts[p.Debit], g.accounts[p.Credit]
 	if dr == nil || cr == nil {
 		return PendingNotFound
+	}
+	if g.isReserved(dr, cr) {
+		return AccountReserved
 	}
 	post := t.Flags&PostPending != 0
 	amount := t.Amount
@@ -537,7 +549,9 @@ func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, fu
 	for i, r := range group {
 		switch r.op {
 		case opTransfers:
+			g.reserved = r.reserved
 			g.results[i] = g.transfers(r.transfers)
+			g.reserved = nil
 		case opClose, opProfile:
 			a := g.accounts[r.account]
 			if a == nil {

@@ -49,9 +49,10 @@ const (
 type request struct {
 	op        opKind
 	transfers []Transfer
-	after     After  // opTransfers: runs in the group's transaction
-	account   ID     // opClose, opProfile
-	profile   string // opProfile
+	after     After               // opTransfers: runs in the group's transaction
+	reserved  func(*Account) bool // opTransfers: accounts it may not move (SubmitExcept)
+	account   ID                  // opClose, opProfile
+	profile   string              // opProfile
 	results   []Result
 	expired   int // opExpire: how many it released
 	err       error
@@ -295,6 +296,25 @@ func (e *Engine) SubmitThen(ctx context.Context, transfers []Transfer, after Aft
 		return e.Submit(ctx, transfers)
 	}
 	r := &request{op: opTransfers, transfers: transfers, after: after}
+	if err := e.send(ctx, r); err != nil {
+		return nil, err
+	}
+	return r.results, nil
+}
+
+// SubmitExcept is Submit for a caller that may not move some accounts: a
+// transfer whose debit or credit account reserved reports (or, for a post or
+// void, whose pending transfer's) is refused with AccountReserved, which is
+// not remembered. The back office's API uses it to leave people's wallets to
+// the services that list their movements where the people see them.
+// reserved runs in the engine's goroutine, once or twice per transfer, on
+// the account as it stands: it must be quick, must not keep the pointer and
+// must not call the engine.
+func (e *Engine) SubmitExcept(ctx context.Context, transfers []Transfer, reserved func(*Account) bool) ([]Result, error) {
+	if len(transfers) == 0 || len(transfers) > MaxBatch {
+		return e.Submit(ctx, transfers)
+	}
+	r := &request{op: opTransfers, transfers: transfers, reserved: reserved}
 	if err := e.send(ctx, r); err != nil {
 		return nil, err
 	}

@@ -179,13 +179,31 @@ func DeriveID(parts ...string) ID {
 	return id
 }
 
-// EnsureAccount creates a unless an account with its id exists.
+// EnsureAccount creates a unless an account with its id exists. The one
+// that exists must be a's: the same ledger, kind, owner and balance rules,
+// else ErrExists. So a service that derives its accounts' ids never takes
+// as its own an account someone opened under such an id through the back
+// office (its limit profile and its Closed flag may have changed since).
 func (e *Engine) EnsureAccount(ctx context.Context, a Account) error {
-	if _, err := e.Account(ctx, a.ID); err == nil {
-		return nil
+	got, err := e.Account(ctx, a.ID)
+	if errors.Is(err, ErrNotFound) {
+		if err = e.CreateAccount(ctx, a); !errors.Is(err, ErrExists) {
+			return err // nil: created
+		}
+		got, err = e.Account(ctx, a.ID) // created meanwhile
 	}
-	if err := e.CreateAccount(ctx, a); err != nil && !errors.Is(err, ErrExists) {
+	if err != nil {
 		return err
 	}
+	if !got.Same(&a) {
+		return fmt.Errorf("account %s: %w with another ledger, kind, owner or balance rule", a.ID, ErrExists)
+	}
 	return nil
+}
+
+// Same reports whether a and b are one account as their opener meant it:
+// the same id, ledger, kind, owner and balance rules.
+func (a *Account) Same(b *Account) bool {
+	const rules = DebitsMustNotExceedCredits | CreditsMustNotExceedDebits
+	return a.ID == b.ID && a.Ledger == b.Ledger && a.Kind == b.Kind && a.Owner == b.Owner && a.Flags&rules == b.Flags&rules
 }

@@ -49,6 +49,7 @@ const (
 	ExceedsBalanceCap
 	ReservedFlag
 	TimeoutTooLong
+	AccountReserved // the caller may not move this account (Engine.SubmitExcept)
 )
 
 var resultNames = [...]string{
@@ -64,6 +65,7 @@ var resultNames = [...]string{
 	"exists_with_different_pending_id", "exists_with_different_ledger", "exists_with_different_code",
 	"exists_with_different_flags", "exists_with_different_timeout", "exists_with_different_reference",
 	"exceeds_per_payment_limit", "exceeds_daily_limit", "exceeds_balance_cap", "reserved_flag", "timeout_too_long",
+	"account_reserved",
 }
 
 // String is the result's stable name, e.g. "exceeds_credits".

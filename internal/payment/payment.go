@@ -195,17 +195,22 @@ func (s *Service) ensureAccount(ctx context.Context, a ledger.Account) error {
 	return s.eng.EnsureAccount(ctx, a)
 }
 
-// Wallet opens (once) and returns a person's wallet account.
+// Wallet opens (once) and returns a person's wallet account. An account
+// under the wallet's id that is not such a wallet (opened through the back
+// office) is an error, never taken for the person's.
 func (s *Service) Wallet(ctx context.Context, personID string) (*ledger.Account, error) {
-	id := WalletAccount(personID)
-	if a, err := s.eng.Account(ctx, id); err == nil {
+	want := ledger.Account{ID: WalletAccount(personID), Ledger: ledger.LedgerCash, Kind: ledger.KindWallet, Owner: personID,
+		Flags: ledger.DebitsMustNotExceedCredits, Profile: "basic"}
+	if a, err := s.eng.Account(ctx, want.ID); err == nil {
+		if !a.Same(&want) {
+			return nil, fmt.Errorf("wallet: account %s: %w with another ledger, kind, owner or balance rule", want.ID, ledger.ErrExists)
+		}
 		return a, nil
 	}
-	if err := s.ensureAccount(ctx, ledger.Account{ID: id, Ledger: ledger.LedgerCash, Kind: ledger.KindWallet, Owner: personID,
-		Flags: ledger.DebitsMustNotExceedCredits, Profile: "basic"}); err != nil {
+	if err := s.ensureAccount(ctx, want); err != nil {
 		return nil, fmt.Errorf("open wallet: %w", err)
 	}
-	return s.eng.Account(ctx, id)
+	return s.eng.Account(ctx, want.ID)
 }
 
 // TopUp issues cash into a wallet (demo seeding; an operator's system

@@ -11,7 +11,9 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/rewards"
 )
 
 // The ledger's machine API: the node's back office (operator tokens). The
@@ -122,6 +124,16 @@ type TransferBody struct {
 	Reference string `json:"reference,omitempty" maxLength:"64"`
 }
 
+// peoplesAccount reports whether a is a person's cash wallet or points
+// account. Those move only through the payments and rewards services, whose
+// lists the person reads (money in by POST /top-ups), so that what they
+// list adds up to the balance: the back office's transfers are refused
+// (account_reserved). The services never take an account of another kind
+// or owner under those ids for a person's (ledger.Account.Same).
+func peoplesAccount(a *ledger.Account) bool {
+	return a.Kind == ledger.KindWallet && (a.ID == payment.WalletAccount(a.Owner) || a.ID == rewards.PointsAccount(a.Owner))
+}
+
 func optionalID(s string) (ledger.ID, error) {
 	if s == "" {
 		return ledger.ID{}, nil
@@ -137,7 +149,7 @@ type transfersIn struct {
 
 type transfersOut struct {
 	Body struct {
-		Results []string `json:"results" doc:"one per transfer, in order: ok, exists, or the reason it was refused"`
+		Results []string `json:"results" doc:"one per transfer, in order: ok, exists, or the reason it was refused; account_reserved for a person's wallet or points account, which move only through payments, top-ups and rewards"`
 	}
 }
 
@@ -161,7 +173,7 @@ func (s *Server) apiTransfers(ctx context.Context, in *transfersIn) (*transfersO
 		}
 		ts[i] = t
 	}
-	rs, err := s.ledger.Submit(ctx, ts)
+	rs, err := s.ledger.SubmitExcept(ctx, ts, peoplesAccount)
 	if err != nil {
 		return nil, s.ledgerErr(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
 )
@@ -41,6 +42,9 @@ func (s *Server) paymentErr(err error) error {
 		return huma.Error400BadRequest(payment.Explain(err))
 	case errors.Is(err, payment.ErrNotFound):
 		return huma.Error404NotFound("There is no such payment, document or merchant profile.")
+	case errors.Is(err, ledger.ErrExists): // an account under a derived id that is not the service's (ledger.Account.Same)
+		s.log.Warn("an account under a wallet's or merchant's derived id was opened through the back office") // which one is personal
+		return huma.Error409Conflict("An account this needs was opened by other means under its id, so nothing was done.")
 	}
 	return s.apiError(err)
 }

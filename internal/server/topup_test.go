@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/rewards"
 	"github.com/civstack/civstack/internal/store/storetest"
 )
 
@@ -167,6 +170,70 @@ func TestDemoTopUpsOnce(t *testing.T) {
 				t.Fatalf("Amira's balance after seeding three times: %d", a.Balance())
 			}
 			expect(t, "the starting balance", w.as(t, "Amira Haddad").get("/wallet"), http.StatusOK, "Top-up: starting balance")
+		})
+	}
+}
+
+// TestBackOfficeLeavesPeoplesAccounts: the ledger's back-office API cannot
+// move a person's wallet or points account (their lists would no longer add
+// up to their balances), while it still moves its own accounts; and an
+// account the back office opens under a person's wallet id is never taken
+// for the person's wallet.
+func TestBackOfficeLeavesPeoplesAccounts(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			ctx := context.Background()
+			ops, err := w.n.reg.OrganisationByName(ctx, "City Operations (demo)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			op := w.apiClient(t, ops.ID, registry.Operator, "back office")
+			amiraC := w.as(t, "Amira Haddad")
+			expect(t, "Amira joins the rewards", amiraC.postForm("/wallet/rewards/join", nil), http.StatusOK, "Your member card")
+			amira := w.people["Amira Haddad"]
+			wallet, points := payment.WalletAccount(amira).String(), rewards.PointsAccount(amira).String()
+			id := func(n int) string { return fmt.Sprintf("%032x", n) }
+			for _, a := range []map[string]any{
+				{"id": id(1), "ledger": 1, "kind": 1, "owner": "bank", "flags": 0},
+				{"id": id(2), "ledger": 2, "kind": 1, "owner": "bank", "flags": 0},
+				{"id": id(3), "ledger": 1, "kind": 2, "owner": "float", "flags": 0},
+			} {
+				expect(t, "a back-office account", op.postJSON("/api/v1/ledger/accounts", a), http.StatusCreated)
+			}
+			r := op.postJSON("/api/v1/ledger/transfers", map[string]any{"transfers": []map[string]any{
+				{"id": id(100), "debit": id(1), "credit": wallet, "amount": 5_00, "code": 3},
+				{"id": id(101), "debit": wallet, "credit": id(1), "amount": 1_00, "code": 4},
+				{"id": id(102), "debit": id(2), "credit": points, "amount": 50, "code": 3},
+				{"id": id(103), "debit": id(1), "credit": id(3), "amount": 7_00, "code": 3},
+			}})
+			expect(t, "transfers", r, http.StatusOK, `"results":["account_reserved","account_reserved","account_reserved","ok"]`)
+			expect(t, "Amira's wallet", amiraC.get("/wallet"), http.StatusOK, `<strong id="balance">200.00</strong>`)
+			expect(t, "the back office's own account", op.get("/api/v1/ledger/accounts/"+id(3)), http.StatusOK, `"balance":700`)
+			// The same transfer is refused again (never remembered as taken).
+			expect(t, "again", op.postJSON("/api/v1/ledger/transfers", map[string]any{"transfers": []map[string]any{
+				{"id": id(100), "debit": id(1), "credit": wallet, "amount": 5_00, "code": 3}}}), http.StatusOK, `"results":["account_reserved"]`)
+
+			// An account under a person's wallet id, opened by the back
+			// office for another owner, is not the person's wallet.
+			newcomer, err := w.n.reg.NewPerson("Newcomer")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.n.reg.CreatePerson(ctx, newcomer, nil, ""); err != nil {
+				t.Fatal(err)
+			}
+			squat := payment.WalletAccount(newcomer.ID).String()
+			expect(t, "an account under the newcomer's wallet id", op.postJSON("/api/v1/ledger/accounts",
+				map[string]any{"id": squat, "ledger": 1, "kind": 2, "owner": "float", "flags": 0}), http.StatusCreated)
+			expect(t, "moved by the back office", op.postJSON("/api/v1/ledger/transfers", map[string]any{"transfers": []map[string]any{
+				{"id": id(104), "debit": id(1), "credit": squat, "amount": 1_00, "code": 3}}}), http.StatusOK, `"results":["ok"]`)
+			if _, err := w.n.pay.Wallet(ctx, newcomer.ID); !errors.Is(err, ledger.ErrExists) {
+				t.Fatalf("the newcomer's wallet: %v", err)
+			}
+			expectProblem(t, "a top-up into it", op.postJSON("/api/v1/top-ups", map[string]any{"request_id": "squat", "person": newcomer.ID, "amount": 1_00}),
+				http.StatusConflict, "An account this needs was opened by other means under its id, so nothing was done.")
+			expect(t, "the account under the id", op.get("/api/v1/ledger/accounts/"+squat), http.StatusOK, `"balance":100`)
 		})
 	}
 }
