@@ -36,7 +36,8 @@ type groupState struct {
 	batch     int64          // this group's batch number, if it applies any transfer
 	gen       int64          // ledger generation this group leaves
 	profiles  map[string]Limits
-	reserved  func(*Account) bool // the request being applied: accounts it may not move (SubmitExcept)
+	reserve   *reservation // the engine's (SetReserved), as the group began
+	except    bool         // the request being applied may not move reserved accounts (SubmitExcept)
 
 	results [][]Result
 	expired []int
@@ -187,7 +188,21 @@ func (g *groupState) limits(a *Account) (Limits, bool) {
 // isReserved reports whether the request being applied may not move one
 // of the accounts.
 func (g *groupState) isReserved(dr, cr *Account) bool {
-	return g.reserved != nil && (g.reserved(dr) || g.reserved(cr))
+	return g.except && (g.reserved(dr) || g.reserved(cr))
+}
+
+// reserved is the engine's predicate's answer for a, asked once per account
+// and kept with it (its id, kind and owner never change). With no predicate
+// every account is reserved: SubmitExcept refuses before it gets here.
+func (g *groupState) reserved(a *Account) bool {
+	r := g.reserve
+	if r == nil {
+		return true
+	}
+	if a.reservedGen != r.gen {
+		a.reservedGen, a.reservedAns = r.gen, r.fn(a)
+	}
+	return a.reservedAns
 }
 
 // one applies a single transfer to the working state.
@@ -461,7 +476,7 @@ func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, fu
 	w := &writer{ctx: ctx, tx: tx}
 	now := e.now().UTC()
 	g := &groupState{accounts: map[ID]*Account{}, existing: map[ID]*record{}, changedAc: map[ID]bool{}, changedMd: map[ID]bool{}, changedPd: map[ID]*record{},
-		now: now, zone: e.zone, day: dayOf(now.In(e.zone)), profiles: e.profiles,
+		now: now, zone: e.zone, day: dayOf(now.In(e.zone)), profiles: e.profiles, reserve: e.reserve.Load(),
 		results: make([][]Result, len(group)), expired: make([]int, len(group)), errs: make([]error, len(group))}
 	// Every group changes ledger_clock first: on PostgreSQL the row lock
 	// orders groups of several processes before any work is done. It also
@@ -549,9 +564,9 @@ func (e *Engine) applyTx(ctx context.Context, tx *store.Tx, group []*request, fu
 	for i, r := range group {
 		switch r.op {
 		case opTransfers:
-			g.reserved = r.reserved
+			g.except = r.except
 			g.results[i] = g.transfers(r.transfers)
-			g.reserved = nil
+			g.except = false
 		case opClose, opProfile:
 			a := g.accounts[r.account]
 			if a == nil {

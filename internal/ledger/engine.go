@@ -30,6 +30,9 @@ type Engine struct {
 
 	stats struct{ groups, requests, applied, refused, redone atomic.Int64 }
 
+	reserve    atomic.Pointer[reservation] // SetReserved
+	reserveGen atomic.Uint32
+
 	// Owned by Run's goroutine.
 	cache  map[ID]*Account // committed accounts as of generation gen
 	gen    int64           // ledger_clock.generation after our last commit; -1 unknown
@@ -49,10 +52,10 @@ const (
 type request struct {
 	op        opKind
 	transfers []Transfer
-	after     After               // opTransfers: runs in the group's transaction
-	reserved  func(*Account) bool // opTransfers: accounts it may not move (SubmitExcept)
-	account   ID                  // opClose, opProfile
-	profile   string              // opProfile
+	after     After  // opTransfers: runs in the group's transaction
+	except    bool   // opTransfers: it may not move the reserved accounts (SubmitExcept)
+	account   ID     // opClose, opProfile
+	profile   string // opProfile
 	results   []Result
 	expired   int // opExpire: how many it released
 	err       error
@@ -302,19 +305,41 @@ func (e *Engine) SubmitThen(ctx context.Context, transfers []Transfer, after Aft
 	return r.results, nil
 }
 
-// SubmitExcept is Submit for a caller that may not move some accounts: a
-// transfer whose debit or credit account reserved reports (or, for a post or
-// void, whose pending transfer's) is refused with AccountReserved, which is
-// not remembered. The back office's API uses it to leave people's wallets to
-// the services that list their movements where the people see them.
-// reserved runs in the engine's goroutine, once or twice per transfer, on
-// the account as it stands: it must be quick, must not keep the pointer and
-// must not call the engine.
-func (e *Engine) SubmitExcept(ctx context.Context, transfers []Transfer, reserved func(*Account) bool) ([]Result, error) {
+// SetReserved names the accounts that SubmitExcept's callers may not move:
+// those reserved reports. It may be called at any time; groups that begin
+// afterwards use it. reserved runs in the engine's goroutine, once per
+// account it holds (the answer is kept with the account, whose id, kind and
+// owner never change): it must be quick, must not keep the pointer and must
+// not call the engine.
+func (e *Engine) SetReserved(reserved func(*Account) bool) {
+	if reserved == nil {
+		e.reserve.Store(nil)
+		return
+	}
+	e.reserve.Store(&reservation{fn: reserved, gen: e.reserveGen.Add(1)})
+}
+
+// reservation is a SetReserved predicate, numbered so that an account's
+// kept answer is known to be this one's.
+type reservation struct {
+	fn  func(*Account) bool
+	gen uint32
+}
+
+// SubmitExcept is Submit for a caller that may not move the reserved
+// accounts (SetReserved): a transfer whose debit or credit account is one
+// (or, for a post or void, whose pending transfer's is) is refused with
+// AccountReserved, which is not remembered. The back office's API uses it to
+// leave people's wallets to the services that list their movements where
+// the people see them. Without SetReserved it refuses to run.
+func (e *Engine) SubmitExcept(ctx context.Context, transfers []Transfer) ([]Result, error) {
+	if e.reserve.Load() == nil {
+		return nil, errors.New("ledger: SubmitExcept before SetReserved")
+	}
 	if len(transfers) == 0 || len(transfers) > MaxBatch {
 		return e.Submit(ctx, transfers)
 	}
-	r := &request{op: opTransfers, transfers: transfers, reserved: reserved}
+	r := &request{op: opTransfers, transfers: transfers, except: true}
 	if err := e.send(ctx, r); err != nil {
 		return nil, err
 	}

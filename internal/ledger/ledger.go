@@ -84,6 +84,9 @@ type Account struct {
 	transfers int64 // how many transfers it has
 	day       int64 // the calendar day (dayOf) dayDebits counts
 	dayDebits int64 // debits on that day, pending ones included
+
+	reservedGen uint32 // the SetReserved predicate reservedAns is the answer of (0: none yet)
+	reservedAns bool
 }
 
 // Balance is posted credits minus posted debits.

@@ -15,7 +15,8 @@ import (
 // transfer touching one refused (a plain one, either side; a post or void of
 // a pending one; a chain holding one, as a whole), and nothing it refused is
 // remembered: the same transfer from a caller that may still goes through.
-// Requests of both kinds in one group keep their own rule.
+// Requests of both kinds in one group keep their own rule, and the
+// predicate is asked once per account.
 func TestSubmitExcept(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -23,10 +24,14 @@ func TestSubmitExcept(t *testing.T) {
 		issuer := account(t, e, ledger.KindIssuer, 0, "")
 		kept := account(t, e, ledger.KindWallet, ledger.DebitsMustNotExceedCredits, "")
 		free := account(t, e, ledger.KindWallet, ledger.DebitsMustNotExceedCredits, "")
-		reserved := func(a *ledger.Account) bool { return a.ID == kept }
+		if _, err := e.SubmitExcept(ctx, []ledger.Transfer{{ID: newID(), Debit: issuer, Credit: free, Amount: 1}}); err == nil {
+			t.Fatal("SubmitExcept ran with no accounts reserved")
+		}
+		asked := map[ledger.ID]int{}
+		e.SetReserved(func(a *ledger.Account) bool { asked[a.ID]++; return a.ID == kept })
 		except := func(ts ...ledger.Transfer) []ledger.Result {
 			t.Helper()
-			rs, err := e.SubmitExcept(ctx, ts, reserved)
+			rs, err := e.SubmitExcept(ctx, ts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,7 +66,7 @@ func TestSubmitExcept(t *testing.T) {
 				var rs []ledger.Result
 				var err error
 				if i%2 == 0 {
-					rs, err = e.SubmitExcept(ctx, []ledger.Transfer{tr(issuer, kept, 1)}, reserved)
+					rs, err = e.SubmitExcept(ctx, []ledger.Transfer{tr(issuer, kept, 1)})
 					if err == nil && rs[0] != ledger.AccountReserved {
 						err = errors.New("a back-office transfer into the reserved account: " + rs[0].String())
 					}
@@ -82,6 +87,14 @@ func TestSubmitExcept(t *testing.T) {
 		if got := balance(t, e, kept).Balance(); got != 100+5-5-10+20 {
 			t.Fatalf("the reserved account holds %d", got)
 		}
+		// The predicate is asked once per account the engine holds (again
+		// only if its cache had to be dropped), not for each of the 40-odd
+		// transfers into kept; a new predicate is asked again.
+		if asked[kept] < 1 || asked[kept] > 3 || asked[free] > 3 || asked[issuer] > 3 {
+			t.Fatalf("the predicate was asked %v", asked)
+		}
+		e.SetReserved(func(a *ledger.Account) bool { return a.ID == free })
+		want(t, "another predicate", except(tr(issuer, kept, 1), tr(issuer, free, 1)), ledger.OK, ledger.AccountReserved)
 	})
 }
 

