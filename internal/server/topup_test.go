@@ -123,6 +123,18 @@ func TestTopUpAPI(t *testing.T) {
 				t.Fatalf("after the refusals: Amira %d, Jonas %d", a, j)
 			}
 
+			// Another operator organisation's request ids are its own.
+			bank, err := w.n.reg.CreateOrganisation(ctx, "Savings bank gateway", []registry.Role{registry.Operator}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other := w.apiClient(t, bank.ID, registry.Operator, "gateway")
+			r := other.postJSON("/api/v1/top-ups", map[string]any{"request_id": "sepa-2026-0001", "person": jonas, "amount": 10_00})
+			expect(t, "the same request id from another operator", r, http.StatusCreated, `"amount":1000`)
+			if j := balance(jonas); j != 210_00 {
+				t.Fatalf("Jonas's balance after the other operator's top-up: %d", j)
+			}
+
 			// Only an operator's token may top up.
 			tax, err := w.n.reg.OrganisationByName(ctx, "City Tax Office")
 			if err != nil {
@@ -134,7 +146,7 @@ func TestTopUpAPI(t *testing.T) {
 					t.Fatalf("a top-up by another role: %d %s", r.status, r.body)
 				}
 			}
-			if j := balance(jonas); j != 200_00 {
+			if j := balance(jonas); j != 210_00 {
 				t.Fatalf("Jonas's balance after others tried to top it up: %d", j)
 			}
 		})

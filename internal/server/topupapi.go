@@ -27,7 +27,7 @@ func (s *Server) topUpRoutes(api huma.API) {
 
 type topUpIn struct {
 	Body struct {
-		RequestID string `json:"request_id" minLength:"1" maxLength:"64" doc:"your id for this top-up (the bank transfer's, say): sending it again credits nothing more"`
+		RequestID string `json:"request_id" minLength:"1" maxLength:"64" doc:"your organisation's id for this top-up (the bank transfer's, say): sending it again credits nothing more"`
 		Person    string `json:"person" minLength:"1" maxLength:"64" doc:"the citizen's person id"`
 		Amount    int64  `json:"amount" minimum:"1" doc:"minor units (cents)"`
 		Reference string `json:"reference,omitempty" maxLength:"64" doc:"what the citizen reads in their history, e.g. where the money came from"`
@@ -53,7 +53,8 @@ func (s *Server) apiTopUp(ctx context.Context, in *topUpIn) (*topUpOut, error) {
 	} else if err != nil {
 		return nil, s.apiError(err)
 	}
-	p, err := s.pay.TopUp(ctx, ledger.DeriveID("civstack top-up", b.RequestID), b.Person, b.Amount, b.Reference)
+	// Each operator organisation's request ids are its own.
+	p, err := s.pay.TopUp(ctx, ledger.DeriveID("civstack top-up", principalFrom(ctx).org.ID, b.RequestID), b.Person, b.Amount, b.Reference)
 	if err != nil {
 		return nil, s.paymentErr(err)
 	}
