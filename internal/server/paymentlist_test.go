@@ -83,7 +83,7 @@ func TestPaymentLists(t *testing.T) {
 			if recs[1][1] != "Li's Dumpling Cart" || recs[1][3] != "wallet scan (shop QR)" || !strings.HasSuffix(recs[1][6], "/receipts/"+recs[1][5]) {
 				t.Fatalf("CSV line: %v", recs[1])
 			}
-			if top := recs[8]; top[1] != "Top-up: starting balance" || top[3] != "top-up" || top[4] != "starting balance" || top[6] != "" {
+			if top := recs[8]; top[1] != "Top-up" || top[3] != "top-up" || top[4] != "starting balance" || top[6] != "" {
 				t.Fatalf("CSV line of the top-up: %v", top)
 			}
 			theirs := jonas.get("/wallet/payments.csv")

@@ -46,6 +46,7 @@ type historyRow struct {
 	Direction string // "out" or "in"
 	Other     string // who was paid or who paid
 	Signed    int64  // negative when money left the wallet
+	Note      string // shown after Other on the page: a top-up's reference
 }
 
 // names remembers the names a list has looked up, so that a long export
@@ -73,9 +74,7 @@ func (s *Server) historyRows(r *http.Request, personID string, ps []*payment.Pay
 			row.Direction, row.Other, row.Signed = "in", "Refund from "+org(x.PayeeOrg), x.Amount
 		case x.Kind == payment.KindTopUp:
 			row.Direction, row.Other, row.Signed = "in", "Top-up", x.Amount
-			if x.Reference != "" {
-				row.Other += ": " + x.Reference // e.g. the bank transfer it came from
-			}
+			row.Note = x.Reference // e.g. the bank transfer it came from (the CSV has its own column)
 		case x.Payer == personID:
 			row.Direction, row.Signed = "out", -x.Amount
 			if x.PayeeOrg != "" {
