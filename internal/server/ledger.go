@@ -84,6 +84,9 @@ func (s *Server) apiCreateAccount(ctx context.Context, in *createAccountIn) (*ac
 	}
 	a := ledger.Account{ID: id, Ledger: in.Body.Ledger, Kind: ledger.Kind(in.Body.Kind), Owner: in.Body.Owner,
 		Flags: ledger.AccountFlags(in.Body.Flags), Profile: in.Body.Profile}
+	if peoplesAccount(&a) {
+		return nil, huma.Error409Conflict("That id is a person's wallet or points account: the payments and rewards services open those.")
+	}
 	if err := s.ledger.CreateAccount(ctx, a); err != nil {
 		return nil, s.ledgerErr(err)
 	}

@@ -226,8 +226,8 @@ func TestBackOfficeLeavesPeoplesAccounts(t *testing.T) {
 			expect(t, "again", op.postJSON("/api/v1/ledger/transfers", map[string]any{"transfers": []map[string]any{
 				{"id": id(100), "debit": id(1), "credit": wallet, "amount": 5_00, "code": 3}}}), http.StatusOK, `"results":["account_reserved"]`)
 
-			// An account under a person's wallet id, opened by the back
-			// office for another owner, is not the person's wallet.
+			// The back office cannot open a person's wallet or points
+			// account itself (it would choose its rules and tier) ...
 			newcomer, err := w.n.reg.NewPerson("Newcomer")
 			if err != nil {
 				t.Fatal(err)
@@ -235,6 +235,14 @@ func TestBackOfficeLeavesPeoplesAccounts(t *testing.T) {
 			if err := w.n.reg.CreatePerson(ctx, newcomer, nil, ""); err != nil {
 				t.Fatal(err)
 			}
+			for _, a := range []map[string]any{
+				{"id": payment.WalletAccount(newcomer.ID).String(), "ledger": 1, "kind": 2, "owner": newcomer.ID, "flags": 1},
+				{"id": rewards.PointsAccount(newcomer.ID).String(), "ledger": 2, "kind": 2, "owner": newcomer.ID, "flags": 1},
+			} {
+				expectProblem(t, "a person's account opened by the back office", op.postJSON("/api/v1/ledger/accounts", a), http.StatusConflict, "That id is a person's wallet or points account: the payments and rewards services open those.")
+			}
+			// ... and one it opens under a person's wallet id for another
+			// owner is not the person's wallet.
 			squat := payment.WalletAccount(newcomer.ID).String()
 			expect(t, "an account under the newcomer's wallet id", op.postJSON("/api/v1/ledger/accounts",
 				map[string]any{"id": squat, "ledger": 1, "kind": 2, "owner": "float", "flags": 0}), http.StatusCreated)
