@@ -110,6 +110,9 @@ func (s *Server) apiGetAccount(ctx context.Context, in *ledgerIDPath) (*accountO
 	if err != nil {
 		return nil, s.ledgerErr(err)
 	}
+	if peoplesAccount(a) {
+		return nil, errPeoplesAccount
+	}
 	return &accountOut{Body: accountBody(a)}, nil
 }
 
@@ -135,6 +138,28 @@ type TransferBody struct {
 // or owner under those ids for a person's (ledger.Account.Same).
 func peoplesAccount(a *ledger.Account) bool {
 	return a.Kind == ledger.KindWallet && (a.ID == payment.WalletAccount(a.Owner) || a.ID == rewards.PointsAccount(a.Owner))
+}
+
+// errPeoplesAccount answers the back office's reads of a person's account
+// or of a transfer that touches one: a person's payments are theirs to
+// read (their wallet's history and CSV), as agencies read people's data
+// only through the exchange.
+var errPeoplesAccount = huma.Error403Forbidden("That is a person's wallet or points account, or a transfer of one: only they read those. The back office reads its own accounts.")
+
+// notPeoples is errPeoplesAccount if any of the accounts is a person's
+// (an account that does not exist is not).
+func (s *Server) notPeoples(ctx context.Context, ids ...ledger.ID) error {
+	for _, id := range ids {
+		a, err := s.ledger.Account(ctx, id)
+		switch {
+		case errors.Is(err, ledger.ErrNotFound):
+		case err != nil:
+			return s.ledgerErr(err)
+		case peoplesAccount(a):
+			return errPeoplesAccount
+		}
+	}
+	return nil
 }
 
 func optionalID(s string) (ledger.ID, error) {
@@ -225,6 +250,9 @@ func (s *Server) apiHistory(ctx context.Context, in *historyIn) (*historyOut, er
 	if from.IsZero() {
 		from = to.Add(-30 * 24 * time.Hour)
 	}
+	if err := s.notPeoples(ctx, id); err != nil {
+		return nil, err
+	}
 	es, err := s.ledger.History(ctx, id, from, to, in.Limit)
 	if err != nil {
 		return nil, s.ledgerErr(err)
@@ -305,6 +333,9 @@ func (s *Server) apiGetTransfer(ctx context.Context, in *ledgerIDPath) (*transfe
 	t, err := s.ledger.Transfer(ctx, id)
 	if err != nil {
 		return nil, s.ledgerErr(err)
+	}
+	if err := s.notPeoples(ctx, t.Debit, t.Credit); err != nil {
+		return nil, err
 	}
 	b := TransferBody{ID: t.ID.String(), Debit: t.Debit.String(), Credit: t.Credit.String(), Amount: t.Amount, Ledger: t.Ledger,
 		Code: t.Code, Flags: uint16(t.Flags), Timeout: int64(t.Timeout / time.Second), Reference: t.Reference}

@@ -188,7 +188,8 @@ func TestDemoTopUpsOnce(t *testing.T) {
 
 // TestBackOfficeLeavesPeoplesAccounts: the ledger's back-office API cannot
 // move a person's wallet or points account (their lists would no longer add
-// up to their balances), while it still moves its own accounts; and an
+// up to their balances), nor open or read one, while it still moves and
+// reads its own accounts; and an
 // account the back office opens under a person's wallet id is never taken
 // for the person's wallet.
 func TestBackOfficeLeavesPeoplesAccounts(t *testing.T) {
@@ -221,7 +222,22 @@ func TestBackOfficeLeavesPeoplesAccounts(t *testing.T) {
 			}})
 			expect(t, "transfers", r, http.StatusOK, `"results":["account_reserved","account_reserved","account_reserved","ok"]`)
 			expect(t, "Amira's wallet", amiraC.get("/wallet"), http.StatusOK, `<strong id="balance">200.00</strong>`)
+			defer func() { // and what the operator tops up is hers
+				expect(t, "Amira's wallet at the end", amiraC.get("/wallet"), http.StatusOK, `<strong id="balance">201.00</strong>`)
+			}()
 			expect(t, "the back office's own account", op.get("/api/v1/ledger/accounts/"+id(3)), http.StatusOK, `"balance":700`)
+			// Nor read them: a person's account, its history, a transfer of it.
+			top := op.postJSON("/api/v1/top-ups", map[string]any{"request_id": "read-me", "person": amira, "amount": 1_00})
+			expect(t, "a top-up", top, http.StatusCreated)
+			var topped struct{ ID string }
+			top.json(t, &topped)
+			for _, path := range []string{"/api/v1/ledger/accounts/" + wallet, "/api/v1/ledger/accounts/" + points,
+				"/api/v1/ledger/accounts/" + wallet + "/history", "/api/v1/ledger/accounts/" + points + "/history", "/api/v1/ledger/transfers/" + topped.ID} {
+				expectProblem(t, "the back office reads "+path, op.get(path), http.StatusForbidden, "That is a person's wallet or points account, or a transfer of one: only they read those. The back office reads its own accounts.")
+			}
+			expect(t, "its own account's history", op.get("/api/v1/ledger/accounts/"+id(3)+"/history"), http.StatusOK, `"delta":700`)
+			expect(t, "its own transfer", op.get("/api/v1/ledger/transfers/"+id(103)), http.StatusOK, `"amount":700`)
+
 			// The same transfer is refused again (never remembered as taken).
 			expect(t, "again", op.postJSON("/api/v1/ledger/transfers", map[string]any{"transfers": []map[string]any{
 				{"id": id(100), "debit": id(1), "credit": wallet, "amount": 5_00, "code": 3}}}), http.StatusOK, `"results":["account_reserved"]`)
