@@ -283,6 +283,11 @@ func (s *Server) apiProveTransfer(ctx context.Context, in *ledgerIDPath) (*proof
 	if err != nil {
 		return nil, err
 	}
+	if t, err := s.ledger.Transfer(ctx, id); err == nil {
+		if err := s.notPeoples(ctx, t.Debit, t.Credit); err != nil {
+			return nil, err
+		}
+	}
 	p, err := s.ledger.ProveTransfer(ctx, id)
 	if err != nil {
 		return nil, s.ledgerErr(err)

@@ -232,7 +232,8 @@ func TestBackOfficeLeavesPeoplesAccounts(t *testing.T) {
 			var topped struct{ ID string }
 			top.json(t, &topped)
 			for _, path := range []string{"/api/v1/ledger/accounts/" + wallet, "/api/v1/ledger/accounts/" + points,
-				"/api/v1/ledger/accounts/" + wallet + "/history", "/api/v1/ledger/accounts/" + points + "/history", "/api/v1/ledger/transfers/" + topped.ID} {
+				"/api/v1/ledger/accounts/" + wallet + "/history", "/api/v1/ledger/accounts/" + points + "/history", "/api/v1/ledger/transfers/" + topped.ID,
+				"/api/v1/ledger/transfers/" + topped.ID + "/proof"} {
 				expectProblem(t, "the back office reads "+path, op.get(path), http.StatusForbidden, "That is a person's wallet or points account, or a transfer of one: only they read those. The back office reads its own accounts.")
 			}
 			expect(t, "its own account's history", op.get("/api/v1/ledger/accounts/"+id(3)+"/history"), http.StatusOK, `"delta":700`)
