@@ -272,13 +272,17 @@ func (e *Engine) send(ctx context.Context, r *request) error {
 // Submit applies transfers (at most MaxBatch) and returns one result per
 // transfer, once they are durably written.
 func (e *Engine) Submit(ctx context.Context, transfers []Transfer) ([]Result, error) {
-	if len(transfers) == 0 {
+	return e.submit(ctx, &request{op: opTransfers, transfers: transfers})
+}
+
+// submit sends a request of transfers and waits for its results.
+func (e *Engine) submit(ctx context.Context, r *request) ([]Result, error) {
+	if len(r.transfers) == 0 {
 		return nil, nil
 	}
-	if len(transfers) > MaxBatch {
-		return nil, fmt.Errorf("%w: %d, the most is %d", ErrTooMany, len(transfers), MaxBatch)
+	if len(r.transfers) > MaxBatch {
+		return nil, fmt.Errorf("%w: %d, the most is %d", ErrTooMany, len(r.transfers), MaxBatch)
 	}
-	r := &request{op: opTransfers, transfers: transfers}
 	if err := e.send(ctx, r); err != nil {
 		return nil, err
 	}
@@ -295,14 +299,7 @@ type After func(ctx context.Context, tx *store.Tx, results []Result) error
 
 // SubmitThen is Submit with work that commits in the same transaction.
 func (e *Engine) SubmitThen(ctx context.Context, transfers []Transfer, after After) ([]Result, error) {
-	if len(transfers) == 0 || len(transfers) > MaxBatch {
-		return e.Submit(ctx, transfers)
-	}
-	r := &request{op: opTransfers, transfers: transfers, after: after}
-	if err := e.send(ctx, r); err != nil {
-		return nil, err
-	}
-	return r.results, nil
+	return e.submit(ctx, &request{op: opTransfers, transfers: transfers, after: after})
 }
 
 // SetReserved names the accounts that SubmitExcept's callers may not move:
@@ -336,14 +333,7 @@ func (e *Engine) SubmitExcept(ctx context.Context, transfers []Transfer) ([]Resu
 	if e.reserve.Load() == nil {
 		return nil, errors.New("ledger: SubmitExcept before SetReserved")
 	}
-	if len(transfers) == 0 || len(transfers) > MaxBatch {
-		return e.Submit(ctx, transfers)
-	}
-	r := &request{op: opTransfers, transfers: transfers, except: true}
-	if err := e.send(ctx, r); err != nil {
-		return nil, err
-	}
-	return r.results, nil
+	return e.submit(ctx, &request{op: opTransfers, transfers: transfers, except: true})
 }
 
 // Close closes an account: it takes no more transfers, except voids of its

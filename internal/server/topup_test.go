@@ -17,6 +17,17 @@ import (
 	"github.com/civstack/civstack/internal/store/storetest"
 )
 
+// operator is an API client with an operator token of the demo's
+// operations organisation, labelled label.
+func (w *demoWorld) operator(t *testing.T, label string) *client {
+	t.Helper()
+	ops, err := w.n.reg.OrganisationByName(context.Background(), "City Operations (demo)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w.apiClient(t, ops.ID, registry.Operator, label)
+}
+
 // TestTopUpAPI: the operator's system credits a citizen's wallet through
 // POST /api/v1/top-ups; the wallet lists it with its reference, so that
 // the history still adds up to the balance. A retry credits nothing more,
@@ -27,11 +38,7 @@ func TestTopUpAPI(t *testing.T) {
 		t.Run(e.Name, func(t *testing.T) {
 			w := startDemo(t, e)
 			ctx := context.Background()
-			ops, err := w.n.reg.OrganisationByName(ctx, "City Operations (demo)")
-			if err != nil {
-				t.Fatal(err)
-			}
-			op := w.apiClient(t, ops.ID, registry.Operator, "bank gateway")
+			op := w.operator(t, "bank gateway")
 			amira, jonas := w.people["Amira Haddad"], w.people["Jonas Weber"]
 			balance := func(person string) int64 {
 				t.Helper()
@@ -197,11 +204,7 @@ func TestBackOfficeLeavesPeoplesAccounts(t *testing.T) {
 		t.Run(e.Name, func(t *testing.T) {
 			w := startDemo(t, e)
 			ctx := context.Background()
-			ops, err := w.n.reg.OrganisationByName(ctx, "City Operations (demo)")
-			if err != nil {
-				t.Fatal(err)
-			}
-			op := w.apiClient(t, ops.ID, registry.Operator, "back office")
+			op := w.operator(t, "back office")
 			amiraC := w.as(t, "Amira Haddad")
 			expect(t, "Amira joins the rewards", amiraC.postForm("/wallet/rewards/join", nil), http.StatusOK, "Your member card")
 			amira := w.people["Amira Haddad"]
