@@ -54,7 +54,10 @@ func commands() []command {
 		{"qr", "decode an EMV merchant QR payload: civstack qr decode PAYLOAD", runQR},
 		{"verify", "check offline a health pass or EU DCC (civstack verify HC1:…), an\nSD-JWT, or a downloaded receipt, report or data-access export (FILE)", runVerify},
 		{"bench", "benchmarks with their baseline in the same run:\ncivstack bench log|ledger|pay|verify|credential|exchange", runBench},
-		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
+		{"version", "print the version", func(_ context.Context, e *env, args []string) error {
+			if err := newFlags(e, "version", "Prints civstack's version.").parse(args, false); err != nil {
+				return err
+			}
 			fmt.Fprintln(e.stdout, "civstack", Version)
 			return nil
 		}},
@@ -130,10 +133,20 @@ func (f *flags) printUsage() {
 	if f.synopsis != "" {
 		fmt.Fprintf(f.e.stdout, "%s\n\n", f.synopsis)
 	}
+	if !f.hasFlags() {
+		return
+	}
 	fmt.Fprintf(f.e.stdout, "Flags:\n")
 	f.SetOutput(f.e.stdout)
 	f.PrintDefaults()
 	f.SetOutput(io.Discard)
+}
+
+// hasFlags reports whether the command defines any flag.
+func (f *flags) hasFlags() bool {
+	n := 0
+	f.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
 }
 
 func newFlags(e *env, name, synopsis string) *flags {

@@ -114,6 +114,9 @@ func TestHelp(t *testing.T) {
 	if code, out, _ := run(t, nil, "version"); code != 0 || !strings.HasPrefix(out, "civstack ") {
 		t.Fatalf("version: %d %q", code, out)
 	}
+	if code, out, _ := run(t, nil, "version", "--help"); code != 0 || out != "Usage: civstack version\n\nPrints civstack's version.\n\n" {
+		t.Fatalf("version --help: %d %q", code, out)
+	}
 	if code, _, _ := run(t, nil); code != 2 {
 		t.Fatalf("no arguments: exit %d", code)
 	}
@@ -127,6 +130,10 @@ func TestUsageErrors(t *testing.T) {
 	oneLine(t, "unknown flag", code, 2, stderr, "flag provided but not defined")
 	code, _, stderr = run(t, nil, "serve", "--data", data, "extra")
 	oneLine(t, "extra argument", code, 2, stderr, "unexpected argument")
+	code, _, stderr = run(t, nil, "version", "--short")
+	oneLine(t, "a flag version does not have", code, 2, stderr, "flag provided but not defined")
+	code, _, stderr = run(t, nil, "version", "extra")
+	oneLine(t, "an argument to version", code, 2, stderr, "unexpected argument")
 	code, _, stderr = run(t, map[string]string{"CIVSTACK_LOG_LEVEL": "loud"}, "serve", "--data", data)
 	oneLine(t, "bad env level", code, 2, stderr, "--log-level")
 	code, _, stderr = run(t, map[string]string{"CIVSTACK_DEMO": "maybe"}, "serve", "--data", data)
