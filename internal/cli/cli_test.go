@@ -317,7 +317,7 @@ func TestServeLifecycle(t *testing.T) {
 		t.Fatalf("keys list after rotation: %d\n%s", code, out)
 	}
 	code, _, stderr = run(t, nil, "keys", "--data", data, "rotate", "banana")
-	oneLine(t, "rotate an unknown purpose", code, 1, stderr, "unknown key purpose")
+	oneLine(t, "rotate an unknown purpose", code, 2, stderr, "unknown key purpose")
 	// Flags after the command are read too (Go's flag package alone would
 	// have listed ./civstack-data's keys, making them if missing).
 	code, after, _ := run(t, nil, "keys", "list", "--data", data)

@@ -39,7 +39,7 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 	}
 	if rest[0] == "rotate" {
 		if !slices.Contains(keyring.Purposes, keyring.Purpose(rest[1])) {
-			return fmt.Errorf("unknown key purpose %q (want log or document)", rest[1])
+			return fmt.Errorf("%w: unknown key purpose %q (want log or document)", errUsage, rest[1])
 		}
 		if err := storage.existing(); err != nil {
 			return err
