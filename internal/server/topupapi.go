@@ -28,7 +28,7 @@ func (s *Server) topUpRoutes(api huma.API) {
 type topUpIn struct {
 	Body struct {
 		RequestID string `json:"request_id" minLength:"1" maxLength:"64" doc:"your organisation's id for this top-up (the bank transfer's, say): sending it again credits nothing more"`
-		Person    string `json:"person" minLength:"1" maxLength:"64" doc:"the citizen's person id"`
+		Person    string `json:"person" minLength:"1" maxLength:"64" doc:"the citizen's account number (on their /account page)"`
 		Amount    int64  `json:"amount" minimum:"1" doc:"minor units (cents)"`
 		Reference string `json:"reference,omitempty" maxLength:"64" doc:"what the citizen reads in their history, e.g. where the money came from"`
 	}
