@@ -115,7 +115,7 @@ func TestTopUpAPI(t *testing.T) {
 				{"the same id for another amount", map[string]any{"request_id": "sepa-2026-0001", "person": amira, "amount": 80_00, "reference": "Bank transfer"}, 422, "id_reused"},
 				{"the same id for another person", map[string]any{"request_id": "sepa-2026-0001", "person": jonas, "amount": 75_50, "reference": "Bank transfer"}, 422, "another wallet, amount or reference"},
 				{"over the basic tier's cap", map[string]any{"request_id": "sepa-2026-0002", "person": jonas, "amount": 10_000_00}, 422, "over its balance cap of 10000.00"},
-				{"a person the node does not know", map[string]any{"request_id": "sepa-2026-0003", "person": "00000000-0000-0000-0000-000000000000", "amount": 1_00}, 404, "no person with that id"},
+				{"a person the node does not know", map[string]any{"request_id": "sepa-2026-0003", "person": "00000000-0000-0000-0000-000000000000", "amount": 1_00}, 404, "no person with that account number"},
 				{"no amount", map[string]any{"request_id": "sepa-2026-0004", "person": jonas, "amount": 0}, 422, "body.amount"},
 				{"no request id", map[string]any{"person": jonas, "amount": 1_00}, 422, "required property request_id"},
 				{"a reference too long", map[string]any{"request_id": "sepa-2026-0005", "person": jonas, "amount": 1_00, "reference": strings.Repeat("r", 65)}, 422, "body.reference"},

@@ -14,8 +14,9 @@ import (
 
 // Top-ups: how cash gets into wallets. The operator's system (an operator
 // token) credits a citizen's wallet when money for it arrives, e.g. their
-// bank transfer to the node's account. Unlike a transfer made straight
-// through /ledger/transfers, a top-up is on the wallet's history and CSV.
+// bank transfer to the node's account; the top-up is on the wallet's history
+// and CSV. (The back office's /ledger/transfers cannot move a person's
+// wallet: peoplesAccount.)
 
 func (s *Server) topUpRoutes(api huma.API) {
 	huma.Register(api, huma.Operation{OperationID: "top-up-wallet", Method: http.MethodPost, Path: "/top-ups",
@@ -36,7 +37,7 @@ type topUpIn struct {
 
 // TopUpBody is a top-up as the API shows it.
 type TopUpBody struct {
-	ID        string    `json:"id" doc:"the ledger transfer's id (GET /ledger/transfers/{id})"`
+	ID        string    `json:"id" doc:"the ledger transfer's id, which the citizen's history and CSV name as the payment"`
 	RequestID string    `json:"request_id"`
 	Person    string    `json:"person"`
 	Amount    int64     `json:"amount" doc:"minor units (cents)"`
@@ -49,7 +50,7 @@ type topUpOut struct{ Body TopUpBody }
 func (s *Server) apiTopUp(ctx context.Context, in *topUpIn) (*topUpOut, error) {
 	b := in.Body
 	if _, err := s.reg.Person(ctx, b.Person); errors.Is(err, registry.ErrNotFound) {
-		return nil, huma.Error404NotFound("There is no person with that id on this node.")
+		return nil, huma.Error404NotFound("There is no person with that account number on this node.")
 	} else if err != nil {
 		return nil, s.apiError(err)
 	}
