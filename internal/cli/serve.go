@@ -65,6 +65,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	metricsAddr := f.String("metrics-addr", "", "serve /metrics on this address only (e.g. 10.0.0.5:9100, reachable from the monitoring network), not on --addr")
 	acceptRewind := f.Bool("accept-log-rewind", false, "serve a database whose transparency log is behind or other than the checkpoint this node last signed (after a restore from a backup; see docs/operations.md)")
 	ceremonies := f.Int("passkey-limit", 30, "passkey ceremonies (sign-ins, registrations) one client may start a minute, twice that in a burst")
+	keepPresentations := f.Duration("keep-presentations", identity.KeepPresentations, "how long a verifier's request keeps what a verified presentation disclosed (and the presentation, for re-checks) after the answer; then both are erased (1m to 720h)")
 	if err := f.parse(args, false); err != nil {
 		return err
 	}
@@ -78,6 +79,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	if *ceremonies < 1 {
 		return fmt.Errorf("%w: --passkey-limit must be at least 1", errUsage)
+	}
+	if *keepPresentations < identity.MinKeepPresentations || *keepPresentations > identity.MaxKeepPresentations {
+		return fmt.Errorf("%w: --keep-presentations must be from 1m to 720h (30 days), not %v", errUsage, *keepPresentations)
 	}
 	logger, err := newLogger(e, *logFormat, *logLevel)
 	if err != nil {
@@ -245,7 +249,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ids, err := identity.New(identity.Deps{DB: n.db, SealKey: idKey, Now: e.now, Rand: rand.Reader, BaseURL: pub.String(), Country: payCfg.Country})
+	ids, err := identity.New(identity.Deps{DB: n.db, SealKey: idKey, Now: e.now, Rand: rand.Reader, BaseURL: pub.String(), Country: payCfg.Country,
+		KeepPresentations: *keepPresentations})
 	if err != nil {
 		return err
 	}
@@ -296,6 +301,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	go expirePoints(integratorCtx, rw, logger)
 	go flushAccessIndex(integratorCtx, ex, logger)
+	go erasePresentations(integratorCtx, ids, logger)
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority,
 		CeremoniesPerMinute: *ceremonies, TrustedProxies: trusted, MetricsElsewhere: *metricsAddr != "", Zone: zone},
 		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode, Identity: ids, Exchange: ex, Rewards: rw})
@@ -430,6 +436,19 @@ func flushAccessIndex(ctx context.Context, ex *exchange.Exchange, logger *slog.L
 	every(ctx, time.Minute, false, func() {
 		if err := ex.FlushIndex(ctx); err != nil && ctx.Err() == nil {
 			logger.Warn("access index", "err", err)
+		}
+	})
+}
+
+// erasePresentations erases, every minute, the verified presentations
+// older than --keep-presentations (at once first: a node that was down
+// catches up at start).
+func erasePresentations(ctx context.Context, ids *identity.Service, logger *slog.Logger) {
+	every(ctx, time.Minute, true, func() {
+		if n, err := ids.ErasePresentations(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("erase presentations", "err", err)
+		} else if n > 0 {
+			logger.Info("presentations erased", "count", n)
 		}
 	})
 }

@@ -17,6 +17,7 @@
 package identity
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -59,6 +60,9 @@ var (
 	// answer is recorded for it, so the wallet may answer again and a
 	// verified result stays as it was.
 	ErrCannotCheck = errors.New("the presentation cannot be checked right now")
+	// ErrErased is a re-check of a presentation the node has erased
+	// (see KeepPresentations): there is nothing left to check.
+	ErrErased = errors.New("the presentation has been erased")
 )
 
 // unchecked marks a failure to read what a check needs as ErrCannotCheck,
@@ -90,6 +94,15 @@ const (
 	ListSize = 1 << 17
 	// MaxTxAttempts wrong transaction codes burn an offer.
 	MaxTxAttempts = 5
+	// KeepPresentations is how long a verifier's request keeps, by
+	// default, what a verified presentation disclosed and the
+	// presentation itself (for re-checks), counted from the answer;
+	// then both are erased and the request keeps only its outcome. A
+	// verifier checks at the door, not weeks later. Deps.KeepPresentations
+	// sets another, from MinKeepPresentations to MaxKeepPresentations.
+	KeepPresentations    = 24 * time.Hour
+	MinKeepPresentations = time.Minute
+	MaxKeepPresentations = 30 * 24 * time.Hour
 )
 
 // Service is the identity wallet's issuers, verifiers and holders on one
@@ -103,6 +116,7 @@ type Service struct {
 	rand    io.Reader
 	base    string
 	country string
+	keep    time.Duration // see KeepPresentations
 
 	mu      sync.Mutex
 	keys    map[string]*orgKey // by org id
@@ -127,6 +141,9 @@ type Deps struct {
 	// HTTP carries the wallet's and the verifier's requests to issuer and
 	// verifier endpoints (see SetHTTP); nil until set.
 	HTTP *http.Client
+	// KeepPresentations is how long verified presentations are kept
+	// (0: KeepPresentations).
+	KeepPresentations time.Duration
 }
 
 // New returns a Service.
@@ -138,7 +155,11 @@ func New(d Deps) (*Service, error) {
 	if d.Rand == nil {
 		d.Rand = rand.Reader
 	}
-	s := &Service{db: d.DB, seal: seal, now: d.Now, rand: d.Rand, base: strings.TrimRight(d.BaseURL, "/"), country: d.Country,
+	keep := cmp.Or(d.KeepPresentations, KeepPresentations)
+	if keep < MinKeepPresentations || keep > MaxKeepPresentations {
+		return nil, fmt.Errorf("%w: presentations are kept from %v to %v, not %v", ErrInvalid, MinKeepPresentations, MaxKeepPresentations, keep)
+	}
+	s := &Service{db: d.DB, seal: seal, now: d.Now, rand: d.Rand, base: strings.TrimRight(d.BaseURL, "/"), country: d.Country, keep: keep,
 		keys: map[string]*orgKey{}, listTok: map[string]cachedList{}, http: d.HTTP}
 	s.lists = &statusCache{s: s, entries: map[string]cachedStatus{}}
 	return s, nil

@@ -42,7 +42,12 @@ type Request struct {
 	Created  time.Time
 	Expires  time.Time
 	Answered time.Time
-	vpToken  string
+	// KeptUntil is when a verified request's Result and presentation are
+	// erased (KeepPresentations after the answer); Erased says they have
+	// been, and Result is then nil. Zero for other states.
+	KeptUntil time.Time
+	Erased    bool
+	vpToken   string
 }
 
 // Result is what a verified presentation disclosed.
@@ -145,6 +150,7 @@ func (s *Service) requests(ctx context.Context, where string, args ...any) ([]*R
 		return nil, fmt.Errorf("requests: %w", err)
 	}
 	defer rows.Close()
+	now := s.now()
 	var out []*Request
 	for rows.Next() {
 		r := &Request{}
@@ -166,9 +172,57 @@ func (s *Service) requests(ctx context.Context, where string, args ...any) ([]*R
 		if ans != 0 {
 			r.Answered = time.UnixMilli(ans).UTC()
 		}
+		if r.State == Verified {
+			// Past its time a presentation reads as erased, whether or
+			// not ErasePresentations has reached it yet.
+			r.KeptUntil = r.Answered.Add(s.keep)
+			if r.Result == nil || !now.Before(r.KeptUntil) {
+				r.Result, r.vpToken, r.Erased = nil, "", true
+			}
+		}
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// Keep is how long verified presentations are kept after the answer.
+func (s *Service) Keep() time.Duration { return s.keep }
+
+// eraseBatch bounds the requests one transaction of ErasePresentations
+// erases, so that SQLite's write lock is never held long; keptBefore
+// selects such a batch, answered at or before $1 (by the partial index
+// id_requests_kept).
+const (
+	eraseBatch = 500
+	keptBefore = `SELECT id FROM id_requests WHERE vp_token <> '' AND answered_at <= $1 LIMIT 500`
+)
+
+// ErasePresentations erases what verified presentations answered at
+// least Keep ago disclosed, and the presentations themselves: the
+// requests keep their state, reason and times. It returns how many it
+// erased. A node runs it every minute; until it has, such requests
+// already read as erased.
+func (s *Service) ErasePresentations(ctx context.Context) (int, error) {
+	cutoff := s.now().Add(-s.keep).UnixMilli()
+	total := 0
+	for {
+		var n int64
+		err := s.db.Tx(ctx, func(tx *store.Tx) error {
+			res, err := tx.ExecContext(ctx, `UPDATE id_requests SET vp_token = '', result = '' WHERE id IN (`+keptBefore+`)`, cutoff)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("erase presentations: %w", err)
+		}
+		total += int(n)
+		if n < eraseBatch {
+			return total, nil
+		}
+	}
 }
 
 // RequestObject is the signed request (JWT, typ oauth-authz-req+jwt) the
@@ -253,6 +307,7 @@ func (s *Service) Respond(ctx context.Context, v *Verifier, state, vpToken, wall
 	} else {
 		b, _ := json.Marshal(r.Result)
 		resultJSON = string(b)
+		r.KeptUntil = now.Add(s.keep)
 	}
 	var stored string
 	if verr == nil {
@@ -303,6 +358,9 @@ func (s *Service) Recheck(ctx context.Context, v *Verifier, id string) (*Request
 	}
 	if r.State != Verified {
 		return r, nil
+	}
+	if r.Erased {
+		return r, ErrErased
 	}
 	if _, verr := s.verify(ctx, v, r, r.vpToken, s.now(), false); verr != nil {
 		if errors.Is(verr, ErrCannotCheck) {

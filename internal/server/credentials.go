@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/civstack/civstack/internal/identity"
 	"github.com/civstack/civstack/internal/registry"
@@ -464,7 +465,7 @@ func (s *Server) requestData(ver *identity.Verifier, req *identity.Request, m re
 		}
 	}
 	return map[string]any{"Org": m.OrgID, "Verifier": ver, "Request": req, "QR": qr, "Link": cross, "SameDevice": same, "Asked": asked,
-		"Pending": req.State == identity.Pending && s.now().Before(req.Expires)}, nil
+		"Pending": req.State == identity.Pending && s.now().Before(req.Expires), "Keep": keepText(s.id.Keep())}, nil
 }
 
 func (s *Server) requestPage(w http.ResponseWriter, r *http.Request, v *viewer, m registry.Membership) {
@@ -508,6 +509,9 @@ func (s *Server) requestRecheck(w http.ResponseWriter, r *http.Request, v *viewe
 		s.log.Warn("presentation not re-checked", "route", r.Pattern, "err", err)
 		status, page.Notice = http.StatusServiceUnavailable, ""
 		page.Error = "It could not be checked again right now: the issuer's key or status list cannot be read. The result below stands as it was; try again shortly."
+	case errors.Is(err, identity.ErrErased):
+		status, page.Notice = http.StatusGone, ""
+		page.Error = "There is nothing left to check again: this node erased the presentation and what it disclosed " + keepText(s.id.Keep()) + " after the answer."
 	case err != nil:
 		s.failErr(w, r, err)
 		return
@@ -521,4 +525,22 @@ func (s *Server) requestRecheck(w http.ResponseWriter, r *http.Request, v *viewe
 	}
 	page.Data = d
 	s.render(w, r, v, status, "vprequest", page)
+}
+
+// keepText says how long presentations are kept: "24 hours", "7 days",
+// "90 minutes".
+func keepText(d time.Duration) string {
+	plural := func(n int64, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return strconv.FormatInt(n, 10) + " " + unit + "s"
+	}
+	switch {
+	case d > 24*time.Hour && d%(24*time.Hour) == 0:
+		return plural(int64(d/(24*time.Hour)), "day")
+	case d%time.Hour == 0:
+		return plural(int64(d/time.Hour), "hour")
+	}
+	return plural(int64(d/time.Minute), "minute")
 }

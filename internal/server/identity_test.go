@@ -22,6 +22,7 @@ import (
 	"github.com/civstack/civstack/internal/sdjwt"
 	"github.com/civstack/civstack/internal/store/storetest"
 	"github.com/civstack/civstack/internal/tlog"
+	"github.com/civstack/civstack/internal/web"
 )
 
 var (
@@ -702,4 +703,87 @@ func TestNonceLimit(t *testing.T) {
 	registrar, amira := w.as(t, "Marta Silva"), w.as(t, "Amira Haddad")
 	link, tx := offerPID(t, w, registrar, w.people["Amira Haddad"], "1990-05-01")
 	expect(t, "the hosted wallet still accepts", amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}}), http.StatusOK, "single-use copies")
+}
+
+// TestPresentationsErased: a verified presentation, and what it disclosed,
+// is kept identity.KeepPresentations after the answer and then erased:
+// the verifier's page says when, then that it was (before the sweep has
+// run too); a re-check of an erased one answers 410 and leaves the
+// request verified; the sweep clears the stored presentation of the old
+// answer only (its batches: identity's TestErasePresentations).
+func TestPresentationsErased(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := idWorld(t, e)
+			ctx := context.Background()
+			registrar, amira, bar := w.as(t, "Marta Silva"), w.as(t, "Amira Haddad"), w.as(t, "Sam Okafor")
+			barOrg := w.orgs["Blue Door Bar"]
+			link, tx := offerPID(t, w, registrar, w.people["Amira Haddad"], "1990-05-01")
+			expect(t, "accept", amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}}), http.StatusOK, "10 single-use copies")
+			page, same := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+			expect(t, "share", amira.postForm("/wallet/present", consentForm(same, "share", "age_over_18")), http.StatusOK, "Shared with the verifier")
+			var answeredMs int64
+			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT answered_at FROM id_requests WHERE verifier_org = $1 AND state = $2`, barOrg, identity.Verified).Scan(&answeredMs); err != nil {
+				t.Fatal(err)
+			}
+			answered := time.UnixMilli(answeredMs)
+			until := web.DateIn(answered.Add(identity.KeepPresentations), time.UTC)
+			expect(t, "verified, with when it is erased", bar.get(page), http.StatusOK, "<dt>Over 18</dt><dd>true</dd>", `id="kept-until"`,
+				"This node erases what it disclosed on "+until+" (24 hours after the answer)")
+			stored := func() (vp, result string) {
+				t.Helper()
+				if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT vp_token, result FROM id_requests WHERE verifier_org = $1 AND state = $2`, barOrg, identity.Verified).Scan(&vp, &result); err != nil {
+					t.Fatal(err)
+				}
+				return vp, result
+			}
+			if vp, result := stored(); vp == "" || !strings.Contains(result, "age_over_18") {
+				t.Fatalf("a fresh presentation is not kept: %q %q", vp, result)
+			}
+
+			// A minute before its time: kept, and the sweep leaves it.
+			w.n.clock.add(identity.KeepPresentations - time.Minute)
+			bar = w.as(t, "Sam Okafor")
+			if n, err := w.n.id.ErasePresentations(ctx); err != nil || n != 0 {
+				t.Fatalf("the sweep before the time erased %d: %v", n, err)
+			}
+			expect(t, "still kept", bar.get(page), http.StatusOK, "<dt>Over 18</dt><dd>true</dd>")
+
+			// A later answer, which must outlive the first.
+			_, same2 := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+			expect(t, "share again", w.as(t, "Amira Haddad").postForm("/wallet/present", consentForm(same2, "share", "age_over_18")), http.StatusOK, "Shared with the verifier")
+
+			// At its time it reads as erased before the sweep has run.
+			w.n.clock.add(time.Minute)
+			r := bar.get(page)
+			expect(t, "erased", r, http.StatusOK, "<strong>Verified</strong>", `id="erased"`, "What it disclosed was erased on "+until)
+			main := r.body[strings.Index(r.body, "<main"):strings.Index(r.body, "</main>")]
+			for _, gone := range []string{"<dt>Over 18</dt>", "Civil Registry Office", "Check the status again", "result-claims"} {
+				if strings.Contains(main, gone) {
+					t.Fatalf("the erased presentation's page still shows %q: %s", gone, clip(r.body))
+				}
+			}
+			r = bar.postForm(page+"/recheck", nil)
+			expect(t, "re-check of an erased presentation", r, http.StatusGone, "nothing left to check again", "<strong>Verified</strong>")
+			if strings.Contains(r.body, "Rejected") {
+				t.Fatalf("a re-check of an erased presentation rejected it: %s", clip(r.body))
+			}
+			if n, err := w.n.id.ErasePresentations(ctx); err != nil || n != 1 {
+				t.Fatalf("the sweep erased %d, want the first answer only: %v", n, err)
+			}
+			var left int
+			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM id_requests WHERE verifier_org = $1 AND state = $2 AND vp_token <> '' AND result <> ''`, barOrg, identity.Verified).Scan(&left); err != nil || left != 1 {
+				t.Fatalf("%d presentations kept after the sweep, want the later one: %v", left, err)
+			}
+			var states int
+			if err := w.n.db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM id_requests WHERE verifier_org = $1 AND state = $2 AND vp_token = '' AND result = '' AND answered_at <> 0`, barOrg, identity.Verified).Scan(&states); err != nil || states != 1 {
+				t.Fatalf("%d erased requests keep their outcome and time, want 1: %v", states, err)
+			}
+			r = bar.get("/check/" + barOrg)
+			expect(t, "the verifier's list", r, http.StatusOK)
+			if n := strings.Count(r.body, ": verified</li>"); n != 2 {
+				t.Fatalf("the verifier's list shows %d verified requests, want both: %s", n, clip(r.body))
+			}
+		})
+	}
 }
