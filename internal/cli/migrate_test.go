@@ -23,7 +23,7 @@ import (
 func TestMigrateCommand(t *testing.T) {
 	data := t.TempDir()
 	code, out, _ := run(t, nil, "migrate", "status", "--data", data)
-	if code != 0 || !regexp.MustCompile(`\n24 +00024_identity_presentation_erasure\.sql +pending\n`).MatchString(out) || !strings.Contains(out, "24 pending") ||
+	if code != 0 || !regexp.MustCompile(`\n24 +00024_identity_erasure\.sql +pending\n`).MatchString(out) || !strings.Contains(out, "24 pending") ||
 		!strings.Contains(out, "civstack.db does not exist yet") {
 		t.Fatalf("status of a new database: %d %q", code, out)
 	}

@@ -301,7 +301,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	go expirePoints(integratorCtx, rw, logger)
 	go flushAccessIndex(integratorCtx, ex, logger)
-	go erasePresentations(integratorCtx, ids, logger)
+	go eraseIdentity(integratorCtx, ids, logger)
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority,
 		CeremoniesPerMinute: *ceremonies, TrustedProxies: trusted, MetricsElsewhere: *metricsAddr != "", Zone: zone},
 		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode, Identity: ids, Exchange: ex, Rewards: rw})
@@ -440,15 +440,20 @@ func flushAccessIndex(ctx context.Context, ex *exchange.Exchange, logger *slog.L
 	})
 }
 
-// erasePresentations erases, every minute, the verified presentations
-// older than --keep-presentations (at once first: a node that was down
-// catches up at start).
-func erasePresentations(ctx context.Context, ids *identity.Service, logger *slog.Logger) {
+// eraseIdentity erases, every minute, the verified presentations older
+// than --keep-presentations and the lapsed credential offers' claims (at
+// once first: a node that was down catches up at start).
+func eraseIdentity(ctx context.Context, ids *identity.Service, logger *slog.Logger) {
 	every(ctx, time.Minute, true, func() {
 		if n, err := ids.ErasePresentations(ctx); err != nil && ctx.Err() == nil {
 			logger.Warn("erase presentations", "err", err)
 		} else if n > 0 {
 			logger.Info("presentations erased", "count", n)
+		}
+		if n, err := ids.EraseLapsedOffers(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("erase lapsed offers", "err", err)
+		} else if n > 0 {
+			logger.Info("lapsed credential offers erased", "count", n)
 		}
 	})
 }

@@ -270,7 +270,7 @@ func TestMigrateDownKeepsRecords(t *testing.T) {
 			}
 		}
 		rows.Close()
-		// 00024 drops the kept presentations' index, 00023 the tokens' expiry, 00022 the consoles' indexes, 00021 the wallet copies' requests, 00020 the idempotency keys, 00019 withdrawn services, 00018 the policies' retirement
+		// 00024 drops the identity erasure's indexes, 00023 the tokens' expiry, 00022 the consoles' indexes, 00021 the wallet copies' requests, 00020 the idempotency keys, 00019 withdrawn services, 00018 the policies' retirement
 		// times, 00017 and 00016 drop indexes, 00015 swaps one back, 00014
 		// turns the openings back into version 1, 00013 drops the counts,
 		// 00012 makes the records rows of their own again.

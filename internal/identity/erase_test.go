@@ -104,26 +104,103 @@ func TestErasePresentations(t *testing.T) {
 			if o, n := rs[1], rs[0]; !o.Erased || o.Result != nil || o.vpToken != "" || n.Erased || n.Result == nil || !n.KeptUntil.Equal(now.Add(time.Millisecond)) {
 				t.Fatalf("read back: old %+v, new %+v", o, n)
 			}
-			if e.Name != "sqlite" {
-				return
-			}
-			rows, err := db.Reader().QueryContext(ctx, `EXPLAIN QUERY PLAN `+keptBefore, now.UnixMilli())
+			usesIndex(t, e, db, keptBefore, "id_requests_kept")
+		})
+	}
+}
+
+// usesIndex checks, on SQLite, that query (with one time parameter) reads
+// the index.
+func usesIndex(t *testing.T, e storetest.Engine, db *store.DB, query, index string) {
+	t.Helper()
+	if e.Name != "sqlite" {
+		return
+	}
+	rows, err := db.Reader().QueryContext(context.Background(), `EXPLAIN QUERY PLAN `+query, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if p := strings.Join(plan, "; "); !strings.Contains(p, "USING INDEX "+index) {
+		t.Fatalf("%s does not read %s: %s", query, index, p)
+	}
+}
+
+// TestEraseLapsedOffers: the sweep erases the sealed claims and link of
+// every offer expired at least TokenLifetime ago (used, burnt, issued or
+// not), when no access token from it can still fetch a credential, and
+// keeps the others'.
+func TestEraseLapsedOffers(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			ctx := context.Background()
+			db, err := store.Open(ctx, e.Open(t))
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer rows.Close()
-			var plan []string
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			defer db.Close()
+			if err := db.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			now := time.UnixMilli(1_790_000_000_000).UTC()
+			s, err := New(Deps{DB: db, SealKey: make([]byte, 32), Now: func() time.Time { return now }, Rand: rand.Reader})
+			if err != nil {
+				t.Fatal(err)
+			}
+			insert := func(prefix string, n int, claims string, expires time.Time, used bool) {
+				t.Helper()
+				usedAt := int64(0)
+				if used {
+					usedAt = expires.Add(-time.Minute).UnixMilli()
+				}
+				err := db.Tx(ctx, func(tx *store.Tx) error {
+					for i := range n {
+						if _, err := tx.ExecContext(ctx, `INSERT INTO id_offers (code_hash, issuer_org, type_id, person_id, claims, link, tx_hash, attempts, created_by, created_at, expires_at, used_at)
+							VALUES ($1, 'org', 'pid', 'person', $2, 'sealed link', $3, 0, '', $4, $4, $5)`,
+							[]byte(fmt.Sprintf("%s-%d", prefix, i)), claims, []byte("tx"), expires.UnixMilli(), usedAt); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
 					t.Fatal(err)
 				}
-				plan = append(plan, detail)
 			}
-			if p := strings.Join(plan, "; "); !strings.Contains(p, "USING INDEX id_requests_kept") {
-				t.Fatalf("the sweep does not find them by the index: %s", p)
+			lapsed := now.Add(-TokenLifetime)
+			insert("unused", eraseBatch+1, "sealed claims", lapsed, false)          // expired unused: erased
+			insert("issued", 2, "", lapsed.Add(-time.Hour), true)                   // issued (claims gone already): its link erased
+			insert("token", 3, "sealed claims", lapsed.Add(time.Millisecond), true) // a token may still be in use: kept
+			insert("fresh", 4, "sealed claims", now.Add(OfferLifetime), false)      // still offered: kept
+			if n, err := s.EraseLapsedOffers(ctx); err != nil || n != eraseBatch+3 {
+				t.Fatalf("erased %d offers, want %d: %v", n, eraseBatch+3, err)
 			}
+			count := func(where string) (n int) {
+				t.Helper()
+				if err := db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM id_offers WHERE `+where).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			if n := count(`claims = '' AND link = ''`); n != eraseBatch+3 {
+				t.Fatalf("%d offers erased, want %d", n, eraseBatch+3)
+			}
+			if n := count(`claims = 'sealed claims' AND link = 'sealed link'`); n != 7 {
+				t.Fatalf("%d offers kept whole, want the 7 still in use", n)
+			}
+			if n, err := s.EraseLapsedOffers(ctx); err != nil || n != 0 {
+				t.Fatalf("a second sweep erased %d: %v", n, err)
+			}
+			usesIndex(t, e, db, offersBefore, "id_offers_kept")
 		})
 	}
 }

@@ -188,13 +188,15 @@ func (s *Service) requests(ctx context.Context, where string, args ...any) ([]*R
 // Keep is how long verified presentations are kept after the answer.
 func (s *Service) Keep() time.Duration { return s.keep }
 
-// eraseBatch bounds the requests one transaction of ErasePresentations
-// erases, so that SQLite's write lock is never held long; keptBefore
-// selects such a batch, answered at or before $1 (by the partial index
-// id_requests_kept).
+// eraseBatch bounds the rows one transaction of ErasePresentations or
+// EraseLapsedOffers erases, so that SQLite's write lock is never held
+// long; keptBefore and offersBefore select such a batch, answered or
+// expired at or before $1 (by the partial indexes id_requests_kept and
+// id_offers_kept).
 const (
-	eraseBatch = 500
-	keptBefore = `SELECT id FROM id_requests WHERE vp_token <> '' AND answered_at <= $1 LIMIT 500`
+	eraseBatch   = 500
+	keptBefore   = `SELECT id FROM id_requests WHERE vp_token <> '' AND answered_at <= $1 LIMIT 500`
+	offersBefore = `SELECT code_hash FROM id_offers WHERE link <> '' AND expires_at <= $1 LIMIT 500`
 )
 
 // ErasePresentations erases what verified presentations answered at
@@ -203,12 +205,34 @@ const (
 // erased. A node runs it every minute; until it has, such requests
 // already read as erased.
 func (s *Service) ErasePresentations(ctx context.Context) (int, error) {
-	cutoff := s.now().Add(-s.keep).UnixMilli()
+	n, err := s.eraseBatches(ctx, `UPDATE id_requests SET vp_token = '', result = '' WHERE id IN (`+keptBefore+`)`, s.now().Add(-s.keep))
+	if err != nil {
+		return n, fmt.Errorf("erase presentations: %w", err)
+	}
+	return n, nil
+}
+
+// EraseLapsedOffers erases the sealed claims and link of every credential
+// offer that expired at least TokenLifetime ago, used or not: no access
+// token from it can still fetch a credential (an issued one lost its
+// claims already). It returns how many it erased; a node runs it with
+// ErasePresentations.
+func (s *Service) EraseLapsedOffers(ctx context.Context) (int, error) {
+	n, err := s.eraseBatches(ctx, `UPDATE id_offers SET claims = '', link = '' WHERE code_hash IN (`+offersBefore+`)`, s.now().Add(-TokenLifetime))
+	if err != nil {
+		return n, fmt.Errorf("erase lapsed offers: %w", err)
+	}
+	return n, nil
+}
+
+// eraseBatches runs update, which erases at most eraseBatch rows older
+// than $1, in transactions of their own until it erases fewer.
+func (s *Service) eraseBatches(ctx context.Context, update string, cutoff time.Time) (int, error) {
 	total := 0
 	for {
 		var n int64
 		err := s.db.Tx(ctx, func(tx *store.Tx) error {
-			res, err := tx.ExecContext(ctx, `UPDATE id_requests SET vp_token = '', result = '' WHERE id IN (`+keptBefore+`)`, cutoff)
+			res, err := tx.ExecContext(ctx, update, cutoff.UnixMilli())
 			if err != nil {
 				return err
 			}
@@ -216,7 +240,7 @@ func (s *Service) ErasePresentations(ctx context.Context) (int, error) {
 			return err
 		})
 		if err != nil {
-			return total, fmt.Errorf("erase presentations: %w", err)
+			return total, err
 		}
 		total += int(n)
 		if n < eraseBatch {
