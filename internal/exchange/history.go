@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -145,8 +146,9 @@ merge:
 }
 
 // retainOf sets, on the collected requests among rs, until when the agency
-// may keep what it got, from their access records (a direct release's
-// request already has it from its own).
+// may keep what it got and the policy it was released under, from their
+// access records (a direct release's request already has them from its
+// own).
 func (x *Exchange) retainOf(ctx context.Context, requesterOrg string, rs []*Request) error {
 	byID := map[string]*Request{}
 	var ids []string
@@ -165,7 +167,7 @@ func (x *Exchange) retainOf(ctx context.Context, requesterOrg string, rs []*Requ
 	}
 	for _, a := range as {
 		if r := byID[a.Request]; r != nil && !a.Missing {
-			r.RetainUntil = a.Retain()
+			r.RetainUntil, r.PolicyID = a.Retain(), cmp.Or(a.Policy, r.PolicyID)
 		}
 	}
 	return nil

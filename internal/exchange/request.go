@@ -73,11 +73,14 @@ type Request struct {
 	Purpose    string        `json:"purpose"`
 	LegalBasis string        `json:"legal_basis"`
 	Defer      time.Duration `json:"-"`
-	PolicyID   string        `json:"policy,omitempty"`
-	State      string        `json:"state" enum:"released,denied,awaiting consent,consented,refused by the citizen,cancelled by the agency,lapsed" doc:"'refused by the citizen' also when they withdrew consent before collection (the reason says which); 'lapsed' when nobody answered, or nobody collected, in time (see lapses_at)"`
-	Reason     string        `json:"reason,omitempty"`
-	Created    time.Time     `json:"created_at"`
-	Decided    time.Time     `json:"decided_at,omitzero"`
+	// PolicyID is the policy the request was decided under; once it is
+	// released, the one it was released under (a collection decides
+	// again, on the policies in force then, as its record says).
+	PolicyID string    `json:"policy,omitempty" doc:"the policy the request was decided under; once released, the one it was released under (a collection decides again on the policies in force then)"`
+	State    string    `json:"state" enum:"released,denied,awaiting consent,consented,refused by the citizen,cancelled by the agency,lapsed" doc:"'refused by the citizen' also when they withdrew consent before collection (the reason says which); 'lapsed' when nobody answered, or nobody collected, in time (see lapses_at)"`
+	Reason   string    `json:"reason,omitempty"`
+	Created  time.Time `json:"created_at"`
+	Decided  time.Time `json:"decided_at,omitzero"`
 	// Lapses is, while the request waits for the citizen, when it lapses
 	// unanswered; once consented, when it lapses uncollected.
 	Lapses time.Time `json:"lapses_at,omitzero" doc:"waiting for consent: when the request lapses unanswered; consented: when it lapses uncollected"`
@@ -377,7 +380,7 @@ func (x *Exchange) release(ctx context.Context, r *Request, svc *Service, pol *P
 		}
 		return fmt.Errorf("release: %w", err)
 	}
-	r.Values = d.values
+	r.Values, r.PolicyID = d.values, pol.ID
 	x.stats.released.Add(1)
 	return nil
 }
@@ -856,7 +859,7 @@ func (x *Exchange) RequestFor(ctx context.Context, requesterOrg, id string) (*Re
 	case len(as) == 0 || as[0].Missing:
 		return r, err
 	case r != nil:
-		r.RetainUntil = as[0].Retain()
+		r.RetainUntil, r.PolicyID = as[0].Retain(), cmp.Or(as[0].Policy, r.PolicyID)
 		return r, nil
 	case as[0].Consent != consentNotNeeded:
 		return nil, err
