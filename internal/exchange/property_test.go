@@ -83,7 +83,7 @@ type modelWorld struct {
 
 // modelOutcomes are what the runs must reach between them.
 var modelOutcomes = []string{"denied", "released", "released deferred", "awaiting consent", "consented", "refused", "withdrawn", "cancelled",
-	"collected", "collection denied", "lapsed", "release failed", "collection failed", "twin refused", "retired", "deferral seen"}
+	"collected", "collection denied", "lapsed", "release failed", "collection failed", "twin refused", "retired", "deferral seen", "replayed", "key reused"}
 
 func (m *modelWorld) saw(outcome string) {
 	m.mu.Lock()
@@ -194,6 +194,13 @@ type modelRun struct {
 	policies []*mPolicy
 	requests []*mRequest
 	releases []mRelease
+	keys     map[string]keyedAsk // by agency and idempotency key
+	keyed    []Ask               // the asks that took a key, to retry
+}
+
+type keyedAsk struct {
+	ask Ask
+	id  string // the request it named
 }
 
 func (m *modelWorld) run(rt *rapid.T) {
@@ -201,7 +208,7 @@ func (m *modelWorld) run(rt *rapid.T) {
 	_, _ = rand.Read(prefix)
 	p := hex.EncodeToString(prefix)
 	r := &modelRun{m: m, rt: rt, ctx: context.Background(), agencies: []string{"tax-" + p, "police-" + p},
-		citizens: []string{"p1-" + p, "p2-" + p, "p3-" + p}, service: "reg-" + p, values: map[string]map[string]string{}}
+		citizens: []string{"p1-" + p, "p2-" + p, "p3-" + p}, service: "reg-" + p, values: map[string]map[string]string{}, keys: map[string]keyedAsk{}}
 	svc := Service{ID: r.service, Name: "Register " + p}
 	for _, f := range modelFields {
 		svc.Fields = append(svc.Fields, Field{Name: f, Label: f, Type: "text"})
@@ -369,6 +376,21 @@ func (r *modelRun) submit() {
 		}
 		a.Fields = slices.Compact(slices.Sorted(slices.Values(a.Fields)))
 	}
+	// Now and then with an idempotency key: a retry of an earlier keyed
+	// ask, as it was or changed, or one of a few keys.
+	switch {
+	case len(r.keyed) > 0 && rapid.IntRange(0, 3).Draw(r.rt, "retry") == 3:
+		a = rapid.SampledFrom(r.keyed).Draw(r.rt, "retried")
+		if rapid.IntRange(0, 2).Draw(r.rt, "changed") == 2 {
+			a.Officer = "another officer"
+		}
+	case rapid.IntRange(0, 2).Draw(r.rt, "with a key") == 2:
+		a.Key = rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(r.rt, "key")
+	}
+	if first, ok := r.keys[a.Requester+" "+a.Key]; ok && a.Key != "" {
+		r.replay(a, first)
+		return
+	}
 	allowed := r.allowing(a.Requester, a.Fields, a.Purpose, a.LegalBasis, a.Defer)
 	if slices.Contains(a.Fields, "shoe_size") {
 		allowed = nil // the service has no such field: no policy can name it
@@ -380,6 +402,10 @@ func (r *modelRun) submit() {
 	defer func() { r.m.mu.Lock(); r.m.fault = false; r.m.mu.Unlock() }()
 	got, err := r.m.ex.Submit(r.ctx, a)
 	now := r.m.clk.now()
+	if err == nil && a.Key != "" {
+		r.keys[a.Requester+" "+a.Key] = keyedAsk{ask: a, id: got.ID}
+		r.keyed = append(r.keyed, a)
+	}
 	if len(allowed) == 0 {
 		if err != nil || got.State != Denied || got.Reason == "" || len(got.Values) != 0 {
 			r.rt.Fatalf("ask %+v allowed by no policy: %+v %v, want denied with a reason", a, got, err)
@@ -427,6 +453,39 @@ func (r *modelRun) submit() {
 	default:
 		r.rt.Fatalf("ask %+v under policy %+v: state %q", a, pol, got.State)
 	}
+}
+
+// replay checks a keyed ask whose key names a request already: the same
+// ask answers with that request as it stands, marked replayed and without
+// values; another ask is refused. Neither asks or records anything.
+func (r *modelRun) replay(a Ask, first keyedAsk) {
+	got, err := r.m.ex.Submit(r.ctx, a)
+	f := first.ask
+	if a.Officer != f.Officer || a.Citizen != f.Citizen || !slices.Equal(a.Fields, f.Fields) || a.Purpose != f.Purpose || a.LegalBasis != f.LegalBasis || a.Defer != f.Defer {
+		if !errors.Is(err, ErrKeyReused) {
+			r.rt.Fatalf("key %q given again with another ask: %+v %v, want ErrKeyReused", a.Key, got, err)
+		}
+		r.m.saw("key reused")
+		return
+	}
+	want := ""
+	for _, q := range r.requests {
+		if q.id == first.id {
+			want = q.state
+			if r.lapsed(q) {
+				want = Lapsed
+			}
+		}
+	}
+	for _, rel := range r.releases {
+		if rel.request == first.id && want == "" {
+			want = Released
+		}
+	}
+	if err != nil || !got.Replayed || got.ID != first.id || len(got.Values) != 0 || got.State != want {
+		r.rt.Fatalf("retry of %s with key %q: %+v %v, want it replayed as %q without values", first.id, a.Key, got, err, want)
+	}
+	r.m.saw("replayed")
 }
 
 // lapsed is whether the model's request reads as lapsed now.
