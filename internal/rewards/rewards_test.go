@@ -306,7 +306,8 @@ func (w *world) rides(t *testing.T, person string, ids ...string) {
 }
 
 // TestVoucherKeys: a purchase sent with a key, however many times and
-// however many at once, buys one voucher and spends the points once.
+// however many at once, buys one voucher and spends the points once; a
+// key refused for too few points buys once they are there.
 func TestVoucherKeys(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -349,6 +350,14 @@ func TestVoucherKeys(t *testing.T) {
 		}
 		_, err = w.svc.Buy(ctx, "amira", "museum-entry", "form-2")
 		is(t, "another form without the points", err, rewards.ErrPoints)
+		// That refusal does not spend the form's key: once the points are
+		// there, the same form buys (the ledger remembers a transfer it
+		// refused, so Buy tells too few points before asking it).
+		w.clock.add(24 * time.Hour)
+		w.rides(t, "amira", "r4", "r5") // 5 + 20 points
+		if v, err := w.svc.Buy(ctx, "amira", "museum-entry", "form-2"); err != nil || v.Again || v.ID == got[0].ID {
+			t.Fatalf("the refused form once the points are there: %+v %v", v, err)
+		}
 		_, err = w.svc.Buy(ctx, "jonas", "museum-entry", "form-1")
 		is(t, "another citizen's same key is their own purchase", err, rewards.ErrPoints)
 		_, err = w.svc.Buy(ctx, "amira", "museum-entry", strings.Repeat("k", rewards.MaxBuyKey+1))

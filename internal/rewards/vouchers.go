@@ -64,7 +64,9 @@ type claims struct {
 // key, if not empty, makes the purchase one that can be retried: the same
 // citizen, item and key name the same voucher, so a form sent twice (a
 // double click, a reload) spends the points once and returns the first
-// voucher with Again set.
+// voucher with Again set. Too few points are told before anything is
+// asked of the ledger, which remembers a transfer it refused: a key
+// refused for too few points may buy once they are there.
 func (s *Service) Buy(ctx context.Context, personID, itemID, key string) (*Voucher, error) {
 	if len(key) > MaxBuyKey {
 		return nil, fmt.Errorf("%w: a purchase key is at most %d characters", ErrInvalid, MaxBuyKey)
@@ -87,6 +89,21 @@ func (s *Service) Buy(ctx context.Context, personID, itemID, key string) (*Vouch
 	}
 	v := &Voucher{ID: id.String(), Item: it.ID, Name: it.Name, Partner: it.Partner, PartnerName: it.PartnerName, Price: it.Price,
 		Bought: now, Expires: now.Add(valid), State: Valid}
+	if key != "" {
+		if first, err := s.VoucherOf(ctx, personID, v.ID); err == nil {
+			first.Again = true // bought with this key before, whatever the points are now
+			return first, nil
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("buy: %w", err)
+		}
+	}
+	bal, err := s.Balance(ctx, personID)
+	if err != nil {
+		return nil, fmt.Errorf("buy: %w", err)
+	}
+	if bal < it.Price {
+		return nil, fmt.Errorf("%w: %s costs %d points and you have %d; nothing was spent", ErrPoints, it.Name, it.Price, bal)
+	}
 	chain := []ledger.Transfer{
 		{ID: derive("voucher", v.ID), Debit: PointsAccount(personID), Credit: ProgrammeAccount, Amount: it.Price, Ledger: ledger.LedgerPoints,
 			Code: ledger.CodeRedemption, Flags: ledger.Linked, Reference: "voucher " + it.ID},
@@ -117,8 +134,10 @@ func (s *Service) Buy(ctx context.Context, personID, itemID, key string) (*Vouch
 		first.Again = true
 		return first, nil
 	case rs[0] == ledger.ExceedsCredits || rs[0] == ledger.DebitAccountNotFound:
+		// The points went meanwhile (another purchase, or expiry): the
+		// ledger keeps this refusal, so this key cannot buy again.
 		bal, _ := s.Balance(ctx, personID)
-		return nil, fmt.Errorf("%w: %s costs %d points and you have %d; nothing was spent", ErrPoints, it.Name, it.Price, bal)
+		return nil, fmt.Errorf("%w: %s costs %d points and you have %d now; nothing was spent. Reload the page to buy again", ErrPoints, it.Name, it.Price, bal)
 	}
 	return nil, fmt.Errorf("buy: the ledger refused the voucher (%s, %s); nothing was spent", rs[0], rs[1])
 }
