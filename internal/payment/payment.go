@@ -237,6 +237,25 @@ func (s *Service) TopUp(ctx context.Context, id ledger.ID, personID string, amou
 	t := ledger.Transfer{ID: id, Debit: IssuerAccount, Credit: wallet.ID, Amount: amount, Code: ledger.CodeIssuance, Reference: reference}
 	pay := &Payment{ID: id.String(), Kind: KindTopUp, Method: "top-up", PayeePerson: personID, Amount: amount, Reference: t.Reference,
 		CreatedAt: s.now().Truncate(time.Millisecond)} // as stored, so that a retry's answer is the same
+	overCap := func(more string) error {
+		limit := "its balance cap"
+		if limits, ok := s.eng.Profiles()[wallet.Profile]; ok {
+			limit += " of " + Money(limits.BalanceCap)
+		}
+		return refusal("over_limit", "This top-up would take the wallet over "+limit+". Nothing was credited."+more)
+	}
+	// Over the cap is told before the ledger is asked (unless the id was
+	// used already: a retry answers as before), since the ledger keeps a
+	// transfer it refused: the same request_id may credit once the wallet
+	// has room.
+	if _, err := s.eng.Transfer(ctx, id); errors.Is(err, ledger.ErrNotFound) {
+		if l, ok := s.eng.Profiles()[wallet.Profile]; ok && l.BalanceCap > 0 &&
+			wallet.CreditsPosted+wallet.CreditsPending-wallet.DebitsPosted > l.BalanceCap-amount {
+			return nil, overCap("")
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("top-up: %w", err)
+	}
 	rs, err := s.eng.SubmitThen(ctx, []ledger.Transfer{t}, func(ctx context.Context, tx *store.Tx, rs []ledger.Result) error {
 		if rs[0] != ledger.OK {
 			return nil
@@ -256,11 +275,9 @@ func (s *Service) TopUp(ctx context.Context, id ledger.ID, personID string, amou
 		}
 		return first, err
 	case ledger.ExceedsBalanceCap:
-		limit := "its balance cap"
-		if limits, ok := s.eng.Profiles()[wallet.Profile]; ok {
-			limit += " of " + Money(limits.BalanceCap)
-		}
-		return nil, refusal("over_limit", "This top-up would take the wallet over "+limit+". Nothing was credited.")
+		// The wallet filled meanwhile, or this id was refused before: the
+		// ledger keeps the refusal, so this request_id cannot credit.
+		return nil, overCap(" This request_id was refused for good: send the top-up again with a new one once the wallet has room.")
 	case ledger.CreditAccountClosed:
 		return nil, refusal("closed", "This wallet is closed. Nothing was credited.")
 	case ledger.ExistsWithDifferentCredit, ledger.ExistsWithDifferentAmount, ledger.ExistsWithDifferentReference,

@@ -682,5 +682,23 @@ func TestTopUpInHistory(t *testing.T) {
 			t.Fatalf("after a second top-up sent twice, a payment and a refused top-up: %d payments adding up to %d, balance %d",
 				n, total, w.balance(t, payment.WalletAccount("amira")))
 		}
+		// That refusal does not spend the id (the ledger keeps a transfer
+		// it refused, so the cap is told before asking it): once the
+		// wallet has room, the same top-up credits.
+		for _, amount := range []int64{100_00, 65_00} { // each at most the step-up's limit
+			code, err := w.svc.ReceiveCode(ctx, "jonas", "Jonas")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: code, Amount: amount, Nonce: nonce()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := w.svc.TopUp(ctx, ledger.ID{3, 'b'}, "amira", ledger.DefaultProfiles["basic"].BalanceCap, "too much"); err != nil {
+			t.Fatalf("the refused top-up once the wallet has room: %v", err)
+		}
+		if n, total := sum(); n != 6 || total != ledger.DefaultProfiles["basic"].BalanceCap || total != w.balance(t, payment.WalletAccount("amira")) {
+			t.Fatalf("after paying out and the top-up again: %d payments adding up to %d, balance %d", n, total, w.balance(t, payment.WalletAccount("amira")))
+		}
 	})
 }
