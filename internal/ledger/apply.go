@@ -177,11 +177,12 @@ func remembered(r Result) bool {
 	return false
 }
 
-func (g *groupState) limits(a *Account) (Limits, bool) {
+// limitsOf is a's wallet limits among profiles, if it has a profile.
+func limitsOf(profiles map[string]Limits, a *Account) (Limits, bool) {
 	if a.Profile == "" {
 		return Limits{}, false
 	}
-	l, ok := g.profiles[a.Profile]
+	l, ok := profiles[a.Profile]
 	return l, ok
 }
 
@@ -203,6 +204,40 @@ func (g *groupState) reserved(a *Account) bool {
 		a.reservedGen, a.reservedAns = r.gen, r.fn(a)
 	}
 	return a.reservedAns
+}
+
+// balanceRules is how the accounts' balance rules and wallet limits
+// (profiles, counting the daily limit on day) answer t, a transfer that
+// moves an amount from dr to cr (not a post or void): OK, or the refusal.
+func balanceRules(t *Transfer, dr, cr *Account, day int64, profiles map[string]Limits) Result {
+	dTotal, ok1 := addOK(dr.DebitsPending, dr.DebitsPosted)
+	dTotal, ok2 := addOK(dTotal, t.Amount)
+	cTotal, ok3 := addOK(cr.CreditsPending, cr.CreditsPosted)
+	cTotal, ok4 := addOK(cTotal, t.Amount)
+	if !(ok1 && ok2 && ok3 && ok4) {
+		return Overflow
+	}
+	// Wallet limits first: they do not depend on the balance.
+	if l, ok := limitsOf(profiles, dr); ok {
+		if l.PerPayment > 0 && t.Amount > l.PerPayment {
+			return ExceedsPerPaymentLimit
+		}
+		if l.PerDay > 0 && dr.debitedOn(day)+t.Amount > l.PerDay {
+			return ExceedsDailyLimit
+		}
+	}
+	if l, ok := limitsOf(profiles, cr); ok && l.BalanceCap > 0 {
+		if cTotal-cr.DebitsPosted > l.BalanceCap {
+			return ExceedsBalanceCap
+		}
+	}
+	if dr.Flags&DebitsMustNotExceedCredits != 0 && dTotal > dr.CreditsPosted {
+		return ExceedsCredits
+	}
+	if cr.Flags&CreditsMustNotExceedDebits != 0 && cTotal > cr.DebitsPosted {
+		return ExceedsDebits
+	}
+	return OK
 }
 
 // one applies a single transfer to the working state.
@@ -232,33 +267,8 @@ func (g *groupState) one(t Transfer, u *undo) Result {
 		return CreditAccountClosed
 	}
 	t.Ledger = dr.Ledger
-	// Balance rules.
-	dTotal, ok1 := addOK(dr.DebitsPending, dr.DebitsPosted)
-	dTotal, ok2 := addOK(dTotal, t.Amount)
-	cTotal, ok3 := addOK(cr.CreditsPending, cr.CreditsPosted)
-	cTotal, ok4 := addOK(cTotal, t.Amount)
-	if !(ok1 && ok2 && ok3 && ok4) {
-		return Overflow
-	}
-	// Wallet limits first: they do not depend on the balance.
-	if l, ok := g.limits(dr); ok {
-		if l.PerPayment > 0 && t.Amount > l.PerPayment {
-			return ExceedsPerPaymentLimit
-		}
-		if l.PerDay > 0 && dr.debitedOn(g.day)+t.Amount > l.PerDay {
-			return ExceedsDailyLimit
-		}
-	}
-	if l, ok := g.limits(cr); ok && l.BalanceCap > 0 {
-		if cTotal-cr.DebitsPosted > l.BalanceCap {
-			return ExceedsBalanceCap
-		}
-	}
-	if dr.Flags&DebitsMustNotExceedCredits != 0 && dTotal > dr.CreditsPosted {
-		return ExceedsCredits
-	}
-	if cr.Flags&CreditsMustNotExceedDebits != 0 && cTotal > cr.DebitsPosted {
-		return ExceedsDebits
+	if r := balanceRules(&t, dr, cr, g.day, g.profiles); r != OK {
+		return r
 	}
 	g.saveAccount(u, dr)
 	g.saveAccount(u, cr)

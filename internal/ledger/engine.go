@@ -96,6 +96,18 @@ func (e *Engine) SetZone(loc *time.Location) {
 	}
 }
 
+// Foresee is how the balance rules and wallet limits would answer t, an
+// amount from dr to cr, on accounts as the caller just read them (Account):
+// OK, or the refusal. It writes nothing, and the ledger's own answer may
+// still differ (the accounts may move before t is applied). The ledger
+// keeps every transfer it refuses for the accounts' state, so a refusal
+// spends t's id for good: a service that derives the id from something
+// its user retries (a sale's code, a confirmation form) asks Foresee
+// first, so that the same id can succeed once the money is there.
+func (e *Engine) Foresee(t Transfer, dr, cr *Account) Result {
+	return balanceRules(&t, dr, cr, dayOf(e.now().In(e.zone)), e.profiles)
+}
+
 // Stats are counters of what the engine has written since it started.
 type Stats struct {
 	Groups   int64 // transactions written

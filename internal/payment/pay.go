@@ -244,12 +244,13 @@ func (s *Service) Pay(ctx context.Context, r PayRequest) (*Payment, error) {
 	pay := &Payment{Payer: r.Payer, Amount: amount, Reference: q.Reference, CreatedAt: s.now()}
 	var id ledger.ID
 	credit := ledger.ID{}
+	var payee *ledger.Account
 	switch {
 	case q.Party == emv.PartyPerson:
 		if q.Person == r.Payer {
 			return nil, refusal("self", "This is your own receive code.")
 		}
-		if _, err := s.Wallet(ctx, q.Person); err != nil {
+		if payee, err = s.Wallet(ctx, q.Person); err != nil {
 			return nil, err
 		}
 		pay.Kind, pay.Method, pay.PayeePerson = KindP2P, "p2p", q.Person
@@ -261,8 +262,14 @@ func (s *Service) Pay(ctx context.Context, r PayRequest) (*Payment, error) {
 		pay.Kind, pay.Method, pay.PayeeOrg = KindPurchase, "qr", q.Merchant.OrgID
 		id, credit = derive("qr", r.Payer, r.Nonce), MerchantAccount(q.Merchant.OrgID)
 	}
-	if _, err := s.Wallet(ctx, r.Payer); err != nil {
+	payer, err := s.Wallet(ctx, r.Payer)
+	if err != nil {
 		return nil, err
+	}
+	if payee == nil {
+		if payee, err = s.eng.Account(ctx, credit); err != nil {
+			return nil, fmt.Errorf("payment: the merchant's account: %w", err)
+		}
 	}
 	pay.ID = id.String()
 	var lines []LineIn
@@ -274,7 +281,25 @@ func (s *Service) Pay(ctx context.Context, r PayRequest) (*Payment, error) {
 	if q.Party == emv.PartyPerson {
 		t.Code = ledger.CodeTransfer
 	}
+	// Too little money, or a limit, is told before the ledger is asked:
+	// it keeps every transfer it refuses, and this id is the sale's or the
+	// confirmation form's, which the payer sends again once they have
+	// topped up. A retry of a payment made already is the ledger's to
+	// answer (its id exists).
+	if res := s.eng.Foresee(t, payer, payee); res != ledger.OK {
+		if _, err := s.eng.Transfer(ctx, id); errors.Is(err, ledger.ErrNotFound) {
+			return nil, s.explain(ctx, res, pay)
+		} else if err != nil {
+			return nil, fmt.Errorf("payment: %w", err)
+		}
+	}
 	got, err := s.submit(ctx, t, pay, q.Merchant, lines, r.Nonce)
+	var no *Refusal
+	if q.Sale != nil && errors.As(err, &no) && no.Code != "sale_paid" && no.Code != "sale_refused" {
+		// The ledger refused it after all (the wallet changed meanwhile)
+		// and keeps that refusal under the sale's id.
+		return nil, refusal(no.Code, no.Message+" This sale's code cannot be paid any more: ask the merchant for a new one.")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -397,6 +422,13 @@ func (s *Service) submit(ctx context.Context, t ledger.Transfer, pay *Payment, m
 		case "code":
 			return nil, refusal("code_used", "This payment code was already used: ask the customer to show a fresh one.")
 		case "sale":
+			// Or a refusal the ledger keeps under the sale's id, which
+			// another payer's try meets: the sale is not paid then.
+			if _, err := s.SalePayment(ctx, pay.PayeeOrg, pay.Sale); errors.Is(err, ErrNotFound) {
+				return nil, refusal("sale_refused", "This sale's code was refused before and cannot be paid any more: ask the merchant for a new one. Nothing was charged.")
+			} else if err != nil {
+				return nil, fmt.Errorf("payment: the sale: %w", err)
+			}
 			return nil, refusal("sale_paid", "This sale is already paid.")
 		}
 		return nil, refusal("duplicate", "This payment was already made.")

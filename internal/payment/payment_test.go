@@ -702,3 +702,78 @@ func TestTopUpInHistory(t *testing.T) {
 		}
 	})
 }
+
+// TestPayAfterTopUp: a payment refused for too little money, or a limit,
+// goes through when sent again once the money is there, by the same
+// confirmation form and for the same sale (the ledger keeps a transfer it
+// refuses, so the refusal is told before it is asked). A sale the ledger
+// refused after all (the wallet changed meanwhile) says it cannot be paid
+// any more, to its payer and to anyone else, and is not called paid.
+func TestPayAfterTopUp(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db) // 150.00 each
+		sale, err := w.svc.NewSale(ctx, shopOrg, 160_00, "", nil, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pay := func(payer, payload string, amount int64, nonce string) (*payment.Payment, error) {
+			return w.svc.Pay(ctx, payment.PayRequest{Payer: payer, Payload: payload, Amount: amount, Nonce: nonce, SteppedUp: true})
+		}
+		form := nonce()
+		_, err = pay("jonas", sale.Payload, 0, form)
+		refusedWith(t, "a sale over the balance", err, "insufficient_funds")
+		code, err := w.svc.ReceiveCode(ctx, "amira", "Amira")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p2p := nonce()
+		_, err = pay("jonas", code, 2_100_00, p2p)
+		refusedWith(t, "over the limit per payment", err, "over_limit")
+		if _, err := w.svc.TopUp(ctx, ledger.ID{9, 9}, "jonas", 50_00, "more"); err != nil {
+			t.Fatal(err)
+		}
+		p, err := pay("jonas", sale.Payload, 0, form)
+		if err != nil || p.Amount != 160_00 {
+			t.Fatalf("the same sale and form once the money is there: %+v %v", p, err)
+		}
+		if again, err := pay("jonas", sale.Payload, 0, form); err != nil || again.ID != p.ID {
+			t.Fatalf("the same form sent again: %+v %v, want the first payment", again, err)
+		}
+		_, err = pay("amira", sale.Payload, 0, nonce())
+		refusedWith(t, "another payer of the paid sale", err, "sale_paid")
+		if q, err := pay("jonas", code, 40_00, p2p); err != nil || q.Amount != 40_00 {
+			t.Fatalf("the form refused over the limit, with an amount within it: %+v %v", q, err)
+		}
+		if b := w.balance(t, payment.WalletAccount("jonas")); b != 0 {
+			t.Fatalf("jonas's balance %d, want 150+50-160-40 = 0", b)
+		}
+
+		// The ledger refuses a sale after all: its id is spent.
+		other, err := w.svc.NewSale(ctx, shopOrg, 10_00, "", nil, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := w.eng.Submit(ctx, []ledger.Transfer{{ID: ledger.DeriveID("sale", other.ID), Debit: payment.WalletAccount("jonas"),
+			Credit: payment.MerchantAccount(shopOrg), Amount: 10_00, Ledger: ledger.LedgerCash, Code: ledger.CodePayment}})
+		if err != nil || rs[0] != ledger.ExceedsCredits {
+			t.Fatalf("a refusal under the sale's id: %v %v", rs, err)
+		}
+		if _, err := w.svc.TopUp(ctx, ledger.ID{9, 10}, "jonas", 20_00, "more"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = pay("jonas", other.Payload, 0, nonce())
+		refusedWith(t, "the refused sale's payer", err, "insufficient_funds")
+		if !strings.Contains(err.Error(), "ask the merchant for a new one") {
+			t.Fatalf("the refused sale's payer is not told to ask for a new sale: %v", err)
+		}
+		_, err = pay("amira", other.Payload, 0, nonce())
+		refusedWith(t, "another payer of the refused sale", err, "sale_refused")
+		if _, err := w.svc.SalePayment(ctx, shopOrg, other.ID); !errors.Is(err, payment.ErrNotFound) {
+			t.Fatalf("the refused sale reads as paid: %v", err)
+		}
+		if a, err := w.eng.Check(ctx); err != nil || len(a.Problems) > 0 {
+			t.Fatalf("ledger check: %v %v", a, err)
+		}
+	})
+}
