@@ -248,13 +248,16 @@ func (s *Service) TopUp(ctx context.Context, id ledger.ID, personID string, amou
 	// used already: a retry answers as before), since the ledger keeps a
 	// transfer it refused: the same request_id may credit once the wallet
 	// has room.
-	if _, err := s.eng.Transfer(ctx, id); errors.Is(err, ledger.ErrNotFound) {
-		if l, ok := s.eng.Profiles()[wallet.Profile]; ok && l.BalanceCap > 0 &&
-			wallet.CreditsPosted+wallet.CreditsPending-wallet.DebitsPosted > l.BalanceCap-amount {
-			return nil, overCap("")
-		}
-	} else if err != nil {
+	issuer, err := s.eng.Account(ctx, IssuerAccount)
+	if err != nil {
 		return nil, fmt.Errorf("top-up: %w", err)
+	}
+	if s.eng.Foresee(t, issuer, wallet) == ledger.ExceedsBalanceCap {
+		if _, err := s.eng.Transfer(ctx, id); errors.Is(err, ledger.ErrNotFound) {
+			return nil, overCap("")
+		} else if err != nil {
+			return nil, fmt.Errorf("top-up: %w", err)
+		}
 	}
 	rs, err := s.eng.SubmitThen(ctx, []ledger.Transfer{t}, func(ctx context.Context, tx *store.Tx, rs []ledger.Result) error {
 		if rs[0] != ledger.OK {
