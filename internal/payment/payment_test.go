@@ -432,6 +432,28 @@ func TestRefunds(t *testing.T) {
 		if got, _ := w.svc.Payment(ctx, p.ID); got.Refunded != keys*1_00 {
 			t.Fatalf("refunded %d after %d refunds of 1.00 tried %d times each, want %d", got.Refunded, keys, tries, keys*1_00)
 		}
+		// A refund into a wallet at its cap is refused with nothing
+		// reserved, and the same refund id refunds once there is room
+		// (the ledger keeps a transfer it refused: the cap is told first).
+		full := ledger.DefaultProfiles["basic"].BalanceCap - w.balance(t, payment.WalletAccount("jonas"))
+		if _, err := w.svc.TopUp(ctx, ledger.ID{8, 8}, "jonas", full, "to the cap"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = w.svc.Refund(ctx, vendorOrg, p.ID, 1_00, "room")
+		refusedWith(t, "a refund into a full wallet", err, "over_limit")
+		if got, _ := w.svc.Payment(ctx, p.ID); got.Refunded != keys*1_00 {
+			t.Fatalf("a refused refund reserved: refunded %d", got.Refunded)
+		}
+		code, err := w.svc.ReceiveCode(ctx, "amira", "Amira")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.svc.Pay(ctx, payment.PayRequest{Payer: "jonas", Payload: code, Amount: 5_00, Nonce: nonce()}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := w.svc.Refund(ctx, vendorOrg, p.ID, 1_00, "room"); err != nil || r.Amount != 1_00 {
+			t.Fatalf("the same refund id once the wallet has room: %+v %v", r, err)
+		}
 		audit, err := w.eng.Check(ctx)
 		if err != nil || len(audit.Problems) > 0 {
 			t.Fatalf("ledger check %v %v", err, audit.Problems)

@@ -40,6 +40,9 @@ func (s *Service) Refund(ctx context.Context, orgID, paymentID string, amount in
 	case !errors.Is(err, ErrNotFound):
 		return nil, err // not known to be new: reserving again would count it twice
 	}
+	if err := s.refundForeseen(ctx, id, orig, amount); err != nil {
+		return nil, err
+	}
 	err = s.db.Tx(ctx, func(tx *store.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM payment_refunds_pending WHERE id = $1", id.String()).Scan(&n); err != nil {
@@ -67,6 +70,42 @@ func (s *Service) Refund(ctx context.Context, orgID, paymentID string, amount in
 		return nil, fmt.Errorf("reserve refund: %w", err)
 	}
 	return s.finishRefund(ctx, id, orig, amount)
+}
+
+// refundForeseen refuses a new refund that the reservation or the ledger
+// would refuse: more than is left of the purchase, too little in the
+// merchant's account, a wallet at its cap. The ledger keeps every
+// transfer it refuses, and the id is the point of sale's refund id, which
+// it sends again once there is room. A refund an earlier try reserved
+// goes on (its reservation counts in what is refunded).
+func (s *Service) refundForeseen(ctx context.Context, id ledger.ID, orig *Payment, amount int64) error {
+	var reserved int
+	if err := s.db.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM payment_refunds_pending WHERE id = $1", id.String()).Scan(&reserved); err != nil {
+		return fmt.Errorf("refund: %w", err)
+	}
+	if reserved > 0 {
+		return nil
+	}
+	if amount > orig.Amount-orig.Refunded { // and again when reserving, for refunds at the same moment
+		return refusal("over_refund", fmt.Sprintf("At most %s of this payment is left to refund.", Money(orig.Amount-orig.Refunded)))
+	}
+	merchant, err := s.eng.Account(ctx, MerchantAccount(orig.PayeeOrg))
+	if err != nil {
+		return fmt.Errorf("refund: %w", err)
+	}
+	wallet, err := s.eng.Account(ctx, WalletAccount(orig.Payer))
+	if err != nil {
+		return fmt.Errorf("refund: %w", err)
+	}
+	t := ledger.Transfer{ID: id, Debit: merchant.ID, Credit: wallet.ID, Amount: amount, Ledger: ledger.LedgerCash, Code: ledger.CodeRefund}
+	if res := s.eng.Foresee(t, merchant, wallet); res != ledger.OK {
+		if _, err := s.eng.Transfer(ctx, id); errors.Is(err, ledger.ErrNotFound) {
+			return refundRefusal(res, amount, "")
+		} else if err != nil {
+			return fmt.Errorf("refund: %w", err)
+		}
+	}
+	return nil
 }
 
 func (s *Service) finishRefund(ctx context.Context, id ledger.ID, orig *Payment, amount int64) (*Payment, error) {
@@ -109,10 +148,20 @@ func (s *Service) finishRefund(ctx context.Context, id ledger.ID, orig *Payment,
 		return ref, nil
 	case ledger.Exists:
 		return s.Payment(ctx, id.String())
-	case ledger.ExceedsCredits:
-		return nil, refusal("merchant_funds", "The merchant account does not hold enough to refund "+Money(amount)+". Nothing was refunded.")
 	}
-	return nil, refusal(rs[0].String(), "The refund was refused ("+rs[0].String()+"). Nothing was refunded.")
+	// The accounts changed meanwhile: the ledger keeps this refusal.
+	return nil, refundRefusal(rs[0], amount, " This refund id was refused for good: refund again with a new one.")
+}
+
+// refundRefusal says why a refund was refused.
+func refundRefusal(r ledger.Result, amount int64, more string) error {
+	switch r {
+	case ledger.ExceedsCredits:
+		return refusal("merchant_funds", "The merchant account does not hold enough to refund "+Money(amount)+". Nothing was refunded."+more)
+	case ledger.ExceedsBalanceCap:
+		return refusal("over_limit", "The customer's wallet would go over its balance cap. Nothing was refunded."+more)
+	}
+	return refusal(r.String(), "The refund was refused ("+r.String()+"). Nothing was refunded."+more)
 }
 
 // ResumeRefunds finishes refunds that were reserved but whose transfer a
