@@ -44,14 +44,7 @@ func TestErasePresentations(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			ctx := context.Background()
-			db, err := store.Open(ctx, e.Open(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			if err := db.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			db := storetest.OpenMigrated(t, e.Open(t))
 			now := time.UnixMilli(1_790_000_000_000).UTC()
 			s, err := New(Deps{DB: db, SealKey: make([]byte, 32), Now: func() time.Time { return now }, Rand: rand.Reader, KeepPresentations: time.Hour})
 			if err != nil {
@@ -143,14 +136,7 @@ func TestEraseLapsedOffers(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			ctx := context.Background()
-			db, err := store.Open(ctx, e.Open(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			if err := db.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			db := storetest.OpenMigrated(t, e.Open(t))
 			now := time.UnixMilli(1_790_000_000_000).UTC()
 			s, err := New(Deps{DB: db, SealKey: make([]byte, 32), Now: func() time.Time { return now }, Rand: rand.Reader})
 			if err != nil {
