@@ -631,3 +631,21 @@ func (s *Service) JWTVCIssuerMetadata(ctx context.Context, iss *Issuer) (map[str
 	}
 	return map[string]any{"issuer": s.IssuerID(iss), "jwks": map[string]any{"keys": []jose.JSONWebKey{k}}}, nil
 }
+
+// offersBefore selects a batch (eraseBatch) of offers whose claims or
+// link are kept, expired at or before $1 (by the partial index
+// id_offers_kept).
+const offersBefore = `SELECT code_hash FROM id_offers WHERE link <> '' AND expires_at <= $1 LIMIT 500`
+
+// EraseLapsedOffers erases the sealed claims and link of every credential
+// offer that expired at least TokenLifetime ago, used or not: no access
+// token from it can still fetch a credential (an issued one lost its
+// claims already). It returns how many it erased; a node runs it with
+// ErasePresentations.
+func (s *Service) EraseLapsedOffers(ctx context.Context) (int, error) {
+	n, err := s.eraseBatches(ctx, `UPDATE id_offers SET claims = '', link = '' WHERE code_hash IN (`+offersBefore+`)`, s.now().Add(-TokenLifetime))
+	if err != nil {
+		return n, fmt.Errorf("erase lapsed offers: %w", err)
+	}
+	return n, nil
+}

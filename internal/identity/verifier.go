@@ -190,13 +190,11 @@ func (s *Service) Keep() time.Duration { return s.keep }
 
 // eraseBatch bounds the rows one transaction of ErasePresentations or
 // EraseLapsedOffers erases, so that SQLite's write lock is never held
-// long; keptBefore and offersBefore select such a batch, answered or
-// expired at or before $1 (by the partial indexes id_requests_kept and
-// id_offers_kept).
+// long; keptBefore selects such a batch of presentations answered at or
+// before $1 (by the partial index id_requests_kept).
 const (
-	eraseBatch   = 500
-	keptBefore   = `SELECT id FROM id_requests WHERE vp_token <> '' AND answered_at <= $1 LIMIT 500`
-	offersBefore = `SELECT code_hash FROM id_offers WHERE link <> '' AND expires_at <= $1 LIMIT 500`
+	eraseBatch = 500
+	keptBefore = `SELECT id FROM id_requests WHERE vp_token <> '' AND answered_at <= $1 LIMIT 500`
 )
 
 // ErasePresentations erases what verified presentations answered at
@@ -208,19 +206,6 @@ func (s *Service) ErasePresentations(ctx context.Context) (int, error) {
 	n, err := s.eraseBatches(ctx, `UPDATE id_requests SET vp_token = '', result = '' WHERE id IN (`+keptBefore+`)`, s.now().Add(-s.keep))
 	if err != nil {
 		return n, fmt.Errorf("erase presentations: %w", err)
-	}
-	return n, nil
-}
-
-// EraseLapsedOffers erases the sealed claims and link of every credential
-// offer that expired at least TokenLifetime ago, used or not: no access
-// token from it can still fetch a credential (an issued one lost its
-// claims already). It returns how many it erased; a node runs it with
-// ErasePresentations.
-func (s *Service) EraseLapsedOffers(ctx context.Context) (int, error) {
-	n, err := s.eraseBatches(ctx, `UPDATE id_offers SET claims = '', link = '' WHERE code_hash IN (`+offersBefore+`)`, s.now().Add(-TokenLifetime))
-	if err != nil {
-		return n, fmt.Errorf("erase lapsed offers: %w", err)
 	}
 	return n, nil
 }
