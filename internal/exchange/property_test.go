@@ -83,7 +83,7 @@ type modelWorld struct {
 
 // modelOutcomes are what the runs must reach between them.
 var modelOutcomes = []string{"denied", "released", "released deferred", "awaiting consent", "consented", "refused", "withdrawn", "cancelled",
-	"collected", "collection denied", "lapsed", "release failed", "collection failed", "twin refused", "retired", "deferral seen", "replayed", "key reused"}
+	"collected", "collection denied", "lapsed", "release failed", "collection failed", "twin refused", "retired", "deferral seen", "replayed", "key reused", "value set", "value removed"}
 
 func (m *modelWorld) saw(outcome string) {
 	m.mu.Lock()
@@ -153,7 +153,7 @@ var (
 	modelSteps    = []time.Duration{time.Hour, 5 * Day, 20 * Day, 30 * Day}
 	// modelOps: asking and answering more often than changing the
 	// policies (rapid draws the first ones more often).
-	modelOps = []string{"ask", "answer", "collect", "ask", "policy", "wait", "answer", "ask", "collect", "withdraw", "cancel", "policy", "retire"}
+	modelOps = []string{"ask", "answer", "collect", "ask", "policy", "wait", "answer", "ask", "collect", "withdraw", "values", "cancel", "policy", "retire"}
 )
 
 type mPolicy struct {
@@ -190,6 +190,7 @@ type modelRun struct {
 	agencies []string
 	citizens []string
 	service  string
+	holder   string
 	values   map[string]map[string]string // citizen → field → value
 	policies []*mPolicy
 	requests []*mRequest
@@ -207,13 +208,13 @@ func (m *modelWorld) run(rt *rapid.T) {
 	prefix := make([]byte, 4)
 	_, _ = rand.Read(prefix)
 	p := hex.EncodeToString(prefix)
-	r := &modelRun{m: m, rt: rt, ctx: context.Background(), agencies: []string{"tax-" + p, "police-" + p},
+	r := &modelRun{m: m, rt: rt, ctx: context.Background(), agencies: []string{"tax-" + p, "police-" + p}, holder: "holder-" + p,
 		citizens: []string{"p1-" + p, "p2-" + p, "p3-" + p}, service: "reg-" + p, values: map[string]map[string]string{}, keys: map[string]keyedAsk{}}
 	svc := Service{ID: r.service, Name: "Register " + p}
 	for _, f := range modelFields {
 		svc.Fields = append(svc.Fields, Field{Name: f, Label: f, Type: "text"})
 	}
-	if _, err := m.ex.PublishService(r.ctx, "holder-"+p, svc); err != nil {
+	if _, err := m.ex.PublishService(r.ctx, r.holder, svc); err != nil {
 		rt.Fatal(err)
 	}
 	for i, c := range r.citizens {
@@ -224,7 +225,7 @@ func (m *modelWorld) run(rt *rapid.T) {
 			}
 			vals[f] = c + "/" + f
 		}
-		if err := m.ex.SetValues(r.ctx, "holder-"+p, r.service, c, vals); err != nil {
+		if err := m.ex.SetValues(r.ctx, r.holder, r.service, c, vals); err != nil {
 			rt.Fatal(err)
 		}
 		r.values[c] = vals
@@ -250,11 +251,40 @@ func (m *modelWorld) run(rt *rapid.T) {
 			r.cancel()
 		case "collect":
 			r.collect()
+		case "values":
+			r.changeValues()
 		case "wait":
 			m.clk.add(rapid.SampledFrom(modelSteps).Draw(rt, "wait"))
 		}
 	}
 	r.checkRecords()
+}
+
+// changeValues has the holder set a citizen's value of a field anew, or
+// remove some of their values (or all): what a later release carries.
+func (r *modelRun) changeValues() {
+	c := rapid.SampledFrom(r.citizens).Draw(r.rt, "whose values")
+	f := rapid.SampledFrom(modelFields).Draw(r.rt, "field")
+	switch rapid.IntRange(0, 2).Draw(r.rt, "change") {
+	case 0:
+		v := fmt.Sprintf("%s/%s/%d", c, f, rapid.IntRange(0, 99).Draw(r.rt, "value"))
+		if err := r.m.ex.SetValues(r.ctx, r.holder, r.service, c, map[string]string{f: v}); err != nil {
+			r.rt.Fatalf("set %s's %s: %v", c, f, err)
+		}
+		r.values[c][f] = v
+		r.m.saw("value set")
+	case 1:
+		if err := r.m.ex.RemoveValues(r.ctx, r.holder, r.service, c, []string{f}); err != nil {
+			r.rt.Fatalf("remove %s's %s: %v", c, f, err)
+		}
+		delete(r.values[c], f)
+		r.m.saw("value removed")
+	default:
+		if err := r.m.ex.RemoveValues(r.ctx, r.holder, r.service, c, nil); err != nil {
+			r.rt.Fatalf("remove %s's values: %v", c, err)
+		}
+		r.values[c] = map[string]string{}
+	}
 }
 
 // fields draws a non-empty set of field names, now and then one the
