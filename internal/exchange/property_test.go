@@ -15,6 +15,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"github.com/civstack/civstack/internal/modeltest"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
 	"github.com/civstack/civstack/internal/tlog"
@@ -45,26 +46,10 @@ import (
 func TestExchangeModel(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		m := newModelWorld(t, db)
-		// The runs must reach every outcome between them, or they prove
-		// little: more rounds of runs until they have (each round is
-		// rapid's -rapid.checks runs, 100 by default), at most 5.
-		var missed []string
-		for round := 1; round <= 5; round++ {
-			rapid.Check(t, func(rt *rapid.T) { m.run(rt) })
-			missed = nil
-			for _, o := range modelOutcomes {
-				if m.seen[o] == 0 {
-					missed = append(missed, o)
-				}
-			}
-			t.Logf("outcomes after round %d: %v", round, m.seen)
-			if len(missed) == 0 || t.Failed() {
-				break
-			}
-		}
-		if len(missed) > 0 {
-			t.Fatalf("no run reached %q", missed)
-		}
+		modeltest.Check(t, modelOutcomes, func(rt *rapid.T, seen *modeltest.Outcomes) {
+			m.seen = seen
+			m.run(rt)
+		})
 	})
 }
 
@@ -78,18 +63,14 @@ type modelWorld struct {
 
 	mu    sync.Mutex
 	fault bool // the next release fails after its record, before its commit
-	seen  map[string]int
+	seen  *modeltest.Outcomes
 }
 
 // modelOutcomes are what the runs must reach between them.
 var modelOutcomes = []string{"denied", "released", "released deferred", "awaiting consent", "consented", "refused", "withdrawn", "cancelled",
 	"collected", "collection denied", "lapsed", "release failed", "collection failed", "twin refused", "retired", "deferral seen", "replayed", "key reused", "value set", "value removed"}
 
-func (m *modelWorld) saw(outcome string) {
-	m.mu.Lock()
-	m.seen[outcome]++
-	m.mu.Unlock()
-}
+func (m *modelWorld) saw(outcome string) { m.seen.Saw(outcome) }
 
 type modelClock struct {
 	mu sync.Mutex
@@ -117,7 +98,7 @@ func newModelWorld(t *testing.T, db *store.DB) *modelWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &modelWorld{clk: &modelClock{t: time.UnixMilli(1_790_000_000_000).UTC()}, db: db, seen: map[string]int{}}
+	m := &modelWorld{clk: &modelClock{t: time.UnixMilli(1_790_000_000_000).UTC()}, db: db}
 	if m.log, err = tlog.New(db, signer.Name(), signer, m.clk.now); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/civstack/civstack/internal/healthpass"
+	"github.com/civstack/civstack/internal/modeltest"
 	"github.com/civstack/civstack/internal/store/storetest"
 )
 
@@ -34,19 +35,13 @@ func TestHealthCodeModel(t *testing.T) {
 		t.Run(e.Name, func(t *testing.T) {
 			s, _, now := newServiceIn(t, e, rome)
 			*now = time.Date(2027, 3, 14, 9, 30, 0, 0, time.UTC) // two weeks before summer time
-			seen := map[string]int{}
 			run := 0
-			rapid.Check(t, func(rt *rapid.T) {
-				run++
-				m := &codeModel{s: s, now: now, zone: rome, rt: rt, person: fmt.Sprintf("person-%d", run), checkins: map[string]bool{}, seen: seen}
-				m.run()
-			})
-			t.Logf("outcomes: %v", seen)
-			for _, o := range []string{"yellow", "red", "green by check-ins", "streak broken", "checked in twice a day", "no code yet", "a day of 23 or 25 hours"} {
-				if seen[o] == 0 {
-					t.Errorf("no run reached %q", o)
-				}
-			}
+			modeltest.Check(t, []string{"yellow", "red", "green by check-ins", "streak broken", "checked in twice a day", "no code yet", "a day of 23 or 25 hours"},
+				func(rt *rapid.T, seen *modeltest.Outcomes) {
+					run++
+					m := &codeModel{s: s, now: now, zone: rome, rt: rt, person: fmt.Sprintf("person-%d", run), checkins: map[string]bool{}, seen: seen}
+					m.run()
+				})
 		})
 	}
 }
@@ -57,7 +52,7 @@ type codeModel struct {
 	zone   *time.Location
 	rt     *rapid.T
 	person string
-	seen   map[string]int
+	seen   *modeltest.Outcomes
 
 	colour   healthpass.Colour // "" before the first questionnaire
 	sinceDay string            // the city's day the colour was decided
@@ -71,7 +66,7 @@ func (m *codeModel) run() {
 	if _, err := m.s.CheckIn(ctx, m.person, true); !errors.Is(err, healthpass.ErrNoStatus) {
 		m.rt.Fatalf("a check-in before any questionnaire: %v", err)
 	}
-	m.seen["no code yet"]++
+	m.seen.Saw("no code yet")
 	for range rapid.IntRange(5, 60).Draw(m.rt, "steps") {
 		switch rapid.SampledFrom([]string{"check in", "wait", "days in a row", "check in", "answer", "wait", "read"}).Draw(m.rt, "op") {
 		case "days in a row":
@@ -81,7 +76,7 @@ func (m *codeModel) run() {
 				_, before := m.now.In(m.zone).Zone()
 				*m.now = m.now.In(m.zone).AddDate(0, 0, 1).UTC()
 				if _, after := m.now.In(m.zone).Zone(); after != before {
-					m.seen["a day of 23 or 25 hours"]++
+					m.seen.Saw("a day of 23 or 25 hours")
 				}
 				m.checkIn(ctx, true)
 			}
@@ -97,7 +92,7 @@ func (m *codeModel) run() {
 				m.rt.Fatalf("answers %+v: %v", a, err)
 			}
 			m.colour, m.sinceDay = d.Colour, m.day(*m.now)
-			m.seen[string(d.Colour)]++
+			m.seen.Saw(string(d.Colour))
 			m.check("answers", st)
 		case "check in":
 			m.checkIn(ctx, rapid.IntRange(0, 4).Draw(m.rt, "normal") < 4)
@@ -133,10 +128,10 @@ func (m *codeModel) checkIn(ctx context.Context, normal bool) {
 	m.settle() // the check-in reads the code first
 	today := m.day(*m.now)
 	if _, ok := m.checkins[today]; ok {
-		m.seen["checked in twice a day"]++
+		m.seen.Saw("checked in twice a day")
 	}
 	if !normal && m.colour != healthpass.Green {
-		m.seen["streak broken"]++
+		m.seen.Saw("streak broken")
 	}
 	m.checkins[today] = normal
 	m.check("check-in", st)
@@ -165,7 +160,7 @@ func (m *codeModel) streak() int {
 func (m *codeModel) settle() {
 	if need := m.s.Rules().DaysFor(m.colour); need > 0 && m.streak() >= need {
 		m.colour, m.sinceDay = healthpass.Green, m.day(*m.now)
-		m.seen["green by check-ins"]++
+		m.seen.Saw("green by check-ins")
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/civstack/civstack/internal/ledger"
+	"github.com/civstack/civstack/internal/modeltest"
 	"github.com/civstack/civstack/internal/payment"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
@@ -32,29 +33,10 @@ import (
 func TestPaymentsModel(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		w := setup(t, db)
-		seen := map[string]int{}
-		// The runs must reach every outcome between them: more rounds of
-		// runs until they have (each round is rapid's -rapid.checks runs,
-		// 100 by default), at most 5.
-		var missed []string
-		for round := 1; round <= 5; round++ {
-			rapid.Check(t, func(rt *rapid.T) { newPayRun(w, rt, seen).run() })
-			missed = nil
-			for _, o := range []string{"topped up", "top-up over the cap", "top-up replayed", "paid", "step-up", "over the limit per payment",
-				"over the daily limit", "payee over the cap", "too little money", "paid after a refusal", "payment replayed", "sale paid",
-				"sale already paid", "sale expired", "refunded", "refund too large", "refund replayed", "self"} {
-				if seen[o] == 0 {
-					missed = append(missed, o)
-				}
-			}
-			t.Logf("outcomes after round %d: %v", round, seen)
-			if len(missed) == 0 || t.Failed() {
-				break
-			}
-		}
-		if len(missed) > 0 {
-			t.Errorf("no run reached %q", missed)
-		}
+		modeltest.Check(t, []string{"topped up", "top-up over the cap", "top-up replayed", "paid", "step-up", "over the limit per payment",
+			"over the daily limit", "payee over the cap", "too little money", "paid after a refusal", "payment replayed", "sale paid",
+			"sale already paid", "sale expired", "refunded", "refund too large", "refund replayed", "self"},
+			func(rt *rapid.T, seen *modeltest.Outcomes) { newPayRun(w, rt, seen).run() })
 	})
 }
 
@@ -77,7 +59,7 @@ type payRun struct {
 	w      *world
 	rt     *rapid.T
 	ctx    context.Context
-	seen   map[string]int
+	seen   *modeltest.Outcomes
 	prefix string
 	people []string
 
@@ -107,7 +89,7 @@ type mTopUp struct {
 	amount int64
 }
 
-func newPayRun(w *world, rt *rapid.T, seen map[string]int) *payRun {
+func newPayRun(w *world, rt *rapid.T, seen *modeltest.Outcomes) *payRun {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	p := hex.EncodeToString(b)
@@ -166,7 +148,7 @@ func (r *payRun) topUp(p string, amount int64, id ledger.ID) {
 		if err != nil || got.Amount != first {
 			r.rt.Fatalf("top-up %s again: %+v %v", id, got, err)
 		}
-		r.seen["top-up replayed"]++
+		r.seen.Saw("top-up replayed")
 		return
 	}
 	if r.balance[p]+amount > basic.BalanceCap {
@@ -174,7 +156,7 @@ func (r *payRun) topUp(p string, amount int64, id ledger.ID) {
 		if !errors.As(err, &no) || no.Code != "over_limit" {
 			r.rt.Fatalf("top-up of %d onto %d: %+v %v, want over_limit", amount, r.balance[p], got, err)
 		}
-		r.seen["top-up over the cap"]++
+		r.seen.Saw("top-up over the cap")
 		return
 	}
 	if err != nil || got.Amount != amount {
@@ -183,7 +165,7 @@ func (r *payRun) topUp(p string, amount int64, id ledger.ID) {
 	r.balance[p] += amount
 	r.topUps[id] = amount
 	r.credited = append(r.credited, mTopUp{id, p, amount})
-	r.seen["topped up"]++
+	r.seen.Saw("topped up")
 }
 
 func (r *payRun) randomTopUp() {
@@ -205,7 +187,7 @@ func (r *payRun) pay(payer, payee, payload string, amount int64, nonce string, s
 		if err != nil || got.ID != first.ID {
 			r.rt.Fatalf("the form %s sent again: %+v %v, want its payment %s", nonce, got, err, first.ID)
 		}
-		r.seen["payment replayed"]++
+		r.seen.Saw("payment replayed")
 		return got, "replayed"
 	}
 	day := payer + " " + r.w.clock.now().UTC().Format(time.DateOnly)
@@ -239,9 +221,9 @@ func (r *payRun) pay(payer, payee, payload string, amount int64, nonce string, s
 		}
 		r.forms[nonce] = got
 		if r.refused[nonce] {
-			r.seen["paid after a refusal"]++
+			r.seen.Saw("paid after a refusal")
 		}
-		r.seen["paid"]++
+		r.seen.Saw("paid")
 		return got, ""
 	case "step-up":
 		if !errors.Is(err, payment.ErrStepUp) {
@@ -259,7 +241,7 @@ func (r *payRun) pay(payer, payee, payload string, amount int64, nonce string, s
 		}
 	}
 	r.refused[nonce] = true
-	r.seen[want]++
+	r.seen.Saw(want)
 	return nil, want
 }
 
@@ -298,24 +280,24 @@ func (r *payRun) paySale() {
 		if !errors.As(err, &no) || no.Code != "expired" {
 			r.rt.Fatalf("an expired sale: %v", err)
 		}
-		r.seen["sale expired"]++
+		r.seen.Saw("sale expired")
 	case s.paid != "":
 		_, err := r.w.svc.Pay(r.ctx, payment.PayRequest{Payer: payer, Payload: s.sale.Payload, Nonce: nonce(), SteppedUp: true})
 		var no *payment.Refusal
 		switch {
 		case payer == s.payer && err == nil:
-			r.seen["payment replayed"]++ // the sale's id is its payer's payment
+			r.seen.Saw("payment replayed") // the sale's id is its payer's payment
 		case !errors.As(err, &no) || no.Code != "sale_paid":
 			r.rt.Fatalf("a paid sale paid again by %s (paid by %s): %v", payer, s.payer, err)
 		default:
-			r.seen["sale already paid"]++
+			r.seen.Saw("sale already paid")
 		}
 	default:
 		got, _ := r.pay(payer, "", s.sale.Payload, s.sale.Amount, "sale "+s.sale.ID, true)
 		if got != nil {
 			s.paid, s.payer = got.ID, payer
 			r.bought = append(r.bought, &mPurchase{id: got.ID, payer: payer, amount: s.sale.Amount})
-			r.seen["sale paid"]++
+			r.seen.Saw("sale paid")
 		}
 	}
 }
@@ -337,7 +319,7 @@ func (r *payRun) refund() {
 		if err != nil || got.ID != first.ID {
 			r.rt.Fatalf("refund %s again: %+v %v", key, got, err)
 		}
-		r.seen["refund replayed"]++
+		r.seen.Saw("refund replayed")
 		return
 	}
 	amount := rapid.SampledFrom([]int64{1, b.amount / 2, b.amount - b.refunded, b.amount + 1}).Draw(r.rt, "refund")
@@ -350,7 +332,7 @@ func (r *payRun) refund() {
 		if !errors.As(err, &no) || no.Code != "over_refund" {
 			r.rt.Fatalf("refund of %d with %d left: %+v %v", amount, b.amount-b.refunded, got, err)
 		}
-		r.seen["refund too large"]++
+		r.seen.Saw("refund too large")
 		return
 	}
 	if r.balance[b.payer]+amount > basic.BalanceCap {
@@ -367,5 +349,5 @@ func (r *payRun) refund() {
 	r.balance[b.payer] += amount
 	r.shop -= amount
 	r.refunds[key] = got
-	r.seen["refunded"]++
+	r.seen.Saw("refunded")
 }

@@ -11,6 +11,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"github.com/civstack/civstack/internal/modeltest"
 	"github.com/civstack/civstack/internal/rewards"
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
@@ -31,27 +32,7 @@ import (
 func TestRewardsModel(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		w := setup(t, db, rewards.Config{PointsExpire: 10 * 24 * time.Hour})
-		seen := map[string]int{}
-		// The runs must reach every outcome between them, or they prove
-		// little: more rounds of runs until they have (each round is
-		// rapid's -rapid.checks runs, 100 by default), at most 5.
-		var missed []string
-		for round := 1; round <= 5; round++ {
-			rapid.Check(t, func(rt *rapid.T) { newRewardsRun(w, rt, seen).run() })
-			missed = nil
-			for _, o := range rwOutcomes {
-				if seen[o] == 0 {
-					missed = append(missed, o)
-				}
-			}
-			t.Logf("outcomes after round %d: %v", round, seen)
-			if len(missed) == 0 || t.Failed() {
-				break
-			}
-		}
-		if len(missed) > 0 {
-			t.Errorf("no run reached %q", missed)
-		}
+		modeltest.Check(t, rwOutcomes, func(rt *rapid.T, seen *modeltest.Outcomes) { newRewardsRun(w, rt, seen).run() })
 		w.audit(t)
 	})
 }
@@ -92,7 +73,7 @@ type rewardsRun struct {
 	w      *world
 	rt     *rapid.T
 	ctx    context.Context
-	seen   map[string]int
+	seen   *modeltest.Outcomes
 	prefix string
 	people []string
 	cards  map[string]string // the member's card; "" when not a member
@@ -111,7 +92,7 @@ type rewardsRun struct {
 	refused  map[string]bool             // person, item and purchase key of a purchase refused for too few points
 }
 
-func newRewardsRun(w *world, rt *rapid.T, seen map[string]int) *rewardsRun {
+func newRewardsRun(w *world, rt *rapid.T, seen *modeltest.Outcomes) *rewardsRun {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	p := hex.EncodeToString(b)
@@ -170,7 +151,7 @@ func (r *rewardsRun) join() {
 	case r.cards[p] != "" && m.Card != r.cards[p]:
 		r.rt.Fatalf("%s joined again and got card %s, not their card %s", p, m.Card, r.cards[p])
 	case r.cards[p] == "" && r.joined[p]:
-		r.seen["rejoined"]++
+		r.seen.Saw("rejoined")
 	}
 	r.cards[p], r.joined[p] = m.Card, true
 }
@@ -194,7 +175,7 @@ func (r *rewardsRun) leave() {
 			delete(r.events, k) // leaving deletes the member's events
 		}
 	}
-	r.seen["left"]++
+	r.seen.Saw("left")
 }
 
 func (r *rewardsRun) record() {
@@ -220,12 +201,12 @@ func (r *rewardsRun) record() {
 		if !errors.Is(err, rewards.ErrNotMember) {
 			r.rt.Fatalf("an event under card %q, not a member's: %+v %v", card, award, err)
 		}
-		r.seen["not a member"]++
+		r.seen.Saw("not a member")
 	case partner != rule.partner:
 		if !errors.Is(err, rewards.ErrInvalid) {
 			r.rt.Fatalf("%s recorded a %s: %+v %v", partner, typ, award, err)
 		}
-		r.seen["wrong partner"]++
+		r.seen.Saw("wrong partner")
 	case recorded && (first.person != p || first.typ != typ):
 		if !errors.Is(err, rewards.ErrInvalid) {
 			r.rt.Fatalf("event %s reused for another event: %+v %v", id, award, err)
@@ -234,7 +215,7 @@ func (r *rewardsRun) record() {
 		if err != nil || !award.Replayed || award.Points != first.points {
 			r.rt.Fatalf("retry of event %s: %+v %v, want its first award of %d replayed", id, award, err, first.points)
 		}
-		r.seen["replayed"]++
+		r.seen.Saw("replayed")
 	default:
 		now := r.w.clock.now()
 		day := p + " " + typ + " " + now.Format(time.DateOnly)
@@ -243,7 +224,7 @@ func (r *rewardsRun) record() {
 			if !errors.Is(err, rewards.ErrCap) {
 				r.rt.Fatalf("event %s past the day's cap: %+v %v", id, award, err)
 			}
-			r.seen["capped"]++
+			r.seen.Saw("capped")
 			return
 		}
 		if err != nil || award.Replayed || award.Points != due {
@@ -253,7 +234,7 @@ func (r *rewardsRun) record() {
 		r.earned[p] = append(r.earned[p], rwEarning{at: now, points: due})
 		r.events[key] = rwEvent{person: p, typ: typ, points: due}
 		r.eventIDs = append(r.eventIDs, id)
-		r.seen["earned"]++
+		r.seen.Saw("earned")
 	}
 }
 
@@ -267,7 +248,7 @@ func (r *rewardsRun) buy() {
 		if err != nil || !v.Again || v.ID != first.ID {
 			r.rt.Fatalf("%s bought %s again with key %s: %+v %v, want the first voucher %s", p, item, key, v, err, first.ID)
 		}
-		r.seen["bought again"]++
+		r.seen.Saw("bought again")
 		return
 	}
 	price := rwItems[item].price
@@ -275,7 +256,7 @@ func (r *rewardsRun) buy() {
 		if !errors.Is(err, rewards.ErrPoints) {
 			r.rt.Fatalf("%s bought %s for %d with %d points: %+v %v", p, item, price, r.balance(p), v, err)
 		}
-		r.seen["too few points"]++
+		r.seen.Saw("too few points")
 		if key != "" {
 			r.refused[k] = true
 		}
@@ -289,9 +270,9 @@ func (r *rewardsRun) buy() {
 	if key != "" {
 		r.keys[k] = v
 	}
-	r.seen["bought"]++
+	r.seen.Saw("bought")
 	if r.refused[k] {
-		r.seen["bought with a key refused before"]++ // a purchase key is not spent by a refusal
+		r.seen.Saw("bought with a key refused before") // a purchase key is not spent by a refusal
 	}
 }
 
@@ -314,23 +295,23 @@ func (r *rewardsRun) redeem() {
 		if !errors.Is(err, rewards.ErrOther) {
 			r.rt.Fatalf("%s honoured %s's voucher: %+v %v", partner, rv.v.Partner, got, err)
 		}
-		r.seen["other partner"]++
+		r.seen.Saw("other partner")
 	case rv.used:
 		if !errors.Is(err, rewards.ErrUsed) {
 			r.rt.Fatalf("voucher %s honoured twice: %+v %v", rv.v.ID, got, err)
 		}
-		r.seen["used"]++
+		r.seen.Saw("used")
 	case !r.w.clock.now().Before(rv.v.Expires):
 		if !errors.Is(err, rewards.ErrExpired) {
 			r.rt.Fatalf("voucher %s honoured after it expired: %+v %v", rv.v.ID, got, err)
 		}
-		r.seen["voucher expired"]++
+		r.seen.Saw("voucher expired")
 	default:
 		if err != nil || got.State != rewards.Used {
 			r.rt.Fatalf("voucher %s: %+v %v", rv.v.ID, got, err)
 		}
 		rv.used = true
-		r.seen["honoured"]++
+		r.seen.Saw("honoured")
 	}
 }
 
@@ -360,6 +341,6 @@ func (r *rewardsRun) expire() {
 		}
 		r.expired[p] += due
 		r.expiries[day] = true
-		r.seen["points expired"]++
+		r.seen.Saw("points expired")
 	}
 }
