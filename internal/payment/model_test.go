@@ -63,18 +63,19 @@ type payRun struct {
 	prefix string
 	people []string
 
-	balance  map[string]int64            // person → wallet balance
-	debited  map[string]int64            // person and day → debited that day
-	shop     int64                       // what the shop's account got in this run, less refunds
-	topUps   map[ledger.ID]int64         // a top-up id that credited → its amount
-	credited []mTopUp                    // those top-ups, to retry
-	refused  map[string]bool             // forms and sales refused once (to see them pay later)
-	sent     []mForm                     // payments between people as sent, to send again
-	forms    map[string]*payment.Payment // a form's nonce → the payment it made
-	sales    []*mSale
-	bought   []*mPurchase
-	refunds  map[string]*payment.Payment // a refund id → the refund it made
-	ids      int
+	balance   map[string]int64            // person → wallet balance
+	debited   map[string]int64            // person and day → debited that day
+	shop      int64                       // what the shop's account got in this run, less refunds
+	topUps    map[ledger.ID]int64         // a top-up id that credited → its amount
+	credited  []mTopUp                    // those top-ups, to retry
+	refused   map[string]bool             // forms and sales refused once (to see them pay later)
+	sent      []mForm                     // payments between people as sent, to send again
+	forms     map[string]*payment.Payment // a form's nonce → the payment it made
+	sales     []*mSale
+	bought    []*mPurchase
+	refunds   map[string]*payment.Payment // a refund id → the refund it made
+	refundIDs []string                    // those ids, in the order made
+	ids       int
 }
 
 type mForm struct {
@@ -308,11 +309,8 @@ func (r *payRun) refund() {
 	}
 	b := rapid.SampledFrom(r.bought).Draw(r.rt, "purchase")
 	key := fmt.Sprintf("%s-r%d", r.prefix, len(r.refunds))
-	if len(r.refunds) > 0 && rapid.IntRange(0, 3).Draw(r.rt, "refund again") == 3 {
-		for k := range r.refunds {
-			key = k
-			break
-		}
+	if len(r.refundIDs) > 0 && rapid.IntRange(0, 3).Draw(r.rt, "refund again") == 3 {
+		key = rapid.SampledFrom(r.refundIDs).Draw(r.rt, "refund id")
 	}
 	if first := r.refunds[key]; first != nil {
 		got, err := r.w.svc.Refund(r.ctx, shopOrg, first.Original, first.Amount, key)
@@ -349,5 +347,6 @@ func (r *payRun) refund() {
 	r.balance[b.payer] += amount
 	r.shop -= amount
 	r.refunds[key] = got
+	r.refundIDs = append(r.refundIDs, key)
 	r.seen.Saw("refunded")
 }
