@@ -355,7 +355,14 @@ func (s *Service) Charge(ctx context.Context, r ChargeRequest) (*Payment, error)
 	pay := &Payment{ID: id.String(), Kind: KindPurchase, Method: "code", Payer: payer, PayeeOrg: r.OrgID, Amount: r.Amount, Reference: r.Reference, CreatedAt: s.now()}
 	t := ledger.Transfer{ID: id, Debit: WalletAccount(payer), Credit: MerchantAccount(r.OrgID), Amount: r.Amount, Ledger: ledger.LedgerCash,
 		Code: ledger.CodePayment, Reference: clipBytes(r.Reference, 64)}
-	return s.submit(ctx, t, pay, m, r.Lines, r.Request)
+	got, err := s.submit(ctx, t, pay, m, r.Lines, r.Request)
+	var no *Refusal
+	if errors.As(err, &no) && no.Code != "code_used" {
+		// The ledger keeps the refusal under the code's id: this code
+		// cannot pay any more, even once the customer has topped up.
+		return nil, refusal(no.Code, no.Message+" This code cannot be charged again: ask the customer to show a fresh one.")
+	}
+	return got, err
 }
 
 func clipBytes(s string, n int) string {

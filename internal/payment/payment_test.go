@@ -325,6 +325,31 @@ func TestPaymentCodes(t *testing.T) {
 		if b := w.balance(t, payment.MerchantAccount(shopOrg)); b != 7_20 {
 			t.Fatalf("shop balance %d", b)
 		}
+		// A code refused for too little money is spent (the ledger keeps
+		// the refusal under its id), and the till is told to ask for a
+		// fresh one, which pays once the customer has topped up.
+		if _, err := w.svc.TopUp(ctx, ledger.ID{7, 7}, "lena", 5_00, "some"); err != nil {
+			t.Fatal(err)
+		}
+		lena, err := w.svc.ProvisionDevice(ctx, "lena")
+		if err != nil {
+			t.Fatal(err)
+		}
+		short := payment.GenerateCode(lena.Handle, lena.Secret, w.clock.now())
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: short, Amount: 7_00, Request: "pos-9"})
+		refusedWith(t, "a code without the money", err, "insufficient_funds")
+		if !strings.Contains(err.Error(), "show a fresh one") {
+			t.Fatalf("the till is not told to ask for a fresh code: %v", err)
+		}
+		if _, err := w.svc.TopUp(ctx, ledger.ID{7, 8}, "lena", 5_00, "more"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: short, Amount: 7_00, Request: "pos-9"})
+		refusedWith(t, "the spent code once the money is there", err, "insufficient_funds")
+		w.clock.add(31 * time.Second)
+		if p, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: payment.GenerateCode(lena.Handle, lena.Secret, w.clock.now()), Amount: 7_00, Request: "pos-10"}); err != nil || p.Amount != 7_00 {
+			t.Fatalf("a fresh code once the money is there: %+v %v", p, err)
+		}
 	})
 }
 
