@@ -159,7 +159,7 @@ type mRequest struct {
 
 type mRelease struct {
 	request, agency, citizen string
-	policy                   string
+	purpose, policy          string
 	fields                   []string
 	deferUntil               time.Time // zero: not deferred
 }
@@ -454,7 +454,7 @@ func (r *modelRun) submit() {
 		r.m.saw("awaiting consent")
 	case !pol.consent && got.State == Released:
 		r.released(got, a.Citizen, a.Fields)
-		rel := mRelease{request: got.ID, agency: a.Requester, citizen: a.Citizen, policy: got.PolicyID, fields: got.Fields}
+		rel := mRelease{request: got.ID, agency: a.Requester, citizen: a.Citizen, purpose: a.Purpose, policy: got.PolicyID, fields: got.Fields}
 		r.m.saw("released")
 		if a.Defer > 0 {
 			rel.deferUntil = now.Add(a.Defer)
@@ -660,7 +660,7 @@ func (r *modelRun) collect() {
 			r.released(got, q.citizen, q.fields)
 			q.state = Released
 			r.m.saw("collected")
-			r.releases = append(r.releases, mRelease{request: q.id, agency: q.agency, citizen: q.citizen, policy: got.PolicyID, fields: q.fields})
+			r.releases = append(r.releases, mRelease{request: q.id, agency: q.agency, citizen: q.citizen, purpose: q.purpose, policy: got.PolicyID, fields: q.fields})
 		}
 	case q.state == Released:
 		if !errors.Is(err, ErrDecided) {
@@ -705,6 +705,23 @@ func (r *modelRun) checkRecords() {
 		if !slices.Equal(have, want) {
 			r.rt.Fatalf("%s's records:\n%q\nwant the releases\n%q", ag, have, want)
 		}
+	}
+	// The DPA's counts per agency and purpose (kept by the index).
+	view, err := r.m.ex.DPA(r.ctx)
+	if err != nil {
+		r.rt.Fatal(err)
+	}
+	counts, want := map[string]int{}, map[string]int{}
+	for _, c := range view.Summary {
+		if slices.Contains(r.agencies, c.Agency) {
+			counts[c.Agency+" "+c.Purpose] += c.Count
+		}
+	}
+	for _, rel := range r.releases {
+		want[rel.agency+" "+rel.purpose]++
+	}
+	if !maps.Equal(counts, want) {
+		r.rt.Fatalf("the DPA's counts %v, want %v", counts, want)
 	}
 	// Each request as its agency reads it back: the model's state (lapsed
 	// once its time is up), and a released one's policy is its release's.
