@@ -348,8 +348,8 @@ func (s *Service) ExpirePoints(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, a := range accounts {
-		if a.Kind != ledger.KindWallet || a.ID != PointsAccount(a.Owner) {
-			continue
+		if a.Kind != ledger.KindWallet || a.ID != PointsAccount(a.Owner) || a.Balance() <= 0 {
+			continue // an account with no points has none to lose: its history is not read
 		}
 		hist, err := s.Ledger.History(ctx, a.ID, time.Unix(0, 0), now.Add(time.Second), 1_000_000)
 		if err != nil {
