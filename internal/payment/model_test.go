@@ -25,8 +25,8 @@ import (
 // or after it expired), refunds (partial, too large, retried) and time
 // passing against a model of the basic tier's rules, on every engine.
 // After every step the answer and every balance must be the model's: a
-// payment is refused for the first rule it breaks (the step-up, then the
-// limits, the payee's cap, the money), a refusal spends nothing and does
+// payment is refused for the first rule it breaks (one's own code, the
+// step-up, the limits, the payee's cap, the money), a refusal spends nothing and does
 // not spend its form, sale or id, a retry pays or credits once, refunds
 // never add up to more than the purchase. The ledger's check passes at
 // the end of each sequence.
@@ -194,10 +194,10 @@ func (r *payRun) pay(payer, payee, payload string, amount int64, nonce string, s
 	day := payer + " " + r.w.clock.now().UTC().Format(time.DateOnly)
 	want := ""
 	switch {
-	case amount > 100_00 && !steppedUp:
-		want = "step-up"
 	case payer == payee:
 		want = "self"
+	case amount > 100_00 && !steppedUp:
+		want = "step-up"
 	case amount > basic.PerPayment:
 		want = "over the limit per payment"
 	case r.debited[day]+amount > basic.PerDay:

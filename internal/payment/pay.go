@@ -238,6 +238,9 @@ func (s *Service) Pay(ctx context.Context, r PayRequest) (*Payment, error) {
 	if len(r.Nonce) < 16 || len(r.Nonce) > 64 {
 		return nil, invalidf("the confirmation has expired: scan the code again")
 	}
+	if q.Party == emv.PartyPerson && q.Person == r.Payer { // before the passkey is asked for a payment that cannot be
+		return nil, refusal("self", "This is your own receive code.")
+	}
 	if amount > s.cfg.StepUp && !r.SteppedUp {
 		return nil, ErrStepUp
 	}
@@ -247,9 +250,6 @@ func (s *Service) Pay(ctx context.Context, r PayRequest) (*Payment, error) {
 	var payee *ledger.Account
 	switch {
 	case q.Party == emv.PartyPerson:
-		if q.Person == r.Payer {
-			return nil, refusal("self", "This is your own receive code.")
-		}
 		if payee, err = s.Wallet(ctx, q.Person); err != nil {
 			return nil, err
 		}
