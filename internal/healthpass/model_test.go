@@ -36,7 +36,8 @@ func TestHealthCodeModel(t *testing.T) {
 			s, _, now := newServiceIn(t, e, rome)
 			*now = time.Date(2027, 3, 14, 9, 30, 0, 0, time.UTC) // two weeks before summer time
 			run := 0
-			modeltest.Check(t, []string{"yellow", "red", "green by check-ins", "streak broken", "checked in twice a day", "no code yet", "a day of 23 or 25 hours"},
+			modeltest.Check(t, []string{"yellow", "red", "green by check-ins", "streak broken", "checked in twice a day", "no code yet", "a day of 23 or 25 hours",
+				"appealed", "upheld", "overruled", "appeal closed", "decision on a closed appeal"},
 				func(rt *rapid.T, seen *modeltest.Outcomes) {
 					run++
 					m := &codeModel{s: s, now: now, zone: rome, rt: rt, person: fmt.Sprintf("person-%d", run), checkins: map[string]bool{}, seen: seen}
@@ -57,6 +58,8 @@ type codeModel struct {
 	colour   healthpass.Colour // "" before the first questionnaire
 	sinceDay string            // the city's day the colour was decided
 	checkins map[string]bool   // the city's day → normal
+	appeal   string            // the latest appeal's id ("" for none)
+	state    string            // and its state
 }
 
 func (m *codeModel) day(t time.Time) string { return t.In(m.zone).Format(time.DateOnly) }
@@ -68,7 +71,60 @@ func (m *codeModel) run() {
 	}
 	m.seen.Saw("no code yet")
 	for range rapid.IntRange(5, 60).Draw(m.rt, "steps") {
-		switch rapid.SampledFrom([]string{"check in", "wait", "days in a row", "check in", "answer", "wait", "read"}).Draw(m.rt, "op") {
+		switch rapid.SampledFrom([]string{"check in", "wait", "days in a row", "check in", "answer", "wait", "read", "appeal", "decide"}).Draw(m.rt, "op") {
+		case "appeal":
+			a, err := m.s.Appeal(ctx, m.person, "The questionnaire was wrong.")
+			if m.colour == "" {
+				if !errors.Is(err, healthpass.ErrNoStatus) {
+					m.rt.Fatalf("an appeal before any code: %v", err)
+				}
+				continue
+			}
+			m.settle() // the appeal reads the code first
+			switch {
+			case m.colour == healthpass.Green:
+				if !errors.Is(err, healthpass.ErrNothingToAsk) {
+					m.rt.Fatalf("an appeal of a green code: %+v %v", a, err)
+				}
+			case m.state == healthpass.AppealPending:
+				if !errors.Is(err, healthpass.ErrAlreadyOpen) {
+					m.rt.Fatalf("a second appeal while one is pending: %+v %v", a, err)
+				}
+			case err != nil || a.State != healthpass.AppealPending:
+				m.rt.Fatalf("an appeal of a %s code: %+v %v", m.colour, a, err)
+			default:
+				m.appeal, m.state = a.ID, healthpass.AppealPending
+				m.seen.Saw("appealed")
+			}
+		case "decide":
+			if m.appeal == "" {
+				continue
+			}
+			grant := rapid.Bool().Draw(m.rt, "grant")
+			a, err := m.s.Decide(ctx, m.appeal, "officer", grant, "Looked at it.")
+			switch m.state {
+			case healthpass.AppealPending:
+				if err != nil {
+					m.rt.Fatalf("a decision on a pending appeal: %v", err)
+				}
+				m.state = healthpass.AppealUpheld
+				if grant {
+					m.state, m.colour, m.sinceDay = healthpass.AppealOverruled, healthpass.Green, m.day(*m.now)
+				}
+				if a.State != m.state {
+					m.rt.Fatalf("decided %v: %+v, want %s", grant, a, m.state)
+				}
+				m.seen.Saw(m.state)
+			case healthpass.AppealClosed:
+				if !errors.Is(err, healthpass.ErrClosed) {
+					m.rt.Fatalf("a decision on a closed appeal: %+v %v", a, err)
+				}
+				m.seen.Saw("decision on a closed appeal")
+			default:
+				if !errors.Is(err, healthpass.ErrAlreadyDone) {
+					m.rt.Fatalf("a second decision: %+v %v", a, err)
+				}
+			}
 		case "days in a row":
 			// The same time of day on the next days (the city's clock,
 			// across the change to summer time), a normal check-in each.
@@ -92,6 +148,7 @@ func (m *codeModel) run() {
 				m.rt.Fatalf("answers %+v: %v", a, err)
 			}
 			m.colour, m.sinceDay = d.Colour, m.day(*m.now)
+			m.closeAppeal()
 			m.seen.Saw(string(d.Colour))
 			m.check("answers", st)
 		case "check in":
@@ -160,7 +217,16 @@ func (m *codeModel) streak() int {
 func (m *codeModel) settle() {
 	if need := m.s.Rules().DaysFor(m.colour); need > 0 && m.streak() >= need {
 		m.colour, m.sinceDay = healthpass.Green, m.day(*m.now)
+		m.closeAppeal()
 		m.seen.Saw("green by check-ins")
+	}
+}
+
+// closeAppeal: the code a pending appeal was about has been replaced.
+func (m *codeModel) closeAppeal() {
+	if m.state == healthpass.AppealPending {
+		m.state = healthpass.AppealClosed
+		m.seen.Saw("appeal closed")
 	}
 }
 
@@ -173,6 +239,16 @@ func (m *codeModel) check(what string, st *healthpass.Status) {
 	_, today := m.checkins[m.day(*m.now)]
 	if m.colour == healthpass.Green {
 		streak = st.Streak // a green code's streak is shown nowhere; the read that turns it green keeps the one that did
+	}
+	state := ""
+	if st.Appeal != nil {
+		state = st.Appeal.State
+		if st.Appeal.ID != m.appeal {
+			m.rt.Fatalf("%s: the latest appeal is %s, want %s", what, st.Appeal.ID, m.appeal)
+		}
+	}
+	if state != m.state {
+		m.rt.Fatalf("%s: the latest appeal is %q, want %q", what, state, m.state)
 	}
 	if st.Colour != m.colour || st.Streak != streak || st.DaysLeft != left || st.CheckedIn != today {
 		m.rt.Fatalf("%s at %s (Rome %s): colour %s, streak %d, %d days left, checked in %v; want %s, %d, %d, %v (code since %s, check-ins %v)",

@@ -347,7 +347,7 @@ func (s *Service) LatestAppeal(ctx context.Context, personID string) (*Appeal, e
 }
 
 func (s *Service) latestAppeal(ctx context.Context, personID string) (*Appeal, error) {
-	a, err := scanAppeal(s.db.Reader().QueryRowContext(ctx, `SELECT `+appealCols+` FROM health_appeals WHERE person_id = $1 ORDER BY created_at DESC LIMIT 1`, personID))
+	a, err := scanAppeal(s.db.Reader().QueryRowContext(ctx, `SELECT `+appealCols+` FROM health_appeals WHERE person_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1`, personID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
