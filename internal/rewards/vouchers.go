@@ -89,19 +89,22 @@ func (s *Service) Buy(ctx context.Context, personID, itemID, key string) (*Vouch
 	}
 	v := &Voucher{ID: id.String(), Item: it.ID, Name: it.Name, Partner: it.Partner, PartnerName: it.PartnerName, Price: it.Price,
 		Bought: now, Expires: now.Add(valid), State: Valid}
-	if key != "" {
-		if first, err := s.VoucherOf(ctx, personID, v.ID); err == nil {
-			first.Again = true // bought with this key before, whatever the points are now
-			return first, nil
-		} else if !errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("buy: %w", err)
-		}
-	}
 	bal, err := s.Balance(ctx, personID)
 	if err != nil {
 		return nil, fmt.Errorf("buy: %w", err)
 	}
 	if bal < it.Price {
+		// Bought with this key already (perhaps a moment ago, by the same
+		// form sent twice: read after the balance, the voucher is there
+		// if the points it took are gone)? Then that is the answer.
+		if key != "" {
+			if first, err := s.VoucherOf(ctx, personID, v.ID); err == nil {
+				first.Again = true
+				return first, nil
+			} else if !errors.Is(err, ErrNotFound) {
+				return nil, fmt.Errorf("buy: %w", err)
+			}
+		}
 		return nil, fmt.Errorf("%w: %s costs %d points and you have %d; nothing was spent", ErrPoints, it.Name, it.Price, bal)
 	}
 	chain := []ledger.Transfer{
