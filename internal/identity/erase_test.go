@@ -37,6 +37,21 @@ func TestKeepPresentationsBounds(t *testing.T) {
 	}
 }
 
+// testService is a Service on a fresh, migrated database of engine e,
+// keeping presentations keep (0: the default), at a clock tests move
+// through the returned pointer.
+func testService(t *testing.T, e storetest.Engine, keep time.Duration) (*Service, *store.DB, *time.Time) {
+	t.Helper()
+	db := storetest.OpenMigrated(t, e.Open(t))
+	now := time.UnixMilli(1_790_000_000_000).UTC()
+	s, err := New(Deps{DB: db, SealKey: make([]byte, 32), Now: func() time.Time { return now }, Rand: rand.Reader, BaseURL: "https://id.example",
+		KeepPresentations: keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, db, &now
+}
+
 // TestErasePresentations: the sweep erases the stored presentation and
 // result of every verified answer at least Keep old, in batches, and no
 // other; on SQLite it finds them by the partial index of those kept.
@@ -44,12 +59,8 @@ func TestErasePresentations(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			ctx := context.Background()
-			db := storetest.OpenMigrated(t, e.Open(t))
-			now := time.UnixMilli(1_790_000_000_000).UTC()
-			s, err := New(Deps{DB: db, SealKey: make([]byte, 32), Now: func() time.Time { return now }, Rand: rand.Reader, KeepPresentations: time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, db, clock := testService(t, e, time.Hour)
+			now := *clock
 			q, _ := json.Marshal(dcql.Query{Credentials: []dcql.CredentialQuery{{ID: "pid", Format: credential.Type, Meta: &dcql.Meta{VCTValues: []string{Types[0].VCT}},
 				Claims: []dcql.ClaimQuery{{ID: "c0", Path: []any{"age_over_18"}}}}}})
 			insert := func(prefix string, n int, state, vp string, answered time.Time) {
@@ -136,12 +147,8 @@ func TestEraseLapsedOffers(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			ctx := context.Background()
-			db := storetest.OpenMigrated(t, e.Open(t))
-			now := time.UnixMilli(1_790_000_000_000).UTC()
-			s, err := New(Deps{DB: db, SealKey: make([]byte, 32), Now: func() time.Time { return now }, Rand: rand.Reader})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, db, clock := testService(t, e, 0)
+			now := *clock
 			insert := func(prefix string, n int, claims string, expires time.Time, used bool) {
 				t.Helper()
 				usedAt := int64(0)

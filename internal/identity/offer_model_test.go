@@ -2,9 +2,9 @@ package identity
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,12 +29,7 @@ func TestOfferModel(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			ctx := context.Background()
-			db := storetest.OpenMigrated(t, e.Open(t))
-			now := time.UnixMilli(1_790_000_000_000).UTC()
-			s, err := New(Deps{DB: db, SealKey: make([]byte, 32), Now: func() time.Time { return now }, Rand: rand.Reader, BaseURL: "https://id.example"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, _, now := testService(t, e, 0)
 			iss, err := s.RegisterIssuer(ctx, "registry-org", "Civil Registry", []string{"pid"})
 			if err != nil {
 				t.Fatal(err)
@@ -42,7 +37,7 @@ func TestOfferModel(t *testing.T) {
 			run := 0
 			modeltest.Check(t, []string{"token", "wrong code", "burnt", "used", "expired", "unknown code", "swept"}, func(rt *rapid.T, seen *modeltest.Outcomes) {
 				run++
-				m := &offerModel{s: s, iss: iss, now: &now, rt: rt, seen: seen, ctx: ctx,
+				m := &offerModel{s: s, iss: iss, now: now, rt: rt, seen: seen, ctx: ctx,
 					people: []string{fmt.Sprintf("p%d-a", run), fmt.Sprintf("p%d-b", run)}}
 				m.run()
 			})
@@ -76,7 +71,7 @@ func (m *offerModel) run() {
 			if len(m.offers) > 0 {
 				o := rapid.SampledFrom(m.offers).Draw(m.rt, "guessed offer")
 				for range rapid.IntRange(1, 6).Draw(m.rt, "guesses") {
-					m.try(o, fmt.Sprintf("%06d", (atoi(o.tx)+1)%1_000_000))
+					m.try(o, fmt.Sprintf("%06d", (mustAtoi(o.tx)+1)%1_000_000))
 				}
 			}
 		case "offer":
@@ -119,7 +114,7 @@ func (m *offerModel) token() {
 	o := rapid.SampledFrom(m.offers).Draw(m.rt, "offer")
 	tx := o.tx
 	if rapid.IntRange(0, 2).Draw(m.rt, "wrong code") == 2 {
-		tx = fmt.Sprintf("%06d", (atoi(o.tx)+1)%1_000_000)
+		tx = fmt.Sprintf("%06d", (mustAtoi(o.tx)+1)%1_000_000)
 	}
 	m.try(o, tx)
 }
@@ -176,10 +171,8 @@ func (m *offerModel) checkWallets() {
 	}
 }
 
-func atoi(s string) int {
-	n := 0
-	for _, c := range s {
-		n = n*10 + int(c-'0')
-	}
+// mustAtoi is a transaction code's number (six digits, as CreateOffer makes them).
+func mustAtoi(s string) int {
+	n, _ := strconv.Atoi(s)
 	return n
 }
