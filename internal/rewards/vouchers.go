@@ -335,10 +335,12 @@ func (s *Service) item(ctx context.Context, id string) (*Item, error) {
 
 // ExpirePoints takes back points older than the published period that were
 // not spent, oldest first: for each points account, what it earned before
-// the cut-off minus everything it has spent or lost to expiry so far. One
-// transfer per account per day, with an id derived from both, so that
-// several processes running it cannot take twice. It returns how many
-// accounts lost points.
+// the cut-off minus everything it has spent or lost to expiry so far. That
+// is its balance less what it earned since the cut-off (earned before =
+// all earned − earned since; balance = all earned − all gone), so only the
+// period's history is read, not the account's whole past. One transfer per
+// account per day, with an id derived from both, so that several processes
+// running it cannot take twice. It returns how many accounts lost points.
 func (s *Service) ExpirePoints(ctx context.Context) (int, error) {
 	if s.cfg.PointsExpire <= 0 {
 		return 0, nil
@@ -351,23 +353,20 @@ func (s *Service) ExpirePoints(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, a := range accounts {
-		if a.Kind != ledger.KindWallet || a.ID != PointsAccount(a.Owner) || a.Balance() <= 0 {
+		held := a.Balance() - a.DebitsPending
+		if a.Kind != ledger.KindWallet || a.ID != PointsAccount(a.Owner) || held <= 0 {
 			continue // an account with no points has none to lose: its history is not read
 		}
-		hist, err := s.Ledger.History(ctx, a.ID, time.Unix(0, 0), now.Add(time.Second), 1_000_000)
+		recent, err := s.Ledger.History(ctx, a.ID, cutoff, now.Add(time.Second), 1_000_000)
 		if err != nil {
 			return n, err
 		}
-		var earned, gone int64
-		for _, e := range hist {
-			switch {
-			case e.Delta > 0 && e.Timestamp.Before(cutoff):
-				earned += e.Delta
-			case e.Delta < 0:
-				gone -= e.Delta
+		due := held
+		for _, e := range recent {
+			if e.Delta > 0 && !e.Timestamp.Before(cutoff) {
+				due -= e.Delta
 			}
 		}
-		due := min(earned-gone, a.Balance())
 		if due <= 0 {
 			continue
 		}
