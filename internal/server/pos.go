@@ -23,6 +23,8 @@ func (s *Server) posRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /pos/{org}/sales", s.pos(s.posSales))
 	mux.HandleFunc("GET /pos/{org}/sales.csv", s.pos(s.posSalesCSV))
 	mux.HandleFunc("GET /pos/{org}/days", s.pos(s.posDay))
+	mux.HandleFunc("GET /pos/{org}/account", s.pos(s.posStatement))
+	mux.HandleFunc("GET /pos/{org}/account.csv", s.pos(s.posStatementCSV))
 	mux.HandleFunc("POST /pos/{org}/setup", s.pos(s.posSetup))
 	mux.HandleFunc("POST /pos/{org}/charge", s.pos(s.posCharge))
 	mux.HandleFunc("POST /pos/{org}/sale", s.pos(s.posSale))

@@ -1,0 +1,101 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/civstack/civstack/internal/payment"
+	"github.com/civstack/civstack/internal/web"
+)
+
+// The merchant's account statement: every movement of its account over
+// days it chooses, with the balance after each, so that a balance that
+// moved outside the point of sale (a payout or a correction the back
+// office made through the ledger's API) is explained where the merchant
+// looks, and a CSV of the same for its bookkeeping.
+
+// statementDays is the range the statement shows when none is asked.
+const statementDays = 30
+
+// statementRange reads the statement's days (from, to: YYYY-MM-DD in the
+// node's zone, both included; by default the last statementDays days).
+func (s *Server) statementRange(q url.Values) (from, to time.Time, msg string) {
+	today := s.startOfDay()
+	days := url.Values{"from": {q.Get("from")}, "to": {q.Get("to")}}
+	if days.Get("from") == "" {
+		days.Set("from", today.AddDate(0, 0, 1-statementDays).Format(time.DateOnly))
+	}
+	return exportDays(days, today)
+}
+
+func (s *Server) posStatement(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	ctx := r.Context()
+	prof, err := s.pay.Merchant(ctx, org)
+	if err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	q := r.URL.Query()
+	from, to, msg := s.statementRange(q)
+	var after *payment.Movement
+	if a := q.Get("after"); a != "" && msg == "" {
+		ns, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || ns < from.UnixNano() || ns >= to.UnixNano() {
+			msg = "The place to list later movements from is not one this page made."
+		}
+		after = &payment.Movement{Time: time.Unix(0, ns)}
+	}
+	if msg != "" {
+		s.renderPOS(w, r, v, org, http.StatusBadRequest, web.Page{Error: msg})
+		return
+	}
+	shown := posShown()
+	ms, err := s.pay.Statement(ctx, org, from, to, after, shown+1)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	later := ""
+	if len(ms) > shown {
+		ms, later = ms[:shown], strconv.FormatInt(ms[shown-1].Time.UnixNano(), 10)
+	}
+	opening, err := s.pay.MerchantBalanceAt(ctx, org, from.Add(-time.Nanosecond))
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	closing, err := s.pay.MerchantBalanceAt(ctx, org, to.Add(-time.Nanosecond))
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	last := to.AddDate(0, 0, -1)
+	s.render(w, r, v, http.StatusOK, "posstatement", web.Page{Title: "Account statement · " + prof.Name, Data: map[string]any{
+		"Org": org, "OrgName": prof.Name, "From": from.Format(time.DateOnly), "To": last.Format(time.DateOnly),
+		"Movements": ms, "Later": later, "Paged": after != nil, "Opening": opening, "Closing": closing,
+		"Today": s.startOfDay().Format(time.DateOnly), "ExportDays": maxExportDays}})
+}
+
+// posStatementCSV is the statement's days as a spreadsheet, every movement.
+func (s *Server) posStatementCSV(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
+	if _, err := s.pay.Merchant(r.Context(), org); err != nil {
+		s.posError(w, r, v, org, err)
+		return
+	}
+	from, to, msg := s.statementRange(r.URL.Query())
+	if msg != "" {
+		s.renderPOS(w, r, v, org, http.StatusBadRequest, web.Page{Error: msg})
+		return
+	}
+	cur := s.pay.Config().CurrencyCode
+	writeCSVPages(s, w, r, "civstack-account-"+from.Format(time.DateOnly)+"-to-"+to.AddDate(0, 0, -1).Format(time.DateOnly)+".csv",
+		s.zoned("time", "kind", "amount ("+cur+")", "balance ("+cur+")", "what", "payment", "refund of", "transfer"),
+		func(after *payment.Movement, limit int) ([]*payment.Movement, error) {
+			return s.pay.Statement(r.Context(), org, from, to, after, limit)
+		},
+		func(m *payment.Movement) []string {
+			return cells(s.csvTime(m.Time.UnixMilli()), m.Kind, payment.Money(m.Amount), payment.Money(m.Balance), m.What, m.Payment, m.Original, m.Transfer)
+		})
+}
