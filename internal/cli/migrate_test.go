@@ -136,7 +136,8 @@ func TestPresenceHeldAgainOnPostgres(t *testing.T) {
 	}
 	var after []int
 	for i := 0; i < 250; i++ {
-		if after = holders(); len(after) == 1 && after[0] != before[0] {
+		// The node logs the lease after PostgreSQL grants it: wait for both.
+		if after = holders(); len(after) == 1 && after[0] != before[0] && strings.Contains(logs.String(), "nodes lease taken again") {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

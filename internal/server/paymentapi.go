@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -25,6 +26,7 @@ func (s *Server) paymentRoutes(api huma.API) {
 	huma.Register(api, op("charge-code", http.MethodPost, "/payments/charges", "Charge a customer's one-time payment code", http.StatusCreated), s.apiCharge)
 	huma.Register(api, op("create-sale", http.MethodPost, "/payments/sales", "Open a sale: a dynamic QR code for one payment", http.StatusCreated), s.apiSale)
 	huma.Register(api, op("list-payments", http.MethodGet, "/payments", "The merchant's payments and refunds since a time", 0), s.apiPayments)
+	huma.Register(api, op("account-statement", http.MethodGet, "/payments/statement", "Every movement of the merchant's account, with the balance after each", 0), s.apiStatement)
 	huma.Register(api, op("refund-payment", http.MethodPost, "/payments/{id}/refunds", "Refund (part of) a payment; refund_id makes it idempotent", http.StatusCreated), s.apiRefund)
 	huma.Register(api, op("issue-invoice", http.MethodPost, "/payments/{id}/invoices", "Issue an e-invoice for a payment to a business buyer", http.StatusCreated), s.apiInvoice)
 	huma.Register(api, op("get-document", http.MethodGet, "/documents/{id}", "A signed receipt, invoice or cancellation, with its log proofs", 0), s.apiDocument)
@@ -149,6 +151,72 @@ func (s *Server) apiPayments(ctx context.Context, in *paymentsIn) (*paymentsOut,
 	}
 	if len(ps) == in.Limit {
 		out.Body.Next = payment.Of(ps[len(ps)-1]).String()
+	}
+	return out, nil
+}
+
+type statementIn struct {
+	From  time.Time `query:"from" doc:"RFC 3339; default: 30 days before midnight today (the node's time zone)"`
+	To    time.Time `query:"to" doc:"RFC 3339, not included; default: now"`
+	After string    `query:"after" maxLength:"24" doc:"the next field of the previous answer: the page of later movements"`
+	Limit int       `query:"limit" minimum:"1" maximum:"1000" default:"100"`
+}
+
+// MovementBody is one movement of a merchant's account.
+type MovementBody struct {
+	Time     time.Time `json:"time"`
+	Transfer string    `json:"transfer" doc:"the ledger transfer"`
+	Kind     string    `json:"kind" enum:"sale,refund,other" doc:"other: moved by the operator's back office (a payout, a correction), not at the point of sale"`
+	Payment  string    `json:"payment,omitempty" doc:"the sale or refund (its receipt: /receipts/{payment})"`
+	RefundOf string    `json:"refund_of,omitempty"`
+	What     string    `json:"what,omitempty" doc:"a sale's reference; for other movements, the ledger code's name and the back office's reference"`
+	Amount   int64     `json:"amount" doc:"what it did to the balance, minor units: negative out"`
+	Balance  int64     `json:"balance" doc:"the balance after it"`
+}
+
+type statementOut struct {
+	Body struct {
+		Opening   int64          `json:"opening_balance" doc:"the balance just before from"`
+		Movements []MovementBody `json:"movements" doc:"oldest first"`
+		Next      string         `json:"next,omitempty" doc:"when there may be later movements before to: pass it as after for the next page"`
+	}
+}
+
+func (s *Server) apiStatement(ctx context.Context, in *statementIn) (*statementOut, error) {
+	org := principalFrom(ctx).org.ID
+	from, to := in.From, in.To
+	if from.IsZero() {
+		from = s.startOfDay().AddDate(0, 0, -statementDays)
+	}
+	if to.IsZero() {
+		to = s.now().Add(time.Nanosecond)
+	}
+	if !from.Before(to) {
+		return nil, huma.Error400BadRequest("from must be before to.")
+	}
+	var after *payment.Movement
+	if in.After != "" {
+		ns, err := strconv.ParseInt(in.After, 10, 64)
+		if err != nil || ns < from.UnixNano() || ns >= to.UnixNano() {
+			return nil, huma.Error400BadRequest("The after parameter is not a next field this API gave for these times.")
+		}
+		after = &payment.Movement{Time: time.Unix(0, ns)}
+	}
+	ms, err := s.pay.Statement(ctx, org, from, to, after, in.Limit)
+	if err != nil {
+		return nil, s.paymentErr(err)
+	}
+	out := &statementOut{}
+	if out.Body.Opening, err = s.pay.MerchantBalanceAt(ctx, org, from.Add(-time.Nanosecond)); err != nil {
+		return nil, s.paymentErr(err)
+	}
+	out.Body.Movements = []MovementBody{}
+	for _, m := range ms {
+		out.Body.Movements = append(out.Body.Movements, MovementBody{Time: m.Time, Transfer: m.Transfer, Kind: m.Kind, Payment: m.Payment, RefundOf: m.Original,
+			What: m.What, Amount: m.Amount, Balance: m.Balance})
+	}
+	if len(ms) == in.Limit {
+		out.Body.Next = strconv.FormatInt(ms[len(ms)-1].Time.UnixNano(), 10)
 	}
 	return out, nil
 }

@@ -95,6 +95,37 @@ func TestMerchantStatement(t *testing.T) {
 				t.Fatalf("the refund's line: %q", r)
 			}
 
+			// The till's API gives the same.
+			till := w.token(t, "Li's Dumpling Cart")
+			var st struct {
+				Opening   int64 `json:"opening_balance"`
+				Movements []struct {
+					Kind, Payment, What string
+					RefundOf            string `json:"refund_of"`
+					Amount, Balance     int64
+				}
+				Next string
+			}
+			api := till.get("/api/v1/payments/statement?limit=3")
+			expect(t, "the API's first page", api, http.StatusOK)
+			api.json(t, &st)
+			if len(st.Movements) != 3 || st.Next == "" || st.Opening != 0 || st.Movements[0].Payment != sale || st.Movements[2].Kind != "refund" ||
+				st.Movements[2].RefundOf != sale || st.Movements[2].Balance != 7_50 {
+				t.Fatalf("the API's first page: %+v", st)
+			}
+			api = till.get("/api/v1/payments/statement?limit=3&after=" + st.Next)
+			st.Next = ""
+			api.json(t, &st)
+			if len(st.Movements) != 1 || st.Next != "" || st.Movements[0].Kind != "other" || st.Movements[0].Amount != -5_00 || st.Movements[0].What != "transfer payout to IT60X0542811101" {
+				t.Fatalf("the API's second page: %+v", st)
+			}
+			expectProblem(t, "a made-up next", till.get("/api/v1/payments/statement?after=12"), http.StatusBadRequest, "The after parameter is not a next field this API gave for these times.")
+			expectProblem(t, "to before from", till.get("/api/v1/payments/statement?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"), http.StatusBadRequest, "from must be before to.")
+			rossi := w.token(t, "Rossi Groceries").get("/api/v1/payments/statement")
+			if expect(t, "another merchant's statement", rossi, http.StatusOK); strings.Contains(rossi.body, sale) || strings.Contains(rossi.body, "IT60X") {
+				t.Fatalf("another merchant's statement shows Li's movements: %s", rossi.body)
+			}
+
 			// Days before the first sale: nothing moved, and a balance of 0.
 			expect(t, "an earlier range", liWei.get("/pos/"+li+"/account?from=2020-01-01&to=2020-01-31"), http.StatusOK,
 				"No movements on these days.", `<strong id="opening">0.00</strong>`, `<strong id="closing">0.00</strong>`)
