@@ -35,7 +35,7 @@ func TestPaymentsModel(t *testing.T) {
 		w := setup(t, db)
 		modeltest.Check(t, []string{"topped up", "top-up over the cap", "top-up replayed", "paid", "step-up", "over the limit per payment",
 			"over the daily limit", "payee over the cap", "too little money", "paid after a refusal", "payment replayed", "sale paid",
-			"sale already paid", "sale expired", "refunded", "refund too large", "refund replayed", "self"},
+			"sale already paid", "sale expired", "refunded", "refund too large", "refund replayed", "self", "statement"},
 			func(rt *rapid.T, seen *modeltest.Outcomes) { newPayRun(w, rt, seen).run() })
 	})
 }
@@ -100,6 +100,10 @@ func newPayRun(w *world, rt *rapid.T, seen *modeltest.Outcomes) *payRun {
 }
 
 func (r *payRun) run() {
+	// The shop is every run's: its statement from a second on, past the
+	// instants the ledger gave earlier runs' transfers, is this run's.
+	r.w.clock.add(time.Second)
+	start := r.w.clock.now()
 	for _, p := range r.people {
 		r.topUp(p, 500_00, r.newID())
 	}
@@ -120,6 +124,42 @@ func (r *payRun) run() {
 	}
 	if a, err := r.w.eng.Check(r.ctx); err != nil || len(a.Problems) > 0 {
 		r.rt.Fatalf("ledger check: %v %v", a, err)
+	}
+	r.checkStatement(start)
+}
+
+// checkStatement: the shop's statement since start lists exactly this
+// run's sales and refunds, each moving the balance by its amount from the
+// one before, and adds up to what the shop got.
+func (r *payRun) checkStatement(start time.Time) {
+	ms, err := r.w.svc.Statement(r.ctx, shopOrg, start, r.w.clock.now().Add(time.Hour), nil, 100_000)
+	if err != nil {
+		r.rt.Fatal(err)
+	}
+	balance, err := r.w.svc.MerchantBalanceAt(r.ctx, shopOrg, start.Add(-time.Nanosecond))
+	if err != nil {
+		r.rt.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, b := range r.bought {
+		want[b.id] = "sale"
+	}
+	for _, f := range r.refunds {
+		want[f.ID] = "refund"
+	}
+	var got int64
+	for _, m := range ms {
+		if want[m.Payment] != m.Kind || m.Transfer != m.Payment || m.Balance != balance+m.Amount {
+			r.rt.Fatalf("statement line %+v after a balance of %d: want a %q", m, balance, want[m.Payment])
+		}
+		delete(want, m.Payment)
+		balance, got = m.Balance, got+m.Amount
+	}
+	if len(want) > 0 || got != r.shop {
+		r.rt.Fatalf("the statement adds up to %d, want %d; missing %v", got, r.shop, want)
+	}
+	if len(ms) > 0 {
+		r.seen.Saw("statement")
 	}
 }
 
