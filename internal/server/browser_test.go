@@ -412,6 +412,10 @@ func TestBrowserPayments(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(".refund-form button")),
 		chromedp.Click(chromedp.CSS(".refund-form button")),
 		waitText("Refund sent."), waitText("refunded 4.50"))
+	step(t, ctx, "the vendor opens the account statement from the balance",
+		chromedp.Click(chromedp.ID("statement-link")), waitText("account statement"), waitText("-3.00"))
+	screenshot(t, ctx, "23b-pos-statement")
+	onScreen(t, ctx, `#movements tr.refund td[data-label=Balance]`, "a refund's balance on the statement")
 
 	switchTo(t, ctx, n, "Amira Haddad")
 	step(t, ctx, "the citizen sees the refund", chromedp.Navigate(n.URL+"/wallet"), waitText("Refund from Li's Dumpling Cart"), waitText("200.00"))
