@@ -787,3 +787,34 @@ func TestPresentationsErased(t *testing.T) {
 		})
 	}
 }
+
+// TestCopiesRunningLow: the wallet says when a credential's single-use
+// copies are running low, and when every one is used, and whom to ask.
+func TestCopiesRunningLow(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := idWorld(t, e)
+			amira, bar := w.as(t, "Amira Haddad"), w.as(t, "Sam Okafor")
+			link, tx := offerPID(t, w, w.as(t, "Marta Silva"), w.people["Amira Haddad"], "1990-05-01")
+			expect(t, "accept", amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}}), http.StatusOK, "10 of 10 single-use copies left")
+			share := func(n int) {
+				for range n {
+					_, same := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+					expect(t, "share", amira.postForm("/wallet/present", consentForm(same, "share", "age_over_18")), http.StatusOK, "Shared with the verifier")
+				}
+			}
+			share(7)
+			if r := amira.get("/wallet/credentials"); strings.Contains(r.body, `id="copies-low-`) {
+				t.Fatalf("3 copies left, and the wallet warns: %s", clip(r.body))
+			}
+			share(1)
+			expect(t, "two left", amira.get("/wallet/credentials"), http.StatusOK, "2 of 10 single-use copies left", "Only 2 copies left. Ask Civil Registry Office for a new one.")
+			share(1)
+			expect(t, "one left", amira.get("/wallet/credentials"), http.StatusOK, "Only 1 copy left.")
+			share(1)
+			expect(t, "none left", amira.get("/wallet/credentials"), http.StatusOK, "Every copy is used: you cannot show this credential again. Ask Civil Registry Office for a new one.")
+			_, same := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+			expect(t, "an eleventh request", amira.get(same), http.StatusOK, "all copies used")
+		})
+	}
+}
