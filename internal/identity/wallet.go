@@ -310,6 +310,7 @@ type Held struct {
 	Received, Expires         time.Time
 	Left, Total               int
 	Revoked                   bool
+	Expired                   bool // past its validity: no verifier accepts it
 	// Unchecked: the issuer's status list could not be read just now, so
 	// whether it is revoked is not known (a verifier checks for itself).
 	Unchecked bool
@@ -347,6 +348,7 @@ func (s *Service) Credentials(ctx context.Context, personID string) ([]*Held, er
 		h := byBatch[r.batch]
 		if h == nil {
 			h = &Held{BatchID: r.batch, IssuerID: r.issuer, Type: TypeByVCT(r.vct), Received: time.UnixMilli(r.at).UTC(), Expires: time.UnixMilli(r.exp).UTC()}
+			h.Expired = !s.now().Before(h.Expires)
 			if h.Type == nil {
 				continue
 			}

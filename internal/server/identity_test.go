@@ -789,7 +789,8 @@ func TestPresentationsErased(t *testing.T) {
 }
 
 // TestCopiesRunningLow: the wallet says when a credential's single-use
-// copies are running low, and when every one is used, and whom to ask.
+// copies are running low, and when every one is used, and whom to ask;
+// and when it has expired.
 func TestCopiesRunningLow(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
@@ -815,6 +816,13 @@ func TestCopiesRunningLow(t *testing.T) {
 			expect(t, "none left", amira.get("/wallet/credentials"), http.StatusOK, "Every copy is used: you cannot show this credential again. Ask Civil Registry Office for a new one.")
 			_, same := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
 			expect(t, "an eleventh request", amira.get(same), http.StatusOK, "all copies used")
+
+			// Past its validity the wallet says it expired, rather than count copies.
+			w.n.clock.add(identity.TypeByID("pid").Validity + time.Minute)
+			r := w.as(t, "Amira Haddad").get("/wallet/credentials")
+			if expect(t, "expired", r, http.StatusOK, `">expired</span>`, "verifiers no longer accept it. Ask Civil Registry Office for a new one."); strings.Contains(r.body, "Every copy is used") {
+				t.Fatalf("an expired credential's copies are counted: %s", clip(r.body))
+			}
 		})
 	}
 }
