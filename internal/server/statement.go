@@ -20,12 +20,17 @@ import (
 const statementDays = 30
 
 // statementRange reads the statement's days (from, to: YYYY-MM-DD in the
-// node's zone, both included; by default the last statementDays days).
+// node's zone, both included; by default the statementDays days up to
+// the last day asked, or up to today).
 func (s *Server) statementRange(q url.Values) (from, to time.Time, msg string) {
 	today := s.startOfDay()
 	days := url.Values{"from": {q.Get("from")}, "to": {q.Get("to")}}
-	if days.Get("from") == "" {
-		days.Set("from", today.AddDate(0, 0, 1-statementDays).Format(time.DateOnly))
+	if days.Get("from") == "" { // the statementDays up to the last day asked, or today
+		last := today
+		if d, err := time.ParseInLocation(time.DateOnly, days.Get("to"), today.Location()); err == nil {
+			last = d
+		}
+		days.Set("from", last.AddDate(0, 0, 1-statementDays).Format(time.DateOnly))
 	}
 	return exportDays(days, today)
 }

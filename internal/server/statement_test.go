@@ -138,6 +138,7 @@ func TestMerchantStatement(t *testing.T) {
 			} {
 				expect(t, q, liWei.get("/pos/"+li+"/account?"+q), http.StatusBadRequest, want)
 			}
+			expect(t, "only the last day", liWei.get("/pos/"+li+"/account?to=2020-01-31"), http.StatusOK, `id="statement-from" name="from" type="date" value="2020-01-02"`)
 			expect(t, "a bad CSV range", liWei.get("/pos/"+li+"/account.csv?to=2020-13-01"), http.StatusBadRequest, "Give the days as dates")
 
 			// Only the merchant's people.
