@@ -515,6 +515,9 @@ func (s *Server) requestRecheck(w http.ResponseWriter, r *http.Request, v *viewe
 	case err != nil:
 		s.failErr(w, r, err)
 		return
+	case req.State == identity.Pending:
+		status, page.Notice = http.StatusConflict, ""
+		page.Error = "There is nothing to check again yet: the wallet has not answered."
 	case req.State == identity.Rejected:
 		page.Notice = ""
 	}
