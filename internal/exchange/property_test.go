@@ -134,7 +134,7 @@ var (
 	modelSteps    = []time.Duration{time.Hour, 5 * Day, 20 * Day, 30 * Day}
 	// modelOps: asking and answering more often than changing the
 	// policies (rapid draws the first ones more often).
-	modelOps = []string{"ask", "answer", "collect", "ask", "policy", "wait", "answer", "ask", "collect", "withdraw", "values", "cancel", "policy", "retire"}
+	modelOps = []string{"ask", "answer", "collect", "ask", "policy", "wait", "answer", "ask", "collect", "withdraw", "values", "cancel", "policy", "retire", "answer", "collect"}
 )
 
 type mPolicy struct {
@@ -312,7 +312,10 @@ func (r *modelRun) retirePolicy() {
 	if len(active) == 0 {
 		return
 	}
-	p := rapid.SampledFrom(active).Draw(r.rt, "retire")
+	r.retire(rapid.SampledFrom(active).Draw(r.rt, "retire"))
+}
+
+func (r *modelRun) retire(p *mPolicy) {
 	if err := r.m.ex.RetirePolicy(r.ctx, p.id, "model"); err != nil {
 		r.rt.Fatalf("retire %s: %v", p.id, err)
 	}
@@ -629,7 +632,12 @@ func (r *modelRun) collect() {
 	if _, err := r.m.ex.Collect(r.ctx, r.other(r.agencies, q.agency), q.id); !errors.Is(err, ErrNotFound) {
 		r.rt.Fatalf("another agency collected %s: %v", q.id, err)
 	}
-	fail := rapid.IntRange(0, 5).Draw(r.rt, "fail collection") == 5
+	if q.state == Consented && !r.lapsed(q) && rapid.IntRange(0, 3).Draw(r.rt, "retire its policies first") == 3 {
+		for _, p := range r.allowing(q.agency, q.fields, q.purpose, q.basis, 0) {
+			r.retire(p) // the operator retires what allowed it before the agency collects
+		}
+	}
+	fail := rapid.Bool().Draw(r.rt, "fail collection")
 	r.m.mu.Lock()
 	r.m.fault = fail
 	r.m.mu.Unlock()
@@ -670,6 +678,7 @@ func (r *modelRun) collect() {
 		if !errors.Is(err, ErrLapsed) {
 			r.rt.Fatalf("collect lapsed %s: %v, want ErrLapsed", q.id, err)
 		}
+		r.m.saw("lapsed")
 	default:
 		if !errors.Is(err, ErrInvalid) {
 			r.rt.Fatalf("collect %s (%s): %v, want ErrInvalid", q.id, q.state, err)
