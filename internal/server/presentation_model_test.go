@@ -130,7 +130,7 @@ func (m *presentationRun) run() {
 	}
 	for range rapid.IntRange(3, 15).Draw(m.rt, "steps") {
 		switch rapid.SampledFrom([]string{"ask", "share", "open", "recheck", "wait", "share", "decline", "ask", "revoke", "verifier", "recheck", "wait",
-			"issue", "share", "use up"}).Draw(m.rt, "op") {
+			"issue", "share", "use up", "revoke what was shown", "a day later", "months later", "open", "revoke"}).Draw(m.rt, "op") {
 		case "issue":
 			m.issue()
 		case "ask":
@@ -165,6 +165,37 @@ func (m *presentationRun) run() {
 			for u := m.usable(); u != nil && u.left > 0; {
 				m.ask()
 				m.answer(m.asks[len(m.asks)-1], true)
+			}
+			m.ask() // and once more
+			m.answer(m.asks[len(m.asks)-1], true)
+		case "a day later":
+			// The bar re-checks an answer of the day before: erased by then.
+			m.w.n.clock.add(25 * time.Hour)
+			clear(m.officers)
+			for _, a := range m.asks {
+				if a.state == "verified" {
+					m.recheck(a)
+					break
+				}
+			}
+		case "months later":
+			// The citizen shares again once the credential has expired.
+			m.w.n.clock.add(identity.TypeByID("pid").Validity)
+			clear(m.officers)
+			m.ask()
+			m.answer(m.asks[len(m.asks)-1], true)
+		case "revoke what was shown":
+			// The registrar revokes a credential a verified answer used; the bar re-checks.
+			var shown []*mAsk
+			for _, a := range m.asks {
+				if a.state == "verified" && !a.held.revoked {
+					shown = append(shown, a)
+				}
+			}
+			if len(shown) > 0 {
+				a := rapid.SampledFrom(shown).Draw(m.rt, "shown")
+				m.revokeHeld(a.held)
+				m.recheck(a)
 			}
 		}
 		m.checkWallet()
@@ -344,7 +375,10 @@ func (m *presentationRun) revoke() {
 	if len(m.held) == 0 {
 		return
 	}
-	h := rapid.SampledFrom(m.held).Draw(m.rt, "credential")
+	m.revokeHeld(rapid.SampledFrom(m.held).Draw(m.rt, "credential"))
+}
+
+func (m *presentationRun) revokeHeld(h *mHeld) {
 	r := m.as("Marta Silva").postForm("/issue/"+m.reg+"/issued/"+h.issued+"/revoke", nil)
 	if h.revoked {
 		m.is("revoke again", r, http.StatusBadRequest, "Already revoked")
