@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,7 +107,7 @@ func newRewardsRun(w *world, rt *rapid.T, seen *modeltest.Outcomes) *rewardsRun 
 
 func (r *rewardsRun) run() {
 	for range rapid.IntRange(10, 40).Draw(r.rt, "steps") {
-		switch rapid.SampledFrom([]string{"record", "join", "buy", "record", "redeem", "wait", "record", "expire", "buy", "leave", "redeem"}).Draw(r.rt, "op") {
+		switch rapid.SampledFrom([]string{"record", "join", "buy", "record", "redeem", "wait", "record", "expire", "buy", "leave", "redeem", "buy again"}).Draw(r.rt, "op") {
 		case "join":
 			r.join()
 		case "leave":
@@ -113,6 +116,8 @@ func (r *rewardsRun) run() {
 			r.record()
 		case "buy":
 			r.buy()
+		case "buy again":
+			r.buyAgain()
 		case "redeem":
 			r.redeem()
 		case "wait":
@@ -274,6 +279,22 @@ func (r *rewardsRun) buy() {
 	if r.refused[k] {
 		r.seen.Saw("bought with a key refused before") // a purchase key is not spent by a refusal
 	}
+}
+
+// buyAgain sends a purchase made with a key once more (a double click, a
+// reload): it answers with the first voucher, whatever the points now.
+func (r *rewardsRun) buyAgain() {
+	if len(r.keys) == 0 {
+		return
+	}
+	k := rapid.SampledFrom(slices.Sorted(maps.Keys(r.keys))).Draw(r.rt, "purchase sent again")
+	first := r.keys[k]
+	parts := strings.Split(k, " ") // person, item, key
+	v, err := r.w.svc.Buy(r.ctx, parts[0], parts[1], parts[2])
+	if err != nil || !v.Again || v.ID != first.ID {
+		r.rt.Fatalf("%s sent again: %+v %v, want the first voucher %s", k, v, err, first.ID)
+	}
+	r.seen.Saw("bought again")
 }
 
 func (r *rewardsRun) redeem() {
