@@ -194,13 +194,9 @@ func (s *Server) apiStatement(ctx context.Context, in *statementIn) (*statementO
 	if !from.Before(to) {
 		return nil, huma.Error400BadRequest("from must be before to.")
 	}
-	var after *payment.Movement
-	if in.After != "" {
-		ns, err := strconv.ParseInt(in.After, 10, 64)
-		if err != nil || ns < from.UnixNano() || ns >= to.UnixNano() {
-			return nil, huma.Error400BadRequest("The after parameter is not a next field this API gave for these times.")
-		}
-		after = &payment.Movement{Time: time.Unix(0, ns)}
+	after, ok := statementAfter(in.After, from, to)
+	if !ok {
+		return nil, huma.Error400BadRequest("The after parameter is not a next field this API gave for these times.")
 	}
 	ms, err := s.pay.Statement(ctx, org, from, to, after, in.Limit)
 	if err != nil {

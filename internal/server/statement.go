@@ -44,13 +44,9 @@ func (s *Server) posStatement(w http.ResponseWriter, r *http.Request, v *viewer,
 	}
 	q := r.URL.Query()
 	from, to, msg := s.statementRange(q)
-	var after *payment.Movement
-	if a := q.Get("after"); a != "" && msg == "" {
-		ns, err := strconv.ParseInt(a, 10, 64)
-		if err != nil || ns < from.UnixNano() || ns >= to.UnixNano() {
-			msg = "The place to list later movements from is not one this page made."
-		}
-		after = &payment.Movement{Time: time.Unix(0, ns)}
+	after, ok := statementAfter(q.Get("after"), from, to)
+	if !ok && msg == "" {
+		msg = "The place to list later movements from is not one this page made."
 	}
 	if msg != "" {
 		s.renderPOS(w, r, v, org, http.StatusBadRequest, web.Page{Error: msg})
@@ -81,6 +77,20 @@ func (s *Server) posStatement(w http.ResponseWriter, r *http.Request, v *viewer,
 		"Org": org, "OrgName": prof.Name, "From": from.Format(time.DateOnly), "To": last.Format(time.DateOnly),
 		"Movements": ms, "Later": later, "Paged": after != nil, "Opening": opening, "Closing": closing,
 		"Today": s.startOfDay().Format(time.DateOnly), "ExportDays": maxExportDays}})
+}
+
+// statementAfter reads the place a page of the statement goes on from (the
+// instant of the last movement listed, in nanoseconds; "" for the first
+// page), which must lie within from and to.
+func statementAfter(a string, from, to time.Time) (after *payment.Movement, ok bool) {
+	if a == "" {
+		return nil, true
+	}
+	ns, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || ns < from.UnixNano() || ns >= to.UnixNano() {
+		return nil, false
+	}
+	return &payment.Movement{Time: time.Unix(0, ns)}, true
 }
 
 // posStatementCSV is the statement's days as a spreadsheet, every movement.
