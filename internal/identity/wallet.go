@@ -507,7 +507,7 @@ func (s *Service) OpenRequest(ctx context.Context, personID, link string) (*Cons
 		return nil, err
 	}
 	for _, h := range helds {
-		if h.Type == c.Type && h.Left > 0 && !h.Revoked && s.now().Before(h.Expires) {
+		if h.Type == c.Type && h.Left > 0 && !h.Revoked && !h.Expired {
 			c.Held = h // the newest usable one wins
 		}
 	}
