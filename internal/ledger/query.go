@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
@@ -79,6 +80,23 @@ func (e *Engine) marks(ctx context.Context, account ID, ts int64, inclusive bool
 	return out, rows.Err()
 }
 
+// nanos is t in nanoseconds since 1970, which is how transfers' instants
+// are kept. A time no int64 of nanoseconds holds (before 1678 or after
+// 2262, as a caller may ask for "every year") is the first or the last
+// instant kept, never one wrapped around to another century. The first is
+// one after the smallest int64, so that one before it is still earlier.
+func nanos(t time.Time) int64 {
+	switch {
+	case t.Before(firstInstant):
+		return math.MinInt64 + 1
+	case t.After(lastInstant):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var firstInstant, lastInstant = time.Unix(0, math.MinInt64+1), time.Unix(0, math.MaxInt64)
+
 // BalanceAt returns an account's posted balance (credits minus debits) as of
 // time at (transfers stamped at or before it).
 func (e *Engine) BalanceAt(ctx context.Context, id ID, at time.Time) (int64, error) {
@@ -86,7 +104,7 @@ func (e *Engine) BalanceAt(ctx context.Context, id ID, at time.Time) (int64, err
 	if err != nil {
 		return 0, err
 	}
-	t := at.UnixNano()
+	t := nanos(at)
 	if a.last <= t {
 		return a.Balance(), nil
 	}
@@ -126,7 +144,7 @@ func (e *Engine) History(ctx context.Context, id ID, from, to time.Time, limit i
 	if err != nil {
 		return nil, err
 	}
-	lo, hi := from.UnixNano(), to.UnixNano()
+	lo, hi := nanos(from), nanos(to)
 	if limit <= 0 || a.last < lo || hi <= lo {
 		return nil, nil
 	}

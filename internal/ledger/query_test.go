@@ -46,6 +46,28 @@ func TestQueriesAndOperations(t *testing.T) {
 			t.Fatalf("history entries: %+v", h)
 		}
 
+		// Times no int64 of nanoseconds holds (before 1678, after 2262)
+		// mean "from the first" and "to the last", never a wrapped-around
+		// instant.
+		long, far := time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+		if h, err := e.History(ctx, jonas, long, far, 100); err != nil || len(h) != 3 {
+			t.Fatalf("history over every year: %d entries, %v", len(h), err)
+		}
+		if h, err := e.History(ctx, jonas, time.Time{}, t1, 100); err != nil || len(h) != 1 || h[0].Delta != 3_000_00 {
+			t.Fatalf("history from year 1: %+v, %v", h, err)
+		}
+		if h, _ := e.History(ctx, jonas, far, far.AddDate(1, 0, 0), 100); len(h) != 0 {
+			t.Fatalf("history after year 9999: %+v", h)
+		}
+		if h, _ := e.History(ctx, jonas, long, long.AddDate(1, 0, 0), 100); len(h) != 0 {
+			t.Fatalf("history in year 1000: %+v", h)
+		}
+		for at, want := range map[time.Time]int64{long: 0, {}: 0, far: 2_987_50} {
+			if b, err := e.BalanceAt(ctx, jonas, at); err != nil || b != want {
+				t.Fatalf("balance at %v: %d, %v (want %d)", at, b, err, want)
+			}
+		}
+
 		// Reversal is a new, linked-by-reference transfer.
 		rid := newID()
 		if r, err := e.Reverse(ctx, pay.ID, rid); err != nil || r != ledger.OK {

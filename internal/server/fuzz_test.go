@@ -157,6 +157,41 @@ func FuzzExportDays(f *testing.F) {
 	})
 }
 
+// FuzzStatementDays: the statement's days and the place a page goes on
+// from never panic; days accepted are whole days (by default the 30 up to
+// the last asked) within the limit; a place accepted lies in those days,
+// wherever in the years they are.
+func FuzzStatementDays(f *testing.F) {
+	for _, s := range [][3]string{{"", "", ""}, {"", "2020-01-31", ""}, {"2026-11-01", "", "1796000000000000000"}, {"", "0000-01-05", "0"},
+		{"1000-01-01", "1000-12-31", "-9223372036854775808"}, {"1000-01-01", "1000-12-31", "6283264147419103232"}, {"9999-01-01", "9999-12-31", "9223372036854775807"}, {"", "", "soon"}} {
+		f.Add(s[0], s[1], s[2])
+	}
+	rome, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, from, to, after string) {
+		for _, zone := range []*time.Location{time.UTC, rome} {
+			today := time.Date(2026, 12, 6, 0, 0, 0, 0, zone)
+			a, b, msg := statementRange(url.Values{"from": {from}, "to": {to}}, today)
+			if msg != "" {
+				continue
+			}
+			if !a.Before(b) || b.After(a.AddDate(0, 0, maxExportDays)) || a.Hour() != 0 || b.Hour() != 0 || a.Location() != zone ||
+				from == "" && !a.Equal(b.AddDate(0, 0, -statementDays)) {
+				t.Fatalf("from=%q to=%q in %s: accepted %v to %v", from, to, zone, a, b)
+			}
+			m, ok := statementAfter(after, a, b)
+			switch {
+			case after == "" && (!ok || m != nil):
+				t.Fatalf("no place to go on from read as %v, %v", m, ok)
+			case ok && m != nil && (m.Time.Before(a) || !m.Time.Before(b)):
+				t.Fatalf("after=%q accepted as %v, outside %v to %v", after, m.Time, a, b)
+			}
+		}
+	})
+}
+
 // FuzzClientAddr: any X-Forwarded-For never panics; from a peer that is no
 // trusted proxy the header is ignored; and what is returned is the peer or
 // an address the header holds that no trusted proxy owns.

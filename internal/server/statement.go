@@ -19,20 +19,18 @@ import (
 // statementDays is the range the statement shows when none is asked.
 const statementDays = 30
 
-// statementRange reads the statement's days (from, to: YYYY-MM-DD in the
-// node's zone, both included; by default the statementDays days up to
-// the last day asked, or up to today).
-func (s *Server) statementRange(q url.Values) (from, to time.Time, msg string) {
-	today := s.startOfDay()
-	days := url.Values{"from": {q.Get("from")}, "to": {q.Get("to")}}
-	if days.Get("from") == "" { // the statementDays up to the last day asked, or today
-		last := today
-		if d, err := time.ParseInLocation(time.DateOnly, days.Get("to"), today.Location()); err == nil {
-			last = d
-		}
-		days.Set("from", last.AddDate(0, 0, 1-statementDays).Format(time.DateOnly))
+// statementRange reads the statement's days (from, to: YYYY-MM-DD in
+// today's zone, both included; by default the statementDays days up to the
+// last day asked, or up to today) as the instants they start and end at.
+func statementRange(q url.Values, today time.Time) (from, to time.Time, msg string) {
+	if q.Get("from") != "" {
+		return exportDays(q, today)
 	}
-	return exportDays(days, today)
+	last := q.Get("to")
+	if _, to, msg = exportDays(url.Values{"from": {last}, "to": {last}}, today); msg != "" {
+		return from, to, msg
+	}
+	return to.AddDate(0, 0, -statementDays), to, ""
 }
 
 func (s *Server) posStatement(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
@@ -43,7 +41,7 @@ func (s *Server) posStatement(w http.ResponseWriter, r *http.Request, v *viewer,
 		return
 	}
 	q := r.URL.Query()
-	from, to, msg := s.statementRange(q)
+	from, to, msg := statementRange(q, s.startOfDay())
 	after, ok := statementAfter(q.Get("after"), from, to)
 	if !ok && msg == "" {
 		msg = "The place to list later movements from is not one this page made."
@@ -87,10 +85,14 @@ func statementAfter(a string, from, to time.Time) (after *payment.Movement, ok b
 		return nil, true
 	}
 	ns, err := strconv.ParseInt(a, 10, 64)
-	if err != nil || ns < from.UnixNano() || ns >= to.UnixNano() {
+	if err != nil {
 		return nil, false
 	}
-	return &payment.Movement{Time: time.Unix(0, ns)}, true
+	at := time.Unix(0, ns) // compared as times: from and to may lie beyond what nanoseconds hold
+	if at.Before(from) || !at.Before(to) {
+		return nil, false
+	}
+	return &payment.Movement{Time: at}, true
 }
 
 // posStatementCSV is the statement's days as a spreadsheet, every movement.
@@ -99,7 +101,7 @@ func (s *Server) posStatementCSV(w http.ResponseWriter, r *http.Request, v *view
 		s.posError(w, r, v, org, err)
 		return
 	}
-	from, to, msg := s.statementRange(r.URL.Query())
+	from, to, msg := statementRange(r.URL.Query(), s.startOfDay())
 	if msg != "" {
 		s.renderPOS(w, r, v, org, http.StatusBadRequest, web.Page{Error: msg})
 		return

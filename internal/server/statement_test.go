@@ -97,7 +97,7 @@ func TestMerchantStatement(t *testing.T) {
 
 			// The till's API gives the same.
 			till := w.token(t, "Li's Dumpling Cart")
-			var st struct {
+			type statement struct {
 				Opening   int64 `json:"opening_balance"`
 				Movements []struct {
 					Kind, Payment, What string
@@ -106,6 +106,7 @@ func TestMerchantStatement(t *testing.T) {
 				}
 				Next string
 			}
+			var st statement
 			api := till.get("/api/v1/payments/statement?limit=3")
 			expect(t, "the API's first page", api, http.StatusOK)
 			api.json(t, &st)
@@ -129,6 +130,21 @@ func TestMerchantStatement(t *testing.T) {
 			// Days before the first sale: nothing moved, and a balance of 0.
 			expect(t, "an earlier range", liWei.get("/pos/"+li+"/account?from=2020-01-01&to=2020-01-31"), http.StatusOK,
 				"No movements on these days.", `<strong id="opening">0.00</strong>`, `<strong id="closing">0.00</strong>`)
+			// Far years (beyond what an int64 of nanoseconds holds) are
+			// those years, not others wrapped around to them.
+			expect(t, "the year 1000", liWei.get("/pos/"+li+"/account?from=1000-01-01&to=1000-12-31"), http.StatusOK,
+				"No movements on these days.", `<strong id="opening">0.00</strong>`, `<strong id="closing">0.00</strong>`)
+			expect(t, "the year 9000", liWei.get("/pos/"+li+"/account?from=9000-01-01&to=9000-12-31"), http.StatusOK,
+				"No movements on these days.", `<strong id="opening">2.50</strong>`, `<strong id="closing">2.50</strong>`)
+			st = statement{}
+			till.get("/api/v1/payments/statement?from=1000-01-01T00:00:00Z&to=9999-12-31T00:00:00Z").json(t, &st)
+			if len(st.Movements) != 4 || st.Opening != 0 || st.Movements[3].Balance != 2_50 {
+				t.Fatalf("the API over every year: %+v", st)
+			}
+			till.get("/api/v1/payments/statement?from=9000-01-01T00:00:00Z&to=9999-12-31T00:00:00Z").json(t, &st)
+			if len(st.Movements) != 0 || st.Opening != 2_50 {
+				t.Fatalf("the API after the year 9000: %+v", st)
+			}
 			for q, want := range map[string]string{
 				"from=yesterday":                  "Give the days as dates (YYYY-MM-DD).",
 				"from=2026-02-01&to=2026-01-01":   "The last day is before the first.",
