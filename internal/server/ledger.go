@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -126,7 +127,7 @@ type TransferBody struct {
 	Ledger    uint32 `json:"ledger,omitempty"`
 	Code      uint16 `json:"code,omitempty"`
 	Flags     uint16 `json:"flags,omitempty" doc:"1 linked, 2 pending, 4 post pending, 8 void pending"`
-	Timeout   int64  `json:"timeout,omitempty" minimum:"0" doc:"seconds, pending transfers only"`
+	Timeout   int64  `json:"timeout,omitempty" minimum:"0" doc:"seconds, pending transfers only; at most 4294967295 (longer: timeout_too_long)"`
 	Reference string `json:"reference,omitempty" maxLength:"64"`
 }
 
@@ -181,12 +182,22 @@ type transfersOut struct {
 	}
 }
 
+// seconds is a transfer's timeout of n seconds; more than a Duration holds
+// is the longest whole number of seconds it does, which the ledger refuses
+// as timeout_too_long, never a product wrapped around to a short timeout.
+func seconds(n int64) time.Duration {
+	if n > int64(math.MaxInt64/time.Second) {
+		return math.MaxInt64 / time.Second * time.Second
+	}
+	return time.Duration(n) * time.Second
+}
+
 func (s *Server) apiTransfers(ctx context.Context, in *transfersIn) (*transfersOut, error) {
 	ts := make([]ledger.Transfer, len(in.Body.Transfers))
 	for i, b := range in.Body.Transfers {
 		var err error
 		t := ledger.Transfer{Amount: b.Amount, Ledger: b.Ledger, Code: b.Code, Flags: ledger.TransferFlags(b.Flags),
-			Timeout: time.Duration(b.Timeout) * time.Second, Reference: b.Reference}
+			Timeout: seconds(b.Timeout), Reference: b.Reference}
 		if t.ID, err = parseLedgerID(b.ID); err != nil {
 			return nil, err
 		}

@@ -35,6 +35,13 @@ func TestLedgerAPI(t *testing.T) {
 		{"id": id(102), "debit": id(1), "credit": id(2), "amount": 0},
 	}})
 	expect(t, "transfers", r, 200, `"results":["ok","exceeds_per_payment_limit","exists","amount_must_be_positive"]`)
+	// A timeout longer than the ledger keeps is refused as such, however
+	// long: 2^55+60 seconds once wrapped around to 60 seconds.
+	expect(t, "too long a timeout", op.postJSON("/api/v1/ledger/transfers", map[string]any{"transfers": []map[string]any{
+		{"id": id(104), "debit": id(1), "credit": id(2), "amount": 1, "flags": 2, "timeout": 1<<55 + 60},
+		{"id": id(105), "debit": id(1), "credit": id(2), "amount": 1, "flags": 2, "timeout": 1 << 32},
+		{"id": id(106), "debit": id(1), "credit": id(2), "amount": 1, "flags": 2, "timeout": 1<<63 - 1},
+	}}), 200, `"results":["timeout_too_long","timeout_too_long","timeout_too_long"]`)
 	expectProblem(t, "negative amount", op.postJSON("/api/v1/ledger/transfers", map[string]any{"transfers": []map[string]any{
 		{"id": id(103), "debit": id(1), "credit": id(2), "amount": -1}}}), 422, "")
 	expect(t, "balance", op.get("/api/v1/ledger/accounts/"+id(2)), 200, `"balance":50000`)
