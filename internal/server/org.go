@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/web"
@@ -193,12 +192,12 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, v *viewer) 
 		s.renderOrg(w, r, v, o, http.StatusForbidden, web.Page{Error: "You can only create tokens for roles you hold in this organisation."}, "")
 		return
 	}
-	days, err := strconv.Atoi(cmp.Or(r.PostForm.Get("valid_days"), "0"))
-	if err != nil || days < 0 {
-		s.renderOrg(w, r, v, o, http.StatusBadRequest, web.Page{Error: "Choose how long the token works."}, "")
+	life, ok := formDays(cmp.Or(r.PostForm.Get("valid_days"), "0"), registry.MaxTokenLife)
+	if !ok {
+		s.renderOrg(w, r, v, o, http.StatusBadRequest, web.Page{Error: "Choose how long the token works. A token works for at most " + strconv.Itoa(int(registry.MaxTokenLife.Hours()/24)) + " days."}, "")
 		return
 	}
-	secret, t, err := s.reg.CreateTokenOnce(r.Context(), o.ID, role, r.PostForm.Get("label"), v.person.ID, r.PostForm.Get("key"), time.Duration(days)*24*time.Hour)
+	secret, t, err := s.reg.CreateTokenOnce(r.Context(), o.ID, role, r.PostForm.Get("label"), v.person.ID, r.PostForm.Get("key"), life)
 	if errors.Is(err, registry.ErrMadeBefore) {
 		s.renderOrg(w, r, v, o, http.StatusOK, web.Page{Notice: "This form was sent already: it made the token “" + t.Label + "”, whose secret was shown once, in the first answer. If you did not copy it, revoke that token below and create another."}, "")
 		return

@@ -329,6 +329,11 @@ func TestOperatorPages(t *testing.T) {
 	expect(t, "token works", api.get("/api/v1/whoami"), 200, `"role":"merchant"`, "Rossi Groceries")
 	expect(t, "token shown once", sofia.get(orgPath), 200, "till 1", `name="valid_days"`)
 	expect(t, "a token for no time we offer", sofia.postForm(orgPath+"/tokens", url.Values{"label": {"till 2"}, "role": {"merchant"}, "valid_days": {"soon"}}), 400, "how long the token works")
+	// 2^48+30 days once wrapped around to a 30-day token.
+	for _, days := range []string{"1831", "281474976710686", "-1"} {
+		expect(t, "a token for "+days+" days", sofia.postForm(orgPath+"/tokens", url.Values{"label": {"till 2"}, "role": {"merchant"}, "valid_days": {days}}), 400,
+			"A token works for at most 1830 days")
+	}
 	r = sofia.postForm(orgPath+"/tokens", url.Values{"label": {"till 2"}, "role": {"merchant"}, "valid_days": {"30"}})
 	expect(t, "a token for 30 days", r, http.StatusCreated)
 	i = strings.Index(r.body, registry.TokenPrefix)
