@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -129,6 +130,10 @@ type claims struct {
 func Sign(l *List, uri string, key crypto.Signer, alg jose.SignatureAlgorithm, kid string, now time.Time, ttl time.Duration) (string, error) {
 	c := claims{Sub: uri, IAT: now.Unix(), EXP: now.Add(2 * ttl).Unix(), TTL: int64(ttl / time.Second)}
 	c.StatusList.Bits, c.StatusList.Lst = l.Bits, l.Encode()
+	return sign(c, key, alg, kid)
+}
+
+func sign(c claims, key crypto.Signer, alg jose.SignatureAlgorithm, kid string) (string, error) {
 	payload, _ := json.Marshal(c)
 	opts := (&jose.SignerOptions{}).WithType("statuslist+jwt")
 	if kid != "" {
@@ -175,7 +180,12 @@ func Parse(token, uri string, key any, now time.Time) (*Token, error) {
 	if c.Sub != uri {
 		return nil, fmt.Errorf("%w (%q)", ErrSubject, c.Sub)
 	}
-	t := &Token{URI: c.Sub, Issued: time.Unix(c.IAT, 0), TTL: time.Duration(c.TTL) * time.Second}
+	if c.TTL < 0 {
+		return nil, fmt.Errorf("%w: ttl %d is negative", ErrFormat, c.TTL)
+	}
+	// More seconds than a Duration holds is the longest it does, never a
+	// product wrapped around to a short or negative time.
+	t := &Token{URI: c.Sub, Issued: time.Unix(c.IAT, 0), TTL: time.Duration(min(c.TTL, int64(math.MaxInt64/time.Second))) * time.Second}
 	if c.EXP != 0 {
 		t.Expires = time.Unix(c.EXP, 0)
 		if !now.Before(t.Expires) {

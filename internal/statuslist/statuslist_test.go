@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -81,6 +82,32 @@ func TestSignedToken(t *testing.T) {
 	} {
 		if _, err := Parse(tok, c.uri, c.key, c.at); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", what, err, c.want)
+		}
+	}
+}
+
+// TestTTL: a token's ttl is read as that many seconds, however many; a
+// negative one is refused. 2^55+1 seconds once wrapped around to one.
+func TestTTL(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	l, _ := New(1, 1<<10)
+	const uri = "https://registry.example/status/1"
+	now := time.Now()
+	for ttl, want := range map[int64]time.Duration{
+		0: 0, 300: 5 * time.Minute, 1<<55 + 1: math.MaxInt64 / time.Second * time.Second, math.MaxInt64: math.MaxInt64 / time.Second * time.Second, -5: -1,
+	} {
+		c := claims{Sub: uri, IAT: now.Unix(), TTL: ttl}
+		c.StatusList.Bits, c.StatusList.Lst = l.Bits, l.Encode()
+		tok, err := sign(c, key, jose.ES256, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Parse(tok, uri, &key.PublicKey, now)
+		switch {
+		case want < 0 && !errors.Is(err, ErrFormat):
+			t.Errorf("ttl %d: %v, want a format error", ttl, err)
+		case want >= 0 && (err != nil || got.TTL != want):
+			t.Errorf("ttl %d: read as %v (%v), want %v", ttl, got, err, want)
 		}
 	}
 }
