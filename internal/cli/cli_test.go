@@ -160,6 +160,12 @@ func TestUsageErrors(t *testing.T) {
 	oneLine(t, "a zone that does not exist", code, 2, stderr, "not an IANA time zone")
 	code, _, stderr = run(t, map[string]string{"CIVSTACK_PASSKEY_LIMIT": "0"}, "serve", "--data", data)
 	oneLine(t, "no passkey ceremonies at all", code, 2, stderr, "--passkey-limit must be at least 1")
+	// Before, a sign-in of 0 or less silently lasted 12 hours, and one of a
+	// second ended before the next page.
+	for _, ttl := range []string{"-1h", "0s", "1s", "721h"} {
+		code, _, stderr = run(t, nil, "serve", "--data", data, "--session-ttl", ttl)
+		oneLine(t, "sign-ins of "+ttl, code, 2, stderr, "--session-ttl must be from 5m to 720h (30 days)")
+	}
 	for _, keep := range []string{"30s", "721h", "-1h", "0s"} {
 		code, _, stderr = run(t, nil, "serve", "--data", data, "--keep-presentations", keep)
 		oneLine(t, "presentations kept "+keep, code, 2, stderr, "--keep-presentations must be from 1m to 720h (30 days)")

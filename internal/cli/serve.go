@@ -53,7 +53,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	demoMode := f.Bool("demo", false, "seed and offer demo personas; never use with real data")
 	logFormat := f.String("log-format", "text", "log format on stderr: text or json")
 	logLevel := f.String("log-level", "info", "log level: debug, info, warn or error")
-	sessionTTL := f.Duration("session-ttl", 12*time.Hour, "how long a sign-in lasts")
+	sessionTTL := f.Duration("session-ttl", 12*time.Hour, "how long a sign-in lasts (5m to 720h)")
 	profilesFile := f.String("ledger-profiles", "", "JSON file of wallet limit profiles (default: the built-in basic and verified tiers; see docs/ledger.md)")
 	logOrigin := f.String("log-origin", "", "the transparency log's origin line when it is first served (default: the --url host followed by /log); a log keeps it for life")
 	stepUp := f.String("payment-stepup", payment.Money(payment.DefaultConfig.StepUp), "wallet payments above this amount need the payer's passkey; payment codes are refused above it")
@@ -79,6 +79,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	if *ceremonies < 1 {
 		return fmt.Errorf("%w: --passkey-limit must be at least 1", errUsage)
+	}
+	if *sessionTTL < 5*time.Minute || *sessionTTL > 720*time.Hour {
+		return fmt.Errorf("%w: --session-ttl must be from 5m to 720h (30 days), not %v", errUsage, *sessionTTL)
 	}
 	if *keepPresentations < identity.MinKeepPresentations || *keepPresentations > identity.MaxKeepPresentations {
 		return fmt.Errorf("%w: --keep-presentations must be from 1m to 720h (30 days), not %v", errUsage, *keepPresentations)
