@@ -47,8 +47,8 @@ func TestBrowserHealth(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`form[action="/health/appeal"] button`)),
 		waitText("Your appeal is with a health officer"))
 
-	// A verifier (here Jonas at a gate) reads the pass: paste, as a camera
-	// is not available to the test browser.
+	// A verifier (here Jonas at a gate) reads the pass: pasted here; the
+	// camera's reading is TestBrowserScanQR's.
 	switchTo(t, ctx, n, "Jonas Weber")
 	step(t, ctx, "the verifier reads the pass",
 		chromedp.Navigate(n.URL+"/verify"), waitText("Nothing about the scan is stored"),

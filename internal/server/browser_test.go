@@ -25,8 +25,9 @@ import (
 // suite. CI sets it; without it the suite skips and says so.
 const ChromiumEnv = "CIVSTACK_TEST_CHROMIUM"
 
-// newBrowser starts headless Chromium, or skips the test when none is given.
-func newBrowser(t *testing.T) context.Context {
+// newBrowser starts headless Chromium with the extra options (flags), or
+// skips the test when none is given.
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	exe := os.Getenv(ChromiumEnv)
 	if exe == "" {
@@ -50,6 +51,7 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("no-first-run", true),
 	)
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
 	t.Cleanup(func() { cancelCtx(); cancelAlloc() })

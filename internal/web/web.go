@@ -1,11 +1,12 @@
 // Package web owns civstack's pages: html/template files and static assets
-// (CSS, the passkey script, and a vendored htmx) embedded in the binary, and
+// (CSS, the scripts, and the vendored htmx and jsQR) embedded in the binary, and
 // the Renderer that turns a page name and its data into HTML. It knows nothing
 // about storage or sign-in; internal/server fills the data.
 package web
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"mime"
 	"net/http"
 	"path"
 	"slices"
@@ -27,6 +29,10 @@ var files embed.FS
 
 // HTMXFile is the vendored htmx build under /static/ (see docs/vendored.md).
 const HTMXFile = "htmx-2.0.11.min.js"
+
+// QRReaderFile is the vendored jsQR build under /static/ (docs/vendored.md),
+// which the camera scanner loads where the browser has no BarcodeDetector.
+const QRReaderFile = "jsQR-1.4.0.js"
 
 // Persona is a demo person the switcher offers.
 type Persona struct {
@@ -139,7 +145,8 @@ var funcs = template.FuncMap{
 		}
 		return m, nil
 	},
-	"htmx": func() string { return StaticURL(HTMXFile) },
+	"htmx":     func() string { return StaticURL(HTMXFile) },
+	"qrReader": func() string { return StaticURL(QRReaderFile) },
 	// method names how a payment was made.
 	"method": MethodName,
 }
@@ -245,7 +252,8 @@ func StaticURL(name string) string {
 
 // Static serves the embedded assets under /static/. An address with the
 // file's current digest (StaticURL) never changes what it serves, so it is
-// cached for a year; any other is checked again on each use.
+// cached for a year; any other is checked again on each use. Scripts and
+// styles go gzipped to a browser that accepts it (jsQR: 257 kB, 58 kB so).
 func Static() http.Handler {
 	sub, _ := fs.Sub(files, "static")
 	fsrv := http.FileServerFS(sub)
@@ -255,8 +263,70 @@ func Static() http.Handler {
 		} else {
 			w.Header().Set("Cache-Control", "no-cache")
 		}
-		fsrv.ServeHTTP(w, r)
+		gz, ok := gzipped()[r.URL.Path]
+		if !ok {
+			fsrv.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Add("Vary", "Accept-Encoding")
+		if !acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			fsrv.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Type", mime.TypeByExtension(path.Ext(r.URL.Path)))
+		http.ServeContent(w, r, r.URL.Path, time.Time{}, bytes.NewReader(gz))
 	}))
+}
+
+// gzipped are the embedded scripts and styles, compressed once, by name.
+var gzipped = sync.OnceValue(func() map[string][]byte {
+	out := map[string][]byte{}
+	entries, _ := fs.ReadDir(files, "static")
+	for _, e := range entries {
+		if ext := path.Ext(e.Name()); ext != ".js" && ext != ".css" {
+			continue
+		}
+		b, err := files.ReadFile("static/" + e.Name())
+		if err != nil {
+			continue
+		}
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		zw.Write(b)
+		zw.Close()
+		out[e.Name()] = buf.Bytes()
+	}
+	return out
+})
+
+// acceptsGzip reports whether an Accept-Encoding header (RFC 9110, 12.5.3)
+// takes gzip: named with a q above 0, or not named and "*" is.
+func acceptsGzip(header string) bool {
+	named, star := -1.0, -1.0
+	for part := range strings.SplitSeq(header, ",") {
+		coding, params, _ := strings.Cut(part, ";")
+		q := 1.0
+		for p := range strings.SplitSeq(params, ";") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f >= 0 && f <= 1 {
+					q = f
+				} else {
+					q = 0 // a weight that is none is no consent
+				}
+			}
+		}
+		switch strings.ToLower(strings.TrimSpace(coding)) {
+		case "gzip", "x-gzip":
+			named = max(named, q)
+		case "*":
+			star = max(star, q)
+		}
+	}
+	if named >= 0 {
+		return named > 0
+	}
+	return star > 0
 }
 
 // StaticFile returns one embedded asset, for tests and checksums.

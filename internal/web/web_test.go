@@ -14,23 +14,31 @@ import (
 	"github.com/civstack/civstack/internal/web"
 )
 
-// The vendored htmx must be the file docs/vendored.md names, byte for byte.
-func TestVendoredHTMXChecksum(t *testing.T) {
-	b, err := web.StaticFile(web.HTMXFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
+// Each vendored file must be the one docs/vendored.md names, byte for
+// byte, and the files the pages load must be among them.
+func TestVendoredChecksums(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/vendored.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`sha256 ([0-9a-f]{64})`).FindSubmatch(doc)
-	if m == nil {
-		t.Fatal("docs/vendored.md names no sha256")
+	rows := regexp.MustCompile("(?m)^\\| `internal/web/static/([^`]+)` \\|.*sha256 ([0-9a-f]{64}) \\|$").FindAllSubmatch(doc, -1)
+	named := map[string]bool{}
+	for _, m := range rows {
+		name := string(m[1])
+		named[name] = true
+		b, err := web.StaticFile(name)
+		if err != nil {
+			t.Fatalf("docs/vendored.md names %s: %v", name, err)
+		}
+		sum := sha256.Sum256(b)
+		if got := hex.EncodeToString(sum[:]); got != string(m[2]) {
+			t.Errorf("%s: sha256 %s, docs/vendored.md says %s", name, got, m[2])
+		}
 	}
-	if got := hex.EncodeToString(sum[:]); got != string(m[1]) {
-		t.Fatalf("htmx sha256 %s, docs/vendored.md says %s", got, m[1])
+	for _, f := range []string{web.HTMXFile, web.QRReaderFile} {
+		if !named[f] {
+			t.Errorf("docs/vendored.md has no checksum for %s", f)
+		}
 	}
 }
 

@@ -14,9 +14,13 @@
 //
 // Print: buttons marked data-print print the page.
 //
-// Scanner: where the browser has BarcodeDetector, the pay page offers the
-// camera; a QR code read fills the form and submits it. Elsewhere the paste
-// field is the way in.
+// Scanner: where the browser has a camera, the pages that take a code offer
+// it; a QR code read fills the form and submits it. The browser's own
+// BarcodeDetector reads the frames where it has one (Chromium on Android,
+// macOS, ChromeOS); elsewhere (iPhones, Firefox, Chromium on Linux and
+// Windows) the vendored jsQR (docs/vendored.md) does, loaded only when the
+// camera is started. The frames never leave the browser. The paste field
+// is always there.
 (function () {
   "use strict";
 
@@ -102,21 +106,74 @@
     timer = setInterval(tick, 1000);
   }
 
-  async function startScanner(box) {
+  // qrReader returns a function that reads a QR code's text from a video
+  // frame ("" when there is none), or null when this browser cannot.
+  async function qrReader() {
+    if ("BarcodeDetector" in window) {
+      try {
+        if ((await BarcodeDetector.getSupportedFormats()).indexOf("qr_code") >= 0) {
+          var detector = new BarcodeDetector({ formats: ["qr_code"] });
+          return async function (video) {
+            var found = await detector.detect(video);
+            return found.length ? found[0].rawValue : "";
+          };
+        }
+      } catch (e) { /* fall back to jsQR */ }
+    }
+    var meta = document.querySelector("meta[name=civstack-qr-reader]");
+    if (!meta) return null;
+    if (typeof window.jsQR !== "function") {
+      try {
+        await new Promise(function (resolve, reject) {
+          var el = document.createElement("script");
+          el.src = meta.content;
+          el.onload = resolve;
+          el.onerror = reject;
+          document.head.appendChild(el);
+        });
+      } catch (e) { return null; }
+      if (typeof window.jsQR !== "function") return null;
+    }
+    var canvas = document.createElement("canvas");
+    var cx = canvas.getContext("2d", { willReadFrequently: true });
+    return async function (video) {
+      var w = video.videoWidth, h = video.videoHeight;
+      if (!w || !h) return "";
+      var scale = Math.min(1, 1280 / Math.max(w, h)); // a health certificate's code needs the detail
+      canvas.width = Math.round(w * scale);
+      canvas.height = Math.round(h * scale);
+      cx.drawImage(video, 0, 0, canvas.width, canvas.height);
+      var img = cx.getImageData(0, 0, canvas.width, canvas.height);
+      var code = window.jsQR(img.data, img.width, img.height, { inversionAttempts: "dontInvert" });
+      return code ? code.data : "";
+    };
+  }
+
+  function startScanner(box) {
     var btn = box.querySelector("[data-scan-start]");
     var video = box.querySelector("[data-scan-video]");
     var status = box.querySelector("[data-scan-status]");
-    if (!("BarcodeDetector" in window) || !navigator.mediaDevices) return; // the paste field remains
-    var formats = [];
-    try { formats = await BarcodeDetector.getSupportedFormats(); } catch (e) { return; }
-    if (formats.indexOf("qr_code") < 0) return;
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return; // the paste field remains
     btn.hidden = false;
     btn.addEventListener("click", async function () {
       var stream;
+      btn.disabled = true;
+      status.textContent = "Starting the camera…";
+      var reading = qrReader();
       try {
-        stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+        // Without a size, browsers film at 640x480: too coarse for a health
+        // certificate's dense code unless it fills the screen.
+        stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment", width: { ideal: 1280 }, height: { ideal: 720 } } });
       } catch (err) {
-        status.textContent = "The camera is not available: " + err.message;
+        status.textContent = "The camera is not available (" + err.message + "). Paste the code's text instead.";
+        btn.disabled = false;
+        return;
+      }
+      function stop() { stream.getTracks().forEach(function (t) { t.stop(); }); video.hidden = true; }
+      var read = await reading;
+      if (!read) {
+        stop();
+        status.textContent = "This browser cannot read QR codes from the camera. Paste the code's text instead.";
         return;
       }
       video.srcObject = stream;
@@ -124,15 +181,19 @@
       btn.hidden = true;
       await video.play();
       status.textContent = "Point the camera at the QR code.";
-      var detector = new BarcodeDetector({ formats: ["qr_code"] });
+      var busy = false;
       var timer = setInterval(async function () {
-        var found = [];
-        try { found = await detector.detect(video); } catch (e) { return; }
-        if (!found.length) return;
+        if (busy) return;
+        busy = true;
+        var text = "";
+        try { text = await read(video); } catch (e) { text = ""; }
+        busy = false;
+        if (!text || !timer) return;
         clearInterval(timer);
-        stream.getTracks().forEach(function (t) { t.stop(); });
+        timer = null;
+        stop();
         var form = document.getElementById(box.dataset.scanner || "pay-form");
-        form.elements[box.dataset.field || "payload"].value = found[0].rawValue;
+        form.elements[box.dataset.field || "payload"].value = text;
         status.textContent = "Read. Checking the code…";
         form.requestSubmit();
       }, 250);
