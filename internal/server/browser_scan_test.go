@@ -46,7 +46,7 @@ func TestBrowserScanQR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := filming(t, n, "Amira Haddad", code, 640, 480, 0.12)
+	ctx := filming(t, n, "Amira Haddad", code, 640, 480, 0.12, true)
 	step(t, ctx, "the pay page offers the camera",
 		chromedp.Navigate(n.URL+"/wallet/pay"),
 		chromedp.WaitVisible(chromedp.CSS("[data-scan-start]")))
@@ -64,6 +64,17 @@ func TestBrowserScanQR(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("amount"), "2.00"),
 		chromedp.Click(chromedp.CSS("#confirm-form button[type=submit]")),
 		waitText("Paid. Here is your receipt."), waitText("Total 2.00 EUR"))
+
+	// A camera the person refused (headless Chromium refuses when nothing
+	// allows it) leaves the paste field, and says so.
+	ctx = filming(t, n, "Amira Haddad", code, 640, 480, 0.12, false)
+	step(t, ctx, "a refused camera",
+		chromedp.Navigate(n.URL+"/wallet/pay"),
+		chromedp.Click(chromedp.CSS("[data-scan-start]")),
+		waitText("The camera is not available"), waitText("Paste the code's text instead."))
+	if again, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!document.querySelector("[data-scan-start]").disabled`)); err != nil || !again {
+		t.Fatalf("the camera cannot be tried again (%v)", err)
+	}
 
 	// A health certificate's larger code (alphanumeric, version 13): an
 	// Italian test certificate from the EU's test data, read at a gate. Its
@@ -86,7 +97,7 @@ func TestBrowserScanQR(t *testing.T) {
 	if code, err = png.Decode(bytes.NewReader(pic)); err != nil {
 		t.Fatal(err)
 	}
-	ctx = filming(t, n, "Jonas Weber", code, 1280, 720, -0.08)
+	ctx = filming(t, n, "Jonas Weber", code, 1280, 720, -0.08, true)
 	step(t, ctx, "scan the certificate",
 		chromedp.Navigate(n.URL+"/verify"),
 		chromedp.Click(chromedp.CSS("[data-scan-start]")),
@@ -99,17 +110,17 @@ func TestBrowserScanQR(t *testing.T) {
 }
 
 // filming starts Chromium at phone width, signed in as persona, whose
-// camera (Chromium's fake one, allowed without asking) films img in a
-// frame of width by height, turned by angle radians. Whatever this
-// Chromium has, its pages read codes with jsQR: BarcodeDetector is taken
-// away.
-func filming(t *testing.T, n *node, persona string, img image.Image, width, height int, angle float64) context.Context {
+// camera (Chromium's fake one, allowed without asking where allowed) films
+// img in a frame of width by height, turned by angle radians. Whatever
+// this Chromium has, its pages read codes with jsQR: BarcodeDetector is
+// taken away.
+func filming(t *testing.T, n *node, persona string, img image.Image, width, height int, angle float64, allowed bool) context.Context {
 	t.Helper()
 	video := filepath.Join(t.TempDir(), "camera.y4m")
 	writeFrame(t, video, img, width, height, angle)
 	ctx := newBrowser(t,
 		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", allowed),
 		chromedp.Flag("use-file-for-fake-video-capture", video))
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `delete window.BarcodeDetector;`}); err != nil {
 		t.Fatal(err)
