@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -75,6 +76,33 @@ func TestBrowserScanQR(t *testing.T) {
 	if again, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!document.querySelector("[data-scan-start]").disabled`)); err != nil || !again {
 		t.Fatalf("the camera cannot be tried again (%v)", err)
 	}
+
+	// A camera that films no code goes on until the person stops it, and
+	// goes off when they leave the page: its light never stays on. (The
+	// page's streams are watched, not replaced: each getUserMedia answer is
+	// kept in window.streams.)
+	ctx = filming(t, n, "Amira Haddad", image.NewGray(code.Bounds()), 640, 480, 0, true)
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `(function () {
+		const md = navigator.mediaDevices, get = md.getUserMedia.bind(md);
+		window.streams = [];
+		md.getUserMedia = async (c) => { const s = await get(c); window.streams.push(s); return s; };
+	})();`}); err != nil {
+		t.Fatal(err)
+	}
+	const live = `window.streams.flatMap((s) => s.getTracks()).filter((t) => t.readyState === "live").length`
+	step(t, ctx, "film a table with no code",
+		chromedp.Navigate(n.URL+"/wallet/pay"),
+		chromedp.Click(chromedp.CSS("[data-scan-start]")),
+		waitText("Point the camera at the QR code."), waitTrue("a live camera", live+" === 1"),
+		chromedp.Sleep(time.Second), waitText("Point the camera at the QR code."))
+	step(t, ctx, "stop the camera",
+		chromedp.Click(chromedp.CSS("[data-scan-stop]")),
+		waitTrue("the camera off", live+` === 0 && document.querySelector("[data-scan-video]").hidden && !document.querySelector("[data-scan-start]").hidden`))
+	step(t, ctx, "start it again and leave the page by the menu",
+		chromedp.Click(chromedp.CSS("[data-scan-start]")),
+		waitText("Point the camera at the QR code."), waitTrue("a live camera again", live+" === 1"),
+		chromedp.Click(chromedp.CSS(`header a[href="/wallet"]`)),
+		waitText("Show payment code"), waitTrue("the camera off after leaving", live+" === 0 && window.streams.length === 2"))
 
 	// A health certificate's larger code (alphanumeric, version 13): an
 	// Italian test certificate from the EU's test data, read at a gate. Its

@@ -154,43 +154,72 @@
     var video = box.querySelector("[data-scan-video]");
     var status = box.querySelector("[data-scan-status]");
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return; // the paste field remains
+    var stopBtn = document.createElement("button");
+    stopBtn.type = "button";
+    stopBtn.className = "secondary button";
+    stopBtn.setAttribute("data-scan-stop", "");
+    stopBtn.textContent = "Stop the camera";
+    stopBtn.hidden = true;
+    btn.after(stopBtn);
     btn.hidden = false;
+    var stream = null, timer = null;
+
+    // stop turns the camera (and its light) off and stops reading: on the
+    // Stop button, once a code is read, and when the page goes (a boosted
+    // link swaps the scanner out, or the tab is left).
+    function stop() {
+      if (timer) { clearInterval(timer); timer = null; }
+      if (stream) { stream.getTracks().forEach(function (t) { t.stop(); }); stream = null; }
+      video.srcObject = null;
+      video.hidden = true;
+      stopBtn.hidden = true;
+      btn.hidden = false;
+      btn.disabled = false;
+    }
+    window.addEventListener("pagehide", stop);
+    document.addEventListener("htmx:beforeSwap", function (ev) {
+      if (ev.detail.target && ev.detail.target.contains(box)) stop();
+    });
+    stopBtn.addEventListener("click", function () { stop(); status.textContent = ""; });
+
     btn.addEventListener("click", async function () {
-      var stream;
       btn.disabled = true;
       status.textContent = "Starting the camera…";
       var reading = qrReader();
+      var s;
       try {
         // Without a size, browsers film at 640x480: too coarse for a health
         // certificate's dense code unless it fills the screen.
-        stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment", width: { ideal: 1280 }, height: { ideal: 720 } } });
+        s = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment", width: { ideal: 1280 }, height: { ideal: 720 } } });
       } catch (err) {
         status.textContent = "The camera is not available (" + err.message + "). Paste the code's text instead.";
         btn.disabled = false;
         return;
       }
-      function stop() { stream.getTracks().forEach(function (t) { t.stop(); }); video.hidden = true; }
+      stream = s;
       var read = await reading;
+      if (!box.isConnected) { stop(); return; } // the page went meanwhile
       if (!read) {
         stop();
+        btn.hidden = true;
         status.textContent = "This browser cannot read QR codes from the camera. Paste the code's text instead.";
         return;
       }
       video.srcObject = stream;
       video.hidden = false;
       btn.hidden = true;
-      await video.play();
+      stopBtn.hidden = false;
+      try { await video.play(); } catch (e) { /* frames are read all the same */ }
       status.textContent = "Point the camera at the QR code.";
       var busy = false;
-      var timer = setInterval(async function () {
-        if (busy) return;
+      timer = setInterval(async function () {
+        if (!box.isConnected) { stop(); return; }
+        if (busy || !stream) return;
         busy = true;
         var text = "";
         try { text = await read(video); } catch (e) { text = ""; }
         busy = false;
         if (!text || !timer) return;
-        clearInterval(timer);
-        timer = null;
         stop();
         var form = document.getElementById(box.dataset.scanner || "pay-form");
         form.elements[box.dataset.field || "payload"].value = text;
