@@ -81,7 +81,9 @@ func TestBrowserScanQR(t *testing.T) {
 	// goes off when they leave the page: its light never stays on. (The
 	// page's streams are watched, not replaced: each getUserMedia answer is
 	// kept in window.streams.)
-	ctx = filming(t, n, "Amira Haddad", image.NewGray(code.Bounds()), 640, 480, 0, true)
+	blank := image.NewGray(code.Bounds())
+	draw.Draw(blank, blank.Bounds(), image.White, image.Point{}, draw.Src)
+	ctx = filming(t, n, "Amira Haddad", blank, 640, 480, 0, true)
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `(function () {
 		const md = navigator.mediaDevices, get = md.getUserMedia.bind(md);
 		window.streams = [];
@@ -95,6 +97,7 @@ func TestBrowserScanQR(t *testing.T) {
 		chromedp.Click(chromedp.CSS("[data-scan-start]")),
 		waitText("Point the camera at the QR code."), waitTrue("a live camera", live+" === 1"),
 		chromedp.Sleep(time.Second), waitText("Point the camera at the QR code."))
+	screenshot(t, ctx, "21b-pay-camera")
 	step(t, ctx, "stop the camera",
 		chromedp.Click(chromedp.CSS("[data-scan-stop]")),
 		waitTrue("the camera off", live+` === 0 && document.querySelector("[data-scan-video]").hidden && !document.querySelector("[data-scan-start]").hidden`))
