@@ -107,7 +107,7 @@ func TestBrowserScanQR(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`header a[href="/wallet"]`)),
 		waitText("Show payment code"), waitTrue("the camera off after leaving", live+" === 0 && window.streams.length === 2"))
 
-	// A health certificate's larger code (alphanumeric, version 13): an
+	// A health certificate's larger code (alphanumeric, version 16): an
 	// Italian test certificate from the EU's test data, read at a gate. Its
 	// signer is not on this node's trust list, so the verdict says so: the
 	// code itself was read whole.
