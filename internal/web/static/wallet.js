@@ -149,6 +149,14 @@
     };
   }
 
+  // The scanner whose camera is on, if any: it goes off when the page goes
+  // (a boosted link swaps it out, or the tab is left).
+  var filming = null;
+  window.addEventListener("pagehide", function () { if (filming) filming.stop(); });
+  document.addEventListener("htmx:beforeSwap", function (ev) {
+    if (filming && ev.detail.target && ev.detail.target.contains(filming.box)) filming.stop();
+  });
+
   function startScanner(box) {
     var btn = box.querySelector("[data-scan-start]");
     var video = box.querySelector("[data-scan-video]");
@@ -165,21 +173,17 @@
     var stream = null, timer = null;
 
     // stop turns the camera (and its light) off and stops reading: on the
-    // Stop button, once a code is read, and when the page goes (a boosted
-    // link swaps the scanner out, or the tab is left).
+    // Stop button, once a code is read, and when the page goes.
     function stop() {
       if (timer) { clearInterval(timer); timer = null; }
       if (stream) { stream.getTracks().forEach(function (t) { t.stop(); }); stream = null; }
+      if (filming && filming.box === box) filming = null;
       video.srcObject = null;
       video.hidden = true;
       stopBtn.hidden = true;
       btn.hidden = false;
       btn.disabled = false;
     }
-    window.addEventListener("pagehide", stop);
-    document.addEventListener("htmx:beforeSwap", function (ev) {
-      if (ev.detail.target && ev.detail.target.contains(box)) stop();
-    });
     stopBtn.addEventListener("click", function () { stop(); status.textContent = ""; });
 
     btn.addEventListener("click", async function () {
@@ -197,6 +201,7 @@
         return;
       }
       stream = s;
+      filming = { box: box, stop: stop };
       var read = await reading;
       if (!box.isConnected) { stop(); return; } // the page went meanwhile
       if (!read) {
