@@ -253,7 +253,7 @@ func StaticURL(name string) string {
 // Static serves the embedded assets under /static/. An address with the
 // file's current digest (StaticURL) never changes what it serves, so it is
 // cached for a year; any other is checked again on each use. Scripts and
-// styles go gzipped to a browser that accepts it (jsQR: 257 kB, 58 kB so).
+// styles go gzipped to a browser that accepts it (jsQR: 257 kB, 57 kB so).
 func Static() http.Handler {
 	sub, _ := fs.Sub(files, "static")
 	fsrv := http.FileServerFS(sub)
