@@ -314,6 +314,10 @@ type Held struct {
 	// Unchecked: the issuer's status list could not be read just now, so
 	// whether it is revoked is not known (a verifier checks for itself).
 	Unchecked bool
+	// Replaced: a newer one of the same type from the same issuer, not
+	// revoked or expired and with copies left, is in the wallet too; this
+	// one is kept for the record and needs nothing done.
+	Replaced bool
 }
 
 // Credentials lists the citizen's credentials with their claims, and
@@ -384,7 +388,67 @@ func (s *Service) Credentials(ctx context.Context, personID string) ([]*Held, er
 			h.Left++
 		}
 	}
+	// The list is oldest first: a usable one replaces those before it.
+	for i, h := range out {
+		for _, later := range out[i+1:] {
+			if later.Type == h.Type && later.IssuerID == h.IssuerID && !later.Revoked && !later.Expired && later.Left > 0 {
+				h.Replaced = true
+				break
+			}
+		}
+	}
 	return out, nil
+}
+
+// RenewCopiesBelow is how few copies left make a credential one to renew:
+// the wallet warns from here on.
+const RenewCopiesBelow = 3
+
+// RunningLow reports whether the wallet should say to ask the issuer for a
+// new one because copies run out (not for one revoked, expired or
+// replaced, which the page says otherwise).
+func (h *Held) RunningLow() bool {
+	return !h.Revoked && !h.Expired && !h.Replaced && h.Left < RenewCopiesBelow
+}
+
+// ToRenew counts the kinds of credential (a type from an issuer) whose
+// newest is expired or has fewer than RenewCopiesBelow copies left, for
+// the home page. It reads only the wallet's rows: no credential is opened
+// or verified, and revocation is left to the Credentials page.
+func (s *Service) ToRenew(ctx context.Context, personID string) (int, error) {
+	rows, err := s.db.Reader().QueryContext(ctx, `SELECT issuer, vct, MAX(received_at), MAX(expires_at),
+		SUM(CASE WHEN used_at = 0 THEN 1 ELSE 0 END) FROM id_wallet WHERE person_id = $1 GROUP BY batch_id, issuer, vct`, personID)
+	if err != nil {
+		return 0, fmt.Errorf("wallet: %w", err)
+	}
+	defer rows.Close()
+	type batch struct {
+		at, exp, left int64
+	}
+	newest := map[[2]string]batch{}
+	for rows.Next() {
+		var k [2]string
+		var b batch
+		if err := rows.Scan(&k[0], &k[1], &b.at, &b.exp, &b.left); err != nil {
+			return 0, fmt.Errorf("wallet: %w", err)
+		}
+		if TypeByVCT(k[1]) == nil {
+			continue
+		}
+		if n, ok := newest[k]; !ok || b.at > n.at {
+			newest[k] = b
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("wallet: %w", err)
+	}
+	now, n := s.now().UnixMilli(), 0
+	for _, b := range newest {
+		if b.exp <= now || b.left < RenewCopiesBelow {
+			n++
+		}
+	}
+	return n, nil
 }
 
 func (s *Service) open(personID, id string, sealed []byte) (*held, error) {

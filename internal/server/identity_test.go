@@ -808,8 +808,12 @@ func TestCopiesRunningLow(t *testing.T) {
 			if r := amira.get("/wallet/credentials"); strings.Contains(r.body, `id="copies-low-`) {
 				t.Fatalf("3 copies left, and the wallet warns: %s", clip(r.body))
 			}
+			if r := amira.get("/"); strings.Contains(r.body, `id="credentials-renew"`) {
+				t.Fatalf("3 copies left, and the home page warns: %s", clip(r.body))
+			}
 			share(1)
 			expect(t, "two left", amira.get("/wallet/credentials"), http.StatusOK, "2 of 10 single-use copies left", "Only 2 copies left. Ask Civil Registry Office for a new one.")
+			expect(t, "the home page says so", amira.get("/"), http.StatusOK, `id="credentials-renew">A credential is running out of copies or expired`)
 			share(1)
 			expect(t, "one left", amira.get("/wallet/credentials"), http.StatusOK, "Only 1 copy left.")
 			share(1)
@@ -817,12 +821,31 @@ func TestCopiesRunningLow(t *testing.T) {
 			_, same := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
 			expect(t, "an eleventh request", amira.get(same), http.StatusOK, "all copies used")
 
+			// A new one from the issuer ends the warnings: the used-up one is
+			// kept, marked replaced, and asks for nothing.
+			old := regexp.MustCompile(`id="copies-low-([^"]+)"`).FindStringSubmatch(amira.get("/wallet/credentials").body)
+			if old == nil {
+				t.Fatal("no warning to replace")
+			}
+			link, tx = offerPID(t, w, w.as(t, "Marta Silva"), w.people["Amira Haddad"], "1990-05-01")
+			expect(t, "accept a new one", amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}}), http.StatusOK, "10 of 10 single-use copies left")
+			r := amira.get("/wallet/credentials")
+			if expect(t, "the old one replaced", r, http.StatusOK, `id="replaced-`+old[1]+`"`, "0 of 10 single-use copies left"); strings.Contains(r.body, `id="copies-low-`) || strings.Contains(r.body, "Every copy is used") {
+				t.Fatalf("a replaced credential still asks for a new one: %s", clip(r.body))
+			}
+			if r := amira.get("/"); strings.Contains(r.body, `id="credentials-renew"`) {
+				t.Fatalf("a new credential, and the home page still warns: %s", clip(r.body))
+			}
+			share(1)
+			expect(t, "the new one answers", amira.get("/wallet/credentials"), http.StatusOK, "9 of 10 single-use copies left")
+
 			// Past its validity the wallet says it expired, rather than count copies.
 			w.n.clock.add(identity.TypeByID("pid").Validity + time.Minute)
-			r := w.as(t, "Amira Haddad").get("/wallet/credentials")
-			if expect(t, "expired", r, http.StatusOK, `">expired</span>`, "verifiers no longer accept it. Ask Civil Registry Office for a new one."); strings.Contains(r.body, "Every copy is used") {
-				t.Fatalf("an expired credential's copies are counted: %s", clip(r.body))
+			r = w.as(t, "Amira Haddad").get("/wallet/credentials")
+			if expect(t, "expired", r, http.StatusOK, `">expired</span>`, "verifiers no longer accept it. Ask Civil Registry Office for a new one."); strings.Contains(r.body, "Every copy is used") || strings.Contains(r.body, `id="replaced-`) {
+				t.Fatalf("an expired credential's copies are counted, or an expired one replaces: %s", clip(r.body))
 			}
+			expect(t, "the home page says it expired", w.as(t, "Amira Haddad").get("/"), http.StatusOK, `id="credentials-renew">A credential is running out of copies or expired`)
 		})
 	}
 }

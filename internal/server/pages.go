@@ -131,9 +131,13 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		s.failErr(w, r, err)
 		return
 	}
-	offers := 0
+	offers, renew := 0, 0
 	if s.id != nil {
 		if offers, err = s.id.CountPendingOffers(r.Context(), v.person.ID); err != nil {
+			s.failErr(w, r, err)
+			return
+		}
+		if renew, err = s.id.ToRenew(r.Context(), v.person.ID); err != nil {
 			s.failErr(w, r, err)
 			return
 		}
@@ -149,7 +153,7 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		decided = a != nil && (a.State == healthpass.AppealUpheld || a.State == healthpass.AppealOverruled) && s.now().Sub(a.DecidedAt) < appealNewsFor
 	}
 	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v), "Asking": asking, "Disclosed": disclosed,
-		"Offers": offers, "AppealDecided": decided}})
+		"Offers": offers, "Renew": renew, "AppealDecided": decided}})
 }
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,8 @@ import (
 // answers with its newest usable credential (copies left, not revoked,
 // not expired), spends one copy per share, and a request is answered
 // once, before it expires. After every step the wallet's credentials
-// (copies left, revoked, expired) and its log of presentations are the
+// (copies left, revoked, expired, replaced by a newer usable one, the
+// warning) and its log of presentations are the
 // model's; each answer, and the verifier's page of the request acted on,
 // say what the model says.
 func TestPresentationModel(t *testing.T) {
@@ -38,7 +40,7 @@ func TestPresentationModel(t *testing.T) {
 			run := 0
 			modeltest.Check(t, []string{"consent page", "no usable credential", "shared", "declined", "answered before", "request expired",
 				"revoked", "revoked before", "re-checked valid", "re-check rejects", "re-check erased", "re-check unanswered", "erased",
-				"expired unanswered", "credential expired", "copies used up", "under 18 shared"},
+				"expired unanswered", "credential expired", "copies used up", "under 18 shared", "replaced"},
 				func(rt *rapid.T, seen *modeltest.Outcomes) {
 					run++
 					m := &presentationRun{t: t, w: w, rt: rt, seen: seen, reg: w.orgs["Civil Registry Office"], bar: w.orgs["Blue Door Bar"], officers: map[string]*client{}}
@@ -428,17 +430,24 @@ func (m *presentationRun) checkWallet() {
 	if len(cards) != len(m.held) {
 		m.rt.Fatalf("the wallet shows %d credentials, want %d", len(cards), len(m.held))
 	}
-	for _, h := range m.held {
+	usable := func(h *mHeld) bool { return !h.revoked && m.now().Before(h.expires) && h.left > 0 }
+	for i, h := range m.held {
 		card := cards[h.batch]
 		expired := !m.now().Before(h.expires)
+		replaced := slices.ContainsFunc(m.held[i+1:], usable) // every one is a PID from the same registry
+		if replaced {
+			m.seen.Saw("replaced")
+		}
 		switch {
+		case replaced != strings.Contains(card, `id="replaced-`):
+			m.rt.Fatalf("credential %s: replaced %t: %s", h.batch, replaced, card)
 		case !strings.Contains(card, fmt.Sprintf("%d of %d single-use copies left", h.left, identity.WalletBatch)):
 			m.rt.Fatalf("credential %s: want %d copies left: %s", h.batch, h.left, card)
 		case h.revoked != strings.Contains(card, `verdict-bad">revoked</span>`):
 			m.rt.Fatalf("credential %s: revoked %t: %s", h.batch, h.revoked, card)
 		case (expired && !h.revoked) != strings.Contains(card, `">expired</span>`):
 			m.rt.Fatalf("credential %s: expired %t: %s", h.batch, expired, card)
-		case !h.revoked && !expired && (h.left <= 2) != strings.Contains(card, "copies-low-"):
+		case !h.revoked && !expired && !replaced && (h.left <= 2) != strings.Contains(card, "copies-low-"):
 			m.rt.Fatalf("credential %s with %d copies left: the warning is wrong: %s", h.batch, h.left, card)
 		}
 	}
