@@ -226,16 +226,33 @@ func (r *Renderer) Fragment(w http.ResponseWriter, status int, name string, p Pa
 	return err
 }
 
-// staticVersions are the embedded assets' content digests (12 hex digits),
-// by file name.
-var staticVersions = sync.OnceValue(func() map[string]string {
-	out := map[string]string{}
+// asset is what the pages and Static need of one embedded file: its
+// content's digest (12 hex digits) and, for scripts and styles, its bytes
+// gzipped.
+type asset struct {
+	version string
+	gz      []byte
+}
+
+// staticAssets reads the embedded assets once, by file name.
+var staticAssets = sync.OnceValue(func() map[string]asset {
+	out := map[string]asset{}
 	entries, _ := fs.ReadDir(files, "static")
 	for _, e := range entries {
-		if b, err := files.ReadFile("static/" + e.Name()); err == nil {
-			sum := sha256.Sum256(b)
-			out[e.Name()] = hex.EncodeToString(sum[:6])
+		b, err := files.ReadFile("static/" + e.Name())
+		if err != nil {
+			continue
 		}
+		sum := sha256.Sum256(b)
+		a := asset{version: hex.EncodeToString(sum[:6])}
+		if ext := path.Ext(e.Name()); ext == ".js" || ext == ".css" {
+			var buf bytes.Buffer
+			zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+			zw.Write(b)
+			zw.Close()
+			a.gz = buf.Bytes()
+		}
+		out[e.Name()] = a
 	}
 	return out
 })
@@ -244,8 +261,8 @@ var staticVersions = sync.OnceValue(func() map[string]string {
 // its content's digest, so that a browser that cached an older build's file
 // fetches the new one as soon as the pages name it.
 func StaticURL(name string) string {
-	if v, ok := staticVersions()[name]; ok {
-		return "/static/" + name + "?v=" + v
+	if a, ok := staticAssets()[name]; ok {
+		return "/static/" + name + "?v=" + a.version
 	}
 	return "/static/" + name
 }
@@ -258,13 +275,13 @@ func Static() http.Handler {
 	sub, _ := fs.Sub(files, "static")
 	fsrv := http.FileServerFS(sub)
 	return http.StripPrefix("/static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if v := r.URL.Query().Get("v"); v != "" && v == staticVersions()[r.URL.Path] {
+		a, known := staticAssets()[r.URL.Path]
+		if v := r.URL.Query().Get("v"); known && v == a.version {
 			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 		} else {
 			w.Header().Set("Cache-Control", "no-cache")
 		}
-		gz, ok := gzipped()[r.URL.Path]
-		if !ok {
+		if a.gz == nil {
 			fsrv.ServeHTTP(w, r)
 			return
 		}
@@ -275,30 +292,9 @@ func Static() http.Handler {
 		}
 		w.Header().Set("Content-Encoding", "gzip")
 		w.Header().Set("Content-Type", mime.TypeByExtension(path.Ext(r.URL.Path)))
-		http.ServeContent(w, r, r.URL.Path, time.Time{}, bytes.NewReader(gz))
+		http.ServeContent(w, r, r.URL.Path, time.Time{}, bytes.NewReader(a.gz))
 	}))
 }
-
-// gzipped are the embedded scripts and styles, compressed once, by name.
-var gzipped = sync.OnceValue(func() map[string][]byte {
-	out := map[string][]byte{}
-	entries, _ := fs.ReadDir(files, "static")
-	for _, e := range entries {
-		if ext := path.Ext(e.Name()); ext != ".js" && ext != ".css" {
-			continue
-		}
-		b, err := files.ReadFile("static/" + e.Name())
-		if err != nil {
-			continue
-		}
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-		zw.Write(b)
-		zw.Close()
-		out[e.Name()] = buf.Bytes()
-	}
-	return out
-})
 
 // acceptsGzip reports whether an Accept-Encoding header (RFC 9110, 12.5.3)
 // takes gzip: named with a q above 0, or not named and "*" is.
