@@ -314,10 +314,15 @@ type Held struct {
 	// Unchecked: the issuer's status list could not be read just now, so
 	// whether it is revoked is not known (a verifier checks for itself).
 	Unchecked bool
-	// Replaced: a newer one of the same type from the same issuer, not
-	// revoked or expired and with copies left, is in the wallet too; this
-	// one is kept for the record and needs nothing done.
+	// Replaced: another credential of the same type from the same issuer
+	// is the one that counts (the newest with copies left, which answers
+	// verifiers; or, when none has, the newest), so this one is kept for
+	// the record and needs nothing done.
 	Replaced bool
+	// KindLeft is the copies left of every credential of this type from
+	// this issuer that a verifier could still be shown (not revoked, not
+	// expired): the wallet uses them newest first.
+	KindLeft int
 }
 
 // Credentials lists the citizen's credentials with their claims, and
@@ -388,14 +393,25 @@ func (s *Service) Credentials(ctx context.Context, personID string) ([]*Held, er
 			h.Left++
 		}
 	}
-	// The list is oldest first: a usable one replaces those before it.
-	for i, h := range out {
-		for _, later := range out[i+1:] {
-			if later.Type == h.Type && later.IssuerID == h.IssuerID && !later.Revoked && !later.Expired && later.Left > 0 {
-				h.Replaced = true
-				break
-			}
+	// The list is oldest first. Of each kind the newest usable one counts,
+	// or the newest if none is usable; the others are kept for the record.
+	type kind struct {
+		t   *Type
+		iss string
+	}
+	current, left := map[kind]*Held{}, map[kind]int{}
+	for _, h := range out {
+		k := kind{h.Type, h.IssuerID}
+		if h.usable() {
+			left[k] += h.Left
 		}
+		if c := current[k]; c == nil || h.usable() || !c.usable() {
+			current[k] = h
+		}
+	}
+	for _, h := range out {
+		k := kind{h.Type, h.IssuerID}
+		h.Replaced, h.KindLeft = current[k] != h, left[k]
 	}
 	return out, nil
 }
@@ -408,43 +424,45 @@ const RenewCopiesBelow = 3
 // new one because copies run out (not for one revoked, expired or
 // replaced, which the page says otherwise).
 func (h *Held) RunningLow() bool {
-	return !h.Revoked && !h.Expired && !h.Replaced && h.Left < RenewCopiesBelow
+	return !h.Revoked && !h.Expired && !h.Replaced && h.KindLeft < RenewCopiesBelow
 }
 
-// ToRenew counts the kinds of credential (a type from an issuer) whose
-// newest is expired or has fewer than RenewCopiesBelow copies left, for
+// usable reports whether a verifier could be shown a copy of it.
+func (h *Held) usable() bool { return !h.Revoked && !h.Expired && h.Left > 0 }
+
+// ToRenew counts the kinds of credential (a type from an issuer) with
+// fewer than RenewCopiesBelow copies left in those not expired, for
 // the home page. It reads only the wallet's rows: no credential is opened
 // or verified, and revocation is left to the Credentials page.
 func (s *Service) ToRenew(ctx context.Context, personID string) (int, error) {
-	rows, err := s.db.Reader().QueryContext(ctx, `SELECT issuer, vct, MAX(received_at), MAX(expires_at),
+	rows, err := s.db.Reader().QueryContext(ctx, `SELECT issuer, vct, MAX(expires_at),
 		SUM(CASE WHEN used_at = 0 THEN 1 ELSE 0 END) FROM id_wallet WHERE person_id = $1 GROUP BY batch_id, issuer, vct`, personID)
 	if err != nil {
 		return 0, fmt.Errorf("wallet: %w", err)
 	}
 	defer rows.Close()
-	type batch struct {
-		at, exp, left int64
-	}
-	newest := map[[2]string]batch{}
+	now := s.now().UnixMilli()
+	left := map[[2]string]int64{}
 	for rows.Next() {
 		var k [2]string
-		var b batch
-		if err := rows.Scan(&k[0], &k[1], &b.at, &b.exp, &b.left); err != nil {
+		var exp, n int64
+		if err := rows.Scan(&k[0], &k[1], &exp, &n); err != nil {
 			return 0, fmt.Errorf("wallet: %w", err)
 		}
 		if TypeByVCT(k[1]) == nil {
 			continue
 		}
-		if n, ok := newest[k]; !ok || b.at > n.at {
-			newest[k] = b
+		if exp <= now {
+			n = 0
 		}
+		left[k] += n
 	}
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("wallet: %w", err)
 	}
-	now, n := s.now().UnixMilli(), 0
-	for _, b := range newest {
-		if b.exp <= now || b.left < RenewCopiesBelow {
+	n := 0
+	for _, l := range left {
+		if l < RenewCopiesBelow {
 			n++
 		}
 	}

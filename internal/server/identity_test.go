@@ -838,12 +838,48 @@ func TestCopiesRunningLow(t *testing.T) {
 			}
 			share(1)
 			expect(t, "the new one answers", amira.get("/wallet/credentials"), http.StatusOK, "9 of 10 single-use copies left")
+			second := regexp.MustCompile(`id="cred-([^"]+)"`).FindAllStringSubmatch(amira.get("/wallet/credentials").body, -1)[1][1]
 
-			// Past its validity the wallet says it expired, rather than count copies.
+			// A third one used up: the wallet answers with the second again,
+			// so nothing asks for a new one.
+			link, tx = offerPID(t, w, w.as(t, "Marta Silva"), w.people["Amira Haddad"], "1990-05-01")
+			expect(t, "accept a third", amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}}), http.StatusOK, "10 of 10 single-use copies left")
+			share(identity.WalletBatch)
+			cards := func() map[string]string {
+				m := map[string]string{}
+				for _, c := range heldRE.FindAllStringSubmatch(w.as(t, "Amira Haddad").get("/wallet/credentials").body, -1) {
+					m[c[1]] = c[2]
+				}
+				return m
+			}
+			held := cards()
+			for id, card := range held {
+				if want := id != second; strings.Contains(card, `id="replaced-`) != want || strings.Contains(card, `id="copies-low-`) || strings.Contains(card, "Ask Civil Registry") {
+					t.Fatalf("the newest used up, the second with 9 copies: credential %s should be replaced (%t) and nothing warn: %s", id, want, card)
+				}
+			}
+			if len(held) != 3 || !strings.Contains(held[second], "9 of 10 single-use copies left") {
+				t.Fatalf("want three credentials, the second with 9 copies: %v", held)
+			}
+			if r := amira.get("/"); strings.Contains(r.body, `id="credentials-renew"`) {
+				t.Fatalf("nine copies left, and the home page warns: %s", clip(r.body))
+			}
+			share(7)
+			expect(t, "two left in the older one", amira.get("/wallet/credentials"), http.StatusOK, `id="copies-low-`+second+`"`, "Only 2 copies left. Ask Civil Registry Office")
+			expect(t, "the home page warns again", amira.get("/"), http.StatusOK, `id="credentials-renew"`)
+
+			// Past its validity the wallet says it expired, rather than count
+			// copies, once: the newest says so, the others are kept.
 			w.n.clock.add(identity.TypeByID("pid").Validity + time.Minute)
-			r = w.as(t, "Amira Haddad").get("/wallet/credentials")
-			if expect(t, "expired", r, http.StatusOK, `">expired</span>`, "verifiers no longer accept it. Ask Civil Registry Office for a new one."); strings.Contains(r.body, "Every copy is used") || strings.Contains(r.body, `id="replaced-`) {
-				t.Fatalf("an expired credential's copies are counted, or an expired one replaces: %s", clip(r.body))
+			held = cards()
+			newest := regexp.MustCompile(`id="cred-([^"]+)"`).FindAllStringSubmatch(w.as(t, "Amira Haddad").get("/wallet/credentials").body, -1)[2][1]
+			for id, card := range held {
+				if !strings.Contains(card, `">expired</span>`) || strings.Contains(card, "Every copy is used") || strings.Contains(card, `id="copies-low-`) {
+					t.Fatalf("credential %s: expired, its copies not counted: %s", id, card)
+				}
+				if strings.Contains(card, "verifiers no longer accept it. Ask Civil Registry Office for a new one.") != (id == newest) || strings.Contains(card, `id="replaced-`) == (id == newest) {
+					t.Fatalf("credential %s: only the newest (%s) should ask for a new one: %s", id, newest, card)
+				}
 			}
 			expect(t, "the home page says it expired", w.as(t, "Amira Haddad").get("/"), http.StatusOK, `id="credentials-renew">A credential is running out of copies or expired`)
 		})

@@ -29,8 +29,8 @@ import (
 // answers with its newest usable credential (copies left, not revoked,
 // not expired), spends one copy per share, and a request is answered
 // once, before it expires. After every step the wallet's credentials
-// (copies left, revoked, expired, replaced by a newer usable one, the
-// warning) and its log of presentations are the
+// (copies left, revoked, expired, replaced by the one that answers, the
+// warning counting every usable copy) and its log of presentations are the
 // model's; each answer, and the verifier's page of the request acted on,
 // say what the model says.
 func TestPresentationModel(t *testing.T) {
@@ -40,7 +40,7 @@ func TestPresentationModel(t *testing.T) {
 			run := 0
 			modeltest.Check(t, []string{"consent page", "no usable credential", "shared", "declined", "answered before", "request expired",
 				"revoked", "revoked before", "re-checked valid", "re-check rejects", "re-check erased", "re-check unanswered", "erased",
-				"expired unanswered", "credential expired", "copies used up", "under 18 shared", "replaced"},
+				"expired unanswered", "credential expired", "copies used up", "under 18 shared", "replaced", "an older one answers"},
 				func(rt *rapid.T, seen *modeltest.Outcomes) {
 					run++
 					m := &presentationRun{t: t, w: w, rt: rt, seen: seen, reg: w.orgs["Civil Registry Office"], bar: w.orgs["Blue Door Bar"], officers: map[string]*client{}}
@@ -431,12 +431,27 @@ func (m *presentationRun) checkWallet() {
 		m.rt.Fatalf("the wallet shows %d credentials, want %d", len(cards), len(m.held))
 	}
 	usable := func(h *mHeld) bool { return !h.revoked && m.now().Before(h.expires) && h.left > 0 }
+	// Every one is a PID from the same registry: the newest usable one
+	// counts, or the newest; the copies of all usable ones are counted.
+	var current *mHeld
+	kindLeft := 0
+	for _, h := range m.held {
+		if usable(h) {
+			kindLeft += h.left
+		}
+		if current == nil || usable(h) || !usable(current) {
+			current = h
+		}
+	}
 	for i, h := range m.held {
 		card := cards[h.batch]
 		expired := !m.now().Before(h.expires)
-		replaced := slices.ContainsFunc(m.held[i+1:], usable) // every one is a PID from the same registry
+		replaced := h != current
 		if replaced {
 			m.seen.Saw("replaced")
+			if i > slices.Index(m.held, current) {
+				m.seen.Saw("an older one answers")
+			}
 		}
 		switch {
 		case replaced != strings.Contains(card, `id="replaced-`):
@@ -447,8 +462,10 @@ func (m *presentationRun) checkWallet() {
 			m.rt.Fatalf("credential %s: revoked %t: %s", h.batch, h.revoked, card)
 		case (expired && !h.revoked) != strings.Contains(card, `">expired</span>`):
 			m.rt.Fatalf("credential %s: expired %t: %s", h.batch, expired, card)
-		case !h.revoked && !expired && !replaced && (h.left <= 2) != strings.Contains(card, "copies-low-"):
-			m.rt.Fatalf("credential %s with %d copies left: the warning is wrong: %s", h.batch, h.left, card)
+		case !h.revoked && !expired && !replaced && (kindLeft <= 2) != strings.Contains(card, "copies-low-"):
+			m.rt.Fatalf("credential %s with %d copies left of %d: the warning is wrong: %s", h.batch, h.left, kindLeft, card)
+		case (replaced || h.revoked || expired || kindLeft > 2) && strings.Contains(card, "copies-low-"):
+			m.rt.Fatalf("credential %s: a warning where none is due: %s", h.batch, card)
 		}
 	}
 	var log struct {
