@@ -23,17 +23,17 @@ import (
 func TestMigrateCommand(t *testing.T) {
 	data := t.TempDir()
 	code, out, _ := run(t, nil, "migrate", "status", "--data", data)
-	if code != 0 || !regexp.MustCompile(`\n24 +00024_identity_erasure\.sql +pending\n`).MatchString(out) || !strings.Contains(out, "24 pending") ||
+	if code != 0 || !regexp.MustCompile(`\n25 +00025_exchange_key_expiry\.sql +pending\n`).MatchString(out) || !strings.Contains(out, "25 pending") ||
 		!strings.Contains(out, "civstack.db does not exist yet") {
 		t.Fatalf("status of a new database: %d %q", code, out)
 	}
 	if left, _ := os.ReadDir(data); len(left) != 0 {
 		t.Fatalf("status made %v", left)
 	}
-	if code, out, _ = run(t, nil, "migrate", "up", "--data", data); code != 0 || !strings.Contains(out, "from version 0 to 24") {
+	if code, out, _ = run(t, nil, "migrate", "up", "--data", data); code != 0 || !strings.Contains(out, "from version 0 to 25") {
 		t.Fatalf("up: %d %q", code, out)
 	}
-	if code, out, _ = run(t, nil, "migrate", "--data", data, "up"); code != 0 || !strings.Contains(out, "up to date (version 24)") {
+	if code, out, _ = run(t, nil, "migrate", "--data", data, "up"); code != 0 || !strings.Contains(out, "up to date (version 25)") {
 		t.Fatalf("up again: %d %q", code, out)
 	}
 	code, _, stderr := run(t, nil, "migrate", "down", "--data", data)
@@ -79,10 +79,10 @@ func TestMigrateCommand(t *testing.T) {
 	if v, err := db.SchemaVersion(ctx); err != nil || v != 11 {
 		t.Fatalf("version after down: %d %v", v, err)
 	}
-	if code, out, _ = run(t, nil, "migrate", "status", "--data", data); code != 0 || !strings.Contains(out, "13 pending") {
+	if code, out, _ = run(t, nil, "migrate", "status", "--data", data); code != 0 || !strings.Contains(out, "14 pending") {
 		t.Fatalf("status after down: %d %q", code, out)
 	}
-	if code, out, _ = run(t, nil, "migrate", "up", "--data", data); code != 0 || !strings.Contains(out, "from version 11 to 24") {
+	if code, out, _ = run(t, nil, "migrate", "up", "--data", data); code != 0 || !strings.Contains(out, "from version 11 to 25") {
 		t.Fatalf("up after down: %d %q", code, out)
 	}
 
@@ -94,7 +94,7 @@ func TestMigrateCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, stderr = run(t, nil, "migrate", "up", "--data", data)
-	oneLine(t, "up on a newer schema", code, 1, stderr, "at version 99, this build knows up to 24")
+	oneLine(t, "up on a newer schema", code, 1, stderr, "at version 99, this build knows up to 25")
 	if err := db.Migrate(ctx); err == nil || !strings.Contains(err.Error(), "newer than this civstack") {
 		t.Fatalf("serve's migration on a newer schema: %v", err)
 	}

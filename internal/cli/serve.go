@@ -304,6 +304,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	go expirePoints(integratorCtx, rw, logger)
 	go flushAccessIndex(integratorCtx, ex, logger)
+	go forgetRequestKeys(integratorCtx, ex, logger)
 	go eraseIdentity(integratorCtx, ids, logger)
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority,
 		CeremoniesPerMinute: *ceremonies, TrustedProxies: trusted, MetricsElsewhere: *metricsAddr != "", Zone: zone},
@@ -439,6 +440,18 @@ func flushAccessIndex(ctx context.Context, ex *exchange.Exchange, logger *slog.L
 	every(ctx, time.Minute, false, func() {
 		if err := ex.FlushIndex(ctx); err != nil && ctx.Err() == nil {
 			logger.Warn("access index", "err", err)
+		}
+	})
+}
+
+// forgetRequestKeys forgets, hourly, the exchange's idempotency keys older
+// than exchange.KeyLife (at once first: a node that was down catches up).
+func forgetRequestKeys(ctx context.Context, ex *exchange.Exchange, logger *slog.Logger) {
+	every(ctx, time.Hour, true, func() {
+		if n, err := ex.ForgetKeys(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("forget idempotency keys", "err", err)
+		} else if n > 0 {
+			logger.Info("idempotency keys forgotten", "count", n)
 		}
 	})
 }

@@ -27,6 +27,16 @@ import (
 // MaxKey is the longest idempotency key, in bytes.
 const MaxKey = 255
 
+// KeyLife is how long an idempotency key is remembered at least: longer
+// than a request can stay open (AnswerWithin, then CollectWithin), so a
+// retry finds its request for as long as the request can change. After
+// it ForgetKeys may forget the key, and the same key makes a new request.
+const KeyLife = 90 * Day
+
+// forgetBatch is how many keys ForgetKeys deletes per transaction, so
+// that a sweep never holds the write lock for long.
+const forgetBatch = 5000
+
 // ErrKeyReused is an idempotency key given again with another ask.
 var ErrKeyReused = errors.New("this idempotency key was first given with another request (its citizen, service, fields, purpose, legal basis, deferral or officer differ); a new request needs a new key")
 
@@ -100,4 +110,30 @@ func (x *Exchange) replay(ctx context.Context, k *requestKey) (*Request, error) 
 	}
 	r.Values, r.Replayed = nil, true
 	return r, nil
+}
+
+// ForgetKeys deletes the idempotency keys older than KeyLife, a batch at a
+// time, and returns how many it deleted. The requests they named are kept.
+func (x *Exchange) ForgetKeys(ctx context.Context) (int64, error) {
+	before := x.now().Add(-KeyLife).UnixMilli()
+	var total int64
+	for {
+		var n int64
+		err := x.db.Tx(ctx, func(tx *store.Tx) error {
+			res, err := tx.ExecContext(ctx, `DELETE FROM ex_request_keys WHERE (org_id, key_hash) IN
+				(SELECT org_id, key_hash FROM ex_request_keys WHERE created_at < $1 ORDER BY created_at LIMIT $2)`, before, forgetBatch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("forget idempotency keys: %w", err)
+		}
+		total += n
+		if n < forgetBatch {
+			return total, nil
+		}
+	}
 }

@@ -3,9 +3,11 @@ package exchange
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
@@ -118,6 +120,78 @@ func TestIdempotencyKeys(t *testing.T) {
 		}
 		if released != 1 || entries() != records+1 {
 			t.Fatalf("%d tries released, %d access entries added; want 1 and 1", released, entries()-records)
+		}
+	})
+}
+
+// TestForgetKeys: a key is remembered for KeyLife, longer than a request
+// can stay open; then the sweep forgets it (the request stays), and the
+// same key makes a new request. Keys younger than KeyLife stay.
+func TestForgetKeys(t *testing.T) {
+	if KeyLife <= AnswerWithin+CollectWithin {
+		t.Fatalf("KeyLife %v is not longer than a request can stay open", KeyLife)
+	}
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, _, _ := auditExchange(t, db, 0)
+		feedIncome(t, ex, "p1")
+		at := time.Now()
+		ex.now = func() time.Time { return at }
+		ask := func(key string) *Request {
+			t.Helper()
+			r, err := ex.Submit(ctx, Ask{Requester: "tax", Officer: "o", Citizen: "p1", Service: "income", Fields: []string{"income"}, Purpose: "AUDIT", LegalBasis: "§1", Key: key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		forget := func(want int64) {
+			t.Helper()
+			if n, err := ex.ForgetKeys(ctx); err != nil || n != want {
+				t.Fatalf("forget keys at %v: %d %v, want %d", at, n, err, want)
+			}
+		}
+		keys := make([]*Request, forgetBatch+3) // more than one batch
+		for i := range keys[:3] {
+			keys[i] = ask(fmt.Sprintf("old-%d", i))
+		}
+		// Many more, written as the exchange writes them (a request each
+		// would take minutes): they name the first request.
+		err := db.Tx(ctx, func(tx *store.Tx) error {
+			for i := 3; i < len(keys); i++ {
+				k, err := keyFor(fmt.Sprintf("old-%d", i), keys[0])
+				if err != nil {
+					return err
+				}
+				if err := k.claim(ctx, tx, keys[0].ID, at); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at = at.Add(Day)
+		young := ask("young")
+
+		at = at.Add(KeyLife - Day - time.Minute)
+		forget(0)
+		if again := ask("old-0"); again.ID != keys[0].ID || !again.Replayed {
+			t.Fatalf("a key of %v ago is forgotten: %+v", KeyLife-time.Minute, again)
+		}
+		at = at.Add(2 * time.Minute)
+		forget(int64(len(keys)))
+		forget(0)
+		again := ask("old-0")
+		if again.ID == keys[0].ID || again.Replayed || again.State != Released || again.Values["income"] != "7" {
+			t.Fatalf("a forgotten key is replayed: %+v", again)
+		}
+		if r, err := ex.RequestFor(ctx, "tax", keys[1].ID); err != nil || r.ID != keys[1].ID {
+			t.Fatalf("a forgotten key's request: %v %v", r, err)
+		}
+		if r := ask("young"); r.ID != young.ID || !r.Replayed {
+			t.Fatalf("a key a day younger is forgotten: %+v", r)
 		}
 	})
 }

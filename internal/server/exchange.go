@@ -766,7 +766,7 @@ type askIn struct {
 		DeferDays  int      `json:"defer_days,omitempty" minimum:"0" maximum:"1095" doc:"hide the access from the citizen this many days (only where the policy allows)"`
 		Officer    string   `json:"officer,omitempty" maxLength:"100" doc:"the officer behind the request; the token's label when empty"`
 	}
-	Key string `header:"Idempotency-Key" maxLength:"255" doc:"your own id for this request (e.g. a UUID): a retry with the same key and the same body answers with the first request as it stands, marked replayed and without values, and never releases, records or asks the citizen again; the same key with another body is refused (422)"`
+	Key string `header:"Idempotency-Key" maxLength:"255" doc:"your own id for this request (e.g. a UUID): a retry with the same key and the same body answers with the first request as it stands, marked replayed and without values, and never releases, records or asks the citizen again; the same key with another body is refused (422). A key is remembered for 90 days, longer than a request stays open; after that it may be used again"`
 }
 
 type requestOut struct{ Body *exchange.Request }
