@@ -198,6 +198,10 @@ func TestStorageErrors(t *testing.T) {
 	oneLine(t, "data dir under a file", code, 1, stderr, "cannot create data directory")
 	code, _, stderr = run(t, nil, "serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--db", "postgres://nobody:secret@127.0.0.1:1/civstack?connect_timeout=2")
 	oneLine(t, "unreachable database", code, 1, stderr, "cannot reach PostgreSQL")
+	// The error says why: the driver's cause, not the wrapper's words again.
+	if !strings.Contains(stderr, "connection refused") || strings.Count(stderr, "database unavailable") != 1 {
+		t.Fatalf("the unreachable database's error does not say why: %q", stderr)
+	}
 	if strings.Contains(stderr, "secret") {
 		t.Fatalf("the database password leaked into the error: %q", stderr)
 	}

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -108,7 +109,9 @@ func openPostgres(ctx context.Context, rawURL string, logger *slog.Logger) (*DB,
 		return nil, err
 	}
 	db := &DB{dialect: Postgres, write: write, read: read, logger: logger, url: rawURL}
-	if err := db.Ping(ctx); err != nil {
+	// A first connection may take longer than a readiness check allows
+	// (a server starting, a busy machine); the error says why it failed.
+	if err := db.ping(ctx, 15*time.Second); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%w: cannot reach PostgreSQL at %s: %v", ErrUnavailable, redactURL(u), rootCause(err))
 	}
@@ -176,15 +179,21 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 // it is read-only: writing through it fails.
 func (db *DB) Reader() *sql.DB { return db.read }
 
-// Ping checks that the database answers within ctx.
+// Ping checks that the database answers within ctx, and within 3 seconds.
 func (db *DB) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	var one int
-	if err := db.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+	if err := db.ping(ctx, 3*time.Second); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, rootCause(err))
 	}
 	return nil
+}
+
+// ping asks the database for one row within timeout; the error is the
+// driver's.
+func (db *DB) ping(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var one int
+	return db.read.QueryRowContext(ctx, "SELECT 1").Scan(&one)
 }
 
 // Close releases all connections.
@@ -323,8 +332,17 @@ func rootCause(err error) string {
 	for {
 		next := errors.Unwrap(err)
 		if next == nil {
-			return strings.TrimSpace(err.Error())
+			break
 		}
 		err = next
 	}
+	// On one line: a driver that tried several ways (pgx's TLS, then
+	// plain) says each on a line of its own, often the same words.
+	var lines []string
+	for l := range strings.Lines(err.Error()) {
+		if l = strings.TrimSpace(l); l != "" && !slices.Contains(lines, l) {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "; ")
 }
