@@ -867,12 +867,27 @@ func TestCopiesRunningLow(t *testing.T) {
 			share(7)
 			expect(t, "two left in the older one", amira.get("/wallet/credentials"), http.StatusOK, `id="copies-low-`+second+`"`, "Only 2 copies left. Ask Civil Registry Office")
 			expect(t, "the home page warns again", amira.get("/"), http.StatusOK, `id="credentials-renew"`)
+			// A fourth, shared down to one copy, with one left in the second:
+			// the warning is on the fourth and counts both.
+			share(1)
+			link, tx = offerPID(t, w, w.as(t, "Marta Silva"), w.people["Amira Haddad"], "1990-05-01")
+			expect(t, "accept a fourth", amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}}), http.StatusOK, "10 of 10 single-use copies left")
+			share(identity.WalletBatch - 1)
+			held = cards()
+			ids := regexp.MustCompile(`id="cred-([^"]+)"`).FindAllStringSubmatch(w.as(t, "Amira Haddad").get("/wallet/credentials").body, -1)
+			fourth := ids[len(ids)-1][1]
+			if card := held[fourth]; !strings.Contains(card, `id="copies-low-`+fourth+`"`) || !strings.Contains(card, "Only 2 copies left, counting your older ones. Ask Civil Registry Office") {
+				t.Fatalf("one copy in the fourth and one in the second: the fourth's warning should count both: %s", card)
+			}
+			if card := held[second]; !strings.Contains(card, `id="replaced-`+second+`"`) || !strings.Contains(card, "1 of 10 single-use copies left") {
+				t.Fatalf("the second, with one copy, should be kept for the record: %s", card)
+			}
 
 			// Past its validity the wallet says it expired, rather than count
 			// copies, once: the newest says so, the others are kept.
 			w.n.clock.add(identity.TypeByID("pid").Validity + time.Minute)
 			held = cards()
-			newest := regexp.MustCompile(`id="cred-([^"]+)"`).FindAllStringSubmatch(w.as(t, "Amira Haddad").get("/wallet/credentials").body, -1)[2][1]
+			newest := fourth
 			for id, card := range held {
 				if !strings.Contains(card, `">expired</span>`) || strings.Contains(card, "Every copy is used") || strings.Contains(card, `id="copies-low-`) {
 					t.Fatalf("credential %s: expired, its copies not counted: %s", id, card)

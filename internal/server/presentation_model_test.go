@@ -466,6 +466,10 @@ func (m *presentationRun) checkWallet() {
 			m.rt.Fatalf("credential %s with %d copies left of %d: the warning is wrong: %s", h.batch, h.left, kindLeft, card)
 		case (replaced || h.revoked || expired || kindLeft > 2) && strings.Contains(card, "copies-low-"):
 			m.rt.Fatalf("credential %s: a warning where none is due: %s", h.batch, card)
+		case strings.Contains(card, "copies-low-") && kindLeft > 0 && !strings.Contains(card, fmt.Sprintf("Only %d %s left", kindLeft, map[bool]string{true: "copy", false: "copies"}[kindLeft == 1])):
+			m.rt.Fatalf("credential %s: the warning does not count the %d usable copies: %s", h.batch, kindLeft, card)
+		case strings.Contains(card, "copies-low-") && (kindLeft != h.left) != strings.Contains(card, "counting your older ones"):
+			m.rt.Fatalf("credential %s with %d of %d usable copies: the older ones' mention is wrong: %s", h.batch, h.left, kindLeft, card)
 		}
 	}
 	var log struct {
