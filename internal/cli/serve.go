@@ -422,14 +422,21 @@ func every(ctx context.Context, interval time.Duration, now bool, fn func()) {
 	}
 }
 
+// sweepLog reports one run of a background sweep: a failure as a warning
+// (unless the node is stopping), and how many it did, if any.
+func sweepLog[N int | int64](ctx context.Context, logger *slog.Logger, what, done, unit string, n N, err error) {
+	if err != nil && ctx.Err() == nil {
+		logger.Warn(what, "err", err)
+	} else if err == nil && n > 0 {
+		logger.Info(done, unit, n)
+	}
+}
+
 // expirePending releases timed-out pending transfers every second.
 func expirePending(ctx context.Context, eng *ledger.Engine, logger *slog.Logger) {
 	every(ctx, time.Second, false, func() {
-		if n, err := eng.Expire(ctx); err != nil && ctx.Err() == nil {
-			logger.Warn("expire pending transfers", "err", err)
-		} else if n > 0 {
-			logger.Info("pending transfers expired", "count", n)
-		}
+		n, err := eng.Expire(ctx)
+		sweepLog(ctx, logger, "expire pending transfers", "pending transfers expired", "count", n, err)
 	})
 }
 
@@ -438,9 +445,7 @@ func expirePending(ctx context.Context, eng *ledger.Engine, logger *slog.Logger)
 // node this keeps the tail that readers scan short).
 func flushAccessIndex(ctx context.Context, ex *exchange.Exchange, logger *slog.Logger) {
 	every(ctx, time.Minute, false, func() {
-		if err := ex.FlushIndex(ctx); err != nil && ctx.Err() == nil {
-			logger.Warn("access index", "err", err)
-		}
+		sweepLog(ctx, logger, "access index", "", "", 0, ex.FlushIndex(ctx))
 	})
 }
 
@@ -448,11 +453,8 @@ func flushAccessIndex(ctx context.Context, ex *exchange.Exchange, logger *slog.L
 // than exchange.KeyLife (at once first: a node that was down catches up).
 func forgetRequestKeys(ctx context.Context, ex *exchange.Exchange, logger *slog.Logger) {
 	every(ctx, time.Hour, true, func() {
-		if n, err := ex.ForgetKeys(ctx); err != nil && ctx.Err() == nil {
-			logger.Warn("forget idempotency keys", "err", err)
-		} else if n > 0 {
-			logger.Info("idempotency keys forgotten", "count", n)
-		}
+		n, err := ex.ForgetKeys(ctx)
+		sweepLog(ctx, logger, "forget idempotency keys", "idempotency keys forgotten", "count", n, err)
 	})
 }
 
@@ -461,16 +463,10 @@ func forgetRequestKeys(ctx context.Context, ex *exchange.Exchange, logger *slog.
 // once first: a node that was down catches up at start).
 func eraseIdentity(ctx context.Context, ids *identity.Service, logger *slog.Logger) {
 	every(ctx, time.Minute, true, func() {
-		if n, err := ids.ErasePresentations(ctx); err != nil && ctx.Err() == nil {
-			logger.Warn("erase presentations", "err", err)
-		} else if n > 0 {
-			logger.Info("presentations erased", "count", n)
-		}
-		if n, err := ids.EraseLapsedOffers(ctx); err != nil && ctx.Err() == nil {
-			logger.Warn("erase lapsed offers", "err", err)
-		} else if n > 0 {
-			logger.Info("lapsed credential offers erased", "count", n)
-		}
+		n, err := ids.ErasePresentations(ctx)
+		sweepLog(ctx, logger, "erase presentations", "presentations erased", "count", n, err)
+		n, err = ids.EraseLapsedOffers(ctx)
+		sweepLog(ctx, logger, "erase lapsed offers", "lapsed credential offers erased", "count", n, err)
 	})
 }
 
@@ -478,11 +474,8 @@ func eraseIdentity(ctx context.Context, ids *identity.Service, logger *slog.Logg
 // period, hourly (one transfer per account per day at most).
 func expirePoints(ctx context.Context, rw *rewards.Service, logger *slog.Logger) {
 	every(ctx, time.Hour, true, func() {
-		if n, err := rw.ExpirePoints(ctx); err != nil && ctx.Err() == nil {
-			logger.Warn("expire civic points", "err", err)
-		} else if n > 0 {
-			logger.Info("civic points expired", "accounts", n)
-		}
+		n, err := rw.ExpirePoints(ctx)
+		sweepLog(ctx, logger, "expire civic points", "civic points expired", "accounts", n, err)
 	})
 }
 
