@@ -151,19 +151,16 @@ func TestForgetKeys(t *testing.T) {
 				t.Fatalf("forget keys at %v: %d %v, want %d", at, n, err, want)
 			}
 		}
-		keys := make([]*Request, forgetBatch+3) // more than one batch
-		for i := range keys[:3] {
-			keys[i] = ask(fmt.Sprintf("old-%d", i))
-		}
-		// Many more, written as the exchange writes them (a request each
+		asked := []*Request{ask("old-0"), ask("old-1"), ask("old-2")}
+		// A batch more, written as the exchange writes keys (a request each
 		// would take minutes): they name the first request.
 		err := db.Tx(ctx, func(tx *store.Tx) error {
-			for i := 3; i < len(keys); i++ {
-				k, err := keyFor(fmt.Sprintf("old-%d", i), keys[0])
+			for i := range forgetBatch {
+				k, err := keyFor(fmt.Sprintf("extra-%d", i), asked[0])
 				if err != nil {
 					return err
 				}
-				if err := k.claim(ctx, tx, keys[0].ID, at); err != nil {
+				if err := k.claim(ctx, tx, asked[0].ID, at); err != nil {
 					return err
 				}
 			}
@@ -177,17 +174,17 @@ func TestForgetKeys(t *testing.T) {
 
 		at = at.Add(KeyLife - Day - time.Minute)
 		forget(0)
-		if again := ask("old-0"); again.ID != keys[0].ID || !again.Replayed {
+		if again := ask("old-0"); again.ID != asked[0].ID || !again.Replayed {
 			t.Fatalf("a key of %v ago is forgotten: %+v", KeyLife-time.Minute, again)
 		}
 		at = at.Add(2 * time.Minute)
-		forget(int64(len(keys)))
+		forget(int64(len(asked) + forgetBatch)) // more than one batch
 		forget(0)
 		again := ask("old-0")
-		if again.ID == keys[0].ID || again.Replayed || again.State != Released || again.Values["income"] != "7" {
+		if again.ID == asked[0].ID || again.Replayed || again.State != Released || again.Values["income"] != "7" {
 			t.Fatalf("a forgotten key is replayed: %+v", again)
 		}
-		if r, err := ex.RequestFor(ctx, "tax", keys[1].ID); err != nil || r.ID != keys[1].ID {
+		if r, err := ex.RequestFor(ctx, "tax", asked[1].ID); err != nil || r.ID != asked[1].ID {
 			t.Fatalf("a forgotten key's request: %v %v", r, err)
 		}
 		if r := ask("young"); r.ID != young.ID || !r.Replayed {

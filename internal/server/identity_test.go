@@ -838,21 +838,23 @@ func TestCopiesRunningLow(t *testing.T) {
 			}
 			share(1)
 			expect(t, "the new one answers", amira.get("/wallet/credentials"), http.StatusOK, "9 of 10 single-use copies left")
-			second := regexp.MustCompile(`id="cred-([^"]+)"`).FindAllStringSubmatch(amira.get("/wallet/credentials").body, -1)[1][1]
+			// The wallet's credentials, oldest first, and each one's card.
+			order := func() (ids []string, cards map[string]string) {
+				cards = map[string]string{}
+				for _, c := range heldRE.FindAllStringSubmatch(w.as(t, "Amira Haddad").get("/wallet/credentials").body, -1) {
+					ids, cards[c[1]] = append(ids, c[1]), c[2]
+				}
+				return ids, cards
+			}
+			ids, _ := order()
+			second := ids[1]
 
 			// A third one used up: the wallet answers with the second again,
 			// so nothing asks for a new one.
 			link, tx = offerPID(t, w, w.as(t, "Marta Silva"), w.people["Amira Haddad"], "1990-05-01")
 			expect(t, "accept a third", amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}}), http.StatusOK, "10 of 10 single-use copies left")
 			share(identity.WalletBatch)
-			cards := func() map[string]string {
-				m := map[string]string{}
-				for _, c := range heldRE.FindAllStringSubmatch(w.as(t, "Amira Haddad").get("/wallet/credentials").body, -1) {
-					m[c[1]] = c[2]
-				}
-				return m
-			}
-			held := cards()
+			_, held := order()
 			for id, card := range held {
 				if want := id != second; strings.Contains(card, `id="replaced-`) != want || strings.Contains(card, `id="copies-low-`) || strings.Contains(card, "Ask Civil Registry") {
 					t.Fatalf("the newest used up, the second with 9 copies: credential %s should be replaced (%t) and nothing warn: %s", id, want, card)
@@ -873,9 +875,8 @@ func TestCopiesRunningLow(t *testing.T) {
 			link, tx = offerPID(t, w, w.as(t, "Marta Silva"), w.people["Amira Haddad"], "1990-05-01")
 			expect(t, "accept a fourth", amira.postForm("/wallet/credentials/accept", url.Values{"offer": {link}, "tx_code": {tx}}), http.StatusOK, "10 of 10 single-use copies left")
 			share(identity.WalletBatch - 1)
-			held = cards()
-			ids := regexp.MustCompile(`id="cred-([^"]+)"`).FindAllStringSubmatch(w.as(t, "Amira Haddad").get("/wallet/credentials").body, -1)
-			fourth := ids[len(ids)-1][1]
+			ids, held = order()
+			fourth := ids[len(ids)-1]
 			if card := held[fourth]; !strings.Contains(card, `id="copies-low-`+fourth+`"`) || !strings.Contains(card, "Only 2 copies left, counting your older ones. Ask Civil Registry Office") {
 				t.Fatalf("one copy in the fourth and one in the second: the fourth's warning should count both: %s", card)
 			}
@@ -886,14 +887,13 @@ func TestCopiesRunningLow(t *testing.T) {
 			// Past its validity the wallet says it expired, rather than count
 			// copies, once: the newest says so, the others are kept.
 			w.n.clock.add(identity.TypeByID("pid").Validity + time.Minute)
-			held = cards()
-			newest := fourth
+			_, held = order()
 			for id, card := range held {
 				if !strings.Contains(card, `">expired</span>`) || strings.Contains(card, "Every copy is used") || strings.Contains(card, `id="copies-low-`) {
 					t.Fatalf("credential %s: expired, its copies not counted: %s", id, card)
 				}
-				if strings.Contains(card, "verifiers no longer accept it. Ask Civil Registry Office for a new one.") != (id == newest) || strings.Contains(card, `id="replaced-`) == (id == newest) {
-					t.Fatalf("credential %s: only the newest (%s) should ask for a new one: %s", id, newest, card)
+				if strings.Contains(card, "verifiers no longer accept it. Ask Civil Registry Office for a new one.") != (id == fourth) || strings.Contains(card, `id="replaced-`) == (id == fourth) {
+					t.Fatalf("credential %s: only the newest (%s) should ask for a new one: %s", id, fourth, card)
 				}
 			}
 			expect(t, "the home page says it expired", w.as(t, "Amira Haddad").get("/"), http.StatusOK, `id="credentials-renew">A credential is running out of copies or expired`)
