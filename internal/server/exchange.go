@@ -1,9 +1,11 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -21,9 +23,10 @@ import (
 // The data exchange's surfaces: the agency console (ask for fields about a
 // citizen with a purpose and legal basis; collect what a citizen consented
 // to), the citizen's "Who looked at my data" (consent requests, every
-// access verified against the log, JSON export), the policies (operators
-// write them, operators and the DPA read them, also as JSON), the DPA's
-// page, and the API for agencies' systems.
+// access verified against the log, JSON export) and "Who may read my data"
+// (the policies in force, in plain words), the policies (operators write
+// them, operators and the DPA read them, also as JSON), the DPA's page,
+// and the API for agencies' systems.
 
 func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /exchange/{org}", s.orgRole(registry.Agency, s.agencyPage))
@@ -34,6 +37,7 @@ func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /exchange/{org}/releases.csv", s.orgRole(registry.Agency, s.agencyReleasesCSV))
 	mux.HandleFunc("GET /wallet/access", s.signedIn(s.accessPage))
 	mux.HandleFunc("GET /wallet/access.json", s.signedIn(s.accessJSON))
+	mux.HandleFunc("GET /wallet/access/rules", s.signedIn(s.accessRules))
 	mux.HandleFunc("POST /wallet/access/requests/{id}", s.signedIn(s.accessDecide))
 	mux.HandleFunc("GET /exchange/policies", s.signedIn(s.policiesPage))
 	mux.HandleFunc("GET /exchange/policies.json", s.signedIn(s.policiesJSON))
@@ -272,6 +276,71 @@ func (s *Server) accessPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	s.renderAccess(w, r, v, http.StatusOK, web.Page{})
 }
 
+// catalog reads every policy (in force first) and the published services.
+func (s *Server) catalog(ctx context.Context) ([]*exchange.Policy, []*exchange.Service, error) {
+	pols, err := s.ex.Policies(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	svcs, err := s.ex.Services(ctx)
+	return pols, svcs, err
+}
+
+// A rule is a policy in force as the citizen's "Who may read my data"
+// shows it: its service and fields by their labels.
+type rule struct {
+	*exchange.Policy
+	ServiceName, Holder, Fields string
+}
+
+// agencyRules are the rules one agency may read under.
+type agencyRules struct {
+	Agency string
+	Rules  []rule
+}
+
+// accessRules shows a citizen the policies in force: which agency may read
+// which of their data, why, on which legal basis, whether they are asked
+// first, how long the access may be hidden from them and how long the
+// agency may keep what it read. Policies hold nothing about any one
+// person, so every signed-in person reads the same page. (A service is
+// withdrawn only once no policy in force names it; should one still, it
+// lets nobody ask, so it is left out.)
+func (s *Server) accessRules(w http.ResponseWriter, r *http.Request, v *viewer) {
+	ctx := r.Context()
+	pols, svcs, err := s.catalog(ctx)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	published := make(map[string]*exchange.Service, len(svcs))
+	for _, svc := range svcs {
+		published[svc.ID] = svc
+	}
+	byAgency := map[string]*agencyRules{}
+	for _, p := range pols {
+		svc := published[p.Service]
+		if !p.Active || svc == nil {
+			continue
+		}
+		a := byAgency[p.Requester]
+		if a == nil {
+			a = &agencyRules{Agency: p.RequesterName}
+			byAgency[p.Requester] = a
+		}
+		a.Rules = append(a.Rules, rule{Policy: p, ServiceName: svc.Name, Holder: svc.HolderName, Fields: strings.Join(svc.Labels(p.Fields), ", ")})
+	}
+	agencies := slices.SortedFunc(maps.Values(byAgency), func(a, b *agencyRules) int {
+		return cmp.Or(cmp.Compare(a.Agency, b.Agency), cmp.Compare(a.Rules[0].Requester, b.Rules[0].Requester))
+	})
+	for _, a := range agencies {
+		slices.SortStableFunc(a.Rules, func(x, y rule) int {
+			return cmp.Or(cmp.Compare(x.ServiceName, y.ServiceName), cmp.Compare(x.Purpose, y.Purpose))
+		})
+	}
+	s.render(w, r, v, http.StatusOK, "accessrules", web.Page{Title: "Who may read my data", Data: map[string]any{"Agencies": agencies}})
+}
+
 // agencyReleasesCSV streams every release the agency got, newest first,
 // with the request it answered and until when the agency may keep what
 // it got (and whether that has passed): the list its deletion duty works
@@ -498,12 +567,7 @@ func (s *Server) renderPolicies(w http.ResponseWriter, r *http.Request, v *viewe
 		return
 	}
 	ctx := r.Context()
-	pols, err := s.ex.Policies(ctx)
-	if err != nil {
-		s.failErr(w, r, err)
-		return
-	}
-	svcs, err := s.ex.Services(ctx)
+	pols, svcs, err := s.catalog(ctx)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
@@ -538,12 +602,7 @@ func (s *Server) policiesJSON(w http.ResponseWriter, r *http.Request, v *viewer)
 		s.fail(w, r, http.StatusForbidden, "The exchange's policies are for operators and the data-protection authority.")
 		return
 	}
-	pols, err := s.ex.Policies(r.Context())
-	if err != nil {
-		s.failErr(w, r, err)
-		return
-	}
-	svcs, err := s.ex.Services(r.Context())
+	pols, svcs, err := s.catalog(r.Context())
 	if err != nil {
 		s.failErr(w, r, err)
 		return

@@ -227,3 +227,107 @@ func readPolicies(t *testing.T, c *client) []policyJSON {
 	}
 	return out.Policies
 }
+
+// A citizen reads the policies in force in plain words ("Who may read my
+// data"): each agency's, with the fields by their labels, and what each
+// means for them (asked first or not, hidden for how long, kept for how
+// long); a retired policy is not there, since nobody may ask under it.
+func TestCitizenRules(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			w := startDemo(t, e)
+			exWorld(t, w)
+			ctx := context.Background()
+			amira, op := w.as(t, "Amira Haddad"), w.as(t, "Olu Adeyemi")
+			expect(t, "her accesses link to the rules", amira.get("/wallet/access"), http.StatusOK, `<a href="/wallet/access/rules" id="rules-link">`)
+			r := newClient(t, w.n.URL).get("/wallet/access/rules")
+			expect(t, "the rules without signing in", r, http.StatusSeeOther)
+			if loc := r.header.Get("Location"); loc != "/?next=%2Fwallet%2Faccess%2Frules" {
+				t.Fatalf("redirected to %q", loc)
+			}
+			// check reads the page and compares every card with the
+			// policies in force on published services.
+			check := func(what string) (cards int) {
+				t.Helper()
+				r := amira.get("/wallet/access/rules")
+				expect(t, what, r, http.StatusOK)
+				pols, err := w.n.ex.Policies(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				svcs, err := w.n.ex.Services(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				published := map[string]*exchange.Service{}
+				for _, s := range svcs {
+					published[s.ID] = s
+				}
+				for _, p := range pols {
+					at := strings.Index(r.body, `id="rule-`+p.ID+`"`)
+					svc := published[p.Service]
+					if !p.Active || svc == nil {
+						if at >= 0 {
+							t.Fatalf("%s: policy %s (%s, active %v, service published %v) is shown", what, p.ID, p.Purpose, p.Active, svc != nil)
+						}
+						continue
+					}
+					if at < 0 {
+						t.Fatalf("%s: policy %s (%s) in force is not shown", what, p.ID, p.Purpose)
+					}
+					cards++
+					card := r.body[at:]
+					card = card[:strings.Index(card, "</article>")]
+					consent, hidden := "<strong>Without asking you.</strong>", "You see each read at once."
+					if p.Consent {
+						consent = "<strong>Only with your consent:</strong>"
+					}
+					if p.MaxDeferral > 0 {
+						hidden = fmt.Sprintf("<strong>May be hidden from you for up to %d days</strong>", p.MaxDeferral/exchange.Day)
+					}
+					for _, want := range []string{"<h3>" + strings.Join(svc.Labels(p.Fields), ", ") + "</h3>", "From " + svc.Name + ", held by " + svc.HolderName,
+						"Purpose " + p.Purpose + " · legal basis " + p.LegalBasis, consent, hidden,
+						fmt.Sprintf("%s may keep what it read for %d days.", p.RequesterName, p.Retention/exchange.Day)} {
+						if !strings.Contains(card, want) {
+							t.Fatalf("%s: the card of policy %s (%s) lacks %q:\n%s", what, p.ID, p.Purpose, want, card)
+						}
+					}
+					// The card sits under its agency's heading.
+					heading := strings.LastIndex(r.body[:at], "<h2>")
+					if agency := r.body[heading+len("<h2>"):]; !strings.HasPrefix(agency, p.RequesterName+"</h2>") {
+						t.Fatalf("%s: policy %s of %s is under %.40q", what, p.ID, p.RequesterName, agency)
+					}
+				}
+				if got := strings.Count(r.body, `class="card rule"`); got != cards {
+					t.Fatalf("%s: %d cards, %d policies in force", what, got, cards)
+				}
+				return cards
+			}
+			all := check("the rules")
+			if want := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_policies WHERE active = 1`); all != want || all < 3 {
+				t.Fatalf("%d rules shown, %d policies in force (at least the 3 of this test)", all, want)
+			}
+			body := amira.get("/wallet/access/rules").body
+			if p, tx := strings.Index(body, "<h2>City Police</h2>"), strings.Index(body, "<h2>City Tax Office</h2>"); p < 0 || tx < p {
+				t.Fatalf("the agencies are not in order of name (police at %d, tax office at %d)", p, tx)
+			}
+			for _, p := range readPolicies(t, w.as(t, "Ana Costa")) {
+				if p.Purpose == "TAX-AUDIT" && p.Active {
+					expect(t, "retire the tax audit", op.postForm("/exchange/policies/"+p.ID+"/retire", nil), http.StatusSeeOther)
+				}
+			}
+			if n := check("the rules with one retired"); n != all-1 {
+				t.Fatalf("%d rules after one was retired, want %d", n, all-1)
+			}
+			for _, p := range readPolicies(t, w.as(t, "Ana Costa")) {
+				if p.Active {
+					expect(t, "retire "+p.Purpose, op.postForm("/exchange/policies/"+p.ID+"/retire", nil), http.StatusSeeOther)
+				}
+			}
+			if n := check("the rules with none in force"); n != 0 {
+				t.Fatalf("%d rules with no policy in force", n)
+			}
+			expect(t, "the rules with none in force", amira.get("/wallet/access/rules"), http.StatusOK, `id="no-rules"`, "No agency may read your data")
+		})
+	}
+}
