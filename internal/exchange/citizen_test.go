@@ -111,7 +111,8 @@ func TestForCitizenPage(t *testing.T) {
 // are the citizen's own, once deferred, now visible, newest first, in the
 // index and the tail alike, each verified; one still deferred, one never
 // deferred, another citizen's and one whose deferral ended before that
-// time are left out.
+// time are left out. RecentCount counts what the citizen can see of
+// what was made since a given time.
 func TestDisclosed(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -172,6 +173,17 @@ func TestDisclosed(t *testing.T) {
 		}{{since, 2}, {since.Add(-time.Hour), 3}, {time.Now(), 0}} {
 			if n, err := ex.DisclosedCount(ctx, "p1", c.since); err != nil || n != c.want {
 				t.Fatalf("counted %d disclosed since %v (%v), want %d", n, c.since, err, c.want)
+			}
+		}
+		// The accesses made since then that p1 can see: the two
+		// disclosed and the one never deferred; not the one still
+		// deferred nor p2's. From an hour before, the early one too.
+		for _, c := range []struct {
+			since time.Time
+			want  int
+		}{{since, 3}, {since.Add(-time.Hour), 4}, {time.Now(), 0}} {
+			if n, err := ex.RecentCount(ctx, "p1", c.since); err != nil || n != c.want {
+				t.Fatalf("counted %d accesses since %v (%v), want %d", n, c.since, err, c.want)
 			}
 		}
 		if got, err := ex.Disclosed(ctx, "p1", time.Now(), 10); err != nil || len(got) != 0 {

@@ -447,6 +447,14 @@ func (x *Exchange) DisclosedCount(ctx context.Context, personID string, since ti
 	return len(as), err
 }
 
+// RecentCount is how many of the citizen's accesses made at or after since
+// they can see by now (never deferred, or their deferral has ended), read
+// without verifying them: for a notice on the citizen's home.
+func (x *Exchange) RecentCount(ctx context.Context, personID string, since time.Time) (int, error) {
+	as, err := x.accesses(ctx, filter{person: personID, from: max(since.UnixMilli(), 1), visibleAt: max(x.now().UnixMilli(), 1)})
+	return len(as), err
+}
+
 // disclosedSince selects the citizen's accesses deferred until after
 // since (those visible by now are forCitizen's to keep).
 func disclosedSince(personID string, since time.Time) filter {

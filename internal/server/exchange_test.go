@@ -154,6 +154,14 @@ func TestExchangeOverHTTP(t *testing.T) {
 				t.Fatal("a deferred access shows before its deferral ends")
 			}
 			expect(t, "others see nothing of hers", w.as(t, "Jonas Weber").get("/wallet/access"), http.StatusOK, "Nobody has read your data")
+			// Her home counts what she can see of the last 30 days: the
+			// audit and the collection, not the access still hidden.
+			recent := func(c *client, want string) {
+				t.Helper()
+				expect(t, "the accesses on the home page", c.get("/"), http.StatusOK, `<p class="hint" id="recent-accesses">`+want+` in the last 30 days.</p>`)
+			}
+			recent(citizen, "2 accesses to your data")
+			recent(w.as(t, "Jonas Weber"), "No agency read your data through the exchange")
 			w.n.clock.add(10 * exchange.Day)
 			citizen = w.as(t, "Amira Haddad")
 			r = citizen.get("/wallet/access")
@@ -172,6 +180,7 @@ func TestExchangeOverHTTP(t *testing.T) {
 				t.Fatalf("the access no longer hidden is not on top, alone and verified:\n%s", clip(d))
 			}
 			expect(t, "her home says so", citizen.get("/"), http.StatusOK, `<p class="notice" id="disclosed">An access that was hidden from you is no longer hidden.</p>`)
+			recent(citizen, "3 accesses to your data")
 			if r := w.as(t, "Jonas Weber").get("/"); strings.Contains(r.body, `id="disclosed"`) {
 				t.Fatal("another citizen's home tells of her disclosed access")
 			}
@@ -189,6 +198,7 @@ func TestExchangeOverHTTP(t *testing.T) {
 			if r := citizen.get("/"); r.status != http.StatusOK || strings.Contains(r.body, `id="disclosed"`) {
 				t.Fatalf("a month after its deferral ended, her home still tells of it (%d)", r.status)
 			}
+			recent(citizen, "No agency read your data through the exchange")
 			if n := accessEntries(t, w.n.db); n != 3 {
 				t.Fatalf("%d access entries in the log, want 3", n)
 			}

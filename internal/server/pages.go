@@ -131,6 +131,11 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		s.failErr(w, r, err)
 		return
 	}
+	recent, err := s.ex.RecentCount(r.Context(), v.person.ID, s.now().Add(-recentAccesses))
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
 	offers, renew := 0, 0
 	if s.id != nil {
 		if offers, err = s.id.CountPendingOffers(r.Context(), v.person.ID); err != nil {
@@ -153,8 +158,13 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		decided = a != nil && (a.State == healthpass.AppealUpheld || a.State == healthpass.AppealOverruled) && s.now().Sub(a.DecidedAt) < appealNewsFor
 	}
 	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v), "Asking": asking, "Disclosed": disclosed,
+		"Recent": recent, "RecentDays": int(recentAccesses / exchange.Day),
 		"Offers": offers, "Renew": renew, "AppealDecided": decided}})
 }
+
+// recentAccesses is how far back the home page counts the accesses to the
+// citizen's data.
+const recentAccesses = 30 * exchange.Day
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, nil, http.StatusOK, "register", web.Page{Title: "Create an account"})
