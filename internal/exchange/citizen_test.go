@@ -167,23 +167,18 @@ func TestDisclosed(t *testing.T) {
 		if got, err := ex.Disclosed(ctx, "p1", since.Add(-time.Hour), 1); err != nil || len(got) != 1 || got[0].LogIndex != second {
 			t.Fatalf("the newest one disclosed: %d %v", len(got), err)
 		}
+		// RecentCount: the accesses made since then that p1 can see,
+		// the two disclosed and the one never deferred; not the one
+		// still deferred nor p2's. From an hour before, the early one too.
 		for _, c := range []struct {
-			since time.Time
-			want  int
-		}{{since, 2}, {since.Add(-time.Hour), 3}, {time.Now(), 0}} {
-			if n, err := ex.DisclosedCount(ctx, "p1", c.since); err != nil || n != c.want {
-				t.Fatalf("counted %d disclosed since %v (%v), want %d", n, c.since, err, c.want)
+			since             time.Time
+			disclosed, recent int
+		}{{since, 2, 3}, {since.Add(-time.Hour), 3, 4}, {time.Now(), 0, 0}} {
+			if n, err := ex.DisclosedCount(ctx, "p1", c.since); err != nil || n != c.disclosed {
+				t.Fatalf("counted %d disclosed since %v (%v), want %d", n, c.since, err, c.disclosed)
 			}
-		}
-		// The accesses made since then that p1 can see: the two
-		// disclosed and the one never deferred; not the one still
-		// deferred nor p2's. From an hour before, the early one too.
-		for _, c := range []struct {
-			since time.Time
-			want  int
-		}{{since, 3}, {since.Add(-time.Hour), 4}, {time.Now(), 0}} {
-			if n, err := ex.RecentCount(ctx, "p1", c.since); err != nil || n != c.want {
-				t.Fatalf("counted %d accesses since %v (%v), want %d", n, c.since, err, c.want)
+			if n, err := ex.RecentCount(ctx, "p1", c.since); err != nil || n != c.recent {
+				t.Fatalf("counted %d accesses since %v (%v), want %d", n, c.since, err, c.recent)
 			}
 		}
 		if got, err := ex.Disclosed(ctx, "p1", time.Now(), 10); err != nil || len(got) != 0 {
