@@ -441,6 +441,27 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 	if refused != "" {
 		status, p.Error = http.StatusBadRequest, refused
 	}
+	// The rule each waiting request asks under, while in force: how long
+	// the agency may keep what it reads is part of what she consents to.
+	rules := map[string]*exchange.Policy{}
+	if len(pending) > 0 {
+		pols, err := s.ex.Policies(ctx)
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
+		byID := make(map[string]*exchange.Policy, len(pols))
+		for _, p := range pols {
+			if p.Active {
+				byID[p.ID] = p
+			}
+		}
+		for _, q := range pending {
+			if p := byID[q.PolicyID]; p != nil {
+				rules[q.ID] = p
+			}
+		}
+	}
 	laterPending := ""
 	if next != "" {
 		laterPending = "/wallet/access?pending_after=" + url.QueryEscape(next) + "#pending-h"
@@ -478,7 +499,7 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		}
 		return strings.Join(names, ", ")
 	}
-	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "Disclosed": disclosed, "MoreDisclosed": moreDisclosed, "DisclosedDays": int(exchange.DisclosedWithin / exchange.Day), "Pending": pending, "PendingShown": pendingShown, "PendingAfter": pendingAfter, "LaterPending": laterPending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
+	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "Disclosed": disclosed, "MoreDisclosed": moreDisclosed, "DisclosedDays": int(exchange.DisclosedWithin / exchange.Day), "Pending": pending, "Rules": rules, "PendingShown": pendingShown, "PendingAfter": pendingAfter, "LaterPending": laterPending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
 		"AnswerDays": int(exchange.AnswerWithin / exchange.Day), "CollectDays": int(exchange.CollectWithin / exchange.Day)}
 	s.render(w, r, v, status, "access", p)
 }

@@ -303,6 +303,17 @@ func TestCitizenRules(t *testing.T) {
 				}
 				return cards
 			}
+			// A request waiting for her consent names how long the
+			// agency may keep what it reads, linking to its rule.
+			police := w.orgs["City Police"]
+			q, err := w.n.ex.Submit(ctx, exchange.Ask{Requester: police, Officer: "Officer", Citizen: w.people["Amira Haddad"], Service: "population",
+				Fields: []string{"address"}, Purpose: "WITNESS-CONTACT", LegalBasis: "Police Act §12"})
+			if err != nil || q.State != exchange.AwaitConsent {
+				t.Fatalf("asking for consent: %+v %v", q, err)
+			}
+			retention := `<p class="retention">City Police may keep what it reads for 30 days (<a href="/wallet/access/rules#rule-` + q.PolicyID + `">the rule it asks under</a>).</p>`
+			expect(t, "her request waiting", amira.get("/wallet/access"), http.StatusOK, retention)
+			expect(t, "the rule it links to", amira.get("/wallet/access/rules"), http.StatusOK, `id="rule-`+q.PolicyID+`"`)
 			all := check("the rules")
 			if want := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_policies WHERE active = 1`); all != want || all < 3 {
 				t.Fatalf("%d rules shown, %d policies in force (at least the 3 of this test)", all, want)
@@ -328,6 +339,10 @@ func TestCitizenRules(t *testing.T) {
 				t.Fatalf("%d rules with no policy in force", n)
 			}
 			expect(t, "the rules with none in force", amira.get("/wallet/access/rules"), http.StatusOK, `id="no-rules"`, "No agency may read your data")
+			// Its rule retired, the request says nothing of one.
+			if r := amira.get("/wallet/access"); !strings.Contains(r.body, `id="req-`+q.ID+`"`) || strings.Contains(r.body, `class="retention"`) {
+				t.Fatalf("the waiting request after its rule was retired (listed: %v):\n%s", strings.Contains(r.body, `id="req-`+q.ID+`"`), clip(r.body))
+			}
 		})
 	}
 }

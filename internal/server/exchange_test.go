@@ -132,7 +132,9 @@ func TestExchangeOverHTTP(t *testing.T) {
 			}
 			expect(t, "collect before consent", cop.postForm("/exchange/"+police+"/requests/"+reqID+"/collect", nil), http.StatusBadRequest, "has not answered")
 			citizen := w.as(t, "Amira Haddad")
-			expect(t, "consent request in the wallet", citizen.get("/wallet/access"), http.StatusOK, "City Police asks for your Population register", "WITNESS-CONTACT")
+			expect(t, "consent request in the wallet", citizen.get("/wallet/access"), http.StatusOK, "City Police asks for your Population register", "WITNESS-CONTACT",
+				// what she consents to includes how long the police may keep it
+				`<p class="retention">City Police may keep what it reads for 30 days (<a href="/wallet/access/rules#rule-`)
 			expect(t, "another citizen cannot approve", w.as(t, "Jonas Weber").postForm("/wallet/access/requests/"+reqID, url.Values{"decision": {"approve"}}), http.StatusNotFound)
 			expect(t, "approve", citizen.postForm("/wallet/access/requests/"+reqID, url.Values{"decision": {"approve"}}), http.StatusOK, "Approved")
 			expect(t, "approve sent twice", citizen.postForm("/wallet/access/requests/"+reqID, url.Values{"decision": {"approve"}}), http.StatusOK, "You approved it already", "nothing changed")
