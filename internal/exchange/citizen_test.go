@@ -17,7 +17,9 @@ import (
 // ForCitizen's list cut into pages, at every page size: newest first,
 // each record once, records in the index and in the tail alike, another
 // citizen's and deferred ones left out, each verified as on the whole
-// list. A place that is no log index, or no size, is refused.
+// list. ForCitizenBy's pages are that list's records of one agency (none
+// of an agency that made none). A place that is no log index, or no
+// size, is refused.
 func TestForCitizenPage(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -38,6 +40,8 @@ func TestForCitizenPage(t *testing.T) {
 			case 5:
 				ask(Ask{Requester: "police", Citizen: "p1", Purpose: "COVERT", LegalBasis: "§9", Defer: 10 * Day})
 				deferred++
+			case 1:
+				ask(Ask{Requester: "police", Citizen: "p1", Purpose: "COVERT", LegalBasis: "§9"})
 			default:
 				ask(Ask{Requester: "tax", Citizen: "p1", Purpose: "AUDIT", LegalBasis: "§1"})
 			}
@@ -69,16 +73,25 @@ func TestForCitizenPage(t *testing.T) {
 				t.Fatalf("the whole list is not newest first: %v", want)
 			}
 		}
-		for limit := 1; limit <= len(all)+1; limit++ {
+		// Every page of limit records, from the newest: agency "" through
+		// ForCitizenPage, any other through ForCitizenBy.
+		pages := func(agency string, limit int) []*Verified {
+			t.Helper()
 			var got []*Verified
 			var before int64
 			for page := 0; ; page++ {
 				if page > len(all)+1 {
 					t.Fatalf("pages of %d do not end", limit)
 				}
-				vs, err := ex.ForCitizenPage(ctx, "p1", before, limit)
+				var vs []*Verified
+				var err error
+				if agency == "" {
+					vs, err = ex.ForCitizenPage(ctx, "p1", before, limit)
+				} else {
+					vs, err = ex.ForCitizenBy(ctx, "p1", agency, before, limit)
+				}
 				if err != nil || len(vs) > limit {
-					t.Fatalf("page %d of %d: %d records %v", page, limit, len(vs), err)
+					t.Fatalf("%q page %d of %d: %d records %v", agency, page, limit, len(vs), err)
 				}
 				got = append(got, vs...)
 				if len(vs) < limit || vs[len(vs)-1].LogIndex == 0 {
@@ -86,9 +99,31 @@ func TestForCitizenPage(t *testing.T) {
 				}
 				before = vs[len(vs)-1].LogIndex
 			}
-			if g := status(got); !slices.Equal(g, want) {
+			return got
+		}
+		for limit := 1; limit <= len(all)+1; limit++ {
+			if g := status(pages("", limit)); !slices.Equal(g, want) {
 				t.Fatalf("pages of %d:\n%v\nwant\n%v", limit, g, want)
 			}
+		}
+		for agency, n := range map[string]int{"tax": 8, "police": 2, "health": 0} {
+			var of []*Verified
+			for _, v := range all {
+				if v.Agency == agency {
+					of = append(of, v)
+				}
+			}
+			if len(of) != n {
+				t.Fatalf("%s made %d of p1's visible accesses, want %d", agency, len(of), n)
+			}
+			for limit := 1; limit <= len(of)+1; limit++ {
+				if g, w := status(pages(agency, limit)), status(of); !slices.Equal(g, w) {
+					t.Fatalf("%s's pages of %d:\n%v\nwant\n%v", agency, limit, g, w)
+				}
+			}
+		}
+		if _, err := ex.ForCitizenBy(ctx, "p1", "tax", -1, 5); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("an agency's page below -1: %v, want ErrInvalid", err)
 		}
 		for _, bad := range []struct {
 			before int64

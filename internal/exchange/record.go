@@ -415,10 +415,18 @@ func (x *Exchange) ForCitizen(ctx context.Context, personID string) ([]*Verified
 // means the newest). A place that is no log index, or a limit below 1,
 // is ErrInvalid.
 func (x *Exchange) ForCitizenPage(ctx context.Context, personID string, before int64, limit int) ([]*Verified, error) {
+	return x.ForCitizenBy(ctx, personID, "", before, limit)
+}
+
+// ForCitizenBy is ForCitizenPage of the accesses one agency (its
+// organisation id) made; agency "" is every agency's, as ForCitizenPage.
+// An agency that made none has an empty list, not an error: the citizen
+// asks which of the agencies made any.
+func (x *Exchange) ForCitizenBy(ctx context.Context, personID, agency string, before int64, limit int) ([]*Verified, error) {
 	if before < 0 || limit < 1 {
 		return nil, fmt.Errorf("%w: a page of accesses needs a positive size and a log entry number to list from", ErrInvalid)
 	}
-	return x.forCitizen(ctx, filter{person: personID, before: before, limit: limit})
+	return x.forCitizen(ctx, filter{person: personID, org: agency, before: before, limit: limit})
 }
 
 // DisclosedWithin is how long, after a deferral ends, the citizen's page

@@ -381,6 +381,24 @@ func (s *Server) agencyReleasesCSV(w http.ResponseWriter, r *http.Request, v *vi
 		})
 }
 
+// An agencyChoice is an agency the citizen may filter her accesses by.
+type agencyChoice struct{ ID, Name string }
+
+// policyAgencies are the agencies the policies let read (retired policies
+// too: what was read under them stays on the citizen's page), by name.
+func policyAgencies(pols []*exchange.Policy) []agencyChoice {
+	seen := map[string]bool{}
+	var out []agencyChoice
+	for _, p := range pols {
+		if !seen[p.Requester] {
+			seen[p.Requester] = true
+			out = append(out, agencyChoice{ID: p.Requester, Name: p.RequesterName})
+		}
+	}
+	slices.SortFunc(out, func(a, b agencyChoice) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
+	return out
+}
+
 // pastRequests is how many of the requests that ended without a release
 // the citizen's page lists at a time.
 const pastRequests = 20
@@ -406,7 +424,38 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 			accBefore = n
 		}
 	}
-	recs, err := s.ex.ForCitizenPage(ctx, v.person.ID, accBefore, accessesShown+1)
+	// Every policy, retired ones too: the agencies she may filter her
+	// accesses by are those that may read or have read under one, and the
+	// requests waiting for her name theirs.
+	pols, err := s.ex.Policies(ctx)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	agencies := policyAgencies(pols)
+	agency, agencyName := r.URL.Query().Get("agency"), ""
+	if agency != "" {
+		if i := slices.IndexFunc(agencies, func(a agencyChoice) bool { return a.ID == agency }); i >= 0 {
+			agencyName = agencies[i].Name
+		} else {
+			status, p.Error = http.StatusBadRequest, "No agency by that id reads data through the exchange; here are the accesses of every agency."
+			agency = ""
+		}
+	}
+	accessesURL := func(before int64) string {
+		q := url.Values{}
+		if agency != "" {
+			q.Set("agency", agency)
+		}
+		if before > 0 {
+			q.Set("before", strconv.FormatInt(before, 10))
+		}
+		if len(q) == 0 {
+			return "/wallet/access#acc-h"
+		}
+		return "/wallet/access?" + q.Encode() + "#acc-h"
+	}
+	recs, err := s.ex.ForCitizenBy(ctx, v.person.ID, agency, accBefore, accessesShown+1)
 	if err != nil {
 		s.failErr(w, r, err)
 		return
@@ -414,13 +463,14 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 	olderAcc := ""
 	if len(recs) > accessesShown {
 		recs = recs[:accessesShown]
-		olderAcc = "/wallet/access?before=" + strconv.FormatInt(recs[accessesShown-1].LogIndex, 10) + "#acc-h"
+		olderAcc = accessesURL(recs[accessesShown-1].LogIndex)
 	}
 	// Deferred accesses disclosed lately, on top: listed by when they
-	// happened, they may sit below newer ones. On the first page only.
+	// happened, they may sit below newer ones. On the first page of every
+	// agency's only.
 	var disclosed []*exchange.Verified
 	moreDisclosed := false
-	if accBefore == 0 {
+	if accBefore == 0 && agency == "" {
 		if disclosed, err = s.ex.Disclosed(ctx, v.person.ID, s.now().Add(-exchange.DisclosedWithin), accessesShown+1); err != nil {
 			s.failErr(w, r, err)
 			return
@@ -445,11 +495,6 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 	// the agency may keep what it reads is part of what she consents to.
 	rules := map[string]*exchange.Policy{}
 	if len(pending) > 0 {
-		pols, err := s.ex.Policies(ctx)
-		if err != nil {
-			s.failErr(w, r, err)
-			return
-		}
 		byID := make(map[string]*exchange.Policy, len(pols))
 		for _, p := range pols {
 			if p.Active {
@@ -499,7 +544,7 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		}
 		return strings.Join(names, ", ")
 	}
-	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "Disclosed": disclosed, "MoreDisclosed": moreDisclosed, "DisclosedDays": int(exchange.DisclosedWithin / exchange.Day), "Pending": pending, "Rules": rules, "PendingShown": pendingShown, "PendingAfter": pendingAfter, "LaterPending": laterPending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
+	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "NewestAccesses": accessesURL(0), "Agencies": agencies, "Agency": agency, "AgencyName": agencyName, "Disclosed": disclosed, "MoreDisclosed": moreDisclosed, "DisclosedDays": int(exchange.DisclosedWithin / exchange.Day), "Pending": pending, "Rules": rules, "PendingShown": pendingShown, "PendingAfter": pendingAfter, "LaterPending": laterPending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
 		"AnswerDays": int(exchange.AnswerWithin / exchange.Day), "CollectDays": int(exchange.CollectWithin / exchange.Day)}
 	s.render(w, r, v, status, "access", p)
 }

@@ -408,12 +408,16 @@ func rowsNameRequests(t *testing.T, where, body, prefix string) {
 // a time, newest first, with a link to older ones, each once; the export
 // still has every one. A place that is no log entry number gets a
 // readable 400 and the list from the newest, and a place taken from
-// another citizen's list shows only the citizen's own accesses.
+// another citizen's list shows only the citizen's own accesses. Picked
+// by agency, the list is that agency's accesses alone, page by page (its
+// links keep the agency); an agency that read nothing says so, and one
+// that reads nothing through the exchange gets a readable 400 and every
+// agency's list.
 func TestCitizenAccessPages(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			w := startDemo(t, e)
-			tax, _ := exWorld(t, w)
+			tax, police := exWorld(t, w)
 			amira, jonas := w.people["Amira Haddad"], w.people["Jonas Weber"]
 			taxAPI := w.apiClient(t, tax, registry.Agency, "tax system")
 			release := func(citizen string) string {
@@ -499,6 +503,58 @@ func TestCitizenAccessPages(t *testing.T) {
 			ids, _, _ := read("Jonas Weber", "/wallet/access?before="+strconv.FormatInt(n, 10), http.StatusOK)
 			if len(ids) == 0 || len(ids) >= len(jonasMade) || !slices.Equal(ids, jonasMade[len(jonasMade)-len(ids):]) {
 				t.Fatalf("Jonas below Amira's place: %v, want the oldest of his own %v", ids, jonasMade)
+			}
+
+			// The police read Amira's data three times, once hidden from her
+			// for a day, which has passed: the page's top shows it apart.
+			var byPolice []string // newest first
+			for _, deferral := range []time.Duration{0, exchange.Day, 0} {
+				r, err := w.n.ex.Submit(context.Background(), exchange.Ask{Requester: police, Officer: "Eva Lind", Citizen: amira, Service: "tax-income",
+					Fields: []string{"declared_income"}, Purpose: "CRIM-INVESTIGATION", LegalBasis: "Criminal Procedure §100", Defer: deferral})
+				if err != nil || r.State != exchange.Released {
+					t.Fatalf("police release: %+v %v", r, err)
+				}
+				byPolice = slices.Insert(byPolice, 0, r.ID)
+			}
+			w.n.clock.add(2 * exchange.Day)
+			all, err := w.n.ex.ForCitizen(context.Background(), amira)
+			if err != nil || len(all) != 56 {
+				t.Fatalf("Amira's accesses after the police's: %d %v", len(all), err)
+			}
+			for i, v := range all[:3] {
+				if v.Request != byPolice[i] {
+					t.Fatalf("the newest access answers %s, want the police's %s", v.Request, byPolice[i])
+				}
+				byPolice[i] = v.ID
+			}
+			ids, _, body = read("Amira Haddad", "/wallet/access", http.StatusOK)
+			if !slices.Equal(ids, slices.Concat(byPolice, made[:47])) || !strings.Contains(body, "No longer hidden") || !strings.Contains(body, `id="acc-filter"`) ||
+				!strings.Contains(body, `<option value="`+tax+`">City Tax Office</option>`) || !strings.Contains(body, `<option value="`+police+`">City Police</option>`) {
+				t.Fatalf("every agency's list: %d accesses, or no choice of the agencies", len(ids))
+			}
+			first, next, body = read("Amira Haddad", "/wallet/access?agency="+tax, http.StatusOK)
+			if !slices.Equal(first, made[:50]) || !strings.Contains(body, "Accesses by City Tax Office") ||
+				!strings.Contains(body, `<option value="`+tax+`" selected>`) || !strings.Contains(body, `id="every-agency"`) {
+				t.Fatalf("the tax office's accesses: %d (want the newest 50 of its 53), or the page does not say whose", len(first))
+			}
+			if q, err := url.ParseQuery(strings.TrimPrefix(strings.TrimSuffix(next, "#acc-h"), "/wallet/access?")); err != nil || q.Get("agency") != tax || q.Get("before") == "" {
+				t.Fatalf("the link to the tax office's older accesses: %q", next)
+			}
+			rest, end, body = read("Amira Haddad", next, http.StatusOK)
+			if !slices.Equal(rest, made[50:]) || end != "" || !strings.Contains(body, `href="/wallet/access?agency=`+tax+`#acc-h" id="newest-acc"`) {
+				t.Fatalf("the tax office's older accesses: %d (want 3), older at %q, or no link to its newest", len(rest), end)
+			}
+			if ids, _, body = read("Amira Haddad", "/wallet/access?agency="+police, http.StatusOK); !slices.Equal(ids, byPolice) || strings.Contains(body, "No longer hidden") {
+				t.Fatalf("the police's accesses: %v, want its three alone %v", ids, byPolice)
+			}
+			if ids, _, body = read("Jonas Weber", "/wallet/access?agency="+police, http.StatusOK); len(ids) != 0 || !strings.Contains(body, "City Police has not read your data") {
+				t.Fatalf("Jonas's accesses by the police: %d, or no word that there are none", len(ids))
+			}
+			for _, bad := range []string{"nonsense", strings.ToUpper(tax), tax + "x"} {
+				ids, _, body := read("Amira Haddad", "/wallet/access?agency="+url.QueryEscape(bad), http.StatusBadRequest)
+				if !slices.Equal(ids, slices.Concat(byPolice, made[:47])) || !strings.Contains(body, "No agency by that id") {
+					t.Fatalf("a made-up agency %q: %d accesses, want every agency's and the reason", bad, len(ids))
+				}
 			}
 		})
 	}
