@@ -295,8 +295,8 @@ type rule struct {
 
 // agencyRules are the rules one agency may read under.
 type agencyRules struct {
-	Agency string
-	Rules  []rule
+	ID, Agency string
+	Rules      []rule
 }
 
 // accessRules shows a citizen the policies in force: which agency may read
@@ -325,13 +325,13 @@ func (s *Server) accessRules(w http.ResponseWriter, r *http.Request, v *viewer) 
 		}
 		a := byAgency[p.Requester]
 		if a == nil {
-			a = &agencyRules{Agency: p.RequesterName}
+			a = &agencyRules{ID: p.Requester, Agency: p.RequesterName}
 			byAgency[p.Requester] = a
 		}
 		a.Rules = append(a.Rules, rule{Policy: p, ServiceName: svc.Name, Holder: svc.HolderName, Fields: strings.Join(svc.Labels(p.Fields), ", ")})
 	}
 	agencies := slices.SortedFunc(maps.Values(byAgency), func(a, b *agencyRules) int {
-		return cmp.Or(cmp.Compare(a.Agency, b.Agency), cmp.Compare(a.Rules[0].Requester, b.Rules[0].Requester))
+		return cmp.Or(cmp.Compare(a.Agency, b.Agency), cmp.Compare(a.ID, b.ID))
 	})
 	for _, a := range agencies {
 		slices.SortStableFunc(a.Rules, func(x, y rule) int {

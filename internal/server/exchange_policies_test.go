@@ -297,6 +297,10 @@ func TestCitizenRules(t *testing.T) {
 					if agency := r.body[heading+len("<h2>"):]; !strings.HasPrefix(agency, p.RequesterName+"</h2>") {
 						t.Fatalf("%s: policy %s of %s is under %.40q", what, p.ID, p.RequesterName, agency)
 					}
+					// The heading links to what that agency read of hers.
+					if link := `<a href="/wallet/access?agency=` + p.Requester + `#acc-h" class="read-by">What ` + p.RequesterName + ` has read of your data</a>`; !strings.Contains(r.body[heading:at], link) {
+						t.Fatalf("%s: %s's heading does not link to its reads of her", what, p.RequesterName)
+					}
 				}
 				if got := strings.Count(r.body, `class="card rule"`); got != cards {
 					t.Fatalf("%s: %d cards, %d policies in force", what, got, cards)
@@ -314,6 +318,7 @@ func TestCitizenRules(t *testing.T) {
 			retention := `<p class="retention">City Police may keep what it reads for 30 days (<a href="/wallet/access/rules#rule-` + q.PolicyID + `">the rule it asks under</a>).</p>`
 			expect(t, "her request waiting", amira.get("/wallet/access"), http.StatusOK, retention)
 			expect(t, "the rule it links to", amira.get("/wallet/access/rules"), http.StatusOK, `id="rule-`+q.PolicyID+`"`)
+			expect(t, "what the police read of hers", amira.get("/wallet/access?agency="+police), http.StatusOK, "<h2 id=\"acc-h\">Accesses by City Police</h2>")
 			all := check("the rules")
 			if want := countRows(t, w.n.db, `SELECT COUNT(*) FROM ex_policies WHERE active = 1`); all != want || all < 3 {
 				t.Fatalf("%d rules shown, %d policies in force (at least the 3 of this test)", all, want)
