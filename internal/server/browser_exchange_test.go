@@ -119,6 +119,13 @@ func TestBrowserExchange(t *testing.T) {
 		waitText("No longer hidden from you"))
 	screenshot(t, ctx, "53-exchange-after-deferral")
 	onScreen(t, ctx, `[id^="disc-"] .verified`, "the access no longer hidden, verified, on top")
+	step(t, ctx, "she picks the police's accesses alone",
+		chromedp.SetValue(chromedp.CSS(`#acc-agency`), police), chromedp.Click(chromedp.CSS(`#acc-filter button[type=submit]`)),
+		waitText("Accesses by City Police"))
+	if heads, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("article.access h3")).map(h => h.innerText)`)); err != nil ||
+		len(heads) != 1 || heads[0] != "City Police read your Declared income" {
+		t.Fatalf("the police's accesses alone: %q (%v)", heads, err)
+	}
 
 	// Consent: the police ask for her address; she approves, and then,
 	// before they collect it, changes her mind.
