@@ -26,16 +26,8 @@ func TestDPADeferred(t *testing.T) {
 		covert(t, ex, 90*Day, "p1")
 		ask := func(a Ask) int64 {
 			t.Helper()
-			a.Citizen, a.Officer, a.Service, a.Fields = "p1", "o", "income", []string{"income"}
-			r, err := ex.Submit(ctx, a)
-			if err != nil || r.State != Released {
-				t.Fatalf("release: %+v %v", r, err)
-			}
-			var idx int64
-			if err := db.Reader().QueryRowContext(ctx, `SELECT MAX(idx) FROM tlog_entries`).Scan(&idx); err != nil {
-				t.Fatal(err)
-			}
-			return idx
+			a.Citizen, a.Officer = "p1", "o"
+			return released(t, ex, db, a)
 		}
 		// Deferrals of 1 to 89 days in a shuffled order, among accesses
 		// not deferred; one deferred by a millisecond that has ended by
@@ -131,6 +123,23 @@ func TestDPADeferred(t *testing.T) {
 			t.Fatalf("no page size: %v, want ErrInvalid", err)
 		}
 	})
+}
+
+// released submits a for the "income" field of auditExchange's service,
+// which must be released, and returns its log entry.
+func released(t testing.TB, ex *Exchange, db *store.DB, a Ask) int64 {
+	t.Helper()
+	ctx := context.Background()
+	a.Service, a.Fields = "income", []string{"income"}
+	r, err := ex.Submit(ctx, a)
+	if err != nil || r.State != Released {
+		t.Fatalf("release: %+v %v", r, err)
+	}
+	var idx int64
+	if err := db.Reader().QueryRowContext(ctx, `SELECT MAX(idx) FROM tlog_entries`).Scan(&idx); err != nil {
+		t.Fatal(err)
+	}
+	return idx
 }
 
 // covert puts in force, on auditExchange's exchange, a policy that lets

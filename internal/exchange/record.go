@@ -546,6 +546,8 @@ type DPAView struct {
 	Denied        []*Request
 	// PoliciesInForce counts the policies not retired.
 	PoliciesInForce int
+	// OpenComplaints counts the citizens' complaints not yet answered.
+	OpenComplaints int
 }
 
 // DPAOverview is how many deferred, recent and denied ones the DPA's
@@ -587,6 +589,9 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	}
 	if err := x.db.QueryRowRead(ctx, `SELECT COUNT(*) FROM ex_policies WHERE active = 1`).Scan(&v.PoliciesInForce); err != nil {
 		return nil, fmt.Errorf("policies in force: %w", err)
+	}
+	if v.OpenComplaints, err = x.OpenComplaints(ctx); err != nil {
+		return nil, err
 	}
 	return v, nil
 }

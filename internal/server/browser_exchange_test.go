@@ -126,6 +126,28 @@ func TestBrowserExchange(t *testing.T) {
 		len(heads) != 1 || heads[0] != "City Police read your Declared income" {
 		t.Fatalf("the police's accesses alone: %q (%v)", heads, err)
 	}
+	// She asks the DPA about it; the DPA answers; she reads the answer.
+	step(t, ctx, "she asks the DPA about the police's access",
+		chromedp.Click(chromedp.CSS(`article.access p.complain a`)), waitText("Is something wrong with this access?"),
+		chromedp.SendKeys(chromedp.CSS(`#complaint-message`), "Why did the police read my income?"),
+		chromedp.Click(chromedp.CSS(`#complaint-form button[type=submit]`)),
+		waitText("Sent. The data-protection authority will look into this access"), waitText("has not answered yet"))
+	screenshot(t, ctx, "53b-exchange-complaint")
+	switchTo(t, ctx, n, "Ana Costa")
+	step(t, ctx, "the DPA answers the complaint",
+		chromedp.Navigate(n.URL+"/dpa/exchange"), waitText("complaint waits for your answer"),
+		chromedp.Click(chromedp.CSS(`#complaints-link`)), waitText("Why did the police read my income?"), waitText("Eva Lind"),
+		chromedp.SendKeys(chromedp.CSS(`article.complaint textarea[name=answer]`), "The court authorised it; the case is closed."),
+		chromedp.Click(chromedp.CSS(`article.complaint button[type=submit]`)),
+		waitText("Answered. The citizen reads your answer"), waitText("No complaint waits for an answer."))
+	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || wide {
+		t.Errorf("the DPA's complaints at phone width are wider than the screen (%v)", err)
+	}
+	switchTo(t, ctx, n, "Amira Haddad")
+	step(t, ctx, "she reads the DPA's answer beside the access",
+		chromedp.Navigate(n.URL+"/wallet/access?agency="+police), waitText("answered your complaint on"),
+		chromedp.Click(chromedp.CSS(`article.access p.complaint-state a`)), waitText("The court authorised it; the case is closed."))
+	onScreen(t, ctx, `#complaint-answer`, "the DPA's answer")
 
 	// Consent: the police ask for her address; she approves, and then,
 	// before they collect it, changes her mind.

@@ -49,6 +49,7 @@ func (s *Server) exchangeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /dpa/exchange/accesses.csv", s.withRole(registry.DPA, s.dpaAccessesCSV))
 	mux.HandleFunc("GET /dpa/exchange/denied", s.withRole(registry.DPA, s.dpaDenied))
 	mux.HandleFunc("GET /dpa/exchange/denied.csv", s.withRole(registry.DPA, s.dpaDeniedCSV))
+	s.complaintRoutes(mux)
 }
 
 // exchangeStatus maps exchange errors to a status and a sentence.
@@ -527,24 +528,13 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 	if next != "" {
 		older = "/wallet/access?past_before=" + url.QueryEscape(next) + "#past-h"
 	}
-	labels := map[string]*exchange.Service{}
-	for _, rec := range slices.Concat(recs, disclosed) {
-		labels[rec.Service] = s.serviceOf(ctx, rec.Service)
+	complaints, err := s.complaintsAbout(ctx, v.person.ID, recs, disclosed)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
 	}
-	for _, q := range slices.Concat(pending, past) {
-		labels[q.Service] = s.serviceOf(ctx, q.Service)
-	}
-	// FieldList names fields as their service labels them.
-	fieldList := func(service string, fields []string) string {
-		names := slices.Clone(fields)
-		if svc := labels[service]; svc != nil {
-			for i, f := range names {
-				names[i] = svc.Label(f)
-			}
-		}
-		return strings.Join(names, ", ")
-	}
-	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "NewestAccesses": accessesURL(0), "Agencies": agencies, "Agency": agency, "AgencyName": agencyName, "Disclosed": disclosed, "MoreDisclosed": moreDisclosed, "DisclosedDays": int(exchange.DisclosedWithin / exchange.Day), "Pending": pending, "Rules": rules, "PendingShown": pendingShown, "PendingAfter": pendingAfter, "LaterPending": laterPending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "PersonID": v.person.ID,
+	fieldList := s.fieldList(ctx, slices.Concat(recs, disclosed), slices.Concat(pending, past))
+	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "NewestAccesses": accessesURL(0), "Agencies": agencies, "Agency": agency, "AgencyName": agencyName, "Disclosed": disclosed, "MoreDisclosed": moreDisclosed, "DisclosedDays": int(exchange.DisclosedWithin / exchange.Day), "Pending": pending, "Rules": rules, "PendingShown": pendingShown, "PendingAfter": pendingAfter, "LaterPending": laterPending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "Complaints": complaints, "PersonID": v.person.ID,
 		"AnswerDays": int(exchange.AnswerWithin / exchange.Day), "CollectDays": int(exchange.CollectWithin / exchange.Day)}
 	s.render(w, r, v, status, "access", p)
 }

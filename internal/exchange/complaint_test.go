@@ -1,0 +1,187 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// TestComplaints: a citizen complains to the DPA about an access she can
+// see, once (of 8 complaints sent at once, one is kept); not about another
+// citizen's, one still hidden from her, or none, all alike; her words are
+// checked; the DPA lists the open ones, oldest first and page by page, each
+// with its access as the DPA sees it, and answers each once; she reads the
+// answer beside her access, and only her own complaints. Records in the
+// index and in the log's tail alike.
+func TestComplaints(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ex, l, _ := auditExchange(t, db, 1)
+		covert(t, ex, 90*Day, "p1", "p2")
+		ask := func(a Ask) int64 {
+			t.Helper()
+			a.Officer = "Officer Ode"
+			return released(t, ex, db, a)
+		}
+		audit1 := ask(Ask{Requester: "tax", Citizen: "p1", Purpose: "AUDIT", LegalBasis: "§1"})
+		if _, _, err := l.Integrate(ctx); err != nil { // audit1 in the index, the rest in the log's tail
+			t.Fatal(err)
+		}
+		audit2 := ask(Ask{Requester: "tax", Citizen: "p2", Purpose: "AUDIT", LegalBasis: "§1"})
+		hidden := ask(Ask{Requester: "police", Citizen: "p1", Purpose: "COVERT", LegalBasis: "§9", Defer: 30 * Day})
+		shown := ask(Ask{Requester: "police", Citizen: "p1", Purpose: "COVERT", LegalBasis: "§9", Defer: time.Millisecond})
+		time.Sleep(5 * time.Millisecond) // shown's deferral ends
+
+		// Only her own accesses she can see, and each once.
+		for _, idx := range []int64{audit2, hidden, 1 << 40, -1, math.MaxInt64} {
+			if _, err := ex.Complain(ctx, "p1", idx, "Why?"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("p1's complaint about log entry %d: %v, want ErrNotFound", idx, err)
+			}
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		kept, refused := 0, 0
+		for range 8 {
+			wg.Go(func() {
+				c, err := ex.Complain(ctx, "p1", audit1, "  Why did the tax office read my income?\r\nI was not told.  ")
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					kept++
+				case errors.Is(err, ErrDecided) && c != nil && c.Message == "Why did the tax office read my income?\nI was not told.":
+					refused++
+				default:
+					t.Errorf("a complaint sent at once: %+v %v", c, err)
+				}
+			})
+		}
+		wg.Wait()
+		if kept != 1 || refused != 7 {
+			t.Fatalf("8 complaints about one access sent at once: %d kept, %d refused; want 1 and 7", kept, refused)
+		}
+		if _, err := ex.Complain(ctx, "p1", shown, ""); err != nil {
+			t.Fatalf("a complaint without words about an access no longer hidden: %v", err)
+		}
+		for name, words := range map[string]string{
+			"NUL": "a\x00b", "an escape": "a\x1bb", "not UTF-8": "a\xffb", "too long": strings.Repeat("a", ComplaintMax+1),
+		} {
+			if _, err := ex.Complain(ctx, "p2", audit2, words); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("words %s: %v, want ErrInvalid", name, err)
+			}
+		}
+		if _, err := ex.Complain(ctx, "p2", audit2, strings.Repeat("é", ComplaintMax)); err != nil {
+			t.Fatalf("words of %d characters: %v", ComplaintMax, err)
+		}
+
+		mine, err := ex.ComplaintsOf(ctx, "p1", 0, math.MaxInt64)
+		if err != nil || len(mine) != 2 || mine[audit1] == nil || mine[shown] == nil || !mine[audit1].Open() {
+			t.Fatalf("p1's complaints: %v %v", mine, err)
+		}
+		if theirs, err := ex.ComplaintsOf(ctx, "p2", 0, math.MaxInt64); err != nil || len(theirs) != 1 || theirs[audit2] == nil {
+			t.Fatalf("p2's complaints: %v %v", theirs, err)
+		}
+		if some, err := ex.ComplaintsOf(ctx, "p1", audit1+1, shown); err != nil || len(some) != 1 || some[shown] == nil {
+			t.Fatalf("p1's complaints from entry %d to %d: %v %v", audit1+1, shown, some, err)
+		}
+
+		// The DPA: the open ones, oldest first, a page at a time.
+		if n, err := ex.OpenComplaints(ctx); err != nil || n != 3 {
+			t.Fatalf("open complaints: %d %v, want 3", n, err)
+		}
+		var order []int64
+		after := ""
+		for {
+			cs, err := ex.Complaints(ctx, ComplaintQuery{After: after, Limit: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range cs {
+				if c.Access == nil || c.Access.LogIndex != c.LogIndex || c.Access.Officer != "Officer Ode" || len(c.Access.FieldLabels) != 1 {
+					t.Fatalf("complaint %d's access for the DPA: %+v", c.LogIndex, c.Access)
+				}
+				order = append(order, c.LogIndex)
+				after = c.ID
+			}
+			if len(cs) < 2 {
+				break
+			}
+		}
+		if len(order) != 3 || order[0] != audit1 || order[1] != shown || order[2] != audit2 {
+			t.Fatalf("open complaints' accesses in order: %v, want %d, %d, %d", order, audit1, shown, audit2)
+		}
+		if _, err := ex.Complaints(ctx, ComplaintQuery{After: "nope", Limit: 2}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("after an unknown complaint: %v", err)
+		}
+		if _, err := ex.Complaints(ctx, ComplaintQuery{}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("no page size: %v", err)
+		}
+
+		// Answered once.
+		id := mine[audit1].ID
+		if _, err := ex.AnswerComplaint(ctx, id, "dpa-1", " \n "); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("an empty answer: %v", err)
+		}
+		if _, err := ex.AnswerComplaint(ctx, "nope", "dpa-1", "Checked."); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("an answer to no complaint: %v", err)
+		}
+		c, err := ex.AnswerComplaint(ctx, id, "dpa-1", "We checked: the audit was lawful.")
+		if err != nil || c.Open() || c.Answer != "We checked: the audit was lawful." {
+			t.Fatalf("answer: %+v %v", c, err)
+		}
+		if _, err := ex.AnswerComplaint(ctx, id, "dpa-1", "Again."); !errors.Is(err, ErrDecided) {
+			t.Fatalf("a second answer: %v", err)
+		}
+		if n, err := ex.OpenComplaints(ctx); err != nil || n != 2 {
+			t.Fatalf("open complaints after an answer: %d %v", n, err)
+		}
+		if cs, err := ex.Complaints(ctx, ComplaintQuery{Answered: true, Limit: 10}); err != nil || len(cs) != 1 || cs[0].ID != id || cs[0].Access == nil {
+			t.Fatalf("answered complaints: %v %v", cs, err)
+		}
+		if _, err := ex.Complaints(ctx, ComplaintQuery{After: id, Limit: 2}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("after an answered complaint: %v", err)
+		}
+		mine, err = ex.ComplaintsOf(ctx, "p1", audit1, audit1)
+		if err != nil || mine[audit1] == nil || mine[audit1].Answer != "We checked: the audit was lawful." || mine[audit1].Answered.IsZero() {
+			t.Fatalf("p1 reads the answer: %v %v", mine, err)
+		}
+		if v, err := ex.DPA(ctx); err != nil || v.OpenComplaints != 2 {
+			t.Fatalf("the DPA's overview counts %v open complaints (%v), want 2", v, err)
+		}
+	})
+}
+
+// FuzzCheckWords: whatever a citizen or the DPA sends, checkWords never
+// panics, and what it keeps is trimmed, valid UTF-8 of at most
+// ComplaintMax characters, with no control character but line breaks and
+// tabs, and is kept as it is when checked again.
+func FuzzCheckWords(f *testing.F) {
+	for _, s := range []string{"", "Why?", " a\r\nb ", "a\x00b", "\xff", strings.Repeat("é", ComplaintMax), "\t\u0085x", "\u2028"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := checkWords(s, "words", true)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("%q: %v, want ErrInvalid", s, err)
+			}
+			return
+		}
+		if !utf8.ValidString(got) || utf8.RuneCountInString(got) > ComplaintMax || got != strings.TrimSpace(got) ||
+			strings.ContainsFunc(got, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) {
+			t.Fatalf("%q kept as %q", s, got)
+		}
+		if again, err := checkWords(got, "words", true); err != nil || again != got {
+			t.Fatalf("%q checked again: %q %v", got, again, err)
+		}
+	})
+}

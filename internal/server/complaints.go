@@ -1,0 +1,190 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/web"
+)
+
+// Complaints to the data-protection authority about accesses (see
+// internal/exchange/complaint.go): the citizen's page for one access, with
+// her complaint and the DPA's answer or the form to complain, and the
+// DPA's list of complaints, with the form to answer each.
+
+// complaintsShown is how many open complaints a page of the DPA's lists,
+// and how many of the latest answered ones it shows.
+const complaintsShown = 50
+
+func (s *Server) complaintRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /wallet/access/complaints/{idx}", s.signedIn(s.complaintPage))
+	mux.HandleFunc("POST /wallet/access/complaints/{idx}", s.signedIn(s.complain))
+	mux.HandleFunc("GET /dpa/exchange/complaints", s.withRole(registry.DPA, s.dpaComplaints))
+	mux.HandleFunc("POST /dpa/exchange/complaints/{id}/answer", s.withRole(registry.DPA, s.dpaAnswer))
+}
+
+func (s *Server) complaintPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.renderComplaint(w, r, v, http.StatusOK, web.Page{}, "")
+}
+
+// renderComplaint shows the citizen one of her accesses, verified, with her
+// complaint about it and the DPA's answer, or the form to complain (holding
+// words, as she wrote them when they were refused). An access that is not
+// one she can see is a 404 that says no more.
+func (s *Server) renderComplaint(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page, words string) {
+	ctx := r.Context()
+	idx, err := strconv.ParseInt(r.PathValue("idx"), 10, 64)
+	if err != nil {
+		s.fail(w, r, http.StatusNotFound, "None of the accesses to your data is at that log entry.")
+		return
+	}
+	acc, err := s.ex.CitizenAccess(ctx, v.person.ID, idx)
+	if err != nil {
+		s.exchangeFail(w, r, err, func(status int, msg string) { s.fail(w, r, status, msg) })
+		return
+	}
+	cs, err := s.ex.ComplaintsOf(ctx, v.person.ID, idx, idx)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	recs := []*exchange.Verified{acc}
+	p.Title = "Ask the data-protection authority"
+	p.Data = map[string]any{"Records": recs, "FieldList": s.fieldList(ctx, recs, nil), "Complaint": cs[idx], "Index": idx,
+		"Words": words, "Max": exchange.ComplaintMax}
+	s.render(w, r, v, status, "complaint", p)
+}
+
+// complain takes the citizen's complaint about one of her accesses.
+func (s *Server) complain(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	idx, err := strconv.ParseInt(r.PathValue("idx"), 10, 64)
+	if err != nil {
+		s.fail(w, r, http.StatusNotFound, "None of the accesses to your data is at that log entry.")
+		return
+	}
+	words := r.PostFormValue("message")
+	c, err := s.ex.Complain(r.Context(), v.person.ID, idx, words)
+	switch {
+	case errors.Is(err, exchange.ErrDecided) && c != nil:
+		// A form sent twice, or from a page left open: the first stands.
+		s.renderComplaint(w, r, v, http.StatusOK, web.Page{Notice: "You asked the data-protection authority about this access already, on " + s.pages.Date(c.Created) + "; nothing changed."}, "")
+	case err != nil:
+		s.exchangeFail(w, r, err, func(status int, msg string) {
+			if status == http.StatusNotFound {
+				s.fail(w, r, status, msg)
+				return
+			}
+			s.renderComplaint(w, r, v, status, web.Page{Error: msg}, words)
+		})
+	default:
+		s.renderComplaint(w, r, v, http.StatusOK, web.Page{Notice: "Sent. The data-protection authority will look into this access and answer here."}, "")
+	}
+}
+
+// fieldList is the function pages call to name an access's or a request's
+// fields as their service labels them now (by their names when it no
+// longer has them).
+func (s *Server) fieldList(ctx context.Context, recs []*exchange.Verified, reqs []*exchange.Request) func(service string, fields []string) string {
+	labels := map[string]*exchange.Service{}
+	for _, rec := range recs {
+		labels[rec.Service] = s.serviceOf(ctx, rec.Service)
+	}
+	for _, q := range reqs {
+		labels[q.Service] = s.serviceOf(ctx, q.Service)
+	}
+	return func(service string, fields []string) string {
+		names := slices.Clone(fields)
+		if svc := labels[service]; svc != nil {
+			for i, f := range names {
+				names[i] = svc.Label(f)
+			}
+		}
+		return strings.Join(names, ", ")
+	}
+}
+
+// complaintsAbout are the citizen's complaints about the accesses a page
+// lists, by log entry.
+func (s *Server) complaintsAbout(ctx context.Context, personID string, lists ...[]*exchange.Verified) (map[int64]*exchange.Complaint, error) {
+	var lo, hi int64 = -1, -1
+	for _, l := range lists {
+		for _, a := range l {
+			if lo < 0 || a.LogIndex < lo {
+				lo = a.LogIndex
+			}
+			hi = max(hi, a.LogIndex)
+		}
+	}
+	if hi < 0 {
+		return map[int64]*exchange.Complaint{}, nil
+	}
+	return s.ex.ComplaintsOf(ctx, personID, lo, hi)
+}
+
+func (s *Server) dpaComplaints(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.renderDPAComplaints(w, r, v, http.StatusOK, web.Page{}, nil)
+}
+
+// renderDPAComplaints shows the DPA the open complaints, the oldest first,
+// complaintsShown at a time from after the one ?after= names, each with
+// its access and a form to answer it, and the latest answered ones.
+// drafts holds an answer refused, by complaint, to be shown again.
+func (s *Server) renderDPAComplaints(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page, drafts map[string]string) {
+	ctx := r.Context()
+	after := r.URL.Query().Get("after")
+	open, err := s.ex.Complaints(ctx, exchange.ComplaintQuery{After: after, Limit: complaintsShown + 1})
+	if errors.Is(err, exchange.ErrInvalid) && after != "" {
+		_, msg := exchangeStatus(err)
+		status, p.Error, after = http.StatusBadRequest, msg+" Here are the oldest.", ""
+		open, err = s.ex.Complaints(ctx, exchange.ComplaintQuery{Limit: complaintsShown + 1})
+	}
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	later := ""
+	if len(open) > complaintsShown {
+		open = open[:complaintsShown]
+		later = "/dpa/exchange/complaints?after=" + url.QueryEscape(open[complaintsShown-1].ID) + "#open-h"
+	}
+	answered, err := s.ex.Complaints(ctx, exchange.ComplaintQuery{Answered: true, Limit: complaintsShown})
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	count, err := s.ex.OpenComplaints(ctx)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	p.Title = "Complaints about accesses"
+	p.Data = map[string]any{"Open": open, "Answered": answered, "Count": count, "After": after, "Later": later, "Drafts": drafts,
+		"Now": s.now(), "Max": exchange.ComplaintMax, "Shown": complaintsShown}
+	s.render(w, r, v, status, "dpa_complaints", p)
+}
+
+// dpaAnswer takes the DPA's answer to one complaint.
+func (s *Server) dpaAnswer(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	id, answer := r.PathValue("id"), r.PostFormValue("answer")
+	_, err := s.ex.AnswerComplaint(r.Context(), id, v.person.ID, answer)
+	if err != nil {
+		s.exchangeFail(w, r, err, func(status int, msg string) {
+			s.renderDPAComplaints(w, r, v, status, web.Page{Error: msg}, map[string]string{id: answer})
+		})
+		return
+	}
+	s.renderDPAComplaints(w, r, v, http.StatusOK, web.Page{Notice: "Answered. The citizen reads your answer beside the access."}, nil)
+}

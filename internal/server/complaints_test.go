@@ -1,0 +1,124 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/civstack/civstack/internal/exchange"
+	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/store/storetest"
+)
+
+// TestComplaintPages: Amira asks the DPA about an access on her page; the
+// words she sends are checked (refused words come back in the form), a
+// second send changes nothing, and nobody else can read or make a
+// complaint about her access; an access still hidden from her cannot be
+// complained about until its deferral ends. The DPA's overview counts the
+// open complaints, its list shows the access and her words (not her
+// name), and its answer, given once, is what Amira then reads.
+func TestComplaintPages(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			ctx := context.Background()
+			w := startDemo(t, e)
+			tax, police := exWorld(t, w)
+			amira := w.people["Amira Haddad"]
+			askAPI(t, w, w.apiClient(t, tax, registry.Agency, "tax system"), map[string]any{"citizen": amira, "service": "tax-income", "fields": []string{"declared_income"},
+				"purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93"}, "released")
+			covert, err := w.n.ex.Submit(ctx, exchange.Ask{Requester: police, Officer: "Eva Lind", Citizen: amira, Service: "tax-income",
+				Fields: []string{"declared_income"}, Purpose: "CRIM-INVESTIGATION", LegalBasis: "Criminal Procedure §100", Defer: 10 * exchange.Day})
+			if err != nil || covert.State != exchange.Released {
+				t.Fatalf("the police's covert read: %+v %v", covert, err)
+			}
+			byAgency := func(org string) int64 {
+				t.Helper()
+				as, err := w.n.ex.Accesses(ctx, exchange.AccessQuery{Agency: org, Limit: 10})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, a := range as {
+					if a.Request != "" && (org != police || a.Request == covert.ID) {
+						return a.LogIndex
+					}
+				}
+				t.Fatalf("no access by %s", org)
+				return 0
+			}
+			complaintPath := func(idx int64) string { return fmt.Sprint("/wallet/access/complaints/", idx) }
+			audit, hidden := byAgency(tax), byAgency(police)
+			page := complaintPath(audit)
+
+			amiraC := w.as(t, "Amira Haddad")
+			r := amiraC.get("/wallet/access")
+			expect(t, "Amira's accesses", r, http.StatusOK, `<a href="`+page+`">Ask the data-protection authority about this access</a>`)
+			if strings.Contains(r.body, complaintPath(hidden)) {
+				t.Fatal("Amira's page links to a complaint about an access still hidden from her")
+			}
+			expect(t, "the form", amiraC.get(page), http.StatusOK, `id="complaint-form"`, "Tax Code §93", "GDPR Art. 77")
+
+			// Not hers, not one she sees, not an access: all alike.
+			jonasC := w.as(t, "Jonas Weber")
+			for _, c := range []struct {
+				who  *client
+				path string
+			}{{jonasC, page}, {amiraC, complaintPath(hidden)}, {amiraC, complaintPath(1 << 40)}, {amiraC, "/wallet/access/complaints/x"}, {amiraC, "/wallet/access/complaints/-3"}} {
+				expect(t, "the page at "+c.path, c.who.get(c.path), http.StatusNotFound, "None of the accesses to your data is at")
+				expect(t, "a complaint at "+c.path, c.who.postForm(c.path, url.Values{"message": {"Why?"}}), http.StatusNotFound, "None of the accesses to your data is at")
+			}
+			if n, err := w.n.ex.OpenComplaints(ctx); err != nil || n != 0 {
+				t.Fatalf("%d complaints after refused ones (%v)", n, err)
+			}
+
+			// Words checked; refused ones come back to be mended.
+			long := strings.Repeat("why ", exchange.ComplaintMax/4) + "?"
+			expect(t, "words too long", amiraC.postForm(page, url.Values{"message": {long}}), http.StatusBadRequest,
+				fmt.Sprintf("longer than %d characters", exchange.ComplaintMax), `id="complaint-form"`, "why why why")
+			words := "Why did the tax office read my income?\nI was not audited."
+			r = amiraC.postForm(page, url.Values{"message": {words}})
+			expect(t, "the complaint", r, http.StatusOK, "Sent.", `id="complaint-open"`, "I was not audited.")
+			if strings.Contains(r.body, `id="complaint-form"`) {
+				t.Fatal("the form is still shown after the complaint")
+			}
+			expect(t, "the complaint sent twice", amiraC.postForm(page, url.Values{"message": {"Again"}}), http.StatusOK, "already", "I was not audited.")
+			expect(t, "Amira's accesses", amiraC.get("/wallet/access"), http.StatusOK, "You asked the data-protection authority about this on")
+
+			// The DPA: the count, the access and her words, not her name.
+			expect(t, "a citizen on the DPA's list", amiraC.get("/dpa/exchange/complaints"), http.StatusForbidden)
+			dpa := w.as(t, "Ana Costa")
+			expect(t, "the DPA's overview", dpa.get("/dpa/exchange"), http.StatusOK, "<strong>1</strong> complaint waits for your answer")
+			r = dpa.get("/dpa/exchange/complaints")
+			expect(t, "the DPA's list", r, http.StatusOK, fmt.Sprintf("About log entry %d", audit), "I was not audited.", "Tax Code §93", "TAX-AUDIT")
+			main, _, _ := strings.Cut(r.body, `<aside class="personas"`) // the demo's persona switcher names everyone
+			if strings.Contains(main, "Amira") || strings.Contains(main, amira) {
+				t.Fatal("the DPA's list of complaints names the citizen")
+			}
+			id := regexp.MustCompile(`action="/dpa/exchange/complaints/([^/"]+)/answer"`).FindStringSubmatch(r.body)
+			if id == nil {
+				t.Fatal("no answer form on the DPA's list")
+			}
+			answerPath := "/dpa/exchange/complaints/" + id[1] + "/answer"
+			expect(t, "a citizen answering", amiraC.postForm(answerPath, url.Values{"answer": {"Fine."}}), http.StatusForbidden)
+			expect(t, "an empty answer", dpa.postForm(answerPath, url.Values{"answer": {"  "}}), http.StatusBadRequest, "The answer is empty")
+			expect(t, "an answer to no complaint", dpa.postForm("/dpa/exchange/complaints/nope/answer", url.Values{"answer": {"Fine."}}), http.StatusNotFound)
+			answer := "We asked the tax office: the audit was a random one under Tax Code §93."
+			expect(t, "the answer", dpa.postForm(answerPath, url.Values{"answer": {answer}}), http.StatusOK, "Answered.", "No complaint waits for an answer.", "the audit was a random one")
+			expect(t, "a second answer", dpa.postForm(answerPath, url.Values{"answer": {"Again."}}), http.StatusConflict, "was answered on")
+			expect(t, "after no open complaint", dpa.get("/dpa/exchange/complaints?after="+id[1]), http.StatusBadRequest, "Here are the oldest.")
+
+			// Amira reads the answer.
+			expect(t, "Amira's complaint", amiraC.get(page), http.StatusOK, `id="complaint-answer"`, "the audit was a random one")
+			expect(t, "Amira's accesses", amiraC.get("/wallet/access"), http.StatusOK, "The data-protection authority answered your complaint on")
+
+			// The covert read, once its deferral ends.
+			w.n.clock.add(11 * exchange.Day)
+			amiraC, dpa = w.as(t, "Amira Haddad"), w.as(t, "Ana Costa") // the sessions ended meanwhile
+			expect(t, "a complaint about a read no longer hidden", amiraC.postForm(complaintPath(hidden), url.Values{"message": {""}}), http.StatusOK, "Sent.", "look into this access")
+			expect(t, "the DPA's overview", dpa.get("/dpa/exchange"), http.StatusOK, "<strong>1</strong> complaint waits for your answer")
+		})
+	}
+}
