@@ -144,6 +144,42 @@ func (x *Exchange) ComplaintsOf(ctx context.Context, personID string, lo, hi int
 	return out, nil
 }
 
+// ComplaintsBy lists personID's complaints by the accesses they are
+// about, the newest access first, at most limit (> 0), each with its
+// access, without the officer's name (which the citizen is not shown).
+func (x *Exchange) ComplaintsBy(ctx context.Context, personID string, limit int) ([]*Complaint, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: a list of complaints needs a positive size", ErrInvalid)
+	}
+	cs, err := readComplaints(ctx, x.db.QueryRead, fmt.Sprintf(`WHERE person_id = $1 ORDER BY log_index DESC LIMIT %d`, limit), personID)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs {
+		if c.Access, err = x.accessAt(ctx, c.LogIndex); err != nil {
+			return nil, err
+		}
+		if c.Access != nil {
+			c.Access.Officer = ""
+		}
+	}
+	return cs, nil
+}
+
+// AnswerNewsWithin is how long after the DPA answers a citizen's
+// complaint her home page says so.
+const AnswerNewsWithin = 30 * Day
+
+// AnsweredSince counts personID's complaints the DPA answered at or after
+// since.
+func (x *Exchange) AnsweredSince(ctx context.Context, personID string, since time.Time) (int, error) {
+	var n int
+	if err := x.db.QueryRowRead(ctx, `SELECT COUNT(*) FROM ex_complaints WHERE person_id = $1 AND answered_at >= $2`, personID, max(since.UnixMilli(), 1)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("answered complaints: %w", err)
+	}
+	return n, nil
+}
+
 // ComplaintQuery selects complaints for Complaints: those still open, the
 // oldest first, after the one whose ID is After ("" from the oldest); or,
 // with Answered, those answered, the latest answer first. At most Limit

@@ -154,6 +154,33 @@ func TestComplaints(t *testing.T) {
 		if err != nil || mine[audit1] == nil || mine[audit1].Answer != "We checked: the audit was lawful." || mine[audit1].Answered.IsZero() {
 			t.Fatalf("p1 reads the answer: %v %v", mine, err)
 		}
+		// Her list: by access, the newest first, without the officer.
+		byHer, err := ex.ComplaintsBy(ctx, "p1", 10)
+		if err != nil || len(byHer) != 2 || byHer[0].LogIndex != shown || byHer[1].LogIndex != audit1 || byHer[1].Answer == "" {
+			t.Fatalf("p1's list of complaints: %v %v", byHer, err)
+		}
+		for _, c := range byHer {
+			if c.Access == nil || c.Access.Officer != "" || c.Access.AgencyName == "" {
+				t.Fatalf("p1's complaint %d: its access %+v", c.LogIndex, c.Access)
+			}
+		}
+		if one, err := ex.ComplaintsBy(ctx, "p1", 1); err != nil || len(one) != 1 || one[0].LogIndex != shown {
+			t.Fatalf("p1's newest complaint: %v %v", one, err)
+		}
+		if theirs, err := ex.ComplaintsBy(ctx, "p2", 10); err != nil || len(theirs) != 1 || theirs[0].LogIndex != audit2 {
+			t.Fatalf("p2's list of complaints: %v %v", theirs, err)
+		}
+		if _, err := ex.ComplaintsBy(ctx, "p1", 0); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("no list size: %v", err)
+		}
+		for who, want := range map[string]int{"p1": 1, "p2": 0, "p3": 0} {
+			if n, err := ex.AnsweredSince(ctx, who, time.Now().Add(-time.Hour)); err != nil || n != want {
+				t.Fatalf("%s's complaints answered in the last hour: %d %v, want %d", who, n, err, want)
+			}
+		}
+		if n, err := ex.AnsweredSince(ctx, "p1", time.Now().Add(time.Hour)); err != nil || n != 0 {
+			t.Fatalf("p1's complaints answered after the next hour: %d %v", n, err)
+		}
 		if v, err := ex.DPA(ctx); err != nil || v.OpenComplaints != 2 {
 			t.Fatalf("the DPA's overview counts %v open complaints (%v), want 2", v, err)
 		}

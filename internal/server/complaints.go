@@ -23,6 +23,10 @@ import (
 // and how many of the latest answered ones it shows.
 const complaintsShown = 50
 
+// complaintsListed is how many of her complaints the citizen's page lists
+// (the others are on their accesses' cards).
+const complaintsListed = 20
+
 func (s *Server) complaintRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /wallet/access/complaints/{idx}", s.signedIn(s.complaintPage))
 	mux.HandleFunc("POST /wallet/access/complaints/{idx}", s.signedIn(s.complain))

@@ -110,15 +110,33 @@ func TestComplaintPages(t *testing.T) {
 			expect(t, "a second answer", dpa.postForm(answerPath, url.Values{"answer": {"Again."}}), http.StatusConflict, "was answered on")
 			expect(t, "after no open complaint", dpa.get("/dpa/exchange/complaints?after="+id[1]), http.StatusBadRequest, "Here are the oldest.")
 
-			// Amira reads the answer.
+			// Amira reads the answer: her home says so, her page lists it.
+			expect(t, "Amira's home", amiraC.get("/"), http.StatusOK, `id="complaints-answered"`, "answered your complaint about an access")
+			if r := jonasC.get("/"); strings.Contains(r.body, `id="complaints-answered"`) {
+				t.Fatal("Jonas's home says a complaint was answered")
+			}
 			expect(t, "Amira's complaint", amiraC.get(page), http.StatusOK, `id="complaint-answer"`, "the audit was a random one")
-			expect(t, "Amira's accesses", amiraC.get("/wallet/access"), http.StatusOK, "The data-protection authority answered your complaint on")
+			expect(t, "Amira's accesses", amiraC.get("/wallet/access"), http.StatusOK, "The data-protection authority answered your complaint on",
+				`id="my-complaints"`, `<a href="`+page+`">City Tax Office read your Declared income on`, "<strong>answered on")
+			if r := jonasC.get("/wallet/access"); strings.Contains(r.body, `id="my-complaints"`) {
+				t.Fatal("Jonas's page lists complaints")
+			}
 
 			// The covert read, once its deferral ends.
 			w.n.clock.add(11 * exchange.Day)
 			amiraC, dpa = w.as(t, "Amira Haddad"), w.as(t, "Ana Costa") // the sessions ended meanwhile
 			expect(t, "a complaint about a read no longer hidden", amiraC.postForm(complaintPath(hidden), url.Values{"message": {""}}), http.StatusOK, "Sent.", "look into this access")
 			expect(t, "the DPA's overview", dpa.get("/dpa/exchange"), http.StatusOK, "<strong>1</strong> complaint waits for your answer")
+			r = amiraC.get("/wallet/access")
+			expect(t, "Amira's complaints", r, http.StatusOK, "City Police read your Declared income on", "not answered yet")
+			if strings.Index(r.body, complaintPath(hidden)+`">City Police`) > strings.Index(r.body, page+`">City Tax Office`) {
+				t.Fatal("Amira's complaints are not listed by access, the newest first")
+			}
+			// Thirty days after the answer her home no longer says so.
+			w.n.clock.add(exchange.AnswerNewsWithin)
+			if r := w.as(t, "Amira Haddad").get("/"); strings.Contains(r.body, `id="complaints-answered"`) {
+				t.Fatal("Amira's home still says her complaint was answered, 41 days on")
+			}
 		})
 	}
 }

@@ -533,8 +533,16 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		s.failErr(w, r, err)
 		return
 	}
+	// Her complaints, on the first page of every agency's accesses.
+	var mine []*exchange.Complaint
+	if accBefore == 0 && agency == "" {
+		if mine, err = s.ex.ComplaintsBy(ctx, v.person.ID, complaintsListed+1); err != nil {
+			s.failErr(w, r, err)
+			return
+		}
+	}
 	fieldList := s.fieldList(ctx, slices.Concat(recs, disclosed), slices.Concat(pending, past))
-	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "NewestAccesses": accessesURL(0), "Agencies": agencies, "Agency": agency, "AgencyName": agencyName, "Disclosed": disclosed, "MoreDisclosed": moreDisclosed, "DisclosedDays": int(exchange.DisclosedWithin / exchange.Day), "Pending": pending, "Rules": rules, "PendingShown": pendingShown, "PendingAfter": pendingAfter, "LaterPending": laterPending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "Complaints": complaints, "PersonID": v.person.ID,
+	p.Title, p.Data = "Who looked at my data", map[string]any{"Records": recs, "AccessesShown": accessesShown, "AccessesBefore": accBefore, "OlderAccesses": olderAcc, "NewestAccesses": accessesURL(0), "Agencies": agencies, "Agency": agency, "AgencyName": agencyName, "Disclosed": disclosed, "MoreDisclosed": moreDisclosed, "DisclosedDays": int(exchange.DisclosedWithin / exchange.Day), "Pending": pending, "Rules": rules, "PendingShown": pendingShown, "PendingAfter": pendingAfter, "LaterPending": laterPending, "Past": past, "PastShown": pastRequests, "PastBefore": before, "OlderPast": older, "FieldList": fieldList, "Complaints": complaints, "Mine": mine, "MineShown": complaintsListed, "PersonID": v.person.ID,
 		"AnswerDays": int(exchange.AnswerWithin / exchange.Day), "CollectDays": int(exchange.CollectWithin / exchange.Day)}
 	s.render(w, r, v, status, "access", p)
 }

@@ -136,6 +136,11 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		s.failErr(w, r, err)
 		return
 	}
+	answered, err := s.ex.AnsweredSince(r.Context(), v.person.ID, s.now().Add(-exchange.AnswerNewsWithin))
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
 	offers, renew := 0, 0
 	if s.id != nil {
 		if offers, err = s.id.CountPendingOffers(r.Context(), v.person.ID); err != nil {
@@ -158,7 +163,7 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		decided = a != nil && (a.State == healthpass.AppealUpheld || a.State == healthpass.AppealOverruled) && s.now().Sub(a.DecidedAt) < appealNewsFor
 	}
 	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v), "Asking": asking, "Disclosed": disclosed,
-		"Recent": recent, "RecentDays": int(recentAccesses / exchange.Day),
+		"Recent": recent, "RecentDays": int(recentAccesses / exchange.Day), "Answered": answered,
 		"Offers": offers, "Renew": renew, "AppealDecided": decided}})
 }
 
