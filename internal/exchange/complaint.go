@@ -155,10 +155,10 @@ func (x *Exchange) ComplaintsBy(ctx context.Context, personID string, limit int)
 	if err != nil {
 		return nil, err
 	}
+	if err := x.withAccesses(ctx, cs); err != nil {
+		return nil, err
+	}
 	for _, c := range cs {
-		if c.Access, err = x.accessAt(ctx, c.LogIndex); err != nil {
-			return nil, err
-		}
 		if c.Access != nil {
 			c.Access.Officer = ""
 		}
@@ -217,10 +217,8 @@ func (x *Exchange) Complaints(ctx context.Context, q ComplaintQuery) ([]*Complai
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range cs {
-		if c.Access, err = x.accessAt(ctx, c.LogIndex); err != nil {
-			return nil, err
-		}
+	if err := x.withAccesses(ctx, cs); err != nil {
+		return nil, err
 	}
 	return cs, nil
 }
@@ -234,17 +232,31 @@ func (x *Exchange) OpenComplaints(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// accessAt is the access at log entry idx as the DPA sees it; nil if there
-// is none that reads (a record deleted or damaged: the audit reports it).
-func (x *Exchange) accessAt(ctx context.Context, idx int64) (*Access, error) {
-	if idx < 0 || idx == math.MaxInt64 {
-		return nil, nil
+// withAccesses sets each complaint's Access to the access at its log
+// entry as the DPA sees it, read at once; nil where none reads (a record
+// deleted or damaged: the audit reports it).
+func (x *Exchange) withAccesses(ctx context.Context, cs []*Complaint) error {
+	if len(cs) == 0 {
+		return nil
 	}
-	as, err := x.accesses(ctx, filter{before: idx + 1, limit: 1, labelled: true})
-	if err != nil || len(as) == 0 || as[0].LogIndex != idx || as[0].Missing {
-		return nil, err
+	idxs := make([]int64, len(cs))
+	for i, c := range cs {
+		idxs[i] = c.LogIndex
 	}
-	return as[0], nil
+	as, err := x.accesses(ctx, filter{entries: idxs, labelled: true})
+	if err != nil {
+		return err
+	}
+	at := make(map[int64]*Access, len(as))
+	for _, a := range as {
+		if !a.Missing {
+			at[a.LogIndex] = a
+		}
+	}
+	for _, c := range cs {
+		c.Access = at[c.LogIndex]
+	}
+	return nil
 }
 
 // AnswerComplaint gives the DPA's answer (checkWords, not empty) to the

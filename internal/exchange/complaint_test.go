@@ -184,6 +184,19 @@ func TestComplaints(t *testing.T) {
 		if v, err := ex.DPA(ctx); err != nil || v.OpenComplaints != 2 {
 			t.Fatalf("the DPA's overview counts %v open complaints (%v), want 2", v, err)
 		}
+
+		// A record that no longer reads leaves its complaint without an
+		// access (the DPA's page says so), and the others as they were.
+		if err := db.Tx(ctx, func(tx *store.Tx) error {
+			_, err := tx.ExecContext(ctx, `UPDATE tlog_entries SET opening = NULL WHERE idx = $1`, audit2)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		open, err := ex.Complaints(ctx, ComplaintQuery{Limit: 10})
+		if err != nil || len(open) != 2 || open[0].LogIndex != shown || open[0].Access == nil || open[1].LogIndex != audit2 || open[1].Access != nil {
+			t.Fatalf("open complaints, one about a record that no longer reads: %v %v", open, err)
+		}
 	})
 }
 

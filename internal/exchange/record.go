@@ -143,6 +143,7 @@ func (a *Access) Retain() time.Time { return time.UnixMilli(a.RetainUntil).UTC()
 type filter struct {
 	person, org, purpose string
 	requests             []string // not empty: only the records of these requests
+	entries              []int64  // not empty: only the records at these log entries
 	direct               bool     // only direct releases (whose requests have no row of their own)
 	before               int64    // > 0: only those at log indexes below it
 	from, to             int64    // > 0: only those at or after from, before to (Unix ms)
@@ -174,6 +175,14 @@ func (f filter) where(cur int64) (string, []any) {
 			in[i] = fmt.Sprintf("$%d", len(args))
 		}
 		conds = append(conds, "a.request_id IN ("+strings.Join(in, ", ")+")")
+	}
+	if len(f.entries) > 0 {
+		in := make([]string, len(f.entries))
+		for i, idx := range f.entries {
+			args = append(args, idx)
+			in[i] = fmt.Sprintf("$%d", len(args))
+		}
+		conds = append(conds, "a.log_index IN ("+strings.Join(in, ", ")+")")
 	}
 	if f.direct {
 		// A request that asked for consent keeps its row once collected.
@@ -225,6 +234,7 @@ func (f filter) matchHeader(idx int64, o *opening) bool {
 
 func (f filter) matches(idx int64, person, org, request, purpose string, at, deferUntil int64) bool {
 	return (f.person == "" || person == f.person) && (f.org == "" || org == f.org) && (len(f.requests) == 0 || slices.Contains(f.requests, request)) &&
+		(len(f.entries) == 0 || slices.Contains(f.entries, idx)) &&
 		(f.purpose == "" || purpose == f.purpose) && (f.before <= 0 || idx < f.before) && (f.from <= 0 || at >= f.from) && (f.to <= 0 || at < f.to) &&
 		(f.visibleAt <= 0 || deferUntil <= f.visibleAt) && (f.deferredAt <= 0 || deferUntil > f.deferredAt)
 }
