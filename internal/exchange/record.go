@@ -168,21 +168,20 @@ func (f filter) where(cur int64) (string, []any) {
 	if f.org != "" {
 		add("a.requester_org = $%d", f.org)
 	}
-	if len(f.requests) > 0 {
-		in := make([]string, len(f.requests))
-		for i, id := range f.requests {
-			args = append(args, id)
-			in[i] = fmt.Sprintf("$%d", len(args))
+	// in adds "col IN (...)" for vals (each a parameter).
+	in := func(col string, vals []any) {
+		ps := make([]string, len(vals))
+		for i, v := range vals {
+			args = append(args, v)
+			ps[i] = fmt.Sprintf("$%d", len(args))
 		}
-		conds = append(conds, "a.request_id IN ("+strings.Join(in, ", ")+")")
+		conds = append(conds, col+" IN ("+strings.Join(ps, ", ")+")")
+	}
+	if len(f.requests) > 0 {
+		in("a.request_id", anys(f.requests))
 	}
 	if len(f.entries) > 0 {
-		in := make([]string, len(f.entries))
-		for i, idx := range f.entries {
-			args = append(args, idx)
-			in[i] = fmt.Sprintf("$%d", len(args))
-		}
-		conds = append(conds, "a.log_index IN ("+strings.Join(in, ", ")+")")
+		in("a.log_index", anys(f.entries))
 	}
 	if f.direct {
 		// A request that asked for consent keeps its row once collected.
@@ -217,6 +216,15 @@ func (f filter) where(cur int64) (string, []any) {
 		q += fmt.Sprintf(" LIMIT %d", f.limit)
 	}
 	return q, args
+}
+
+// anys is vals as query arguments.
+func anys[T any](vals []T) []any {
+	out := make([]any, len(vals))
+	for i, v := range vals {
+		out[i] = v
+	}
+	return out
 }
 
 // match applies the filter to what a record itself says (the index only
