@@ -70,19 +70,30 @@ func checkWords(s, what string, empty bool) (string, error) {
 // ErrNotFound, the same for another citizen's access, one still deferred
 // and none at all, so that she learns nothing of others.
 func (x *Exchange) CitizenAccess(ctx context.Context, personID string, idx int64) (*Verified, error) {
-	notFound := fmt.Errorf("%w: none of the accesses to your data is at log entry %d", ErrNotFound, idx)
-	if idx < 0 || idx == math.MaxInt64 {
-		return nil, notFound
+	f, ok := herAccessAt(personID, idx)
+	if !ok {
+		return nil, noAccessAt(idx)
 	}
-	// Her newest visible access below idx+1 is the one at idx, if any is.
-	vs, err := x.forCitizen(ctx, filter{person: personID, before: idx + 1, limit: 1})
+	vs, err := x.forCitizen(ctx, f)
 	if err != nil {
 		return nil, err
 	}
 	if len(vs) == 0 || vs[0].LogIndex != idx || vs[0].Missing {
-		return nil, notFound
+		return nil, noAccessAt(idx)
 	}
 	return vs[0], nil
+}
+
+// herAccessAt selects the citizen's newest access below idx+1, which is
+// the one at idx if she has one there; ok is false for an idx no access
+// can have.
+func herAccessAt(personID string, idx int64) (f filter, ok bool) {
+	return filter{person: personID, before: idx + 1, limit: 1}, idx >= 0 && idx < math.MaxInt64
+}
+
+// noAccessAt is CitizenAccess's ErrNotFound.
+func noAccessAt(idx int64) error {
+	return fmt.Errorf("%w: none of the accesses to your data is at log entry %d", ErrNotFound, idx)
 }
 
 // Complain records personID's complaint about her access at log entry idx
@@ -95,8 +106,19 @@ func (x *Exchange) Complain(ctx context.Context, personID string, idx int64, mes
 	if err != nil {
 		return nil, err
 	}
-	if _, err := x.CitizenAccess(ctx, personID, idx); err != nil {
+	// Hers and visible to her, as CitizenAccess decides, without verifying
+	// it against the log (her page does that when it shows it).
+	f, ok := herAccessAt(personID, idx)
+	if !ok {
+		return nil, noAccessAt(idx)
+	}
+	f.visibleAt = max(x.now().UnixMilli(), 1) // as forCitizen's
+	as, err := x.accesses(ctx, f)
+	if err != nil {
 		return nil, err
+	}
+	if len(as) == 0 || as[0].LogIndex != idx || as[0].Missing {
+		return nil, noAccessAt(idx)
 	}
 	c := &Complaint{ID: x.id(), LogIndex: idx, Message: message, Created: x.now().UTC()}
 	var first *Complaint

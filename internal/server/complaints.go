@@ -34,6 +34,17 @@ func (s *Server) complaintRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /dpa/exchange/complaints/{id}/answer", s.withRole(registry.DPA, s.dpaAnswer))
 }
 
+// accessEntry reads the log entry in the path of a complaint's page; one
+// that is no number is a 404, as an access that is not hers.
+func (s *Server) accessEntry(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	idx, err := strconv.ParseInt(r.PathValue("idx"), 10, 64)
+	if err != nil {
+		s.fail(w, r, http.StatusNotFound, "None of the accesses to your data is at that log entry.")
+		return 0, false
+	}
+	return idx, true
+}
+
 func (s *Server) complaintPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	s.renderComplaint(w, r, v, http.StatusOK, web.Page{}, "")
 }
@@ -44,9 +55,8 @@ func (s *Server) complaintPage(w http.ResponseWriter, r *http.Request, v *viewer
 // one she can see is a 404 that says no more.
 func (s *Server) renderComplaint(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page, words string) {
 	ctx := r.Context()
-	idx, err := strconv.ParseInt(r.PathValue("idx"), 10, 64)
-	if err != nil {
-		s.fail(w, r, http.StatusNotFound, "None of the accesses to your data is at that log entry.")
+	idx, ok := s.accessEntry(w, r)
+	if !ok {
 		return
 	}
 	acc, err := s.ex.CitizenAccess(ctx, v.person.ID, idx)
@@ -71,9 +81,8 @@ func (s *Server) complain(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if !s.parseForm(w, r) {
 		return
 	}
-	idx, err := strconv.ParseInt(r.PathValue("idx"), 10, 64)
-	if err != nil {
-		s.fail(w, r, http.StatusNotFound, "None of the accesses to your data is at that log entry.")
+	idx, ok := s.accessEntry(w, r)
+	if !ok {
 		return
 	}
 	words := r.PostFormValue("message")
