@@ -30,6 +30,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -277,6 +278,9 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 	if svc.Name == "" || utf8.RuneCountInString(svc.Name) > 100 {
 		return nil, fmt.Errorf("%w: a service needs a name of up to 100 characters", ErrInvalid)
 	}
+	if err := oneLine(svc.Name, "the service's name"); err != nil {
+		return nil, err
+	}
 	if len(svc.Fields) == 0 || len(svc.Fields) > 100 {
 		return nil, fmt.Errorf("%w: a service has 1 to 100 fields", ErrInvalid)
 	}
@@ -296,6 +300,9 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 		}
 		if strings.TrimSpace(f.Label) == "" || utf8.RuneCountInString(f.Label) > 100 {
 			return nil, fmt.Errorf("%w: field %q needs a label of up to 100 characters", ErrInvalid, short(f.Name))
+		}
+		if err := oneLine(f.Label, fmt.Sprintf("field %q's label", f.Name)); err != nil {
+			return nil, err
 		}
 		seen[f.Name] = true
 	}
@@ -529,10 +536,30 @@ func (x *Exchange) services(ctx context.Context, where string, args ...any) ([]*
 // floats, underscores, NaN or infinities strconv.ParseFloat also reads.
 var decimal = regexp.MustCompile(`^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$`)
 
-// checkValue checks a value against its field's type.
+// oneLine checks that s, named what in the error, is a line of text:
+// valid UTF-8 with no control character (no line break, no terminal
+// escape, no NUL, which PostgreSQL does not store as text where SQLite
+// would). The server refuses a NUL at its door; the package holds the
+// rule for every caller, on either engine, before anything is written.
+func oneLine(s, what string) error {
+	switch {
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%w: %s is not valid UTF-8 text", ErrInvalid, what)
+	case strings.ContainsFunc(s, unicode.IsControl):
+		return fmt.Errorf("%w: %s holds a control character (a line break, a tab or another character that is not printed)", ErrInvalid, what)
+	}
+	return nil
+}
+
+// checkValue checks a value against its field's type. A text value may
+// run over lines (an address), so line breaks and tabs are its only
+// control characters.
 func checkValue(f Field, v string) error {
 	if !utf8.ValidString(v) {
 		return fmt.Errorf("%w: %s is not valid UTF-8 text", ErrInvalid, f.Label)
+	}
+	if strings.ContainsFunc(v, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t' }) {
+		return fmt.Errorf("%w: %s holds a control character (only line breaks and tabs may be in a value)", ErrInvalid, f.Label)
 	}
 	switch f.Type {
 	case "date":
@@ -560,6 +587,9 @@ func checkValue(f Field, v string) error {
 // SetValues stores what the holder holds about a citizen (the holder's
 // own register, fed through the API).
 func (x *Exchange) SetValues(ctx context.Context, holderOrg, serviceID, personID string, values map[string]string) error {
+	if err := oneLine(personID, "the citizen's id"); err != nil {
+		return err
+	}
 	now := x.now().UnixMilli()
 	return x.db.Tx(ctx, func(tx *store.Tx) error {
 		svc, err := heldService(ctx, tx, holderOrg, serviceID)
@@ -595,6 +625,9 @@ func (x *Exchange) SetValues(ctx context.Context, holderOrg, serviceID, personID
 // not there is not an error; the citizen need not be registered any more
 // (removing a person's data is what a register does when they leave it).
 func (x *Exchange) RemoveValues(ctx context.Context, holderOrg, serviceID, personID string, fields []string) error {
+	if err := oneLine(personID, "the citizen's id"); err != nil {
+		return err
+	}
 	return x.db.Tx(ctx, func(tx *store.Tx) error {
 		svc, err := heldService(ctx, tx, holderOrg, serviceID)
 		if err != nil {
@@ -629,6 +662,9 @@ func (x *Exchange) CreatePolicy(ctx context.Context, p Policy, createdBy string)
 	}
 	if p.LegalBasis == "" || utf8.RuneCountInString(p.LegalBasis) > 200 {
 		return nil, fmt.Errorf("%w: name the legal basis (up to 200 characters)", ErrInvalid)
+	}
+	if err := oneLine(p.LegalBasis, "the legal basis"); err != nil {
+		return nil, err
 	}
 	if p.MaxDeferral < 0 || p.MaxDeferral > DeferralLimit || p.Retention <= 0 || p.Retention > RetentionLimit {
 		return nil, fmt.Errorf("%w: deferral is 0 to 3 years and retention 1 day to 30 years", ErrInvalid)

@@ -122,6 +122,11 @@ func (x *Exchange) Submit(ctx context.Context, a Ask) (*Request, error) {
 	if a.Defer < 0 {
 		return nil, fmt.Errorf("%w: a deferral cannot be negative", ErrInvalid)
 	}
+	for _, t := range []struct{ s, what string }{{r.Officer, "the officer's name"}, {r.Citizen, "the citizen's id"}, {r.Service, "the service's id"}, {r.Purpose, "the purpose code"}, {r.LegalBasis, "the legal basis"}} {
+		if err := oneLine(t.s, t.what); err != nil {
+			return nil, err
+		}
+	}
 	// A name no service could have is a malformed request, not a denial
 	// to record (and keep, and show the DPA) at whatever length it came.
 	for _, f := range r.Fields {

@@ -80,7 +80,9 @@ func TestPolicyTwins(t *testing.T) {
 // TestTextLimits: names, labels, values, an officer's name and a legal
 // basis are limited in characters, not bytes (a name in Chinese script of
 // 40 characters is 120 bytes and may ask), and each limit says which one
-// was crossed.
+// was crossed. They are text: a line with no control character (a value
+// may also hold line breaks and tabs), refused with ErrInvalid before
+// anything is written, on PostgreSQL too, which stores no NUL.
 func TestTextLimits(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -103,6 +105,10 @@ func TestTextLimits(t *testing.T) {
 			{"Реестр", " ", 1, "a label of up to 100 characters"},
 			{"Реестр", "Адрес", 101, "1 to 100 fields"},
 			{"Реестр", "Адрес", 0, "1 to 100 fields"},
+			{"Реестр\nзаписей", "Адрес", 1, "the service's name holds a control character"},
+			{"Реестр", "Адрес\x1b[2J", 1, `field "f0"'s label holds a control character`},
+			{"Реестр", "Ад\x00рес", 1, `field "f0"'s label holds a control character`},
+			{"Ре\xffестр", "Адрес", 1, "the service's name is not valid UTF-8"},
 		} {
 			if err := svc(c.name, c.label, c.fields); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("service %.10q, label %.10q, %d fields: want %q, got %v", c.name, c.label, c.fields, c.want, err)
@@ -129,11 +135,34 @@ func TestTextLimits(t *testing.T) {
 		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "LONG", LegalBasis: long + "x", Retention: Day}, "t"); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("a legal basis of 201 characters: %v", err)
 		}
+		for _, basis := range []string{"§1\x00", "§1\n§2", "\x1b[31m§1"} {
+			if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "CTRL", LegalBasis: basis, Retention: Day}, "t"); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "the legal basis holds a control character") {
+				t.Errorf("a legal basis of %q: %v", basis, err)
+			}
+		}
 		if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income", "income"}, Purpose: "TWICE", LegalBasis: "§1", Retention: Day}, "t"); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `names the field "income" twice`) {
 			t.Fatalf("a policy naming a field twice: %v", err)
 		}
 		if err := ex.SetValues(ctx, "holder", "income", "p1", map[string]string{"income": "7"}); err != nil {
 			t.Fatal(err)
+		}
+		// A value may run over lines; no other control character, and no
+		// NUL, which PostgreSQL would refuse deep in the transaction.
+		if err := ex.SetValues(ctx, "holder", "register", "p1", map[string]string{"f0": "Via Zamboni 33\r\n\t40126 Bologna"}); err != nil {
+			t.Fatalf("a value over two lines: %v", err)
+		}
+		for _, v := range []string{"Via\x00Zamboni", "Via\x1b[2JZamboni", "Via\u0085Zamboni"} {
+			if err := ex.SetValues(ctx, "holder", "register", "p1", map[string]string{"f0": v}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "holds a control character") {
+				t.Errorf("a value of %q: %v", v, err)
+			}
+		}
+		for _, person := range []string{"p\x00", "p\n1", "p\xff"} {
+			if err := ex.SetValues(ctx, "holder", "income", person, map[string]string{"income": "7"}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "the citizen's id") {
+				t.Errorf("values for the citizen %q: %v", person, err)
+			}
+			if err := ex.RemoveValues(ctx, "holder", "income", person, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "the citizen's id") {
+				t.Errorf("removing values of the citizen %q: %v", person, err)
+			}
 		}
 		ask := Ask{Requester: "tax", Officer: strings.Repeat("王", 40), Citizen: "p1", Service: "income", Fields: []string{"income"}, Purpose: "LONG", LegalBasis: long}
 		if r, err := ex.Submit(ctx, ask); err != nil || r.State != Released {
@@ -151,6 +180,13 @@ func TestTextLimits(t *testing.T) {
 			{func(a *Ask) { a.Fields = []string{"income", ""} }, `"" is not a field's name`},
 			{func(a *Ask) { a.Fields = []string{"Income"} }, `"Income" is not a field's name`},
 			{func(a *Ask) { a.Fields = []string{strings.Repeat("x", 50000)} }, `"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…" is not a field's name`},
+			{func(a *Ask) { a.Officer = "Eva\x00Lind" }, "the officer's name holds a control character"},
+			{func(a *Ask) { a.Officer = "Eva\nLind" }, "the officer's name holds a control character"},
+			{func(a *Ask) { a.Citizen = "p1\x00" }, "the citizen's id holds a control character"},
+			{func(a *Ask) { a.Service = "income\x00" }, "the service's id holds a control character"},
+			{func(a *Ask) { a.Purpose = "LONG\x00" }, "the purpose code holds a control character"},
+			{func(a *Ask) { a.LegalBasis = "\x1b[8m§1" }, "the legal basis holds a control character"},
+			{func(a *Ask) { a.LegalBasis = "§1\xff" }, "the legal basis is not valid UTF-8"},
 		} {
 			a := ask
 			c.change(&a)

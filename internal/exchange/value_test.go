@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -27,6 +28,7 @@ func TestCheckValue(t *testing.T) {
 		{"bool", "true", true}, {"bool", "false", true}, {"bool", "yes", false}, {"bool", "TRUE", false},
 		{"text", "Via Zamboni 33, Bologna", true}, {"text", "", true}, {"text", strings.Repeat("é", 1000), true},
 		{"text", strings.Repeat("é", 1001), false}, {"text", "a\xffb", false},
+		{"text", "Via Zamboni 33\r\n\t40126", true}, {"text", "a\x00b", false}, {"text", "a\x1bb", false}, {"text", "a\u0085b", false},
 	}
 	for _, c := range cases {
 		err := checkValue(Field{Name: "f", Label: "Field", Type: c.typ}, c.value)
@@ -52,7 +54,7 @@ func FuzzCheckValue(f *testing.F) {
 		if checkValue(Field{Name: "f", Label: "Field", Type: typ}, v) != nil {
 			return
 		}
-		if !utf8.ValidString(v) || utf8.RuneCountInString(v) > 1000 {
+		if !utf8.ValidString(v) || utf8.RuneCountInString(v) > 1000 || strings.ContainsFunc(v, func(r rune) bool { return unicode.IsControl(r) && !strings.ContainsRune("\r\n\t", r) }) {
 			t.Fatalf("accepted %q", v)
 		}
 		switch typ {

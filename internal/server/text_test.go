@@ -13,7 +13,9 @@ import (
 // TestNotText: a NUL byte, or bytes that are not UTF-8, in a path, a
 // query, a form or a JSON body are refused with one 400 on both engines
 // (PostgreSQL cannot store them and failed with a 500; SQLite kept them),
-// and nothing is recorded.
+// and nothing is recorded. A control character in what the exchange
+// records (a line break in a legal basis, an escape in a purpose) is
+// refused by the exchange, with a 400 naming the part.
 func TestNotText(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
@@ -41,6 +43,14 @@ func TestNotText(t *testing.T) {
 			expectProblem(t, "a passkey's name", newClient(t, w.n.URL).postJSON("/auth/register/begin", map[string]string{"display_name": "Amira\x00"}), http.StatusBadRequest, "not text")
 			r := newClient(t, w.n.URL).postForm("/issuers/city-university/token", url.Values{"grant_type": {"x\x00"}})
 			expect(t, "the token endpoint", r, http.StatusBadRequest, `"invalid_request"`, "not text")
+			// Text, but not a line: the exchange refuses a control character
+			// in what it records, at once and on either engine.
+			body["purpose"], body["legal_basis"] = "TAX-AUDIT", "Tax Code\n§93"
+			expectProblem(t, "a legal basis over two lines", api.postJSON("/api/v1/exchange/requests", body), http.StatusBadRequest, "legal basis holds a control character")
+			body["legal_basis"] = "Tax Code §93"
+			f := maps.Clone(ask)
+			f["purpose"] = []string{"TAX-AUDIT\x1b[8m"}
+			expect(t, "the officer's form with an escape", tomas.postForm("/exchange/"+tax+"/requests", f), http.StatusBadRequest, "purpose code holds a control character")
 			if n := requests(); n != before {
 				t.Fatalf("refused requests were recorded: %d, then %d", before, n)
 			}
