@@ -204,7 +204,7 @@ func accessExportFile(t *testing.T) (string, string) {
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("her accesses: %+v %v", recs, err)
 	}
-	raw, _ := json.Marshal(exchange.NewExport("amira", time.Now(), signer.VerifierKey(), recs))
+	raw, _ := json.Marshal(exchange.NewExport("amira", time.Now(), signer.VerifierKey(), recs, nil))
 	path := filepath.Join(t.TempDir(), "civstack-data-accesses.json")
 	if err := os.WriteFile(path, raw, 0o644); err != nil {
 		t.Fatal(err)

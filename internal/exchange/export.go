@@ -41,22 +41,45 @@ type ExportedAccess struct {
 	Verified    bool      `json:"verified"`
 	Status      string    `json:"status"`
 	Proof       *Proof    `json:"proof,omitempty"`
+	// Complaint is the citizen's complaint to the DPA about this access,
+	// with its answer. It is hers, not the log's: VerifyExport reads it
+	// but has nothing to check it against.
+	Complaint *ExportedComplaint `json:"complaint,omitempty"`
 }
 
-// NewExport is the file of a citizen's verified accesses (ForCitizen's).
-func NewExport(person string, at time.Time, logKey string, recs []*Verified) *Export {
+// ExportedComplaint is a complaint in an Export: when she sent it, her
+// words (if any), and the DPA's answer once it has answered.
+type ExportedComplaint struct {
+	Sent       time.Time `json:"sent_at"`
+	Message    string    `json:"message,omitempty"`
+	Answer     string    `json:"answer,omitempty"`
+	AnsweredAt time.Time `json:"answered_at,omitzero"`
+}
+
+// NewExport is the file of a citizen's verified accesses (ForCitizen's),
+// with her complaints about them by log entry (ComplaintsOf's; nil for
+// none).
+func NewExport(person string, at time.Time, logKey string, recs []*Verified, complaints map[int64]*Complaint) *Export {
 	out := &Export{Person: person, ExportedAt: at.UTC(), LogKey: logKey, Accesses: []ExportedAccess{}}
 	for _, a := range recs {
-		out.Accesses = append(out.Accesses, exported(a))
+		out.Accesses = append(out.Accesses, exported(a, complaints[a.LogIndex]))
 	}
 	return out
 }
 
-func exported(a *Verified) ExportedAccess {
+// exported is an access as an export holds it, with c, her complaint
+// about it (nil for none).
+func exported(a *Verified, c *Complaint) ExportedAccess {
 	e := ExportedAccess{Agency: a.AgencyName, Service: a.ServiceName, Holder: a.Holder, Fields: a.Fields, Purpose: a.Purpose, LegalBasis: a.LegalBasis,
 		Time: a.When(), RetainTill: a.Retain(), Consent: a.Consent, Verified: a.Verified, Status: a.Status, Proof: a.Proof}
 	if a.DeferUntil != 0 {
 		e.HiddenUntil = a.Until()
+	}
+	if c != nil {
+		e.Complaint = &ExportedComplaint{Sent: c.Created.UTC(), Message: c.Message, Answer: c.Answer}
+		if !c.Open() {
+			e.Complaint.AnsweredAt = c.Answered.UTC()
+		}
 	}
 	return e
 }
@@ -93,8 +116,15 @@ func (x *Exchange) WriteExport(ctx context.Context, w io.Writer, begin func(), p
 	}
 	sep := "["
 	for {
+		var complaints map[int64]*Complaint
+		if len(page) > 0 {
+			// A page is newest first; her complaints about it in one read.
+			if complaints, err = x.ComplaintsOf(ctx, personID, page[len(page)-1].LogIndex, page[0].LogIndex); err != nil {
+				return err
+			}
+		}
 		for _, v := range page {
-			b, err := json.Marshal(exported(v))
+			b, err := json.Marshal(exported(v, complaints[v.LogIndex]))
 			if err != nil {
 				return err
 			}
@@ -202,7 +232,11 @@ func VerifyExport(r io.Reader, logKey string) (*ExportReport, error) {
 			rep.Checks = append(rep.Checks, ExportCheck{Name: name, OK: true, Detail: ok})
 		}
 	}
-	add("export", nil, fmt.Sprintf("%s to the data of %s, exported %s", Accesses(len(ex.Accesses)), ex.Person, ex.ExportedAt.Format(time.RFC3339)))
+	what := fmt.Sprintf("%s to the data of %s, exported %s", Accesses(len(ex.Accesses)), ex.Person, ex.ExportedAt.Format(time.RFC3339))
+	if n := complained(ex.Accesses); n > 0 {
+		what += fmt.Sprintf("; %d with the citizen's complaint to the data-protection authority, which is hers and not in the log (not checked)", n)
+	}
+	add("export", nil, what)
 	if logKey == "" {
 		add("log", errors.New("not checked: give the log's verifier key (--log-key) to check that each access is in the log"), "")
 	}
@@ -216,6 +250,17 @@ func VerifyExport(r io.Reader, logKey string) (*ExportReport, error) {
 		add(name, err, detail)
 	}
 	return rep, nil
+}
+
+// complained counts the accesses with a complaint.
+func complained(as []ExportedAccess) int {
+	n := 0
+	for _, a := range as {
+		if a.Complaint != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Accesses counts accesses in words: "1 access", "3 accesses".

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"regexp"
 	"strings"
@@ -48,7 +49,7 @@ func TestVerifyExport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := json.MarshalIndent(NewExport("p1", ex.now(), ex.logKey, recs), "", "  ")
+			b, err := json.MarshalIndent(NewExport("p1", ex.now(), ex.logKey, recs, nil), "", "  ")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,7 +131,7 @@ func TestVerifyExport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		empty, _ := json.Marshal(NewExport("p3", later, ex.logKey, recs))
+		empty, _ := json.Marshal(NewExport("p3", later, ex.logKey, recs, nil))
 		if rep := verify(empty, ex.logKey); !rep.OK() || rep.Accesses != 0 {
 			t.Fatalf("an empty export: %+v", rep)
 		}
@@ -139,7 +140,9 @@ func TestVerifyExport(t *testing.T) {
 
 // TestWriteExport: the streamed export is NewExport over ForCitizen's
 // list, at every page size (records in the index and in the tail, a
-// deferred one left out, another citizen's too), and it verifies offline;
+// deferred one left out, another citizen's too), with her complaints
+// about her accesses and the DPA's answers (not another's), and it
+// verifies offline;
 // a citizen with none gets an empty list; begin comes once, before the
 // first byte, and an error before it writes nothing.
 func TestWriteExport(t *testing.T) {
@@ -203,15 +206,43 @@ func TestWriteExport(t *testing.T) {
 		if err != nil || len(recs) != 5 {
 			t.Fatalf("the whole list: %d records (want 5) %v", len(recs), err)
 		}
-		whole, _ := json.Marshal(NewExport("p1", at, ex.logKey, recs))
+		// She complains about two of her accesses, the DPA answers one;
+		// p2's complaint about his own stays out of her file.
+		if _, err := ex.Complain(ctx, "p1", recs[0].LogIndex, "Why my income?"); err != nil {
+			t.Fatal(err)
+		}
+		c, err := ex.Complain(ctx, "p1", recs[3].LogIndex, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ex.AnswerComplaint(ctx, c.ID, "Ana Costa", "The audit was lawful."); err != nil {
+			t.Fatal(err)
+		}
+		theirs, err := ex.ForCitizen(ctx, "p2")
+		if err != nil || len(theirs) != 1 {
+			t.Fatalf("p2's accesses: %d %v", len(theirs), err)
+		}
+		if _, err := ex.Complain(ctx, "p2", theirs[0].LogIndex, "Not p1's"); err != nil {
+			t.Fatal(err)
+		}
+		complaints, err := ex.ComplaintsOf(ctx, "p1", 0, math.MaxInt64)
+		if err != nil || len(complaints) != 2 {
+			t.Fatalf("p1's complaints: %d %v", len(complaints), err)
+		}
+		whole, _ := json.Marshal(NewExport("p1", at, ex.logKey, recs, complaints))
 		want := decode(whole)
+		if a, b := want.Accesses[0].Complaint, want.Accesses[3].Complaint; a == nil || a.Message != "Why my income?" || a.Answer != "" || !a.AnsweredAt.IsZero() ||
+			b == nil || b.Message != "" || b.Answer != "The audit was lawful." || b.AnsweredAt.IsZero() || b.Sent.IsZero() || complained(want.Accesses) != 2 {
+			t.Fatalf("her complaints in the file: %+v, %+v (%d in all)", a, b, complained(want.Accesses))
+		}
 		defer func(n int) { exportPage = n }(exportPage)
 		for exportPage = 1; exportPage <= len(recs)+1; exportPage++ {
 			b := streamed("p1")
 			if got := decode(b); !reflect.DeepEqual(got, want) {
 				t.Fatalf("pages of %d:\n%s\nwant\n%s", exportPage, b, whole)
 			}
-			if rep, err := VerifyExport(bytes.NewReader(b), ex.logKey); err != nil || !rep.OK() || rep.Accesses != 5 {
+			if rep, err := VerifyExport(bytes.NewReader(b), ex.logKey); err != nil || !rep.OK() || rep.Accesses != 5 ||
+				!strings.Contains(rep.Checks[0].Detail, "2 with the citizen's complaint to the data-protection authority, which is hers and not in the log (not checked)") {
 				t.Fatalf("pages of %d: the export does not verify: %+v %v", exportPage, rep, err)
 			}
 		}
@@ -233,6 +264,7 @@ func FuzzVerifyExport(f *testing.F) {
 	f.Add([]byte(`{"person":"p","exported_at":"2026-12-05T00:00:00Z","log_key":"","accesses":[]}`))
 	f.Add([]byte(`{"accesses":[{"agency":"a","time":"2026-12-05T00:00:00Z","proof":{"record":{"id":"x"},"nonce":"AAAA","log_index":-1,"entry":"AQQ=","inclusion":["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="],"checkpoint":"x\n"}}]}`))
 	f.Add([]byte(`{"accesses":[{"proof":{"record":null,"log_index":9223372036854775807}}]}`))
+	f.Add([]byte(`{"accesses":[{"agency":"a","complaint":{"sent_at":"2026-12-05T00:00:00Z","message":"Why?","answer":"Lawful.","answered_at":"2026-12-06T00:00:00Z"}}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rep, err := VerifyExport(bytes.NewReader(b), key)
 		if err == nil {
@@ -301,7 +333,7 @@ func BenchmarkWriteExport(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		raw, err := json.Marshal(NewExport("p0", t0, ex.logKey, recs))
+		raw, err := json.Marshal(NewExport("p0", t0, ex.logKey, recs, nil))
 		t1 := time.Now()
 		var buf bytes.Buffer
 		err2 := ex.WriteExport(ctx, &buf, func() {}, "p0", t0, ex.logKey)

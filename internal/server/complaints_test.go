@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -120,6 +121,34 @@ func TestComplaintPages(t *testing.T) {
 				`id="my-complaints"`, `<a href="`+page+`">City Tax Office read your Declared income on`, "<strong>answered on")
 			if r := jonasC.get("/wallet/access"); strings.Contains(r.body, `id="my-complaints"`) {
 				t.Fatal("Jonas's page lists complaints")
+			}
+			// Her export carries her words and the answer beside the access,
+			// and still verifies; Jonas's carries no complaint.
+			if _, _, err := w.n.tlog.Integrate(ctx); err != nil { // serve's integrator does this within a second
+				t.Fatal(err)
+			}
+			var export exchange.Export
+			r = amiraC.get("/wallet/access.json")
+			if err := json.Unmarshal([]byte(r.body), &export); err != nil {
+				t.Fatalf("Amira's export: %v", err)
+			}
+			var carried []*exchange.ExportedComplaint
+			for _, a := range export.Accesses {
+				if a.Complaint != nil {
+					carried = append(carried, a.Complaint)
+					if a.Agency != "City Tax Office" || a.Proof == nil || a.Proof.Index != audit {
+						t.Fatalf("the complaint is beside another access: %s, %+v", a.Agency, a.Proof)
+					}
+				}
+			}
+			if len(carried) != 1 || carried[0].Message != words || carried[0].Answer != answer || carried[0].AnsweredAt.IsZero() {
+				t.Fatalf("the complaints in Amira's export: %+v", carried)
+			}
+			if rep, err := exchange.VerifyExport(strings.NewReader(r.body), w.n.vkey); err != nil || !rep.OK() || !strings.Contains(rep.Checks[0].Detail, "1 with the citizen's complaint") {
+				t.Fatalf("Amira's export with her complaint does not verify: %+v %v", rep, err)
+			}
+			if body := jonasC.get("/wallet/access.json").body; strings.Contains(body, `"complaint"`) {
+				t.Fatal("Jonas's export carries a complaint")
 			}
 
 			// The covert read, once its deferral ends.
