@@ -38,6 +38,9 @@ type Complaint struct {
 	Created  time.Time
 	Answer   string
 	Answered time.Time // zero while the DPA has not answered
+	// AnsweredBy is who at the DPA answered (for the DPA's records; the
+	// citizen is not shown it).
+	AnsweredBy string
 	// Access is the access it is about, as the DPA sees it (set by
 	// Complaints; nil if the record can no longer be read).
 	Access *Access
@@ -139,7 +142,7 @@ func (x *Exchange) Complain(ctx context.Context, personID string, idx int64, mes
 		if len(cs) == 0 { // an access is one citizen's; never reached
 			return fmt.Errorf("complaint: the access at log entry %d has another's complaint", idx)
 		}
-		first = cs[0]
+		first = hers(cs)[0]
 		return nil
 	})
 	if err != nil {
@@ -160,7 +163,7 @@ func (x *Exchange) ComplaintsOf(ctx context.Context, personID string, lo, hi int
 		return nil, err
 	}
 	out := make(map[int64]*Complaint, len(cs))
-	for _, c := range cs {
+	for _, c := range hers(cs) {
 		out[c.LogIndex] = c
 	}
 	return out, nil
@@ -180,12 +183,21 @@ func (x *Exchange) ComplaintsBy(ctx context.Context, personID string, limit int)
 	if err := x.withAccesses(ctx, cs); err != nil {
 		return nil, err
 	}
-	for _, c := range cs {
+	for _, c := range hers(cs) {
 		if c.Access != nil {
 			c.Access.Officer = ""
 		}
 	}
 	return cs, nil
+}
+
+// hers clears in cs what the citizen is not shown: who at the DPA
+// answered.
+func hers(cs []*Complaint) []*Complaint {
+	for _, c := range cs {
+		c.AnsweredBy = ""
+	}
+	return cs
 }
 
 // AnswerNewsWithin is how long after the DPA answers a citizen's
@@ -236,6 +248,25 @@ func (x *Exchange) Complaints(ctx context.Context, q ComplaintQuery) ([]*Complai
 	default:
 		cs, err = readComplaints(ctx, x.db.QueryRead, fmt.Sprintf(`WHERE answered_at = 0 ORDER BY created_at, id LIMIT %d`, q.Limit))
 	}
+	if err != nil {
+		return nil, err
+	}
+	if err := x.withAccesses(ctx, cs); err != nil {
+		return nil, err
+	}
+	return cs, nil
+}
+
+// ComplaintsByEntry lists every complaint, open or answered, by the log
+// entry of the access it is about, the oldest access first, after the
+// entry after (-1 from the first), at most limit (> 0), each with its
+// access as the DPA sees it: the DPA's file of them (complaints.csv). It
+// pages on the log entry, which is unique and indexed.
+func (x *Exchange) ComplaintsByEntry(ctx context.Context, after int64, limit int) ([]*Complaint, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: a page of complaints needs a positive size", ErrInvalid)
+	}
+	cs, err := readComplaints(ctx, x.db.QueryRead, fmt.Sprintf(`WHERE log_index > $1 ORDER BY log_index LIMIT %d`, limit), after)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +346,7 @@ func (x *Exchange) AnswerComplaint(ctx context.Context, id, by, answer string) (
 
 // readComplaints reads the complaints where selects through query.
 func readComplaints(ctx context.Context, query func(context.Context, string, ...any) (*sql.Rows, error), where string, args ...any) ([]*Complaint, error) {
-	rows, err := query(ctx, `SELECT id, log_index, message, created_at, answer, answered_at FROM ex_complaints `+where, args...)
+	rows, err := query(ctx, `SELECT id, log_index, message, created_at, answer, answered_by, answered_at FROM ex_complaints `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("complaints: %w", err)
 	}
@@ -324,7 +355,7 @@ func readComplaints(ctx context.Context, query func(context.Context, string, ...
 	for rows.Next() {
 		c := &Complaint{}
 		var created, answered int64
-		if err := rows.Scan(&c.ID, &c.LogIndex, &c.Message, &created, &c.Answer, &answered); err != nil {
+		if err := rows.Scan(&c.ID, &c.LogIndex, &c.Message, &created, &c.Answer, &c.AnsweredBy, &answered); err != nil {
 			return nil, fmt.Errorf("complaints: %w", err)
 		}
 		c.Created = time.UnixMilli(created).UTC()

@@ -151,12 +151,36 @@ func TestComplaints(t *testing.T) {
 			t.Fatalf("after an answered complaint: %v", err)
 		}
 		mine, err = ex.ComplaintsOf(ctx, "p1", audit1, audit1)
-		if err != nil || mine[audit1] == nil || mine[audit1].Answer != "We checked: the audit was lawful." || mine[audit1].Answered.IsZero() {
-			t.Fatalf("p1 reads the answer: %v %v", mine, err)
+		if err != nil || mine[audit1] == nil || mine[audit1].Answer != "We checked: the audit was lawful." || mine[audit1].Answered.IsZero() || mine[audit1].AnsweredBy != "" {
+			t.Fatalf("p1 reads the answer (and not who at the DPA gave it): %+v %v", mine[audit1], err)
+		}
+		if again, err := ex.Complain(ctx, "p1", audit1, "Again"); !errors.Is(err, ErrDecided) || again == nil || again.Answer == "" || again.AnsweredBy != "" {
+			t.Fatalf("p1's second complaint, once answered: %+v %v", again, err)
+		}
+		// The DPA's file: every complaint, open or answered, by access,
+		// a page at a time, with who answered.
+		var file []*Complaint
+		for from := int64(-1); ; {
+			cs, err := ex.ComplaintsByEntry(ctx, from, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			file = append(file, cs...)
+			if len(cs) < 2 {
+				break
+			}
+			from = cs[len(cs)-1].LogIndex
+		}
+		if len(file) != 3 || file[0].LogIndex != audit1 || file[1].LogIndex != audit2 || file[2].LogIndex != shown ||
+			file[0].AnsweredBy != "dpa-1" || file[0].Answer == "" || !file[1].Open() || file[2].Access == nil || file[2].Access.Officer != "Officer Ode" {
+			t.Fatalf("every complaint by access (want %d, %d, %d, the first answered by dpa-1): %+v", audit1, audit2, shown, file)
+		}
+		if _, err := ex.ComplaintsByEntry(ctx, -1, 0); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("no page size: %v", err)
 		}
 		// Her list: by access, the newest first, without the officer.
 		byHer, err := ex.ComplaintsBy(ctx, "p1", 10)
-		if err != nil || len(byHer) != 2 || byHer[0].LogIndex != shown || byHer[1].LogIndex != audit1 || byHer[1].Answer == "" {
+		if err != nil || len(byHer) != 2 || byHer[0].LogIndex != shown || byHer[1].LogIndex != audit1 || byHer[1].Answer == "" || byHer[1].AnsweredBy != "" {
 			t.Fatalf("p1's list of complaints: %v %v", byHer, err)
 		}
 		for _, c := range byHer {

@@ -32,6 +32,7 @@ func (s *Server) complaintRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /wallet/access/complaints/{idx}", s.signedIn(s.complain))
 	mux.HandleFunc("GET /dpa/exchange/complaints", s.withRole(registry.DPA, s.dpaComplaints))
 	mux.HandleFunc("POST /dpa/exchange/complaints/{id}/answer", s.withRole(registry.DPA, s.dpaAnswer))
+	mux.HandleFunc("GET /dpa/exchange/complaints.csv", s.withRole(registry.DPA, s.dpaComplaintsCSV))
 }
 
 // accessEntry reads the log entry in the path of a complaint's page; one
@@ -200,4 +201,48 @@ func (s *Server) dpaAnswer(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	s.renderDPAComplaints(w, r, v, http.StatusOK, web.Page{Notice: "Answered. The citizen reads your answer beside the access."}, nil)
+}
+
+// dpaComplaintsCSV streams every complaint, open or answered, by the log
+// entry of its access (the oldest first), as CSV: each with its access as
+// the agency recorded it, the citizen's words, the answer and who at the
+// DPA gave it, and never who the citizen is.
+func (s *Server) dpaComplaintsCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
+	// Who answered is kept by id; the file names them, once looked up.
+	names := map[string]string{}
+	answeredBy := func(id string) string {
+		if id == "" {
+			return ""
+		}
+		if n, ok := names[id]; ok {
+			return n
+		}
+		names[id] = id // one who is no longer registered stays an id
+		if p, err := s.reg.Person(r.Context(), id); err == nil {
+			names[id] = p.DisplayName
+		}
+		return names[id]
+	}
+	writeCSVPages(s, w, r, csvName("civstack-complaints", s.now()),
+		s.zoned("sent", "log entry", "access time", "agency", "agency id", "officer", "service", "fields", "purpose", "legal basis",
+			"record", "citizen's words", "answer", "answered", "answered by"),
+		func(after *exchange.Complaint, limit int) ([]*exchange.Complaint, error) {
+			from := int64(-1)
+			if after != nil {
+				from = after.LogIndex
+			}
+			return s.ex.ComplaintsByEntry(r.Context(), from, limit)
+		},
+		func(c *exchange.Complaint) []string {
+			access := []string{"", "", "", "", "", "", "", "", "cannot be read (the audit reports it)"}
+			if a := c.Access; a != nil {
+				access = []string{s.csvTime(a.Time), a.AgencyName, a.Agency, a.Officer, a.ServiceName, strings.Join(a.Fields, " "), a.Purpose, a.LegalBasis, "kept"}
+			}
+			answered := ""
+			if !c.Open() {
+				answered = s.csvTime(c.Answered.UnixMilli())
+			}
+			row := append([]string{s.csvTime(c.Created.UnixMilli()), strconv.FormatInt(c.LogIndex, 10)}, access...)
+			return append(row, c.Message, c.Answer, answered, answeredBy(c.AnsweredBy))
+		})
 }

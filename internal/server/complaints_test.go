@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/registry"
+	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/store/storetest"
 )
 
@@ -161,6 +163,33 @@ func TestComplaintPages(t *testing.T) {
 			if strings.Index(r.body, complaintPath(hidden)+`">City Police`) > strings.Index(r.body, page+`">City Tax Office`) {
 				t.Fatal("Amira's complaints are not listed by access, the newest first")
 			}
+			// The DPA's file of every complaint, open or answered, by access,
+			// read a complaint at a time: her words, its answer and who gave
+			// it, never who she is.
+			restore := server.SetExportChunk(1)
+			r = dpa.get("/dpa/exchange/complaints.csv")
+			restore()
+			expect(t, "the complaints as CSV", r, http.StatusOK)
+			if cd := r.header.Get("Content-Disposition"); !strings.Contains(cd, `attachment; filename="civstack-complaints-`) {
+				t.Fatalf("the complaints' CSV is not a download: %q", cd)
+			}
+			rows, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			if err != nil || len(rows) != 3 {
+				t.Fatalf("the complaints' CSV: %d rows (want a header and 2) %v\n%s", len(rows), err, r.body)
+			}
+			if h := rows[0]; h[0] != "sent (UTC)" || h[2] != "access time (UTC)" || h[11] != "citizen's words" || h[14] != "answered by" {
+				t.Fatalf("the complaints' CSV header: %q", h)
+			}
+			a, c := rows[1], rows[2]
+			if a[1] != fmt.Sprint(audit) || a[3] != "City Tax Office" || a[5] != "system: tax system" || a[11] != words || a[12] != answer || a[13] == "" || a[14] != "Ana Costa" ||
+				c[1] != fmt.Sprint(hidden) || c[3] != "City Police" || c[10] != "kept" || c[11] != "" || c[12] != "" || c[13] != "" {
+				t.Fatalf("the complaints' CSV rows:\n%q\n%q", a, c)
+			}
+			if strings.Contains(r.body, w.people["Amira Haddad"]) || strings.Contains(r.body, "Amira") {
+				t.Fatal("the complaints' CSV names the citizen")
+			}
+			expect(t, "a citizen asking for the complaints' CSV", amiraC.get("/dpa/exchange/complaints.csv"), http.StatusForbidden)
+			expect(t, "the link to it", dpa.get("/dpa/exchange/complaints"), http.StatusOK, `href="/dpa/exchange/complaints.csv"`)
 			// Thirty days after the answer her home no longer says so.
 			w.n.clock.add(exchange.AnswerNewsWithin)
 			if r := w.as(t, "Amira Haddad").get("/"); strings.Contains(r.body, `id="complaints-answered"`) {

@@ -334,7 +334,7 @@ func (s *Server) zoned(cols ...string) []string {
 }
 
 // zonedColumns are the columns of times besides each CSV's first.
-var zonedColumns = map[string]bool{"visible to the citizen from": true, "keep until": true, "may be kept until": true}
+var zonedColumns = map[string]bool{"visible to the citizen from": true, "keep until": true, "may be kept until": true, "access time": true, "answered": true}
 
 // writeCSV sends a CSV download called name: the header, the first rows,
 // then whatever next gives until it gives none. The status is sent with
