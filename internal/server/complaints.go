@@ -182,7 +182,11 @@ func (s *Server) renderDPAComplaints(w http.ResponseWriter, r *http.Request, v *
 		return
 	}
 	p.Title = "Complaints about accesses"
-	p.Data = map[string]any{"Open": open, "Answered": answered, "Count": count, "After": after, "Later": later, "Drafts": drafts,
+	by, name := map[string]string{}, s.personNames(ctx)
+	for _, c := range answered {
+		by[c.ID] = name(c.AnsweredBy)
+	}
+	p.Data = map[string]any{"Open": open, "Answered": answered, "By": by, "Count": count, "After": after, "Later": later, "Drafts": drafts,
 		"Now": s.now(), "Max": exchange.ComplaintMax, "Shown": complaintsShown}
 	s.render(w, r, v, status, "dpa_complaints", p)
 }
@@ -208,21 +212,7 @@ func (s *Server) dpaAnswer(w http.ResponseWriter, r *http.Request, v *viewer) {
 // the agency recorded it, the citizen's words, the answer and who at the
 // DPA gave it, and never who the citizen is.
 func (s *Server) dpaComplaintsCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
-	// Who answered is kept by id; the file names them, once looked up.
-	names := map[string]string{}
-	answeredBy := func(id string) string {
-		if id == "" {
-			return ""
-		}
-		if n, ok := names[id]; ok {
-			return n
-		}
-		names[id] = id // one who is no longer registered stays an id
-		if p, err := s.reg.Person(r.Context(), id); err == nil {
-			names[id] = p.DisplayName
-		}
-		return names[id]
-	}
+	answeredBy := s.personNames(r.Context())
 	writeCSVPages(s, w, r, csvName("civstack-complaints", s.now()),
 		s.zoned("sent", "log entry", "access time", "agency", "agency id", "officer", "service", "fields", "purpose", "legal basis",
 			"record", "citizen's words", "answer", "answered", "answered by"),
@@ -245,4 +235,21 @@ func (s *Server) dpaComplaintsCSV(w http.ResponseWriter, r *http.Request, v *vie
 			row := append([]string{s.csvTime(c.Created.UnixMilli()), strconv.FormatInt(c.LogIndex, 10)}, access...)
 			return append(row, c.Message, c.Answer, answered, answeredBy(c.AnsweredBy))
 		})
+}
+
+// personNames names people by id (who at the DPA answered a complaint,
+// which is kept by id), each looked up once; one no longer registered
+// stays an id, and no id is "".
+func (s *Server) personNames(ctx context.Context) func(id string) string {
+	names := map[string]string{"": ""}
+	return func(id string) string {
+		if n, ok := names[id]; ok {
+			return n
+		}
+		names[id] = id
+		if p, err := s.reg.Person(ctx, id); err == nil {
+			names[id] = p.DisplayName
+		}
+		return names[id]
+	}
 }

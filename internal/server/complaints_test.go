@@ -109,7 +109,7 @@ func TestComplaintPages(t *testing.T) {
 			expect(t, "an empty answer", dpa.postForm(answerPath, url.Values{"answer": {"  "}}), http.StatusBadRequest, "The answer is empty")
 			expect(t, "an answer to no complaint", dpa.postForm("/dpa/exchange/complaints/nope/answer", url.Values{"answer": {"Fine."}}), http.StatusNotFound)
 			answer := "We asked the tax office: the audit was a random one under Tax Code §93."
-			expect(t, "the answer", dpa.postForm(answerPath, url.Values{"answer": {answer}}), http.StatusOK, "Answered.", "No complaint waits for an answer.", "the audit was a random one")
+			expect(t, "the answer", dpa.postForm(answerPath, url.Values{"answer": {answer}}), http.StatusOK, "Answered.", "No complaint waits for an answer.", "the audit was a random one", "The answer, by Ana Costa:")
 			expect(t, "a second answer", dpa.postForm(answerPath, url.Values{"answer": {"Again."}}), http.StatusConflict, "was answered on")
 			expect(t, "after no open complaint", dpa.get("/dpa/exchange/complaints?after="+id[1]), http.StatusBadRequest, "Here are the oldest.")
 
