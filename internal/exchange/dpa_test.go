@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -197,4 +198,164 @@ func BenchmarkDPAOverview(b *testing.B) {
 	b.ReportMetric(float64(all.Microseconds())/1000/float64(runs), "ms-all-deferred/op")
 	b.ReportMetric(float64(overview.Microseconds())/1000/float64(runs), "ms-overview/op")
 	b.ReportMetric(float64(all)/float64(overview), "all-deferred/overview")
+}
+
+// TestAccessesByTime: a range of days of up to ByTimeWithin, read through
+// the accesses' time index, lists what a longer or open range, read
+// newest first, lists for the same days: the same accesses, in the same
+// order, page by page, of one agency or all, from the index and the log's
+// tail alike.
+func TestAccessesByTime(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		var ticks atomic.Int64 // the clock runs 12 hours a reading
+		ex, l, _ := clockedExchange(t, db, 0, func() time.Time { return t0.Add(time.Duration(ticks.Add(1)) * 12 * time.Hour) })
+		covert(t, ex, 90*Day, "p1", "p2")
+		for i := range 120 {
+			a := Ask{Requester: "tax", Officer: "o", Citizen: "p1", Service: "income", Fields: []string{"income"}, Purpose: "AUDIT", LegalBasis: "§1"}
+			if i%3 == 0 {
+				a.Requester, a.Citizen, a.Purpose, a.LegalBasis = "police", "p2", "COVERT", "§9"
+			}
+			if r, err := ex.Submit(ctx, a); err != nil || r.State != Released {
+				t.Fatalf("release %d: %+v %v", i, r, err)
+			}
+			if i == 80 { // the rest in the log's tail
+				if _, _, err := l.Integrate(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if err := ex.FlushIndex(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		all, err := ex.Accesses(ctx, AccessQuery{Limit: 1000})
+		if err != nil || len(all) != 120 {
+			t.Fatalf("every access: %d %v", len(all), err)
+		}
+		first, last := all[len(all)-1].When(), all[0].When()
+		if last.Sub(first) < ByTimeWithin+30*Day {
+			t.Fatalf("the accesses span %v, want more than a long range", last.Sub(first))
+		}
+		// pages lists q's accesses, n to a page, as log entries.
+		pages := func(q AccessQuery, n int) []int64 {
+			t.Helper()
+			var out []int64
+			q.Limit = n
+			for {
+				as, err := ex.Accesses(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, a := range as {
+					if (q.Agency != "" && a.Agency != q.Agency) || (!q.From.IsZero() && a.When().Before(q.From)) || (!q.To.IsZero() && !a.When().Before(q.To)) {
+						t.Fatalf("%+v: entry %d of %s at %v", q, a.LogIndex, a.Agency, a.When())
+					}
+					out = append(out, a.LogIndex)
+				}
+				if len(as) < n {
+					return out
+				}
+				q.Before = as[len(as)-1].LogIndex
+			}
+		}
+		for _, org := range []string{"", "police", "tax"} {
+			for _, days := range []time.Duration{8 * Day, 30 * Day, ByTimeWithin} {
+				from := first.Add(5 * Day)
+				short := AccessQuery{Agency: org, From: from, To: from.Add(days)}
+				// The same days as a longer range, cut to them by hand.
+				var want []int64
+				for _, ix := range pages(AccessQuery{Agency: org, From: from, To: from.Add(ByTimeWithin + 20*Day)}, 1000) {
+					if i := slices.IndexFunc(all, func(a *Access) bool { return a.LogIndex == ix }); all[i].When().Before(short.To) {
+						want = append(want, ix)
+					}
+				}
+				if len(want) == 0 {
+					t.Fatalf("%q over %v: no access to compare", org, days)
+				}
+				for _, n := range []int{1, 7, 1000} {
+					if got := pages(short, n); !slices.Equal(got, want) {
+						t.Fatalf("%q over %v, %d a page: %v, want %v", org, days, n, got, want)
+					}
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkDPADays: a month of one agency's accesses, and of every
+// agency's, a year back among 40,000, with a million newer index rows
+// after them (SQLite): read by time (the
+// accesses' time indexes, then sorted; what Accesses does for a range of
+// up to ByTimeWithin) against read newest first (what it did before, and
+// still does for a longer or open range; the baseline, in the same run),
+// the first page of 50. Both must list the same accesses.
+func BenchmarkDPADays(b *testing.B) {
+	ctx := context.Background()
+	db := storetest.OpenMigrated(b, store.Options{DataDir: b.TempDir()}) // SQLite
+	// The exchange's clock runs 20 minutes a reading (about one a release).
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	var ticks atomic.Int64
+	ex, l, _ := clockedExchange(b, db, 0, func() time.Time { return t0.Add(time.Duration(ticks.Add(1)) * 20 * time.Minute) })
+	const n, newer = 40000, 1000000
+	var citizens []string
+	for c := range 100 {
+		citizens = append(citizens, fmt.Sprint("p", c))
+	}
+	covert(b, ex, 90*Day, citizens...)
+	releaseIndexed(b, ex, l, n, func(i int) Ask {
+		if i%4 == 0 {
+			return Ask{Requester: "police", Citizen: citizens[i%100], Purpose: "COVERT", LegalBasis: "§9"}
+		}
+		return Ask{Requester: "tax", Citizen: citizens[i%100], Purpose: "AUDIT", LegalBasis: "§1"}
+	})
+	var first, last, top int64
+	if err := db.Reader().QueryRowContext(ctx, `SELECT MIN(at), MAX(at), MAX(log_index) FROM ex_access`).Scan(&first, &last, &top); err != nil {
+		b.Fatal(err)
+	}
+	from := time.UnixMilli(first).Add(30 * Day)
+	if time.UnixMilli(last).Sub(from) < 365*Day {
+		b.Fatalf("the accesses span %v, want over a year after the month read", time.UnixMilli(last).Sub(time.UnixMilli(first)))
+	}
+	// A busier node: a million newer index rows after them, every one
+	// read past by newest first. They are rows only (no log entry, which
+	// the month's page never opens); the index's cursor is moved past
+	// them, so that no tail is read.
+	if err := db.Tx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.ExecContext(ctx, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
+			INSERT INTO ex_access (log_index, request_id, person_id, requester_org, purpose, at, defer_until)
+			SELECT $2 + i, 'r' || i, 'p' || (i % 100), CASE WHEN i % 4 = 0 THEN 'police' ELSE 'tax' END, 'AUDIT', $3 + i, 0 FROM n`, newer, top, last); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE ex_index_state SET value = $1 WHERE name = 'indexed'`, top+newer+1)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	month := filter{from: from.UnixMilli(), to: from.Add(30 * Day).UnixMilli(), limit: 50, labelled: true}
+	var byTime, newest time.Duration
+	runs := 0
+	for b.Loop() {
+		for _, org := range []string{"police", ""} {
+			f := month
+			f.org = org
+			t0 := time.Now()
+			fast, err := ex.accesses(ctx, filter{org: f.org, from: f.from, to: f.to, limit: f.limit, labelled: true, byTime: true})
+			t1 := time.Now()
+			slow, err2 := ex.accesses(ctx, f)
+			byTime, newest = byTime+t1.Sub(t0), newest+time.Since(t1)
+			if err != nil || err2 != nil || len(fast) != 50 || len(slow) != 50 {
+				b.Fatalf("%q: %d by time, %d newest first (%v, %v)", org, len(fast), len(slow), err, err2)
+			}
+			for i := range fast {
+				if fast[i].LogIndex != slow[i].LogIndex || fast[i].Time >= f.to || (org != "" && fast[i].Agency != org) {
+					b.Fatalf("%q: access %d is entry %d by time, %d newest first", org, i, fast[i].LogIndex, slow[i].LogIndex)
+				}
+			}
+		}
+		runs += 2
+	}
+	b.ReportMetric(float64(byTime.Microseconds())/1000/float64(runs), "ms-by-time/op")
+	b.ReportMetric(float64(newest.Microseconds())/1000/float64(runs), "ms-newest-first/op")
+	b.ReportMetric(float64(newest)/float64(byTime), "newest-first/by-time")
 }

@@ -150,6 +150,7 @@ type filter struct {
 	visibleAt            int64    // > 0: only those whose deferral has ended by then
 	deferredAt           int64    // > 0: only those still deferred then
 	soonest              bool     // by the end of their deferral, soonest first (not newest first)
+	byTime               bool     // find them by their time (from and to set), then order them
 	labelled             bool     // set FieldLabels (for an agency's or the DPA's list)
 	limit                int      // > 0: only the first limit
 }
@@ -209,6 +210,11 @@ func (f filter) where(cur int64) (string, []any) {
 	q := " WHERE " + strings.Join(conds, " AND ")
 	if f.soonest {
 		q += " ORDER BY a.defer_until, a.log_index"
+	} else if f.byTime {
+		// The unary plus keeps the planner from reading the log index's
+		// order (newest first, past every access after to) instead of the
+		// accesses' time index; both engines read it as the column.
+		q += " ORDER BY +a.log_index DESC"
 	} else {
 		q += " ORDER BY a.log_index DESC"
 	}
@@ -619,6 +625,11 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 // still deferred (the citizen cannot see them yet) if Deferred, at log
 // indexes below Before (0: from the newest; the last one's LogIndex pages
 // on), at most Limit (> 0) of them.
+// ByTimeWithin is the longest range of time Accesses reads through the
+// accesses' time index (migration 00027); a longer one, or one open at
+// either end, is read newest first (docs/benchmarks.md, BenchmarkDPADays).
+const ByTimeWithin = 92 * Day
+
 type AccessQuery struct {
 	Agency, Purpose string
 	Deferred        bool
@@ -646,6 +657,10 @@ func (x *Exchange) Accesses(ctx context.Context, q AccessQuery) ([]*Access, erro
 	if q.Deferred {
 		f.deferredAt = x.now().UnixMilli()
 	}
+	// A short range is read by time and sorted: quick however far back.
+	// A long one is read newest first, as are open ranges: the first page
+	// is found among the newest, where sorting the range would read it all.
+	f.byTime = f.from > 0 && f.to > 0 && f.to-f.from <= ByTimeWithin.Milliseconds()
 	return x.accesses(ctx, f)
 }
 
