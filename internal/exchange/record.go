@@ -155,6 +155,8 @@ type filter struct {
 	limit                int      // > 0: only the first limit
 }
 
+// where is the WHERE clause (on ex_access a) and its arguments that
+// select the index's rows below cur the filter wants.
 func (f filter) where(cur int64) (string, []any) {
 	var conds []string
 	var args []any
@@ -207,7 +209,12 @@ func (f filter) where(cur int64) (string, []any) {
 		add("a.defer_until > $%d", f.deferredAt)
 		conds = append(conds, "a.defer_until > 0") // the partial index's condition
 	}
-	q := " WHERE " + strings.Join(conds, " AND ")
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// order is the ORDER BY and LIMIT of the index's part of a list.
+func (f filter) order() string {
+	var q string
 	if f.soonest {
 		q += " ORDER BY a.defer_until, a.log_index"
 	} else if f.byTime {
@@ -221,7 +228,7 @@ func (f filter) where(cur int64) (string, []any) {
 	if f.limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.limit)
 	}
-	return q, args
+	return q
 }
 
 // anys is vals as query arguments.
@@ -273,7 +280,7 @@ func (x *Exchange) accesses(ctx context.Context, f filter) ([]*Access, error) {
 	}
 	where, args := f.where(cur)
 	rows, err := x.db.QueryRead(ctx, `SELECT a.log_index, a.request_id, a.person_id, a.requester_org, a.purpose, a.at, a.defer_until, e.data, e.opening
-		FROM ex_access a LEFT JOIN tlog_entries e ON e.idx = a.log_index`+where, args...)
+		FROM ex_access a LEFT JOIN tlog_entries e ON e.idx = a.log_index`+where+f.order(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("access records: %w", err)
 	}
@@ -473,18 +480,80 @@ func (x *Exchange) Disclosed(ctx context.Context, personID string, since time.Ti
 // DisclosedCount is how many accesses Disclosed would list without a
 // limit, read without verifying them: for a notice on the citizen's home.
 func (x *Exchange) DisclosedCount(ctx context.Context, personID string, since time.Time) (int, error) {
-	f := disclosedSince(personID, since)
-	f.visibleAt = max(x.now().UnixMilli(), 1) // as forCitizen's
-	as, err := x.accesses(ctx, f)
-	return len(as), err
+	ns, err := x.count(ctx, x.disclosedCounted(personID, since))
+	return ns[0], err
 }
 
 // RecentCount is how many of the citizen's accesses made at or after since
 // they can see by now (never deferred, or their deferral has ended), read
 // without verifying them: for a notice on the citizen's home.
 func (x *Exchange) RecentCount(ctx context.Context, personID string, since time.Time) (int, error) {
-	as, err := x.accesses(ctx, filter{person: personID, from: max(since.UnixMilli(), 1), visibleAt: max(x.now().UnixMilli(), 1)})
-	return len(as), err
+	ns, err := x.count(ctx, x.recentCounted(personID, since))
+	return ns[0], err
+}
+
+// HomeNews is what the citizen's home says of her accesses: how many
+// deferred ones became visible to her since one time (DisclosedCount's)
+// and how many she can see of those made since another (RecentCount's).
+type HomeNews struct{ Disclosed, Recent int }
+
+// News reads HomeNews for personID, the log's tail once for both.
+func (x *Exchange) News(ctx context.Context, personID string, disclosedSince, recentSince time.Time) (HomeNews, error) {
+	ns, err := x.count(ctx, x.disclosedCounted(personID, disclosedSince), x.recentCounted(personID, recentSince))
+	if err != nil {
+		return HomeNews{}, err
+	}
+	return HomeNews{Disclosed: ns[0], Recent: ns[1]}, nil
+}
+
+func (x *Exchange) disclosedCounted(personID string, since time.Time) filter {
+	f := disclosedSince(personID, since)
+	f.visibleAt = max(x.now().UnixMilli(), 1) // as forCitizen's
+	return f
+}
+
+func (x *Exchange) recentCounted(personID string, since time.Time) filter {
+	return filter{person: personID, from: max(since.UnixMilli(), 1), visibleAt: max(x.now().UnixMilli(), 1)}
+}
+
+// count counts the records each filter (without a limit) selects, as
+// accesses would list them without verifying them: the index's rows
+// counted where they are, the log's tail past its cursor read once for
+// all the filters, and only the records whose header a filter wants
+// decoded.
+func (x *Exchange) count(ctx context.Context, fs ...filter) ([]int, error) {
+	ns := make([]int, len(fs))
+	cur, err := x.cursor(ctx)
+	if err != nil {
+		return ns, err
+	}
+	err = x.eachTail(ctx, cur, func(idx int64, data, opening []byte, o *opening) bool {
+		var a *Access
+		for i, f := range fs {
+			if !f.matchHeader(idx, o) {
+				continue
+			}
+			if a == nil {
+				a = openAccess(idx, data, opening)
+			}
+			if !a.Missing && f.match(a) {
+				ns[i]++
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return ns, err
+	}
+	for i, f := range fs {
+		where, args := f.where(cur)
+		var n int
+		if err := x.db.QueryRowRead(ctx, `SELECT COUNT(*) FROM ex_access a`+where, args...).Scan(&n); err != nil {
+			return ns, fmt.Errorf("access records: %w", err)
+		}
+		ns[i] += n
+	}
+	return ns, nil
 }
 
 // disclosedSince selects the citizen's accesses deferred until after

@@ -126,12 +126,7 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		s.failErr(w, r, err)
 		return
 	}
-	disclosed, err := s.ex.DisclosedCount(r.Context(), v.person.ID, s.now().Add(-exchange.DisclosedWithin))
-	if err != nil {
-		s.failErr(w, r, err)
-		return
-	}
-	recent, err := s.ex.RecentCount(r.Context(), v.person.ID, s.now().Add(-recentAccesses))
+	news, err := s.ex.News(r.Context(), v.person.ID, s.now().Add(-exchange.DisclosedWithin), s.now().Add(-recentAccesses))
 	if err != nil {
 		s.failErr(w, r, err)
 		return
@@ -162,8 +157,8 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		}
 		decided = a != nil && (a.State == healthpass.AppealUpheld || a.State == healthpass.AppealOverruled) && s.now().Sub(a.DecidedAt) < appealNewsFor
 	}
-	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v), "Asking": asking, "Disclosed": disclosed,
-		"Recent": recent, "RecentDays": int(recentAccesses / exchange.Day), "Answered": answered,
+	s.render(w, r, v, http.StatusOK, "home", web.Page{Title: "Wallet", Data: map[string]any{"Consoles": consoles(v), "Asking": asking, "Disclosed": news.Disclosed,
+		"Recent": news.Recent, "RecentDays": int(recentAccesses / exchange.Day), "Answered": answered,
 		"Offers": offers, "Renew": renew, "AppealDecided": decided}})
 }
 
