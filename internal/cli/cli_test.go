@@ -170,6 +170,10 @@ func TestUsageErrors(t *testing.T) {
 		code, _, stderr = run(t, nil, "serve", "--data", data, "--keep-presentations", keep)
 		oneLine(t, "presentations kept "+keep, code, 2, stderr, "--keep-presentations must be from 1m to 720h (30 days)")
 	}
+	for _, keep := range []string{"29", "3651", "0", "-5"} {
+		code, _, stderr = run(t, nil, "serve", "--data", data, "--keep-complaints", keep)
+		oneLine(t, "complaints kept "+keep+" days", code, 2, stderr, "--keep-complaints must be from 30 to 3650 days, not "+keep)
+	}
 }
 
 // TestParseProxies: addresses become single-address ranges, ranges are

@@ -66,6 +66,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	acceptRewind := f.Bool("accept-log-rewind", false, "serve a database whose transparency log is behind or other than the checkpoint this node last signed (after a restore from a backup; see docs/operations.md)")
 	ceremonies := f.Int("passkey-limit", 30, "passkey ceremonies (sign-ins, registrations) one client may start a minute, twice that in a burst")
 	keepPresentations := f.Duration("keep-presentations", identity.KeepPresentations, "how long a verifier's request keeps what a verified presentation disclosed (and the presentation, for re-checks) after the answer; then both are erased (1m to 720h)")
+	keepComplaints := f.Int("keep-complaints", int(exchange.KeepComplaints/exchange.Day), "days an answered complaint to the data-protection authority is kept after the answer; then it is deleted, the citizen's words and the answer with it (30 to 3650)")
 	if err := f.parse(args, false); err != nil {
 		return err
 	}
@@ -85,6 +86,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	if *keepPresentations < identity.MinKeepPresentations || *keepPresentations > identity.MaxKeepPresentations {
 		return fmt.Errorf("%w: --keep-presentations must be from 1m to 720h (30 days), not %v", errUsage, *keepPresentations)
+	}
+	if keep := time.Duration(*keepComplaints) * exchange.Day; keep < exchange.MinKeepComplaints || keep > exchange.MaxKeepComplaints {
+		return fmt.Errorf("%w: --keep-complaints must be from 30 to 3650 days, not %d", errUsage, *keepComplaints)
 	}
 	logger, err := newLogger(e, *logFormat, *logLevel)
 	if err != nil {
@@ -272,7 +276,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 				return o.Name
 			}
 			return id
-		}})
+		}, KeepComplaints: time.Duration(*keepComplaints) * exchange.Day})
 	if err != nil {
 		return err
 	}
@@ -304,7 +308,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	go expirePoints(integratorCtx, rw, logger)
 	go flushAccessIndex(integratorCtx, ex, logger)
-	go forgetRequestKeys(integratorCtx, ex, logger)
+	go forgetExchange(integratorCtx, ex, logger)
 	go eraseIdentity(integratorCtx, ids, logger)
 	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority,
 		CeremoniesPerMinute: *ceremonies, TrustedProxies: trusted, MetricsElsewhere: *metricsAddr != "", Zone: zone},
@@ -449,12 +453,15 @@ func flushAccessIndex(ctx context.Context, ex *exchange.Exchange, logger *slog.L
 	})
 }
 
-// forgetRequestKeys forgets, hourly, the exchange's idempotency keys older
-// than exchange.KeyLife (at once first: a node that was down catches up).
-func forgetRequestKeys(ctx context.Context, ex *exchange.Exchange, logger *slog.Logger) {
+// forgetExchange forgets, hourly, the exchange's idempotency keys older
+// than exchange.KeyLife and the complaints answered longer ago than
+// --keep-complaints (at once first: a node that was down catches up).
+func forgetExchange(ctx context.Context, ex *exchange.Exchange, logger *slog.Logger) {
 	every(ctx, time.Hour, true, func() {
 		n, err := ex.ForgetKeys(ctx)
 		sweepLog(ctx, logger, "forget idempotency keys", "idempotency keys forgotten", "count", n, err)
+		n, err = ex.ForgetComplaints(ctx)
+		sweepLog(ctx, logger, "forget answered complaints", "answered complaints forgotten", "count", n, err)
 	})
 }
 

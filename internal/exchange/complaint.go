@@ -46,6 +46,28 @@ type Complaint struct {
 	Access *Access
 }
 
+// KeepComplaints is how long an answered complaint is kept after the
+// DPA's answer (Deps.KeepComplaints sets another, from MinKeepComplaints
+// to MaxKeepComplaints); then ForgetComplaints deletes it, her words and
+// the answer with it, and the access is as if she never complained (she
+// may again). An open complaint is kept until it is answered. The access
+// record itself is kept, as the log is.
+const (
+	KeepComplaints    = 5 * 365 * Day
+	MinKeepComplaints = 30 * Day
+	MaxKeepComplaints = 10 * 365 * Day
+)
+
+// ComplaintsKept is how long this exchange keeps an answered complaint.
+func (x *Exchange) ComplaintsKept() time.Duration { return x.keep }
+
+// ForgetComplaints deletes the complaints answered longer ago than the
+// exchange keeps them, a batch at a time, and returns how many it deleted.
+func (x *Exchange) ForgetComplaints(ctx context.Context) (int64, error) {
+	return x.forget(ctx, "forget answered complaints", `DELETE FROM ex_complaints WHERE id IN
+		(SELECT id FROM ex_complaints WHERE answered_at > 0 AND answered_at < $1 ORDER BY answered_at LIMIT $2)`, x.now().Add(-x.keep))
+}
+
 // Open reports whether the DPA has yet to answer.
 func (c *Complaint) Open() bool { return c.Answered.IsZero() }
 

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode"
@@ -220,6 +221,81 @@ func TestComplaints(t *testing.T) {
 		open, err := ex.Complaints(ctx, ComplaintQuery{Limit: 10})
 		if err != nil || len(open) != 2 || open[0].LogIndex != shown || open[0].Access == nil || open[1].LogIndex != audit2 || open[1].Access != nil {
 			t.Fatalf("open complaints, one about a record that no longer reads: %v %v", open, err)
+		}
+	})
+}
+
+// TestForgetComplaints: an answered complaint is deleted once the exchange
+// has kept it for KeepComplaints after the answer (another's too, a batch
+// at a time); one answered later, and one still open however old, are
+// kept; the citizen may then complain about that access again. The
+// exchange refuses to keep them for less than MinKeepComplaints or more
+// than MaxKeepComplaints.
+func TestForgetComplaints(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		var at atomic.Int64
+		at.Store(time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC).UnixMilli())
+		now := func() time.Time { return time.UnixMilli(at.Add(1)) } // a millisecond a reading
+		later := func(d time.Duration) { at.Add(d.Milliseconds()) }
+		ex, _, _ := clockedExchange(t, db, 1, now)
+		if ex.ComplaintsKept() != KeepComplaints {
+			t.Fatalf("kept %v by default, want %v", ex.ComplaintsKept(), KeepComplaints)
+		}
+		covert(t, ex, 90*Day, "p1", "p2")
+		ask := func(citizen string) int64 {
+			return released(t, ex, db, Ask{Requester: "tax", Officer: "o", Citizen: citizen, Purpose: "AUDIT", LegalBasis: "§1"})
+		}
+		a1, a2, a3, b1 := ask("p1"), ask("p1"), ask("p1"), ask("p2")
+		complain := func(person string, idx int64, answer string) {
+			t.Helper()
+			c, err := ex.Complain(ctx, person, idx, "Why?")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if answer != "" {
+				if _, err := ex.AnswerComplaint(ctx, c.ID, "dpa-1", answer); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		complain("p1", a1, "Lawful.")
+		complain("p2", b1, "Lawful too.")
+		complain("p1", a3, "") // never answered
+		later(40 * Day)
+		complain("p1", a2, "Lawful, later.")
+
+		later(KeepComplaints - 40*Day - time.Hour) // not yet
+		if n, err := ex.ForgetComplaints(ctx); err != nil || n != 0 {
+			t.Fatalf("forgot %d complaints an hour early (%v)", n, err)
+		}
+		defer func(n int64) { forgetBatch = n }(forgetBatch)
+		forgetBatch = 1
+		later(2 * time.Hour)
+		if n, err := ex.ForgetComplaints(ctx); err != nil || n != 2 {
+			t.Fatalf("forgot %d complaints kept their time, a batch of 1 at a time (%v), want 2", n, err)
+		}
+		mine, err := ex.ComplaintsOf(ctx, "p1", 0, math.MaxInt64)
+		if err != nil || len(mine) != 2 || mine[a2] == nil || mine[a3] == nil || !mine[a3].Open() {
+			t.Fatalf("p1's complaints after the sweep: %v %v, want the one answered later and the open one", mine, err)
+		}
+		if theirs, err := ex.ComplaintsOf(ctx, "p2", 0, math.MaxInt64); err != nil || len(theirs) != 0 {
+			t.Fatalf("p2's complaints after the sweep: %v %v", theirs, err)
+		}
+		if n, err := ex.OpenComplaints(ctx); err != nil || n != 1 {
+			t.Fatalf("open complaints after the sweep: %d %v", n, err)
+		}
+		if _, err := ex.Complain(ctx, "p1", a1, "Again?"); err != nil {
+			t.Fatalf("a complaint about an access whose complaint was forgotten: %v", err)
+		}
+		if n, err := ex.ForgetComplaints(ctx); err != nil || n != 0 {
+			t.Fatalf("a second sweep forgot %d (%v)", n, err)
+		}
+
+		for _, keep := range []time.Duration{MinKeepComplaints - Day, MaxKeepComplaints + Day, -Day} {
+			if _, err := New(Deps{DB: db, Log: ex.log, Secret: ex.secret, Now: now, KeepComplaints: keep}); err == nil || !strings.Contains(err.Error(), "answered complaints kept") {
+				t.Fatalf("complaints kept %v: %v", keep, err)
+			}
 		}
 	})
 }

@@ -16,6 +16,7 @@
 package exchange
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -186,6 +187,7 @@ type Exchange struct {
 	cat    catalogCache
 	// indexBatch: see index.go (tests set 1 to index at every integration).
 	indexBatch int64
+	keep       time.Duration // how long an answered complaint is kept (KeepComplaints)
 	stats      struct{ released, denied, asked, given, refused, withdrawn atomic.Int64 }
 }
 
@@ -230,6 +232,10 @@ type Deps struct {
 	Fault func(point string) error
 	// IndexBatch, if positive, replaces indexBatch (tests: 1).
 	IndexBatch int
+	// KeepComplaints, if not zero, is how long an answered complaint is
+	// kept after the answer, from MinKeepComplaints to MaxKeepComplaints
+	// (KeepComplaints if zero).
+	KeepComplaints time.Duration
 }
 
 // New returns an Exchange.
@@ -246,6 +252,10 @@ func New(d Deps) (*Exchange, error) {
 	x := &Exchange{db: d.DB, app: d.Appender, log: d.Log, secret: d.Secret, now: d.Now, rand: d.Rand, logKey: d.LogKey, fault: d.Fault, names: d.OrgName, indexBatch: indexBatch}
 	if d.IndexBatch > 0 {
 		x.indexBatch = int64(d.IndexBatch)
+	}
+	x.keep = cmp.Or(d.KeepComplaints, KeepComplaints)
+	if x.keep < MinKeepComplaints || x.keep > MaxKeepComplaints {
+		return nil, fmt.Errorf("exchange: answered complaints kept %d days, want %d to %d", days(x.keep), days(MinKeepComplaints), days(MaxKeepComplaints))
 	}
 	if d.Log == nil {
 		return nil, errors.New("exchange: the log is needed (its integration indexes the access records)")

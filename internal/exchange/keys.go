@@ -33,9 +33,10 @@ const MaxKey = 255
 // it ForgetKeys may forget the key, and the same key makes a new request.
 const KeyLife = 90 * Day
 
-// forgetBatch is how many keys ForgetKeys deletes per transaction, so
-// that a sweep never holds the write lock for long.
-const forgetBatch = 5000
+// forgetBatch is how many rows ForgetKeys and ForgetComplaints delete per
+// transaction, so that a sweep never holds the write lock for long (tests
+// set it lower).
+var forgetBatch int64 = 5000
 
 // ErrKeyReused is an idempotency key given again with another ask.
 var ErrKeyReused = errors.New("this idempotency key was first given with another request (its citizen, service, fields, purpose, legal basis, deferral or officer differ); a new request needs a new key")
@@ -115,13 +116,19 @@ func (x *Exchange) replay(ctx context.Context, k *requestKey) (*Request, error) 
 // ForgetKeys deletes the idempotency keys older than KeyLife, a batch at a
 // time, and returns how many it deleted. The requests they named are kept.
 func (x *Exchange) ForgetKeys(ctx context.Context) (int64, error) {
-	before := x.now().Add(-KeyLife).UnixMilli()
+	return x.forget(ctx, "forget idempotency keys", `DELETE FROM ex_request_keys WHERE (org_id, key_hash) IN
+		(SELECT org_id, key_hash FROM ex_request_keys WHERE created_at < $1 ORDER BY created_at LIMIT $2)`, x.now().Add(-KeyLife))
+}
+
+// forget runs del, a DELETE of at most $2 rows older than $1 (Unix ms),
+// with before, a transaction at a time, until a batch deletes fewer than
+// forgetBatch; it returns how many it deleted. what names it in errors.
+func (x *Exchange) forget(ctx context.Context, what, del string, before time.Time) (int64, error) {
 	var total int64
 	for {
 		var n int64
 		err := x.db.Tx(ctx, func(tx *store.Tx) error {
-			res, err := tx.ExecContext(ctx, `DELETE FROM ex_request_keys WHERE (org_id, key_hash) IN
-				(SELECT org_id, key_hash FROM ex_request_keys WHERE created_at < $1 ORDER BY created_at LIMIT $2)`, before, forgetBatch)
+			res, err := tx.ExecContext(ctx, del, before.UnixMilli(), forgetBatch)
 			if err != nil {
 				return err
 			}
@@ -129,7 +136,7 @@ func (x *Exchange) ForgetKeys(ctx context.Context) (int64, error) {
 			return err
 		})
 		if err != nil {
-			return total, fmt.Errorf("forget idempotency keys: %w", err)
+			return total, fmt.Errorf("%s: %w", what, err)
 		}
 		total += n
 		if n < forgetBatch {

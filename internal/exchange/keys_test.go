@@ -178,7 +178,7 @@ func TestForgetKeys(t *testing.T) {
 			t.Fatalf("a key of %v ago is forgotten: %+v", KeyLife-time.Minute, again)
 		}
 		at = at.Add(2 * time.Minute)
-		forget(int64(len(asked) + forgetBatch)) // more than one batch
+		forget(int64(len(asked)) + forgetBatch) // more than one batch
 		forget(0)
 		again := ask("old-0")
 		if again.ID == asked[0].ID || again.Replayed || again.State != Released || again.Values["income"] != "7" {

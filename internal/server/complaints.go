@@ -3,11 +3,13 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/registry"
@@ -71,9 +73,14 @@ func (s *Server) renderComplaint(w http.ResponseWriter, r *http.Request, v *view
 		return
 	}
 	recs := []*exchange.Verified{acc}
+	keep := s.ex.ComplaintsKept()
+	var until time.Time
+	if c := cs[idx]; c != nil && !c.Open() {
+		until = c.Answered.Add(keep)
+	}
 	p.Title = "Ask the data-protection authority"
 	p.Data = map[string]any{"Records": recs, "FieldList": s.fieldList(ctx, recs, nil), "Complaint": cs[idx], "Index": idx,
-		"Words": words, "Max": exchange.ComplaintMax}
+		"Words": words, "Max": exchange.ComplaintMax, "Kept": inYears(keep), "KeptUntil": until}
 	s.render(w, r, v, status, "complaint", p)
 }
 
@@ -252,4 +259,17 @@ func (s *Server) personNames(ctx context.Context) func(id string) string {
 		}
 		return names[id]
 	}
+}
+
+// inYears says a whole number of days in years where it is whole ones
+// ("5 years", "a year"), in days otherwise ("400 days").
+func inYears(d time.Duration) string {
+	year := 365 * exchange.Day
+	switch {
+	case d == year:
+		return "a year"
+	case d%year == 0:
+		return fmt.Sprintf("%d years", d/year)
+	}
+	return fmt.Sprintf("%d days", d/exchange.Day)
 }

@@ -10,11 +10,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/registry"
 	"github.com/civstack/civstack/internal/server"
 	"github.com/civstack/civstack/internal/store/storetest"
+	"github.com/civstack/civstack/internal/web"
 )
 
 // TestComplaintPages: Amira asks the DPA about an access on her page; the
@@ -62,7 +64,7 @@ func TestComplaintPages(t *testing.T) {
 			if strings.Contains(r.body, complaintPath(hidden)) {
 				t.Fatal("Amira's page links to a complaint about an access still hidden from her")
 			}
-			expect(t, "the form", amiraC.get(page), http.StatusOK, `id="complaint-form"`, "Tax Code §93", "GDPR Art. 77")
+			expect(t, "the form", amiraC.get(page), http.StatusOK, `id="complaint-form"`, "Tax Code §93", "GDPR Art. 77", "kept for 5 years after the answer, then deleted")
 
 			// Not hers, not one she sees, not an access: all alike.
 			jonasC := w.as(t, "Jonas Weber")
@@ -118,7 +120,12 @@ func TestComplaintPages(t *testing.T) {
 			if r := jonasC.get("/"); strings.Contains(r.body, `id="complaints-answered"`) {
 				t.Fatal("Jonas's home says a complaint was answered")
 			}
-			expect(t, "Amira's complaint", amiraC.get(page), http.StatusOK, `id="complaint-answer"`, "the audit was a random one")
+			kept, err := w.n.ex.ComplaintsOf(ctx, amira, audit, audit)
+			if err != nil || kept[audit] == nil {
+				t.Fatalf("Amira's complaint: %v %v", kept, err)
+			}
+			expect(t, "Amira's complaint", amiraC.get(page), http.StatusOK, `id="complaint-answer"`, "the audit was a random one",
+				`id="complaint-kept">Your complaint and the answer are kept until `+web.DateIn(kept[audit].Answered.Add(exchange.KeepComplaints), time.UTC))
 			expect(t, "Amira's accesses", amiraC.get("/wallet/access"), http.StatusOK, "The data-protection authority answered your complaint on",
 				`id="my-complaints"`, `<a href="`+page+`">City Tax Office read your Declared income on`, "<strong>answered on")
 			if r := jonasC.get("/wallet/access"); strings.Contains(r.body, `id="my-complaints"`) {
