@@ -160,6 +160,17 @@ func covert(t testing.TB, ex *Exchange, maxDeferral time.Duration, citizens ...s
 	}
 }
 
+// covertCitizens is covert for n citizens, p0 to p(n-1), whom it returns.
+func covertCitizens(t testing.TB, ex *Exchange, n int, maxDeferral time.Duration) []string {
+	t.Helper()
+	var citizens []string
+	for c := range n {
+		citizens = append(citizens, fmt.Sprint("p", c))
+	}
+	covert(t, ex, maxDeferral, citizens...)
+	return citizens
+}
+
 // BenchmarkDPAOverview: the DPA's whole overview (counts, the deferred
 // accesses visible soonest and how many, the recent ones, the denied
 // requests, the policies) against what the overview read before for its
@@ -171,11 +182,7 @@ func BenchmarkDPAOverview(b *testing.B) {
 	db := storetest.OpenMigrated(b, store.Options{DataDir: b.TempDir()}) // SQLite
 	ex, l, _ := auditExchange(b, db, 0)
 	const n = 8000
-	var citizens []string
-	for c := range 100 {
-		citizens = append(citizens, fmt.Sprint("p", c))
-	}
-	covert(b, ex, 90*Day, citizens...)
+	citizens := covertCitizens(b, ex, 100, 90*Day)
 	releaseIndexed(b, ex, l, n, func(i int) Ask {
 		if i%2 == 0 {
 			return Ask{Requester: "tax", Citizen: citizens[i%100], Purpose: "AUDIT", LegalBasis: "§1"}
@@ -298,11 +305,7 @@ func BenchmarkDPADays(b *testing.B) {
 	var ticks atomic.Int64
 	ex, l, _ := clockedExchange(b, db, 0, func() time.Time { return t0.Add(time.Duration(ticks.Add(1)) * 20 * time.Minute) })
 	const n, newer = 40000, 1000000
-	var citizens []string
-	for c := range 100 {
-		citizens = append(citizens, fmt.Sprint("p", c))
-	}
-	covert(b, ex, 90*Day, citizens...)
+	citizens := covertCitizens(b, ex, 100, 90*Day)
 	releaseIndexed(b, ex, l, n, func(i int) Ask {
 		if i%4 == 0 {
 			return Ask{Requester: "police", Citizen: citizens[i%100], Purpose: "COVERT", LegalBasis: "§9"}

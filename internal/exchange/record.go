@@ -477,24 +477,11 @@ func (x *Exchange) Disclosed(ctx context.Context, personID string, since time.Ti
 	return x.forCitizen(ctx, f)
 }
 
-// DisclosedCount is how many accesses Disclosed would list without a
-// limit, read without verifying them: for a notice on the citizen's home.
-func (x *Exchange) DisclosedCount(ctx context.Context, personID string, since time.Time) (int, error) {
-	ns, err := x.count(ctx, x.disclosedCounted(personID, since))
-	return ns[0], err
-}
-
-// RecentCount is how many of the citizen's accesses made at or after since
-// they can see by now (never deferred, or their deferral has ended), read
-// without verifying them: for a notice on the citizen's home.
-func (x *Exchange) RecentCount(ctx context.Context, personID string, since time.Time) (int, error) {
-	ns, err := x.count(ctx, x.recentCounted(personID, since))
-	return ns[0], err
-}
-
-// HomeNews is what the citizen's home says of her accesses: how many
-// deferred ones became visible to her since one time (DisclosedCount's)
-// and how many she can see of those made since another (RecentCount's).
+// HomeNews is what the citizen's home says of her accesses, read without
+// verifying them: how many deferred ones became visible to her since one
+// time (those Disclosed would list without a limit), and how many she can
+// see by now (never deferred, or their deferral has ended) of those made
+// since another.
 type HomeNews struct{ Disclosed, Recent int }
 
 // News reads HomeNews for personID, the log's tail once for both.
