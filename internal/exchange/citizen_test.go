@@ -230,23 +230,7 @@ func TestDisclosed(t *testing.T) {
 // busy second of the integrator's). Both must count the same.
 func BenchmarkHomeNews(b *testing.B) {
 	ctx := context.Background()
-	db := storetest.OpenMigrated(b, store.Options{DataDir: b.TempDir()}) // SQLite
-	ex, l, _ := auditExchange(b, db, 0)
-	citizens := covertCitizens(b, ex, 10, 30*Day)
-	ask := func(i int) Ask {
-		if i%2 == 0 {
-			return Ask{Requester: "police", Citizen: citizens[i%10], Purpose: "COVERT", LegalBasis: "§9", Defer: time.Millisecond}
-		}
-		return Ask{Requester: "tax", Citizen: citizens[i%10], Purpose: "AUDIT", LegalBasis: "§1"}
-	}
-	releaseIndexed(b, ex, l, 4000, ask)
-	for i := range 4000 { // the tail
-		a := ask(i)
-		a.Officer, a.Service, a.Fields = "o", "income", []string{"income"}
-		if r, err := ex.Submit(ctx, a); err != nil || r.State != Released {
-			b.Fatalf("release: %+v %v", r, err)
-		}
-	}
+	ex := tailWorld(b)
 	since := time.Now().Add(-time.Hour)
 	var news, before time.Duration
 	runs := 0
@@ -264,6 +248,74 @@ func BenchmarkHomeNews(b *testing.B) {
 	b.ReportMetric(float64(news.Microseconds())/1000/float64(runs), "ms-news/op")
 	b.ReportMetric(float64(before.Microseconds())/1000/float64(runs), "ms-before/op")
 	b.ReportMetric(float64(before)/float64(news), "before/news")
+}
+
+// BenchmarkOlderPage: an older page of a citizen's accesses (51 records
+// below her 100 newest indexed ones, each verified), which no longer reads
+// the log's tail past the index (none of its entries can be on it),
+// against the same page and the read of that tail (the baseline, in the
+// same run: what the page read before), with tailWorld's tail of 4,000.
+func BenchmarkOlderPage(b *testing.B) {
+	ctx := context.Background()
+	ex := tailWorld(b)
+	cur, err := ex.cursor(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	newest, err := ex.ForCitizenPage(ctx, "p1", cur, 100)
+	if err != nil || len(newest) != 100 {
+		b.Fatalf("p1's newest indexed accesses: %d %v", len(newest), err)
+	}
+	before := newest[99].LogIndex
+	f := filter{person: "p1", before: before}
+	var page, tail time.Duration
+	runs := 0
+	for b.Loop() {
+		t0 := time.Now()
+		older, err := ex.ForCitizenPage(ctx, "p1", before, 51)
+		t1 := time.Now()
+		read := 0
+		err2 := ex.eachTail(ctx, cur, func(idx int64, _, _ []byte, o *opening) bool {
+			if f.matchHeader(idx, o) {
+				b.Fatalf("entry %d of the tail is on a page below %d", idx, before)
+			}
+			read++
+			return true
+		})
+		page, tail, runs = page+t1.Sub(t0), tail+time.Since(t1), runs+1
+		if err != nil || err2 != nil || len(older) != 51 || !older[50].Verified || older[0].LogIndex >= before || read != 4000 {
+			b.Fatalf("%d older records, %d of the tail read (%v, %v)", len(older), read, err, err2)
+		}
+	}
+	b.ReportMetric(float64(page.Microseconds())/1000/float64(runs), "ms-page/op")
+	b.ReportMetric(float64(page+tail)/float64(page), "before/now")
+}
+
+// tailWorld is an exchange (SQLite) with 4,000 accesses to 10 citizens,
+// integrated and indexed (half of them the police's, deferred a
+// millisecond), and a tail of 4,000 more not yet indexed (a busy second
+// of the integrator's).
+func tailWorld(b *testing.B) *Exchange {
+	b.Helper()
+	ctx := context.Background()
+	db := storetest.OpenMigrated(b, store.Options{DataDir: b.TempDir()}) // SQLite
+	ex, l, _ := auditExchange(b, db, 0)
+	citizens := covertCitizens(b, ex, 10, 30*Day)
+	ask := func(i int) Ask {
+		if i%2 == 0 {
+			return Ask{Requester: "police", Citizen: citizens[i%10], Purpose: "COVERT", LegalBasis: "§9", Defer: time.Millisecond}
+		}
+		return Ask{Requester: "tax", Citizen: citizens[i%10], Purpose: "AUDIT", LegalBasis: "§1"}
+	}
+	releaseIndexed(b, ex, l, 4000, ask)
+	for i := range 4000 { // the tail
+		a := ask(i)
+		a.Officer, a.Service, a.Fields = "o", "income", []string{"income"}
+		if r, err := ex.Submit(ctx, a); err != nil || r.State != Released {
+			b.Fatalf("release: %+v %v", r, err)
+		}
+	}
+	return ex
 }
 
 // BenchmarkCitizenPage: the first page of a citizen's accesses (51

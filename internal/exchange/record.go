@@ -253,6 +253,13 @@ func (f filter) matchHeader(idx int64, o *opening) bool {
 	return f.matches(idx, o.person, o.agency, o.request, o.purpose, o.at, o.deferUntil)
 }
 
+// below reports whether f wants only entries below cur, none of the
+// tail's: a list from a place below it (an older page), or the entries it
+// names (a complaint's access) all below it.
+func (f filter) below(cur int64) bool {
+	return (f.before > 0 && f.before <= cur) || (len(f.entries) > 0 && slices.Max(f.entries) < cur)
+}
+
 func (f filter) matches(idx int64, person, org, request, purpose string, at, deferUntil int64) bool {
 	return (f.person == "" || person == f.person) && (f.org == "" || org == f.org) && (len(f.requests) == 0 || slices.Contains(f.requests, request)) &&
 		(len(f.entries) == 0 || slices.Contains(f.entries, idx)) &&
@@ -322,9 +329,13 @@ func (x *Exchange) accesses(ctx context.Context, f filter) ([]*Access, error) {
 	return out, nil
 }
 
-// tail reads the access records from cur (the index's cursor) on, newest first.
+// tail reads the access records from cur (the index's cursor) on, newest
+// first; none, without reading, when f wants none from there on.
 func (x *Exchange) tail(ctx context.Context, cur int64, f filter) ([]*Access, error) {
 	var out []*Access
+	if f.below(cur) {
+		return nil, nil
+	}
 	err := x.eachTail(ctx, cur, func(idx int64, data, opening []byte, o *opening) bool {
 		// The header first: only the records the filter wants are decoded.
 		if !f.matchHeader(idx, o) {
