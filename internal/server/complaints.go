@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -80,7 +79,7 @@ func (s *Server) renderComplaint(w http.ResponseWriter, r *http.Request, v *view
 	}
 	p.Title = "Ask the data-protection authority"
 	p.Data = map[string]any{"Records": recs, "FieldList": s.fieldList(ctx, recs, nil), "Complaint": cs[idx], "Index": idx,
-		"Words": words, "Max": exchange.ComplaintMax, "Kept": inYears(keep), "KeptUntil": until}
+		"Words": words, "Max": exchange.ComplaintMax, "Kept": keep, "KeptUntil": until}
 	s.render(w, r, v, status, "complaint", p)
 }
 
@@ -259,17 +258,4 @@ func (s *Server) personNames(ctx context.Context) func(id string) string {
 		}
 		return names[id]
 	}
-}
-
-// inYears says a whole number of days in years where it is whole ones
-// ("5 years", "a year"), in days otherwise ("400 days").
-func inYears(d time.Duration) string {
-	year := 365 * exchange.Day
-	switch {
-	case d == year:
-		return "a year"
-	case d%year == 0:
-		return fmt.Sprintf("%d years", d/year)
-	}
-	return fmt.Sprintf("%d days", d/exchange.Day)
 }

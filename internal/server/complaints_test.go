@@ -64,7 +64,7 @@ func TestComplaintPages(t *testing.T) {
 			if strings.Contains(r.body, complaintPath(hidden)) {
 				t.Fatal("Amira's page links to a complaint about an access still hidden from her")
 			}
-			expect(t, "the form", amiraC.get(page), http.StatusOK, `id="complaint-form"`, "Tax Code §93", "GDPR Art. 77", "kept for 5 years after the answer, then deleted")
+			expect(t, "the form", amiraC.get(page), http.StatusOK, `id="complaint-form"`, "Tax Code §93", "GDPR Art. 77", fmt.Sprintf("kept for %d days after the answer, then deleted", exchange.KeepComplaints/exchange.Day))
 
 			// Not hers, not one she sees, not an access: all alike.
 			jonasC := w.as(t, "Jonas Weber")
