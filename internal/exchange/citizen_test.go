@@ -148,6 +148,7 @@ func TestForCitizenPage(t *testing.T) {
 // deferred, another citizen's and one whose deferral ended before that
 // time are left out. News counts them, and what the citizen can see of
 // what was made since a given time, reading the log's tail once.
+// FirstPage lists what the first page and Disclosed list.
 func TestDisclosed(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -201,6 +202,40 @@ func TestDisclosed(t *testing.T) {
 		}
 		if got, err := ex.Disclosed(ctx, "p1", since.Add(-time.Hour), 1); err != nil || len(got) != 1 || got[0].LogIndex != second {
 			t.Fatalf("the newest one disclosed: %d %v", len(got), err)
+		}
+		// FirstPage reads what the two lists read, each access on both
+		// verified once.
+		statuses := func(vs []*Verified) []string {
+			var out []string
+			for _, v := range vs {
+				out = append(out, fmt.Sprintf("%d %s", v.LogIndex, v.Status))
+			}
+			return out
+		}
+		for _, from := range []time.Time{since, since.Add(-time.Hour), time.Now()} {
+			for limit := 1; limit <= 7; limit++ {
+				for dl := 1; dl <= 4; dl++ {
+					page, disclosed, err := ex.FirstPage(ctx, "p1", limit, from, dl)
+					wantPage, err2 := ex.ForCitizenPage(ctx, "p1", 0, limit)
+					wantDisclosed, err3 := ex.Disclosed(ctx, "p1", from, dl)
+					if err != nil || err2 != nil || err3 != nil {
+						t.Fatal(err, err2, err3)
+					}
+					if !slices.Equal(statuses(page), statuses(wantPage)) || !slices.Equal(statuses(disclosed), statuses(wantDisclosed)) {
+						t.Fatalf("the first page of %d, %d disclosed since %v:\n%v\n%v\nwant\n%v\n%v", limit, dl, from, statuses(page), statuses(disclosed), statuses(wantPage), statuses(wantDisclosed))
+					}
+					for _, d := range disclosed {
+						if i := slices.IndexFunc(page, func(v *Verified) bool { return v.LogIndex == d.LogIndex }); i >= 0 && page[i] != d {
+							t.Fatalf("entry %d on both lists verified twice", d.LogIndex)
+						}
+					}
+				}
+			}
+		}
+		for _, bad := range [][2]int{{0, 1}, {1, 0}, {-1, -1}} {
+			if _, _, err := ex.FirstPage(ctx, "p1", bad[0], since, bad[1]); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("a first page of %d and %d disclosed: %v, want ErrInvalid", bad[0], bad[1], err)
+			}
 		}
 		// News: the accesses made since then that p1 can see,
 		// the two disclosed and the one never deferred; not the one
@@ -291,10 +326,43 @@ func BenchmarkOlderPage(b *testing.B) {
 	b.ReportMetric(float64(page+tail)/float64(page), "before/now")
 }
 
+// BenchmarkFirstPage: the first page of a citizen's accesses and the
+// deferred ones disclosed lately (51 of each, as the page asks), read
+// together by FirstPage (the log's tail once, an access on both verified
+// once), against the two lists read one after the other (the baseline,
+// in the same run: what the page read before), with tailWorld's tail of
+// 4,000. Both must list the same.
+//
+//	go test ./internal/exchange -run '^$' -bench FirstPage -benchtime 20x -count 3
+func BenchmarkFirstPage(b *testing.B) {
+	ctx := context.Background()
+	ex := tailWorld(b)
+	since := time.Now().Add(-DisclosedWithin)
+	same := func(a, b []*Verified) bool {
+		return slices.EqualFunc(a, b, func(v, w *Verified) bool { return v.LogIndex == w.LogIndex && v.Status == w.Status })
+	}
+	var together, apart time.Duration
+	runs := 0
+	for b.Loop() {
+		t0 := time.Now()
+		page, disclosed, err := ex.FirstPage(ctx, "p1", 51, since, 51)
+		t1 := time.Now()
+		page2, err2 := ex.ForCitizenPage(ctx, "p1", 0, 51)
+		disclosed2, err3 := ex.Disclosed(ctx, "p1", since, 51)
+		together, apart, runs = together+t1.Sub(t0), apart+time.Since(t1), runs+1
+		if err != nil || err2 != nil || err3 != nil || len(page) != 51 || len(disclosed) != 51 || !same(page, page2) || !same(disclosed, disclosed2) {
+			b.Fatalf("first page %d and %d disclosed, apart %d and %d (%v, %v, %v)", len(page), len(disclosed), len(page2), len(disclosed2), err, err2, err3)
+		}
+	}
+	b.ReportMetric(float64(together.Microseconds())/1000/float64(runs), "ms-together/op")
+	b.ReportMetric(float64(apart.Microseconds())/1000/float64(runs), "ms-apart/op")
+	b.ReportMetric(float64(apart)/float64(together), "apart/together")
+}
+
 // tailWorld is an exchange (SQLite) with 4,000 accesses to 10 citizens,
 // integrated and indexed (half of them the police's, deferred a
-// millisecond), and a tail of 4,000 more not yet indexed (a busy second
-// of the integrator's).
+// millisecond; each citizen has both agencies'), and a tail of 4,000 more
+// not yet indexed (a busy second of the integrator's).
 func tailWorld(b *testing.B) *Exchange {
 	b.Helper()
 	ctx := context.Background()
@@ -303,9 +371,9 @@ func tailWorld(b *testing.B) *Exchange {
 	citizens := covertCitizens(b, ex, 10, 30*Day)
 	ask := func(i int) Ask {
 		if i%2 == 0 {
-			return Ask{Requester: "police", Citizen: citizens[i%10], Purpose: "COVERT", LegalBasis: "§9", Defer: time.Millisecond}
+			return Ask{Requester: "police", Citizen: citizens[(i/2)%10], Purpose: "COVERT", LegalBasis: "§9", Defer: time.Millisecond}
 		}
-		return Ask{Requester: "tax", Citizen: citizens[i%10], Purpose: "AUDIT", LegalBasis: "§1"}
+		return Ask{Requester: "tax", Citizen: citizens[(i/2)%10], Purpose: "AUDIT", LegalBasis: "§1"}
 	}
 	releaseIndexed(b, ex, l, 4000, ask)
 	for i := range 4000 { // the tail

@@ -12,6 +12,7 @@ import (
 
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
+	civtlog "github.com/civstack/civstack/internal/tlog"
 )
 
 // TestDPADeferred: the DPA's overview lists the deferred accesses whose
@@ -89,6 +90,37 @@ func TestDPADeferred(t *testing.T) {
 			if v.Deferred[i].DeferUntil < v.Deferred[i-1].DeferUntil {
 				t.Fatalf("the overview's deferred accesses are not soonest first at %d", i)
 			}
+		}
+
+		// The overview read the log's tail once for its counts and both
+		// lists: the newest accesses as a list of its own, every entry of
+		// the tail seen even when no list wants more of it.
+		recent, err := ex.accesses(ctx, filter{limit: DPAOverview, labelled: true})
+		if err != nil || len(recent) != DPAOverview || len(v.Recent) != DPAOverview {
+			t.Fatalf("the newest accesses: %d, the overview's %d (%v)", len(recent), len(v.Recent), err)
+		}
+		for i, a := range recent {
+			if v.Recent[i].LogIndex != a.LogIndex || !slices.Equal(v.Recent[i].FieldLabels, a.FieldLabels) {
+				t.Fatalf("the overview's newest accesses differ at %d: entry %d, want %d", i, v.Recent[i].LogIndex, a.LogIndex)
+			}
+		}
+		total := 0
+		for _, s := range v.Summary {
+			total += s.Count
+		}
+		if all, err := ex.accesses(ctx, filter{}); err != nil || total != len(all) {
+			t.Fatalf("the overview counts %d accesses, the list holds %d (%v)", total, len(all), err)
+		}
+		cur, err := ex.cursor(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tail, seen int
+		if err := db.QueryRowRead(ctx, `SELECT COUNT(*) FROM tlog_entries WHERE idx >= $1 AND kind = $2`, cur, int(civtlog.KindDataAccess)).Scan(&tail); err != nil || tail <= DPAOverview {
+			t.Fatalf("want a tail longer than an overview: %d (%v)", tail, err)
+		}
+		if ls, err := ex.listsAt(ctx, cur, func(*opening) { seen++ }, filter{limit: 1}); err != nil || len(ls[0]) != 1 || seen != tail {
+			t.Fatalf("a list of 1 with every entry seen: %d listed, %d of %d seen (%v)", len(ls[0]), seen, tail, err)
 		}
 
 		// Every one still deferred, page by page, newest first.

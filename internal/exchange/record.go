@@ -271,20 +271,73 @@ func (f filter) matches(idx int64, person, org, request, purpose string, at, def
 // the end of their deferral, with soonest): those in the index and those
 // in the tail past its cursor.
 func (x *Exchange) accesses(ctx context.Context, f filter) ([]*Access, error) {
+	ls, err := x.lists(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	return ls[0], nil
+}
+
+// lists is accesses for each filter, the log's tail read once for all of
+// them: the i-th list is what accesses(fs[i]) returns. A record of the
+// tail two lists hold is one *Access in both.
+func (x *Exchange) lists(ctx context.Context, fs ...filter) ([][]*Access, error) {
 	// Below the cursor from the index, from it on from the log's rows (an
 	// entry the index takes meanwhile is still read from the rows).
 	cur, err := x.cursor(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tf := f
-	if f.soonest {
-		tf.limit = 0 // the tail is read newest first: all of it, then sorted
-	}
-	out, err := x.tail(ctx, cur, tf)
+	return x.listsAt(ctx, cur, nil, fs...)
+}
+
+// listsAt is lists with the index's cursor read (cur), calling seen, if
+// not nil, with every entry of the tail (its header), which it then reads
+// whole.
+func (x *Exchange) listsAt(ctx context.Context, cur int64, seen func(o *opening), fs ...filter) ([][]*Access, error) {
+	out, err := x.tail(ctx, cur, seen, fs)
 	if err != nil {
 		return nil, err
 	}
+	labelled := false
+	for i, f := range fs {
+		labelled = labelled || f.labelled
+		// Every index row is older than the tail's entries: a list the
+		// tail filled newest first needs none of them.
+		if f.soonest || f.limit <= 0 || len(out[i]) < f.limit {
+			if out[i], err = x.indexed(ctx, cur, f, out[i]); err != nil {
+				return nil, err
+			}
+		}
+		slices.SortFunc(out[i], func(a, b *Access) int {
+			if f.soonest {
+				return cmp.Or(cmp.Compare(a.DeferUntil, b.DeferUntil), cmp.Compare(a.LogIndex, b.LogIndex))
+			}
+			return cmp.Compare(b.LogIndex, a.LogIndex)
+		})
+		if f.limit > 0 && len(out[i]) > f.limit {
+			out[i] = out[i][:f.limit]
+		}
+	}
+	if labelled {
+		svcs := x.serviceLookup(ctx)
+		for i, f := range fs {
+			if !f.labelled {
+				continue
+			}
+			for _, a := range out[i] {
+				if svc := svcs(a.Service); svc != nil {
+					a.FieldLabels = svc.Labels(a.Fields)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// indexed appends to out the records below cur (the index's cursor) that
+// f selects, read through the index, in its order.
+func (x *Exchange) indexed(ctx context.Context, cur int64, f filter, out []*Access) ([]*Access, error) {
 	where, args := f.where(cur)
 	rows, err := x.db.QueryRead(ctx, `SELECT a.log_index, a.request_id, a.person_id, a.requester_org, a.purpose, a.at, a.defer_until, e.data, e.opening
 		FROM ex_access a LEFT JOIN tlog_entries e ON e.idx = a.log_index`+where+f.order(), args...)
@@ -296,7 +349,7 @@ func (x *Exchange) accesses(ctx context.Context, f filter) ([]*Access, error) {
 		var ix Access
 		var opening []byte
 		if err := rows.Scan(&ix.LogIndex, &ix.Request, &ix.personID, &ix.Agency, &ix.Purpose, &ix.Time, &ix.DeferUntil, &ix.entry, &opening); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("access records: %w", err)
 		}
 		a := openAccess(ix.LogIndex, ix.entry, opening)
 		if a.Missing {
@@ -307,44 +360,52 @@ func (x *Exchange) accesses(ctx context.Context, f filter) ([]*Access, error) {
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(out, func(a, b *Access) int {
-		if f.soonest {
-			return cmp.Or(cmp.Compare(a.DeferUntil, b.DeferUntil), cmp.Compare(a.LogIndex, b.LogIndex))
-		}
-		return cmp.Compare(b.LogIndex, a.LogIndex)
-	})
-	if f.limit > 0 && len(out) > f.limit {
-		out = out[:f.limit]
-	}
-	if f.labelled {
-		svcs := x.serviceLookup(ctx)
-		for _, a := range out {
-			if svc := svcs(a.Service); svc != nil {
-				a.FieldLabels = svc.Labels(a.Fields)
-			}
-		}
+		return nil, fmt.Errorf("access records: %w", err)
 	}
 	return out, nil
 }
 
-// tail reads the access records from cur (the index's cursor) on, newest
-// first; none, without reading, when f wants none from there on.
-func (x *Exchange) tail(ctx context.Context, cur int64, f filter) ([]*Access, error) {
-	var out []*Access
-	if f.below(cur) {
-		return nil, nil
+// tail reads, for each filter, the access records it selects from cur
+// (the index's cursor) on, newest first, in one pass; it stops once every
+// filter has what it may want (its limit, unless it lists by deferral:
+// the tail is read newest first, so all of it, then sorted), and reads
+// nothing when none wants any entry from there on; with seen, which it
+// calls with every entry's header, it reads all of it.
+func (x *Exchange) tail(ctx context.Context, cur int64, seen func(o *opening), fs []filter) ([][]*Access, error) {
+	out := make([][]*Access, len(fs))
+	open := 0 // the filters still wanting records
+	want := make([]bool, len(fs))
+	for i, f := range fs {
+		if want[i] = !f.below(cur); want[i] {
+			open++
+		}
+	}
+	if open == 0 && seen == nil {
+		return out, nil
 	}
 	err := x.eachTail(ctx, cur, func(idx int64, data, opening []byte, o *opening) bool {
-		// The header first: only the records the filter wants are decoded.
-		if !f.matchHeader(idx, o) {
-			return true
+		if seen != nil {
+			seen(o)
 		}
-		if a := openAccess(idx, data, opening); !a.Missing && f.match(a) {
-			out = append(out, a)
+		var a *Access
+		for i, f := range fs {
+			// The header first: only the records a filter wants are decoded.
+			if !want[i] || !f.matchHeader(idx, o) {
+				continue
+			}
+			if a == nil {
+				a = openAccess(idx, data, opening)
+			}
+			if a.Missing || !f.match(a) {
+				continue
+			}
+			out[i] = append(out[i], a)
+			if !f.soonest && f.limit > 0 && len(out[i]) >= f.limit {
+				want[i] = false
+				open--
+			}
 		}
-		return f.limit <= 0 || len(out) < f.limit
+		return open > 0 || seen != nil
 	})
 	return out, err
 }
@@ -488,6 +549,24 @@ func (x *Exchange) Disclosed(ctx context.Context, personID string, since time.Ti
 	return x.forCitizen(ctx, f)
 }
 
+// FirstPage is what the first page of the citizen's accesses shows: the
+// page, ForCitizenPage(personID, 0, limit), and the deferred accesses
+// disclosed lately, Disclosed(personID, since, disclosedLimit), read
+// together (the log's tail once, an access on both verified once). A
+// limit below 1 is ErrInvalid.
+func (x *Exchange) FirstPage(ctx context.Context, personID string, limit int, since time.Time, disclosedLimit int) (page, disclosed []*Verified, err error) {
+	if limit < 1 || disclosedLimit < 1 {
+		return nil, nil, fmt.Errorf("%w: a list of accesses needs a positive size", ErrInvalid)
+	}
+	d := disclosedSince(personID, since)
+	d.limit = disclosedLimit
+	vs, err := x.forCitizenLists(ctx, filter{person: personID, limit: limit}, d)
+	if err != nil {
+		return nil, nil, err
+	}
+	return vs[0], vs[1], nil
+}
+
 // HomeNews is what the citizen's home says of her accesses, read without
 // verifying them: how many deferred ones became visible to her since one
 // time (those Disclosed would list without a limit), and how many she can
@@ -564,8 +643,22 @@ func disclosedSince(personID string, since time.Time) filter {
 // forCitizen verifies the records f selects that are visible to the
 // citizen now.
 func (x *Exchange) forCitizen(ctx context.Context, f filter) ([]*Verified, error) {
-	f.visibleAt = max(x.now().UnixMilli(), 1)
-	as, err := x.accesses(ctx, f)
+	vs, err := x.forCitizenLists(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	return vs[0], nil
+}
+
+// forCitizenLists is forCitizen for each filter, the log's tail read and
+// the latest checkpoint opened once for all, and an access two lists hold
+// (the same log entry) verified once: one *Verified in both.
+func (x *Exchange) forCitizenLists(ctx context.Context, fs ...filter) ([][]*Verified, error) {
+	now := max(x.now().UnixMilli(), 1)
+	for i := range fs {
+		fs[i].visibleAt = now
+	}
+	ls, err := x.lists(ctx, fs...)
 	if err != nil {
 		return nil, err
 	}
@@ -579,11 +672,18 @@ func (x *Exchange) forCitizen(ctx context.Context, f filter) ([]*Verified, error
 			cpOK = false
 		}
 	}
-	var out []*Verified
-	for _, a := range as {
-		v := &Verified{Access: a}
-		v.Status = x.check(ctx, v, signed, cp, cpOK)
-		out = append(out, v)
+	out := make([][]*Verified, len(ls))
+	done := map[int64]*Verified{}
+	for i, as := range ls {
+		for _, a := range as {
+			v := done[a.LogIndex]
+			if v == nil {
+				v = &Verified{Access: a}
+				v.Status = x.check(ctx, v, signed, cp, cpOK)
+				done[a.LogIndex] = v
+			}
+			out[i] = append(out[i], v)
+		}
 	}
 	return out, nil
 }
@@ -657,23 +757,19 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	if err := x.db.QueryRowRead(ctx, `SELECT COUNT(*) FROM ex_access WHERE log_index < $1 AND defer_until > $2 AND defer_until > 0`, cur, now).Scan(&v.DeferredCount); err != nil {
 		return nil, fmt.Errorf("deferred accesses: %w", err)
 	}
-	if err := x.eachTail(ctx, cur, func(_ int64, _, _ []byte, o *opening) bool {
+	// The log's tail once: counted, and read for both lists.
+	ls, err := x.listsAt(ctx, cur, func(o *opening) {
 		counts[[2]string{o.agency, o.purpose}]++
 		if o.deferUntil > now {
 			v.DeferredCount++
 		}
-		return true
-	}); err != nil {
+	}, filter{deferredAt: now, soonest: true, limit: DPAOverview, labelled: true}, filter{limit: DPAOverview, labelled: true})
+	if err != nil {
 		return nil, err
 	}
+	v.Deferred, v.Recent = ls[0], ls[1]
 	for _, k := range slices.SortedFunc(maps.Keys(counts), compareKeys) {
 		v.Summary = append(v.Summary, Summary{Agency: k[0], AgencyName: x.names(ctx, k[0]), Purpose: k[1], Count: int(counts[k])})
-	}
-	if v.Deferred, err = x.accesses(ctx, filter{deferredAt: now, soonest: true, limit: DPAOverview, labelled: true}); err != nil {
-		return nil, err
-	}
-	if v.Recent, err = x.accesses(ctx, filter{limit: DPAOverview, labelled: true}); err != nil {
-		return nil, err
 	}
 	if v.Denied, err = x.Denied(ctx, DPAOverview); err != nil {
 		return nil, err

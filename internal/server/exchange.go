@@ -456,7 +456,15 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		}
 		return "/wallet/access?" + q.Encode() + "#acc-h"
 	}
-	recs, err := s.ex.ForCitizenBy(ctx, v.person.ID, agency, accBefore, accessesShown+1)
+	// Deferred accesses disclosed lately, on top: listed by when they
+	// happened, they may sit below newer ones. On the first page of every
+	// agency's only, read with it.
+	var recs, disclosed []*exchange.Verified
+	if accBefore == 0 && agency == "" {
+		recs, disclosed, err = s.ex.FirstPage(ctx, v.person.ID, accessesShown+1, s.now().Add(-exchange.DisclosedWithin), accessesShown+1)
+	} else {
+		recs, err = s.ex.ForCitizenBy(ctx, v.person.ID, agency, accBefore, accessesShown+1)
+	}
 	if err != nil {
 		s.failErr(w, r, err)
 		return
@@ -466,19 +474,9 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, v *viewer,
 		recs = recs[:accessesShown]
 		olderAcc = accessesURL(recs[accessesShown-1].LogIndex)
 	}
-	// Deferred accesses disclosed lately, on top: listed by when they
-	// happened, they may sit below newer ones. On the first page of every
-	// agency's only.
-	var disclosed []*exchange.Verified
-	moreDisclosed := false
-	if accBefore == 0 && agency == "" {
-		if disclosed, err = s.ex.Disclosed(ctx, v.person.ID, s.now().Add(-exchange.DisclosedWithin), accessesShown+1); err != nil {
-			s.failErr(w, r, err)
-			return
-		}
-		if moreDisclosed = len(disclosed) > accessesShown; moreDisclosed {
-			disclosed = disclosed[:accessesShown]
-		}
+	moreDisclosed := len(disclosed) > accessesShown
+	if moreDisclosed {
+		disclosed = disclosed[:accessesShown]
 	}
 	// The requests waiting for her, pendingShown at a time from the
 	// oldest, or from after the one the link to later ones names.
