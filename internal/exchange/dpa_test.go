@@ -243,7 +243,9 @@ func BenchmarkDPAOverview(b *testing.B) {
 // the accesses' time index, lists what a longer or open range, read
 // newest first, lists for the same days: the same accesses, in the same
 // order, page by page, of one agency or all, from the index and the log's
-// tail alike.
+// tail alike. A longer or open range that holds few accesses (up to
+// ByTimeRows) is read through the time index too, and lists what it lists
+// read newest first.
 func TestAccessesByTime(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -281,7 +283,10 @@ func TestAccessesByTime(t *testing.T) {
 			t.Helper()
 			var out []int64
 			q.Limit = n
-			for {
+			for page := 0; ; page++ {
+				if page > len(all)+1 {
+					t.Fatalf("%+v: pages of %d do not end", q, n)
+				}
 				as, err := ex.Accesses(ctx, q)
 				if err != nil {
 					t.Fatal(err)
@@ -292,19 +297,27 @@ func TestAccessesByTime(t *testing.T) {
 					}
 					out = append(out, a.LogIndex)
 				}
-				if len(as) < n {
-					return out
+				if len(as) < n || as[len(as)-1].LogIndex == 0 {
+					return out // entry 0 has nothing below it (and Before 0 is the newest)
 				}
 				q.Before = as[len(as)-1].LogIndex
 			}
 		}
+		// newestFirst is pages with a longer or open range read newest
+		// first, whatever it holds.
+		newestFirst := func(q AccessQuery, n int) []int64 {
+			t.Helper()
+			ex.byTimeRows = 0
+			defer func() { ex.byTimeRows = ByTimeRows }()
+			return pages(q, n)
+		}
+		from := first.Add(5 * Day)
 		for _, org := range []string{"", "police", "tax"} {
 			for _, days := range []time.Duration{8 * Day, 30 * Day, ByTimeWithin} {
-				from := first.Add(5 * Day)
 				short := AccessQuery{Agency: org, From: from, To: from.Add(days)}
 				// The same days as a longer range, cut to them by hand.
 				var want []int64
-				for _, ix := range pages(AccessQuery{Agency: org, From: from, To: from.Add(ByTimeWithin + 20*Day)}, 1000) {
+				for _, ix := range newestFirst(AccessQuery{Agency: org, From: from, To: from.Add(ByTimeWithin + 20*Day)}, 1000) {
 					if i := slices.IndexFunc(all, func(a *Access) bool { return a.LogIndex == ix }); all[i].When().Before(short.To) {
 						want = append(want, ix)
 					}
@@ -318,18 +331,74 @@ func TestAccessesByTime(t *testing.T) {
 					}
 				}
 			}
+			// Longer and open ranges of up to ByTimeRows accesses.
+			for _, q := range []AccessQuery{
+				{Agency: org, From: from, To: from.Add(ByTimeWithin + 20*Day)},
+				{Agency: org, From: from.Add(30 * Day)},
+				{Agency: org, To: from.Add(30 * Day)},
+			} {
+				want := newestFirst(q, 1000)
+				if len(want) < 5 {
+					t.Fatalf("%+v: %d accesses to compare", q, len(want))
+				}
+				for _, n := range []int{1, 7, 1000} {
+					if got := pages(q, n); !slices.Equal(got, want) {
+						t.Fatalf("%+v, %d a page: %v, want %v", q, n, got, want)
+					}
+				}
+			}
 		}
 	})
 }
 
 // BenchmarkDPADays: a month of one agency's accesses, and of every
 // agency's, a year back among 40,000, with a million newer index rows
-// after them (SQLite): read by time (the
+// after them (SQLite, daysWorld): read by time (the
 // accesses' time indexes, then sorted; what Accesses does for a range of
 // up to ByTimeWithin) against read newest first (what it did before, and
-// still does for a longer or open range; the baseline, in the same run),
-// the first page of 50. Both must list the same accesses.
+// still does for a longer or open range of more than ByTimeRows; the
+// baseline, in the same run), the first page of 50. Both must list the
+// same accesses.
 func BenchmarkDPADays(b *testing.B) {
+	ctx := context.Background()
+	ex, from, _, _ := daysWorld(b)
+	month := filter{from: from.UnixMilli(), to: from.Add(30 * Day).UnixMilli(), limit: 50, labelled: true}
+	var byTime, newest time.Duration
+	runs := 0
+	for b.Loop() {
+		for _, org := range []string{"police", ""} {
+			f := month
+			f.org = org
+			t0 := time.Now()
+			fast, err := ex.accesses(ctx, filter{org: f.org, from: f.from, to: f.to, limit: f.limit, labelled: true, byTime: true})
+			t1 := time.Now()
+			slow, err2 := ex.accesses(ctx, f)
+			byTime, newest = byTime+t1.Sub(t0), newest+time.Since(t1)
+			if err != nil || err2 != nil || len(fast) != 50 || len(slow) != 50 {
+				b.Fatalf("%q: %d by time, %d newest first (%v, %v)", org, len(fast), len(slow), err, err2)
+			}
+			for i := range fast {
+				if fast[i].LogIndex != slow[i].LogIndex || fast[i].Time >= f.to || (org != "" && fast[i].Agency != org) {
+					b.Fatalf("%q: access %d is entry %d by time, %d newest first", org, i, fast[i].LogIndex, slow[i].LogIndex)
+				}
+			}
+		}
+		runs += 2
+	}
+	b.ReportMetric(float64(byTime.Microseconds())/1000/float64(runs), "ms-by-time/op")
+	b.ReportMetric(float64(newest.Microseconds())/1000/float64(runs), "ms-newest-first/op")
+	b.ReportMetric(float64(newest)/float64(byTime), "newest-first/by-time")
+}
+
+// daysWorld is an exchange (SQLite) whose clock runs 20 minutes a
+// reading, with 40,000 accesses (a quarter the police's, the rest the tax
+// office's) over more than a year and a half, integrated and indexed, and
+// a million newer index rows after them (a quarter the police's, one a
+// millisecond from the last access's time on). It returns the exchange,
+// 30 days after the first access, the last access's time (Unix ms) and
+// the number of newer rows.
+func daysWorld(b *testing.B) (*Exchange, time.Time, int64, int64) {
+	b.Helper()
 	ctx := context.Background()
 	db := storetest.OpenMigrated(b, store.Options{DataDir: b.TempDir()}) // SQLite
 	// The exchange's clock runs 20 minutes a reading (about one a release).
@@ -367,30 +436,71 @@ func BenchmarkDPADays(b *testing.B) {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	month := filter{from: from.UnixMilli(), to: from.Add(30 * Day).UnixMilli(), limit: 50, labelled: true}
-	var byTime, newest time.Duration
+	return ex, from, last, newer
+}
+
+// BenchmarkDPARanges: ranges of time Accesses reads through the time
+// indexes because they hold at most ByTimeRows accesses though they are
+// longer than ByTimeWithin or open at one end, in daysWorld: every access
+// before a day two months after the first, the police's over 200 days a
+// year back, and the police's from a moment among the newest rows (25 of
+// them, fewer than a page); and a range of more than ByTimeRows (every
+// access from a year back), which it reads newest first after counting
+// ByTimeRows+1 of them (each case checked to hold what it says). The
+// baseline, in the
+// same run, is each read newest first (what Accesses did before); both
+// must list the same first page of 50. It reports each case's ratio.
+//
+//	go test ./internal/exchange -run '^$' -bench DPARanges -benchtime 10x -count 3
+func BenchmarkDPARanges(b *testing.B) {
+	ctx := context.Background()
+	ex, from, last, newer := daysWorld(b)
+	cases := []struct {
+		name string
+		q    AccessQuery
+	}{
+		{"before", AccessQuery{To: from.Add(30 * Day)}},
+		{"police-200d", AccessQuery{Agency: "police", From: from, To: from.Add(200 * Day)}},
+		{"police-since", AccessQuery{Agency: "police", From: time.UnixMilli(last + newer - 100)}},
+		{"dense", AccessQuery{From: time.UnixMilli(last).Add(-365 * Day)}},
+	}
+	for _, c := range cases {
+		f := filter{org: c.q.Agency, from: c.q.From.UnixMilli(), to: c.q.To.UnixMilli()}
+		if c.q.To.IsZero() {
+			f.to = 0
+		}
+		n, err := ex.countIndexed(ctx, f, ByTimeRows+1)
+		if err != nil || (n > ByTimeRows) != (c.name == "dense") {
+			b.Fatalf("%s holds %d accesses (%v)", c.name, n, err)
+		}
+	}
+	now := make([]time.Duration, len(cases))
+	before := make([]time.Duration, len(cases))
 	runs := 0
 	for b.Loop() {
-		for _, org := range []string{"police", ""} {
-			f := month
-			f.org = org
+		for i, c := range cases {
+			q := c.q
+			q.Limit = 50
 			t0 := time.Now()
-			fast, err := ex.accesses(ctx, filter{org: f.org, from: f.from, to: f.to, limit: f.limit, labelled: true, byTime: true})
+			got, err := ex.Accesses(ctx, q)
 			t1 := time.Now()
-			slow, err2 := ex.accesses(ctx, f)
-			byTime, newest = byTime+t1.Sub(t0), newest+time.Since(t1)
-			if err != nil || err2 != nil || len(fast) != 50 || len(slow) != 50 {
-				b.Fatalf("%q: %d by time, %d newest first (%v, %v)", org, len(fast), len(slow), err, err2)
+			ex.byTimeRows = 0 // newest first, whatever the range holds
+			want, err2 := ex.Accesses(ctx, q)
+			ex.byTimeRows = ByTimeRows
+			now[i], before[i] = now[i]+t1.Sub(t0), before[i]+time.Since(t1)
+			if err != nil || err2 != nil || len(got) == 0 || len(got) != len(want) {
+				b.Fatalf("%s: %d, newest first %d (%v, %v)", c.name, len(got), len(want), err, err2)
 			}
-			for i := range fast {
-				if fast[i].LogIndex != slow[i].LogIndex || fast[i].Time >= f.to || (org != "" && fast[i].Agency != org) {
-					b.Fatalf("%q: access %d is entry %d by time, %d newest first", org, i, fast[i].LogIndex, slow[i].LogIndex)
+			for j := range got {
+				if got[j].LogIndex != want[j].LogIndex {
+					b.Fatalf("%s: access %d is entry %d, newest first %d", c.name, j, got[j].LogIndex, want[j].LogIndex)
 				}
 			}
 		}
-		runs += 2
+		runs++
 	}
-	b.ReportMetric(float64(byTime.Microseconds())/1000/float64(runs), "ms-by-time/op")
-	b.ReportMetric(float64(newest.Microseconds())/1000/float64(runs), "ms-newest-first/op")
-	b.ReportMetric(float64(newest)/float64(byTime), "newest-first/by-time")
+	for i, c := range cases {
+		b.ReportMetric(float64(now[i].Microseconds())/1000/float64(runs), "ms-"+c.name+"/op")
+		b.ReportMetric(float64(before[i])/float64(now[i]), c.name+"-before/now")
+	}
 }

@@ -188,6 +188,7 @@ type Exchange struct {
 	// indexBatch: see index.go (tests set 1 to index at every integration).
 	indexBatch int64
 	keep       time.Duration // how long an answered complaint is kept (KeepComplaints)
+	byTimeRows int           // ByTimeRows (tests set less)
 	stats      struct{ released, denied, asked, given, refused, withdrawn atomic.Int64 }
 }
 
@@ -254,6 +255,7 @@ func New(d Deps) (*Exchange, error) {
 		x.indexBatch = int64(d.IndexBatch)
 	}
 	x.keep = cmp.Or(d.KeepComplaints, KeepComplaints)
+	x.byTimeRows = ByTimeRows
 	if x.keep < MinKeepComplaints || x.keep > MaxKeepComplaints {
 		return nil, fmt.Errorf("exchange: answered complaints kept %d days, want %d to %d", days(x.keep), days(MinKeepComplaints), days(MaxKeepComplaints))
 	}

@@ -164,7 +164,14 @@ func (f filter) where(cur int64) (string, []any) {
 		args = append(args, v)
 		conds = append(conds, fmt.Sprintf(cond, len(args)))
 	}
-	add("a.log_index < $%d", cur)
+	// Found by time, the log index is only a condition: with the unary
+	// plus, which both engines read as the column, no planner takes its
+	// range (every row below the cursor) for the time index's.
+	logIndex := "a.log_index"
+	if f.byTime {
+		logIndex = "+a.log_index"
+	}
+	add(logIndex+" < $%d", cur)
 	if f.person != "" {
 		add("a.person_id = $%d", f.person)
 	}
@@ -194,7 +201,7 @@ func (f filter) where(cur int64) (string, []any) {
 		add("a.purpose = $%d", f.purpose)
 	}
 	if f.before > 0 {
-		add("a.log_index < $%d", f.before)
+		add(logIndex+" < $%d", f.before)
 	}
 	if f.from > 0 {
 		add("a.at >= $%d", f.from)
@@ -783,16 +790,23 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	return v, nil
 }
 
+// ByTimeWithin is the longest range of time Accesses always reads through
+// the accesses' time indexes (migration 00027); a longer one, or one open
+// at either end, is read through them when it holds at most ByTimeRows
+// accesses, and newest first otherwise (docs/benchmarks.md,
+// BenchmarkDPADays).
+const ByTimeWithin = 92 * Day
+
+// ByTimeRows is the most accesses a range of time longer than ByTimeWithin,
+// or open at one end, may hold for Accesses to read it through the time
+// indexes and sort it; counting them costs at most as many index entries.
+const ByTimeRows = 5000
+
 // AccessQuery selects access records for Accesses: of one agency (every
 // agency if empty), for one purpose (every purpose if empty), only those
 // still deferred (the citizen cannot see them yet) if Deferred, at log
 // indexes below Before (0: from the newest; the last one's LogIndex pages
 // on), at most Limit (> 0) of them.
-// ByTimeWithin is the longest range of time Accesses reads through the
-// accesses' time index (migration 00027); a longer one, or one open at
-// either end, is read newest first (docs/benchmarks.md, BenchmarkDPADays).
-const ByTimeWithin = 92 * Day
-
 type AccessQuery struct {
 	Agency, Purpose string
 	Deferred        bool
@@ -820,11 +834,36 @@ func (x *Exchange) Accesses(ctx context.Context, q AccessQuery) ([]*Access, erro
 	if q.Deferred {
 		f.deferredAt = x.now().UnixMilli()
 	}
-	// A short range is read by time and sorted: quick however far back.
-	// A long one is read newest first, as are open ranges: the first page
-	// is found among the newest, where sorting the range would read it all.
-	f.byTime = f.from > 0 && f.to > 0 && f.to-f.from <= ByTimeWithin.Milliseconds()
+	// A short range, or one that holds few accesses, is read by time and
+	// sorted: quick however far back. Another is read newest first: its
+	// first page is found among the newest, where sorting the range would
+	// read it all.
+	if f.from > 0 || f.to > 0 {
+		few := f.from > 0 && f.to > 0 && f.to-f.from <= ByTimeWithin.Milliseconds()
+		if !few {
+			n, err := x.countIndexed(ctx, f, x.byTimeRows+1)
+			if err != nil {
+				return nil, err
+			}
+			few = n <= x.byTimeRows
+		}
+		f.byTime = few
+	}
 	return x.accesses(ctx, f)
+}
+
+// countIndexed counts the index's rows f selects, up to most.
+func (x *Exchange) countIndexed(ctx context.Context, f filter, most int) (int, error) {
+	cur, err := x.cursor(ctx)
+	if err != nil {
+		return 0, err
+	}
+	where, args := f.where(cur)
+	var n int
+	if err := x.db.QueryRowRead(ctx, fmt.Sprintf(`SELECT COUNT(*) FROM (SELECT 1 FROM ex_access a%s LIMIT %d) n`, where, most), args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("access records: %w", err)
+	}
+	return n, nil
 }
 
 // Audit compares the access records in db with the log's entries (from a
