@@ -852,15 +852,18 @@ func (x *Exchange) Accesses(ctx context.Context, q AccessQuery) ([]*Access, erro
 	return x.accesses(ctx, f)
 }
 
-// countIndexed counts the index's rows f selects, up to most.
+// countIndexed counts the index's rows f selects, up to most, found as a
+// read by time finds them.
 func (x *Exchange) countIndexed(ctx context.Context, f filter, most int) (int, error) {
 	cur, err := x.cursor(ctx)
 	if err != nil {
 		return 0, err
 	}
+	f.byTime = true
 	where, args := f.where(cur)
+	args = append(args, most)
 	var n int
-	if err := x.db.QueryRowRead(ctx, fmt.Sprintf(`SELECT COUNT(*) FROM (SELECT 1 FROM ex_access a%s LIMIT %d) n`, where, most), args...).Scan(&n); err != nil {
+	if err := x.db.QueryRowRead(ctx, fmt.Sprintf(`SELECT COUNT(*) FROM (SELECT 1 FROM ex_access a%s LIMIT $%d) n`, where, len(args)), args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("access records: %w", err)
 	}
 	return n, nil
