@@ -245,7 +245,8 @@ func BenchmarkDPAOverview(b *testing.B) {
 // order, page by page, of one agency or all, from the index and the log's
 // tail alike. A longer or open range that holds few accesses (up to
 // ByTimeRows) is read through the time index too, and lists what it lists
-// read newest first.
+// read newest first. Any range, recent or far back, lists what the list
+// of every access holds in those days, whichever way it is read.
 func TestAccessesByTime(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -347,18 +348,81 @@ func TestAccessesByTime(t *testing.T) {
 					}
 				}
 			}
+			// Whatever a range holds, and wherever it lies (recent or far
+			// back, short or long, open at one end), its pages list the
+			// accesses of every access's list in those days, in its order.
+			for _, rows := range []int{0, 3, ByTimeRows} {
+				ex.byTimeRows = rows
+				for _, q := range []AccessQuery{
+					{Agency: org, From: from, To: from.Add(8 * Day)},
+					{Agency: org, From: last.Add(-30 * Day), To: last.Add(time.Millisecond)},
+					{Agency: org, From: last.Add(-30 * Day), To: last.Add(-5 * Day)},
+					{Agency: org, From: from, To: from.Add(ByTimeWithin + 20*Day)},
+					{Agency: org, From: last.Add(-30 * Day)},
+					{Agency: org, To: from.Add(30 * Day)},
+				} {
+					var want []int64
+					for _, a := range all {
+						if (org == "" || a.Agency == org) && (q.From.IsZero() || !a.When().Before(q.From)) && (q.To.IsZero() || a.When().Before(q.To)) {
+							want = append(want, a.LogIndex)
+						}
+					}
+					if len(want) < 2 {
+						t.Fatalf("%+v: %d accesses to compare", q, len(want))
+					}
+					for _, n := range []int{1, 2, 7, 1000} {
+						if got := pages(q, n); !slices.Equal(got, want) {
+							t.Fatalf("%+v, %d a page, by time up to %d: %v, want %v", q, n, rows, got, want)
+						}
+					}
+				}
+				ex.byTimeRows = ByTimeRows
+			}
+		}
+		// How each range is read, with ranges of more than 3 accesses
+		// counted as large: by time when small, or large, far back and
+		// short; newest first when large and recent, or far back and long.
+		ms := func(t time.Time) int64 { return t.UnixMilli() }
+		if _, _, err := l.Integrate(ctx); err != nil { // every access in the index, where ranges are counted
+			t.Fatal(err)
+		}
+		if err := ex.FlushIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// The newest access of a month far back: its next page lists from
+		// below it.
+		i := slices.IndexFunc(all, func(a *Access) bool { return a.When().Before(from.Add(30 * Day)) })
+		for _, c := range []struct {
+			name     string
+			f        filter
+			want, at bool // by time with 3, by time with ByTimeRows
+		}{
+			{"far back, short", filter{from: ms(from), to: ms(from.Add(8 * Day))}, true, true},
+			{"recent, short", filter{from: ms(last.Add(-30 * Day)), to: ms(last) + 1}, false, true},
+			{"far back, long", filter{from: ms(from), to: ms(from.Add(ByTimeWithin + 20*Day))}, false, true},
+			{"since a day", filter{from: ms(last.Add(-30 * Day))}, false, true},
+			{"before a day", filter{to: ms(from.Add(30 * Day))}, false, true},
+			{"far back, short, the page below its newest", filter{from: ms(from), to: ms(from.Add(30 * Day)), before: all[i].LogIndex}, false, true},
+		} {
+			for _, rows := range []int{3, ByTimeRows} {
+				ex.byTimeRows = rows
+				got, err := ex.byTime(ctx, c.f)
+				if want := map[int]bool{3: c.want, ByTimeRows: c.at}[rows]; err != nil || got != want {
+					t.Errorf("%s, large above %d: by time %v (%v), want %v", c.name, rows, got, err, want)
+				}
+			}
+			ex.byTimeRows = ByTimeRows
 		}
 	})
 }
 
 // BenchmarkDPADays: a month of one agency's accesses, and of every
 // agency's, a year back among 40,000, with a million newer index rows
-// after them (SQLite, daysWorld): read by time (the
-// accesses' time indexes, then sorted; what Accesses does for a range of
-// up to ByTimeWithin) against read newest first (what it did before, and
-// still does for a longer or open range of more than ByTimeRows; the
-// baseline, in the same run), the first page of 50. Both must list the
-// same accesses.
+// after them (SQLite, daysWorld): read by time (the accesses' time
+// indexes, then sorted; what Accesses does for a range far back that
+// holds at most ByTimeRows, or spans at most ByTimeWithin) against read
+// newest first (what it did before migration 00027; the baseline, in the
+// same run), the first page of 50. Both must list the same accesses.
 func BenchmarkDPADays(b *testing.B) {
 	ctx := context.Background()
 	ex, from, _, _ := daysWorld(b)
@@ -439,38 +503,48 @@ func daysWorld(b *testing.B) (*Exchange, time.Time, int64, int64) {
 	return ex, from, last, newer
 }
 
-// BenchmarkDPARanges: ranges of time Accesses reads through the time
-// indexes because they hold at most ByTimeRows accesses though they are
-// longer than ByTimeWithin or open at one end, in daysWorld: every access
-// before a day two months after the first, the police's over 200 days a
-// year back, and the police's from a moment among the newest rows (25 of
-// them, fewer than a page); and a range of more than ByTimeRows (every
-// access from a year back), which it reads newest first after counting
-// ByTimeRows+1 of them (each case checked to hold what it says). The
-// baseline, in the
-// same run, is each read newest first (what Accesses did before); both
-// must list the same first page of 50. It reports each case's ratio.
+// BenchmarkDPARanges: ranges of time in daysWorld that Accesses reads
+// otherwise than it did before they were counted (each case checked to
+// hold what it says). Through the time indexes, since they hold at most
+// ByTimeRows accesses though they are longer than ByTimeWithin or open at
+// one end (before: newest first): every access before a day two months
+// after the first, the police's over 200 days a year back, and the
+// police's from a moment among the newest rows (about 25, fewer than a
+// page). Newest first, since they hold more than ByTimeRows: the police's
+// accesses of the last minutes, among the newest rows, a short range
+// (before: by time, sorting all 250,000 of them), and every access from a
+// year back, as before (it now pays for counting ByTimeRows+1). The
+// baseline, in the same run, is each read as before; both must list the
+// same first page of 50. It reports each case's ratio.
 //
 //	go test ./internal/exchange -run '^$' -bench DPARanges -benchtime 10x -count 3
 func BenchmarkDPARanges(b *testing.B) {
 	ctx := context.Background()
 	ex, from, last, newer := daysWorld(b)
 	cases := []struct {
-		name string
-		q    AccessQuery
+		name       string
+		q          AccessQuery
+		large, was bool // more than ByTimeRows; read by time before
 	}{
-		{"before", AccessQuery{To: from.Add(30 * Day)}},
-		{"police-200d", AccessQuery{Agency: "police", From: from, To: from.Add(200 * Day)}},
-		{"police-since", AccessQuery{Agency: "police", From: time.UnixMilli(last + newer - 100)}},
-		{"dense", AccessQuery{From: time.UnixMilli(last).Add(-365 * Day)}},
+		{"before", AccessQuery{To: from.Add(30 * Day)}, false, false},
+		{"police-200d", AccessQuery{Agency: "police", From: from, To: from.Add(200 * Day)}, false, false},
+		{"police-since", AccessQuery{Agency: "police", From: time.UnixMilli(last + newer - 100)}, false, false},
+		{"police-minutes", AccessQuery{Agency: "police", From: time.UnixMilli(last + 1), To: time.UnixMilli(last + newer + 1)}, true, true},
+		{"dense", AccessQuery{From: time.UnixMilli(last).Add(-365 * Day)}, true, false},
+	}
+	filterOf := func(q AccessQuery, byTime bool) filter {
+		f := filter{org: q.Agency, limit: 50, labelled: true, byTime: byTime}
+		if !q.From.IsZero() {
+			f.from = q.From.UnixMilli()
+		}
+		if !q.To.IsZero() {
+			f.to = q.To.UnixMilli()
+		}
+		return f
 	}
 	for _, c := range cases {
-		f := filter{org: c.q.Agency, from: c.q.From.UnixMilli(), to: c.q.To.UnixMilli()}
-		if c.q.To.IsZero() {
-			f.to = 0
-		}
-		n, err := ex.countIndexed(ctx, f, ByTimeRows+1)
-		if err != nil || (n > ByTimeRows) != (c.name == "dense") {
+		n, err := ex.countIndexed(ctx, filterOf(c.q, false), ByTimeRows+1)
+		if err != nil || (n > ByTimeRows) != c.large {
 			b.Fatalf("%s holds %d accesses (%v)", c.name, n, err)
 		}
 	}
@@ -484,16 +558,14 @@ func BenchmarkDPARanges(b *testing.B) {
 			t0 := time.Now()
 			got, err := ex.Accesses(ctx, q)
 			t1 := time.Now()
-			ex.byTimeRows = 0 // newest first, whatever the range holds
-			want, err2 := ex.Accesses(ctx, q)
-			ex.byTimeRows = ByTimeRows
+			want, err2 := ex.accesses(ctx, filterOf(c.q, c.was))
 			now[i], before[i] = now[i]+t1.Sub(t0), before[i]+time.Since(t1)
 			if err != nil || err2 != nil || len(got) == 0 || len(got) != len(want) {
-				b.Fatalf("%s: %d, newest first %d (%v, %v)", c.name, len(got), len(want), err, err2)
+				b.Fatalf("%s: %d, as before %d (%v, %v)", c.name, len(got), len(want), err, err2)
 			}
 			for j := range got {
 				if got[j].LogIndex != want[j].LogIndex {
-					b.Fatalf("%s: access %d is entry %d, newest first %d", c.name, j, got[j].LogIndex, want[j].LogIndex)
+					b.Fatalf("%s: access %d is entry %d, as before %d", c.name, j, got[j].LogIndex, want[j].LogIndex)
 				}
 			}
 		}

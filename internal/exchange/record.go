@@ -790,16 +790,15 @@ func (x *Exchange) DPA(ctx context.Context) (*DPAView, error) {
 	return v, nil
 }
 
-// ByTimeWithin is the longest range of time Accesses always reads through
-// the accesses' time indexes (migration 00027); a longer one, or one open
-// at either end, is read through them when it holds at most ByTimeRows
-// accesses, and newest first otherwise (docs/benchmarks.md,
-// BenchmarkDPADays).
+// ByTimeWithin is the longest range of time, far back and holding more
+// than ByTimeRows accesses, that Accesses reads through the accesses' time
+// indexes (migration 00027) and sorts (see Exchange.byTime;
+// docs/benchmarks.md, BenchmarkDPADays and BenchmarkDPARanges).
 const ByTimeWithin = 92 * Day
 
-// ByTimeRows is the most accesses a range of time longer than ByTimeWithin,
-// or open at one end, may hold for Accesses to read it through the time
-// indexes and sort it; counting them costs at most as many index entries.
+// ByTimeRows is the most accesses a range of time may hold for Accesses to
+// read it through the time indexes and sort it wherever it lies; counting
+// them, and those after it, costs at most as many index entries each.
 const ByTimeRows = 5000
 
 // AccessQuery selects access records for Accesses: of one agency (every
@@ -834,22 +833,38 @@ func (x *Exchange) Accesses(ctx context.Context, q AccessQuery) ([]*Access, erro
 	if q.Deferred {
 		f.deferredAt = x.now().UnixMilli()
 	}
-	// A short range, or one that holds few accesses, is read by time and
-	// sorted: quick however far back. Another is read newest first: its
-	// first page is found among the newest, where sorting the range would
-	// read it all.
 	if f.from > 0 || f.to > 0 {
-		few := f.from > 0 && f.to > 0 && f.to-f.from <= ByTimeWithin.Milliseconds()
-		if !few {
-			n, err := x.countIndexed(ctx, f, x.byTimeRows+1)
-			if err != nil {
-				return nil, err
-			}
-			few = n <= x.byTimeRows
+		var err error
+		if f.byTime, err = x.byTime(ctx, f); err != nil {
+			return nil, err
 		}
-		f.byTime = few
 	}
 	return x.accesses(ctx, f)
+}
+
+// byTime reports whether Accesses reads f's range of time through the
+// time indexes and sorts it, rather than newest first. A range that holds
+// at most byTimeRows accesses (counted up to one more) is read by time,
+// however far back it lies. A larger one is read newest first when it
+// ends among the newest (open, or at most byTimeRows accesses after it,
+// below f.before: the next page of a list is one), where its first page
+// is and sorting it would read all of it. A larger one far back is read
+// by time if it spans at most ByTimeWithin, where sorting it costs less
+// than reading every newer access first, and newest first if longer.
+func (x *Exchange) byTime(ctx context.Context, f filter) (bool, error) {
+	n, err := x.countIndexed(ctx, f, x.byTimeRows+1)
+	if err != nil || n <= x.byTimeRows {
+		return err == nil, err
+	}
+	if f.to <= 0 {
+		return false, nil
+	}
+	after := f
+	after.from, after.to = f.to, 0
+	if n, err = x.countIndexed(ctx, after, x.byTimeRows+1); err != nil || n <= x.byTimeRows {
+		return false, err
+	}
+	return f.from > 0 && f.to-f.from <= ByTimeWithin.Milliseconds(), nil
 }
 
 // countIndexed counts the index's rows f selects, up to most, found as a
