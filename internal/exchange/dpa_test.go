@@ -389,6 +389,10 @@ func TestAccessesByTime(t *testing.T) {
 		if err := ex.FlushIndex(ctx); err != nil {
 			t.Fatal(err)
 		}
+		cur, err := ex.cursor(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		// The newest access of a month far back: its next page lists from
 		// below it.
 		i := slices.IndexFunc(all, func(a *Access) bool { return a.When().Before(from.Add(30 * Day)) })
@@ -406,7 +410,7 @@ func TestAccessesByTime(t *testing.T) {
 		} {
 			for _, rows := range []int{3, ByTimeRows} {
 				ex.byTimeRows = rows
-				got, err := ex.byTime(ctx, c.f)
+				got, err := ex.byTime(ctx, cur, c.f)
 				if want := map[int]bool{3: c.want, ByTimeRows: c.at}[rows]; err != nil || got != want {
 					t.Errorf("%s, large above %d: by time %v (%v), want %v", c.name, rows, got, err, want)
 				}
@@ -542,8 +546,12 @@ func BenchmarkDPARanges(b *testing.B) {
 		}
 		return f
 	}
+	cur, err := ex.cursor(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, c := range cases {
-		n, err := ex.countIndexed(ctx, filterOf(c.q, false), ByTimeRows+1)
+		n, err := ex.countIndexed(ctx, cur, filterOf(c.q, false), ByTimeRows+1)
 		if err != nil || (n > ByTimeRows) != c.large {
 			b.Fatalf("%s holds %d accesses (%v)", c.name, n, err)
 		}

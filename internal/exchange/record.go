@@ -833,16 +833,25 @@ func (x *Exchange) Accesses(ctx context.Context, q AccessQuery) ([]*Access, erro
 	if q.Deferred {
 		f.deferredAt = x.now().UnixMilli()
 	}
+	// One cursor for the counts and the list, read once.
+	cur, err := x.cursor(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if f.from > 0 || f.to > 0 {
-		var err error
-		if f.byTime, err = x.byTime(ctx, f); err != nil {
+		if f.byTime, err = x.byTime(ctx, cur, f); err != nil {
 			return nil, err
 		}
 	}
-	return x.accesses(ctx, f)
+	ls, err := x.listsAt(ctx, cur, nil, f)
+	if err != nil {
+		return nil, err
+	}
+	return ls[0], nil
 }
 
-// byTime reports whether Accesses reads f's range of time through the
+// byTime reports whether Accesses, at the index's cursor cur, reads f's
+// range of time through the
 // time indexes and sorts it, rather than newest first. A range that holds
 // at most byTimeRows accesses (counted up to one more) is read by time,
 // however far back it lies. A larger one is read newest first when it
@@ -851,8 +860,8 @@ func (x *Exchange) Accesses(ctx context.Context, q AccessQuery) ([]*Access, erro
 // is and sorting it would read all of it. A larger one far back is read
 // by time if it spans at most ByTimeWithin, where sorting it costs less
 // than reading every newer access first, and newest first if longer.
-func (x *Exchange) byTime(ctx context.Context, f filter) (bool, error) {
-	n, err := x.countIndexed(ctx, f, x.byTimeRows+1)
+func (x *Exchange) byTime(ctx context.Context, cur int64, f filter) (bool, error) {
+	n, err := x.countIndexed(ctx, cur, f, x.byTimeRows+1)
 	if err != nil || n <= x.byTimeRows {
 		return err == nil, err
 	}
@@ -861,19 +870,15 @@ func (x *Exchange) byTime(ctx context.Context, f filter) (bool, error) {
 	}
 	after := f
 	after.from, after.to = f.to, 0
-	if n, err = x.countIndexed(ctx, after, x.byTimeRows+1); err != nil || n <= x.byTimeRows {
+	if n, err = x.countIndexed(ctx, cur, after, x.byTimeRows+1); err != nil || n <= x.byTimeRows {
 		return false, err
 	}
 	return f.from > 0 && f.to-f.from <= ByTimeWithin.Milliseconds(), nil
 }
 
-// countIndexed counts the index's rows f selects, up to most, found as a
-// read by time finds them.
-func (x *Exchange) countIndexed(ctx context.Context, f filter, most int) (int, error) {
-	cur, err := x.cursor(ctx)
-	if err != nil {
-		return 0, err
-	}
+// countIndexed counts the index's rows below cur (its cursor) that f
+// selects, up to most, found as a read by time finds them.
+func (x *Exchange) countIndexed(ctx context.Context, cur int64, f filter, most int) (int, error) {
 	f.byTime = true
 	where, args := f.where(cur)
 	args = append(args, most)
