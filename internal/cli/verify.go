@@ -45,7 +45,13 @@ is checked offline the same way, one line per access: that the readable copy
 is what the record says, that the record opens the commitment in its log
 entry, and, with --log-key, that the entry is in a checkpoint signed by the
 log. (Whether the entries are about the person the file names cannot be
-checked offline: the pseudonyms' key stays with the node.)`
+checked offline: the pseudonyms' key stays with the node.) With --earlier
+OLD.json, an export of hers made before, it also checks that nothing the
+node showed her then has gone or changed (every access OLD proves is in
+FILE at the same log entry; the log did not shrink and never signed two
+trees of one size) and that nothing was kept from her then (an access FILE
+proves that was made before OLD and not hidden by a deferral is in OLD).
+Keep your exports: each one is evidence the next is checked against.`
 
 func runVerify(_ context.Context, e *env, args []string) error {
 	f := newFlags(e, verifySynopsis, "")
@@ -58,6 +64,7 @@ func runVerify(_ context.Context, e *env, args []string) error {
 	issuerKey := f.String("issuer-key", "", "SD-JWT: the issuer's public key: a JWK, a JWK set or jwt-vc-issuer metadata with one key, or a PEM file")
 	nonce := f.String("nonce", "", "SD-JWT: the key binding JWT's nonce must be this")
 	aud := f.String("aud", "", "SD-JWT: the key binding JWT's audience must be this")
+	earlier := f.String("earlier", "", "data-access export: an export of the same citizen made before, to check that nothing in it has gone or changed")
 	if err := f.parse(args, true); err != nil {
 		return err
 	}
@@ -99,7 +106,14 @@ func runVerify(_ context.Context, e *env, args []string) error {
 		return verifySDJWT(e, text, sdOptions{*issuerKey, *nonce, *aud, *at})
 	}
 	if exchange.IsExport(raw) {
-		return verifyExport(e, raw, *logKey, *asJSON)
+		return verifyExport(e, raw, *logKey, *earlier, *asJSON)
+	}
+	if *earlier != "" {
+		what := rest[0]
+		if what == "-" {
+			what = "the input"
+		}
+		return fmt.Errorf("%w: --earlier compares two exports of \"Who looked at my data\", and %s is not one", errUsage, what)
 	}
 	in := bytes.NewReader(raw)
 	rep, err := payment.Verify(in, *logKey)
@@ -156,9 +170,24 @@ func printCashFlow(e *env, cf *payment.CashFlow, currency string) {
 	}
 }
 
-// verifyExport checks a citizen's export of their data accesses.
-func verifyExport(e *env, raw []byte, logKey string, asJSON bool) error {
-	rep, err := exchange.VerifyExport(bytes.NewReader(raw), logKey)
+// verifyExport checks a citizen's export of their data accesses, against
+// the export named earlier when it is not "".
+func verifyExport(e *env, raw []byte, logKey, earlier string, asJSON bool) error {
+	var rep *exchange.ExportReport
+	var err error
+	if earlier == "" {
+		rep, err = exchange.VerifyExport(bytes.NewReader(raw), logKey)
+	} else {
+		if logKey == "" {
+			return fmt.Errorf("%w: --earlier needs --log-key (only accesses proved in the log can be compared)", errUsage)
+		}
+		old, oerr := os.Open(earlier)
+		if oerr != nil {
+			return fmt.Errorf("open %s: %w", earlier, errors.Unwrap(oerr))
+		}
+		defer old.Close()
+		rep, err = exchange.CompareExports(old, bytes.NewReader(raw), logKey)
+	}
 	if err != nil {
 		return err
 	}
@@ -173,6 +202,9 @@ func verifyExport(e *env, raw []byte, logKey string, asJSON bool) error {
 		fmt.Fprintf(e.stdout, "verified: %s to the data of %s", exchange.Accesses(rep.Accesses), rep.Person)
 		if rep.Origin != "" {
 			fmt.Fprintf(e.stdout, ", each in a checkpoint signed by %s", rep.Origin)
+		}
+		if earlier != "" {
+			fmt.Fprintf(e.stdout, "; nothing of %s has gone or changed, and nothing was kept from it", earlier)
 		}
 		fmt.Fprintln(e.stdout)
 	}

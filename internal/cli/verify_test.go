@@ -166,8 +166,9 @@ func otherKey(t *testing.T) string {
 
 // accessExportFile releases a citizen's declared income to the tax office
 // and writes the citizen's export of "Who looked at my data" as the page
-// downloads it; it returns the file and the log's verifier key.
-func accessExportFile(t *testing.T) (string, string) {
+// downloads it; then it releases it again and writes a later export. It
+// returns both files and the log's verifier key.
+func accessExportFile(t *testing.T) (first, later, vkey string) {
 	t.Helper()
 	ctx := context.Background()
 	db := storetest.OpenMigrated(t, store.Options{DataDir: t.TempDir()})
@@ -194,26 +195,32 @@ func accessExportFile(t *testing.T) (string, string) {
 	if _, err := ex.CreatePolicy(ctx, exchange.Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "TAX-AUDIT", LegalBasis: "Tax Code §93", Retention: exchange.Day}, "t"); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := ex.Submit(ctx, exchange.Ask{Requester: "tax", Officer: "o", Citizen: "amira", Service: "income", Fields: []string{"income"}, Purpose: "TAX-AUDIT", LegalBasis: "Tax Code §93"}); err != nil || r.State != exchange.Released {
-		t.Fatalf("release: %+v %v", r, err)
+	dir := t.TempDir()
+	export := func(name string, n int, at time.Time) string {
+		t.Helper()
+		if r, err := ex.Submit(ctx, exchange.Ask{Requester: "tax", Officer: "o", Citizen: "amira", Service: "income", Fields: []string{"income"}, Purpose: "TAX-AUDIT", LegalBasis: "Tax Code §93"}); err != nil || r.State != exchange.Released {
+			t.Fatalf("release: %+v %v", r, err)
+		}
+		if _, _, err := tl.Integrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := ex.ForCitizen(ctx, "amira")
+		if err != nil || len(recs) != n {
+			t.Fatalf("her accesses: %+v %v", recs, err)
+		}
+		raw, _ := json.Marshal(exchange.NewExport("amira", at, signer.VerifierKey(), recs, nil))
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
 	}
-	if _, _, err := tl.Integrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := ex.ForCitizen(ctx, "amira")
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("her accesses: %+v %v", recs, err)
-	}
-	raw, _ := json.Marshal(exchange.NewExport("amira", time.Now(), signer.VerifierKey(), recs, nil))
-	path := filepath.Join(t.TempDir(), "civstack-data-accesses.json")
-	if err := os.WriteFile(path, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path, signer.VerifierKey()
+	first = export("civstack-data-accesses.json", 1, time.Now())
+	return first, export("civstack-data-accesses-later.json", 2, time.Now().Add(time.Hour)), signer.VerifierKey()
 }
 
 func TestVerifyAccessExport(t *testing.T) {
-	path, vkey := accessExportFile(t)
+	path, later, vkey := accessExportFile(t)
 	ctx := context.Background()
 	run := func(in string, args ...string) (int, string, string) {
 		var out, errOut bytes.Buffer
@@ -230,7 +237,24 @@ func TestVerifyAccessExport(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	// Against the earlier export: nothing gone, one access since.
+	rc, out, errOut = run("", "verify", later, "--log-key", vkey, "--earlier", path)
+	if rc != 0 {
+		t.Fatalf("a later export against the earlier: rc %d\n%s%s", rc, out, errOut)
+	}
+	for _, want := range []string{"ok   earlier export: 1 access to the data of amira", "ok   log: the log grew from 1 to 2 entries",
+		"ok   earlier accesses: the 1 access the earlier file proves in the log is in this one, at the same log entry, unchanged",
+		"ok   since the earlier export: 1 access made since; 0 accesses hidden",
+		"verified: 2 accesses to the data of amira, each in a checkpoint signed by verify.test/log; nothing of " + path + " has gone or changed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	laterRaw, _ := os.ReadFile(later)
 	raw, _ := os.ReadFile(path)
+	if rc, out, _ := run(string(laterRaw), "verify", "--json", "--log-key", vkey, "--earlier", path, "-"); rc != 0 || !strings.Contains(out, `"check": "since the earlier export"`) {
+		t.Fatalf("JSON against the earlier: rc %d %s", rc, out)
+	}
 	if rc, out, _ := run(string(raw), "verify", "--json", "--log-key", vkey, "-"); rc != 0 || !strings.Contains(out, `"accesses": 1`) {
 		t.Fatalf("JSON: rc %d %s", rc, out)
 	}
@@ -244,10 +268,28 @@ func TestVerifyAccessExport(t *testing.T) {
 		{"a changed purpose", strings.ReplaceAll(string(raw), "TAX-AUDIT", "TAX-AUDIT-2"), []string{"verify", "-", "--log-key", vkey}, "does not open log entry 0's commitment"},
 		{"a changed readable copy", strings.Replace(string(raw), `"purpose":"TAX-AUDIT"`, `"purpose":"NOTHING"`, 1), []string{"verify", "-", "--log-key", vkey}, "readable copy in the file differs"},
 		{"a broken export", `{"accesses": [{"proof": 7}]}`, []string{"verify", "-", "--log-key", vkey}, "not a civstack export of data accesses"},
+		{"files swapped", string(raw), []string{"verify", "-", "--log-key", vkey, "--earlier", later}, "not verified: order: the earlier file was exported"},
+		{"an access without a proof", strings.Replace(string(laterRaw), `"accesses":[{`, `"accesses":[{"agency":"x"},{`, 1), []string{"verify", "-", "--log-key", vkey, "--earlier", path}, "had not verified it"},
+		{"--earlier not there", string(laterRaw), []string{"verify", "-", "--log-key", vkey, "--earlier", path + ".gone"}, "open " + path + ".gone: no such file"},
+		{"--earlier not an export", string(laterRaw), []string{"verify", "-", "--log-key", vkey, "--earlier", "verify_test.go"}, "the earlier file: not a civstack export"},
 	} {
 		rc, _, errOut := run(f.in, f.args...)
 		if rc != 1 || !strings.Contains(errOut, f.want) || strings.Count(errOut, "\n") != 1 {
 			t.Errorf("%s: rc %d, stderr %q; want 1 and one line with %q", f.what, rc, errOut, f.want)
+		}
+	}
+	// Usage errors.
+	for _, f := range []struct {
+		what, in string
+		args     []string
+		want     string
+	}{
+		{"--earlier without the key", string(laterRaw), []string{"verify", "-", "--earlier", path}, "--earlier needs --log-key"},
+		{"--earlier with a receipt", `{"document": {}}`, []string{"verify", "-", "--earlier", path}, `--earlier compares two exports of "Who looked at my data", and the input is not one`},
+	} {
+		rc, _, errOut := run(f.in, f.args...)
+		if rc != 2 || !strings.Contains(errOut, f.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("%s: rc %d, stderr %q; want 2 and one line with %q", f.what, rc, errOut, f.want)
 		}
 	}
 }

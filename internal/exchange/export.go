@@ -208,6 +208,16 @@ func IsExport(raw []byte) bool {
 // stays with the node (a citizen holding it could find deferred accesses
 // in the public log before they may see them).
 func VerifyExport(r io.Reader, logKey string) (*ExportReport, error) {
+	ex, err := readExport(r)
+	if err != nil {
+		return nil, err
+	}
+	return verifyDoc(ex, logKey).rep, nil
+}
+
+// readExport parses an export file, strictly (ErrBadExport for anything
+// else).
+func readExport(r io.Reader) (*Export, error) {
 	raw, err := io.ReadAll(io.LimitReader(r, MaxExport+1))
 	if err != nil {
 		return nil, err
@@ -224,32 +234,60 @@ func VerifyExport(r io.Reader, logKey string) (*ExportReport, error) {
 	if ex.Accesses == nil {
 		return nil, fmt.Errorf("%w: no accesses", ErrBadExport)
 	}
-	rep := &ExportReport{Person: ex.Person, Accesses: len(ex.Accesses)}
-	add := func(name string, err error, ok string) {
-		if err != nil {
-			rep.Checks = append(rep.Checks, ExportCheck{Name: name, Detail: err.Error()})
-		} else {
-			rep.Checks = append(rep.Checks, ExportCheck{Name: name, OK: true, Detail: ok})
-		}
-	}
+	return &ex, nil
+}
+
+// checkedExport is an export with what verifyDoc found: its report, the
+// accesses proved in the log (with logKey), and the signed checkpoints
+// that proved them.
+type checkedExport struct {
+	*Export
+	rep    *ExportReport
+	proved map[int64]int // log entry → place in Accesses
+	cps    []civtlog.Checkpoint
+}
+
+// verifyDoc is VerifyExport of a parsed export.
+func verifyDoc(ex *Export, logKey string) *checkedExport {
+	c := &checkedExport{Export: ex, rep: &ExportReport{Person: ex.Person, Accesses: len(ex.Accesses)}, proved: map[int64]int{}}
+	rep := c.rep
 	what := fmt.Sprintf("%s to the data of %s, exported %s", Accesses(len(ex.Accesses)), ex.Person, ex.ExportedAt.Format(time.RFC3339))
 	if n := complained(ex.Accesses); n > 0 {
 		what += fmt.Sprintf("; %d with the citizen's complaint to the data-protection authority, which is hers and not in the log (not checked)", n)
 	}
-	add("export", nil, what)
+	rep.add("export", nil, what)
 	if logKey == "" {
-		add("log", errors.New("not checked: give the log's verifier key (--log-key) to check that each access is in the log"), "")
+		rep.add("log", errors.New("not checked: give the log's verifier key (--log-key) to check that each access is in the log"), "")
 	}
 	checkpoints := map[string]checkpointCheck{}
-	for i, a := range ex.Accesses {
-		name := fmt.Sprintf("access %d (%s, %s, %s)", i+1, a.Agency, a.Purpose, a.Time.UTC().Format("2 Jan 2006 15:04 UTC"))
-		detail, err := verifyExported(&a, logKey, checkpoints)
+	for i := range ex.Accesses {
+		a := &ex.Accesses[i]
+		detail, err := verifyExported(a, logKey, checkpoints)
 		if err == nil && logKey != "" {
-			rep.Origin = checkpoints[a.Proof.Checkpoint].cp.Origin
+			cp := checkpoints[a.Proof.Checkpoint].cp
+			rep.Origin = cp.Origin
+			c.proved[a.Proof.Index] = i
+			if !slices.Contains(c.cps, cp) {
+				c.cps = append(c.cps, cp)
+			}
 		}
-		add(name, err, detail)
+		rep.add(accessName(i, a), err, detail)
 	}
-	return rep, nil
+	return c
+}
+
+// add appends a check: failed with err, or passed with detail ok.
+func (r *ExportReport) add(name string, err error, ok string) {
+	if err != nil {
+		r.Checks = append(r.Checks, ExportCheck{Name: name, Detail: err.Error()})
+	} else {
+		r.Checks = append(r.Checks, ExportCheck{Name: name, OK: true, Detail: ok})
+	}
+}
+
+// accessName names the ith access of an export in a check.
+func accessName(i int, a *ExportedAccess) string {
+	return fmt.Sprintf("access %d (%s, %s, %s)", i+1, a.Agency, a.Purpose, a.Time.UTC().Format("2 Jan 2006 15:04 UTC"))
 }
 
 // complained counts the accesses with a complaint.

@@ -441,6 +441,14 @@ func auditExchange(t testing.TB, db *store.DB, indexBatch int) (*Exchange, *tlog
 // keeps the real one).
 func clockedExchange(t testing.TB, db *store.DB, indexBatch int, now func() time.Time) (*Exchange, *tlog.Log, []byte) {
 	t.Helper()
+	ex, l, secret, _ := signedExchange(t, db, indexBatch, now)
+	return ex, l, secret
+}
+
+// signedExchange is clockedExchange with the log's signer, for tests that
+// sign what the log would not.
+func signedExchange(t testing.TB, db *store.DB, indexBatch int, now func() time.Time) (*Exchange, *tlog.Log, []byte, *tlog.Ed25519Signer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	signer, err := tlog.NewEd25519Signer("test.civstack/log", priv)
@@ -467,7 +475,7 @@ func clockedExchange(t testing.TB, db *store.DB, indexBatch int, now func() time
 	if _, err := ex.CreatePolicy(ctx, Policy{Requester: "tax", Service: "income", Fields: []string{"income"}, Purpose: "AUDIT", LegalBasis: "§1", Retention: Day}, "t"); err != nil {
 		t.Fatal(err)
 	}
-	return ex, l, secret
+	return ex, l, secret, signer
 }
 
 // latestRequests is the first page of an agency's history.

@@ -592,14 +592,17 @@ func (s *Server) accessDecide(w http.ResponseWriter, r *http.Request, v *viewer)
 
 // accessJSON streams the citizen's export, verified a page at a time.
 func (s *Server) accessJSON(w http.ResponseWriter, r *http.Request, v *viewer) {
-	started := false
+	started, at := false, s.now()
+	// Dated, so that her exports do not overwrite one another: she
+	// compares a later one with an earlier (civstack verify --earlier).
+	name := "civstack-data-accesses-" + at.In(s.cfg.Zone).Format(time.DateOnly) + ".json"
 	err := s.ex.WriteExport(r.Context(), newLongWrite(w), func() {
 		started = true
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Disposition", `attachment; filename="civstack-data-accesses.json"`)
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusOK)
-	}, v.person.ID, s.now(), s.cfg.LogKey)
+	}, v.person.ID, at, s.cfg.LogKey)
 	switch {
 	case err != nil && !started:
 		s.failErr(w, r, err)

@@ -164,7 +164,25 @@ func TestExchangeOverHTTP(t *testing.T) {
 			}
 			recent(citizen, "2 accesses to your data")
 			recent(w.as(t, "Jonas Weber"), "No agency read your data through the exchange")
+			// She keeps an export, dated; the one after the deferral checks
+			// against it: nothing gone, the covert access hidden then.
+			exportFile := func() string {
+				t.Helper()
+				r := w.as(t, "Amira Haddad").get("/wallet/access.json")
+				name := "civstack-data-accesses-" + w.n.clock.now().In(time.UTC).Format(time.DateOnly) + ".json"
+				if cd := r.header.Get("Content-Disposition"); cd != `attachment; filename="`+name+`"` {
+					t.Fatalf("the export's name: %q, want %s", cd, name)
+				}
+				return r.body
+			}
+			kept := exportFile()
 			w.n.clock.add(10 * exchange.Day)
+			cmp, err := exchange.CompareExports(strings.NewReader(kept), strings.NewReader(exportFile()), w.n.vkey)
+			if err != nil || !cmp.OK() || !slices.ContainsFunc(cmp.Checks, func(c exchange.ExportCheck) bool {
+				return c.Name == "since the earlier export" && c.Detail == "0 accesses made since; 1 access hidden from you then (deferred) and shown now"
+			}) {
+				t.Fatalf("her exports before and after the deferral: %v %+v", err, cmp)
+			}
 			citizen = w.as(t, "Amira Haddad")
 			r = citizen.get("/wallet/access")
 			expect(t, "after the deferral", r, http.StatusOK, "CRIM-INVESTIGATION", "hidden from you until")
