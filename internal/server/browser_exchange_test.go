@@ -70,6 +70,11 @@ func TestBrowserExchange(t *testing.T) {
 	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || wide {
 		t.Errorf("the access page at phone width is wider than the screen (%v)", err)
 	}
+	// The basis is the law's address: a link to it, sending no referrer.
+	if link, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("a.law")].map(a => a.href + " " + a.rel).join("|")`)); err != nil ||
+		link != longBasis+" noreferrer" {
+		t.Errorf("the legal basis's link on her page: %q (%v), want %q", link, err, longBasis+" noreferrer")
+	}
 
 	switchTo(t, ctx, n, "Eva Lind")
 	step(t, ctx, "the police make a deferred request",

@@ -351,3 +351,55 @@ func TestCitizenRules(t *testing.T) {
 		})
 	}
 }
+
+// A legal basis that is the law's web address is a link wherever a
+// policy's basis shows: the policies (the operator's list and its
+// retirement page), the citizen's rules, her accesses and the DPA's, the
+// agency's page. An agency's own words in a denied request stay text,
+// and so does a basis that is not an http(s) address.
+func TestLegalBasisLinks(t *testing.T) {
+	e := storetest.Engines(t)[0]
+	w := startDemo(t, e)
+	tax, _ := exWorld(t, w)
+	ctx := context.Background()
+	amira := w.people["Amira Haddad"]
+	law := "https://eur-lex.europa.eu/legal-content/EN/TXT/?uri=CELEX:32016R0679#d1e1888-1-1_art6_par1_pte"
+	p, err := w.n.ex.CreatePolicy(ctx, exchange.Policy{Requester: tax, Service: "tax-income", Fields: []string{"employer"}, Purpose: "EMPLOYER-CHECK",
+		LegalBasis: law, Retention: 30 * exchange.Day}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, basis := range []string{law, "https://phish.example/law"} {
+		if _, err := w.n.ex.Submit(ctx, exchange.Ask{Requester: tax, Officer: "Tomas Novak", Citizen: amira, Service: "tax-income",
+			Fields: []string{"employer"}, Purpose: "EMPLOYER-CHECK", LegalBasis: basis}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := w.n.tlog.Integrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// html/template escapes the address in its attribute (& as &amp;).
+	link := `<a href="https://eur-lex.europa.eu/legal-content/EN/TXT/?uri=CELEX:32016R0679#d1e1888-1-1_art6_par1_pte" rel="noreferrer" hx-boost="false" class="law">`
+	for _, page := range []struct {
+		who, path string
+	}{
+		{"Olu Adeyemi", "/exchange/policies"},
+		{"Olu Adeyemi", "/exchange/policies/" + p.ID + "/retire"},
+		{"Ana Costa", "/dpa/exchange"},
+		{"Ana Costa", "/dpa/exchange/accesses"},
+		{"Amira Haddad", "/wallet/access"},
+		{"Amira Haddad", "/wallet/access/rules"},
+		{"Tomas Novak", "/exchange/" + tax},
+	} {
+		r := w.as(t, page.who).get(page.path)
+		expect(t, page.who+" on "+page.path, r, http.StatusOK, link)
+		if strings.Contains(r.body, `href="Tax Code`) || strings.Contains(r.body, `href="https://phish.example`) {
+			t.Errorf("%s on %s: a basis that is no law's address, or an agency's own words, made a link", page.who, page.path)
+		}
+	}
+	r := w.as(t, "Ana Costa").get("/dpa/exchange/denied")
+	expect(t, "the denied request, its basis as the agency wrote it", r, http.StatusOK, "https://phish.example/law")
+	if strings.Contains(r.body, `href="https://phish.example`) {
+		t.Error("an agency's own words in a denied request made a link")
+	}
+}

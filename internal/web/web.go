@@ -16,12 +16,14 @@ import (
 	"io/fs"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 )
 
 //go:embed templates static
@@ -149,6 +151,16 @@ var funcs = template.FuncMap{
 	"qrReader": func() string { return StaticURL(QRReaderFile) },
 	// method names how a payment was made.
 	"method": MethodName,
+	// lawlink tells a legal basis that is the web address of the law.
+	"lawlink": LawLink,
+}
+
+// LawLink reports whether a legal basis is the address of the law, one an
+// http or https link with a host and nothing but the address.
+func LawLink(basis string) bool {
+	u, err := url.Parse(basis)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.User == nil &&
+		!strings.ContainsFunc(basis, unicode.IsSpace)
 }
 
 // MethodName is how people call a payment method ("qr" is a wallet scan of

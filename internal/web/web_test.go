@@ -124,3 +124,24 @@ func TestZone(t *testing.T) {
 		t.Fatal("the renderer's zone")
 	}
 }
+
+func TestLawLink(t *testing.T) {
+	for basis, want := range map[string]bool{
+		"https://eur-lex.europa.eu/eli/reg/2016/679/oj":       true,
+		"http://www.gesetze-im-internet.de/ao_1977/__93.html": true,
+		"Tax Code §93":                 false,
+		"javascript:alert(1)":          false,
+		"https://":                     false,
+		"https:///path":                false,
+		"//eur-lex.europa.eu/x":        false,
+		"https://user:pw@example.org/": false,
+		"https://example.org/a b":      false,
+		"see https://example.org/":     false,
+		"ftp://example.org/law":        false,
+		"":                             false,
+	} {
+		if got := web.LawLink(basis); got != want {
+			t.Errorf("LawLink(%q) = %v, want %v", basis, got, want)
+		}
+	}
+}
