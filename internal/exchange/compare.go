@@ -91,7 +91,7 @@ func compare(rep *ExportReport, e, l *checkedExport) {
 			rep.add(name, fmt.Errorf("this file has another entry at log entry %d, under a checkpoint signed by the same key: the log was rewritten (keep both files: they are the proof)", i), "")
 		case l.lists(a):
 			unproved++ // listed, but not proved in this file: its own check says why
-		case i >= logSize:
+		case logSize >= 0 && i >= logSize:
 			rep.add(name, fmt.Errorf("log entry %d is missing from this file, whose log has only %d entries: the log was rewound", i, logSize), "")
 		default:
 			rep.add(name, fmt.Errorf("log entry %d is missing from this file: the node no longer shows you this access", i), "")
@@ -156,7 +156,7 @@ func (c *checkedExport) lists(a *ExportedAccess) bool {
 }
 
 // compareLogs checks that the log did not shrink or fork between two
-// exports, and returns the size of the later's newest checkpoint (0 if it
+// exports, and returns the size of the later's newest checkpoint (-1 if it
 // proves nothing).
 func compareLogs(rep *ExportReport, e, l *checkedExport) int64 {
 	roots := map[int64]civtlog.Checkpoint{}
@@ -170,6 +170,11 @@ func compareLogs(rep *ExportReport, e, l *checkedExport) int64 {
 	}
 	before, now := largest(e.cps), largest(l.cps)
 	switch {
+	case len(l.cps) == 0 && len(e.cps) > 0:
+		rep.add("log", fmt.Errorf("this file proves no access in the log, so it cannot show that the log still holds the earlier file's (whose log had %d entries)", before), "")
+		return -1
+	case len(e.cps) == 0 && len(l.cps) == 0:
+		rep.add("log", nil, "neither file proves an access in the log")
 	case len(e.cps) == 0:
 		rep.add("log", nil, fmt.Sprintf("the earlier file proves nothing in the log; this one's log has %d entries", now))
 	case now < before:
@@ -180,9 +185,9 @@ func compareLogs(rep *ExportReport, e, l *checkedExport) int64 {
 	return now
 }
 
-// largest is the largest size among cps (0 for none).
+// largest is the largest size among cps (-1 for none).
 func largest(cps []civtlog.Checkpoint) int64 {
-	var n int64
+	n := int64(-1)
 	for _, cp := range cps {
 		n = max(n, cp.Size)
 	}

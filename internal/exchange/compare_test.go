@@ -153,6 +153,21 @@ func TestCompareExports(t *testing.T) {
 				t.Errorf("not proved in the later file, said to be gone: %s", c.Detail)
 			}
 		}
+		// Nothing left in the later file: no log to hold the earlier's.
+		var none Export
+		if err := json.Unmarshal(later, &none); err != nil {
+			t.Fatal(err)
+		}
+		none.Accesses = []ExportedAccess{}
+		emptied, _ := json.Marshal(none)
+		rep = compare(earlier, emptied)
+		failsWith("an emptied file", rep, "this file proves no access in the log, so it cannot show that the log still holds the earlier file's (whose log had 4 entries)")
+		if n := strings.Count(fmtChecks(rep), "the node no longer shows you this access"); n != 2 {
+			t.Errorf("an emptied file: %d accesses said gone, want 2:\n%s", n, fmtChecks(rep))
+		}
+		if got := detail(compare(unproved, unproved), "log"); got != "neither file proves an access in the log" {
+			t.Errorf("two files without proofs: %q", got)
+		}
 		// Kept from the earlier file: below an entry it holds, and by time.
 		// (Said to be exported within ExportSkew of it, only the entry above
 		// it in the earlier file tells.)
@@ -193,6 +208,15 @@ func TestCompareExports(t *testing.T) {
 			t.Errorf("a bad later file: %v", err)
 		}
 	})
+}
+
+// fmtChecks is a report's checks, one a line.
+func fmtChecks(rep *ExportReport) string {
+	var b strings.Builder
+	for _, c := range rep.Checks {
+		b.WriteString(c.Name + ": " + c.Detail + "\n")
+	}
+	return b.String()
 }
 
 // dropAccess is an export file without the accesses drop picks (those
