@@ -55,7 +55,7 @@ Keep your exports: each one is evidence the next is checked against.`
 
 func runVerify(_ context.Context, e *env, args []string) error {
 	f := newFlags(e, verifySynopsis, "")
-	logKey := f.String("log-key", "", "receipts: the transparency log's verifier key (C2SP vkey, shown on the node's /log page)")
+	logKey := f.String("log-key", "", "receipts, reports and data-access exports: the transparency log's verifier key (C2SP vkey, shown on the node's /log page)")
 	asJSON := f.Bool("json", false, "print the report as JSON")
 	trustFile := f.String("trust", "", "HC1: a PEM or DER X.509 document signing certificate, or a trust-list file, instead of the node's")
 	at := f.String("at", "", "HC1: the validation clock, RFC 3339 (default: now)")
