@@ -354,7 +354,8 @@ func TestCitizenRules(t *testing.T) {
 
 // A legal basis that is the law's web address is a link wherever a
 // policy's basis shows: the policies (the operator's list and its
-// retirement page), the citizen's rules, her accesses and the DPA's, the
+// retirement page), the citizen's rules, her accesses, the DPA's accesses
+// and its complaints about them, the
 // agency's page. An agency's own words in a denied request stay text,
 // and so does a basis that is not an http(s) address.
 func TestLegalBasisLinks(t *testing.T) {
@@ -378,6 +379,16 @@ func TestLegalBasisLinks(t *testing.T) {
 	if _, _, err := w.n.tlog.Integrate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Her complaint about the access, for the DPA's list of complaints.
+	recs, err := w.n.ex.ForCitizen(ctx, amira)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(recs, func(v *exchange.Verified) bool { return v.Purpose == "EMPLOYER-CHECK" })
+	if i < 0 {
+		t.Fatal("her access under the policy is not on her list")
+	}
+	expect(t, "her complaint", w.as(t, "Amira Haddad").postForm(fmt.Sprint("/wallet/access/complaints/", recs[i].LogIndex), url.Values{"message": {"Why?"}}), http.StatusOK, "Sent.")
 	// html/template escapes the address in its attribute (& as &amp;).
 	link := `<a href="https://eur-lex.europa.eu/legal-content/EN/TXT/?uri=CELEX:32016R0679#d1e1888-1-1_art6_par1_pte" rel="noreferrer" hx-boost="false" class="law">`
 	for _, page := range []struct {
@@ -387,6 +398,7 @@ func TestLegalBasisLinks(t *testing.T) {
 		{"Olu Adeyemi", "/exchange/policies/" + p.ID + "/retire"},
 		{"Ana Costa", "/dpa/exchange"},
 		{"Ana Costa", "/dpa/exchange/accesses"},
+		{"Ana Costa", "/dpa/exchange/complaints"},
 		{"Amira Haddad", "/wallet/access"},
 		{"Amira Haddad", "/wallet/access/rules"},
 		{"Tomas Novak", "/exchange/" + tax},
