@@ -355,9 +355,9 @@ func TestCitizenRules(t *testing.T) {
 // A legal basis that is the law's web address is a link wherever a
 // policy's basis shows: the policies (the operator's list and its
 // retirement page), the citizen's rules, her accesses, the DPA's accesses
-// and its complaints about them, the
-// agency's page. An agency's own words in a denied request stay text,
-// and so does a basis that is not an http(s) address.
+// and its complaints about them, the agency's page. An agency's own words
+// in a denied request stay text, and so does a basis that is not an
+// http(s) address.
 func TestLegalBasisLinks(t *testing.T) {
 	e := storetest.Engines(t)[0]
 	w := startDemo(t, e)
