@@ -80,7 +80,8 @@ func compare(rep *ExportReport, e, l *checkedExport) {
 
 	// Every access the earlier file proved, at its place in the later.
 	kept, unproved := 0, 0
-	for _, i := range slices.Sorted(maps.Keys(e.proved)) {
+	earlier := slices.Sorted(maps.Keys(e.proved))
+	for _, i := range earlier {
 		a := &e.Accesses[e.proved[i]]
 		name := "earlier " + accessName(e.proved[i], a)
 		j, ok := l.proved[i]
@@ -106,7 +107,7 @@ func compare(rep *ExportReport, e, l *checkedExport) {
 	default:
 		detail = fmt.Sprintf("the %d accesses the earlier file proves in the log are in this one, at the same log entries, unchanged", kept)
 	}
-	if n := len(e.Accesses) - len(e.proved); n > 0 {
+	if n := len(e.unproved); n > 0 {
 		detail += fmt.Sprintf("; %d it did not prove not compared", n)
 	}
 	if unproved > 0 {
@@ -116,8 +117,8 @@ func compare(rep *ExportReport, e, l *checkedExport) {
 
 	// Every access the later file proves that the earlier should have held.
 	newest := int64(-1)
-	for i := range e.proved {
-		newest = max(newest, i)
+	if len(earlier) > 0 {
+		newest = earlier[len(earlier)-1]
 	}
 	since, shown := 0, 0
 	for _, i := range slices.Sorted(maps.Keys(l.proved)) {
@@ -130,7 +131,7 @@ func compare(rep *ExportReport, e, l *checkedExport) {
 		switch {
 		case due && !hidden:
 			err := fmt.Errorf("log entry %d is not in the earlier file, though it was made before that file and not hidden from you then: it was kept from you", i)
-			if n := len(e.Accesses) - len(e.proved); n > 0 {
+			if n := len(e.unproved); n > 0 {
 				err = fmt.Errorf("%w (unless it is one of the %d the earlier file lists without proof)", err, n)
 			}
 			rep.add(accessName(l.proved[i], b), err, "")
@@ -146,13 +147,7 @@ func compare(rep *ExportReport, e, l *checkedExport) {
 // lists reports whether the export lists a in the same words among the
 // accesses it does not prove in the log.
 func (c *checkedExport) lists(a *ExportedAccess) bool {
-	for k := range c.Accesses {
-		x := &c.Accesses[k]
-		if !c.isProved(k) && sameAccess(x, a) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(c.unproved, func(k int) bool { return sameAccess(&c.Accesses[k], a) })
 }
 
 // compareLogs checks that the log did not shrink or fork between two
@@ -192,16 +187,6 @@ func largest(cps []civtlog.Checkpoint) int64 {
 		n = max(n, cp.Size)
 	}
 	return n
-}
-
-// isProved reports whether the export's kth access is proved in the log.
-func (c *checkedExport) isProved(k int) bool {
-	p := c.Accesses[k].Proof
-	if p == nil {
-		return false
-	}
-	j, ok := c.proved[p.Index]
-	return ok && j == k
 }
 
 // sameAccess reports whether two exported accesses say the same in words.

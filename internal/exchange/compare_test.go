@@ -69,12 +69,6 @@ func TestCompareExports(t *testing.T) {
 			}
 			return rep
 		}
-		failsWith := func(what string, rep *ExportReport, want string) {
-			t.Helper()
-			if rep.OK() || !strings.Contains(rep.Failed(), want) {
-				t.Fatalf("%s: %+v; want a failure with %q", what, rep.Checks, want)
-			}
-		}
 		detail := func(rep *ExportReport, name string) string {
 			t.Helper()
 			i := slices.IndexFunc(rep.Checks, func(c ExportCheck) bool { return c.Name == name })
@@ -133,7 +127,7 @@ func TestCompareExports(t *testing.T) {
 
 		// Gone from the later file.
 		gone := dropAccess(t, later, func(a ExportedAccess) bool { return a.Proof.Index == 0 })
-		failsWith("an access gone", compare(earlier, gone), "log entry 0 is missing from this file: the node no longer shows you this access")
+		failsWith(t, "an access gone", compare(earlier, gone), "log entry 0 is missing from this file: the node no longer shows you this access")
 		// Listed in the later file but not proved there: its own check
 		// fails, and it is not said to be gone.
 		var doc Export
@@ -144,7 +138,7 @@ func TestCompareExports(t *testing.T) {
 		doc.Accesses[k].Proof, doc.Accesses[k].Verified, doc.Accesses[k].Status = nil, false, "Recorded; waiting for the next signed checkpoint."
 		notProved, _ := json.Marshal(doc)
 		rep = compare(earlier, notProved)
-		failsWith("not proved in the later file", rep, "had not verified it when exporting")
+		failsWith(t, "not proved in the later file", rep, "had not verified it when exporting")
 		if got := detail(rep, "earlier accesses"); !strings.Contains(got, "the 1 access the earlier file proves in the log is in this one") || !strings.Contains(got, "; 1 listed here but not proved (see above)") {
 			t.Errorf("not proved in the later file: %q", got)
 		}
@@ -161,7 +155,7 @@ func TestCompareExports(t *testing.T) {
 		none.Accesses = []ExportedAccess{}
 		emptied, _ := json.Marshal(none)
 		rep = compare(earlier, emptied)
-		failsWith("an emptied file", rep, "this file proves no access in the log, so it cannot show that the log still holds the earlier file's (whose log had 4 entries)")
+		failsWith(t, "an emptied file", rep, "this file proves no access in the log, so it cannot show that the log still holds the earlier file's (whose log had 4 entries)")
 		if n := strings.Count(fmtChecks(rep), "the node no longer shows you this access"); n != 2 {
 			t.Errorf("an emptied file: %d accesses said gone, want 2:\n%s", n, fmtChecks(rep))
 		}
@@ -171,9 +165,12 @@ func TestCompareExports(t *testing.T) {
 		// Kept from the earlier file: below an entry it holds, and by time.
 		// (Said to be exported within ExportSkew of it, only the entry above
 		// it in the earlier file tells.)
-		failsWith("kept below", compare(retime(t, dropAccess(t, earlier, func(a ExportedAccess) bool { return a.Proof.Index == 0 }), t0.Add(ExportSkew-time.Second)), later),
+		failsWith(t, "kept below", compare(retime(t, dropAccess(t, earlier, func(a ExportedAccess) bool { return a.Proof.Index == 0 }), t0.Add(ExportSkew-time.Second)), later),
 			"log entry 0 is not in the earlier file, though it was made before that file and not hidden from you then: it was kept from you")
-		failsWith("kept by time", compare(dropAccess(t, earlier, func(a ExportedAccess) bool { return a.Proof.Index == 1 }), later),
+		// Below the newest entry it holds, not only below its first.
+		failsWith(t, "kept between", compare(retime(t, dropAccess(t, later, func(a ExportedAccess) bool { return a.Proof.Index == 1 }), t0.Add(ExportSkew-time.Second)), later),
+			"log entry 1 is not in the earlier file")
+		failsWith(t, "kept by time", compare(dropAccess(t, earlier, func(a ExportedAccess) bool { return a.Proof.Index == 1 }), later),
 			"log entry 1 is not in the earlier file")
 		// Made within ExportSkew of the earlier export (and above the
 		// newest entry it holds), an access may be missing from it.
@@ -183,21 +180,21 @@ func TestCompareExports(t *testing.T) {
 		}
 
 		// Rewound: the earlier file saw a longer log than the later one.
-		failsWith("rewound", compare(retime(t, later, t0), retime(t, earlier, clock)), "the log had 5 entries when the earlier file was exported, and this file's has 4: it was rewound")
+		failsWith(t, "rewound", compare(retime(t, later, t0), retime(t, earlier, clock)), "the log had 5 entries when the earlier file was exported, and this file's has 4: it was rewound")
 		// Forked: the log's own key signs another tree in which her access
 		// at entry 0 says something else.
 		forged := forge(t, signer, later, 0, 5)
 		if rep := compare(later, forged); rep.OK() || !strings.Contains(rep.Failed(), "the log signed two different trees of 5 entries") {
 			t.Fatalf("a forked tree of the same size: %+v", rep.Checks)
 		}
-		failsWith("rewritten", compare(earlier, forge(t, signer, later, 0, 6)),
+		failsWith(t, "rewritten", compare(earlier, forge(t, signer, later, 0, 6)),
 			"this file has another entry at log entry 0, under a checkpoint signed by the same key: the log was rewritten")
 		if rep, err := VerifyExport(bytes.NewReader(forged), ex.logKey); err != nil || !rep.OK() {
 			t.Fatalf("the forged file verifies on its own (only comparing finds it): %v %+v", err, rep)
 		}
 
-		failsWith("the wrong order", compare(later, earlier), "the earlier file was exported 2026-11-13T09:00:00Z, after this one")
-		failsWith("two citizens", compare(other, later), "the earlier file is of p2, this one of p1")
+		failsWith(t, "the wrong order", compare(later, earlier), "the earlier file was exported 2026-11-13T09:00:00Z, after this one")
+		failsWith(t, "two citizens", compare(other, later), "the earlier file is of p2, this one of p1")
 		if _, err := CompareExports(bytes.NewReader(earlier), bytes.NewReader(later), ""); err == nil {
 			t.Error("compared without the log's key")
 		}

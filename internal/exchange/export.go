@@ -242,9 +242,10 @@ func readExport(r io.Reader) (*Export, error) {
 // that proved them.
 type checkedExport struct {
 	*Export
-	rep    *ExportReport
-	proved map[int64]int // log entry → place in Accesses
-	cps    []civtlog.Checkpoint
+	rep      *ExportReport
+	proved   map[int64]int // log entry → place in Accesses
+	unproved []int         // the places of the others
+	cps      []civtlog.Checkpoint
 }
 
 // verifyDoc is VerifyExport of a parsed export.
@@ -273,7 +274,19 @@ func verifyDoc(ex *Export, logKey string) *checkedExport {
 		}
 		rep.add(accessName(i, a), err, detail)
 	}
+	for i, a := range ex.Accesses {
+		if a.Proof == nil || !c.provedAt(a.Proof.Index, i) {
+			c.unproved = append(c.unproved, i)
+		}
+	}
 	return c
+}
+
+// provedAt reports whether the access at place i in Accesses is the one
+// proved at log entry idx.
+func (c *checkedExport) provedAt(idx int64, i int) bool {
+	j, ok := c.proved[idx]
+	return ok && j == i
 }
 
 // add appends a check: failed with err, or passed with detail ok.

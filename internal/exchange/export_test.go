@@ -63,15 +63,9 @@ func TestVerifyExport(t *testing.T) {
 			}
 			return rep
 		}
-		failsWith := func(what string, rep *ExportReport, want string) {
-			t.Helper()
-			if rep.OK() || !strings.Contains(rep.Failed(), want) {
-				t.Fatalf("%s: %+v; want a failure with %q", what, rep, want)
-			}
-		}
 
 		// Before integration the node has no proof to give: the file says so.
-		failsWith("not integrated", verify(export(), ex.logKey), "had not verified it when exporting")
+		failsWith(t, "not integrated", verify(export(), ex.logKey), "had not verified it when exporting")
 		if _, _, err := l.Integrate(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -97,26 +91,26 @@ func TestVerifyExport(t *testing.T) {
 			}
 			return []byte(strings.Replace(string(good), old, new, n))
 		}
-		failsWith("no log key", verify(good, ""), "log: not checked")
+		failsWith(t, "no log key", verify(good, ""), "log: not checked")
 		if rep := verify(good, ""); rep.Checks[2].OK != true || !strings.Contains(rep.Checks[2].Detail, "opens log entry") {
 			t.Fatalf("without the key the records are still checked: %+v", rep.Checks)
 		}
-		failsWith("another log's key", verify(good, other), "not signed by the key")
-		failsWith("a readable copy changed", verify(edit(`"purpose": "AUDIT"`, `"purpose": "OTHER"`, 1), ex.logKey), "readable copy in the file differs")
+		failsWith(t, "another log's key", verify(good, other), "not signed by the key")
+		failsWith(t, "a readable copy changed", verify(edit(`"purpose": "AUDIT"`, `"purpose": "OTHER"`, 1), ex.logKey), "readable copy in the file differs")
 		unhidden := regexp.MustCompile(`\s*"hidden_until": "[^"]*",`).ReplaceAll(good, nil)
-		failsWith("the deferral left out of the readable copy", verify(unhidden, ex.logKey), "readable copy in the file differs")
-		failsWith("record and copy changed alike", verify(edit(`§1`, `§9`, -1), ex.logKey), "does not open log entry")
+		failsWith(t, "the deferral left out of the readable copy", verify(unhidden, ex.logKey), "readable copy in the file differs")
+		failsWith(t, "record and copy changed alike", verify(edit(`§1`, `§9`, -1), ex.logKey), "does not open log entry")
 		var doc Export
 		if err := json.Unmarshal(good, &doc); err != nil {
 			t.Fatal(err)
 		}
 		doc.Accesses[0].Proof.Index++
 		moved, _ := json.Marshal(doc)
-		failsWith("a proof for another index", verify(moved, ex.logKey), "is not in the signed checkpoint")
+		failsWith(t, "a proof for another index", verify(moved, ex.logKey), "is not in the signed checkpoint")
 		doc.Accesses[0].Proof.Index--
 		doc.Accesses[1].Proof.Entry = doc.Accesses[0].Proof.Entry
 		swapped, _ := json.Marshal(doc)
-		failsWith("another access's entry", verify(swapped, ex.logKey), "does not open log entry")
+		failsWith(t, "another access's entry", verify(swapped, ex.logKey), "does not open log entry")
 
 		for _, bad := range []string{"hello", `{"person": "p1"}`, `{"accesses": [], "extra": 1}`, `[1, 2]`} {
 			if _, err := VerifyExport(strings.NewReader(bad), ex.logKey); !errors.Is(err, ErrBadExport) {
@@ -272,6 +266,14 @@ func FuzzVerifyExport(f *testing.F) {
 			_ = rep.Failed()
 		}
 	})
+}
+
+// failsWith fails t unless rep failed, its first failure saying want.
+func failsWith(t *testing.T, what string, rep *ExportReport, want string) {
+	t.Helper()
+	if rep.OK() || !strings.Contains(rep.Failed(), want) {
+		t.Fatalf("%s: %+v; want a failure with %q", what, rep.Checks, want)
+	}
 }
 
 // otherLog is a log signer, with its verifier key, that no test log uses.
