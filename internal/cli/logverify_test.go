@@ -339,13 +339,36 @@ func TestBenchRefusesUsedDatabase(t *testing.T) {
 	}
 }
 
+// The CPU figures' reading depends on whether the cores were busy: the
+// ceiling from CPU per operation is the bound only when both workloads
+// kept every core busy.
+func TestBenchCoresBusy(t *testing.T) {
+	for _, c := range []struct {
+		request, appends float64
+		want             string
+	}{
+		{1.95, 1.9, "both kept every core busy, so CPU per operation bounds the rate ratio here at about 34%"},
+		{1.1, 0.9, "not every core was busy, so the bound here is elsewhere"},
+		{1.95, 1.2, "not every core was busy"},
+		{0.4, 1.95, "not every core was busy"},
+	} {
+		got := coresBusy(c.request, c.appends, 2, 0.34)
+		if !strings.Contains(got, c.want) || !strings.Contains(got, "(of 2)") {
+			t.Errorf("coresBusy(%.2f, %.2f): %q, want %q", c.request, c.appends, got, c.want)
+		}
+	}
+	if got := coresBusy(1.1, 0.9, 2, 0.34); !strings.Contains(got, "requests 1.1, bare log appends 0.9") || !strings.Contains(got, "about 34%") {
+		t.Errorf("coresBusy does not give the figures: %q", got)
+	}
+}
+
 func TestBenchExchangeRuns(t *testing.T) {
 	profile := filepath.Join(t.TempDir(), "allocs.pprof")
 	code, out, stderr := run(t, nil, "bench", "exchange", "--duration", "150ms", "--rounds", "1", "--writers", "8", "--citizens", "20000", "--memprofile", profile)
 	lines := []string{"bare log appends", "exchange requests", "ratio", "target ≥80%", "latency p50", "latency, worst round: exchange request p99",
 		"kB allocated each", "allocated per operation (the garbage collector's work grows with it): exchange request"}
 	if _, ok := processCPU(); ok {
-		lines = append(lines, "µs CPU and", "CPU per operation: exchange request")
+		lines = append(lines, "µs CPU and", "CPU per operation: exchange request", "cores busy on average (of ")
 	}
 	if b, err := os.ReadFile(profile); err != nil || len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
 		t.Errorf("--memprofile wrote no gzipped profile: %d bytes, %v", len(b), err)
