@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/civstack/civstack/internal/keyring"
@@ -90,11 +91,13 @@ func benchLedgerHTTP(ctx context.Context, e *env, st *store.DB, eng *ledger.Engi
 // d supplies the services under test (Ledger, Log, Payments). It returns the
 // base URL and a function that stops the server.
 func benchServer(st *store.DB, reg *registry.Registry, d server.Deps) (string, func(), error) {
+	// The keys go one level down: the keyring locks a file beside its
+	// directory, which must go when the temporary directory does.
 	keyDir, err := os.MkdirTemp("", "civstack-bench-keys-")
 	if err != nil {
 		return "", nil, err
 	}
-	keys, err := keyring.Open(keyDir, time.Now, rand.Reader)
+	keys, err := keyring.Open(filepath.Join(keyDir, "keys"), time.Now, rand.Reader)
 	if err != nil {
 		os.RemoveAll(keyDir)
 		return "", nil, err

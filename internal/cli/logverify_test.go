@@ -261,7 +261,28 @@ func TestBenchLogRuns(t *testing.T) {
 	oneLine(t, "unknown benchmark", code, 2, stderr, "say log, ledger, pay, verify, credential or exchange")
 }
 
+// tidyTemp points the process's temporary directory at an empty one of
+// the test's; the returned check fails the test if a command left anything
+// there (a database, keys, or the lock file beside them).
+func tidyTemp(t *testing.T) (check func(what string)) {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	return func(what string) {
+		t.Helper()
+		left, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range left {
+			t.Errorf("%s left %s in the temporary directory", what, f.Name())
+		}
+	}
+}
+
 func TestBenchLedgerRuns(t *testing.T) {
+	tidy := tidyTemp(t)
+	defer tidy("bench ledger")
 	code, out, stderr := run(t, nil, "bench", "ledger", "--duration", "200ms", "--accounts", "50", "--clients", "8,4", "--baseline-clients", "2")
 	for _, line := range []string{"batches of 8,189, spread", "random ids", "1 transfer/request, 4 clients, hot", "HTTP, batches", "baseline, 2 clients, hot", "hot, 8 clients, civstack / baseline at 2"} {
 		if code != 0 || !strings.Contains(out, line) {
@@ -275,6 +296,8 @@ func TestBenchLedgerRuns(t *testing.T) {
 }
 
 func TestBenchPayRuns(t *testing.T) {
+	tidy := tidyTemp(t)
+	defer tidy("bench pay")
 	// A device has five codes per 10 s window; two rounds of 300 ms at up
 	// to 4,000 charges/s need 2,400, so 1,200 wallets (6,000 codes) never
 	// run out (300 did on a fast run).
@@ -289,6 +312,8 @@ func TestBenchPayRuns(t *testing.T) {
 }
 
 func TestBenchVerifyRuns(t *testing.T) {
+	tidy := tidyTemp(t)
+	defer tidy("bench verify")
 	code, out, stderr := run(t, nil, "bench", "verify", "--duration", "100ms", "--rounds", "2", "--passes", "20")
 	for _, line := range []string{"full decode, verify and rules per second", "bare ES256 signature verifications per second", "full / bare signature:", "targets:"} {
 		if code != 0 || !strings.Contains(out, line) {
@@ -363,6 +388,8 @@ func TestBenchCoresBusy(t *testing.T) {
 }
 
 func TestBenchExchangeRuns(t *testing.T) {
+	tidy := tidyTemp(t)
+	defer tidy("bench exchange")
 	profile := filepath.Join(t.TempDir(), "allocs.pprof")
 	code, out, stderr := run(t, nil, "bench", "exchange", "--duration", "150ms", "--rounds", "1", "--writers", "8", "--citizens", "20000", "--memprofile", profile)
 	lines := []string{"bare log appends", "exchange requests", "ratio", "target ≥80%", "latency p50", "latency, worst round: exchange request p99",
