@@ -35,12 +35,12 @@ alternate the order. Each workload also reports the process's CPU time per
 operation (the integrator's share included), which drifts less than rates
 on a shared machine, the cores it kept busy on average (CPU per operation
 bounds the ratio only where both workloads keep every core busy; on
-SQLite its one write lock usually binds first), and each operation's latency (p50, p99, max): the
-pauses while the access index takes a batch show there. By default every
-writer goes as fast as it can (the rates and their ratio); --rate offers a
-fixed load instead, spread over the writers, and then the latencies are
-the result (counted from each operation's scheduled time). Target: at
-least 80% of the append rate.`
+SQLite its one write lock usually binds first), and each operation's
+latency (p50, p99, max): the pauses while the access index takes a batch
+show there. By default every writer goes as fast as it can (the rates and
+their ratio); --rate offers a fixed load instead, spread over the
+writers, and then the latencies are the result (counted from each
+operation's scheduled time). Target: at least 80% of the append rate.`
 
 func runBenchExchange(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, benchExchangeSynopsis, "")
