@@ -88,6 +88,9 @@ type Service struct {
 	// WithdrawnAt is when its holder withdrew it (zero while published):
 	// it holds no values any more and nobody may ask for it.
 	WithdrawnAt time.Time `json:"withdrawn_at,omitzero"`
+	// pending is a change of its field types being checked, as read in
+	// a write transaction (serviceIn); nil otherwise.
+	pending *pendingFields
 }
 
 // Field returns the service's field called name.
@@ -183,8 +186,13 @@ type Exchange struct {
 	rand   io.Reader
 	logKey string
 	fault  func(point string) error
-	names  func(ctx context.Context, orgID string) string
-	cat    catalogCache
+	// hook, set by this package's tests only, runs at named points of a
+	// change of field types ("retype-check", before the values are read)
+	// and of a write of values ("set-values", after the service is read),
+	// and may fail them.
+	hook  func(point string) error
+	names func(ctx context.Context, orgID string) string
+	cat   catalogCache
 	// indexBatch: see index.go (tests set 1 to index at every integration).
 	indexBatch int64
 	keep       time.Duration // how long an answered complaint is kept (KeepComplaints)
@@ -320,7 +328,9 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 	}
 	fj, _ := json.Marshal(svc.Fields)
 	now := x.now().UnixMilli()
+	var change *pendingFields
 	err := x.db.Tx(ctx, func(tx *store.Tx) error {
+		change = nil
 		old, err := serviceIn(ctx, tx, svc.ID)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -331,18 +341,120 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 		case old.HolderOrg != holderOrg:
 			return fmt.Errorf("%w: the service id %q belongs to another organisation", ErrInvalid, svc.ID)
 		}
+		if p := old.pending; p != nil && now-p.Since < pendingStale.Milliseconds() {
+			return fmt.Errorf("%w: a change of the service's field types, begun at %s, is still checking the stored values; try again when it has finished", ErrInUse, time.UnixMilli(p.Since).UTC().Format(time.RFC3339))
+		}
+		if checks := retyped(old.Fields, svc.Fields); len(checks) > 0 && old.WithdrawnAt.IsZero() {
+			// The stored values are read after this commits, off the
+			// write lock (checkRetyped); meanwhile every value stored
+			// must fit the new types too (SetValues).
+			if err := dropRemoved(ctx, tx, svc.ID, old.Fields, svc.Fields, false); err != nil {
+				return err
+			}
+			change = &pendingFields{Token: x.id(), Since: now, Fields: checks}
+			_, err = tx.ExecContext(ctx, `UPDATE ex_services SET pending = $1 WHERE id = $2`, change.text(), svc.ID)
+			return err
+		}
 		if err := refit(ctx, tx, svc.ID, old.Fields, svc.Fields); err != nil {
 			return err
 		}
-		// Publishing a withdrawn service again puts it back, empty.
-		_, err = tx.ExecContext(ctx, `UPDATE ex_services SET name = $1, fields = $2, updated_at = $3, withdrawn_at = NULL WHERE id = $4`, svc.Name, string(fj), now, svc.ID)
+		// Publishing a withdrawn service again puts it back, empty. A
+		// change that stopped checking long ago (its node went down)
+		// is dropped: this one replaces it.
+		_, err = tx.ExecContext(ctx, `UPDATE ex_services SET name = $1, fields = $2, updated_at = $3, withdrawn_at = NULL, pending = NULL WHERE id = $4`, svc.Name, string(fj), now, svc.ID)
 		return err
 	})
+	if err == nil && change != nil {
+		err = x.checkRetyped(ctx, svc, string(fj), change)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("publish service: %w", err)
 	}
 	x.cat.drop()
 	return x.Service(ctx, svc.ID)
+}
+
+// pendingStale is how long a change of a service's field types may take
+// to check the stored values before another change of the service's
+// fields may replace it (its node is taken to have gone down). Until it
+// is replaced, values stored in the service must fit its new types too.
+const pendingStale = 10 * time.Minute
+
+// pendingFields is a change of a service's field types whose check of the
+// stored values is under way (ex_services.pending): which change it is,
+// since when (Unix ms), and the fields added or given another type.
+type pendingFields struct {
+	Token  string  `json:"token"`
+	Since  int64   `json:"since"`
+	Fields []Field `json:"fields"`
+}
+
+func (p *pendingFields) text() string {
+	b, _ := json.Marshal(p)
+	return string(b)
+}
+
+// field returns the pending change's field called name, if it checks one.
+func (p *pendingFields) field(name string) (Field, bool) {
+	if p == nil {
+		return Field{}, false
+	}
+	return (&Service{Fields: p.Fields}).Field(name)
+}
+
+// checkRetyped finishes a change of svc's field types whose pending mark
+// has committed: it reads the values stored under the changed fields on
+// the read pool, holding no write lock (any value stored after the mark
+// was checked against the new types by SetValues, and on PostgreSQL a
+// SetValues that began before it either committed first or is retried),
+// then publishes the change in a short transaction of its own, unless
+// another change or a withdrawal replaced it meanwhile. A refusal, or any
+// failure, removes the mark.
+func (x *Exchange) checkRetyped(ctx context.Context, svc Service, fields string, change *pendingFields) (err error) {
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Only this change's mark: another may have replaced it.
+		bg := context.WithoutCancel(ctx) // also when the caller gave up
+		cleared := x.db.Tx(bg, func(tx *store.Tx) error {
+			_, err := tx.ExecContext(bg, `UPDATE ex_services SET pending = NULL WHERE id = $1 AND pending = $2`, svc.ID, change.text())
+			return err
+		})
+		if cleared != nil {
+			err = fmt.Errorf("%w (and its mark stays until it is replaced: %w)", err, cleared)
+		}
+	}()
+	if x.hook != nil {
+		if err := x.hook("retype-check"); err != nil {
+			return err
+		}
+	}
+	for _, f := range change.Fields {
+		misfits, first, err := countMisfits(ctx, x.db.Reader().QueryContext, svc.ID, f)
+		if err != nil {
+			return err
+		}
+		if err := misfit(f, misfits, first); err != nil {
+			return err
+		}
+	}
+	return x.db.Tx(ctx, func(tx *store.Tx) error {
+		cur, err := serviceIn(ctx, tx, svc.ID)
+		if err != nil {
+			return err
+		}
+		if cur.pending == nil || cur.pending.Token != change.Token {
+			return fmt.Errorf("%w: the service was changed or withdrawn while its values were checked; publish the change again", ErrInUse)
+		}
+		// A policy put in force meanwhile may name a field this change
+		// removes.
+		if err := dropRemoved(ctx, tx, svc.ID, cur.Fields, svc.Fields, true); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE ex_services SET name = $1, fields = $2, updated_at = $3, withdrawn_at = NULL, pending = NULL WHERE id = $4`, svc.Name, fields, x.now().UnixMilli(), svc.ID)
+		return err
+	})
 }
 
 // refit checks, in the transaction that changes a service's fields from
@@ -351,55 +463,90 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 // service no longer has:
 //   - a field removed while a policy in force names it is refused (an
 //     operator retires the policy first); otherwise its stored values are
-//     deleted with it;
+//     deleted with it (dropRemoved);
 //   - a field added, or given another type, must fit every value stored
 //     under its name (values are not converted: the holder corrects or
-//     removes them first).
+//     removes them first). PublishService checks these here only where
+//     the service holds no values (a withdrawn one); otherwise off the
+//     write lock (checkRetyped).
 //
 // Errors name fields, types and counts, never a value or a citizen.
 func refit(ctx context.Context, tx *store.Tx, serviceID string, old, fields []Field) error {
-	before, after := Service{Fields: old}, Service{Fields: fields}
+	if err := dropRemoved(ctx, tx, serviceID, old, fields, true); err != nil {
+		return err
+	}
+	for _, f := range retyped(old, fields) {
+		misfits, first, err := countMisfits(ctx, tx.QueryContext, serviceID, f)
+		if err != nil {
+			return err
+		}
+		if err := misfit(f, misfits, first); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retyped returns the fields of fields that old does not have, or has with
+// another type: those whose stored values must be checked.
+func retyped(old, fields []Field) []Field {
+	before := Service{Fields: old}
+	var out []Field
+	for _, f := range fields {
+		if o, ok := before.Field(f.Name); !ok || o.Type != f.Type {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// dropRemoved refuses, in tx, a change of a service's fields from old to
+// fields that removes a field a policy in force names, and (if drop)
+// deletes the stored values of the fields it removes.
+func dropRemoved(ctx context.Context, tx *store.Tx, serviceID string, old, fields []Field, drop bool) error {
+	after := Service{Fields: fields}
 	var removed []string
 	for _, f := range old {
 		if _, ok := after.Field(f.Name); !ok {
 			removed = append(removed, f.Name)
 		}
 	}
-	if len(removed) > 0 {
-		pols, err := policiesInForceOn(ctx, tx, serviceID)
-		if err != nil {
-			return err
-		}
-		for _, p := range pols {
-			for _, f := range removed {
-				if slices.Contains(p.Fields, f) {
-					return fmt.Errorf("%w: the field %q cannot be removed while a policy in force (%s, purpose %s) lets an agency read it; an operator retires that policy first", ErrInUse, f, p.ID, p.Purpose)
-				}
-			}
-		}
+	if len(removed) == 0 {
+		return nil
+	}
+	pols, err := policiesInForceOn(ctx, tx, serviceID)
+	if err != nil {
+		return err
+	}
+	for _, p := range pols {
 		for _, f := range removed {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM ex_values WHERE service_id = $1 AND field = $2`, serviceID, f); err != nil {
-				return fmt.Errorf("the values of the removed field %q: %w", f, err)
+			if slices.Contains(p.Fields, f) {
+				return fmt.Errorf("%w: the field %q cannot be removed while a policy in force (%s, purpose %s) lets an agency read it; an operator retires that policy first", ErrInUse, f, p.ID, p.Purpose)
 			}
 		}
 	}
-	for _, f := range fields {
-		if o, ok := before.Field(f.Name); ok && o.Type == f.Type {
-			continue
+	for _, f := range removed {
+		if !drop {
+			break
 		}
-		misfits, first, err := countMisfits(ctx, tx, serviceID, f)
-		if err != nil {
-			return err
-		}
-		if misfits > 0 {
-			verb := "do not fit"
-			if misfits == 1 {
-				verb = "does not fit"
-			}
-			return fmt.Errorf("%w: the field %q cannot take the type %s: %d of its stored values %s it (%s); correct or remove them first", ErrInUse, f.Name, f.Type, misfits, verb, first)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM ex_values WHERE service_id = $1 AND field = $2`, serviceID, f); err != nil {
+			return fmt.Errorf("the values of the removed field %q: %w", f, err)
 		}
 	}
 	return nil
+}
+
+// misfit is the refusal of a new type for f that misfits of the stored
+// values do not fit, the first because of why; nil if none.
+func misfit(f Field, misfits int, why string) error {
+	if misfits == 0 {
+		return nil
+	}
+	verb := "do not fit"
+	if misfits == 1 {
+		verb = "does not fit"
+	}
+	return fmt.Errorf("%w: the field %q cannot take the type %s: %d of its stored values %s it (%s); correct or remove them first", ErrInUse, f.Name, f.Type, misfits, verb, why)
 }
 
 // policiesInForceOn reads, in tx, the policies in force that name the
@@ -409,26 +556,47 @@ func policiesInForceOn(ctx context.Context, tx *store.Tx, serviceID string) ([]*
 }
 
 // countMisfits counts the values stored under f's name that f's type
-// refuses, and why the first is refused.
-func countMisfits(ctx context.Context, tx *store.Tx, serviceID string, f Field) (n int, why string, err error) {
-	rows, err := tx.QueryContext(ctx, `SELECT value FROM ex_values WHERE service_id = $1 AND field = $2`, serviceID, f.Name)
-	if err != nil {
-		return 0, "", fmt.Errorf("the values of %q: %w", f.Name, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return 0, "", err
+// refuses, and why the first is refused. It reads them misfitChunk at a
+// time, by citizen, each chunk a statement of its own: off the write lock
+// no read holds one snapshot for the whole service, so SQLite can
+// checkpoint its WAL meanwhile (the writes stored while a long read held
+// it were copied back at once afterwards, and the write that did it
+// waited 20 ms behind a 100,000-value check). Every chunk is read after
+// the change's mark, so it sees every value stored before it; a value
+// stored after was checked against the new type.
+func countMisfits(ctx context.Context, query func(ctx context.Context, q string, args ...any) (*sql.Rows, error), serviceID string, f Field) (n int, why string, err error) {
+	after := ""
+	for {
+		rows, err := query(ctx, `SELECT person_id, value FROM ex_values WHERE service_id = $1 AND person_id > $2 AND field = $3 ORDER BY person_id LIMIT $4`, serviceID, after, f.Name, misfitChunk)
+		if err != nil {
+			return 0, "", fmt.Errorf("the values of %q: %w", f.Name, err)
 		}
-		if err := checkValue(f, v); err != nil {
-			if n++; why == "" {
-				why = strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
+		read := 0
+		for rows.Next() {
+			var v string
+			if err := rows.Scan(&after, &v); err != nil {
+				rows.Close()
+				return 0, "", fmt.Errorf("the values of %q: %w", f.Name, err)
+			}
+			read++
+			if err := checkValue(f, v); err != nil {
+				if n++; why == "" {
+					why = strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
+				}
 			}
 		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, "", fmt.Errorf("the values of %q: %w", f.Name, err)
+		}
+		if read < misfitChunk {
+			return n, why, nil
+		}
 	}
-	return n, why, rows.Err()
 }
+
+// misfitChunk is how many values countMisfits reads per statement.
+const misfitChunk = 4096
 
 // serviceIn reads a service in a write transaction (without its holder's
 // name), so that what the transaction writes is checked against the
@@ -439,7 +607,8 @@ func serviceIn(ctx context.Context, tx *store.Tx, id string) (*Service, error) {
 	svc := &Service{ID: id}
 	var fj string
 	var withdrawn sql.NullInt64
-	err := tx.QueryRowContext(ctx, `SELECT holder_org, name, fields, withdrawn_at FROM ex_services WHERE id = $1`, id).Scan(&svc.HolderOrg, &svc.Name, &fj, &withdrawn)
+	var pending sql.NullString
+	err := tx.QueryRowContext(ctx, `SELECT holder_org, name, fields, withdrawn_at, pending FROM ex_services WHERE id = $1`, id).Scan(&svc.HolderOrg, &svc.Name, &fj, &withdrawn, &pending)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: no data service %q", ErrNotFound, id)
 	}
@@ -451,6 +620,12 @@ func serviceIn(ctx context.Context, tx *store.Tx, id string) (*Service, error) {
 	}
 	if withdrawn.Valid {
 		svc.WithdrawnAt = time.UnixMilli(withdrawn.Int64).UTC()
+	}
+	if pending.Valid {
+		svc.pending = new(pendingFields)
+		if err := json.Unmarshal([]byte(pending.String), svc.pending); err != nil {
+			return nil, fmt.Errorf("service %q: its change being checked, as stored: %w", id, err)
+		}
 	}
 	return svc, nil
 }
@@ -488,7 +663,8 @@ func (x *Exchange) WithdrawService(ctx context.Context, holderOrg, id string) er
 		if _, err := tx.ExecContext(ctx, `DELETE FROM ex_values WHERE service_id = $1`, id); err != nil {
 			return fmt.Errorf("the values of %s: %w", id, err)
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE ex_services SET withdrawn_at = $1 WHERE id = $2`, x.now().UnixMilli(), id)
+		// A change of its field types being checked is dropped with them.
+		_, err = tx.ExecContext(ctx, `UPDATE ex_services SET withdrawn_at = $1, pending = NULL WHERE id = $2`, x.now().UnixMilli(), id)
 		return err
 	})
 	x.cat.drop()
@@ -604,12 +780,28 @@ func (x *Exchange) SetValues(ctx context.Context, holderOrg, serviceID, personID
 	}
 	now := x.now().UnixMilli()
 	return x.db.Tx(ctx, func(tx *store.Tx) error {
+		if tx.Dialect() == store.Postgres {
+			// A change of the service's field types marks its row
+			// before it reads the stored values: holding the row, this
+			// transaction either commits before the mark (and its values
+			// are read) or, started before the mark committed, fails
+			// to serialize and is retried (and checks them against
+			// the mark). SQLite's one writer orders the two anyway.
+			if _, err := tx.ExecContext(ctx, `SELECT 1 FROM ex_services WHERE id = $1 FOR SHARE`, serviceID); err != nil {
+				return err
+			}
+		}
 		svc, err := heldService(ctx, tx, holderOrg, serviceID)
 		if err != nil {
 			return err
 		}
 		if !svc.WithdrawnAt.IsZero() {
 			return fmt.Errorf("%w: the service %s was withdrawn; publish it again first", ErrInUse, serviceID)
+		}
+		if x.hook != nil {
+			if err := x.hook("set-values"); err != nil {
+				return err
+			}
 		}
 		for name, v := range values {
 			f, ok := svc.Field(name)
@@ -618,6 +810,11 @@ func (x *Exchange) SetValues(ctx context.Context, holderOrg, serviceID, personID
 			}
 			if err := checkValue(f, v); err != nil {
 				return err
+			}
+			if pf, ok := svc.pending.field(name); ok {
+				if err := checkValue(pf, v); err != nil {
+					return fmt.Errorf("%w: the field %q is being changed to the type %s, which this value does not fit (%s); send a value of that type, or wait until the change is published or refused", ErrInUse, name, pf.Type, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+				}
 			}
 		}
 		for name, v := range values {
