@@ -525,10 +525,10 @@ func dropRemoved(ctx context.Context, tx *store.Tx, serviceID string, old, field
 			}
 		}
 	}
+	if !drop {
+		return nil
+	}
 	for _, f := range removed {
-		if !drop {
-			break
-		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM ex_values WHERE service_id = $1 AND field = $2`, serviceID, f); err != nil {
 			return fmt.Errorf("the values of the removed field %q: %w", f, err)
 		}
