@@ -358,11 +358,9 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 		if err := refit(ctx, tx, svc.ID, old.Fields, svc.Fields); err != nil {
 			return err
 		}
-		// Publishing a withdrawn service again puts it back, empty. A
-		// change that stopped checking long ago (its node went down)
+		// A change that stopped checking long ago (its node went down)
 		// is dropped: this one replaces it.
-		_, err = tx.ExecContext(ctx, `UPDATE ex_services SET name = $1, fields = $2, updated_at = $3, withdrawn_at = NULL, pending = NULL WHERE id = $4`, svc.Name, string(fj), now, svc.ID)
-		return err
+		return publishFields(ctx, tx, svc, string(fj), now)
 	})
 	if err == nil && change != nil {
 		err = x.checkRetyped(ctx, svc, string(fj), change)
@@ -452,9 +450,16 @@ func (x *Exchange) checkRetyped(ctx context.Context, svc Service, fields string,
 		if err := dropRemoved(ctx, tx, svc.ID, cur.Fields, svc.Fields, true); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE ex_services SET name = $1, fields = $2, updated_at = $3, withdrawn_at = NULL, pending = NULL WHERE id = $4`, svc.Name, fields, x.now().UnixMilli(), svc.ID)
-		return err
+		return publishFields(ctx, tx, svc, fields, x.now().UnixMilli())
 	})
+}
+
+// publishFields writes, in tx, an existing service's name and fields (as
+// JSON) as published at now (Unix ms), and drops any mark of a change
+// being checked. Publishing a withdrawn service again puts it back, empty.
+func publishFields(ctx context.Context, tx *store.Tx, svc Service, fields string, now int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE ex_services SET name = $1, fields = $2, updated_at = $3, withdrawn_at = NULL, pending = NULL WHERE id = $4`, svc.Name, fields, now, svc.ID)
+	return err
 }
 
 // refit checks, in the transaction that changes a service's fields from
