@@ -428,14 +428,8 @@ func (x *Exchange) checkRetyped(ctx context.Context, svc Service, fields string,
 			return err
 		}
 	}
-	for _, f := range change.Fields {
-		misfits, first, err := countMisfits(ctx, x.db.Reader().QueryContext, svc.ID, f)
-		if err != nil {
-			return err
-		}
-		if err := misfit(f, misfits, first); err != nil {
-			return err
-		}
+	if err := fitAll(ctx, x.db.Reader().QueryContext, svc.ID, change.Fields); err != nil {
+		return err
 	}
 	return x.db.Tx(ctx, func(tx *store.Tx) error {
 		cur, err := serviceIn(ctx, tx, svc.ID)
@@ -480,8 +474,14 @@ func refit(ctx context.Context, tx *store.Tx, serviceID string, old, fields []Fi
 	if err := dropRemoved(ctx, tx, serviceID, old, fields, true); err != nil {
 		return err
 	}
-	for _, f := range retyped(old, fields) {
-		misfits, first, err := countMisfits(ctx, tx.QueryContext, serviceID, f)
+	return fitAll(ctx, tx.QueryContext, serviceID, retyped(old, fields))
+}
+
+// fitAll refuses, with misfit's error, the first of fields that some
+// value stored under its name does not fit, reading them through query.
+func fitAll(ctx context.Context, query func(ctx context.Context, q string, args ...any) (*sql.Rows, error), serviceID string, fields []Field) error {
+	for _, f := range fields {
+		misfits, first, err := countMisfits(ctx, query, serviceID, f)
 		if err != nil {
 			return err
 		}
