@@ -82,6 +82,9 @@ func runLog(ctx context.Context, e *env, args []string) error {
 	if *base == "" || *vkey == "" {
 		return fmt.Errorf("%w: --url and --key are required", errUsage)
 	}
+	if err := civtlog.CheckVerifierKey(*vkey); err != nil {
+		return fmt.Errorf("%w: --key: %v", errUsage, err)
+	}
 	if *secretPath != "" && *dbURL == "" && *dataDir == "" {
 		return fmt.Errorf("%w: --exchange-secret audits the access records of --db or --data; give one", errUsage)
 	}

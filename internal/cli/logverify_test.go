@@ -110,7 +110,10 @@ func TestLogVerify(t *testing.T) {
 	code, _, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", otherKey, "--quiet")
 	oneLine(t, "wrong key", code, 1, stderr, "not signed by the key")
 	code, _, stderr = run(t, nil, "log", "verify", "--url", logURL, "--key", "garbage", "--quiet")
-	oneLine(t, "malformed key", code, 1, stderr, "verifier key")
+	oneLine(t, "malformed key", code, 2, stderr, `--key: "garbage" is not a log verifier key`)
+	// Checked before anything is fetched: no server needed to say so.
+	code, _, stderr = run(t, nil, "log", "verify", "--url", "http://127.0.0.1:1/log", "--key", vkey+"x", "--quiet")
+	oneLine(t, "mistyped key", code, 2, stderr, "is not a log verifier key")
 
 	// Tampering with the stored data is detected.
 	tamper := func(what, query string, arg any, want string) {

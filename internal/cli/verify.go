@@ -13,6 +13,7 @@ import (
 
 	"github.com/civstack/civstack/internal/exchange"
 	"github.com/civstack/civstack/internal/payment"
+	civtlog "github.com/civstack/civstack/internal/tlog"
 )
 
 const verifySynopsis = `verify [flags] HC1:…|FILE|-
@@ -77,6 +78,11 @@ func runVerify(_ context.Context, e *env, args []string) error {
 	}
 	if len(rest) != 1 {
 		return fmt.Errorf("%w: say verify FILE (see civstack verify --help)", errUsage)
+	}
+	if *logKey != "" {
+		if err := civtlog.CheckVerifierKey(*logKey); err != nil {
+			return fmt.Errorf("%w: --log-key: %v", errUsage, err)
+		}
 	}
 	if isHC(rest[0]) {
 		return verifyHC(e, strings.TrimSpace(rest[0]), hcOptions{*trustFile, *at, *decodeOnly, *dataDir, *asJSON})

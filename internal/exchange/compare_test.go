@@ -204,6 +204,20 @@ func TestCompareExports(t *testing.T) {
 		if _, err := CompareExports(bytes.NewReader(earlier), strings.NewReader(`[]`), ex.logKey); !errors.Is(err, ErrBadExport) || strings.Contains(err.Error(), "earlier") {
 			t.Errorf("a bad later file: %v", err)
 		}
+		// A file without its time of export (against which an access
+		// missing from it is judged due) or its citizen is no export.
+		if _, err := CompareExports(bytes.NewReader(retime(t, earlier, time.Time{})), bytes.NewReader(later), ex.logKey); !errors.Is(err, ErrBadExport) || !strings.Contains(err.Error(), "the earlier file: ") || !strings.Contains(err.Error(), "does not say when it was exported") {
+			t.Errorf("an earlier file without its time: %v", err)
+		}
+		var nobody Export
+		if err := json.Unmarshal(later, &nobody); err != nil {
+			t.Fatal(err)
+		}
+		nobody.Person = ""
+		nameless, _ := json.Marshal(nobody)
+		if _, err := CompareExports(bytes.NewReader(earlier), bytes.NewReader(nameless), ex.logKey); !errors.Is(err, ErrBadExport) || !strings.Contains(err.Error(), "it names no citizen") {
+			t.Errorf("a later file without its citizen: %v", err)
+		}
 	})
 }
 

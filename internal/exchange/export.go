@@ -231,8 +231,13 @@ func readExport(r io.Reader) (*Export, error) {
 	if err := dec.Decode(&ex); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadExport, err)
 	}
-	if ex.Accesses == nil {
+	switch {
+	case ex.Accesses == nil:
 		return nil, fmt.Errorf("%w: no accesses", ErrBadExport)
+	case ex.Person == "":
+		return nil, fmt.Errorf("%w: it names no citizen", ErrBadExport)
+	case ex.ExportedAt.IsZero():
+		return nil, fmt.Errorf("%w: it does not say when it was exported", ErrBadExport)
 	}
 	return &ex, nil
 }

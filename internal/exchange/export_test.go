@@ -112,7 +112,8 @@ func TestVerifyExport(t *testing.T) {
 		swapped, _ := json.Marshal(doc)
 		failsWith(t, "another access's entry", verify(swapped, ex.logKey), "does not open log entry")
 
-		for _, bad := range []string{"hello", `{"person": "p1"}`, `{"accesses": [], "extra": 1}`, `[1, 2]`} {
+		for _, bad := range []string{"hello", `{"person": "p1"}`, `{"accesses": [], "extra": 1}`, `[1, 2]`,
+			`{"accesses": []}`, `{"exported_at": "2026-12-05T00:00:00Z", "accesses": []}`, `{"person": "p1", "accesses": []}`} {
 			if _, err := VerifyExport(strings.NewReader(bad), ex.logKey); !errors.Is(err, ErrBadExport) {
 				t.Errorf("%q: %v, want ErrBadExport", bad, err)
 			}

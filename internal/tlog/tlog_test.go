@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -520,4 +521,28 @@ func TestKeepOrigin(t *testing.T) {
 		keep("first.example/log", "first.example/log")
 		keep("second.example/log", "first.example/log")
 	})
+}
+
+func TestCheckVerifierKey(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	s, err := civtlog.NewEd25519Signer(origin, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkey := s.VerifierKey()
+	if err := civtlog.CheckVerifierKey(vkey); err != nil {
+		t.Fatalf("the signer's own key: %v", err)
+	}
+	signer, _, _ := strings.Cut(vkey, "+") // no hash, no key
+	for _, bad := range []string{"", "x", signer, vkey[:len(vkey)-4], vkey + "AAAA", strings.Replace(vkey, "+", "-", 1), strings.Repeat("é", 30)} {
+		err := civtlog.CheckVerifierKey(bad)
+		if err == nil {
+			t.Errorf("%q: accepted", bad)
+			continue
+		}
+		// The key is quoted, cut to 40 bytes of valid UTF-8.
+		if msg := err.Error(); !strings.Contains(msg, "is not a log verifier key") || !utf8.ValidString(msg) || len(msg) > 200 {
+			t.Errorf("%q: %q", bad, msg)
+		}
+	}
 }
