@@ -286,7 +286,7 @@ func TestVerifyAccessExport(t *testing.T) {
 	}{
 		{"--earlier without the key", string(laterRaw), []string{"verify", "-", "--earlier", path}, "--earlier needs --log-key"},
 		{"--earlier with a receipt", `{"document": {}}`, []string{"verify", "-", "--earlier", path}, `--earlier compares two exports of "Who looked at my data", and the input is not one`},
-		{"a mistyped log key", string(raw), []string{"verify", "-", "--log-key", vkey[:len(vkey)-3]}, "--log-key: \"" + vkey[:40] + "…\" is not a log verifier key"},
+		{"a mistyped log key", string(raw), []string{"verify", "-", "--log-key", vkey[:len(vkey)-3]}, "--log-key: \"" + vkey[:64] + "…\" is not a log verifier key"},
 		{"a log key that is no key", string(raw), []string{"verify", "-", "--log-key", "x"}, `--log-key: "x" is not a log verifier key`},
 	} {
 		rc, _, errOut := run(f.in, f.args...)

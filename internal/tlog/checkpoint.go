@@ -65,17 +65,9 @@ func ParseCheckpoint(text string) (Checkpoint, error) {
 // else, so that a mistyped key is reported as such.
 func CheckVerifierKey(vkey string) error {
 	if _, err := note.NewVerifier(vkey); err != nil {
-		return fmt.Errorf("%q is not a log verifier key (name+hash+key, as the log's /log page shows it): %w", short(vkey), err)
+		return fmt.Errorf("%q is not a log verifier key (name+hash+key, as the log's /log page shows it): %w", truncate(vkey), err)
 	}
 	return nil
-}
-
-// short is s cut to 40 bytes, for quoting outside input in an error.
-func short(s string) string {
-	if len(s) > 40 {
-		return strings.ToValidUTF8(s[:40], "") + "…"
-	}
-	return s
 }
 
 // OpenCheckpoint verifies a signed checkpoint note against the verifier key

@@ -534,13 +534,13 @@ func TestCheckVerifierKey(t *testing.T) {
 		t.Fatalf("the signer's own key: %v", err)
 	}
 	signer, _, _ := strings.Cut(vkey, "+") // no hash, no key
-	for _, bad := range []string{"", "x", signer, vkey[:len(vkey)-4], vkey + "AAAA", strings.Replace(vkey, "+", "-", 1), strings.Repeat("é", 30)} {
+	for _, bad := range []string{"", "x", signer, vkey[:len(vkey)-4], vkey + "AAAA", strings.Replace(vkey, "+", "-", 1), "x" + strings.Repeat("é", 40)} {
 		err := civtlog.CheckVerifierKey(bad)
 		if err == nil {
 			t.Errorf("%q: accepted", bad)
 			continue
 		}
-		// The key is quoted, cut to 40 bytes of valid UTF-8.
+		// The key is quoted, cut to 64 bytes; the message stays valid UTF-8.
 		if msg := err.Error(); !strings.Contains(msg, "is not a log verifier key") || !utf8.ValidString(msg) || len(msg) > 200 {
 			t.Errorf("%q: %q", bad, msg)
 		}
