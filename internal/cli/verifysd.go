@@ -30,7 +30,7 @@ type sdOptions struct {
 func loadPublicKey(path string) (any, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("issuer key: %w", errors.Unwrap(err))
+		return nil, fmt.Errorf("issuer key %s: %w", path, errors.Unwrap(err))
 	}
 	if blk, _ := pem.Decode(b); blk != nil {
 		switch blk.Type {

@@ -64,6 +64,7 @@ func TestVerifySDJWT(t *testing.T) {
 		{"another issuer key", []string{"--issuer-key", wrong, pres}, "issuer signature does not verify"},
 		{"no issuer key", []string{pres}, "needs --issuer-key"},
 		{"a key file that is no key", []string{"--issuer-key", pres, pres}, "neither a JWK nor PEM"},
+		{"a key file not there", []string{"--issuer-key", "not-there.jwk", pres}, "issuer key not-there.jwk: no such file or directory"},
 	} {
 		rc, _, errOut := run("", f.args...)
 		if rc == 0 || !strings.Contains(errOut, f.want) || strings.Count(errOut, "\n") != 1 {
