@@ -94,7 +94,9 @@ func (m *presentationRun) newCitizen(name string) *client {
 	if err := m.w.n.reg.CreatePerson(ctx, p, nil, ""); err != nil {
 		m.rt.Fatal(err)
 	}
-	token, err := m.w.n.reg.NewSession(ctx, p.ID, 365*24*time.Hour)
+	// Longer than any run: up to 15 steps of up to a PID's validity
+	// (90 days) each.
+	token, err := m.w.n.reg.NewSession(ctx, p.ID, 10*365*24*time.Hour)
 	if err != nil {
 		m.rt.Fatal(err)
 	}
