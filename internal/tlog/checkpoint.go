@@ -64,18 +64,25 @@ func ParseCheckpoint(text string) (Checkpoint, error) {
 // page shows it: a tool that takes one checks it before it reads anything
 // else, so that a mistyped key is reported as such.
 func CheckVerifierKey(vkey string) error {
-	if _, err := note.NewVerifier(vkey); err != nil {
-		return fmt.Errorf("%q is not a log verifier key (name+hash+key, as the log's /log page shows it): %w", truncate(vkey), err)
+	_, err := verifier(vkey)
+	return err
+}
+
+// verifier is the note verifier for vkey, or CheckVerifierKey's error.
+func verifier(vkey string) (note.Verifier, error) {
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a log verifier key (name+hash+key, as the log's /log page shows it): %w", truncate(vkey), err)
 	}
-	return nil
+	return v, nil
 }
 
 // OpenCheckpoint verifies a signed checkpoint note against the verifier key
 // vkey (C2SP signed-note vkey form) and parses it.
 func OpenCheckpoint(signed []byte, vkey string) (Checkpoint, error) {
-	v, err := note.NewVerifier(vkey)
+	v, err := verifier(vkey)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("verifier key: %w", err)
+		return Checkpoint{}, err
 	}
 	n, err := note.Open(signed, note.VerifierList(v))
 	if err != nil {
