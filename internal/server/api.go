@@ -43,6 +43,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 		"token": {Type: "http", Scheme: "bearer", Description: "An organisation API token, created on the organisation's page."},
 	}
 	cfg.Security = []map[string][]string{{"token": {}}}
+	cfg.Transformers = append(cfg.Transformers, withoutEchoedValues)
 	api := humago.NewWithPrefix(mux, "/api/v1", cfg)
 	api.UseMiddleware(s.apiAuth(api))
 	apiBodies(api)
@@ -78,6 +79,22 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 		s.rewardsAPIRoutes(api)
 	}
 	huma.Register(api, op("revoke-token", http.MethodDelete, "/organisations/{id}/tokens/{token}", "Revoke an API token", "", http.StatusNoContent), s.apiRevokeToken)
+}
+
+// withoutEchoedValues drops the value huma echoes beside the location of
+// each error in a problem (as in {"location":"body.declared_income",
+// "value":52000}): an API body carries citizens' data, such as their ids
+// and what a register holds about them, and civstack's errors say where
+// and what is wrong without repeating the data.
+func withoutEchoedValues(_ huma.Context, _ string, v any) (any, error) {
+	if p, ok := v.(*huma.ErrorModel); ok {
+		for _, d := range p.Errors {
+			if d != nil {
+				d.Value = nil
+			}
+		}
+	}
+	return v, nil
 }
 
 // apiAuth authenticates the bearer token of every registered operation and
