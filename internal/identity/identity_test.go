@@ -79,9 +79,10 @@ func TestParseRequestLink(t *testing.T) {
 		t.Fatalf("%q %q %v", c, u, err)
 	}
 	for link, want := range map[string]string{
-		"openid4vp://?client_id=x&dcql_query=%7B%7D":      "unsigned requests are refused",
-		"openid4vp://?client_id=x":                        "needs client_id and request_uri",
-		"mailto:x?client_id=a&request_uri=https://b/c":    "not an OpenID4VP request link",
+		"openid4vp://?client_id=x&dcql_query=%7B%7D":   "unsigned requests are refused",
+		"openid4vp://?client_id=x":                     "needs client_id and request_uri",
+		"mailto:x?client_id=a&request_uri=https://b/c": "not an OpenID4VP request link (one starts with openid4vp:// or https://)",
+		"zzz": "this is not an OpenID4VP request link",
 		"openid4vp://?client_id=a&request_uri=javascript": "request_uri is not a URL",
 		"%zz": "does not parse",
 	} {

@@ -130,9 +130,14 @@ func wellKnown(id, name string) (string, error) {
 // verification against the issuer's published key, and storage.
 // It returns how many credentials the wallet now holds from the offer.
 func (s *Service) AcceptOffer(ctx context.Context, personID, link, txCode string) (int, error) {
-	offer, err := issuance.ParseOffer(strings.TrimSpace(link))
+	link = strings.TrimSpace(link)
+	if link == "" {
+		return 0, fmt.Errorf("%w: paste the offer's link (openid-credential-offer://…), or scan its QR code", ErrInvalid)
+	}
+	offer, err := issuance.ParseOffer(link)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return 0, fmt.Errorf("%w: this is not a credential offer this wallet can take: %s", ErrInvalid,
+			strings.TrimPrefix(err.Error(), issuance.ErrInvalidRequest.Error()+": "))
 	}
 	g := offer.Grants.PreAuthorized
 	if g == nil {
@@ -628,7 +633,7 @@ func ParseRequestLink(link string) (clientID, requestURI string, err error) {
 		return "", "", fmt.Errorf("%w: the request link does not parse", ErrInvalid)
 	}
 	if u.Scheme != "openid4vp" && u.Scheme != "https" && u.Scheme != "http" {
-		return "", "", fmt.Errorf("%w: %q is not an OpenID4VP request link", ErrInvalid, clip(u.Scheme, 20))
+		return "", "", fmt.Errorf("%w: this is not an OpenID4VP request link (one starts with openid4vp:// or https://)", ErrInvalid)
 	}
 	q := u.Query()
 	if q.Get("request") != "" || q.Get("dcql_query") != "" {

@@ -104,17 +104,19 @@ func ParseOffer(s string) (*Offer, error) {
 			return nil, fmt.Errorf("%w: not an offer link", ErrInvalidRequest)
 		}
 		q := u.Query()
-		if q.Has("credential_offer") == q.Has("credential_offer_uri") {
-			return nil, fmt.Errorf("%w: exactly one of credential_offer and credential_offer_uri", ErrInvalidRequest)
-		}
-		if q.Has("credential_offer_uri") {
-			return nil, fmt.Errorf("%w: credential_offer_uri must be fetched first", ErrInvalidRequest)
+		switch byValue, byRef := q.Has("credential_offer"), q.Has("credential_offer_uri"); {
+		case byValue && byRef:
+			return nil, fmt.Errorf("%w: the link holds both an offer and a link to one (credential_offer and credential_offer_uri)", ErrInvalidRequest)
+		case byRef:
+			return nil, fmt.Errorf("%w: the link only points to an offer (credential_offer_uri), which must be fetched first", ErrInvalidRequest)
+		case !byValue:
+			return nil, fmt.Errorf("%w: the link holds no offer (an offer link starts with openid-credential-offer:// and holds credential_offer)", ErrInvalidRequest)
 		}
 		raw = q.Get("credential_offer")
 	}
 	var o Offer
 	if err := json.Unmarshal([]byte(raw), &o); err != nil {
-		return nil, fmt.Errorf("%w: offer is not JSON: %v", ErrInvalidRequest, err)
+		return nil, fmt.Errorf("%w: the offer is not JSON: %v", ErrInvalidRequest, err)
 	}
 	if err := o.Validate(); err != nil {
 		return nil, err

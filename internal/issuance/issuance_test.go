@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +31,19 @@ func TestOfferLinkRoundTrip(t *testing.T) {
 	} {
 		if _, err := ParseOffer(s); !errors.Is(err, ErrInvalidRequest) {
 			t.Errorf("%s: %v", what, err)
+		}
+	}
+	// A link that is not an offer says what an offer link looks like.
+	for s, want := range map[string]string{
+		"":                    "holds no offer (an offer link starts with openid-credential-offer://",
+		"zzz":                 "holds no offer",
+		"https://a.example/x": "holds no offer",
+		"openid-credential-offer://?credential_offer_uri=https%3A%2F%2Fa.example":   "only points to an offer",
+		"openid-credential-offer://?credential_offer=%7B%7D&credential_offer_uri=x": "holds both",
+		"openid-credential-offer://?credential_offer=%7B":                           "the offer is not JSON",
+	} {
+		if _, err := ParseOffer(s); !errors.Is(err, ErrInvalidRequest) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", s, err, want)
 		}
 	}
 }

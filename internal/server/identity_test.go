@@ -136,6 +136,10 @@ func TestIdentityOverHTTP(t *testing.T) {
 			expect(t, "offer used twice", r, http.StatusBadRequest, "has been used or has expired")
 			r = amira.postForm("/wallet/credentials/accept", url.Values{"offer": {"openid-credential-offer://?credential_offer=%7B%7D"}, "tx_code": {tx}})
 			expect(t, "junk offer", r, http.StatusBadRequest, "credential_issuer")
+			expect(t, "no offer", amira.postForm("/wallet/credentials/accept", url.Values{"offer": {" "}, "tx_code": {tx}}), http.StatusBadRequest,
+				"Paste the offer&#39;s link (openid-credential-offer://…), or scan its QR code.")
+			expect(t, "a word for an offer", amira.postForm("/wallet/credentials/accept", url.Values{"offer": {"hello"}, "tx_code": {tx}}), http.StatusBadRequest,
+				"This is not a credential offer this wallet can take: the link holds no offer")
 
 			// The other demo issuers: a social-services card and a diploma.
 			for _, c := range []struct {
