@@ -66,13 +66,13 @@ type parsedCode struct {
 }
 
 func parseCode(code string) (parsedCode, error) {
-	if len(code) != CodeLen {
-		return parsedCode{}, refusal("bad_code", fmt.Sprintf("A payment code has %d digits; this one has %d.", CodeLen, len(code)))
-	}
 	for _, c := range code {
 		if c < '0' || c > '9' {
 			return parsedCode{}, refusal("bad_code", "A payment code has digits only.")
 		}
+	}
+	if len(code) != CodeLen {
+		return parsedCode{}, refusal("bad_code", fmt.Sprintf("A payment code has %d digits; this one has %d.", CodeLen, len(code)))
 	}
 	if code[:2] != CodePrefix {
 		return parsedCode{}, refusal("bad_code", "This is not a civstack payment code (they start with "+CodePrefix+").")

@@ -2,6 +2,7 @@ package payment
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 	"time"
 )
@@ -66,4 +67,21 @@ func FuzzParseCursor(f *testing.F) {
 			t.Fatalf("%q: parsed %+v, printed %q, read back %+v, %v", s, c, c.String(), again, err)
 		}
 	})
+}
+
+// TestParseCodeSays: a mistyped code is told apart from a short one.
+func TestParseCodeSays(t *testing.T) {
+	for code, want := range map[string]string{
+		"abcdef":              "A payment code has digits only.",
+		"88123456780123456x":  "A payment code has digits only.",
+		"881234":              "A payment code has 18 digits; this one has 6.",
+		"8812345678012345678": "A payment code has 18 digits; this one has 19.",
+		"771234567801234567":  "This is not a civstack payment code (they start with 88).",
+	} {
+		_, err := parseCode(code)
+		var r *Refusal
+		if !errors.As(err, &r) || r.Code != "bad_code" || r.Message != want {
+			t.Errorf("%q: %v, want %q", code, err, want)
+		}
+	}
 }
