@@ -185,6 +185,9 @@ func askFromForm(r *http.Request, v *viewer, m registry.Membership) (exchange.As
 	a := exchange.Ask{Requester: m.OrgID, Officer: v.person.DisplayName, Citizen: strings.TrimSpace(r.PostFormValue("citizen")),
 		Service: r.PostFormValue("service"), Fields: r.PostForm["field"], Purpose: r.PostFormValue("purpose"), LegalBasis: r.PostFormValue("legal_basis"),
 		Key: r.PostFormValue("key")}
+	if a.Citizen == "" {
+		return a, errors.New("enter the citizen's id")
+	}
 	if d := strings.TrimSpace(r.PostFormValue("defer_days")); d != "" {
 		var ok bool
 		if a.Defer, ok = formDays(d, exchange.DeferralLimit); !ok {

@@ -115,6 +115,8 @@ func TestExchangeOverHTTP(t *testing.T) {
 			expect(t, "audit", r, http.StatusOK, "Released", "41250", "The policy lets you keep it until "+w.n.clock.now().Add(365*exchange.Day).UTC().Format("2 Jan 2006"))
 			r = ask(officer, tax, amira, "tax-income", "TAX-AUDIT", "Tax Code §93", 0, "declared_income", "employer")
 			expect(t, "field outside the policy", r, http.StatusForbidden, "Denied: Employer is outside the policy")
+			expect(t, "no citizen", ask(officer, tax, " ", "tax-income", "TAX-AUDIT", "Tax Code §93", 0, "declared_income"), http.StatusBadRequest, "Enter the citizen&#39;s id.")
+			expect(t, "an unknown citizen", ask(officer, tax, "Amira Haddad", "tax-income", "TAX-AUDIT", "Tax Code §93", 0, "declared_income"), http.StatusBadRequest, "There is no citizen with that id.")
 			r = ask(officer, tax, amira, "tax-income", "MARKETING", "Tax Code §93", 0, "declared_income")
 			expect(t, "no policy for the purpose", r, http.StatusForbidden, "No policy lets City Tax Office read Declared income for purpose MARKETING")
 			r = ask(officer, tax, amira, "tax-income", "TAX-AUDIT", "Tax Code §93", 5, "declared_income")
