@@ -141,8 +141,11 @@ func parseDPAFilter(r *http.Request, zone *time.Location) (dpaFilter, string) {
 			continue
 		}
 		day, err := time.ParseInLocation(time.DateOnly, v, zone)
-		if err != nil || day.Year() < 2000 || day.Year() > 9999 {
+		if err != nil {
 			return f, "The day " + d.name + " is a date such as 2026-11-30."
+		}
+		if day.Year() < 2000 {
+			return f, "The day " + d.name + " is in the year 2000 or later: the log holds nothing older."
 		}
 		*d.text, *d.start = v, day.AddDate(0, 0, d.after)
 	}

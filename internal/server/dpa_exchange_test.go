@@ -216,7 +216,7 @@ func TestDPAAccessesByDay(t *testing.T) {
 				t.Fatalf("a day's CSV: %d %v %v\n%s", r.status, r.header, err, clip(r.body))
 			}
 			for q, want := range map[string]string{
-				"from=2026-02-30": "is a date such as", "to=yesterday": "is a date such as", "from=1999-12-31": "is a date such as",
+				"from=2026-02-30": "is a date such as", "to=yesterday": "is a date such as", "from=1999-12-31": "is in the year 2000 or later",
 				"from=" + days[2] + "&to=" + days[0]: "comes before the day from",
 			} {
 				expect(t, q, dpa.get("/dpa/exchange/accesses?"+q), http.StatusBadRequest, want)
