@@ -11,7 +11,7 @@ import (
 
 func TestBuildClaims(t *testing.T) {
 	pid := TypeByID("pid")
-	form := map[string]string{"given_name": "Amira", "family_name": "Haddad", "birthdate": "2008-12-03", "nationalities": "it, tn", "address.locality": "Bologna"}
+	form := map[string]string{"given_name": "Amira", "family_name": "Haddad", "birthdate": "2008-12-03", "nationalities": "it, tn, xk", "address.locality": "Bologna"}
 	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
 	c, err := pid.BuildClaims(func(n string) string { return form[n] }, "Civil Registry Office", "IT", now)
 	if err != nil {
@@ -23,7 +23,18 @@ func TestBuildClaims(t *testing.T) {
 	if addr := c["address"].(map[string]any); addr["locality"] != "Bologna" || len(addr) != 1 {
 		t.Fatalf("address: %v", addr)
 	}
-	if n := c["nationalities"].([]any); len(n) != 2 || n[1] != "TN" {
+	// Born today (or, where the citizen is, tomorrow); a country in lower case.
+	form["birthdate"], form["address.country"] = "2026-12-04", "it"
+	c, err = pid.BuildClaims(func(n string) string { return form[n] }, "R", "IT", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(form, "address.country")
+	form["birthdate"] = "2008-12-03"
+	if addr := c["address"].(map[string]any); addr["country"] != "IT" {
+		t.Fatalf("address: %v", addr)
+	}
+	if n := c["nationalities"].([]any); len(n) != 3 || n[1] != "TN" || n[2] != "XK" {
 		t.Fatalf("nationalities: %v", n)
 	}
 	// Eighteen tomorrow is not over 18 today.
@@ -41,6 +52,11 @@ func TestBuildClaims(t *testing.T) {
 		{"nationalities", "Italy", "is not a two-letter country code"},
 		{"given_name", "", "Given name is required"},
 		{"family_name", strings.Repeat("x", 201), "too long"},
+		{"birthdate", "2026-12-05", "Date of birth 2026-12-05 is in the future"},
+		{"address.country", "Italia", `Country of residence "ITALIA" is not a two-letter country code`},
+		{"address.country", "xy", `Country of residence "XY" is not a two-letter country code`},
+		{"nationalities", "IT, EU", `"EU" is not a two-letter country code`},
+		{"nationalities", "IT, ZZ", `"ZZ" is not a two-letter country code`},
 	} {
 		f := map[string]string{}
 		for k, v := range form {

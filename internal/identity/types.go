@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/text/language"
+
 	"github.com/civstack/civstack/internal/sdjwt"
 )
 
@@ -16,10 +18,15 @@ import (
 type Field struct {
 	Name  string
 	Label string
-	Kind  string // "text", "date" (YYYY-MM-DD) or "list" (comma-separated)
+	// Kind is "text", "date" (YYYY-MM-DD), "country" (an ISO 3166-1
+	// alpha-2 code) or "list" (comma-separated alpha-2 codes).
+	Kind string
 	// Optional fields may be left empty; they are then not in the
 	// credential at all.
 	Optional bool
+	// Past dates (a birth, an award) cannot be later than the day of
+	// issuance: a later one is a slip of the officer's keyboard.
+	Past bool
 }
 
 // Type is a credential type a registered issuer may offer.
@@ -40,12 +47,12 @@ var Types = []*Type{
 		Fields: []Field{
 			{Name: "given_name", Label: "Given name", Kind: "text"},
 			{Name: "family_name", Label: "Family name", Kind: "text"},
-			{Name: "birthdate", Label: "Date of birth", Kind: "date"},
+			{Name: "birthdate", Label: "Date of birth", Kind: "date", Past: true},
 			{Name: "nationalities", Label: "Nationalities", Kind: "list"},
 			{Name: "address.street_address", Label: "Street address", Kind: "text", Optional: true},
 			{Name: "address.postal_code", Label: "Postal code", Kind: "text", Optional: true},
 			{Name: "address.locality", Label: "Town or city", Kind: "text", Optional: true},
-			{Name: "address.country", Label: "Country of residence", Kind: "text", Optional: true},
+			{Name: "address.country", Label: "Country of residence", Kind: "country", Optional: true},
 		},
 		Derived: []Field{
 			{Name: "age_over_18", Label: "Over 18"},
@@ -57,7 +64,7 @@ var Types = []*Type{
 		Fields: []Field{
 			{Name: "given_name", Label: "Given name", Kind: "text"},
 			{Name: "family_name", Label: "Family name", Kind: "text"},
-			{Name: "birthdate", Label: "Date of birth", Kind: "date"},
+			{Name: "birthdate", Label: "Date of birth", Kind: "date", Past: true},
 			{Name: "social_security_number", Label: "Social security number", Kind: "text"},
 			{Name: "health_insurance.provider", Label: "Health insurer", Kind: "text"},
 			{Name: "health_insurance.valid_until", Label: "Insured until", Kind: "date"},
@@ -69,7 +76,7 @@ var Types = []*Type{
 			{Name: "family_name", Label: "Family name", Kind: "text"},
 			{Name: "degree", Label: "Degree", Kind: "text"},
 			{Name: "field_of_study", Label: "Field of study", Kind: "text"},
-			{Name: "awarded", Label: "Awarded on", Kind: "date"},
+			{Name: "awarded", Label: "Awarded on", Kind: "date", Past: true},
 		},
 		Derived: []Field{{Name: "issuing_authority", Label: "Awarded by"}}},
 }
@@ -139,6 +146,17 @@ func PathName(p []any) (string, bool) {
 
 var alpha2 = regexp.MustCompile(`^[A-Z]{2}$`)
 
+// isCountryCode reports whether s is an assigned ISO 3166-1 alpha-2 code
+// (or XK, Kosovo's user-assigned code, which EU wallets take): "XY" and
+// "EU" are typing errors on an identity document, not countries.
+func isCountryCode(s string) bool {
+	if !alpha2.MatchString(s) {
+		return false
+	}
+	r, err := language.ParseRegion(s)
+	return err == nil && r.IsCountry() && (!r.IsPrivateUse() || s == "XK")
+}
+
 // BuildClaims checks what an officer typed for a credential of type t
 // (value gives each field's text) and returns the claims, with the
 // derived ones computed at now.
@@ -161,11 +179,22 @@ func (t *Type) BuildClaims(value func(name string) string, issuer, country strin
 			if _, err := time.Parse(time.DateOnly, v); err != nil {
 				return nil, fmt.Errorf("%w: %s %q is not a date (YYYY-MM-DD)", ErrInvalid, f.Label, v)
 			}
+			// A day's grace: the issuer's today may be the
+			// citizen's tomorrow.
+			if f.Past && v > now.Add(24*time.Hour).UTC().Format(time.DateOnly) {
+				return nil, fmt.Errorf("%w: %s %s is in the future", ErrInvalid, f.Label, v)
+			}
+		case "country":
+			v = strings.ToUpper(v)
+			if !isCountryCode(v) {
+				return nil, fmt.Errorf("%w: %s %q is not a two-letter country code (such as IT)", ErrInvalid, f.Label, v)
+			}
+			val = v
 		case "list":
 			var list []any
 			for _, e := range strings.Split(v, ",") {
 				e = strings.ToUpper(strings.TrimSpace(e))
-				if !alpha2.MatchString(e) {
+				if !isCountryCode(e) {
 					return nil, fmt.Errorf("%w: %s: %q is not a two-letter country code", ErrInvalid, f.Label, e)
 				}
 				list = append(list, e)
