@@ -422,7 +422,14 @@ func (s *Server) verifierCreate(w http.ResponseWriter, r *http.Request, v *viewe
 			required = append(required, name)
 		case "optional":
 			optional = append(optional, name)
+		default:
+			s.renderVerifier(w, r, v, m, http.StatusBadRequest, web.Page{Error: "Ask for each claim as needed, optional or not at all."})
+			return
 		}
+	}
+	if typeID == "" {
+		s.renderVerifier(w, r, v, m, http.StatusBadRequest, web.Page{Error: "Ask for at least one claim as required."})
+		return
 	}
 	slices.Sort(required)
 	slices.Sort(optional)

@@ -166,6 +166,15 @@ func TestIdentityOverHTTP(t *testing.T) {
 				expect(t, c.typ+" accepted", r, http.StatusOK, c.shows...)
 			}
 
+			// A request asks for something, in words the form uses.
+			for what, ask := range map[string]url.Values{
+				"Ask for at least one claim as required.":               {"ask.pid:age_over_18": {""}},
+				"Ask for each claim as needed, optional or not at all.": {"ask.pid:age_over_18": {"maybe"}},
+				"Ask for claims of one credential type per request.":    {"ask.pid:age_over_18": {"required"}, "ask.diploma:degree": {"required"}},
+			} {
+				expect(t, what, bar.postForm("/check/"+w.orgs["Blue Door Bar"]+"/requests", ask), http.StatusBadRequest, what)
+			}
+
 			// The bar asks only "over 18"; the citizen sees who and why.
 			page, same := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
 			r = amira.get(same)
