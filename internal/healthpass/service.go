@@ -102,10 +102,10 @@ func day(t time.Time) string { return t.UTC().Format("2006-01-02") }
 // Submit decides a new health code from the questionnaire and stores it.
 func (s *Service) Submit(ctx context.Context, personID, dob string, a Answers) (*Status, error) {
 	dob = strings.TrimSpace(dob)
-	if !dobOK(dob) {
-		return nil, fmt.Errorf("%w: date of birth %q is not YYYY-MM-DD", ErrInvalid, dob)
-	}
 	now := s.now()
+	if err := checkDOB(dob, now); err != nil {
+		return nil, err
+	}
 	d, err := s.rules.Decide(a, now)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -130,9 +130,22 @@ func (s *Service) Submit(ctx context.Context, personID, dob string, a Answers) (
 	return s.Status(ctx, personID)
 }
 
-func dobOK(s string) bool {
-	_, err := time.Parse("2006-01-02", s)
-	return err == nil
+// checkDOB checks a date of birth typed by its citizen: a date, from 1900
+// to the citizen's today (a day ahead of the node's, at most).
+func checkDOB(dob string, now time.Time) error {
+	if dob == "" {
+		return fmt.Errorf("%w: enter your date of birth", ErrInvalid)
+	}
+	d, err := time.Parse(time.DateOnly, dob)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: date of birth %q is not YYYY-MM-DD", ErrInvalid, dob)
+	case d.Year() < 1900:
+		return fmt.Errorf("%w: date of birth %s is before 1900", ErrInvalid, dob)
+	case dob > now.Add(24*time.Hour).UTC().Format(time.DateOnly):
+		return fmt.Errorf("%w: date of birth %s is in the future", ErrInvalid, dob)
+	}
+	return nil
 }
 
 // Status returns a citizen's health code, applying check-ins: a yellow or

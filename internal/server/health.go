@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"net/http"
@@ -41,7 +42,7 @@ func healthStatus(err error) (int, string) {
 	case errors.Is(err, healthpass.ErrNoStatus):
 		return http.StatusConflict, "You have no health code yet: answer the questionnaire first."
 	case errors.Is(err, healthpass.ErrInvalid):
-		return http.StatusBadRequest, sentence(err)
+		return http.StatusBadRequest, sentence(errors.New(strings.TrimPrefix(err.Error(), healthpass.ErrInvalid.Error()+": ")))
 	case errors.Is(err, healthpass.ErrNotFound):
 		return http.StatusNotFound, "There is no such appeal."
 	case errors.Is(err, healthpass.ErrAlreadyOpen):
@@ -113,13 +114,37 @@ func (s *Server) healthError(w http.ResponseWriter, r *http.Request, v *viewer, 
 	s.renderHealth(w, r, v, status, web.Page{Error: msg})
 }
 
-func yes(r *http.Request, name string) bool { return r.PostFormValue(name) == "yes" }
+// questionnaireAnswers reads the questionnaire: each question answered,
+// none taken as "no" for being left out.
+func questionnaireAnswers(r *http.Request) (healthpass.Answers, error) {
+	a := healthpass.Answers{Test: r.PostFormValue("test")}
+	for _, q := range []struct {
+		name, about string
+		yes         *bool
+	}{{"symptoms", "symptoms", &a.Symptoms}, {"contact", "contact with a confirmed case", &a.Contact}, {"travel", "travel", &a.Travel}} {
+		switch r.PostFormValue(q.name) {
+		case "yes":
+			*q.yes = true
+		case "no":
+		default:
+			return a, fmt.Errorf("%w: answer the question about %s with yes or no", healthpass.ErrInvalid, q.about)
+		}
+	}
+	if a.Test == "" {
+		return a, fmt.Errorf("%w: answer the question about your latest test", healthpass.ErrInvalid)
+	}
+	return a, nil
+}
 
 func (s *Server) healthQuestionnaire(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if !s.parseForm(w, r) {
 		return
 	}
-	a := healthpass.Answers{Symptoms: yes(r, "symptoms"), Contact: yes(r, "contact"), Travel: yes(r, "travel"), Test: r.PostFormValue("test")}
+	a, err := questionnaireAnswers(r)
+	if err != nil {
+		s.healthError(w, r, v, err)
+		return
+	}
 	st, err := s.health.Submit(r.Context(), v.person.ID, r.PostFormValue("dob"), a)
 	if err != nil {
 		s.healthError(w, r, v, err)
@@ -134,7 +159,7 @@ func (s *Server) healthCheckIn(w http.ResponseWriter, r *http.Request, v *viewer
 	}
 	normal := r.PostFormValue("feeling") == "normal"
 	if f := r.PostFormValue("feeling"); f != "normal" && f != "symptoms" {
-		s.healthError(w, r, v, healthpass.ErrInvalid)
+		s.healthError(w, r, v, fmt.Errorf("%w: say how you are today: normal, or with symptoms", healthpass.ErrInvalid))
 		return
 	}
 	st, err := s.health.CheckIn(r.Context(), v.person.ID, normal)

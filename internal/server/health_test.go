@@ -89,8 +89,17 @@ func testHealthOverHTTP(t *testing.T, e storetest.Engine) {
 		return url.Values{"symptoms": {symptoms}, "contact": {contact}, "travel": {travel}, "test": {test}, "dob": {dob}}
 	}
 	expect(t, "a test result that is none", amira.postForm("/health/questionnaire", answers("no", "no", "no", "maybe", "1990-04-01")), 400, "is not none, negative or positive")
-	expect(t, "a date of birth that is none", amira.postForm("/health/questionnaire", answers("no", "no", "no", "none", "1 April")), 400, "is not YYYY-MM-DD")
+	expect(t, "a date of birth that is none", amira.postForm("/health/questionnaire", answers("no", "no", "no", "none", "1 April")), 400, "<p class=\"error\" role=\"alert\">Date of birth &#34;1 April&#34; is not YYYY-MM-DD.")
+	expect(t, "no date of birth", amira.postForm("/health/questionnaire", answers("no", "no", "no", "none", "")), 400, ">Enter your date of birth.")
+	expect(t, "a date of birth to come", amira.postForm("/health/questionnaire", answers("no", "no", "no", "none", "2990-04-01")), 400, "Date of birth 2990-04-01 is in the future.")
+	expect(t, "a date of birth long ago", amira.postForm("/health/questionnaire", answers("no", "no", "no", "none", "1800-04-01")), 400, "Date of birth 1800-04-01 is before 1900.")
+	// A question left out, or answered with neither yes nor no, is not a no.
+	expect(t, "no answer about travel", amira.postForm("/health/questionnaire", answers("no", "no", "", "none", "1990-04-01")), 400, "Answer the question about travel with yes or no.")
+	expect(t, "maybe symptoms", amira.postForm("/health/questionnaire", answers("maybe", "no", "no", "none", "1990-04-01")), 400, "Answer the question about symptoms with yes or no.")
+	expect(t, "no answer about a test", amira.postForm("/health/questionnaire", answers("no", "no", "no", "", "1990-04-01")), 400, "Answer the question about your latest test.")
+	expect(t, "still no code", amira.get("/health"), 200, "Get your health code")
 	expect(t, "check in without a code", amira.postForm("/health/checkin", url.Values{"feeling": {"normal"}}), 409, "answer the questionnaire first")
+	expect(t, "check in without saying how", amira.postForm("/health/checkin", url.Values{"feeling": {"fine"}}), 400, "Say how you are today: normal, or with symptoms.")
 
 	r := amira.postForm("/health/questionnaire", answers("yes", "no", "no", "none", "1990-04-01"))
 	expect(t, "symptoms make yellow", r, 200, `<strong id="health-color">yellow</strong>`, "You reported symptoms", "After 7 consecutive days of normal check-ins", "HC-YELLOW-SYMPTOMS", "civstack health code rules 1.0.0")
@@ -150,7 +159,7 @@ func testHealthOverHTTP(t *testing.T, e storetest.Engine) {
 	page := kofi.get("/health/authority")
 	expect(t, "officer sees the appeal", page, 200, "Amira Haddad: red", "someone else")
 	id := regexp.MustCompile(`action="/health/authority/appeals/([0-9a-f-]+)"`).FindStringSubmatch(page.body)[1]
-	expect(t, "decide without explaining", kofi.postForm("/health/authority/appeals/"+id, url.Values{"outcome": {"grant"}}), 400, "explain the decision")
+	expect(t, "decide without explaining", kofi.postForm("/health/authority/appeals/"+id, url.Values{"outcome": {"grant"}}), 400, "Explain the decision to the citizen")
 	expect(t, "a citizen cannot decide", jonas.postForm("/health/authority/appeals/"+id, url.Values{"outcome": {"grant"}, "explanation": {"x"}}), 403)
 	expect(t, "grant", kofi.postForm("/health/authority/appeals/"+id, url.Values{"outcome": {"grant"}, "explanation": {"Negative PCR on file."}}), 200, "Decision recorded (overruled)", "No appeals are waiting")
 	expect(t, "decided twice", kofi.postForm("/health/authority/appeals/"+id, url.Values{"outcome": {"refuse"}, "explanation": {"x"}}), 409, "already been decided")
