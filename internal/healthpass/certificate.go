@@ -71,7 +71,7 @@ func (r CertificateRequest) payload(uci string, now time.Time) (map[string]any, 
 	base := map[string]any{"ver": "1.3.0", "nam": r.Holder.Name(), "dob": r.Holder.DOB}
 	country := strings.ToUpper(strings.TrimSpace(r.Country))
 	common := map[string]any{"tg": "840539006", "co": country, "is": r.Issuer, "ci": uci}
-	var summary string
+	var summary, what, day string // what happened on day (YYYY-MM-DD)
 	var life time.Duration
 	switch r.Kind {
 	case "v":
@@ -85,6 +85,7 @@ func (r CertificateRequest) payload(uci string, now time.Time) (map[string]any, 
 			common[k] = v
 		}
 		summary, life = fmt.Sprintf("Vaccination, dose %d of %d, %s", r.Doses, r.Series, r.Date), 365*24*time.Hour
+		what, day = "vaccination date", r.Date
 	case "t":
 		sc, err := time.Parse(time.RFC3339, r.Date)
 		if err != nil {
@@ -98,6 +99,10 @@ func (r CertificateRequest) payload(uci string, now time.Time) (map[string]any, 
 			common[k] = v
 		}
 		summary, life = fmt.Sprintf("Test (PCR), %s, sample %s", r.Result, sc.UTC().Format("2006-01-02 15:04")), 7*24*time.Hour
+		what, day = "sample time", sc.UTC().Format(time.DateOnly)
+		if sc.After(now.Add(time.Hour)) {
+			return nil, "", 0, fmt.Errorf("%w: sample time %s is in the future", ErrInvalid, r.Date)
+		}
 	case "r":
 		fr, err := time.Parse("2006-01-02", r.Date)
 		if err != nil {
@@ -105,8 +110,19 @@ func (r CertificateRequest) payload(uci string, now time.Time) (map[string]any, 
 		}
 		common["fr"], common["df"], common["du"] = r.Date, fr.AddDate(0, 0, 11).Format("2006-01-02"), fr.AddDate(0, 0, 180).Format("2006-01-02")
 		summary, life = fmt.Sprintf("Recovery, first positive %s, valid until %s", r.Date, common["du"]), 180*24*time.Hour
+		what, day = "first positive test date", r.Date
 	default:
 		return nil, "", 0, fmt.Errorf("%w: certificate type %q is not v, t or r", ErrInvalid, r.Kind)
+	}
+	// A day after today, or before the holder was born, is a typing
+	// error (a day's grace: the authority's today may be the holder's
+	// tomorrow). A partial date of birth (1990, 1990-04) compares as a
+	// prefix: a day within it passes.
+	if day > now.Add(24*time.Hour).UTC().Format(time.DateOnly) {
+		return nil, "", 0, fmt.Errorf("%w: %s %s is in the future", ErrInvalid, what, r.Date)
+	}
+	if dob, _ := base["dob"].(string); dob != "" && day < dob {
+		return nil, "", 0, fmt.Errorf("%w: %s %s is before the date of birth, %s", ErrInvalid, what, r.Date, dob)
 	}
 	base[r.Kind] = []any{common}
 	if err := dcc.ValidateSchema(jsonRoundTrip(base)); err != nil {

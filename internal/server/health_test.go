@@ -192,6 +192,15 @@ func testHealthOverHTTP(t *testing.T, e storetest.Engine) {
 	expect(t, "a citizen cannot issue", jonas.postForm("/health/authority/certificates", url.Values{"person": {w.people["Jonas Weber"]}}), 403)
 	expect(t, "unknown citizen", kofi.postForm("/health/authority/certificates", url.Values{"person": {"nobody"}}), 404, "No citizen has that health id")
 	expect(t, "bad date", issue("v", "yesterday"), 400, "is not YYYY-MM-DD")
+	tomorrow := w.n.clock.now().UTC().AddDate(0, 0, 2)
+	for _, c := range []struct{ kind, date, want string }{
+		{"v", tomorrow.Format(time.DateOnly), "Vaccination date " + tomorrow.Format(time.DateOnly) + " is in the future."},
+		{"r", "2990-01-01", "First positive test date 2990-01-01 is in the future."},
+		{"t", tomorrow.Format(time.RFC3339), "Sample time " + tomorrow.Format(time.RFC3339) + " is in the future."},
+		{"v", "1989-12-31", "Vaccination date 1989-12-31 is before the date of birth, 1990-04-01."},
+	} {
+		expect(t, c.want, issue(c.kind, c.date), 400, c.want)
+	}
 	issuances := func() (n int) {
 		t.Helper()
 		if err := w.n.db.Reader().QueryRow(`SELECT COUNT(*) FROM tlog_entries WHERE kind = 3`).Scan(&n); err != nil {
