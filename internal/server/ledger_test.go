@@ -25,7 +25,7 @@ func TestLedgerAPI(t *testing.T) {
 	expect(t, "issuer account", op.postJSON("/api/v1/ledger/accounts", map[string]any{"id": id(1), "ledger": 1, "kind": 1, "owner": "bank", "flags": 0}), 201, `"balance":0`)
 	expect(t, "wallet", op.postJSON("/api/v1/ledger/accounts", map[string]any{"id": id(2), "ledger": 1, "kind": 2, "owner": "amira", "flags": 1, "profile": "basic"}), 201)
 	expectProblem(t, "duplicate account", op.postJSON("/api/v1/ledger/accounts", map[string]any{"id": id(2), "ledger": 1, "kind": 2, "owner": "x", "flags": 1}), 409, "")
-	expectProblem(t, "unknown ledger", op.postJSON("/api/v1/ledger/accounts", map[string]any{"id": id(3), "ledger": 9, "kind": 2, "owner": "x", "flags": 0}), 400, "unknown ledger")
+	expectProblem(t, "unknown ledger", op.postJSON("/api/v1/ledger/accounts", map[string]any{"id": id(3), "ledger": 9, "kind": 2, "owner": "x", "flags": 0}), 400, "Unknown ledger 9.")
 	expectProblem(t, "bad id", op.postJSON("/api/v1/ledger/accounts", map[string]any{"id": "xyz", "ledger": 1, "kind": 2, "owner": "x", "flags": 0}), 422, "")
 
 	r := op.postJSON("/api/v1/ledger/transfers", map[string]any{"transfers": []map[string]any{

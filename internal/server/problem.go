@@ -71,8 +71,11 @@ func (s *Server) failWith(w http.ResponseWriter, r *http.Request, err error, sta
 }
 
 func classify(err error) (int, string) {
+	if status, msg, ok := sentinelStatus(err, []sentinel{{registry.ErrInvalid, http.StatusBadRequest}}); ok {
+		return status, msg
+	}
 	switch {
-	case errors.Is(err, registry.ErrInvalid), errors.Is(err, registry.ErrRoleNotOffered):
+	case errors.Is(err, registry.ErrRoleNotOffered):
 		return http.StatusBadRequest, sentence(err)
 	case errors.Is(err, registry.ErrLastPasskey):
 		return http.StatusConflict, "You cannot remove your last passkey: add another one first."
@@ -92,9 +95,11 @@ func classify(err error) (int, string) {
 	return http.StatusInternalServerError, "Something went wrong on our side."
 }
 
-// sentence turns a wrapped error into a capitalised sentence.
+// sentence turns a wrapped error into a capitalised sentence. The word
+// "invalid" that the domains' sentinel errors lead with is for code that
+// tells errors apart, not for people: it is left out.
 func sentence(err error) string {
-	m := err.Error()
+	m := strings.TrimPrefix(err.Error(), "invalid: ")
 	if m == "" {
 		return m
 	}

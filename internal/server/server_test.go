@@ -228,7 +228,7 @@ func TestBadJSONInput(t *testing.T) {
 	expectProblem(t, "unknown field", c.postJSON("/auth/register/begin", `{"display_name":"A","admin":true}`), 400, "unknown field")
 	expectProblem(t, "trailing data", c.postJSON("/auth/register/begin", `{"display_name":"A"} {}`), 400, "after the JSON")
 	expectProblem(t, "oversize", c.postJSON("/auth/register/begin", `{"display_name":"`+strings.Repeat("a", 70000)+`"}`), 400, "larger than")
-	expectProblem(t, "blank name", c.postJSON("/auth/register/begin", `{"display_name":"  "}`), 400, "display name is empty")
+	expectProblem(t, "blank name", c.postJSON("/auth/register/begin", `{"display_name":"  "}`), 400, "Display name is empty.")
 	expectProblem(t, "no ceremony", c.postJSON("/auth/register/finish?ceremony=nope", `{}`), 400, "unknown or has expired")
 	var people int
 	n.db.Reader().QueryRow("SELECT COUNT(*) FROM people").Scan(&people)
@@ -290,7 +290,7 @@ func TestOperatorPages(t *testing.T) {
 	expect(t, "operator home", op.get("/operator"), 200, "New organisation", registry.OperatorOrgName)
 
 	expect(t, "org without roles", op.postForm("/operator/organisations", url.Values{"name": {"Nothing"}}), 400, "at least one role")
-	expect(t, "org with a bad role", op.postForm("/operator/organisations", url.Values{"name": {"X"}, "role": {"emperor"}}), 400, "unknown role")
+	expect(t, "org with a bad role", op.postForm("/operator/organisations", url.Values{"name": {"X"}, "role": {"emperor"}}), 400, "<p class=\"error\" role=\"alert\">Unknown role &#34;emperor&#34;")
 	r := op.postForm("/operator/organisations", url.Values{"name": {"Rossi Groceries"}, "role": {"merchant"}})
 	expect(t, "create org", r, http.StatusSeeOther)
 	orgPath := strings.TrimSuffix(r.header.Get("Location"), "?created=1")
