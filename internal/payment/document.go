@@ -87,11 +87,17 @@ type LineIn struct {
 // Rate is a VAT rate in basis points, for LineIn.VATRate.
 func Rate(bp int64) *int64 { return &bp }
 
+// maxUnitPrice bounds a receipt line's unit price, in cents.
+const maxUnitPrice = 1_000_000_00
+
 // priceLines computes each line's VAT and the totals; lines must add up to
 // amount. No lines means one line for the whole amount at the merchant's
 // default rate.
 func priceLines(in []LineIn, amount int64, defaultRate int64) ([]Line, int64, int64, error) {
 	if len(in) == 0 {
+		if amount > maxUnitPrice {
+			return nil, 0, 0, invalidf("an amount above %s needs its receipt's lines (each unit at most %s)", Money(maxUnitPrice), Money(maxUnitPrice))
+		}
 		in = []LineIn{{Description: "Sale", Quantity: 1, UnitPrice: amount}}
 	}
 	if len(in) > 200 {
@@ -110,8 +116,8 @@ func priceLines(in []LineIn, amount int64, defaultRate int64) ([]Line, int64, in
 			return nil, 0, 0, invalidf("line %d: a description of 1 to 120 characters is needed", i+1)
 		case l.Quantity < 1 || l.Quantity > 1_000_000:
 			return nil, 0, 0, invalidf("line %d: the quantity must be 1 to 1,000,000", i+1)
-		case l.UnitPrice < 1 || l.UnitPrice > 1_000_000_00:
-			return nil, 0, 0, invalidf("line %d: the unit price must be positive (in cents)", i+1)
+		case l.UnitPrice < 1 || l.UnitPrice > maxUnitPrice:
+			return nil, 0, 0, invalidf("line %d: the unit price is 1 to %d cents (0.01 to %s)", i+1, int64(maxUnitPrice), Money(maxUnitPrice))
 		case rate < 0 || rate > 10000:
 			return nil, 0, 0, invalidf("line %d: the VAT rate is in basis points, 0 to 10000", i+1)
 		}

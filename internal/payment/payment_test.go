@@ -182,6 +182,22 @@ func TestStaticAndDynamicQR(t *testing.T) {
 				t.Fatalf("reference %q: %v", ref, err)
 			}
 		}
+		// Too much for a sale without lines, or for one unit of a line.
+		for _, c := range []struct {
+			amount int64
+			lines  []payment.LineIn
+			want   string
+		}{
+			{1_000_000_01, nil, "An amount above 1000000.00 needs its receipt's lines (each unit at most 1000000.00)."},
+			{2_000_000_00, []payment.LineIn{{Description: "Tram", Quantity: 1, UnitPrice: 2_000_000_00}}, "Line 1: the unit price is 1 to 100000000 cents (0.01 to 1000000.00)."},
+		} {
+			if _, err := w.svc.NewSale(ctx, shopOrg, c.amount, "", c.lines, time.Minute); !errors.Is(err, payment.ErrInvalid) || payment.Explain(err) != c.want {
+				t.Fatalf("a sale of %d: %v, want %q", c.amount, err, c.want)
+			}
+		}
+		if _, err := w.svc.NewSale(ctx, shopOrg, 2_000_000_00, "", []payment.LineIn{{Description: "Tram", Quantity: 2, UnitPrice: 1_000_000_00}}, time.Minute); err != nil {
+			t.Fatalf("two units at the most a unit may cost: %v", err)
+		}
 		// Expired sale, tampered amount, wrong CRC, foreign and unknown codes.
 		old, _ := w.svc.NewSale(ctx, shopOrg, 5_00, "", nil, time.Minute)
 		w.clock.add(2 * time.Minute)
