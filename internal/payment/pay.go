@@ -153,7 +153,12 @@ type Quote struct {
 // Resolve reads a scanned or pasted code: which merchant or person it pays,
 // and the amount when a dynamic sale fixes it.
 func (s *Service) Resolve(ctx context.Context, payload string) (*Quote, error) {
-	p, err := emv.Parse(strings.TrimSpace(payload))
+	payload = strings.TrimSpace(payload)
+	if payload != "" && !strings.HasPrefix(payload, "000201") {
+		// Every EMVCo payment code opens with its format indicator.
+		return nil, refusal("bad_qr", "This is not a payment code: payment QR codes (EMVCo) start with 000201.")
+	}
+	p, err := emv.Parse(payload)
 	if err != nil {
 		return nil, refusal("bad_qr", "This QR code cannot be read: "+strings.TrimPrefix(err.Error(), emv.ErrInvalid.Error()+": ")+".")
 	}

@@ -209,6 +209,11 @@ func TestStaticAndDynamicQR(t *testing.T) {
 		refusedWith(t, "tampered amount", err, "tampered")
 		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: static[:len(static)-4] + "0000", Amount: 100, Nonce: nonce()})
 		refusedWith(t, "wrong CRC", err, "bad_qr")
+		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: "https://example.com/pay", Amount: 100, Nonce: nonce()})
+		refusedWith(t, "a link", err, "bad_qr")
+		if msg := payment.Explain(err); msg != "This is not a payment code: payment QR codes (EMVCo) start with 000201." {
+			t.Fatalf("a link: %q", msg)
+		}
 		_, err = w.svc.Pay(ctx, payment.PayRequest{Payer: "amira", Payload: "00020126580014br.gov.bcb.pix0136123e4567-e12b-12d1-a456-4266554400005204000053039865802BR5913Fulano de Tal6008BRASILIA62070503***63041D3D", Amount: 100, Nonce: nonce()})
 		refusedWith(t, "pix", err, "foreign_qr")
 		unknown := retagSub(t, static, "26", "02", "org-nobody")
