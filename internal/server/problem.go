@@ -84,6 +84,10 @@ func classify(err error) (int, string) {
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, "That name is already taken."
 	case errors.Is(err, registry.ErrNotFound):
+		// The registry says what it did not find ("token: not found").
+		if what, ok := strings.CutSuffix(err.Error(), ": "+registry.ErrNotFound.Error()); ok && !strings.Contains(what, ": ") {
+			return http.StatusNotFound, "There is no such " + what + "."
+		}
 		return http.StatusNotFound, sentence(err)
 	case errors.Is(err, registry.ErrBadToken):
 		return http.StatusUnauthorized, "That code or token is unknown, spent or revoked."

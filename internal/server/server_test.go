@@ -351,6 +351,7 @@ func TestOperatorPages(t *testing.T) {
 	expect(t, "a non-member revokes a token", outsider.postForm(orgPath+"/tokens/"+till1.ID+"/revoke", nil), http.StatusForbidden)
 	expect(t, "the token still works", api.get("/api/v1/whoami"), 200, `"role":"merchant"`)
 	expect(t, "revoke", sofia.postForm(orgPath+"/tokens/"+till1.ID+"/revoke", nil), http.StatusSeeOther)
+	expect(t, "revoke a token that is not there", sofia.postForm(orgPath+"/tokens/no-such-token/revoke", nil), http.StatusNotFound, "There is no such token.")
 	expectProblem(t, "revoked token", api.get("/api/v1/whoami"), 401, "unknown or revoked")
 	r = op.postForm(orgPath+"/members/revoke", url.Values{"person_id": {sofiaID}, "role": {"merchant"}})
 	expect(t, "revoke role", r, http.StatusSeeOther)
