@@ -365,6 +365,9 @@ func (x *Exchange) PublishService(ctx context.Context, holderOrg string, svc Ser
 	if err == nil && change != nil {
 		err = x.checkRetyped(ctx, svc, string(fj), change)
 	}
+	if errors.Is(err, ErrInvalid) || errors.Is(err, ErrInUse) {
+		return nil, err // the holder's to read as it is
+	}
 	if err != nil {
 		return nil, fmt.Errorf("publish service: %w", err)
 	}

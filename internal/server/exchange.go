@@ -682,11 +682,19 @@ func (s *Server) policyCreate(w http.ResponseWriter, r *http.Request, v *viewer)
 	if !s.parseForm(w, r) {
 		return
 	}
-	deferral, ok1 := formDays(r.PostFormValue("max_deferral_days"), exchange.DeferralLimit)
-	retention, ok2 := formDays(r.PostFormValue("retention_days"), exchange.RetentionLimit)
-	if !ok1 || !ok2 {
-		s.renderPolicies(w, r, v, http.StatusBadRequest, web.Page{Error: fmt.Sprintf("The deferral is a whole number of days from 0 to %d, the retention one from 1 to %d.",
-			exchange.DeferralLimit/exchange.Day, exchange.RetentionLimit/exchange.Day)})
+	// A deferral left empty is none: the access shows at once.
+	var deferral time.Duration
+	ok := true
+	if d := strings.TrimSpace(r.PostFormValue("max_deferral_days")); d != "" {
+		deferral, ok = formDays(d, exchange.DeferralLimit)
+	}
+	if !ok {
+		s.renderPolicies(w, r, v, http.StatusBadRequest, web.Page{Error: fmt.Sprintf("The deferral is a whole number of days from 0 to %d.", exchange.DeferralLimit/exchange.Day)})
+		return
+	}
+	retention, ok := formDays(r.PostFormValue("retention_days"), exchange.RetentionLimit)
+	if !ok {
+		s.renderPolicies(w, r, v, http.StatusBadRequest, web.Page{Error: fmt.Sprintf("The retention is a whole number of days from 1 to %d.", exchange.RetentionLimit/exchange.Day)})
 		return
 	}
 	p := exchange.Policy{Requester: r.PostFormValue("requester"), Service: r.PostFormValue("service"), Fields: r.PostForm["field"],

@@ -67,7 +67,7 @@ func TestPoliciesPage(t *testing.T) {
 				}
 				return v
 			}
-			const deferral, retention = "whole number of days from 0 to 1095", "the retention one from 1 to 10950"
+			const deferral, retention = "The deferral is a whole number of days from 0 to 1095.", "The retention is a whole number of days from 1 to 10950."
 			for _, c := range []struct {
 				what   string
 				form   url.Values
@@ -108,6 +108,8 @@ func TestPoliciesPage(t *testing.T) {
 			// The form sent twice (a double click): one policy, and the
 			// operator is told which is in force.
 			expect(t, "the same policy again", op.postForm("/exchange/policies", good), http.StatusConflict, "says exactly this already; nothing was created")
+			// A deferral left empty is none: the same policy again.
+			expect(t, "the same policy, its deferral left empty", op.postForm("/exchange/policies", with(url.Values{"max_deferral_days": {" "}})), http.StatusConflict, "says exactly this already")
 			if n := count(); n != before+1 {
 				t.Fatalf("%d policies after one was put in force, want %d", n, before+1)
 			}

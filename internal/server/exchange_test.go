@@ -695,6 +695,8 @@ func TestExchangeAPI(t *testing.T) {
 			expect(t, "publish", taxAPI.putJSON("/api/v1/exchange/services/tax-refunds", map[string]any{
 				"name": "Tax refunds", "fields": []exchange.Field{{Name: "refund", Label: "Refund (EUR)", Type: "number"}}}), http.StatusOK, `"holder":"`+tax+`"`)
 			expect(t, "values", taxAPI.putJSON("/api/v1/exchange/services/tax-refunds/values/"+amira, map[string]string{"refund": "310"}), http.StatusNoContent)
+			expectProblem(t, "another holder's service id", policeAPI.putJSON("/api/v1/exchange/services/tax-refunds", map[string]any{
+				"name": "Refunds", "fields": []exchange.Field{{Name: "refund", Label: "Refund (EUR)", Type: "number"}}}), http.StatusBadRequest, `The service id "tax-refunds" belongs to another organisation.`)
 			expectProblem(t, "a value of the wrong type", taxAPI.putJSON("/api/v1/exchange/services/tax-refunds/values/"+amira, map[string]string{"refund": "a lot"}), http.StatusBadRequest, "must be a number")
 			// A problem says where the body is wrong, without echoing
 			// what it holds about the citizen.
