@@ -733,7 +733,7 @@ func (x *Exchange) openOf(ctx context.Context, column, owner, after string, limi
 	if after != "" {
 		r, err := x.request(ctx, `WHERE id = $1 AND `+column+` = $2`, after, owner)
 		if errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("%w: the request to list on from is not one of yours that waited", ErrInvalid)
+			return nil, fmt.Errorf("%w: the request to list from is not one of your waiting requests", ErrInvalid)
 		}
 		if err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -43,7 +44,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 		"token": {Type: "http", Scheme: "bearer", Description: "An organisation API token, created on the organisation's page."},
 	}
 	cfg.Security = []map[string][]string{{"token": {}}}
-	cfg.Transformers = append(cfg.Transformers, withoutEchoedValues)
+	cfg.Transformers = append(cfg.Transformers, forPeople)
 	api := humago.NewWithPrefix(mux, "/api/v1", cfg)
 	api.UseMiddleware(s.apiAuth(api))
 	apiBodies(api)
@@ -81,18 +82,38 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	huma.Register(api, op("revoke-token", http.MethodDelete, "/organisations/{id}/tokens/{token}", "Revoke an API token", "", http.StatusNoContent), s.apiRevokeToken)
 }
 
-// withoutEchoedValues drops the value huma echoes beside the location of
-// each error in a problem (as in {"location":"body.declared_income",
-// "value":52000}): an API body carries citizens' data, such as their ids
-// and what a register holds about them, and civstack's errors say where
-// and what is wrong without repeating the data.
-func withoutEchoedValues(_ huma.Context, _ string, v any) (any, error) {
-	if p, ok := v.(*huma.ErrorModel); ok {
-		for _, d := range p.Errors {
-			if d != nil {
-				d.Value = nil
+// forPeople rewrites the problems huma makes of requests that do not fit
+// the schema. It drops the value huma echoes beside the location of each
+// error (as in {"location":"body.declared_income", "value":52000}): an API
+// body carries citizens' data, such as their ids and what a register holds
+// about them, and civstack's errors say where and what is wrong without
+// repeating the data. And its detail, "validation failed", says what
+// failed, from the first error: the reader of a log line sees the reason.
+func forPeople(_ huma.Context, _ string, v any) (any, error) {
+	p, ok := v.(*huma.ErrorModel)
+	if !ok {
+		return v, nil
+	}
+	var first *huma.ErrorDetail
+	n := 0
+	for _, d := range p.Errors {
+		if d != nil {
+			d.Value = nil
+			if first == nil {
+				first = d
 			}
+			n++
 		}
+	}
+	if p.Detail == "validation failed" && first != nil {
+		p.Detail = "The request does not fit the API: " + first.Message
+		if first.Location != "" {
+			p.Detail += " (" + first.Location + ")"
+		}
+		if n > 1 {
+			p.Detail += fmt.Sprintf(", and %d more", n-1)
+		}
+		p.Detail += "."
 	}
 	return v, nil
 }

@@ -133,7 +133,7 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			if got := openIDs(w.apiClient(t, w.orgs["City Tax Office"], registry.Agency, "tax system")); len(got) != 0 {
 				t.Fatalf("the tax office sees the police's open requests: %v", got)
 			}
-			expectProblem(t, "no open requests", policeAPI.get("/api/v1/exchange/open-requests?limit=0"), http.StatusUnprocessableEntity, "validation failed")
+			expectProblem(t, "no open requests", policeAPI.get("/api/v1/exchange/open-requests?limit=0"), http.StatusUnprocessableEntity, "The request does not fit the API: expected number >= 1 (query.limit).")
 
 			// Withdrawn before the agency collects: refused, nothing released.
 			withdrawn := askAddress("a request the citizen approves, then withdraws")

@@ -195,7 +195,7 @@ func TestAgencyWaiting(t *testing.T) {
 				}
 			}
 			expect(t, "a made-up place", w.as(t, "Eva Lind").get("/exchange/"+police+"?waiting_after=nonsense"), http.StatusBadRequest,
-				"not one of yours that waited")
+				"not one of your waiting requests")
 
 			// The API: the same, in lists of 40.
 			var got []string
@@ -227,7 +227,7 @@ func TestAgencyWaiting(t *testing.T) {
 			}
 			r.json(t, &taxDenied)
 			expectProblem(t, "after another agency's request", policeAPI.get("/api/v1/exchange/open-requests?after="+url.QueryEscape(taxDenied.Errors[0].Message)), http.StatusBadRequest,
-				"not one of yours that waited")
+				"not one of your waiting requests")
 		})
 	}
 }
@@ -362,12 +362,12 @@ func TestCitizenPending(t *testing.T) {
 			}
 			for _, bad := range []string{"nonsense", waiting[0] + "x"} {
 				ids, _, body := read("/wallet/access?pending_after="+url.QueryEscape(bad), http.StatusBadRequest)
-				if !slices.Equal(ids, waiting[:20]) || !strings.Contains(body, "not one of yours that waited") {
+				if !slices.Equal(ids, waiting[:20]) || !strings.Contains(body, "not one of your waiting requests") {
 					t.Fatalf("a made-up place %q: %d waiting requests, want the list from the oldest and the reason", bad, len(ids))
 				}
 			}
 			r := w.as(t, "Jonas Weber").get("/wallet/access?pending_after=" + waiting[0])
-			expect(t, "another citizen's request as a place", r, http.StatusBadRequest, "not one of yours that waited")
+			expect(t, "another citizen's request as a place", r, http.StatusBadRequest, "not one of your waiting requests")
 			if strings.Contains(r.body, waiting[1]) || strings.Contains(r.body, "consent-request") {
 				t.Fatal("another citizen's page shows Amira's waiting requests")
 			}

@@ -701,16 +701,19 @@ func TestExchangeAPI(t *testing.T) {
 			// A problem says where the body is wrong, without echoing
 			// what it holds about the citizen.
 			r := taxAPI.putJSON("/api/v1/exchange/services/tax-refunds/values/"+amira, map[string]any{"refund": 52173})
-			expectProblem(t, "a value that is not a string", r, http.StatusUnprocessableEntity, "validation failed")
+			expectProblem(t, "a value that is not a string", r, http.StatusUnprocessableEntity, "The request does not fit the API: expected string (body.refund).")
 			if !strings.Contains(r.body, `"location":"body.refund"`) || strings.Contains(r.body, "52173") || strings.Contains(r.body, `"value"`) {
 				t.Fatalf("a problem about a value: %s; want its location and not the value", r.body)
 			}
 			r = taxAPI.postJSON("/api/v1/exchange/requests", map[string]any{"citizen": amira, "service": "tax-refunds", "fields": []string{"refund"},
 				"purpose": "TAX-AUDIT", "legal_basis": "Tax Code §93", "note": "an unknown property"})
-			expectProblem(t, "a request with a property too many", r, http.StatusUnprocessableEntity, "validation failed")
+			expectProblem(t, "a request with a property too many", r, http.StatusUnprocessableEntity, "The request does not fit the API: unexpected property (body.note).")
 			if !strings.Contains(r.body, `"location":"body.note"`) || strings.Contains(r.body, amira) {
 				t.Fatalf("a problem about a request: %s; want its location and not the citizen", r.body)
 			}
+			expectProblem(t, "an empty request", taxAPI.postJSON("/api/v1/exchange/requests", map[string]any{}), http.StatusUnprocessableEntity,
+				"The request does not fit the API: expected required property ")
+			expectProblem(t, "an empty request", taxAPI.postJSON("/api/v1/exchange/requests", map[string]any{}), http.StatusUnprocessableEntity, " (body), and 4 more.")
 			expectProblem(t, "values about nobody", taxAPI.putJSON("/api/v1/exchange/services/tax-refunds/values/no-such-person", map[string]string{"refund": "1"}), http.StatusNotFound, "no citizen")
 			if r := policeAPI.putJSON("/api/v1/exchange/services/tax-refunds/values/"+amira, map[string]string{"refund": "0"}); r.status < 400 {
 				t.Fatalf("another agency changed the tax office's values: %d %s", r.status, r.body)

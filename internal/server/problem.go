@@ -76,6 +76,9 @@ func classify(err error) (int, string) {
 	}
 	switch {
 	case errors.Is(err, registry.ErrRoleNotOffered):
+		if _, role, ok := strings.Cut(err.Error(), registry.ErrRoleNotOffered.Error()+": "); ok {
+			return http.StatusBadRequest, "The organisation does not have the " + role + " role."
+		}
 		return http.StatusBadRequest, sentence(err)
 	case errors.Is(err, registry.ErrLastPasskey):
 		return http.StatusConflict, "You cannot remove your last passkey: add another one first."

@@ -301,7 +301,7 @@ func TestOperatorPages(t *testing.T) {
 	var sofiaID string
 	n.db.Reader().QueryRow("SELECT id FROM people WHERE display_name = 'Sofia'").Scan(&sofiaID)
 	expect(t, "grant to nobody", op.postForm(orgPath+"/members", url.Values{"person_id": {"nobody"}, "role": {"merchant"}}), 404, "No person has that account number")
-	expect(t, "grant a role the org lacks", op.postForm(orgPath+"/members", url.Values{"person_id": {sofiaID}, "role": {"agency"}}), 400, "does not have that role")
+	expect(t, "grant a role the org lacks", op.postForm(orgPath+"/members", url.Values{"person_id": {sofiaID}, "role": {"agency"}}), 400, "The organisation does not have the Agency role.")
 	expect(t, "grant", op.postForm(orgPath+"/members", url.Values{"person_id": {sofiaID}, "role": {"merchant"}}), http.StatusSeeOther)
 	expect(t, "member sees merchant console", sofia.get("/merchant"), 200, "Rossi Groceries")
 	expect(t, "member sees the org", sofia.get(orgPath), 200, "Sofia")
@@ -432,7 +432,7 @@ func testAPI(t *testing.T, e storetest.Engine) {
 		Secret string `json:"token"`
 	}
 	r.json(t, &tok)
-	expectProblem(t, "token for a role the org lacks", op.postJSON("/api/v1/organisations/"+org.ID+"/tokens", map[string]any{"label": "x", "role": "agency"}), 400, "does not have that role")
+	expectProblem(t, "token for a role the org lacks", op.postJSON("/api/v1/organisations/"+org.ID+"/tokens", map[string]any{"label": "x", "role": "agency"}), 400, "The organisation does not have the Agency role.")
 
 	shop := newClient(t, n.URL)
 	shop.header.Set("Authorization", "Bearer "+tok.Secret)
