@@ -168,10 +168,10 @@ func (s *Service) PendingOffers(ctx context.Context, personID string) ([]Pending
 // against the offer, which is burnt after MaxTxAttempts.
 func (s *Service) Token(ctx context.Context, iss *Issuer, code, txCode string) (string, error) {
 	if code == "" {
-		return "", fmt.Errorf("%w: pre-authorized_code is missing", issuance.ErrInvalidRequest)
+		return "", fmt.Errorf("%w: the pre-authorized_code parameter is missing", issuance.ErrInvalidRequest)
 	}
 	if txCode == "" {
-		return "", fmt.Errorf("%w: tx_code is missing (the offer asks for one)", issuance.ErrInvalidRequest)
+		return "", fmt.Errorf("%w: the tx_code parameter is missing (the offer asks for one)", issuance.ErrInvalidRequest)
 	}
 	now := s.now().UnixMilli()
 	token := s.random(32)

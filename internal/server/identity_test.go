@@ -500,6 +500,9 @@ func TestIdentityProtocol(t *testing.T) {
 		if r.status != status || e.Error != code || !strings.Contains(strings.ToLower(e.Desc), strings.ToLower(desc)) {
 			t.Fatalf("%s: %d %s %q, want %d %s containing %q", what, r.status, e.Error, e.Desc, status, code, desc)
 		}
+		if strings.HasPrefix(strings.ToLower(e.Desc), e.Error) {
+			t.Fatalf("%s: the description %q repeats the error code", what, e.Desc)
+		}
 	}
 
 	// Metadata.
@@ -518,7 +521,7 @@ func TestIdentityProtocol(t *testing.T) {
 	code, _ := issuance.ParseOffer(link)
 	tokenPath := "/issuers/civil-registry-office/token"
 	pre := code.Grants.PreAuthorized.Code
-	oauth("no tx_code", x.c.postForm(tokenPath, url.Values{"grant_type": {issuance.PreAuthorizedGrant}, "pre-authorized_code": {pre}}), 400, "invalid_request", "tx_code is missing")
+	oauth("no tx_code", x.c.postForm(tokenPath, url.Values{"grant_type": {issuance.PreAuthorizedGrant}, "pre-authorized_code": {pre}}), 400, "invalid_request", "the tx_code parameter is missing")
 	oauth("grant type", x.c.postForm(tokenPath, url.Values{"grant_type": {"authorization_code"}}), 400, "unsupported_grant_type", "pre-authorized")
 	oauth("unknown code", x.c.postForm(tokenPath, url.Values{"grant_type": {issuance.PreAuthorizedGrant}, "pre-authorized_code": {"x"}, "tx_code": {tx}}), 400, "invalid_grant", "unknown")
 	wrong := "999999"

@@ -160,7 +160,7 @@ func (s *Server) vciCredential(w http.ResponseWriter, r *http.Request, iss *iden
 			if c.status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			}
-			oauthError(w, c.status, c.err.Error(), sentence(err))
+			oauthError(w, c.status, c.err.Error(), describe(err, c.err))
 			return
 		}
 	}
