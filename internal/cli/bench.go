@@ -141,7 +141,7 @@ func benchStore(dbURL string) (store.Options, string, func(), error) {
 
 func runBenchLog(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, benchSynopsis, "")
-	db := f.String("db", "", "a throwaway PostgreSQL database; empty means a fresh SQLite database in a temporary directory")
+	db := f.DB("a throwaway PostgreSQL database; empty means a fresh SQLite database in a temporary directory")
 	writers := f.Int("writers", 1024, "concurrent writers")
 	duration := f.Duration("duration", 10*time.Second, "how long writers append")
 	proofs := f.Int("proofs", 20000, "inclusion proofs to build and verify")

@@ -44,7 +44,7 @@ operation's scheduled time). Target: at least 80% of the append rate.`
 
 func runBenchExchange(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, benchExchangeSynopsis, "")
-	dbURL := f.String("db", "", "PostgreSQL URL to measure instead of a temporary SQLite database (it must hold no other data)")
+	dbURL := f.DB("PostgreSQL URL to measure instead of a temporary SQLite database (it must hold no other data)")
 	writers := f.Int("writers", 64, "concurrent requesters")
 	citizens := f.Int("citizens", 100000, "citizens the requests are about (round robin); each has a record in the service (a few hundred keep the index's pages unrealistically hot)")
 	duration := f.Duration("duration", 3*time.Second, "how long each workload runs per round")

@@ -43,7 +43,7 @@ func (f ledgerFigure) perSec() float64 { return float64(f.transfers) / f.seconds
 
 func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, benchLedgerSynopsis, "")
-	db := f.String("db", "", "a throwaway PostgreSQL database; empty means a fresh SQLite database in a temporary directory")
+	db := f.DB("a throwaway PostgreSQL database; empty means a fresh SQLite database in a temporary directory")
 	duration := f.Duration("duration", 5*time.Second, "how long each workload runs")
 	accounts := f.Int("accounts", 10000, "wallets the spread workloads pay between")
 	clientList := f.String("clients", "64,128,1024", "comma-separated counts of concurrent clients for one-transfer requests")

@@ -39,7 +39,7 @@ on --db, an empty throwaway PostgreSQL database.`
 
 func runBenchPay(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, benchPaySynopsis, "")
-	db := f.String("db", "", "a throwaway PostgreSQL database; empty means a fresh SQLite database in a temporary directory")
+	db := f.DB("a throwaway PostgreSQL database; empty means a fresh SQLite database in a temporary directory")
 	duration := f.Duration("duration", 5*time.Second, "how long each workload runs")
 	wallets := f.Int("wallets", 8000, "customers, each with one payment-code device (a device has about five usable codes a minute)")
 	merchants := f.Int("merchants", 20, "merchants whose tills charge")

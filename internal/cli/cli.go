@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -126,6 +127,7 @@ type flags struct {
 	e              *env
 	envErr         error
 	name, synopsis string
+	checks         []func() error // of the values, once parsed (check)
 }
 
 func (f *flags) printUsage() {
@@ -200,6 +202,23 @@ func (f *flags) Duration(name string, def time.Duration, help string) *time.Dura
 	return f.FlagSet.Duration(name, def, help+" (env "+f.envName(name)+")")
 }
 
+// check adds a test of the flags' values, run once they are parsed: what
+// it refuses is a usage error, told before the command does anything.
+func (f *flags) check(c func() error) { f.checks = append(f.checks, c) }
+
+// DB defines the --db flag: empty, or a PostgreSQL URL (anything else is
+// refused as a usage error, never as an unavailable database).
+func (f *flags) DB(help string) *string {
+	db := f.String("db", "", help)
+	f.check(func() error {
+		if u, err := url.Parse(*db); *db != "" && (err != nil || u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			return errors.New("--db must be a PostgreSQL URL, such as postgres://user:pass@host:5432/db")
+		}
+		return nil
+	})
+	return db
+}
+
 // parseWords parses args whose flags may come before, between or after
 // its words (keys list --data DIR, keys --data DIR list), and returns the
 // words: Go's flag package alone stops at the first word and leaves the
@@ -230,6 +249,11 @@ func (f *flags) parse(args []string, allowArgs bool) error {
 	}
 	if f.envErr != nil {
 		return f.envErr
+	}
+	for _, c := range f.checks {
+		if err := c(); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
 	}
 	if !allowArgs && f.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, f.Arg(0))

@@ -148,6 +148,18 @@ func TestUsageErrors(t *testing.T) {
 	oneLine(t, "missing certificate", code, 1, stderr, "TLS certificate")
 	code, _, stderr = run(t, nil, "keys", "--data", data, "burn")
 	oneLine(t, "keys burn", code, 2, stderr, "unknown keys command")
+	// A --db that is no PostgreSQL URL is the caller's slip, on every
+	// command that takes one, and the password of one is never echoed.
+	for _, args := range [][]string{{"serve", "--data", data}, {"demo", "--data", data}, {"migrate", "status", "--data", data}, {"keys", "list", "--data", data},
+		{"bench", "log"}, {"log", "verify", "--url", "http://x", "--key", "k"}} {
+		code, _, stderr = run(t, nil, append(args, "--db", "mysql://root:s3cret@db/civ")...)
+		oneLine(t, strings.Join(args, " ")+" --db mysql://…", code, 2, stderr, "--db must be a PostgreSQL URL")
+		if strings.Contains(stderr, "s3cret") {
+			t.Fatalf("%s: the URL's password is in the error: %s", args, stderr)
+		}
+	}
+	code, _, stderr = run(t, map[string]string{"CIVSTACK_DB": "%zz"}, "demo", "--data", data)
+	oneLine(t, "CIVSTACK_DB that does not parse", code, 2, stderr, "--db must be a PostgreSQL URL")
 	code, _, stderr = run(t, nil, "serve", "--data", data, "--addr", "127.0.0.1:0", "--ledger-profiles", filepath.Join(data, "none.json"))
 	oneLine(t, "missing profiles file", code, 2, stderr, "--ledger-profiles")
 	bad := filepath.Join(data, "profiles.json")

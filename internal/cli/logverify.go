@@ -73,7 +73,7 @@ func runLog(ctx context.Context, e *env, args []string) error {
 	vkey := f.String("key", "", "the log's verifier key (C2SP vkey)")
 	statePath := f.String("state", "", "file that keeps the last verified checkpoint (created if missing)")
 	quiet := f.Bool("quiet", false, "no progress lines")
-	dbURL := f.String("db", "", "also audit the access records in this PostgreSQL database")
+	dbURL := f.DB("also audit the access records in this PostgreSQL database")
 	dataDir := f.String("data", "", "also audit the access records in this data directory's SQLite database")
 	secretPath := f.String("exchange-secret", "", "the node's exchange secret file (default with --data: DIR/keys/exchange.secret), to check each access record's citizen against its entry's pseudonym")
 	if err := f.parse(args[1:], false); err != nil {

@@ -55,7 +55,7 @@ type storageFlags struct {
 func addStorageFlags(f *flags) storageFlags {
 	return storageFlags{
 		data: f.String("data", "./civstack-data", "data directory: keys, and the SQLite database unless --db is given"),
-		db:   f.String("db", "", "PostgreSQL URL (postgres://user:pass@host:5432/db); empty means SQLite in --data"),
+		db:   f.DB("PostgreSQL URL (postgres://user:pass@host:5432/db); empty means SQLite in --data"),
 	}
 }
 
