@@ -42,7 +42,7 @@ func healthStatus(err error) (int, string) {
 	case errors.Is(err, healthpass.ErrNoStatus):
 		return http.StatusConflict, "You have no health code yet: answer the questionnaire first."
 	case errors.Is(err, healthpass.ErrInvalid):
-		return http.StatusBadRequest, sentence(errors.New(strings.TrimPrefix(err.Error(), healthpass.ErrInvalid.Error()+": ")))
+		return http.StatusBadRequest, sentence(err)
 	case errors.Is(err, healthpass.ErrNotFound):
 		return http.StatusNotFound, "There is no such appeal."
 	case errors.Is(err, healthpass.ErrAlreadyOpen):
