@@ -92,7 +92,8 @@ func TestIdentityOverHTTP(t *testing.T) {
 			expect(t, "bar on the registry's console", bar.get("/issue/"+reg), http.StatusForbidden)
 			expect(t, "registrar on the bar's console", registrar.get("/check/"+barOrg), http.StatusForbidden)
 			expect(t, "another university's officer", w.as(t, "Hana Sato").get("/issue/"+reg), http.StatusNotFound)
-			expect(t, "issuer console", registrar.get("/issue/"+reg), http.StatusOK, "Offer a National identity (PID)")
+			expect(t, "issuer console", registrar.get("/issue/"+reg), http.StatusOK, "Offer a National identity (PID)",
+				`name="pid.birthdate" type="date" max="`+w.n.clock.now().Add(24*time.Hour).UTC().Format(time.DateOnly)+`"`, `name="pid.address.country" placeholder="IT" maxlength="2"`)
 
 			// Bad offers are refused with the reason.
 			r := registrar.postForm("/issue/"+reg+"/offers", url.Values{"type": {"pid"}, "person": {w.people["Amira Haddad"]}, "pid.given_name": {"A"}, "pid.family_name": {"H"}, "pid.birthdate": {"01/02/1990"}, "pid.nationalities": {"IT"}})
