@@ -735,6 +735,17 @@ func (s *Service) HistoryBefore(ctx context.Context, personID string, before Cur
 	return scanPayments(rows)
 }
 
+// Sale returns one of a merchant's dynamic sales (ErrNotFound if it has no
+// such sale: another merchant's is not found either).
+func (s *Service) Sale(ctx context.Context, orgID, saleID string) (*Sale, error) {
+	sale, err := s.sale(ctx, saleID)
+	var ref *Refusal
+	if errors.As(err, &ref) || err == nil && sale.OrgID != orgID {
+		return nil, fmt.Errorf("sale: %w", ErrNotFound)
+	}
+	return sale, err
+}
+
 // SalePayment returns the payment of a merchant's dynamic sale; ErrNotFound
 // until it is paid.
 func (s *Service) SalePayment(ctx context.Context, orgID, saleID string) (*Payment, error) {

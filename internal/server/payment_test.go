@@ -224,9 +224,25 @@ func testPaymentsOverHTTP(t *testing.T, e storetest.Engine) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The sale's page polls its status until the answer is final (286
+		// stops htmx polling): paid, expired, or no such sale.
+		sofia := w.as(t, "Sofia Rossi")
+		saleStatus := func(id string) *response { return sofia.get("/pos/" + rossi + "/sale/" + id + "/status") }
+		expect(t, "a sale waiting", saleStatus(sale.ID), http.StatusOK, "Waiting for the customer")
 		expect(t, "review a dynamic code", jonas.postForm("/wallet/pay/review", url.Values{"payload": {sale.Payload}}), 200, "Rossi Groceries", "12.30", "till 1")
 		expect(t, "pay the sale", payByPayload(t, jonas, sale.Payload, ""), http.StatusSeeOther)
 		expect(t, "pay it again", payByPayload(t, amira, sale.Payload, ""), 422, "already paid")
+		expect(t, "the sale paid", saleStatus(sale.ID), 286, `id="sale-paid"`, "12.30")
+		expect(t, "no such sale", saleStatus("nope"), 286, `id="sale-unknown"`, "There is no such sale.")
+		expect(t, "another shop's sale", liWei.get("/pos/"+li+"/sale/"+sale.ID+"/status"), 286, `id="sale-unknown"`)
+		late, err := n.pay.NewSale(ctx, rossi, 1_00, "", nil, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.clock.add(time.Minute)
+		expect(t, "an expired sale, still asked about in case a payment is in flight", saleStatus(late.ID), http.StatusOK, `id="sale-expired"`, "without a payment", "Make a new sale")
+		n.clock.add(31 * time.Second) // past the 30 s a payment in flight is waited for
+		expect(t, "an expired sale, no longer asked about", saleStatus(late.ID), 286, `id="sale-expired"`)
 
 		// The customer-presented code: the till charges it over the API.
 		till, liTill := w.token(t, "Rossi Groceries"), w.token(t, "Li's Dumpling Cart")

@@ -302,15 +302,42 @@ func (s *Server) posSale(w http.ResponseWriter, r *http.Request, v *viewer, org 
 	s.render(w, r, v, http.StatusOK, "possale", web.Page{Title: "Sale", Data: map[string]any{"Org": org, "Sale": sale, "QR": svg}})
 }
 
+// lateSale is how long after a sale's code expires its page still asks
+// for its payment: a customer who confirmed just in time is paid within it.
+const lateSale = 30 * time.Second
+
+// stopPolling is the status that tells htmx to stop polling: the answer
+// is final (the sale is paid, expired, or there is none).
+const stopPolling = 286
+
+// posSaleStatus is what the sale's page polls: paid, still waiting, or
+// expired (then it stops asking), or no such sale.
 func (s *Server) posSaleStatus(w http.ResponseWriter, r *http.Request, v *viewer, org string) {
-	p, err := s.pay.SalePayment(r.Context(), org, r.PathValue("sale"))
+	ctx := r.Context()
 	w.Header().Set("Cache-Control", "no-store")
-	data := map[string]any{"Org": org, "Paid": err == nil, "Payment": p}
-	if err != nil && !errors.Is(err, payment.ErrNotFound) {
+	data := map[string]any{"Org": org}
+	status := http.StatusOK
+	p, err := s.pay.SalePayment(ctx, org, r.PathValue("sale"))
+	if err == nil {
+		data["Paid"], data["Payment"], status = true, p, stopPolling
+	} else if errors.Is(err, payment.ErrNotFound) {
+		var sale *payment.Sale
+		sale, err = s.pay.Sale(ctx, org, r.PathValue("sale"))
+		switch {
+		case errors.Is(err, payment.ErrNotFound):
+			data["Unknown"], status, err = true, stopPolling, nil
+		case err == nil && !s.now().Before(sale.ExpiresAt):
+			data["Expired"] = sale.ExpiresAt
+			if s.now().After(sale.ExpiresAt.Add(lateSale)) {
+				status = stopPolling
+			}
+		}
+	}
+	if err != nil {
 		s.failErr(w, r, err)
 		return
 	}
-	if err := s.pages.Fragment(w, http.StatusOK, "possale", web.Page{Data: data}); err != nil {
+	if err := s.pages.Fragment(w, status, "possale", web.Page{Data: data}); err != nil {
 		s.log.Error("render fragment", "err", err)
 	}
 }
