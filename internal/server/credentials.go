@@ -501,7 +501,11 @@ func (s *Server) requestStatus(w http.ResponseWriter, r *http.Request, v *viewer
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	if err := s.pages.Fragment(w, http.StatusOK, "vprequest", web.Page{Data: d}); err != nil {
+	status := http.StatusOK
+	if pending, _ := d["Pending"].(bool); !pending {
+		status = stopPolling // answered or expired: the page asks no more
+	}
+	if err := s.pages.Fragment(w, status, "vprequest", web.Page{Data: d}); err != nil {
 		s.log.Error("render fragment", "err", err)
 	}
 }

@@ -178,6 +178,8 @@ func TestIdentityOverHTTP(t *testing.T) {
 
 			// The bar asks only "over 18"; the citizen sees who and why.
 			page, same := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})
+			// Its page polls for the answer until there is one (286 stops htmx).
+			expect(t, "the request waiting", bar.get(page+"/status"), http.StatusOK, "Waiting for the wallet")
 			r = amira.get(same)
 			expect(t, "consent", r, http.StatusOK, "Blue Door Bar asks for your National identity (PID)", "Check that a guest is over 18", "Over 18: <strong>true</strong>")
 			if strings.Contains(r.body, `id="overask"`) || strings.Contains(r.body, "1990-05-01") {
@@ -190,6 +192,7 @@ func TestIdentityOverHTTP(t *testing.T) {
 			expect(t, "share", r, http.StatusOK, "Shared with the verifier", "Blue Door Bar", "age_over_18")
 			r = bar.get(page)
 			expect(t, "verifier result", r, http.StatusOK, "Verified", "Civil Registry Office", "<dt>Over 18</dt><dd>true</dd>")
+			expect(t, "the request answered", bar.get(page+"/status"), 286, "Verified")
 			main := r.body[strings.Index(r.body, "<main"):strings.Index(r.body, "</main>")]
 			for _, leak := range []string{"1990", "Amira", "Haddad", "Bologna", "Date of birth", "Nationalities"} {
 				if strings.Contains(main, leak) {
