@@ -1,11 +1,14 @@
 package payment
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"time"
+
+	"github.com/civstack/civstack/internal/store"
 )
 
 // Customer-presented payment codes: 18 digits that a wallet device derives
@@ -104,3 +107,49 @@ func matchStep(p parsedCode, secret []byte, now time.Time) (step int64, ok bool)
 }
 
 func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+
+// A code has 10^7 values for its step: one guess in ten million is right.
+// Whoever knows a device's handle (it is in every code the device shows,
+// so every shop it paid knows it for the device's life) could try codes
+// until one is. So the wrong codes tried against a device are counted:
+// past codeMissLimit in codeMissWindow, its codes are refused, even a
+// right one, until the window has passed. A guesser then gets about
+// codeMissLimit tries per window (RFC 4226 §7.3's throttling), and the
+// customer, who may have been mistyped a few times, pays as before.
+const (
+	codeMissLimit  = 5
+	codeMissWindow = 10 * time.Minute
+)
+
+// codeMissed counts a wrong code tried against the device (a window past
+// its time starts again at one).
+func (s *Service) codeMissed(ctx context.Context, deviceID string) error {
+	now := s.now()
+	cutoff := now.Add(-codeMissWindow).UnixMilli()
+	err := s.db.Tx(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE payment_devices SET
+			misses = CASE WHEN misses_since <= $1 THEN 1 ELSE misses + 1 END,
+			misses_since = CASE WHEN misses_since <= $1 THEN $2 ELSE misses_since END
+			WHERE id = $3`, cutoff, now.UnixMilli(), deviceID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("count a wrong code: %w", err)
+	}
+	return nil
+}
+
+// codeGuessed refuses a right code of a device against which too many
+// wrong ones were tried lately (code_locked): it may be a lucky guess.
+func (s *Service) codeGuessed(ctx context.Context, deviceID string) error {
+	var misses, since int64
+	err := s.db.QueryRowRead(ctx, "SELECT misses, misses_since FROM payment_devices WHERE id = $1", deviceID).Scan(&misses, &since)
+	if err != nil {
+		return fmt.Errorf("wrong codes tried: %w", err)
+	}
+	if misses >= codeMissLimit && since > s.now().Add(-codeMissWindow).UnixMilli() {
+		return refusal("code_locked", fmt.Sprintf("Too many wrong codes were tried for this customer's wallet in the last %d minutes, so its codes are refused for now: "+
+			"ask the customer to scan the shop's QR code and confirm in the wallet instead.", int(codeMissWindow.Minutes())))
+	}
+	return nil
+}

@@ -374,6 +374,61 @@ func TestPaymentCodes(t *testing.T) {
 	})
 }
 
+// TestCodeGuesses: a shop that knows a device's handle (from a code it was
+// shown) cannot try codes until one is right. Past 5 wrong codes in 10
+// minutes, the device's codes are refused, a right one too (wherever they
+// are tried), until the window has passed; then a right code pays again.
+// A few of a cashier's typos do not lock the customer out.
+func TestCodeGuesses(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db)
+		dev, err := w.svc.ProvisionDevice(ctx, "jonas")
+		if err != nil {
+			t.Fatal(err)
+		}
+		guess := func(i int) string {
+			right := payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())
+			g := right[:11] + fmt.Sprintf("%07d", i)
+			if g == right {
+				g = right[:11] + fmt.Sprintf("%07d", i+1)
+			}
+			return g
+		}
+		charge := func(org, code string) error {
+			_, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: org, Code: code, Amount: 1_00})
+			return err
+		}
+		// Four typos, then the right code: paid.
+		for i := range 4 {
+			refusedWith(t, "a typo", charge(shopOrg, guess(i)), "expired_code")
+		}
+		if err := charge(shopOrg, payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())); err != nil {
+			t.Fatalf("the right code after 4 typos: %v", err)
+		}
+		// The fifth wrong code in the window: now even a right one is refused,
+		// at this shop and at another.
+		refusedWith(t, "a fifth wrong code", charge(shopOrg, guess(4)), "expired_code")
+		w.clock.add(10 * time.Second)
+		refusedWith(t, "the right code, after 5 wrong ones", charge(shopOrg, payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())), "code_locked")
+		w.clock.add(10 * time.Second)
+		refusedWith(t, "the right code at another shop", charge(vendorOrg, payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())), "code_locked")
+		// Ten minutes after the first wrong code, the window is over.
+		w.clock.add(10 * time.Minute)
+		if err := charge(shopOrg, payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())); err != nil {
+			t.Fatalf("the right code once the window has passed: %v", err)
+		}
+		// A new window counts from one: four more typos do not lock it.
+		for i := range 4 {
+			refusedWith(t, "a typo in the next window", charge(shopOrg, guess(10+i)), "expired_code")
+		}
+		w.clock.add(10 * time.Second)
+		if err := charge(shopOrg, payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())); err != nil {
+			t.Fatalf("the right code after 4 typos in a new window: %v", err)
+		}
+	})
+}
+
 func TestRefunds(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
