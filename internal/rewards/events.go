@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -66,6 +67,9 @@ const claimTimeout = time.Minute
 func (s *Service) Record(ctx context.Context, partnerOrg string, in RecordIn) (*Award, error) {
 	if !eventIDRE.MatchString(in.EventID) {
 		return nil, fmt.Errorf("%w: an event id is 1 to 64 letters, digits or . _ : -", ErrInvalid)
+	}
+	if strings.TrimSpace(in.Card) == "" {
+		return nil, fmt.Errorf("%w: enter the member's card number (it is on their Rewards page)", ErrInvalid)
 	}
 	m, err := s.member(ctx, `card = $1`, in.Card)
 	if errors.Is(err, ErrNotMember) {

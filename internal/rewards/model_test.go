@@ -41,7 +41,7 @@ func TestRewardsModel(t *testing.T) {
 }
 
 // rwOutcomes are what the runs must reach between them.
-var rwOutcomes = []string{"earned", "capped", "replayed", "wrong partner", "not a member", "bought", "bought again", "too few points",
+var rwOutcomes = []string{"earned", "capped", "replayed", "wrong partner", "not a member", "no card", "bought", "bought again", "too few points",
 	"honoured", "used", "other partner", "voucher expired", "points expired", "left", "rejoined", "bought with a key refused before"}
 
 var (
@@ -202,7 +202,12 @@ func (r *rewardsRun) record() {
 	award, err := r.w.svc.Record(r.ctx, partner, rewards.RecordIn{Card: card, Type: typ, EventID: id})
 	key := partner + " " + id
 	switch first, recorded := r.events[key]; {
-	case card == "" || card != r.cards[p]:
+	case card == "": // a member who left: the form's card is empty
+		if !errors.Is(err, rewards.ErrInvalid) {
+			r.rt.Fatalf("an event with no card: %+v %v", award, err)
+		}
+		r.seen.Saw("no card")
+	case card != r.cards[p]:
 		if !errors.Is(err, rewards.ErrNotMember) {
 			r.rt.Fatalf("an event under card %q, not a member's: %+v %v", card, award, err)
 		}

@@ -59,6 +59,8 @@ func TestRewardsOverHTTP(t *testing.T) {
 			expect(t, "over the daily cap", ride(gates, "g4"), http.StatusConflict, "at most 30 points a day")
 			expect(t, "the museum gives ride points", ride(museumDesk, "m1"), http.StatusBadRequest, "You do not record")
 			expect(t, "an agency token", ride(agency, "a1"), http.StatusForbidden)
+			expect(t, "no card", gates.postJSON("/api/v1/rewards/events", map[string]string{"card": " ", "type": "transit_ride", "event_id": "g5"}),
+				http.StatusBadRequest, "Enter the member's card number (it is on their Rewards page).")
 			expect(t, "an unknown card", gates.postJSON("/api/v1/rewards/events", map[string]string{"card": "RWNOBODY", "type": "transit_ride", "event_id": "g5"}),
 				http.StatusNotFound, "No member of the rewards programme has that card")
 			expect(t, "points on the page", amira.get("/wallet/rewards"), http.StatusOK, "30 points", "Ride on public transport")
