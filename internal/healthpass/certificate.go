@@ -118,7 +118,7 @@ func (r CertificateRequest) payload(uci string, now time.Time) (map[string]any, 
 	// error (a day's grace: the authority's today may be the holder's
 	// tomorrow). A partial date of birth (1990, 1990-04) compares as a
 	// prefix: a day within it passes.
-	if day > now.Add(24*time.Hour).UTC().Format(time.DateOnly) {
+	if day > LatestDay(now) {
 		return nil, "", 0, fmt.Errorf("%w: %s %s is in the future", ErrInvalid, what, r.Date)
 	}
 	if dob, _ := base["dob"].(string); dob != "" && day < dob {

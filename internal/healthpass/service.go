@@ -130,6 +130,13 @@ func (s *Service) Submit(ctx context.Context, personID, dob string, a Answers) (
 	return s.Status(ctx, personID)
 }
 
+// LatestDay is the latest date (YYYY-MM-DD) a date of birth, or a
+// certificate's vaccination or test, may be at now: a day's grace, as the
+// node's today may be the citizen's tomorrow. The forms offer no later day.
+func LatestDay(now time.Time) string {
+	return now.Add(24 * time.Hour).UTC().Format(time.DateOnly)
+}
+
 // checkDOB checks a date of birth typed by its citizen: a date, from 1900
 // to the citizen's today (a day ahead of the node's, at most).
 func checkDOB(dob string, now time.Time) error {
@@ -142,7 +149,7 @@ func checkDOB(dob string, now time.Time) error {
 		return fmt.Errorf("%w: date of birth %q is not YYYY-MM-DD", ErrInvalid, dob)
 	case d.Year() < 1900:
 		return fmt.Errorf("%w: date of birth %s is before 1900", ErrInvalid, dob)
-	case dob > now.Add(24*time.Hour).UTC().Format(time.DateOnly):
+	case dob > LatestDay(now):
 		return fmt.Errorf("%w: date of birth %s is in the future", ErrInvalid, dob)
 	}
 	return nil

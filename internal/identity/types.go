@@ -157,6 +157,13 @@ func isCountryCode(s string) bool {
 	return err == nil && r.IsCountry() && (!r.IsPrivateUse() || s == "XK")
 }
 
+// LatestDay is the latest date (YYYY-MM-DD) a Past field may hold at now:
+// a day's grace, as the issuer's today may be the citizen's tomorrow. The
+// issuer's form offers no later day.
+func LatestDay(now time.Time) string {
+	return now.Add(24 * time.Hour).UTC().Format(time.DateOnly)
+}
+
 // BuildClaims checks what an officer typed for a credential of type t
 // (value gives each field's text) and returns the claims, with the
 // derived ones computed at now.
@@ -179,9 +186,7 @@ func (t *Type) BuildClaims(value func(name string) string, issuer, country strin
 			if _, err := time.Parse(time.DateOnly, v); err != nil {
 				return nil, fmt.Errorf("%w: %s %q is not a date (YYYY-MM-DD)", ErrInvalid, f.Label, v)
 			}
-			// A day's grace: the issuer's today may be the
-			// citizen's tomorrow.
-			if f.Past && v > now.Add(24*time.Hour).UTC().Format(time.DateOnly) {
+			if f.Past && v > LatestDay(now) {
 				return nil, fmt.Errorf("%w: %s %s is in the future", ErrInvalid, f.Label, v)
 			}
 		case "country":

@@ -235,8 +235,7 @@ func (s *Server) renderIssuer(w http.ResponseWriter, r *http.Request, v *viewer,
 		d = map[string]any{}
 	}
 	d["Org"], d["OrgName"], d["Types"] = m.OrgID, m.OrgName, identity.Types
-	// The latest day a date of birth or award may be (BuildClaims's grace).
-	d["Today"] = s.now().Add(24 * time.Hour).UTC().Format(time.DateOnly)
+	d["Today"] = identity.LatestDay(s.now()) // a date of birth's or award's latest
 	iss, err := s.id.IssuerByOrg(ctx, m.OrgID)
 	switch {
 	case errors.Is(err, identity.ErrNotFound):

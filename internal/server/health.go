@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/civstack/civstack/internal/healthpass"
 	"github.com/civstack/civstack/internal/registry"
@@ -71,7 +70,7 @@ func (s *Server) healthPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 func (s *Server) renderHealth(w http.ResponseWriter, r *http.Request, v *viewer, status int, p web.Page) {
 	ctx := r.Context()
 	data := map[string]any{"Rules": s.health.Rules(), "PersonID": v.person.ID,
-		"Today": s.now().Add(24 * time.Hour).UTC().Format(time.DateOnly)} // the latest date of birth (checkDOB's grace)
+		"Today": healthpass.LatestDay(s.now())}
 	qr, st, err := s.health.Pass(ctx, v.person.ID, v.person.DisplayName)
 	switch {
 	case errors.Is(err, healthpass.ErrNoStatus):
