@@ -43,7 +43,7 @@ func TestBackupCommand(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("backup: %d %q %q", code, stdout, stderr)
 			}
-			for _, want := range []string{"Copying the database", "schema version 29", "Copied keys/ (", "Copied health/ (1 files)", "files listed in SHA256SUMS", "civstack restore --from " + out} {
+			for _, want := range []string{"Copying the database", "schema version 30", "Copied keys/ (", "Copied health/ (1 files)", "files listed in SHA256SUMS", "civstack restore --from " + out} {
 				if !strings.Contains(stdout, want) {
 					t.Fatalf("backup's output lacks %q:\n%s", want, stdout)
 				}
@@ -54,7 +54,7 @@ func TestBackupCommand(t *testing.T) {
 				t.Fatalf("the backup's description: %v", err)
 			}
 			if taken, err := time.Parse(time.RFC3339, desc.Taken); err != nil || time.Since(taken) > time.Minute ||
-				desc.Civstack != Version || desc.Engine != eng.Name || desc.Schema != 29 || (opts.URL == "") != (desc.LogCheckpoint != nil) {
+				desc.Civstack != Version || desc.Engine != eng.Name || desc.Schema != 30 || (opts.URL == "") != (desc.LogCheckpoint != nil) {
 				t.Fatalf("the backup's description: %+v", desc)
 			}
 			keys, _ := os.ReadDir(filepath.Join(data, "keys"))

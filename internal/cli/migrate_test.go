@@ -23,17 +23,17 @@ import (
 func TestMigrateCommand(t *testing.T) {
 	data := t.TempDir()
 	code, out, _ := run(t, nil, "migrate", "status", "--data", data)
-	if code != 0 || !regexp.MustCompile(`\n29 +00029_payment_code_misses\.sql +pending\n`).MatchString(out) || !strings.Contains(out, "29 pending") ||
+	if code != 0 || !regexp.MustCompile(`\n30 +00030_payment_code_misses_per_shop\.sql +pending\n`).MatchString(out) || !strings.Contains(out, "30 pending") ||
 		!strings.Contains(out, "civstack.db does not exist yet") {
 		t.Fatalf("status of a new database: %d %q", code, out)
 	}
 	if left, _ := os.ReadDir(data); len(left) != 0 {
 		t.Fatalf("status made %v", left)
 	}
-	if code, out, _ = run(t, nil, "migrate", "up", "--data", data); code != 0 || !strings.Contains(out, "from version 0 to 29") {
+	if code, out, _ = run(t, nil, "migrate", "up", "--data", data); code != 0 || !strings.Contains(out, "from version 0 to 30") {
 		t.Fatalf("up: %d %q", code, out)
 	}
-	if code, out, _ = run(t, nil, "migrate", "--data", data, "up"); code != 0 || !strings.Contains(out, "up to date (version 29)") {
+	if code, out, _ = run(t, nil, "migrate", "--data", data, "up"); code != 0 || !strings.Contains(out, "up to date (version 30)") {
 		t.Fatalf("up again: %d %q", code, out)
 	}
 	code, _, stderr := run(t, nil, "migrate", "down", "--data", data)
@@ -73,16 +73,16 @@ func TestMigrateCommand(t *testing.T) {
 	code, _, stderr = run(t, nil, "demo", "--data", data)
 	oneLine(t, "a node starting during migrate down", code, 1, stderr, "is running on SQLite at "+data+"/civstack.db: start again when it has finished")
 	alone.Release()
-	if code, out, _ = run(t, nil, "migrate", "down", "--to", "11", "--data", data); code != 0 || !strings.Contains(out, "undid migration 29\nundid migration 28\nundid migration 27\nundid migration 26\nundid migration 25\nundid migration 24\nundid migration 23\nundid migration 22\nundid migration 21\nundid migration 20\nundid migration 19\nundid migration 18\nundid migration 17\nundid migration 16\nundid migration 15\nundid migration 14\nundid migration 13\nundid migration 12\n") || !strings.Contains(out, "at version 11") {
+	if code, out, _ = run(t, nil, "migrate", "down", "--to", "11", "--data", data); code != 0 || !strings.Contains(out, "undid migration 30\nundid migration 29\nundid migration 28\nundid migration 27\nundid migration 26\nundid migration 25\nundid migration 24\nundid migration 23\nundid migration 22\nundid migration 21\nundid migration 20\nundid migration 19\nundid migration 18\nundid migration 17\nundid migration 16\nundid migration 15\nundid migration 14\nundid migration 13\nundid migration 12\n") || !strings.Contains(out, "at version 11") {
 		t.Fatalf("down to 11: %d %q", code, out)
 	}
 	if v, err := db.SchemaVersion(ctx); err != nil || v != 11 {
 		t.Fatalf("version after down: %d %v", v, err)
 	}
-	if code, out, _ = run(t, nil, "migrate", "status", "--data", data); code != 0 || !strings.Contains(out, "18 pending") {
+	if code, out, _ = run(t, nil, "migrate", "status", "--data", data); code != 0 || !strings.Contains(out, "19 pending") {
 		t.Fatalf("status after down: %d %q", code, out)
 	}
-	if code, out, _ = run(t, nil, "migrate", "up", "--data", data); code != 0 || !strings.Contains(out, "from version 11 to 29") {
+	if code, out, _ = run(t, nil, "migrate", "up", "--data", data); code != 0 || !strings.Contains(out, "from version 11 to 30") {
 		t.Fatalf("up after down: %d %q", code, out)
 	}
 
@@ -94,7 +94,7 @@ func TestMigrateCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, stderr = run(t, nil, "migrate", "up", "--data", data)
-	oneLine(t, "up on a newer schema", code, 1, stderr, "at version 99, this build knows up to 29")
+	oneLine(t, "up on a newer schema", code, 1, stderr, "at version 99, this build knows up to 30")
 	if err := db.Migrate(ctx); err == nil || !strings.Contains(err.Error(), "newer than this civstack") {
 		t.Fatalf("serve's migration on a newer schema: %v", err)
 	}

@@ -111,22 +111,42 @@ func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 // A code has 10^7 values for its step: one guess in ten million is right.
 // Whoever knows a device's handle (it is in every code the device shows,
 // so every shop it paid knows it for the device's life) could try codes
-// until one is. So the wrong codes tried against a device are counted:
-// past codeMissLimit in codeMissWindow, its codes are refused, even a
-// right one, until the window has passed. A guesser then gets about
-// codeMissLimit tries per window (RFC 4226 §7.3's throttling), and the
-// customer, who may have been mistyped a few times, pays as before.
+// until one is. So the wrong codes tried against a device are counted, per
+// shop and over all shops: past codeMissLimit from one shop in
+// codeMissWindow, that shop may charge none of the device's codes, even a
+// right one, until the window has passed; past codeMissLimitAll from all
+// shops, no shop may. A guesser then gets about codeMissLimit tries per
+// window (RFC 4226 §7.3's throttling), a few colluding shops together
+// codeMissLimitAll; the customer, who may have been mistyped a few times,
+// pays as before; and a shop that tries wrong codes on purpose stops the
+// customer's codes at its own till, not at every other (a shop's wrong
+// codes past its own limit do not count towards the device's).
 const (
-	codeMissLimit  = 5
-	codeMissWindow = 10 * time.Minute
+	codeMissLimit    = 5
+	codeMissLimitAll = 4 * codeMissLimit
+	codeMissWindow   = 10 * time.Minute
 )
 
-// codeMissed counts a wrong code tried against the device (a window past
-// its time starts again at one).
-func (s *Service) codeMissed(ctx context.Context, deviceID string) error {
+// codeMissed counts a wrong code that shop orgID tried against the device:
+// for the shop, and for the device while the shop is within its limit (a
+// window past its time starts again at one). Counts whose window has
+// passed are deleted.
+func (s *Service) codeMissed(ctx context.Context, deviceID, orgID string) error {
 	now := s.now()
 	cutoff := now.Add(-codeMissWindow).UnixMilli()
 	err := s.db.Tx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM payment_code_misses WHERE since <= $1", cutoff); err != nil {
+			return err
+		}
+		var shop int64
+		if err := tx.QueryRowContext(ctx, `INSERT INTO payment_code_misses (device_id, org_id, misses, since) VALUES ($1, $2, 1, $3)
+			ON CONFLICT (device_id, org_id) DO UPDATE SET misses = payment_code_misses.misses + 1
+			RETURNING misses`, deviceID, orgID, now.UnixMilli()).Scan(&shop); err != nil {
+			return err
+		}
+		if shop > codeMissLimit {
+			return nil
+		}
 		_, err := tx.ExecContext(ctx, `UPDATE payment_devices SET
 			misses = CASE WHEN misses_since <= $1 THEN 1 ELSE misses + 1 END,
 			misses_since = CASE WHEN misses_since <= $1 THEN $2 ELSE misses_since END
@@ -140,16 +160,25 @@ func (s *Service) codeMissed(ctx context.Context, deviceID string) error {
 }
 
 // codeGuessed refuses a right code of a device against which too many
-// wrong ones were tried lately (code_locked): it may be a lucky guess.
-func (s *Service) codeGuessed(ctx context.Context, deviceID string) error {
-	var misses, since int64
-	err := s.db.QueryRowRead(ctx, "SELECT misses, misses_since FROM payment_devices WHERE id = $1", deviceID).Scan(&misses, &since)
+// wrong ones were tried lately, by shop orgID or by all shops
+// (code_locked): it may be a lucky guess.
+func (s *Service) codeGuessed(ctx context.Context, deviceID, orgID string) error {
+	var all, allSince, shop, shopSince int64
+	err := s.db.QueryRowRead(ctx, `SELECT d.misses, d.misses_since, COALESCE(m.misses, 0), COALESCE(m.since, 0)
+		FROM payment_devices d LEFT JOIN payment_code_misses m ON m.device_id = d.id AND m.org_id = $2
+		WHERE d.id = $1`, deviceID, orgID).Scan(&all, &allSince, &shop, &shopSince)
 	if err != nil {
 		return fmt.Errorf("wrong codes tried: %w", err)
 	}
-	if misses >= codeMissLimit && since > s.now().Add(-codeMissWindow).UnixMilli() {
+	cutoff := s.now().Add(-codeMissWindow).UnixMilli()
+	minutes := int(codeMissWindow.Minutes())
+	switch {
+	case shop >= codeMissLimit && shopSince > cutoff:
+		return refusal("code_locked", fmt.Sprintf("Too many wrong codes for this customer's wallet were tried at this shop in the last %d minutes, so this shop cannot charge its codes for now: "+
+			"ask the customer to scan the shop's QR code and confirm in the wallet instead.", minutes))
+	case all >= codeMissLimitAll && allSince > cutoff:
 		return refusal("code_locked", fmt.Sprintf("Too many wrong codes were tried for this customer's wallet in the last %d minutes, so its codes are refused for now: "+
-			"ask the customer to scan the shop's QR code and confirm in the wallet instead.", int(codeMissWindow.Minutes())))
+			"ask the customer to scan the shop's QR code and confirm in the wallet instead.", minutes))
 	}
 	return nil
 }

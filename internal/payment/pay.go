@@ -350,12 +350,12 @@ func (s *Service) Charge(ctx context.Context, r ChargeRequest) (*Payment, error)
 	}
 	step, ok := matchStep(pc, secret, s.now())
 	if !ok {
-		if err := s.codeMissed(ctx, devID); err != nil {
+		if err := s.codeMissed(ctx, devID, r.OrgID); err != nil {
 			return nil, err
 		}
 		return nil, refusal("expired_code", "This payment code is expired or mistyped: ask the customer to show a fresh one.")
 	}
-	if err := s.codeGuessed(ctx, devID); err != nil {
+	if err := s.codeGuessed(ctx, devID, r.OrgID); err != nil {
 		return nil, err
 	}
 	// The id is derived from the code, so a second charge of it is the same

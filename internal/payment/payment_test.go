@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -376,9 +377,11 @@ func TestPaymentCodes(t *testing.T) {
 
 // TestCodeGuesses: a shop that knows a device's handle (from a code it was
 // shown) cannot try codes until one is right. Past 5 wrong codes in 10
-// minutes, the device's codes are refused, a right one too (wherever they
-// are tried), until the window has passed; then a right code pays again.
-// A few of a cashier's typos do not lock the customer out.
+// minutes from one shop, that shop may charge none of the device's codes, a
+// right one too, until the window has passed; other shops still may, until
+// 20 wrong codes from all shops (a shop's past its own 5 not counted) lock
+// the device everywhere. A few of a cashier's typos do not lock the
+// customer out.
 func TestCodeGuesses(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -386,6 +389,12 @@ func TestCodeGuesses(t *testing.T) {
 		dev, err := w.svc.ProvisionDevice(ctx, "jonas")
 		if err != nil {
 			t.Fatal(err)
+		}
+		others := []string{"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a61", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a62", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a63"}
+		for i, org := range others {
+			if _, err := w.svc.SetupMerchant(ctx, payment.Profile{OrgID: org, Name: fmt.Sprintf("Kiosk %d", i+1), City: "Bologna", MCC: "5994", TaxID: "IT0000000000" + strconv.Itoa(i), VATRate: 400}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		guess := func(i int) string {
 			right := payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())
@@ -399,32 +408,67 @@ func TestCodeGuesses(t *testing.T) {
 			_, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: org, Code: code, Amount: 1_00})
 			return err
 		}
+		// right charges a fresh right code at org.
+		right := func(org string) error {
+			w.clock.add(10 * time.Second)
+			return charge(org, payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now()))
+		}
+		lockedWith := func(what string, err error, says string) {
+			t.Helper()
+			refusedWith(t, what, err, "code_locked")
+			var r *payment.Refusal
+			if errors.As(err, &r); !strings.Contains(r.Message, says) {
+				t.Fatalf("%s: message %q, want it to say %q", what, r.Message, says)
+			}
+		}
 		// Four typos, then the right code: paid.
 		for i := range 4 {
 			refusedWith(t, "a typo", charge(shopOrg, guess(i)), "expired_code")
 		}
-		if err := charge(shopOrg, payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())); err != nil {
+		if err := right(shopOrg); err != nil {
 			t.Fatalf("the right code after 4 typos: %v", err)
 		}
-		// The fifth wrong code in the window: now even a right one is refused,
-		// at this shop and at another.
+		// The fifth wrong code in the window from this shop: now even a
+		// right one is refused there, and only there.
 		refusedWith(t, "a fifth wrong code", charge(shopOrg, guess(4)), "expired_code")
-		w.clock.add(10 * time.Second)
-		refusedWith(t, "the right code, after 5 wrong ones", charge(shopOrg, payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())), "code_locked")
-		w.clock.add(10 * time.Second)
-		refusedWith(t, "the right code at another shop", charge(vendorOrg, payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())), "code_locked")
-		// Ten minutes after the first wrong code, the window is over.
+		lockedWith("the right code, after 5 wrong ones", right(shopOrg), "at this shop")
+		if err := right(vendorOrg); err != nil {
+			t.Fatalf("the right code at another shop, after 5 wrong ones at the first: %v", err)
+		}
+		// The locked shop's further wrong codes do not count for the device.
+		for i := range 20 {
+			refusedWith(t, "a wrong code at a locked shop", charge(shopOrg, guess(100+i)), "expired_code")
+		}
+		if err := right(vendorOrg); err != nil {
+			t.Fatalf("the right code at another shop, after 25 wrong ones at the first: %v", err)
+		}
+		// Three more shops, 5 wrong codes each: 20 in all, and every shop
+		// is refused the right code, one that tried no wrong code too.
+		for _, org := range others {
+			for i := range 5 {
+				refusedWith(t, "a wrong code from another shop", charge(org, guess(200+i)), "expired_code")
+			}
+		}
+		lockedWith("the right code at a shop that tried none, after 20 wrong ones elsewhere", right(vendorOrg), "its codes are refused")
+		lockedWith("the right code at the first shop", right(shopOrg), "at this shop")
+		// Ten minutes after the first wrong code, the windows are over.
 		w.clock.add(10 * time.Minute)
-		if err := charge(shopOrg, payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())); err != nil {
-			t.Fatalf("the right code once the window has passed: %v", err)
+		for _, org := range []string{shopOrg, vendorOrg, others[0]} {
+			if err := right(org); err != nil {
+				t.Fatalf("the right code once the window has passed: %v", err)
+			}
 		}
 		// A new window counts from one: four more typos do not lock it.
 		for i := range 4 {
 			refusedWith(t, "a typo in the next window", charge(shopOrg, guess(10+i)), "expired_code")
 		}
-		w.clock.add(10 * time.Second)
-		if err := charge(shopOrg, payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())); err != nil {
+		if err := right(shopOrg); err != nil {
 			t.Fatalf("the right code after 4 typos in a new window: %v", err)
+		}
+		// Counts whose window has passed are not kept.
+		var rows int
+		if err := db.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM payment_code_misses").Scan(&rows); err != nil || rows != 1 {
+			t.Fatalf("per-shop counts kept: %d %v, want the one of this window", rows, err)
 		}
 	})
 }
