@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/civstack/civstack/internal/store"
@@ -126,6 +127,19 @@ const (
 	codeMissLimitAll = 4 * codeMissLimit
 	codeMissWindow   = 10 * time.Minute
 )
+
+// lockCodes takes the device's stripe of codeMu and returns its unlock.
+// Without it, guesses sent at once would all be checked before the first
+// of them was counted: a burst would get as many tries as the node can
+// check while one count is written. With it, one node checks a device's
+// codes one at a time, each against the counts of all before it.
+func (s *Service) lockCodes(deviceID string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(deviceID))
+	mu := &s.codeMu[h.Sum32()%uint32(len(s.codeMu))]
+	mu.Lock()
+	return mu.Unlock
+}
 
 // codeMissed counts a wrong code that shop orgID tried against the device:
 // for the shop, and for the device while the shop is within its limit (a

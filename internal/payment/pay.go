@@ -348,14 +348,19 @@ func (s *Service) Charge(ctx context.Context, r ChargeRequest) (*Payment, error)
 	if err != nil {
 		return nil, err
 	}
+	unlock := s.lockCodes(devID)
 	step, ok := matchStep(pc, secret, s.now())
 	if !ok {
-		if err := s.codeMissed(ctx, devID, r.OrgID); err != nil {
+		err := s.codeMissed(ctx, devID, r.OrgID)
+		unlock()
+		if err != nil {
 			return nil, err
 		}
 		return nil, refusal("expired_code", "This payment code is expired or mistyped: ask the customer to show a fresh one.")
 	}
-	if err := s.codeGuessed(ctx, devID, r.OrgID); err != nil {
+	err = s.codeGuessed(ctx, devID, r.OrgID)
+	unlock()
+	if err != nil {
 		return nil, err
 	}
 	// The id is derived from the code, so a second charge of it is the same

@@ -109,6 +109,12 @@ type Service struct {
 	merchants map[string]cachedProfile     // profiles for the payment path
 	devices   map[string]cachedDevice      // by handle, for charging codes
 	deviceOf  map[string]string            // person → cached handle
+
+	// codeMu serialises, per device (striped), the check of a payment
+	// code against the device's wrong-code counts and the counting of a
+	// wrong one, so that guesses sent at once are counted as if sent one
+	// after another (see codeMissLimit).
+	codeMu [256]sync.Mutex
 }
 
 // profileTTL bounds how stale a cached merchant profile may be when another

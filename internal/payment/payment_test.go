@@ -473,6 +473,66 @@ func TestCodeGuesses(t *testing.T) {
 	})
 }
 
+// TestCodeGuessesAtOnce: wrong codes sent at once are each counted before
+// a code sent after them is checked, even while their counts wait to be
+// written, so a burst of guesses gets no more tries than guesses sent one
+// after another: 5 wrong codes in flight, then the right one, is refused.
+func TestCodeGuessesAtOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db)
+		dev, err := w.svc.ProvisionDevice(ctx, "jonas")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var devID string
+		if err := db.Reader().QueryRowContext(ctx, "SELECT id FROM payment_devices WHERE handle = $1", dev.Handle).Scan(&devID); err != nil {
+			t.Fatal(err)
+		}
+		right := payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())
+		charge := func(code string) error {
+			_, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: code, Amount: 1_00})
+			return err
+		}
+		// Hold the device's row (on SQLite, the database's write lock) so
+		// that the wrong codes' counts wait to be written.
+		held, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		holder := make(chan error, 1)
+		go func() {
+			holder <- db.Tx(ctx, func(tx *store.Tx) error {
+				if _, err := tx.ExecContext(ctx, "UPDATE payment_devices SET misses = misses WHERE id = $1", devID); err != nil {
+					return err
+				}
+				once.Do(func() { close(held) })
+				<-release
+				return nil
+			})
+		}()
+		<-held
+		wrong := make(chan error, 5)
+		for i := range 5 {
+			g := right[:11] + fmt.Sprintf("%07d", i)
+			if g == right {
+				g = right[:11] + "9999999"
+			}
+			go func() { wrong <- charge(g) }()
+			time.Sleep(50 * time.Millisecond) // so that they arrive in this order
+		}
+		paid := make(chan error, 1)
+		go func() { paid <- charge(right) }()
+		time.Sleep(200 * time.Millisecond)
+		close(release)
+		if err := <-holder; err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			refusedWith(t, "a wrong code sent at once with others", <-wrong, "expired_code")
+		}
+		refusedWith(t, "the right code sent after 5 wrong ones, while their counts waited", <-paid, "code_locked")
+	})
+}
+
 func TestRefunds(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
