@@ -254,10 +254,40 @@ var (
 	ErrUnknownConfig     = errors.New("unknown_credential_configuration")
 )
 
+// CheckToken says whether accessToken is one of iss's, unused and unexpired
+// (ErrToken if not): what the credential endpoint asks first of a request
+// whose body it cannot read, so that only a caller with a token learns
+// what is wrong with the body.
+func (s *Service) CheckToken(ctx context.Context, iss *Issuer, accessToken string) error {
+	_, _, _, _, err := s.grant(ctx, iss, accessToken, s.now())
+	return err
+}
+
+// grant reads what accessToken was granted for: the offer's code hash, the
+// credential type, the person and the offer's sealed claims.
+func (s *Service) grant(ctx context.Context, iss *Issuer, accessToken string, now time.Time) (codeHash []byte, typeID, personID, claimsJSON string, err error) {
+	err = s.db.Reader().QueryRowContext(ctx, `SELECT a.code_hash, o.type_id, o.person_id, o.claims FROM id_access a JOIN id_offers o ON o.code_hash = a.code_hash
+		WHERE a.token_hash = $1 AND a.used_at = 0 AND a.expires_at > $2 AND o.issuer_org = $3`, hash(accessToken), now.UnixMilli(), iss.OrgID).
+		Scan(&codeHash, &typeID, &personID, &claimsJSON)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", "", "", fmt.Errorf("%w: the access token is unknown, used or expired", ErrToken)
+	}
+	if err != nil {
+		return nil, "", "", "", fmt.Errorf("credential: %w", err)
+	}
+	return codeHash, typeID, personID, claimsJSON, nil
+}
+
 // Issue answers a credential request: one credential per proof (each
 // bound to its own holder key, with its own salts and a random status
 // index), all committed with the issuance's log entry in one transaction.
 func (s *Service) Issue(ctx context.Context, iss *Issuer, accessToken string, req CredentialRequest) ([]string, error) {
+	now := s.now()
+	codeHash, typeID, personID, claimsJSON, err := s.grant(ctx, iss, accessToken, now)
+	if err != nil {
+		return nil, err
+	}
+	// The request's shape is checked only for a caller with a token.
 	if req.CredentialConfigurationID == "" || req.CredentialIdentifier != "" {
 		return nil, fmt.Errorf("%w: send credential_configuration_id (this issuer has no credential identifiers)", ErrCredentialRequest)
 	}
@@ -270,18 +300,6 @@ func (s *Service) Issue(ctx context.Context, iss *Issuer, accessToken string, re
 	}
 	if len(proofs) > BatchSize {
 		return nil, fmt.Errorf("%w: at most %d proofs per request", ErrCredentialRequest, BatchSize)
-	}
-	now := s.now()
-	var codeHash []byte
-	var typeID, personID, claimsJSON string
-	err := s.db.Reader().QueryRowContext(ctx, `SELECT a.code_hash, o.type_id, o.person_id, o.claims FROM id_access a JOIN id_offers o ON o.code_hash = a.code_hash
-		WHERE a.token_hash = $1 AND a.used_at = 0 AND a.expires_at > $2 AND o.issuer_org = $3`, hash(accessToken), now.UnixMilli(), iss.OrgID).
-		Scan(&codeHash, &typeID, &personID, &claimsJSON)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: the access token is unknown, used or expired", ErrToken)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("credential: %w", err)
 	}
 	if req.CredentialConfigurationID != typeID {
 		return nil, fmt.Errorf("%w: %q is not what this token was granted for", ErrUnknownConfig, req.CredentialConfigurationID)

@@ -598,6 +598,28 @@ func TestIdentityProtocol(t *testing.T) {
 		defer x.c.header.Del("Authorization")
 		return x.c.postJSON("/issuers/civil-registry-office/credential", map[string]any{"credential_configuration_id": "pid", "proofs": map[string][]string{"jwt": {"a"}}})
 	}(), 401, "invalid_token", "unknown, used or expired")
+	// Only a caller with a token learns what is wrong with a request's body:
+	// without one, a body that is no credential request, or one of the
+	// wrong shape, is refused for the token.
+	credentialWith := func(tok, body string) *response {
+		x.c.header.Set("Authorization", "Bearer "+tok)
+		defer x.c.header.Del("Authorization")
+		return x.c.do(http.MethodPost, "/issuers/civil-registry-office/credential", strings.NewReader(body), "application/json")
+	}
+	oauth("no credential request, without a token", credentialWith("nope", "{not json"), 401, "invalid_token", "unknown, used or expired")
+	oauth("a request of the wrong shape, without a token", credentialWith("nope", `{"proof":{}}`), 401, "invalid_token", "unknown, used or expired")
+	link, tx = offerPID(t, w, registrar, jonas, "1950-01-01")
+	offer, err := issuance.ParseOffer(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var granted struct {
+		AccessToken string `json:"access_token"`
+	}
+	x.c.postForm("/issuers/civil-registry-office/token", url.Values{"grant_type": {issuance.PreAuthorizedGrant}, "pre-authorized_code": {offer.Grants.PreAuthorized.Code}, "tx_code": {tx}}).json(t, &granted)
+	oauth("no credential request, with a token", credentialWith(granted.AccessToken, "{not json"), 400, "invalid_credential_request", "not a credential request in JSON")
+	oauth("a request of the wrong shape, with a token", credentialWith(granted.AccessToken, `{"proof":{}}`), 400, "invalid_credential_request", "send credential_configuration_id")
+	oauth("a body with a NUL, with a token", credentialWith(granted.AccessToken, `{"credential_configuration_id":"pid\u0000"}`), 400, "invalid_credential_request", "not text")
 
 	// Presentations to the bar.
 	_, same := newRequest(t, w, bar, "Blue Door Bar", url.Values{"ask.pid:age_over_18": {"required"}})

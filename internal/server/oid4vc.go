@@ -142,15 +142,23 @@ func (s *Server) vciCredential(w http.ResponseWriter, r *http.Request, iss *iden
 	}
 	var req identity.CredentialRequest
 	body, err := readJSONText(w, r, 256<<10)
+	bad := "The body is not a credential request in JSON."
 	if errors.Is(err, errNotText) {
-		oauthError(w, http.StatusBadRequest, "invalid_credential_request", notText)
-		return
+		bad = notText
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_credential_request", "The body is not a credential request in JSON.")
-		return
+	if err == nil {
+		err = json.Unmarshal(body, &req)
 	}
-	creds, err := s.id.Issue(r.Context(), iss, tok, req)
+	var creds []string
+	if err != nil {
+		// Only a caller with a token learns what is wrong with its body.
+		if err = s.id.CheckToken(r.Context(), iss, tok); err == nil {
+			oauthError(w, http.StatusBadRequest, "invalid_credential_request", bad)
+			return
+		}
+	} else {
+		creds, err = s.id.Issue(r.Context(), iss, tok, req)
+	}
 	for _, c := range []struct {
 		err    error
 		status int
