@@ -95,6 +95,26 @@ func setupWith(t *testing.T, db *store.DB, start time.Time, cfg payment.Config) 
 	return w
 }
 
+// device provisions a payment device for person.
+func (w *world) device(t *testing.T, person string) *payment.Device {
+	t.Helper()
+	dev, err := w.svc.ProvisionDevice(context.Background(), person)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dev
+}
+
+// wrongCode is right with its one-time value replaced by i (or by i+1,
+// where that would be right).
+func wrongCode(right string, i int) string {
+	g := right[:11] + fmt.Sprintf("%07d", i)
+	if g == right {
+		g = right[:11] + fmt.Sprintf("%07d", i+1)
+	}
+	return g
+}
+
 func (w *world) balance(t *testing.T, id ledger.ID) int64 {
 	t.Helper()
 	a, err := w.eng.Account(context.Background(), id)
@@ -282,10 +302,7 @@ func TestPaymentCodes(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		w := setup(t, db)
-		dev, err := w.svc.ProvisionDevice(ctx, "jonas")
-		if err != nil {
-			t.Fatal(err)
-		}
+		dev := w.device(t, "jonas")
 		code := payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())
 		if len(code) != 18 || code[:2] != "88" {
 			t.Fatalf("code %q", code)
@@ -353,10 +370,7 @@ func TestPaymentCodes(t *testing.T) {
 		if _, err := w.svc.TopUp(ctx, ledger.ID{7, 7}, "lena", 5_00, "some"); err != nil {
 			t.Fatal(err)
 		}
-		lena, err := w.svc.ProvisionDevice(ctx, "lena")
-		if err != nil {
-			t.Fatal(err)
-		}
+		lena := w.device(t, "lena")
 		short := payment.GenerateCode(lena.Handle, lena.Secret, w.clock.now())
 		_, err = w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: short, Amount: 7_00, Request: "pos-9"})
 		refusedWith(t, "a code without the money", err, "insufficient_funds")
@@ -386,24 +400,14 @@ func TestCodeGuesses(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		w := setup(t, db)
-		dev, err := w.svc.ProvisionDevice(ctx, "jonas")
-		if err != nil {
-			t.Fatal(err)
-		}
+		dev := w.device(t, "jonas")
 		others := []string{"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a61", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a62", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a63"}
 		for i, org := range others {
 			if _, err := w.svc.SetupMerchant(ctx, payment.Profile{OrgID: org, Name: fmt.Sprintf("Kiosk %d", i+1), City: "Bologna", MCC: "5994", TaxID: "IT0000000000" + strconv.Itoa(i), VATRate: 400}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		guess := func(i int) string {
-			right := payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())
-			g := right[:11] + fmt.Sprintf("%07d", i)
-			if g == right {
-				g = right[:11] + fmt.Sprintf("%07d", i+1)
-			}
-			return g
-		}
+		guess := func(i int) string { return wrongCode(payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now()), i) }
 		charge := func(org, code string) error {
 			_, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: org, Code: code, Amount: 1_00})
 			return err
@@ -481,10 +485,7 @@ func TestCodeGuessesAtOnce(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		w := setup(t, db)
-		dev, err := w.svc.ProvisionDevice(ctx, "jonas")
-		if err != nil {
-			t.Fatal(err)
-		}
+		dev := w.device(t, "jonas")
 		var devID string
 		if err := db.Reader().QueryRowContext(ctx, "SELECT id FROM payment_devices WHERE handle = $1", dev.Handle).Scan(&devID); err != nil {
 			t.Fatal(err)
@@ -512,10 +513,7 @@ func TestCodeGuessesAtOnce(t *testing.T) {
 		<-held
 		wrong := make(chan error, 5)
 		for i := range 5 {
-			g := right[:11] + fmt.Sprintf("%07d", i)
-			if g == right {
-				g = right[:11] + "9999999"
-			}
+			g := wrongCode(right, i)
 			go func() { wrong <- charge(g) }()
 			time.Sleep(50 * time.Millisecond) // so that they arrive in this order
 		}
