@@ -113,9 +113,9 @@ func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 // Whoever knows a device's handle (it is in every code the device shows,
 // so every shop it paid knows it for the device's life) could try codes
 // until one is. So the wrong codes tried against a device are counted, per
-// shop and over all shops: past codeMissLimit from one shop in
+// shop and over all shops: after codeMissLimit from one shop in
 // codeMissWindow, that shop may charge none of the device's codes, even a
-// right one, until the window has passed; past codeMissLimitAll from all
+// right one, until the window has passed; after codeMissLimitAll from all
 // shops, no shop may. A guesser then gets about codeMissLimit tries per
 // window (RFC 4226 §7.3's throttling), a few colluding shops together
 // codeMissLimitAll; the customer, who may have been mistyped a few times,
