@@ -105,6 +105,12 @@ func (w *world) device(t *testing.T, person string) *payment.Device {
 	return dev
 }
 
+// chargeCode charges 1.00 to a payment code at shop org.
+func (w *world) chargeCode(org, code string) error {
+	_, err := w.svc.Charge(context.Background(), payment.ChargeRequest{OrgID: org, Code: code, Amount: 1_00})
+	return err
+}
+
 // wrongCode is right with its one-time value replaced by i (or by i+1,
 // where that would be right).
 func wrongCode(right string, i int) string {
@@ -390,7 +396,7 @@ func TestPaymentCodes(t *testing.T) {
 }
 
 // TestCodeGuesses: a shop that knows a device's handle (from a code it was
-// shown) cannot try codes until one is right. Past 5 wrong codes in 10
+// shown) cannot try codes until one is right. After 5 wrong codes in 10
 // minutes from one shop, that shop may charge none of the device's codes, a
 // right one too, until the window has passed; other shops still may, until
 // 20 wrong codes from all shops (a shop's past its own 5 not counted) lock
@@ -408,10 +414,7 @@ func TestCodeGuesses(t *testing.T) {
 			}
 		}
 		guess := func(i int) string { return wrongCode(payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now()), i) }
-		charge := func(org, code string) error {
-			_, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: org, Code: code, Amount: 1_00})
-			return err
-		}
+		charge := w.chargeCode
 		// right charges a fresh right code at org.
 		right := func(org string) error {
 			w.clock.add(10 * time.Second)
@@ -491,10 +494,7 @@ func TestCodeGuessesAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		right := payment.GenerateCode(dev.Handle, dev.Secret, w.clock.now())
-		charge := func(code string) error {
-			_, err := w.svc.Charge(ctx, payment.ChargeRequest{OrgID: shopOrg, Code: code, Amount: 1_00})
-			return err
-		}
+		charge := func(code string) error { return w.chargeCode(shopOrg, code) }
 		// Hold the device's row (on SQLite, the database's write lock) so
 		// that the wrong codes' counts wait to be written.
 		held, release := make(chan struct{}), make(chan struct{})
