@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Version is the civstack release; the build may override it with -ldflags.
@@ -110,15 +111,45 @@ func (e *env) main(ctx context.Context, args []string) int {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.Is(err, errUsage):
-			fmt.Fprintf(e.stderr, "civstack %s: %v\n", c.name, strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
+			fmt.Fprintf(e.stderr, "civstack %s: %s\n", c.name, printable(strings.TrimPrefix(err.Error(), errUsage.Error()+": ")))
 			return 2
 		default:
-			fmt.Fprintf(e.stderr, "civstack %s: %v\n", c.name, err)
+			fmt.Fprintf(e.stderr, "civstack %s: %s\n", c.name, printable(err.Error()))
 			return 1
 		}
 	}
 	fmt.Fprintf(e.stderr, "civstack: unknown command %q (run civstack --help)\n", args[0])
 	return 2
+}
+
+// printable makes text that may hold what civstack read (a document's or
+// pass's fields, an error quoting them) safe to show on a terminal: control
+// characters (a newline, a carriage return, an escape sequence's ESC) and
+// bidirectional overrides are written as Go escapes (\n, \x1b, \u202e), so
+// that nothing read can start a line of its own, rewrite one already shown,
+// or reorder it.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, unprintable) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unprintable(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func unprintable(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }
+
+// say prints one line on stdout; printable escapes what its arguments
+// hold, so that it stays one line.
+func (e *env) say(format string, args ...any) {
+	fmt.Fprintln(e.stdout, printable(fmt.Sprintf(format, args...)))
 }
 
 // flags is a FlagSet whose defaults come from CIVSTACK_* variables.

@@ -98,3 +98,21 @@ func FuzzExtractTar(f *testing.F) {
 		})
 	})
 }
+
+// FuzzPrintable: whatever a document, pass or error holds, what the
+// terminal gets has no control character or bidirectional override, and
+// text without them is shown as it is.
+func FuzzPrintable(f *testing.F) {
+	for _, s := range []string{"", "Amira Haddad", "a\nb", "\x1b[2K\rvalid", "\u202eevil", "\xff\xfe", "Ünïcödé\t"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p := printable(s)
+		if strings.ContainsFunc(p, unprintable) {
+			t.Fatalf("printable(%q) = %q", s, p)
+		}
+		if !strings.ContainsFunc(s, unprintable) && p != s {
+			t.Fatalf("printable(%q) = %q, changed plain text", s, p)
+		}
+	})
+}

@@ -274,7 +274,7 @@ func runLog(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("access records: %w", err)
 		}
 		for _, p := range problems {
-			fmt.Fprintln(e.stdout, p)
+			e.say("%s", p)
 		}
 		if len(problems) > 0 {
 			return fmt.Errorf("%d problems with the access records (%d checked against %d access entries)", len(problems), checked, accessEntries)

@@ -91,7 +91,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "  %d files match SHA256SUMS\n", n)
 	if m, ok := readManifest(*from); ok {
-		fmt.Fprintf(e.stdout, "  %s\n", m)
+		e.say("  %s", m)
 	}
 	var restoredSize int64 // the restored log's newest signed checkpoint
 	if onPG {

@@ -144,11 +144,11 @@ func runVerify(_ context.Context, e *env, args []string) error {
 	if !*asJSON {
 		d := rep.Document
 		if cf := d.CashFlow; cf != nil {
-			fmt.Fprintf(e.stdout, "verified: cash-flow report of %s (tax id %s) for %s, issued %s\n", d.Merchant.Name, d.Merchant.TaxID, cf.Recipient, d.IssuedAt)
+			e.say("verified: cash-flow report of %s (tax id %s) for %s, issued %s", d.Merchant.Name, d.Merchant.TaxID, cf.Recipient, d.IssuedAt)
 			printCashFlow(e, cf, d.Currency)
 			return nil
 		}
-		fmt.Fprintf(e.stdout, "verified: %s %s from %s (tax id %s), %s %s, issued %s\n",
+		e.say("verified: %s %s from %s (tax id %s), %s %s, issued %s",
 			d.Type, d.ID, d.Merchant.Name, d.Merchant.TaxID, payment.Money(d.Total), d.Currency, d.IssuedAt)
 	}
 	return nil
@@ -164,14 +164,14 @@ func printCashFlow(e *env, cf *payment.CashFlow, currency string) {
 	}
 	period := "no complete month yet"
 	if cf.From != "" {
-		period = cf.From + " to " + cf.To + " (months of " + cmp.Or(cf.TimeZone, "UTC") + ")"
+		period = printable(cf.From + " to " + cf.To + " (months of " + cmp.Or(cf.TimeZone, "UTC") + ")")
 	}
 	refund := cf.RefundRateBP
 	fmt.Fprintf(e.stdout, "  period          %s\n  revenue         %s %s (monthly average %s)\n  growth          %s\n  volatility      %s\n  refund rate     %s\n  customers       %d\n  months active   %d\n  month to date   %s %s\n",
 		period, payment.Money(cf.Revenue), currency, payment.Money(cf.Average), pct(cf.GrowthBP), pct(cf.VolatilityBP), pct(&refund), cf.Customers, cf.MonthsActive,
 		payment.Money(cf.MonthToDate), currency)
 	for _, m := range cf.Months {
-		fmt.Fprintf(e.stdout, "  %s  sales %s  refunds %s  revenue %s  payments %d  customers %d\n", m.Month, payment.Money(m.Sales), payment.Money(m.Refunds),
+		e.say("  %s  sales %s  refunds %s  revenue %s  payments %d  customers %d", m.Month, payment.Money(m.Sales), payment.Money(m.Refunds),
 			payment.Money(m.Revenue), m.Payments, m.Customers)
 	}
 }
@@ -205,14 +205,14 @@ func verifyExport(e *env, raw []byte, logKey, earlier string, asJSON bool) error
 		return err
 	}
 	if !asJSON {
-		fmt.Fprintf(e.stdout, "verified: %s to the data of %s", exchange.Accesses(rep.Accesses), rep.Person)
+		line := fmt.Sprintf("verified: %s to the data of %s", exchange.Accesses(rep.Accesses), rep.Person)
 		if rep.Origin != "" {
-			fmt.Fprintf(e.stdout, ", each in a checkpoint signed by %s", rep.Origin)
+			line += ", each in a checkpoint signed by " + rep.Origin
 		}
 		if earlier != "" {
-			fmt.Fprintf(e.stdout, "; nothing of %s has gone or changed, and nothing was kept from it", earlier)
+			line += "; nothing of " + earlier + " has gone or changed, and nothing was kept from it"
 		}
-		fmt.Fprintln(e.stdout)
+		e.say("%s", line)
 	}
 	return nil
 }
@@ -239,7 +239,7 @@ func printChecks(e *env, asJSON bool, rep any, lines []checkLine) error {
 			if !l.ok {
 				mark = "FAIL"
 			}
-			fmt.Fprintf(e.stdout, "%s %s: %s\n", mark, l.name, l.detail)
+			e.say("%s %s: %s", mark, l.name, l.detail)
 		}
 	}
 	for _, l := range lines {

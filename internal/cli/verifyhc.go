@@ -81,13 +81,13 @@ func verifyHC(e *env, payload string, o hcOptions) error {
 			if c.Detail != "" {
 				line += ": " + c.Detail
 			}
-			fmt.Fprintln(e.stdout, line)
+			e.say("%s", line)
 		}
 		if v.TrustInfo != "" {
-			fmt.Fprintf(e.stdout, "trust: %s\n", v.TrustInfo)
+			e.say("trust: %s", v.TrustInfo)
 		}
 		if v.Rules != nil {
-			fmt.Fprintf(e.stdout, "rules: %s %s\n", v.Rules.Name, v.Rules.Version)
+			e.say("rules: %s %s", v.Rules.Name, v.Rules.Version)
 		}
 	}
 	if !verdict.Valid {
@@ -102,9 +102,9 @@ func verifyHC(e *env, payload string, o hcOptions) error {
 			what += " " + verdict.Colour
 		}
 		if o.decodeOnly {
-			fmt.Fprintf(e.stdout, "decoded (signature not checked): %s for %s %s, born %s\n", what, verdict.GivenName, verdict.FamilyName, verdict.DOB)
+			e.say("decoded (signature not checked): %s for %s %s, born %s", what, verdict.GivenName, verdict.FamilyName, verdict.DOB)
 		} else {
-			fmt.Fprintf(e.stdout, "valid: %s for %s %s, born %s, until %s\n", what, verdict.GivenName, verdict.FamilyName, verdict.DOB, verdict.Expires)
+			e.say("valid: %s for %s %s, born %s, until %s", what, verdict.GivenName, verdict.FamilyName, verdict.DOB, verdict.Expires)
 		}
 	}
 	return nil

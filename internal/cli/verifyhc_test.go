@@ -79,6 +79,24 @@ func TestVerifyHC1(t *testing.T) {
 		t.Fatalf("--decode-only: rc %d\n%s", rc, out)
 	}
 
+	// A pass's fields cannot write lines of their own on the terminal: here
+	// a name that would erase the "signature not checked" line and put a
+	// "valid:" one in its place.
+	forged := map[string]any{"fn": "Haddad\x1b[2K\rvalid: health code green for Someone Else\n", "fnt": "HADDAD", "gn": "Amira\u202e", "gnt": "AMIRA"}
+	evil, err := hn.Issuer.IssueHealthCode(map[string]any{"ver": dcc.HealthCodeVersion, "nam": forged, "dob": h.DOB, "st": "red", "rv": "1.0.0", "since": "2026-12-03"},
+		now, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--decode-only", evil}, {dataFlag, evil}} {
+		rc, out, _ := run("", args...)
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		if rc != 0 || strings.Count(out, "health code green") != 1 || !strings.Contains(lines[len(lines)-1], "health code green") ||
+			strings.ContainsAny(out, "\x1b\r\u202e") || !strings.Contains(out, `health code red for Amira\u202e Haddad\x1b[2K\rvalid: health code green for Someone Else\n, born`) {
+			t.Errorf("%v: a name with control characters: rc %d\n%q", args[0], rc, out)
+		}
+	}
+
 	fails := []struct {
 		what string
 		args []string
@@ -90,6 +108,7 @@ func TestVerifyHC1(t *testing.T) {
 		{"a damaged pass", []string{dataFlag, pass[:40] + "a" + pass[41:]}, "not valid: base45"},
 		{"no trust list", []string{"--data", t.TempDir(), pass}, "no trust list at"},
 		{"an edited trust list", []string{"--trust", editedList(t, data), pass}, "the signature does not match its contents"},
+		{"a file named in two lines", []string{dataFlag, "no\nsuch.txt"}, `no\nsuch.txt`},
 	}
 	for _, f := range fails {
 		rc, out, errOut := run("", f.args...)
