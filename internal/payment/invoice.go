@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/tlog"
@@ -33,8 +35,11 @@ type DocumentInfo struct {
 // in force: a second is refused until the first is cancelled.
 func (s *Service) Invoice(ctx context.Context, paymentID string, buyer Buyer) (*DocumentInfo, error) {
 	buyer.TaxID, buyer.Name = strings.TrimSpace(buyer.TaxID), strings.TrimSpace(buyer.Name)
-	if buyer.TaxID == "" || len(buyer.TaxID) > 32 || buyer.Name == "" || len(buyer.Name) > 120 {
+	if buyer.TaxID == "" || utf8.RuneCountInString(buyer.TaxID) > 32 || buyer.Name == "" || utf8.RuneCountInString(buyer.Name) > 120 {
 		return nil, invalidf("an e-invoice needs the buyer's tax id (at most 32 characters) and name (at most 120)")
+	}
+	if !oneLine(buyer.TaxID + buyer.Name) {
+		return nil, invalidf("the buyer's tax id and name are one line of plain text each (no line breaks or control characters)")
 	}
 	pay, err := s.Payment(ctx, paymentID)
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -85,12 +90,23 @@ func (s *Service) Invoice(ctx context.Context, paymentID string, buyer Buyer) (*
 	return out, nil
 }
 
+// oneLine reports whether s is text a signed document may carry in a field
+// shown on one line: no control characters (a line break, an escape
+// sequence's ESC) and no bidirectional overrides that would reorder what a
+// reader sees.
+func oneLine(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) })
+}
+
 // CancelInvoice cancels an invoice of orgID: a signed, logged cancellation
 // that names it. The invoice itself is never changed or deleted.
 func (s *Service) CancelInvoice(ctx context.Context, orgID, invoiceID, reason string) (*DocumentInfo, error) {
 	reason = strings.TrimSpace(reason)
-	if reason == "" || len(reason) > 200 {
+	if reason == "" || utf8.RuneCountInString(reason) > 200 {
 		return nil, invalidf("say why the invoice is cancelled (at most 200 characters)")
+	}
+	if !oneLine(reason) {
+		return nil, invalidf("the reason is one line of plain text (no line breaks or control characters)")
 	}
 	inv, err := s.Document(ctx, invoiceID)
 	if err != nil && !errors.Is(err, ErrNotFound) {

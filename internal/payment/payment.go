@@ -22,7 +22,7 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
+	"unicode/utf8"
 
 	"crypto/ecdsa"
 
@@ -385,14 +385,16 @@ func checkProfile(p *Profile) error {
 		return invalidf("the city must be 1 to 15 characters")
 	case len(p.MCC) != 4 || !allDigits(p.MCC):
 		return invalidf("the merchant category code is 4 digits (5814 fast food, 5411 groceries)")
-	case p.TaxID == "" || len(p.TaxID) > 32:
+	case p.TaxID == "" || utf8.RuneCountInString(p.TaxID) > 32:
 		return invalidf("a tax id of at most 32 characters is needed")
 	case p.VATRate < 0 || p.VATRate > 10000:
 		return invalidf("the VAT rate is in basis points, 0 to 10000")
 	}
-	// What the QR code's encoder refuses (unicode.IsControl: C0, DEL and C1).
-	if strings.ContainsFunc(p.Name+p.City, unicode.IsControl) {
-		return invalidf("name and city must be plain text")
+	// What the QR code's encoder refuses (unicode.IsControl: C0, DEL and
+	// C1), and bidirectional overrides, which would reorder the name on a
+	// receipt or the payer's confirmation.
+	if !oneLine(p.Name + p.City + p.TaxID) {
+		return invalidf("name, city and tax id must be plain text (no line breaks or control characters)")
 	}
 	return nil
 }

@@ -198,10 +198,23 @@ func TestStaticAndDynamicQR(t *testing.T) {
 			t.Fatalf("receipt %+v %v", docs, err)
 		}
 		// A name or city the QR code cannot carry is refused when set.
-		for _, name := range []string{"Rossi\nGroceries", "Rossi\u0085Groceries", "Rossi\x7f"} {
+		for _, name := range []string{"Rossi\nGroceries", "Rossi\u0085Groceries", "Rossi\x7f", "\u202eseirecorG"} {
 			if _, err := w.svc.SetupMerchant(ctx, payment.Profile{OrgID: shopOrg, Name: name, City: "Bologna", MCC: "5411", TaxID: "IT09876543210", VATRate: 400}); !errors.Is(err, payment.ErrInvalid) {
 				t.Fatalf("name %q: %v", name, err)
 			}
+		}
+		// So is a tax id that is not one line of text; one of 32 letters
+		// outside ASCII is not too long.
+		for _, id := range []string{"IT0987\n6543210", "IT\x1b[2K09876543210"} {
+			if _, err := w.svc.SetupMerchant(ctx, payment.Profile{OrgID: shopOrg, Name: "Rossi Groceries", City: "Bologna", MCC: "5411", TaxID: id, VATRate: 400}); !errors.Is(err, payment.ErrInvalid) || !strings.Contains(err.Error(), "plain text") {
+				t.Fatalf("tax id %q: %v", id, err)
+			}
+		}
+		if _, err := w.svc.SetupMerchant(ctx, payment.Profile{OrgID: shopOrg, Name: "Rossi Groceries", City: "Bologna", MCC: "5411", TaxID: strings.Repeat("Ü", 32), VATRate: 400}); err != nil {
+			t.Fatalf("a tax id of 32 letters: %v", err)
+		}
+		if _, err := w.svc.SetupMerchant(ctx, payment.Profile{OrgID: shopOrg, Name: "Rossi Groceries", City: "Bologna", MCC: "5411", TaxID: "IT09876543210", VATRate: 400}); err != nil {
+			t.Fatal(err)
 		}
 		// A reference the QR code cannot carry is the merchant's mistake.
 		for _, ref := range []string{"order\n7", "order\t7", "order\u00857"} {
@@ -679,6 +692,16 @@ func TestInvoicesAndVerification(t *testing.T) {
 		}
 		_, err = w.svc.Invoice(ctx, p.ID, payment.Buyer{TaxID: "IT2", Name: "Other"})
 		refusedWith(t, "second invoice", err, "already_invoiced")
+		// A buyer's field or a reason of more than one line of text is
+		// refused before anything else is looked at.
+		for _, b := range []payment.Buyer{{TaxID: "IT\n1", Name: "x"}, {TaxID: "IT1", Name: "Weber\rOK"}, {TaxID: "IT1", Name: "\u202eWeber"}} {
+			if _, err := w.svc.Invoice(ctx, p.ID, b); !errors.Is(err, payment.ErrInvalid) || !strings.Contains(err.Error(), "plain text") {
+				t.Fatalf("buyer %q: %v", b, err)
+			}
+		}
+		if _, err := w.svc.CancelInvoice(ctx, shopOrg, inv.ID, "wrong\x1b[2K buyer"); !errors.Is(err, payment.ErrInvalid) || !strings.Contains(err.Error(), "plain text") {
+			t.Fatalf("a reason with an escape sequence: %v", err)
+		}
 		cancel, err := w.svc.CancelInvoice(ctx, shopOrg, inv.ID, "wrong buyer name")
 		if err != nil || cancel.Document.Cancels != inv.ID {
 			t.Fatalf("cancel %+v %v", cancel, err)
