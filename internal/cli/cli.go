@@ -144,7 +144,13 @@ func printable(s string) string {
 	return b.String()
 }
 
-func unprintable(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }
+// unprintable: a control character, or a bidirectional embedding, override
+// or isolate (U+202A–U+202E, U+2066–U+2069: what "Trojan Source" used), whose
+// effect runs on past the character. The marks LRM, RLM and ALM stay: right-
+// to-left names use them, and they reorder nothing but their neighbours.
+func unprintable(r rune) bool {
+	return unicode.IsControl(r) || r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069'
+}
 
 // say prints one line on stdout; printable escapes what its arguments
 // hold, so that it stays one line.

@@ -735,14 +735,20 @@ var decimal = regexp.MustCompile(`^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][
 // oneLine checks that s, named what in the error, is a line of text:
 // valid UTF-8 with no control character (no line break, no terminal
 // escape, no NUL, which PostgreSQL does not store as text where SQLite
-// would). The server refuses a NUL at its door; the package holds the
-// rule for every caller, on either engine, before anything is written.
+// would) and no bidirectional embedding, override or isolate (U+202A–
+// U+202E, U+2066–U+2069), which would make an officer's name or a legal
+// basis read otherwise on the citizen's page than it is written; the marks
+// LRM, RLM and ALM, which right-to-left text uses, may be in it. The
+// server refuses a NUL at its door; the package holds the rule for every
+// caller, on either engine, before anything is written.
 func oneLine(s, what string) error {
 	switch {
 	case !utf8.ValidString(s):
 		return fmt.Errorf("%w: %s is not valid UTF-8 text", ErrInvalid, what)
 	case strings.ContainsFunc(s, unicode.IsControl):
 		return fmt.Errorf("%w: %s holds a control character (a line break, a tab or another character that is not printed)", ErrInvalid, what)
+	case strings.ContainsFunc(s, func(r rune) bool { return r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069' }):
+		return fmt.Errorf("%w: %s holds a bidirectional override (U+202A to U+202E or U+2066 to U+2069), which would change the order it reads in", ErrInvalid, what)
 	}
 	return nil
 }

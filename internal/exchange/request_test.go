@@ -81,8 +81,10 @@ func TestPolicyTwins(t *testing.T) {
 // basis are limited in characters, not bytes (a name in Chinese script of
 // 40 characters is 120 bytes and may ask), and each limit says which one
 // was crossed. They are text: a line with no control character (a value
-// may also hold line breaks and tabs), refused with ErrInvalid before
-// anything is written, on PostgreSQL too, which stores no NUL.
+// may also hold line breaks and tabs) and, but for a value, no
+// bidirectional override (the marks LRM and RLM may be in it), refused
+// with ErrInvalid before anything is written, on PostgreSQL too, which
+// stores no NUL.
 func TestTextLimits(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -109,6 +111,7 @@ func TestTextLimits(t *testing.T) {
 			{"Реестр", "Адрес\x1b[2J", 1, `field "f0"'s label holds a control character`},
 			{"Реестр", "Ад\x00рес", 1, `field "f0"'s label holds a control character`},
 			{"Ре\xffестр", "Адрес", 1, "the service's name is not valid UTF-8"},
+			{"Реестр\u202d", "Адрес", 1, "the service's name holds a bidirectional override"},
 		} {
 			if err := svc(c.name, c.label, c.fields); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("service %.10q, label %.10q, %d fields: want %q, got %v", c.name, c.label, c.fields, c.want, err)
@@ -168,6 +171,12 @@ func TestTextLimits(t *testing.T) {
 		if r, err := ex.Submit(ctx, ask); err != nil || r.State != Released {
 			t.Fatalf("an officer of 40 characters in 120 bytes: %+v %v", r, err)
 		}
+		// A right-to-left name may carry the marks LRM and RLM.
+		rtl := ask
+		rtl.Officer = "\u200fفاطمة الزهراء (ID 7)\u200e"
+		if r, err := ex.Submit(ctx, rtl); err != nil || r.State != Released {
+			t.Fatalf("an officer's name in Arabic with RLM and LRM: %+v %v", r, err)
+		}
 		for _, c := range []struct {
 			change func(*Ask)
 			want   string
@@ -187,6 +196,8 @@ func TestTextLimits(t *testing.T) {
 			{func(a *Ask) { a.Purpose = "LONG\x00" }, "the purpose code holds a control character"},
 			{func(a *Ask) { a.LegalBasis = "\x1b[8m§1" }, "the legal basis holds a control character"},
 			{func(a *Ask) { a.LegalBasis = "§1\xff" }, "the legal basis is not valid UTF-8"},
+			{func(a *Ask) { a.Officer = "Eva Lind \u202eytuped" }, "the officer's name holds a bidirectional override"},
+			{func(a *Ask) { a.LegalBasis = "\u2067§1\u2069" }, "the legal basis holds a bidirectional override"},
 		} {
 			a := ask
 			c.change(&a)

@@ -92,10 +92,14 @@ func (s *Service) Invoice(ctx context.Context, paymentID string, buyer Buyer) (*
 
 // oneLine reports whether s is text a signed document may carry in a field
 // shown on one line: no control characters (a line break, an escape
-// sequence's ESC) and no bidirectional overrides that would reorder what a
-// reader sees.
+// sequence's ESC) and no bidirectional embeddings, overrides or isolates
+// (U+202A–U+202E, U+2066–U+2069), which would reorder what a reader sees
+// past them. The marks LRM, RLM and ALM, which right-to-left names use, may
+// be in it.
 func oneLine(s string) bool {
-	return !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) })
+	return !strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069'
+	})
 }
 
 // CancelInvoice cancels an invoice of orgID: a signed, logged cancellation
