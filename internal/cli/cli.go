@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/civstack/civstack/internal/text"
 )
 
 // Version is the civstack release; the build may override it with -ldflags.
@@ -145,12 +147,8 @@ func printable(s string) string {
 }
 
 // unprintable: a control character, or a bidirectional embedding, override
-// or isolate (U+202A–U+202E, U+2066–U+2069: what "Trojan Source" used), whose
-// effect runs on past the character. The marks LRM, RLM and ALM stay: right-
-// to-left names use them, and they reorder nothing but their neighbours.
-func unprintable(r rune) bool {
-	return unicode.IsControl(r) || r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069'
-}
+// or isolate (text.Reorders). The marks LRM, RLM and ALM stay.
+func unprintable(r rune) bool { return unicode.IsControl(r) || text.Reorders(r) }
 
 // say prints one line on stdout; printable escapes what its arguments
 // hold, so that it stays one line.

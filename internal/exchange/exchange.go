@@ -37,6 +37,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/text"
 	"github.com/civstack/civstack/internal/tlog"
 )
 
@@ -747,7 +748,7 @@ func oneLine(s, what string) error {
 		return fmt.Errorf("%w: %s is not valid UTF-8 text", ErrInvalid, what)
 	case strings.ContainsFunc(s, unicode.IsControl):
 		return fmt.Errorf("%w: %s holds a control character (a line break, a tab or another character that is not printed)", ErrInvalid, what)
-	case strings.ContainsFunc(s, func(r rune) bool { return r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069' }):
+	case strings.ContainsFunc(s, text.Reorders):
 		return fmt.Errorf("%w: %s holds a bidirectional override (U+202A to U+202E or U+2066 to U+2069), which would change the order it reads in", ErrInvalid, what)
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/text"
 	"github.com/civstack/civstack/internal/tlog"
 )
 
@@ -97,9 +98,7 @@ func (s *Service) Invoice(ctx context.Context, paymentID string, buyer Buyer) (*
 // past them. The marks LRM, RLM and ALM, which right-to-left names use, may
 // be in it.
 func oneLine(s string) bool {
-	return !strings.ContainsFunc(s, func(r rune) bool {
-		return unicode.IsControl(r) || r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069'
-	})
+	return !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || text.Reorders(r) })
 }
 
 // CancelInvoice cancels an invoice of orgID: a signed, logged cancellation

@@ -23,6 +23,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/text"
 )
 
 // Sentinel errors.
@@ -98,7 +99,10 @@ func fromNullMS(v sql.NullInt64) *time.Time {
 }
 
 // cleanName validates a human-given name: trimmed, 1 to max characters, no
-// control characters.
+// control characters and no bidirectional embedding, override or isolate
+// (U+202A–U+202E, U+2066–U+2069), which would make an organisation's name
+// read otherwise on a citizen's page than it is written. The marks LRM,
+// RLM and ALM of right-to-left names may be in it.
 func cleanName(what, s string, max int) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -113,6 +117,9 @@ func cleanName(what, s string, max int) (string, error) {
 	for _, c := range s {
 		if unicode.IsControl(c) {
 			return "", fmt.Errorf("%w: %s contains a control character", ErrInvalid, what)
+		}
+		if text.Reorders(c) {
+			return "", fmt.Errorf("%w: %s contains a bidirectional override (U+202A to U+202E or U+2066 to U+2069)", ErrInvalid, what)
 		}
 	}
 	return s, nil

@@ -69,6 +69,12 @@ func testPeople(t *testing.T, db *store.DB) {
 	if _, err := reg.NewPerson("a\x00b"); !errors.Is(err, registry.ErrInvalid) {
 		t.Errorf("control character: %v", err)
 	}
+	if _, err := reg.NewPerson("Amira \u202eiddaH"); !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "bidirectional override") {
+		t.Errorf("right-to-left override: %v", err)
+	}
+	if _, err := reg.NewPerson("\u200fفاطمة\u200e"); err != nil {
+		t.Errorf("a right-to-left name with RLM and LRM: %v", err)
+	}
 	if _, err := reg.NewPerson(strings.Repeat("x", 65)); !errors.Is(err, registry.ErrInvalid) {
 		t.Errorf("long name: %v", err)
 	}

@@ -23,9 +23,12 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/text"
 )
 
 // Errors, for the API and the pages to map.
@@ -234,6 +237,14 @@ var (
 	itemRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,40}$`)
 )
 
+// plainLine reports whether s is a line of text a citizen's page shows as
+// written: valid UTF-8 (PostgreSQL stores nothing else), no control
+// character (a line break, a NUL, which PostgreSQL does not store) and no
+// bidirectional embedding, override or isolate.
+func plainLine(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || text.Reorders(r) })
+}
+
 // SetRule publishes (or changes) an earning rule (operators; the server
 // checks).
 func (s *Service) SetRule(ctx context.Context, r Rule) error {
@@ -241,8 +252,10 @@ func (s *Service) SetRule(ctx context.Context, r Rule) error {
 	switch {
 	case !typeRE.MatchString(r.Type):
 		return fmt.Errorf("%w: an event type is 2 to 41 lower-case letters, digits or _", ErrInvalid)
-	case r.Label == "" || len(r.Label) > 100:
+	case r.Label == "" || utf8.RuneCountInString(r.Label) > 100:
 		return fmt.Errorf("%w: a rule needs a label of up to 100 characters", ErrInvalid)
+	case !plainLine(r.Label):
+		return fmt.Errorf("%w: a rule's label is one line of text (valid UTF-8, no control characters or bidirectional overrides)", ErrInvalid)
 	case r.Partner == "":
 		return fmt.Errorf("%w: a rule names the partner that records it", ErrInvalid)
 	case r.Points < 1 || r.Points > 10000:
@@ -288,8 +301,10 @@ func (s *Service) SetItem(ctx context.Context, it Item) error {
 	switch {
 	case !itemRE.MatchString(it.ID):
 		return fmt.Errorf("%w: an item id is 2 to 41 lower-case letters, digits or dashes", ErrInvalid)
-	case it.Name == "" || len(it.Name) > 100:
+	case it.Name == "" || utf8.RuneCountInString(it.Name) > 100:
 		return fmt.Errorf("%w: an item needs a name of up to 100 characters", ErrInvalid)
+	case !plainLine(it.Name):
+		return fmt.Errorf("%w: an item's name is one line of text (valid UTF-8, no control characters or bidirectional overrides)", ErrInvalid)
 	case it.Partner == "":
 		return fmt.Errorf("%w: an item names the partner that honours it", ErrInvalid)
 	case it.Price < 1 || it.Price > 1000000:

@@ -568,3 +568,36 @@ func TestHonoured(t *testing.T) {
 		}
 	})
 }
+
+// TestCatalogueText: an item's name and a rule's label are limited in
+// characters, not bytes (a name in Cyrillic of 100 characters is 200
+// bytes and is taken), and are one line of text: no control character, no
+// NUL (which PostgreSQL does not store), no invalid UTF-8 and no
+// bidirectional override, each refused with ErrInvalid and nothing stored.
+func TestCatalogueText(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := setup(t, db, rewards.DefaultConfig)
+		long := strings.Repeat("Ж", 100)
+		if err := w.svc.SetItem(ctx, rewards.Item{ID: "cyrillic", Name: long, Partner: museum, Price: 5, ValidDays: 1, Active: true}); err != nil {
+			t.Fatalf("a name of 100 characters in 200 bytes: %v", err)
+		}
+		if err := w.svc.SetRule(ctx, rewards.Rule{Type: "cyrillic", Label: long, Partner: transit, Points: 1, DailyCap: 1}); err != nil {
+			t.Fatalf("a label of 100 characters in 200 bytes: %v", err)
+		}
+		for _, bad := range []string{long + "Ж", "Museum\nentry", "Museum\x00entry", "Museum \xffentry", "Museum \u202eyrtne", "\u2066Museum\u2069"} {
+			err := w.svc.SetItem(ctx, rewards.Item{ID: "bad-name", Name: bad, Partner: museum, Price: 5, ValidDays: 1, Active: true})
+			is(t, fmt.Sprintf("an item named %q", bad), err, rewards.ErrInvalid)
+			err = w.svc.SetRule(ctx, rewards.Rule{Type: "bad_label", Label: bad, Partner: transit, Points: 1, DailyCap: 1})
+			is(t, fmt.Sprintf("a rule labelled %q", bad), err, rewards.ErrInvalid)
+		}
+		items, err := w.svc.Catalogue(ctx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules, err := w.svc.Rules(ctx)
+		if err != nil || len(items) != 3 || len(rules) != 3 {
+			t.Fatalf("%d items and %d rules stored (%v), want 3 and 3", len(items), len(rules), err)
+		}
+	})
+}

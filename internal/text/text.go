@@ -1,0 +1,13 @@
+// Package text holds what civstack refuses in the short texts people and
+// organisations write (names, reasons, legal bases) that others read on a
+// page, a receipt or a terminal.
+package text
+
+// Reorders reports whether r is a bidirectional embedding, override or
+// isolate (U+202A–U+202E, U+2066–U+2069): a character whose effect runs on
+// past itself, so that a name holding one reads otherwise than it is
+// written ("Trojan Source", CVE-2021-42574). The marks LRM, RLM and ALM are
+// not: right-to-left names use them, and they move only their neighbours.
+func Reorders(r rune) bool {
+	return r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069'
+}
