@@ -14,6 +14,7 @@ import (
 
 	"github.com/civstack/civstack/internal/store"
 	"github.com/civstack/civstack/internal/store/storetest"
+	"github.com/civstack/civstack/internal/text"
 )
 
 // TestComplaints: a citizen complains to the DPA about an access she can
@@ -303,9 +304,9 @@ func TestForgetComplaints(t *testing.T) {
 // FuzzCheckWords: whatever a citizen or the DPA sends, checkWords never
 // panics, and what it keeps is trimmed, valid UTF-8 of at most
 // ComplaintMax characters, with no control character but line breaks and
-// tabs, and is kept as it is when checked again.
+// tabs and no bidirectional override, and is kept as it is when checked again.
 func FuzzCheckWords(f *testing.F) {
-	for _, s := range []string{"", "Why?", " a\r\nb ", "a\x00b", "\xff", strings.Repeat("é", ComplaintMax), "\t\u0085x", "\u2028"} {
+	for _, s := range []string{"", "Why?", " a\r\nb ", "a\x00b", "\xff", strings.Repeat("é", ComplaintMax), "\t\u0085x", "\u2028", "Why \u202eyhw", "\u200fلماذا؟"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -317,7 +318,7 @@ func FuzzCheckWords(f *testing.F) {
 			return
 		}
 		if !utf8.ValidString(got) || utf8.RuneCountInString(got) > ComplaintMax || got != strings.TrimSpace(got) ||
-			strings.ContainsFunc(got, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) {
+			strings.ContainsFunc(got, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' || text.Reorders(r) }) {
 			t.Fatalf("%q kept as %q", s, got)
 		}
 		if again, err := checkWords(got, "words", true); err != nil || again != got {
