@@ -92,13 +92,13 @@ func (s *Service) Invoice(ctx context.Context, paymentID string, buyer Buyer) (*
 }
 
 // oneLine reports whether s is text a signed document may carry in a field
-// shown on one line: no control characters (a line break, an escape
-// sequence's ESC) and no bidirectional embeddings, overrides or isolates
-// (U+202A–U+202E, U+2066–U+2069), which would reorder what a reader sees
-// past them. The marks LRM, RLM and ALM, which right-to-left names use, may
-// be in it.
+// shown on one line: valid UTF-8 (PostgreSQL stores nothing else), no
+// control characters (a line break, an escape sequence's ESC) and no
+// bidirectional embeddings, overrides or isolates (text.Reorders), which
+// would reorder what a reader sees past them. The marks LRM, RLM and ALM,
+// which right-to-left names use, may be in it.
 func oneLine(s string) bool {
-	return !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || text.Reorders(r) })
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || text.Reorders(r) })
 }
 
 // CancelInvoice cancels an invoice of orgID: a signed, logged cancellation

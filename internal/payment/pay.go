@@ -91,6 +91,9 @@ func (s *Service) NewSale(ctx context.Context, orgID string, amount int64, refer
 	if strings.ContainsFunc(reference, unicode.IsControl) {
 		return nil, invalidf("the reference holds a control character (a line break, a tab…): it is printed in the sale's QR code, which cannot carry one")
 	}
+	if !oneLine(reference) {
+		return nil, invalidf("the reference holds a bidirectional override, which would reorder it on the payer's screen")
+	}
 	if ttl <= 0 || ttl > 24*time.Hour {
 		ttl = 10 * time.Minute
 	}

@@ -230,6 +230,10 @@ func TestStaticAndDynamicQR(t *testing.T) {
 		}{
 			{1_000_000_01, nil, "An amount above 1000000.00 needs its receipt's lines (each unit at most 1000000.00)."},
 			{2_000_000_00, []payment.LineIn{{Description: "Tram", Quantity: 1, UnitPrice: 2_000_000_00}}, "Line 1: the unit price is 1 to 100000000 cents (0.01 to 1000000.00)."},
+			{5_00, []payment.LineIn{{Description: "Tram\nTicket", Quantity: 1, UnitPrice: 5_00}}, "Line 1: the description is one line of text (no line breaks or control characters)."},
+			{5_00, []payment.LineIn{{Description: "Tram", Quantity: 1, UnitPrice: 4_00}, {Description: "Tip \u202e03.1", Quantity: 1, UnitPrice: 1_00}}, "Line 2: the description is one line of text (no line breaks or control characters)."},
+			{5_00, []payment.LineIn{{Description: "Tram \xff", Quantity: 1, UnitPrice: 5_00}}, "Line 1: the description is one line of text (no line breaks or control characters)."},
+			{5_00, []payment.LineIn{{Description: strings.Repeat("Ж", 121), Quantity: 1, UnitPrice: 5_00}}, "Line 1: a description of 1 to 120 characters is needed."},
 		} {
 			if _, err := w.svc.NewSale(ctx, shopOrg, c.amount, "", c.lines, time.Minute); !errors.Is(err, payment.ErrInvalid) || payment.Explain(err) != c.want {
 				t.Fatalf("a sale of %d: %v, want %q", c.amount, err, c.want)
@@ -237,6 +241,12 @@ func TestStaticAndDynamicQR(t *testing.T) {
 		}
 		if _, err := w.svc.NewSale(ctx, shopOrg, 2_000_000_00, "", []payment.LineIn{{Description: "Tram", Quantity: 2, UnitPrice: 1_000_000_00}}, time.Minute); err != nil {
 			t.Fatalf("two units at the most a unit may cost: %v", err)
+		}
+		if _, err := w.svc.NewSale(ctx, shopOrg, 5_00, "", []payment.LineIn{{Description: strings.Repeat("Ж", 120), Quantity: 1, UnitPrice: 5_00}}, time.Minute); err != nil {
+			t.Fatalf("a description of 120 characters in 240 bytes: %v", err)
+		}
+		if _, err := w.svc.NewSale(ctx, shopOrg, 5_00, "order \u202e7", nil, time.Minute); !errors.Is(err, payment.ErrInvalid) || !strings.Contains(err.Error(), "bidirectional override") {
+			t.Fatalf("a reference with an override: %v", err)
 		}
 		// Expired sale, tampered amount, wrong CRC, foreign and unknown codes.
 		old, _ := w.svc.NewSale(ctx, shopOrg, 5_00, "", nil, time.Minute)
