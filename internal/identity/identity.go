@@ -35,11 +35,14 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/text"
 )
 
 // Errors the server maps to statuses and OpenID error codes.
@@ -348,9 +351,14 @@ func (s *Service) RegisterIssuer(ctx context.Context, orgID, name string, types 
 // RegisterVerifier registers (or updates) an organisation as a verifier
 // that may ask for claims ("type:claim") for purpose.
 func (s *Service) RegisterVerifier(ctx context.Context, orgID, name, purpose string, claims []string) (*Verifier, error) {
-	purpose = strings.TrimSpace(purpose)
-	if purpose == "" || len(purpose) > 300 {
+	purpose = strings.TrimSpace(strings.ReplaceAll(purpose, "\r\n", "\n"))
+	switch {
+	case purpose == "" || utf8.RuneCountInString(purpose) > 300:
 		return nil, fmt.Errorf("%w: say in up to 300 characters why you ask", ErrInvalid)
+	case !utf8.ValidString(purpose) || strings.ContainsFunc(purpose, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' || text.Reorders(r) }):
+		// Citizens read it when they decide what to share: it is shown as
+		// written, no escape sequence or override changing how it reads.
+		return nil, fmt.Errorf("%w: the purpose is text: valid UTF-8 with no control characters but line breaks and tabs, and no bidirectional overrides", ErrInvalid)
 	}
 	if len(claims) == 0 {
 		return nil, fmt.Errorf("%w: choose at least one claim", ErrInvalid)
