@@ -43,6 +43,16 @@ func TestBuildClaims(t *testing.T) {
 	if c["age_over_18"] != false {
 		t.Fatalf("a day short of 18: %v", c["age_over_18"])
 	}
+	// Limits count characters: 200 in Cyrillic are 400 bytes. A right-to-
+	// left name may carry the mark RLM.
+	for k, v := range map[string]string{"family_name": strings.Repeat("Ж", 200), "given_name": "\u200fأميرة"} {
+		old := form[k]
+		form[k] = v
+		if _, err := pid.BuildClaims(func(n string) string { return form[n] }, "R", "IT", now); err != nil {
+			t.Errorf("%s %q: %v", k, v, err)
+		}
+		form[k] = old
+	}
 	shown := pid.Flatten(c)
 	if shown[0].Label != "Given name" || shown[0].Value != "Amira" {
 		t.Fatalf("flatten: %+v", shown)
@@ -52,6 +62,11 @@ func TestBuildClaims(t *testing.T) {
 		{"nationalities", "Italy", "is not a two-letter country code"},
 		{"given_name", "", "Given name is required"},
 		{"family_name", strings.Repeat("x", 201), "too long"},
+		{"family_name", strings.Repeat("Ж", 201), "too long (at most 200 characters)"},
+		{"family_name", "Had\ndad", "Family name is one line of text"},
+		{"given_name", "Amira\x1b[8m", "Given name is one line of text"},
+		{"given_name", "\u202eArima", "Given name is one line of text"},
+		{"address.locality", "Bol\xffogna", "Town or city is not valid UTF-8 text"},
 		{"birthdate", "2026-12-05", "Date of birth 2026-12-05 is in the future"},
 		{"address.country", "Italia", `Country of residence "ITALIA" is not a two-letter country code`},
 		{"address.country", "xy", `Country of residence "XY" is not a two-letter country code`},

@@ -5,11 +5,13 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/language"
 
 	"github.com/civstack/civstack/internal/sdjwt"
+	"github.com/civstack/civstack/internal/text"
 )
 
 // Field is one claim of a credential type: the issuer's officer types it
@@ -177,8 +179,15 @@ func (t *Type) BuildClaims(value func(name string) string, issuer, country strin
 			}
 			return nil, fmt.Errorf("%w: %s is required", ErrInvalid, f.Label)
 		}
-		if len(v) > 200 || !utf8.ValidString(v) {
-			return nil, fmt.Errorf("%w: %s is too long", ErrInvalid, f.Label)
+		switch {
+		case !utf8.ValidString(v):
+			return nil, fmt.Errorf("%w: %s is not valid UTF-8 text", ErrInvalid, f.Label)
+		case utf8.RuneCountInString(v) > 200:
+			return nil, fmt.Errorf("%w: %s is too long (at most 200 characters)", ErrInvalid, f.Label)
+		case strings.ContainsFunc(v, func(r rune) bool { return unicode.IsControl(r) || text.Reorders(r) }):
+			// A signed claim is shown to every verifier it is presented
+			// to: one line, read as written.
+			return nil, fmt.Errorf("%w: %s is one line of text (no line breaks, control characters or bidirectional overrides)", ErrInvalid, f.Label)
 		}
 		var val any = v
 		switch f.Kind {
