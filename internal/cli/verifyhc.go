@@ -51,7 +51,7 @@ func verifyHC(e *env, payload string, o hcOptions) error {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			if o.trust == "" && errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("no trust list at %s: give --trust FILE or --data DIR of a node that has served", path)
+				return fmt.Errorf("no trust list at %s: give --trust FILE or --data DIR of a node that has served (or --decode-only to read the pass without checking its signature)", path)
 			}
 			return fmt.Errorf("trust: %w", err)
 		}

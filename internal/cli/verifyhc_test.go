@@ -107,6 +107,7 @@ func TestVerifyHC1(t *testing.T) {
 		{"another version", []string{dataFlag, "HC2:" + pass[4:]}, "HCERT version 2 is not supported"},
 		{"a damaged pass", []string{dataFlag, pass[:40] + "a" + pass[41:]}, "not valid: base45"},
 		{"no trust list", []string{"--data", t.TempDir(), pass}, "no trust list at"},
+		{"no trust list, said how to read it anyway", []string{"--data", t.TempDir(), pass}, "or --decode-only to read the pass"},
 		{"an edited trust list", []string{"--trust", editedList(t, data), pass}, "the signature does not match its contents"},
 		{"a file named in two lines", []string{dataFlag, "no\nsuch.txt"}, `no\nsuch.txt`},
 	}
