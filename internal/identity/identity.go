@@ -35,7 +35,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4"
@@ -355,7 +354,7 @@ func (s *Service) RegisterVerifier(ctx context.Context, orgID, name, purpose str
 	switch {
 	case purpose == "" || utf8.RuneCountInString(purpose) > 300:
 		return nil, fmt.Errorf("%w: say in up to 300 characters why you ask", ErrInvalid)
-	case !utf8.ValidString(purpose) || strings.ContainsFunc(purpose, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' || text.Reorders(r) }):
+	case !text.Lines(purpose):
 		// Citizens read it when they decide what to share: it is shown as
 		// written, no escape sequence or override changing how it reads.
 		return nil, fmt.Errorf("%w: the purpose is text: valid UTF-8 with no control characters but line breaks and tabs, and no bidirectional overrides", ErrInvalid)

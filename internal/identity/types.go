@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/language"
@@ -184,7 +183,7 @@ func (t *Type) BuildClaims(value func(name string) string, issuer, country strin
 			return nil, fmt.Errorf("%w: %s is not valid UTF-8 text", ErrInvalid, f.Label)
 		case utf8.RuneCountInString(v) > 200:
 			return nil, fmt.Errorf("%w: %s is too long (at most 200 characters)", ErrInvalid, f.Label)
-		case strings.ContainsFunc(v, func(r rune) bool { return unicode.IsControl(r) || text.Reorders(r) }):
+		case !text.Line(v):
 			// A signed claim is shown to every verifier it is presented
 			// to: one line, read as written.
 			return nil, fmt.Errorf("%w: %s is one line of text (no line breaks, control characters or bidirectional overrides)", ErrInvalid, f.Label)

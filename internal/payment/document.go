@@ -14,6 +14,8 @@ import (
 	"math/big"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/civstack/civstack/internal/text"
 )
 
 // Document is what a merchant signs: a receipt for every payment or refund,
@@ -115,7 +117,7 @@ func priceLines(in []LineIn, amount int64, defaultRate int64) ([]Line, int64, in
 		switch {
 		case d == "" || utf8.RuneCountInString(d) > 120:
 			return nil, 0, 0, invalidf("line %d: a description of 1 to 120 characters is needed", i+1)
-		case !oneLine(d):
+		case !text.Line(d):
 			return nil, 0, 0, invalidf("line %d: the description is one line of text (no line breaks or control characters)", i+1)
 		case l.Quantity < 1 || l.Quantity > 1_000_000:
 			return nil, 0, 0, invalidf("line %d: the quantity must be 1 to 1,000,000", i+1)

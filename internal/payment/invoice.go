@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/civstack/civstack/internal/store"
@@ -39,7 +38,7 @@ func (s *Service) Invoice(ctx context.Context, paymentID string, buyer Buyer) (*
 	if buyer.TaxID == "" || utf8.RuneCountInString(buyer.TaxID) > 32 || buyer.Name == "" || utf8.RuneCountInString(buyer.Name) > 120 {
 		return nil, invalidf("an e-invoice needs the buyer's tax id (at most 32 characters) and name (at most 120)")
 	}
-	if !oneLine(buyer.TaxID + buyer.Name) {
+	if !text.Line(buyer.TaxID + buyer.Name) {
 		return nil, invalidf("the buyer's tax id and name are one line of plain text each (no line breaks or control characters)")
 	}
 	pay, err := s.Payment(ctx, paymentID)
@@ -91,16 +90,6 @@ func (s *Service) Invoice(ctx context.Context, paymentID string, buyer Buyer) (*
 	return out, nil
 }
 
-// oneLine reports whether s is text a signed document may carry in a field
-// shown on one line: valid UTF-8 (PostgreSQL stores nothing else), no
-// control characters (a line break, an escape sequence's ESC) and no
-// bidirectional embeddings, overrides or isolates (text.Reorders), which
-// would reorder what a reader sees past them. The marks LRM, RLM and ALM,
-// which right-to-left names use, may be in it.
-func oneLine(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || text.Reorders(r) })
-}
-
 // CancelInvoice cancels an invoice of orgID: a signed, logged cancellation
 // that names it. The invoice itself is never changed or deleted.
 func (s *Service) CancelInvoice(ctx context.Context, orgID, invoiceID, reason string) (*DocumentInfo, error) {
@@ -108,7 +97,7 @@ func (s *Service) CancelInvoice(ctx context.Context, orgID, invoiceID, reason st
 	if reason == "" || utf8.RuneCountInString(reason) > 200 {
 		return nil, invalidf("say why the invoice is cancelled (at most 200 characters)")
 	}
-	if !oneLine(reason) {
+	if !text.Line(reason) {
 		return nil, invalidf("the reason is one line of plain text (no line breaks or control characters)")
 	}
 	inv, err := s.Document(ctx, invoiceID)

@@ -12,10 +12,12 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/civstack/civstack/internal/emv"
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/text"
 	"github.com/civstack/civstack/internal/tlog"
 )
 
@@ -88,10 +90,12 @@ func (s *Service) NewSale(ctx context.Context, orgID string, amount int64, refer
 	if len([]rune(reference)) > 25 {
 		return nil, invalidf("the reference is at most 25 characters")
 	}
-	if strings.ContainsFunc(reference, unicode.IsControl) {
+	switch {
+	case !utf8.ValidString(reference):
+		return nil, invalidf("the reference is not valid UTF-8 text")
+	case strings.ContainsFunc(reference, unicode.IsControl):
 		return nil, invalidf("the reference holds a control character (a line break, a tab…): it is printed in the sale's QR code, which cannot carry one")
-	}
-	if !oneLine(reference) {
+	case strings.ContainsFunc(reference, text.Reorders):
 		return nil, invalidf("the reference holds a bidirectional override, which would reorder it on the payer's screen")
 	}
 	if ttl <= 0 || ttl > 24*time.Hour {

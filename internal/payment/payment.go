@@ -29,6 +29,7 @@ import (
 	"github.com/civstack/civstack/internal/keyring"
 	"github.com/civstack/civstack/internal/ledger"
 	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/text"
 	"github.com/civstack/civstack/internal/tlog"
 )
 
@@ -393,7 +394,7 @@ func checkProfile(p *Profile) error {
 	// What the QR code's encoder refuses (unicode.IsControl: C0, DEL and
 	// C1), and bidirectional overrides, which would reorder the name on a
 	// receipt or the payer's confirmation.
-	if !oneLine(p.Name + p.City + p.TaxID) {
+	if !text.Line(p.Name + p.City + p.TaxID) {
 		return invalidf("name, city and tax id must be plain text (no line breaks or control characters)")
 	}
 	return nil

@@ -248,6 +248,9 @@ func TestStaticAndDynamicQR(t *testing.T) {
 		if _, err := w.svc.NewSale(ctx, shopOrg, 5_00, "order \u202e7", nil, time.Minute); !errors.Is(err, payment.ErrInvalid) || !strings.Contains(err.Error(), "bidirectional override") {
 			t.Fatalf("a reference with an override: %v", err)
 		}
+		if _, err := w.svc.NewSale(ctx, shopOrg, 5_00, "order \xff", nil, time.Minute); !errors.Is(err, payment.ErrInvalid) || !strings.Contains(err.Error(), "not valid UTF-8") {
+			t.Fatalf("a reference that is not UTF-8: %v", err)
+		}
 		// Expired sale, tampered amount, wrong CRC, foreign and unknown codes.
 		old, _ := w.svc.NewSale(ctx, shopOrg, 5_00, "", nil, time.Minute)
 		w.clock.add(2 * time.Minute)

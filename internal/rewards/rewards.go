@@ -23,7 +23,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/civstack/civstack/internal/ledger"
@@ -237,14 +236,6 @@ var (
 	itemRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,40}$`)
 )
 
-// plainLine reports whether s is a line of text a citizen's page shows as
-// written: valid UTF-8 (PostgreSQL stores nothing else), no control
-// character (a line break, a NUL, which PostgreSQL does not store) and no
-// bidirectional embedding, override or isolate.
-func plainLine(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || text.Reorders(r) })
-}
-
 // SetRule publishes (or changes) an earning rule (operators; the server
 // checks).
 func (s *Service) SetRule(ctx context.Context, r Rule) error {
@@ -254,7 +245,7 @@ func (s *Service) SetRule(ctx context.Context, r Rule) error {
 		return fmt.Errorf("%w: an event type is 2 to 41 lower-case letters, digits or _", ErrInvalid)
 	case r.Label == "" || utf8.RuneCountInString(r.Label) > 100:
 		return fmt.Errorf("%w: a rule needs a label of up to 100 characters", ErrInvalid)
-	case !plainLine(r.Label):
+	case !text.Line(r.Label):
 		return fmt.Errorf("%w: a rule's label is one line of text (valid UTF-8, no control characters or bidirectional overrides)", ErrInvalid)
 	case r.Partner == "":
 		return fmt.Errorf("%w: a rule names the partner that records it", ErrInvalid)
@@ -303,7 +294,7 @@ func (s *Service) SetItem(ctx context.Context, it Item) error {
 		return fmt.Errorf("%w: an item id is 2 to 41 lower-case letters, digits or dashes", ErrInvalid)
 	case it.Name == "" || utf8.RuneCountInString(it.Name) > 100:
 		return fmt.Errorf("%w: an item needs a name of up to 100 characters", ErrInvalid)
-	case !plainLine(it.Name):
+	case !text.Line(it.Name):
 		return fmt.Errorf("%w: an item's name is one line of text (valid UTF-8, no control characters or bidirectional overrides)", ErrInvalid)
 	case it.Partner == "":
 		return fmt.Errorf("%w: an item names the partner that honours it", ErrInvalid)

@@ -26,3 +26,46 @@ func TestReorders(t *testing.T) {
 		t.Errorf("the controls left are %U, want ALM, LRM and RLM", marks)
 	}
 }
+
+func TestLine(t *testing.T) {
+	for s, want := range map[string][2]bool{ // Line, Lines
+		"":                         {true, true},
+		"Amira Haddad":             {true, true},
+		"\u200fأميرة حداد":         {true, true},
+		"Реестр записей":           {true, true},
+		"two\nlines":               {false, true},
+		"a\ttab":                   {false, true},
+		"a\r\nCRLF":                {false, false},
+		"NUL\x00":                  {false, false},
+		"\x1b[2Kvalid":             {false, false},
+		"next line\u0085":          {false, false},
+		"\u202eevil":               {false, false},
+		"\u2066isolated\u2069":     {false, false},
+		"bad \xff UTF-8":           {false, false},
+		"line separator \u2028 ok": {true, true}, // a separator, not a control character
+	} {
+		if got := [2]bool{Line(s), Lines(s)}; got != want {
+			t.Errorf("%q: Line, Lines = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// FuzzLine: what Line takes Lines takes too, and neither takes a string
+// holding a control character (but Lines' line feed and tab) or one that
+// Reorders.
+func FuzzLine(f *testing.F) {
+	for _, s := range []string{"", "a\nb", "\u202e", "\xff", "Ж\t"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		line, lines := Line(s), Lines(s)
+		if line && !lines {
+			t.Fatalf("%q: a Line but not Lines", s)
+		}
+		for _, r := range s {
+			if line && (unicode.IsControl(r) || Reorders(r)) || lines && (unicode.IsControl(r) && r != '\n' && r != '\t' || Reorders(r)) {
+				t.Fatalf("%q taken with %U", s, r)
+			}
+		}
+	})
+}
