@@ -17,6 +17,7 @@ import (
 
 	"github.com/civstack/civstack/internal/dcc"
 	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/text"
 	"github.com/civstack/civstack/internal/tlog"
 )
 
@@ -307,9 +308,12 @@ func closeAppeal(ctx context.Context, tx *store.Tx, personID, why string, now ti
 
 // Appeal files an appeal against the current (yellow or red) code.
 func (s *Service) Appeal(ctx context.Context, personID, message string) (*Appeal, error) {
-	message = strings.TrimSpace(message)
+	message = strings.TrimSpace(strings.ReplaceAll(message, "\r\n", "\n"))
 	if message == "" || len([]rune(message)) > 1000 {
 		return nil, fmt.Errorf("%w: say why the code is wrong, in up to 1000 characters", ErrInvalid)
+	}
+	if !text.Lines(message) {
+		return nil, fmt.Errorf("%w: the appeal is text: no control characters but line breaks and tabs, and no bidirectional overrides", ErrInvalid)
 	}
 	st, err := s.Status(ctx, personID)
 	if err != nil {
@@ -411,9 +415,12 @@ type decisionRecord struct {
 // sets the code to green, refuse lets it stand. The decision and its log
 // entry commit together.
 func (s *Service) Decide(ctx context.Context, appealID, officerID string, grant bool, explanation string) (*Appeal, error) {
-	explanation = strings.TrimSpace(explanation)
+	explanation = strings.TrimSpace(strings.ReplaceAll(explanation, "\r\n", "\n"))
 	if explanation == "" || len([]rune(explanation)) > 1000 {
 		return nil, fmt.Errorf("%w: explain the decision to the citizen, in up to 1000 characters", ErrInvalid)
+	}
+	if !text.Lines(explanation) {
+		return nil, fmt.Errorf("%w: the explanation is text: no control characters but line breaks and tabs, and no bidirectional overrides", ErrInvalid)
 	}
 	now := s.now()
 	var out *Appeal

@@ -136,9 +136,18 @@ func TestAppealOfAReplacedCode(t *testing.T) {
 			if _, err := s.Submit(ctx, p, "1980-01-31", healthpass.Answers{Contact: true, Test: "none"}); err != nil {
 				t.Fatal(err)
 			}
-			a, err := s.Appeal(ctx, p, "The contact was outside, two metres apart.")
-			if err != nil {
-				t.Fatal(err)
+			// An appeal and a decision are text over lines, read as written.
+			for _, bad := range []string{"Wrong\x1b[2J", "Wrong \u202egnorw", "Wrong\rcode"} {
+				if _, err := s.Appeal(ctx, p, bad); !errors.Is(err, healthpass.ErrInvalid) || !strings.Contains(err.Error(), "the appeal is text") {
+					t.Fatalf("an appeal of %q: %v", bad, err)
+				}
+			}
+			a, err := s.Appeal(ctx, p, "The contact was outside,\r\n\ttwo metres apart.")
+			if err != nil || a.Message != "The contact was outside,\n\ttwo metres apart." {
+				t.Fatalf("an appeal over two lines: %+v %v", a, err)
+			}
+			if _, err := s.Decide(ctx, a.ID, "officer-1", true, "Outside \u2066contact."); !errors.Is(err, healthpass.ErrInvalid) || !strings.Contains(err.Error(), "the explanation is text") {
+				t.Fatalf("a decision with an isolate: %v", err)
 			}
 			*now = now.Add(time.Hour)
 			st, err := s.Submit(ctx, p, "1980-01-31", healthpass.Answers{Symptoms: true, Test: "positive"})
