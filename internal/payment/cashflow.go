@@ -12,10 +12,12 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
 	"github.com/civstack/civstack/internal/store"
+	"github.com/civstack/civstack/internal/text"
 )
 
 // A merchant's cash-flow report (docs/cashflow.md), built only from its own
@@ -202,8 +204,11 @@ var shareKeys = uuid.MustParse("4e7b2c19-a0d3-4c58-9f16-b83e5d7a2c60")
 // none and returns the first with ErrSharedBefore.
 func (s *Service) CreateShare(ctx context.Context, orgID, lender, key string) (*Share, string, error) {
 	lender = strings.TrimSpace(lender)
-	if lender == "" || len(lender) > 100 {
+	if lender == "" || utf8.RuneCountInString(lender) > 100 {
 		return nil, "", invalidf("name the lender (up to 100 characters)")
+	}
+	if !text.Line(lender) {
+		return nil, "", invalidf("the lender's name is one line of plain text (no line breaks or control characters)")
 	}
 	if len(key) > MaxShareKey {
 		return nil, "", invalidf("a form key is at most %d characters", MaxShareKey)

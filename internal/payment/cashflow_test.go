@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,6 +100,13 @@ func TestCashFlowReport(t *testing.T) {
 			t.Fatalf("empty report: %v %+v", err, empty)
 		}
 
+		// The lender is named in the signed report: one line of text of up
+		// to 100 characters, refused before anything is made.
+		for _, bad := range []string{"Emilia\nCredit Union", "Emilia \u202enoinU", strings.Repeat("Ж", 101)} {
+			if _, _, err := w.svc.CreateShare(ctx, w.vendor.OrgID, bad, ""); !errors.Is(err, payment.ErrInvalid) {
+				t.Fatalf("lender %.20q: %v", bad, err)
+			}
+		}
 		sh, secret, err := w.svc.CreateShare(ctx, w.vendor.OrgID, "Emilia Credit Union", "")
 		if err != nil {
 			t.Fatal(err)
