@@ -156,6 +156,7 @@ func runVerify(_ context.Context, e *env, args []string) error {
 
 // printCashFlow shows a verified report's figures for the lender.
 func printCashFlow(e *env, cf *payment.CashFlow, currency string) {
+	currency = printable(currency) // the document's, as the period below
 	pct := func(bp *int64) string {
 		if bp == nil {
 			return "not enough data"
