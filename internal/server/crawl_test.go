@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -20,7 +21,8 @@ import (
 
 // TestCrawlDemo walks the demo as every persona, on both engines: every
 // page a link on a page leads to answers (no 4xx for a link the node
-// printed itself, no 5xx, no template or format residue), and every form
+// printed itself, no 5xx, no template or format residue, an outline a
+// screen reader can follow: pageOutline), and every form
 // on them (posted, or sent as a query), as the page offers it and with
 // values no person would type (empty, very long, a NUL with markup),
 // answers without a 5xx, and where a plausible answer leads answers too. Every export it reaches
@@ -40,7 +42,7 @@ func TestCrawlDemo(t *testing.T) {
 			slices.Sort(names)
 			var problems []string
 			pages, exports, sent := 0, 0, 0
-			followed := map[string]bool{}
+			followed, outlined := map[string]bool{}, map[string]bool{}
 			clients := map[string]*client{}
 			for pass := range 2 {
 				if pass == 1 {
@@ -73,6 +75,14 @@ func TestCrawlDemo(t *testing.T) {
 							}
 							if r.status >= 500 {
 								problems = append(problems, fmt.Sprintf("%s: %s with %.12q: %d", name, f.action, junk, r.status))
+							}
+							if strings.HasPrefix(r.body, "<!doctype html>") { // the page it answers with, an error's too
+								for _, p := range pageOutline(r.body) {
+									if k := f.action + ": " + p; !outlined[k] {
+										outlined[k] = true
+										problems = append(problems, fmt.Sprintf("%s: the answer to %s with %.12q: %s", name, f.action, junk, p))
+									}
+								}
 							}
 							// Where an answer sends one, and what it links to (a
 							// sale's QR page polls its status, say), answers too.
@@ -171,6 +181,11 @@ func crawlPages(c *client, name string) (pages, exports int, forms []crawlForm, 
 		for _, residue := range []string{"<no value>", "%!", "0001-01-01", "1 Jan 0001", "1 Jan 1970", "NaN", "&lt;nil&gt;"} {
 			if strings.Contains(r.body, residue) {
 				problems = append(problems, fmt.Sprintf("%s: GET %s shows %q", name, u, residue))
+			}
+		}
+		if strings.HasPrefix(r.body, "<!doctype html>") { // a page, not a fragment a page polls
+			for _, p := range pageOutline(r.body) {
+				problems = append(problems, fmt.Sprintf("%s: GET %s: %s", name, u, p))
 			}
 		}
 		links, fs := crawlParse(r.body)
@@ -298,6 +313,77 @@ func crawlParse(page string) ([]string, []crawlForm) {
 	}
 	walk(doc)
 	return links, forms
+}
+
+// pageOutline lists what a screen reader's user would trip over on a
+// page: no lang, not one h1, a heading that skips a level (an h3 under an
+// h1), an id used twice, and a form control that no label names (a label
+// around it or for its id, aria-label, aria-labelledby or a title).
+func pageOutline(page string) []string {
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		return []string{"not HTML: " + err.Error()}
+	}
+	var out []string
+	ids, labelled := map[string]int{}, map[string]bool{}
+	var controls []string // the ids (or names) of controls no label is around
+	h1s, last := 0, 0
+	var walk func(n *html.Node, inLabel bool)
+	walk = func(n *html.Node, inLabel bool) {
+		if n.Type == html.ElementNode {
+			a := map[string]string{}
+			for _, at := range n.Attr {
+				a[at.Key] = at.Val
+			}
+			if id := a["id"]; id != "" {
+				ids[id]++
+			}
+			switch n.Data {
+			case "html":
+				if a["lang"] == "" {
+					out = append(out, "<html> has no lang")
+				}
+			case "h1", "h2", "h3", "h4", "h5", "h6":
+				level := int(n.Data[1] - '0')
+				if level == 1 {
+					h1s++
+				}
+				if last > 0 && level > last+1 {
+					out = append(out, fmt.Sprintf("an h%d follows an h%d", level, last))
+				}
+				last = level
+			case "label":
+				if f := a["for"]; f != "" {
+					labelled[f] = true
+				}
+				inLabel = true
+			case "input", "select", "textarea":
+				if t := a["type"]; t == "hidden" || t == "submit" || t == "button" || inLabel || a["aria-label"] != "" || a["aria-labelledby"] != "" || a["title"] != "" {
+					break
+				}
+				controls = append(controls, cmp.Or(a["id"], "\x00"+n.Data+" "+a["name"]))
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c, inLabel)
+		}
+	}
+	walk(doc, false)
+	if h1s != 1 {
+		out = append(out, fmt.Sprintf("%d h1 elements", h1s))
+	}
+	for id, n := range ids {
+		if n > 1 {
+			out = append(out, fmt.Sprintf("the id %q is used %d times", id, n))
+		}
+	}
+	for _, c := range controls {
+		if !labelled[c] {
+			out = append(out, fmt.Sprintf("no label names the control %q", strings.TrimPrefix(c, "\x00")))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // firstOption is the value of a select's first option.
