@@ -208,7 +208,7 @@ func (s *Service) CreateShare(ctx context.Context, orgID, lender, key string) (*
 		return nil, "", invalidf("name the lender (up to 100 characters)")
 	}
 	if !text.Line(lender) {
-		return nil, "", invalidf("the lender's name is one line of plain text (no line breaks or control characters)")
+		return nil, "", invalidf("the lender's name is one line of plain text (no line breaks, control characters or bidirectional overrides)")
 	}
 	if len(key) > MaxShareKey {
 		return nil, "", invalidf("a form key is at most %d characters", MaxShareKey)

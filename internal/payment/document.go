@@ -118,7 +118,7 @@ func priceLines(in []LineIn, amount int64, defaultRate int64) ([]Line, int64, in
 		case d == "" || utf8.RuneCountInString(d) > 120:
 			return nil, 0, 0, invalidf("line %d: a description of 1 to 120 characters is needed", i+1)
 		case !text.Line(d):
-			return nil, 0, 0, invalidf("line %d: the description is one line of text (no line breaks or control characters)", i+1)
+			return nil, 0, 0, invalidf("line %d: the description is one line of text (no line breaks, control characters or bidirectional overrides)", i+1)
 		case l.Quantity < 1 || l.Quantity > 1_000_000:
 			return nil, 0, 0, invalidf("line %d: the quantity must be 1 to 1,000,000", i+1)
 		case l.UnitPrice < 1 || l.UnitPrice > maxUnitPrice:

@@ -39,7 +39,7 @@ func (s *Service) Invoice(ctx context.Context, paymentID string, buyer Buyer) (*
 		return nil, invalidf("an e-invoice needs the buyer's tax id (at most 32 characters) and name (at most 120)")
 	}
 	if !text.Line(buyer.TaxID + buyer.Name) {
-		return nil, invalidf("the buyer's tax id and name are one line of plain text each (no line breaks or control characters)")
+		return nil, invalidf("the buyer's tax id and name are one line of plain text each (no line breaks, control characters or bidirectional overrides)")
 	}
 	pay, err := s.Payment(ctx, paymentID)
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -98,7 +98,7 @@ func (s *Service) CancelInvoice(ctx context.Context, orgID, invoiceID, reason st
 		return nil, invalidf("say why the invoice is cancelled (at most 200 characters)")
 	}
 	if !text.Line(reason) {
-		return nil, invalidf("the reason is one line of plain text (no line breaks or control characters)")
+		return nil, invalidf("the reason is one line of plain text (no line breaks, control characters or bidirectional overrides)")
 	}
 	inv, err := s.Document(ctx, invoiceID)
 	if err != nil && !errors.Is(err, ErrNotFound) {

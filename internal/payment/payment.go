@@ -395,7 +395,7 @@ func checkProfile(p *Profile) error {
 	// C1), and bidirectional overrides, which would reorder the name on a
 	// receipt or the payer's confirmation.
 	if !text.Line(p.Name + p.City + p.TaxID) {
-		return invalidf("name, city and tax id must be plain text (no line breaks or control characters)")
+		return invalidf("name, city and tax id must be plain text (no line breaks, control characters or bidirectional overrides)")
 	}
 	return nil
 }

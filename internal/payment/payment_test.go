@@ -230,9 +230,9 @@ func TestStaticAndDynamicQR(t *testing.T) {
 		}{
 			{1_000_000_01, nil, "An amount above 1000000.00 needs its receipt's lines (each unit at most 1000000.00)."},
 			{2_000_000_00, []payment.LineIn{{Description: "Tram", Quantity: 1, UnitPrice: 2_000_000_00}}, "Line 1: the unit price is 1 to 100000000 cents (0.01 to 1000000.00)."},
-			{5_00, []payment.LineIn{{Description: "Tram\nTicket", Quantity: 1, UnitPrice: 5_00}}, "Line 1: the description is one line of text (no line breaks or control characters)."},
-			{5_00, []payment.LineIn{{Description: "Tram", Quantity: 1, UnitPrice: 4_00}, {Description: "Tip \u202e03.1", Quantity: 1, UnitPrice: 1_00}}, "Line 2: the description is one line of text (no line breaks or control characters)."},
-			{5_00, []payment.LineIn{{Description: "Tram \xff", Quantity: 1, UnitPrice: 5_00}}, "Line 1: the description is one line of text (no line breaks or control characters)."},
+			{5_00, []payment.LineIn{{Description: "Tram\nTicket", Quantity: 1, UnitPrice: 5_00}}, "Line 1: the description is one line of text (no line breaks, control characters or bidirectional overrides)."},
+			{5_00, []payment.LineIn{{Description: "Tram", Quantity: 1, UnitPrice: 4_00}, {Description: "Tip \u202e03.1", Quantity: 1, UnitPrice: 1_00}}, "Line 2: the description is one line of text (no line breaks, control characters or bidirectional overrides)."},
+			{5_00, []payment.LineIn{{Description: "Tram \xff", Quantity: 1, UnitPrice: 5_00}}, "Line 1: the description is one line of text (no line breaks, control characters or bidirectional overrides)."},
 			{5_00, []payment.LineIn{{Description: strings.Repeat("Ж", 121), Quantity: 1, UnitPrice: 5_00}}, "Line 1: a description of 1 to 120 characters is needed."},
 		} {
 			if _, err := w.svc.NewSale(ctx, shopOrg, c.amount, "", c.lines, time.Minute); !errors.Is(err, payment.ErrInvalid) || payment.Explain(err) != c.want {
