@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/civstack/civstack/internal/text"
 )
@@ -146,9 +145,9 @@ func printable(s string) string {
 	return b.String()
 }
 
-// unprintable: a control character, or a bidirectional embedding, override
-// or isolate (text.Reorders). The marks LRM, RLM and ALM stay.
-func unprintable(r rune) bool { return unicode.IsControl(r) || text.Reorders(r) }
+// unprintable: a control character or line separator (text.Control), or a
+// bidirectional embedding, override or isolate (text.Reorders). The marks LRM, RLM and ALM stay.
+func unprintable(r rune) bool { return text.Control(r) || text.Reorders(r) }
 
 // say prints one line on stdout; printable escapes what its arguments
 // hold, so that it stays one line.

@@ -103,7 +103,7 @@ func FuzzExtractTar(f *testing.F) {
 // terminal gets has no control character or bidirectional override, and
 // text without them is shown as it is.
 func FuzzPrintable(f *testing.F) {
-	for _, s := range []string{"", "Amira Haddad", "a\nb", "\x1b[2K\rvalid", "\u202eevil", "\xff\xfe", "Ünïcödé\t"} {
+	for _, s := range []string{"", "Amira Haddad", "a\nb", "\x1b[2K\rvalid", "\u202eevil", "\xff\xfe", "Ünïcödé\t", "para\u2029graph"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

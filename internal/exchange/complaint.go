@@ -7,7 +7,6 @@ import (
 	"math"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/civstack/civstack/internal/store"
@@ -85,7 +84,7 @@ func checkWords(s, what string, empty bool) (string, error) {
 		return "", fmt.Errorf("%w: %s is empty", ErrInvalid, what)
 	case utf8.RuneCountInString(s) > ComplaintMax:
 		return "", fmt.Errorf("%w: %s is longer than %d characters", ErrInvalid, what, ComplaintMax)
-	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
+	case strings.ContainsFunc(s, func(r rune) bool { return text.Control(r) && r != '\n' && r != '\t' }):
 		return "", fmt.Errorf("%w: %s holds a control character", ErrInvalid, what)
 	case strings.ContainsFunc(s, text.Reorders):
 		return "", fmt.Errorf("%w: %s holds a bidirectional override (U+202A to U+202E or U+2066 to U+2069), which would change the order it reads in", ErrInvalid, what)

@@ -746,7 +746,7 @@ func oneLine(s, what string) error {
 	switch {
 	case !utf8.ValidString(s):
 		return fmt.Errorf("%w: %s is not valid UTF-8 text", ErrInvalid, what)
-	case strings.ContainsFunc(s, unicode.IsControl):
+	case strings.ContainsFunc(s, text.Control):
 		return fmt.Errorf("%w: %s holds a control character (a line break, a tab or another character that is not printed)", ErrInvalid, what)
 	case strings.ContainsFunc(s, text.Reorders):
 		return fmt.Errorf("%w: %s holds a bidirectional override (U+202A to U+202E or U+2066 to U+2069), which would change the order it reads in", ErrInvalid, what)

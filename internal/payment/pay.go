@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/civstack/civstack/internal/emv"
@@ -93,7 +92,7 @@ func (s *Service) NewSale(ctx context.Context, orgID string, amount int64, refer
 	switch {
 	case !utf8.ValidString(reference):
 		return nil, invalidf("the reference is not valid UTF-8 text")
-	case strings.ContainsFunc(reference, unicode.IsControl):
+	case strings.ContainsFunc(reference, text.Control):
 		return nil, invalidf("the reference holds a control character (a line break, a tab…): it is printed in the sale's QR code, which cannot carry one")
 	case strings.ContainsFunc(reference, text.Reorders):
 		return nil, invalidf("the reference holds a bidirectional override, which would reorder it on the payer's screen")

@@ -17,7 +17,6 @@ import (
 	"io"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -115,7 +114,7 @@ func cleanName(what, s string, max int) (string, error) {
 		return "", fmt.Errorf("%w: %s is longer than %d characters", ErrInvalid, what, max)
 	}
 	for _, c := range s {
-		if unicode.IsControl(c) {
+		if text.Control(c) {
 			return "", fmt.Errorf("%w: %s contains a control character", ErrInvalid, what)
 		}
 		if text.Reorders(c) {

@@ -69,6 +69,9 @@ func testPeople(t *testing.T, db *store.DB) {
 	if _, err := reg.NewPerson("a\x00b"); !errors.Is(err, registry.ErrInvalid) {
 		t.Errorf("control character: %v", err)
 	}
+	if _, err := reg.NewPerson("Amira\u2028Haddad"); !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "control character") {
+		t.Errorf("line separator: %v", err)
+	}
 	if _, err := reg.NewPerson("Amira \u202eiddaH"); !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "bidirectional override") {
 		t.Errorf("right-to-left override: %v", err)
 	}

@@ -585,7 +585,7 @@ func TestCatalogueText(t *testing.T) {
 		if err := w.svc.SetRule(ctx, rewards.Rule{Type: "cyrillic", Label: long, Partner: transit, Points: 1, DailyCap: 1}); err != nil {
 			t.Fatalf("a label of 100 characters in 200 bytes: %v", err)
 		}
-		for _, bad := range []string{long + "Ж", "Museum\nentry", "Museum\x00entry", "Museum \xffentry", "Museum \u202eyrtne", "\u2066Museum\u2069"} {
+		for _, bad := range []string{long + "Ж", "Museum\nentry", "Museum\x00entry", "Museum \xffentry", "Museum \u202eyrtne", "\u2066Museum\u2069", "Museum\u2028entry"} {
 			err := w.svc.SetItem(ctx, rewards.Item{ID: "bad-name", Name: bad, Partner: museum, Price: 5, ValidDays: 1, Active: true})
 			is(t, fmt.Sprintf("an item named %q", bad), err, rewards.ErrInvalid)
 			err = w.svc.SetRule(ctx, rewards.Rule{Type: "bad_label", Label: bad, Partner: transit, Points: 1, DailyCap: 1})

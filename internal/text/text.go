@@ -18,15 +18,23 @@ func Reorders(r rune) bool {
 	return r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069'
 }
 
+// Control reports whether r is a control character (a line feed, a NUL,
+// an escape sequence's ESC, NEL) or one of Unicode's two line breaks that
+// are not: U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR, which
+// end a line wherever the Unicode line-breaking rules are followed.
+func Control(r rune) bool {
+	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029'
+}
+
 // Line reports whether s is one line of text that reads as written: valid
-// UTF-8 (PostgreSQL stores nothing else), no control character (a line
-// break, a NUL, an escape sequence's ESC) and nothing that Reorders.
+// UTF-8 (PostgreSQL stores nothing else), nothing that is a Control and
+// nothing that Reorders.
 func Line(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || Reorders(r) })
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return Control(r) || Reorders(r) })
 }
 
 // Lines is Line for text that may run over lines: line feeds and tabs are
-// its only control characters.
+// the only Controls it may hold, so that its lines break in one way only.
 func Lines(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' || Reorders(r) })
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return Control(r) && r != '\n' && r != '\t' || Reorders(r) })
 }

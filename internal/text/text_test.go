@@ -42,7 +42,9 @@ func TestLine(t *testing.T) {
 		"\u202eevil":               {false, false},
 		"\u2066isolated\u2069":     {false, false},
 		"bad \xff UTF-8":           {false, false},
-		"line separator \u2028 ok": {true, true}, // a separator, not a control character
+		"line\u2028separator":      {false, false},
+		"paragraph\u2029separator": {false, false},
+		"no-break\u00a0space":      {true, true},
 	} {
 		if got := [2]bool{Line(s), Lines(s)}; got != want {
 			t.Errorf("%q: Line, Lines = %v, want %v", s, got, want)
@@ -51,7 +53,8 @@ func TestLine(t *testing.T) {
 }
 
 // FuzzLine: what Line takes Lines takes too, and neither takes a string
-// holding a control character (but Lines' line feed and tab) or one that
+// holding a control character (but Lines' line feed and tab), a line or
+// paragraph separator (Unicode's categories Zl and Zp) or one that
 // Reorders.
 func FuzzLine(f *testing.F) {
 	for _, s := range []string{"", "a\nb", "\u202e", "\xff", "Ж\t"} {
@@ -63,9 +66,27 @@ func FuzzLine(f *testing.F) {
 			t.Fatalf("%q: a Line but not Lines", s)
 		}
 		for _, r := range s {
-			if line && (unicode.IsControl(r) || Reorders(r)) || lines && (unicode.IsControl(r) && r != '\n' && r != '\t' || Reorders(r)) {
+			if line && (unicode.IsControl(r) || Reorders(r) || unicode.In(r, unicode.Zl, unicode.Zp)) || lines && (unicode.IsControl(r) && r != '\n' && r != '\t' || Reorders(r) || unicode.In(r, unicode.Zl, unicode.Zp)) {
 				t.Fatalf("%q taken with %U", s, r)
 			}
 		}
 	})
+}
+
+// TestControl: the control characters and the whole of Unicode's line and
+// paragraph separator categories, and nothing else.
+func TestControl(t *testing.T) {
+	n := 0
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		want := unicode.IsControl(r) || unicode.In(r, unicode.Zl, unicode.Zp)
+		if Control(r) != want {
+			t.Errorf("Control(%U) = %v, want %v", r, !want, want)
+		}
+		if want {
+			n++
+		}
+	}
+	if n != 67 { // C0 (32), DEL, C1 (32), U+2028, U+2029
+		t.Errorf("%d Controls, want 67", n)
+	}
 }
