@@ -304,7 +304,8 @@ func TestForgetComplaints(t *testing.T) {
 // FuzzCheckWords: whatever a citizen or the DPA sends, checkWords never
 // panics, and what it keeps is trimmed, valid UTF-8 of at most
 // ComplaintMax characters, with no control character but line feeds and
-// tabs, no line or paragraph separator and no bidirectional override, and is kept as it is when checked again.
+// tabs, no line or paragraph separator and no bidirectional override, and
+// is kept as it is when checked again.
 func FuzzCheckWords(f *testing.F) {
 	for _, s := range []string{"", "Why?", " a\r\nb ", "a\x00b", "\xff", strings.Repeat("é", ComplaintMax), "\t\u0085x", "\u2028", "Why \u202eyhw", "\u200fلماذا؟"} {
 		f.Add(s)
