@@ -111,6 +111,11 @@ func (s *Service) forgetDevices(personID string) {
 	s.mu.Unlock()
 }
 
+// ReceiveHandle is the random handle that personID's receive code carries
+// in place of her id (a "p" and 20 hex digits), made on first use and the
+// same ever after, so that a printed receive code keeps working. The
+// first use opens her wallet if it is not open yet; two first uses at once
+// get the same handle.
 func (s *Service) ReceiveHandle(ctx context.Context, personID string) (string, error) {
 	var h string
 	err := s.db.Reader().QueryRowContext(ctx, "SELECT handle FROM payment_receive WHERE person_id = $1", personID).Scan(&h)
@@ -118,7 +123,7 @@ func (s *Service) ReceiveHandle(ctx context.Context, personID string) (string, e
 		return h, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
-		return "", err
+		return "", fmt.Errorf("receive handle: %w", err)
 	}
 	if _, err := s.Wallet(ctx, personID); err != nil {
 		return "", err
@@ -131,7 +136,10 @@ func (s *Service) ReceiveHandle(ctx context.Context, personID string) (string, e
 	if store.IsConflict(err) {
 		return s.ReceiveHandle(ctx, personID)
 	}
-	return h, err
+	if err != nil {
+		return "", fmt.Errorf("make a receive handle: %w", err)
+	}
+	return h, nil
 }
 
 func (s *Service) personByReceiveHandle(ctx context.Context, handle string) (string, error) {
