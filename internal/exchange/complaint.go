@@ -76,7 +76,7 @@ func (c *Complaint) Open() bool { return c.Answered.IsZero() }
 // breaks and tabs. empty says whether it may be empty; what names it in
 // the error.
 func checkWords(s, what string, empty bool) (string, error) {
-	s = strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n"))
+	s = strings.TrimSpace(text.Newlines(s))
 	switch {
 	case !utf8.ValidString(s):
 		return "", fmt.Errorf("%w: %s is not valid UTF-8 text", ErrInvalid, what)

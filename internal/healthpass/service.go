@@ -308,7 +308,7 @@ func closeAppeal(ctx context.Context, tx *store.Tx, personID, why string, now ti
 
 // Appeal files an appeal against the current (yellow or red) code.
 func (s *Service) Appeal(ctx context.Context, personID, message string) (*Appeal, error) {
-	message = strings.TrimSpace(strings.ReplaceAll(message, "\r\n", "\n"))
+	message = strings.TrimSpace(text.Newlines(message))
 	if message == "" || len([]rune(message)) > 1000 {
 		return nil, fmt.Errorf("%w: say why the code is wrong, in up to 1000 characters", ErrInvalid)
 	}
@@ -415,7 +415,7 @@ type decisionRecord struct {
 // sets the code to green, refuse lets it stand. The decision and its log
 // entry commit together.
 func (s *Service) Decide(ctx context.Context, appealID, officerID string, grant bool, explanation string) (*Appeal, error) {
-	explanation = strings.TrimSpace(strings.ReplaceAll(explanation, "\r\n", "\n"))
+	explanation = strings.TrimSpace(text.Newlines(explanation))
 	if explanation == "" || len([]rune(explanation)) > 1000 {
 		return nil, fmt.Errorf("%w: explain the decision to the citizen, in up to 1000 characters", ErrInvalid)
 	}

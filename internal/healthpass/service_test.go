@@ -142,8 +142,8 @@ func TestAppealOfAReplacedCode(t *testing.T) {
 					t.Fatalf("an appeal of %q: %v", bad, err)
 				}
 			}
-			a, err := s.Appeal(ctx, p, "The contact was outside,\r\n\ttwo metres apart.")
-			if err != nil || a.Message != "The contact was outside,\n\ttwo metres apart." {
+			a, err := s.Appeal(ctx, p, "The contact was outside,\r\n\ttwo metres\u2028apart.")
+			if err != nil || a.Message != "The contact was outside,\n\ttwo metres\napart." {
 				t.Fatalf("an appeal over two lines: %+v %v", a, err)
 			}
 			if _, err := s.Decide(ctx, a.ID, "officer-1", true, "Outside \u2066contact."); !errors.Is(err, healthpass.ErrInvalid) || !strings.Contains(err.Error(), "the explanation is text") {

@@ -350,7 +350,7 @@ func (s *Service) RegisterIssuer(ctx context.Context, orgID, name string, types 
 // RegisterVerifier registers (or updates) an organisation as a verifier
 // that may ask for claims ("type:claim") for purpose.
 func (s *Service) RegisterVerifier(ctx context.Context, orgID, name, purpose string, claims []string) (*Verifier, error) {
-	purpose = strings.TrimSpace(strings.ReplaceAll(purpose, "\r\n", "\n"))
+	purpose = strings.TrimSpace(text.Newlines(purpose))
 	switch {
 	case purpose == "" || utf8.RuneCountInString(purpose) > 300:
 		return nil, fmt.Errorf("%w: say in up to 300 characters why you ask", ErrInvalid)

@@ -12,7 +12,8 @@ import (
 // TestVerifierPurpose: a verifier's purpose, which citizens read when they
 // decide what to share, is up to 300 characters (not bytes) of text with
 // line breaks and tabs as its only control characters and no
-// bidirectional override; a form's CRLF is kept as LF; what is refused
+// bidirectional override; a form's CRLF, and a line or paragraph
+// separator from copied text, are kept as LF; what is refused
 // leaves the registration as it was.
 func TestVerifierPurpose(t *testing.T) {
 	for _, e := range storetest.Engines(t) {
@@ -24,6 +25,10 @@ func TestVerifierPurpose(t *testing.T) {
 			v, err := s.RegisterVerifier(ctx, "org-bar", "Blue Door Bar", long, claims)
 			if err != nil || v.Purpose != long {
 				t.Fatalf("a purpose of 300 characters in 600 bytes: %+v %v", v, err)
+			}
+			v, err = s.RegisterVerifier(ctx, "org-bar", "Blue Door Bar", "Age check.\u2028Nothing kept.\u2029", claims)
+			if err != nil || v.Purpose != "Age check.\nNothing kept." {
+				t.Fatalf("a purpose with Unicode's line and paragraph separators: %+v %v", v, err)
 			}
 			v, err = s.RegisterVerifier(ctx, "org-bar", "Blue Door Bar", " Age check at the door.\r\n\tNothing is kept. ", claims)
 			if err != nil || v.Purpose != "Age check at the door.\n\tNothing is kept." {

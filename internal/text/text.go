@@ -38,3 +38,14 @@ func Line(s string) bool {
 func Lines(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return Control(r) && r != '\n' && r != '\t' || Reorders(r) })
 }
+
+// newlines writes CRLF and the two separators as line feeds.
+var newlines = strings.NewReplacer("\r\n", "\n", "\u2028", "\n", "\u2029", "\n")
+
+// Newlines writes as a line feed every line break that a form may send
+// for text that runs over lines: CRLF (what a browser sends from a
+// textarea) and U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR
+// (what some editors leave in text copied from them). A lone carriage
+// return stays, and Lines refuses it: it could rewrite a line on a
+// terminal.
+func Newlines(s string) string { return newlines.Replace(s) }

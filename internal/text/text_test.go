@@ -90,3 +90,22 @@ func TestControl(t *testing.T) {
 		t.Errorf("%d Controls, want 67", n)
 	}
 }
+
+func TestNewlines(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                          "",
+		"one\r\ntwo\r\n":            "one\ntwo\n",
+		"copied\u2028line\u2029end": "copied\nline\nend",
+		"lone\rCR":                  "lone\rCR",
+		"\r\r\n\n":                  "\r\n\n",
+		"Ж\u2028":                   "Ж\n",
+	} {
+		got := Newlines(in)
+		if got != want {
+			t.Errorf("Newlines(%q) = %q, want %q", in, got, want)
+		}
+		if Lines(in) && !Lines(got) {
+			t.Errorf("%q is Lines, %q is not", in, got)
+		}
+	}
+}
