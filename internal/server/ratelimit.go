@@ -36,6 +36,7 @@ func (l *limiter) allow(addr string, now time.Time) bool {
 	if err != nil {
 		host = addr
 	}
+	host = clientKey(host)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if now.Sub(l.swept) > time.Minute {
@@ -53,6 +54,22 @@ func (l *limiter) allow(addr string, now time.Time) bool {
 	}
 	c.seen = now
 	return c.lim.AllowN(now, 1)
+}
+
+// clientKey is what the limits count one client by: an IPv4 address, or
+// the /64 an IPv6 address lies in. A home line or a phone is given a whole
+// /64 (RFC 7934) and may take a new address in it for every request, so
+// counting IPv6 addresses one by one would limit nobody.
+func clientKey(host string) string {
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	if a = a.Unmap().WithZone(""); a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }
 
 // limited wraps a handler with the ceremony rate limit.

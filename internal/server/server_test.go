@@ -636,6 +636,23 @@ func TestRateLimitBehindAProxy(t *testing.T) {
 	if k := limited(a, 5); k != 5 {
 		t.Fatalf("a client that wrote its own X-Forwarded-For escaped its limit (%d of 5 limited)", k)
 	}
+	// A client on IPv6 that takes a new address in its /64 for every
+	// request is one client; another /64 is another.
+	c, d := newClient(t, n.URL), newClient(t, n.URL)
+	k := 0
+	for i := range 80 {
+		c.header.Set("X-Forwarded-For", fmt.Sprintf("2001:db8:1:2:%x::%x", i, i+1))
+		if c.postJSON("/auth/login/begin", map[string]string{}).status == http.StatusTooManyRequests {
+			k++
+		}
+	}
+	if k == 0 || k > 20 {
+		t.Fatalf("%d of 80 quick attempts from new addresses in one /64 were limited; want those past the burst of 60", k)
+	}
+	d.header.Set("X-Forwarded-For", "2001:db8:1:3::1")
+	if k := limited(d, 10); k != 0 {
+		t.Fatalf("a client in the next /64 was limited %d times", k)
+	}
 }
 
 func TestPasskeyCeremoniesAreRateLimited(t *testing.T) {
