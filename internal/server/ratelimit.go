@@ -20,7 +20,16 @@ type limiter struct {
 	burst   int
 	clients map[string]*client
 	swept   time.Time
+	// max bounds how many clients are kept. When that many were seen in
+	// the last ten minutes (an attack from very many addresses), the
+	// clients not yet kept share overflow, one limit for them all, so
+	// that memory stays bounded and the attack is still slowed.
+	max      int
+	overflow *rate.Limiter
 }
+
+// limiterClients is how many clients a limiter keeps (about 200 bytes each).
+const limiterClients = 100_000
 
 type client struct {
 	lim  *rate.Limiter
@@ -28,7 +37,8 @@ type client struct {
 }
 
 func newLimiter(perMinute, burst int) *limiter {
-	return &limiter{every: rate.Limit(float64(perMinute) / 60), burst: burst, clients: map[string]*client{}}
+	every := rate.Limit(float64(perMinute) / 60)
+	return &limiter{every: every, burst: burst, clients: map[string]*client{}, max: limiterClients, overflow: rate.NewLimiter(every, burst)}
 }
 
 func (l *limiter) allow(addr string, now time.Time) bool {
@@ -48,6 +58,9 @@ func (l *limiter) allow(addr string, now time.Time) bool {
 		l.swept = now
 	}
 	c, ok := l.clients[host]
+	if !ok && len(l.clients) >= l.max {
+		return l.overflow.AllowN(now, 1)
+	}
 	if !ok {
 		c = &client{lim: rate.NewLimiter(l.every, l.burst)}
 		l.clients[host] = c
