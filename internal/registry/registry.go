@@ -115,7 +115,7 @@ func cleanName(what, s string, max int) (string, error) {
 	}
 	for _, c := range s {
 		if text.Control(c) {
-			return "", fmt.Errorf("%w: %s contains a control character", ErrInvalid, what)
+			return "", fmt.Errorf("%w: %s contains a line break or another control character", ErrInvalid, what)
 		}
 		if text.Reorders(c) {
 			return "", fmt.Errorf("%w: %s contains a bidirectional override (U+202A to U+202E or U+2066 to U+2069)", ErrInvalid, what)

@@ -69,7 +69,7 @@ func testPeople(t *testing.T, db *store.DB) {
 	if _, err := reg.NewPerson("a\x00b"); !errors.Is(err, registry.ErrInvalid) {
 		t.Errorf("control character: %v", err)
 	}
-	if _, err := reg.NewPerson("Amira\u2028Haddad"); !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "control character") {
+	if _, err := reg.NewPerson("Amira\u2028Haddad"); !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "a line break or another control character") {
 		t.Errorf("line separator: %v", err)
 	}
 	if _, err := reg.NewPerson("Amira \u202eiddaH"); !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "bidirectional override") {
