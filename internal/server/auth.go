@@ -10,7 +10,11 @@ import (
 	"github.com/civstack/civstack/internal/web"
 )
 
-const sessionCookie = "civstack_session"
+// sessionCookie is the session cookie's name. The __Host- prefix makes
+// browsers take it only from this host, over a secure connection, for
+// every path and with no Domain: a neighbouring subdomain cannot plant a
+// session of its own choosing (RFC 6265bis §4.1.3.2).
+const sessionCookie = "__Host-civstack_session"
 
 // viewer is the signed-in person behind a page request.
 type viewer struct {

@@ -113,7 +113,11 @@ func (s *Server) securityHeaders(next http.Handler) http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Content-Security-Policy", csp)
 		h.Set("Permissions-Policy", "geolocation=(), microphone=(), interest-cohort=()")
-		if r.TLS != nil {
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		// Behind a TLS-terminating proxy (the usual deployment) the request
+		// itself is plain HTTP, but the public URL says https: browsers
+		// should come back over https only. Over plain HTTP they ignore it.
+		if r.TLS != nil || s.cfg.PublicURL != nil && s.cfg.PublicURL.Scheme == "https" {
 			h.Set("Strict-Transport-Security", "max-age=31536000")
 		}
 		if !strings.HasPrefix(r.URL.Path, "/static/") {

@@ -102,7 +102,7 @@ func (m *presentationRun) newCitizen(name string) *client {
 	}
 	m.person = p.ID
 	c := newClient(m.t, m.w.n.URL)
-	c.cookies["civstack_session"] = &http.Cookie{Name: "civstack_session", Value: token}
+	c.cookies["__Host-civstack_session"] = &http.Cookie{Name: "__Host-civstack_session", Value: token}
 	return c
 }
 

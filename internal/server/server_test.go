@@ -66,9 +66,9 @@ func TestPasskeyFlows(t *testing.T) {
 			n := startNode(t, nodeOptions{store: &opts})
 			c := newClient(t, n.URL)
 			c.register("Amira")
-			ck := c.cookies["civstack_session"]
-			if ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
-				t.Fatalf("session cookie = %+v, want Secure, HttpOnly, SameSite=Lax", ck)
+			ck := c.cookies["__Host-civstack_session"]
+			if ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.Domain != "" {
+				t.Fatalf("session cookie = %+v, want __Host-, Secure, HttpOnly, SameSite=Lax, Path=/ and no Domain", ck)
 			}
 			expect(t, "home", c.get("/"), 200, "Hello, Amira")
 
@@ -91,21 +91,21 @@ func TestPasskeyFlows(t *testing.T) {
 
 			r := c.postForm("/signout", nil)
 			expect(t, "sign out", r, http.StatusSeeOther)
-			if c.cookies["civstack_session"] != nil {
+			if c.cookies["__Host-civstack_session"] != nil {
 				t.Fatal("cookie kept after sign-out")
 			}
 			// The old cookie no longer works.
 			old := newClient(t, n.URL)
-			old.cookies["civstack_session"] = ck
+			old.cookies["__Host-civstack_session"] = ck
 			expect(t, "old session", old.get("/account"), http.StatusSeeOther)
 
 			r = c.signin()
 			expect(t, "sign in", r, 200, `"redirect":"/"`)
 			// Signing in again ends the session the browser already had.
-			before := c.cookies["civstack_session"]
+			before := c.cookies["__Host-civstack_session"]
 			expect(t, "sign in again", c.signin(), 200)
 			stale := newClient(t, n.URL)
-			stale.cookies["civstack_session"] = before
+			stale.cookies["__Host-civstack_session"] = before
 			expect(t, "replaced session", stale.get("/account"), http.StatusSeeOther)
 			expect(t, "home again", c.get("/"), 200, "Hello, Amira")
 
@@ -545,7 +545,7 @@ func TestDemoOnlyWithDemo(t *testing.T) {
 		t.Fatal("demo personas shown without --demo")
 	}
 	expect(t, "no switch route", p.postForm("/demo/persona/"+people[0].ID, nil), 404)
-	p.cookies["civstack_session"] = &http.Cookie{Name: "civstack_session", Value: token}
+	p.cookies["__Host-civstack_session"] = &http.Cookie{Name: "__Host-civstack_session", Value: token}
 	expect(t, "demo session refused", p.get("/account"), http.StatusSeeOther)
 
 	// A real operator on that node sees only real organisations, in every
