@@ -363,6 +363,12 @@ func TestBrowserPayments(t *testing.T) {
 	if err != nil || !strings.HasPrefix(payload, "000201") {
 		t.Fatalf("the printable page's code text: %q %v", payload, err)
 	}
+	// The PNG opened on its own: the browser's image viewer styles itself
+	// inline, and no policy of ours blocks it (step fails on a violation).
+	step(t, ctx, "the code's PNG opened on its own", chromedp.Navigate(n.URL+"/pos/"+li+"/qr.png"), chromedp.WaitReady(chromedp.CSS("img")))
+	if w, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelector("img").naturalWidth`)); err != nil || w < 200 {
+		t.Fatalf("the PNG on its own: an image %d pixels wide (%v)", w, err)
+	}
 
 	switchTo(t, ctx, n, "Amira Haddad")
 	step(t, ctx, "a damaged code is refused readably",

@@ -105,6 +105,11 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 
+// imageCSP is the policy of an image opened on its own (posQRImage's PNG):
+// the browser's viewer may style itself; nothing else loads or runs, and
+// no other site may frame it.
+const imageCSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+
 func (s *Server) securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()

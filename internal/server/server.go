@@ -212,6 +212,7 @@ func (s *Server) Handler() http.Handler {
 		s.logRoutes(mux)
 	}
 	mux.Handle("GET /static/", web.Static())
+	mux.HandleFunc("GET /favicon.ico", favicon)
 
 	cop := http.NewCrossOriginProtection()
 	_ = cop.AddTrustedOrigin(s.cfg.PublicURL.Scheme + "://" + s.cfg.PublicURL.Host)

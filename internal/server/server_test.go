@@ -677,3 +677,25 @@ func TestPasskeyCeremoniesAreRateLimited(t *testing.T) {
 		t.Fatalf("%d ceremonies stored despite the limit", rows)
 	}
 }
+
+// TestFavicon: every page names the icon, an SVG the node serves, and
+// /favicon.ico (what a browser asks for where no page names one: a JSON
+// answer, a log tile) is that icon too, not a 404 in the console.
+func TestFavicon(t *testing.T) {
+	n := startNode(t, nodeOptions{})
+	c := newClient(t, n.URL)
+	page := c.get("/")
+	expect(t, "home", page, 200, `<link rel="icon" href="/static/civstack.svg?v=`)
+	href := page.body[strings.Index(page.body, "/static/civstack.svg?v="):]
+	href = href[:strings.IndexByte(href, '"')]
+	icon := c.get(href)
+	expect(t, "the icon", icon, 200, "<svg", "</svg>")
+	if ct := icon.header.Get("Content-Type"); ct != "image/svg+xml" {
+		t.Fatalf("the icon's Content-Type is %q", ct)
+	}
+	ico := c.get("/favicon.ico")
+	expect(t, "/favicon.ico", ico, 200)
+	if ico.body != icon.body || ico.header.Get("Content-Type") != "image/svg+xml" || !strings.Contains(ico.header.Get("Cache-Control"), "max-age") {
+		t.Fatalf("/favicon.ico: %v\n%s", ico.header, ico.body)
+	}
+}
