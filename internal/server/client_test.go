@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -132,4 +133,15 @@ func (c *client) signin() *response {
 		c.t.Fatal(err)
 	}
 	return c.postJSON("/auth/login/finish?ceremony="+url.QueryEscape(b.Ceremony), cred)
+}
+
+// csvBody reads a CSV download: it must start with UTF-8's byte order mark
+// (for spreadsheets), which the reader is given without.
+func csvBody(t testing.TB, body string) *csv.Reader {
+	t.Helper()
+	rest, ok := strings.CutPrefix(body, "\ufeff")
+	if !ok {
+		t.Fatalf("a CSV file without a byte order mark: %.40q", body)
+	}
+	return csv.NewReader(strings.NewReader(rest))
 }

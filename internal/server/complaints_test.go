@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -180,7 +179,7 @@ func TestComplaintPages(t *testing.T) {
 			if cd := r.header.Get("Content-Disposition"); !strings.Contains(cd, `attachment; filename="civstack-complaints-`) {
 				t.Fatalf("the complaints' CSV is not a download: %q", cd)
 			}
-			rows, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			rows, err := csvBody(t, r.body).ReadAll()
 			if err != nil || len(rows) != 3 {
 				t.Fatalf("the complaints' CSV: %d rows (want a header and 2) %v\n%s", len(rows), err, r.body)
 			}

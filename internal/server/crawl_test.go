@@ -163,9 +163,11 @@ func crawlPages(c *client, name string) (pages, exports int, forms []crawlForm, 
 		}
 		switch ct := r.header.Get("Content-Type"); {
 		case strings.HasPrefix(ct, "text/csv"):
-			// An export opens: one header and rows of its width.
-			if rows, err := csv.NewReader(strings.NewReader(r.body)).ReadAll(); err != nil || len(rows) == 0 {
-				problems = append(problems, fmt.Sprintf("%s: GET %s is not a CSV file with a header: %v", name, u, err))
+			// An export opens: a byte order mark, then one header and rows
+			// of its width.
+			body, bom := strings.CutPrefix(r.body, "\ufeff")
+			if rows, err := csv.NewReader(strings.NewReader(body)).ReadAll(); !bom || err != nil || len(rows) == 0 {
+				problems = append(problems, fmt.Sprintf("%s: GET %s is not a CSV file with a byte order mark and a header: %v", name, u, err))
 			}
 			exports++
 			continue

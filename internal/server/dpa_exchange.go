@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -342,12 +343,15 @@ var zonedColumns = map[string]bool{"visible to the citizen from": true, "keep un
 // writeCSV sends a CSV download called name: the header, the first rows,
 // then whatever next gives until it gives none. The status is sent with
 // the header, so a failure later is said in the file, as its last line,
-// rather than by ending it short.
+// rather than by ending it short. The file starts with a byte order mark
+// (csvBOM), so that a spreadsheet reads its names as UTF-8.
 func (s *Server) writeCSV(w http.ResponseWriter, name string, header []string, rows [][]string, next func() ([][]string, error)) {
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	w.Header().Set("Cache-Control", "no-store")
-	cw := csv.NewWriter(newLongWrite(w))
+	lw := newLongWrite(w)
+	io.WriteString(lw, csvBOM)
+	cw := csv.NewWriter(lw)
 	cw.Write(header)
 	for len(rows) > 0 {
 		for _, row := range rows {
@@ -362,6 +366,12 @@ func (s *Server) writeCSV(w http.ResponseWriter, name string, header []string, r
 	}
 	cw.Flush()
 }
+
+// csvBOM is UTF-8's byte order mark. Excel opens a CSV file without it in
+// the computer's legacy code page, so "Tomáš Novák" would read "TomĂˇĹˇ
+// NovĂˇk"; with it, Excel, LibreOffice and Numbers all read UTF-8, and
+// readers that take UTF-8 anyway skip it (Python's "utf-8-sig", pandas).
+const csvBOM = "\ufeff"
 
 // writeCSVPages is writeCSV for a list read a chunk at a time: read gives
 // up to limit items after the item after (the zero value: from the first),

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/csv"
 	"fmt"
 	"html"
 	"net/http"
@@ -84,7 +83,7 @@ func TestDPAAccesses(t *testing.T) {
 				t.Fatalf("the deferred accesses list more than the covert one:\n%s", clip(r.body))
 			}
 			r = dpa.get("/dpa/exchange/accesses.csv?deferred=1&agency=" + url.QueryEscape(police))
-			if recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll(); err != nil || r.status != http.StatusOK || len(recs) != 2 || recs[1][7] != "CRIM-INVESTIGATION" ||
+			if recs, err := csvBody(t, r.body).ReadAll(); err != nil || r.status != http.StatusOK || len(recs) != 2 || recs[1][7] != "CRIM-INVESTIGATION" ||
 				!strings.Contains(r.header.Get("Content-Disposition"), `filename="civstack-accesses-`+strings.ToLower(police)+"-deferred-") {
 				t.Fatalf("the deferred CSV: %d %v %v\n%s", r.status, r.header, err, clip(r.body))
 			}
@@ -105,7 +104,7 @@ func TestDPAAccesses(t *testing.T) {
 				!strings.Contains(r.header.Get("Content-Disposition"), `filename="civstack-accesses-`+strings.ToLower(tax)+"-") {
 				t.Fatalf("csv: %d %v\n%s", r.status, r.header, clip(r.body))
 			}
-			recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			recs, err := csvBody(t, r.body).ReadAll()
 			if err != nil {
 				t.Fatalf("the CSV does not parse: %v\n%s", err, r.body)
 			}
@@ -210,7 +209,7 @@ func TestDPAAccessesByDay(t *testing.T) {
 				`name="from" value="`+days[1]+`"`, `name="to" value="`+days[1]+`"`, "in Europe/Rome",
 				`href="/dpa/exchange/accesses.csv?agency=`+url.QueryEscape(tax)+`&amp;from=`+days[1]+`&amp;purpose=TAX-AUDIT&amp;to=`+days[1]+`"`)
 			r := dpa.get(strings.Replace(base, "accesses?", "accesses.csv?", 1) + one)
-			recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			recs, err := csvBody(t, r.body).ReadAll()
 			if err != nil || r.status != http.StatusOK || len(recs) != 2 || recs[1][1] != middle ||
 				!strings.Contains(r.header.Get("Content-Disposition"), "-"+days[1]+"-to-"+days[1]+"-") {
 				t.Fatalf("a day's CSV: %d %v %v\n%s", r.status, r.header, err, clip(r.body))
@@ -346,7 +345,7 @@ func TestDPADenied(t *testing.T) {
 
 			// The CSV: the same, in the same order.
 			r := dpa.get("/dpa/exchange/denied.csv")
-			recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			recs, err := csvBody(t, r.body).ReadAll()
 			if r.status != http.StatusOK || err != nil || len(recs) != 10 || recs[0][1] != "request" {
 				t.Fatalf("the denials' CSV: %d %v\n%s", r.status, err, r.body)
 			}
@@ -362,7 +361,7 @@ func TestDPADenied(t *testing.T) {
 				t.Fatalf("the denials' CSV:\n%s", r.body)
 			}
 			r = dpa.get("/dpa/exchange/denied.csv?agency=" + url.QueryEscape(police))
-			if recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll(); err != nil || len(recs) != 6 || !strings.Contains(r.header.Get("Content-Disposition"), "civstack-denied-"+strings.ToLower(police)) {
+			if recs, err := csvBody(t, r.body).ReadAll(); err != nil || len(recs) != 6 || !strings.Contains(r.header.Get("Content-Disposition"), "civstack-denied-"+strings.ToLower(police)) {
 				t.Fatalf("the police's denials as CSV: %v\n%s", err, r.body)
 			}
 			expect(t, "the CSV with a purpose", dpa.get("/dpa/exchange/denied.csv?purpose=TAX-AUDIT"), http.StatusBadRequest, "by agency only")

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"encoding/csv"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -291,7 +290,7 @@ func TestExchangeConsentLifetime(t *testing.T) {
 			defer server.SetExportChunk(7)()
 			expect(t, "the CSV link", w.as(t, "Eva Lind").get("/exchange/"+police), http.StatusOK, `href="/exchange/`+police+`/releases.csv"`)
 			r := w.as(t, "Eva Lind").get("/exchange/" + police + "/releases.csv")
-			recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			recs, err := csvBody(t, r.body).ReadAll()
 			if r.status != http.StatusOK || err != nil || len(recs) != 33 || !strings.Contains(r.header.Get("Content-Disposition"), "civstack-releases-"+strings.ToLower(police)) {
 				t.Fatalf("the police's releases as CSV: %d rows, %v\n%.600s", len(recs), err, r.body)
 			}

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/csv"
 	"html"
 	"net/http"
 	"net/url"
@@ -68,7 +67,7 @@ func TestPaymentLists(t *testing.T) {
 			if cd := r.header.Get("Content-Disposition"); !strings.HasPrefix(cd, `attachment; filename="civstack-payments-`) {
 				t.Fatalf("Content-Disposition %q", cd)
 			}
-			recs, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			recs, err := csvBody(t, r.body).ReadAll()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,7 +106,7 @@ func TestPaymentLists(t *testing.T) {
 			// The day's sales as CSV, oldest first, the refund last.
 			r = liWei.get("/pos/" + li + "/sales.csv")
 			expect(t, "the sales CSV", r, http.StatusOK)
-			recs, err = csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			recs, err = csvBody(t, r.body).ReadAll()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -215,7 +214,7 @@ func TestPaymentDaysInZone(t *testing.T) {
 		t.Fatalf("the wallet says %d cents were spent today in Rome, want 200", spent)
 	}
 	csvAt := liWei.get("/pos/" + li + "/sales.csv?from=2026-12-11&to=2026-12-11")
-	recs, err := csv.NewReader(strings.NewReader(csvAt.body)).ReadAll()
+	recs, err := csvBody(t, csvAt.body).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"encoding/csv"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -78,7 +77,7 @@ func TestMerchantStatement(t *testing.T) {
 			// The CSV has every movement, whatever the page's size.
 			csvR := liWei.get("/pos/" + li + "/account.csv")
 			expect(t, "the CSV", csvR, http.StatusOK)
-			recs, err := csv.NewReader(strings.NewReader(csvR.body)).ReadAll()
+			recs, err := csvBody(t, csvR.body).ReadAll()
 			if err != nil || len(recs) != 5 {
 				t.Fatalf("CSV: %d records, %v: %s", len(recs), err, csvR.body)
 			}
