@@ -58,8 +58,9 @@ func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Con
 	if err := chromedp.Do(ctx); err != nil { // start the browser without a deadline
 		t.Fatalf("start Chromium: %v", err)
 	}
-	// Record Content-Security-Policy violations and uncaught script errors in
-	// sessionStorage, so they survive navigations; step fails on any.
+	// Record Content-Security-Policy violations, uncaught script errors and
+	// elements whose file failed to load in sessionStorage, so they survive
+	// navigations; step fails on any.
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: problemRecorder}); err != nil {
 		t.Fatalf("install the problem recorder: %v", err)
 	}
@@ -76,6 +77,12 @@ const problemRecorder = `(function () {
   }
   document.addEventListener("securitypolicyviolation", function (e) { note("CSP blocked " + e.blockedURI + " (" + e.violatedDirective + ")"); });
   window.addEventListener("error", function (e) { note("script error: " + e.message); });
+  // A script, style sheet or image that fails to load fires "error" on
+  // its element, which does not bubble: catch it on the way down.
+  window.addEventListener("error", function (e) {
+    var el = e.target;
+    if (el && el !== window && (el.src || el.href)) { note("failed to load " + (el.src || el.href)); }
+  }, true);
 })();`
 
 // step runs actions with a time limit and fails the test with what went wrong.

@@ -117,7 +117,10 @@ func (s *Server) securityHeaders(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Content-Security-Policy", csp)
-		h.Set("Permissions-Policy", "geolocation=(), microphone=(), interest-cohort=()")
+		// No page may ask for the location or the microphone, or put its
+		// visitor in an advertising topic (the Topics API, which replaced
+		// FLoC's interest-cohort); the camera stays for scanning codes.
+		h.Set("Permissions-Policy", "geolocation=(), microphone=(), browsing-topics=()")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		// Behind a TLS-terminating proxy (the usual deployment) the request
 		// itself is plain HTTP, but the public URL says https: browsers
