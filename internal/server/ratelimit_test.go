@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -54,4 +55,43 @@ func TestLimiterBounded(t *testing.T) {
 	if !first || !second || len(l.clients) != 1 {
 		t.Fatalf("after ten idle minutes a new client has no room: %d kept", len(l.clients))
 	}
+}
+
+// FuzzClientKey: any host, never a panic; an IPv4 address (mapped or not)
+// is its own key, an IPv6 address the /64 that holds it, and two addresses
+// share a key exactly when they share that.
+func FuzzClientKey(f *testing.F) {
+	for _, s := range []string{"198.51.100.7", "::ffff:198.51.100.7", "2001:db8::1", "fe80::1%eth0", "", "pipe", "::", "1.2.3.4%x"} {
+		f.Add(s, "2001:db8::2")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		ka, kb := clientKey(a), clientKey(b)
+		pa, errA := netip.ParseAddr(a)
+		pb, errB := netip.ParseAddr(b)
+		if errA != nil {
+			if ka != a {
+				t.Fatalf("clientKey(%q) = %q: what is no address stays as it is", a, ka)
+			}
+			return
+		}
+		pa = pa.Unmap().WithZone("")
+		if pa.Is4() {
+			if ka != pa.String() {
+				t.Fatalf("clientKey(%q) = %q, want %q", a, ka, pa)
+			}
+		} else if p, err := netip.ParsePrefix(ka); err != nil || p.Bits() != 64 || !p.Contains(pa) {
+			t.Fatalf("clientKey(%q) = %q: not the /64 that holds it", a, ka)
+		}
+		if errB == nil {
+			pb = pb.Unmap().WithZone("")
+			same := pa.Is4() && pb.Is4() && pa == pb
+			if pa.Is6() && pb.Is6() {
+				p, _ := pa.Prefix(64)
+				same = p.Contains(pb)
+			}
+			if (ka == kb) != same {
+				t.Fatalf("%q and %q: keys %q and %q", a, b, ka, kb)
+			}
+		}
+	})
 }
