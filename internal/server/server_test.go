@@ -499,7 +499,7 @@ func TestOps(t *testing.T) {
 	if strings.Contains(r.body, id) || strings.Contains(r.body, "Amira") {
 		t.Fatal("metrics carry personal data")
 	}
-	for _, h := range []string{"Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options"} {
+	for _, h := range []string{"Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options", "Permissions-Policy", "Cross-Origin-Opener-Policy"} {
 		if c.get("/").header.Get(h) == "" {
 			t.Errorf("missing header %s", h)
 		}
