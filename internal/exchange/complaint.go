@@ -84,9 +84,11 @@ func checkWords(s, what string, empty bool) (string, error) {
 		return "", fmt.Errorf("%w: %s is empty", ErrInvalid, what)
 	case utf8.RuneCountInString(s) > ComplaintMax:
 		return "", fmt.Errorf("%w: %s is longer than %d characters", ErrInvalid, what, ComplaintMax)
-	case strings.ContainsFunc(s, func(r rune) bool { return text.Control(r) && r != '\n' && r != '\t' }):
+	}
+	switch text.LinesFault(s) {
+	case text.HasControl:
 		return "", fmt.Errorf("%w: %s holds a control character", ErrInvalid, what)
-	case strings.ContainsFunc(s, text.Reorders):
+	case text.HasReorder:
 		return "", fmt.Errorf("%w: %s holds a bidirectional override (U+202A to U+202E or U+2066 to U+2069), which would change the order it reads in", ErrInvalid, what)
 	}
 	return s, nil

@@ -743,12 +743,12 @@ var decimal = regexp.MustCompile(`^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][
 // server refuses a NUL at its door; the package holds the rule for every
 // caller, on either engine, before anything is written.
 func oneLine(s, what string) error {
-	switch {
-	case !utf8.ValidString(s):
+	switch text.LineFault(s) {
+	case text.NotUTF8:
 		return fmt.Errorf("%w: %s is not valid UTF-8 text", ErrInvalid, what)
-	case strings.ContainsFunc(s, text.Control):
+	case text.HasControl:
 		return fmt.Errorf("%w: %s holds a control character (a line break, a tab or another character that is not printed)", ErrInvalid, what)
-	case strings.ContainsFunc(s, text.Reorders):
+	case text.HasReorder:
 		return fmt.Errorf("%w: %s holds a bidirectional override (U+202A to U+202E or U+2066 to U+2069), which would change the order it reads in", ErrInvalid, what)
 	}
 	return nil

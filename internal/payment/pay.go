@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/civstack/civstack/internal/emv"
 	"github.com/civstack/civstack/internal/ledger"
@@ -89,12 +88,12 @@ func (s *Service) NewSale(ctx context.Context, orgID string, amount int64, refer
 	if len([]rune(reference)) > 25 {
 		return nil, invalidf("the reference is at most 25 characters")
 	}
-	switch {
-	case !utf8.ValidString(reference):
+	switch text.LineFault(reference) {
+	case text.NotUTF8:
 		return nil, invalidf("the reference is not valid UTF-8 text")
-	case strings.ContainsFunc(reference, text.Control):
+	case text.HasControl:
 		return nil, invalidf("the reference holds a control character (a line break, a tab…): it is printed in the sale's QR code, which cannot carry one")
-	case strings.ContainsFunc(reference, text.Reorders):
+	case text.HasReorder:
 		return nil, invalidf("the reference holds a bidirectional override, which would reorder it on the payer's screen")
 	}
 	if ttl <= 0 || ttl > 24*time.Hour {

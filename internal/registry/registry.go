@@ -113,13 +113,11 @@ func cleanName(what, s string, max int) (string, error) {
 	if utf8.RuneCountInString(s) > max {
 		return "", fmt.Errorf("%w: %s is longer than %d characters", ErrInvalid, what, max)
 	}
-	for _, c := range s {
-		if text.Control(c) {
-			return "", fmt.Errorf("%w: %s contains a line break or another control character", ErrInvalid, what)
-		}
-		if text.Reorders(c) {
-			return "", fmt.Errorf("%w: %s contains a bidirectional override (U+202A to U+202E or U+2066 to U+2069)", ErrInvalid, what)
-		}
+	switch text.LineFault(s) {
+	case text.HasControl:
+		return "", fmt.Errorf("%w: %s contains a line break or another control character", ErrInvalid, what)
+	case text.HasReorder:
+		return "", fmt.Errorf("%w: %s contains a bidirectional override (U+202A to U+202E or U+2066 to U+2069)", ErrInvalid, what)
 	}
 	return s, nil
 }

@@ -26,18 +26,46 @@ func Control(r rune) bool {
 	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029'
 }
 
-// Line reports whether s is one line of text that reads as written: valid
-// UTF-8 (PostgreSQL stores nothing else), nothing that is a Control and
-// nothing that Reorders.
-func Line(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return Control(r) || Reorders(r) })
+// A Fault is what keeps a text from being a Line (or Lines), for a caller
+// that says which in its error.
+type Fault int
+
+// The faults, in the order LineFault and LinesFault look for them.
+const (
+	None       Fault = iota
+	NotUTF8          // not valid UTF-8 (PostgreSQL stores nothing else)
+	HasControl       // a Control (for Lines, one but a line feed or tab)
+	HasReorder       // a character that Reorders
+)
+
+// LineFault is the first fault of s as one line of text, or None.
+func LineFault(s string) Fault { return fault(s, Control) }
+
+// LinesFault is LineFault for text that may run over lines: line feeds
+// and tabs are the only Controls it may hold, so that its lines break in
+// one way only.
+func LinesFault(s string) Fault {
+	return fault(s, func(r rune) bool { return Control(r) && r != '\n' && r != '\t' })
 }
 
-// Lines is Line for text that may run over lines: line feeds and tabs are
-// the only Controls it may hold, so that its lines break in one way only.
-func Lines(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return Control(r) && r != '\n' && r != '\t' || Reorders(r) })
+func fault(s string, control func(rune) bool) Fault {
+	switch {
+	case !utf8.ValidString(s):
+		return NotUTF8
+	case strings.ContainsFunc(s, control):
+		return HasControl
+	case strings.ContainsFunc(s, Reorders):
+		return HasReorder
+	}
+	return None
 }
+
+// Line reports whether s is one line of text that reads as written: valid
+// UTF-8, nothing that is a Control and nothing that Reorders.
+func Line(s string) bool { return LineFault(s) == None }
+
+// Lines is Line for text that may run over lines (LinesFault).
+func Lines(s string) bool { return LinesFault(s) == None }
 
 // newlines writes CRLF and the two separators as line feeds.
 var newlines = strings.NewReplacer("\r\n", "\n", "\u2028", "\n", "\u2029", "\n")

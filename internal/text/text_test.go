@@ -109,3 +109,23 @@ func TestNewlines(t *testing.T) {
 		}
 	}
 }
+
+// TestFault: the first fault a text has, in the order the callers name
+// them: not UTF-8, then a control character, then a reordering one.
+func TestFault(t *testing.T) {
+	for s, want := range map[string][2]Fault{ // LineFault, LinesFault
+		"":                {None, None},
+		"Amira":           {None, None},
+		"\xff\n\u202e":    {NotUTF8, NotUTF8},
+		"a\nb":            {HasControl, None},
+		"a\n\u202eb":      {HasControl, HasReorder},
+		"a\rb\u202e":      {HasControl, HasControl},
+		"\u2066a\u2069":   {HasReorder, HasReorder},
+		"one\u2028two":    {HasControl, HasControl},
+		"\u200fحداد\ttab": {HasControl, None},
+	} {
+		if got := [2]Fault{LineFault(s), LinesFault(s)}; got != want {
+			t.Errorf("%q: LineFault, LinesFault = %v, want %v", s, got, want)
+		}
+	}
+}
