@@ -2,15 +2,20 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
@@ -64,7 +69,88 @@ func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Con
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: problemRecorder}); err != nil {
 		t.Fatalf("install the problem recorder: %v", err)
 	}
+	// The page cannot see what the browser fetches on its own (the icon in
+	// the tab, say) or what it writes to its console; the protocol can.
+	heard := &browserProblems{}
+	if err := chromedp.Listen(ctx, heard.hear); err != nil {
+		t.Fatalf("listen to the browser: %v", err)
+	}
+	problemsOf.Store(ctx, heard)
+	t.Cleanup(func() { // before the browser stops: what came after the last step
+		problemsOf.Delete(ctx)
+		if seen := heard.take(); len(seen) > 0 && !t.Failed() {
+			t.Errorf("after the last step, the browser reported problems:\n%s", strings.Join(seen, "\n"))
+		}
+	})
 	return ctx
+}
+
+// problemsOf finds the browserProblems of a browser context made by
+// newBrowser (a context is not a place for test state).
+var problemsOf sync.Map
+
+// browserProblems collects what the browser reports outside the page: a
+// file that did not load (a 4xx or 5xx answer, or no answer) and any
+// warning or error in its console. A form's htmx request may be refused on
+// purpose (a 422 the page then shows), so a 4xx answer to XHR or fetch, and
+// htmx's console line about it, do not count; a 5xx answer always does.
+type browserProblems struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+// hear runs on the loop that reads the browser's messages: it must be quick
+// and must not call the browser (see chromedp.Listen).
+func (b *browserProblems) hear(ev any) {
+	var problem string
+	switch e := ev.(type) {
+	case *network.EventResponseReceived:
+		script := e.Type == network.ResourceTypeXHR || e.Type == network.ResourceTypeFetch
+		if e.Response.Status >= 500 || e.Response.Status >= 400 && !script {
+			problem = fmt.Sprintf("%s %s answered %d", e.Type, e.Response.URL, e.Response.Status)
+		}
+	case *network.EventLoadingFailed:
+		if !e.Canceled && e.BlockedReason == "" {
+			problem = fmt.Sprintf("%s request %s failed: %s", e.Type, e.RequestID, e.ErrorText)
+		}
+	case *runtime.EventConsoleAPICalled:
+		if e.Type != runtime.ConsoleAPICalledTypeError && e.Type != runtime.ConsoleAPICalledTypeWarning && e.Type != runtime.ConsoleAPICalledTypeAssert {
+			break
+		}
+		var args []string
+		for _, a := range e.Args {
+			var text string
+			if json.Unmarshal(a.Value, &text) != nil {
+				text = string(a.Value)
+			}
+			args = append(args, text)
+		}
+		// htmx says so of every refused form; the answer itself counts above.
+		if len(args) > 0 && strings.HasPrefix(args[0], "Response Status Error Code 4") {
+			break
+		}
+		problem = fmt.Sprintf("console.%s(%s)", e.Type, strings.Join(args, ", "))
+	case *cdplog.EventEntryAdded:
+		// The console's network lines repeat the answers seen above.
+		if e.Entry.Source != cdplog.EntrySourceNetwork && (e.Entry.Level == cdplog.EntryLevelWarning || e.Entry.Level == cdplog.EntryLevelError) {
+			problem = fmt.Sprintf("console %s (%s): %s %s", e.Entry.Level, e.Entry.Source, e.Entry.Text, e.Entry.URL)
+		}
+	}
+	if problem == "" {
+		return
+	}
+	b.mu.Lock()
+	b.seen = append(b.seen, problem)
+	b.mu.Unlock()
+}
+
+// take returns what was heard since the last call and forgets it.
+func (b *browserProblems) take() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	seen := b.seen
+	b.seen = nil
+	return seen
 }
 
 const problemRecorder = `(function () {
@@ -100,6 +186,11 @@ func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Ac
 	}
 	if problems != "" && problems != "[]" {
 		t.Fatalf("%s: the page reported problems: %s", what, problems)
+	}
+	if heard, ok := problemsOf.Load(ctx); ok {
+		if seen := heard.(*browserProblems).take(); len(seen) > 0 {
+			t.Fatalf("%s: the browser reported problems:\n%s", what, strings.Join(seen, "\n"))
+		}
 	}
 }
 
