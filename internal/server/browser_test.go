@@ -75,19 +75,17 @@ func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Con
 	if err := chromedp.Listen(ctx, heard.hear); err != nil {
 		t.Fatalf("listen to the browser: %v", err)
 	}
-	problemsOf.Store(ctx, heard)
 	t.Cleanup(func() { // before the browser stops: what came after the last step
-		problemsOf.Delete(ctx)
 		if seen := heard.take(); len(seen) > 0 && !t.Failed() {
 			t.Errorf("after the last step, the browser reported problems:\n%s", strings.Join(seen, "\n"))
 		}
 	})
-	return ctx
+	return context.WithValue(ctx, browserProblemsKey{}, heard)
 }
 
-// problemsOf finds the browserProblems of a browser context made by
-// newBrowser (a context is not a place for test state).
-var problemsOf sync.Map
+// browserProblemsKey finds the browserProblems of a browser context made
+// by newBrowser, for step.
+type browserProblemsKey struct{}
 
 // browserProblems collects what the browser reports outside the page: a
 // file that did not load (a 4xx or 5xx answer, or no answer) and any
@@ -97,6 +95,7 @@ var problemsOf sync.Map
 type browserProblems struct {
 	mu   sync.Mutex
 	seen []string
+	urls map[network.RequestID]string // what each request asked for, to name a failed one
 }
 
 // hear runs on the loop that reads the browser's messages: it must be quick
@@ -104,6 +103,13 @@ type browserProblems struct {
 func (b *browserProblems) hear(ev any) {
 	var problem string
 	switch e := ev.(type) {
+	case *network.EventRequestWillBeSent:
+		b.mu.Lock()
+		if b.urls == nil {
+			b.urls = map[network.RequestID]string{}
+		}
+		b.urls[e.RequestID] = e.Request.URL
+		b.mu.Unlock()
 	case *network.EventResponseReceived:
 		script := e.Type == network.ResourceTypeXHR || e.Type == network.ResourceTypeFetch
 		if e.Response.Status >= 500 || e.Response.Status >= 400 && !script {
@@ -111,7 +117,10 @@ func (b *browserProblems) hear(ev any) {
 		}
 	case *network.EventLoadingFailed:
 		if !e.Canceled && e.BlockedReason == "" {
-			problem = fmt.Sprintf("%s request %s failed: %s", e.Type, e.RequestID, e.ErrorText)
+			b.mu.Lock()
+			url := b.urls[e.RequestID]
+			b.mu.Unlock()
+			problem = fmt.Sprintf("%s %s failed: %s", e.Type, url, e.ErrorText)
 		}
 	case *runtime.EventConsoleAPICalled:
 		if e.Type != runtime.ConsoleAPICalledTypeError && e.Type != runtime.ConsoleAPICalledTypeWarning && e.Type != runtime.ConsoleAPICalledTypeAssert {
@@ -187,8 +196,8 @@ func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Ac
 	if problems != "" && problems != "[]" {
 		t.Fatalf("%s: the page reported problems: %s", what, problems)
 	}
-	if heard, ok := problemsOf.Load(ctx); ok {
-		if seen := heard.(*browserProblems).take(); len(seen) > 0 {
+	if heard, ok := ctx.Value(browserProblemsKey{}).(*browserProblems); ok {
+		if seen := heard.take(); len(seen) > 0 {
 			t.Fatalf("%s: the browser reported problems:\n%s", what, strings.Join(seen, "\n"))
 		}
 	}
