@@ -120,9 +120,14 @@ func FuzzParseTrustList(f *testing.F) {
 	b, _ := json.Marshal(tl)
 	f.Add(b)
 	f.Add([]byte(`{"signature":{"alg":"ES256"}}`))
+	// LoadTrust's other two forms: PEM certificates and one DER certificate.
+	f.Add(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+	f.Add(cert.Raw)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _, _ = ParseTrustList(b)
-		_, _, _ = LoadTrust(b)
+		if trust, info, err := LoadTrust(b); err == nil && (trust == nil || info == "") {
+			t.Fatalf("LoadTrust accepted %q without a trust or a description", b)
+		}
 	})
 }
 
