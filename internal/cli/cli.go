@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -58,13 +59,54 @@ func commands() []command {
 		{"verify", "check offline a health pass or EU DCC (civstack verify HC1:…), an\nSD-JWT, or a downloaded receipt, report or data-access export (FILE)", runVerify},
 		{"bench", "benchmarks with their baseline in the same run:\ncivstack bench log|ledger|pay|verify|credential|exchange", runBench},
 		{"version", "print the version", func(_ context.Context, e *env, args []string) error {
-			if err := newFlags(e, "version", "Prints civstack's version.").parse(args, false); err != nil {
+			if err := newFlags(e, "version", "Prints civstack's version, and the commit and Go release it was built\nfrom where the build recorded them.").parse(args, false); err != nil {
 				return err
 			}
-			fmt.Fprintln(e.stdout, "civstack", Version)
+			fmt.Fprintln(e.stdout, "civstack", Version+buildDetail())
 			return nil
 		}},
 	}
+}
+
+// buildDetail says which commit and Go release built this binary (see
+// describeBuild); it is empty when the binary records nothing.
+func buildDetail() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	return describeBuild(bi)
+}
+
+// describeBuild turns what the Go toolchain records in a binary into
+// " (commit 85d21ac3c0de of 2026-12-07T22:30:00Z; go1.26.0)": the commit and
+// its time where the build was made in a git checkout (`go build` records
+// them unless -buildvcs=false), " with uncommitted changes" where the
+// checkout had some, and the Go release always.
+func describeBuild(bi *debug.BuildInfo) string {
+	var revision, at string
+	modified := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			revision = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if revision == "" {
+		return fmt.Sprintf(" (%s)", bi.GoVersion)
+	}
+	commit := "commit " + revision[:min(12, len(revision))]
+	if at != "" {
+		commit += " of " + at
+	}
+	if modified {
+		commit += " with uncommitted changes"
+	}
+	return fmt.Sprintf(" (%s; %s)", commit, bi.GoVersion)
 }
 
 func usage(w io.Writer) {
@@ -102,6 +144,9 @@ func (e *env) main(ctx context.Context, args []string) int {
 			return 2
 		}
 		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = append([]string{"version"}, args[1:]...)
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {

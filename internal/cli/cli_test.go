@@ -11,12 +11,15 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -111,14 +114,37 @@ func TestHelp(t *testing.T) {
 			t.Fatalf("%s -h: %d %q", cmd, code, out)
 		}
 	}
-	if code, out, _ := run(t, nil, "version"); code != 0 || !strings.HasPrefix(out, "civstack ") {
-		t.Fatalf("version: %d %q", code, out)
+	// A test binary records the Go release, never a commit.
+	wantVersion := fmt.Sprintf("civstack %s (%s)\n", Version, runtime.Version())
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}} {
+		if code, out, _ := run(t, nil, args...); code != 0 || out != wantVersion {
+			t.Fatalf("%s: %d %q, want %q", args[0], code, out, wantVersion)
+		}
 	}
-	if code, out, _ := run(t, nil, "version", "--help"); code != 0 || out != "Usage: civstack version\n\nPrints civstack's version.\n\n" {
+	if code, out, _ := run(t, nil, "version", "--help"); code != 0 || !strings.HasPrefix(out, "Usage: civstack version\n\nPrints civstack's version, and the commit") {
 		t.Fatalf("version --help: %d %q", code, out)
 	}
 	if code, _, _ := run(t, nil); code != 2 {
 		t.Fatalf("no arguments: exit %d", code)
+	}
+}
+
+func TestDescribeBuild(t *testing.T) {
+	const rev = "9373248e539810575e2e72137131234b7c261270"
+	for _, c := range []struct {
+		settings []debug.BuildSetting
+		want     string
+	}{
+		{nil, " (go1.26.8)"},
+		{[]debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: rev}, {Key: "vcs.time", Value: "2026-12-07T22:35:29Z"}, {Key: "vcs.modified", Value: "false"}},
+			" (commit 9373248e5398 of 2026-12-07T22:35:29Z; go1.26.8)"},
+		{[]debug.BuildSetting{{Key: "vcs.revision", Value: rev}, {Key: "vcs.time", Value: "2026-12-07T22:35:29Z"}, {Key: "vcs.modified", Value: "true"}},
+			" (commit 9373248e5398 of 2026-12-07T22:35:29Z with uncommitted changes; go1.26.8)"},
+		{[]debug.BuildSetting{{Key: "vcs.revision", Value: "abc"}}, " (commit abc; go1.26.8)"},
+	} {
+		if got := describeBuild(&debug.BuildInfo{GoVersion: "go1.26.8", Settings: c.settings}); got != c.want {
+			t.Errorf("describeBuild(%v) = %q, want %q", c.settings, got, c.want)
+		}
 	}
 }
 
@@ -306,8 +332,8 @@ func TestServeLifecycle(t *testing.T) {
 	if code, body := get(t, http.DefaultClient, s.url+"/readyz"); code != 200 || !strings.Contains(body, "sqlite") {
 		t.Fatalf("readyz %d %s", code, body)
 	}
-	if code, body := get(t, http.DefaultClient, s.url+"/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
-		t.Fatalf("metrics on the public address: %d", code)
+	if code, body := get(t, http.DefaultClient, s.url+"/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "go_build_info{") {
+		t.Fatalf("metrics on the public address: %d, with the Go runtime's and the build's", code)
 	}
 	if code := s.stop(t); code != 0 {
 		t.Fatalf("serve exited %d after Ctrl-C", code)

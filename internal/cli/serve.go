@@ -153,7 +153,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 
 	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewBuildInfoCollector())
 	// With port 0 the system picks the port; the public URL follows it.
 	pub, err := publicURL(*public, ln.Addr().String(), tlsConfig != nil)
 	if err != nil {
@@ -343,7 +343,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err := banner(ctx, e, n, pub, ln.Addr().String(), storage, *demoMode, signer.VerifierKey(), mln); err != nil {
 		return err
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "database", string(n.db.Dialect()), "demo", *demoMode)
+	logger.Info("serving", "addr", ln.Addr().String(), "database", string(n.db.Dialect()), "demo", *demoMode, "version", Version+buildDetail())
 
 	errc := make(chan error, 2)
 	go func() {
