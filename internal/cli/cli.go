@@ -62,20 +62,20 @@ func commands() []command {
 			if err := newFlags(e, "version", "Prints civstack's version, and the commit and Go release it was built\nfrom where the build recorded them.").parse(args, false); err != nil {
 				return err
 			}
-			fmt.Fprintln(e.stdout, "civstack", Version+buildDetail())
+			fmt.Fprintln(e.stdout, "civstack", fullVersion())
 			return nil
 		}},
 	}
 }
 
-// buildDetail says which commit and Go release built this binary (see
-// describeBuild); it is empty when the binary records nothing.
-func buildDetail() string {
+// fullVersion is the release and, where the binary records them, the
+// commit and Go release that built it (see describeBuild).
+func fullVersion() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return ""
+		return Version
 	}
-	return describeBuild(bi)
+	return Version + describeBuild(bi)
 }
 
 // describeBuild turns what the Go toolchain records in a binary into

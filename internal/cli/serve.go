@@ -343,7 +343,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err := banner(ctx, e, n, pub, ln.Addr().String(), storage, *demoMode, signer.VerifierKey(), mln); err != nil {
 		return err
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "database", string(n.db.Dialect()), "demo", *demoMode, "version", Version+buildDetail())
+	logger.Info("serving", "addr", ln.Addr().String(), "database", string(n.db.Dialect()), "demo", *demoMode, "version", fullVersion())
 
 	errc := make(chan error, 2)
 	go func() {
