@@ -310,7 +310,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	go flushAccessIndex(integratorCtx, ex, logger)
 	go forgetExchange(integratorCtx, ex, logger)
 	go eraseIdentity(integratorCtx, ids, logger)
-	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority,
+	srv, err := server.New(server.Config{PublicURL: pub, Demo: *demoMode, SessionTTL: *sessionTTL, Version: Version, Build: fullVersion(), LogKey: signer.VerifierKey(), HealthAuthority: *healthAuthority,
 		CeremoniesPerMinute: *ceremonies, TrustedProxies: trusted, MetricsElsewhere: *metricsAddr != "", Zone: zone},
 		server.Deps{DB: n.db, Registry: n.reg, Keys: n.keys, Logger: logger, Now: e.now, Metrics: metrics, Log: tl, Ledger: eng, Payments: pay, Health: health, HealthNode: hnode, Identity: ids, Exchange: ex, Rewards: rw})
 	if err != nil {

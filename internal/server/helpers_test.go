@@ -191,7 +191,7 @@ func startNode(t testing.TB, o nodeOptions) *node {
 			t.Fatal(err)
 		}
 	}
-	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test", LogKey: signer.VerifierKey(), TrustedProxies: o.proxies, Zone: o.zone},
+	srv, err := server.New(server.Config{PublicURL: pub, Demo: o.demo, SessionTTL: time.Hour, Version: "test", Build: "test (commit 0123456789ab; go1.26)", LogKey: signer.VerifierKey(), TrustedProxies: o.proxies, Zone: o.zone},
 		server.Deps{DB: db, Registry: reg, Keys: keys, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.now, Log: tl, Ledger: eng, Payments: pay,
 			Health: health, HealthNode: hnode, Identity: ids, Exchange: ex, Rewards: rw})
 	if err != nil {

@@ -22,9 +22,45 @@ func (s *Server) renderOperator(w http.ResponseWriter, r *http.Request, v *viewe
 		s.failErr(w, r, err)
 		return
 	}
+	node, err := s.nodeFacts(r.Context())
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
 	p.Title = "Operator"
-	p.Data = map[string]any{"Organisations": orgs, "Roles": registry.OrgRoles}
+	p.Data = map[string]any{"Organisations": orgs, "Roles": registry.OrgRoles, "Node": node}
 	s.render(w, r, v, status, "operator", p)
+}
+
+// nodeFacts is what an operator checks first about the node they look at:
+// which build runs, on which database and schema, at which address.
+type nodeFacts struct {
+	Build     string
+	Database  string
+	Schema    int64 // the newest migration applied
+	URL       string
+	Zone      string
+	LogOrigin string
+	Demo      bool
+}
+
+func (s *Server) nodeFacts(ctx context.Context) (nodeFacts, error) {
+	schema, err := s.db.SchemaVersion(ctx)
+	if err != nil {
+		return nodeFacts{}, err
+	}
+	f := nodeFacts{
+		Build:    cmp.Or(s.cfg.Build, s.cfg.Version),
+		Database: string(s.db.Dialect()),
+		Schema:   schema,
+		URL:      s.cfg.PublicURL.String(),
+		Zone:     s.cfg.Zone.String(),
+		Demo:     s.cfg.Demo,
+	}
+	if s.tlog != nil {
+		f.LogOrigin = s.tlog.Origin()
+	}
+	return f, nil
 }
 
 // organisations lists the organisations this node shows: every one, or

@@ -40,7 +40,11 @@ type Config struct {
 	Demo bool
 	// SessionTTL is how long a sign-in lasts.
 	SessionTTL time.Duration
-	Version    string
+	// Version is the release, for /healthz and the API description.
+	Version string
+	// Build is Version with the commit and Go release that built the
+	// binary, shown to operators only (empty: Version).
+	Build string
 	// LogKey is the transparency log's verifier key (C2SP vkey), shown to
 	// auditors.
 	LogKey string

@@ -287,7 +287,8 @@ func TestOperatorPages(t *testing.T) {
 	expect(t, "setup page", op.get("/setup?code="+code), 200, code)
 	expect(t, "wrong code", op.postForm("/setup", url.Values{"code": {"setup_wrong"}}), http.StatusUnauthorized, "unknown, spent or revoked")
 	expect(t, "redeem", op.postForm("/setup", url.Values{"code": {code}}), http.StatusSeeOther)
-	expect(t, "operator home", op.get("/operator"), 200, "New organisation", registry.OperatorOrgName)
+	expect(t, "operator home", op.get("/operator"), 200, "New organisation", registry.OperatorOrgName,
+		"<code>test (commit 0123456789ab; go1.26)</code>", fmt.Sprintf("sqlite, schema version %d", store.KnownVersion(store.SQLite)), "<code>"+n.URL+"</code>")
 
 	expect(t, "org without roles", op.postForm("/operator/organisations", url.Values{"name": {"Nothing"}}), 400, "at least one role")
 	expect(t, "org with a bad role", op.postForm("/operator/organisations", url.Values{"name": {"X"}, "role": {"emperor"}}), 400, "<p class=\"error\" role=\"alert\">Unknown role &#34;emperor&#34;")
